@@ -1,0 +1,54 @@
+/**
+ * One error class for the whole project, thrown by TypeScript and (through
+ * native/binding.ts, which hands this class to the addon) by native code.
+ * Every code lives in this sorted list; messages start with their context
+ * ("[plugin-name] ...", "prog 'on_malloc': ...", "file.bpf.o: section ...").
+ */
+export const ErrorCodes = [
+  "ABI_MISMATCH",
+  "ASM_SYNTAX",
+  "ATTACH_FAILED",
+  "BAD_ARGUMENT",
+  "CONFIG_INVALID",
+  "DUPLICATE_ATTACH_TYPE",
+  "ELF_INVALID",
+  "ELF_UNSUPPORTED",
+  "MAP_ERROR",
+  "NATIVE_NOT_BUILT",
+  "NOT_FOUND",
+  "PLUGIN_INVALID",
+  "PLUGIN_NOT_FOUND",
+  "SCHEMA_INVALID",
+  "VM_COMPILE",
+  "VM_FAULT",
+  "VM_LOAD",
+] as const;
+
+export type ErrorCode = (typeof ErrorCodes)[number];
+
+export interface ErrorDetail {
+  /** Negative errno from the native side, as libbpf reports it. */
+  errno?: number;
+  /** Instruction index, address, symbol, file or section the error is about. */
+  pc?: number;
+  address?: bigint;
+  symbol?: string;
+  file?: string;
+  section?: string;
+  plugin?: string;
+  cause?: unknown;
+}
+
+export class BpfhookError extends Error {
+  readonly code: ErrorCode;
+  readonly errno?: number;
+  readonly detail: ErrorDetail;
+
+  constructor(code: ErrorCode, message: string, detail: ErrorDetail = {}) {
+    super(message, detail.cause === undefined ? undefined : { cause: detail.cause });
+    this.name = "BpfhookError";
+    this.code = code;
+    this.detail = detail;
+    if (detail.errno !== undefined) this.errno = detail.errno;
+  }
+}
