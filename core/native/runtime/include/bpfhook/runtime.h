@@ -1,0 +1,99 @@
+/* The native runtime: programs, plugins and attachments, with no Node in
+ * sight, so the Node addon (embedded mode) and the agent (agent mode) share it.
+ *
+ *   rt = bh_runtime_create(&opts)
+ *   bh_runtime_open_plugin(rt, "/path/libplugin.so", "frida-uprobe", ...)  -> plugin index
+ *   prog = bh_runtime_load_program(rt, &prog_opts, ...)  VM + helpers + JIT
+ *   link = bh_runtime_attach(rt, plugin, prog, &attach, ...)
+ *   bh_runtime_detach(rt, link)
+ *   bh_runtime_destroy(rt)   detaches every link, finalizes every plugin
+ *
+ * Thread safety: control calls (everything above) are serialized by the
+ * runtime's own mutex; programs run concurrently on any thread.
+ * Errors: negative errno plus a message in a caller-owned buffer.
+ */
+#ifndef BPFHOOK_RUNTIME_H
+#define BPFHOOK_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bpfhook/plugin.h"
+#include "bpfhook/vm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct bh_runtime bh_runtime;
+typedef struct bh_program bh_program;
+
+/* Called for every program the runtime loads, before its helpers from
+ * plugins: the embedder registers the standard helpers (bpfhelpers, maps). */
+typedef int (*bh_register_defaults_fn)(void *cookie, bh_vm *vm);
+
+struct bh_runtime_opts {
+  size_t sz;
+  bh_register_defaults_fn register_defaults;
+  void *register_defaults_cookie;
+  void (*log)(void *log_ctx, int level, const char *msg); /* plugins' log lines; NULL: stderr */
+  void *log_ctx;
+};
+
+struct bh_program_opts {
+  size_t sz;
+  const char *name;
+  const void *insns;
+  size_t insns_len;     /* bytes, multiple of 8 */
+  int checked;          /* checked mode (both backends) */
+  uint64_t budget;      /* instruction budget, 0 = none */
+  int interpreter;      /* 1: run in the interpreter instead of the JIT */
+  /* lddw map forms: src 1/5 (map by fd / index) -> maps[imm]; src 2/6 (value)
+   * -> map_value_addr(maps[imm], next_imm). */
+  void *const *maps;
+  size_t nmaps;
+  uint64_t (*map_value_addr)(void *map, uint32_t offset);
+  /* Memory checked mode allows besides stack and context (the shared region). */
+  const void *region_base;
+  size_t region_len;
+};
+
+bh_runtime *bh_runtime_create(const struct bh_runtime_opts *opts);
+void bh_runtime_destroy(bh_runtime *rt);
+
+/* dlopens a plugin's native piece, checks its ABI and name, calls init and
+ * register_helpers. Returns a plugin index >= 0. */
+int bh_runtime_open_plugin(bh_runtime *rt, const char *path, const char *expect_name, char *err, size_t err_len);
+/* Attach-specific functions (ops->call) by plugin index. */
+int64_t bh_runtime_plugin_call(bh_runtime *rt, int plugin, const char *name, const void *in, size_t in_len, void *out,
+                               size_t out_len);
+
+bh_program *bh_runtime_load_program(bh_runtime *rt, const struct bh_program_opts *opts, char *err, size_t err_len);
+/* Drops the caller's reference; the program lives on while attached. */
+void bh_program_release(bh_program *prog);
+/* Runs a program directly (tests, simple triggers): bh_prog_run_fn shape. */
+int bh_program_run(void *prog, void *ctx, size_t ctx_len, uint64_t *ret);
+/* Same, with the VM's fault report. */
+int bh_program_run_fault(bh_program *prog, void *ctx, size_t ctx_len, uint64_t *ret, bh_fault *fault);
+const bh_vm *bh_program_vm(const bh_program *prog);
+
+struct bh_runtime_attach_opts {
+  size_t sz;
+  uint32_t attach_type;
+  const void *private_data;
+  size_t private_data_len;
+  uint64_t cookie;
+};
+
+/* Returns a link id >= 0. On failure nothing is attached. */
+int bh_runtime_attach(bh_runtime *rt, int plugin, bh_program *prog, const struct bh_runtime_attach_opts *opts,
+                      char *err, size_t err_len);
+/* Returns 0 or -ENOENT. */
+int bh_runtime_detach(bh_runtime *rt, int link);
+/* Live links (for close and for tests). */
+size_t bh_runtime_link_count(const bh_runtime *rt);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BPFHOOK_RUNTIME_H */

@@ -1,0 +1,345 @@
+// The native runtime: owns plugins (dlopen'd native pieces), programs (a VM
+// each, JIT-compiled) and links (one attachment of one program by one
+// plugin). Control calls are serialized by one mutex; the data path (a plugin
+// calling bh_program_run or the JIT entry) takes no lock.
+#include "bpfhook/runtime.h"
+
+#include <dlfcn.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+struct bh_program {
+  std::string name;
+  bh_vm *vm = nullptr;
+  bh_jit_fn fast_jit = nullptr;  // set only in fast (unchecked, unbudgeted) JIT mode
+  bool interpreter = false;
+  std::atomic<int> refs{1};
+  std::atomic<uint64_t> faults{0};
+  // Maps for the lddw resolver; valid during load only.
+  const bh_program_opts *loading = nullptr;
+
+  ~bh_program() { bh_vm_destroy(vm); }
+};
+
+namespace {
+
+int fail(char *err, size_t len, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int fail(char *err, size_t len, int code, const char *fmt, ...) {
+  if (err != nullptr && len > 0) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, len, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
+
+struct HelperReg {
+  uint32_t id;
+  std::string name;
+  bh_helper_fn fn;
+  uint32_t flags;
+};
+
+struct Plugin {
+  std::string name;
+  std::string path;
+  void *handle = nullptr;
+  const bh_plugin_ops *ops = nullptr;
+  void *state = nullptr;
+};
+
+struct Link {
+  int plugin = -1;
+  int plugin_id = -1;  // the id the plugin returned
+  bh_program *prog = nullptr;
+  bool live = false;
+};
+
+int resolve_lddw(void *cookie, uint32_t pc, uint8_t src, int32_t imm, int32_t next_imm, uint64_t *out, char *err,
+                 size_t err_len) {
+  auto *prog = static_cast<bh_program *>(cookie);
+  const bh_program_opts *o = prog->loading;
+  const bool by_value = src == BH_PSEUDO_MAP_VALUE || src == BH_PSEUDO_MAP_IDX_VALUE;
+  if (src != BH_PSEUDO_MAP_FD && src != BH_PSEUDO_MAP_IDX && !by_value) {
+    return fail(err, err_len, -1, "pc %u: unsupported lddw source %u", pc, src);
+  }
+  if (imm < 0 || static_cast<size_t>(imm) >= o->nmaps || o->maps[imm] == nullptr) {
+    return fail(err, err_len, -1, "pc %u: lddw refers to map %d, but the program has %zu maps", pc, imm, o->nmaps);
+  }
+  if (!by_value) {
+    *out = reinterpret_cast<uint64_t>(o->maps[imm]);
+    return 0;
+  }
+  if (o->map_value_addr == nullptr) return fail(err, err_len, -1, "pc %u: map value loads are not supported here", pc);
+  uint64_t addr = o->map_value_addr(o->maps[imm], static_cast<uint32_t>(next_imm));
+  if (addr == 0) {
+    return fail(err, err_len, -1, "pc %u: map %d has no value at offset %d (not an array map, or out of range)", pc,
+                imm, next_imm);
+  }
+  *out = addr;
+  return 0;
+}
+
+void default_log(void *, int level, const char *msg) {
+  static const char *names[] = {"debug", "info", "warn", "error"};
+  fprintf(stderr, "bpfhook %s: %s\n", names[level & 3], msg);
+}
+
+}  // namespace
+
+struct bh_runtime {
+  std::mutex mu;
+  bh_runtime_opts opts{};
+  bh_host host{};
+  std::vector<HelperReg> helpers;  // from plugins, applied to every program loaded after
+  std::vector<std::unique_ptr<Plugin>> plugins;
+  std::vector<Link> links;
+  // Programs that were ever attached: a probe may still be running one after
+  // detach, so they are freed with the runtime, not before.
+  std::vector<bh_program *> retired;
+};
+
+namespace {
+
+int register_helper_cb(void *reg_ctx, uint32_t id, const char *name,
+                       uint64_t (*fn)(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t), uint32_t flags) {
+  auto *rt = static_cast<bh_runtime *>(reg_ctx);
+  if (fn == nullptr || name == nullptr) return -EINVAL;
+  rt->helpers.push_back({id, name, fn, flags});
+  return 0;
+}
+
+void release(bh_program *prog) {
+  if (prog != nullptr && prog->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete prog;
+}
+
+}  // namespace
+
+extern "C" {
+
+bh_runtime *bh_runtime_create(const struct bh_runtime_opts *opts) {
+  auto *rt = new bh_runtime();
+  if (opts != nullptr) {
+    memcpy(&rt->opts, opts, std::min(opts->sz, sizeof(rt->opts)));
+  }
+  rt->opts.sz = sizeof(rt->opts);
+  rt->host.sz = sizeof(rt->host);
+  rt->host.abi_version = BH_PLUGIN_ABI_VERSION;
+  rt->host.log = rt->opts.log != nullptr ? rt->opts.log : default_log;
+  rt->host.host_ctx = rt->opts.log_ctx;
+  return rt;
+}
+
+void bh_runtime_destroy(bh_runtime *rt) {
+  if (rt == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(rt->mu);
+    // Detach in reverse order of attach, then finalize plugins.
+    for (size_t i = rt->links.size(); i-- > 0;) {
+      Link &l = rt->links[i];
+      if (!l.live) continue;
+      const Plugin &p = *rt->plugins[l.plugin];
+      p.ops->detach(p.state, l.plugin_id);
+      l.live = false;
+    }
+    for (auto &p : rt->plugins) {
+      if (p->ops->fini != nullptr) p->ops->fini(p->state);
+      // No dlclose: a thread may still be returning through a plugin's code.
+    }
+    for (bh_program *prog : rt->retired) release(prog);
+  }
+  delete rt;
+}
+
+int bh_runtime_open_plugin(bh_runtime *rt, const char *path, const char *expect_name, char *err, size_t err_len) {
+  std::lock_guard<std::mutex> lock(rt->mu);
+  for (size_t i = 0; i < rt->plugins.size(); i++) {
+    if (rt->plugins[i]->path == path) return static_cast<int>(i);
+  }
+  // RTLD_GLOBAL: a plugin's public C API (e.g. the simple plugin's trigger)
+  // must be reachable by other libraries through dlsym(RTLD_DEFAULT, ...).
+  void *handle = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
+  if (handle == nullptr) return fail(err, err_len, -ENOENT, "cannot load plugin library %s: %s", path, dlerror());
+  auto entry = reinterpret_cast<bh_plugin_entry_fn>(dlsym(handle, BH_PLUGIN_ENTRY_SYMBOL));
+  if (entry == nullptr) {
+    return fail(err, err_len, -EINVAL, "%s does not export %s, so it is not a bpfhook plugin", path,
+                BH_PLUGIN_ENTRY_SYMBOL);
+  }
+  const bh_plugin_ops *ops = entry();
+  if (ops == nullptr || ops->sz < offsetof(bh_plugin_ops, register_helpers)) {
+    return fail(err, err_len, -EINVAL, "%s: %s returned no usable operations table", path, BH_PLUGIN_ENTRY_SYMBOL);
+  }
+  if (ops->abi_version != BH_PLUGIN_ABI_VERSION) {
+    return fail(err, err_len, -EPROTO, "%s: plugin ABI %u, core speaks ABI %u; rebuild the plugin", path,
+                ops->abi_version, BH_PLUGIN_ABI_VERSION);
+  }
+  if (expect_name != nullptr && (ops->name == nullptr || strcmp(ops->name, expect_name) != 0)) {
+    return fail(err, err_len, -EINVAL, "%s: native piece is named '%s', the TypeScript side '%s'", path,
+                ops->name != nullptr ? ops->name : "(null)", expect_name);
+  }
+  if (ops->attach == nullptr || ops->detach == nullptr) {
+    return fail(err, err_len, -EINVAL, "%s: plugin '%s' lacks attach or detach", path, ops->name);
+  }
+  auto p = std::make_unique<Plugin>();
+  p->name = ops->name;
+  p->path = path;
+  p->handle = handle;
+  p->ops = ops;
+  char msg[256] = {0};
+  if (ops->init != nullptr) {
+    int rc = ops->init(&p->state, &rt->host, msg, sizeof msg);
+    if (rc < 0) return fail(err, err_len, rc, "[%s] init failed: %s", p->name.c_str(), msg);
+  }
+  if (BH_SZ_HAS(ops, bh_plugin_ops, register_helpers) && ops->register_helpers != nullptr) {
+    size_t before = rt->helpers.size();
+    int rc = ops->register_helpers(p->state, register_helper_cb, rt);
+    if (rc < 0) {
+      rt->helpers.resize(before);
+      if (ops->fini != nullptr) ops->fini(p->state);
+      return fail(err, err_len, rc, "[%s] register_helpers failed (%d)", p->name.c_str(), rc);
+    }
+  }
+  rt->plugins.push_back(std::move(p));
+  return static_cast<int>(rt->plugins.size() - 1);
+}
+
+int64_t bh_runtime_plugin_call(bh_runtime *rt, int plugin, const char *name, const void *in, size_t in_len, void *out,
+                               size_t out_len) {
+  const Plugin *p;
+  {
+    std::lock_guard<std::mutex> lock(rt->mu);
+    if (plugin < 0 || static_cast<size_t>(plugin) >= rt->plugins.size()) return -ENOENT;
+    p = rt->plugins[plugin].get();
+  }
+  if (!BH_SZ_HAS(p->ops, bh_plugin_ops, call) || p->ops->call == nullptr) return -ENOSYS;
+  // Not under the lock: a call may run programs (the simple plugin's trigger).
+  return p->ops->call(p->state, name, in, in_len, out, out_len);
+}
+
+bh_program *bh_runtime_load_program(bh_runtime *rt, const struct bh_program_opts *opts, char *err, size_t err_len) {
+  if (opts == nullptr || opts->sz < offsetof(bh_program_opts, maps)) {
+    fail(err, err_len, -EINVAL, "bad program options");
+    return nullptr;
+  }
+  bh_program_opts o{};
+  memcpy(&o, opts, std::min(opts->sz, sizeof o));
+  const char *name = o.name != nullptr ? o.name : "(anonymous)";
+  auto prog = std::make_unique<bh_program>();
+  prog->name = name;
+  prog->interpreter = o.interpreter != 0;
+  prog->vm = bh_vm_create();
+  if (prog->vm == nullptr) {
+    fail(err, err_len, -ENOMEM, "prog '%s': out of memory", name);
+    return nullptr;
+  }
+  char msg[256] = {0};
+  if (rt->opts.register_defaults != nullptr && rt->opts.register_defaults(rt->opts.register_defaults_cookie, prog->vm) < 0) {
+    fail(err, err_len, -EINVAL, "prog '%s': registering the standard helpers failed", name);
+    return nullptr;
+  }
+  {
+    std::lock_guard<std::mutex> lock(rt->mu);
+    for (const HelperReg &h : rt->helpers) {
+      if (bh_vm_register_helper(prog->vm, h.id, h.name.c_str(), h.fn, h.flags) < 0) {
+        fail(err, err_len, -EINVAL, "prog '%s': cannot register helper %u '%s'", name, h.id, h.name.c_str());
+        return nullptr;
+      }
+    }
+  }
+  bh_vm_set_lddw_resolver(prog->vm, resolve_lddw, prog.get());
+  bh_vm_set_checked(prog->vm, o.checked);
+  bh_vm_set_budget(prog->vm, o.budget);
+  if (o.region_base != nullptr && o.region_len > 0) bh_vm_add_region(prog->vm, o.region_base, o.region_len, 1);
+  prog->loading = &o;
+  int rc = bh_vm_load(prog->vm, o.insns, o.insns_len, msg, sizeof msg);
+  prog->loading = nullptr;
+  if (rc < 0) {
+    fail(err, err_len, -EINVAL, "prog '%s': %s", name, msg);
+    return nullptr;
+  }
+  if (!prog->interpreter) {
+    bh_jit_fn fn = bh_vm_compile(prog->vm, msg, sizeof msg);
+    if (fn == nullptr) {
+      fail(err, err_len, -EINVAL, "prog '%s': JIT: %s", name, msg);
+      return nullptr;
+    }
+    if (!o.checked && o.budget == 0) prog->fast_jit = fn;
+  }
+  return prog.release();
+}
+
+void bh_program_release(bh_program *prog) { release(prog); }
+
+int bh_program_run_fault(bh_program *prog, void *ctx, size_t ctx_len, uint64_t *ret, bh_fault *fault) {
+  if (prog->fast_jit != nullptr) {
+    *ret = prog->fast_jit(ctx, ctx_len);
+    return 0;
+  }
+  int rc = prog->interpreter ? bh_vm_exec(prog->vm, ctx, ctx_len, ret, fault)
+                             : bh_vm_exec_jit(prog->vm, ctx, ctx_len, ret, fault);
+  if (rc < 0) {
+    prog->faults.fetch_add(1, std::memory_order_relaxed);
+    return -EFAULT;
+  }
+  return 0;
+}
+
+int bh_program_run(void *prog, void *ctx, size_t ctx_len, uint64_t *ret) {
+  return bh_program_run_fault(static_cast<bh_program *>(prog), ctx, ctx_len, ret, nullptr);
+}
+
+const bh_vm *bh_program_vm(const bh_program *prog) { return prog->vm; }
+
+int bh_runtime_attach(bh_runtime *rt, int plugin, bh_program *prog, const struct bh_runtime_attach_opts *opts,
+                      char *err, size_t err_len) {
+  if (opts == nullptr || prog == nullptr) return fail(err, err_len, -EINVAL, "attach: missing program or options");
+  std::lock_guard<std::mutex> lock(rt->mu);
+  if (plugin < 0 || static_cast<size_t>(plugin) >= rt->plugins.size()) {
+    return fail(err, err_len, -ENOENT, "attach: no plugin %d", plugin);
+  }
+  const Plugin &p = *rt->plugins[plugin];
+  bh_attach_opts a{};
+  a.sz = sizeof a;
+  a.attach_type = opts->attach_type;
+  a.private_data = opts->private_data;
+  a.private_data_len = opts->private_data_len;
+  a.run = bh_program_run;
+  a.prog = prog;
+  a.jit = prog->fast_jit;
+  a.cookie = opts->cookie;
+  a.prog_name = prog->name.c_str();
+  char msg[256] = {0};
+  int id = p.ops->attach(p.state, &a, msg, sizeof msg);
+  if (id < 0) return fail(err, err_len, id, "[%s] prog '%s': %s", p.name.c_str(), prog->name.c_str(), msg);
+  prog->refs.fetch_add(1, std::memory_order_relaxed);
+  rt->retired.push_back(prog);
+  rt->links.push_back({plugin, id, prog, true});
+  return static_cast<int>(rt->links.size() - 1);
+}
+
+int bh_runtime_detach(bh_runtime *rt, int link) {
+  std::lock_guard<std::mutex> lock(rt->mu);
+  if (link < 0 || static_cast<size_t>(link) >= rt->links.size() || !rt->links[link].live) return -ENOENT;
+  Link &l = rt->links[link];
+  const Plugin &p = *rt->plugins[l.plugin];
+  int rc = p.ops->detach(p.state, l.plugin_id);
+  l.live = false;
+  return rc < 0 ? rc : 0;
+}
+
+size_t bh_runtime_link_count(const bh_runtime *rt) {
+  size_t n = 0;
+  for (const Link &l : rt->links) n += l.live ? 1 : 0;
+  return n;
+}
+
+}  // extern "C"

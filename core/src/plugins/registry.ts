@@ -1,0 +1,149 @@
+/**
+ * The plugin registry: which plugins are in, which attach types they serve,
+ * which plugin a section name or config entry selects, and the validation of
+ * private data by the plugin's own schema, all before anything native runs.
+ */
+import { inject, injectable } from "tsyringe";
+import type { DependencyContainer } from "tsyringe";
+import { PLUGIN_ABI_VERSION } from "@bpfhook/sdk";
+import type { AttachPlugin, AttachTypeSpec, PluginExport } from "@bpfhook/sdk";
+import { BpfhookError } from "../errors.js";
+import type { PluginLoader } from "./discovery.js";
+import { checkPluginShape } from "./plugin-shape.js";
+import { PluginLoaderToken } from "./tokens.js";
+
+export interface ResolvedType {
+  readonly plugin: AttachPlugin;
+  readonly type: AttachTypeSpec;
+}
+
+export interface SectionMatch extends ResolvedType {
+  /** What follows the prefix and its "/" ("libc.so.6:malloc"). */
+  readonly rest: string;
+}
+
+@injectable()
+export class PluginRegistry {
+  private readonly plugins = new Map<string, AttachPlugin>();
+  private readonly typesById = new Map<number, ResolvedType>();
+  private readonly typesByName = new Map<string, ResolvedType>();
+  private readonly prefixes = new Map<string, ResolvedType>();
+
+  constructor(@inject(PluginLoaderToken) private readonly loader: PluginLoader) {}
+
+  /**
+   * Registers a plugin given as an object or an injectable class (resolved in
+   * `container`, so it may inject core services). All checks run before the
+   * registry changes: a refused plugin leaves no trace.
+   */
+  register(exported: PluginExport, container: DependencyContainer, origin = "code"): AttachPlugin {
+    const instance =
+      typeof exported === "function" ? container.resolve(exported as new (...args: any[]) => AttachPlugin) : exported;
+    const plugin = checkPluginShape(instance, origin);
+    const tag = `[${plugin.name}]`;
+    if (this.plugins.has(plugin.name)) {
+      throw new BpfhookError("PLUGIN_INVALID", `${tag} a plugin with this name is already registered`, {
+        plugin: plugin.name,
+      });
+    }
+    if (plugin.abiVersion !== PLUGIN_ABI_VERSION) {
+      throw new BpfhookError(
+        "ABI_MISMATCH",
+        `${tag} built for plugin ABI ${plugin.abiVersion}, this core speaks ABI ${PLUGIN_ABI_VERSION}; rebuild the plugin against this @bpfhook/sdk`,
+        { plugin: plugin.name },
+      );
+    }
+    const seenHere = new Set<string>();
+    for (const type of plugin.attachTypes) {
+      const clash =
+        this.typesById.get(type.id) ??
+        this.typesByName.get(type.name) ??
+        type.sectionPrefixes.map((p) => this.prefixes.get(p)).find((x) => x !== undefined);
+      if (clash) {
+        throw new BpfhookError(
+          "DUPLICATE_ATTACH_TYPE",
+          `${tag} attach type ${type.id} '${type.name}' (prefixes ${type.sectionPrefixes.join(", ")}) clashes with ` +
+            `${clash.type.id} '${clash.type.name}' of plugin '${clash.plugin.name}'`,
+          { plugin: plugin.name },
+        );
+      }
+      for (const key of [`id:${type.id}`, `name:${type.name}`, ...type.sectionPrefixes.map((p) => `prefix:${p}`)]) {
+        if (seenHere.has(key)) {
+          throw new BpfhookError("DUPLICATE_ATTACH_TYPE", `${tag} declares ${key} twice`, { plugin: plugin.name });
+        }
+        seenHere.add(key);
+      }
+    }
+    this.plugins.set(plugin.name, plugin);
+    for (const type of plugin.attachTypes) {
+      const entry = { plugin, type };
+      this.typesById.set(type.id, entry);
+      this.typesByName.set(type.name, entry);
+      for (const p of type.sectionPrefixes) this.prefixes.set(p, entry);
+    }
+    return plugin;
+  }
+
+  /** Loads and registers a plugin package by npm name. */
+  registerPackage(name: string, fromDir: string, container: DependencyContainer): AttachPlugin {
+    const found = this.loader.load(name, fromDir);
+    return this.register(found.exported, container, `package ${name}`);
+  }
+
+  /** Loads every plugin package a project's package.json depends on. */
+  registerFromPackageJson(packageJsonPath: string, container: DependencyContainer): AttachPlugin[] {
+    const dir = packageJsonPath.replace(/[/\\]package\.json$/, "");
+    return this.loader
+      .fromPackageJson(packageJsonPath)
+      .filter((name) => ![...this.plugins.values()].some((p) => p.name === name))
+      .map((name) => this.registerPackage(name, dir, container));
+  }
+
+  list(): AttachPlugin[] {
+    return [...this.plugins.values()];
+  }
+
+  get(name: string): AttachPlugin | undefined {
+    return this.plugins.get(name);
+  }
+
+  /** The plugin and type for an id or a name ("uprobe", 6). */
+  type(idOrName: number | string): ResolvedType {
+    const found = typeof idOrName === "number" ? this.typesById.get(idOrName) : this.typesByName.get(idOrName);
+    if (!found) {
+      const known = [...this.typesByName.values()].map((t) => `${t.type.name} (${t.type.id})`).join(", ") || "none";
+      throw new BpfhookError(
+        "NOT_FOUND",
+        `no plugin serves attach type ${JSON.stringify(idOrName)}; registered types: ${known}`,
+      );
+    }
+    return found;
+  }
+
+  /**
+   * The plugin for a section name: the longest registered prefix that matches
+   * whole path components ("uprobe" matches "uprobe/x" and "uprobe", never
+   * "uprobex/..."). Undefined when none does.
+   */
+  matchSection(section: string): SectionMatch | undefined {
+    let best: { prefix: string; entry: ResolvedType } | undefined;
+    for (const [prefix, entry] of this.prefixes) {
+      const hit = section === prefix || section.startsWith(`${prefix}/`);
+      if (hit && (!best || prefix.length > best.prefix.length)) best = { prefix, entry };
+    }
+    if (!best) return undefined;
+    return { ...best.entry, rest: section.slice(best.prefix.length + 1) };
+  }
+
+  /** Validates raw private data with the plugin's schema; errors list every issue. */
+  validate<P>(plugin: AttachPlugin<P>, type: AttachTypeSpec, raw: unknown, where: string): P {
+    const result = plugin.privateDataSchema.safeParse(raw);
+    if (!result.success) {
+      const issues = result.error.issues.map((i) => `${i.path.join(".") || "(value)"}: ${i.message}`).join("; ");
+      throw new BpfhookError("SCHEMA_INVALID", `[${plugin.name}] ${type.name} ${where}: invalid private data: ${issues}`, {
+        plugin: plugin.name,
+      });
+    }
+    return result.data;
+  }
+}

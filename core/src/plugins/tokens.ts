@@ -1,0 +1,7 @@
+/**
+ * DI tokens. Interfaces get Symbol tokens and every injection names its token
+ * explicitly (no reliance on emitted metadata; see docs/ARCHITECTURE.md).
+ */
+export const PluginLoaderToken = Symbol("bpfhook.PluginLoader");
+export const PluginRegistryToken = Symbol("bpfhook.PluginRegistry");
+export const NativePluginHostToken = Symbol("bpfhook.NativePluginHost");

@@ -1,0 +1,124 @@
+/* The C ABI between bpfhook's core and an attach plugin's native piece.
+ *
+ * A plugin's native piece is a shared library exporting one symbol,
+ * `bh_plugin_entry`, that returns its operations table. The same .so serves
+ * the Node addon (embedded mode) and the native agent (agent mode), so nothing
+ * here mentions Node.
+ *
+ * Life of a plugin, as the core drives it:
+ *   ops = bh_plugin_entry();            check ops->abi_version, ops->sz
+ *   ops->init(&state, host)             once per runtime
+ *   ops->register_helpers(state, ...)   before programs are loaded
+ *   ops->attach(state, &opts, ...)      returns an attachment id >= 0
+ *   ops->detach(state, id)              by id; every id is detached before fini
+ *   ops->call(state, "name", data, len) attach-specific functions (optional)
+ *   ops->fini(state)
+ *
+ * Growth: every struct begins with `size_t sz`. The core reads a field of a
+ * plugin's struct only if `sz` covers it; a plugin reads a field of the core's
+ * struct only if `sz` covers it. New fields go at the end; removed ones stay as
+ * padding. BH_PLUGIN_ABI_VERSION changes only when that rule can't hold.
+ *
+ * Errors: negative errno values; functions that can fail fill a caller-owned
+ * message that starts with the plugin's context ("uprobe 'malloc': ...").
+ */
+#ifndef BPFHOOK_PLUGIN_H
+#define BPFHOOK_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BH_PLUGIN_ABI_VERSION 1u
+
+/* Reads a field of a sized struct only when the caller's sz covers it. */
+#define BH_SZ_HAS(ptr, type, field) \
+  ((ptr) != NULL && (ptr)->sz >= offsetof(type, field) + sizeof(((type *)0)->field))
+
+/* Attach type ids, compatible with bpftime's. Third parties pick ids >= 4096. */
+enum bh_attach_type {
+  BH_ATTACH_SYSCALL_TRACE = 2,
+  BH_ATTACH_UPROBE = 6,
+  BH_ATTACH_URETPROBE = 7,
+  BH_ATTACH_CUDA_PROBE = 8,
+  BH_ATTACH_CUDA_RETPROBE = 9,
+  BH_ATTACH_UPROBE_OVERRIDE = 1008,
+  BH_ATTACH_UREPLACE = 1009,
+  BH_ATTACH_SIMPLE = 2001,
+  BH_ATTACH_THIRD_PARTY_MIN = 4096,
+};
+
+/* Runs the attached program on `ctx`. Returns 0 and sets *ret (the program's
+ * r0), or a negative errno when the program faulted (checked mode). Safe to
+ * call from any thread, concurrently. Never calls into JavaScript. */
+typedef int (*bh_prog_run_fn)(void *prog, void *ctx, size_t ctx_len, uint64_t *ret);
+
+/* The compiled program itself, for hot paths that can't afford the extra
+ * indirection of `run`: r0 = jit(ctx, ctx_len). NULL when the program runs in
+ * the interpreter or in checked mode; then use `run`. */
+typedef uint64_t (*bh_prog_jit_fn)(void *ctx, size_t ctx_len);
+
+struct bh_attach_opts {
+  size_t sz;
+  uint32_t attach_type;           /* one of the plugin's declared types */
+  const void *private_data;       /* bytes from the plugin's encodePrivateData() */
+  size_t private_data_len;
+  bh_prog_run_fn run;
+  void *prog;                     /* first argument of run */
+  bh_prog_jit_fn jit;             /* optional fast path, see above */
+  uint64_t cookie;                /* bpf_get_attach_cookie() for this attachment */
+  const char *prog_name;          /* for messages */
+};
+
+/* Registers a custom helper with the core; the core adds it to every program
+ * loaded afterwards. */
+typedef int (*bh_register_helper_fn)(void *reg_ctx, uint32_t id, const char *name,
+                                     uint64_t (*fn)(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t),
+                                     uint32_t flags);
+
+enum bh_log_level { BH_LOG_DEBUG = 0, BH_LOG_INFO = 1, BH_LOG_WARN = 2, BH_LOG_ERROR = 3 };
+
+/* What the core offers a plugin. */
+struct bh_host {
+  size_t sz;
+  uint32_t abi_version;
+  void (*log)(void *host_ctx, int level, const char *msg);
+  void *host_ctx;
+};
+
+struct bh_plugin_ops {
+  size_t sz;
+  uint32_t abi_version;           /* BH_PLUGIN_ABI_VERSION the plugin was built with */
+  const char *name;               /* must equal the TypeScript side's name */
+  int (*init)(void **state, const struct bh_host *host, char *err, size_t err_len);
+  void (*fini)(void *state);
+  /* Returns an attachment id >= 0, or a negative errno and a message. On
+   * failure nothing stays attached. */
+  int (*attach)(void *state, const struct bh_attach_opts *opts, char *err, size_t err_len);
+  /* Returns 0, or -ENOENT for an unknown id. After detach returns, `run` is
+   * never called again for that attachment (a call already in flight on
+   * another thread may still finish). */
+  int (*detach)(void *state, int id);
+  /* Optional (may be NULL). */
+  int (*register_helpers)(void *state, bh_register_helper_fn reg, void *reg_ctx);
+  /* Optional (may be NULL): attach-specific functions by name; returns >= 0 or
+   * a negative errno; -ENOSYS for an unknown name. `out` may be NULL. */
+  int64_t (*call)(void *state, const char *name, const void *in, size_t in_len, void *out, size_t out_len);
+};
+
+typedef const struct bh_plugin_ops *(*bh_plugin_entry_fn)(void);
+#define BH_PLUGIN_ENTRY_SYMBOL "bh_plugin_entry"
+
+#if defined(__GNUC__)
+#define BH_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define BH_PLUGIN_EXPORT
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BPFHOOK_PLUGIN_H */

@@ -1,0 +1,89 @@
+/**
+ * The plugin contract: the TypeScript counterpart of bpftime's
+ * `base_attach_impl` + `attach_private_data`. A plugin is a plain object (or
+ * an injectable class producing one) with a name, the attach types it serves,
+ * a zod schema for its private data, and the path of its native piece, a
+ * shared library implementing include/bpfhook/plugin.h.
+ *
+ * Flow for one attachment:
+ *   section "uprobe/libc.so.6:malloc"  --parseSection-->  private data
+ *   config entry {type: "uprobe", ...} --parseConfig--->  private data
+ *   private data --schema.parse--> validated --prepare--> resolved (addresses...)
+ *   resolved --encode--> bytes for the native piece's attach()
+ */
+import type { ZodType } from "zod";
+
+export interface AttachTypeSpec {
+  /** Numeric id (see AttachTypeId); unique across all loaded plugins. */
+  readonly id: number;
+  /** Short name used in configs and APIs ("uprobe"); unique too. */
+  readonly name: string;
+  /**
+   * ELF section prefixes that select this type, without the trailing "/"
+   * ("uprobe" matches "uprobe/libc.so.6:malloc" and a bare "uprobe").
+   */
+  readonly sectionPrefixes: readonly string[];
+  /** Size in bytes of the context the program receives, when fixed (pt_regs: 168). */
+  readonly contextSize?: number;
+}
+
+/** A helper a plugin's native piece registers, declared for tools and docs. */
+export interface HelperDecl {
+  readonly id: number;
+  readonly name: string;
+  readonly description?: string;
+}
+
+export interface AttachRequest<P> {
+  /** The attach type chosen (from the section or the config entry). */
+  readonly type: AttachTypeSpec;
+  /** Private data, already validated by the plugin's schema. */
+  readonly data: P;
+}
+
+/** What the host lends a plugin while it prepares an attachment. */
+export interface PluginHost {
+  /** Logs with the plugin's name as context. */
+  log(level: "debug" | "info" | "warn" | "error", message: string): void;
+}
+
+export interface AttachPlugin<P = unknown> {
+  /** npm-like name, unique ("frida-uprobe"); messages start with "[name]". */
+  readonly name: string;
+  readonly version?: string;
+  /** The native ABI its shared library implements (PLUGIN_ABI_VERSION). */
+  readonly abiVersion: number;
+  readonly attachTypes: readonly AttachTypeSpec[];
+  /** Validates private data before anything native is touched. */
+  readonly privateDataSchema: ZodType<P>;
+  /** Absolute path of the native piece (a .so exporting bh_plugin_entry). */
+  readonly nativeLibrary: string;
+  /** Custom helpers its native piece registers (for docs and checks). */
+  readonly helpers?: readonly HelperDecl[];
+
+  /**
+   * A section name to unvalidated private data. `rest` is what follows the
+   * matched prefix and its "/" ("libc.so.6:malloc"), or "" for a bare prefix.
+   */
+  parseSection(type: AttachTypeSpec, rest: string, section: string): unknown;
+  /** A config entry (minus its `type`) to unvalidated private data. */
+  parseConfig?(type: AttachTypeSpec, entry: Record<string, unknown>): unknown;
+  /**
+   * Turns validated data into what the native piece needs (e.g. resolves a
+   * symbol to an address). May throw a BpfhookError-like error; may be async.
+   */
+  prepare?(request: AttachRequest<P>, host: PluginHost): P | Promise<P>;
+  /** Encodes prepared data into the bytes the native attach() decodes. */
+  encode(request: AttachRequest<P>): Uint8Array;
+  /** bpftime's to_string(): a short human description of an attachment. */
+  describe?(request: AttachRequest<P>): string;
+}
+
+/** A plugin package's module exports one of these as `plugin` or `default`. */
+// biome-ignore lint: constructor parameters are whatever the plugin injects
+export type PluginExport<P = unknown> = AttachPlugin<P> | (new (...args: any[]) => AttachPlugin<P>);
+
+/** Identity helper that checks the object against the contract at compile time. */
+export function definePlugin<P>(plugin: AttachPlugin<P>): AttachPlugin<P> {
+  return plugin;
+}
