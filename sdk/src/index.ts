@@ -4,6 +4,7 @@ export type {
   AttachRequest,
   AttachTypeSpec,
   HelperDecl,
+  NativeCaller,
   PluginExport,
   PluginHost,
 } from "./plugin.js";

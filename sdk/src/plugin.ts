@@ -87,3 +87,16 @@ export type PluginExport<P = unknown> = AttachPlugin<P> | (new (...args: any[]) 
 export function definePlugin<P>(plugin: AttachPlugin<P>): AttachPlugin<P> {
   return plugin;
 }
+
+/**
+ * Calls a plugin's attach-specific native function (ops->call) by name; the
+ * Runtime implements it. Plugins' TypeScript helpers take this, not the
+ * Runtime, so they depend on the SDK alone.
+ */
+export interface NativeCaller {
+  /**
+   * Returns the native function's result `rc` (>= 0) and its `out` buffer of
+   * `outSize` bytes; throws a BpfhookError for a negative result.
+   */
+  callNative(plugin: string, name: string, input: Uint8Array, outSize: number): { rc: number; out: Buffer };
+}
