@@ -3,12 +3,28 @@
 #pragma once
 #include <napi.h>
 
+#include "bpfhook/vm.h"
+
 namespace bpfhook::addon {
 
 // The JS error class passed in by core/src/native/binding.ts, so native code
 // throws the same BpfhookError (with code, errno, detail) as TypeScript does.
 Napi::Error MakeError(Napi::Env env, const std::string &code, const std::string &message);
+// The same with BpfhookError's detail object ({ pc, address, fault, ... }).
+Napi::Error MakeError(Napi::Env env, const std::string &code, const std::string &message, Napi::Object detail);
 
 void InitVm(Napi::Env env, Napi::Object exports);
+void InitMaps(Napi::Env env, Napi::Object exports);
+void InitRuntime(Napi::Env env, Napi::Object exports);
+
+// Glue between bindings (maps_binding.cpp): the native map behind a JS map
+// object (NULL if it is not one), the address of an array map's value at a
+// byte offset (0 if none), and the shared region programs may access.
+void *UnwrapMap(Napi::Value value);
+uint64_t MapValueAddr(void *map, uint32_t offset);
+void SharedRegionBounds(const void **base, size_t *len);
+
+// Registers the standard helpers (bpfhelpers + map helpers) in a new VM.
+int RegisterStandardHelpers(void *cookie, bh_vm *vm);
 
 }  // namespace bpfhook::addon

@@ -5,3 +5,4 @@
 export const PluginLoaderToken = Symbol("bpfhook.PluginLoader");
 export const PluginRegistryToken = Symbol("bpfhook.PluginRegistry");
 export const NativePluginHostToken = Symbol("bpfhook.NativePluginHost");
+export const RuntimeToken = Symbol("bpfhook.Runtime");

@@ -1,0 +1,261 @@
+// Node binding of the native runtime (core/native/runtime): NativeRuntime
+// (plugins, links) and NativeProgram (a loaded, compiled program).
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "addon.h"
+#include "bpfhook/runtime.h"
+
+namespace bpfhook::addon {
+
+namespace {
+
+std::string ErrnoName(int e) {
+  switch (-e) {
+    case ENOENT: return "ENOENT";
+    case EEXIST: return "EEXIST";
+    case EINVAL: return "EINVAL";
+    case ENOMEM: return "ENOMEM";
+    case E2BIG: return "E2BIG";
+    case EFAULT: return "EFAULT";
+    case EPROTO: return "EPROTO";
+    case ENOSYS: return "ENOSYS";
+    case EBUSY: return "EBUSY";
+    case EPERM: return "EPERM";
+    case EOPNOTSUPP: return "EOPNOTSUPP";
+    default: return "errno " + std::to_string(-e);
+  }
+}
+
+Napi::Error ErrnoError(Napi::Env env, const char *code, int rc, const std::string &msg) {
+  Napi::Error err = MakeError(env, code, msg + " (" + ErrnoName(rc) + ")");
+  err.Set("errno", Napi::Number::New(env, rc));
+  return err;
+}
+
+class NativeProgram : public Napi::ObjectWrap<NativeProgram> {
+ public:
+  static Napi::FunctionReference *ctor;
+
+  static void Define(Napi::Env env, Napi::Object exports) {
+    Napi::Function fn = DefineClass(env, "NativeProgram",
+                                    {InstanceMethod<&NativeProgram::Run>("run"),
+                                     InstanceMethod<&NativeProgram::Release>("release"),
+                                     InstanceAccessor<&NativeProgram::JitSize>("jitSize")});
+    ctor = new Napi::FunctionReference(Napi::Persistent(fn));
+    exports.Set("NativeProgram", fn);
+  }
+
+  explicit NativeProgram(const Napi::CallbackInfo &info) : Napi::ObjectWrap<NativeProgram>(info) {}
+  ~NativeProgram() override { bh_program_release(prog_); }
+
+  bh_program *prog_ = nullptr;
+
+ private:
+  bh_program *Get(Napi::Env env) {
+    if (prog_ == nullptr) {
+      MakeError(env, "BAD_ARGUMENT", "program was released").ThrowAsJavaScriptException();
+    }
+    return prog_;
+  }
+
+  // run(ctx: Buffer) -> bigint r0; throws VM_FAULT.
+  Napi::Value Run(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    bh_program *prog = Get(env);
+    if (prog == nullptr) return env.Undefined();
+    void *ctx = nullptr;
+    size_t len = 0;
+    if (info.Length() > 0 && info[0].IsBuffer()) {
+      auto buf = info[0].As<Napi::Buffer<uint8_t>>();
+      ctx = buf.Data();
+      len = buf.Length();
+    }
+    uint64_t r0 = 0;
+    bh_fault fault{};
+    if (bh_program_run_fault(prog, ctx, len, &r0, &fault) < 0) {
+      Napi::Error err = MakeError(env, "VM_FAULT", fault.message);
+      err.Set("pc", Napi::Number::New(env, fault.pc));
+      err.Set("fault", Napi::Number::New(env, fault.code));
+      err.Set("address", Napi::BigInt::New(env, fault.addr));
+      err.ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return Napi::BigInt::New(env, r0);
+  }
+
+  Napi::Value Release(const Napi::CallbackInfo &info) {
+    bh_program_release(prog_);
+    prog_ = nullptr;
+    return info.Env().Undefined();
+  }
+
+  Napi::Value JitSize(const Napi::CallbackInfo &info) {
+    return Napi::Number::New(info.Env(), prog_ ? static_cast<double>(bh_vm_jit_size(bh_program_vm(prog_))) : 0);
+  }
+};
+
+Napi::FunctionReference *NativeProgram::ctor = nullptr;
+
+class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
+ public:
+  static void Define(Napi::Env env, Napi::Object exports) {
+    Napi::Function fn = DefineClass(env, "NativeRuntime",
+                                    {InstanceMethod<&NativeRuntime::OpenPlugin>("openPlugin"),
+                                     InstanceMethod<&NativeRuntime::LoadProgram>("loadProgram"),
+                                     InstanceMethod<&NativeRuntime::Attach>("attach"),
+                                     InstanceMethod<&NativeRuntime::Detach>("detach"),
+                                     InstanceMethod<&NativeRuntime::CallPlugin>("callPlugin"),
+                                     InstanceMethod<&NativeRuntime::LinkCount>("linkCount"),
+                                     InstanceMethod<&NativeRuntime::Close>("close")});
+    exports.Set("NativeRuntime", fn);
+  }
+
+  explicit NativeRuntime(const Napi::CallbackInfo &info) : Napi::ObjectWrap<NativeRuntime>(info) {
+    bh_runtime_opts opts{};
+    opts.sz = sizeof opts;
+    opts.register_defaults = RegisterStandardHelpers;
+    rt_ = bh_runtime_create(&opts);
+  }
+  ~NativeRuntime() override { bh_runtime_destroy(rt_); }
+
+ private:
+  bh_runtime *rt_ = nullptr;
+
+  bool Alive(Napi::Env env) {
+    if (rt_ != nullptr) return true;
+    MakeError(env, "BAD_ARGUMENT", "runtime is closed").ThrowAsJavaScriptException();
+    return false;
+  }
+
+  // openPlugin(path, name) -> index
+  Napi::Value OpenPlugin(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!Alive(env)) return env.Undefined();
+    std::string path = info[0].As<Napi::String>();
+    std::string name = info[1].As<Napi::String>();
+    char err[512] = {0};
+    int rc = bh_runtime_open_plugin(rt_, path.c_str(), name.c_str(), err, sizeof err);
+    if (rc < 0) {
+      ErrnoError(env, rc == -EPROTO ? "ABI_MISMATCH" : "PLUGIN_INVALID", rc, std::string("[") + name + "] " + err)
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return Napi::Number::New(env, rc);
+  }
+
+  // loadProgram({name, insns, checked, budget, interpreter, maps}) -> NativeProgram
+  Napi::Value LoadProgram(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!Alive(env)) return env.Undefined();
+    Napi::Object o = info[0].As<Napi::Object>();
+    std::string name = o.Get("name").As<Napi::String>();
+    auto insns = o.Get("insns").As<Napi::Uint8Array>();
+    std::vector<void *> maps;
+    if (o.Has("maps") && o.Get("maps").IsArray()) {
+      Napi::Array arr = o.Get("maps").As<Napi::Array>();
+      for (uint32_t i = 0; i < arr.Length(); i++) {
+        void *m = UnwrapMap(arr.Get(i));
+        if (m == nullptr) {
+          MakeError(env, "BAD_ARGUMENT", "prog '" + name + "': maps[" + std::to_string(i) + "] is not a map")
+              .ThrowAsJavaScriptException();
+          return env.Undefined();
+        }
+        maps.push_back(m);
+      }
+    }
+    bh_program_opts po{};
+    po.sz = sizeof po;
+    po.name = name.c_str();
+    po.insns = insns.Data();
+    po.insns_len = insns.ByteLength();
+    po.checked = o.Get("checked").ToBoolean() ? 1 : 0;
+    po.interpreter = o.Get("interpreter").ToBoolean() ? 1 : 0;
+    Napi::Value budget = o.Get("budget");
+    po.budget = budget.IsNumber() ? static_cast<uint64_t>(budget.As<Napi::Number>().Int64Value()) : 0;
+    po.maps = maps.data();
+    po.nmaps = maps.size();
+    po.map_value_addr = MapValueAddr;
+    SharedRegionBounds(&po.region_base, &po.region_len);
+    char err[512] = {0};
+    bh_program *prog = bh_runtime_load_program(rt_, &po, err, sizeof err);
+    if (prog == nullptr) {
+      MakeError(env, "VM_LOAD", err).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Object obj = NativeProgram::ctor->New({});
+    NativeProgram::Unwrap(obj)->prog_ = prog;
+    return obj;
+  }
+
+  // attach(plugin, program, type, privateData, cookie) -> link id
+  Napi::Value Attach(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!Alive(env)) return env.Undefined();
+    int plugin = info[0].As<Napi::Number>().Int32Value();
+    NativeProgram *prog = NativeProgram::Unwrap(info[1].As<Napi::Object>());
+    if (prog->prog_ == nullptr) {
+      MakeError(env, "BAD_ARGUMENT", "program was released").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    auto priv = info[3].As<Napi::Uint8Array>();
+    bool lossless = true;
+    bh_runtime_attach_opts ao{};
+    ao.sz = sizeof ao;
+    ao.attach_type = info[2].As<Napi::Number>().Uint32Value();
+    ao.private_data = priv.Data();
+    ao.private_data_len = priv.ByteLength();
+    ao.cookie = info.Length() > 4 && info[4].IsBigInt() ? info[4].As<Napi::BigInt>().Uint64Value(&lossless) : 0;
+    char err[512] = {0};
+    int rc = bh_runtime_attach(rt_, plugin, prog->prog_, &ao, err, sizeof err);
+    if (rc < 0) {
+      ErrnoError(env, "ATTACH_FAILED", rc, err).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return Napi::Number::New(env, rc);
+  }
+
+  Napi::Value Detach(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!Alive(env)) return env.Undefined();
+    return Napi::Number::New(env, bh_runtime_detach(rt_, info[0].As<Napi::Number>().Int32Value()));
+  }
+
+  // callPlugin(plugin, name, input, outSize) -> {rc, out}
+  Napi::Value CallPlugin(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!Alive(env)) return env.Undefined();
+    int plugin = info[0].As<Napi::Number>().Int32Value();
+    std::string name = info[1].As<Napi::String>();
+    auto input = info[2].As<Napi::Uint8Array>();
+    size_t out_size = info[3].As<Napi::Number>().Uint32Value();
+    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, out_size);
+    memset(out.Data(), 0, out_size);
+    int64_t rc = bh_runtime_plugin_call(rt_, plugin, name.c_str(), input.Data(), input.ByteLength(), out.Data(), out_size);
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("rc", Napi::Number::New(env, static_cast<double>(rc)));
+    result.Set("out", out);
+    return result;
+  }
+
+  Napi::Value LinkCount(const Napi::CallbackInfo &info) {
+    return Napi::Number::New(info.Env(), rt_ ? static_cast<double>(bh_runtime_link_count(rt_)) : 0);
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo &info) {
+    bh_runtime_destroy(rt_);
+    rt_ = nullptr;
+    return info.Env().Undefined();
+  }
+};
+
+}  // namespace
+
+void InitRuntime(Napi::Env env, Napi::Object exports) {
+  NativeProgram::Define(env, exports);
+  NativeRuntime::Define(env, exports);
+}
+
+}  // namespace bpfhook::addon

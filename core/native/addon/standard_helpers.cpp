@@ -1,0 +1,17 @@
+// The helpers every program gets: the kernel-id helpers of core/native/helpers
+// and the map helpers of core/native/maps.
+#include "addon.h"
+
+namespace bpfhook::addon {
+
+int RegisterStandardHelpers(void *, bh_vm *) { return 0; }
+
+// Weak fallbacks until maps_binding.cpp provides the real ones.
+__attribute__((weak)) void *UnwrapMap(Napi::Value) { return nullptr; }
+__attribute__((weak)) uint64_t MapValueAddr(void *, uint32_t) { return 0; }
+__attribute__((weak)) void SharedRegionBounds(const void **base, size_t *len) {
+  *base = nullptr;
+  *len = 0;
+}
+
+}  // namespace bpfhook::addon

@@ -1,0 +1,10 @@
+#include <napi.h>
+
+void InitSimpleSource(Napi::Env env, Napi::Object exports);
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  InitSimpleSource(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(testaddon, Init)
