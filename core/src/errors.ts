@@ -31,6 +31,10 @@ export interface ErrorDetail {
   errno?: number;
   /** Instruction index, address, symbol, file or section the error is about. */
   pc?: number;
+  /** 1-based source line (assembler input, config files). */
+  line?: number;
+  /** Kind of run-time fault ("out_of_bounds", "budget", "call_depth", "bad_helper"). */
+  fault?: string;
   address?: bigint;
   symbol?: string;
   file?: string;

@@ -1,1 +1,20 @@
 export { SDK_VERSION } from "@bpfhook/sdk";
+export { BpfhookError, ErrorCodes, type ErrorCode, type ErrorDetail } from "./errors.js";
+export * from "./asm/index.js";
+export * from "./vm/index.js";
+export * from "./conformance/index.js";
+export {
+  loadObject,
+  BPF_MAP_TYPE,
+  BPF_F_MMAPABLE,
+  BPF_F_NO_PREALLOC,
+  BPF_F_RDONLY_PROG,
+  type BpfObject,
+  type BtfKindName,
+  type BtfMemberInfo,
+  type BtfTypeInfo,
+  type LinkedFunction,
+  type LoadObjectOptions,
+  type MapSpec,
+  type ProgramSpec,
+} from "./loader/index.js";

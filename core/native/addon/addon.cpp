@@ -21,6 +21,18 @@ Napi::Error MakeError(Napi::Env env, const std::string &code, const std::string 
   return err;
 }
 
+Napi::Error MakeError(Napi::Env env, const std::string &code, const std::string &message, Napi::Object detail) {
+  auto *data = env.GetInstanceData<AddonData>();
+  if (data != nullptr && !data->errorClass.IsEmpty()) {
+    Napi::Object err =
+        data->errorClass.New({Napi::String::New(env, code), Napi::String::New(env, message), detail});
+    return Napi::Error(env, err);
+  }
+  Napi::Error err = MakeError(env, code, message);
+  err.Set("detail", detail);
+  return err;
+}
+
 static Napi::Value SetErrorClass(const Napi::CallbackInfo &info) {
   auto *data = info.Env().GetInstanceData<AddonData>();
   data->errorClass = Napi::Persistent(info[0].As<Napi::Function>());
@@ -31,9 +43,15 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new AddonData());
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));
   InitVm(env, exports);
+  InitMaps(env, exports);
+  InitRuntime(env, exports);
   return exports;
 }
 
 }  // namespace bpfhook::addon
 
-NODE_API_MODULE(bpfhook_core, bpfhook::addon::Init)
+// NODE_API_MODULE pastes its second argument into an identifier, so it needs
+// an unqualified name.
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return bpfhook::addon::Init(env, exports); }
+
+NODE_API_MODULE(bpfhook_core, InitModule)

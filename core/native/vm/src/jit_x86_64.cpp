@@ -1,0 +1,815 @@
+// The x86-64 code generator. One pass over the validated program emits the
+// hot code in program order; cold paths (fault reports, checked-mode slow
+// paths, exit unwinding) are queued and emitted after it, so the common path
+// stays straight and dense. Every forward reference is a label patched once at
+// the end by the assembler.
+//
+// Register map. eBPF r1..r5 sit in the SysV argument registers, so a helper
+// call needs no shuffling; r6..r9 and r10 are in callee-saved registers, so
+// they survive helper calls for free:
+//
+//   r0 rax   r1 rdi   r2 rsi   r3 rdx   r4 rcx   r5 r8
+//   r6 rbx   r7 r13   r8 r14   r9 r15   r10 rbp
+//   r12: the run state (below)   r9, r10, r11: scratch, never live across
+//   an eBPF instruction.
+//
+// Native frame of one run (addresses grow upwards; S = r12):
+//
+//   [S + 32 ...)         saved rbp rbx r12 r13 r14 r15, return address
+//   [S, S + 32)          run state: ctx, ctx_len, budget left, depth left
+//   [S - 4096, S)        eBPF stacks: 8 frames of 512 bytes, the entry frame
+//                        on top, each local call's frame right below its
+//                        caller's (the interpreter's layout, so checked mode
+//                        admits the same addresses)
+//   [... S - 4096)       return addresses and saved r6..r9/r10 of local calls
+//
+// The program body is entered with `call`, so every eBPF exit is a plain
+// `ret`, whether it leaves a local function or the program. A fault or an
+// exit request unwinds from any depth with `lea rsp, [r12 + 32]`.
+//
+// Stack alignment: rsp is 16-byte aligned everywhere in the body, so helper
+// calls need no adjustment; a local call pushes five registers (40 bytes)
+// plus its return address, which keeps the callee aligned too.
+#if defined(__x86_64__)
+
+#include "jit_x86_64.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <functional>
+
+#include "x86_emit.h"
+
+namespace bh {
+namespace {
+
+using namespace x86;
+
+constexpr Reg kRegMap[BH_NUM_REGS] = {RAX, RDI, RSI, RDX, RCX, R8, RBX, R13, R14, R15, RBP};
+constexpr Reg kState = R12;
+
+constexpr int32_t kStateCtx = 0;
+constexpr int32_t kStateCtxLen = 8;
+constexpr int32_t kStateBudget = 16;
+constexpr int32_t kStateDepth = 24;  // local calls still allowed (dword)
+constexpr int32_t kStateSize = 32;
+constexpr int32_t kStackBlock = BH_MAX_CALL_DEPTH * BH_STACK_SIZE;
+constexpr int32_t kFrameBytes = kStackBlock + kStateSize;
+// Entry rsp is 8 mod 16; six pushes keep it so, and the frame must too, so
+// that the `call` into the body leaves the body's rsp 16-byte aligned.
+static_assert(kFrameBytes % 16 == 0, "the run frame must keep the body's stack aligned");
+
+// ---- run-time support, called from generated code --------------------------
+
+// Two integers come back in rax:rdx under SysV, so one call returns both the
+// helper's result and whether it asked to end the program.
+struct HelperResult {
+  uint64_t r0;
+  uint64_t exited;
+};
+
+// Calls a BH_HELPER_MAY_EXIT helper (r1..r5 arrive in place; `fn` is the
+// sixth argument, r9, which no eBPF register uses).
+HelperResult call_may_exit(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, bh_helper_fn fn) {
+  ExitRequest &req = exit_request();
+  req.requested = false;
+  const uint64_t r0 = fn(r1, r2, r3, r4, r5);
+  if (!req.requested) return HelperResult{r0, 0};
+  req.requested = false;
+  return HelperResult{req.ret, 1};
+}
+
+// Records a helper's exit request as the interpreter reports it: not a
+// fault, but the caller may want to know the program did not reach exit.
+void note_exit(uint32_t pc) {
+  bh_fault &f = jit_fault();
+  f.code = BH_FAULT_HELPER_EXIT;
+  f.pc = pc;
+  f.addr = 0;
+  f.size = 0;
+  f.message[0] = '\0';
+}
+
+__attribute__((cold)) void raise_fault(int code, uint32_t pc, uint64_t addr, uint32_t size, const bh_vm *vm) {
+  bh_fault &f = jit_fault();
+  f.code = code;
+  f.pc = pc;
+  f.addr = addr;
+  f.size = size;
+  switch (code) {
+    case BH_FAULT_BUDGET:
+      snprintf(f.message, sizeof f.message, "pc %u: instruction budget of %" PRIu64 " exhausted", pc, vm->budget);
+      break;
+    case BH_FAULT_CALL_DEPTH:
+      snprintf(f.message, sizeof f.message, "pc %u: local calls nest deeper than %d frames", pc, BH_MAX_CALL_DEPTH);
+      break;
+    case BH_FAULT_BAD_HELPER:
+      snprintf(f.message, sizeof f.message, "pc %u: callx to unregistered helper %" PRIu64, pc, addr);
+      break;
+    default:
+      snprintf(f.message, sizeof f.message, "pc %u: fault %d", pc, code);
+      break;
+  }
+}
+
+// Checked mode's slow path, reached only when the inline tests (this frame,
+// the callers' frames, the context) all failed: regions, or a fault.
+// `info` packs pc (bits 0-31), size (32-39) and is_store (40).
+int check_access(const bh_vm *vm, uint64_t addr, uint64_t info, uint64_t frame_top, const uint64_t *state) {
+  const uint32_t pc = uint32_t(info);
+  const uint32_t size = uint32_t(info >> 32) & 0xff;
+  const bool is_store = (info >> 40) & 1;
+  const uintptr_t stack_top = reinterpret_cast<uintptr_t>(state);
+  if (access_ok(vm, uintptr_t(addr), size, is_store, uintptr_t(frame_top - BH_STACK_SIZE), stack_top,
+                uintptr_t(state[kStateCtx / 8]), size_t(state[kStateCtxLen / 8]))) {
+    return 1;
+  }
+  bh_fault &f = jit_fault();
+  f.code = BH_FAULT_OUT_OF_BOUNDS;
+  f.pc = pc;
+  f.addr = addr;
+  f.size = size;
+  if (is_store) {
+    snprintf(f.message, sizeof f.message, "pc %u: store of %u bytes to 0x%" PRIx64 " outside stack, context and regions",
+             pc, size, addr);
+  } else {
+    snprintf(f.message, sizeof f.message, "pc %u: load of %u bytes at 0x%" PRIx64 " outside stack, context and regions",
+             pc, size, addr);
+  }
+  return 0;
+}
+
+template <typename F>
+uint64_t addr_of(F *fn) {
+  return uint64_t(reinterpret_cast<uintptr_t>(fn));
+}
+
+Width mem_width(uint8_t opcode) {
+  switch (opcode & 0x18) {
+    case BH_SIZE_B: return W8;
+    case BH_SIZE_H: return W16;
+    case BH_SIZE_W: return W32;
+    default: return W64;
+  }
+}
+
+class Compiler {
+ public:
+  explicit Compiler(const bh_vm *vm)
+      : vm_(vm), code_(vm->insts), n_(vm->insts.size()), checked_(vm->checked), budget_(vm->budget != 0) {}
+
+  int compile(std::vector<uint8_t> &out, char *err, size_t err_len) {
+    pc_label_.resize(n_);
+    for (auto &l : pc_label_) l = a_.new_label();
+    pops_ = a_.new_label();
+    common_fault_ = a_.new_label();
+    fault_exit_ = a_.new_label();
+    exit_common_ = a_.new_label();
+    table_ = a_.new_label();
+
+    prologue();
+    for (size_t pc = 0; pc < n_; ++pc) {
+      a_.bind(pc_label_[pc]);
+      const bh_inst &ins = code_[pc];
+      switch (ins.opcode & BH_CLS_MASK) {
+        case BH_CLS_ALU:
+        case BH_CLS_ALU64:
+          if (!alu(ins)) return bad(pc, err, err_len);
+          break;
+        case BH_CLS_LD:
+          if (ins.opcode != BH_OP_LDDW || pc + 1 >= n_) return bad(pc, err, err_len);
+          a_.mov_imm64(reg(ins.dst), uint64_t(uint32_t(ins.imm)) | (uint64_t(uint32_t(code_[pc + 1].imm)) << 32));
+          ++pc;  // the second slot is data; no jump may land on it
+          break;
+        case BH_CLS_LDX:
+          ldx(ins, pc);
+          break;
+        case BH_CLS_ST:
+        case BH_CLS_STX:
+          if (!store(ins, pc)) return bad(pc, err, err_len);
+          break;
+        default:
+          if (!jump(ins, pc)) return bad(pc, err, err_len);
+          break;
+      }
+    }
+    shared_tails();
+    // Cold code may queue more cold code (an exit stub from a callx stub), so
+    // each closure is moved out before it runs.
+    for (size_t i = 0; i < cold_.size(); ++i) {
+      std::function<void()> emit = std::move(cold_[i]);
+      emit();
+    }
+    if (need_table_) helper_table();
+    if (!a_.finish()) return fail(err, err_len, "jit: internal error: unresolved or out-of-range jump");
+    out = std::move(a_.code());
+    return 0;
+  }
+
+ private:
+  static Reg reg(uint8_t r) { return kRegMap[r]; }
+  using Label = Assembler::Label;
+
+  int bad(size_t pc, char *err, size_t err_len) {
+    return fail(err, err_len, "pc %zu: opcode 0x%02x is not supported by the JIT", pc, code_[pc].opcode);
+  }
+
+  bool has_local_calls() const {
+    for (size_t pc = 0; pc < n_; ++pc) {
+      if (code_[pc].opcode == BH_OP_CALL && code_[pc].src == BH_CALL_LOCAL) return true;
+    }
+    return false;
+  }
+
+  // ---- entry and exit ----------------------------------------------------
+  void prologue() {
+    for (Reg r : {RBP, RBX, R12, R13, R14, R15}) a_.push(r);
+    a_.alu_imm(SUB, W64, R(RSP), kFrameBytes);
+    a_.lea(kState, M(RSP, kStackBlock));
+    if (checked_) {
+      a_.store(W64, M(kState, kStateCtx), RDI);
+      a_.store(W64, M(kState, kStateCtxLen), RSI);
+    }
+    if (budget_) {
+      a_.mov_imm64(R10, vm_->budget);
+      a_.store(W64, M(kState, kStateBudget), R10);
+    }
+    if (has_local_calls()) a_.store_imm(W32, M(kState, kStateDepth), BH_MAX_CALL_DEPTH - 1);
+    a_.mov(W64, RBP, kState);
+    // The interpreter starts with every other register zero; so do we, so
+    // that even a program reading an unset register behaves the same.
+    for (Reg r : {RAX, RDX, RCX, R8, RBX, R13, R14, R15}) a_.zero(r);
+    const Label body = a_.new_label();
+    a_.call(body);
+    // Normal end: r0 is in rax already.
+    a_.alu_imm(ADD, W64, R(RSP), kFrameBytes);
+    a_.bind(pops_);
+    for (Reg r : {R15, R14, R13, R12, RBX, RBP}) a_.pop(r);
+    a_.ret();
+    a_.bind(body);
+  }
+
+  // Unwinding targets shared by all sites. Each resets rsp from r12 first,
+  // so it may be entered at any call depth and with anything pushed.
+  void shared_tails() {
+    // edi = code, esi = pc, rdx = addr, ecx = size.
+    a_.bind(common_fault_);
+    a_.lea(RSP, M(kState, -kStackBlock - 8));  // 16-byte aligned for the call
+    a_.mov_imm64(R8, addr_of(vm_));
+    a_.mov_imm64(R10, addr_of(&raise_fault));
+    a_.call(R10);
+    a_.bind(fault_exit_);  // the fault is recorded; the program returns 0
+    a_.zero(RAX);
+    a_.lea(RSP, M(kState, kStateSize));
+    a_.jmp(pops_);
+
+    // edi = pc, rax = the value the helper asked the program to return. rbx
+    // is free to hold it: it is about to be restored from the entry frame.
+    a_.bind(exit_common_);
+    a_.lea(RSP, M(kState, -kStackBlock - 8));
+    a_.mov(W64, RBX, RAX);
+    a_.mov_imm64(R10, addr_of(&note_exit));
+    a_.call(R10);
+    a_.mov(W64, RAX, RBX);
+    a_.lea(RSP, M(kState, kStateSize));
+    a_.jmp(pops_);
+  }
+
+  // A cold stub that reports fault `code` at `pc`; `addr` (if given) is the
+  // register holding the fault's address field.
+  Label fault_stub(int code, size_t pc, int addr = -1) {
+    const Label l = a_.new_label();
+    cold_.push_back([this, l, code, pc, addr] {
+      a_.bind(l);
+      if (addr >= 0) {
+        a_.mov(W64, RDX, Reg(addr));  // first: addr may be rdi, rsi or rcx
+      } else {
+        a_.zero(RDX);
+      }
+      a_.zero(RCX);
+      a_.mov_imm32(RDI, uint32_t(code));
+      a_.mov_imm32(RSI, uint32_t(pc));
+      a_.jmp(common_fault_);
+    });
+    return l;
+  }
+
+  Label exit_stub(size_t pc) {
+    const Label l = a_.new_label();
+    cold_.push_back([this, l, pc] {
+      a_.bind(l);
+      a_.mov_imm32(RDI, uint32_t(pc));
+      a_.jmp(exit_common_);
+    });
+    return l;
+  }
+
+  // ---- budget ------------------------------------------------------------
+  void charge(size_t pc, uint64_t insts) {
+    const int32_t amount = insts > uint64_t(INT32_MAX) ? INT32_MAX : int32_t(insts);
+    a_.alu_imm(SUB, W64, M(kState, kStateBudget), amount);
+    a_.jcc(CC_B, fault_stub(BH_FAULT_BUDGET, pc));
+  }
+
+  // Jumps to `target`; a taken backward jump pays for the instructions it
+  // goes back over, so every loop iteration costs at least one unit.
+  void jump_to(size_t pc, size_t target, bool always, Cond cc) {
+    if (!budget_ || target > pc) {
+      if (always) {
+        a_.jmp(pc_label_[target]);
+      } else {
+        a_.jcc(cc, pc_label_[target]);
+      }
+      return;
+    }
+    const Label skip = a_.new_label();
+    if (!always) a_.jcc_short(negate(cc), skip);
+    charge(pc, pc - target + 1);
+    a_.jmp(pc_label_[target]);
+    a_.bind(skip);
+  }
+
+  // ---- checked mode ----------------------------------------------------------
+  // Emits the test that [base + off, + size) may be accessed. The inline part
+  // only admits the current frame; the cold stub then tries the callers'
+  // frames and the context inline and calls check_access for the rest.
+  void guard(size_t pc, Reg base, int16_t off, Width size, bool is_store) {
+    if (!checked_) return;
+    const int32_t sz = int32_t(size);
+    const Label stub = a_.new_label();
+    const Label back = a_.new_label();
+    if (base == RBP) {
+      // r10 is fixed per frame, so its accesses are decided here.
+      if (off >= -BH_STACK_SIZE && off + sz <= 0) return;
+      a_.jmp(stub);
+    } else {
+      // t = (rbp - size) - addr must lie in [0, 512 - size] (unsigned).
+      a_.lea(R10, M(RBP, -(int32_t(off) + sz)));
+      a_.alu(SUB, W64, R(R10), base);
+      a_.alu_imm(CMP, W64, R(R10), BH_STACK_SIZE - sz);
+      a_.jcc(CC_A, stub);
+    }
+    a_.bind(back);
+    cold_.push_back([this, stub, back, base, off, sz, is_store, pc] {
+      const Label slow = a_.new_label();
+      a_.bind(stub);
+      // Callers' frames: addr - (rbp - 512) <= (r12 - rbp + 512) - size.
+      a_.lea(R10, M(base, int32_t(off) + BH_STACK_SIZE));
+      a_.alu(SUB, W64, R(R10), RBP);
+      a_.mov(W64, R11, kState);
+      a_.alu(SUB, W64, R(R11), RBP);
+      a_.alu_imm(ADD, W64, R(R11), BH_STACK_SIZE - sz);
+      a_.alu(CMP, W64, R(R10), R11);
+      a_.jcc(CC_BE, back);
+      // The context: 0 <= addr - ctx and addr - ctx + size <= ctx_len.
+      a_.lea(R10, M(base, off));
+      a_.alu_load(SUB, W64, R10, M(kState, kStateCtx));
+      a_.jcc_short(CC_B, slow);
+      a_.alu_imm(ADD, W64, R(R10), sz);
+      a_.jcc_short(CC_B, slow);
+      a_.alu_load(CMP, W64, R10, M(kState, kStateCtxLen));
+      a_.jcc(CC_BE, back);
+      a_.bind(slow);
+      // Caller-saved eBPF registers survive the C call; six pushes keep rsp
+      // aligned.
+      for (Reg r : {RAX, RDI, RSI, RDX, RCX, R8}) a_.push(r);
+      a_.lea(RSI, M(base, off));  // before rdi/rdx/rcx are overwritten
+      a_.mov_imm64(RDI, addr_of(vm_));
+      a_.mov_imm64(RDX, uint64_t(uint32_t(pc)) | (uint64_t(sz) << 32) | (uint64_t(is_store) << 40));
+      a_.mov(W64, RCX, RBP);
+      a_.mov(W64, R8, kState);
+      a_.mov_imm64(R10, addr_of(&check_access));
+      a_.call(R10);
+      a_.test(W32, RAX, RAX);
+      for (Reg r : {R8, RCX, RDX, RSI, RDI, RAX}) a_.pop(r);  // pop keeps the flags
+      a_.jcc(CC_E, fault_exit_);
+      a_.jmp(back);
+    });
+  }
+
+  // ---- ALU -------------------------------------------------------------------
+  bool alu(const bh_inst &ins) {
+    const bool is64 = (ins.opcode & BH_CLS_MASK) == BH_CLS_ALU64;
+    const Width w = is64 ? W64 : W32;
+    const bool x = (ins.opcode & BH_SRC_X) != 0;
+    const Reg d = reg(ins.dst);
+    const Reg s = reg(ins.src);
+    const int32_t imm = ins.imm;
+    switch (ins.opcode & 0xf0) {
+      case BH_ALU_ADD: binop(ADD, w, d, x, s, imm); return true;
+      case BH_ALU_SUB: binop(SUB, w, d, x, s, imm); return true;
+      case BH_ALU_OR: binop(OR, w, d, x, s, imm); return true;
+      case BH_ALU_AND: binop(AND, w, d, x, s, imm); return true;
+      case BH_ALU_XOR: binop(XOR, w, d, x, s, imm); return true;
+      case BH_ALU_MUL:
+        if (x) {
+          a_.imul(w, d, s);
+        } else {
+          a_.imul_imm(w, d, d, imm);
+        }
+        return true;
+      case BH_ALU_DIV:
+      case BH_ALU_MOD:
+        div_mod(is64, (ins.opcode & 0xf0) == BH_ALU_MOD, ins.off == 1, d, x, s, imm);
+        return true;
+      case BH_ALU_LSH: shift(SHL, is64, d, x, s, imm); return true;
+      case BH_ALU_RSH: shift(SHR, is64, d, x, s, imm); return true;
+      case BH_ALU_ARSH: shift(SAR, is64, d, x, s, imm); return true;
+      case BH_ALU_NEG: a_.unary(NEG, w, d); return true;
+      case BH_ALU_MOV:
+        if (!x) {
+          if (is64) {
+            a_.mov_imm64(d, uint64_t(int64_t(imm)));
+          } else if (imm == 0) {
+            a_.zero(d);
+          } else {
+            a_.mov_imm32(d, uint32_t(imm));
+          }
+        } else if (ins.off == 8 || ins.off == 16) {
+          a_.movsx(w, d, ins.off == 8 ? W8 : W16, R(s));
+        } else if (ins.off == 32 && is64) {
+          a_.movsx(W64, d, W32, R(s));
+        } else if (!is64 || d != s) {
+          a_.mov(w, d, s);  // mov32 to itself still clears the upper half
+        }
+        return true;
+      case BH_ALU_END:
+        byte_swap(is64, x, d, ins.imm);
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  void binop(AluOp op, Width w, Reg d, bool x, Reg s, int32_t imm) {
+    if (x) {
+      a_.alu(op, w, R(d), s);
+      return;
+    }
+    // Identities need no code in 64-bit; a 32-bit op must still zero-extend.
+    if (w == W64 && ((imm == 0 && op != AND) || (imm == -1 && op == AND))) return;
+    a_.alu_imm(op, w, R(d), imm);
+  }
+
+  void shift(ShiftOp op, bool is64, Reg d, bool x, Reg s, int32_t imm) {
+    const Width w = is64 ? W64 : W32;
+    if (!x) {
+      const uint8_t n = uint8_t(imm & (is64 ? 63 : 31));
+      if (n != 0) {
+        a_.shift_imm(op, w, d, n);
+      } else if (!is64) {
+        a_.mov(W32, d, d);
+      }
+      return;
+    }
+    // x86 takes the count in cl and masks it like the ISA does; rcx is r4,
+    // so park it in r11 unless the count already is r4.
+    if (s == RCX) {
+      a_.shift_cl(op, w, d);
+      return;
+    }
+    a_.mov(W64, R11, RCX);
+    a_.mov(W32, RCX, s);
+    if (d == RCX) {
+      a_.shift_cl(op, w, R11);  // shift r4's value where it was parked
+    } else {
+      a_.shift_cl(op, w, d);
+    }
+    a_.mov(W64, RCX, R11);
+  }
+
+  void byte_swap(bool is64, bool x, Reg d, int32_t bits) {
+    const bool to_be = is64 || x;  // ALU64 swaps unconditionally
+    if (!to_be) {
+      // To little-endian on a little-endian host: truncate only.
+      if (bits == 16) {
+        a_.movzx(d, W16, R(d));
+      } else if (bits == 32) {
+        a_.mov(W32, d, d);
+      }
+      return;
+    }
+    if (bits == 16) {
+      a_.insn(W16, {0xC1}, ROR, R(d));  // ror r16, 8
+      a_.u8(8);
+      a_.movzx(d, W16, R(d));
+    } else {
+      a_.bswap(bits == 32 ? W32 : W64, d);
+    }
+  }
+
+  // Division with the ISA's total semantics. x86 div/idiv use rdx:rax (r3 and
+  // r0) and trap on zero and on INT_MIN / -1, so those cases are tested first
+  // (or decided at compile time for an immediate) and r0/r3 are preserved in
+  // r9/r10 around the instruction.
+  void div_mod(bool is64, bool is_mod, bool is_signed, Reg d, bool x, Reg s, int32_t imm) {
+    const Width w = is64 ? W64 : W32;
+    const Label done = a_.new_label();
+    const Label by_zero = a_.new_label();
+    const Label by_minus_one = a_.new_label();
+    if (!x) {
+      if (imm == 0) {  // rejected by the validator; kept total all the same
+        zero_divisor(is64, is_mod, d);
+        return;
+      }
+      if (is_signed && imm == -1) {
+        minus_one_divisor(w, is_mod, d);
+        return;
+      }
+      if (is64) {
+        a_.mov_imm64(R11, uint64_t(int64_t(imm)));
+      } else {
+        a_.mov_imm32(R11, uint32_t(imm));
+      }
+    } else {
+      a_.mov(W64, R11, s);  // copy first: s may be rax or rdx
+      a_.test(w, R11, R11);
+      a_.jcc_short(CC_E, by_zero);
+      if (is_signed) {
+        a_.alu_imm(CMP, w, R(R11), -1);
+        a_.jcc_short(CC_E, by_minus_one);
+      }
+    }
+    if (d != RAX) a_.mov(W64, R9, RAX);
+    if (d != RDX) a_.mov(W64, R10, RDX);
+    if (d != RAX) a_.mov(W64, RAX, d);
+    if (is_signed) {
+      if (is64) {
+        a_.cqo();
+      } else {
+        a_.cdq();
+      }
+      a_.unary(IDIV, w, R11);
+    } else {
+      a_.zero(RDX);
+      a_.unary(DIV, w, R11);
+    }
+    // 32-bit div already zero-extended eax and edx.
+    const Reg result = is_mod ? RDX : RAX;
+    if (d != result) a_.mov(W64, d, result);
+    if (d != RAX) a_.mov(W64, RAX, R9);
+    if (d != RDX) a_.mov(W64, RDX, R10);
+    if (!x) return;
+    a_.jmp_short(done);
+    a_.bind(by_zero);
+    zero_divisor(is64, is_mod, d);
+    if (is_signed) {
+      a_.jmp_short(done);
+      a_.bind(by_minus_one);
+      minus_one_divisor(w, is_mod, d);
+    }
+    a_.bind(done);
+  }
+
+  // x / 0 = 0; x % 0 = x (truncated to 32 bits for the 32-bit form).
+  void zero_divisor(bool is64, bool is_mod, Reg d) {
+    if (!is_mod) {
+      a_.zero(d);
+    } else if (!is64) {
+      a_.mov(W32, d, d);
+    }
+  }
+
+  // x / -1 = -x (INT_MIN stays INT_MIN, as the ISA wants); x % -1 = 0.
+  void minus_one_divisor(Width w, bool is_mod, Reg d) {
+    if (is_mod) {
+      a_.zero(d);
+    } else {
+      a_.unary(NEG, w, d);
+    }
+  }
+
+  // ---- memory ------------------------------------------------------------------
+  void ldx(const bh_inst &ins, size_t pc) {
+    const Width w = mem_width(ins.opcode);
+    const Reg d = reg(ins.dst);
+    const Reg base = reg(ins.src);
+    guard(pc, base, ins.off, w, false);
+    if ((ins.opcode & 0xe0) == BH_MODE_MEMSX) {
+      a_.movsx(W64, d, w, M(base, ins.off));
+    } else {
+      a_.load(w, d, M(base, ins.off));
+    }
+  }
+
+  bool store(const bh_inst &ins, size_t pc) {
+    const Width w = mem_width(ins.opcode);
+    const Reg base = reg(ins.dst);
+    const Reg s = reg(ins.src);
+    const Operand mem = M(base, ins.off);
+    const uint8_t mode = ins.opcode & 0xe0;
+    guard(pc, base, ins.off, w, true);
+    if (mode == BH_MODE_MEM) {
+      if ((ins.opcode & BH_CLS_MASK) == BH_CLS_ST) {
+        a_.store_imm(w, mem, ins.imm);
+      } else {
+        a_.store(w, mem, s);
+      }
+      return true;
+    }
+    if (mode != BH_MODE_ATOMIC || (w != W32 && w != W64)) return false;
+    switch (ins.imm) {
+      case BH_ATOMIC_ADD: a_.lock_alu(ADD, w, mem, s); return true;
+      case BH_ATOMIC_OR: a_.lock_alu(OR, w, mem, s); return true;
+      case BH_ATOMIC_AND: a_.lock_alu(AND, w, mem, s); return true;
+      case BH_ATOMIC_XOR: a_.lock_alu(XOR, w, mem, s); return true;
+      case BH_ATOMIC_ADD | BH_ATOMIC_FETCH: a_.lock_xadd(w, mem, s); return true;
+      case BH_ATOMIC_XCHG: a_.xchg(w, mem, s); return true;
+      case BH_ATOMIC_CMPXCHG:
+        a_.lock_cmpxchg(w, mem, s);
+        // On success a 32-bit cmpxchg leaves rax's upper half alone; the ISA
+        // puts the zero-extended old value in r0 either way.
+        if (w == W32) a_.mov(W32, RAX, RAX);
+        return true;
+      case BH_ATOMIC_OR | BH_ATOMIC_FETCH: fetch_loop(OR, w, base, ins.off, s); return true;
+      case BH_ATOMIC_AND | BH_ATOMIC_FETCH: fetch_loop(AND, w, base, ins.off, s); return true;
+      case BH_ATOMIC_XOR | BH_ATOMIC_FETCH: fetch_loop(XOR, w, base, ins.off, s); return true;
+      default: return false;
+    }
+  }
+
+  // Fetch-and-{or,and,xor} have no single x86 instruction: a cmpxchg loop,
+  // which needs rax (r0), saved on the stack unless r0 is the result.
+  void fetch_loop(AluOp op, Width w, Reg base, int16_t off, Reg s) {
+    if (s != RAX) a_.push(RAX);
+    a_.lea(R10, M(base, off));
+    a_.mov(W64, R11, s);
+    a_.load(w, RAX, M(R10, 0));
+    const Label again = a_.new_label();
+    a_.bind(again);
+    a_.mov(W64, R9, RAX);
+    a_.alu(op, w, R(R9), R11);
+    a_.lock_cmpxchg(w, M(R10, 0), R9);
+    a_.jcc(CC_NE, again);
+    if (s != RAX) {
+      a_.mov(w, s, RAX);
+      a_.pop(RAX);
+    } else if (w == W32) {
+      a_.mov(W32, RAX, RAX);
+    }
+  }
+
+  // ---- jumps and calls ---------------------------------------------------------
+  bool jump(const bh_inst &ins, size_t pc) {
+    const bool is32 = (ins.opcode & BH_CLS_MASK) == BH_CLS_JMP32;
+    const Width w = is32 ? W32 : W64;
+    const bool x = (ins.opcode & BH_SRC_X) != 0;
+    const uint8_t op = ins.opcode & 0xf0;
+    const Reg d = reg(ins.dst);
+    const Reg s = reg(ins.src);
+    switch (op) {
+      case BH_JMP_JA: {
+        const int64_t rel = is32 ? int64_t(ins.imm) : int64_t(ins.off);
+        if (rel != 0) jump_to(pc, size_t(int64_t(pc) + rel + 1), true, CC_E);
+        return true;
+      }
+      case BH_JMP_EXIT:
+        a_.ret();
+        return true;
+      case BH_JMP_CALL:
+        if (is32) return false;
+        if (x) {
+          callx(d, pc);
+        } else if (ins.src == BH_CALL_LOCAL) {
+          local_call(pc, size_t(int64_t(pc) + int64_t(ins.imm) + 1));
+        } else if (ins.src == BH_CALL_HELPER) {
+          helper_call(uint32_t(ins.imm), pc);
+        } else {
+          return false;
+        }
+        return true;
+      default:
+        break;
+    }
+    Cond cc;
+    switch (op) {
+      case BH_JMP_JEQ: cc = CC_E; break;
+      case BH_JMP_JNE: cc = CC_NE; break;
+      case BH_JMP_JGT: cc = CC_A; break;
+      case BH_JMP_JGE: cc = CC_AE; break;
+      case BH_JMP_JLT: cc = CC_B; break;
+      case BH_JMP_JLE: cc = CC_BE; break;
+      case BH_JMP_JSGT: cc = CC_G; break;
+      case BH_JMP_JSGE: cc = CC_GE; break;
+      case BH_JMP_JSLT: cc = CC_L; break;
+      case BH_JMP_JSLE: cc = CC_LE; break;
+      case BH_JMP_JSET: cc = CC_NE; break;
+      default: return false;
+    }
+    if (ins.off == 0) return true;  // both ways lead to the next instruction
+    if (op == BH_JMP_JSET) {
+      if (x) {
+        a_.test(w, d, s);
+      } else {
+        a_.test_imm(w, R(d), ins.imm);
+      }
+    } else if (x) {
+      a_.alu(CMP, w, R(d), s);
+    } else if (ins.imm == 0) {
+      // test sets ZF/SF and clears CF/OF exactly as cmp with 0 would.
+      a_.test(w, d, d);
+    } else {
+      a_.alu_imm(CMP, w, R(d), ins.imm);
+    }
+    jump_to(pc, size_t(int64_t(pc) + ins.off + 1), false, cc);
+    return true;
+  }
+
+  void helper_call(uint32_t id, size_t pc) {
+    const Helper &h = vm_->helpers[id];
+    if (h.flags & BH_HELPER_MAY_EXIT) {
+      a_.mov_imm64(R9, addr_of(h.fn));
+      a_.mov_imm64(R10, addr_of(&call_may_exit));
+      a_.call(R10);
+      a_.test(W32, RDX, RDX);
+      a_.jcc(CC_NE, exit_stub(pc));
+    } else {
+      a_.mov_imm64(R10, addr_of(h.fn));
+      a_.call(R10);
+    }
+  }
+
+  // callx: the id is known only at run time; the table (emitted after the
+  // code) holds each id's function and flags, 16 bytes per id.
+  void callx(Reg d, size_t pc) {
+    const size_t n_helpers = vm_->helpers.size();
+    const Label bad = fault_stub(BH_FAULT_BAD_HELPER, pc, d);
+    if (n_helpers == 0) {
+      a_.jmp(bad);
+      return;
+    }
+    need_table_ = true;
+    a_.mov(W64, R11, d);
+    a_.alu_imm(CMP, W64, R(R11), int32_t(n_helpers));
+    a_.jcc(CC_AE, bad);
+    a_.shift_imm(SHL, W64, R11, 4);
+    a_.lea(R10, RipLabel(table_));
+    a_.alu(ADD, W64, R(R11), R10);
+    a_.load(W64, R10, M(R11, 0));
+    a_.test(W64, R10, R10);
+    a_.jcc(CC_E, bad);
+    const Label may_exit = a_.new_label();
+    const Label back = a_.new_label();
+    a_.test_imm(W32, M(R11, 8), BH_HELPER_MAY_EXIT);
+    a_.jcc(CC_NE, may_exit);
+    a_.call(R10);
+    a_.bind(back);
+    cold_.push_back([this, may_exit, back, pc] {
+      a_.bind(may_exit);
+      a_.mov(W64, R9, R10);
+      a_.mov_imm64(R10, addr_of(&call_may_exit));
+      a_.call(R10);
+      a_.test(W32, RDX, RDX);
+      a_.jcc(CC_NE, exit_stub(pc));
+      a_.jmp(back);
+    });
+  }
+
+  void helper_table() {
+    a_.align(16, 0xCC);
+    a_.bind(table_);
+    for (const Helper &h : vm_->helpers) {
+      a_.u64(addr_of(h.fn));
+      a_.u64(h.flags);
+    }
+  }
+
+  // A local call gets the next 512-byte frame below its caller's; r6..r9 and
+  // r10 are saved on the native stack and restored after it returns.
+  void local_call(size_t pc, size_t target) {
+    a_.alu_imm(SUB, W32, M(kState, kStateDepth), 1);
+    a_.jcc(CC_B, fault_stub(BH_FAULT_CALL_DEPTH, pc));
+    if (budget_) charge(pc, target <= pc ? pc - target + 1 : 1);
+    for (Reg r : {RBX, R13, R14, R15, RBP}) a_.push(r);
+    a_.alu_imm(SUB, W64, R(RBP), BH_STACK_SIZE);
+    a_.call(pc_label_[target]);
+    for (Reg r : {RBP, R15, R14, R13, RBX}) a_.pop(r);
+    a_.alu_imm(ADD, W32, M(kState, kStateDepth), 1);
+  }
+
+  const bh_vm *vm_;
+  const std::vector<bh_inst> &code_;
+  const size_t n_;
+  const bool checked_;
+  const bool budget_;
+  Assembler a_;
+  std::vector<Label> pc_label_;
+  std::vector<std::function<void()>> cold_;
+  Label pops_ = 0, common_fault_ = 0, fault_exit_ = 0, exit_common_ = 0, table_ = 0;
+  bool need_table_ = false;
+};
+
+}  // namespace
+
+int jit_emit_x86_64(const bh_vm *vm, std::vector<uint8_t> &out, char *err, size_t err_len) {
+  try {
+    Compiler c(vm);
+    return c.compile(out, err, err_len);
+  } catch (const std::bad_alloc &) {
+    return fail(err, err_len, "jit: out of memory");
+  }
+}
+
+}  // namespace bh
+
+#endif  // __x86_64__
