@@ -1,0 +1,86 @@
+/**
+ * loadObject: from a clang-built eBPF object to programs and map specs. Each
+ * step lives in its own module; this one only decides their order.
+ */
+import { readFileSync } from "node:fs";
+import { BpfhookError } from "../errors.js";
+import { applyDataRelocations, Btf } from "./btf.js";
+import { parseCoreRelocations, type CoreRelocation } from "./btf-ext.js";
+import { LoadContext } from "./context.js";
+import { parseElf, type ElfFile } from "./elf.js";
+import { collectFunctions } from "./functions.js";
+import { indexCoreRelocations, Linker } from "./linker.js";
+import { collectMaps } from "./maps.js";
+import { RelocationResolver } from "./relocations.js";
+import type { BpfObject, LoadObjectOptions } from "./types.js";
+
+const LICENSE_SECTION = "license";
+const VERSION_SECTION = "version";
+
+export function loadObject(pathOrBuffer: string | Uint8Array, opts: LoadObjectOptions = {}): BpfObject {
+  const { bytes, ctx } = open(pathOrBuffer, opts);
+  const elf = parseElf(bytes, ctx);
+  const btf = readBtf(elf, ctx);
+  const core = btf === undefined ? [] : readCoreRelocations(elf, btf, ctx);
+
+  const maps = collectMaps(elf, btf, ctx);
+  const functions = collectFunctions(elf, ctx);
+  const linker = new Linker(functions, new RelocationResolver(elf, maps, ctx), indexCoreRelocations(core), ctx);
+
+  const object: BpfObject = {
+    license: readLicense(elf, ctx),
+    programs: functions.programs.map((p) => linker.link(p)),
+    maps: maps.specs,
+  };
+  if (ctx.file !== undefined) object.file = ctx.file;
+  const version = readVersion(elf, ctx);
+  if (version !== undefined) object.kernelVersion = version;
+  return object;
+}
+
+function open(pathOrBuffer: string | Uint8Array, opts: LoadObjectOptions): { bytes: Uint8Array; ctx: LoadContext } {
+  if (typeof pathOrBuffer !== "string") {
+    if (!(pathOrBuffer instanceof Uint8Array)) {
+      throw new BpfhookError("BAD_ARGUMENT", "loadObject: expected a path or a Uint8Array");
+    }
+    const ctx = opts.name !== undefined ? new LoadContext(opts.name, opts.name) : new LoadContext("eBPF object");
+    return { bytes: pathOrBuffer, ctx };
+  }
+  const ctx = new LoadContext(pathOrBuffer, pathOrBuffer);
+  try {
+    return { bytes: readFileSync(pathOrBuffer), ctx };
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code === "ENOENT" ? "NOT_FOUND" : "BAD_ARGUMENT";
+    throw new BpfhookError(code, `${pathOrBuffer}: cannot read: ${(cause as Error).message}`, { file: pathOrBuffer, cause });
+  }
+}
+
+/** .BTF with its datasec offsets filled in from .rel.BTF; undefined without -g. */
+function readBtf(elf: ElfFile, ctx: LoadContext): Btf | undefined {
+  const section = elf.sectionByName(".BTF");
+  if (section === undefined) return undefined;
+  const bytes = applyDataRelocations(section.data, elf.relocations.get(section.index) ?? [], ctx, section.name);
+  return Btf.parse(bytes, ctx, section.name);
+}
+
+function readCoreRelocations(elf: ElfFile, btf: Btf, ctx: LoadContext): CoreRelocation[] {
+  const section = elf.sectionByName(".BTF.ext");
+  if (section === undefined) return [];
+  const bytes = applyDataRelocations(section.data, elf.relocations.get(section.index) ?? [], ctx, section.name);
+  return parseCoreRelocations(bytes, btf, ctx, section.name);
+}
+
+function readLicense(elf: ElfFile, ctx: LoadContext): string {
+  const section = elf.sectionByName(LICENSE_SECTION);
+  if (section === undefined) return "";
+  const end = section.data.indexOf(0);
+  if (end < 0) ctx.invalid("license is not NUL-terminated", { section: section.name });
+  return new TextDecoder().decode(section.data.subarray(0, end));
+}
+
+function readVersion(elf: ElfFile, ctx: LoadContext): number | undefined {
+  const section = elf.sectionByName(VERSION_SECTION);
+  if (section === undefined) return undefined;
+  if (section.size !== 4) ctx.invalid(`version section has ${section.size} bytes, expected 4`, { section: section.name });
+  return new DataView(section.data.buffer, section.data.byteOffset, 4).getUint32(0, true);
+}
