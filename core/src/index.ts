@@ -18,3 +18,10 @@ export {
   type MapSpec,
   type ProgramSpec,
 } from "./loader/index.js";
+export { Runtime, type RuntimeOptions, type AttachOptions } from "./runtime/runtime.js";
+export { Program } from "./runtime/program.js";
+export { Link } from "./runtime/link.js";
+export { LoadedObject, type LoadSource, type RawObject } from "./runtime/loaded-object.js";
+export { PluginRegistry } from "./plugins/registry.js";
+export { NodePluginLoader, type PluginLoader, type FoundPlugin } from "./plugins/discovery.js";
+export { PluginLoaderToken, PluginRegistryToken, RuntimeToken } from "./plugins/tokens.js";

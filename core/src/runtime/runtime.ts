@@ -1,0 +1,248 @@
+/**
+ * The embedding API. A Runtime owns one DI child container, one plugin
+ * registry, one native runtime (programs, plugin libraries, links) and the
+ * objects loaded into it. Closing it detaches everything.
+ *
+ *   const rt = await Runtime.create({ plugins: ["@bpfhook/plugin-simple"] });
+ *   const obj = rt.load("counter.bpf.o");
+ *   await obj.program("on_event").attach();
+ *   console.log(obj.map("counts").get(0));
+ *   rt.close();
+ */
+import "reflect-metadata";
+import path from "node:path";
+import { container as rootContainer } from "tsyringe";
+import type { DependencyContainer } from "tsyringe";
+import type { AttachPlugin, AttachTypeSpec, NativeCaller, PluginExport, PluginHost } from "@bpfhook/sdk";
+import { BpfhookError } from "../errors.js";
+import { native } from "../native/binding.js";
+import type { NativeRuntime } from "../native/addon-types.js";
+import { callPlugin, callPluginSync } from "../plugins/call-plugin.js";
+import { NodePluginLoader } from "../plugins/discovery.js";
+import { PluginRegistry } from "../plugins/registry.js";
+import { PluginLoaderToken, PluginRegistryToken, RuntimeToken } from "../plugins/tokens.js";
+import { Link } from "./link.js";
+import { Program } from "./program.js";
+import { LoadedObject, type LoadSource } from "./loaded-object.js";
+
+export interface RuntimeOptions {
+  /** Plugins: npm package names (resolved from `resolveFrom`) or plugin objects / classes. */
+  plugins?: readonly (string | PluginExport)[];
+  /** Also load every plugin package this package.json depends on. */
+  packageJson?: string;
+  /** Where package names are resolved from (default: process.cwd()). */
+  resolveFrom?: string;
+  /** Checked mode for every program: bad memory accesses fault instead of crashing. */
+  checked?: boolean;
+  /** Instruction budget per program run (0: none). */
+  budget?: number;
+  /** "jit" (default) or "interpreter". */
+  backend?: "jit" | "interpreter";
+  /** Parent DI container (default: tsyringe's root); the runtime makes a child. */
+  container?: DependencyContainer;
+}
+
+export interface AttachOptions {
+  /** Attach type by name ("uprobe") or id (6); default: chosen by the program's section. */
+  type?: string | number;
+  /** Private data for the plugin, validated by its schema (default: parsed from the section). */
+  data?: Record<string, unknown>;
+  /** Value of bpf_get_attach_cookie() in the program. */
+  cookie?: bigint | number;
+}
+
+export class Runtime implements NativeCaller {
+  readonly registry: PluginRegistry;
+  readonly container: DependencyContainer;
+  private readonly nativeRt: NativeRuntime;
+  private readonly pluginIndex = new Map<string, number>();
+  private readonly links = new Set<Link>();
+  private readonly objects: LoadedObject[] = [];
+  private closed = false;
+
+  private constructor(readonly options: Readonly<RuntimeOptions>) {
+    this.container = (options.container ?? rootContainer).createChildContainer();
+    if (!this.container.isRegistered(PluginLoaderToken, true)) {
+      this.container.register(PluginLoaderToken, { useClass: NodePluginLoader });
+    }
+    this.container.registerInstance(RuntimeToken, this);
+    this.container.registerSingleton(PluginRegistryToken, PluginRegistry);
+    this.registry = this.container.resolve<PluginRegistry>(PluginRegistryToken);
+    this.nativeRt = new (native().NativeRuntime)();
+  }
+
+  /** Creates a runtime and registers its plugins; nothing native is attached yet. */
+  static async create(options: RuntimeOptions = {}): Promise<Runtime> {
+    checkOptions(options);
+    const rt = new Runtime(options);
+    try {
+      const from = options.resolveFrom ?? process.cwd();
+      for (const p of options.plugins ?? []) {
+        if (typeof p === "string") rt.registry.registerPackage(p, from, rt.container);
+        else rt.registry.register(p, rt.container);
+      }
+      if (options.packageJson) rt.registry.registerFromPackageJson(path.resolve(options.packageJson), rt.container);
+    } catch (err) {
+      rt.close();
+      throw err;
+    }
+    return rt;
+  }
+
+  /** Registers one more plugin (object, class or package name). */
+  use(plugin: string | PluginExport): AttachPlugin {
+    this.assertOpen();
+    return typeof plugin === "string"
+      ? this.registry.registerPackage(plugin, this.options.resolveFrom ?? process.cwd(), this.container)
+      : this.registry.register(plugin, this.container);
+  }
+
+  /**
+   * Loads an object: a clang-built ELF (path or bytes) or raw instructions
+   * with maps given in code. Creates its maps, then loads and compiles every
+   * program; on any failure nothing of it stays loaded.
+   */
+  load(source: LoadSource): LoadedObject {
+    this.assertOpen();
+    const obj = LoadedObject.create(this, source, (insns, name, maps) =>
+      this.nativeRt.loadProgram({
+        name,
+        insns,
+        maps,
+        checked: this.options.checked ?? false,
+        budget: this.options.budget ?? 0,
+        interpreter: this.options.backend === "interpreter",
+      }),
+    );
+    this.objects.push(obj);
+    return obj;
+  }
+
+  /** Attaches `program` by its section or by explicit type and private data. */
+  async attach(program: Program, options: AttachOptions = {}): Promise<Link> {
+    this.assertOpen();
+    const { plugin, type, raw, where } = this.selectAttachPoint(program, options);
+    const data = this.registry.validate(plugin, type, raw, where);
+    const host: PluginHost = { log: (level, message) => this.log(plugin.name, level, message) };
+    const prepared = plugin.prepare
+      ? await callPlugin(plugin.name, "prepare", () => plugin.prepare!({ type, data }, host))
+      : data;
+    const request = { type, data: prepared };
+    const bytes = callPluginSync(plugin.name, "encode", () => plugin.encode(request));
+    const description = plugin.describe
+      ? callPluginSync(plugin.name, "describe", () => plugin.describe!(request))
+      : `${type.name} ${where}`;
+    const index = this.openNativePlugin(plugin);
+    const cookie = options.cookie === undefined ? 0n : BigInt(options.cookie);
+    const id = this.nativeRt.attach(index, program.native, type.id, bytes, cookie);
+    const link = new Link(this.nativeRt, id, program.name, plugin, type, description, (l) => this.links.delete(l));
+    this.links.add(link);
+    return link;
+  }
+
+  /** NativeCaller: a plugin's attach-specific native function by name. */
+  callNative(pluginName: string, name: string, input: Uint8Array, outSize: number): { rc: number; out: Buffer } {
+    this.assertOpen();
+    const plugin = this.registry.get(pluginName);
+    if (!plugin) throw new BpfhookError("PLUGIN_NOT_FOUND", `plugin '${pluginName}' is not registered in this runtime`);
+    const result = this.nativeRt.callPlugin(this.openNativePlugin(plugin), name, input, outSize);
+    if (result.rc < 0) {
+      throw new BpfhookError("ATTACH_FAILED", `[${pluginName}] call '${name}' failed (${result.rc})`, {
+        errno: result.rc,
+        plugin: pluginName,
+      });
+    }
+    return result;
+  }
+
+  /** Links still attached. */
+  get attachments(): readonly Link[] {
+    return [...this.links];
+  }
+
+  /** Detaches every link, frees programs and maps. Safe to call twice. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const link of [...this.links].reverse()) {
+      try {
+        link.detach();
+      } catch {
+        // close() must finish: the native runtime's destroy detaches leftovers.
+      }
+    }
+    this.nativeRt.close();
+    for (const obj of this.objects) obj.dispose();
+    this.objects.length = 0;
+    this.container.clearInstances();
+  }
+
+  private selectAttachPoint(program: Program, options: AttachOptions) {
+    if (options.type !== undefined) {
+      const { plugin, type } = this.registry.type(options.type);
+      const where = `for prog '${program.name}'`;
+      const raw = options.data ?? this.fromSection(plugin, type, program);
+      return { plugin, type, raw, where };
+    }
+    const match = this.registry.matchSection(program.section);
+    if (!match) {
+      const prefixes = this.registry
+        .list()
+        .flatMap((p) => p.attachTypes.flatMap((t) => t.sectionPrefixes))
+        .join(", ");
+      throw new BpfhookError(
+        "NOT_FOUND",
+        `prog '${program.name}': section '${program.section}' is served by no registered plugin ` +
+          `(known prefixes: ${prefixes || "none"}); pass { type } or register the plugin`,
+        { section: program.section },
+      );
+    }
+    const raw =
+      options.data ??
+      callPluginSync(match.plugin.name, "parseSection", () =>
+        match.plugin.parseSection(match.type, match.rest, program.section),
+      );
+    return { plugin: match.plugin, type: match.type, raw, where: `section '${program.section}'` };
+  }
+
+  private fromSection(plugin: AttachPlugin, type: AttachTypeSpec, program: Program): unknown {
+    const match = this.registry.matchSection(program.section);
+    if (match && match.plugin === plugin && match.type === type) {
+      return callPluginSync(plugin.name, "parseSection", () => plugin.parseSection(type, match.rest, program.section));
+    }
+    throw new BpfhookError(
+      "BAD_ARGUMENT",
+      `prog '${program.name}': attach type '${type.name}' given without data, and section '${program.section}' does not describe it`,
+    );
+  }
+
+  private openNativePlugin(plugin: AttachPlugin): number {
+    let index = this.pluginIndex.get(plugin.name);
+    if (index === undefined) {
+      index = this.nativeRt.openPlugin(plugin.nativeLibrary, plugin.name);
+      this.pluginIndex.set(plugin.name, index);
+    }
+    return index;
+  }
+
+  private log(plugin: string, level: string, message: string): void {
+    if (level === "debug" && !process.env.BPFHOOK_DEBUG) return;
+    process.stderr.write(`bpfhook ${level}: [${plugin}] ${message}\n`);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new BpfhookError("BAD_ARGUMENT", "runtime is closed");
+  }
+}
+
+function checkOptions(o: RuntimeOptions): void {
+  if (o.backend !== undefined && o.backend !== "jit" && o.backend !== "interpreter") {
+    throw new BpfhookError("BAD_ARGUMENT", `option 'backend' must be "jit" or "interpreter", got ${JSON.stringify(o.backend)}`);
+  }
+  if (o.budget !== undefined && (!Number.isSafeInteger(o.budget) || o.budget < 0)) {
+    throw new BpfhookError("BAD_ARGUMENT", `option 'budget' must be a non-negative integer, got ${o.budget}`);
+  }
+  if (o.plugins !== undefined && !Array.isArray(o.plugins)) {
+    throw new BpfhookError("BAD_ARGUMENT", "option 'plugins' must be an array of package names or plugin objects");
+  }
+}

@@ -1,0 +1,199 @@
+import { strict as assert } from "node:assert";
+import path from "node:path";
+import { assembleBytes, Runtime } from "@bpfhook/core";
+import { definePlugin, PLUGIN_ABI_VERSION } from "@bpfhook/sdk";
+import { plugin as simplePlugin, trigger } from "@bpfhook/plugin-simple";
+import { z } from "zod";
+import { expectError } from "./support/expect-error.js";
+import { testAddon } from "./support/test-addon.js";
+
+const repoRoot = path.resolve(__dirname, "..", "..");
+const u64 = (v: bigint | number) => {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(BigInt(v));
+  return b;
+};
+
+// r0 = *(u64 *)ctx + 1; *(u64 *)ctx = r0 * 2
+const incrementAndDouble = assembleBytes(`
+  ldxdw %r0, [%r1+0]
+  add %r0, 1
+  mov %r2, %r0
+  lsh %r2, 1
+  stxdw [%r1+0], %r2
+  exit
+`);
+
+describe("50 runtime + simple plugin", () => {
+  let rt: Runtime;
+  beforeEach(async () => {
+    rt = await Runtime.create({ plugins: ["@bpfhook/plugin-simple"], resolveFrom: repoRoot });
+  });
+  afterEach(() => rt.close());
+
+  it("finds the plugin by package name and lists its attach type", () => {
+    const names = rt.registry.list().map((p) => p.name);
+    assert.deepEqual(names, ["simple"]);
+    assert.equal(rt.registry.type("simple").type.id, 2001);
+    assert.equal(rt.registry.matchSection("simple/tick")?.rest, "tick");
+    assert.equal(rt.registry.matchSection("simplex/tick"), undefined);
+  });
+
+  it("attaches by section and runs on a trigger from TypeScript", async () => {
+    const obj = rt.load({ programs: [{ name: "on_tick", section: "simple/tick", insns: incrementAndDouble }] });
+    const link = await obj.program("on_tick").attach();
+    assert.equal(link.type.name, "simple");
+    assert.equal(link.description, "simple source 'tick'");
+    const r = trigger(rt, "tick", u64(41));
+    assert.equal(r.count, 1);
+    assert.equal(r.result, 42n);
+    assert.equal(r.context.readBigUInt64LE(0), 84n, "the program's write to its context comes back");
+    assert.equal(trigger(rt, "other", u64(1)).count, 0, "another source runs nothing");
+  });
+
+  it("runs programs in attach order and stops after detach", async () => {
+    const add = (n: number) => assembleBytes(`ldxdw %r0, [%r1+0]\nadd %r0, ${n}\nstxdw [%r1+0], %r0\nexit`);
+    const obj = rt.load({
+      programs: [
+        { name: "first", section: "simple/chain", insns: add(1) },
+        { name: "second", section: "simple/chain", insns: add(10) },
+      ],
+    });
+    const l1 = await obj.program("first").attach();
+    await obj.program("second").attach();
+    const r = trigger(rt, "chain", u64(0));
+    assert.equal(r.count, 2);
+    assert.equal(r.result, 11n, "second ran after first, on first's output");
+    l1.detach();
+    assert.equal(trigger(rt, "chain", u64(0)).result, 10n);
+    assert.equal(rt.attachments.length, 1);
+  });
+
+  it("runs on triggers from native code, on many threads at once", async () => {
+    const obj = rt.load({ programs: [{ name: "on_native", section: "simple/native", insns: incrementAndDouble }] });
+    await obj.program("on_native").attach();
+    const addon = testAddon();
+    const one = addon.fireSimple("native", 7);
+    assert.deepEqual([one.rc, one.r0, one.ctx], [1, 8n, 16n]);
+    assert.equal(addon.fireSimpleThreads("native", 4, 20000), 80000);
+  });
+
+  it("attaches by explicit type and data, and validates data before anything native", async () => {
+    const obj = rt.load({ programs: [{ name: "p", insns: incrementAndDouble }] });
+    const link = await obj.program("p").attach({ type: "simple", data: { source: "explicit" } });
+    assert.equal(trigger(rt, "explicit", u64(1)).result, 2n);
+    link.detach();
+    await expectError(
+      () => obj.program("p").attach({ type: "simple", data: { source: "" } }),
+      "SCHEMA_INVALID",
+      /\[simple\] simple for prog 'p': invalid private data: source: source name must not be empty/,
+    );
+    await expectError(() => obj.program("p").attach({ type: 2001, data: { sauce: "x" } }), "SCHEMA_INVALID");
+    await expectError(() => obj.program("p").attach(), "NOT_FOUND", /section '' is served by no registered plugin/);
+    await expectError(() => obj.program("p").attach({ type: "uprobe" }), "NOT_FOUND", /registered types: simple/);
+    assert.equal(rt.attachments.length, 0, "nothing half-attached");
+  });
+
+  it("close() detaches everything", async () => {
+    const obj = rt.load({ programs: [{ name: "p", section: "simple/closing", insns: incrementAndDouble }] });
+    await obj.program("p").attach();
+    await obj.program("p").attach({ type: "simple", data: { source: "closing" } });
+    assert.equal(trigger(rt, "closing", u64(1)).count, 2);
+    rt.close();
+    assert.equal(testAddon().fireSimple("closing", 1).rc, 0, "no program runs after close");
+    await expectError(() => rt.load({ programs: [] }), "BAD_ARGUMENT", /runtime is closed/);
+  });
+
+  it("reports a load error with the program and the pc", () => {
+    return expectError(
+      () => rt.load({ programs: [{ name: "bad", section: "simple/x", insns: assembleBytes("mov %r0, 1\nja +3\nexit") }] }),
+      "VM_LOAD",
+      /prog 'bad': pc 1: /,
+    );
+  });
+});
+
+describe("50 plugin registry", () => {
+  const fake = (over: Record<string, unknown> = {}) =>
+    definePlugin({
+      name: "fake",
+      abiVersion: PLUGIN_ABI_VERSION,
+      attachTypes: [{ id: 5000, name: "fake", sectionPrefixes: ["fake"] }],
+      privateDataSchema: z.object({}),
+      nativeLibrary: "/nonexistent/libfake.so",
+      parseSection: () => ({}),
+      encode: () => new Uint8Array(),
+      ...over,
+    });
+
+  it("refuses a duplicate attach type id, name or section prefix, naming both plugins", async () => {
+    const rt = await Runtime.create({ plugins: [simplePlugin] });
+    try {
+      await expectError(
+        () => rt.use(fake({ attachTypes: [{ id: 2001, name: "other", sectionPrefixes: ["other"] }] })),
+        "DUPLICATE_ATTACH_TYPE",
+        /\[fake\] attach type 2001 'other'.*clashes with 2001 'simple' of plugin 'simple'/,
+      );
+      await expectError(
+        () => rt.use(fake({ attachTypes: [{ id: 5001, name: "x", sectionPrefixes: ["simple"] }] })),
+        "DUPLICATE_ATTACH_TYPE",
+      );
+      assert.deepEqual(
+        rt.registry.list().map((p) => p.name),
+        ["simple"],
+        "a refused plugin leaves no trace",
+      );
+    } finally {
+      rt.close();
+    }
+  });
+
+  it("refuses an ABI mismatch and a malformed plugin with reasons", async () => {
+    const rt = await Runtime.create();
+    try {
+      await expectError(() => rt.use(fake({ abiVersion: 99 })), "ABI_MISMATCH", /plugin ABI 99, this core speaks ABI 1/);
+      await expectError(
+        () => rt.use(fake({ privateDataSchema: { not: "zod" } })),
+        "PLUGIN_INVALID",
+        /privateDataSchema: must be a zod schema/,
+      );
+      await expectError(() => rt.use(fake({ attachTypes: [] })), "PLUGIN_INVALID", /attachTypes/);
+    } finally {
+      rt.close();
+    }
+  });
+
+  it("refuses a native piece whose name or ABI does not match, leaving nothing attached", async () => {
+    const rt = await Runtime.create({ plugins: [fake({ nativeLibrary: simplePlugin.nativeLibrary })] });
+    try {
+      const obj = rt.load({ programs: [{ name: "p", section: "fake/x", insns: incrementAndDouble }] });
+      await expectError(() => obj.program("p").attach(), "PLUGIN_INVALID", /native piece is named 'simple'/);
+      assert.equal(rt.attachments.length, 0);
+    } finally {
+      rt.close();
+    }
+  });
+
+  it("finds third-party plugins by package name and from a package.json", async () => {
+    const app = path.join(repoRoot, "test", "fixtures", "plugin-app");
+    const rt = await Runtime.create({ packageJson: path.join(app, "package.json") });
+    try {
+      assert.deepEqual(rt.registry.list().map((p) => p.name).sort(), ["echo", "simple"]);
+      const obj = rt.load({ programs: [{ name: "p", section: "echo/ch1", insns: incrementAndDouble }] });
+      await expectError(() => obj.program("p").attach(), "PLUGIN_INVALID", /cannot load plugin library .*libecho\.so/);
+      assert.equal(rt.attachments.length, 0);
+    } finally {
+      rt.close();
+    }
+    await expectError(
+      () => Runtime.create({ plugins: ["bpfhook-plugin-nope"], resolveFrom: app }),
+      "PLUGIN_NOT_FOUND",
+      /plugin package 'bpfhook-plugin-nope' not found from .*plugin-app/,
+    );
+    await expectError(
+      () => Runtime.create({ plugins: ["zod"], resolveFrom: app }),
+      "PLUGIN_INVALID",
+      /has no "bpfhook": \{ "plugin": "<module>" \} field/,
+    );
+  });
+});
