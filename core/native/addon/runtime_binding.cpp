@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "addon.h"
+#include "bpfhook/helpers.h"
 #include "bpfhook/runtime.h"
 
 namespace bpfhook::addon {
@@ -117,6 +118,7 @@ class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
     bh_runtime_opts opts{};
     opts.sz = sizeof opts;
     opts.register_defaults = RegisterStandardHelpers;
+    opts.probe = bh_helpers_probe_api();
     rt_ = bh_runtime_create(&opts);
   }
   ~NativeRuntime() override { bh_runtime_destroy(rt_); }

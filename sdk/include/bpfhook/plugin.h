@@ -28,6 +28,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bpfhook/probe.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -87,6 +89,9 @@ struct bh_host {
   uint32_t abi_version;
   void (*log)(void *host_ctx, int level, const char *msg);
   void *host_ctx;
+  /* The probe context (bpfhook/probe.h): bracket each program run with
+   * probe->enter / probe->leave so helpers see the attach point. */
+  const struct bh_probe_api *probe;
 };
 
 struct bh_plugin_ops {

@@ -21,7 +21,7 @@ struct bh_prog_array {
   static constexpr uint64_t kMagic = 0x7072676172726179ull;  // "prgarray"
   uint64_t magic = kMagic;
   uint32_t max_entries = 0;
-  bh_prog_run_fn run = nullptr;
+  bh_prog_array_run_fn run = nullptr;
   // One atomic pointer per slot: tail calls read it lock-free while the
   // runtime updates slots from another thread.
   std::unique_ptr<std::atomic<void *>[]> slots;
@@ -29,7 +29,7 @@ struct bh_prog_array {
 
 extern "C" {
 
-bh_prog_array *bh_prog_array_create(uint32_t max_entries, bh_prog_run_fn run) {
+bh_prog_array *bh_prog_array_create(uint32_t max_entries, bh_prog_array_run_fn run) {
   if (max_entries == 0 || run == nullptr) return nullptr;
   auto *arr = new (std::nothrow) bh_prog_array;
   if (arr == nullptr) return nullptr;

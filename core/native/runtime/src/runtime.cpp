@@ -136,6 +136,7 @@ bh_runtime *bh_runtime_create(const struct bh_runtime_opts *opts) {
   rt->host.abi_version = BH_PLUGIN_ABI_VERSION;
   rt->host.log = rt->opts.log != nullptr ? rt->opts.log : default_log;
   rt->host.host_ctx = rt->opts.log_ctx;
+  rt->host.probe = rt->opts.probe;
   return rt;
 }
 

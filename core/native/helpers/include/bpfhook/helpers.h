@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bpfhook/probe.h"
 #include "bpfhook/vm.h"
 
 #ifdef __cplusplus
@@ -200,58 +201,13 @@ long bh_safe_read_str(char *dst, const void *unsafe_src, size_t n);
  * get_func_ip and get_attach_cookie return 0 (as the kernel does when it has
  * no answer); get_stack walks the current thread's own stack. */
 
-/* regs points to a struct pt_regs in the kernel's x86-64 layout (the uprobe
- * program context): r15 r14 r13 r12 bp bx r11 r10 r9 r8 ax cx dx si di
- * orig_ax ip cs flags sp ss, 8 bytes each. Enables the defaults below. */
-#define BH_PROBE_F_PT_REGS 0x1u
-/* A return probe: the function has returned (uretprobe / fexit-like); its
- * return value is regs->ax unless ops->get_ret says otherwise. */
-#define BH_PROBE_F_RETURN 0x2u
-
-struct bh_probe_ops {
-  size_t sz; /* sizeof(struct bh_probe_ops) */
-  /* Each may be NULL; then the default described beside it applies. All
-   * return 0 or a negative errno. */
-  /* get_func_arg: n-th argument (0-based). Default with PT_REGS on an entry
-   * probe: rdi rsi rdx rcx r8 r9, then the stack (n < nr_args, or n < 6 when
-   * nr_args is unknown). Else -EINVAL. */
-  int (*get_arg)(void *opaque, uint32_t n, uint64_t *value);
-  /* get_func_ret: default with PT_REGS and RETURN: regs->ax; else -EOPNOTSUPP. */
-  int (*get_ret)(void *opaque, uint64_t *value);
-  /* override_return / set_retval: make the probed function return `value`
-   * (for an entry probe: skip the function). No default: -EOPNOTSUPP. */
-  int (*set_ret)(void *opaque, uint64_t value);
-  /* get_retval: the value the attach point will return now (an override if
-   * one was set, else the function's). Default: as get_ret. */
-  int (*get_retval)(void *opaque, uint64_t *value);
-};
-
-struct bh_probe_ctx {
-  uint64_t func_ip;               /* get_func_ip: address of the probed function */
-  uint64_t cookie;                /* get_attach_cookie */
-  const void *regs;               /* the program's context; see BH_PROBE_F_PT_REGS */
-  const struct bh_probe_ops *ops; /* may be NULL */
-  void *opaque;                   /* passed to ops */
-  uint32_t flags;                 /* BH_PROBE_F_* */
-  int32_t nr_args;                /* argument count if known (get_func_arg_cnt), else -1 */
-  /* Private to enter/leave. */
-  struct bh_probe_ctx *prev_;
-  uint32_t saved_tail_depth_;
-  uint32_t reserved_;
-};
-
 void bh_probe_ctx_enter(struct bh_probe_ctx *ctx);
 void bh_probe_ctx_leave(void);
 /* The current thread's attach point, or NULL. */
 struct bh_probe_ctx *bh_probe_ctx_current(void);
 
-/* The entry points above as a table, to hand to plugins through the SDK. */
-struct bh_probe_api {
-  size_t sz;
-  void (*enter)(struct bh_probe_ctx *ctx);
-  void (*leave)(void);
-  struct bh_probe_ctx *(*current)(void);
-};
+/* The entry points above as a table (struct bh_probe_api in bpfhook/probe.h),
+ * handed to plugins through bh_host.probe. */
 const struct bh_probe_api *bh_helpers_probe_api(void);
 
 /* Frame-pointer stack walk as used by get_stack (and by a stack-trace map's
@@ -271,12 +227,12 @@ uint32_t bh_stack_walk(uint64_t *ips, uint32_t max, uint32_t skip);
  * Slots are read lock-free; updates may race with tail calls (a tail call sees
  * the old or the new program). A program removed from a slot may still be
  * running on another thread: free it only when no run can be in flight. */
-typedef uint64_t (*bh_prog_run_fn)(void *prog, void *ctx);
+typedef uint64_t (*bh_prog_array_run_fn)(void *prog, void *ctx);
 struct bh_prog_array;
 
 #define BH_MAX_TAIL_CALL_CNT 33
 
-struct bh_prog_array *bh_prog_array_create(uint32_t max_entries, bh_prog_run_fn run);
+struct bh_prog_array *bh_prog_array_create(uint32_t max_entries, bh_prog_array_run_fn run);
 void bh_prog_array_destroy(struct bh_prog_array *arr);
 /* 0, -E2BIG (index out of range), -EINVAL (NULL array or prog). */
 int bh_prog_array_update(struct bh_prog_array *arr, uint32_t index, void *prog);

@@ -38,6 +38,7 @@ struct bh_runtime_opts {
   void *register_defaults_cookie;
   void (*log)(void *log_ctx, int level, const char *msg); /* plugins' log lines; NULL: stderr */
   void *log_ctx;
+  const struct bh_probe_api *probe; /* handed to plugins in bh_host */
 };
 
 struct bh_program_opts {
