@@ -13,3 +13,6 @@ export { StructWriter } from "./encoding.js";
 export { includeDir } from "./paths.js";
 
 export const SDK_VERSION = "0.1.0";
+
+// Symbol resolution (module + symbol -> address in a live process), a service for uprobe-like plugins.
+export * from "./symbols/index.js";

@@ -3,7 +3,7 @@
  * failure always surfaces as a BpfhookError that names the plugin and the hook,
  * with the plugin's own error kept as the cause.
  */
-import { BpfhookError } from "../errors.js";
+import { BpfhookError, ErrorCodes, type ErrorCode } from "../errors.js";
 
 export async function callPlugin<T>(pluginName: string, hook: string, fn: () => T | Promise<T>): Promise<T> {
   try {
@@ -28,5 +28,10 @@ function wrapPluginError(pluginName: string, hook: string, err: unknown): Bpfhoo
     return new BpfhookError(err.code, `${tag} ${hook}: ${err.message}`, { ...err.detail, plugin: pluginName, cause: err });
   }
   const message = err instanceof Error ? err.message : String(err);
-  return new BpfhookError("PLUGIN_INVALID", `${tag} ${hook} failed: ${message}`, { plugin: pluginName, cause: err });
+  // Plugins depend on the SDK only, so they throw plain Errors; a `code` from
+  // our list (e.g. NOT_FOUND for a missing symbol) is kept.
+  const own = (err as { code?: unknown } | null)?.code;
+  const code: ErrorCode = ErrorCodes.includes(own as ErrorCode) ? (own as ErrorCode) : "PLUGIN_INVALID";
+  const text = code === "PLUGIN_INVALID" ? `${tag} ${hook} failed: ${message}` : `${tag} ${message}`;
+  return new BpfhookError(code, text, { plugin: pluginName, cause: err });
 }

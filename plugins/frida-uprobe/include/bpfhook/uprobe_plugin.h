@@ -1,0 +1,92 @@
+/* The private data of the frida-uprobe plugin: what its TypeScript side's
+ * encode() (plugins/frida-uprobe/src/encode.ts) writes and its native piece's
+ * attach() reads from bh_attach_opts.private_data.
+ *
+ * Layout, little-endian, no padding:
+ *
+ *   offset  size  field
+ *   0       8     address      absolute address to hook in this process
+ *   8       4     attach_type  BH_ATTACH_UPROBE / _URETPROBE / _UPROBE_OVERRIDE / _UREPLACE
+ *   12      4     flags        BH_UPROBE_F_*; unknown bits must be refused
+ *   16      n+1   description  "module:symbol[+0xoff]" and a NUL, for messages
+ *
+ * The TypeScript side has already resolved the symbol in the process that
+ * runs the hook engine, so `address` needs no further lookup, except when
+ * BH_UPROBE_F_IFUNC_RESOLVER is set (see there).
+ *
+ * Attach types (ids from plugin.h; the program's context is struct pt_regs,
+ * 168 bytes, in the kernel's layout):
+ *   uprobe           runs the program at function entry; return ignored.
+ *   uretprobe        runs it when the function returns (pt_regs.rax is the
+ *                    return value).
+ *   uprobe_override  runs it at entry; if it called bpf_override_return(ctx,
+ *                    rc) (helper 58) the function is skipped and returns rc,
+ *                    else the function runs normally.
+ *   ureplace         the program replaces the function: the original never
+ *                    runs and the caller gets the program's r0.
+ */
+#ifndef BPFHOOK_UPROBE_PLUGIN_H
+#define BPFHOOK_UPROBE_PLUGIN_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* `address` is an IFUNC resolver (glibc's strlen, memcpy...), not the
+ * function: call it as `void *(*)(void)` in the target process, as dlsym()
+ * does, and hook the implementation it returns. Set only at entry points
+ * (no offset). */
+#define BH_UPROBE_F_IFUNC_RESOLVER (1u << 0)
+/* Every flag this version knows; attach() refuses others with -EINVAL. */
+#define BH_UPROBE_F_KNOWN (BH_UPROBE_F_IFUNC_RESOLVER)
+
+/* Size of the fixed part; the description follows it. */
+#define BH_UPROBE_PRIVATE_DATA_FIXED 16u
+
+struct bh_uprobe_private_data {
+  uint64_t address;
+  uint32_t attach_type;
+  uint32_t flags;
+  char description[]; /* NUL-terminated */
+};
+
+#if defined(__cplusplus)
+static_assert(sizeof(struct bh_uprobe_private_data) == BH_UPROBE_PRIVATE_DATA_FIXED, "layout");
+static_assert(offsetof(struct bh_uprobe_private_data, description) == BH_UPROBE_PRIVATE_DATA_FIXED, "layout");
+#else
+_Static_assert(sizeof(struct bh_uprobe_private_data) == BH_UPROBE_PRIVATE_DATA_FIXED, "layout");
+_Static_assert(offsetof(struct bh_uprobe_private_data, description) == BH_UPROBE_PRIVATE_DATA_FIXED, "layout");
+#endif
+
+/* The private data, decoded; `description` points into the caller's bytes. */
+struct bh_uprobe_target {
+  uint64_t address;
+  uint32_t attach_type;
+  uint32_t flags;
+  const char *description;
+};
+
+/* Decodes private data: long enough, description NUL-terminated within
+ * `len`, no unknown flags. Returns 0, or -EINVAL (attach() then fails with
+ * it). Reads fields with memcpy, so `data` needs no alignment. */
+static inline int bh_uprobe_private_data_decode(const void *data, size_t len, struct bh_uprobe_target *out) {
+  const char *bytes = (const char *)data;
+  if (data == NULL || out == NULL || len <= BH_UPROBE_PRIVATE_DATA_FIXED) return -EINVAL;
+  if (memchr(bytes + BH_UPROBE_PRIVATE_DATA_FIXED, 0, len - BH_UPROBE_PRIVATE_DATA_FIXED) == NULL) return -EINVAL;
+  memcpy(&out->address, bytes + offsetof(struct bh_uprobe_private_data, address), sizeof out->address);
+  memcpy(&out->attach_type, bytes + offsetof(struct bh_uprobe_private_data, attach_type), sizeof out->attach_type);
+  memcpy(&out->flags, bytes + offsetof(struct bh_uprobe_private_data, flags), sizeof out->flags);
+  if ((out->flags & ~BH_UPROBE_F_KNOWN) != 0) return -EINVAL;
+  out->description = bytes + BH_UPROBE_PRIVATE_DATA_FIXED;
+  return 0;
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BPFHOOK_UPROBE_PLUGIN_H */

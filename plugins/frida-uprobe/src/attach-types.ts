@@ -1,0 +1,51 @@
+/**
+ * The four attach types this plugin serves and the section prefixes that
+ * select them. Programs get the kernel's struct pt_regs (168 bytes) as
+ * context for all four.
+ *
+ *   uprobe/<target>            uprobe (6); libbpf's sleepable "uprobe.s" too
+ *   uretprobe/<target>         uretprobe (7); "uretprobe.s" too
+ *   uprobe.override/<target>   uprobe_override (1008); "uoverride" too
+ *   ureplace/<target>          ureplace (1009)
+ *
+ * libbpf has no section for override or replacement (the kernel overrides
+ * only in kprobes), so these two are ours: "uprobe.override" follows libbpf's
+ * "<kind>.<variant>" naming ("uprobe.s", "uprobe.multi"), "ureplace" is
+ * bpftime's type name. Sleepability means nothing in user space; the ".s"
+ * forms are accepted so libbpf programs load unchanged.
+ */
+import { AttachTypeId } from "@bpfhook/sdk";
+import type { AttachTypeSpec } from "@bpfhook/sdk";
+
+/** sizeof(struct pt_regs) on x86-64. */
+export const PT_REGS_SIZE = 168;
+
+export const UPROBE: AttachTypeSpec = {
+  id: AttachTypeId.UPROBE,
+  name: "uprobe",
+  sectionPrefixes: ["uprobe", "uprobe.s"],
+  contextSize: PT_REGS_SIZE,
+};
+
+export const URETPROBE: AttachTypeSpec = {
+  id: AttachTypeId.URETPROBE,
+  name: "uretprobe",
+  sectionPrefixes: ["uretprobe", "uretprobe.s"],
+  contextSize: PT_REGS_SIZE,
+};
+
+export const UPROBE_OVERRIDE: AttachTypeSpec = {
+  id: AttachTypeId.UPROBE_OVERRIDE,
+  name: "uprobe_override",
+  sectionPrefixes: ["uprobe.override", "uoverride"],
+  contextSize: PT_REGS_SIZE,
+};
+
+export const UREPLACE: AttachTypeSpec = {
+  id: AttachTypeId.UREPLACE,
+  name: "ureplace",
+  sectionPrefixes: ["ureplace"],
+  contextSize: PT_REGS_SIZE,
+};
+
+export const UPROBE_ATTACH_TYPES: readonly AttachTypeSpec[] = [UPROBE, URETPROBE, UPROBE_OVERRIDE, UREPLACE];

@@ -1,0 +1,45 @@
+/**
+ * The bytes the native piece's attach() decodes: struct
+ * bh_uprobe_private_data of include/bpfhook/uprobe_plugin.h, which is the
+ * layout's reference. Keep the two in step.
+ *
+ *   u64 address | u32 attach_type | u32 flags | description\0
+ */
+import { StructWriter } from "@bpfhook/sdk";
+
+/** BH_UPROBE_F_*: bits of the flags field. */
+export const UprobeFlags = {
+  /** `address` is an IFUNC resolver: the native side calls it and hooks what it returns. */
+  IFUNC_RESOLVER: 1 << 0,
+} as const;
+
+/** BH_UPROBE_PRIVATE_DATA_FIXED: bytes before the description. */
+export const PRIVATE_DATA_FIXED = 16;
+
+export interface EncodedFields {
+  readonly address: bigint;
+  readonly attachType: number;
+  readonly flags: number;
+  readonly description: string;
+}
+
+export function encodePrivateData(f: EncodedFields): Uint8Array {
+  if (f.description.includes("\0")) throw new Error(`description '${f.description}' contains NUL`);
+  return new StructWriter().u64(f.address).u32(f.attachType).u32(f.flags).cstring(f.description).finish();
+}
+
+/** The inverse, for tests and tools. */
+export function decodePrivateData(bytes: Uint8Array): EncodedFields {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (b.length <= PRIVATE_DATA_FIXED) {
+    throw new Error(`private data is ${b.length} bytes, expected more than ${PRIVATE_DATA_FIXED}`);
+  }
+  const nul = b.indexOf(0, PRIVATE_DATA_FIXED);
+  if (nul < 0) throw new Error("private data: description is not NUL-terminated");
+  return {
+    address: b.readBigUInt64LE(0),
+    attachType: b.readUInt32LE(8),
+    flags: b.readUInt32LE(12),
+    description: b.toString("utf8", PRIVATE_DATA_FIXED, nul),
+  };
+}

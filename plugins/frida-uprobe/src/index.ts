@@ -1,0 +1,88 @@
+/**
+ * The frida-uprobe plugin: uprobe, uretprobe, uprobe_override and ureplace
+ * on native functions of the process that runs the hooks. The name is
+ * bpftime's; the hooking is bpfhook's own inline-hook engine (native/).
+ *
+ * The TypeScript side turns a section name or config entry into a target
+ * (section.ts, schema.ts), resolves it to an absolute address with the SDK's
+ * symbol service (prepare.ts), and encodes it for the native piece
+ * (encode.ts, include/bpfhook/uprobe_plugin.h).
+ */
+import path from "node:path";
+import { definePlugin, PLUGIN_ABI_VERSION, symbolResolver } from "@bpfhook/sdk";
+import type { AttachPlugin, SymbolResolver } from "@bpfhook/sdk";
+import { UPROBE_ATTACH_TYPES } from "./attach-types.js";
+import { encodePrivateData, UprobeFlags } from "./encode.js";
+import { resolveTarget } from "./prepare.js";
+import { uprobeTargetSchema } from "./schema.js";
+import type { UprobePrivateData } from "./schema.js";
+import { parseTargetSection } from "./section.js";
+
+export { PT_REGS_SIZE, UPROBE, UPROBE_ATTACH_TYPES, UPROBE_OVERRIDE, UREPLACE, URETPROBE } from "./attach-types.js";
+export { decodePrivateData, encodePrivateData, PRIVATE_DATA_FIXED, UprobeFlags } from "./encode.js";
+export type { EncodedFields } from "./encode.js";
+export { resolveTarget } from "./prepare.js";
+export { uprobeTargetSchema } from "./schema.js";
+export type { ResolvedTarget, UprobePrivateData, UprobeTarget } from "./schema.js";
+export { parseTargetSection } from "./section.js";
+export type { SectionTarget } from "./section.js";
+
+export const PLUGIN_NAME = "frida-uprobe";
+
+/** Where the native piece is built (`npm run build:native` in this package). */
+export const NATIVE_LIBRARY = path.resolve(__dirname, "..", "build", "libbpfhook_frida_uprobe.so");
+
+/** The folder holding bpfhook/uprobe_plugin.h, for the native build. */
+export function uprobeIncludeDir(): string {
+  return path.resolve(__dirname, "..", "include");
+}
+
+export interface FridaUprobeOptions {
+  /** Symbol service to resolve with (tests pass their own); the SDK's shared one by default. */
+  readonly resolver?: SymbolResolver;
+  /**
+   * The process whose addresses prepare() computes: the one that runs the
+   * hook engine. This process by default (embedded mode).
+   */
+  readonly pid?: number;
+}
+
+export function createFridaUprobePlugin(options: FridaUprobeOptions = {}): AttachPlugin<UprobePrivateData> {
+  const resolver = options.resolver ?? symbolResolver;
+  return definePlugin<UprobePrivateData>({
+    name: PLUGIN_NAME,
+    version: "0.1.0",
+    abiVersion: PLUGIN_ABI_VERSION,
+    attachTypes: UPROBE_ATTACH_TYPES,
+    privateDataSchema: uprobeTargetSchema,
+    nativeLibrary: NATIVE_LIBRARY,
+    parseSection: (_type, rest, section) => parseTargetSection(rest, section),
+    // The entry as given: the strict schema then names any misspelt key.
+    parseConfig: (_type, entry) => entry,
+    prepare: ({ type, data }) => ({ ...data, resolved: resolveTarget(data, type, resolver, options.pid ?? process.pid) }),
+    encode: ({ type, data }) => {
+      if (!data.resolved) {
+        throw new Error(`${type.name} ${describeTarget(data)}: encode() before prepare(); the address is not resolved yet`);
+      }
+      const { address, flags, description } = data.resolved;
+      return encodePrivateData({ address, attachType: type.id, flags, description });
+    },
+    describe: ({ type, data }) => {
+      const r = data.resolved;
+      if (!r) return `${type.name} ${describeTarget(data)}`;
+      const ifunc = (r.flags & UprobeFlags.IFUNC_RESOLVER) !== 0 ? " (IFUNC resolver; its implementation is hooked)" : "";
+      return `${type.name} ${r.description} at 0x${r.address.toString(16)}${ifunc}`;
+    },
+  });
+}
+
+/** A target as the user wrote it, for messages before resolution. */
+function describeTarget(data: UprobePrivateData): string {
+  if (data.address !== undefined) return `0x${data.address.toString(16)}`;
+  const off = data.offset !== undefined ? `0x${data.offset.toString(16)}` : "";
+  if (data.symbol === undefined) return `${data.module}:${off}`;
+  return `${data.module}:${data.symbol}${off ? `+${off}` : ""}`;
+}
+
+export const plugin = createFridaUprobePlugin();
+export default plugin;
