@@ -88,6 +88,8 @@ bh_jit_fn bh_vm_compile(bh_vm *vm, char *err, size_t err_len) {
     return nullptr;
   }
   std::memcpy(pages.data(), code.data(), code.size());
+  // A no-op on x86; other architectures must sync their caches before running.
+  __builtin___clear_cache(static_cast<char *>(pages.data()), static_cast<char *>(pages.data()) + code.size());
   if (!pages.seal()) {
     bh::fail(err, err_len, "jit: cannot make the code executable");
     return nullptr;
@@ -106,25 +108,49 @@ size_t bh_vm_jit_size(const bh_vm *vm) {
 }
 
 int bh_vm_exec_jit(bh_vm *vm, void *ctx, size_t ctx_len, uint64_t *r0, bh_fault *fault) {
+  // The generated code writes every field when it records something, so a
+  // cleared code is enough to start from.
   bh_fault &f = bh::jit_fault();
-  f = bh_fault{};
+  f.code = BH_FAULT_NONE;
   bh_jit_fn fn = vm != nullptr ? published(vm) : nullptr;
   if (fn == nullptr) {
-    fn = bh_vm_compile(vm, f.message, sizeof f.message);
+    char err[sizeof f.message] = "";
+    fn = bh_vm_compile(vm, err, sizeof err);
     if (fn == nullptr) {
-      if (fault != nullptr) *fault = f;
+      if (fault != nullptr) {
+        *fault = bh_fault{};
+        std::memcpy(fault->message, err, sizeof err);
+      }
       return -1;
     }
   }
   const uint64_t ret = fn(ctx, ctx_len);
-  // The generated code reports through the thread-local: a fault, or a
-  // helper's exit request (which, as in the interpreter, is a success).
-  if (f.code != BH_FAULT_NONE && f.code != BH_FAULT_HELPER_EXIT) {
-    if (fault != nullptr) *fault = f;
+  const int code = f.code;
+  // A helper may run another program on this thread; whatever it leaves in
+  // the thread-local must not be read as this run's result, and ours must
+  // not be read by a run that encloses this one.
+  f.code = BH_FAULT_NONE;
+  if (code != BH_FAULT_NONE && code != BH_FAULT_HELPER_EXIT) {
+    if (fault != nullptr) {
+      *fault = f;
+      fault->code = code;
+    }
     return -1;
   }
   if (r0 != nullptr) *r0 = ret;
-  if (fault != nullptr) *fault = f;
+  if (fault != nullptr) {
+    // As the interpreter: success, or a helper's exit request (with its pc).
+    if (code == BH_FAULT_HELPER_EXIT) {
+      *fault = f;
+      fault->code = code;
+    } else {
+      fault->code = BH_FAULT_NONE;
+      fault->pc = 0;
+      fault->addr = 0;
+      fault->size = 0;
+      fault->message[0] = '\0';
+    }
+  }
   return 0;
 }
 

@@ -15,17 +15,17 @@
 //
 // Native frame of one run (addresses grow upwards; S = r12):
 //
-//   [S + 32 ...)         saved rbp rbx r12 r13 r14 r15, return address
+//   [S + 40 ...)         saved rbp rbx r12 r13 r14 r15, return address
 //   [S, S + 32)          run state: ctx, ctx_len, budget left, depth left
 //   [S - 4096, S)        eBPF stacks: 8 frames of 512 bytes, the entry frame
 //                        on top, each local call's frame right below its
 //                        caller's (the interpreter's layout, so checked mode
-//                        admits the same addresses)
-//   [... S - 4096)       return addresses and saved r6..r9/r10 of local calls
+//                        admits the same addresses); S is 16-byte aligned
+//   [... S - 4104)       return addresses and saved r6..r9/r10 of local calls
 //
 // The program body is entered with `call`, so every eBPF exit is a plain
 // `ret`, whether it leaves a local function or the program. A fault or an
-// exit request unwinds from any depth with `lea rsp, [r12 + 32]`.
+// exit request unwinds from any depth with `lea rsp, [r12 + 40]`.
 //
 // Stack alignment: rsp is 16-byte aligned everywhere in the body, so helper
 // calls need no adjustment; a local call pushes five registers (40 bytes)
@@ -54,10 +54,22 @@ constexpr int32_t kStateBudget = 16;
 constexpr int32_t kStateDepth = 24;  // local calls still allowed (dword)
 constexpr int32_t kStateSize = 32;
 constexpr int32_t kStackBlock = BH_MAX_CALL_DEPTH * BH_STACK_SIZE;
-constexpr int32_t kFrameBytes = kStackBlock + kStateSize;
-// Entry rsp is 8 mod 16; six pushes keep it so, and the frame must too, so
-// that the `call` into the body leaves the body's rsp 16-byte aligned.
+// Padding below the stacks and above the run state, so that r10 is 16-byte
+// aligned as in the interpreter (whose stack is alignas(16)).
+constexpr int32_t kPadBelow = 8;
+constexpr int32_t kPadAbove = 8;
+constexpr int32_t kFrameBytes = kPadBelow + kStackBlock + kStateSize + kPadAbove;
+// Entry rsp is 8 mod 16 and six pushes keep it so. The frame must too, so
+// that the `call` into the body leaves the body's rsp 16-byte aligned; the
+// stack top, kPadBelow + kStackBlock above that rsp, is then 0 mod 16.
 static_assert(kFrameBytes % 16 == 0, "the run frame must keep the body's stack aligned");
+static_assert((kPadBelow + kStackBlock) % 16 == 8, "r10 must be 16-byte aligned");
+// rsp after the frame is allocated, relative to r12: the point every unwind
+// returns to; one slot lower is 16-byte aligned for a call.
+constexpr int32_t kFrameBase = -(kStackBlock + kPadBelow);
+constexpr int32_t kAlignedBelowFrame = kFrameBase - 8;
+// Where the six saved registers start, relative to r12.
+constexpr int32_t kSavedRegs = kStateSize + kPadAbove;
 
 // ---- run-time support, called from generated code --------------------------
 
@@ -137,6 +149,31 @@ int check_access(const bh_vm *vm, uint64_t addr, uint64_t info, uint64_t frame_t
              pc, size, addr);
   }
   return 0;
+}
+
+// Unsigned division by a constant as a multiply-high (Granlund & Montgomery,
+// "Division by invariant integers using multiplication", 1994): clang keeps
+// `x / 1000` as a div instruction in BPF, and x86 div costs tens of cycles.
+// q = mulhi(n, m) >> shift, or with `add` (when no 64-bit m is exact):
+// t = mulhi(n, m); q = (t + ((n - t) >> 1)) >> shift.
+struct Reciprocal {
+  uint64_t m;
+  int shift;
+  bool add;
+};
+
+// For 64-bit n and 2 <= d < 2^63, d not a power of two.
+Reciprocal reciprocal64(uint64_t d) {
+  using u128 = unsigned __int128;
+  for (int s = 0; s < 64; ++s) {
+    const u128 p = u128(1) << (64 + s);
+    const u128 m = (p + d - 1) / d;  // ceil(2^(64+s) / d)
+    if ((m >> 64) != 0) break;       // only grows with s
+    if (m * d - p <= (u128(1) << s)) return Reciprocal{uint64_t(m), s, false};
+  }
+  const int l = 64 - __builtin_clzll(d - 1);  // ceil(log2(d))
+  const u128 m = ((u128(1) << 64) * ((u128(1) << l) - d)) / d + 1;
+  return Reciprocal{uint64_t(m), l - 1, true};
 }
 
 template <typename F>
@@ -225,7 +262,7 @@ class Compiler {
   void prologue() {
     for (Reg r : {RBP, RBX, R12, R13, R14, R15}) a_.push(r);
     a_.alu_imm(SUB, W64, R(RSP), kFrameBytes);
-    a_.lea(kState, M(RSP, kStackBlock));
+    a_.lea(kState, M(RSP, -kFrameBase));
     if (checked_) {
       a_.store(W64, M(kState, kStateCtx), RDI);
       a_.store(W64, M(kState, kStateCtxLen), RSI);
@@ -254,24 +291,24 @@ class Compiler {
   void shared_tails() {
     // edi = code, esi = pc, rdx = addr, ecx = size.
     a_.bind(common_fault_);
-    a_.lea(RSP, M(kState, -kStackBlock - 8));  // 16-byte aligned for the call
+    a_.lea(RSP, M(kState, kAlignedBelowFrame));
     a_.mov_imm64(R8, addr_of(vm_));
     a_.mov_imm64(R10, addr_of(&raise_fault));
     a_.call(R10);
     a_.bind(fault_exit_);  // the fault is recorded; the program returns 0
     a_.zero(RAX);
-    a_.lea(RSP, M(kState, kStateSize));
+    a_.lea(RSP, M(kState, kSavedRegs));
     a_.jmp(pops_);
 
     // edi = pc, rax = the value the helper asked the program to return. rbx
     // is free to hold it: it is about to be restored from the entry frame.
     a_.bind(exit_common_);
-    a_.lea(RSP, M(kState, -kStackBlock - 8));
+    a_.lea(RSP, M(kState, kAlignedBelowFrame));
     a_.mov(W64, RBX, RAX);
     a_.mov_imm64(R10, addr_of(&note_exit));
     a_.call(R10);
     a_.mov(W64, RAX, RBX);
-    a_.lea(RSP, M(kState, kStateSize));
+    a_.lea(RSP, M(kState, kSavedRegs));
     a_.jmp(pops_);
   }
 
@@ -516,6 +553,9 @@ class Compiler {
         minus_one_divisor(w, is_mod, d);
         return;
       }
+      if (!is_signed && div_by_constant(is64, is_mod, d, is64 ? uint64_t(int64_t(imm)) : uint64_t(uint32_t(imm)))) {
+        return;
+      }
       if (is64) {
         a_.mov_imm64(R11, uint64_t(int64_t(imm)));
       } else {
@@ -559,6 +599,67 @@ class Compiler {
       minus_one_divisor(w, is_mod, d);
     }
     a_.bind(done);
+  }
+
+  // Unsigned n / d or n % d for a constant d >= 1 without a div instruction.
+  // False for 64-bit divisors of 2^63 and up (a negative imm), which keep
+  // the div: programs do not divide by those in loops.
+  bool div_by_constant(bool is64, bool is_mod, Reg d, uint64_t divisor) {
+    const Width w = is64 ? W64 : W32;
+    if ((divisor & (divisor - 1)) == 0) {
+      const int k = __builtin_ctzll(divisor);
+      if (!is_mod) {
+        if (k != 0) {
+          a_.shift_imm(SHR, w, d, uint8_t(k));
+        } else if (!is64) {
+          a_.mov(W32, d, d);
+        }
+      } else if (divisor - 1 <= uint64_t(INT32_MAX)) {
+        a_.alu_imm(AND, w, R(d), int32_t(divisor - 1));
+      } else {
+        a_.mov_imm64(R11, divisor - 1);  // 32-bit masks past 2^31 never get here
+        a_.alu(AND, w, R(d), R11);
+      }
+      return true;
+    }
+    if (is64 && divisor >= (uint64_t(1) << 63)) return false;
+    // n in r11; mul takes rax and writes rdx:rax, so r0/r3 are kept in r9/r10
+    // unless they are the destination.
+    if (d != RAX) a_.mov(W64, R9, RAX);
+    if (d != RDX) a_.mov(W64, R10, RDX);
+    a_.mov(w, R11, d);  // the 32-bit form reads the low half only
+    Reg q = RDX;
+    if (is64) {
+      const Reciprocal r = reciprocal64(divisor);
+      a_.mov_imm64(RAX, r.m);
+      a_.unary(MUL, W64, R11);
+      if (r.add) {
+        a_.mov(W64, RAX, R11);
+        a_.alu(SUB, W64, R(RAX), RDX);
+        a_.shift_imm(SHR, W64, RAX, 1);
+        a_.alu(ADD, W64, R(RAX), RDX);
+        q = RAX;
+      }
+      if (r.shift != 0) a_.shift_imm(SHR, W64, q, uint8_t(r.shift));
+    } else {
+      // For 32-bit n and d, n / d = mulhi64(n, ceil(2^64 / d)) exactly
+      // (Lemire, Kaser & Kurz, "Faster remainder by direct computation").
+      const uint64_t c = uint64_t(((unsigned __int128)1 << 64) / divisor) + 1;
+      a_.mov_imm64(RAX, c);
+      a_.unary(MUL, W64, R11);
+    }
+    Reg result = q;
+    if (is_mod) {
+      // n - q * d; d fits imul's sign-extended imm32 (64-bit: it came from
+      // one; 32-bit: only the low half of the product matters).
+      a_.imul_imm(w, q, q, int32_t(uint32_t(divisor)));
+      a_.alu(SUB, w, R(R11), q);
+      result = R11;
+    }
+    if (d != result) a_.mov(W64, d, result);
+    if (d != RAX) a_.mov(W64, RAX, R9);
+    if (d != RDX) a_.mov(W64, RDX, R10);
+    return true;
   }
 
   // x / 0 = 0; x % 0 = x (truncated to 32 bits for the 32-bit form).

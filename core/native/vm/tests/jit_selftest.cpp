@@ -128,10 +128,27 @@ uint64_t h_maybe_exit(uint64_t a, uint64_t, uint64_t, uint64_t, uint64_t) {
   return 7;
 }
 uint64_t h_clobber(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t) { return 0x1234; }
+// 1 if the helper was entered with the stack aligned as SysV requires (rsp
+// 16-byte aligned at the call, so the frame pointer is too after push rbp).
+__attribute__((noinline, optimize("no-omit-frame-pointer"))) uint64_t h_aligned(uint64_t, uint64_t, uint64_t,
+                                                                                 uint64_t, uint64_t) {
+  return (reinterpret_cast<uintptr_t>(__builtin_frame_address(0)) & 15) == 0 ? 1 : 0;
+}
 std::atomic<uint64_t> g_counter{0};
+// Runs another program through the JIT from inside a helper, as a helper
+// that implements tail calls would; returns its rc and r0.
+bh_vm *g_inner = nullptr;
+uint64_t h_nested(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t) {
+  uint64_t r0 = 0;
+  bh_fault f;
+  const int rc = bh_vm_exec_jit(g_inner, nullptr, 0, &r0, &f);
+  return uint64_t(rc + 1) * 1000 + r0 + uint64_t(f.code) * 100;
+}
 uint64_t h_count(uint64_t a, uint64_t, uint64_t, uint64_t, uint64_t) { return g_counter.fetch_add(a) + a; }
 
-enum : uint32_t { kWeigh = 1, kMaybeExit = 2, kClobber = 5, kCount = 9 };
+enum : uint32_t {
+  kWeigh = 1, kMaybeExit = 2, kClobber = 5, kAligned = 6, kAlignedMayExit = 7, kNested = 8, kCount = 9,
+};
 
 // ---- running both backends -------------------------------------------------
 
@@ -158,6 +175,9 @@ VmPtr make_vm(const Prog &p, const Config &cfg, std::string *err_out = nullptr) 
   bh_vm_register_helper(vm.get(), kMaybeExit, "maybe_exit", h_maybe_exit, BH_HELPER_MAY_EXIT);
   bh_vm_register_helper(vm.get(), kClobber, "clobber", h_clobber, 0);
   bh_vm_register_helper(vm.get(), kCount, "count", h_count, 0);
+  bh_vm_register_helper(vm.get(), kAligned, "aligned", h_aligned, 0);
+  bh_vm_register_helper(vm.get(), kNested, "nested", h_nested, BH_HELPER_MAY_EXIT);
+  bh_vm_register_helper(vm.get(), kAlignedMayExit, "aligned_may_exit", h_aligned, BH_HELPER_MAY_EXIT);
   bh_vm_set_checked(vm.get(), cfg.checked);
   bh_vm_set_budget(vm.get(), cfg.budget);
   for (const Region &r : cfg.regions) bh_vm_add_region(vm.get(), r.base, r.len, r.writable);
@@ -185,6 +205,15 @@ bool same_fault(const bh_fault &a, const bh_fault &b) {
       // The JIT charges only backward jumps and calls, so it stops later
       // and elsewhere; what matters is that both stop.
       return true;
+    case BH_FAULT_OUT_OF_BOUNDS: {
+      // Each backend runs on its own copy of the context and its own stack,
+      // so addresses differ; the text up to the address must not.
+      const char *at_a = std::strstr(a.message, "0x");
+      const char *at_b = std::strstr(b.message, "0x");
+      return a.pc == b.pc && a.size == b.size && at_a != nullptr && at_b != nullptr && at_a - a.message == at_b - b.message &&
+             std::strncmp(a.message, b.message, size_t(at_a - a.message)) == 0 &&
+             std::strcmp(std::strchr(at_a, ' '), std::strchr(at_b, ' ')) == 0;
+    }
     default:
       return a.pc == b.pc && a.addr == b.addr && a.size == b.size && std::strcmp(a.message, b.message) == 0;
   }
@@ -353,6 +382,48 @@ void test_alu_values() {
   }
 }
 
+// Division and modulo by constants (the JIT replaces them by shifts, masks
+// and multiplications): many divisors against edge and random dividends.
+void test_div_constants() {
+  std::mt19937_64 rng(7);
+  std::vector<int32_t> divisors;
+  for (int32_t d = 1; d <= 300; ++d) divisors.push_back(d);
+  for (int k = 9; k <= 31; ++k) {
+    for (uint32_t delta : {0xffffffffu, 0u, 1u}) divisors.push_back(int32_t((uint32_t(1) << k) + delta));
+  }
+  for (int i = 0; i < 200; ++i) divisors.push_back(int32_t(rng()));
+  for (int32_t d : {1000, 1000000, 641, 6700417, 0x7fffffff, -1000, -7, -2, INT32_MIN}) divisors.push_back(d);
+  std::vector<uint64_t> dividends(std::begin(kValues), std::end(kValues));
+  for (int i = 0; i < 24; ++i) dividends.push_back(rng() >> (i % 4 == 0 ? 0 : rng() % 64));
+  for (int32_t div : divisors) {
+    if (div == 0) continue;
+    for (bool is64 : {true, false}) {
+      for (uint8_t op : {uint8_t(BH_ALU_DIV), uint8_t(BH_ALU_MOD)}) {
+        for (uint8_t d : {uint8_t(0), uint8_t(3), uint8_t(6)}) {
+          // One program per divisor: every dividend, results folded into r9.
+          Prog p;
+          lddw(p, 0, 0x0a0a0a0a0a0a0a0a);
+          lddw(p, 3, 0x3030303030303030);
+          p.push_back(mov(9, 0));
+          for (uint64_t n : dividends) {
+            lddw(p, d, n);
+            p.push_back(alu(is64, op, d, div));
+            p.push_back(alu(true, BH_ALU_MUL, 9, 1000003));
+            p.push_back(alux(true, BH_ALU_XOR, 9, d));
+            p.push_back(alux(true, BH_ALU_XOR, 9, d == 0 ? 3 : 0));
+            p.push_back(alux(true, BH_ALU_XOR, 9, d == 3 ? 0 : 3));
+          }
+          hash_regs(p);
+          char what[80];
+          std::snprintf(what, sizeof what, "%s%s by constant %d into r%u", op == BH_ALU_DIV ? "div" : "mod",
+                        is64 ? "64" : "32", div, d);
+          differ(what, p);
+        }
+      }
+    }
+  }
+}
+
 // Known answers from the conformance suite, so the pair is not merely
 // consistent but right.
 void test_known_answers() {
@@ -462,7 +533,7 @@ void test_jumps() {
       for (uint8_t d = 0; d <= 10; ++d) {
         for (uint8_t s = 0; s <= 10; ++s) {
           Prog p;
-          for (uint8_t r = 0; r <= 9; ++r) lddw(p, r, 0xfffffff0 + r * 0x7fffffff);
+          for (uint8_t r = 0; r <= 9; ++r) lddw(p, r, 0xfffffff0ull + r * 0x7fffffffull);
           p.push_back(jx(is32, op, d, s, 2));
           p.push_back(mov(0, 0));
           p.push_back(exit_());
@@ -529,9 +600,9 @@ void test_memory() {
       for (uint8_t s = 0; s <= 9; ++s) {
         if (s == base) continue;
         Prog p;
-        lddw(p, s, 0xf1e2d3c4b5a69788ull + s);
         p.push_back(movr(base, 1));
         p.push_back(add(base, 40));
+        lddw(p, s, 0xf1e2d3c4b5a69788ull + s);
         p.push_back(stx(size, base, s, -37));
         p.push_back(st(size, base, 9, -2));
         p.push_back(st(size, base, -40, 0x7f6e5d4c));
@@ -582,6 +653,7 @@ void test_atomics() {
               p.push_back(add(base, -64));
             }
             p.push_back(atomic(size, base, s, base != 10 ? 40 : -24, op));
+            if (base != 10) p.push_back(mov(base, 0));  // a stack address differs between backends
             p.push_back(ldx(BH_SIZE_DW, 9, 10, -24));
             hash_regs(p);
             char what[80];
@@ -629,7 +701,7 @@ void test_calls() {
   p.push_back(st(BH_SIZE_DW, 10, -8, 1000));
   p.push_back(movr(1, 10));
   p.push_back(add(1, -8));
-  p.push_back(call_local(6));                          // -> f at pc 11
+  p.push_back(call_local(5));                          // -> f at pc 11
   p.push_back(alux(true, BH_ALU_ADD, 0, 6));          // 66
   p.push_back(alux(true, BH_ALU_ADD, 0, 7));          // 77
   p.push_back(ldx(BH_SIZE_DW, 2, 10, -8));
@@ -679,22 +751,81 @@ void test_calls() {
   p.push_back(call(kMaybeExit));  // returns 7, no exit
   p.push_back(movr(6, 0));
   p.push_back(mov(1, 4));
-  p.push_back(call_local(3));
+  p.push_back(call_local(2));     // pc 4 -> 7
   p.push_back(add(0, 1000));
   p.push_back(exit_());
+  p.push_back(call_local(1));     // pc 7 -> 9
   p.push_back(exit_());
-  p.push_back(call_local(1));    // pc 8 -> 10
-  p.push_back(exit_());
-  p.push_back(call_local(1));    // pc 10 -> 12
+  p.push_back(call_local(1));     // pc 9 -> 11
   p.push_back(exit_());
   p.push_back(alux(true, BH_ALU_ADD, 1, 6));
-  p.push_back(call(kMaybeExit));  // r1 = 11: ends with r0 = 110
+  p.push_back(call(kMaybeExit));  // pc 12, r1 = 11: ends with r0 = 110
   p.push_back(mov(0, -1));
   p.push_back(exit_());
   Outcome o = differ("exit request from depth", p);
-  EXPECT(o.rc == 0 && o.r0 == 110 && o.fault.code == BH_FAULT_HELPER_EXIT && o.fault.pc == 13);
+  EXPECT(o.rc == 0 && o.r0 == 110 && o.fault.code == BH_FAULT_HELPER_EXIT && o.fault.pc == 12);
   o = differ("exit request from depth, checked+budget", p, Config{true, 1000, {}});
   EXPECT(o.rc == 0 && o.r0 == 110 && o.fault.code == BH_FAULT_HELPER_EXIT);
+
+  // SysV stack alignment at every kind of helper call, from the entry frame
+  // and from two local calls deep, in every mode; and r10 16-byte aligned.
+  for (const Config &cfg : {Config{}, Config{true, 0, {}}, Config{true, 1000000, {}}}) {
+    Prog a;
+    a.push_back(call_local(4));  // -> f (pc 5)
+    a.push_back(movr(6, 0));
+    a.push_back(call_local(7));  // -> g (pc 10)
+    a.push_back(alux(true, BH_ALU_ADD, 0, 6));
+    a.push_back(exit_());
+    a.push_back(call_local(4));  // f: pc 5 -> g
+    a.push_back(movr(7, 0));
+    a.push_back(call_local(2));  // pc 7 -> g, a second time
+    a.push_back(alux(true, BH_ALU_ADD, 0, 7));
+    a.push_back(exit_());
+    a.push_back(mov(6, 0));      // g: pc 10
+    for (uint32_t id : {kAligned, kAlignedMayExit}) {  // pc 8..
+      a.push_back(call(int32_t(id)));
+      a.push_back(alux(true, BH_ALU_ADD, 6, 0));
+      a.push_back(mov(1, int32_t(id)));
+      a.push_back(callx(1));
+      a.push_back(alux(true, BH_ALU_ADD, 6, 0));
+    }
+    a.push_back(movr(1, 10));
+    a.push_back(alu(true, BH_ALU_AND, 1, 15));
+    a.push_back(jk(false, BH_JMP_JEQ, 1, 0, 1));
+    a.push_back(mov(6, -100));
+    a.push_back(movr(0, 6));
+    a.push_back(exit_());
+    // Each helper call adds 1 when aligned: 4 per visit, 3 visits.
+    expect_r0("stack alignment at helper calls", a, 12, cfg);
+  }
+
+  // A program run from inside a helper leaves nothing behind for the run
+  // that called the helper: a fault, an exit request, or a clean exit.
+  for (int inner_kind = 0; inner_kind < 3; ++inner_kind) {
+    Prog inner;
+    if (inner_kind == 0) {
+      inner.push_back(mov(1, 3));
+      inner.push_back(callx(1));  // a hole: BAD_HELPER
+    } else if (inner_kind == 1) {
+      inner.push_back(mov(1, 4));
+      inner.push_back(call(kMaybeExit));  // exit with 40
+    } else {
+      inner.push_back(mov(0, 5));
+    }
+    inner.push_back(exit_());
+    VmPtr inner_vm = make_vm(inner, Config{});
+    g_inner = inner_vm.get();
+    Prog outer;
+    outer.push_back(call(kNested));
+    outer.push_back(add(0, 1));
+    outer.push_back(exit_());
+    const uint64_t want[] = {0 * 1000 + 0 + 4 * 100 + 1, 1 * 1000 + 40 + 5 * 100 + 1, 1 * 1000 + 5 + 1};
+    for (const Config &cfg : {Config{}, Config{true, 100, {}}}) {
+      const Outcome o = differ("nested run", outer, cfg);
+      EXPECT(o.rc == 0 && o.r0 == want[inner_kind] && o.fault.code == BH_FAULT_NONE);
+    }
+    g_inner = nullptr;
+  }
 
   // callx: good ids, MAY_EXIT through callx, a hole, out of range, negative.
   for (int64_t id : {int64_t(kWeigh), int64_t(kMaybeExit), int64_t(kClobber), int64_t(3), int64_t(kCount + 1),
@@ -723,7 +854,8 @@ void test_calls() {
   p.push_back(callx(8));
   p.push_back(exit_());
   expect_r0("callx r8", p, 2);
-  p.back() = callx(0);  // the id in r0 (= 2): maybe_exit with r1 = 2 -> 20
+  p.back() = mov(1, 2);  // helpers clobber r1-r5
+  p.push_back(callx(0));  // the id in r0 (= 2): maybe_exit with r1 = 2 -> 20
   p.push_back(exit_());
   o = differ("callx may exit", p);
   EXPECT(o.rc == 0 && o.r0 == 20 && o.fault.code == BH_FAULT_HELPER_EXIT);
@@ -856,6 +988,7 @@ void test_budget() {
   p.back() = ja32(-2);
   expect_fault("endless loop ja32", p, BH_FAULT_BUDGET, cfg);
   p.back() = jk(true, BH_JMP_JNE, 0, 0, -2);
+  p.push_back(exit_());
   expect_fault("endless conditional loop", p, BH_FAULT_BUDGET, cfg);
 
   // A bounded loop well within budget gives the same answer.
@@ -898,7 +1031,6 @@ void test_random(unsigned count) {
     }
     for (int slot = 0; slot < 8; ++slot) p.push_back(stx(BH_SIZE_DW, 10, uint8_t(pick(10)), int16_t(-8 * (slot + 1))));
     const size_t body = 24 + pick(40);
-    const size_t first = p.size();
     for (size_t i = 0; i < body; ++i) {
       const uint8_t d = uint8_t(pick(10));
       const uint8_t s = uint8_t(pick(10));
@@ -928,7 +1060,8 @@ void test_random(unsigned count) {
         }
         case 4: {
           const uint8_t size = uint8_t(pick(4) << 3);
-          const int16_t off = int16_t(-int(1 + pick(64 - 8)));
+          const int bytes[] = {4, 2, 1, 8};
+          const int16_t off = int16_t(-(bytes[size >> 3] + int(pick(64 - 8))));
           if (pick(2) == 0) {
             p.push_back(pick(2) == 0 || size == BH_SIZE_DW ? ldx(size, d, 10, off) : ldxsx(size, d, 10, off));
           } else if (pick(2) == 0) {
@@ -959,7 +1092,6 @@ void test_random(unsigned count) {
         }
       }
     }
-    (void)first;
     // Fold the stack slots into registers before hashing.
     for (int slot = 0; slot < 8; ++slot) {
       p.push_back(ldx(BH_SIZE_DW, 1, 10, int16_t(-8 * (slot + 1))));
@@ -1077,7 +1209,7 @@ Prog bpf_loop() {
   p.push_back(mov(4, 0));   // i
   lddw(p, 6, 6364136223846793005ull);
   lddw(p, 7, 1442695040888963407ull);
-  p.push_back(jk(false, BH_JMP_JEQ, 1, 0, 17));
+  p.push_back(jk(false, BH_JMP_JEQ, 1, 0, 18));
   const size_t top = p.size();
   p.push_back(alux(true, BH_ALU_MUL, 2, 6));
   p.push_back(alux(true, BH_ALU_ADD, 2, 7));
@@ -1153,6 +1285,7 @@ int main(int argc, char **argv) {
   test_known_answers();
   test_alu_registers();
   test_alu_values();
+  test_div_constants();
   test_jumps();
   test_memory();
   test_atomics();
