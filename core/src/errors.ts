@@ -9,6 +9,7 @@ export const ErrorCodes = [
   "ASM_SYNTAX",
   "ATTACH_FAILED",
   "BAD_ARGUMENT",
+  "CLANG_FAILED",
   "CONFIG_INVALID",
   "DUPLICATE_ATTACH_TYPE",
   "ELF_INVALID",

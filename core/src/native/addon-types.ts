@@ -12,7 +12,148 @@ export interface NativeAddon {
 
   // ---- runtime_binding.cpp ----
   NativeRuntime: new () => NativeRuntime;
+
+  // ---- maps_binding.cpp ----
+  // Data operations return 0 or a negative errno (TS builds the error with
+  // the map's name); misuse of a handle or a short buffer throws BAD_ARGUMENT.
+  possibleCpus(): number;
+  regionCreate(name: string, size: number, maxMaps: number): NativeRegionHandle | number;
+  regionOpen(name: string): NativeRegionHandle | number;
+  regionClose(region: NativeRegionHandle): void;
+  regionInfo(region: NativeRegionHandle): NativeRegionInfo;
+  regionMaps(region: NativeRegionHandle): NativeMapDesc[];
+  /** The region checked-mode programs may access (SharedRegionBounds). */
+  regionSetDefault(region: NativeRegionHandle | null): void;
+  mapCreate(region: NativeRegionHandle, spec: NativeMapSpec): NativeMapHandle | number;
+  mapOpen(region: NativeRegionHandle, nameOrIndex: string | number): NativeMapHandle | number;
+  mapClose(map: NativeMapHandle): void;
+  mapInfo(map: NativeMapHandle): NativeMapInfo;
+  /** Live entries (hash family, LPM, queue/stack), max_entries for arrays, or -errno. */
+  mapCount(map: NativeMapHandle): number;
+  mapLookup(map: NativeMapHandle, key: Uint8Array | null, out: Uint8Array): number;
+  mapUpdate(map: NativeMapHandle, key: Uint8Array | null, value: Uint8Array, flags: number): number;
+  mapDelete(map: NativeMapHandle, key: Uint8Array | null): number;
+  mapLookupAndDelete(map: NativeMapHandle, key: Uint8Array | null, out: Uint8Array): number;
+  mapNextKey(map: NativeMapHandle, key: Uint8Array | null, out: Uint8Array): number;
+  /** Address of entry 0's value + offset in an array map (lddw map-value forms), or 0n. */
+  mapValueAddress(map: NativeMapHandle, offset: number): bigint;
+  /** The program-side helpers, called as a program would (tests). */
+  mapHelperLookup(map: NativeMapHandle, key: Uint8Array | null): Buffer | null;
+  mapHelperWrite(map: NativeMapHandle, key: Uint8Array | null, offset: number, data: Uint8Array): boolean;
+  mapHelperUpdate(map: NativeMapHandle, key: Uint8Array | null, value: Uint8Array, flags: number): number;
+  mapHelperDelete(map: NativeMapHandle, key: Uint8Array | null): number;
+  mapHelperPush(map: NativeMapHandle, value: Uint8Array, flags: number): number;
+  mapHelperPop(map: NativeMapHandle, out: Uint8Array): number;
+  mapHelperPeek(map: NativeMapHandle, out: Uint8Array): number;
+  /** bpf_ringbuf_output. */
+  ringbufOutput(map: NativeMapHandle, data: Uint8Array, flags: number): number;
+  /** bpf_ringbuf_reserve, copy, then submit (or discard). */
+  ringbufReserve(map: NativeMapHandle, data: Uint8Array, discard: boolean): number;
+  /** Packed records {u32 size, u32 0, data padded to 8}, or -errno. */
+  ringbufConsume(map: NativeMapHandle, maxRecords: number, maxBytes: number): Buffer | number;
+  ringbufStats(map: NativeMapHandle): NativeRingbufStats | number;
+  /** bpf_perf_event_output to ring `index` (-1: the calling CPU's). */
+  perfOutput(map: NativeMapHandle, index: number, data: Uint8Array): number;
+  /** Packed entries {u16 kind (1 sample, 2 lost), u16 0, u32 ring, u32 size, u32 0} + payload padded to 8. */
+  perfConsume(map: NativeMapHandle, ring: number, maxRecords: number, maxBytes: number): Buffer | number;
+  perfStats(map: NativeMapHandle): NativePerfRingStats[] | number;
+  /** Native threads calling the helpers concurrently (see bh_maps_stress). */
+  mapStress(map: NativeMapHandle, opts: NativeStressOptions): Promise<NativeStressResult>;
+  /** ns per helper call in a tight native loop, or -errno. */
+  mapBench(map: NativeMapHandle, op: NativeBenchOp, iterations: number, keys: number): number;
 }
+
+// ---- maps_binding.cpp types ----
+
+declare const regionBrand: unique symbol;
+declare const mapBrand: unique symbol;
+/** A mapping of a shared region (a type-tagged Node-API external). */
+export type NativeRegionHandle = { readonly [regionBrand]: true };
+/** A process-local bh_map* (a type-tagged external); what runtime.loadProgram's `maps` takes. */
+export type NativeMapHandle = { readonly [mapBrand]: true };
+
+export interface NativeRegionInfo {
+  name: string;
+  size: number;
+  used: number;
+  generation: number;
+  ncpus: number;
+  layoutVersion: number;
+  mapCount: number;
+  maxMaps: number;
+  owner: boolean;
+  creatorPid: number;
+  baseAddress: bigint;
+}
+
+export interface NativeMapSpec {
+  name: string;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  mapExtra: bigint;
+}
+
+export interface NativeMapDesc {
+  index: number;
+  name: string;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  mapExtra: bigint;
+  storageOffset: number;
+  storageSize: number;
+}
+
+export interface NativeMapInfo extends NativeMapDesc {
+  ncpus: number;
+  /** Bytes a user-space lookup/update copies (per-CPU: round_up(valueSize, 8) * ncpus). */
+  userValueSize: number;
+  /** The bh_map* programs see. */
+  address: bigint;
+}
+
+export interface NativeRingbufStats {
+  size: number;
+  producerPos: number;
+  consumerPos: number;
+  available: number;
+  drops: number;
+}
+
+export interface NativePerfRingStats {
+  ring: number;
+  size: number;
+  head: number;
+  tail: number;
+  lost: number;
+}
+
+export interface NativeStressOptions {
+  op: "add" | "churn" | "ringbuf" | "perf" | "queue" | "insert" | "produce";
+  threads: number;
+  iterations: number;
+  keys?: number;
+  paceNs?: number;
+}
+
+export interface NativeStressResult {
+  ok: number;
+  failed: number;
+  misses: number;
+  consumed: number;
+  drops: number;
+  discarded: number;
+  orderErrors: number;
+  sum: bigint;
+  elapsedNs: number;
+}
+
+export type NativeBenchOp = "lookup" | "update" | "add" | "lookup_miss" | "ringbuf" | "perf";
 
 /** A loaded, compiled program (runtime_binding.cpp). */
 export interface NativeProgram {

@@ -10,6 +10,7 @@ import type { BpfObject, MapSpec } from "../loader/index.js";
 import { Program } from "./program.js";
 import type { Runtime } from "./runtime.js";
 import { createObjectMaps, type ObjectMap } from "./object-maps.js";
+import type { AnyMap, SharedRegion } from "../maps/index.js";
 
 /** Raw instructions plus maps given in code, for embedding without clang. */
 export interface RawObject {
@@ -31,10 +32,10 @@ export class LoadedObject {
     private readonly mapsByName: ReadonlyMap<string, ObjectMap>,
   ) {}
 
-  static create(runtime: Runtime, source: LoadSource, loadProgram: ProgramLoader): LoadedObject {
+  static create(runtime: Runtime, region: SharedRegion, source: LoadSource, loadProgram: ProgramLoader): LoadedObject {
     const spec = toObject(source);
     const name = spec.file ?? "(object)";
-    const maps = createObjectMaps(spec.maps, name);
+    const maps = createObjectMaps(region, spec.maps, name);
     const programs = new Map<string, Program>();
     try {
       const handles = maps.map((m) => m.native);
@@ -83,7 +84,13 @@ export class LoadedObject {
     return [...this.programsByName.values()];
   }
 
-  map(name: string): ObjectMap {
+  /** The map `name` (".bss", "counts"), typed by the caller: `obj.map<BpfMap<number, bigint>>("counts")`. */
+  map<M extends AnyMap = AnyMap>(name: string): M {
+    return this.objectMap(name).map as M;
+  }
+
+  /** The map with its spec and region name. */
+  objectMap(name: string): ObjectMap {
     const m = this.mapsByName.get(name);
     if (!m) {
       throw new BpfhookError(

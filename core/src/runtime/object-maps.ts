@@ -1,20 +1,93 @@
 /**
- * Creates an object's maps from their specs. Wired to the native maps in the
- * shared region (core/src/maps).
+ * Creates an object's maps in the runtime's shared region from the loader's
+ * specs, with codecs from BTF, and fills global data (.data, .rodata) with
+ * its initial bytes. All or nothing: a failure closes what was made.
  */
 import { BpfhookError } from "../errors.js";
 import type { MapSpec } from "../loader/index.js";
+import { codec, type AnyMap, type Codec, type SharedRegion } from "../maps/index.js";
+import { codecFromBtf } from "./btf-codec.js";
 
 export interface ObjectMap {
+  /** The map's name in its object (".bss", "counts"). */
   readonly name: string;
-  /** The native map handle programs reference. */
+  /** Its name in the shared region (unique there; qualified on a clash). */
+  readonly regionName: string;
+  readonly spec: MapSpec;
+  readonly map: AnyMap;
+  /** The native handle programs reference. */
   readonly native: unknown;
   close(): void;
 }
 
-export function createObjectMaps(specs: readonly MapSpec[], objectName: string): ObjectMap[] {
-  if (specs.length > 0) {
-    throw new BpfhookError("MAP_ERROR", `${objectName}: maps are not wired into the runtime yet`);
+const KEYLESS = new Set([4 /* perf event array */, 22 /* queue */, 23 /* stack */, 27 /* ringbuf */]);
+
+export function createObjectMaps(region: SharedRegion, specs: readonly MapSpec[], objectName: string): ObjectMap[] {
+  const made: ObjectMap[] = [];
+  const taken = new Set(region.maps().map((d) => d.name));
+  try {
+    for (const spec of specs) {
+      const regionName = uniqueName(spec.name, taken);
+      taken.add(regionName);
+      let map: AnyMap;
+      try {
+        map = region.createMap({
+          name: regionName,
+          type: spec.type,
+          keySize: spec.keySize,
+          valueSize: spec.valueSize,
+          maxEntries: spec.maxEntries,
+          flags: spec.flags,
+          ...(spec.mapExtra !== undefined ? { mapExtra: spec.mapExtra } : {}),
+          ...codecsFor(spec),
+        } as never);
+      } catch (err) {
+        if (err instanceof BpfhookError) {
+          throw new BpfhookError(err.code, `${objectName}: map '${spec.name}' (section ${spec.section}): ${err.message}`, {
+            ...err.detail,
+            symbol: spec.name,
+            section: spec.section,
+            cause: err,
+          });
+        }
+        throw err;
+      }
+      const entry: ObjectMap = {
+        name: spec.name,
+        regionName,
+        spec,
+        map,
+        native: (map as { native: unknown }).native,
+        close: () => map.close(),
+      };
+      made.push(entry);
+      if (spec.initialData && spec.initialData.some((b) => b !== 0)) {
+        (map as unknown as { set(k: number, v: Buffer): void }).set(0, Buffer.from(spec.initialData));
+      }
+    }
+  } catch (err) {
+    for (const m of made) m.close();
+    throw err;
   }
-  return [];
+  return made;
+}
+
+function uniqueName(name: string, taken: Set<string>): string {
+  const base = name.replace(/[^\x21-\x7e]/g, "_").slice(0, 56);
+  if (!taken.has(base)) return base;
+  for (let n = 2; ; n++) {
+    const candidate = `${base}#${n}`;
+    if (!taken.has(candidate)) return candidate;
+  }
+}
+
+/**
+ * Global data (.data, .rodata, .bss) reads as its raw bytes (its layout is the
+ * datasec in spec.valueType); keyless maps take no codecs; others get codecs
+ * from BTF.
+ */
+function codecsFor(spec: MapSpec): { key?: Codec<any>; value?: Codec<any> } {
+  if (KEYLESS.has(spec.type)) return {};
+  if (spec.initialData !== undefined) return { key: codec.u32, value: codec.raw(spec.valueSize) };
+  return { key: codecFromBtf(spec.keyType, spec.keySize), value: codecFromBtf(spec.valueType, spec.valueSize) };
 }

@@ -24,6 +24,7 @@ import { PluginLoaderToken, PluginRegistryToken, RuntimeToken } from "../plugins
 import { Link } from "./link.js";
 import { Program } from "./program.js";
 import { LoadedObject, type LoadSource } from "./loaded-object.js";
+import { SharedRegion } from "../maps/index.js";
 
 export interface RuntimeOptions {
   /** Plugins: npm package names (resolved from `resolveFrom`) or plugin objects / classes. */
@@ -38,6 +39,8 @@ export interface RuntimeOptions {
   budget?: number;
   /** "jit" (default) or "interpreter". */
   backend?: "jit" | "interpreter";
+  /** Bytes of the shared region for maps (default 64 MiB, allocated as touched). */
+  regionSize?: number;
   /** Parent DI container (default: tsyringe's root); the runtime makes a child. */
   container?: DependencyContainer;
 }
@@ -58,6 +61,7 @@ export class Runtime implements NativeCaller {
   private readonly pluginIndex = new Map<string, number>();
   private readonly links = new Set<Link>();
   private readonly objects: LoadedObject[] = [];
+  private region: SharedRegion | undefined;
   private closed = false;
 
   private constructor(readonly options: Readonly<RuntimeOptions>) {
@@ -104,7 +108,7 @@ export class Runtime implements NativeCaller {
    */
   load(source: LoadSource): LoadedObject {
     this.assertOpen();
-    const obj = LoadedObject.create(this, source, (insns, name, maps) =>
+    const obj = LoadedObject.create(this, this.sharedRegion(), source, (insns, name, maps) =>
       this.nativeRt.loadProgram({
         name,
         insns,
@@ -155,6 +159,18 @@ export class Runtime implements NativeCaller {
     return result;
   }
 
+  /**
+   * The shared-memory region that holds this runtime's maps (created on the
+   * first load; another process can open it by name, see SharedRegion.open).
+   */
+  sharedRegion(): SharedRegion {
+    this.assertOpen();
+    this.region ??= SharedRegion.create(
+      this.options.regionSize === undefined ? {} : { size: this.options.regionSize },
+    );
+    return this.region;
+  }
+
   /** Links still attached. */
   get attachments(): readonly Link[] {
     return [...this.links];
@@ -174,6 +190,7 @@ export class Runtime implements NativeCaller {
     this.nativeRt.close();
     for (const obj of this.objects) obj.dispose();
     this.objects.length = 0;
+    this.region?.close();
     this.container.clearInstances();
   }
 

@@ -1,0 +1,327 @@
+/* bpfhook's eBPF maps: storage in a shared region (region.h), kernel
+ * semantics, a C ABI usable without Node (the agent links this too).
+ *
+ * Two sides, as in the kernel:
+ * - user space (bh_map_lookup / update / delete / get_next_key /
+ *   lookup_and_delete) behaves like the bpf() syscall: values are copied,
+ *   per-CPU maps take and return all CPUs' values (value_size rounded up to 8,
+ *   times ncpus), results are 0 or a negative errno;
+ * - programs (bh_map_lookup_elem, ..., and the helper functions registered by
+ *   bh_maps_register_helpers) behave like the kernel helpers: lookup returns a
+ *   pointer into the map's storage that the program may write through, and
+ *   per-CPU maps act on the calling CPU's value only.
+ *
+ * Map types (kernel ids): hash 1, array 2, perf event array 4, per-CPU hash
+ * 5, per-CPU array 6, LRU hash 9, LPM trie 11, queue 22, stack 23,
+ * ring buffer 27.
+ *
+ * Errors: -E2BIG map full / index out of range / record too big, -ENOENT no
+ * such key or empty queue, -EEXIST BPF_NOEXIST on an existing key, -EINVAL
+ * bad flags or sizes (and delete on an array), -ENOSPC LPM trie full or perf
+ * ring full (as the kernel), -ENOMEM region full at creation.
+ *
+ * STORAGE LAYOUT (inside the map's region block; offsets from the block)
+ *
+ *   0     map header, 512 bytes: identity (magic, type, sizes, ncpus, hash
+ *         seed, offsets of the arrays below), then one 64-byte line each for
+ *         the map-wide lock word, the live count / free list, and the LRU
+ *         clock, so that writers of one do not invalidate the others
+ *   array           values[max_entries], stride round_up(value_size, 8)
+ *   per-CPU array   ncpus blocks (64-byte aligned), each values[max_entries]
+ *   hash, LRU hash  buckets[n] (8 bytes: seqlock word, head element), n the
+ *                   power of two >= max_entries; then the element pool:
+ *                   {next, hash, atime, flags; key; value}, element indexes
+ *                   1-based (0 = none)
+ *   per-CPU hash    as hash without the value in the element, plus ncpus
+ *                   blocks of values[pool], indexed by element
+ *   LPM trie        node pool (2 x max_entries: real + intermediate nodes)
+ *   queue, stack    slots[max_entries + 1]
+ *   ring buffer     control page (producer lock, positions, drops, each on
+ *                   its own cache line), then data[max_entries] (power of two)
+ *   perf array      one 128-byte control per ring, then the rings' data
+ *                   (map_extra bytes each, power of two)
+ *
+ * A bh_map* is a process-local handle: it caches the addresses of the arrays
+ * above for this process's mapping. Programs get it through the lddw
+ * resolver (map-fd forms) or bh_map_value_addr (map-value forms). The handle
+ * must outlive every program that uses it (take a reference with
+ * bh_map_ref); closing it does not touch the storage, which lives as long as
+ * the region.
+ */
+#ifndef BPFHOOK_MAPS_H
+#define BPFHOOK_MAPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bpfhook/region.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum bh_map_type {
+  BH_MAP_TYPE_HASH = 1,
+  BH_MAP_TYPE_ARRAY = 2,
+  BH_MAP_TYPE_PERF_EVENT_ARRAY = 4,
+  BH_MAP_TYPE_PERCPU_HASH = 5,
+  BH_MAP_TYPE_PERCPU_ARRAY = 6,
+  BH_MAP_TYPE_LRU_HASH = 9,
+  BH_MAP_TYPE_LPM_TRIE = 11,
+  BH_MAP_TYPE_QUEUE = 22,
+  BH_MAP_TYPE_STACK = 23,
+  BH_MAP_TYPE_RINGBUF = 27,
+};
+
+/* Update flags (the kernel's BPF_ANY, BPF_NOEXIST, BPF_EXIST, BPF_F_LOCK). */
+#define BH_ANY 0ull
+#define BH_NOEXIST 1ull
+#define BH_EXIST 2ull
+#define BH_F_LOCK 4ull /* no bpf_spin_lock support: rejected with -EINVAL */
+
+/* Creation flags accepted (the kernel's values). Stored and reported; only
+ * BH_F_ZERO_SEED changes behaviour (hash seed 0: same bucket order in every
+ * run). Maps are always preallocated; NO_PREALLOC is accepted for source
+ * compatibility (LPM tries require it in the kernel; here it is optional). */
+#define BH_F_NO_PREALLOC (1u << 0)
+#define BH_F_NO_COMMON_LRU (1u << 1)
+#define BH_F_NUMA_NODE (1u << 2)
+#define BH_F_RDONLY (1u << 3)
+#define BH_F_WRONLY (1u << 4)
+#define BH_F_ZERO_SEED (1u << 6)
+#define BH_F_RDONLY_PROG (1u << 7)
+#define BH_F_WRONLY_PROG (1u << 8)
+#define BH_F_MMAPABLE (1u << 10)
+
+/* Ring buffer: record header and flags (the kernel's values). */
+#define BH_RINGBUF_BUSY_BIT (1u << 31)
+#define BH_RINGBUF_DISCARD_BIT (1u << 30)
+#define BH_RINGBUF_HDR_SZ 8u
+#define BH_RB_NO_WAKEUP 1ull
+#define BH_RB_FORCE_WAKEUP 2ull
+/* bpf_ringbuf_query flags */
+#define BH_RB_AVAIL_DATA 0ull
+#define BH_RB_RING_SIZE 1ull
+#define BH_RB_CONS_POS 2ull
+#define BH_RB_PROD_POS 3ull
+
+/* perf_event_output flags */
+#define BH_F_INDEX_MASK 0xffffffffull
+#define BH_F_CURRENT_CPU 0xffffffffull
+#define BH_PERF_DEFAULT_RING_SIZE (64u << 10)
+
+typedef struct bh_map bh_map;
+
+/* `sz` first (see bh_region_opts). */
+typedef struct bh_map_spec {
+  size_t sz;
+  const char *name;     /* up to 63 printable ASCII bytes, no spaces, unique in
+                         * the region (-EEXIST); "" or NULL = anonymous */
+  uint32_t type;
+  uint32_t key_size;
+  uint32_t value_size;
+  uint32_t max_entries; /* perf event array: 0 = one ring per possible CPU */
+  uint32_t map_flags;
+  uint64_t map_extra;   /* perf event array: bytes per ring (power of two >= 4096, 0 = 64 KiB) */
+} bh_map_spec;
+
+typedef struct bh_map_info {
+  char name[BH_REGION_NAME_MAX];
+  uint32_t type;
+  uint32_t key_size;
+  uint32_t value_size;
+  uint32_t max_entries;
+  uint32_t map_flags;
+  uint32_t index;           /* position in the region's directory */
+  uint32_t ncpus;           /* possible CPUs the storage is laid out for */
+  uint32_t user_value_size; /* bytes bh_map_lookup/update copy: per-CPU: round8(value) * ncpus */
+  uint64_t map_extra;
+  uint64_t storage_off;
+  uint64_t storage_size;
+} bh_map_info;
+
+/* ---- life ---- */
+
+/* Creates a map in `r` (a directory entry and its storage). -EINVAL for sizes
+ * or flags the type does not allow, -EEXIST for a name in use, -ENOMEM if the
+ * region is full, -ENOSPC if its directory is. The handle holds a reference
+ * on the region. */
+int bh_map_create(bh_region *r, const bh_map_spec *spec, bh_map **out);
+/* Opens the map at directory `index` / called `name` (-ENOENT). -EPROTO if
+ * its storage does not match this build's layout. */
+int bh_map_open(bh_region *r, uint32_t index, bh_map **out);
+int bh_map_open_by_name(bh_region *r, const char *name, bh_map **out);
+/* Handles are reference counted: whoever keeps a bh_map* beyond the
+ * caller's own use (a loaded program, a worker thread) takes a reference
+ * and closes it when done. The last close frees the handle (never the
+ * storage) and drops its region reference. */
+void bh_map_ref(bh_map *m);
+void bh_map_close(bh_map *m);
+
+const bh_map_info *bh_map_get_info(const bh_map *m);
+/* The map's storage in this process (for bh_vm_add_region in checked mode). */
+void *bh_map_storage(const bh_map *m, size_t *len);
+/* Live entries (hash family, LPM trie, queue/stack); -EINVAL otherwise. */
+int64_t bh_map_count(const bh_map *m);
+
+/* ---- user space (bpf() syscall semantics) ---- */
+
+int bh_map_lookup(bh_map *m, const void *key, void *value);
+int bh_map_update(bh_map *m, const void *key, const void *value, uint64_t flags);
+int bh_map_delete(bh_map *m, const void *key);
+/* Queue/stack: pop (key NULL). Hash family: lookup then delete. */
+int bh_map_lookup_and_delete(bh_map *m, const void *key, void *value);
+/* key NULL (or not found, for hash maps) gives the first key; -ENOENT after
+ * the last. Arrays iterate indexes in order. */
+int bh_map_get_next_key(bh_map *m, const void *key, void *next_key);
+
+/* ---- programs (helper semantics) ---- */
+
+/* Pointer to the value (the calling CPU's, for per-CPU maps), or NULL. */
+void *bh_map_lookup_elem(bh_map *m, const void *key);
+long bh_map_update_elem(bh_map *m, const void *key, const void *value, uint64_t flags);
+long bh_map_delete_elem(bh_map *m, const void *key);
+long bh_map_push_elem(bh_map *m, const void *value, uint64_t flags);
+long bh_map_pop_elem(bh_map *m, void *value);
+long bh_map_peek_elem(bh_map *m, void *value);
+/* Address of element `index`'s value in a (non-per-CPU) array map, for the
+ * lddw map-value forms (.data, .rodata, .bss); NULL otherwise. */
+void *bh_map_value_addr(bh_map *m, uint32_t index);
+
+/* ---- ring buffer ---- */
+
+void *bh_ringbuf_reserve(bh_map *m, uint64_t size, uint64_t flags);
+void bh_ringbuf_submit(void *sample, uint64_t flags);
+void bh_ringbuf_discard(void *sample, uint64_t flags);
+long bh_ringbuf_output(bh_map *m, const void *data, uint64_t size, uint64_t flags);
+uint64_t bh_ringbuf_query(bh_map *m, uint64_t flags);
+
+/* Called for each submitted record in order; a non-zero return stops the
+ * consumer after this record (it is consumed). */
+typedef int (*bh_ringbuf_sample_fn)(void *ctx, const void *data, uint32_t size);
+/* Consumes up to max_records (0 = all available) records; returns how many
+ * were delivered, or -EBUSY if another consumer holds the consumer lock.
+ * One consumer at a time per ring (any process). */
+int bh_ringbuf_consume(bh_map *m, bh_ringbuf_sample_fn fn, void *ctx, uint32_t max_records);
+
+typedef struct bh_ringbuf_stats {
+  uint64_t size;         /* data bytes */
+  uint64_t producer_pos;
+  uint64_t consumer_pos;
+  uint64_t drops;        /* reservations refused because the ring was full */
+} bh_ringbuf_stats;
+int bh_ringbuf_get_stats(bh_map *m, bh_ringbuf_stats *st);
+
+/* ---- perf event array ---- */
+
+/* flags: ring index, or BH_F_CURRENT_CPU. -E2BIG index out of range or record
+ * too big, -ENOSPC ring full (counted as lost), -EINVAL bad flags. */
+long bh_perf_event_output(bh_map *m, uint64_t flags, const void *data, uint64_t size);
+
+typedef int (*bh_perf_sample_fn)(void *ctx, uint32_t ring, const void *data, uint32_t size);
+typedef void (*bh_perf_lost_fn)(void *ctx, uint32_t ring, uint64_t lost);
+/* Consumes ring `ring` (or all rings, ring < 0), up to max_records (0 = all)
+ * in total; reports samples lost since the last call through `lost` first.
+ * Returns samples delivered, or -EBUSY / -E2BIG. */
+int bh_perf_consume(bh_map *m, int ring, bh_perf_sample_fn sample, bh_perf_lost_fn lost, void *ctx,
+                    uint32_t max_records);
+
+typedef struct bh_perf_ring_stats {
+  uint64_t size;
+  uint64_t head;
+  uint64_t tail;
+  uint64_t lost;         /* total lost samples on this ring */
+} bh_perf_ring_stats;
+int bh_perf_get_stats(bh_map *m, uint32_t ring, bh_perf_ring_stats *st);
+
+/* ---- helpers (uint64_t fn(r1..r5), kernel ids) ---- */
+
+uint64_t bh_helper_map_lookup_elem(uint64_t map, uint64_t key, uint64_t, uint64_t, uint64_t);
+uint64_t bh_helper_map_update_elem(uint64_t map, uint64_t key, uint64_t value, uint64_t flags, uint64_t);
+uint64_t bh_helper_map_delete_elem(uint64_t map, uint64_t key, uint64_t, uint64_t, uint64_t);
+uint64_t bh_helper_perf_event_output(uint64_t ctx, uint64_t map, uint64_t flags, uint64_t data, uint64_t size);
+uint64_t bh_helper_map_push_elem(uint64_t map, uint64_t value, uint64_t flags, uint64_t, uint64_t);
+uint64_t bh_helper_map_pop_elem(uint64_t map, uint64_t value, uint64_t, uint64_t, uint64_t);
+uint64_t bh_helper_map_peek_elem(uint64_t map, uint64_t value, uint64_t, uint64_t, uint64_t);
+uint64_t bh_helper_ringbuf_output(uint64_t map, uint64_t data, uint64_t size, uint64_t flags, uint64_t);
+uint64_t bh_helper_ringbuf_reserve(uint64_t map, uint64_t size, uint64_t flags, uint64_t, uint64_t);
+uint64_t bh_helper_ringbuf_submit(uint64_t sample, uint64_t flags, uint64_t, uint64_t, uint64_t);
+uint64_t bh_helper_ringbuf_discard(uint64_t sample, uint64_t flags, uint64_t, uint64_t, uint64_t);
+uint64_t bh_helper_ringbuf_query(uint64_t map, uint64_t flags, uint64_t, uint64_t, uint64_t);
+
+struct bh_vm;
+/* Registers the helpers above under their kernel ids (1, 2, 3, 25, 87, 88,
+ * 89, 130, 131, 132, 133, 134). Returns 0 or the first failure. */
+int bh_maps_register_helpers(struct bh_vm *vm);
+
+/* ---- stress and timing entries for tests and benchmarks ---- */
+
+enum bh_maps_stress_op {
+  /* Each thread: look up key (i % keys), insert 0 with BH_NOEXIST if missing,
+   * atomically add 1 to the u64 at the start of the value (hash family,
+   * arrays, per-CPU). Total over keys (and CPUs) = threads * iterations. */
+  BH_STRESS_ADD = 1,
+  /* Hash family: even threads insert and delete private keys (every op must
+   * succeed), odd threads look up keys [0, keys) inserted beforehand with
+   * value = key (every lookup must hit with the right value). */
+  BH_STRESS_CHURN = 2,
+  /* Ring buffer: producers write {thread, seq} records (reserve/submit,
+   * output, and every 8th one discarded) while a consumer thread checks
+   * per-thread order. consumed + drops + discarded = threads * iterations. */
+  BH_STRESS_RINGBUF = 3,
+  /* Perf event array: producers output {thread, seq} to their CPU's ring
+   * while a consumer checks per-ring per-thread order. consumed + lost = all. */
+  BH_STRESS_PERF = 4,
+  /* Queue/stack: even threads push (retrying when full), odd threads pop;
+   * sum of popped values = sum pushed. */
+  BH_STRESS_QUEUE = 5,
+  /* Hash family: every thread inserts distinct keys; counts failures (an LRU
+   * map must never fail: it evicts). */
+  BH_STRESS_INSERT = 6,
+  /* Ring buffer or perf event array: producers only, each writing records
+   * {u32 thread, u32 0, u64 seq} with seq 1, 2, ... (bpf_ringbuf_output /
+   * bpf_perf_event_output to the calling CPU); someone else consumes.
+   * ok = records written, drops = refused. */
+  BH_STRESS_PRODUCE = 7,
+};
+
+typedef struct bh_maps_stress_opts {
+  size_t sz;
+  uint32_t op;
+  uint32_t threads;
+  uint64_t iterations;  /* per thread */
+  uint32_t keys;        /* key space for ADD / CHURN */
+  uint32_t pace_ns;     /* producers sleep this long between records (0 = none) */
+} bh_maps_stress_opts;
+
+typedef struct bh_maps_stress_result {
+  uint64_t ok;          /* operations that succeeded */
+  uint64_t failed;      /* operations that returned an unexpected error */
+  uint64_t misses;      /* CHURN: lookups of stable keys that failed or saw a wrong value */
+  uint64_t consumed;    /* records received by the consumer thread */
+  uint64_t drops;       /* ring: refused reservations; perf: lost samples */
+  uint64_t discarded;   /* ring: records discarded on purpose */
+  uint64_t order_errors;/* records out of per-producer order */
+  uint64_t sum;         /* QUEUE: sum popped; ADD: sum read back over all keys */
+  uint64_t elapsed_ns;
+} bh_maps_stress_result;
+
+int bh_maps_stress(bh_map *m, const bh_maps_stress_opts *opts, bh_maps_stress_result *res);
+
+enum bh_maps_bench_op {
+  BH_BENCH_LOOKUP = 1,   /* helper map_lookup_elem on existing keys (i % keys) */
+  BH_BENCH_UPDATE = 2,   /* helper map_update_elem BH_ANY on existing keys */
+  BH_BENCH_ADD = 3,      /* lookup + atomic add through the pointer */
+  BH_BENCH_LOOKUP_MISS = 4,
+  BH_BENCH_RINGBUF = 5,  /* ringbuf_output of 16 bytes, drained every 256 records */
+  BH_BENCH_PERF = 6,     /* perf_event_output of 16 bytes, drained every 256 */
+};
+/* Times `iterations` helper calls in a tight loop through a function pointer
+ * (as JIT code calls helpers). Prepares the keys it needs (inserting
+ * [0, keys) into hash maps). Writes ns per call. */
+int bh_maps_bench(bh_map *m, uint32_t op, uint64_t iterations, uint32_t keys, double *ns_per_op);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BPFHOOK_MAPS_H */

@@ -1,0 +1,356 @@
+// Hash, LRU hash and per-CPU hash maps: writers under per-bucket seqlocks,
+// lock-free readers (HashFind in map_internal.h), a preallocated element
+// pool with a lock-free free list. The design and its reuse rule are at the
+// top of map_internal.h.
+#include "map_internal.h"
+
+namespace bpfhook::maps {
+namespace {
+
+// ---- element pool ----
+
+// Pops a free element: the free list first, then the never-used tail (so a
+// big map touches no memory until it fills). Returns 0 when none is left.
+uint32_t PoolPop(bh_map *m) {
+  MapHeader *h = m->hdr;
+  uint64_t head = shm::load_acquire(&h->free_head);
+  while (uint32_t(head) != 0) {
+    uint32_t idx = uint32_t(head);
+    // `next` may be rewritten under us if another thread pops `idx` first;
+    // the tag in the high half then makes our CAS fail (no ABA).
+    uint32_t next = shm::load_relaxed(&Elem(m, idx)->next);
+    uint64_t desired = (((head >> 32) + 1) << 32) | next;
+    if (shm::cas(&h->free_head, head, desired)) {
+      // Stores into the reused element must not move above the pop: a
+      // reader that sees them must also see the bucket change that retired
+      // the element (see SeqLock in shm_sync.hpp).
+      shm::fence_release();
+      return idx;
+    }
+  }
+  uint32_t n = shm::load_relaxed(&h->next_unused);
+  while (n < m->pool_size) {
+    if (shm::cas(&h->next_unused, n, n + 1)) return n + 1;
+  }
+  return 0;
+}
+
+void PoolPush(bh_map *m, uint32_t idx) {
+  MapHeader *h = m->hdr;
+  ElemHeader *e = Elem(m, idx);
+  uint64_t head = shm::load_relaxed(&h->free_head);
+  for (;;) {
+    shm::store_relaxed(&e->next, uint32_t(head));
+    uint64_t desired = (((head >> 32) + 1) << 32) | idx;
+    if (shm::cas(&h->free_head, head, desired)) return;
+  }
+}
+
+// Reserves one of max_entries live slots. A CAS loop rather than
+// fetch_add-then-undo, which could refuse a slot another thread was only
+// transiently holding.
+bool CountReserve(bh_map *m) {
+  uint32_t c = shm::load_relaxed(&m->hdr->count);
+  while (c < m->max_entries) {
+    if (shm::cas(&m->hdr->count, c, c + 1)) return true;
+  }
+  return false;
+}
+
+void CountRelease(bh_map *m) { shm::fetch_add(&m->hdr->count, uint32_t(-1)); }
+
+// Under the bucket's lock: the element holding `key` and the link that
+// points at it (the bucket head or the previous element's next).
+uint32_t FindLocked(bh_map *m, Bucket *b, uint32_t hash, const void *key, uint32_t **link) {
+  uint32_t *l = &b->head;
+  for (uint32_t idx = *l; idx != 0; idx = *l) {
+    ElemHeader *e = Elem(m, idx);
+    if (e->hash == hash && KeyEq(m, ElemKey(e), key)) {
+      *link = l;
+      return idx;
+    }
+    l = &e->next;
+  }
+  return 0;
+}
+
+void WriteValue(bh_map *m, uint32_t idx, const void *value, bool all_cpus, bool fresh) {
+  if (m->type != BH_MAP_TYPE_PERCPU_HASH) {
+    memcpy(ElemValue(m, Elem(m, idx)), value, m->value_size);
+    return;
+  }
+  const auto *src = static_cast<const uint8_t *>(value);
+  if (all_cpus) {
+    // User space passes round_up(value_size, 8) bytes per CPU.
+    for (uint32_t cpu = 0; cpu < m->ncpus; cpu++) memcpy(PercpuValue(m, idx, cpu), src + uint64_t(cpu) * m->stride, m->value_size);
+    return;
+  }
+  // A program sets its own CPU's value; a new element starts at zero on the
+  // others, as in the kernel.
+  uint32_t me = CurrentCpu(m);
+  for (uint32_t cpu = 0; cpu < m->ncpus; cpu++) {
+    if (cpu == me) {
+      memcpy(PercpuValue(m, idx, cpu), src, m->value_size);
+    } else if (fresh) {
+      memset(PercpuValue(m, idx, cpu), 0, m->value_size);
+    }
+  }
+}
+
+// LRU: frees the least recently used element among those sampled. For maps
+// up to kLruSample elements that is every element, so eviction is exact; for
+// larger ones it is approximate, like the kernel's LRU lists. Returns true if
+// it freed one (another thread may take the slot first; callers retry).
+bool LruEvict(bh_map *m) {
+  uint32_t used = shm::load_relaxed(&m->hdr->next_unused);
+  if (used == 0) return false;
+  uint32_t n = used < kLruSample ? used : kLruSample;
+  uint32_t start = shm::fetch_add_relaxed(&m->hdr->lru_hand, n) % used;
+  uint32_t now = shm::load_relaxed(&m->hdr->lru_clock);
+  uint32_t victim = 0;
+  uint32_t oldest = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t idx = (start + i) % used + 1;
+    ElemHeader *e = Elem(m, idx);
+    if ((shm::load_relaxed(&e->flags) & kElemLive) == 0) continue;
+    uint32_t age = now - shm::load_relaxed(&e->atime);  // wraps correctly
+    if (victim == 0 || age > oldest) {
+      victim = idx;
+      oldest = age;
+    }
+  }
+  if (victim == 0) return false;
+  // The sample was read without locks: confirm under the bucket's lock that
+  // the victim is still linked there before unlinking it.
+  ElemHeader *e = Elem(m, victim);
+  Bucket *b = BucketFor(m, shm::load_relaxed(&e->hash));
+  shm::SeqLock::write_lock(&b->seq);
+  uint32_t *link = &b->head;
+  bool found = false;
+  for (uint32_t idx = *link; idx != 0; idx = *link) {
+    if (idx == victim) {
+      found = true;
+      break;
+    }
+    link = &Elem(m, idx)->next;
+  }
+  if (found) {
+    shm::store_release(link, e->next);
+    shm::store_relaxed(&e->flags, 0u);
+  }
+  shm::SeqLock::write_unlock(&b->seq);
+  if (!found) return false;
+  CountRelease(m);
+  PoolPush(m, victim);
+  return true;
+}
+
+}  // namespace
+
+long HashUpdate(bh_map *m, const void *key, const void *value, uint64_t flags, bool all_cpus) {
+  if (flags > BH_EXIST) return -EINVAL;  // includes BH_F_LOCK: no bpf_spin_lock support
+  const bool lru = m->type == BH_MAP_TYPE_LRU_HASH;
+  const bool percpu = m->type == BH_MAP_TYPE_PERCPU_HASH;
+  uint32_t hash = HashKey(m, key);
+  Bucket *b = BucketFor(m, hash);
+  // Retries only for LRU, after an eviction made room outside the bucket's
+  // lock (evicting under it could deadlock with a writer of the victim's
+  // bucket). The bound only guards against a corrupted region.
+  for (int attempt = 0; attempt < 1000; attempt++) {
+    shm::SeqLock::write_lock(&b->seq);
+    uint32_t *link = nullptr;
+    uint32_t old = FindLocked(m, b, hash, key, &link);
+    if (old != 0 && flags == BH_NOEXIST) {
+      shm::SeqLock::write_unlock(&b->seq);
+      return -EEXIST;
+    }
+    if (old == 0 && flags == BH_EXIST) {
+      shm::SeqLock::write_unlock(&b->seq);
+      return -ENOENT;
+    }
+    if (old != 0 && percpu) {
+      WriteValue(m, old, value, all_cpus, false);
+      shm::SeqLock::write_unlock(&b->seq);
+      return 0;
+    }
+    if (old == 0 && !CountReserve(m)) {
+      shm::SeqLock::write_unlock(&b->seq);
+      if (lru) {
+        LruEvict(m);
+        continue;
+      }
+      return -E2BIG;
+    }
+    uint32_t idx = PoolPop(m);
+    if (idx == 0) {
+      // Only when more replacements are in flight than there are spare
+      // elements: fall back to an in-place copy (readers may see a torn
+      // value, which the kernel allows for arrays too).
+      if (old != 0) {
+        WriteValue(m, old, value, all_cpus, false);
+        shm::SeqLock::write_unlock(&b->seq);
+        return 0;
+      }
+      CountRelease(m);
+      shm::SeqLock::write_unlock(&b->seq);
+      if (lru) {
+        LruEvict(m);
+        continue;
+      }
+      return -E2BIG;
+    }
+    ElemHeader *e = Elem(m, idx);
+    e->hash = hash;
+    memcpy(ElemKey(e), key, m->key_size);
+    WriteValue(m, idx, value, all_cpus, true);
+    if (lru) e->atime = shm::fetch_add(&m->hdr->lru_clock, 1u) + 1;
+    e->flags = kElemLive;
+    if (old != 0) {
+      // Replace in the chain: readers see the old element or the new one.
+      ElemHeader *o = Elem(m, old);
+      e->next = o->next;
+      shm::store_release(link, idx);
+      shm::store_relaxed(&o->flags, 0u);
+    } else {
+      e->next = b->head;
+      shm::store_release(&b->head, idx);
+    }
+    shm::SeqLock::write_unlock(&b->seq);
+    if (old != 0) PoolPush(m, old);  // after unlock: the reuse rule
+    return 0;
+  }
+  return -E2BIG;
+}
+
+long HashDelete(bh_map *m, const void *key) {
+  uint32_t hash = HashKey(m, key);
+  Bucket *b = BucketFor(m, hash);
+  shm::SeqLock::write_lock(&b->seq);
+  uint32_t *link = nullptr;
+  uint32_t idx = FindLocked(m, b, hash, key, &link);
+  if (idx == 0) {
+    shm::SeqLock::write_unlock(&b->seq);
+    return -ENOENT;
+  }
+  ElemHeader *e = Elem(m, idx);
+  shm::store_release(link, e->next);
+  shm::store_relaxed(&e->flags, 0u);
+  shm::SeqLock::write_unlock(&b->seq);
+  CountRelease(m);
+  PoolPush(m, idx);
+  return 0;
+}
+
+namespace {
+void CopyOut(bh_map *m, uint32_t idx, void *out) {
+  if (m->type != BH_MAP_TYPE_PERCPU_HASH) {
+    memcpy(out, ElemValue(m, Elem(m, idx)), m->value_size);
+    return;
+  }
+  auto *dst = static_cast<uint8_t *>(out);
+  for (uint32_t cpu = 0; cpu < m->ncpus; cpu++) {
+    uint8_t *slot = dst + uint64_t(cpu) * m->stride;
+    memcpy(slot, PercpuValue(m, idx, cpu), m->value_size);
+    if (m->stride != m->value_size) memset(slot + m->value_size, 0, m->stride - m->value_size);
+  }
+}
+}  // namespace
+
+// User-space lookup: copies inside the read section and validates after, so
+// the copy is a consistent snapshot of one element (programs writing through
+// pointers can still change a value mid-copy, as in the kernel).
+int HashLookupCopy(bh_map *m, const void *key, void *out) {
+  uint32_t hash = HashKey(m, key);
+  Bucket *b = BucketFor(m, hash);
+  for (;;) {
+    uint32_t seen = shm::SeqLock::read_begin(&b->seq);
+    uint32_t found = 0;
+    uint32_t steps = 0;
+    for (uint32_t idx = shm::load_acquire(&b->head); idx != 0;) {
+      if (idx > m->pool_size || ++steps > m->pool_size) break;
+      ElemHeader *e = Elem(m, idx);
+      if (shm::load_relaxed(&e->hash) == hash && KeyEq(m, ElemKey(e), key)) {
+        found = idx;
+        break;
+      }
+      idx = shm::load_acquire(&e->next);
+    }
+    if (found != 0) CopyOut(m, found, out);
+    if (!shm::SeqLock::read_changed(&b->seq, seen)) return found != 0 ? 0 : -ENOENT;
+  }
+}
+
+int HashLookupAndDelete(bh_map *m, const void *key, void *out) {
+  uint32_t hash = HashKey(m, key);
+  Bucket *b = BucketFor(m, hash);
+  shm::SeqLock::write_lock(&b->seq);
+  uint32_t *link = nullptr;
+  uint32_t idx = FindLocked(m, b, hash, key, &link);
+  if (idx == 0) {
+    shm::SeqLock::write_unlock(&b->seq);
+    return -ENOENT;
+  }
+  CopyOut(m, idx, out);
+  ElemHeader *e = Elem(m, idx);
+  shm::store_release(link, e->next);
+  shm::store_relaxed(&e->flags, 0u);
+  shm::SeqLock::write_unlock(&b->seq);
+  CountRelease(m);
+  PoolPush(m, idx);
+  return 0;
+}
+
+// Kernel semantics: the key after `key` in bucket order; a missing (or NULL)
+// key restarts from the first. Concurrent updates can make an iteration skip
+// or repeat keys, as with the kernel's.
+int HashNextKey(bh_map *m, const void *key, void *next) {
+  uint8_t tmp[kMaxKeySize];
+  uint32_t start = 0;
+  if (key != nullptr) {
+    uint32_t hash = HashKey(m, key);
+    Bucket *b = BucketFor(m, hash);
+    for (;;) {
+      uint32_t seen = shm::SeqLock::read_begin(&b->seq);
+      bool found = false;
+      uint32_t after = 0;
+      uint32_t steps = 0;
+      for (uint32_t idx = shm::load_acquire(&b->head); idx != 0;) {
+        if (idx > m->pool_size || ++steps > m->pool_size) break;
+        ElemHeader *e = Elem(m, idx);
+        uint32_t nx = shm::load_acquire(&e->next);
+        if (shm::load_relaxed(&e->hash) == hash && KeyEq(m, ElemKey(e), key)) {
+          found = true;
+          after = nx;
+          break;
+        }
+        idx = nx;
+      }
+      if (after != 0 && after <= m->pool_size) memcpy(tmp, ElemKey(Elem(m, after)), m->key_size);
+      if (shm::SeqLock::read_changed(&b->seq, seen)) continue;
+      if (found && after != 0) {
+        memcpy(next, tmp, m->key_size);
+        return 0;
+      }
+      start = found ? (hash & m->bucket_mask) + 1 : 0;
+      break;
+    }
+  }
+  auto *buckets = reinterpret_cast<Bucket *>(m->a);
+  for (uint64_t bi = start; bi <= m->bucket_mask; bi++) {
+    Bucket *b = &buckets[bi];
+    for (;;) {
+      uint32_t seen = shm::SeqLock::read_begin(&b->seq);
+      uint32_t idx = shm::load_acquire(&b->head);
+      if (idx != 0 && idx <= m->pool_size) memcpy(tmp, ElemKey(Elem(m, idx)), m->key_size);
+      if (shm::SeqLock::read_changed(&b->seq, seen)) continue;
+      if (idx != 0) {
+        memcpy(next, tmp, m->key_size);
+        return 0;
+      }
+      break;
+    }
+  }
+  return -ENOENT;
+}
+
+}  // namespace bpfhook::maps

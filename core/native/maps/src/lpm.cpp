@@ -1,0 +1,311 @@
+// LPM trie: a binary (path-compressed) trie over the key's data bits, keys
+// being {u32 prefixlen; u8 data[key_size - 4]} as in the kernel. Each node
+// holds a prefix; a node's children extend its prefix, chosen by the first
+// bit past it. Intermediate nodes (no value) appear where two prefixes part
+// and always have two children.
+//
+// Concurrency: writers serialise on the map-wide seqlock word; readers walk
+// without locks and retry if the word changed. Nodes are retired inside the
+// write section and reused only by a later write section, so by the time a
+// node is reused the word has changed and any reader that saw it retries.
+#include "map_internal.h"
+
+namespace bpfhook::maps {
+namespace {
+
+enum : uint32_t { kIntermediate = 1 };
+
+struct Node {
+  uint32_t child[2];
+  uint32_t prefixlen;
+  uint32_t flags;
+};
+
+Node *NodeAt(const bh_map *m, uint32_t idx) {
+  return reinterpret_cast<Node *>(m->a + uint64_t(idx - 1) * m->elem_size);
+}
+uint8_t *NodeData(Node *n) { return reinterpret_cast<uint8_t *>(n) + sizeof(Node); }
+uint8_t *NodeValue(const bh_map *m, Node *n) { return NodeData(n) + Round8(m->key_size - 4); }
+uint32_t DataBytes(const bh_map *m) { return m->key_size - 4; }
+uint32_t MaxPrefix(const bh_map *m) { return DataBytes(m) * 8; }
+
+uint32_t Bit(const uint8_t *data, uint32_t index) { return (data[index / 8] >> (7 - index % 8)) & 1u; }
+
+// Leading bits that `a` and `b` share, at most `limit`.
+uint32_t CommonBits(const uint8_t *a, const uint8_t *b, uint32_t limit) {
+  uint32_t bits = 0;
+  uint32_t i = 0;
+  // Eight bytes at a time while both have them; big-endian so the first
+  // differing bit is the highest set bit of the XOR.
+  for (; bits + 64 <= limit; i += 8, bits += 64) {
+    uint64_t x = __builtin_bswap64(Load64(a + i)) ^ __builtin_bswap64(Load64(b + i));
+    if (x != 0) {
+      uint32_t n = bits + uint32_t(__builtin_clzll(x));
+      return n < limit ? n : limit;
+    }
+  }
+  for (; bits < limit; i++, bits += 8) {
+    uint32_t x = uint32_t(a[i] ^ b[i]);
+    if (x != 0) {
+      uint32_t n = bits + uint32_t(__builtin_clz(x)) - 24;
+      return n < limit ? n : limit;
+    }
+  }
+  return limit;
+}
+
+uint32_t Match(const bh_map *m, Node *n, uint32_t node_prefix, const uint8_t *key_data, uint32_t key_prefix) {
+  uint32_t limit = node_prefix < key_prefix ? node_prefix : key_prefix;
+  if (limit > MaxPrefix(m)) limit = MaxPrefix(m);
+  return CommonBits(NodeData(n), key_data, limit);
+}
+
+// Node pool, under the write lock only: plain loads and stores suffice.
+uint32_t NodeAlloc(bh_map *m) {
+  MapHeader *h = m->hdr;
+  if (h->node_free != 0) {
+    uint32_t idx = h->node_free;
+    h->node_free = NodeAt(m, idx)->child[0];
+    shm::fence_release();  // same reuse rule as the hash pool
+    return idx;
+  }
+  if (h->node_next < m->pool_size) return ++h->node_next;
+  return 0;
+}
+
+void NodeFree(bh_map *m, uint32_t idx) {
+  Node *n = NodeAt(m, idx);
+  shm::store_relaxed(&n->child[0], m->hdr->node_free);
+  shm::store_relaxed(&n->child[1], 0u);
+  m->hdr->node_free = idx;
+}
+
+uint32_t NewNode(bh_map *m, uint32_t prefixlen, uint32_t flags, const uint8_t *data, const void *value) {
+  uint32_t idx = NodeAlloc(m);
+  if (idx == 0) return 0;
+  Node *n = NodeAt(m, idx);
+  n->child[0] = 0;
+  n->child[1] = 0;
+  n->prefixlen = prefixlen;
+  n->flags = flags;
+  memcpy(NodeData(n), data, DataBytes(m));
+  if (value != nullptr) memcpy(NodeValue(m, n), value, m->value_size);
+  return idx;
+}
+
+// Lock-free longest-prefix match: the node index or 0.
+uint32_t Find(const bh_map *m, const void *key) {
+  const auto *k = static_cast<const uint8_t *>(key);
+  uint32_t kp = Load32(k);
+  const uint8_t *kd = k + 4;
+  const uint32_t max = MaxPrefix(m);
+  if (kp > max) kp = max;
+  for (;;) {
+    uint32_t seen = shm::SeqLock::read_begin(&m->hdr->lock);
+    uint32_t found = 0;
+    uint32_t steps = 0;
+    for (uint32_t idx = shm::load_acquire(&m->hdr->root); idx != 0;) {
+      if (idx > m->pool_size || ++steps > m->pool_size) break;
+      Node *n = NodeAt(m, idx);
+      uint32_t np = shm::load_relaxed(&n->prefixlen);
+      if (np > max) break;
+      uint32_t ml = Match(m, n, np, kd, kp);
+      bool real = (shm::load_relaxed(&n->flags) & kIntermediate) == 0;
+      if (ml == max) {  // a full-length match cannot be beaten
+        if (real) found = idx;
+        break;
+      }
+      if (ml < np) break;
+      if (real) found = idx;
+      if (np >= kp) break;  // nothing below is a prefix of the key
+      idx = shm::load_acquire(&n->child[Bit(kd, np)]);
+    }
+    if (!shm::SeqLock::read_changed(&m->hdr->lock, seen)) return found;
+  }
+}
+
+}  // namespace
+
+void *LpmLookup(bh_map *m, const void *key) {
+  uint32_t idx = Find(m, key);
+  return idx != 0 ? NodeValue(m, NodeAt(m, idx)) : nullptr;
+}
+
+int LpmLookupCopy(bh_map *m, const void *key, void *out) {
+  // Copy inside a read section so the value is one node's, whole.
+  for (;;) {
+    uint32_t seen = shm::SeqLock::read_begin(&m->hdr->lock);
+    uint32_t idx = Find(m, key);
+    if (idx != 0) memcpy(out, NodeValue(m, NodeAt(m, idx)), m->value_size);
+    if (!shm::SeqLock::read_changed(&m->hdr->lock, seen)) return idx != 0 ? 0 : -ENOENT;
+  }
+}
+
+long LpmUpdate(bh_map *m, const void *key, const void *value, uint64_t flags) {
+  if (flags > BH_EXIST) return -EINVAL;
+  const auto *k = static_cast<const uint8_t *>(key);
+  uint32_t kp = Load32(k);
+  const uint8_t *kd = k + 4;
+  const uint32_t max = MaxPrefix(m);
+  if (kp > max) return -EINVAL;
+  MapHeader *h = m->hdr;
+  uint32_t retired = 0;
+  long ret = 0;
+  {
+    shm::SeqWriteGuard guard(&h->lock);
+    // Walk down while the node's prefix is a strict prefix of the key's.
+    uint32_t *slot = &h->root;
+    uint32_t idx = *slot;
+    uint32_t ml = 0;
+    while (idx != 0) {
+      Node *n = NodeAt(m, idx);
+      ml = Match(m, n, n->prefixlen, kd, kp);
+      if (n->prefixlen != ml || n->prefixlen == kp || n->prefixlen == max) break;
+      slot = &n->child[Bit(kd, n->prefixlen)];
+      idx = *slot;
+    }
+    Node *n = idx != 0 ? NodeAt(m, idx) : nullptr;
+    if (n != nullptr && n->prefixlen == kp && ml == kp) {
+      // The prefix has a node: replace it by a fresh copy (readers see the
+      // old value or the new, whole) that keeps its children.
+      bool real = (n->flags & kIntermediate) == 0;
+      if (real && flags == BH_NOEXIST) return -EEXIST;
+      if (!real && flags == BH_EXIST) return -ENOENT;
+      if (!real && h->count >= m->max_entries) return -ENOSPC;
+      uint32_t fresh = NewNode(m, kp, 0, kd, value);
+      if (fresh == 0) return -ENOMEM;
+      Node *f = NodeAt(m, fresh);
+      f->child[0] = n->child[0];
+      f->child[1] = n->child[1];
+      shm::store_release(slot, fresh);
+      if (!real) h->count++;
+      retired = idx;
+    } else {
+      if (flags == BH_EXIST) return -ENOENT;
+      // The kernel's trie reports a full map as -ENOSPC.
+      if (h->count >= m->max_entries) return -ENOSPC;
+      uint32_t fresh = NewNode(m, kp, 0, kd, value);
+      if (fresh == 0) return -ENOMEM;
+      if (n == nullptr) {
+        shm::store_release(slot, fresh);
+      } else if (ml == kp) {
+        // The new prefix is shorter and covers the node: it becomes the
+        // node's parent.
+        NodeAt(m, fresh)->child[Bit(NodeData(n), kp)] = idx;
+        shm::store_release(slot, fresh);
+      } else {
+        // The prefixes part at bit ml: an intermediate node holds both.
+        uint32_t im = NewNode(m, ml, kIntermediate, kd, nullptr);
+        if (im == 0) {
+          NodeFree(m, fresh);
+          return -ENOMEM;
+        }
+        Node *i = NodeAt(m, im);
+        uint32_t side = Bit(kd, ml);
+        i->child[side] = fresh;
+        i->child[side ^ 1u] = idx;
+        shm::store_release(slot, im);
+      }
+      h->count++;
+    }
+    if (retired != 0) NodeFree(m, retired);
+  }
+  return ret;
+}
+
+long LpmDelete(bh_map *m, const void *key) {
+  const auto *k = static_cast<const uint8_t *>(key);
+  uint32_t kp = Load32(k);
+  const uint8_t *kd = k + 4;
+  if (kp > MaxPrefix(m)) return -EINVAL;
+  MapHeader *h = m->hdr;
+  shm::SeqWriteGuard guard(&h->lock);
+  uint32_t *slot = &h->root;
+  uint32_t *parent_slot = nullptr;
+  uint32_t parent = 0;
+  uint32_t idx = *slot;
+  uint32_t ml = 0;
+  while (idx != 0) {
+    Node *n = NodeAt(m, idx);
+    ml = Match(m, n, n->prefixlen, kd, kp);
+    if (n->prefixlen != ml || n->prefixlen == kp) break;
+    parent_slot = slot;
+    parent = idx;
+    slot = &n->child[Bit(kd, n->prefixlen)];
+    idx = *slot;
+  }
+  if (idx == 0) return -ENOENT;
+  Node *n = NodeAt(m, idx);
+  if (n->prefixlen != kp || ml != kp || (n->flags & kIntermediate) != 0) return -ENOENT;
+  h->count--;
+  if (n->child[0] != 0 && n->child[1] != 0) {
+    // Still needed as a branch point: it just stops holding a value.
+    shm::store_release(&n->flags, uint32_t(kIntermediate));
+    return 0;
+  }
+  if (parent != 0 && (NodeAt(m, parent)->flags & kIntermediate) != 0 && n->child[0] == 0 && n->child[1] == 0) {
+    // A leaf under an intermediate node: the intermediate has no reason to
+    // exist any more; its other child takes its place.
+    Node *p = NodeAt(m, parent);
+    uint32_t sibling = p->child[0] == idx ? p->child[1] : p->child[0];
+    shm::store_release(parent_slot, sibling);
+    NodeFree(m, parent);
+    NodeFree(m, idx);
+    return 0;
+  }
+  shm::store_release(slot, n->child[0] != 0 ? n->child[0] : n->child[1]);
+  NodeFree(m, idx);
+  return 0;
+}
+
+// Iterates real nodes in post-order (more specific prefixes before the
+// prefixes that cover them, as the kernel's trie does). A missing or NULL
+// key restarts from the first. Runs under the write lock: user space only.
+int LpmNextKey(bh_map *m, const void *key, void *next) {
+  MapHeader *h = m->hdr;
+  shm::SeqWriteGuard guard(&h->lock);
+  const uint32_t db = DataBytes(m);
+  // Iterative post-order with an explicit stack (depth <= max prefix + 1).
+  struct Frame {
+    uint32_t idx;
+    uint8_t state;
+  };
+  Frame stack[4 * 256 * 8 / 4 + 2];
+  uint32_t depth = 0;
+  bool take_next = key == nullptr;
+  bool matched = false;
+  const auto *k = static_cast<const uint8_t *>(key);
+  if (h->root != 0) stack[depth++] = {h->root, 0};
+  uint32_t first = 0;
+  uint32_t steps = 0;
+  while (depth > 0) {
+    if (++steps > 4 * m->pool_size + 8) break;  // corrupted region: give up
+    Frame &f = stack[depth - 1];
+    Node *n = NodeAt(m, f.idx);
+    if (f.state < 2) {
+      uint32_t c = n->child[f.state++];
+      if (c != 0 && c <= m->pool_size && depth < sizeof(stack) / sizeof(stack[0])) stack[depth++] = {c, 0};
+      continue;
+    }
+    depth--;
+    if ((n->flags & kIntermediate) != 0) continue;
+    if (first == 0) first = f.idx;
+    if (take_next) {
+      memcpy(next, &n->prefixlen, 4);
+      memcpy(static_cast<uint8_t *>(next) + 4, NodeData(n), db);
+      return 0;
+    }
+    if (!matched && Load32(k) == n->prefixlen && CommonBits(NodeData(n), k + 4, n->prefixlen) == n->prefixlen) {
+      matched = true;
+      take_next = true;
+    }
+  }
+  if (matched) return -ENOENT;  // key was the last one
+  if (first == 0) return -ENOENT;
+  Node *n = NodeAt(m, first);
+  memcpy(next, &n->prefixlen, 4);
+  memcpy(static_cast<uint8_t *>(next) + 4, NodeData(n), db);
+  return 0;
+}
+
+}  // namespace bpfhook::maps

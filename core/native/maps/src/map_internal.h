@@ -1,0 +1,347 @@
+// Maps' private layout and the inline fast paths shared by map.cpp (life,
+// user-space ops), the per-type files and map_helpers.cpp (program side).
+//
+// Concurrency design (see also docs/ARCHITECTURE.md):
+// - hash family: a bucket is {seqlock word, head}. Writers take the bucket's
+//   seqlock (shm::SeqLock: CAS even->odd, unlock stores the next even value)
+//   and link or unlink elements with single release stores, so the chain is
+//   consistent after every store. Readers take nothing: note the word, walk
+//   the chain, check the word. Elements come from a preallocated pool with a
+//   lock-free free list (tagged head against ABA) and are reused at once,
+//   like the kernel's preallocated hash maps; an element is only pushed back
+//   after the writer's unlock changed the bucket's word, so a reader that
+//   walked into a retired (maybe already reused) element always sees the
+//   change and retries. Walks are bounded by the pool size, so even a chain
+//   mangled by reuse cannot loop a reader forever. A pointer returned by a
+//   program-side lookup stays valid memory forever (the pool is never
+//   unmapped) but, as in the kernel, may be reused after a concurrent delete.
+// - replacing an existing key links a fresh element in place of the old one
+//   (readers see the old or the new value, never a mix); per-CPU values are
+//   overwritten in place, as the kernel does.
+// - LPM trie: one map-wide seqlock for writers, lock-free readers with the
+//   same validate-and-retry rule.
+// - queue/stack, ring buffer producers, perf rings: short spinlocks (the
+//   kernel uses spinlocks there too).
+#pragma once
+
+#include <sched.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "bpfhook/maps.h"
+#include "bpfhook/shm_sync.hpp"
+
+namespace bpfhook::maps {
+
+namespace shm = bpfhook::shm;
+
+constexpr uint32_t kMapMagic = 0x50414d48;  // "HMAP"
+constexpr uint32_t kMapLayout = 1;
+constexpr uint64_t kHeaderBytes = 512;
+constexpr uint64_t kCacheLine = 64;
+constexpr uint32_t kElemHeader = 16;
+constexpr uint32_t kMaxKeySize = 512;          // the kernel's MAX_BPF_STACK
+constexpr uint32_t kMaxValueSize = 1u << 20;
+constexpr uint32_t kMaxEntries = 1u << 28;
+constexpr uint32_t kHashExtraElems = 64;       // spare elements for replacements in flight
+constexpr uint32_t kLruSample = 128;           // elements an eviction looks at
+constexpr uint64_t kRingCtlBytes = 4096;       // ring buffer: data starts one page in
+
+inline uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+inline uint32_t Round8(uint32_t v) { return (v + 7u) & ~7u; }
+
+// At offset 0 of every map's storage. Identity and offsets are written once
+// at creation; each mutable group has its own cache line.
+struct MapHeader {
+  // line 0: identity
+  uint32_t magic;
+  uint32_t layout;
+  uint32_t type;
+  uint32_t key_size;
+  uint32_t value_size;
+  uint32_t max_entries;
+  uint32_t map_flags;
+  uint32_t ncpus;
+  uint64_t seed;          // hash seed (same in every process)
+  uint32_t n_buckets;     // hash: power of two
+  uint32_t pool_size;     // hash: elements; LPM: nodes; queue: slots; perf: rings
+  uint32_t elem_size;     // hash element / LPM node bytes
+  uint32_t value_stride;  // round_up(value_size, 8)
+  uint64_t ring_size;     // ring buffer data bytes / perf bytes per ring
+  // line 1: offsets of the arrays, from the storage block
+  uint64_t off_a;
+  uint64_t off_b;
+  uint64_t off_c;
+  uint64_t cpu_block;     // bytes per CPU in per-CPU value arrays
+  uint64_t reserved1[4];
+  // line 2: map-wide lock word (LPM seqlock, queue/stack spinlock, ring
+  // producer lock) and the state it protects
+  uint32_t lock;
+  uint32_t root;          // LPM root node
+  uint32_t head;          // queue/stack
+  uint32_t tail;
+  uint32_t node_free;     // LPM free list (under lock)
+  uint32_t node_next;     // LPM never-used cursor (under lock)
+  uint64_t producer_pos;  // ring buffer
+  uint64_t drops;         // ring buffer
+  uint64_t reserved2[3];
+  // line 3: hash element pool and live count
+  uint64_t free_head;     // (tag << 32) | element index
+  uint32_t next_unused;   // elements [next_unused, pool) were never used
+  uint32_t count;         // live entries (hash family, LPM trie)
+  uint64_t reserved3[6];
+  // line 4: LRU clock
+  uint32_t lru_clock;     // ticks on every insert; lookups copy it into the element
+  uint32_t lru_hand;      // where the next eviction starts looking
+  uint64_t reserved4[7];
+  // line 5: ring buffer consumer
+  uint64_t consumer_pos;
+  uint32_t consumer_lock;
+  uint32_t reserved5a;
+  uint64_t reserved5[6];
+  uint64_t reserved6[16];
+};
+static_assert(sizeof(MapHeader) == kHeaderBytes, "map header is 512 bytes in layout 1");
+static_assert(offsetof(MapHeader, off_a) == 64 && offsetof(MapHeader, lock) == 128 &&
+                  offsetof(MapHeader, free_head) == 192 && offsetof(MapHeader, lru_clock) == 256 &&
+                  offsetof(MapHeader, consumer_pos) == 320,
+              "one cache line per mutable group");
+
+struct Bucket {
+  uint32_t seq;   // shm::SeqLock word
+  uint32_t head;  // first element (1-based), 0 = empty
+};
+
+enum : uint32_t { kElemLive = 1 };
+
+struct ElemHeader {
+  uint32_t next;   // next element in the bucket, or in the free list
+  uint32_t hash;
+  uint32_t atime;  // LRU: clock value at the last use
+  uint32_t flags;  // kElemLive while linked (eviction's hint)
+};
+
+// Perf ring control: producer line, consumer line.
+struct PerfRingCtl {
+  uint32_t lock;
+  uint32_t reserved0;
+  uint64_t head;
+  uint64_t lost;
+  uint64_t samples;
+  uint64_t reserved1[4];
+  uint64_t tail;
+  uint64_t lost_seen;
+  uint32_t consumer_lock;
+  uint32_t reserved2;
+  uint64_t reserved3[5];
+};
+static_assert(sizeof(PerfRingCtl) == 128, "perf ring control is two cache lines");
+
+struct RingRecordHeader {
+  uint32_t len;     // size | BUSY | DISCARD
+  uint32_t pg_off;  // record offset in the data area / 8
+};
+
+struct PerfRecordHeader {
+  uint16_t type;    // kPerfSample
+  uint16_t misc;
+  uint32_t size;    // payload bytes (the record takes 8 + round_up(size, 8))
+};
+constexpr uint16_t kPerfSample = 9;  // PERF_RECORD_SAMPLE
+
+}  // namespace bpfhook::maps
+
+// The process-local handle. Hot fields first: the helpers' fast paths read
+// the first cache line or two only.
+struct bh_map {
+  uint32_t type;
+  uint32_t key_size;
+  uint32_t value_size;
+  uint32_t max_entries;
+  uint32_t stride;       // round_up(value_size, 8)
+  uint32_t ncpus;
+  uint32_t bucket_mask;
+  uint32_t pool_size;
+  uint32_t elem_size;
+  uint32_t key_stride;   // round_up(key_size, 8): value offset in an element is 16 + key_stride
+  uint64_t seed;
+  uint64_t cpu_block;
+  bpfhook::maps::MapHeader *hdr;
+  uint8_t *a;            // array values / buckets / LPM nodes / queue slots / ring data / perf ctls
+  uint8_t *b;            // hash elements / perf ring data
+  uint8_t *c;            // per-CPU hash values
+  uint64_t ring_size;
+  uint8_t *storage;
+  uint64_t storage_size;
+  bh_region *region;
+  uint32_t refs;         // handle references (bh_map_ref / bh_map_close)
+  bh_map_info info;
+};
+
+namespace bpfhook::maps {
+
+// The calling thread's CPU (glibc reads it from the rseq area: a load).
+// Threads are not pinned, so a caller may move right after this; per-CPU
+// data is then merely written from another CPU, which is still correct for
+// atomic updates and is the documented user-space caveat for plain ones.
+inline uint32_t CurrentCpu(const bh_map *m) {
+  int c = sched_getcpu();
+  if (c < 0) return 0;
+  uint32_t u = uint32_t(c);
+  return u < m->ncpus ? u : u % m->ncpus;
+}
+
+// ---- hashing ----
+
+constexpr uint64_t kMul1 = 0x9e3779b97f4a7c15ull;
+constexpr uint64_t kMul2 = 0xd6e8feb86659fd93ull;
+
+inline uint64_t Mix64(uint64_t x) {
+  x ^= x >> 32;
+  x *= kMul2;
+  x ^= x >> 32;
+  x *= kMul2;
+  x ^= x >> 32;
+  return x;
+}
+
+inline uint64_t Load64(const void *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return v;
+}
+inline uint32_t Load32(const void *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+inline uint32_t HashBytes(uint64_t seed, const void *key, uint32_t len) {
+  const auto *p = static_cast<const uint8_t *>(key);
+  uint64_t h = seed ^ (uint64_t(len) * kMul1);
+  while (len >= 8) {
+    h ^= Load64(p) * kMul1;
+    h = ((h << 31) | (h >> 33)) * kMul2;
+    p += 8;
+    len -= 8;
+  }
+  if (len != 0) {
+    uint64_t tail = 0;
+    memcpy(&tail, p, len);
+    h ^= tail * kMul1;
+  }
+  return uint32_t(Mix64(h));
+}
+
+// Small keys (the common u32 / u64 ids) get a single mix with no loop.
+inline uint32_t HashKey(const bh_map *m, const void *key) {
+  if (m->key_size == 4) return uint32_t(Mix64(Load32(key) ^ m->seed));
+  if (m->key_size == 8) return uint32_t(Mix64(Load64(key) ^ m->seed));
+  return HashBytes(m->seed, key, m->key_size);
+}
+
+inline bool KeyEq(const bh_map *m, const uint8_t *stored, const void *key) {
+  if (m->key_size == 4) return Load32(stored) == Load32(key);
+  if (m->key_size == 8) return Load64(stored) == Load64(key);
+  return memcmp(stored, key, m->key_size) == 0;
+}
+
+// ---- element addressing ----
+
+inline ElemHeader *Elem(const bh_map *m, uint32_t idx) {
+  return reinterpret_cast<ElemHeader *>(m->b + uint64_t(idx - 1) * m->elem_size);
+}
+inline uint8_t *ElemKey(ElemHeader *e) { return reinterpret_cast<uint8_t *>(e) + kElemHeader; }
+inline uint8_t *ElemValue(const bh_map *m, ElemHeader *e) { return ElemKey(e) + m->key_stride; }
+inline uint8_t *PercpuValue(const bh_map *m, uint32_t idx, uint32_t cpu) {
+  return m->c + uint64_t(cpu) * m->cpu_block + uint64_t(idx - 1) * m->stride;
+}
+inline Bucket *BucketFor(const bh_map *m, uint32_t hash) {
+  return reinterpret_cast<Bucket *>(m->a) + (hash & m->bucket_mask);
+}
+
+// Lock-free lookup: the element index holding `key`, or 0.
+inline uint32_t HashFind(const bh_map *m, uint32_t hash, const void *key) {
+  Bucket *b = BucketFor(m, hash);
+  for (;;) {
+    uint32_t seen = shm::SeqLock::read_begin(&b->seq);
+    uint32_t found = 0;
+    uint32_t steps = 0;
+    for (uint32_t idx = shm::load_acquire(&b->head); idx != 0;) {
+      if (idx > m->pool_size || ++steps > m->pool_size) break;  // mangled by reuse: the check below fails
+      ElemHeader *e = Elem(m, idx);
+      if (shm::load_relaxed(&e->hash) == hash && KeyEq(m, ElemKey(e), key)) {
+        found = idx;
+        break;
+      }
+      idx = shm::load_acquire(&e->next);
+    }
+    if (!shm::SeqLock::read_changed(&b->seq, seen)) return found;
+  }
+}
+
+inline void LruTouch(const bh_map *m, ElemHeader *e) {
+  // Write only when the clock moved, so hot keys read by many threads do not
+  // bounce the element's cache line on every lookup.
+  uint32_t now = shm::load_relaxed(&m->hdr->lru_clock);
+  if (shm::load_relaxed(&e->atime) != now) shm::store_relaxed(&e->atime, now);
+}
+
+inline void *ArrayLookup(const bh_map *m, const void *key) {
+  uint32_t idx = Load32(key);
+  if (idx >= m->max_entries) return nullptr;
+  return m->a + uint64_t(idx) * m->stride;
+}
+
+inline void *PercpuArrayLookup(const bh_map *m, const void *key) {
+  uint32_t idx = Load32(key);
+  if (idx >= m->max_entries) return nullptr;
+  return m->a + uint64_t(CurrentCpu(m)) * m->cpu_block + uint64_t(idx) * m->stride;
+}
+
+inline void *HashLookupElem(const bh_map *m, const void *key) {
+  uint32_t idx = HashFind(m, HashKey(m, key), key);
+  if (idx == 0) return nullptr;
+  ElemHeader *e = Elem(m, idx);
+  switch (m->type) {
+    case BH_MAP_TYPE_LRU_HASH:
+      LruTouch(m, e);
+      return ElemValue(m, e);
+    case BH_MAP_TYPE_PERCPU_HASH:
+      return PercpuValue(m, idx, CurrentCpu(m));
+    default:
+      return ElemValue(m, e);
+  }
+}
+
+// ---- per-type entry points (hash.cpp, array.cpp, lpm.cpp, queue.cpp,
+// ringbuf.cpp, perf.cpp) ----
+
+// hash.cpp; `all_cpus` selects the user-space per-CPU value layout.
+long HashUpdate(bh_map *m, const void *key, const void *value, uint64_t flags, bool all_cpus);
+long HashDelete(bh_map *m, const void *key);
+int HashLookupCopy(bh_map *m, const void *key, void *out);
+int HashLookupAndDelete(bh_map *m, const void *key, void *out);
+int HashNextKey(bh_map *m, const void *key, void *next);
+
+// array.cpp
+long ArrayUpdate(bh_map *m, const void *key, const void *value, uint64_t flags, bool all_cpus);
+int ArrayLookupCopy(bh_map *m, const void *key, void *out);
+int ArrayNextKey(bh_map *m, const void *key, void *next);
+
+// lpm.cpp
+void *LpmLookup(bh_map *m, const void *key);
+int LpmLookupCopy(bh_map *m, const void *key, void *out);
+long LpmUpdate(bh_map *m, const void *key, const void *value, uint64_t flags);
+long LpmDelete(bh_map *m, const void *key);
+int LpmNextKey(bh_map *m, const void *key, void *next);
+
+// queue.cpp
+long QueuePush(bh_map *m, const void *value, uint64_t flags);
+long QueuePop(bh_map *m, void *value, bool remove);
+int64_t QueueCount(bh_map *m);
+
+}  // namespace bpfhook::maps

@@ -1,0 +1,147 @@
+// Ring buffer (BPF_MAP_TYPE_RINGBUF semantics): many producers, one
+// consumer, records in reservation order.
+//
+// Each record is an 8-byte header {len | BUSY | DISCARD, offset / 8} and the
+// sample, padded to 8 bytes. Producers serialise on a spinlock only to claim
+// space (the kernel does the same): under the lock a producer checks room
+// against consumer_pos, writes its header with BUSY set and publishes
+// producer_pos; it then fills the sample without the lock and clears BUSY
+// (submit) or sets DISCARD (discard). The consumer reads records in order up
+// to the first BUSY one, so a slow producer holds back later records but
+// never reorders them.
+//
+// The kernel maps the data area twice back to back so that a record may run
+// over the end. A region is one mapping, so here a record that would cross
+// the end is preceded by a padding record (DISCARD set) that fills the rest
+// of the ring, and starts at offset 0. A full ring refuses the reservation
+// and counts a drop.
+#include "map_internal.h"
+
+namespace bpfhook::maps {
+namespace {
+
+constexpr uint32_t kFlagBits = BH_RINGBUF_BUSY_BIT | BH_RINGBUF_DISCARD_BIT;
+
+RingRecordHeader *RecordAt(bh_map *m, uint64_t pos) {
+  return reinterpret_cast<RingRecordHeader *>(m->a + (pos & (m->ring_size - 1)));
+}
+
+void Finish(void *sample, uint32_t set) {
+  auto *hdr = reinterpret_cast<RingRecordHeader *>(static_cast<uint8_t *>(sample) - BH_RINGBUF_HDR_SZ);
+  uint32_t len = shm::load_relaxed(&hdr->len);
+  // Release: the consumer that sees BUSY clear sees the sample's bytes.
+  shm::store_release(&hdr->len, (len & ~BH_RINGBUF_BUSY_BIT) | set);
+}
+
+}  // namespace
+}  // namespace bpfhook::maps
+
+using namespace bpfhook::maps;
+
+extern "C" {
+
+void *bh_ringbuf_reserve(bh_map *m, uint64_t size, uint64_t flags) {
+  if (m == nullptr || m->type != BH_MAP_TYPE_RINGBUF || flags != 0) return nullptr;
+  const uint64_t cap = m->ring_size;
+  if (size > cap || size > (uint64_t(1) << 28)) return nullptr;  // can never fit: not a drop
+  const uint64_t total = AlignUp(size + BH_RINGBUF_HDR_SZ, 8);
+  if (total > cap) return nullptr;
+  MapHeader *h = m->hdr;
+  shm::spin_lock(&h->lock);
+  uint64_t cons = shm::load_acquire(&h->consumer_pos);
+  uint64_t prod = h->producer_pos;
+  uint64_t off = prod & (cap - 1);
+  uint64_t pad = off + total > cap ? cap - off : 0;
+  if (prod + pad + total - cons > cap) {
+    shm::spin_unlock(&h->lock);
+    shm::fetch_add_relaxed(&h->drops, uint64_t(1));
+    return nullptr;
+  }
+  if (pad != 0) {
+    RingRecordHeader *p = RecordAt(m, prod);
+    p->pg_off = uint32_t(off / 8);
+    shm::store_relaxed(&p->len, uint32_t(pad - BH_RINGBUF_HDR_SZ) | BH_RINGBUF_DISCARD_BIT);
+    prod += pad;
+  }
+  RingRecordHeader *r = RecordAt(m, prod);
+  r->pg_off = uint32_t((prod & (cap - 1)) / 8);
+  shm::store_relaxed(&r->len, uint32_t(size) | BH_RINGBUF_BUSY_BIT);
+  // Release: a consumer that sees the new position sees the headers above.
+  shm::store_release(&h->producer_pos, prod + total);
+  shm::spin_unlock(&h->lock);
+  return reinterpret_cast<uint8_t *>(r) + BH_RINGBUF_HDR_SZ;
+}
+
+void bh_ringbuf_submit(void *sample, uint64_t) {
+  if (sample != nullptr) Finish(sample, 0);
+}
+
+void bh_ringbuf_discard(void *sample, uint64_t) {
+  if (sample != nullptr) Finish(sample, BH_RINGBUF_DISCARD_BIT);
+}
+
+long bh_ringbuf_output(bh_map *m, const void *data, uint64_t size, uint64_t flags) {
+  if (m == nullptr || m->type != BH_MAP_TYPE_RINGBUF) return -EINVAL;
+  if ((flags & ~(BH_RB_NO_WAKEUP | BH_RB_FORCE_WAKEUP)) != 0) return -EINVAL;
+  void *sample = bh_ringbuf_reserve(m, size, 0);
+  if (sample == nullptr) return -EAGAIN;  // the kernel's answer when there is no room
+  memcpy(sample, data, size);
+  Finish(sample, 0);
+  return 0;
+}
+
+uint64_t bh_ringbuf_query(bh_map *m, uint64_t flags) {
+  if (m == nullptr || m->type != BH_MAP_TYPE_RINGBUF) return 0;
+  MapHeader *h = m->hdr;
+  switch (flags) {
+    case BH_RB_AVAIL_DATA:
+      return shm::load_acquire(&h->producer_pos) - shm::load_acquire(&h->consumer_pos);
+    case BH_RB_RING_SIZE:
+      return m->ring_size;
+    case BH_RB_CONS_POS:
+      return shm::load_acquire(&h->consumer_pos);
+    case BH_RB_PROD_POS:
+      return shm::load_acquire(&h->producer_pos);
+    default:
+      return 0;
+  }
+}
+
+int bh_ringbuf_consume(bh_map *m, bh_ringbuf_sample_fn fn, void *ctx, uint32_t max_records) {
+  if (m == nullptr || m->type != BH_MAP_TYPE_RINGBUF || fn == nullptr) return -EINVAL;
+  MapHeader *h = m->hdr;
+  if (!shm::spin_trylock(&h->consumer_lock)) return -EBUSY;
+  uint64_t cons = shm::load_relaxed(&h->consumer_pos);
+  int delivered = 0;
+  for (;;) {
+    uint64_t prod = shm::load_acquire(&h->producer_pos);
+    if (cons >= prod) break;
+    RingRecordHeader *r = RecordAt(m, cons);
+    uint32_t len = shm::load_acquire(&r->len);
+    if ((len & BH_RINGBUF_BUSY_BIT) != 0) break;  // not submitted yet: keep order
+    uint32_t size = len & ~kFlagBits;
+    bool stop = false;
+    if ((len & BH_RINGBUF_DISCARD_BIT) == 0) {
+      stop = fn(ctx, reinterpret_cast<uint8_t *>(r) + BH_RINGBUF_HDR_SZ, size) != 0;
+      delivered++;
+    }
+    cons += AlignUp(uint64_t(size) + BH_RINGBUF_HDR_SZ, 8);
+    // Release: the producer may overwrite the record only after we read it.
+    shm::store_release(&h->consumer_pos, cons);
+    if (stop || (max_records != 0 && uint32_t(delivered) >= max_records)) break;
+  }
+  shm::spin_unlock(&h->consumer_lock);
+  return delivered;
+}
+
+int bh_ringbuf_get_stats(bh_map *m, bh_ringbuf_stats *st) {
+  if (m == nullptr || st == nullptr || m->type != BH_MAP_TYPE_RINGBUF) return -EINVAL;
+  MapHeader *h = m->hdr;
+  st->size = m->ring_size;
+  st->consumer_pos = shm::load_acquire(&h->consumer_pos);
+  st->producer_pos = shm::load_acquire(&h->producer_pos);
+  st->drops = shm::load_relaxed(&h->drops);
+  return 0;
+}
+
+}  // extern "C"

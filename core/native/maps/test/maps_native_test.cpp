@@ -1,0 +1,686 @@
+// Native tests of the region and the maps through their C API alone (no
+// Node), as the agent will use them. Prints one line per failed check and a
+// summary; exits non-zero on failure.
+#include <sched.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "bpfhook/maps.h"
+#include "bpfhook/region.h"
+#include "bpfhook/vm.h"
+
+extern std::map<uint32_t, std::string> g_registered_helpers __attribute__((weak));
+
+static int g_failures = 0;
+static int g_checks = 0;
+#define CHECK(cond)                                                   \
+  do {                                                                \
+    g_checks++;                                                       \
+    if (!(cond)) {                                                    \
+      g_failures++;                                                   \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                 \
+  } while (0)
+#define CHECK_EQ(a, b)                                                                        \
+  do {                                                                                        \
+    g_checks++;                                                                               \
+    long long va_ = (long long)(a), vb_ = (long long)(b);                                     \
+    if (va_ != vb_) {                                                                         \
+      g_failures++;                                                                           \
+      fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld\n", __FILE__, __LINE__, #a, va_, #b, vb_); \
+    }                                                                                         \
+  } while (0)
+
+static std::string RegionName(const char *tag) { return "/bpfhook-test-" + std::to_string(getpid()) + "-" + tag; }
+
+static bh_map *Make(bh_region *r, const char *name, uint32_t type, uint32_t ks, uint32_t vs, uint32_t max,
+                    uint32_t flags = 0, uint64_t extra = 0) {
+  bh_map_spec s{};
+  s.sz = sizeof(s);
+  s.name = name;
+  s.type = type;
+  s.key_size = ks;
+  s.value_size = vs;
+  s.max_entries = max;
+  s.map_flags = flags;
+  s.map_extra = extra;
+  bh_map *m = nullptr;
+  int err = bh_map_create(r, &s, &m);
+  if (err != 0) fprintf(stderr, "create %s: %d\n", name, err);
+  return m;
+}
+
+static int CreateErr(bh_region *r, uint32_t type, uint32_t ks, uint32_t vs, uint32_t max, uint32_t flags = 0,
+                     const char *name = "") {
+  bh_map_spec s{};
+  s.sz = sizeof(s);
+  s.name = name;
+  s.type = type;
+  s.key_size = ks;
+  s.value_size = vs;
+  s.max_entries = max;
+  s.map_flags = flags;
+  bh_map *m = nullptr;
+  int err = bh_map_create(r, &s, &m);
+  if (err == 0) bh_map_close(m);
+  return err;
+}
+
+static void TestRegion() {
+  std::string name = RegionName("region");
+  bh_region_opts o{};
+  o.sz = sizeof(o);
+  o.size = 1 << 20;
+  o.max_maps = 8;
+  bh_region *r = nullptr;
+  CHECK_EQ(bh_region_create(name.c_str(), &o, &r), 0);
+  bh_region *dup = nullptr;
+  CHECK_EQ(bh_region_create(name.c_str(), &o, &dup), -EEXIST);
+  CHECK_EQ(bh_region_create("no-slash", &o, &dup), -EINVAL);
+  CHECK_EQ(bh_region_create("/a/b", &o, &dup), -EINVAL);
+  CHECK_EQ(bh_region_size(r), 1 << 20);
+  CHECK(bh_region_ncpus(r) >= 1);
+  CHECK_EQ(bh_region_ncpus(r), bh_possible_cpus());
+  auto *h = static_cast<bh_region_header *>(bh_region_base(r));
+  CHECK(h->magic == BH_REGION_MAGIC);
+  CHECK_EQ(h->layout_version, 1);
+  CHECK_EQ(h->dir_capacity, 8);
+  CHECK_EQ(h->data_offset % 4096, 0);
+
+  uint64_t off = 0;
+  CHECK_EQ(bh_region_alloc(r, 100, 64, &off), 0);
+  CHECK_EQ(off % 64, 0);
+  CHECK(off >= h->data_offset);
+  CHECK_EQ(bh_region_alloc(r, 2 << 20, 64, &off), -ENOMEM);
+  uint64_t used = bh_region_used(r);
+  CHECK_EQ(bh_region_alloc(r, 1 << 20, 64, &off), -ENOMEM);
+  CHECK_EQ(bh_region_used(r), used);  // a failed allocation changes nothing
+
+  bh_map *a = Make(r, "counts", BH_MAP_TYPE_ARRAY, 4, 8, 16);
+  CHECK(a != nullptr);
+  uint64_t gen = bh_region_generation(r);
+  CHECK_EQ(gen, 1);
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_ARRAY, 4, 8, 16, 0, "counts"), -EEXIST);
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_ARRAY, 4, 8, 16, 0, "bad name"), -EINVAL);
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_ARRAY, 4, 8, 16, 0, "0123456789012345678901234567890123456789012345678901234567890123"), -EINVAL);
+  uint32_t key = 3;
+  uint64_t val = 42;
+  CHECK_EQ(bh_map_update(a, &key, &val, BH_ANY), 0);
+
+  // A second mapping of the same object, as an agent opens it by name: at a
+  // different address, same contents, writes visible both ways.
+  bh_region *r2 = nullptr;
+  CHECK_EQ(bh_region_open(name.c_str(), &r2), 0);
+  CHECK(bh_region_base(r2) != bh_region_base(r));
+  CHECK_EQ(bh_region_map_count(r2), 1);
+  CHECK_EQ(bh_region_find_map(r2, "counts"), 0);
+  CHECK_EQ(bh_region_find_map(r2, "nope"), -ENOENT);
+  bh_map *a2 = nullptr;
+  CHECK_EQ(bh_map_open_by_name(r2, "counts", &a2), 0);
+  uint64_t got = 0;
+  CHECK_EQ(bh_map_lookup(a2, &key, &got), 0);
+  CHECK_EQ(got, 42);
+  auto *p2 = static_cast<uint64_t *>(bh_map_lookup_elem(a2, &key));
+  *p2 = 7;
+  CHECK_EQ(bh_map_lookup(a, &key, &got), 0);
+  CHECK_EQ(got, 7);
+
+  // Too many maps: -ENOSPC; too big: -ENOMEM.
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_HASH, 4, 8, 1 << 20), -ENOMEM);
+  for (int i = 1; i < 8; i++) CHECK_EQ(CreateErr(r, BH_MAP_TYPE_ARRAY, 4, 8, 1), 0);
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_ARRAY, 4, 8, 1), -ENOSPC);
+
+  // The owner's close unlinks the name; open handles keep the mapping.
+  bh_map_close(a);
+  bh_region_close(r);
+  bh_region *r3 = nullptr;
+  CHECK_EQ(bh_region_open(name.c_str(), &r3), -ENOENT);
+  CHECK_EQ(bh_map_lookup(a2, &key, &got), 0);
+  CHECK_EQ(got, 7);
+  bh_map_close(a2);
+  bh_region_close(r2);
+
+  // Not our layout: refused at open.
+  std::string junk = RegionName("junk");
+  CHECK_EQ(bh_region_create(junk.c_str(), &o, &r), 0);
+  static_cast<bh_region_header *>(bh_region_base(r))->layout_version = 99;
+  CHECK_EQ(bh_region_open(junk.c_str(), &r2), -EPROTO);
+  bh_region_close(r);
+}
+
+static void TestArray(bh_region *r) {
+  bh_map *m = Make(r, "arr", BH_MAP_TYPE_ARRAY, 4, 12, 4);
+  uint32_t k = 0;
+  uint8_t v[12] = {1, 2, 3};
+  uint8_t out[12];
+  CHECK_EQ(bh_map_lookup(m, &k, out), 0);
+  CHECK_EQ(out[0], 0);
+  CHECK_EQ(bh_map_update(m, &k, v, BH_ANY), 0);
+  CHECK_EQ(bh_map_update(m, &k, v, BH_EXIST), 0);
+  CHECK_EQ(bh_map_update(m, &k, v, BH_NOEXIST), -EEXIST);
+  CHECK_EQ(bh_map_update(m, &k, v, 7), -EINVAL);
+  CHECK_EQ(bh_map_update(m, &k, v, BH_F_LOCK), -EINVAL);
+  k = 4;
+  CHECK_EQ(bh_map_update(m, &k, v, BH_ANY), -E2BIG);
+  CHECK_EQ(bh_map_lookup(m, &k, out), -ENOENT);
+  CHECK(bh_map_lookup_elem(m, &k) == nullptr);
+  CHECK_EQ(bh_map_delete(m, &k), -EINVAL);
+  k = 2;
+  auto *p = static_cast<uint8_t *>(bh_map_lookup_elem(m, &k));
+  CHECK(p != nullptr);
+  p[5] = 99;  // programs write through the pointer
+  CHECK_EQ(bh_map_lookup(m, &k, out), 0);
+  CHECK_EQ(out[5], 99);
+  CHECK(bh_map_value_addr(m, 2) == p);
+  CHECK(bh_map_value_addr(m, 4) == nullptr);
+  uint32_t next = 0;
+  CHECK_EQ(bh_map_get_next_key(m, nullptr, &next), 0);
+  CHECK_EQ(next, 0);
+  k = 2;
+  CHECK_EQ(bh_map_get_next_key(m, &k, &next), 0);
+  CHECK_EQ(next, 3);
+  k = 3;
+  CHECK_EQ(bh_map_get_next_key(m, &k, &next), -ENOENT);
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_ARRAY, 8, 8, 4), -EINVAL);
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_ARRAY, 4, 0, 4), -EINVAL);
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_ARRAY, 4, 8, 0), -EINVAL);
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_ARRAY, 4, 8, 4, 1u << 20), -EINVAL);
+  bh_map_close(m);
+}
+
+static void TestHash(bh_region *r) {
+  bh_map *m = Make(r, "hash", BH_MAP_TYPE_HASH, 4, 8, 64);
+  uint64_t v = 0, out = 0;
+  for (uint32_t k = 0; k < 64; k++) {
+    v = k * 10;
+    CHECK_EQ(bh_map_update(m, &k, &v, BH_NOEXIST), 0);
+  }
+  CHECK_EQ(bh_map_count(m), 64);
+  uint32_t k = 64;
+  CHECK_EQ(bh_map_update(m, &k, &v, BH_ANY), -E2BIG);
+  k = 5;
+  CHECK_EQ(bh_map_update(m, &k, &v, BH_NOEXIST), -EEXIST);
+  v = 555;
+  CHECK_EQ(bh_map_update(m, &k, &v, BH_EXIST), 0);  // replacement works when full
+  CHECK_EQ(bh_map_lookup(m, &k, &out), 0);
+  CHECK_EQ(out, 555);
+  k = 100;
+  CHECK_EQ(bh_map_update(m, &k, &v, BH_EXIST), -ENOENT);
+  CHECK_EQ(bh_map_lookup(m, &k, &out), -ENOENT);
+  CHECK_EQ(bh_map_delete(m, &k), -ENOENT);
+  k = 7;
+  CHECK_EQ(bh_map_delete(m, &k), 0);
+  CHECK_EQ(bh_map_delete(m, &k), -ENOENT);
+  CHECK_EQ(bh_map_count(m), 63);
+  k = 100;
+  CHECK_EQ(bh_map_update(m, &k, &v, BH_ANY), 0);
+  auto *p = static_cast<uint64_t *>(bh_map_lookup_elem(m, &k));
+  CHECK(p != nullptr && *p == 555);
+  *p = 1;
+  CHECK_EQ(bh_map_lookup(m, &k, &out), 0);
+  CHECK_EQ(out, 1);
+
+  // Iteration visits every key once.
+  std::map<uint32_t, int> seen;
+  uint32_t cur = 0, nk = 0;
+  const void *prev = nullptr;
+  while (bh_map_get_next_key(m, prev, &nk) == 0) {
+    seen[nk]++;
+    cur = nk;
+    prev = &cur;
+    if (seen.size() > 100) break;
+  }
+  CHECK_EQ(seen.size(), 64);
+  CHECK(seen.count(7) == 0 && seen.count(100) == 1);
+  uint32_t missing = 9999;
+  CHECK_EQ(bh_map_get_next_key(m, &missing, &nk), 0);  // restarts at the first key
+
+  k = 3;
+  CHECK_EQ(bh_map_lookup_and_delete(m, &k, &out), 0);
+  CHECK_EQ(out, 30);
+  CHECK_EQ(bh_map_lookup(m, &k, &out), -ENOENT);
+  bh_map_close(m);
+
+  // Odd key sizes take the generic hash and compare.
+  bh_map *g = Make(r, "hash13", BH_MAP_TYPE_HASH, 13, 3, 8);
+  uint8_t key13[13] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13};
+  uint8_t v3[3] = {7, 8, 9}, o3[3] = {0};
+  CHECK_EQ(bh_map_update(g, key13, v3, BH_ANY), 0);
+  CHECK_EQ(bh_map_lookup(g, key13, o3), 0);
+  CHECK(memcmp(o3, v3, 3) == 0);
+  key13[12] = 0;
+  CHECK_EQ(bh_map_lookup(g, key13, o3), -ENOENT);
+  bh_map_close(g);
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_HASH, 0, 8, 4), -EINVAL);
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_HASH, 513, 8, 4), -E2BIG);
+}
+
+static void TestLru(bh_region *r) {
+  bh_map *m = Make(r, "lru", BH_MAP_TYPE_LRU_HASH, 4, 8, 4);
+  uint64_t v = 1, out;
+  for (uint32_t k = 1; k <= 4; k++) CHECK_EQ(bh_map_update(m, &k, &v, BH_ANY), 0);
+  uint32_t k = 1;
+  CHECK(bh_map_lookup_elem(m, &k) != nullptr);  // 1 is now the most recently used
+  k = 5;
+  CHECK_EQ(bh_map_update(m, &k, &v, BH_ANY), 0);  // evicts 2, not E2BIG
+  CHECK_EQ(bh_map_count(m), 4);
+  k = 2;
+  CHECK_EQ(bh_map_lookup(m, &k, &out), -ENOENT);
+  for (uint32_t kk : {1u, 3u, 4u, 5u}) CHECK_EQ(bh_map_lookup(m, &kk, &out), 0);
+  k = 6;
+  CHECK_EQ(bh_map_update(m, &k, &v, BH_ANY), 0);  // evicts 3
+  k = 3;
+  CHECK_EQ(bh_map_lookup(m, &k, &out), -ENOENT);
+  bh_map_close(m);
+}
+
+static void TestPerCpu(bh_region *r) {
+  const uint32_t n = bh_region_ncpus(r);
+  bh_map *a = Make(r, "pca", BH_MAP_TYPE_PERCPU_ARRAY, 4, 4, 2);
+  CHECK_EQ(bh_map_get_info(a)->user_value_size, 8 * n);
+  std::vector<uint8_t> all(8 * n, 0);
+  for (uint32_t c = 0; c < n; c++) {
+    uint32_t x = 100 + c;
+    memcpy(all.data() + 8 * c, &x, 4);
+  }
+  uint32_t k = 1;
+  CHECK_EQ(bh_map_update(a, &k, all.data(), BH_ANY), 0);
+  auto *mine = static_cast<uint32_t *>(bh_map_lookup_elem(a, &k));
+  int cpu = sched_getcpu();
+  CHECK(mine != nullptr && *mine == uint32_t(100 + cpu));
+  *mine = 7;
+  std::vector<uint8_t> out(8 * n, 0xff);
+  CHECK_EQ(bh_map_lookup(a, &k, out.data()), 0);
+  for (uint32_t c = 0; c < n; c++) {
+    uint32_t x;
+    memcpy(&x, out.data() + 8 * c, 4);
+    CHECK_EQ(x, c == uint32_t(cpu) ? 7 : 100 + c);
+    CHECK_EQ(out[8 * c + 4], 0);  // padding zeroed
+  }
+  bh_map_close(a);
+
+  bh_map *h = Make(r, "pch", BH_MAP_TYPE_PERCPU_HASH, 8, 8, 4);
+  uint64_t key = 77, v = 5;
+  CHECK_EQ(bh_map_update_elem(h, &key, &v, BH_ANY), 0);  // program side: this CPU only
+  int me = sched_getcpu();
+  std::vector<uint64_t> vals(n, 123);
+  CHECK_EQ(bh_map_lookup(h, &key, vals.data()), 0);
+  uint64_t sum = 0;
+  for (uint32_t c = 0; c < n; c++) sum += vals[c];
+  CHECK_EQ(sum, 5);  // others start at zero (unless the thread moved: then still one 5)
+  (void)me;
+  for (uint32_t c = 0; c < n; c++) vals[c] = c + 1;
+  CHECK_EQ(bh_map_update(h, &key, vals.data(), BH_EXIST), 0);
+  std::vector<uint64_t> back(n, 0);
+  CHECK_EQ(bh_map_lookup(h, &key, back.data()), 0);
+  CHECK(back == vals);
+  bh_map_close(h);
+}
+
+static void TestLpm(bh_region *r) {
+  struct Key {
+    uint32_t prefixlen;
+    uint8_t addr[4];
+  };
+  bh_map *m = Make(r, "lpm", BH_MAP_TYPE_LPM_TRIE, 8, 4, 8, BH_F_NO_PREALLOC);
+  auto put = [&](uint32_t plen, uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint32_t val) {
+    Key k{plen, {a, b, c, d}};
+    return bh_map_update(m, &k, &val, BH_ANY);
+  };
+  auto get = [&](uint8_t a, uint8_t b, uint8_t c, uint8_t d) -> long long {
+    Key k{32, {a, b, c, d}};
+    uint32_t out = 0;
+    int err = bh_map_lookup(m, &k, &out);
+    return err != 0 ? err : out;
+  };
+  CHECK_EQ(put(8, 10, 0, 0, 0, 1), 0);
+  CHECK_EQ(put(16, 10, 1, 0, 0, 2), 0);
+  CHECK_EQ(put(24, 10, 1, 2, 0, 3), 0);
+  CHECK_EQ(put(16, 10, 2, 0, 0, 4), 0);  // creates an intermediate at /14
+  CHECK_EQ(put(32, 192, 168, 0, 1, 5), 0);
+  CHECK_EQ(put(0, 0, 0, 0, 0, 6), 0);  // default route
+  CHECK_EQ(get(10, 1, 2, 3), 3);
+  CHECK_EQ(get(10, 1, 3, 3), 2);
+  CHECK_EQ(get(10, 2, 9, 9), 4);
+  CHECK_EQ(get(10, 3, 0, 0), 1);
+  CHECK_EQ(get(192, 168, 0, 1), 5);
+  CHECK_EQ(get(192, 168, 0, 2), 6);
+  CHECK_EQ(bh_map_count(m), 6);
+  Key k16{16, {10, 1, 0, 0}};
+  uint32_t v = 0;
+  CHECK_EQ(bh_map_update(m, &k16, &v, BH_NOEXIST), -EEXIST);
+  v = 22;
+  CHECK_EQ(bh_map_update(m, &k16, &v, BH_EXIST), 0);
+  CHECK_EQ(get(10, 1, 3, 3), 22);
+  CHECK_EQ(bh_map_delete(m, &k16), 0);
+  CHECK_EQ(bh_map_delete(m, &k16), -ENOENT);
+  CHECK_EQ(get(10, 1, 3, 3), 1);
+  CHECK_EQ(get(10, 1, 2, 3), 3);
+  Key k24{24, {10, 1, 2, 0}};
+  CHECK_EQ(bh_map_delete(m, &k24), 0);
+  CHECK_EQ(get(10, 1, 2, 3), 1);
+  Key k33{33, {0}};
+  CHECK_EQ(bh_map_update(m, &k33, &v, BH_ANY), -EINVAL);
+  // Full: the kernel's trie answers -ENOSPC.
+  for (uint8_t i = 0; i < 4; i++) put(32, 1, 1, 1, i, i);
+  CHECK_EQ(bh_map_count(m), 8);
+  CHECK_EQ(put(32, 2, 2, 2, 2, 0), -ENOSPC);
+  // Iteration sees every key once.
+  int count = 0;
+  Key cur{}, nk{};
+  const void *prev = nullptr;
+  while (bh_map_get_next_key(m, prev, &nk) == 0 && count < 20) {
+    count++;
+    cur = nk;
+    prev = &cur;
+  }
+  CHECK_EQ(count, 8);
+  CHECK(bh_map_lookup_elem(m, &k24) != nullptr);  // /8 covers it
+  bh_map_close(m);
+}
+
+static void TestQueue(bh_region *r) {
+  bh_map *q = Make(r, "q", BH_MAP_TYPE_QUEUE, 0, 8, 3);
+  bh_map *s = Make(r, "s", BH_MAP_TYPE_STACK, 0, 8, 3);
+  uint64_t v, out;
+  for (v = 1; v <= 3; v++) {
+    CHECK_EQ(bh_map_push_elem(q, &v, 0), 0);
+    CHECK_EQ(bh_map_push_elem(s, &v, 0), 0);
+  }
+  v = 4;
+  CHECK_EQ(bh_map_push_elem(q, &v, 0), -E2BIG);
+  CHECK_EQ(bh_map_push_elem(q, &v, BH_EXIST), 0);  // drops the oldest (1)
+  CHECK_EQ(bh_map_push_elem(q, &v, BH_NOEXIST), -EINVAL);
+  CHECK_EQ(bh_map_peek_elem(q, &out), 0);
+  CHECK_EQ(out, 2);
+  for (uint64_t want : {2, 3, 4}) {
+    CHECK_EQ(bh_map_pop_elem(q, &out), 0);
+    CHECK_EQ(out, want);
+  }
+  CHECK_EQ(bh_map_pop_elem(q, &out), -ENOENT);
+  CHECK_EQ(bh_map_peek_elem(q, &out), -ENOENT);
+  for (uint64_t want : {3, 2, 1}) {
+    CHECK_EQ(bh_map_pop_elem(s, &out), 0);
+    CHECK_EQ(out, want);
+  }
+  CHECK_EQ(bh_map_lookup_and_delete(s, nullptr, &out), -ENOENT);
+  v = 9;
+  CHECK_EQ(bh_map_update(s, nullptr, &v, BH_ANY), 0);
+  CHECK_EQ(bh_map_lookup(s, nullptr, &out), 0);
+  CHECK_EQ(out, 9);
+  CHECK_EQ(bh_map_delete(s, nullptr), -EINVAL);
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_QUEUE, 4, 8, 3), -EINVAL);
+  bh_map_close(q);
+  bh_map_close(s);
+}
+
+struct Collected {
+  std::vector<std::vector<uint8_t>> records;
+};
+static int Collect(void *ctx, const void *data, uint32_t size) {
+  auto *c = static_cast<Collected *>(ctx);
+  const auto *p = static_cast<const uint8_t *>(data);
+  c->records.emplace_back(p, p + size);
+  return 0;
+}
+
+static void TestRingbuf(bh_region *r) {
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_RINGBUF, 0, 0, 3000), -EINVAL);
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_RINGBUF, 4, 0, 4096), -EINVAL);
+  bh_map *m = Make(r, "rb", BH_MAP_TYPE_RINGBUF, 0, 0, 4096);
+  Collected c;
+  // In order, discards skipped, a busy record holds back later ones.
+  uint32_t x = 1;
+  CHECK_EQ(bh_ringbuf_output(m, &x, 4, 0), 0);
+  auto *busy = static_cast<uint32_t *>(bh_ringbuf_reserve(m, 4, 0));
+  CHECK(busy != nullptr);
+  auto *gone = static_cast<uint32_t *>(bh_ringbuf_reserve(m, 4, 0));
+  *gone = 99;
+  bh_ringbuf_discard(gone, 0);
+  x = 3;
+  CHECK_EQ(bh_ringbuf_output(m, &x, 4, 0), 0);
+  CHECK_EQ(bh_ringbuf_consume(m, Collect, &c, 0), 1);
+  *busy = 2;
+  bh_ringbuf_submit(busy, 0);
+  CHECK_EQ(bh_ringbuf_consume(m, Collect, &c, 0), 2);
+  CHECK_EQ(c.records.size(), 3);
+  for (uint32_t i = 0; i < c.records.size(); i++) {
+    uint32_t got;
+    memcpy(&got, c.records[i].data(), 4);
+    CHECK_EQ(got, i + 1);
+  }
+  CHECK(bh_ringbuf_reserve(m, 4, 1) == nullptr);  // flags must be 0
+  CHECK_EQ(bh_ringbuf_output(m, &x, 4, 4), -EINVAL);
+  CHECK(bh_ringbuf_reserve(m, 5000, 0) == nullptr);
+
+  // Fill: 100-byte records take 112 bytes; the ring holds 36 of them.
+  c.records.clear();
+  bh_ringbuf_stats st{};
+  bh_ringbuf_get_stats(m, &st);
+  uint64_t drops0 = st.drops;
+  uint8_t rec[100];
+  int accepted = 0, refused = 0;
+  for (int i = 0; i < 50; i++) {
+    memset(rec, i, sizeof(rec));
+    if (bh_ringbuf_output(m, rec, sizeof(rec), 0) == 0) accepted++;
+    else refused++;
+  }
+  bh_ringbuf_get_stats(m, &st);
+  CHECK_EQ(st.drops - drops0, uint64_t(refused));
+  CHECK(refused > 0);
+  CHECK_EQ(bh_ringbuf_query(m, BH_RB_RING_SIZE), 4096);
+  CHECK_EQ(bh_ringbuf_consume(m, Collect, &c, 0), accepted);
+  for (int i = 0; i < accepted; i++) CHECK(c.records[i].size() == 100 && c.records[i][0] == uint8_t(i));
+  // Wrap-around: keep cycling well past the end of the ring.
+  uint64_t seq = 0, got = 0;
+  bool ordered = true;
+  for (int round = 0; round < 200; round++) {
+    for (int i = 0; i < 7; i++) {
+      uint8_t buf[72];
+      memset(buf, 0, sizeof(buf));
+      memcpy(buf, &seq, 8);
+      if (bh_ringbuf_output(m, buf, 40 + (seq % 32), 0) == 0) seq++;
+    }
+    c.records.clear();
+    bh_ringbuf_consume(m, Collect, &c, 0);
+    for (auto &rr : c.records) {
+      uint64_t s;
+      memcpy(&s, rr.data(), 8);
+      if (s != got || rr.size() != 40 + (s % 32)) ordered = false;
+      got++;
+    }
+  }
+  CHECK(ordered);
+  CHECK_EQ(got, seq);
+  bh_map_close(m);
+}
+
+struct PerfCollected {
+  std::vector<std::pair<uint32_t, uint32_t>> samples;  // ring, first u32
+  uint64_t lost = 0;
+};
+
+static void TestPerf(bh_region *r) {
+  bh_map *m = Make(r, "events", BH_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, 2, 0, 4096);
+  CHECK_EQ(bh_map_get_info(m)->max_entries, 2);
+  PerfCollected pc;
+  auto sample = [](void *ctx, uint32_t ring, const void *data, uint32_t) -> int {
+    uint32_t v;
+    memcpy(&v, data, 4);
+    static_cast<PerfCollected *>(ctx)->samples.push_back({ring, v});
+    return 0;
+  };
+  auto lost = [](void *ctx, uint32_t, uint64_t n) { static_cast<PerfCollected *>(ctx)->lost += n; };
+  uint32_t v = 1;
+  CHECK_EQ(bh_perf_event_output(m, 0, &v, 4), 0);
+  v = 2;
+  CHECK_EQ(bh_perf_event_output(m, 1, &v, 4), 0);
+  v = 3;
+  CHECK_EQ(bh_perf_event_output(m, 2, &v, 4), -E2BIG);
+  CHECK_EQ(bh_perf_event_output(m, 1ull << 40, &v, 4), -EINVAL);
+  CHECK_EQ(bh_perf_consume(m, -1, sample, lost, &pc, 0), 2);
+  CHECK(pc.samples.size() == 2 && pc.samples[0].first == 0 && pc.samples[0].second == 1 &&
+        pc.samples[1].first == 1 && pc.samples[1].second == 2);
+  // 4096-byte ring, 104-byte records (8 + 96): 39 fit.
+  uint8_t buf[96] = {0};
+  int ok = 0, full = 0;
+  for (uint32_t i = 0; i < 50; i++) {
+    memcpy(buf, &i, 4);
+    long rc = bh_perf_event_output(m, 0, buf, sizeof(buf));
+    if (rc == 0) ok++;
+    else if (rc == -ENOSPC) full++;
+  }
+  CHECK_EQ(ok, 39);
+  CHECK_EQ(full, 11);
+  pc.samples.clear();
+  CHECK_EQ(bh_perf_consume(m, 0, sample, lost, &pc, 0), 39);
+  CHECK_EQ(pc.lost, 11);
+  bh_perf_ring_stats st{};
+  CHECK_EQ(bh_perf_get_stats(m, 0, &st), 0);
+  CHECK_EQ(st.lost, 11);
+  CHECK_EQ(st.head, st.tail);
+  // Wrapping payloads come out whole and in order.
+  bool ordered = true;
+  uint32_t next = 0, sent = 0;
+  for (int round = 0; round < 100; round++) {
+    for (int i = 0; i < 5; i++) {
+      uint8_t big[300];
+      memset(big, uint8_t(sent), sizeof(big));
+      memcpy(big, &sent, 4);
+      if (bh_perf_event_output(m, 1, big, 200 + sent % 100) == 0) sent++;
+    }
+    pc.samples.clear();
+    bh_perf_consume(m, 1, sample, lost, &pc, 0);
+    for (auto &s : pc.samples) {
+      if (s.second != next) ordered = false;
+      next++;
+    }
+  }
+  CHECK(ordered);
+  CHECK_EQ(next, sent);
+  bh_map_close(m);
+}
+
+static void TestStress(bh_region *r) {
+  const uint32_t threads = 4;
+  auto run = [&](bh_map *m, uint32_t op, uint64_t iters, uint32_t keys, uint32_t pace = 0) {
+    bh_maps_stress_opts o{};
+    o.sz = sizeof(o);
+    o.op = op;
+    o.threads = threads;
+    o.iterations = iters;
+    o.keys = keys;
+    o.pace_ns = pace;
+    bh_maps_stress_result res{};
+    int err = bh_maps_stress(m, &o, &res);
+    CHECK_EQ(err, 0);
+    return res;
+  };
+  bh_map *h = Make(r, "s_hash", BH_MAP_TYPE_HASH, 4, 8, 1024);
+  auto res = run(h, BH_STRESS_ADD, 200000, 100);
+  CHECK_EQ(res.failed, 0);
+  CHECK_EQ(res.sum, threads * 200000ull);
+  bh_map *pa = Make(r, "s_pca", BH_MAP_TYPE_PERCPU_ARRAY, 4, 8, 16);
+  res = run(pa, BH_STRESS_ADD, 200000, 16);
+  CHECK_EQ(res.sum, threads * 200000ull);
+  bh_map *ph = Make(r, "s_pch", BH_MAP_TYPE_PERCPU_HASH, 4, 8, 64);
+  res = run(ph, BH_STRESS_ADD, 200000, 50);
+  CHECK_EQ(res.sum, threads * 200000ull);
+  bh_map *ch = Make(r, "s_churn", BH_MAP_TYPE_HASH, 4, 8, 256);
+  res = run(ch, BH_STRESS_CHURN, 200000, 64);
+  CHECK_EQ(res.failed, 0);
+  CHECK_EQ(res.misses, 0);
+  CHECK_EQ(bh_map_count(ch), 64);
+  bh_map *lr = Make(r, "s_lru", BH_MAP_TYPE_LRU_HASH, 8, 8, 512);
+  res = run(lr, BH_STRESS_INSERT, 20000, 0);
+  CHECK_EQ(res.failed, 0);
+  CHECK_EQ(bh_map_count(lr), 512);
+  bh_map *rb = Make(r, "s_rb", BH_MAP_TYPE_RINGBUF, 0, 0, 1 << 16);
+  res = run(rb, BH_STRESS_RINGBUF, 100000, 0);
+  CHECK_EQ(res.order_errors, 0);
+  CHECK_EQ(res.consumed, res.ok);
+  CHECK_EQ(res.ok + res.drops + res.discarded, threads * 100000ull);
+  printf("ringbuf stress: %llu consumed, %llu drops\n", (unsigned long long)res.consumed,
+         (unsigned long long)res.drops);
+  bh_map *pf = Make(r, "s_perf", BH_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, 0, 0, 1 << 16);
+  res = run(pf, BH_STRESS_PERF, 100000, 0);
+  CHECK_EQ(res.order_errors, 0);
+  CHECK_EQ(res.failed, 0);
+  CHECK_EQ(res.consumed + res.drops, threads * 100000ull);
+  bh_map *q = Make(r, "s_q", BH_MAP_TYPE_QUEUE, 0, 8, 64);
+  res = run(q, BH_STRESS_QUEUE, 50000, 0);
+  CHECK_EQ(res.failed, 0);
+  CHECK_EQ(res.misses, 0);
+  CHECK_EQ(res.ok, 2 * 50000ull);
+  for (bh_map *m : {h, pa, ph, ch, lr, rb, pf, q}) bh_map_close(m);
+}
+
+static void TestBench(bh_region *r) {
+  auto bench = [&](const char *label, bh_map *m, uint32_t op, uint32_t keys) {
+    double ns = 0;
+    int err = bh_maps_bench(m, op, 20000000, keys, &ns);
+    CHECK_EQ(err, 0);
+    printf("bench %-34s %6.2f ns/op\n", label, ns);
+  };
+  bh_map *h = Make(r, "b_hash", BH_MAP_TYPE_HASH, 4, 8, 1024);
+  bh_map *a = Make(r, "b_arr", BH_MAP_TYPE_ARRAY, 4, 8, 1024);
+  bh_map *pa = Make(r, "b_pca", BH_MAP_TYPE_PERCPU_ARRAY, 4, 8, 1024);
+  bh_map *h8 = Make(r, "b_hash8", BH_MAP_TYPE_HASH, 8, 8, 1024);
+  bh_map *lru = Make(r, "b_lru", BH_MAP_TYPE_LRU_HASH, 4, 8, 1024);
+  bh_map *rb = Make(r, "b_rb", BH_MAP_TYPE_RINGBUF, 0, 0, 1 << 20);
+  bh_map *pf = Make(r, "b_pf", BH_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, 0, 0, 1 << 20);
+  bench("hash u32 lookup (1000 keys)", h, BH_BENCH_LOOKUP, 1000);
+  bench("hash u32 lookup miss", h, BH_BENCH_LOOKUP_MISS, 1000);
+  bench("hash u32 lookup + atomic add", h, BH_BENCH_ADD, 1000);
+  bench("hash u32 update existing", h, BH_BENCH_UPDATE, 1000);
+  bench("hash u64 lookup", h8, BH_BENCH_LOOKUP, 1000);
+  bench("lru u32 lookup", lru, BH_BENCH_LOOKUP, 1000);
+  bench("array lookup", a, BH_BENCH_LOOKUP, 1000);
+  bench("array update", a, BH_BENCH_UPDATE, 1000);
+  bench("percpu array lookup", pa, BH_BENCH_LOOKUP, 1000);
+  bench("ringbuf output 16 B (+drain)", rb, BH_BENCH_RINGBUF, 0);
+  bench("perf output 16 B (+drain)", pf, BH_BENCH_PERF, 0);
+  for (bh_map *m : {h, a, pa, h8, lru, rb, pf}) bh_map_close(m);
+}
+
+static void TestHelpersRegistered() {
+  if (&g_registered_helpers == nullptr) return;  // linked against the real VM
+  CHECK_EQ(bh_maps_register_helpers(nullptr), 0);
+  for (uint32_t id : {1u, 2u, 3u, 25u, 87u, 88u, 89u, 130u, 131u, 132u, 133u, 134u}) {
+    CHECK(g_registered_helpers.count(id) == 1);
+  }
+  CHECK(g_registered_helpers[1] == "bpf_map_lookup_elem");
+}
+
+int main(int argc, char **argv) {
+  bool bench = argc > 1 && strcmp(argv[1], "--bench") == 0;
+  TestRegion();
+  std::string name = RegionName("maps");
+  bh_region_opts o{};
+  o.sz = sizeof(o);
+  o.size = 256ull << 20;
+  bh_region *r = nullptr;
+  if (bh_region_create(name.c_str(), &o, &r) != 0) {
+    fprintf(stderr, "cannot create region\n");
+    return 1;
+  }
+  TestArray(r);
+  TestHash(r);
+  TestLru(r);
+  TestPerCpu(r);
+  TestLpm(r);
+  TestQueue(r);
+  TestRingbuf(r);
+  TestPerf(r);
+  TestStress(r);
+  TestHelpersRegistered();
+  if (bench) TestBench(r);
+  bh_region_close(r);
+  printf("%d checks, %d failed\n", g_checks, g_failures);
+  return g_failures == 0 ? 0 : 1;
+}

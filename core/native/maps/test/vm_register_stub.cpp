@@ -1,0 +1,15 @@
+// Stands in for the VM's bh_vm_register_helper in the standalone test build:
+// records what bh_maps_register_helpers registers.
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "bpfhook/vm.h"
+
+std::map<uint32_t, std::string> g_registered_helpers;
+
+extern "C" int bh_vm_register_helper(bh_vm *, uint32_t id, const char *name, bh_helper_fn fn, uint32_t) {
+  if (fn == nullptr) return -1;
+  g_registered_helpers[id] = name;
+  return 0;
+}

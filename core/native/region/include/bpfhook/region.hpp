@@ -1,0 +1,52 @@
+// C++ owner of one mapping of a shared region (the C API in region.h wraps
+// it). RAII: the destructor unmaps, closes the descriptor, and, for the
+// creator, unlinks the name if close() has not done so already.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "bpfhook/region.h"
+
+namespace bpfhook::region {
+
+class Region {
+ public:
+  // Both return 0 and set `out`, or a negative errno.
+  static int Create(const std::string &name, const bh_region_opts &opts, std::unique_ptr<Region> &out);
+  static int Open(const std::string &name, std::unique_ptr<Region> &out);
+
+  ~Region();
+  Region(const Region &) = delete;
+  Region &operator=(const Region &) = delete;
+
+  // Removes the name (creator only, once); the mapping stays usable.
+  void Unlink();
+
+  uint8_t *base() const { return base_; }
+  uint64_t size() const { return size_; }
+  const std::string &name() const { return name_; }
+  bool owner() const { return owner_; }
+  bh_region_header *header() const { return reinterpret_cast<bh_region_header *>(base_); }
+
+  int Alloc(uint64_t size, uint64_t align, uint64_t *off);
+  uint32_t MapCount() const;
+  const bh_region_map_desc *MapAt(uint32_t index) const;
+  int FindMap(const char *name) const;
+  int AddMap(const bh_region_map_desc &desc, uint64_t storage_size, uint64_t align, bh_region_init_fn init,
+             void *cookie, uint32_t *index);
+
+ private:
+  Region(std::string name, int fd, uint8_t *base, uint64_t size, bool owner)
+      : name_(std::move(name)), fd_(fd), base_(base), size_(size), owner_(owner) {}
+
+  std::string name_;
+  int fd_;
+  uint8_t *base_;
+  uint64_t size_;
+  bool owner_;
+  bool unlinked_ = false;
+};
+
+}  // namespace bpfhook::region

@@ -1,0 +1,438 @@
+/**
+ * Typed maps over native handles. One class per access pattern:
+ * - BpfMap: hash, LRU hash, array, LPM trie (get/set/delete, iteration);
+ * - PerCpuMap: per-CPU hash and array (values per possible CPU);
+ * - QueueMap: queue and stack (push/pop/peek);
+ * - RingBufMap, PerfEventArray: event channels read through consumers.
+ * Keys and values go through codecs; without one they are Buffers of the
+ * map's exact sizes. Data errors are BpfhookError MAP_ERROR with `errno`.
+ */
+import { BpfhookError } from "../errors.js";
+import { native } from "../native/binding.js";
+import type { NativeMapHandle, NativeMapInfo, NativePerfRingStats, NativeRingbufStats } from "../native/addon-types.js";
+import { raw, u32, type Codec } from "./codecs.js";
+import { Errno, mapError } from "./errors.js";
+import { PerfBufferConsumer, type PerfBufferOptions } from "./perfbuf.js";
+import { RingBufferConsumer, type RingBufferOptions } from "./ringbuf.js";
+import { mapTypeName, updateFlagValue, type MapTypeName, type MapUpdateFlag } from "./types.js";
+
+/** What MapBase needs from the region that holds it. */
+export interface MapOwner {
+  readonly name: string;
+}
+
+export abstract class MapBase {
+  readonly name: string;
+  readonly type: number;
+  readonly typeName: MapTypeName | undefined;
+  readonly keySize: number;
+  readonly valueSize: number;
+  readonly maxEntries: number;
+  readonly flags: number;
+  /** Position in the region's directory. */
+  readonly index: number;
+  /** Possible CPUs the region is laid out for. */
+  readonly ncpus: number;
+  #handle: NativeMapHandle | undefined;
+
+  constructor(
+    handle: NativeMapHandle,
+    info: NativeMapInfo,
+    readonly region: MapOwner,
+  ) {
+    this.#handle = handle;
+    this.name = info.name;
+    this.type = info.type;
+    this.typeName = mapTypeName(info.type);
+    this.keySize = info.keySize;
+    this.valueSize = info.valueSize;
+    this.maxEntries = info.maxEntries;
+    this.flags = info.flags;
+    this.index = info.index;
+    this.ncpus = info.ncpus;
+  }
+
+  /**
+   * The native handle (a process-local bh_map*) that programs reference: pass
+   * it in runtime loadProgram's `maps`. Keep this map open while they run.
+   */
+  get native(): NativeMapHandle {
+    if (this.#handle === undefined) {
+      throw new BpfhookError("BAD_ARGUMENT", `map '${this.name}': closed`, { symbol: this.name });
+    }
+    return this.#handle;
+  }
+
+  /** The bh_map* address programs see (diagnostics). */
+  get address(): bigint {
+    return native().mapInfo(this.native).address;
+  }
+
+  get closed(): boolean {
+    return this.#handle === undefined;
+  }
+
+  /** Frees this handle; the storage stays in the region. Idempotent. */
+  close(): void {
+    if (this.#handle === undefined) return;
+    native().mapClose(this.#handle);
+    this.#handle = undefined;
+  }
+
+  protected fail(op: string, rc: number, reason?: string): never {
+    throw mapError(this.name, op, rc, {
+      typeName: this.typeName,
+      maxEntries: this.maxEntries,
+      ...(reason === undefined ? {} : { reason }),
+    });
+  }
+
+  protected check(op: string, rc: number): void {
+    if (rc < 0) this.fail(op, rc);
+  }
+}
+
+function checkCodec(mapName: string, what: string, codec: Codec<unknown>, size: number): void {
+  if (codec.size !== size) {
+    throw new BpfhookError(
+      "BAD_ARGUMENT",
+      `map '${mapName}': ${what} codec is ${codec.size} bytes, the map's ${what} is ${size}`,
+      { symbol: mapName },
+    );
+  }
+}
+
+/** Keys: a reusable buffer, so lookups allocate nothing but the result. */
+abstract class KeyedMap<K> extends MapBase {
+  protected readonly keyCodec: Codec<K>;
+  private readonly keyBuf: Buffer;
+
+  constructor(handle: NativeMapHandle, info: NativeMapInfo, region: MapOwner, key: Codec<K> | undefined) {
+    super(handle, info, region);
+    this.keyCodec = key ?? (raw(info.keySize) as unknown as Codec<K>);
+    checkCodec(info.name, "key", this.keyCodec, info.keySize);
+    this.keyBuf = Buffer.alloc(info.keySize);
+  }
+
+  protected encodeKey(key: K): Buffer {
+    this.keyCodec.encode(key, this.keyBuf, 0);
+    return this.keyBuf;
+  }
+
+  /** True if `key` has a value (LPM tries: if some prefix covers it). */
+  has(key: K): boolean {
+    const rc = native().mapLookup(this.native, this.encodeKey(key), this.scratchValue());
+    if (rc === -Errno.ENOENT) return false;
+    this.check("lookup", rc);
+    return true;
+  }
+
+  /** Deletes `key`; false if it was not there. Arrays refuse (EINVAL), as in the kernel. */
+  delete(key: K): boolean {
+    const rc = native().mapDelete(this.native, this.encodeKey(key));
+    if (rc === -Errno.ENOENT) return false;
+    this.check("delete", rc);
+    return true;
+  }
+
+  /**
+   * Keys in the map's order, by get_next_key: hash maps restart from the
+   * first key if the current one is deleted meanwhile (as the kernel does), so
+   * iterating while programs delete can repeat keys.
+   */
+  *keys(): IterableIterator<K> {
+    const h = this.native;
+    let prev: Buffer | null = null;
+    for (;;) {
+      const next = Buffer.alloc(this.keySize);
+      const rc = native().mapNextKey(h, prev, next);
+      if (rc === -Errno.ENOENT) return;
+      this.check("get_next_key", rc);
+      yield this.keyCodec.decode(next, 0);
+      prev = next;
+    }
+  }
+
+  /** Live entries: hash family, LPM trie; max_entries for arrays. */
+  get size(): number {
+    const n = native().mapCount(this.native);
+    this.check("count", n);
+    return n;
+  }
+
+  /** Deletes every key (hash family, LPM trie). */
+  clear(): void {
+    // Snapshot first: deleting the current key restarts get_next_key.
+    for (const k of Array.from(this.keys())) this.delete(k);
+  }
+
+  protected abstract scratchValue(): Buffer;
+}
+
+/** Hash, LRU hash, array and LPM trie maps. */
+export class BpfMap<K = Buffer, V = Buffer> extends KeyedMap<K> {
+  protected readonly valueCodec: Codec<V>;
+  private readonly valueBuf: Buffer;
+
+  constructor(handle: NativeMapHandle, info: NativeMapInfo, region: MapOwner, key?: Codec<K>, value?: Codec<V>) {
+    super(handle, info, region, key);
+    this.valueCodec = value ?? (raw(info.valueSize) as unknown as Codec<V>);
+    checkCodec(info.name, "value", this.valueCodec, info.valueSize);
+    this.valueBuf = Buffer.alloc(info.valueSize);
+  }
+
+  protected scratchValue(): Buffer {
+    return this.valueBuf;
+  }
+
+  /** The value, or undefined if the key is absent (LPM tries: the longest matching prefix's). */
+  get(key: K): V | undefined {
+    const rc = native().mapLookup(this.native, this.encodeKey(key), this.valueBuf);
+    if (rc === -Errno.ENOENT) return undefined;
+    this.check("lookup", rc);
+    return this.valueCodec.decode(this.valueBuf, 0);
+  }
+
+  /** Inserts or replaces; `flags` "noexist" / "exist" as BPF_NOEXIST / BPF_EXIST. */
+  set(key: K, value: V, flags?: MapUpdateFlag): this {
+    this.valueCodec.encode(value, this.valueBuf, 0);
+    this.check("update", native().mapUpdate(this.native, this.encodeKey(key), this.valueBuf, updateFlagValue(flags)));
+    return this;
+  }
+
+  /** Removes and returns the value (hash family). */
+  take(key: K): V | undefined {
+    const rc = native().mapLookupAndDelete(this.native, this.encodeKey(key), this.valueBuf);
+    if (rc === -Errno.ENOENT) return undefined;
+    this.check("lookup_and_delete", rc);
+    return this.valueCodec.decode(this.valueBuf, 0);
+  }
+
+  *values(): IterableIterator<V> {
+    for (const [, v] of this.entries()) yield v;
+  }
+
+  /** Entries in key order; a key deleted between listing and reading is skipped. */
+  *entries(): IterableIterator<[K, V]> {
+    for (const k of this.keys()) {
+      const v = this.get(k);
+      if (v !== undefined) yield [k, v];
+    }
+  }
+
+  [Symbol.iterator](): IterableIterator<[K, V]> {
+    return this.entries();
+  }
+
+  /** Address of entry 0's value plus `offset` (array maps; lddw map-value forms), or 0n. */
+  valueAddress(offset = 0): bigint {
+    return native().mapValueAddress(this.native, offset);
+  }
+}
+
+/**
+ * Per-CPU hash and array: a value per possible CPU. get returns all of them
+ * (index = CPU id), as the kernel's syscall does; set gives every CPU the
+ * same value, setPerCpu one value each.
+ */
+export class PerCpuMap<K = Buffer, V = Buffer> extends KeyedMap<K> {
+  protected readonly valueCodec: Codec<V>;
+  /** Bytes per CPU in the user-space layout: round_up(valueSize, 8). */
+  readonly stride: number;
+  private readonly allBuf: Buffer;
+
+  constructor(handle: NativeMapHandle, info: NativeMapInfo, region: MapOwner, key?: Codec<K>, value?: Codec<V>) {
+    super(handle, info, region, key);
+    this.valueCodec = value ?? (raw(info.valueSize) as unknown as Codec<V>);
+    checkCodec(info.name, "value", this.valueCodec, info.valueSize);
+    this.stride = Math.ceil(info.valueSize / 8) * 8;
+    this.allBuf = Buffer.alloc(info.userValueSize);
+  }
+
+  protected scratchValue(): Buffer {
+    return this.allBuf;
+  }
+
+  get(key: K): V[] | undefined {
+    const rc = native().mapLookup(this.native, this.encodeKey(key), this.allBuf);
+    if (rc === -Errno.ENOENT) return undefined;
+    this.check("lookup", rc);
+    return Array.from({ length: this.ncpus }, (_, cpu) => this.valueCodec.decode(this.allBuf, cpu * this.stride));
+  }
+
+  /** Sets the same value on every CPU. */
+  set(key: K, value: V, flags?: MapUpdateFlag): this {
+    for (let cpu = 0; cpu < this.ncpus; cpu++) this.valueCodec.encode(value, this.allBuf, cpu * this.stride);
+    return this.#update(key, flags);
+  }
+
+  /** Sets one value per CPU (index = CPU id); `values.length` must be ncpus. */
+  setPerCpu(key: K, values: readonly V[], flags?: MapUpdateFlag): this {
+    if (!Array.isArray(values) || values.length !== this.ncpus) {
+      throw new BpfhookError(
+        "BAD_ARGUMENT",
+        `map '${this.name}': update: ${Array.isArray(values) ? values.length : "no array of"} values for ${this.ncpus} CPUs`,
+        { symbol: this.name },
+      );
+    }
+    values.forEach((v: V, cpu: number) => this.valueCodec.encode(v, this.allBuf, cpu * this.stride));
+    return this.#update(key, flags);
+  }
+
+  #update(key: K, flags: MapUpdateFlag | undefined): this {
+    this.check("update", native().mapUpdate(this.native, this.encodeKey(key), this.allBuf, updateFlagValue(flags)));
+    return this;
+  }
+
+  *entries(): IterableIterator<[K, V[]]> {
+    for (const k of this.keys()) {
+      const v = this.get(k);
+      if (v !== undefined) yield [k, v];
+    }
+  }
+
+  [Symbol.iterator](): IterableIterator<[K, V[]]> {
+    return this.entries();
+  }
+}
+
+/** Queue (FIFO) and stack (LIFO) maps. */
+export class QueueMap<V = Buffer> extends MapBase {
+  protected readonly valueCodec: Codec<V>;
+  private readonly valueBuf: Buffer;
+
+  constructor(handle: NativeMapHandle, info: NativeMapInfo, region: MapOwner, value?: Codec<V>) {
+    super(handle, info, region);
+    this.valueCodec = value ?? (raw(info.valueSize) as unknown as Codec<V>);
+    checkCodec(info.name, "value", this.valueCodec, info.valueSize);
+    this.valueBuf = Buffer.alloc(info.valueSize);
+  }
+
+  /** Adds a value; when full, "exist" drops the oldest instead of failing with E2BIG. */
+  push(value: V, flags?: "any" | "exist"): this {
+    this.valueCodec.encode(value, this.valueBuf, 0);
+    this.check("push", native().mapUpdate(this.native, null, this.valueBuf, updateFlagValue(flags)));
+    return this;
+  }
+
+  /** Removes and returns the next value, or undefined when empty. */
+  pop(): V | undefined {
+    const rc = native().mapLookupAndDelete(this.native, null, this.valueBuf);
+    if (rc === -Errno.ENOENT) return undefined;
+    this.check("pop", rc);
+    return this.valueCodec.decode(this.valueBuf, 0);
+  }
+
+  peek(): V | undefined {
+    const rc = native().mapLookup(this.native, null, this.valueBuf);
+    if (rc === -Errno.ENOENT) return undefined;
+    this.check("peek", rc);
+    return this.valueCodec.decode(this.valueBuf, 0);
+  }
+
+  get size(): number {
+    const n = native().mapCount(this.native);
+    this.check("count", n);
+    return n;
+  }
+}
+
+export interface RingBufStats {
+  /** Data bytes. */
+  size: number;
+  producerPos: number;
+  consumerPos: number;
+  /** Bytes written and not yet consumed. */
+  available: number;
+  /** Records refused because the ring was full. */
+  drops: number;
+}
+
+/** BPF_MAP_TYPE_RINGBUF: read it with a RingBufferConsumer (map.consumer()). */
+export class RingBufMap extends MapBase {
+  stats(): RingBufStats {
+    const s = native().ringbufStats(this.native) as NativeRingbufStats | number;
+    if (typeof s === "number") this.fail("stats", s);
+    return s;
+  }
+
+  /** Writes one record as a program's bpf_ringbuf_output would; false if the ring was full (counted as a drop). */
+  output(data: Uint8Array): boolean {
+    const rc = native().ringbufOutput(this.native, data, 0);
+    if (rc === -Errno.EAGAIN) return false;
+    this.check("output", rc);
+    return true;
+  }
+
+  consumer<T = Buffer>(opts?: RingBufferOptions<T>): RingBufferConsumer<T> {
+    return new RingBufferConsumer<T>(this, opts);
+  }
+}
+
+export type PerfRingStats = NativePerfRingStats;
+
+/** BPF_MAP_TYPE_PERF_EVENT_ARRAY: one ring per CPU (or per slot); read it with a PerfBufferConsumer. */
+export class PerfEventArray extends MapBase {
+  /** Bytes per ring. */
+  get ringSize(): number {
+    return Number(native().mapInfo(this.native).mapExtra);
+  }
+
+  stats(): PerfRingStats[] {
+    const s = native().perfStats(this.native);
+    if (typeof s === "number") this.fail("stats", s);
+    return s;
+  }
+
+  /**
+   * Writes one sample as bpf_perf_event_output would, to ring `ring` or the
+   * calling CPU's; false if that ring was full (counted as lost).
+   */
+  output(data: Uint8Array, ring?: number): boolean {
+    const rc = native().perfOutput(this.native, ring ?? -1, data);
+    if (rc === -Errno.ENOSPC) return false;
+    this.check("output", rc);
+    return true;
+  }
+
+  consumer<T = Buffer>(opts?: PerfBufferOptions<T>): PerfBufferConsumer<T> {
+    return new PerfBufferConsumer<T>(this, opts);
+  }
+}
+
+export type AnyMap = BpfMap<any, any> | PerCpuMap<any, any> | QueueMap<any> | RingBufMap | PerfEventArray;
+
+/** The class for a map type, with codecs. */
+export function wrapMap(
+  handle: NativeMapHandle,
+  info: NativeMapInfo,
+  region: MapOwner,
+  key?: Codec<any>,
+  value?: Codec<any>,
+): AnyMap {
+  const typeName = mapTypeName(info.type);
+  // Array keys are indexes: numbers unless the caller wants another codec.
+  if (key === undefined && (typeName === "array" || typeName === "percpu_array")) key = u32;
+  switch (typeName) {
+    case "hash":
+    case "lru_hash":
+    case "array":
+    case "lpm_trie":
+      return new BpfMap(handle, info, region, key, value);
+    case "percpu_hash":
+    case "percpu_array":
+      return new PerCpuMap(handle, info, region, key, value);
+    case "queue":
+    case "stack":
+      return new QueueMap(handle, info, region, value);
+    case "ringbuf":
+      return new RingBufMap(handle, info, region);
+    case "perf_event_array":
+      return new PerfEventArray(handle, info, region);
+    default:
+      native().mapClose(handle);
+      throw new BpfhookError("MAP_ERROR", `map '${info.name}': type ${info.type} is not supported`, {
+        symbol: info.name,
+      });
+  }
+}

@@ -1,0 +1,328 @@
+/**
+ * SharedRegion: a named POSIX shared-memory region holding maps (layout in
+ * core/native/region/include/bpfhook/region.h). The creating process owns
+ * the name and unlinks it on close (and, as a safety net, at process exit);
+ * any process may open it by name and find its maps by name or index.
+ *
+ *   const region = SharedRegion.create();            // or SharedRegion.default()
+ *   const counts = region.createMap({ name: "counts", type: "hash", key: u32, value: u64, maxEntries: 1024 });
+ *   counts.set(1, 5n);
+ *   const other = SharedRegion.open(region.name);     // what an agent does
+ *   other.openMap<BpfMap<number, bigint>>("counts", { key: u32, value: u64 }).get(1); // 5n
+ */
+import { BpfhookError } from "../errors.js";
+import { native } from "../native/binding.js";
+import type { NativeMapHandle, NativeRegionHandle, NativeRegionInfo } from "../native/addon-types.js";
+import type { Codec } from "./codecs.js";
+import { errnoName, Errno, mapError } from "./errors.js";
+import {
+  wrapMap,
+  type AnyMap,
+  type BpfMap,
+  type MapOwner,
+  type PerCpuMap,
+  type PerfEventArray,
+  type QueueMap,
+  type RingBufMap,
+} from "./map.js";
+import { MapType, mapTypeName, type MapCreateOptions, type MapDescriptor, type MapTypeName } from "./types.js";
+
+export interface SharedRegionOptions {
+  /** POSIX shm name ("/bpfhook-..."; a missing leading '/' is added). Default: /bpfhook-<pid>-<n>. */
+  name?: string;
+  /** Bytes (rounded up to a page). Pages are only allocated when touched. Default 64 MiB. */
+  size?: number;
+  /** Directory capacity. Default 256. */
+  maxMaps?: number;
+}
+
+export interface RegionCodecs<K, V> {
+  key?: Codec<K>;
+  value?: Codec<V>;
+}
+
+let counter = 0;
+const owned = new Set<SharedRegion>();
+let exitHook = false;
+let defaultRegion: SharedRegion | undefined;
+
+function ensureExitHook(): void {
+  if (exitHook) return;
+  exitHook = true;
+  // Node runs no finalizers at exit, so a region never closed would leave
+  // its name in /dev/shm; unlink what we own on the way out.
+  process.once("exit", () => {
+    for (const r of Array.from(owned)) r.close();  // close() removes from the set
+  });
+}
+
+function regionError(name: string, op: string, rc: number): BpfhookError {
+  const n = -rc;
+  if (n === Errno.EPROTO) {
+    return new BpfhookError(
+      "ABI_MISMATCH",
+      `region '${name}': ${op}: EPROTO (not a bpfhook region of layout version 1)`,
+      { errno: rc, symbol: name },
+    );
+  }
+  if (n === Errno.ENOENT && op === "open") {
+    return new BpfhookError("NOT_FOUND", `region '${name}': open: ENOENT (no such shared-memory object)`, {
+      errno: rc,
+      symbol: name,
+    });
+  }
+  const reason =
+    n === Errno.EEXIST
+      ? "a shared-memory object of that name exists"
+      : n === Errno.EINVAL
+        ? "bad name or size (one leading '/', no other; size above the header and directory)"
+        : n === Errno.EAGAIN
+          ? "the creator has not finished setting it up; retry"
+          : "failed";
+  return new BpfhookError("MAP_ERROR", `region '${name}': ${op}: ${errnoName(rc)} (${reason})`, {
+    errno: rc,
+    symbol: name,
+  });
+}
+
+export class SharedRegion implements MapOwner {
+  readonly name: string;
+  readonly size: number;
+  /** Possible CPUs the per-CPU maps are laid out for. */
+  readonly ncpus: number;
+  /** True for the creator (it unlinks the name on close). */
+  readonly owner: boolean;
+  readonly layoutVersion: number;
+  #handle: NativeRegionHandle | undefined;
+
+  private constructor(handle: NativeRegionHandle) {
+    this.#handle = handle;
+    const info = native().regionInfo(handle);
+    this.name = info.name;
+    this.size = info.size;
+    this.ncpus = info.ncpus;
+    this.owner = info.owner;
+    this.layoutVersion = info.layoutVersion;
+    if (this.owner) {
+      owned.add(this);
+      ensureExitHook();
+    }
+  }
+
+  /** Creates a new region (the caller owns its name). */
+  static create(opts: SharedRegionOptions = {}): SharedRegion {
+    let name = opts.name ?? `/bpfhook-${process.pid}-${counter++}`;
+    if (!name.startsWith("/")) name = `/${name}`;
+    const size = opts.size ?? 64 * 1024 * 1024;
+    if (!Number.isSafeInteger(size) || size <= 0) {
+      throw new BpfhookError("BAD_ARGUMENT", `SharedRegion.create: size must be a positive integer, got ${size}`);
+    }
+    const maxMaps = opts.maxMaps ?? 256;
+    if (!Number.isInteger(maxMaps) || maxMaps < 1 || maxMaps > 65536) {
+      throw new BpfhookError("BAD_ARGUMENT", `SharedRegion.create: maxMaps must be 1..65536, got ${maxMaps}`);
+    }
+    const h = native().regionCreate(name, size, maxMaps);
+    if (typeof h === "number") throw regionError(name, "create", h);
+    return new SharedRegion(h);
+  }
+
+  /** Maps an existing region by name, as an agent in another process does. */
+  static open(name: string): SharedRegion {
+    const full = name.startsWith("/") ? name : `/${name}`;
+    const h = native().regionOpen(full);
+    if (typeof h === "number") throw regionError(full, "open", h);
+    return new SharedRegion(h);
+  }
+
+  /**
+   * The process's default region, created on first use: where the runtime
+   * puts the maps of loaded objects, and the region checked-mode programs
+   * may access. `opts` apply only to that first call.
+   */
+  static default(opts: SharedRegionOptions = {}): SharedRegion {
+    if (defaultRegion === undefined || defaultRegion.closed) {
+      const sizeEnv = process.env.BPFHOOK_REGION_SIZE;
+      const size = opts.size ?? (sizeEnv ? Number(sizeEnv) : undefined);
+      defaultRegion = SharedRegion.create({ ...opts, ...(size === undefined ? {} : { size }) });
+      native().regionSetDefault(defaultRegion.native);
+    }
+    return defaultRegion;
+  }
+
+  get native(): NativeRegionHandle {
+    if (this.#handle === undefined) throw new BpfhookError("BAD_ARGUMENT", `region '${this.name}': closed`);
+    return this.#handle;
+  }
+
+  get closed(): boolean {
+    return this.#handle === undefined;
+  }
+
+  #info(): NativeRegionInfo {
+    return native().regionInfo(this.native);
+  }
+
+  /** Bumped on every directory change (a new map). */
+  get generation(): number {
+    return this.#info().generation;
+  }
+
+  /** Bytes handed out, header and directory included. */
+  get used(): number {
+    return this.#info().used;
+  }
+
+  get maxMaps(): number {
+    return this.#info().maxMaps;
+  }
+
+  /** Where this process mapped the region (it differs between mappings). */
+  get baseAddress(): bigint {
+    return this.#info().baseAddress;
+  }
+
+  /** The directory: every map in the region, in creation order. */
+  maps(): MapDescriptor[] {
+    return native()
+      .regionMaps(this.native)
+      .map((d) => ({ ...d, typeName: mapTypeName(d.type) }));
+  }
+
+  createMap<K = Buffer, V = Buffer>(opts: MapCreateOptions<K, V> & { type: "hash" | "lru_hash" | "lpm_trie" }): BpfMap<K, V>;
+  /** Array keys are indexes: a u32 codec unless another is given. */
+  createMap<V = Buffer, K = number>(opts: MapCreateOptions<K, V> & { type: "array" }): BpfMap<K, V>;
+  createMap<K = Buffer, V = Buffer>(opts: MapCreateOptions<K, V> & { type: "percpu_hash" }): PerCpuMap<K, V>;
+  createMap<V = Buffer, K = number>(opts: MapCreateOptions<K, V> & { type: "percpu_array" }): PerCpuMap<K, V>;
+  createMap<V = Buffer>(opts: MapCreateOptions<never, V> & { type: "queue" | "stack" }): QueueMap<V>;
+  createMap(opts: MapCreateOptions & { type: "ringbuf" }): RingBufMap;
+  createMap(opts: MapCreateOptions & { type: "perf_event_array" }): PerfEventArray;
+  createMap(opts: MapCreateOptions<any, any>): AnyMap;
+  createMap(opts: MapCreateOptions<any, any>): AnyMap {
+    if (opts === null || typeof opts !== "object" || typeof opts.name !== "string") {
+      throw new BpfhookError("BAD_ARGUMENT", "createMap: expected { name, type, maxEntries, ... }");
+    }
+    const name = opts.name;
+    const type = typeof opts.type === "number" ? opts.type : MapType[opts.type as MapTypeName];
+    const typeName = type === undefined ? undefined : mapTypeName(type);
+    if (typeName === undefined) {
+      throw new BpfhookError(
+        "BAD_ARGUMENT",
+        `map '${name}': create: type ${String(opts.type)} is not supported (${Object.keys(MapType).join(", ")})`,
+        { symbol: name },
+      );
+    }
+    const keySize = opts.keySize ?? opts.key?.size ?? defaultKeySize(typeName);
+    const valueSize = opts.valueSize ?? opts.value?.size ?? defaultValueSize(typeName);
+    if (keySize === undefined || valueSize === undefined) {
+      throw new BpfhookError(
+        "BAD_ARGUMENT",
+        `map '${name}': create: give ${keySize === undefined ? "keySize or a key codec" : "valueSize or a value codec"}`,
+        { symbol: name },
+      );
+    }
+    if (!Number.isInteger(opts.maxEntries) || opts.maxEntries < 0) {
+      throw new BpfhookError("BAD_ARGUMENT", `map '${name}': create: maxEntries must be a non-negative integer`, {
+        symbol: name,
+      });
+    }
+    const h = native().mapCreate(this.native, {
+      name,
+      type,
+      keySize,
+      valueSize,
+      maxEntries: opts.maxEntries,
+      flags: opts.flags ?? 0,
+      mapExtra: BigInt(opts.mapExtra ?? 0),
+    });
+    if (typeof h === "number") throw mapError(name, "create", h, createReason(typeName, h, this));
+    return this.#wrap(h, opts.key, opts.value);
+  }
+
+  /** Opens a map of this region by name or directory index, with codecs for its keys and values. */
+  openMap<M extends AnyMap = AnyMap>(nameOrIndex: string | number, codecs: RegionCodecs<any, any> = {}): M {
+    const h = native().mapOpen(this.native, nameOrIndex);
+    if (typeof h === "number") {
+      if (h === -Errno.ENOENT) {
+        throw new BpfhookError("NOT_FOUND", `region '${this.name}': no map ${JSON.stringify(nameOrIndex)}`, {
+          errno: h,
+          symbol: String(nameOrIndex),
+        });
+      }
+      throw mapError(String(nameOrIndex), "open", h);
+    }
+    return this.#wrap(h, codecs.key, codecs.value) as M;
+  }
+
+  #wrap(h: NativeMapHandle, key?: Codec<any>, value?: Codec<any>): AnyMap {
+    const info = native().mapInfo(h);
+    try {
+      return wrapMap(h, info, this, key, value);
+    } catch (err) {
+      native().mapClose(h);
+      throw err;
+    }
+  }
+
+  /**
+   * Drops this mapping; the owner also unlinks the name. Open maps keep the
+   * memory mapped until they are closed.
+   */
+  close(): void {
+    if (this.#handle === undefined) return;
+    if (defaultRegion === this) {
+      native().regionSetDefault(null);
+      defaultRegion = undefined;
+    }
+    native().regionClose(this.#handle);
+    this.#handle = undefined;
+    owned.delete(this);
+  }
+}
+
+function defaultKeySize(t: MapTypeName): number | undefined {
+  switch (t) {
+    case "array":
+    case "percpu_array":
+    case "perf_event_array":
+      return 4;
+    case "queue":
+    case "stack":
+    case "ringbuf":
+      return 0;
+    default:
+      return undefined;
+  }
+}
+
+function defaultValueSize(t: MapTypeName): number | undefined {
+  switch (t) {
+    case "perf_event_array":
+      return 4;
+    case "ringbuf":
+      return 0;
+    default:
+      return undefined;
+  }
+}
+
+function createReason(t: MapTypeName, rc: number, region: SharedRegion): { reason?: string } {
+  switch (-rc) {
+    case Errno.EEXIST:
+      return { reason: `region '${region.name}' already has a map of that name` };
+    case Errno.ENOMEM:
+      return { reason: `region '${region.name}' is full (${region.size} bytes)` };
+    case Errno.ENOSPC:
+      return { reason: `region '${region.name}' directory is full (${region.maxMaps} maps)` };
+    case Errno.E2BIG:
+      return { reason: "key, value or entry count above the limits" };
+    case Errno.EINVAL:
+      if (t === "ringbuf") return { reason: "ring buffer: key and value size 0, maxEntries a power of two >= 4096" };
+      if (t === "array" || t === "percpu_array") return { reason: "array: key size 4, value size and maxEntries > 0" };
+      if (t === "queue" || t === "stack") return { reason: `${t}: key size 0, value size and maxEntries > 0` };
+      if (t === "lpm_trie") return { reason: "LPM trie: key size 5..260 (u32 prefixlen + data), value size > 0" };
+      if (t === "perf_event_array") return { reason: "perf event array: ring size (mapExtra) a power of two >= 4096" };
+      return { reason: "bad name, sizes or flags" };
+    default:
+      return {};
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * Map types, flags and the options that create a map. Type ids and flag
+ * values are the kernel's, so specs from ELF objects pass straight through.
+ */
+import type { Codec } from "./codecs.js";
+
+/** The map types the native side implements, by kernel id. */
+export const MapType = {
+  hash: 1,
+  array: 2,
+  perf_event_array: 4,
+  percpu_hash: 5,
+  percpu_array: 6,
+  lru_hash: 9,
+  lpm_trie: 11,
+  queue: 22,
+  stack: 23,
+  ringbuf: 27,
+} as const;
+
+export type MapTypeName = keyof typeof MapType;
+
+export function mapTypeName(id: number): MapTypeName | undefined {
+  for (const [name, value] of Object.entries(MapType)) if (value === id) return name as MapTypeName;
+  return undefined;
+}
+
+/** Update flags (BPF_ANY, BPF_NOEXIST, BPF_EXIST). */
+export const MapUpdateFlags = { ANY: 0, NOEXIST: 1, EXIST: 2 } as const;
+export type MapUpdateFlag = "any" | "noexist" | "exist" | number;
+
+export function updateFlagValue(flag: MapUpdateFlag | undefined): number {
+  switch (flag) {
+    case undefined:
+    case "any":
+      return 0;
+    case "noexist":
+      return 1;
+    case "exist":
+      return 2;
+    default:
+      return flag;
+  }
+}
+
+/** perf event arrays: per-ring bytes when not given (map_extra). */
+export const PERF_DEFAULT_RING_SIZE = 64 * 1024;
+
+export interface MapCreateOptions<K = Buffer, V = Buffer> {
+  /** Unique in the region; up to 63 printable ASCII characters without spaces. */
+  name: string;
+  type: MapTypeName | number;
+  /** Defaults to the key codec's size (0 for queue, stack, ring buffer; 4 for arrays). */
+  keySize?: number;
+  /** Defaults to the value codec's size. */
+  valueSize?: number;
+  /** Ring buffer: data bytes (power of two, >= 4096). Perf event array: rings (0 = one per possible CPU). */
+  maxEntries: number;
+  /** Kernel BPF_F_* creation flags. */
+  flags?: number;
+  /** Perf event array: bytes per ring (power of two >= 4096; default 64 KiB). */
+  mapExtra?: bigint | number;
+  key?: Codec<K>;
+  value?: Codec<V>;
+}
+
+/** A map's directory entry, as any process sees it. */
+export interface MapDescriptor {
+  index: number;
+  name: string;
+  type: number;
+  typeName: MapTypeName | undefined;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  mapExtra: bigint;
+  storageOffset: number;
+  storageSize: number;
+}
