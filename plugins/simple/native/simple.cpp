@@ -19,9 +19,11 @@ struct Attachment {
   int id;
   bh_prog_run_fn run;
   void *prog;
+  uint64_t cookie;
 };
 
 struct State {
+  const bh_probe_api *probe = nullptr;  // so bpf_get_attach_cookie sees the cookie
   std::shared_mutex mu;  // triggers read, attach/detach write
   std::map<std::string, std::vector<Attachment>, std::less<>> sources;
   int next_id = 0;
@@ -37,8 +39,9 @@ int fail(char *err, size_t len, int code, const char *msg) {
   return code;
 }
 
-int simple_init(void **state, const bh_host *, char *, size_t) {
+int simple_init(void **state, const bh_host *host, char *, size_t) {
   auto *s = new State();
+  if (BH_SZ_HAS(host, bh_host, probe)) s->probe = host->probe;
   std::lock_guard<std::mutex> lock(g_states_mu);
   g_states.push_back(s);
   *state = s;
@@ -72,7 +75,7 @@ int simple_attach(void *state, const bh_attach_opts *opts, char *err, size_t err
   }
   std::unique_lock<std::shared_mutex> lock(s->mu);
   int id = s->next_id++;
-  s->sources[std::string(data, n - 1)].push_back({id, opts->run, opts->prog});
+  s->sources[std::string(data, n - 1)].push_back({id, opts->run, opts->prog, opts->cookie});
   return id;
 }
 
@@ -99,7 +102,13 @@ int trigger_state(State *s, const char *source, void *data, size_t len, uint64_t
   int rc = 0;
   for (const Attachment &a : it->second) {
     uint64_t r0 = 0;
+    bh_probe_ctx pc{};
+    pc.cookie = a.cookie;
+    pc.regs = data;
+    pc.nr_args = -1;
+    if (s->probe != nullptr) s->probe->enter(&pc);
     int run_rc = a.run(a.prog, data, len, &r0);
+    if (s->probe != nullptr) s->probe->leave();
     if (run_rc < 0) {
       rc = run_rc;
       continue;
