@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds the native selftests (C++ test drivers of the VM, JIT, helpers, maps
+# and hook engine) that test/05.native-selftests runs. Incremental.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
+
+cmake -S core/native -B core/build-selftests -DBPFHOOK_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build core/build-selftests -j"$jobs" --target \
+  bpfvm_selftest bpfvm_jit_selftest helpers_selftest maps_native_test maps_vm_test >/dev/null
+
+if [ -f plugins/frida-uprobe/native/CMakeLists.txt ]; then
+  cmake -S plugins/frida-uprobe/native -B plugins/frida-uprobe/build-selftests -DBPFHOOK_BUILD_TESTS=ON \
+    -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build plugins/frida-uprobe/build-selftests -j"$jobs" --target hook_selftest >/dev/null
+fi
