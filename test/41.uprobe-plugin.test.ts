@@ -83,7 +83,7 @@ describe("41 frida-uprobe plugin", () => {
       const pkg = JSON.parse(fs.readFileSync(path.join(PACKAGE_DIR, "package.json"), "utf8"));
       assert.equal(pkg.name, "@bpfhook/plugin-frida-uprobe");
       assert.equal(pkg.bpfhook.plugin, "./dist/index.js");
-      assert.match(pkg.scripts["build:native"], /cmake -S native -B build/);
+      assert.match(pkg.scripts["build:native"], /cmake -S \. -B build.*--target bpfhook_frida_uprobe/);
       assert.ok(fs.existsSync(path.join(uprobeIncludeDir(), "bpfhook", "uprobe_plugin.h")));
     });
   });

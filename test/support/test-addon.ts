@@ -1,17 +1,36 @@
-/** The test addon (test/native): native code the tests call into. */
+/** The test addon (test/native): native code the tests and benchmarks call into. */
 import { existsSync } from "node:fs";
 import path from "node:path";
 
 export interface TestAddon {
+  // simple plugin sources
   fireSimple(source: string, value: number): { rc: number; r0: bigint; ctx: bigint };
   fireSimpleThreads(source: string, threads: number, perThread: number): number;
+  // probe targets (test/native/targets) and libc
+  add(a: number, b: number): bigint;
+  args8(a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number): bigint;
+  mix(a: number, x: number, b: number, y: number): number;
+  fib(n: number): bigint;
+  double(x: number): bigint;
+  doubleBodyCalls(): bigint;
+  escape(depth: number): bigint;
+  strlen(s: string): number;
+  mallocLoop(n: number, size: number): void;
+  addThreads(threads: number, perThread: number): number;
+  timeCalls(which: "empty" | "double", iterations: number): number;
+  addressOf(symbol: string): bigint;
+  readBytes(symbol: string, n: number): Buffer;
+  startAddThreads(threads: number): void;
+  stopAddThreads(): { calls: number; good: number };
 }
 
-const addonPath = path.resolve(__dirname, "..", "..", "native", "build", "Release", "testaddon.node");
+/** test/native/build/Release, from test/dist/support or bench/dist/... */
+const repoRoot = path.resolve(__dirname, "..", "..", "..");
+export const testAddonPath = path.join(repoRoot, "test", "native", "build", "Release", "testaddon.node");
 
 export function testAddon(): TestAddon {
-  if (!existsSync(addonPath)) {
-    throw new Error(`test addon not built at ${addonPath}: run 'npm run build:test-native'`);
+  if (!existsSync(testAddonPath)) {
+    throw new Error(`test addon not built at ${testAddonPath}: run 'npm run build:test-native'`);
   }
-  return require(addonPath) as TestAddon;
+  return require(testAddonPath) as TestAddon;
 }

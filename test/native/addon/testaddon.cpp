@@ -1,9 +1,11 @@
 #include <napi.h>
 
 void InitSimpleSource(Napi::Env env, Napi::Object exports);
+void InitTargets(Napi::Env env, Napi::Object exports);
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitSimpleSource(env, exports);
+  InitTargets(env, exports);
   return exports;
 }
 

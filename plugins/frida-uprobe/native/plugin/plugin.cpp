@@ -1,0 +1,261 @@
+// The frida-uprobe plugin's native piece: the C ABI of sdk/include/bpfhook/
+// plugin.h over the inline-hook engine (../include/bpfhook/hook.h).
+//
+// One listener per attachment. A listener brackets the program run with the
+// host's probe context so the core's helpers (get_func_arg, get_func_ret,
+// override_return, set_retval, get_func_ip, get_attach_cookie, get_stack)
+// reach this probe; the context's ops forward to the engine's bh_hook_call.
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "bpfhook/hook.h"
+#include "bpfhook/plugin.h"
+#include "bpfhook/uprobe_plugin.h"
+
+namespace {
+
+constexpr size_t kPtRegsSize = sizeof(struct pt_regs);
+static_assert(kPtRegsSize == 168, "the uprobe context is the kernel's x86-64 pt_regs");
+
+struct Attachment {
+  int id = -1;
+  uint32_t type = 0;
+  uint64_t func = 0;
+  std::string description;
+  bh_prog_run_fn run = nullptr;
+  void *prog = nullptr;
+  bh_prog_jit_fn jit = nullptr;
+  uint64_t cookie = 0;
+  const bh_probe_api *probe = nullptr;
+  bh_hook_link *link = nullptr;
+};
+
+struct State {
+  std::mutex mu;
+  bh_hook_engine *engine = nullptr;
+  const bh_host *host = nullptr;
+  std::map<int, std::unique_ptr<Attachment>> attachments;
+  // Functions with an override or replace: at most one each, whatever came first.
+  std::map<uint64_t, int> exclusive;
+  int next_id = 0;
+};
+
+int fail(char *err, size_t len, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int fail(char *err, size_t len, int code, const char *fmt, ...) {
+  if (err != nullptr && len > 0) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, len, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
+
+// ---- probe-context ops over the engine's per-call state -------------------
+
+int op_get_arg(void *opaque, uint32_t n, uint64_t *value) {
+  return bh_hook_call__arg(static_cast<bh_hook_call *>(opaque), n, value);
+}
+int op_get_ret(void *opaque, uint64_t *value) {
+  return bh_hook_call__ret(static_cast<bh_hook_call *>(opaque), value);
+}
+int op_override(void *opaque, uint64_t value) {
+  return bh_hook_call__override_return(static_cast<bh_hook_call *>(opaque), value);
+}
+int op_get_retval(void *opaque, uint64_t *value) {
+  auto *call = static_cast<bh_hook_call *>(opaque);
+  if ((call->flags & (BH_HOOK_CALL_RETURN | BH_HOOK_CALL_OVERRIDE)) == 0) return -EOPNOTSUPP;
+  *value = call->retval;
+  return 0;
+}
+int op_set_retval(void *opaque, uint64_t value) {
+  return bh_hook_call__set_retval(static_cast<bh_hook_call *>(opaque), value);
+}
+
+// uprobe and ureplace: the program may read, not redirect.
+const bh_probe_ops kReadOnlyOps = {sizeof(bh_probe_ops), op_get_arg, op_get_ret, nullptr, op_get_retval};
+// uprobe_override: bpf_override_return / bpf_set_retval skip the function.
+const bh_probe_ops kOverrideOps = {sizeof(bh_probe_ops), op_get_arg, op_get_ret, op_override, op_get_retval};
+// uretprobe: bpf_set_retval changes what the caller receives.
+const bh_probe_ops kReturnOps = {sizeof(bh_probe_ops), op_get_arg, op_get_ret, op_set_retval, op_get_retval};
+
+template <uint32_t Type>
+uint64_t listener(void *user, struct pt_regs *regs, bh_hook_call *call) {
+  auto *a = static_cast<Attachment *>(user);
+  bh_probe_ctx pc{};
+  pc.func_ip = a->func;
+  pc.cookie = a->cookie;
+  pc.regs = regs;
+  pc.flags = BH_PROBE_F_PT_REGS | (Type == BH_ATTACH_URETPROBE ? BH_PROBE_F_RETURN : 0u);
+  pc.nr_args = -1;
+  pc.ops = Type == BH_ATTACH_UPROBE_OVERRIDE ? &kOverrideOps
+           : Type == BH_ATTACH_URETPROBE     ? &kReturnOps
+                                             : &kReadOnlyOps;
+  pc.opaque = call;
+  a->probe->enter(&pc);
+  uint64_t r0 = 0;
+  if (a->jit != nullptr) {
+    r0 = a->jit(regs, kPtRegsSize);
+  } else if (a->run(a->prog, regs, kPtRegsSize, &r0) < 0) {
+    r0 = 0;  // a faulting program (checked mode) returns 0, as the kernel's would
+  }
+  a->probe->leave();
+  return r0;
+}
+
+bh_hook_fn listener_for(uint32_t type) {
+  switch (type) {
+    case BH_ATTACH_UPROBE: return listener<BH_ATTACH_UPROBE>;
+    case BH_ATTACH_URETPROBE: return listener<BH_ATTACH_URETPROBE>;
+    case BH_ATTACH_UPROBE_OVERRIDE: return listener<BH_ATTACH_UPROBE_OVERRIDE>;
+    case BH_ATTACH_UREPLACE: return listener<BH_ATTACH_UREPLACE>;
+    default: return nullptr;
+  }
+}
+
+bh_hook_kind kind_for(uint32_t type) {
+  switch (type) {
+    case BH_ATTACH_URETPROBE: return BH_HOOK_RETURN;
+    case BH_ATTACH_UREPLACE: return BH_HOOK_REPLACE;
+    default: return BH_HOOK_ENTRY;
+  }
+}
+
+const char *type_name(uint32_t type) {
+  switch (type) {
+    case BH_ATTACH_UPROBE: return "uprobe";
+    case BH_ATTACH_URETPROBE: return "uretprobe";
+    case BH_ATTACH_UPROBE_OVERRIDE: return "uprobe_override";
+    case BH_ATTACH_UREPLACE: return "ureplace";
+    default: return "?";
+  }
+}
+
+// ---- plugin ops -------------------------------------------------------------
+
+int plugin_init(void **state, const bh_host *host, char *err, size_t err_len) {
+  if (!BH_SZ_HAS(host, bh_host, probe) || host->probe == nullptr) {
+    return fail(err, err_len, -EPROTO, "frida-uprobe: the host provides no probe context (core too old)");
+  }
+  auto s = std::make_unique<State>();
+  s->host = host;
+  char msg[256] = {0};
+  bh_hook_engine_opts opts{};
+  opts.sz = sizeof opts;
+  opts.errbuf = msg;
+  opts.errbuf_sz = sizeof msg;
+  s->engine = bh_hook_engine__new(&opts);
+  if (s->engine == nullptr) return fail(err, err_len, -errno, "frida-uprobe: hook engine: %s", msg);
+  *state = s.release();
+  return 0;
+}
+
+void plugin_fini(void *state) {
+  auto *s = static_cast<State *>(state);
+  bh_hook_engine__destroy(s->engine);  // detaches what is left
+  delete s;
+}
+
+int plugin_attach(void *state, const bh_attach_opts *opts, char *err, size_t err_len) {
+  auto *s = static_cast<State *>(state);
+  if (!BH_SZ_HAS(opts, bh_attach_opts, prog_name) || opts->run == nullptr) {
+    return fail(err, err_len, -EINVAL, "attach options too old or without a program");
+  }
+  bh_uprobe_target target{};
+  if (bh_uprobe_private_data_decode(opts->private_data, opts->private_data_len, &target) < 0) {
+    return fail(err, err_len, -EINVAL, "malformed private data (%zu bytes)", opts->private_data_len);
+  }
+  const uint32_t type = opts->attach_type;
+  bh_hook_fn fn = listener_for(type);
+  if (fn == nullptr || target.attach_type != type) {
+    return fail(err, err_len, -EINVAL, "%s: attach type %u does not match the private data's %u",
+                target.description, type, target.attach_type);
+  }
+  uint64_t func = target.address;
+  if ((target.flags & BH_UPROBE_F_IFUNC_RESOLVER) != 0) {
+    // As dlsym does: the resolver returns the implementation for this CPU.
+    auto resolver = reinterpret_cast<void *(*)(void)>(target.address);
+    func = reinterpret_cast<uint64_t>(resolver());
+  }
+  auto a = std::make_unique<Attachment>();
+  a->type = type;
+  a->func = func;
+  a->description = target.description;
+  a->run = opts->run;
+  a->prog = opts->prog;
+  a->jit = opts->jit;
+  a->cookie = opts->cookie;
+  a->probe = s->host->probe;
+
+  std::lock_guard<std::mutex> lock(s->mu);
+  const bool exclusive = type == BH_ATTACH_UPROBE_OVERRIDE || type == BH_ATTACH_UREPLACE;
+  if (exclusive) {
+    auto it = s->exclusive.find(func);
+    if (it != s->exclusive.end()) {
+      const Attachment &other = *s->attachments.at(it->second);
+      return fail(err, err_len, -EEXIST, "%s %s (0x%llx): already has %s by prog attachment %d", type_name(type),
+                  a->description.c_str(), static_cast<unsigned long long>(func), type_name(other.type), other.id);
+    }
+  }
+  char msg[256] = {0};
+  bh_hook_attach_opts ho{};
+  ho.sz = sizeof ho;
+  ho.cookie = opts->cookie;
+  ho.func_name = a->description.c_str();
+  ho.errbuf = msg;
+  ho.errbuf_sz = sizeof msg;
+  int rc = bh_hook_attach(s->engine, reinterpret_cast<void *>(func), kind_for(type), fn, a.get(), &ho, &a->link);
+  if (rc < 0) return fail(err, err_len, rc, "%s %s: %s", type_name(type), a->description.c_str(), msg);
+  a->id = s->next_id++;
+  if (exclusive) s->exclusive[func] = a->id;
+  int id = a->id;
+  s->attachments[id] = std::move(a);
+  return id;
+}
+
+int plugin_detach(void *state, int id) {
+  auto *s = static_cast<State *>(state);
+  std::lock_guard<std::mutex> lock(s->mu);
+  auto it = s->attachments.find(id);
+  if (it == s->attachments.end()) return -ENOENT;
+  int rc = bh_hook_detach(it->second->link);
+  if (rc < 0) return rc;  // still attached: keep the record
+  auto ex = s->exclusive.find(it->second->func);
+  if (ex != s->exclusive.end() && ex->second == id) s->exclusive.erase(ex);
+  // The engine guarantees no thread runs the listener after detach returns,
+  // so the attachment (the listener's user data) can go.
+  s->attachments.erase(it);
+  return 0;
+}
+
+// call("func_info"): in = u64 address; out = bh_hook_func_info. For tests and
+// diagnostics: whether a function is patched and its original bytes.
+int64_t plugin_call(void *, const char *name, const void *in, size_t in_len, void *out, size_t out_len) {
+  if (strcmp(name, "func_info") == 0) {
+    uint64_t addr = 0;
+    if (in == nullptr || in_len != sizeof addr || out == nullptr || out_len < sizeof(struct bh_hook_func_info)) return -EINVAL;
+    memcpy(&addr, in, sizeof addr);
+    struct bh_hook_func_info info {};
+    info.sz = sizeof info;
+    int rc = bh_hook_get_func_info(reinterpret_cast<const void *>(addr), &info);
+    if (rc < 0) return rc;
+    memcpy(out, &info, sizeof info);
+    return 0;
+  }
+  return -ENOSYS;
+}
+
+const bh_plugin_ops kOps = {
+    sizeof(bh_plugin_ops), BH_PLUGIN_ABI_VERSION, "frida-uprobe", plugin_init, plugin_fini, plugin_attach,
+    plugin_detach,         nullptr,               plugin_call,
+};
+
+}  // namespace
+
+extern "C" BH_PLUGIN_EXPORT const bh_plugin_ops *bh_plugin_entry(void) { return &kOps; }
