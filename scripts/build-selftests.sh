@@ -10,7 +10,7 @@ cmake --build core/build-selftests -j"$jobs" --target \
   bpfvm_selftest bpfvm_jit_selftest helpers_selftest maps_native_test maps_vm_test >/dev/null
 
 if [ -f plugins/frida-uprobe/native/CMakeLists.txt ]; then
-  cmake -S plugins/frida-uprobe/native -B plugins/frida-uprobe/build-selftests -DBPFHOOK_BUILD_TESTS=ON \
+  cmake -S plugins/frida-uprobe/native -B plugins/frida-uprobe/build-selftests -DBH_HOOK_BUILD_TESTS=ON \
     -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build plugins/frida-uprobe/build-selftests -j"$jobs" --target hook_selftest >/dev/null
 fi

@@ -21,6 +21,7 @@ export {
 export { Runtime, type RuntimeOptions, type AttachOptions } from "./runtime/runtime.js";
 export { Program } from "./runtime/program.js";
 export { Link } from "./runtime/link.js";
+export { ProgArray } from "./runtime/prog-array.js";
 export { LoadedObject, type LoadSource, type RawObject } from "./runtime/loaded-object.js";
 export { PluginRegistry } from "./plugins/registry.js";
 export { NodePluginLoader, type PluginLoader, type FoundPlugin } from "./plugins/discovery.js";

@@ -1,5 +1,6 @@
 // Node binding of the native runtime (core/native/runtime): NativeRuntime
-// (plugins, links) and NativeProgram (a loaded, compiled program).
+// (plugins, links), NativeProgram (a loaded, compiled program) and
+// NativeProgArray (a program array for bpf_tail_call).
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -26,6 +27,7 @@ std::string ErrnoName(int e) {
     case EBUSY: return "EBUSY";
     case EPERM: return "EPERM";
     case EOPNOTSUPP: return "EOPNOTSUPP";
+    case EXDEV: return "EXDEV";
     default: return "errno " + std::to_string(-e);
   }
 }
@@ -100,12 +102,97 @@ class NativeProgram : public Napi::ObjectWrap<NativeProgram> {
 
 Napi::FunctionReference *NativeProgram::ctor = nullptr;
 
+class NativeRuntime;
+
+// A program array owned by a native runtime (bh_runtime_prog_array_create).
+// It keeps its runtime's JS object alive and refuses calls once that runtime
+// is closed (the array died with it). Data calls return 0 or -errno; TS
+// builds the error with the map's name.
+class NativeProgArray : public Napi::ObjectWrap<NativeProgArray> {
+ public:
+  static Napi::FunctionReference *ctor;
+
+  static void Define(Napi::Env env, Napi::Object exports) {
+    Napi::Function fn = DefineClass(env, "NativeProgArray",
+                                    {InstanceMethod<&NativeProgArray::Update>("update"),
+                                     InstanceMethod<&NativeProgArray::Delete>("delete"),
+                                     InstanceMethod<&NativeProgArray::Lookup>("lookup"),
+                                     InstanceAccessor<&NativeProgArray::MaxEntries>("maxEntries")});
+    ctor = new Napi::FunctionReference(Napi::Persistent(fn));
+    exports.Set("NativeProgArray", fn);
+  }
+
+  explicit NativeProgArray(const Napi::CallbackInfo &info) : Napi::ObjectWrap<NativeProgArray>(info) {}
+
+  // The NativeProgArray behind `value`, or NULL if it is not one.
+  static NativeProgArray *From(Napi::Value value) {
+    if (!value.IsObject() || ctor == nullptr) return nullptr;
+    Napi::Object o = value.As<Napi::Object>();
+    if (!o.InstanceOf(ctor->Value())) return nullptr;
+    return Unwrap(o);
+  }
+
+  bh_runtime *Runtime() const;  // NULL once the owner is closed
+
+  bh_prog_array *arr_ = nullptr;
+  uint32_t max_entries_ = 0;
+  NativeRuntime *owner_ = nullptr;
+  Napi::ObjectReference owner_ref_;
+
+ private:
+  bh_runtime *Live(Napi::Env env) {
+    bh_runtime *rt = Runtime();
+    if (rt == nullptr) MakeError(env, "BAD_ARGUMENT", "program array: its runtime is closed").ThrowAsJavaScriptException();
+    return rt;
+  }
+
+  // update(index, program) -> 0 | -errno
+  Napi::Value Update(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    bh_runtime *rt = Live(env);
+    if (rt == nullptr) return env.Undefined();
+    if (!info[1].IsObject() || !info[1].As<Napi::Object>().InstanceOf(NativeProgram::ctor->Value())) {
+      MakeError(env, "BAD_ARGUMENT", "program array: update needs a program").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    bh_program *prog = NativeProgram::Unwrap(info[1].As<Napi::Object>())->prog_;
+    if (prog == nullptr) {
+      MakeError(env, "BAD_ARGUMENT", "program was released").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return Napi::Number::New(env, bh_runtime_prog_array_update(rt, arr_, info[0].As<Napi::Number>().Uint32Value(), prog));
+  }
+
+  // delete(index) -> 0 | -errno
+  Napi::Value Delete(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    bh_runtime *rt = Live(env);
+    if (rt == nullptr) return env.Undefined();
+    return Napi::Number::New(env, bh_runtime_prog_array_delete(rt, arr_, info[0].As<Napi::Number>().Uint32Value()));
+  }
+
+  // lookup(index) -> the slot's program name | null
+  Napi::Value Lookup(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    bh_runtime *rt = Live(env);
+    if (rt == nullptr) return env.Undefined();
+    bh_program *prog = bh_runtime_prog_array_lookup(rt, arr_, info[0].As<Napi::Number>().Uint32Value());
+    if (prog == nullptr) return env.Null();
+    return Napi::String::New(env, bh_program_name(prog));
+  }
+
+  Napi::Value MaxEntries(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), max_entries_); }
+};
+
+Napi::FunctionReference *NativeProgArray::ctor = nullptr;
+
 class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
  public:
   static void Define(Napi::Env env, Napi::Object exports) {
     Napi::Function fn = DefineClass(env, "NativeRuntime",
                                     {InstanceMethod<&NativeRuntime::OpenPlugin>("openPlugin"),
                                      InstanceMethod<&NativeRuntime::LoadProgram>("loadProgram"),
+                                     InstanceMethod<&NativeRuntime::CreateProgArray>("createProgArray"),
                                      InstanceMethod<&NativeRuntime::Attach>("attach"),
                                      InstanceMethod<&NativeRuntime::Detach>("detach"),
                                      InstanceMethod<&NativeRuntime::CallPlugin>("callPlugin"),
@@ -122,6 +209,8 @@ class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
     rt_ = bh_runtime_create(&opts);
   }
   ~NativeRuntime() override { bh_runtime_destroy(rt_); }
+
+  bh_runtime *rt() const { return rt_; }
 
  private:
   bh_runtime *rt_ = nullptr;
@@ -159,9 +248,17 @@ class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
     if (o.Has("maps") && o.Get("maps").IsArray()) {
       Napi::Array arr = o.Get("maps").As<Napi::Array>();
       for (uint32_t i = 0; i < arr.Length(); i++) {
-        void *m = UnwrapMap(arr.Get(i));
+        Napi::Value v = arr.Get(i);
+        void *m = UnwrapMap(v);
         if (m == nullptr) {
-          MakeError(env, "BAD_ARGUMENT", "prog '" + name + "': maps[" + std::to_string(i) + "] is not a map")
+          // A program array: the runtime's own only (it checks ownership of
+          // the arrays it resolves, not of foreign pointers).
+          NativeProgArray *pa = NativeProgArray::From(v);
+          if (pa != nullptr && pa->Runtime() == rt_) m = pa->arr_;
+        }
+        if (m == nullptr) {
+          MakeError(env, "BAD_ARGUMENT",
+                    "prog '" + name + "': maps[" + std::to_string(i) + "] is not a map or a program array of this runtime")
               .ThrowAsJavaScriptException();
           return env.Undefined();
         }
@@ -189,6 +286,26 @@ class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
     }
     Napi::Object obj = NativeProgram::ctor->New({});
     NativeProgram::Unwrap(obj)->prog_ = prog;
+    return obj;
+  }
+
+  // createProgArray(maxEntries) -> NativeProgArray
+  Napi::Value CreateProgArray(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!Alive(env)) return env.Undefined();
+    uint32_t max_entries = info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
+    char err[256] = {0};
+    bh_prog_array *arr = bh_runtime_prog_array_create(rt_, max_entries, err, sizeof err);
+    if (arr == nullptr) {
+      MakeError(env, "MAP_ERROR", err).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Object obj = NativeProgArray::ctor->New({});
+    NativeProgArray *pa = NativeProgArray::Unwrap(obj);
+    pa->arr_ = arr;
+    pa->max_entries_ = max_entries;
+    pa->owner_ = this;
+    pa->owner_ref_ = Napi::Persistent(Value());
     return obj;
   }
 
@@ -253,10 +370,13 @@ class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
   }
 };
 
+bh_runtime *NativeProgArray::Runtime() const { return owner_ != nullptr ? owner_->rt() : nullptr; }
+
 }  // namespace
 
 void InitRuntime(Napi::Env env, Napi::Object exports) {
   NativeProgram::Define(env, exports);
+  NativeProgArray::Define(env, exports);
   NativeRuntime::Define(env, exports);
 }
 

@@ -15,6 +15,7 @@ export const Errno = {
   EACCES: 13,
   EBUSY: 16,
   EEXIST: 17,
+  EXDEV: 18,
   EINVAL: 22,
   ENOSPC: 28,
   ENAMETOOLONG: 36,

@@ -3,6 +3,7 @@
  * - BpfMap: hash, LRU hash, array, LPM trie (get/set/delete, iteration);
  * - PerCpuMap: per-CPU hash and array (values per possible CPU);
  * - QueueMap: queue and stack (push/pop/peek);
+ * - StackTraceMap: stack ids to frames (bpf_get_stackid);
  * - RingBufMap, PerfEventArray: event channels read through consumers.
  * Keys and values go through codecs; without one they are Buffers of the
  * map's exact sizes. Data errors are BpfhookError MAP_ERROR with `errno`.
@@ -337,6 +338,58 @@ export class QueueMap<V = Buffer> extends MapBase {
   }
 }
 
+/**
+ * BPF_MAP_TYPE_STACK_TRACE: what bpf_get_stackid stores. Keys are stack ids,
+ * values the stack's instruction pointers, innermost first. Only programs
+ * add stacks; user space reads and deletes them.
+ */
+export class StackTraceMap extends KeyedMap<number> {
+  /** Frames a value holds (valueSize / 8). */
+  readonly maxDepth: number;
+  private readonly valueBuf: Buffer;
+
+  constructor(handle: NativeMapHandle, info: NativeMapInfo, region: MapOwner) {
+    super(handle, info, region, u32);
+    this.maxDepth = info.valueSize / 8;
+    this.valueBuf = Buffer.alloc(info.valueSize);
+  }
+
+  protected scratchValue(): Buffer {
+    return this.valueBuf;
+  }
+
+  /** The frames of stack `id` (its depth: the zero padding is cut), or undefined if the id is not in use. */
+  get(id: number): bigint[] | undefined {
+    const rc = native().mapLookup(this.native, this.encodeKey(id), this.valueBuf);
+    if (rc === -Errno.ENOENT) return undefined;
+    this.check("lookup", rc);
+    const frames: bigint[] = [];
+    for (let k = 0; k < this.maxDepth; k++) {
+      const ip = this.valueBuf.readBigUInt64LE(k * 8);
+      if (ip === 0n) break;
+      frames.push(ip);
+    }
+    return frames;
+  }
+
+  /** Stack ids in use (the kernel keeps no count: this walks the ids). */
+  override get size(): number {
+    return Array.from(this.keys()).length;
+  }
+
+  /** Stack ids in use with their frames. */
+  *entries(): IterableIterator<[number, bigint[]]> {
+    for (const id of this.keys()) {
+      const frames = this.get(id);
+      if (frames !== undefined) yield [id, frames];
+    }
+  }
+
+  [Symbol.iterator](): IterableIterator<[number, bigint[]]> {
+    return this.entries();
+  }
+}
+
 export interface RingBufStats {
   /** Data bytes. */
   size: number;
@@ -400,7 +453,13 @@ export class PerfEventArray extends MapBase {
   }
 }
 
-export type AnyMap = BpfMap<any, any> | PerCpuMap<any, any> | QueueMap<any> | RingBufMap | PerfEventArray;
+export type AnyMap =
+  | BpfMap<any, any>
+  | PerCpuMap<any, any>
+  | QueueMap<any>
+  | StackTraceMap
+  | RingBufMap
+  | PerfEventArray;
 
 /** The class for a map type, with codecs. */
 export function wrapMap(
@@ -425,6 +484,8 @@ export function wrapMap(
     case "queue":
     case "stack":
       return new QueueMap(handle, info, region, value);
+    case "stack_trace":
+      return new StackTraceMap(handle, info, region);
     case "ringbuf":
       return new RingBufMap(handle, info, region);
     case "perf_event_array":

@@ -24,6 +24,7 @@ import {
   type PerfEventArray,
   type QueueMap,
   type RingBufMap,
+  type StackTraceMap,
 } from "./map.js";
 import { MapType, mapTypeName, type MapCreateOptions, type MapDescriptor, type MapTypeName } from "./types.js";
 
@@ -194,6 +195,8 @@ export class SharedRegion implements MapOwner {
   createMap<K = Buffer, V = Buffer>(opts: MapCreateOptions<K, V> & { type: "percpu_hash" }): PerCpuMap<K, V>;
   createMap<V = Buffer, K = number>(opts: MapCreateOptions<K, V> & { type: "percpu_array" }): PerCpuMap<K, V>;
   createMap<V = Buffer>(opts: MapCreateOptions<never, V> & { type: "queue" | "stack" }): QueueMap<V>;
+  /** Stack traces: give valueSize (8 bytes per frame kept). */
+  createMap(opts: MapCreateOptions<never, never> & { type: "stack_trace" }): StackTraceMap;
   createMap(opts: MapCreateOptions & { type: "ringbuf" }): RingBufMap;
   createMap(opts: MapCreateOptions & { type: "perf_event_array" }): PerfEventArray;
   createMap(opts: MapCreateOptions<any, any>): AnyMap;
@@ -284,6 +287,7 @@ function defaultKeySize(t: MapTypeName): number | undefined {
     case "array":
     case "percpu_array":
     case "perf_event_array":
+    case "stack_trace":
       return 4;
     case "queue":
     case "stack":
@@ -321,6 +325,9 @@ function createReason(t: MapTypeName, rc: number, region: SharedRegion): { reaso
       if (t === "queue" || t === "stack") return { reason: `${t}: key size 0, value size and maxEntries > 0` };
       if (t === "lpm_trie") return { reason: "LPM trie: key size 5..260 (u32 prefixlen + data), value size > 0" };
       if (t === "perf_event_array") return { reason: "perf event array: ring size (mapExtra) a power of two >= 4096" };
+      if (t === "stack_trace") {
+        return { reason: "stack trace: key size 4, value size a multiple of 8 up to 127 frames (1016 bytes), maxEntries > 0" };
+      }
       return { reason: "bad name, sizes or flags" };
     default:
       return {};

@@ -11,6 +11,7 @@ export const MapType = {
   perf_event_array: 4,
   percpu_hash: 5,
   percpu_array: 6,
+  stack_trace: 7,
   lru_hash: 9,
   lpm_trie: 11,
   queue: 22,
@@ -43,6 +44,12 @@ export function updateFlagValue(flag: MapUpdateFlag | undefined): number {
   }
 }
 
+/** bpf_get_stackid / bpf_get_stack flags (BPF_F_*): OR the frames to skip (0..255) into them. */
+export const StackFlags = { USER_STACK: 1 << 8, FAST_STACK_CMP: 1 << 9, REUSE_STACKID: 1 << 10 } as const;
+
+/** Most frames a stack trace value holds (the kernel's perf_event_max_stack default). */
+export const STACK_MAX_DEPTH = 127;
+
 /** perf event arrays: per-ring bytes when not given (map_extra). */
 export const PERF_DEFAULT_RING_SIZE = 64 * 1024;
 
@@ -50,9 +57,9 @@ export interface MapCreateOptions<K = Buffer, V = Buffer> {
   /** Unique in the region; up to 63 printable ASCII characters without spaces. */
   name: string;
   type: MapTypeName | number;
-  /** Defaults to the key codec's size (0 for queue, stack, ring buffer; 4 for arrays). */
+  /** Defaults to the key codec's size (0 for queue, stack, ring buffer; 4 for arrays and stack traces). */
   keySize?: number;
-  /** Defaults to the value codec's size. */
+  /** Defaults to the value codec's size. Stack traces: 8 bytes per frame kept (up to 127 frames). */
   valueSize?: number;
   /** Ring buffer: data bytes (power of two, >= 4096). Perf event array: rings (0 = one per possible CPU). */
   maxEntries: number;

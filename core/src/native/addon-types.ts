@@ -169,14 +169,31 @@ export interface NativeProgramOptions {
   checked?: boolean;
   budget?: number;
   interpreter?: boolean;
-  /** Native map objects, indexed as lddw map-index forms refer to them. */
+  /** Native map objects or this runtime's program arrays, indexed as lddw map-index forms refer to them. */
   maps?: unknown[];
+}
+
+/**
+ * A program array (BPF_MAP_TYPE_PROG_ARRAY) owned by a NativeRuntime
+ * (runtime_binding.cpp). Data calls return 0 or a negative errno; all throw
+ * once the runtime is closed.
+ */
+export interface NativeProgArray {
+  /** -E2BIG past maxEntries, -EXDEV for a program of another runtime. */
+  update(index: number, program: NativeProgram): number;
+  /** -ENOENT if the slot was empty. */
+  delete(index: number): number;
+  /** The slot's program name, or null. */
+  lookup(index: number): string | null;
+  readonly maxEntries: number;
 }
 
 /** bh_runtime (runtime_binding.cpp): plugins, programs, links. */
 export interface NativeRuntime {
   openPlugin(path: string, name: string): number;
   loadProgram(opts: NativeProgramOptions): NativeProgram;
+  /** A program array for bpf_tail_call, alive until close(); pass it in loadProgram's `maps`. */
+  createProgArray(maxEntries: number): NativeProgArray;
   attach(plugin: number, program: NativeProgram, type: number, privateData: Uint8Array, cookie?: bigint): number;
   /** 0, or a negative errno (-2 for an unknown link). */
   detach(link: number): number;

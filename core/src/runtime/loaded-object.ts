@@ -9,7 +9,8 @@ import { loadObject } from "../loader/index.js";
 import type { BpfObject, MapSpec } from "../loader/index.js";
 import { Program } from "./program.js";
 import type { Runtime } from "./runtime.js";
-import { createObjectMaps, type ObjectMap } from "./object-maps.js";
+import { createObjectMaps, type ObjectMap, type ProgArrayMaker } from "./object-maps.js";
+import type { ProgArray } from "./prog-array.js";
 import type { AnyMap, SharedRegion } from "../maps/index.js";
 
 /** Raw instructions plus maps given in code, for embedding without clang. */
@@ -32,10 +33,16 @@ export class LoadedObject {
     private readonly mapsByName: ReadonlyMap<string, ObjectMap>,
   ) {}
 
-  static create(runtime: Runtime, region: SharedRegion, source: LoadSource, loadProgram: ProgramLoader): LoadedObject {
+  static create(
+    runtime: Runtime,
+    region: SharedRegion,
+    source: LoadSource,
+    loadProgram: ProgramLoader,
+    makeProgArray?: ProgArrayMaker,
+  ): LoadedObject {
     const spec = toObject(source);
     const name = spec.file ?? "(object)";
-    const maps = createObjectMaps(region, spec.maps, name);
+    const maps = createObjectMaps(region, spec.maps, name, makeProgArray);
     const programs = new Map<string, Program>();
     try {
       const handles = maps.map((m) => m.native);
@@ -84,8 +91,11 @@ export class LoadedObject {
     return [...this.programsByName.values()];
   }
 
-  /** The map `name` (".bss", "counts"), typed by the caller: `obj.map<BpfMap<number, bigint>>("counts")`. */
-  map<M extends AnyMap = AnyMap>(name: string): M {
+  /**
+   * The map `name` (".bss", "counts"), typed by the caller: `obj.map<BpfMap<number, bigint>>("counts")`,
+   * `obj.map<ProgArray>("jmp_table")`.
+   */
+  map<M extends AnyMap | ProgArray = AnyMap>(name: string): M {
     return this.objectMap(name).map as M;
   }
 

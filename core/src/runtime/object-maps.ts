@@ -1,32 +1,55 @@
 /**
  * Creates an object's maps in the runtime's shared region from the loader's
  * specs, with codecs from BTF, and fills global data (.data, .rodata) with
- * its initial bytes. All or nothing: a failure closes what was made.
+ * its initial bytes. Program arrays are the exception: they hold
+ * process-local programs, so the runtime makes them (makeProgArray). All or
+ * nothing: a failure closes what was made.
  */
 import { BpfhookError } from "../errors.js";
 import type { MapSpec } from "../loader/index.js";
-import { codec, type AnyMap, type Codec, type SharedRegion } from "../maps/index.js";
+import { codec, Errno, mapError, type AnyMap, type Codec, type SharedRegion } from "../maps/index.js";
 import { codecFromBtf } from "./btf-codec.js";
+import type { ProgArray } from "./prog-array.js";
 
 export interface ObjectMap {
   /** The map's name in its object (".bss", "counts"). */
   readonly name: string;
-  /** Its name in the shared region (unique there; qualified on a clash). */
+  /** Its name in the shared region (unique there; qualified on a clash). A program array has none: "". */
   readonly regionName: string;
   readonly spec: MapSpec;
-  readonly map: AnyMap;
+  readonly map: AnyMap | ProgArray;
   /** The native handle programs reference. */
   readonly native: unknown;
   close(): void;
 }
 
-const KEYLESS = new Set([4 /* perf event array */, 22 /* queue */, 23 /* stack */, 27 /* ringbuf */]);
+/** Makes a program array of `maxEntries` slots named `name` (the runtime's). */
+export type ProgArrayMaker = (name: string, maxEntries: number) => ProgArray;
 
-export function createObjectMaps(region: SharedRegion, specs: readonly MapSpec[], objectName: string): ObjectMap[] {
+const PROG_ARRAY = 3;
+/** Types read without key and value codecs. */
+const NO_CODECS = new Set([
+  4 /* perf event array */,
+  7 /* stack trace: frames as bigint[] */,
+  22 /* queue */,
+  23 /* stack */,
+  27 /* ringbuf */,
+]);
+
+export function createObjectMaps(
+  region: SharedRegion,
+  specs: readonly MapSpec[],
+  objectName: string,
+  makeProgArray?: ProgArrayMaker,
+): ObjectMap[] {
   const made: ObjectMap[] = [];
   const taken = new Set(region.maps().map((d) => d.name));
   try {
     for (const spec of specs) {
+      if (spec.type === PROG_ARRAY) {
+        made.push(progArrayEntry(spec, objectName, makeProgArray));
+        continue;
+      }
       const regionName = uniqueName(spec.name, taken);
       taken.add(regionName);
       let map: AnyMap;
@@ -72,6 +95,36 @@ export function createObjectMaps(region: SharedRegion, specs: readonly MapSpec[]
   return made;
 }
 
+function progArrayEntry(spec: MapSpec, objectName: string, make: ProgArrayMaker | undefined): ObjectMap {
+  function fail(err: BpfhookError): never {
+    throw new BpfhookError(err.code, `${objectName}: map '${spec.name}' (section ${spec.section}): ${err.message}`, {
+      ...err.detail,
+      symbol: spec.name,
+      section: spec.section,
+      cause: err,
+    });
+  }
+  // The kernel's checks for a program array: u32 index keys, u32 (fd) values.
+  if (spec.keySize !== 4 || spec.valueSize !== 4 || spec.maxEntries < 1) {
+    fail(
+      mapError(spec.name, "create", -Errno.EINVAL, {
+        reason: `program array: key and value size 4, maxEntries > 0 (got ${spec.keySize}, ${spec.valueSize}, ${spec.maxEntries})`,
+      }),
+    );
+  }
+  if (make === undefined) {
+    fail(mapError(spec.name, "create", -Errno.EOPNOTSUPP, { reason: "program arrays need a runtime (they hold its programs)" }));
+  }
+  let map: ProgArray;
+  try {
+    map = make(spec.name, spec.maxEntries);
+  } catch (err) {
+    if (err instanceof BpfhookError) fail(err);
+    throw err;
+  }
+  return { name: spec.name, regionName: "", spec, map, native: map.native, close: () => map.close() };
+}
+
 function uniqueName(name: string, taken: Set<string>): string {
   const base = name.replace(/[^\x21-\x7e]/g, "_").slice(0, 56);
   if (!taken.has(base)) return base;
@@ -83,11 +136,11 @@ function uniqueName(name: string, taken: Set<string>): string {
 
 /**
  * Global data (.data, .rodata, .bss) reads as its raw bytes (its layout is the
- * datasec in spec.valueType); keyless maps take no codecs; others get codecs
- * from BTF.
+ * datasec in spec.valueType); keyless maps and stack traces take no codecs;
+ * others get codecs from BTF.
  */
 function codecsFor(spec: MapSpec): { key?: Codec<any>; value?: Codec<any> } {
-  if (KEYLESS.has(spec.type)) return {};
+  if (NO_CODECS.has(spec.type)) return {};
   if (spec.initialData !== undefined) return { key: codec.u32, value: codec.raw(spec.valueSize) };
   return { key: codecFromBtf(spec.keyType, spec.keySize), value: codecFromBtf(spec.valueType, spec.valueSize) };
 }

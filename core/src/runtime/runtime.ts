@@ -24,6 +24,7 @@ import { PluginLoaderToken, PluginRegistryToken, RuntimeToken } from "../plugins
 import { Link } from "./link.js";
 import { Program } from "./program.js";
 import { LoadedObject, type LoadSource } from "./loaded-object.js";
+import { ProgArray } from "./prog-array.js";
 import { SharedRegion } from "../maps/index.js";
 
 export interface RuntimeOptions {
@@ -108,15 +109,21 @@ export class Runtime implements NativeCaller {
    */
   load(source: LoadSource): LoadedObject {
     this.assertOpen();
-    const obj = LoadedObject.create(this, this.sharedRegion(), source, (insns, name, maps) =>
-      this.nativeRt.loadProgram({
-        name,
-        insns,
-        maps,
-        checked: this.options.checked ?? false,
-        budget: this.options.budget ?? 0,
-        interpreter: this.options.backend === "interpreter",
-      }),
+    const obj = LoadedObject.create(
+      this,
+      this.sharedRegion(),
+      source,
+      (insns, name, maps) =>
+        this.nativeRt.loadProgram({
+          name,
+          insns,
+          maps,
+          checked: this.options.checked ?? false,
+          budget: this.options.budget ?? 0,
+          interpreter: this.options.backend === "interpreter",
+        }),
+      // Program arrays hold this runtime's programs: the native runtime owns them.
+      (name, maxEntries) => new ProgArray(name, this.nativeRt.createProgArray(maxEntries)),
     );
     this.objects.push(obj);
     return obj;

@@ -20,6 +20,8 @@ struct ThreadState {
   bh_probe_ctx *probe;  // current attach point (bh_probe_ctx_enter)
   uint64_t pid_tgid;    // tgid << 32 | tid; 0 = not cached yet
   uint64_t rng;         // get_prandom_u32 state; 0 = not seeded yet
+  uint64_t origin_ip;   // stack walks start here without PT_REGS (bh_stack_origin_mark); 0 = none
+  uint64_t origin_fp;   //   and go on up the frame-pointer chain from here
   uint32_t tail_depth;  // tail calls in the current chain
 };
 

@@ -218,7 +218,8 @@ uint32_t bh_stack_walk(uint64_t *ips, uint32_t max, uint32_t skip) {
     return n < max;
   };
   uint64_t fp;
-  const bh_probe_ctx *pc = tls.probe;
+  const ThreadState &t = tls;
+  const bh_probe_ctx *pc = t.probe;
   const uint64_t *r = pc != nullptr ? pt_regs(pc) : nullptr;
   if (r != nullptr) {
     // The probed code's stack, as the kernel's user callchain: ip first.
@@ -231,6 +232,12 @@ uint32_t bh_stack_walk(uint64_t *ips, uint32_t max, uint32_t skip) {
         return n;
     }
     fp = r[kBp];
+  } else if (t.origin_ip != 0) {
+    // The code that started the run. JIT code keeps no frame-pointer chain
+    // (rbp is the eBPF frame pointer), so a walk from here would stop at the
+    // program; the origin is where the chain picks up again.
+    if (!push(t.origin_ip)) return n;
+    fp = t.origin_fp;
   } else {
     fp = reinterpret_cast<uint64_t>(__builtin_frame_address(0));
   }
@@ -245,6 +252,24 @@ uint32_t bh_stack_walk(uint64_t *ips, uint32_t max, uint32_t skip) {
     fp = frame[0];
   }
   return n;
+}
+
+__attribute__((noinline)) bh_stack_origin bh_stack_origin_mark(void) {
+  ThreadState &t = tls;
+  const bh_stack_origin prev = {t.origin_ip, t.origin_fp};
+  // This file keeps frame pointers: our frame record holds the caller's rbp
+  // and the return address into the caller, which stay valid while the
+  // caller's frame lives (that is, for the run it brackets).
+  const auto *frame = static_cast<const uint64_t *>(__builtin_frame_address(0));
+  t.origin_fp = frame[0];
+  t.origin_ip = frame[1];
+  return prev;
+}
+
+void bh_stack_origin_restore(bh_stack_origin prev) {
+  ThreadState &t = tls;
+  t.origin_ip = prev.ip;
+  t.origin_fp = prev.fp;
 }
 
 uint64_t bh_helper_get_stack(uint64_t, uint64_t buf64, uint64_t size64, uint64_t flags, uint64_t) {

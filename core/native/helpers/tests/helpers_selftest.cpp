@@ -549,6 +549,13 @@ __attribute__((noinline)) uint64_t stack_here(uint64_t *buf, uint32_t size, uint
   return bh_helper_get_stack(0, U(buf), size, flags, 0);
 }
 
+__attribute__((noinline)) int64_t walk_from_origin(uint64_t *buf, uint32_t size, uint64_t flags) {
+  const bh_stack_origin saved = bh_stack_origin_mark();
+  const int64_t n = S(stack_here(buf, size, flags));
+  bh_stack_origin_restore(saved);
+  return n;
+}
+
 void test_get_stack() {
   const uint64_t kUser = 1u << 8, kBuildId = 1u << 11;
   uint64_t buf[8];
@@ -606,6 +613,24 @@ void test_get_stack() {
   uint64_t own[16];
   const int64_t n = S(stack_here(own, sizeof own, kUser));
   CHECK(n >= 8 && n % 8 == 0);
+
+  // With an origin: the walk starts at the code that marked it.
+  uint64_t marked[16];
+  CHECK(S(walk_from_origin(marked, sizeof marked, kUser)) >= 8);
+  const uint64_t fn = reinterpret_cast<uint64_t>(&walk_from_origin);
+  CHECK(marked[0] > fn && marked[0] < fn + 512);  // a return address inside walk_from_origin
+  CHECK_EQ(S(stack_here(own, sizeof own, kUser)), n);  // restored: no origin any more
+  CHECK(own[0] != marked[0]);
+  // An origin does not apply while a PT_REGS context is current.
+  regs[R_IP] = 0x1000;
+  regs[R_BP] = 0;
+  pc.func_ip = 0;
+  bh_probe_ctx_enter(&pc);
+  const bh_stack_origin saved = bh_stack_origin_mark();
+  CHECK_EQ(S(stack_here(own, sizeof own, kUser)), 8);
+  CHECK_EQ(own[0], 0x1000u);
+  bh_stack_origin_restore(saved);
+  bh_probe_ctx_leave();
 }
 
 // ---- tail calls ---------------------------------------------------------------

@@ -89,6 +89,15 @@ Layout ComputeLayout(const bh_map_info &s, uint32_t ncpus) {
       L.total = L.off_a + L.ring_size;
       L.align = 4096;
       break;
+    case BH_MAP_TYPE_STACK_TRACE: {
+      uint32_t n = 1;
+      while (n < s.max_entries) n <<= 1;
+      L.n_buckets = n;
+      L.elem_size = uint32_t(sizeof(StackBucket)) + s.value_size;
+      L.off_a = kHeaderBytes;
+      L.total = L.off_a + uint64_t(n) * L.elem_size;
+      break;
+    }
     case BH_MAP_TYPE_PERF_EVENT_ARRAY:
       L.pool_size = s.max_entries;
       L.ring_size = s.map_extra;
@@ -160,6 +169,14 @@ int CheckSpec(const bh_map_spec &s, uint32_t ncpus, bh_map_info &info) {
     case BH_MAP_TYPE_STACK:
       if (s.key_size != 0 || s.value_size == 0 || s.max_entries == 0) return -EINVAL;
       if (s.value_size > kMaxValueSize) return -E2BIG;
+      if (s.max_entries > kMaxEntries) return -E2BIG;
+      break;
+    case BH_MAP_TYPE_STACK_TRACE:
+      // As the kernel's stack_map_alloc; BPF_F_STACK_BUILD_ID (values of
+      // struct bpf_stack_build_id) is not supported.
+      allowed = BH_F_NUMA_NODE | BH_F_RDONLY | BH_F_WRONLY;
+      if (s.key_size != 4 || s.value_size < 8 || s.value_size % 8 != 0 || s.max_entries == 0) return -EINVAL;
+      if (s.value_size / 8 > BH_STACK_MAX_DEPTH) return -EINVAL;
       if (s.max_entries > kMaxEntries) return -E2BIG;
       break;
     case BH_MAP_TYPE_RINGBUF:
@@ -399,6 +416,9 @@ int bh_map_lookup(bh_map *m, const void *key, void *value) {
     case BH_MAP_TYPE_QUEUE:
     case BH_MAP_TYPE_STACK:
       return int(QueuePop(m, value, false));
+    case BH_MAP_TYPE_STACK_TRACE:
+      if (key == nullptr) return -EINVAL;
+      return StackLookupCopy(m, key, value);
     default:
       return -EOPNOTSUPP;
   }
@@ -422,6 +442,8 @@ int bh_map_update(bh_map *m, const void *key, const void *value, uint64_t flags)
     case BH_MAP_TYPE_QUEUE:
     case BH_MAP_TYPE_STACK:
       return int(QueuePush(m, value, flags));
+    case BH_MAP_TYPE_STACK_TRACE:
+      return -EINVAL;  // only bpf_get_stackid stores stacks
     default:
       return -EOPNOTSUPP;
   }
@@ -438,6 +460,9 @@ int bh_map_delete(bh_map *m, const void *key) {
     case BH_MAP_TYPE_LPM_TRIE:
       if (key == nullptr) return -EINVAL;
       return int(LpmDelete(m, key));
+    case BH_MAP_TYPE_STACK_TRACE:
+      if (key == nullptr) return -EINVAL;
+      return int(StackDelete(m, key));
     case BH_MAP_TYPE_ARRAY:
     case BH_MAP_TYPE_PERCPU_ARRAY:
     case BH_MAP_TYPE_QUEUE:
@@ -476,6 +501,8 @@ int bh_map_get_next_key(bh_map *m, const void *key, void *next_key) {
       return ArrayNextKey(m, key, next_key);
     case BH_MAP_TYPE_LPM_TRIE:
       return LpmNextKey(m, key, next_key);
+    case BH_MAP_TYPE_STACK_TRACE:
+      return StackNextKey(m, key, next_key);
     case BH_MAP_TYPE_QUEUE:
     case BH_MAP_TYPE_STACK:
       return -EINVAL;

@@ -87,6 +87,7 @@ int bh_maps_register_helpers(bh_vm *vm) {
       {2, "bpf_map_update_elem", bh_helper_map_update_elem},
       {3, "bpf_map_delete_elem", bh_helper_map_delete_elem},
       {25, "bpf_perf_event_output", bh_helper_perf_event_output},
+      {27, "bpf_get_stackid", bh_helper_get_stackid},
       {87, "bpf_map_push_elem", bh_helper_map_push_elem},
       {88, "bpf_map_pop_elem", bh_helper_map_pop_elem},
       {89, "bpf_map_peek_elem", bh_helper_map_peek_elem},

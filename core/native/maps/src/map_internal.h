@@ -22,6 +22,11 @@
 //   same validate-and-retry rule.
 // - queue/stack, ring buffer producers, perf rings: short spinlocks (the
 //   kernel uses spinlocks there too).
+// - stack trace: a seqlock per bucket. bpf_get_stackid reads the bucket
+//   optimistically (a stack seen before costs no write) and only try-locks it
+//   to store, failing with -EBUSY rather than waiting, so a probe that fires
+//   inside another write on the same thread cannot deadlock; readers retry
+//   until they copied a whole stack.
 #pragma once
 
 #include <sched.h>
@@ -139,6 +144,15 @@ struct PerfRingCtl {
   uint64_t reserved3[5];
 };
 static_assert(sizeof(PerfRingCtl) == 128, "perf ring control is two cache lines");
+
+// Stack trace bucket header; value_size bytes of instruction pointers follow.
+struct StackBucket {
+  uint32_t seq;   // shm::SeqLock word
+  uint32_t nr;    // frames stored; 0 = empty
+  uint32_t hash;  // of the frames
+  uint32_t reserved;
+};
+static_assert(sizeof(StackBucket) == 16, "stack bucket header is 16 bytes");
 
 struct RingRecordHeader {
   uint32_t len;     // size | BUSY | DISCARD
@@ -343,5 +357,10 @@ int LpmNextKey(bh_map *m, const void *key, void *next);
 long QueuePush(bh_map *m, const void *value, uint64_t flags);
 long QueuePop(bh_map *m, void *value, bool remove);
 int64_t QueueCount(bh_map *m);
+
+// stackmap.cpp
+int StackLookupCopy(bh_map *m, const void *key, void *out);
+long StackDelete(bh_map *m, const void *key);
+int StackNextKey(bh_map *m, const void *key, void *next);
 
 }  // namespace bpfhook::maps

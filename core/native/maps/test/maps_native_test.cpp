@@ -6,8 +6,10 @@
 
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bpfhook/maps.h"
@@ -35,6 +37,8 @@ static int g_checks = 0;
       fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld\n", __FILE__, __LINE__, #a, va_, #b, vb_); \
     }                                                                                         \
   } while (0)
+
+static int64_t S64(uint64_t v) { return int64_t(v); }
 
 static std::string RegionName(const char *tag) { return "/bpfhook-test-" + std::to_string(getpid()) + "-" + tag; }
 
@@ -419,6 +423,134 @@ static void TestQueue(bh_region *r) {
   bh_map_close(s);
 }
 
+static void TestStackTrace(bh_region *r) {
+  const uint32_t kBuildId = 1u << 5;
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_STACK_TRACE, 8, 64, 16), -EINVAL);   // key is a u32 id
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_STACK_TRACE, 4, 12, 16), -EINVAL);   // whole frames
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_STACK_TRACE, 4, 0, 16), -EINVAL);
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_STACK_TRACE, 4, 128 * 8, 16), -EINVAL);  // above perf_event_max_stack
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_STACK_TRACE, 4, 64, 0), -EINVAL);
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_STACK_TRACE, 4, 64, 16, kBuildId), -EINVAL);  // build-id values: not supported
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_STACK_TRACE, 4, 64, 16, BH_F_RDONLY_PROG), -EINVAL);
+
+  // Depth 4, 16 buckets (max_entries rounds up to a power of two).
+  bh_map *m = Make(r, "stacks", BH_MAP_TYPE_STACK_TRACE, 4, 4 * 8, 10);
+  CHECK(m != nullptr);
+  if (m == nullptr) return;
+  const uint64_t a[3] = {0x1000, 0x2000, 0x3000};
+  const long id = bh_stackmap_get_id(m, a, 3, 0);
+  CHECK(id >= 0 && id < 16);
+  CHECK_EQ(bh_stackmap_get_id(m, a, 3, 0), id);  // same stack, same id
+  CHECK_EQ(bh_stackmap_get_id(m, a, 3, BH_F_FAST_STACK_CMP), id);
+  uint32_t key = uint32_t(id);
+  uint64_t v[4];
+  memset(v, 0x55, sizeof v);
+  CHECK_EQ(bh_map_lookup(m, &key, v), 0);
+  CHECK_EQ(v[0], 0x1000);
+  CHECK_EQ(v[2], 0x3000);
+  CHECK_EQ(v[3], 0);  // zero-filled past the depth of the stack
+  uint32_t other = (key + 1) % 16, past = 16, next = 0;
+  CHECK_EQ(bh_map_lookup(m, &other, v), -ENOENT);
+  CHECK_EQ(bh_map_lookup(m, &past, v), -ENOENT);
+  CHECK_EQ(bh_map_get_next_key(m, nullptr, &next), 0);
+  CHECK_EQ(next, key);
+  CHECK_EQ(bh_map_get_next_key(m, &key, &next), -ENOENT);
+  CHECK_EQ(bh_map_get_next_key(m, &past, &next), 0);  // unknown key: from the start
+  CHECK_EQ(bh_map_update(m, &key, v, BH_ANY), -EINVAL);  // only get_stackid stores stacks
+  CHECK(bh_map_lookup_elem(m, &key) == nullptr);         // no program-side lookup, as the kernel
+  CHECK_EQ(bh_map_count(m), -EINVAL);
+
+  // Deeper stacks are cut to the map's depth; empty ones are -EFAULT.
+  const uint64_t deep[6] = {1, 2, 3, 4, 5, 6};
+  const long deep_id = bh_stackmap_get_id(m, deep, 6, 0);
+  CHECK(deep_id >= 0);
+  key = uint32_t(deep_id);
+  CHECK_EQ(bh_map_lookup(m, &key, v), 0);
+  CHECK_EQ(v[3], 4);
+  CHECK_EQ(bh_stackmap_get_id(m, deep, 4, 0), deep_id);  // the same four frames
+  CHECK_EQ(bh_stackmap_get_id(m, a, 0, 0), -EFAULT);
+  CHECK_EQ(bh_stackmap_get_id(m, a, 3, 1u << 11), -EINVAL);  // unknown flag
+  bh_map *h = Make(r, "not_stacks", BH_MAP_TYPE_HASH, 4, 8, 4);
+  CHECK_EQ(bh_stackmap_get_id(h, a, 3, 0), -EINVAL);
+  CHECK_EQ(S64(bh_helper_get_stackid(0, uint64_t(uintptr_t(h)), BH_F_USER_STACK, 0, 0)), -EINVAL);
+  CHECK_EQ(S64(bh_helper_get_stackid(0, uint64_t(uintptr_t(m)), 0, 0, 0)), -EFAULT);  // no kernel stack
+  bh_map_close(h);
+
+  // Another handle (another process would do the same) sees the stored stacks.
+  bh_map *again = nullptr;
+  CHECK_EQ(bh_map_open_by_name(r, "stacks", &again), 0);
+  key = uint32_t(id);
+  CHECK_EQ(bh_map_lookup(again, &key, v), 0);
+  CHECK_EQ(v[1], 0x2000);
+  CHECK_EQ(bh_map_delete(again, &key), 0);
+  CHECK_EQ(bh_map_delete(m, &key), -ENOENT);
+  CHECK_EQ(bh_map_lookup(m, &key, v), -ENOENT);
+  bh_map_close(again);
+  bh_map_close(m);
+
+  // One bucket: every stack collides.
+  bh_map *one = Make(r, "stacks1", BH_MAP_TYPE_STACK_TRACE, 4, 8 * 8, 1);
+  const uint64_t b[2] = {0x7000, 0x8000};
+  key = 0;
+  CHECK_EQ(bh_stackmap_get_id(one, a, 3, 0), 0);
+  CHECK_EQ(bh_stackmap_get_id(one, b, 2, 0), -EEXIST);
+  CHECK_EQ(bh_stackmap_get_id(one, b, 2, BH_F_REUSE_STACKID), 0);  // replaces a
+  uint64_t w[8];
+  CHECK_EQ(bh_map_lookup(one, &key, w), 0);
+  CHECK_EQ(w[0], 0x7000);
+  CHECK_EQ(w[2], 0);
+  CHECK_EQ(bh_stackmap_get_id(one, a, 3, 0), -EEXIST);
+  CHECK_EQ(bh_stackmap_get_id(one, b, 2, 0), 0);
+  CHECK_EQ(bh_map_delete(one, &key), 0);
+  CHECK_EQ(bh_stackmap_get_id(one, a, 3, 0), 0);  // free again
+  CHECK_EQ(bh_map_delete(one, &key), 0);          // empty for the stress below
+
+  // Writers replacing the one bucket while a reader copies it: every copy is
+  // one whole stack (frame k = base + k, depth base / 0x1000), never a mix.
+  // The writers go on until the reader has made its copies (or 10 s passed).
+  const int kThreads = 4;
+  const long kCopies = 20000;
+  bool stop = false;
+  long torn = 0, copies = 0, bad_rc = 0, writes = 0;
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kThreads; t++) {
+    writers.emplace_back([&, t] {
+      uint64_t stack[8];
+      const uint32_t depth = uint32_t(t % 4) + 2;
+      for (uint32_t k = 0; k < depth; k++) stack[k] = uint64_t(depth) * 0x1000 + k;
+      while (!__atomic_load_n(&stop, __ATOMIC_ACQUIRE)) {
+        const long rc = bh_stackmap_get_id(one, stack, depth, BH_F_REUSE_STACKID);
+        if (rc != 0 && rc != -EBUSY) __atomic_fetch_add(&bad_rc, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&writes, 1, __ATOMIC_RELAXED);
+      }
+    });
+  }
+  std::thread reader([&] {
+    uint64_t f[8];
+    uint32_t k0 = 0;
+    const time_t deadline = time(nullptr) + 10;
+    while (copies < kCopies && time(nullptr) < deadline) {
+      if (bh_map_lookup(one, &k0, f) != 0) continue;
+      copies++;
+      const uint64_t depth = f[0] / 0x1000;
+      for (uint64_t k = 0; k < 8; k++) {
+        if (f[k] != (k < depth ? f[0] + k : 0)) {
+          torn++;
+          break;
+        }
+      }
+    }
+    __atomic_store_n(&stop, true, __ATOMIC_RELEASE);
+  });
+  reader.join();
+  for (auto &t : writers) t.join();
+  CHECK_EQ(bad_rc, 0);
+  CHECK_EQ(torn, 0);
+  CHECK_EQ(copies, kCopies);
+  CHECK(writes > 0);
+  bh_map_close(one);
+}
+
 struct Collected {
   std::vector<std::vector<uint8_t>> records;
 };
@@ -651,10 +783,11 @@ static void TestBench(bh_region *r) {
 static void TestHelpersRegistered() {
   if (&g_registered_helpers == nullptr) return;  // linked against the real VM
   CHECK_EQ(bh_maps_register_helpers(nullptr), 0);
-  for (uint32_t id : {1u, 2u, 3u, 25u, 87u, 88u, 89u, 130u, 131u, 132u, 133u, 134u}) {
+  for (uint32_t id : {1u, 2u, 3u, 25u, 27u, 87u, 88u, 89u, 130u, 131u, 132u, 133u, 134u}) {
     CHECK(g_registered_helpers.count(id) == 1);
   }
   CHECK(g_registered_helpers[1] == "bpf_map_lookup_elem");
+  CHECK(g_registered_helpers[27] == "bpf_get_stackid");
 }
 
 int main(int argc, char **argv) {
@@ -675,6 +808,7 @@ int main(int argc, char **argv) {
   TestPerCpu(r);
   TestLpm(r);
   TestQueue(r);
+  TestStackTrace(r);
   TestRingbuf(r);
   TestPerf(r);
   TestStress(r);

@@ -2,17 +2,21 @@
 // (lookup, insert on a miss, atomic add through the returned pointer), emits
 // each key to a ring buffer and bumps a global counter reached through a
 // map-value lddw. Runs on several threads at once, in the interpreter and in
-// the JIT, and checks exact totals. Built when the VM library is in the tree:
+// the JIT, and checks exact totals. Then bpf_get_stackid against
+// bpf_get_stack from a program, on a probed stack and on the stack of the
+// code that started the run. Built when the VM library is in the tree:
 //   cmake -S core/native -B /tmp/bh -DBPFHOOK_BUILD_TESTS=ON
 //   cmake --build /tmp/bh --target maps_vm_test -j2 && /tmp/bh/maps/maps_vm_test
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "bpfhook/helpers.h"
 #include "bpfhook/maps.h"
 #include "bpfhook/vm.h"
 
@@ -184,6 +188,140 @@ void RunCase(bh_region *r, bool jit, const char *tag) {
   bh_map_close(maps.global);
 }
 
+// ---- bpf_get_stackid -----------------------------------------------------------
+
+// The program's context: what the helpers returned and what get_stack wrote.
+struct StackCtx {
+  int64_t id;         // get_stackid
+  uint64_t frames[6]; // get_stack
+  int64_t stack_rc;   // get_stack: bytes written
+  int64_t id_again;   // get_stackid a second time, from another call site
+};
+
+int ResolveOne(void *cookie, uint32_t, uint8_t src, int32_t, int32_t, uint64_t *out, char *, size_t) {
+  if (src != BH_PSEUDO_MAP_FD) return -1;
+  *out = uint64_t(uintptr_t(cookie));
+  return 0;
+}
+
+std::vector<bh_inst> StackProgram(uint64_t flags) {
+  const uint8_t MOV_X = 0xbf, MOV_K = 0xb7, ADD_K = 0x07, STXDW = 0x7b;
+  std::vector<bh_inst> p;
+  p.push_back(I(MOV_X, 6, 1, 0, 0));  // r6 = ctx
+  Lddw(p, 2, BH_PSEUDO_MAP_FD, 0, 0);
+  p.push_back(I(MOV_K, 3, 0, 0, int32_t(flags)));
+  p.push_back(I(BH_OP_CALL, 0, 0, 0, 27));  // get_stackid(ctx, map, flags)
+  p.push_back(I(STXDW, 6, 0, offsetof(StackCtx, id), 0));
+  p.push_back(I(MOV_X, 1, 6, 0, 0));
+  p.push_back(I(MOV_X, 2, 6, 0, 0));
+  p.push_back(I(ADD_K, 2, 0, 0, offsetof(StackCtx, frames)));
+  p.push_back(I(MOV_K, 3, 0, 0, sizeof(StackCtx::frames)));
+  p.push_back(I(MOV_K, 4, 0, 0, int32_t(flags)));
+  p.push_back(I(BH_OP_CALL, 0, 0, 0, 67));  // get_stack(ctx, buf, size, flags)
+  p.push_back(I(STXDW, 6, 0, offsetof(StackCtx, stack_rc), 0));
+  p.push_back(I(MOV_X, 1, 6, 0, 0));
+  Lddw(p, 2, BH_PSEUDO_MAP_FD, 0, 0);
+  p.push_back(I(MOV_K, 3, 0, 0, int32_t(flags)));
+  p.push_back(I(BH_OP_CALL, 0, 0, 0, 27));
+  p.push_back(I(STXDW, 6, 0, offsetof(StackCtx, id_again), 0));
+  p.push_back(I(MOV_K, 0, 0, 0, 0));
+  p.push_back(I(BH_OP_EXIT, 0, 0, 0, 0));
+  return p;
+}
+
+bool RunStack(bh_map *m, bool jit, uint64_t flags, StackCtx *c) {
+  bh_vm *vm = bh_vm_create();
+  CHECK_EQ(bh_maps_register_helpers(vm), 0);
+  CHECK_EQ(bh_vm_register_helper(vm, BH_FN_GET_STACK, "bpf_get_stack", bh_helper_get_stack, 0), 0);
+  bh_vm_set_lddw_resolver(vm, ResolveOne, m);
+  std::vector<bh_inst> prog = StackProgram(flags);
+  char err[256] = {0};
+  bool ok = bh_vm_load(vm, prog.data(), prog.size() * sizeof(bh_inst), err, sizeof(err)) == 0;
+  if (!ok) fprintf(stderr, "stack program: %s\n", err);
+  uint64_t r0 = 1;
+  *c = StackCtx{};
+  if (ok) ok = (jit ? bh_vm_exec_jit(vm, c, sizeof *c, &r0, nullptr) : bh_vm_exec(vm, c, sizeof *c, &r0, nullptr)) == 0;
+  bh_vm_destroy(vm);
+  CHECK_EQ(ok, true);
+  return ok;
+}
+
+// get_stack's frames are what get_stackid stored under the id.
+void CheckSameFrames(bh_map *m, const StackCtx &c, const char *what) {
+  CHECK_EQ(c.id >= 0, true);
+  CHECK_EQ(c.id_again, c.id);
+  const int64_t n = c.stack_rc / 8;
+  CHECK_EQ(n > 0, true);
+  uint64_t stored[6];
+  uint32_t key = uint32_t(c.id);
+  CHECK_EQ(bh_map_lookup(m, &key, stored), 0);
+  for (int64_t k = 0; k < 6; k++) {
+    if (stored[k] != (k < n ? c.frames[k] : 0)) {
+      fprintf(stderr, "%s: frame %lld: stored 0x%llx, get_stack 0x%llx\n", what, (long long)k,
+              (unsigned long long)stored[k], (unsigned long long)c.frames[k]);
+      g_failures++;
+    }
+  }
+}
+
+__attribute__((noinline)) bool RunStackFromHere(bh_map *m, bool jit, StackCtx *c) {
+  const bh_stack_origin saved = bh_stack_origin_mark();
+  const bool ok = RunStack(m, jit, BH_F_USER_STACK, c);
+  bh_stack_origin_restore(saved);
+  return ok;
+}
+
+void StackCase(bh_region *r, bool jit, const char *tag) {
+  bh_map *m = Make(r, (std::string("stacks_") + tag).c_str(), BH_MAP_TYPE_STACK_TRACE, 4, 6 * 8, 64);
+  StackCtx c;
+
+  // A probed stack (PT_REGS): entry probe at 0x1000, called from 0x2000,
+  // frames 0x3000 and 0x4000 through a synthetic rbp chain.
+  uint64_t outer[2] = {0, 0x4000};
+  uint64_t inner[2] = {uint64_t(uintptr_t(outer)), 0x3000};
+  uint64_t ret_at_sp = 0x2000;
+  uint64_t regs[21] = {0};
+  regs[16] = 0x1000;                          // ip
+  regs[19] = uint64_t(uintptr_t(&ret_at_sp)); // sp
+  regs[4] = uint64_t(uintptr_t(inner));       // bp
+  const bool chain_up = uintptr_t(outer) > uintptr_t(inner);
+  if (!chain_up) inner[0] = 0;
+  bh_probe_ctx pc{};
+  pc.func_ip = 0x1000;
+  pc.regs = regs;
+  pc.flags = BH_PROBE_F_PT_REGS;
+  pc.nr_args = -1;
+  bh_probe_ctx_enter(&pc);
+  if (RunStack(m, jit, BH_F_USER_STACK, &c)) {
+    CHECK_EQ(c.stack_rc, (chain_up ? 4 : 3) * 8);
+    CHECK_EQ(c.frames[0], 0x1000);
+    CHECK_EQ(c.frames[1], 0x2000);
+    CHECK_EQ(c.frames[2], 0x3000);
+    CheckSameFrames(m, c, "probed");
+    const int64_t first = c.id;
+    // skip 1: another stack, another id (here: a different bucket or -EEXIST).
+    if (RunStack(m, jit, BH_F_USER_STACK | 1, &c)) {
+      CHECK_EQ(c.frames[0], 0x2000);
+      if (c.id >= 0) CheckSameFrames(m, c, "probed, skip 1");
+      CHECK_EQ(c.id != first, true);
+    }
+  }
+  // No user stack asked for: the (absent) kernel stack.
+  if (RunStack(m, jit, 0, &c)) {
+    CHECK_EQ(c.id, -EFAULT);
+    CHECK_EQ(c.stack_rc, 0);
+  }
+  bh_probe_ctx_leave();
+
+  // No probe context: the stack of the code that started the run.
+  if (RunStackFromHere(m, jit, &c)) {
+    CheckSameFrames(m, c, "origin");
+    CHECK_EQ(c.frames[0] != 0, true);
+  }
+  printf("%s: get_stackid ids %lld and %lld, frames match get_stack\n", tag, (long long)c.id, (long long)c.id_again);
+  bh_map_close(m);
+}
+
 }  // namespace
 
 int main() {
@@ -195,6 +333,8 @@ int main() {
   if (bh_region_create(name.c_str(), &o, &r) != 0) return 1;
   RunCase(r, false, "interp");
   RunCase(r, true, "jit");
+  StackCase(r, false, "interp");
+  StackCase(r, true, "jit");
   bh_region_close(r);
   printf("%s\n", g_failures == 0 ? "ok" : "FAILED");
   return g_failures == 0 ? 0 : 1;

@@ -1,5 +1,6 @@
 // Stands in for the VM's bh_vm_register_helper in the standalone test build:
-// records what bh_maps_register_helpers registers.
+// records what bh_maps_register_helpers registers. Also stands in for the
+// helpers library's stack walk, which bpf_get_stackid calls.
 #include <cstdint>
 #include <map>
 #include <string>
@@ -13,3 +14,6 @@ extern "C" int bh_vm_register_helper(bh_vm *, uint32_t id, const char *name, bh_
   g_registered_helpers[id] = name;
   return 0;
 }
+
+// No helpers library here: an empty stack (bpf_get_stackid then returns -EFAULT).
+extern "C" uint32_t bh_stack_walk(uint64_t *, uint32_t, uint32_t) { return 0; }

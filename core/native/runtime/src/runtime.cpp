@@ -6,6 +6,7 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdarg>
@@ -16,11 +17,22 @@
 #include <string>
 #include <vector>
 
+#include "bpfhook/helpers.h"
+
+// What a program's code calls that needs the run bracketed (see
+// run_program): found by scanning its instructions once at load.
+enum : uint32_t {
+  kUsesTailCalls = 1u << 0,  // bpf_tail_call: the runner needs ctx_len, faults travel up
+  kWalksStack = 1u << 1,     // bpf_get_stack / bpf_get_stackid: walks start at the run's origin
+};
+
 struct bh_program {
   std::string name;
+  bh_runtime *owner = nullptr;
   bh_vm *vm = nullptr;
   bh_jit_fn fast_jit = nullptr;  // set only in fast (unchecked, unbudgeted) JIT mode
   bool interpreter = false;
+  uint32_t features = 0;  // kUsesTailCalls | kWalksStack
   std::atomic<int> refs{1};
   std::atomic<uint64_t> faults{0};
   // Maps for the lddw resolver; valid during load only.
@@ -64,6 +76,8 @@ struct Link {
   bool live = false;
 };
 
+bool is_prog_array(bh_runtime *rt, const void *map);
+
 int resolve_lddw(void *cookie, uint32_t pc, uint8_t src, int32_t imm, int32_t next_imm, uint64_t *out, char *err,
                  size_t err_len) {
   auto *prog = static_cast<bh_program *>(cookie);
@@ -78,6 +92,9 @@ int resolve_lddw(void *cookie, uint32_t pc, uint8_t src, int32_t imm, int32_t ne
   if (!by_value) {
     *out = reinterpret_cast<uint64_t>(o->maps[imm]);
     return 0;
+  }
+  if (is_prog_array(prog->owner, o->maps[imm])) {
+    return fail(err, err_len, -1, "pc %u: map %d is a program array, which has no value to address", pc, imm);
   }
   if (o->map_value_addr == nullptr) return fail(err, err_len, -1, "pc %u: map value loads are not supported here", pc);
   uint64_t addr = o->map_value_addr(o->maps[imm], static_cast<uint32_t>(next_imm));
@@ -103,9 +120,13 @@ struct bh_runtime {
   std::vector<HelperReg> helpers;  // from plugins, applied to every program loaded after
   std::vector<std::unique_ptr<Plugin>> plugins;
   std::vector<Link> links;
-  // Programs that were ever attached: a probe may still be running one after
-  // detach, so they are freed with the runtime, not before.
+  // Programs that were ever attached or put into a program array: a probe or
+  // a tail call may still be running one after detach or after its slot
+  // changed, so they are freed with the runtime, not before.
   std::vector<bh_program *> retired;
+  // BPF_MAP_TYPE_PROG_ARRAY maps: programs hold their address, so they live
+  // as long as the runtime.
+  std::vector<bh_prog_array *> prog_arrays;
 };
 
 namespace {
@@ -120,6 +141,107 @@ int register_helper_cb(void *reg_ctx, uint32_t id, const char *name,
 
 void release(bh_program *prog) {
   if (prog != nullptr && prog->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete prog;
+}
+
+bool is_prog_array(bh_runtime *rt, const void *map) {
+  if (rt == nullptr) return false;
+  std::lock_guard<std::mutex> lock(rt->mu);
+  return std::find(rt->prog_arrays.begin(), rt->prog_arrays.end(), map) != rt->prog_arrays.end();
+}
+
+uint32_t scan_features(const bh_vm *vm) {
+  size_t n = 0;
+  const bh_inst *insts = bh_vm_insts(vm, &n);
+  uint32_t features = 0;
+  for (size_t pc = 0; pc < n; pc++) {
+    const bh_inst &i = insts[pc];
+    if (i.opcode == BH_OP_CALLX) return kUsesTailCalls | kWalksStack;  // helper id in a register: assume anything
+    if (i.opcode != BH_OP_CALL || i.src != BH_CALL_HELPER) continue;
+    if (i.imm == BH_FN_TAIL_CALL) features |= kUsesTailCalls;
+    if (i.imm == BH_FN_GET_STACK || i.imm == BH_FN_GET_STACKID) features |= kWalksStack;
+  }
+  return features;
+}
+
+// The run a tail call continues, per thread. bpf_tail_call's runner gets
+// (prog, ctx) only: runs of programs that tail-call note their context here
+// so the target gets the same ctx_len, and a target's fault waits here for
+// its caller to report it (the helper can only end the caller with an r0).
+struct TailRun {
+  void *ctx;
+  size_t ctx_len;
+  bool pending;  // `fault` is a tail-call target's, not yet reported by its caller
+  bh_fault fault;
+};
+thread_local TailRun t_tail;
+
+int run_vm(bh_program *prog, void *ctx, size_t ctx_len, uint64_t *ret, bh_fault *fault) {
+  if (prog->fast_jit != nullptr) {
+    *ret = prog->fast_jit(ctx, ctx_len);
+    return 0;
+  }
+  int rc = prog->interpreter ? bh_vm_exec(prog->vm, ctx, ctx_len, ret, fault)
+                             : bh_vm_exec_jit(prog->vm, ctx, ctx_len, ret, fault);
+  if (rc < 0) {
+    prog->faults.fetch_add(1, std::memory_order_relaxed);
+    return -EFAULT;
+  }
+  return 0;
+}
+
+// Runs of programs with features, bracketed. `tail`: a tail call's target,
+// which continues its caller's run (same origin for stack walks).
+__attribute__((noinline)) int run_program(bh_program *prog, void *ctx, size_t ctx_len, uint64_t *ret,
+                                          bh_fault *fault, bool tail) {
+  bh_stack_origin origin{};
+  TailRun &t = t_tail;
+  if (!tail) {
+    origin = bh_stack_origin_mark();
+    // A pending fault belongs to the run that is ending when it is set; none
+    // can be left for a run that starts (a caller that ran outside this
+    // function, say a plugin calling fast JIT code directly, leaves one).
+    t.pending = false;
+  }
+  void *const saved_ctx = t.ctx;
+  const size_t saved_len = t.ctx_len;
+  t.ctx = ctx;
+  t.ctx_len = ctx_len;
+  int rc = run_vm(prog, ctx, ctx_len, ret, fault);
+  t.ctx = saved_ctx;
+  t.ctx_len = saved_len;
+  if (!tail) bh_stack_origin_restore(origin);
+  if (rc == 0 && t.pending) {
+    // A tail-called program faulted and the helper ended us with its r0:
+    // the run as a whole faulted.
+    t.pending = false;
+    prog->faults.fetch_add(1, std::memory_order_relaxed);
+    if (fault != nullptr) *fault = t.fault;
+    *ret = 0;
+    return -EFAULT;
+  }
+  return rc;
+}
+
+// bh_prog_array's runner: the target runs on the caller's context, with the
+// caller's ctx_len when the context is the caller's own (a program could pass
+// another pointer as r1; then nothing is known about its length, and checked
+// mode admits no access to it).
+uint64_t tail_call_run(void *target, void *ctx) {
+  auto *prog = static_cast<bh_program *>(target);
+  TailRun &t = t_tail;
+  const size_t ctx_len = ctx == t.ctx ? t.ctx_len : 0;
+  uint64_t r0 = 0;
+  bh_fault f{};
+  if (run_program(prog, ctx, ctx_len, &r0, &f, true) == 0) return r0;
+  // Name the target once, at the innermost tail call of a chain.
+  static constexpr char kPrefix[] = "tail call to '";
+  if (strncmp(f.message, kPrefix, sizeof kPrefix - 1) != 0) {
+    const std::string msg = kPrefix + prog->name + "': " + f.message;
+    snprintf(f.message, sizeof f.message, "%s", msg.c_str());  // truncated to the field
+  }
+  t.fault = f;
+  t.pending = true;
+  return 0;
 }
 
 }  // namespace
@@ -157,6 +279,7 @@ void bh_runtime_destroy(bh_runtime *rt) {
       // No dlclose: a thread may still be returning through a plugin's code.
     }
     for (bh_program *prog : rt->retired) release(prog);
+    for (bh_prog_array *arr : rt->prog_arrays) bh_prog_array_destroy(arr);
   }
   delete rt;
 }
@@ -236,6 +359,7 @@ bh_program *bh_runtime_load_program(bh_runtime *rt, const struct bh_program_opts
   const char *name = o.name != nullptr ? o.name : "(anonymous)";
   auto prog = std::make_unique<bh_program>();
   prog->name = name;
+  prog->owner = rt;
   prog->interpreter = o.interpreter != 0;
   prog->vm = bh_vm_create();
   if (prog->vm == nullptr) {
@@ -267,6 +391,7 @@ bh_program *bh_runtime_load_program(bh_runtime *rt, const struct bh_program_opts
     fail(err, err_len, -EINVAL, "prog '%s': %s", name, msg);
     return nullptr;
   }
+  prog->features = scan_features(prog->vm);
   if (!prog->interpreter) {
     bh_jit_fn fn = bh_vm_compile(prog->vm, msg, sizeof msg);
     if (fn == nullptr) {
@@ -281,17 +406,8 @@ bh_program *bh_runtime_load_program(bh_runtime *rt, const struct bh_program_opts
 void bh_program_release(bh_program *prog) { release(prog); }
 
 int bh_program_run_fault(bh_program *prog, void *ctx, size_t ctx_len, uint64_t *ret, bh_fault *fault) {
-  if (prog->fast_jit != nullptr) {
-    *ret = prog->fast_jit(ctx, ctx_len);
-    return 0;
-  }
-  int rc = prog->interpreter ? bh_vm_exec(prog->vm, ctx, ctx_len, ret, fault)
-                             : bh_vm_exec_jit(prog->vm, ctx, ctx_len, ret, fault);
-  if (rc < 0) {
-    prog->faults.fetch_add(1, std::memory_order_relaxed);
-    return -EFAULT;
-  }
-  return 0;
+  if (__builtin_expect(prog->features != 0, 0)) return run_program(prog, ctx, ctx_len, ret, fault, false);
+  return run_vm(prog, ctx, ctx_len, ret, fault);
 }
 
 int bh_program_run(void *prog, void *ctx, size_t ctx_len, uint64_t *ret) {
@@ -299,6 +415,50 @@ int bh_program_run(void *prog, void *ctx, size_t ctx_len, uint64_t *ret) {
 }
 
 const bh_vm *bh_program_vm(const bh_program *prog) { return prog->vm; }
+
+const char *bh_program_name(const bh_program *prog) { return prog->name.c_str(); }
+
+bh_prog_array *bh_runtime_prog_array_create(bh_runtime *rt, uint32_t max_entries, char *err, size_t err_len) {
+  if (max_entries == 0) {
+    fail(err, err_len, -EINVAL, "program array: max_entries must be at least 1");
+    return nullptr;
+  }
+  bh_prog_array *arr = bh_prog_array_create(max_entries, tail_call_run);
+  if (arr == nullptr) {
+    fail(err, err_len, -ENOMEM, "program array of %u slots: out of memory", max_entries);
+    return nullptr;
+  }
+  std::lock_guard<std::mutex> lock(rt->mu);
+  rt->prog_arrays.push_back(arr);
+  return arr;
+}
+
+int bh_runtime_prog_array_update(bh_runtime *rt, bh_prog_array *arr, uint32_t index, bh_program *prog) {
+  if (arr == nullptr || prog == nullptr) return -EINVAL;
+  std::lock_guard<std::mutex> lock(rt->mu);
+  if (std::find(rt->prog_arrays.begin(), rt->prog_arrays.end(), arr) == rt->prog_arrays.end()) return -ENOENT;
+  if (prog->owner != rt) return -EXDEV;
+  if (index >= bh_prog_array_max_entries(arr)) return -E2BIG;
+  // Kept until the runtime goes: once in a slot, a tail call may be running
+  // it on some thread whatever happens to the slot later.
+  if (std::find(rt->retired.begin(), rt->retired.end(), prog) == rt->retired.end()) {
+    prog->refs.fetch_add(1, std::memory_order_relaxed);
+    rt->retired.push_back(prog);
+  }
+  return bh_prog_array_update(arr, index, prog);
+}
+
+int bh_runtime_prog_array_delete(bh_runtime *rt, bh_prog_array *arr, uint32_t index) {
+  std::lock_guard<std::mutex> lock(rt->mu);
+  if (std::find(rt->prog_arrays.begin(), rt->prog_arrays.end(), arr) == rt->prog_arrays.end()) return -ENOENT;
+  return bh_prog_array_delete(arr, index);
+}
+
+bh_program *bh_runtime_prog_array_lookup(bh_runtime *rt, bh_prog_array *arr, uint32_t index) {
+  std::lock_guard<std::mutex> lock(rt->mu);
+  if (std::find(rt->prog_arrays.begin(), rt->prog_arrays.end(), arr) == rt->prog_arrays.end()) return nullptr;
+  return static_cast<bh_program *>(bh_prog_array_lookup(arr, index));
+}
 
 int bh_runtime_attach(bh_runtime *rt, int plugin, bh_program *prog, const struct bh_runtime_attach_opts *opts,
                       char *err, size_t err_len) {

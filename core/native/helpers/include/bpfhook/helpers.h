@@ -199,7 +199,8 @@ long bh_safe_read_str(char *dst, const void *unsafe_src, size_t n);
  * helper needs: override_return, set_retval, get_retval, get_func_ret and
  * get_func_arg_cnt return -EOPNOTSUPP; get_func_arg returns -EINVAL;
  * get_func_ip and get_attach_cookie return 0 (as the kernel does when it has
- * no answer); get_stack walks the current thread's own stack. */
+ * no answer); get_stack walks the current thread's own stack (from the run's
+ * origin, see bh_stack_walk). */
 
 void bh_probe_ctx_enter(struct bh_probe_ctx *ctx);
 void bh_probe_ctx_leave(void);
@@ -214,16 +215,37 @@ const struct bh_probe_api *bh_helpers_probe_api(void);
  * get_stackid): fills up to `max` return addresses, innermost first, after
  * skipping `skip`; returns the count. With a current PT_REGS context it walks
  * the probed code's stack from regs (ip, then the return address at sp for an
- * entry probe, then the rbp chain); otherwise it starts at its caller. Every
- * stack read is a safe read; the walk stops at the first implausible frame. */
+ * entry probe, then the rbp chain); otherwise, if the run has an origin (see
+ * below), the stack of the code that started the run; otherwise it starts at
+ * its caller. Every stack read is a safe read; the walk stops at the first
+ * implausible frame. */
 uint32_t bh_stack_walk(uint64_t *ips, uint32_t max, uint32_t skip);
+
+/* The origin of stack walks without PT_REGS. JIT code keeps no frame-pointer
+ * chain (rbp holds the eBPF frame pointer), so a walk that starts inside a
+ * helper ends at the program. Code that starts a run (the runtime, for
+ * programs that walk stacks or tail-call) brackets it:
+ *
+ *     struct bh_stack_origin saved = bh_stack_origin_mark();
+ *     run(...);
+ *     bh_stack_origin_restore(saved);
+ *
+ * mark makes its caller's frame this thread's origin: walks then report the
+ * return address into that caller first, then the caller's frame-pointer
+ * chain (the caller should keep frame pointers). The pair nests. */
+struct bh_stack_origin {
+  uint64_t ip;
+  uint64_t fp;
+};
+struct bh_stack_origin bh_stack_origin_mark(void);
+void bh_stack_origin_restore(struct bh_stack_origin prev);
 
 /* ---- program arrays (bpf_tail_call) -----------------------------------------
  * The runtime creates one per BPF_MAP_TYPE_PROG_ARRAY map and makes its lddw
  * resolver hand the bh_prog_array pointer to programs (r2 of bpf_tail_call).
  * `run(prog, ctx)` executes a program with the caller's context and returns its
- * r0 (one runner per array: the kernel's prog arrays also hold programs of one
- * type, so one runner, e.g. "JIT with ctx_len = sizeof(pt_regs)", fits all).
+ * r0 (one runner per array; the runtime's knows the caller's ctx_len from the
+ * run it brackets, see bh_runtime_prog_array_create in bpfhook/runtime.h).
  * Slots are read lock-free; updates may race with tail calls (a tail call sees
  * the old or the new program). A program removed from a slot may still be
  * running on another thread: free it only when no run can be in flight. */

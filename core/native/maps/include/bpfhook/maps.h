@@ -12,8 +12,9 @@
  *   per-CPU maps act on the calling CPU's value only.
  *
  * Map types (kernel ids): hash 1, array 2, perf event array 4, per-CPU hash
- * 5, per-CPU array 6, LRU hash 9, LPM trie 11, queue 22, stack 23,
- * ring buffer 27.
+ * 5, per-CPU array 6, stack trace 7, LRU hash 9, LPM trie 11, queue 22,
+ * stack 23, ring buffer 27. (Program arrays, 3, hold process-local programs
+ * and live in the runtime instead: bpfhook/runtime.h.)
  *
  * Errors: -E2BIG map full / index out of range / record too big, -ENOENT no
  * such key or empty queue, -EEXIST BPF_NOEXIST on an existing key, -EINVAL
@@ -40,6 +41,10 @@
  *                   its own cache line), then data[max_entries] (power of two)
  *   perf array      one 128-byte control per ring, then the rings' data
  *                   (map_extra bytes each, power of two)
+ *   stack trace     buckets[n], n the power of two >= max_entries, each
+ *                   {seqlock word, frame count (0 = empty), hash, 0} then
+ *                   value_size bytes of instruction pointers; a stack id is
+ *                   a bucket index
  *
  * A bh_map* is a process-local handle: it caches the addresses of the arrays
  * above for this process's mapping. Programs get it through the lddw
@@ -66,6 +71,7 @@ enum bh_map_type {
   BH_MAP_TYPE_PERF_EVENT_ARRAY = 4,
   BH_MAP_TYPE_PERCPU_HASH = 5,
   BH_MAP_TYPE_PERCPU_ARRAY = 6,
+  BH_MAP_TYPE_STACK_TRACE = 7,
   BH_MAP_TYPE_LRU_HASH = 9,
   BH_MAP_TYPE_LPM_TRIE = 11,
   BH_MAP_TYPE_QUEUE = 22,
@@ -104,6 +110,17 @@ enum bh_map_type {
 #define BH_RB_RING_SIZE 1ull
 #define BH_RB_CONS_POS 2ull
 #define BH_RB_PROD_POS 3ull
+
+/* bpf_get_stackid flags (the kernel's values): frames to skip, the user
+ * stack (the only one a user-space process has; without it the trace is
+ * empty and get_stackid returns -EFAULT), compare hashes only, replace a
+ * different stack in the bucket instead of failing with -EEXIST. */
+#define BH_F_SKIP_FIELD_MASK 0xffull
+#define BH_F_USER_STACK (1ull << 8)
+#define BH_F_FAST_STACK_CMP (1ull << 9)
+#define BH_F_REUSE_STACKID (1ull << 10)
+/* Most frames a stack-trace value holds (sysctl perf_event_max_stack's default). */
+#define BH_STACK_MAX_DEPTH 127u
 
 /* perf_event_output flags */
 #define BH_F_INDEX_MASK 0xffffffffull
@@ -234,6 +251,22 @@ typedef struct bh_perf_ring_stats {
 } bh_perf_ring_stats;
 int bh_perf_get_stats(bh_map *m, uint32_t ring, bh_perf_ring_stats *st);
 
+/* ---- stack trace ----
+ * key: u32 stack id; value: value_size / 8 instruction pointers, innermost
+ * first, zero-filled past the stack's depth (what bh_map_lookup copies).
+ * bh_map_delete frees an id, bh_map_get_next_key lists the ids in use;
+ * bh_map_update is -EINVAL and program-side lookups give NULL, as in the
+ * kernel. Buckets are seqlocked: readers in any process see whole stacks. */
+
+/* The map side of bpf_get_stackid: stores `ips[0..nr)` (nr capped at the
+ * map's depth) in the bucket of its hash and returns the stack id (the bucket
+ * index), or the id it already has. A different stack in that bucket gives
+ * -EEXIST unless BH_F_REUSE_STACKID replaces it; BH_F_FAST_STACK_CMP takes an
+ * equal hash for an equal stack. -EFAULT for nr 0, -EINVAL for a map of
+ * another type or other flags, -EBUSY if another thread is writing the
+ * bucket (a writer never waits: a probe may fire inside another's write). */
+long bh_stackmap_get_id(bh_map *m, const uint64_t *ips, uint32_t nr, uint64_t flags);
+
 /* ---- helpers (uint64_t fn(r1..r5), kernel ids) ---- */
 
 uint64_t bh_helper_map_lookup_elem(uint64_t map, uint64_t key, uint64_t, uint64_t, uint64_t);
@@ -248,10 +281,14 @@ uint64_t bh_helper_ringbuf_reserve(uint64_t map, uint64_t size, uint64_t flags, 
 uint64_t bh_helper_ringbuf_submit(uint64_t sample, uint64_t flags, uint64_t, uint64_t, uint64_t);
 uint64_t bh_helper_ringbuf_discard(uint64_t sample, uint64_t flags, uint64_t, uint64_t, uint64_t);
 uint64_t bh_helper_ringbuf_query(uint64_t map, uint64_t flags, uint64_t, uint64_t, uint64_t);
+/* bpf_get_stackid(ctx, map, flags): walks the stack with bh_stack_walk
+ * (bpfhook/helpers.h: the probed code's stack from PT_REGS, else the code
+ * that started the run) and stores it with bh_stackmap_get_id. */
+uint64_t bh_helper_get_stackid(uint64_t ctx, uint64_t map, uint64_t flags, uint64_t, uint64_t);
 
 struct bh_vm;
-/* Registers the helpers above under their kernel ids (1, 2, 3, 25, 87, 88,
- * 89, 130, 131, 132, 133, 134). Returns 0 or the first failure. */
+/* Registers the helpers above under their kernel ids (1, 2, 3, 25, 27, 87,
+ * 88, 89, 130, 131, 132, 133, 134). Returns 0 or the first failure. */
 int bh_maps_register_helpers(struct bh_vm *vm);
 
 /* ---- stress and timing entries for tests and benchmarks ---- */

@@ -70,13 +70,42 @@ int64_t bh_runtime_plugin_call(bh_runtime *rt, int plugin, const char *name, con
                                size_t out_len);
 
 bh_program *bh_runtime_load_program(bh_runtime *rt, const struct bh_program_opts *opts, char *err, size_t err_len);
-/* Drops the caller's reference; the program lives on while attached. */
+/* Drops the caller's reference; the program lives on while attached (or
+ * once put into a program array). */
 void bh_program_release(bh_program *prog);
 /* Runs a program directly (tests, simple triggers): bh_prog_run_fn shape. */
 int bh_program_run(void *prog, void *ctx, size_t ctx_len, uint64_t *ret);
 /* Same, with the VM's fault report. */
 int bh_program_run_fault(bh_program *prog, void *ctx, size_t ctx_len, uint64_t *ret, bh_fault *fault);
 const bh_vm *bh_program_vm(const bh_program *prog);
+const char *bh_program_name(const bh_program *prog);
+
+/* Program arrays (BPF_MAP_TYPE_PROG_ARRAY) for bpf_tail_call.
+ *
+ * A slot holds a process-local bh_program pointer, so unlike other maps a
+ * program array is not in the shared region: it belongs to the runtime and
+ * lives until bh_runtime_destroy. (Agent mode, where another process fills
+ * slots, will need slots of program ids resolved by the agent instead.)
+ * Programs reach an array through the lddw map forms: pass the pointer in
+ * bh_program_opts.maps; the map-value forms are refused for it.
+ *
+ * A tail call runs the target on the caller's context with the caller's
+ * ctx_len (0 if the program passes another pointer as ctx), ends the caller
+ * with the target's r0, and makes a fault of the target a fault of the whole
+ * run (reported by bh_program_run_fault as "tail call to 'name': ...").
+ * Semantics otherwise as bpf_tail_call (bpfhook/helpers.h): an empty slot or
+ * an index out of range lets the caller go on; a chain stops after 33.
+ *
+ * update puts `prog` (of this runtime: else -EXDEV) into slot `index`
+ * (-E2BIG past max_entries) and keeps it alive until the runtime is
+ * destroyed, since a tail call may be running it whatever happens to the slot
+ * later. delete empties a slot (-ENOENT if it was empty). lookup returns the
+ * slot's program or NULL. An array of another runtime is -ENOENT / NULL. */
+struct bh_prog_array;
+struct bh_prog_array *bh_runtime_prog_array_create(bh_runtime *rt, uint32_t max_entries, char *err, size_t err_len);
+int bh_runtime_prog_array_update(bh_runtime *rt, struct bh_prog_array *arr, uint32_t index, bh_program *prog);
+int bh_runtime_prog_array_delete(bh_runtime *rt, struct bh_prog_array *arr, uint32_t index);
+bh_program *bh_runtime_prog_array_lookup(bh_runtime *rt, struct bh_prog_array *arr, uint32_t index);
 
 struct bh_runtime_attach_opts {
   size_t sz;

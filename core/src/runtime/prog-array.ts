@@ -1,0 +1,111 @@
+/**
+ * BPF_MAP_TYPE_PROG_ARRAY: the jump table of bpf_tail_call. Its slots hold
+ * programs loaded into this process, so it is not in the shared region like
+ * the other maps: the native runtime owns it, and it lives until the runtime
+ * closes. (Agent mode, where another process fills the slots, will need
+ * slots of program ids instead.)
+ *
+ *   const jmp = obj.map<ProgArray>("jmp_table");
+ *   jmp.set(0, obj.program("handle_read"));
+ *   jmp.get(0);     // "handle_read"
+ *   jmp.delete(0);  // a tail call to slot 0 now falls through
+ *
+ * A program put into a slot stays loaded until the runtime closes, whatever
+ * happens to the slot later (a tail call may still be running it).
+ */
+import { BpfhookError } from "../errors.js";
+import { Errno, mapError } from "../maps/errors.js";
+import type { NativeProgArray } from "../native/addon-types.js";
+import type { Program } from "./program.js";
+
+export class ProgArray {
+  /** BPF_MAP_TYPE_PROG_ARRAY. */
+  readonly type = 3;
+  readonly typeName = "prog_array";
+  readonly keySize = 4;
+  readonly valueSize = 4;
+  #native: NativeProgArray | undefined;
+
+  constructor(
+    /** The map's name in its object. */
+    readonly name: string,
+    native: NativeProgArray,
+  ) {
+    this.#native = native;
+  }
+
+  get maxEntries(): number {
+    return this.native.maxEntries;
+  }
+
+  /** @internal What programs reference (runtime loadProgram's `maps`). */
+  get native(): NativeProgArray {
+    if (this.#native === undefined) {
+      throw new BpfhookError("BAD_ARGUMENT", `map '${this.name}': closed`, { symbol: this.name });
+    }
+    return this.#native;
+  }
+
+  get closed(): boolean {
+    return this.#native === undefined;
+  }
+
+  /** Puts `program` (loaded by the same runtime) into slot `index`, replacing what was there. */
+  set(index: number, program: Program): this {
+    this.#checkIndex("update", index);
+    const rc = this.native.update(index, program.native);
+    if (rc === -Errno.EXDEV) {
+      throw new BpfhookError(
+        "BAD_ARGUMENT",
+        `map '${this.name}': update: prog '${program.name}' was loaded by another runtime`,
+        { symbol: this.name, errno: rc },
+      );
+    }
+    this.#check("update", rc);
+    return this;
+  }
+
+  /** Empties slot `index`; false if it was empty. */
+  delete(index: number): boolean {
+    this.#checkIndex("delete", index);
+    const rc = this.native.delete(index);
+    if (rc === -Errno.ENOENT) return false;
+    this.#check("delete", rc);
+    return true;
+  }
+
+  /** The name of the program in slot `index`, or undefined when it is empty. */
+  get(index: number): string | undefined {
+    this.#checkIndex("lookup", index);
+    return this.native.lookup(index) ?? undefined;
+  }
+
+  /** Indexes of the filled slots, in order. */
+  *keys(): IterableIterator<number> {
+    for (let i = 0; i < this.maxEntries; i++) if (this.native.lookup(i) !== null) yield i;
+  }
+
+  /** Forgets the handle; the array itself goes with the runtime. Idempotent. */
+  close(): void {
+    this.#native = undefined;
+  }
+
+  #checkIndex(op: string, index: number): void {
+    if (!Number.isInteger(index) || index < 0) {
+      throw new BpfhookError("BAD_ARGUMENT", `map '${this.name}': ${op}: index must be a non-negative integer`, {
+        symbol: this.name,
+      });
+    }
+    if (index >= this.maxEntries) this.#check(op, -Errno.E2BIG);
+  }
+
+  #check(op: string, rc: number): void {
+    if (rc < 0) {
+      throw mapError(this.name, op, rc, {
+        typeName: this.typeName,
+        maxEntries: this.maxEntries,
+        ...(rc === -Errno.E2BIG ? { reason: `index out of range, ${this.maxEntries} slots` } : {}),
+      });
+    }
+  }
+}
