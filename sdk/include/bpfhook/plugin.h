@@ -73,7 +73,14 @@ struct bh_attach_opts {
   bh_prog_jit_fn jit;             /* optional fast path, see above */
   uint64_t cookie;                /* bpf_get_attach_cookie() for this attachment */
   const char *prog_name;          /* for messages */
+  uint32_t prog_flags;            /* BH_PROG_F_* */
 };
+
+/* The program calls a helper that may read the attach point (cookie,
+ * function arguments, override, stack, tail call, custom helpers): bracket
+ * its runs with host->probe->enter/leave. Without it a plugin may skip the
+ * bracket; the helpers then see no attach point. */
+#define BH_PROG_F_PROBE_CTX 0x1u
 
 /* Registers a custom helper with the core; the core adds it to every program
  * loaded afterwards. */

@@ -24,7 +24,28 @@
 enum : uint32_t {
   kUsesTailCalls = 1u << 0,  // bpf_tail_call: the runner needs ctx_len, faults travel up
   kWalksStack = 1u << 1,     // bpf_get_stack / bpf_get_stackid: walks start at the run's origin
+  kReadsProbe = 1u << 2,     // calls a helper that may read the attach point (bh_probe_ctx)
 };
+
+// Helpers known not to look at the attach point. Any other helper (override,
+// func args, cookie, stack, tail call, a plugin's custom helper) might, so a
+// program calling one gets BH_PROG_F_PROBE_CTX and plugins bracket its runs
+// with the probe context; the rest skip that cost.
+bool ignores_probe_ctx(int32_t id) {
+  switch (id) {
+    case 1: case 2: case 3:                  // map lookup / update / delete
+    case 4: case 5: case 6: case 7: case 8:  // probe_read, ktime, printk, prandom, cpu
+    case 14: case 15: case 16:               // pid_tgid, uid_gid, comm
+    case 25: case 45:                        // perf_event_output, probe_read_str
+    case 87: case 88: case 89:               // push / pop / peek
+    case 112: case 113: case 114: case 115:  // probe_read_user / kernel (_str)
+    case 125: case 130: case 131: case 132: case 133: case 134:  // boot ns, ring buffer
+    case 160: case 165: case 177: case 182:  // coarse ns, snprintf, vprintk, strncmp
+      return true;
+    default:
+      return false;
+  }
+}
 
 struct bh_program {
   std::string name;
@@ -155,8 +176,9 @@ uint32_t scan_features(const bh_vm *vm) {
   uint32_t features = 0;
   for (size_t pc = 0; pc < n; pc++) {
     const bh_inst &i = insts[pc];
-    if (i.opcode == BH_OP_CALLX) return kUsesTailCalls | kWalksStack;  // helper id in a register: assume anything
+    if (i.opcode == BH_OP_CALLX) return kUsesTailCalls | kWalksStack | kReadsProbe;  // id in a register: anything
     if (i.opcode != BH_OP_CALL || i.src != BH_CALL_HELPER) continue;
+    if (!ignores_probe_ctx(i.imm)) features |= kReadsProbe;
     if (i.imm == BH_FN_TAIL_CALL) features |= kUsesTailCalls;
     if (i.imm == BH_FN_GET_STACK || i.imm == BH_FN_GET_STACKID) features |= kWalksStack;
   }
@@ -478,6 +500,7 @@ int bh_runtime_attach(bh_runtime *rt, int plugin, bh_program *prog, const struct
   a.jit = prog->fast_jit;
   a.cookie = opts->cookie;
   a.prog_name = prog->name.c_str();
+  a.prog_flags = (prog->features & kReadsProbe) != 0 ? BH_PROG_F_PROBE_CTX : 0u;
   char msg[256] = {0};
   int id = p.ops->attach(p.state, &a, msg, sizeof msg);
   if (id < 0) return fail(err, err_len, id, "[%s] prog '%s': %s", p.name.c_str(), prog->name.c_str(), msg);

@@ -32,7 +32,7 @@ struct Attachment {
   void *prog = nullptr;
   bh_prog_jit_fn jit = nullptr;
   uint64_t cookie = 0;
-  const bh_probe_api *probe = nullptr;
+  const bh_probe_api *probe = nullptr;  // NULL: the program reads no attach point
   bh_hook_link *link = nullptr;
 };
 
@@ -85,9 +85,21 @@ const bh_probe_ops kOverrideOps = {sizeof(bh_probe_ops), op_get_arg, op_get_ret,
 // uretprobe: bpf_set_retval changes what the caller receives.
 const bh_probe_ops kReturnOps = {sizeof(bh_probe_ops), op_get_arg, op_get_ret, op_set_retval, op_get_retval};
 
+inline uint64_t run_program(const Attachment *a, struct pt_regs *regs) {
+  uint64_t r0 = 0;
+  if (a->jit != nullptr) {
+    r0 = a->jit(regs, kPtRegsSize);
+  } else if (a->run(a->prog, regs, kPtRegsSize, &r0) < 0) {
+    r0 = 0;  // a faulting program (checked mode) returns 0, as the kernel's would
+  }
+  return r0;
+}
+
 template <uint32_t Type>
 uint64_t listener(void *user, struct pt_regs *regs, bh_hook_call *call) {
   auto *a = static_cast<Attachment *>(user);
+  // The hot path: the program calls no helper that reads the attach point.
+  if (a->probe == nullptr) return run_program(a, regs);
   bh_probe_ctx pc{};
   pc.func_ip = a->func;
   pc.cookie = a->cookie;
@@ -99,12 +111,7 @@ uint64_t listener(void *user, struct pt_regs *regs, bh_hook_call *call) {
                                              : &kReadOnlyOps;
   pc.opaque = call;
   a->probe->enter(&pc);
-  uint64_t r0 = 0;
-  if (a->jit != nullptr) {
-    r0 = a->jit(regs, kPtRegsSize);
-  } else if (a->run(a->prog, regs, kPtRegsSize, &r0) < 0) {
-    r0 = 0;  // a faulting program (checked mode) returns 0, as the kernel's would
-  }
+  uint64_t r0 = run_program(a, regs);
   a->probe->leave();
   return r0;
 }
@@ -191,7 +198,8 @@ int plugin_attach(void *state, const bh_attach_opts *opts, char *err, size_t err
   a->prog = opts->prog;
   a->jit = opts->jit;
   a->cookie = opts->cookie;
-  a->probe = s->host->probe;
+  const bool reads_probe = !BH_SZ_HAS(opts, bh_attach_opts, prog_flags) || (opts->prog_flags & BH_PROG_F_PROBE_CTX) != 0;
+  a->probe = reads_probe ? s->host->probe : nullptr;
 
   std::lock_guard<std::mutex> lock(s->mu);
   const bool exclusive = type == BH_ATTACH_UPROBE_OVERRIDE || type == BH_ATTACH_UREPLACE;
