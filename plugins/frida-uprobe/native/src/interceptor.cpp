@@ -1,0 +1,698 @@
+// The control plane: hooked functions, engines, links, and the C API.
+//
+// One process-wide Interceptor owns every hooked function (so two engines
+// that hook the same function share its trampoline and listener list);
+// an engine is a set of links that it detaches when destroyed.  Attach and
+// detach hold the interceptor's mutex while they change a function; the
+// listener set they replace is freed after a grace period, outside it.
+
+#include <dlfcn.h>
+#include <signal.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "bpfhook/hook.h"
+#include "bpfhook/reloc.h"
+#include "code_arena.h"
+#include "internal.h"
+#include "quiesce.h"
+#include "textpoke.h"
+#include "trampoline.h"
+#include "util.h"
+
+namespace bh {
+struct Hook;
+}
+
+struct bh_hook_engine {
+    std::vector<bh_hook_link *> links;
+    void (*log)(void *ctx, int level, const char *msg) = nullptr;
+    void *log_ctx = nullptr;
+};
+
+struct bh_hook_link {
+    bh_hook_engine *engine;
+    bh::Hook *hook;
+    bh_hook_kind kind;
+    bh_hook_fn fn;
+    void *user;
+    uint64_t cookie;
+};
+
+namespace bh {
+
+std::string strf(const char *fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return buf;
+}
+
+void copy_err(char *buf, size_t sz, const std::string &msg) {
+    if (!buf || !sz) return;
+    const size_t n = std::min(sz - 1, msg.size());
+    memcpy(buf, msg.data(), n);
+    buf[n] = 0;
+}
+
+// A hooked function.  Never freed: trampolines stay valid for threads that
+// may still run in them, and a later attach to the same address reuses them.
+struct Hook {
+    HookCore core;  // first: the trampolines and shadow stacks point here
+    uint64_t addr = 0;
+    std::string name;
+    std::vector<bh_hook_link *> links;  // attach order
+    uint8_t *slot = nullptr;
+    uint64_t entry = 0;     // the stub, where the patch jumps
+    uint64_t reloc_at = 0;  // the relocated first instructions
+    bh_reloc_plan plan{};
+    uint8_t orig[64]{};     // the relocated bytes as they were
+    uint8_t patch[16]{};
+    uint32_t patch_len = 0;
+    int prot = PROT_READ | PROT_EXEC;
+    bool patched = false;
+};
+
+namespace {
+
+struct Interceptor {
+    std::mutex mu;  // hooks, arena, links
+    std::unordered_map<uint64_t, Hook *> hooks;
+    CodeArena arena;
+    SharedCode shared;
+    uint32_t timeout_ms = 1000;
+    std::mutex retire_mu;
+    std::vector<const ListenerSet *> deferred;  // retired from inside a probe
+    bh_hook_engine *internal = nullptr;         // owns the unwinder hooks
+    std::mutex guard_mu;
+    bool guarded[2] = {false, false};
+};
+
+Interceptor *g_ix = nullptr;  // never destroyed: trampolines outlive main()
+std::once_flag g_once;
+int g_init_rc = 0;
+std::string g_init_err;
+
+void log_msg(const bh_hook_engine *e, int level, const std::string &msg) {
+    if (e && e->log)
+        e->log(e->log_ctx, level, msg.c_str());
+    else if (level <= BH_HOOK_LOG_WARN)
+        fprintf(stderr, "bpfhook: %s\n", msg.c_str());
+}
+
+// libbpf-style options: read the fields the caller's sz covers, reject
+// non-zero bytes past the ones this library knows.
+template <class T>
+int opts_load(const T *in, T &out, const char *what, std::string *err) {
+    out = T{};
+    out.sz = sizeof(T);
+    if (!in) return 0;
+    if (in->sz < sizeof(size_t)) {
+        *err = strf("%s.sz is %zu", what, in->sz);
+        return -EINVAL;
+    }
+    const auto *p = reinterpret_cast<const unsigned char *>(in);
+    for (size_t i = sizeof(T); i < in->sz; i++)
+        if (p[i]) {
+            *err = strf("%s has unknown non-zero bytes past offset %zu", what, sizeof(T));
+            return -EINVAL;
+        }
+    memcpy(&out, in, std::min(in->sz, sizeof(T)));
+    out.sz = sizeof(T);
+    return 0;
+}
+
+// Built from h.links; nullptr when there are none.  -ENOMEM via *ok.
+ListenerSet *build_set(const Hook &h, bool *ok) {
+    *ok = true;
+    if (h.links.empty()) return nullptr;
+    const size_t n = h.links.size();
+    auto *s = static_cast<ListenerSet *>(malloc(sizeof(ListenerSet) + n * sizeof(Listener)));
+    if (!s) {
+        *ok = false;
+        return nullptr;
+    }
+    uint32_t k = 0;
+    for (const bh_hook_link *l : h.links)
+        if (l->kind != BH_HOOK_RETURN)
+            s->items[k++] = Listener{l->fn, l->user, l->cookie, l->kind == BH_HOOK_REPLACE, 0};
+    s->n_entry = k;
+    for (const bh_hook_link *l : h.links)
+        if (l->kind == BH_HOOK_RETURN) s->items[k++] = Listener{l->fn, l->user, l->cookie, 0, 0};
+    s->n_return = k - s->n_entry;
+    return s;
+}
+
+// Frees a listener set once no thread can still be reading it.
+void retire(const ListenerSet *old) {
+    if (!old) return;
+    Interceptor &ix = *g_ix;
+    if (in_probe()) {  // cannot wait for ourselves: the next retire frees it
+        std::lock_guard<std::mutex> lk(ix.retire_mu);
+        ix.deferred.push_back(old);
+        return;
+    }
+    std::vector<const ListenerSet *> batch;
+    {
+        std::lock_guard<std::mutex> lk(ix.retire_mu);
+        batch.swap(ix.deferred);
+    }
+    grace_period();
+    free(const_cast<ListenerSet *>(old));
+    for (const ListenerSet *s : batch) free(const_cast<ListenerSet *>(s));
+}
+
+std::string where(uint64_t addr, const std::string &name) {
+    if (name.empty()) return strf("0x%llx", static_cast<unsigned long long>(addr));
+    return strf("'%s' (0x%llx)", name.c_str(), static_cast<unsigned long long>(addr));
+}
+
+// Drops the relocator's own "0x...: " prefix (the caller names the function).
+std::string strip_pc(const char *msg) {
+    const char *p = strstr(msg, ": ");
+    return (msg[0] == '0' && msg[1] == 'x' && p) ? std::string(p + 2) : std::string(msg);
+}
+
+int create_hook(Interceptor &ix, uint64_t addr, const bh_hook_attach_opts &o, Hook **out,
+                std::string *msg) {
+    Mapping m;
+    if (!find_mapping(addr, m)) {
+        *msg = "not inside any mapping";
+        return -EFAULT;
+    }
+    if (!(m.prot & PROT_EXEC) || !(m.prot & PROT_READ)) {
+        *msg = "not in a readable, executable mapping";
+        return -EFAULT;
+    }
+    const size_t avail = m.end - addr;
+    size_t scan = o.func_size ? std::min(o.func_size, avail) : std::min<size_t>(512, avail);
+    const size_t code_len = std::max(scan, std::min<size_t>(32, avail));
+
+    auto *h = new (std::nothrow) Hook;
+    if (!h) return -ENOMEM;
+    h->addr = addr;
+    h->core.addr = addr;
+    if (o.func_name) h->name = o.func_name;
+
+    uint32_t plen = 5;
+    // Test knob: BPFHOOK_TEST_FAR_TRAMPOLINES=1 takes the 14-byte path.
+    static const bool force_far = getenv("BPFHOOK_TEST_FAR_TRAMPOLINES") != nullptr;
+    uint8_t *slot = force_far ? nullptr : ix.arena.alloc(kSlotSize, addr, kNearDist);
+    if (!slot) {
+        plen = 14;  // no memory within +/-2GiB: jmp [rip+0]; .quad entry
+        slot = ix.arena.alloc(kSlotSize, 0, 0);
+    }
+    if (!slot) {
+        delete h;
+        *msg = "cannot map memory for the trampoline";
+        return -ENOMEM;
+    }
+    auto fail = [&](int rc, std::string why) {
+        ix.arena.unalloc(slot, kSlotSize);
+        delete h;
+        *msg = std::move(why);
+        return rc;
+    };
+
+    Asm a(reinterpret_cast<uint64_t>(slot));
+    const StubAddrs stub = emit_stub(a, reinterpret_cast<uint64_t>(slot), &h->core, ix.shared);
+    const uint64_t entry = stub.entry;
+    h->core.after = stub.after;
+    const uint64_t reloc_at = a.here();
+    uint8_t rbuf[kSlotSize];
+    bh_reloc_plan plan{};
+    plan.sz = sizeof plan;
+    char rerr[256];
+    int rc = bh_reloc_emit(reinterpret_cast<const void *>(addr), code_len, addr, plen, reloc_at,
+                           rbuf, kSlotSize - a.size(), &plan, rerr, sizeof rerr);
+    if (rc) {
+        std::string why = strip_pc(rerr);
+        if (plen == 14) why += " (no trampoline memory within +/-2GiB, so 14 bytes are needed)";
+        return fail(rc, why);
+    }
+    if (o.func_size && plan.len > o.func_size)
+        return fail(-ENOTSUP, strf("function too short: it is %zu bytes, the patch needs %u",
+                                   o.func_size, plan.len));
+    if (plan.len > sizeof h->orig || addr + plan.len > m.end)
+        return fail(-ENOTSUP, "the bytes to patch run past the end of the mapping");
+    a.bytes(rbuf, plan.out_len);
+    if (a.overflow() || a.size() > kSlotSize) return fail(-ENOTSUP, "trampoline too large");
+    rc = ix.arena.write(slot, a.data(), a.size());
+    if (rc) return fail(rc, strf("cannot write the trampoline: %s", strerror(-rc)));
+
+    if (plen == 5) {
+        h->patch[0] = 0xe9;
+        const uint32_t rel = uint32_t(entry - (addr + 5));
+        memcpy(h->patch + 1, &rel, 4);
+    } else {
+        static const uint8_t jmp_rip[6] = {0xff, 0x25, 0, 0, 0, 0};
+        memcpy(h->patch, jmp_rip, 6);
+        memcpy(h->patch + 6, &entry, 8);
+    }
+    h->patch_len = plen;
+    memcpy(h->orig, reinterpret_cast<const void *>(addr), plan.len);
+    h->slot = slot;
+    h->entry = entry;
+    h->reloc_at = reloc_at;
+    h->plan = plan;
+    h->prot = m.prot;
+    ix.hooks[addr] = h;
+    *out = h;
+    return 0;
+}
+
+struct PokeCtx {
+    void *dst;
+    const void *src;
+    size_t n;
+    int prot;
+};
+
+int poke_cb(void *c, bool gate) {
+    auto *p = static_cast<PokeCtx *>(c);
+    return poke_paused(p->dst, p->src, p->n, p->prot, gate);
+}
+
+// Puts the jump in (install) or the original bytes back.
+int apply(Interceptor &ix, Hook &h, bool install, std::string *msg, std::string *warn) {
+    auto *code = reinterpret_cast<uint8_t *>(h.addr);
+    if (install ? memcmp(code, h.orig, h.plan.len) != 0 : memcmp(code, h.patch, h.patch_len) != 0) {
+        *msg = install ? "its first bytes changed since they were relocated"
+                       : "its first bytes were changed by someone else; leaving them";
+        return -EBUSY;
+    }
+    const uint8_t *src = install ? h.patch : h.orig;
+    int rc;
+    // One instruction under the patch means no thread can be inside it.
+    if (poke_is_atomic(code, h.patch_len) && (!install || h.plan.n_insns == 1)) {
+        rc = poke_atomic(code, src, h.patch_len, h.prot);
+        if (rc) *msg = strf("cannot write the code: %s", strerror(-rc));
+    } else {
+        QuiesceOp op;
+        if (install) {
+            op.lo = h.addr;
+            op.hi = h.addr + h.plan.len;
+            for (uint32_t i = 1; i < h.plan.n_insns; i++)
+                op.fixups[op.n_fixups++] =
+                    Fixup{h.addr + h.plan.insn_off[i], h.reloc_at + h.plan.out_off[i]};
+        }
+        PokeCtx ctx{code, src, h.patch_len, h.prot};
+        op.write = poke_cb;
+        op.ctx = &ctx;
+        rc = quiesce_run(op, ix.timeout_ms, msg, warn);
+    }
+    if (!rc) h.patched = install;
+    return rc;
+}
+
+uint64_t unwind_flush(void *, struct pt_regs *regs, struct bh_hook_call *);
+
+int init(const bh_hook_engine_opts &o, std::string *err) {
+    std::call_once(g_once, [&] {
+        threads_init();
+        textpoke_init();
+        auto *ix = new Interceptor;
+        const int sig = o.patch_signal ? o.patch_signal : SIGRTMAX - 3;
+        g_init_rc = quiesce_install(sig, &g_init_err);
+        if (g_init_rc) return;
+        uint8_t *mem = ix->arena.alloc(1024, reinterpret_cast<uint64_t>(&bh_on_enter), kNearDist);
+        if (!mem) mem = ix->arena.alloc(1024, 0, 0);
+        if (!mem) {
+            g_init_rc = -ENOMEM;
+            g_init_err = "cannot map memory for the shared trampolines";
+            return;
+        }
+        Asm a(reinterpret_cast<uint64_t>(mem));
+        emit_shared(a, ix->shared);
+        if (a.overflow() || a.size() > 1024 || ix->arena.write(mem, a.data(), a.size()) != 0) {
+            g_init_rc = -ENOMEM;
+            g_init_err = "cannot write the shared trampolines";
+            return;
+        }
+        ix->timeout_ms = o.quiesce_timeout_ms ? o.quiesce_timeout_ms : 1000;
+        ix->internal = new bh_hook_engine;
+        g_ix = ix;
+    });
+    if (g_init_rc) {
+        *err = g_init_err;
+        return g_init_rc;
+    }
+    if (o.patch_signal && o.patch_signal != quiesce_signal()) {
+        *err = strf("the patch signal is already %d", quiesce_signal());
+        return -EBUSY;
+    }
+    if (o.quiesce_timeout_ms) g_ix->timeout_ms = o.quiesce_timeout_ms;
+    return 0;
+}
+
+int attach(bh_hook_engine *e, void *func, bh_hook_kind kind, bh_hook_fn fn, void *user,
+           const bh_hook_attach_opts &o, bh_hook_link **out, std::string *msg) {
+    Interceptor &ix = *g_ix;
+    const uint64_t addr = reinterpret_cast<uint64_t>(func);
+    const std::string name = o.func_name ? o.func_name : "";
+    std::string why, warn;
+    const ListenerSet *old = nullptr;
+    int rc = 0;
+    bh_hook_link *l = nullptr;
+    {
+        std::lock_guard<std::mutex> lk(ix.mu);
+        Hook *h;
+        auto it = ix.hooks.find(addr);
+        if (it != ix.hooks.end()) {
+            h = it->second;
+        } else {
+            rc = create_hook(ix, addr, o, &h, &why);
+            if (rc) goto out;
+        }
+        if (kind == BH_HOOK_REPLACE)
+            for (const bh_hook_link *x : h->links)
+                if (x->kind == BH_HOOK_REPLACE) {
+                    rc = -EEXIST;
+                    why = "it is already replaced";
+                    goto out;
+                }
+        l = new (std::nothrow) bh_hook_link{e, h, kind, fn, user, o.cookie};
+        if (!l) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        h->links.push_back(l);
+        bool ok;
+        ListenerSet *s = build_set(*h, &ok);
+        if (!ok) {
+            h->links.pop_back();
+            rc = -ENOMEM;
+            goto out;
+        }
+        old = h->core.set.exchange(s, std::memory_order_acq_rel);
+        if (!h->patched) {
+            rc = apply(ix, *h, true, &why, &warn);
+            if (rc) {
+                h->links.pop_back();
+                ListenerSet *back = build_set(*h, &ok);
+                const ListenerSet *mine = h->core.set.exchange(back, std::memory_order_acq_rel);
+                // Threads still inside an older trampoline run may have
+                // read `mine`: free it after the next grace period.
+                if (mine) {
+                    std::lock_guard<std::mutex> rk(ix.retire_mu);
+                    ix.deferred.push_back(mine);
+                }
+                goto out;
+            }
+        }
+        e->links.push_back(l);
+    }
+out:
+    if (!warn.empty()) log_msg(e, BH_HOOK_LOG_WARN, "attach " + where(addr, name) + ": " + warn);
+    retire(old);
+    if (rc) {
+        delete l;
+        *msg = "attach " + where(addr, name) + ": " + (why.empty() ? strerror(-rc) : why);
+        return rc;
+    }
+    *out = l;
+    return 0;
+}
+
+int detach(bh_hook_link *l, std::string *msg) {
+    Interceptor &ix = *g_ix;
+    bh_hook_engine *e = l->engine;
+    Hook *h = l->hook;
+    std::string why, warn;
+    const ListenerSet *old;
+    {
+        std::lock_guard<std::mutex> lk(ix.mu);
+        auto it = std::find(h->links.begin(), h->links.end(), l);
+        if (it == h->links.end()) {
+            *msg = "detach: link is not attached";
+            return -ENOENT;
+        }
+        const size_t pos = size_t(it - h->links.begin());
+        h->links.erase(it);
+        bool ok;
+        ListenerSet *s = build_set(*h, &ok);
+        if (!ok) {
+            h->links.insert(h->links.begin() + long(pos), l);
+            *msg = "detach: out of memory";
+            return -ENOMEM;
+        }
+        old = h->core.set.exchange(s, std::memory_order_acq_rel);
+        e->links.erase(std::remove(e->links.begin(), e->links.end(), l), e->links.end());
+        if (h->links.empty() && h->patched) {
+            if (apply(ix, *h, false, &why, &warn) != 0)
+                log_msg(e, BH_HOOK_LOG_WARN,
+                        "detach " + where(h->addr, h->name) + ": " + why +
+                            " (the function keeps its jump to an empty trampoline)");
+        }
+    }
+    if (!warn.empty()) log_msg(e, BH_HOOK_LOG_WARN, "detach " + where(h->addr, h->name) + ": " + warn);
+    retire(old);
+    delete l;
+    return 0;
+}
+
+// C++ exceptions and pthread_exit unwind with libgcc, which cannot unwind
+// through the return trampoline.  Entry hooks on its two entry points put
+// the real return addresses back into every frame of the thread before it
+// starts (those frames' return probes are then not run).
+void guard_unwinder() {
+    static const char *const names[2] = {"_Unwind_RaiseException", "_Unwind_ForcedUnwind"};
+    Interceptor &ix = *g_ix;
+    std::lock_guard<std::mutex> lk(ix.guard_mu);
+    for (int i = 0; i < 2; i++) {
+        if (ix.guarded[i]) continue;
+        void *f = dlsym(RTLD_DEFAULT, names[i]);
+        if (!f) continue;  // libgcc_s not loaded (yet): try again next time
+        ix.guarded[i] = true;
+        bh_hook_attach_opts o{};
+        o.sz = sizeof o;
+        o.func_name = names[i];
+        bh_hook_link *l;
+        std::string msg;
+        if (attach(ix.internal, f, BH_HOOK_ENTRY, unwind_flush, nullptr, o, &l, &msg) != 0)
+            log_msg(nullptr, BH_HOOK_LOG_WARN,
+                    msg + " (C++ exceptions thrown through functions with return probes will "
+                          "terminate the program)");
+    }
+}
+
+uint64_t unwind_flush(void *, struct pt_regs *regs, struct bh_hook_call *) {
+    ThreadState *t = tls_state;
+    if (!t || t == &g_sentinel) return 0;
+    const uint64_t sp = regs->rsp;
+    // Deepest first, so that of two entries sharing a slot (a tail call) the
+    // outer one writes last.
+    for (uint32_t i = t->top; i-- > 0;) {
+        const ShadowEntry &e = t->stack[i];
+        if (e.rsp <= sp) continue;
+        auto *slot = reinterpret_cast<uint64_t *>(e.rsp);
+        if (*slot == e.hook->after) *slot = e.ret;
+    }
+    t->top = 0;
+    return 0;
+}
+
+}  // namespace
+}  // namespace bh
+
+using namespace bh;
+
+extern "C" {
+
+struct bh_hook_engine *bh_hook_engine__new(const struct bh_hook_engine_opts *in) {
+    bh_hook_engine_opts o;
+    std::string err;
+    int rc = opts_load(in, o, "bh_hook_engine_opts", &err);
+    if (!rc) rc = init(o, &err);
+    if (rc) {
+        if (in && in->sz >= offsetof(bh_hook_engine_opts, errbuf_sz) + sizeof(size_t))
+            copy_err(in->errbuf, in->errbuf_sz, "engine: " + err);
+        errno = -rc;
+        return nullptr;
+    }
+    auto *e = new (std::nothrow) bh_hook_engine;
+    if (!e) {
+        errno = ENOMEM;
+        return nullptr;
+    }
+    e->log = o.log;
+    e->log_ctx = o.log_ctx;
+    return e;
+}
+
+void bh_hook_engine__destroy(struct bh_hook_engine *e) {
+    if (!e) return;
+    for (;;) {
+        bh_hook_link *l;
+        if (g_ix) {
+            std::lock_guard<std::mutex> lk(g_ix->mu);
+            if (e->links.empty()) break;
+            l = e->links.back();
+        } else {
+            break;
+        }
+        std::string msg;
+        if (detach(l, &msg) != 0) {
+            std::lock_guard<std::mutex> lk(g_ix->mu);  // cannot happen; do not loop forever
+            e->links.erase(std::remove(e->links.begin(), e->links.end(), l), e->links.end());
+            log_msg(e, BH_HOOK_LOG_WARN, msg);
+        }
+    }
+    delete e;
+}
+
+int bh_hook_attach(struct bh_hook_engine *e, void *func, enum bh_hook_kind kind, bh_hook_fn fn,
+                   void *user, const struct bh_hook_attach_opts *in, struct bh_hook_link **link) {
+    bh_hook_attach_opts o;
+    std::string msg;
+    int rc = opts_load(in, o, "bh_hook_attach_opts", &msg);
+    char *errbuf = (in && in->sz >= offsetof(bh_hook_attach_opts, errbuf_sz) + sizeof(size_t))
+                       ? in->errbuf
+                       : nullptr;
+    const size_t errsz = errbuf ? in->errbuf_sz : 0;
+    if (!rc && (!e || !func || !fn || !link || unsigned(kind) > BH_HOOK_REPLACE)) {
+        rc = -EINVAL;
+        msg = !func ? "attach: function address is NULL"
+              : !fn ? "attach: listener is NULL"
+              : !link ? "attach: link out-pointer is NULL"
+              : !e ? "attach: engine is NULL"
+                   : strf("attach: unknown kind %d", int(kind));
+    }
+    if (!rc) rc = attach(e, func, kind, fn, user, o, link, &msg);
+    if (rc) {
+        copy_err(errbuf, errsz, msg);
+        if (link) *link = nullptr;
+        return rc;
+    }
+    if (kind == BH_HOOK_RETURN) guard_unwinder();
+    return 0;
+}
+
+int bh_hook_detach(struct bh_hook_link *link) {
+    if (!link) return -EINVAL;
+    std::string msg;
+    const int rc = detach(link, &msg);
+    if (rc) log_msg(link->engine, BH_HOOK_LOG_WARN, msg);
+    return rc;
+}
+
+void *bh_hook_link__func(const struct bh_hook_link *l) {
+    return l ? reinterpret_cast<void *>(l->hook->addr) : nullptr;
+}
+
+enum bh_hook_kind bh_hook_link__kind(const struct bh_hook_link *l) {
+    return l ? l->kind : BH_HOOK_ENTRY;
+}
+
+uint64_t bh_hook_link__missed(const struct bh_hook_link *l) {
+    return l ? l->hook->core.missed.load(std::memory_order_relaxed) : 0;
+}
+
+int bh_hook_get_func_info(const void *func, struct bh_hook_func_info *info) {
+    if (!info || info->sz < sizeof(size_t)) return -EINVAL;
+    if (!g_ix) return -ENOENT;
+    bh_hook_func_info r{};
+    {
+        std::lock_guard<std::mutex> lk(g_ix->mu);
+        auto it = g_ix->hooks.find(reinterpret_cast<uint64_t>(func));
+        if (it == g_ix->hooks.end()) return -ENOENT;
+        const Hook &h = *it->second;
+        r.patched = h.patched;
+        r.patch_len = h.patch_len;
+        r.reloc_len = h.plan.len;
+        r.n_listeners = uint32_t(h.links.size());
+        r.trampoline = h.entry;
+        memcpy(r.original, h.orig, std::min<size_t>(sizeof r.original, h.plan.len));
+    }
+    const size_t n = std::min(info->sz, sizeof r);
+    r.sz = info->sz;
+    memcpy(info, &r, n);
+    return 0;
+}
+
+int bh_hook_get_stats(struct bh_hook_stats *stats) {
+    if (!stats || stats->sz < sizeof(size_t)) return -EINVAL;
+    const QuiesceStats q = quiesce_stats();
+    bh_hook_stats r{};
+    r.sz = stats->sz;
+    r.pauses = q.pauses;
+    r.threads_paused = q.threads_paused;
+    r.threads_moved = q.threads_moved;
+    r.threads_unpausable = q.threads_unpausable;
+    memcpy(stats, &r, std::min(stats->sz, sizeof r));
+    return 0;
+}
+
+// ---- the running probe ----
+
+struct bh_hook_call *bh_hook_current(void) {
+    ThreadState *t = tls_state;
+    return t ? t->current : nullptr;
+}
+
+uint64_t bh_hook_call__func_ip(const struct bh_hook_call *c) { return c ? c->func_ip : 0; }
+
+uint64_t bh_hook_call__cookie(const struct bh_hook_call *c) { return c ? c->cookie : 0; }
+
+int bh_hook_call__arg(const struct bh_hook_call *c, uint32_t n, uint64_t *value) {
+    if (!c || !value || n > 63) return -EINVAL;
+    const bool ret = c->flags & BH_HOOK_CALL_RETURN;
+    if (n < 6) {
+        if (ret) {
+            *value = c->entry_args[n];
+            return 0;
+        }
+        const struct pt_regs *r = c->regs;
+        const uint64_t regs[6] = {r->rdi, r->rsi, r->rdx, r->rcx, r->r8, r->r9};
+        *value = regs[n];
+        return 0;
+    }
+    // Stack arguments start just above the return address.
+    const uint64_t ret_slot = ret ? c->regs->rsp - 8 : c->regs->rsp;
+    *value = *reinterpret_cast<const uint64_t *>(ret_slot + 8 * (n - 5));
+    return 0;
+}
+
+int bh_hook_call__ret(const struct bh_hook_call *c, uint64_t *value) {
+    if (!c || !value) return -EINVAL;
+    if (!(c->flags & BH_HOOK_CALL_RETURN)) return -EOPNOTSUPP;
+    *value = c->regs->rax;
+    return 0;
+}
+
+int bh_hook_call__override_return(struct bh_hook_call *c, uint64_t value) {
+    if (!c) return -EINVAL;
+    if (c->flags & BH_HOOK_CALL_RETURN) return -EOPNOTSUPP;
+    c->retval = value;
+    c->flags |= BH_HOOK_CALL_OVERRIDE;
+    return 0;
+}
+
+int bh_hook_call__set_retval(struct bh_hook_call *c, uint64_t value) {
+    if (!c) return -EINVAL;
+    if (!(c->flags & BH_HOOK_CALL_RETURN)) return bh_hook_call__override_return(c, value);
+    c->retval = value;
+    c->regs->rax = value;
+    return 0;
+}
+
+const void *bh_hook_call__xmm(const struct bh_hook_call *c, uint32_t n) {
+    if (!c) return nullptr;
+    const uint32_t max = (c->flags & BH_HOOK_CALL_RETURN) ? 2 : 8;
+    return n < max ? static_cast<const uint8_t *>(c->xmm) + 16 * n : nullptr;
+}
+
+}  // extern "C"

@@ -1,0 +1,1189 @@
+// Self-test of the hook engine.  Layers are numbered so that the first
+// failure points at the lowest broken one:
+//   00 relocator   byte-exact tables, one instruction per row
+//   10 attach      patching, restoring, refusals
+//   20 probes      what listeners see and can change
+//   30 threads     attach/detach under load, unpausable threads
+//   40 libc        hooks on real code (strlen, malloc)
+// Ends with the line "N passed, N failed" that CI reads.
+// BH_STRESS_SECONDS (default 3) sets the length of each stress phase.
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <chrono>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bpfhook/hook.h"
+#include "bpfhook/reloc.h"
+#include "testlib.h"
+
+// ---------------------------------------------------------------- harness --
+
+namespace {
+
+int g_passed = 0, g_failed = 0;
+int g_checks_failed = 0;
+const char *g_test = "";
+
+#define CHECK(cond)                                                                        \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            g_checks_failed++;                                                             \
+            fprintf(stderr, "  FAIL %s:%d [%s]: %s\n", __FILE__, __LINE__, g_test, #cond); \
+        }                                                                                  \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                                          \
+    do {                                                                                        \
+        const auto va_ = (a);                                                                   \
+        const auto vb_ = (b);                                                                   \
+        if (!(va_ == vb_)) {                                                                    \
+            g_checks_failed++;                                                                  \
+            fprintf(stderr, "  FAIL %s:%d [%s]: %s == %s (%lld vs %lld)\n", __FILE__, __LINE__, \
+                    g_test, #a, #b, (long long)va_, (long long)vb_);                            \
+        }                                                                                       \
+    } while (0)
+
+struct Test {
+    const char *name;
+    void (*fn)();
+};
+std::vector<Test> &tests() {
+    static std::vector<Test> t;
+    return t;
+}
+struct Reg {
+    Reg(const char *n, void (*f)()) { tests().push_back({n, f}); }
+};
+#define TEST(name)                         \
+    static void name();                    \
+    static Reg reg_##name(#name, name);    \
+    static void name()
+
+std::vector<uint8_t> hex(const char *s) {
+    std::vector<uint8_t> out;
+    while (*s) {
+        while (*s == ' ') s++;
+        if (!*s) break;
+        out.push_back(uint8_t(strtoul(std::string(s, 2).c_str(), nullptr, 16)));
+        s += 2;
+    }
+    return out;
+}
+
+std::string tohex(const uint8_t *p, size_t n) {
+    std::string s;
+    char b[4];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(b, sizeof b, "%s%02x", i ? " " : "", p[i]);
+        s += b;
+    }
+    return s;
+}
+
+bh_hook_engine *g_engine;
+
+struct AttachResult {
+    int rc;
+    std::string err;
+    bh_hook_link *link;
+};
+
+AttachResult attach(void *fn_addr, bh_hook_kind kind, bh_hook_fn fn, void *user = nullptr,
+                    const char *name = nullptr, uint64_t cookie = 0) {
+    AttachResult r{};
+    char err[512] = "";
+    bh_hook_attach_opts o{};
+    o.sz = sizeof o;
+    o.cookie = cookie;
+    o.func_name = name;
+    o.errbuf = err;
+    o.errbuf_sz = sizeof err;
+    r.rc = bh_hook_attach(g_engine, fn_addr, kind, fn, user, &o, &r.link);
+    r.err = err;
+    if (r.rc) fprintf(stderr, "  (attach %s: %d %s)\n", name ? name : "?", r.rc, err);
+    return r;
+}
+
+// Calls through volatile pointers so the compiler cannot fold them.
+int (*volatile p_add)(int, int) = tl_add;
+long (*volatile p_fib)(long) = tl_fib;
+double (*volatile p_mix)(long, long, long, long, long, long, long, long, double, double) = tl_mix;
+int (*volatile p_tail)(int) = tl_tail;
+int (*volatile p_lj_outer)(jmp_buf *, int) = tl_lj_outer;
+long (*volatile p_calls_first)(long) = tl_calls_first;
+
+uint64_t noop(void *, struct pt_regs *, struct bh_hook_call *) { return 0; }
+
+}  // namespace
+
+// ------------------------------------------------------------- 00 relocator --
+
+namespace {
+
+struct RelocRow {
+    const char *comment;
+    const char *in;
+    uint64_t dest;
+    const char *out;
+};
+
+// pc = 0x401000; dest 0x402000 (near) unless the row says otherwise.  Each
+// row relocates exactly one instruction (min_len = 1) and expects the copy
+// plus the jump back to pc + len where the instruction falls through.
+const RelocRow kRows[] = {
+    // push rbp: copied; jmp back rel32 to 0x401001
+    {"push rbp", "55", 0x402000, "55 e9 fb ef ff ff"},
+    // mov rbp, rsp: copied
+    {"mov rbp, rsp", "48 89 e5", 0x402000, "48 89 e5 e9 fb ef ff ff"},
+    // sub rsp, 0x18: copied
+    {"sub rsp, 0x18", "48 83 ec 18", 0x402000, "48 83 ec 18 e9 fb ef ff ff"},
+    // endbr64: copied
+    {"endbr64", "f3 0f 1e fa", 0x402000, "f3 0f 1e fa e9 fb ef ff ff"},
+    // mov eax, 1: copied
+    {"mov eax, 1", "b8 01 00 00 00", 0x402000, "b8 01 00 00 00 e9 fb ef ff ff"},
+    // lea rax, [rip+0x100] -> 0x401107: disp becomes 0x401107 - 0x402007
+    {"lea rax, [rip+0x100]", "48 8d 05 00 01 00 00", 0x402000,
+     "48 8d 05 00 f1 ff ff e9 fb ef ff ff"},
+    // mov rax, [rip+0x2000] -> 0x403007: disp becomes +0x1000
+    {"mov rax, [rip+0x2000]", "48 8b 05 00 20 00 00", 0x402000,
+     "48 8b 05 00 10 00 00 e9 fb ef ff ff"},
+    // cmp dword [rip+0x10], 5: disp fixed, the imm8 after it kept
+    {"cmp dword [rip+0x10], 5", "83 3d 10 00 00 00 05", 0x402000,
+     "83 3d 10 f0 ff ff 05 e9 fb ef ff ff"},
+    // je short +0x10 -> 0x401012: je rel32, then jmp back to 0x401002
+    {"je short", "74 10", 0x402000, "0f 84 0c f0 ff ff e9 f7 ef ff ff"},
+    // jne near +0x100 -> 0x401106: jne rel32 re-aimed
+    {"jne near", "0f 85 00 01 00 00", 0x402000, "0f 85 00 f1 ff ff e9 fb ef ff ff"},
+    // jmp short +0x10 -> 0x401012: jmp rel32, no jump back
+    {"jmp short", "eb 10", 0x402000, "e9 0d f0 ff ff"},
+    // jmp [rip+0x20] -> [0x401026]: disp fixed, no jump back
+    {"jmp [rip+0x20]", "ff 25 20 00 00 00", 0x402000, "ff 25 20 f0 ff ff"},
+    // ret: copied, no jump back
+    {"ret", "c3", 0x402000, "c3"},
+    // call rel32 -> 0x401105: push 0x401005 (lea rsp,[rsp-8]; mov dword x2); jmp rel32
+    {"call rel32", "e8 00 01 00 00", 0x402000,
+     "48 8d 64 24 f8 c7 04 24 05 10 40 00 c7 44 24 04 00 00 00 00 e9 ec f0 ff ff"},
+    // call [rip+0x200] -> [0x401206]: push 0x401006; jmp [rip+disp] re-aimed
+    {"call [rip+0x200]", "ff 15 00 02 00 00", 0x402000,
+     "48 8d 64 24 f8 c7 04 24 06 10 40 00 c7 44 24 04 00 00 00 00 ff 25 ec f1 ff ff"},
+    // call rax: push 0x401002; jmp rax
+    {"call rax", "ff d0", 0x402000,
+     "48 8d 64 24 f8 c7 04 24 02 10 40 00 c7 44 24 04 00 00 00 00 ff e0"},
+    // jrcxz +0x10 -> 0x401012: jrcxz over a short jmp to a rel32 jmp; jmp back
+    {"jrcxz", "e3 10", 0x402000, "e3 02 eb 05 e9 09 f0 ff ff e9 f4 ef ff ff"},
+    // loop -0x10 -> 0x400ff2: same shape as jrcxz
+    {"loop", "e2 f0", 0x402000, "e2 02 eb 05 e9 e9 ef ff ff e9 f4 ef ff ff"},
+    // je short, copy out of rel32 reach: inverted jne over jmp [rip]; .quad
+    {"je short, far copy", "74 10", 0x7f0000000000ull,
+     "75 0e ff 25 00 00 00 00 12 10 40 00 00 00 00 00 "
+     "ff 25 00 00 00 00 02 10 40 00 00 00 00 00"},
+    // jmp short, far copy: jmp [rip]; .quad 0x401012
+    {"jmp short, far copy", "eb 10", 0x7f0000000000ull, "ff 25 00 00 00 00 12 10 40 00 00 00 00 00"},
+};
+
+struct RelocErrRow {
+    const char *comment;
+    const char *in;
+    uint32_t min_len;
+    uint64_t dest;
+    int rc;
+    const char *msg;  // substring of the message
+};
+
+const RelocErrRow kErrRows[] = {
+    // xor eax, eax; ret: the function ends at +2
+    {"too short", "31 c0 c3 cc cc cc cc cc", 5, 0x402000, -ENOTSUP,
+     "function too short: ret at +2 ends it inside the 5 bytes to patch"},
+    // int3 padding where code should be
+    {"int3", "cc cc cc cc cc", 5, 0x402000, -ENOTSUP, "int3 at +0"},
+    // call at +0 with 14 bytes to free: more instructions follow it
+    {"call not last", "e8 00 00 00 00 90 90 90 90 90 90 90 90 90 90", 14, 0x402000, -ENOTSUP,
+     "call at +0 is not the last relocated instruction"},
+    // xor eax,eax; 1: add eax,1; sub edi,1; jnz 1b; ret -- loops back to +2
+    {"branch back into the patch", "31 c0 83 c0 01 83 ef 01 75 f8 c3", 5, 0x402000, -ENOTSUP,
+     "jnz at +0x8 jumps back into the patched bytes (+2)"},
+    // je +1 lands at +3, inside the relocated bytes
+    {"branch inside the patch", "74 01 90 90 90 90 90", 5, 0x402000, -ENOTSUP,
+     "jz at +0 targets +3, inside the relocated bytes"},
+    // mov rax, [rip+0]: 0x401007 is out of reach of a copy at 0x7f0000000000
+    {"RIP-relative out of range", "48 8b 05 00 00 00 00", 5, 0x7f0000000000ull, -ERANGE,
+     "out of +/-2GiB"},
+    // xbegin rel32: a relative operand we do not rewrite
+    {"xbegin", "c7 f8 00 00 00 00", 5, 0x402000, -ENOTSUP, "unsupported kind"},
+    // call [rsp+8]: pushing the return address would move its operand
+    {"call [rsp+8]", "ff 54 24 08", 4, 0x402000, -ENOTSUP, "based on rsp"},
+    // 06 (push es) does not exist in 64-bit mode
+    {"undecodable", "06 90 90 90 90", 5, 0x402000, -ENOEXEC, "cannot decode"},
+    // ljmp [rax]: a far jump
+    {"far jmp", "ff 28 90 90 90", 5, 0x402000, -ENOTSUP, "far call/jmp"},
+};
+
+}  // namespace
+
+TEST(t00_reloc_table) {
+    for (const RelocRow &r : kRows) {
+        const std::vector<uint8_t> in = hex(r.in), want = hex(r.out);
+        uint8_t out[128];
+        bh_reloc_plan plan{};
+        plan.sz = sizeof plan;
+        char err[256];
+        const int rc = bh_reloc_emit(in.data(), in.size(), 0x401000, 1, r.dest, out, sizeof out,
+                                     &plan, err, sizeof err);
+        if (rc != 0) {
+            g_checks_failed++;
+            fprintf(stderr, "  FAIL reloc row '%s': rc %d %s\n", r.comment, rc, err);
+            continue;
+        }
+        const std::string got = tohex(out, plan.out_len);
+        if (got != tohex(want.data(), want.size())) {
+            g_checks_failed++;
+            fprintf(stderr, "  FAIL reloc row '%s':\n    got  %s\n    want %s\n", r.comment,
+                    got.c_str(), r.out);
+        }
+        CHECK_EQ(plan.len, in.size());
+        CHECK_EQ(plan.n_insns, 1u);
+        // analyze agrees on the size for the same dest
+        bh_reloc_plan p2{};
+        p2.sz = sizeof p2;
+        CHECK_EQ(bh_reloc_analyze(in.data(), in.size(), 0x401000, 1, r.dest, &p2, err, sizeof err), 0);
+        CHECK_EQ(p2.out_len, plan.out_len);
+    }
+}
+
+TEST(t01_reloc_refusals) {
+    for (const RelocErrRow &r : kErrRows) {
+        const std::vector<uint8_t> in = hex(r.in);
+        bh_reloc_plan plan{};
+        plan.sz = sizeof plan;
+        char err[256] = "";
+        uint8_t out[128];
+        const int rc = bh_reloc_emit(in.data(), in.size(), 0x401000, r.min_len, r.dest, out,
+                                     sizeof out, &plan, err, sizeof err);
+        if (rc != r.rc || !strstr(err, r.msg) || strncmp(err, "0x401000: ", 10) != 0) {
+            g_checks_failed++;
+            fprintf(stderr, "  FAIL reloc refusal '%s': rc %d (want %d) msg '%s' (want '%s')\n",
+                    r.comment, rc, r.rc, err, r.msg);
+        }
+    }
+}
+
+TEST(t02_reloc_prologue) {
+    // tl_add's prologue: push rbp; add edi, esi; mov rbp, rsp | mov [rbp-4], edi
+    const std::vector<uint8_t> in = hex("55 01 f7 48 89 e5 89 7d fc 8b 45 fc 5d c3");
+    bh_reloc_plan plan{};
+    plan.sz = sizeof plan;
+    char err[256];
+    // "Can these bytes be relocated, and how many would I need?"
+    CHECK_EQ(bh_reloc_analyze(in.data(), in.size(), 0x401000, 5, 0, &plan, err, sizeof err), 0);
+    CHECK_EQ(plan.len, 6u);
+    CHECK_EQ(plan.n_insns, 3u);
+    CHECK_EQ(plan.insn_off[1], 1);
+    CHECK_EQ(plan.insn_off[2], 3);
+    CHECK_EQ(plan.out_len, 6u + 14u);  // dest unknown: the jump back may need 14 bytes
+    uint8_t out[64];
+    CHECK_EQ(bh_reloc_emit(in.data(), in.size(), 0x401000, 5, 0x402000, out, sizeof out, &plan,
+                           err, sizeof err),
+             0);
+    CHECK(tohex(out, plan.out_len) == "55 01 f7 48 89 e5 e9 fb ef ff ff");
+    CHECK_EQ(plan.out_off[2], 3);
+    // A buffer that is too small is refused, not overrun.
+    CHECK_EQ(bh_reloc_emit(in.data(), in.size(), 0x401000, 5, 0x402000, out, 8, &plan, err,
+                           sizeof err),
+             -ENOSPC);
+}
+
+// ---------------------------------------------------------------- 10 attach --
+
+namespace {
+
+struct Seen {
+    int calls = 0;
+    struct pt_regs regs {};
+    uint64_t func_ip = 0, cookie = 0, ret = 0;
+    uint64_t ret_addr = 0;  // entry: the return address on top of the stack
+    uint64_t args[8] = {};
+    double x0 = 0, x1 = 0;
+};
+
+uint64_t record_entry(void *user, struct pt_regs *regs, struct bh_hook_call *call) {
+    auto *s = static_cast<Seen *>(user);
+    s->calls++;
+    s->regs = *regs;
+    s->ret_addr = *reinterpret_cast<const uint64_t *>(regs->rsp);
+    s->func_ip = bh_hook_call__func_ip(call);
+    s->cookie = bh_hook_call__cookie(call);
+    for (uint32_t i = 0; i < 8; i++) bh_hook_call__arg(call, i, &s->args[i]);
+    memcpy(&s->x0, bh_hook_call__xmm(call, 0), 8);
+    memcpy(&s->x1, bh_hook_call__xmm(call, 1), 8);
+    if (bh_hook_current() != call) s->calls += 1000;
+    return 0;
+}
+
+uint64_t record_return(void *user, struct pt_regs *regs, struct bh_hook_call *call) {
+    auto *s = static_cast<Seen *>(user);
+    s->calls++;
+    s->regs = *regs;
+    s->func_ip = bh_hook_call__func_ip(call);
+    s->cookie = bh_hook_call__cookie(call);
+    bh_hook_call__ret(call, &s->ret);
+    for (uint32_t i = 0; i < 6; i++) bh_hook_call__arg(call, i, &s->args[i]);
+    memcpy(&s->x0, bh_hook_call__xmm(call, 0), 8);
+    return 0;
+}
+
+uint64_t read_cs() {
+    uint64_t v;
+    __asm__("mov %%cs, %0" : "=r"(v));
+    return v;
+}
+uint64_t read_ss() {
+    uint64_t v;
+    __asm__("mov %%ss, %0" : "=r"(v));
+    return v;
+}
+
+}  // namespace
+
+TEST(t10_attach_patches_and_detach_restores) {
+    uint8_t before[16];
+    memcpy(before, reinterpret_cast<void *>(tl_add), 16);
+    Seen s;
+    AttachResult a = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_ENTRY, record_entry, &s,
+                            "tl_add", 77);
+    CHECK_EQ(a.rc, 0);
+    if (a.rc) return;
+    bh_hook_func_info fi{};
+    fi.sz = sizeof fi;
+    CHECK_EQ(bh_hook_get_func_info(reinterpret_cast<void *>(tl_add), &fi), 0);
+    CHECK_EQ(fi.patched, 1u);
+    CHECK_EQ(fi.patch_len, 5u);  // trampoline within +/-2GiB
+    CHECK_EQ(fi.reloc_len, 6u);
+    CHECK(memcmp(fi.original, before, fi.reloc_len) == 0);
+    CHECK_EQ(reinterpret_cast<uint8_t *>(tl_add)[0], 0xe9);
+
+    CHECK_EQ(p_add(2, 40), 42);
+    CHECK_EQ(s.calls, 1);
+    CHECK_EQ(s.regs.rdi, 2u);
+    CHECK_EQ(s.regs.rsi, 40u);
+    CHECK_EQ(s.regs.rip, reinterpret_cast<uint64_t>(tl_add));
+    CHECK_EQ(s.func_ip, reinterpret_cast<uint64_t>(tl_add));
+    CHECK_EQ(s.cookie, 77u);
+    CHECK_EQ(s.regs.orig_rax, ~0ul);
+    CHECK_EQ(s.regs.cs, read_cs());
+    CHECK_EQ(s.regs.ss, read_ss());
+    CHECK(s.regs.eflags & 0x2);    // reserved bit, always 1
+    CHECK(s.regs.eflags & 0x200);  // IF
+    CHECK_EQ(s.regs.rsp % 16, 8u); // at entry: the return address on top
+    CHECK(s.regs.rsp > reinterpret_cast<uint64_t>(&s) - 65536 && s.regs.rsp < reinterpret_cast<uint64_t>(&s));
+
+    CHECK_EQ(bh_hook_detach(a.link), 0);
+    CHECK(memcmp(reinterpret_cast<void *>(tl_add), before, 16) == 0);
+    CHECK_EQ(bh_hook_get_func_info(reinterpret_cast<void *>(tl_add), &fi), 0);
+    CHECK_EQ(fi.patched, 0u);
+    CHECK_EQ(p_add(1, 2), 3);
+    CHECK_EQ(s.calls, 1);
+
+    // Attach again: the same trampoline is reused.
+    const uint64_t tramp = fi.trampoline;
+    a = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_ENTRY, record_entry, &s, "tl_add");
+    CHECK_EQ(a.rc, 0);
+    CHECK_EQ(p_add(3, 4), 7);
+    CHECK_EQ(s.calls, 2);
+    CHECK_EQ(bh_hook_get_func_info(reinterpret_cast<void *>(tl_add), &fi), 0);
+    CHECK_EQ(fi.trampoline, tramp);
+    CHECK_EQ(bh_hook_detach(a.link), 0);
+    CHECK(memcmp(reinterpret_cast<void *>(tl_add), before, 16) == 0);
+}
+
+TEST(t11_refusals_name_the_function) {
+    uint8_t before[8];
+    memcpy(before, reinterpret_cast<void *>(tl_tiny), 8);
+    AttachResult a = attach(reinterpret_cast<void *>(tl_tiny), BH_HOOK_ENTRY, noop, nullptr, "tl_tiny");
+    CHECK_EQ(a.rc, -ENOTSUP);
+    CHECK(a.err.find("attach 'tl_tiny' (0x") == 0);
+    CHECK(a.err.find("function too short: ret at +2") != std::string::npos);
+    CHECK(memcmp(reinterpret_cast<void *>(tl_tiny), before, 8) == 0);
+
+    a = attach(reinterpret_cast<void *>(tl_loopy), BH_HOOK_ENTRY, noop, nullptr, "tl_loopy");
+    CHECK_EQ(a.rc, -ENOTSUP);
+    CHECK(a.err.find("jumps back into the patched bytes (+2)") != std::string::npos);
+
+    static int data_word = 0;
+    a = attach(&data_word, BH_HOOK_ENTRY, noop, nullptr, "data_word");
+    CHECK_EQ(a.rc, -EFAULT);
+
+    // Unknown non-zero option bytes are rejected.
+    struct {
+        bh_hook_attach_opts o;
+        uint64_t future;
+    } big{};
+    big.o.sz = sizeof big;
+    big.future = 1;
+    bh_hook_link *l;
+    CHECK_EQ(bh_hook_attach(g_engine, reinterpret_cast<void *>(tl_add), BH_HOOK_ENTRY, noop,
+                            nullptr, &big.o, &l),
+             -EINVAL);
+    big.future = 0;  // zero bytes past the known fields are fine
+    CHECK_EQ(bh_hook_attach(g_engine, reinterpret_cast<void *>(tl_add), BH_HOOK_ENTRY, noop,
+                            nullptr, &big.o, &l),
+             0);
+    CHECK_EQ(bh_hook_detach(l), 0);
+}
+
+TEST(t12_call_first_and_tail_call) {
+    // tl_calls_first starts with `call rel32`: relocated as push + jmp.
+    Seen e, r;
+    AttachResult a = attach(reinterpret_cast<void *>(tl_calls_first), BH_HOOK_ENTRY, record_entry, &e, "tl_calls_first");
+    AttachResult b = attach(reinterpret_cast<void *>(tl_calls_first), BH_HOOK_RETURN, record_return, &r, "tl_calls_first");
+    CHECK_EQ(a.rc, 0);
+    CHECK_EQ(b.rc, 0);
+    CHECK_EQ(p_calls_first(5), 16);
+    CHECK_EQ(e.calls, 1);
+    CHECK_EQ(r.calls, 1);
+    CHECK_EQ(r.ret, 16u);
+    if (!a.rc) bh_hook_detach(a.link);
+    if (!b.rc) bh_hook_detach(b.link);
+    CHECK_EQ(p_calls_first(1), 4);
+}
+
+TEST(t13_far_trampoline_with_14_byte_jump) {
+    // Run only with BPFHOOK_TEST_FAR_TRAMPOLINES=1 (a second ctest run):
+    // then every trampoline is out of rel32 reach.
+    if (!getenv("BPFHOOK_TEST_FAR_TRAMPOLINES")) return;
+    uint8_t before[24];
+    memcpy(before, reinterpret_cast<void *>(tl_mix), sizeof before);
+    Seen e, r;
+    AttachResult a = attach(reinterpret_cast<void *>(tl_mix), BH_HOOK_ENTRY, record_entry, &e, "tl_mix");
+    AttachResult b = attach(reinterpret_cast<void *>(tl_mix), BH_HOOK_RETURN, record_return, &r, "tl_mix");
+    CHECK_EQ(a.rc, 0);
+    CHECK_EQ(b.rc, 0);
+    bh_hook_func_info fi{};
+    fi.sz = sizeof fi;
+    CHECK_EQ(bh_hook_get_func_info(reinterpret_cast<void *>(tl_mix), &fi), 0);
+    CHECK_EQ(fi.patch_len, 14u);
+    CHECK(fi.reloc_len >= 14u);
+    CHECK_EQ(reinterpret_cast<uint8_t *>(tl_mix)[0], 0xff);  // jmp [rip+0]
+    CHECK(p_mix(1, 2, 3, 4, 5, 6, 7, 8, 1.5, 2.0) == 207.0);
+    CHECK_EQ(e.calls, 1);
+    CHECK_EQ(r.calls, 1);
+    CHECK(r.x0 == 207.0);
+    if (!a.rc) bh_hook_detach(a.link);
+    if (!b.rc) bh_hook_detach(b.link);
+    CHECK(memcmp(reinterpret_cast<void *>(tl_mix), before, sizeof before) == 0);
+    // Fine with 5 bytes, not with 14: its call at +4 would not be last.
+    a = attach(reinterpret_cast<void *>(tl_lj_outer), BH_HOOK_ENTRY, noop, nullptr, "tl_lj_outer");
+    CHECK_EQ(a.rc, -ENOTSUP);
+    CHECK(a.err.find("call at +4 is not the last") != std::string::npos);
+    CHECK(a.err.find("14 bytes are needed") != std::string::npos);
+}
+
+// ---------------------------------------------------------------- 20 probes --
+
+TEST(t20_args_and_return_values) {
+    Seen e, r;
+    AttachResult a = attach(reinterpret_cast<void *>(tl_mix), BH_HOOK_ENTRY, record_entry, &e, "tl_mix", 5);
+    AttachResult b = attach(reinterpret_cast<void *>(tl_mix), BH_HOOK_RETURN, record_return, &r, "tl_mix", 6);
+    CHECK_EQ(a.rc, 0);
+    CHECK_EQ(b.rc, 0);
+    const double got = p_mix(1, 2, 3, 4, 5, 6, 7, 8, 1.5, 2.0);
+    CHECK(got == 204.0 + 3.0);
+    CHECK_EQ(e.calls, 1);
+    for (uint64_t i = 0; i < 8; i++) CHECK_EQ(e.args[i], i + 1);  // 6 and 7 come from the stack
+    CHECK(e.x0 == 1.5);
+    CHECK(e.x1 == 2.0);
+    CHECK_EQ(e.cookie, 5u);
+    CHECK_EQ(r.calls, 1);
+    CHECK_EQ(r.cookie, 6u);
+    CHECK(r.x0 == 207.0);  // a double comes back in xmm0
+    for (uint64_t i = 0; i < 6; i++) CHECK_EQ(r.args[i], i + 1);  // entry arguments, kept
+    CHECK_EQ(r.regs.rsp, e.regs.rsp + 8);  // after the return
+    CHECK_EQ(r.func_ip, reinterpret_cast<uint64_t>(tl_mix));
+    CHECK(r.regs.rip != reinterpret_cast<uint64_t>(tl_mix));  // the address returned to
+    CHECK_EQ(r.regs.rip, e.ret_addr);
+    bh_hook_detach(a.link);
+    bh_hook_detach(b.link);
+
+    Seen ra;
+    b = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_RETURN, record_return, &ra, "tl_add");
+    CHECK_EQ(p_add(20, 22), 42);
+    CHECK_EQ(ra.ret, 42u);
+    CHECK_EQ(ra.regs.rax, 42u);
+    CHECK_EQ(bh_hook_thread_shadow_depth(), 0u);
+    bh_hook_detach(b.link);
+}
+
+namespace {
+uint64_t filter_42(void *, struct pt_regs *regs, struct bh_hook_call *call) {
+    if (int(regs->rdi) == 42) bh_hook_call__override_return(call, uint64_t(-1));
+    return 0;
+}
+uint64_t replace_mul(void *, struct pt_regs *regs, struct bh_hook_call *) {
+    return uint64_t(uint32_t(int(regs->rdi) * int(regs->rsi)));
+}
+uint64_t bump_arg(void *, struct pt_regs *regs, struct bh_hook_call *) {
+    regs->rsi = 100;
+    return 0;
+}
+uint64_t double_ret(void *, struct pt_regs *regs, struct bh_hook_call *call) {
+    bh_hook_call__set_retval(call, regs->rax * 2);
+    return 0;
+}
+
+struct Order {
+    std::string log;
+};
+uint64_t log_a(void *u, struct pt_regs *, struct bh_hook_call *) {
+    static_cast<Order *>(u)->log += "a";
+    return 0;
+}
+uint64_t log_b(void *u, struct pt_regs *, struct bh_hook_call *) {
+    static_cast<Order *>(u)->log += "b";
+    return 0;
+}
+uint64_t log_ret(void *u, struct pt_regs *regs, struct bh_hook_call *) {
+    static_cast<Order *>(u)->log += "r" + std::to_string(int(regs->rax));
+    return 0;
+}
+}  // namespace
+
+TEST(t21_override_as_filter) {
+    AttachResult a = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_ENTRY, filter_42, nullptr, "tl_add");
+    CHECK_EQ(a.rc, 0);
+    CHECK_EQ(p_add(42, 1), -1);  // overridden: the body does not run
+    CHECK_EQ(p_add(41, 1), 42);  // passed through
+    bh_hook_detach(a.link);
+    CHECK_EQ(p_add(42, 1), 43);
+}
+
+TEST(t22_replace) {
+    AttachResult a = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_REPLACE, replace_mul, nullptr, "tl_add");
+    CHECK_EQ(a.rc, 0);
+    CHECK_EQ(p_add(6, 7), 42);
+    AttachResult b = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_REPLACE, replace_mul, nullptr, "tl_add");
+    CHECK_EQ(b.rc, -EEXIST);
+    bh_hook_detach(a.link);
+    CHECK_EQ(p_add(6, 7), 13);
+}
+
+TEST(t23_mixed_entry_return_and_writes) {
+    Order o;
+    AttachResult a = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_ENTRY, log_a, &o, "tl_add");
+    AttachResult r = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_RETURN, log_ret, &o, "tl_add");
+    AttachResult b = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_ENTRY, log_b, &o, "tl_add");
+    CHECK_EQ(p_add(1, 2), 3);
+    CHECK(o.log == "abr3");
+    // An entry listener that rewrites an argument; a return listener that
+    // doubles the result; with an override the return listener sees it.
+    AttachResult w = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_ENTRY, bump_arg, nullptr, "tl_add");
+    AttachResult d = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_RETURN, double_ret, nullptr, "tl_add");
+    o.log.clear();
+    CHECK_EQ(p_add(1, 2), 202);
+    CHECK(o.log == "abr101");
+    AttachResult f = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_ENTRY, filter_42, nullptr, "tl_add");
+    o.log.clear();
+    CHECK_EQ(p_add(42, 0), -2);  // overridden -1, doubled on return
+    CHECK(o.log == "abr-1");
+    for (AttachResult *x : {&a, &r, &b, &w, &d, &f}) CHECK_EQ(bh_hook_detach(x->link), 0);
+    CHECK_EQ(p_add(1, 2), 3);
+}
+
+namespace {
+std::atomic<long> g_fib_entries{0}, g_fib_returns{0}, g_fib_bad{0};
+long fib_ref(long n) {
+    long a = 0, b = 1;
+    for (long i = 0; i < n; i++) {
+        const long t = a + b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+uint64_t fib_entry(void *, struct pt_regs *, struct bh_hook_call *) {
+    g_fib_entries++;
+    return 0;
+}
+uint64_t fib_return(void *, struct pt_regs *regs, struct bh_hook_call *call) {
+    g_fib_returns++;
+    uint64_t n;
+    bh_hook_call__arg(call, 0, &n);
+    if (long(regs->rax) != fib_ref(long(n))) g_fib_bad++;
+    return 0;
+}
+}  // namespace
+
+TEST(t24_recursion_with_return_probes) {
+    AttachResult a = attach(reinterpret_cast<void *>(tl_fib), BH_HOOK_ENTRY, fib_entry, nullptr, "tl_fib");
+    AttachResult b = attach(reinterpret_cast<void *>(tl_fib), BH_HOOK_RETURN, fib_return, nullptr, "tl_fib");
+    CHECK_EQ(a.rc, 0);
+    CHECK_EQ(b.rc, 0);
+    CHECK_EQ(p_fib(20), 6765);
+    const long calls = 2 * fib_ref(21) - 1;  // calls made by the naive recursion
+    CHECK_EQ(g_fib_entries.load(), calls);
+    CHECK_EQ(g_fib_returns.load(), calls);
+    CHECK_EQ(g_fib_bad.load(), 0);
+    CHECK_EQ(bh_hook_thread_shadow_depth(), 0u);
+    bh_hook_detach(a.link);
+    bh_hook_detach(b.link);
+}
+
+TEST(t25_tail_call_between_return_probes) {
+    // tl_tail ends with `jmp tl_add`: tl_add's frame reuses tl_tail's
+    // return address slot, which already holds the return trampoline.
+    Order o;
+    AttachResult a = attach(reinterpret_cast<void *>(tl_tail), BH_HOOK_RETURN, log_ret, &o, "tl_tail");
+    AttachResult b = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_RETURN, log_ret, &o, "tl_add");
+    CHECK_EQ(a.rc, 0);
+    CHECK_EQ(b.rc, 0);
+    CHECK_EQ(p_tail(5), 6);
+    CHECK(o.log == "r6r6");  // tl_add's, then tl_tail's
+    CHECK_EQ(bh_hook_thread_shadow_depth(), 0u);
+    bh_hook_detach(a.link);
+    bh_hook_detach(b.link);
+}
+
+namespace {
+std::atomic<long> g_lj_ret{0};
+uint64_t count_ret(void *u, struct pt_regs *, struct bh_hook_call *) {
+    static_cast<std::atomic<long> *>(u)->fetch_add(1);
+    return 0;
+}
+}  // namespace
+
+namespace {
+// One abandoned call: tl_lj_outer -> tl_lj_inner -> longjmp back here.
+__attribute__((noinline)) int jump_out_once() {
+    jmp_buf env;
+    if (setjmp(env) == 0) {
+        p_lj_outer(&env, 1);
+        return 0;  // not reached
+    }
+    return 1;
+}
+}  // namespace
+
+TEST(t26_longjmp_out_of_return_probes) {
+    std::atomic<long> inner{0}, outer{0};
+    AttachResult a = attach(reinterpret_cast<void *>(tl_lj_inner), BH_HOOK_RETURN, count_ret, &inner, "tl_lj_inner");
+    AttachResult b = attach(reinterpret_cast<void *>(tl_lj_outer), BH_HOOK_RETURN, count_ret, &outer, "tl_lj_outer");
+    CHECK_EQ(a.rc, 0);
+    CHECK_EQ(b.rc, 0);
+    uint32_t max_depth = 0;
+    long jumps = 0, normal = 0;
+    jmp_buf unused;
+    for (int i = 0; i < 20000; i++) {
+        jumps += jump_out_once();  // leaves two stale shadow entries behind
+        max_depth = std::max(max_depth, bh_hook_thread_shadow_depth());
+        if (i % 3 == 0) {
+            CHECK_EQ(p_lj_outer(&unused, 0), 8);
+            normal++;
+        }
+    }
+    CHECK_EQ(jumps, 20000);
+    CHECK_EQ(inner.load(), normal);
+    CHECK_EQ(outer.load(), normal);
+    CHECK(max_depth <= 2);  // stale entries are dropped, not accumulated
+    bh_hook_detach(a.link);
+    bh_hook_detach(b.link);
+}
+
+namespace {
+__attribute__((noinline)) long cpp_thrower(long x) {
+    if (x > 0) throw std::runtime_error("boom");
+    return x - 1;
+}
+long (*volatile p_thrower)(long) = cpp_thrower;
+}  // namespace
+
+TEST(t27_cpp_exception_through_return_probe) {
+    std::atomic<long> rets{0};
+    AttachResult a = attach(reinterpret_cast<void *>(cpp_thrower), BH_HOOK_RETURN, count_ret, &rets, "cpp_thrower");
+    CHECK_EQ(a.rc, 0);
+    if (a.rc) return;
+    int caught = 0;
+    for (int i = 0; i < 100; i++) {
+        try {
+            p_thrower(1);
+        } catch (const std::runtime_error &) {
+            caught++;
+        }
+        CHECK_EQ(p_thrower(0), -1);
+    }
+    CHECK_EQ(caught, 100);
+    CHECK_EQ(rets.load(), 100);
+    CHECK_EQ(bh_hook_thread_shadow_depth(), 0u);
+    bh_hook_detach(a.link);
+}
+
+namespace {
+uint64_t calls_add(void *u, struct pt_regs *, struct bh_hook_call *) {
+    static_cast<std::atomic<long> *>(u)->fetch_add(1);
+    p_add(1, 1);  // nested: runs the original, listeners skipped
+    return 0;
+}
+struct SelfDetach {
+    bh_hook_link *link = nullptr;
+    int calls = 0;
+};
+uint64_t detach_me(void *u, struct pt_regs *, struct bh_hook_call *) {
+    auto *s = static_cast<SelfDetach *>(u);
+    s->calls++;
+    if (s->link) {
+        bh_hook_detach(s->link);
+        s->link = nullptr;
+    }
+    return 0;
+}
+}  // namespace
+
+TEST(t28_nesting_and_self_detach) {
+    std::atomic<long> n{0};
+    AttachResult a = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_ENTRY, calls_add, &n, "tl_add");
+    CHECK_EQ(p_add(2, 3), 5);
+    CHECK_EQ(n.load(), 1);
+    CHECK(bh_hook_link__missed(a.link) >= 1);
+    bh_hook_detach(a.link);
+
+    SelfDetach s;
+    AttachResult b = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_ENTRY, detach_me, &s, "tl_add");
+    s.link = b.link;
+    CHECK_EQ(p_add(2, 3), 5);
+    CHECK_EQ(p_add(2, 3), 5);
+    CHECK_EQ(s.calls, 1);
+    CHECK(bh_hook_current() == nullptr);
+}
+
+// --------------------------------------------------------------- 30 threads --
+
+namespace {
+
+double stress_seconds() {
+    const char *s = getenv("BH_STRESS_SECONDS");
+    return s ? atof(s) : 3.0;
+}
+
+thread_local long t_probe_hits = 0, t_ret_hits = 0;
+uint64_t count_tls(void *, struct pt_regs *, struct bh_hook_call *) {
+    t_probe_hits++;
+    return 0;
+}
+uint64_t count_tls_ret(void *, struct pt_regs *regs, struct bh_hook_call *call) {
+    uint64_t a, b;
+    bh_hook_call__arg(call, 0, &a);
+    bh_hook_call__arg(call, 1, &b);
+    if (int(regs->rax) == int(a) + int(b)) t_ret_hits++;
+    return 0;
+}
+std::atomic<long> g_churn_hits{0};
+uint64_t count_global(void *, struct pt_regs *, struct bh_hook_call *) {
+    g_churn_hits.fetch_add(1, std::memory_order_relaxed);
+    return 0;
+}
+
+struct Worker {
+    long calls = 0, bad = 0, probe_hits = 0, ret_hits = 0;
+};
+
+void run_workers(std::vector<Worker> &w, std::atomic<bool> &stop) {
+    std::vector<std::thread> ts;
+    for (size_t i = 0; i < w.size(); i++)
+        ts.emplace_back([&, i] {
+            Worker &me = w[i];
+            t_probe_hits = t_ret_hits = 0;
+            int x = int(i) * 1000;
+            while (!stop.load(std::memory_order_relaxed)) {
+                for (int k = 0; k < 64; k++, x++) {
+                    if (p_add(x, 7) != x + 7) me.bad++;
+                    me.calls++;
+                }
+            }
+            me.probe_hits = t_probe_hits;
+            me.ret_hits = t_ret_hits;
+        });
+    for (auto &t : ts) t.join();
+}
+
+}  // namespace
+
+TEST(t30_patch_churn_under_load) {
+    // 4 threads call tl_add as fast as they can while the main thread puts
+    // the patch in and takes it out (entry + return listeners) in a loop.
+    std::vector<Worker> w(4);
+    std::atomic<bool> stop{false};
+    std::thread runner([&] { run_workers(w, stop); });
+    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(stress_seconds());
+    long cycles = 0, failures = 0;
+    uint8_t before[16];
+    memcpy(before, reinterpret_cast<void *>(tl_add), 16);
+    while (std::chrono::steady_clock::now() < end) {
+        AttachResult a = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_ENTRY, count_global, nullptr, "tl_add");
+        AttachResult b = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_RETURN, count_global, nullptr, "tl_add");
+        if (a.rc || b.rc) failures++;
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        if (!a.rc) bh_hook_detach(a.link);
+        if (!b.rc) bh_hook_detach(b.link);
+        cycles++;
+    }
+    stop = true;
+    runner.join();
+    long calls = 0, bad = 0;
+    for (auto &x : w) {
+        calls += x.calls;
+        bad += x.bad;
+    }
+    bh_hook_stats st{};
+    st.sz = sizeof st;
+    bh_hook_get_stats(&st);
+    printf("    %ld attach/detach cycles, %ld calls, %ld probe hits; so far %llu pauses, %llu threads "
+           "parked, %llu moved out of the patch\n",
+           cycles, calls, g_churn_hits.load(), (unsigned long long)st.pauses,
+           (unsigned long long)st.threads_paused, (unsigned long long)st.threads_moved);
+    CHECK_EQ(failures, 0);
+    CHECK_EQ(bad, 0);
+    CHECK(cycles > 2);
+    CHECK(g_churn_hits.load() > 0);
+    CHECK(memcmp(reinterpret_cast<void *>(tl_add), before, 16) == 0);
+}
+
+TEST(t31_listener_churn_loses_no_calls) {
+    // A permanent entry and return listener count every call per thread
+    // while other listeners come and go: none may be lost.
+    AttachResult pe = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_ENTRY, count_tls, nullptr, "tl_add");
+    AttachResult pr = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_RETURN, count_tls_ret, nullptr, "tl_add");
+    CHECK_EQ(pe.rc, 0);
+    CHECK_EQ(pr.rc, 0);
+    std::vector<Worker> w(4);
+    std::atomic<bool> stop{false};
+    std::thread runner([&] { run_workers(w, stop); });
+    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(stress_seconds());
+    long cycles = 0;
+    while (std::chrono::steady_clock::now() < end) {
+        AttachResult a = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_ENTRY, count_global, nullptr, "tl_add");
+        AttachResult b = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_RETURN, count_global, nullptr, "tl_add");
+        if (!a.rc) bh_hook_detach(a.link);
+        if (!b.rc) bh_hook_detach(b.link);
+        cycles++;
+    }
+    stop = true;
+    runner.join();
+    for (auto &x : w) {
+        CHECK_EQ(x.bad, 0);
+        CHECK_EQ(x.probe_hits, x.calls);
+        CHECK_EQ(x.ret_hits, x.calls);
+    }
+    printf("    %ld listener attach/detach cycles, %ld calls on thread 0\n", cycles, w[0].calls);
+    bh_hook_detach(pe.link);
+    bh_hook_detach(pr.link);
+}
+
+TEST(t36_misaligned_functions_under_load) {
+    // The three ways to write a patch, each under load: at 10 mod 16 one
+    // cmpxchg16b; at 13 mod 16 the patch straddles 16-byte blocks, so both
+    // attach and detach pause the threads.
+    int (*volatile fns[2])(int, int) = {tl_add_at10, tl_add_at13};
+    // (Read through the volatile array: GCC assumes function addresses are
+    // aligned and folds `addr % 16 == 13` to false.)
+    CHECK_EQ(reinterpret_cast<uintptr_t>(fns[0]) % 16, 10u);
+    CHECK_EQ(reinterpret_cast<uintptr_t>(fns[1]) % 16, 13u);
+    std::atomic<bool> stop{false};
+    std::atomic<long> bad{0}, calls{0};
+    std::vector<std::thread> ts;
+    for (int i = 0; i < 4; i++)
+        ts.emplace_back([&, i] {
+            int (*f)(int, int) = fns[i & 1];
+            long n = 0;
+            for (int x = 0; !stop.load(std::memory_order_relaxed); x++, n++)
+                if (f(x, 3) != x + 3) bad++;
+            calls += n;
+        });
+    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(stress_seconds());
+    long cycles = 0, failures = 0;
+    uint8_t before[2][16];
+    for (int k = 0; k < 2; k++) memcpy(before[k], reinterpret_cast<void *>(fns[k]), 16);
+    while (std::chrono::steady_clock::now() < end) {
+        for (int k = 0; k < 2; k++) {
+            AttachResult a = attach(reinterpret_cast<void *>(fns[k]), BH_HOOK_ENTRY, count_global, nullptr, "tl_add_at");
+            AttachResult b = attach(reinterpret_cast<void *>(fns[k]), BH_HOOK_RETURN, count_global, nullptr, "tl_add_at");
+            if (a.rc || b.rc) failures++;
+            if (!a.rc) bh_hook_detach(a.link);
+            if (!b.rc) bh_hook_detach(b.link);
+        }
+        cycles++;
+    }
+    stop = true;
+    for (auto &t : ts) t.join();
+    printf("    %ld cycles over both functions, %ld calls\n", cycles, calls.load());
+    CHECK_EQ(failures, 0);
+    CHECK_EQ(bad.load(), 0);
+    for (int k = 0; k < 2; k++) CHECK(memcmp(reinterpret_cast<void *>(fns[k]), before[k], 16) == 0);
+}
+
+TEST(t32_thread_that_blocks_the_signal) {
+    // A thread that blocks every signal and sleeps in read(): it cannot be
+    // paused, but /proc shows it asleep outside the patch, so attach works.
+    int fds[2];
+    CHECK_EQ(pipe(fds), 0);
+    std::atomic<bool> ready{false};
+    std::thread sleeper([&] {
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, nullptr);
+        ready = true;
+        char c;
+        (void)!read(fds[0], &c, 1);
+        (void)!p_add(1, 2);  // runs through whatever is patched now
+    });
+    while (!ready) std::this_thread::yield();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    Seen s;
+    AttachResult a = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_ENTRY, record_entry, &s, "tl_add");
+    CHECK_EQ(a.rc, 0);
+    CHECK_EQ(p_add(1, 2), 3);
+    CHECK_EQ(s.calls, 1);
+    (void)!write(fds[1], "x", 1);
+    sleeper.join();
+    CHECK_EQ(s.calls, 2);
+    if (!a.rc) CHECK_EQ(bh_hook_detach(a.link), 0);
+    close(fds[0]);
+    close(fds[1]);
+}
+
+TEST(t33_thread_stopped_inside_the_patch_is_moved) {
+    // A thread blocked in pause() inside tl_syscall0 resumes at +4: after
+    // the patch those bytes are the tail of the jump.  The pause handler
+    // must move it to the same instruction in the relocated copy.
+    std::atomic<long> result{1};
+    std::atomic<bool> started{false};
+    std::thread t([&] {
+        started = true;
+        result = tl_syscall0(SYS_pause);  // returns -EINTR after the pause signal
+    });
+    while (!started) std::this_thread::yield();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    bh_hook_stats before{};
+    before.sz = sizeof before;
+    bh_hook_get_stats(&before);
+    Seen s;
+    AttachResult a = attach(reinterpret_cast<void *>(tl_syscall0), BH_HOOK_ENTRY, record_entry, &s, "tl_syscall0");
+    CHECK_EQ(a.rc, 0);
+    t.join();
+    CHECK_EQ(result.load(), -EINTR);
+    bh_hook_stats after{};
+    after.sz = sizeof after;
+    bh_hook_get_stats(&after);
+    CHECK_EQ(after.threads_moved - before.threads_moved, 1u);
+    CHECK_EQ(tl_syscall0(SYS_getpid), getpid());
+    CHECK_EQ(s.calls, 1);
+    if (!a.rc) bh_hook_detach(a.link);
+}
+
+TEST(t34_fork_keeps_hooks_working) {
+    std::atomic<long> hits{0};
+    AttachResult a = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_ENTRY, count_ret, &hits, "tl_add");
+    CHECK_EQ(a.rc, 0);
+    // Other threads exist at fork time (and vanish in the child).
+    std::atomic<bool> stop{false};
+    std::thread busy([&] {
+        while (!stop) p_add(1, 1);
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    const pid_t pid = fork();
+    if (pid == 0) {
+        // Child: the listener still runs; detaching (which pauses threads
+        // and waits for a grace period) must not wait for the dead ones.
+        const long before = hits.load();
+        int ok = p_add(2, 3) == 5 && hits.load() == before + 1;
+        ok = ok && bh_hook_detach(a.link) == 0 && p_add(2, 3) == 5 && hits.load() == before + 1;
+        AttachResult b = attach(reinterpret_cast<void *>(tl_mix), BH_HOOK_ENTRY, noop, nullptr, "tl_mix");
+        ok = ok && b.rc == 0 && bh_hook_detach(b.link) == 0;
+        _exit(ok ? 0 : 1);
+    }
+    stop = true;
+    busy.join();
+    int status = 0;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (!a.rc) bh_hook_detach(a.link);
+}
+
+namespace {
+__attribute__((noinline)) long exits_thread(long x) {
+    if (x) pthread_exit(nullptr);
+    return x;
+}
+long (*volatile p_exits_thread)(long) = exits_thread;
+struct Cleanup {
+    std::atomic<int> *ran;
+    ~Cleanup() { ran->fetch_add(1); }
+};
+}  // namespace
+
+TEST(t35_pthread_exit_through_return_probe) {
+    // pthread_exit unwinds (forced unwind) through a frame whose return
+    // address is the hook's: C++ destructors above it must still run.
+    std::atomic<long> rets{0};
+    std::atomic<int> cleanups{0};
+    AttachResult a = attach(reinterpret_cast<void *>(exits_thread), BH_HOOK_RETURN, count_ret, &rets, "exits_thread");
+    CHECK_EQ(a.rc, 0);
+    for (int i = 0; i < 20; i++) {
+        std::thread t([&] {
+            Cleanup c{&cleanups};
+            p_exits_thread(0);
+            p_exits_thread(1);
+        });
+        t.join();
+    }
+    CHECK_EQ(cleanups.load(), 20);
+    CHECK_EQ(rets.load(), 20);
+    if (!a.rc) bh_hook_detach(a.link);
+}
+
+// ------------------------------------------------------------------ 40 libc --
+
+namespace {
+const char kMagicA[] = "bpfhook-strlen-probe";
+const char kMagicB[] = "bpfhook-strlen-override";
+struct StrlenSeen {
+    std::atomic<long> hits{0};
+    std::atomic<long> rets{0};
+};
+uint64_t strlen_entry(void *u, struct pt_regs *regs, struct bh_hook_call *call) {
+    if (regs->rdi == reinterpret_cast<uint64_t>(kMagicA)) static_cast<StrlenSeen *>(u)->hits++;
+    if (regs->rdi == reinterpret_cast<uint64_t>(kMagicB)) bh_hook_call__override_return(call, 4242);
+    return 0;
+}
+uint64_t strlen_ret(void *u, struct pt_regs *regs, struct bh_hook_call *call) {
+    uint64_t a0;
+    bh_hook_call__arg(call, 0, &a0);
+    if (a0 == reinterpret_cast<uint64_t>(kMagicA) && regs->rax == sizeof kMagicA - 1)
+        static_cast<StrlenSeen *>(u)->rets++;
+    return 0;
+}
+
+struct MallocSeen {
+    std::atomic<long> sized{0};
+    std::atomic<uint64_t> ptr{0};
+};
+constexpr size_t kOddSize = 123457;
+uint64_t malloc_entry(void *u, struct pt_regs *regs, struct bh_hook_call *) {
+    if (regs->rdi == kOddSize) static_cast<MallocSeen *>(u)->sized++;
+    return 0;
+}
+uint64_t malloc_ret(void *u, struct pt_regs *regs, struct bh_hook_call *call) {
+    uint64_t a0;
+    bh_hook_call__arg(call, 0, &a0);
+    if (a0 == kOddSize) static_cast<MallocSeen *>(u)->ptr = regs->rax;
+    return 0;
+}
+}  // namespace
+
+TEST(t40_libc_strlen) {
+    auto fn = reinterpret_cast<size_t (*)(const char *)>(dlsym(RTLD_DEFAULT, "strlen"));
+    CHECK(fn != nullptr);
+    if (!fn) return;
+    size_t (*volatile p_strlen)(const char *) = fn;
+    uint8_t before[16];
+    memcpy(before, reinterpret_cast<void *>(fn), 16);
+    StrlenSeen s;
+    AttachResult a = attach(reinterpret_cast<void *>(fn), BH_HOOK_ENTRY, strlen_entry, &s, "strlen");
+    AttachResult b = attach(reinterpret_cast<void *>(fn), BH_HOOK_RETURN, strlen_ret, &s, "strlen");
+    CHECK_EQ(a.rc, 0);
+    CHECK_EQ(b.rc, 0);
+    if (a.rc || b.rc) return;
+    for (int i = 0; i < 1000; i++) CHECK_EQ(p_strlen(kMagicA), sizeof kMagicA - 1);
+    CHECK_EQ(p_strlen(kMagicB), 4242u);
+    CHECK_EQ(p_strlen("abc"), 3u);
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", "printf uses strlen internally");
+    CHECK_EQ(s.hits.load(), 1000);
+    CHECK_EQ(s.rets.load(), 1000);
+    bh_hook_func_info fi{};
+    fi.sz = sizeof fi;
+    bh_hook_get_func_info(reinterpret_cast<void *>(fn), &fi);
+    printf("    strlen at %p: patch %u bytes over %u bytes of instructions\n", reinterpret_cast<void *>(fn),
+           fi.patch_len, fi.reloc_len);
+    bh_hook_detach(a.link);
+    bh_hook_detach(b.link);
+    CHECK(memcmp(reinterpret_cast<void *>(fn), before, 16) == 0);
+    CHECK_EQ(p_strlen(kMagicB), sizeof kMagicB - 1);
+}
+
+TEST(t41_libc_malloc_from_many_threads) {
+    auto fn = reinterpret_cast<void *(*)(size_t)>(dlsym(RTLD_DEFAULT, "malloc"));
+    CHECK(fn != nullptr);
+    if (!fn) return;
+    MallocSeen s;
+    AttachResult a = attach(reinterpret_cast<void *>(fn), BH_HOOK_ENTRY, malloc_entry, &s, "malloc");
+    AttachResult b = attach(reinterpret_cast<void *>(fn), BH_HOOK_RETURN, malloc_ret, &s, "malloc");
+    CHECK_EQ(a.rc, 0);
+    CHECK_EQ(b.rc, 0);
+    if (a.rc || b.rc) return;
+    void *(*volatile p_malloc)(size_t) = fn;
+    void *p = p_malloc(kOddSize);
+    CHECK_EQ(s.sized.load(), 1);
+    CHECK_EQ(s.ptr.load(), reinterpret_cast<uint64_t>(p));
+    free(p);
+    // Threads allocating (and the thread start-up itself) go through it too.
+    std::vector<std::thread> ts;
+    for (int i = 0; i < 4; i++)
+        ts.emplace_back([] {
+            for (int k = 0; k < 20000; k++) {
+                std::string s(64 + k % 200, 'x');
+                if (s.size() < 64) abort();
+            }
+        });
+    for (auto &t : ts) t.join();
+    bh_hook_detach(a.link);
+    bh_hook_detach(b.link);
+}
+
+// ------------------------------------------------------------------- main --
+
+int main() {
+    setvbuf(stdout, nullptr, _IOLBF, 0);
+    char err[256] = "";
+    bh_hook_engine_opts eo{};
+    eo.sz = sizeof eo;
+    eo.errbuf = err;
+    eo.errbuf_sz = sizeof err;
+    g_engine = bh_hook_engine__new(&eo);
+    if (!g_engine) {
+        fprintf(stderr, "engine: %s\n", err);
+        printf("0 passed, 1 failed\n");
+        return 1;
+    }
+    const char *only = getenv("BH_TEST");
+    for (const Test &t : tests()) {
+        if (only && !strstr(t.name, only)) continue;
+        g_test = t.name;
+        g_checks_failed = 0;
+        const auto t0 = std::chrono::steady_clock::now();
+        t.fn();
+        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        if (g_checks_failed) {
+            g_failed++;
+            printf("not ok  %s (%d checks failed)\n", t.name, g_checks_failed);
+        } else {
+            g_passed++;
+            printf("ok      %s (%.0f ms)\n", t.name, ms);
+        }
+    }
+    bh_hook_engine__destroy(g_engine);
+    printf("%d passed, %d failed\n", g_passed, g_failed);
+    return g_failed ? 1 : 0;
+}
