@@ -8,6 +8,7 @@ import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { compileBpfC, Runtime, type BpfMap, type LoadedObject } from "@bpfhook/core";
+import { symbolResolver } from "@bpfhook/sdk";
 import { clangUnavailable } from "./support/clang.js";
 import { expectError } from "./support/expect-error.js";
 import { testAddon, type TestAddon } from "./support/test-addon.js";
@@ -187,6 +188,38 @@ describe("42 uprobes on real functions", function () {
     assert.ok(calls > 100_000, `calls: ${calls}`);
     assert.equal(good, calls, "every call returned the right sum");
     assert.ok(count(0) > 0n && count(2) > 0n, "the probes ran while attached");
+  });
+
+  it("a return probe reads the return value and may change it", async () => {
+    await obj.program("double_ret").attach();
+    assert.equal(t.double(5), 10n);
+    assert.equal(slot(6), 10n, "bpf_get_func_ret");
+    assert.equal(slot(7), 1n, "bpf_get_retval works in a return probe");
+    assert.equal(t.double(21), 99n, "bpf_set_retval changed what the caller received");
+  });
+
+  it("bpf_get_stack gives a real backtrace: the function, then its callers", async () => {
+    await obj.program("fib_stack").attach();
+    assert.equal(t.fib(1), 1n);
+    const n = Number(slot(11));
+    assert.ok(n >= 16, `bytes of stack: ${n}`);
+    const bss = obj.objectMap(".bss");
+    const at = bss.spec.valueType!.members!.find((m) => m.name === "frames")!.offset;
+    const frames = (bss.map as BpfMap<number, Buffer>).get(0)!;
+    const ip = (i: number) => frames.readBigUInt64LE(at + i * 8);
+    assert.equal(ip(0), t.addressOf("bh_target_fib"), "frame 0 is the probed function");
+    const caller = symbolResolver.addressInfo(ip(1));
+    assert.match(caller?.module?.path ?? "", /testaddon\.node$/, "frame 1 returns into the test addon that called it");
+  });
+
+  it("detaching the last probe of a function restores its bytes", async () => {
+    const original = t.readBytes("bh_target_add", 16);
+    const a = await obj.program("on_add").attach();
+    const b = await obj.program("on_add_ret").attach();
+    a.detach();
+    assert.notDeepEqual(t.readBytes("bh_target_add", 16), original, "still patched: one probe left");
+    b.detach();
+    assert.deepEqual(t.readBytes("bh_target_add", 16), original);
   });
 
   it("closing the runtime restores the original bytes", async () => {
