@@ -13,19 +13,41 @@
 //   r12: the run state (below)   r9, r10, r11: scratch, never live across
 //   an eBPF instruction.
 //
-// Native frame of one run (addresses grow upwards; S = r12):
+// Two shapes of run, chosen per program at compile time:
 //
-//   [S + 40 ...)         saved rbp rbx r12 r13 r14 r15, return address
+// Leaf runs: fast mode (unchecked, no budget) with no local calls, no callx
+// and no BH_HELPER_MAY_EXIT helper, i.e. programs that can neither fault nor
+// unwind. They need no run state, so r12 is left alone and the body is the
+// function itself: the prologue pushes only the callee-saved registers the
+// program names (rbx/r13/r14/r15 for r6..r9, rbp for r10), reserves one
+// 512-byte frame only if the program names r10, and each eBPF exit is an
+// inline epilogue (add rsp, pops, ret). `mov r0, 0; exit` is three
+// instructions.
+//
+//   [rbp - 512, rbp)     the eBPF stack (if r10 is named), rbp 16-byte
+//                        aligned; rsp = rbp - 512 (or the entry rsp less the
+//                        pushes and at most 8 bytes of padding) is 16-byte
+//                        aligned at every helper call.
+//
+// Full runs: everything else. Native frame (addresses grow upwards; S = r12):
+//
+//   [S + 32 + pad ...)   saved rbp, r12, then rbx/r13/r14/r15 for the r6..r9
+//                        the program names; return address. pad (0 or 8)
+//                        keeps S 16-byte aligned whatever the push count.
 //   [S, S + 32)          run state: ctx, ctx_len, budget left, depth left
-//   [S - 4096, S)        eBPF stacks: 8 frames of 512 bytes, the entry frame
-//                        on top, each local call's frame right below its
-//                        caller's (the interpreter's layout, so checked mode
-//                        admits the same addresses); S is 16-byte aligned
-//   [... S - 4104)       return addresses and saved r6..r9/r10 of local calls
+//   [S - B, S)           eBPF stacks, B = 512 without local calls, else 8
+//                        frames of 512 bytes, the entry frame on top, each
+//                        local call's frame right below its caller's (the
+//                        interpreter's layout, so checked mode admits the
+//                        same addresses); S is 16-byte aligned
+//   [... S - B - 8)      return addresses and saved r6..r9/r10 of local calls
 //
-// The program body is entered with `call`, so every eBPF exit is a plain
-// `ret`, whether it leaves a local function or the program. A fault or an
-// exit request unwinds from any depth with `lea rsp, [r12 + 40]`.
+// The program body of a full run is entered with `call`, so every eBPF exit
+// is a plain `ret`, whether it leaves a local function or the program. A fault
+// or an exit request unwinds from any depth with `lea rsp, [r12 + 32 + pad]`.
+//
+// Callee-saved host registers the program does not name are never written
+// (local calls push and pop them unchanged), so they need no saving.
 //
 // Stack alignment: rsp is 16-byte aligned everywhere in the body, so helper
 // calls need no adjustment; a local call pushes five registers (40 bytes)
@@ -53,23 +75,10 @@ constexpr int32_t kStateCtxLen = 8;
 constexpr int32_t kStateBudget = 16;
 constexpr int32_t kStateDepth = 24;  // local calls still allowed (dword)
 constexpr int32_t kStateSize = 32;
-constexpr int32_t kStackBlock = BH_MAX_CALL_DEPTH * BH_STACK_SIZE;
-// Padding below the stacks and above the run state, so that r10 is 16-byte
-// aligned as in the interpreter (whose stack is alignas(16)).
+// Padding below the stacks, so that the body's rsp (one return address below)
+// is 16-byte aligned when r10's top is.
 constexpr int32_t kPadBelow = 8;
-constexpr int32_t kPadAbove = 8;
-constexpr int32_t kFrameBytes = kPadBelow + kStackBlock + kStateSize + kPadAbove;
-// Entry rsp is 8 mod 16 and six pushes keep it so. The frame must too, so
-// that the `call` into the body leaves the body's rsp 16-byte aligned; the
-// stack top, kPadBelow + kStackBlock above that rsp, is then 0 mod 16.
-static_assert(kFrameBytes % 16 == 0, "the run frame must keep the body's stack aligned");
-static_assert((kPadBelow + kStackBlock) % 16 == 8, "r10 must be 16-byte aligned");
-// rsp after the frame is allocated, relative to r12: the point every unwind
-// returns to; one slot lower is 16-byte aligned for a call.
-constexpr int32_t kFrameBase = -(kStackBlock + kPadBelow);
-constexpr int32_t kAlignedBelowFrame = kFrameBase - 8;
-// Where the six saved registers start, relative to r12.
-constexpr int32_t kSavedRegs = kStateSize + kPadAbove;
+static_assert(BH_STACK_SIZE % 16 == 0, "frames must keep r10 16-byte aligned");
 
 // ---- run-time support, called from generated code --------------------------
 
@@ -193,7 +202,9 @@ Width mem_width(uint8_t opcode) {
 class Compiler {
  public:
   explicit Compiler(const bh_vm *vm)
-      : vm_(vm), code_(vm->insts), n_(vm->insts.size()), checked_(vm->checked), budget_(vm->budget != 0) {}
+      : vm_(vm), code_(vm->insts), n_(vm->insts.size()), checked_(vm->checked), budget_(vm->budget != 0) {
+    analyze();
+  }
 
   int compile(std::vector<uint8_t> &out, char *err, size_t err_len) {
     pc_label_.resize(n_);
@@ -230,7 +241,7 @@ class Compiler {
           break;
       }
     }
-    shared_tails();
+    if (!leaf_) shared_tails();
     // Cold code may queue more cold code (an exit stub from a callx stub), so
     // each closure is moved out before it runs.
     for (size_t i = 0; i < cold_.size(); ++i) {
@@ -238,6 +249,9 @@ class Compiler {
       emit();
     }
     if (need_table_) helper_table();
+    // A leaf run has no run state to unwind with: reaching a fault or exit
+    // stub there would be a bug in analyze(), refused rather than emitted.
+    if (leaf_violation_) return fail(err, err_len, "jit: internal error: a leaf program needs an unwinding path");
     if (!a_.finish()) return fail(err, err_len, "jit: internal error: unresolved or out-of-range jump");
     out = std::move(a_.code());
     return 0;
@@ -251,18 +265,96 @@ class Compiler {
     return fail(err, err_len, "pc %zu: opcode 0x%02x is not supported by the JIT", pc, code_[pc].opcode);
   }
 
-  bool has_local_calls() const {
+  // What the prologue must provide, from one scan of the program. Over-
+  // approximations only cost speed: a field that names a register counts as
+  // a use even where the opcode ignores it (the validator keeps such fields
+  // zero, and lddw second slots all zero).
+  void analyze() {
+    bool callx = false;
+    bool may_exit = false;
     for (size_t pc = 0; pc < n_; ++pc) {
-      if (code_[pc].opcode == BH_OP_CALL && code_[pc].src == BH_CALL_LOCAL) return true;
+      const bh_inst &ins = code_[pc];
+      named_[ins.dst & 0xf] = true;
+      named_[ins.src & 0xf] = true;
+      if (ins.opcode == BH_OP_CALLX) {
+        callx = true;
+      } else if (ins.opcode == BH_OP_CALL && ins.src == BH_CALL_LOCAL) {
+        local_calls_ = true;
+      } else if (ins.opcode == BH_OP_CALL && ins.src == BH_CALL_HELPER) {
+        helper_calls_ = true;
+        const uint32_t id = uint32_t(ins.imm);
+        // The validator admits registered ids only; be safe regardless.
+        if (id >= vm_->helpers.size() || (vm_->helpers[id].flags & BH_HELPER_MAY_EXIT)) may_exit = true;
+      }
     }
-    return false;
+    // No fault stub (budget, call depth, callx, checked access) and no exit
+    // stub can be reached, so nothing ever unwinds and r12 is not needed.
+    leaf_ = !checked_ && !budget_ && !local_calls_ && !callx && !may_exit;
+    helper_calls_ = helper_calls_ || callx;
+  }
+
+  // The callee-saved host registers of r6..r9 the program names.
+  void push_named_r6_r9() {
+    for (uint8_t r = 6; r <= 9; ++r) {
+      if (named_[r]) saved_.push_back(reg(r));
+    }
   }
 
   // ---- entry and exit ----------------------------------------------------
   void prologue() {
-    for (Reg r : {RBP, RBX, R12, R13, R14, R15}) a_.push(r);
-    a_.alu_imm(SUB, W64, R(RSP), kFrameBytes);
-    a_.lea(kState, M(RSP, -kFrameBase));
+    if (leaf_) {
+      leaf_prologue();
+    } else {
+      full_prologue();
+    }
+  }
+
+  // A leaf run: the body is the function. Entry rsp is 8 mod 16; after k
+  // pushes it is 8 * (k + 1) mod 16, so 8 bytes of padding when k is even
+  // make it 16-byte aligned for helper calls and for r10.
+  void leaf_prologue() {
+    if (named_[BH_REG_FP]) saved_.push_back(RBP);
+    push_named_r6_r9();
+    for (Reg r : saved_) a_.push(r);
+    const int32_t pad = saved_.size() % 2 == 0 ? 8 : 0;
+    if (named_[BH_REG_FP]) {
+      frame_bytes_ = BH_STACK_SIZE + pad;
+    } else if (helper_calls_) {
+      frame_bytes_ = pad;
+    }
+    if (frame_bytes_ != 0) a_.alu_imm(SUB, W64, R(RSP), frame_bytes_);
+    if (named_[BH_REG_FP]) a_.lea(RBP, M(RSP, BH_STACK_SIZE));
+    // The interpreter starts with every other register zero. r0 is read by
+    // exit and cmpxchg; r3..r5 only where named or passed to a helper; r6..r9
+    // only where named (and only those were saved).
+    a_.zero(RAX);
+    for (uint8_t r = 3; r <= 5; ++r) {
+      if (named_[r] || helper_calls_) a_.zero(reg(r));
+    }
+    for (uint8_t r = 6; r <= 9; ++r) {
+      if (named_[r]) a_.zero(reg(r));
+    }
+  }
+
+  // A leaf run's exit: r0 is in rax already.
+  void leaf_epilogue() {
+    if (frame_bytes_ != 0) a_.alu_imm(ADD, W64, R(RSP), frame_bytes_);
+    for (size_t i = saved_.size(); i-- > 0;) a_.pop(saved_[i]);
+    a_.ret();
+  }
+
+  // A full run: run state at r12, the body entered with `call`.
+  void full_prologue() {
+    saved_ = {RBP, R12};
+    push_named_r6_r9();
+    for (Reg r : saved_) a_.push(r);
+    const int32_t pad_above = saved_.size() % 2 == 0 ? 8 : 0;  // S 16-byte aligned
+    const int32_t stack_block = (local_calls_ ? BH_MAX_CALL_DEPTH : 1) * BH_STACK_SIZE;
+    frame_base_ = -(stack_block + kPadBelow);
+    saved_regs_ = kStateSize + pad_above;
+    frame_bytes_ = kPadBelow + stack_block + kStateSize + pad_above;
+    a_.alu_imm(SUB, W64, R(RSP), frame_bytes_);
+    a_.lea(kState, M(RSP, -frame_base_));
     if (checked_) {
       a_.store(W64, M(kState, kStateCtx), RDI);
       a_.store(W64, M(kState, kStateCtxLen), RSI);
@@ -271,50 +363,57 @@ class Compiler {
       a_.mov_imm64(R10, vm_->budget);
       a_.store(W64, M(kState, kStateBudget), R10);
     }
-    if (has_local_calls()) a_.store_imm(W32, M(kState, kStateDepth), BH_MAX_CALL_DEPTH - 1);
+    if (local_calls_) a_.store_imm(W32, M(kState, kStateDepth), BH_MAX_CALL_DEPTH - 1);
     a_.mov(W64, RBP, kState);
     // The interpreter starts with every other register zero; so do we, so
-    // that even a program reading an unset register behaves the same.
-    for (Reg r : {RAX, RDX, RCX, R8, RBX, R13, R14, R15}) a_.zero(r);
+    // that even a program reading an unset register behaves the same (r6..r9
+    // it does not name cannot be read, and were not saved).
+    for (Reg r : {RAX, RDX, RCX, R8}) a_.zero(r);
+    for (uint8_t r = 6; r <= 9; ++r) {
+      if (named_[r]) a_.zero(reg(r));
+    }
     const Label body = a_.new_label();
     a_.call(body);
     // Normal end: r0 is in rax already.
-    a_.alu_imm(ADD, W64, R(RSP), kFrameBytes);
+    a_.alu_imm(ADD, W64, R(RSP), frame_bytes_);
     a_.bind(pops_);
-    for (Reg r : {R15, R14, R13, R12, RBX, RBP}) a_.pop(r);
+    for (size_t i = saved_.size(); i-- > 0;) a_.pop(saved_[i]);
     a_.ret();
     a_.bind(body);
   }
 
-  // Unwinding targets shared by all sites. Each resets rsp from r12 first,
-  // so it may be entered at any call depth and with anything pushed.
+  // Unwinding targets shared by all sites of a full run. Each resets rsp from
+  // r12 first, so it may be entered at any call depth and with anything
+  // pushed. r12 + frame_base_ is 8 mod 16 (the body's return address sits
+  // just below it), so one slot lower is aligned for a call.
   void shared_tails() {
     // edi = code, esi = pc, rdx = addr, ecx = size.
     a_.bind(common_fault_);
-    a_.lea(RSP, M(kState, kAlignedBelowFrame));
+    a_.lea(RSP, M(kState, frame_base_ - 8));
     a_.mov_imm64(R8, addr_of(vm_));
     a_.mov_imm64(R10, addr_of(&raise_fault));
     a_.call(R10);
     a_.bind(fault_exit_);  // the fault is recorded; the program returns 0
     a_.zero(RAX);
-    a_.lea(RSP, M(kState, kSavedRegs));
+    a_.lea(RSP, M(kState, saved_regs_));
     a_.jmp(pops_);
 
-    // edi = pc, rax = the value the helper asked the program to return. rbx
-    // is free to hold it: it is about to be restored from the entry frame.
+    // edi = pc, rax = the value the helper asked the program to return,
+    // kept in the slot that aligns the call.
     a_.bind(exit_common_);
-    a_.lea(RSP, M(kState, kAlignedBelowFrame));
-    a_.mov(W64, RBX, RAX);
+    a_.lea(RSP, M(kState, frame_base_));
+    a_.push(RAX);
     a_.mov_imm64(R10, addr_of(&note_exit));
     a_.call(R10);
-    a_.mov(W64, RAX, RBX);
-    a_.lea(RSP, M(kState, kSavedRegs));
+    a_.pop(RAX);
+    a_.lea(RSP, M(kState, saved_regs_));
     a_.jmp(pops_);
   }
 
   // A cold stub that reports fault `code` at `pc`; `addr` (if given) is the
   // register holding the fault's address field.
   Label fault_stub(int code, size_t pc, int addr = -1) {
+    if (leaf_) leaf_violation_ = true;
     const Label l = a_.new_label();
     cold_.push_back([this, l, code, pc, addr] {
       a_.bind(l);
@@ -332,6 +431,7 @@ class Compiler {
   }
 
   Label exit_stub(size_t pc) {
+    if (leaf_) leaf_violation_ = true;
     const Label l = a_.new_label();
     cold_.push_back([this, l, pc] {
       a_.bind(l);
@@ -372,6 +472,7 @@ class Compiler {
   // frames and the context inline and calls check_access for the rest.
   void guard(size_t pc, Reg base, int16_t off, Width size, bool is_store) {
     if (!checked_) return;
+    if (leaf_) leaf_violation_ = true;
     const int32_t sz = int32_t(size);
     const Label stub = a_.new_label();
     const Label back = a_.new_label();
@@ -765,7 +866,11 @@ class Compiler {
         return true;
       }
       case BH_JMP_EXIT:
-        a_.ret();
+        if (leaf_) {
+          leaf_epilogue();
+        } else {
+          a_.ret();
+        }
         return true;
       case BH_JMP_CALL:
         if (is32) return false;
@@ -878,6 +983,7 @@ class Compiler {
   // A local call gets the next 512-byte frame below its caller's; r6..r9 and
   // r10 are saved on the native stack and restored after it returns.
   void local_call(size_t pc, size_t target) {
+    if (leaf_) leaf_violation_ = true;
     a_.alu_imm(SUB, W32, M(kState, kStateDepth), 1);
     a_.jcc(CC_B, fault_stub(BH_FAULT_CALL_DEPTH, pc));
     if (budget_) charge(pc, target <= pc ? pc - target + 1 : 1);
@@ -898,6 +1004,20 @@ class Compiler {
   std::vector<std::function<void()>> cold_;
   Label pops_ = 0, common_fault_ = 0, fault_exit_ = 0, exit_common_ = 0, table_ = 0;
   bool need_table_ = false;
+  // From analyze(): registers the program names (by field), its calls, and
+  // whether it runs as a leaf.
+  bool named_[16] = {};
+  bool helper_calls_ = false;
+  bool local_calls_ = false;
+  bool leaf_ = false;
+  bool leaf_violation_ = false;
+  // The prologue's choices: callee-saved registers pushed (in push order),
+  // bytes reserved below them; for full runs, where the stacks end and the
+  // saved registers start, relative to r12.
+  std::vector<Reg> saved_;
+  int32_t frame_bytes_ = 0;
+  int32_t frame_base_ = 0;
+  int32_t saved_regs_ = 0;
 };
 
 }  // namespace

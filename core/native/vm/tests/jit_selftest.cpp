@@ -3,7 +3,9 @@
 // leave behind. Covers each opcode group over every register pair (the JIT
 // maps r0/r3/r4 onto rax/rdx/rcx, which div and shifts use implicitly),
 // edge values, calls, exit requests, checked mode, the budget, call depth, a
-// seeded random program generator, threads, W^X, and a timing against gcc.
+// seeded random program generator, the entry/exit shapes (leaf and full runs,
+// called with known values in the host's callee-saved registers), threads,
+// W^X, and a timing against gcc.
 //
 //   build/vm/bpfvm_jit_selftest            all tests
 //   build/vm/bpfvm_jit_selftest --bench    also fail if the loop benchmark is
@@ -24,6 +26,54 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+// Calls a compiled program the way a host would, but with known values in
+// every callee-saved register (rbx, rbp, r12-r15), and reports what they hold
+// afterwards: out[0..5] = rbx, rbp, r12, r13, r14, r15 after the call,
+// out[6] = rsp after the call, out[7] = rsp before it (they must match).
+// rsp is 16-byte aligned at the call, as SysV requires.
+extern "C" uint64_t bh_jit_selftest_call_sentinels(bh_jit_fn fn, void *ctx, size_t ctx_len, uint64_t *out);
+asm(R"(
+    .text
+    .p2align 4
+    .type bh_jit_selftest_call_sentinels, @function
+bh_jit_selftest_call_sentinels:
+    pushq %rbx
+    pushq %rbp
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    pushq %rcx
+    movq %rsp, 56(%rcx)
+    movq %rdi, %rax
+    movq %rsi, %rdi
+    movq %rdx, %rsi
+    movabsq $0x1b1b1b1b1b1b1b1b, %rbx
+    movabsq $0x5b5b5b5b5b5b5b5b, %rbp
+    movabsq $0x7c7c7c7c7c7c7c7c, %r12
+    movabsq $0xd3d3d3d3d3d3d3d3, %r13
+    movabsq $0xe4e4e4e4e4e4e4e4, %r14
+    movabsq $0xf5f5f5f5f5f5f5f5, %r15
+    callq *%rax
+    movq %rsp, %r11
+    popq %rcx
+    movq %rbx, 0(%rcx)
+    movq %rbp, 8(%rcx)
+    movq %r12, 16(%rcx)
+    movq %r13, 24(%rcx)
+    movq %r14, 32(%rcx)
+    movq %r15, 40(%rcx)
+    movq %r11, 48(%rcx)
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbp
+    popq %rbx
+    ret
+    .size bh_jit_selftest_call_sentinels, .-bh_jit_selftest_call_sentinels
+)");
 
 namespace {
 
@@ -1107,6 +1157,296 @@ void test_random(unsigned count) {
   }
 }
 
+// ---- entry and exit shapes -----------------------------------------------------
+
+// Runs the compiled program through bh_jit_selftest_call_sentinels: every
+// callee-saved register and rsp must come back as they were. Returns r0.
+uint64_t run_with_sentinels(const char *what, bh_vm *vm, void *ctx = nullptr, size_t ctx_len = 0) {
+  char err[160];
+  const bh_jit_fn fn = bh_vm_compile(vm, err, sizeof err);
+  ++g_checks;
+  if (fn == nullptr) {
+    ++g_failures;
+    std::printf("FAIL %s: compile: %s\n", what, err);
+    return 0;
+  }
+  uint64_t out[8] = {};
+  const uint64_t r0 = bh_jit_selftest_call_sentinels(fn, ctx, ctx_len, out);
+  const uint64_t want[6] = {0x1b1b1b1b1b1b1b1b, 0x5b5b5b5b5b5b5b5b, 0x7c7c7c7c7c7c7c7c,
+                            0xd3d3d3d3d3d3d3d3, 0xe4e4e4e4e4e4e4e4, 0xf5f5f5f5f5f5f5f5};
+  const char *names[6] = {"rbx", "rbp", "r12", "r13", "r14", "r15"};
+  for (int i = 0; i < 6; ++i) {
+    ++g_checks;
+    if (out[i] != want[i]) {
+      ++g_failures;
+      std::printf("FAIL %s: %s not preserved: 0x%" PRIx64 "\n", what, names[i], out[i]);
+    }
+  }
+  ++g_checks;
+  if (out[6] != out[7]) {
+    ++g_failures;
+    std::printf("FAIL %s: rsp moved by %" PRId64 "\n", what, int64_t(out[6] - out[7]));
+  }
+  return r0;
+}
+
+// Every mix of named r6..r9 and r10, with and without a helper call, in each
+// mode: leaf runs (fast mode, plain helpers) push 0..5 registers and reserve a
+// stack frame only for r10, so each push count's alignment is exercised.
+// Registers are read before they are written (they must start at zero, even
+// with the host's values in rbx/r13-r15), helpers check SysV alignment, r10
+// must be 16-byte aligned, and the host's callee-saved registers must survive.
+void test_entry_shapes() {
+  const Config modes[] = {Config{}, Config{true, 0, {}}, Config{false, 1000, {}}, Config{true, 1000, {}}};
+  for (size_t m = 0; m < sizeof modes / sizeof modes[0]; ++m) {
+    for (int helper : {0, int(kAligned), int(kAlignedMayExit)}) {
+      for (unsigned mask = 0; mask < 32; ++mask) {
+        const bool r10 = (mask & 16) != 0;
+        Prog p;
+        uint64_t want = 0;
+        for (uint8_t r = 6; r <= 9; ++r) {
+          if (mask & (1u << (r - 6))) p.push_back(alux(true, BH_ALU_ADD, 0, r));  // + 0
+        }
+        p.push_back(movr(3, 0));  // r3 = r0 (0 so far); kept in r6..r9 below
+        for (uint8_t r = 6; r <= 9; ++r) {
+          if (mask & (1u << (r - 6))) {
+            p.push_back(mov(r, 1000 * r));
+            want += 1000 * r;
+          }
+        }
+        if (r10) {
+          p.push_back(st(BH_SIZE_DW, 10, -8, 77));
+          p.push_back(st(BH_SIZE_DW, 10, -512, 11));
+          want += 77 + 11;
+        }
+        if (helper != 0) {
+          p.push_back(call(helper));  // r0 = 1 when aligned
+          want += 1;
+        } else {
+          p.push_back(movr(0, 3));
+        }
+        for (uint8_t r = 6; r <= 9; ++r) {
+          if (mask & (1u << (r - 6))) p.push_back(alux(true, BH_ALU_ADD, 0, r));
+        }
+        if (r10) {
+          p.push_back(ldx(BH_SIZE_DW, 1, 10, -8));
+          p.push_back(alux(true, BH_ALU_ADD, 0, 1));
+          p.push_back(ldx(BH_SIZE_DW, 1, 10, -512));
+          p.push_back(alux(true, BH_ALU_ADD, 0, 1));
+          p.push_back(movr(1, 10));
+          p.push_back(alu(true, BH_ALU_AND, 1, 15));
+          p.push_back(alu(true, BH_ALU_LSH, 1, 20));  // a misaligned r10 shows in r0
+          p.push_back(alux(true, BH_ALU_ADD, 0, 1));
+        }
+        p.push_back(exit_());
+        char what[96];
+        std::snprintf(what, sizeof what, "entry shape mode %zu helper %d r6-r9 mask 0x%x r10 %d", m, helper,
+                      mask & 15, int(r10));
+        expect_r0(what, p, want, modes[m]);
+        VmPtr vm = make_vm(p, modes[m]);
+        if (vm) {
+          const uint64_t r0 = run_with_sentinels(what, vm.get());
+          ++g_checks;
+          if (r0 != want) {
+            ++g_failures;
+            std::printf("FAIL %s: r0 0x%" PRIx64 " with host registers set, expected 0x%" PRIx64 "\n", what, r0, want);
+          }
+        }
+      }
+    }
+  }
+
+  // The empty program compiles to almost nothing: no pushes, no frame.
+  Prog p;
+  p.push_back(mov(0, 0));
+  p.push_back(exit_());
+  VmPtr vm = make_vm(p, Config{});
+  EXPECT(run_with_sentinels("empty program", vm.get()) == 0);
+  EXPECT(bh_vm_jit_size(vm.get()) > 0 && bh_vm_jit_size(vm.get()) <= 8);
+  // ... and returns 0 when it never writes r0, whatever rax held.
+  p.clear();
+  p.push_back(exit_());
+  expect_r0("bare exit", p, 0);
+  vm = make_vm(p, Config{});
+  EXPECT(run_with_sentinels("bare exit", vm.get()) == 0);
+
+  // r1/r2 arrive as ctx/ctx_len; r3..r5 start at zero without helper calls.
+  std::vector<uint8_t> ctx(16, 0x42);
+  p.clear();
+  p.push_back(ldx(BH_SIZE_B, 0, 1, 3));
+  p.push_back(alux(true, BH_ALU_ADD, 0, 2));
+  p.push_back(alux(true, BH_ALU_ADD, 0, 3));
+  p.push_back(alux(true, BH_ALU_ADD, 0, 4));
+  p.push_back(alux(true, BH_ALU_ADD, 0, 5));
+  p.push_back(exit_());
+  expect_r0("ctx, ctx_len, zero r3-r5", p, 0x42 + 16, Config{}, ctx);
+  vm = make_vm(p, Config{});
+  EXPECT(run_with_sentinels("ctx, ctx_len, zero r3-r5", vm.get(), ctx.data(), ctx.size()) == 0x42 + 16);
+
+  // A helper is passed r3..r5 the program never names: zero, as in the
+  // interpreter, whatever the caller left in rdx/rcx/r8 (the harness leaves
+  // ctx_len in rdx and a pointer in rcx).
+  p.clear();
+  p.push_back(mov(1, 1));
+  p.push_back(mov(2, 10));
+  p.push_back(call(kWeigh));
+  p.push_back(exit_());
+  expect_r0("unnamed r3-r5 reach a helper as zero", p, 21, Config{}, ctx);
+  vm = make_vm(p, Config{});
+  EXPECT(run_with_sentinels("unnamed r3-r5 reach a helper as zero", vm.get(), ctx.data(), ctx.size()) == 21);
+
+  // Several exits, each an epilogue of its own, from a program with a frame
+  // and saved registers.
+  for (uint64_t v : {uint64_t(0), uint64_t(5), uint64_t(9)}) {
+    p.clear();
+    lddw(p, 7, v);
+    p.push_back(stx(BH_SIZE_DW, 10, 7, -16));
+    p.push_back(jk(false, BH_JMP_JEQ, 7, 0, 2));
+    p.push_back(jk(false, BH_JMP_JEQ, 7, 5, 3));
+    p.push_back(exit_());  // r0 = 0
+    p.push_back(mov(0, 1));
+    p.push_back(exit_());
+    p.push_back(ldx(BH_SIZE_DW, 0, 10, -16));
+    p.push_back(mov(9, 3));
+    p.push_back(alux(true, BH_ALU_ADD, 0, 9));
+    p.push_back(exit_());
+    const uint64_t want = v == 0 ? 1 : v == 5 ? 8 : 0;
+    expect_r0("several exits", p, want);
+    vm = make_vm(p, Config{});
+    EXPECT(run_with_sentinels("several exits", vm.get()) == want);
+  }
+
+  // Unwinding paths of full runs restore the host's registers too: an exit
+  // request, a budget fault, a bad callx, a call-depth fault, each with
+  // r6..r9 named or not, from the entry frame and from a local call.
+  for (int kind = 0; kind < 4; ++kind) {
+    for (bool named : {false, true}) {
+      for (bool deep : {false, true}) {
+        p.clear();
+        if (named) {
+          for (uint8_t r = 6; r <= 9; ++r) p.push_back(mov(r, r));
+        }
+        if (deep) {
+          p.push_back(call_local(1));
+          p.push_back(exit_());
+        }
+        Config cfg;
+        uint64_t want = 0;
+        int fault = BH_FAULT_NONE;
+        if (kind == 0) {
+          p.push_back(mov(1, 3));
+          p.push_back(call(kMaybeExit));  // ends with r0 = 30
+          p.push_back(mov(0, -1));
+          p.push_back(exit_());
+          want = 30;
+        } else if (kind == 1) {
+          cfg.budget = 50;
+          p.push_back(ja(-1));
+          fault = BH_FAULT_BUDGET;
+        } else if (kind == 2) {
+          p.push_back(mov(1, 3));
+          p.push_back(callx(1));
+          p.push_back(exit_());
+          fault = BH_FAULT_BAD_HELPER;
+        } else {
+          p.push_back(call_local(-1));  // calls itself forever
+          p.push_back(exit_());
+          fault = BH_FAULT_CALL_DEPTH;
+          if (!deep) continue;  // the recursion needs a function of its own
+        }
+        char what[80];
+        std::snprintf(what, sizeof what, "unwind kind %d named %d deep %d", kind, int(named), int(deep));
+        if (fault == BH_FAULT_NONE) {
+          expect_r0(what, p, want, cfg);
+        } else {
+          expect_fault(what, p, fault, cfg);
+        }
+        vm = make_vm(p, cfg);
+        if (vm) EXPECT(run_with_sentinels(what, vm.get()) == want);
+      }
+    }
+  }
+}
+
+// Random programs over a random subset of the registers (so that leaf runs
+// save some of r6..r9 and r10 and not others), with helper calls between
+// them, against the interpreter and with the host's registers set.
+void test_random_shapes(unsigned count) {
+  std::mt19937_64 rng(977);
+  auto pick = [&](uint64_t n) { return uint64_t(rng() % n); };
+  for (unsigned iter = 0; iter < count; ++iter) {
+    std::vector<uint8_t> regs = {0};
+    for (uint8_t r = 1; r <= 9; ++r) {
+      if (pick(2) == 0) regs.push_back(r);
+    }
+    const bool stack = pick(2) == 0;
+    auto any = [&] { return regs[pick(regs.size())]; };
+    // Stack slots: the top 16 and the frame's bottom two, all written first
+    // (a forward jump may skip any later store).
+    const int16_t slots[] = {-8, -16, -24, -32, -40, -48, -56, -64, -72, -80, -88, -96, -104, -112, -120, -128,
+                             -504, -512};
+    Prog p;
+    if (stack) {
+      for (int16_t off : slots) p.push_back(st(BH_SIZE_DW, 10, off, int32_t(rng())));
+    }
+    for (uint8_t r : regs) {
+      if (pick(3) != 0) lddw(p, r, rng());  // some start at zero
+    }
+    const size_t body = 8 + pick(24);
+    for (size_t i = 0; i < body; ++i) {
+      const uint8_t d = any();
+      const uint8_t s = any();
+      switch (pick(6)) {
+        case 0:
+        case 1: {
+          const uint8_t ops[] = {BH_ALU_ADD, BH_ALU_SUB, BH_ALU_MUL, BH_ALU_XOR, BH_ALU_OR, BH_ALU_LSH, BH_ALU_DIV};
+          p.push_back(alux(pick(2) == 0, ops[pick(sizeof ops)], d, s));
+          break;
+        }
+        case 2:
+          p.push_back(alu(true, BH_ALU_ADD, d, int32_t(rng())));
+          break;
+        case 3:
+          if (stack) {
+            const int16_t off = slots[pick(sizeof slots / sizeof slots[0])];
+            p.push_back(pick(2) == 0 ? stx(BH_SIZE_DW, 10, s, off) : st(BH_SIZE_DW, 10, off, int32_t(rng())));
+            p.push_back(ldx(BH_SIZE_DW, d, 10, off));
+          }
+          break;
+        case 4: {
+          // A helper call. It clobbers r1..r5 (the JIT's, not the
+          // interpreter's), and a later call reads them all, so all are reset.
+          const int32_t ids[] = {int32_t(kWeigh), int32_t(kAligned), int32_t(kClobber)};
+          p.push_back(call(ids[pick(3)]));
+          for (uint8_t r = 1; r <= 5; ++r) p.push_back(mov(r, int32_t(rng())));
+          break;
+        }
+        default:
+          p.push_back(jx(pick(2) == 0, BH_JMP_JGT, d, s, int16_t(1 + pick(2))));
+          break;
+      }
+    }
+    for (uint8_t r : regs) {
+      p.push_back(alu(true, BH_ALU_MUL, 0, 1000003));
+      p.push_back(alux(true, BH_ALU_XOR, 0, r));
+    }
+    p.push_back(exit_());
+    char what[48];
+    std::snprintf(what, sizeof what, "random shape %u", iter);
+    const Outcome o = differ(what, p);
+    VmPtr vm = make_vm(p, Config{});
+    if (vm) {
+      const uint64_t r0 = run_with_sentinels(what, vm.get());
+      ++g_checks;
+      if (o.rc == 0 && r0 != o.r0) {
+        ++g_failures;
+        std::printf("FAIL %s: r0 0x%" PRIx64 " with host registers set, 0x%" PRIx64 " without\n", what, r0, o.r0);
+      }
+    }
+    if (g_failures > 20) return;
+  }
+}
+
 // ---- concurrency, W^X, sizes -------------------------------------------------
 
 void test_threads() {
@@ -1293,6 +1633,8 @@ int main(int argc, char **argv) {
   test_checked();
   test_budget();
   test_random(20000);
+  test_entry_shapes();
+  test_random_shapes(3000);
   test_threads();
   test_wx_and_api();
   bench(enforce_bench);
