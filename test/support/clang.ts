@@ -4,10 +4,11 @@
  * skipWithoutClang(this) in a `before` hook: without clang they are skipped
  * with the reason printed, instead of failing on a machine that cannot build.
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
+import { compileBpfC } from "@bpfhook/core";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { basename, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 
 /** test/fixtures, from test/dist/support where this file runs. */
 export const FIXTURES_DIR = resolve(__dirname, "..", "..", "fixtures");
@@ -20,12 +21,6 @@ export interface CompileOptions {
 let clangProbe: { path?: string; reason?: string } | undefined;
 let buildDir: string | undefined;
 const built = new Map<string, string>();
-
-/** Debian puts asm/types.h under the multiarch include folder, which -target bpf does not search. */
-function archFlags(): string[] {
-  if (process.arch === "arm64") return ["-D__TARGET_ARCH_arm64", "-I/usr/include/aarch64-linux-gnu"];
-  return ["-D__TARGET_ARCH_x86", "-I/usr/include/x86_64-linux-gnu"];
-}
 
 function probe(): { path?: string; reason?: string } {
   if (clangProbe !== undefined) return clangProbe;
@@ -72,15 +67,9 @@ export function compileFixture(name: string, opts: CompileOptions = {}): string 
     const dir = buildDir;
     process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
   }
-  const source = join(FIXTURES_DIR, name);
   const out = join(buildDir, `${name.replace(/[/\\]/g, "_").replace(/\.c$/, "")}${debug ? "" : ".nodebug"}.o`);
-  const args = ["-O2", ...(debug ? ["-g"] : []), "-target", "bpf", ...archFlags(), "-c", source, "-o", out];
-  try {
-    execFileSync(clang, args, { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" });
-  } catch (err) {
-    const stderr = (err as { stderr?: string }).stderr ?? "";
-    throw new Error(`clang failed on ${basename(source)}:\n${stderr}`);
-  }
+  // The same flags users get from @bpfhook/core's compileBpfC.
+  compileBpfC(join(FIXTURES_DIR, name), { out, debug, clang });
   built.set(key, out);
   return out;
 }

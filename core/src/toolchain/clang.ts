@@ -19,6 +19,8 @@ export interface CompileOptions {
   defines?: readonly string[];
   /** clang binary (default: $CLANG or "clang"). */
   clang?: string;
+  /** Debug info and BTF (-g); true by default, as libbpf-style builds do. */
+  debug?: boolean;
 }
 
 function archFlags(): string[] {
@@ -46,7 +48,7 @@ export function compileBpfC(source: string, options: CompileOptions = {}): strin
   const clang = options.clang ?? process.env.CLANG ?? "clang";
   const args = [
     "-O2",
-    "-g",
+    ...(options.debug === false ? [] : ["-g"]),
     "-target",
     "bpf",
     ...archFlags(),
