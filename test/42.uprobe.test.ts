@@ -7,7 +7,7 @@ import { strict as assert } from "node:assert";
 import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { compileBpfC, Runtime, type BpfMap, type LoadedObject } from "@bpfhook/core";
+import { assembleBytes, compileBpfC, Runtime, type BpfMap, type LoadedObject } from "@bpfhook/core";
 import { symbolResolver } from "@bpfhook/sdk";
 import { clangUnavailable } from "./support/clang.js";
 import { expectError } from "./support/expect-error.js";
@@ -230,5 +230,39 @@ describe("42 uprobes on real functions", function () {
     rt.close();
     assert.deepEqual(t.readBytes("bh_target_add", 16), original);
     assert.equal(t.add(2, 2), 4n);
+  });
+});
+
+describe("42 uprobes: checked mode", function () {
+  it("a bad program faults instead of crashing the process, and the fault is reported", async function () {
+    const t = testAddon();
+    const rt = await Runtime.create({
+      plugins: ["@bpfhook/plugin-frida-uprobe"],
+      resolveFrom: repoRoot,
+      checked: true,
+      budget: 10_000,
+    });
+    try {
+      const obj = rt.load({
+        programs: [
+          // Reads through the function's first argument as a pointer: add(0, ..) makes it NULL.
+          { name: "deref_arg", insns: assembleBytes("ldxdw %r2, [%r1+112]\nldxdw %r0, [%r2+0]\nexit") },
+          { name: "spin", insns: assembleBytes("spin:\nja spin") },
+        ],
+      });
+      const target = { module: "libbpfhook_targets.so", symbol: "bh_target_add" };
+      await obj.program("deref_arg").attach({ type: "uprobe", data: target });
+      await obj.program("spin").attach({ type: "uprobe", data: target });
+      assert.equal(t.add(0, 5), 5n, "the function still runs and returns");
+      assert.equal(t.add(0, 6), 6n);
+      const bad = obj.program("deref_arg").faults;
+      assert.equal(bad.count, 2);
+      assert.match(bad.last ?? "", /pc 1: load of 8 bytes at 0x0 outside stack, context and regions/);
+      const spin = obj.program("spin").faults;
+      assert.equal(spin.count, 2);
+      assert.match(spin.last ?? "", /budget/);
+    } finally {
+      rt.close();
+    }
   });
 });

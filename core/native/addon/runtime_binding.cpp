@@ -46,7 +46,8 @@ class NativeProgram : public Napi::ObjectWrap<NativeProgram> {
     Napi::Function fn = DefineClass(env, "NativeProgram",
                                     {InstanceMethod<&NativeProgram::Run>("run"),
                                      InstanceMethod<&NativeProgram::Release>("release"),
-                                     InstanceAccessor<&NativeProgram::JitSize>("jitSize")});
+                                     InstanceAccessor<&NativeProgram::JitSize>("jitSize"),
+                                     InstanceAccessor<&NativeProgram::Faults>("faults")});
     ctor = new Napi::FunctionReference(Napi::Persistent(fn));
     exports.Set("NativeProgram", fn);
   }
@@ -93,6 +94,17 @@ class NativeProgram : public Napi::ObjectWrap<NativeProgram> {
     bh_program_release(prog_);
     prog_ = nullptr;
     return info.Env().Undefined();
+  }
+
+  // faults -> { count, last }: runs that faulted while attached or run.
+  Napi::Value Faults(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    Napi::Object out = Napi::Object::New(env);
+    char last[256] = {0};
+    uint64_t n = prog_ != nullptr ? bh_program_faults(prog_, last, sizeof last) : 0;
+    out.Set("count", Napi::Number::New(env, static_cast<double>(n)));
+    if (last[0] != '\0') out.Set("last", Napi::String::New(env, last));
+    return out;
   }
 
   Napi::Value JitSize(const Napi::CallbackInfo &info) {

@@ -161,6 +161,8 @@ export interface NativeProgram {
   run(ctx?: Uint8Array): bigint;
   release(): void;
   readonly jitSize: number;
+  /** Runs that faulted (checked mode, budget) and the last fault's message. */
+  readonly faults: { count: number; last?: string };
 }
 
 export interface NativeProgramOptions {

@@ -26,6 +26,15 @@ export class Program {
     return this.native.run(ctx);
   }
 
+  /**
+   * Runs that faulted and the last fault's message. In checked mode a bad
+   * memory access or an exhausted budget ends the run (an attached program's
+   * run then counts as returning 0) instead of crashing the process.
+   */
+  get faults(): { count: number; last?: string } {
+    return this.native.faults;
+  }
+
   /** Bytes of x86-64 code, 0 in the interpreter. */
   get jitSize(): number {
     return this.native.jitSize;

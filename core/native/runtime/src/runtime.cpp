@@ -56,6 +56,8 @@ struct bh_program {
   uint32_t features = 0;  // kUsesTailCalls | kWalksStack
   std::atomic<int> refs{1};
   std::atomic<uint64_t> faults{0};
+  std::mutex fault_mu;  // guards last_fault; taken only when a run faults
+  std::string last_fault;
   // Maps for the lddw resolver; valid during load only.
   const bh_program_opts *loading = nullptr;
 
@@ -197,15 +199,24 @@ struct TailRun {
 };
 thread_local TailRun t_tail;
 
+void note_fault(bh_program *prog, const bh_fault &fault) {
+  prog->faults.fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(prog->fault_mu);
+  prog->last_fault = fault.message;
+}
+
 int run_vm(bh_program *prog, void *ctx, size_t ctx_len, uint64_t *ret, bh_fault *fault) {
   if (prog->fast_jit != nullptr) {
     *ret = prog->fast_jit(ctx, ctx_len);
     return 0;
   }
-  int rc = prog->interpreter ? bh_vm_exec(prog->vm, ctx, ctx_len, ret, fault)
-                             : bh_vm_exec_jit(prog->vm, ctx, ctx_len, ret, fault);
+  // Attached programs run with no caller to report to (fault == NULL): their
+  // faults are still counted and the last one kept for bh_program_faults.
+  bh_fault local;
+  bh_fault *f = fault != nullptr ? fault : &local;
+  int rc = prog->interpreter ? bh_vm_exec(prog->vm, ctx, ctx_len, ret, f) : bh_vm_exec_jit(prog->vm, ctx, ctx_len, ret, f);
   if (rc < 0) {
-    prog->faults.fetch_add(1, std::memory_order_relaxed);
+    note_fault(prog, *f);
     return -EFAULT;
   }
   return 0;
@@ -236,7 +247,7 @@ __attribute__((noinline)) int run_program(bh_program *prog, void *ctx, size_t ct
     // A tail-called program faulted and the helper ended us with its r0:
     // the run as a whole faulted.
     t.pending = false;
-    prog->faults.fetch_add(1, std::memory_order_relaxed);
+    note_fault(prog, t.fault);
     if (fault != nullptr) *fault = t.fault;
     *ret = 0;
     return -EFAULT;
@@ -437,6 +448,14 @@ int bh_program_run(void *prog, void *ctx, size_t ctx_len, uint64_t *ret) {
 }
 
 const bh_vm *bh_program_vm(const bh_program *prog) { return prog->vm; }
+
+uint64_t bh_program_faults(bh_program *prog, char *last, size_t last_len) {
+  if (last != nullptr && last_len > 0) {
+    std::lock_guard<std::mutex> lock(prog->fault_mu);
+    snprintf(last, last_len, "%s", prog->last_fault.c_str());
+  }
+  return prog->faults.load(std::memory_order_relaxed);
+}
 
 const char *bh_program_name(const bh_program *prog) { return prog->name.c_str(); }
 

@@ -79,6 +79,9 @@ int bh_program_run(void *prog, void *ctx, size_t ctx_len, uint64_t *ret);
 int bh_program_run_fault(bh_program *prog, void *ctx, size_t ctx_len, uint64_t *ret, bh_fault *fault);
 const bh_vm *bh_program_vm(const bh_program *prog);
 const char *bh_program_name(const bh_program *prog);
+/* Runs that faulted (checked mode, budget), and the last fault's message
+ * ("pc 3: load of 8 bytes at 0x0 outside stack, context and regions"). */
+uint64_t bh_program_faults(bh_program *prog, char *last, size_t last_len);
 
 /* Program arrays (BPF_MAP_TYPE_PROG_ARRAY) for bpf_tail_call.
  *
