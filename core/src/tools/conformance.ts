@@ -21,22 +21,24 @@ function parseBackend(value: string, previous: VmBackend[] | undefined): VmBacke
   return [...(previous ?? []), value as VmBackend];
 }
 
-function main(argv: string[]): number {
-  const program = new Command("conformance")
+/** The `conformance` command, shared by this script and `bpfhook conformance`. */
+export function conformanceCommand(name = "conformance"): Command {
+  return new Command(name)
     .description("run bpf_conformance .data files in the interpreter and the JIT")
     .argument("<paths...>", "directories of .data files, or .data files")
     .option("--checked", "run in checked mode (bounds-checked loads and stores)")
     .option("--budget <n>", "instruction budget per run (0 = unlimited)", parseBudget)
     .option("--backend <name>", "only this backend (repeatable)", parseBackend)
     .option("-v, --verbose", "print passing tests too")
-    .exitOverride();
-  try {
-    program.parse(argv);
-  } catch {
-    return 2; // commander has printed the usage error
-  }
-  const paths = program.args;
-  const flags = program.opts<{ checked?: boolean; budget?: bigint; backend?: VmBackend[]; verbose?: boolean }>();
+    .action((paths: string[], flags: { checked?: boolean; budget?: bigint; backend?: VmBackend[]; verbose?: boolean }) => {
+      process.exitCode = runConformanceCli(paths, flags);
+    });
+}
+
+function runConformanceCli(
+  paths: string[],
+  flags: { checked?: boolean; budget?: bigint; backend?: VmBackend[]; verbose?: boolean },
+): number {
   const missing = paths.filter((p) => !existsSync(p));
   if (missing.length > 0) {
     console.error(`conformance: no such file or directory: ${missing.join(", ")}`);
@@ -56,4 +58,12 @@ function main(argv: string[]): number {
   return report.failed === 0 ? 0 : 1;
 }
 
-process.exitCode = main(process.argv);
+if (require.main === module) {
+  const program = conformanceCommand().exitOverride();
+  try {
+    program.parse(process.argv);
+  } catch (err) {
+    // commander has printed the usage error (or help)
+    process.exitCode = (err as { exitCode?: number }).exitCode === 0 ? 0 : 2;
+  }
+}

@@ -1,0 +1,115 @@
+#!/usr/bin/env node
+/**
+ * The bpfhook command line: look inside eBPF objects, assemble and
+ * disassemble, compile eBPF C, run the conformance suite.
+ *
+ *   bpfhook inspect prog.bpf.o        programs, sections, maps, and which plugin serves each section
+ *   bpfhook disasm prog.bpf.o [-p x]  linked instructions of each program
+ *   bpfhook asm prog.s -o prog.bin    assemble text to raw instructions
+ *   bpfhook compile prog.bpf.c        clang -O2 -g -target bpf with the flags these machines need
+ *   bpfhook conformance <dir>         bpf_conformance .data files in both backends
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import { Command } from "commander";
+import { assemble, disassemble, encodeInsns } from "../asm/index.js";
+import { BpfhookError } from "../errors.js";
+import { loadObject } from "../loader/index.js";
+import { compileBpfC } from "../toolchain/clang.js";
+import { conformanceCommand } from "../tools/conformance.js";
+import { describeObject } from "./describe.js";
+
+function program(): Command {
+  const cli = new Command("bpfhook")
+    .description("userspace eBPF: load, inspect and attach clang-built programs")
+    .version(readVersion());
+
+  cli
+    .command("inspect")
+    .description("list an object's programs (with the plugin that serves each section) and maps")
+    .argument("<object>", "an ELF object built by clang -target bpf")
+    .option("--plugin <name...>", "plugin packages to match sections against (default: the bundled ones)")
+    .option("--json", "print JSON instead of text")
+    .action((file: string, opts: { plugin?: string[]; json?: boolean }) => {
+      const out = describeObject(loadObject(file), opts.plugin);
+      console.log(opts.json ? JSON.stringify(out.json, bigintJson, 2) : out.text);
+    });
+
+  cli
+    .command("disasm")
+    .description("disassemble the programs of an object (linked: subprograms appended, maps as indexes)")
+    .argument("<object>", "an ELF object built by clang -target bpf")
+    .option("-p, --program <name>", "only this program")
+    .action((file: string, opts: { program?: string }) => {
+      const obj = loadObject(file);
+      const progs = opts.program ? obj.programs.filter((p) => p.name === opts.program) : obj.programs;
+      if (progs.length === 0) {
+        throw new BpfhookError(
+          "NOT_FOUND",
+          `${file}: no program '${opts.program}' (programs: ${obj.programs.map((p) => p.name).join(", ")})`,
+        );
+      }
+      for (const p of progs) {
+        console.log(`${p.name} (section ${p.section}, ${p.insns.length / 8} instructions):`);
+        console.log(disassemble(p.insns));
+        console.log("");
+      }
+    });
+
+  cli
+    .command("asm")
+    .description("assemble eBPF assembly (the conformance suite's syntax) into raw 8-byte instructions")
+    .argument("<source>", "assembly text file, or - for standard input")
+    .requiredOption("-o, --output <file>", "where to write the instructions")
+    .action((source: string, opts: { output: string }) => {
+      const text = readFileSync(source === "-" ? 0 : source, "utf8");
+      const bytes = encodeInsns(assemble(text));
+      writeFileSync(opts.output, bytes);
+      console.log(`${opts.output}: ${bytes.length / 8} instructions`);
+    });
+
+  cli
+    .command("compile")
+    .description("compile eBPF C with clang -O2 -g -target bpf and the include paths bpfhook needs")
+    .argument("<source>", "a .bpf.c file")
+    .option("-o, --output <file>", "object to write (default: next to the source, .bpf.o)")
+    .option("-I, --include <dir...>", "more include folders")
+    .option("-D, --define <name...>", "preprocessor definitions")
+    .action((source: string, opts: { output?: string; include?: string[]; define?: string[] }) => {
+      const out = compileBpfC(source, {
+        ...(opts.output ? { out: opts.output } : {}),
+        ...(opts.include ? { includeDirs: opts.include } : {}),
+        ...(opts.define ? { defines: opts.define } : {}),
+      });
+      console.log(out);
+    });
+
+  cli.addCommand(conformanceCommand());
+  return cli;
+}
+
+function readVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(`${__dirname}/../../package.json`, "utf8")) as { version: string }).version;
+  } catch {
+    return "unknown";
+  }
+}
+
+function bigintJson(_key: string, value: unknown): unknown {
+  return typeof value === "bigint" ? value.toString() : value;
+}
+
+async function main(): Promise<void> {
+  try {
+    await program().parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof BpfhookError) {
+      console.error(`bpfhook: ${err.message}`);
+      process.exitCode = 1;
+      return;
+    }
+    throw err;
+  }
+}
+
+void main();
