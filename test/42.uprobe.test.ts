@@ -152,6 +152,17 @@ describe("42 uprobes on real functions", function () {
     assert.ok(count(9) >= 100n, `uv_hrtime hits: ${count(9)}`);
   });
 
+  it("attaches from config entries: module and file offset, or an absolute address", async () => {
+    const resolved = symbolResolver.resolveSymbol({ module: "libbpfhook_targets.so", symbol: "bh_target_add" });
+    await obj.program("on_add").attach({
+      type: "uprobe",
+      data: { module: "libbpfhook_targets.so", offset: `0x${resolved.fileOffset!.toString(16)}` },
+    });
+    await obj.program("on_add_second").attach({ type: "uprobe", data: { address: t.addressOf("bh_target_add") } });
+    t.add(1, 2);
+    assert.deepEqual([count(0), count(1)], [1n, 1n]);
+  });
+
   it("names what was not found", async () => {
     await expectError(
       () => obj.program("on_add").attach({ type: "uprobe", data: { module: "libbpfhook_targets.so", symbol: "nope" } }),

@@ -49,7 +49,11 @@ export interface RuntimeOptions {
 export interface AttachOptions {
   /** Attach type by name ("uprobe") or id (6); default: chosen by the program's section. */
   type?: string | number;
-  /** Private data for the plugin, validated by its schema (default: parsed from the section). */
+  /**
+   * A config entry for the plugin (`{ module, symbol }`, `{ source }` ...),
+   * turned into private data by its parseConfig and validated by its schema
+   * (default: parsed from the section).
+   */
   data?: Record<string, unknown>;
   /** Value of bpf_get_attach_cookie() in the program. */
   cookie?: bigint | number;
@@ -205,7 +209,7 @@ export class Runtime implements NativeCaller {
     if (options.type !== undefined) {
       const { plugin, type } = this.registry.type(options.type);
       const where = `for prog '${program.name}'`;
-      const raw = options.data ?? this.fromSection(plugin, type, program);
+      const raw = options.data !== undefined ? this.fromConfig(plugin, type, options.data) : this.fromSection(plugin, type, program);
       return { plugin, type, raw, where };
     }
     const match = this.registry.matchSection(program.section);
@@ -222,11 +226,18 @@ export class Runtime implements NativeCaller {
       );
     }
     const raw =
-      options.data ??
-      callPluginSync(match.plugin.name, "parseSection", () =>
-        match.plugin.parseSection(match.type, match.rest, program.section),
-      );
+      options.data !== undefined
+        ? this.fromConfig(match.plugin, match.type, options.data)
+        : callPluginSync(match.plugin.name, "parseSection", () =>
+            match.plugin.parseSection(match.type, match.rest, program.section),
+          );
     return { plugin: match.plugin, type: match.type, raw, where: `section '${program.section}'` };
+  }
+
+  /** Explicit data is a config entry: the plugin's parseConfig (if any) turns it into private data. */
+  private fromConfig(plugin: AttachPlugin, type: AttachTypeSpec, entry: Record<string, unknown>): unknown {
+    if (!plugin.parseConfig) return entry;
+    return callPluginSync(plugin.name, "parseConfig", () => plugin.parseConfig!(type, entry));
   }
 
   private fromSection(plugin: AttachPlugin, type: AttachTypeSpec, program: Program): unknown {
