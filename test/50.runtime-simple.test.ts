@@ -1,9 +1,11 @@
 import { strict as assert } from "node:assert";
 import path from "node:path";
-import { assembleBytes, Runtime } from "@bpfhook/core";
+import { assembleBytes, AttachPluginToken, Runtime } from "@bpfhook/core";
 import { definePlugin, PLUGIN_ABI_VERSION } from "@bpfhook/sdk";
 import { plugin as simplePlugin, trigger } from "@bpfhook/plugin-simple";
 import { z } from "zod";
+import { inject, injectable } from "tsyringe";
+import { RuntimeToken } from "@bpfhook/core";
 import { expectError } from "./support/expect-error.js";
 import { testAddon } from "./support/test-addon.js";
 
@@ -34,6 +36,11 @@ describe("50 runtime + simple plugin", () => {
   it("finds the plugin by package name and lists its attach type", () => {
     const names = rt.registry.list().map((p) => p.name);
     assert.deepEqual(names, ["simple"]);
+    assert.deepEqual(
+      rt.container.resolveAll<{ name: string }>(AttachPluginToken).map((p) => p.name),
+      ["simple"],
+      "registered plugins are in the runtime's DI container",
+    );
     assert.equal(rt.registry.type("simple").type.id, 2001);
     assert.equal(rt.registry.matchSection("simple/tick")?.rest, "tick");
     assert.equal(rt.registry.matchSection("simplex/tick"), undefined);
@@ -143,6 +150,31 @@ describe("50 plugin registry", () => {
         ["simple"],
         "a refused plugin leaves no trace",
       );
+    } finally {
+      rt.close();
+    }
+  });
+
+  it("resolves a plugin class through DI, injecting core services by token", async () => {
+    @injectable()
+    class InjectedPlugin {
+      readonly name = "injected";
+      readonly abiVersion = PLUGIN_ABI_VERSION;
+      readonly attachTypes = [{ id: 5100, name: "injected", sectionPrefixes: ["injected"] }];
+      readonly privateDataSchema = z.object({});
+      readonly nativeLibrary = "/nonexistent/libinjected.so";
+      constructor(@inject(RuntimeToken) readonly runtime: Runtime) {}
+      parseSection() {
+        return {};
+      }
+      encode() {
+        return new Uint8Array();
+      }
+    }
+    const rt = await Runtime.create({ plugins: [InjectedPlugin] });
+    try {
+      const p = rt.registry.get("injected") as unknown as InjectedPlugin;
+      assert.equal(p.runtime, rt, "the plugin got its runtime injected");
     } finally {
       rt.close();
     }

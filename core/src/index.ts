@@ -25,6 +25,6 @@ export { ProgArray } from "./runtime/prog-array.js";
 export { LoadedObject, type LoadSource, type RawObject } from "./runtime/loaded-object.js";
 export { PluginRegistry } from "./plugins/registry.js";
 export { NodePluginLoader, type PluginLoader, type FoundPlugin } from "./plugins/discovery.js";
-export { PluginLoaderToken, PluginRegistryToken, RuntimeToken } from "./plugins/tokens.js";
+export { AttachPluginToken, PluginLoaderToken, PluginRegistryToken, RuntimeToken } from "./plugins/tokens.js";
 export * from "./maps/index.js";
 export { compileBpfC, type CompileOptions as BpfCompileOptions } from "./toolchain/clang.js";

@@ -10,7 +10,7 @@ import type { AttachPlugin, AttachTypeSpec, PluginExport } from "@bpfhook/sdk";
 import { BpfhookError } from "../errors.js";
 import type { PluginLoader } from "./discovery.js";
 import { checkPluginShape } from "./plugin-shape.js";
-import { PluginLoaderToken } from "./tokens.js";
+import { AttachPluginToken, PluginLoaderToken } from "./tokens.js";
 
 export interface ResolvedType {
   readonly plugin: AttachPlugin;
@@ -75,6 +75,7 @@ export class PluginRegistry {
       }
     }
     this.plugins.set(plugin.name, plugin);
+    container.register(AttachPluginToken, { useValue: plugin });
     for (const type of plugin.attachTypes) {
       const entry = { plugin, type };
       this.typesById.set(type.id, entry);
