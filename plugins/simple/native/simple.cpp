@@ -20,6 +20,7 @@ struct Attachment {
   bh_prog_run_fn run;
   void *prog;
   uint64_t cookie;
+  bool reads_probe;  // the program may read the attach point (its cookie)
 };
 
 struct State {
@@ -31,7 +32,7 @@ struct State {
 
 // Every live plugin state (one per runtime). The trigger API is a plain C
 // function any code can call, so it needs a process-wide way to reach them.
-std::mutex g_states_mu;
+std::shared_mutex g_states_mu;  // triggers share it; init and fini take it alone
 std::vector<State *> g_states;
 
 int fail(char *err, size_t len, int code, const char *msg) {
@@ -42,7 +43,7 @@ int fail(char *err, size_t len, int code, const char *msg) {
 int simple_init(void **state, const bh_host *host, char *, size_t) {
   auto *s = new State();
   if (BH_SZ_HAS(host, bh_host, probe)) s->probe = host->probe;
-  std::lock_guard<std::mutex> lock(g_states_mu);
+  std::unique_lock<std::shared_mutex> lock(g_states_mu);
   g_states.push_back(s);
   *state = s;
   return 0;
@@ -51,7 +52,7 @@ int simple_init(void **state, const bh_host *host, char *, size_t) {
 void simple_fini(void *state) {
   auto *s = static_cast<State *>(state);
   {
-    std::lock_guard<std::mutex> lock(g_states_mu);
+    std::unique_lock<std::shared_mutex> lock(g_states_mu);
     for (auto it = g_states.begin(); it != g_states.end(); ++it) {
       if (*it == s) {
         g_states.erase(it);
@@ -73,9 +74,11 @@ int simple_attach(void *state, const bh_attach_opts *opts, char *err, size_t err
   if (data == nullptr || n < 2 || data[n - 1] != '\0' || strlen(data) != n - 1) {
     return fail(err, err_len, -EINVAL, "simple: private data must be a non-empty NUL-terminated source name");
   }
+  const bool reads_probe =
+      !BH_SZ_HAS(opts, bh_attach_opts, prog_flags) || (opts->prog_flags & BH_PROG_F_PROBE_CTX) != 0;
   std::unique_lock<std::shared_mutex> lock(s->mu);
   int id = s->next_id++;
-  s->sources[std::string(data, n - 1)].push_back({id, opts->run, opts->prog, opts->cookie});
+  s->sources[std::string(data, n - 1)].push_back({id, opts->run, opts->prog, opts->cookie, reads_probe});
   return id;
 }
 
@@ -106,9 +109,10 @@ int trigger_state(State *s, const char *source, void *data, size_t len, uint64_t
     pc.cookie = a.cookie;
     pc.regs = data;
     pc.nr_args = -1;
-    if (s->probe != nullptr) s->probe->enter(&pc);
+    const bool bracket = a.reads_probe && s->probe != nullptr;
+    if (bracket) s->probe->enter(&pc);
     int run_rc = a.run(a.prog, data, len, &r0);
-    if (s->probe != nullptr) s->probe->leave();
+    if (bracket) s->probe->leave();
     if (run_rc < 0) {
       rc = run_rc;
       continue;
@@ -151,7 +155,7 @@ BH_PLUGIN_EXPORT int bh_simple_trigger(const char *source, void *data, size_t le
   if (source == nullptr) return -EINVAL;
   int count = 0;
   int rc = 0;
-  std::lock_guard<std::mutex> lock(g_states_mu);
+  std::shared_lock<std::shared_mutex> lock(g_states_mu);
   for (State *s : g_states) {
     int r = trigger_state(s, source, data, len, ret, &count);
     if (r < 0) rc = r;
