@@ -16,3 +16,6 @@ export const SDK_VERSION = "0.1.0";
 
 // Symbol resolution (module + symbol -> address in a live process), a service for uprobe-like plugins.
 export * from "./symbols/index.js";
+
+// The ELF64 reading layer (bounds-checked, from a buffer or a file at offsets), shared by the symbol service and core's loader.
+export * from "./elf/index.js";

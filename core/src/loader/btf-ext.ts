@@ -5,7 +5,7 @@
  * hold. The loader only needs to know where the records are and of which
  * kind, to refuse the few kinds whose value has no meaning without a kernel.
  */
-import { ByteReader } from "./bytes.js";
+import { ByteReader } from "@bpfhook/sdk";
 import type { Btf } from "./btf.js";
 import type { LoadContext } from "./context.js";
 

@@ -3,7 +3,7 @@
  * needs for BTF map definitions in `.maps`, the layout of global data
  * sections, and key/value types that later become typed codecs.
  */
-import { ByteReader } from "./bytes.js";
+import { ByteReader } from "@bpfhook/sdk";
 import type { LoadContext } from "./context.js";
 import type { ElfRelocation } from "./elf.js";
 import { R_BPF_64_ABS32, R_BPF_64_NODYLD32 } from "./insn.js";

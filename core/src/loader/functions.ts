@@ -3,8 +3,9 @@
  * function can be called (a subprogram); global ones outside .text are also
  * programs, named by their symbol and reported with their section's name.
  */
+import { SHF_EXECINSTR, SHT_PROGBITS, STB_GLOBAL, STB_WEAK, STT_FUNC } from "@bpfhook/sdk";
 import type { LoadContext } from "./context.js";
-import { SHF_EXECINSTR, SHT_PROGBITS, STB_GLOBAL, STB_WEAK, STT_FUNC, type ElfFile, type ElfSection } from "./elf.js";
+import type { ElfFile, ElfSection } from "./elf.js";
 import { INSN_SIZE } from "./insn.js";
 
 export const TEXT_SECTION = ".text";

@@ -3,10 +3,10 @@
  * in `.maps`, legacy `struct bpf_map_def` in `maps`, and global data
  * sections (.data*, .rodata*, .bss*) that become one-entry array maps.
  */
-import { ByteReader } from "./bytes.js";
+import { ByteReader, SHF_ALLOC, SHF_EXECINSTR, SHT_NOBITS, SHT_PROGBITS, STT_FUNC, STT_SECTION } from "@bpfhook/sdk";
 import { BtfKind, type Btf, type BtfMember } from "./btf.js";
 import type { LoadContext, Where } from "./context.js";
-import { SHF_ALLOC, SHF_EXECINSTR, SHT_NOBITS, SHT_PROGBITS, STT_FUNC, STT_SECTION, type ElfFile, type ElfSection } from "./elf.js";
+import type { ElfFile, ElfSection } from "./elf.js";
 import { BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, BPF_MAP_TYPE } from "./map-types.js";
 import type { BtfTypeInfo, MapSpec } from "./types.js";
 

@@ -4,8 +4,9 @@
  * address). Everything else an object can ask for (externs, kfuncs, unknown
  * relocation types) stops here with an error naming where it was asked.
  */
+import { SHN_UNDEF, STT_SECTION } from "@bpfhook/sdk";
 import type { LoadContext, Where } from "./context.js";
-import { SHN_UNDEF, STT_SECTION, type ElfFile, type ElfRelocation, type ElfSection } from "./elf.js";
+import type { ElfFile, ElfRelocation, ElfSection } from "./elf.js";
 import { isCodeSection, type BpfFunction } from "./functions.js";
 import { INSN_SIZE, R_BPF_64_32, R_BPF_64_64, R_BPF_NONE, type InsnView } from "./insn.js";
 import { BTF_MAPS_SECTION, LEGACY_MAPS_SECTION, type MapTable } from "./maps.js";

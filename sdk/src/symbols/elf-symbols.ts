@@ -1,42 +1,50 @@
 /**
- * The little of ELF that symbol resolution needs, read straight from a file:
- * the header, the PT_LOAD program headers (for the load bias and file-offset
- * translation), the section headers, and the .dynsym / .symtab symbol tables
- * with their string tables. ELF64 little-endian only (x86-64's format).
+ * The little of ELF that symbol resolution needs, read from a file in pieces
+ * at offsets (an executable like node is ~100 MB with debug info, of which
+ * the tables are a few MB): the header, the PT_LOAD program headers (for the
+ * load bias and file-offset translation), the section headers, and the
+ * .dynsym / .symtab symbol tables with their string tables. ELF64
+ * little-endian only (x86-64's format).
  *
- * Files are read piecewise at offsets, never whole: an executable like node
- * is ~100 MB with debug info, of which the tables are a few MB.
- *
- * Self-contained on purpose (no core import); core/src/loader/elf.ts reads
- * BPF objects and the two may be unified later.
+ * The records are decoded by ../elf (shared with core's loader); this module
+ * decides what it accepts and turns every ElfFormatError into a SymbolError
+ * that names the file. Tables of system files are taken as found: a name
+ * outside its string table reads as "" instead of failing the file.
  */
-import fs from "node:fs";
+// Imported from the modules, not the ../elf barrel: CommonJS re-exports are
+// getters, and the symbol scan reads these constants 185k times for node.
+import { ByteReader } from "../elf/byte-reader.js";
+import { FileSource, type ByteSource } from "../elf/byte-source.js";
+import {
+  ELFCLASS64,
+  ELFDATA2LSB,
+  ET_DYN,
+  ET_EXEC,
+  PN_XNUM,
+  PROGRAM_HEADER_SIZE,
+  PT_LOAD,
+  SECTION_HEADER_SIZE,
+  SHN_UNDEF,
+  SHN_XINDEX,
+  SHT_DYNSYM,
+  SHT_GNU_VERSYM,
+  SHT_NOBITS,
+  SHT_SYMTAB,
+  STB_GLOBAL,
+  STB_LOCAL,
+  STB_WEAK,
+  STT_FUNC,
+  STT_GNU_IFUNC,
+  STT_OBJECT,
+  VERSYM_HIDDEN,
+} from "../elf/constants.js";
+import { ElfFormatError } from "../elf/errors.js";
+import { hasElfMagic, programCount, readElfHeader, sectionCounts } from "../elf/header.js";
+import { readProgramHeaders } from "../elf/program-headers.js";
+import { readSectionHeaders } from "../elf/section-headers.js";
+import { StringTable } from "../elf/string-table.js";
+import { SymbolTable, type ElfSymbolEntry } from "../elf/symbols.js";
 import { symbolError } from "./errors.js";
-
-const EHDR_SIZE = 64;
-const PHDR_SIZE = 56;
-const SHDR_SIZE = 64;
-const SYM_SIZE = 24;
-
-const ET_EXEC = 2;
-const ET_DYN = 3;
-const PT_LOAD = 1;
-const PN_XNUM = 0xffff;
-const SHN_UNDEF = 0;
-const SHN_XINDEX = 0xffff;
-const SHT_SYMTAB = 2;
-const SHT_NOBITS = 8;
-const SHT_DYNSYM = 11;
-const SHT_GNU_VERSYM = 0x6fffffff;
-/** In a .gnu.version entry: the symbol's version is not the default one. */
-const VERSYM_HIDDEN = 0x8000;
-
-const STT_OBJECT = 1;
-const STT_FUNC = 2;
-const STT_GNU_IFUNC = 10;
-const STB_LOCAL = 0;
-const STB_GLOBAL = 1;
-const STB_WEAK = 2;
 
 export type ElfType = "exec" | "dyn";
 export type SymbolTableName = ".dynsym" | ".symtab";
@@ -95,84 +103,60 @@ export interface ElfSymbol {
 
 /** Reads the headers of an ELF file; throws ELF_INVALID / ELF_UNSUPPORTED / NOT_FOUND. */
 export function readElfImage(path: string): ElfImage {
-  return withFile(path, (read) => {
-    const eh = read(0, EHDR_SIZE, "ELF header");
-    if (eh.readUInt32BE(0) !== 0x7f454c46) throw symbolError("ELF_INVALID", `${path}: not an ELF file`, { file: path });
-    if (eh[4] !== 2 || eh[5] !== 1) {
-      throw symbolError("ELF_UNSUPPORTED", `${path}: only 64-bit little-endian ELF is supported`, { file: path });
+  return withFile(path, (file) => {
+    const eh = readElfHeader(file);
+    if (!hasElfMagic(eh.ident)) throw new ElfFormatError("ELF_INVALID", "not an ELF file");
+    if (eh.class !== ELFCLASS64 || eh.data !== ELFDATA2LSB) {
+      throw new ElfFormatError("ELF_UNSUPPORTED", "only 64-bit little-endian ELF is supported");
     }
-    const etype = eh.readUInt16LE(16);
-    if (etype !== ET_EXEC && etype !== ET_DYN) {
-      throw symbolError("ELF_UNSUPPORTED", `${path}: ELF type ${etype} is neither an executable nor a shared object`, {
-        file: path,
-      });
+    if (eh.type !== ET_EXEC && eh.type !== ET_DYN) {
+      throw new ElfFormatError("ELF_UNSUPPORTED", `ELF type ${eh.type} is neither an executable nor a shared object`);
     }
-    const phoff = Number(eh.readBigUInt64LE(32));
-    const shoff = Number(eh.readBigUInt64LE(40));
-    let phnum = eh.readUInt16LE(56);
-    let shnum = eh.readUInt16LE(60);
-    let shstrndx = eh.readUInt16LE(62);
-    if (shoff !== 0 && eh.readUInt16LE(58) !== SHDR_SIZE) {
-      throw symbolError("ELF_INVALID", `${path}: unexpected section header size`, { file: path });
-    }
-    if (phnum !== 0 && eh.readUInt16LE(54) !== PHDR_SIZE) {
-      throw symbolError("ELF_INVALID", `${path}: unexpected program header size`, { file: path });
-    }
+    const phoff = Number(eh.phoff);
+    const shoff = Number(eh.shoff);
+    if (shoff !== 0 && eh.shentsize !== SECTION_HEADER_SIZE) throw new ElfFormatError("ELF_INVALID", "unexpected section header size");
+    if (eh.phnum !== 0 && eh.phentsize !== PROGRAM_HEADER_SIZE) throw new ElfFormatError("ELF_INVALID", "unexpected program header size");
     // Counts that overflow 16 bits live in section header 0.
-    if (shoff !== 0 && (shnum === 0 || shstrndx === SHN_XINDEX || phnum === PN_XNUM)) {
-      const sh0 = read(shoff, SHDR_SIZE, "section header 0");
-      if (shnum === 0) shnum = Number(sh0.readBigUInt64LE(32));
-      if (shstrndx === SHN_XINDEX) shstrndx = sh0.readUInt32LE(40);
-      if (phnum === PN_XNUM) phnum = sh0.readUInt32LE(44);
+    let counts = { count: eh.shnum, namesIndex: eh.shstrndx };
+    let phnum = eh.phnum;
+    if (shoff !== 0 && (eh.shnum === 0 || eh.shstrndx === SHN_XINDEX || eh.phnum === PN_XNUM)) {
+      const sh0 = new ByteReader(file.read(shoff, SECTION_HEADER_SIZE, "section header 0"));
+      counts = sectionCounts(sh0, eh, 0);
+      phnum = programCount(sh0, eh, 0);
     }
 
     const loads: ElfLoadSegment[] = [];
     if (phnum > 0) {
-      const ph = read(phoff, phnum * PHDR_SIZE, "program headers");
-      for (let i = 0; i < phnum; i++) {
-        const o = i * PHDR_SIZE;
-        if (ph.readUInt32LE(o) !== PT_LOAD) continue;
-        loads.push({
-          flags: ph.readUInt32LE(o + 4),
-          offset: ph.readBigUInt64LE(o + 8),
-          vaddr: ph.readBigUInt64LE(o + 16),
-          filesz: ph.readBigUInt64LE(o + 32),
-          memsz: ph.readBigUInt64LE(o + 40),
-        });
+      for (const ph of readProgramHeaders(file, phoff, phnum, "program headers")) {
+        if (ph.type !== PT_LOAD) continue;
+        loads.push({ flags: ph.flags, offset: ph.offset, vaddr: ph.vaddr, filesz: ph.filesz, memsz: ph.memsz });
       }
     }
 
     const sections: ElfSection[] = [];
-    if (shoff !== 0 && shnum > 0) {
-      const sh = read(shoff, shnum * SHDR_SIZE, "section headers");
-      const raw = [];
-      for (let i = 0; i < shnum; i++) {
-        const o = i * SHDR_SIZE;
-        raw.push({
-          nameOff: sh.readUInt32LE(o),
-          type: sh.readUInt32LE(o + 4),
-          addr: sh.readBigUInt64LE(o + 16),
-          offset: sh.readBigUInt64LE(o + 24),
-          size: sh.readBigUInt64LE(o + 32),
-          link: sh.readUInt32LE(o + 40),
-          entsize: sh.readBigUInt64LE(o + 56),
-        });
-      }
-      const strSec = raw[shstrndx];
+    if (shoff !== 0 && counts.count > 0) {
+      const headers = readSectionHeaders(file, shoff, counts.count, "section headers");
+      const strSec = headers[counts.namesIndex];
       const names =
-        strSec && strSec.type !== SHT_NOBITS
-          ? read(Number(strSec.offset), Number(strSec.size), "section names")
-          : undefined;
-      raw.forEach((r, index) => {
-        const { nameOff, ...rest } = r;
-        sections.push({ index, name: names ? cString(names, nameOff) : "", ...rest });
+        strSec && strSec.type !== SHT_NOBITS ? new StringTable(readSection(file, strSec, "section names")) : undefined;
+      headers.forEach((h, index) => {
+        sections.push({
+          index,
+          name: names ? names.nameOrEmpty(h.nameOffset) : "",
+          type: h.type,
+          addr: h.addr,
+          offset: h.offset,
+          size: h.size,
+          link: h.link,
+          entsize: h.entsize,
+        });
       });
     }
     return {
       path,
-      type: etype === ET_EXEC ? "exec" : "dyn",
-      machine: eh.readUInt16LE(18),
-      entry: eh.readBigUInt64LE(24),
+      type: eh.type === ET_EXEC ? "exec" : "dyn",
+      machine: eh.machine,
+      entry: eh.entry,
       loads,
       sections,
     };
@@ -207,34 +191,32 @@ export function readSymbols(
     table === ".dynsym"
       ? image.sections.find((s) => s.type === SHT_GNU_VERSYM && s.link === sec.index)
       : undefined;
-  const wanted = which === "functions" ? undefined : Buffer.from(which.name, "utf8");
+  const wanted = which === "functions" ? undefined : new TextEncoder().encode(which.name);
 
-  return withFile(image.path, (read) => {
-    const syms = read(Number(sec.offset), Number(sec.size), table);
-    const strs = read(Number(strSec.offset), Number(strSec.size), `${table} strings`);
-    const vers = versym ? read(Number(versym.offset), Number(versym.size), ".gnu.version") : undefined;
-    const count = Math.floor(syms.length / SYM_SIZE);
+  return withFile(image.path, (file) => {
+    const syms = new SymbolTable(new ByteReader(readSection(file, sec, table)));
+    const strs = new StringTable(readSection(file, strSec, `${table} strings`));
+    const vers = versym ? new ByteReader(readSection(file, versym, ".gnu.version")) : undefined;
     const out: ElfSymbol[] = [];
-    // Entry 0 is the reserved null symbol.
-    for (let i = 1; i < count; i++) {
-      const o = i * SYM_SIZE;
-      const info = syms[o + 4]!;
-      const type = info & 0xf;
-      const shndx = syms.readUInt16LE(o + 6);
+    // Entry 0 is the reserved null symbol. Entries are filtered on single
+    // fields first: most of a big table is skipped without being decoded.
+    for (let i = 1; i < syms.count; i++) {
+      const type = syms.type(i);
+      const shndx = syms.shndx(i);
       if (wanted === undefined && (shndx === SHN_UNDEF || (type !== STT_FUNC && type !== STT_GNU_IFUNC))) continue;
-      const nameOff = syms.readUInt32LE(o);
-      if (wanted !== undefined && !nameMatches(strs, nameOff, wanted)) continue;
-      const name = stripVersion(cString(strs, nameOff));
+      const nameOffset = syms.nameOffset(i);
+      if (wanted !== undefined && !nameMatches(strs.bytes, nameOffset, wanted)) continue;
+      const name = stripVersion(strs.nameOrEmpty(nameOffset));
       if (name === "") continue;
-      const bind = info >> 4;
+      const entry = syms.entry(i);
       out.push({
         name,
-        value: syms.readBigUInt64LE(o + 8),
-        size: syms.readBigUInt64LE(o + 16),
-        kind: type === STT_FUNC ? "func" : type === STT_GNU_IFUNC ? "ifunc" : type === STT_OBJECT ? "object" : "other",
-        bind: bind === STB_LOCAL ? "local" : bind === STB_GLOBAL ? "global" : bind === STB_WEAK ? "weak" : "other",
+        value: entry.value,
+        size: entry.size,
+        kind: kindOf(entry),
+        bind: bindOf(entry),
         defined: shndx !== SHN_UNDEF,
-        hiddenVersion: vers !== undefined && 2 * i + 1 < vers.length && (vers.readUInt16LE(2 * i) & VERSYM_HIDDEN) !== 0,
+        hiddenVersion: vers !== undefined && 2 * i + 1 < vers.length && (vers.u16(2 * i) & VERSYM_HIDDEN) !== 0,
         table,
       });
     }
@@ -260,45 +242,47 @@ export function stripVersion(name: string): string {
   return at > 0 ? name.slice(0, at) : name;
 }
 
-type Reader = (offset: number, length: number, what: string) => Buffer;
-
-function withFile<T>(path: string, use: (read: Reader) => T): T {
-  let fd: number;
+/**
+ * Opens `path` and runs `use`; the file missing is NOT_FOUND, and an
+ * ElfFormatError becomes a SymbolError whose message starts with the path.
+ */
+function withFile<T>(path: string, use: (file: ByteSource) => T): T {
+  let file: FileSource;
   try {
-    fd = fs.openSync(path, "r");
+    file = FileSource.open(path);
   } catch (err) {
     const why = (err as NodeJS.ErrnoException).code ?? String(err);
     throw symbolError("NOT_FOUND", `cannot open ${path} to read its symbols (${why})`, { file: path });
   }
   try {
-    return use((offset, length, what) => {
-      const buf = Buffer.alloc(length);
-      let got = 0;
-      while (got < length) {
-        const n = fs.readSync(fd, buf, got, length - got, offset + got);
-        if (n === 0) break;
-        got += n;
-      }
-      if (got < length) {
-        throw symbolError("ELF_INVALID", `${path}: truncated (${what} at offset ${offset}, ${length} bytes)`, { file: path });
-      }
-      return buf;
-    });
+    return use(file);
+  } catch (err) {
+    if (err instanceof ElfFormatError) throw symbolError(err.code, `${path}: ${err.message}`, { file: path });
+    throw err;
   } finally {
-    fs.closeSync(fd);
+    file.close();
   }
 }
 
-function cString(buf: Buffer, offset: number): string {
-  if (offset >= buf.length) return "";
-  const end = buf.indexOf(0, offset);
-  return buf.toString("utf8", offset, end < 0 ? buf.length : end);
+/** A section's bytes as the header places them (the section header's numbers, taken as they are). */
+function readSection(file: ByteSource, section: { readonly offset: bigint; readonly size: bigint }, what: string): Uint8Array {
+  return file.read(Number(section.offset), Number(section.size), what);
+}
+
+function kindOf(entry: ElfSymbolEntry): ElfSymbolKind {
+  const { type } = entry;
+  return type === STT_FUNC ? "func" : type === STT_GNU_IFUNC ? "ifunc" : type === STT_OBJECT ? "object" : "other";
+}
+
+function bindOf(entry: ElfSymbolEntry): ElfSymbolBind {
+  const { bind } = entry;
+  return bind === STB_LOCAL ? "local" : bind === STB_GLOBAL ? "global" : bind === STB_WEAK ? "weak" : "other";
 }
 
 /** Compares a table name with `wanted` without decoding it; "name@VER" matches too. */
-function nameMatches(strs: Buffer, offset: number, wanted: Buffer): boolean {
+function nameMatches(strs: Uint8Array, offset: number, wanted: Uint8Array): boolean {
   if (offset + wanted.length > strs.length) return false;
-  if (strs.compare(wanted, 0, wanted.length, offset, offset + wanted.length) !== 0) return false;
+  for (let k = 0; k < wanted.length; k++) if (strs[offset + k] !== wanted[k]) return false;
   const next = strs[offset + wanted.length];
   return next === 0 || next === 0x40 /* '@' */ || next === undefined;
 }
