@@ -81,6 +81,9 @@ function readLicense(elf: ElfFile, ctx: LoadContext): string {
 function readVersion(elf: ElfFile, ctx: LoadContext): number | undefined {
   const section = elf.sectionByName(VERSION_SECTION);
   if (section === undefined) return undefined;
-  if (section.size !== 4) ctx.invalid(`version section has ${section.size} bytes, expected 4`, { section: section.name });
+  // data, not size: a NOBITS section claims a size but has no bytes in the file.
+  if (section.data.length !== 4) {
+    ctx.invalid(`version section has ${section.data.length} bytes, expected 4`, { section: section.name });
+  }
   return new DataView(section.data.buffer, section.data.byteOffset, 4).getUint32(0, true);
 }
