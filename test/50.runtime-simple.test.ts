@@ -7,6 +7,7 @@ import { z } from "zod";
 import { inject, injectable } from "tsyringe";
 import { RuntimeToken } from "@bpfhook/core";
 import { expectError } from "./support/expect-error.js";
+import { makePluginApp } from "./support/plugin-app.js";
 import { testAddon } from "./support/test-addon.js";
 
 const repoRoot = path.resolve(__dirname, "..", "..");
@@ -207,7 +208,7 @@ describe("50 plugin registry", () => {
   });
 
   it("finds third-party plugins by package name and from a package.json", async () => {
-    const app = path.join(repoRoot, "test", "fixtures", "plugin-app");
+    const app = makePluginApp();
     const rt = await Runtime.create({ packageJson: path.join(app, "package.json") });
     try {
       assert.deepEqual(rt.registry.list().map((p) => p.name).sort(), ["echo", "simple"]);
