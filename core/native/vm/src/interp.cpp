@@ -127,6 +127,23 @@ inline void succeed(bh_fault *fault, int code, size_t pc) {
   }
 }
 
+// Calls a helper with r1..r5 and leaves its r0 in reg[0]. Returns true when
+// a BH_HELPER_MAY_EXIT helper asked to end the program; reg[0] then holds
+// the value the program ends with.
+inline bool call_helper(const bh::Helper &h, uint64_t *reg) {
+  if ((h.flags & BH_HELPER_MAY_EXIT) == 0) {
+    reg[0] = h.fn(reg[1], reg[2], reg[3], reg[4], reg[5]);
+    return false;
+  }
+  bh::ExitRequest &req = bh::exit_request();
+  req.requested = false;
+  reg[0] = h.fn(reg[1], reg[2], reg[3], reg[4], reg[5]);
+  if (!req.requested) return false;
+  req.requested = false;
+  reg[0] = req.ret;
+  return true;
+}
+
 template <bool Checked, bool Budget>
 int run(const bh_vm *vm, void *ctx, size_t ctx_len, uint64_t *r0_out, bh_fault *fault) {
   alignas(16) uint8_t stack[kStackBytes];
@@ -349,21 +366,10 @@ int run(const bh_vm *vm, void *ctx, size_t ctx_len, uint64_t *r0_out, bh_fault *
           pc += size_t(int64_t(ins.imm));
           break;
         }
-        {
-          const bh::Helper &h = helpers[uint32_t(ins.imm)];
-          if (h.flags & BH_HELPER_MAY_EXIT) {
-            bh::ExitRequest &req = bh::exit_request();
-            req.requested = false;
-            reg[0] = h.fn(reg[1], reg[2], reg[3], reg[4], reg[5]);
-            if (req.requested) {
-              req.requested = false;
-              if (r0_out != nullptr) *r0_out = req.ret;
-              succeed(fault, BH_FAULT_HELPER_EXIT, cur);
-              return 0;
-            }
-          } else {
-            reg[0] = h.fn(reg[1], reg[2], reg[3], reg[4], reg[5]);
-          }
+        if (call_helper(helpers[uint32_t(ins.imm)], reg)) {
+          if (r0_out != nullptr) *r0_out = reg[0];
+          succeed(fault, BH_FAULT_HELPER_EXIT, cur);
+          return 0;
         }
         break;
 
@@ -374,19 +380,10 @@ int run(const bh_vm *vm, void *ctx, size_t ctx_len, uint64_t *r0_out, bh_fault *
           return report(fault, BH_FAULT_BAD_HELPER, cur, id, 0, "pc %zu: callx to unregistered helper %" PRIu64, cur,
                         id);
         }
-        const bh::Helper &h = helpers[id];
-        if (h.flags & BH_HELPER_MAY_EXIT) {
-          bh::ExitRequest &req = bh::exit_request();
-          req.requested = false;
-          reg[0] = h.fn(reg[1], reg[2], reg[3], reg[4], reg[5]);
-          if (req.requested) {
-            req.requested = false;
-            if (r0_out != nullptr) *r0_out = req.ret;
-            succeed(fault, BH_FAULT_HELPER_EXIT, cur);
-            return 0;
-          }
-        } else {
-          reg[0] = h.fn(reg[1], reg[2], reg[3], reg[4], reg[5]);
+        if (call_helper(helpers[id], reg)) {
+          if (r0_out != nullptr) *r0_out = reg[0];
+          succeed(fault, BH_FAULT_HELPER_EXIT, cur);
+          return 0;
         }
         break;
       }
