@@ -18,7 +18,7 @@ export {
   type MapSpec,
   type ProgramSpec,
 } from "./loader/index.js";
-export { Runtime, type RuntimeOptions, type AttachOptions } from "./runtime/runtime.js";
+export { Runtime, defaultResolveDir, type RuntimeOptions, type AttachOptions } from "./runtime/runtime.js";
 export { Program } from "./runtime/program.js";
 export { Link } from "./runtime/link.js";
 export { ProgArray } from "./runtime/prog-array.js";

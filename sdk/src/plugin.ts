@@ -56,8 +56,18 @@ export interface AttachPlugin<P = unknown> {
   readonly attachTypes: readonly AttachTypeSpec[];
   /** Validates private data before anything native is touched. */
   readonly privateDataSchema: ZodType<P>;
-  /** Absolute path of the native piece (a .so exporting bh_plugin_entry). */
+  /**
+   * Absolute path of the native piece (a .so exporting bh_plugin_entry). A
+   * plugin loaded from a package must keep it inside that package's directory.
+   */
   readonly nativeLibrary: string;
+  /**
+   * The native piece is loaded with RTLD_LOCAL. A plugin whose C API other
+   * libraries find with dlsym(RTLD_DEFAULT, ...) says why here, and is then
+   * loaded with RTLD_GLOBAL (its symbols can then interpose on later
+   * libraries' lookups, so keep its exported names prefixed).
+   */
+  readonly nativeGlobalSymbols?: string;
   /** Custom helpers its native piece registers (for docs and checks). */
   readonly helpers?: readonly HelperDecl[];
 

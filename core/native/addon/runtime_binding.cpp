@@ -233,14 +233,15 @@ class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
     return false;
   }
 
-  // openPlugin(path, name) -> index
+  // openPlugin(path, name, global) -> index
   Napi::Value OpenPlugin(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     if (!Alive(env)) return env.Undefined();
     std::string path = info[0].As<Napi::String>();
     std::string name = info[1].As<Napi::String>();
+    const unsigned flags = info.Length() > 2 && info[2].ToBoolean().Value() ? BH_RUNTIME_PLUGIN_GLOBAL : 0u;
     char err[512] = {0};
-    int rc = bh_runtime_open_plugin(rt_, path.c_str(), name.c_str(), err, sizeof err);
+    int rc = bh_runtime_open_plugin(rt_, path.c_str(), name.c_str(), flags, err, sizeof err);
     if (rc < 0) {
       ErrnoError(env, rc == -EPROTO ? "ABI_MISMATCH" : "PLUGIN_INVALID", rc, std::string("[") + name + "] " + err)
           .ThrowAsJavaScriptException();

@@ -192,7 +192,8 @@ export interface NativeProgArray {
 
 /** bh_runtime (runtime_binding.cpp): plugins, programs, links. */
 export interface NativeRuntime {
-  openPlugin(path: string, name: string): number;
+  /** `global`: load with RTLD_GLOBAL (the plugin said why it needs it); otherwise RTLD_LOCAL. */
+  openPlugin(path: string, name: string, global: boolean): number;
   loadProgram(opts: NativeProgramOptions): NativeProgram;
   /** A program array for bpf_tail_call, alive until close(); pass it in loadProgram's `maps`. */
   createProgArray(maxEntries: number): NativeProgArray;

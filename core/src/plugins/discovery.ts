@@ -7,7 +7,7 @@
  * and that module exports the plugin as `plugin` or `default` (an object
  * implementing the SDK's AttachPlugin, or an injectable class making one).
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, realpathSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import type { PluginExport } from "@bpfhook/sdk";
@@ -16,6 +16,7 @@ import { BpfhookError } from "../errors.js";
 export interface FoundPlugin {
   /** The npm package name. */
   readonly packageName: string;
+  /** The package's directory, symlinks resolved: its entry and native piece must lie inside it. */
   readonly packageDir: string;
   readonly exported: PluginExport;
 }
@@ -39,8 +40,61 @@ function readJson(file: string): PackageJson {
   return JSON.parse(readFileSync(file, "utf8")) as PackageJson;
 }
 
+// npm's rules for a package name (scoped or not). Anything else, such as
+// "./x", "/abs" or "a/../../b", would make require.resolve read a path, not
+// look a package up in node_modules.
+const PACKAGE_NAME = /^(@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9][a-z0-9._~-]*$/;
+
+/** True when `file` is `dir` or lies below it (both absolute, symlinks resolved by the caller). */
+export function isInside(dir: string, file: string): boolean {
+  const rel = path.relative(dir, file);
+  return rel === "" || (!rel.startsWith("..") && !path.isAbsolute(rel));
+}
+
+/**
+ * The real path of `file` when it exists; otherwise its nearest existing
+ * ancestor's real path joined with the rest (a native piece that is not
+ * built yet is still checked for where it would be).
+ */
+export function realPathOf(file: string): string {
+  const abs = path.resolve(file);
+  let head = abs;
+  const tail: string[] = [];
+  while (!existsSync(head)) {
+    const parent = path.dirname(head);
+    if (parent === head) return abs;
+    tail.unshift(path.basename(head));
+    head = parent;
+  }
+  return path.join(realpathSync(head), ...tail);
+}
+
+/**
+ * Refuses a path a plugin package gives (its entry module, its native
+ * library) that leaves the package's directory, symlinks included.
+ */
+export function assertInsidePackage(pluginLabel: string, packageDir: string, what: string, file: string): string {
+  const real = realPathOf(file);
+  if (!isInside(packageDir, real)) {
+    throw new BpfhookError(
+      "PLUGIN_INVALID",
+      `[${pluginLabel}] ${what} ${file} lies outside the plugin package's directory ${packageDir}; ` +
+        "a plugin may only load code from inside its own package",
+      { plugin: pluginLabel, file },
+    );
+  }
+  return real;
+}
+
 export class NodePluginLoader implements PluginLoader {
   load(name: string, fromDir: string): FoundPlugin {
+    if (!PACKAGE_NAME.test(name)) {
+      throw new BpfhookError(
+        "BAD_ARGUMENT",
+        `plugin '${name}' is not an npm package name; give a package name, or pass the plugin object itself`,
+        { plugin: name },
+      );
+    }
     const req = createRequire(path.join(fromDir, "noop.js"));
     let manifestPath: string;
     try {
@@ -52,7 +106,7 @@ export class NodePluginLoader implements PluginLoader {
         { plugin: name, cause },
       );
     }
-    const packageDir = path.dirname(manifestPath);
+    const packageDir = realpathSync(path.dirname(manifestPath));
     const manifest = readJson(manifestPath);
     const entry = manifest.bpfhook?.plugin;
     if (typeof entry !== "string") {
@@ -62,7 +116,7 @@ export class NodePluginLoader implements PluginLoader {
         { plugin: name, file: manifestPath },
       );
     }
-    const modulePath = path.resolve(packageDir, entry);
+    const modulePath = assertInsidePackage(name, packageDir, "entry module", path.resolve(packageDir, entry));
     let mod: Record<string, unknown>;
     try {
       mod = req(modulePath) as Record<string, unknown>;

@@ -24,6 +24,7 @@ const pluginShape = z.object({
     "must be a zod schema",
   ),
   nativeLibrary: z.string().min(1),
+  nativeGlobalSymbols: z.string().min(1, "say why the native piece needs RTLD_GLOBAL").optional(),
   parseSection: z.custom<(...a: unknown[]) => unknown>((v) => typeof v === "function", "must be a function"),
   encode: z.custom<(...a: unknown[]) => unknown>((v) => typeof v === "function", "must be a function"),
 });

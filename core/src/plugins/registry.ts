@@ -8,13 +8,20 @@ import type { DependencyContainer } from "tsyringe";
 import { PLUGIN_ABI_VERSION } from "@bpfhook/sdk";
 import type { AttachPlugin, AttachTypeSpec, PluginExport } from "@bpfhook/sdk";
 import { BpfhookError } from "../errors.js";
-import type { PluginLoader } from "./discovery.js";
+import { assertInsidePackage, type PluginLoader } from "./discovery.js";
 import { checkPluginShape } from "./plugin-shape.js";
 import { AttachPluginToken, PluginLoaderToken } from "./tokens.js";
 
 export interface ResolvedType {
   readonly plugin: AttachPlugin;
   readonly type: AttachTypeSpec;
+}
+
+/** Where a plugin registered from a package came from. */
+export interface PluginOrigin {
+  readonly packageName: string;
+  /** Real path of the package directory; its native piece must lie inside. */
+  readonly packageDir: string;
 }
 
 export interface SectionMatch extends ResolvedType {
@@ -28,6 +35,9 @@ export class PluginRegistry {
   private readonly typesById = new Map<number, ResolvedType>();
   private readonly typesByName = new Map<string, ResolvedType>();
   private readonly prefixes = new Map<string, ResolvedType>();
+  /** Plugins that came from packages, by the package's real directory. */
+  private readonly byPackageDir = new Map<string, AttachPlugin>();
+  private readonly origins = new Map<string, PluginOrigin>();
 
   constructor(@inject(PluginLoaderToken) private readonly loader: PluginLoader) {}
 
@@ -36,11 +46,14 @@ export class PluginRegistry {
    * `container`, so it may inject core services). All checks run before the
    * registry changes: a refused plugin leaves no trace.
    */
-  register(exported: PluginExport, container: DependencyContainer, origin = "code"): AttachPlugin {
+  register(exported: PluginExport, container: DependencyContainer, origin = "code", from?: PluginOrigin): AttachPlugin {
     const instance =
       typeof exported === "function" ? container.resolve(exported as new (...args: any[]) => AttachPlugin) : exported;
     const plugin = checkPluginShape(instance, origin);
     const tag = `[${plugin.name}]`;
+    // A package's native piece is loaded from inside that package only; the
+    // real path is checked again when it is opened (it may not be built yet).
+    if (from) assertInsidePackage(plugin.name, from.packageDir, "native library", plugin.nativeLibrary);
     if (this.plugins.has(plugin.name)) {
       throw new BpfhookError("PLUGIN_INVALID", `${tag} a plugin with this name is already registered`, {
         plugin: plugin.name,
@@ -75,6 +88,10 @@ export class PluginRegistry {
       }
     }
     this.plugins.set(plugin.name, plugin);
+    if (from) {
+      this.origins.set(plugin.name, from);
+      this.byPackageDir.set(from.packageDir, plugin);
+    }
     container.register(AttachPluginToken, { useValue: plugin });
     for (const type of plugin.attachTypes) {
       const entry = { plugin, type };
@@ -85,19 +102,30 @@ export class PluginRegistry {
     return plugin;
   }
 
-  /** Loads and registers a plugin package by npm name. */
+  /**
+   * Loads and registers a plugin package by npm name. The same package
+   * (the same directory, however it was named or reached) is one plugin:
+   * naming it again returns the plugin registered the first time.
+   */
   registerPackage(name: string, fromDir: string, container: DependencyContainer): AttachPlugin {
     const found = this.loader.load(name, fromDir);
-    return this.register(found.exported, container, `package ${name}`);
+    const already = this.byPackageDir.get(found.packageDir);
+    if (already) return already;
+    return this.register(found.exported, container, `package ${name}`, {
+      packageName: found.packageName,
+      packageDir: found.packageDir,
+    });
   }
 
-  /** Loads every plugin package a project's package.json depends on. */
+  /** Loads every plugin package a project's package.json depends on, resolved from its directory. */
   registerFromPackageJson(packageJsonPath: string, container: DependencyContainer): AttachPlugin[] {
     const dir = packageJsonPath.replace(/[/\\]package\.json$/, "");
-    return this.loader
-      .fromPackageJson(packageJsonPath)
-      .filter((name) => ![...this.plugins.values()].some((p) => p.name === name))
-      .map((name) => this.registerPackage(name, dir, container));
+    return this.loader.fromPackageJson(packageJsonPath).map((name) => this.registerPackage(name, dir, container));
+  }
+
+  /** The package a plugin came from (undefined for plugins given as objects or classes in code). */
+  origin(pluginName: string): PluginOrigin | undefined {
+    return this.origins.get(pluginName);
   }
 
   list(): AttachPlugin[] {

@@ -10,6 +10,7 @@
  *   rt.close();
  */
 import "reflect-metadata";
+import { existsSync, realpathSync } from "node:fs";
 import path from "node:path";
 import { container as rootContainer } from "tsyringe";
 import type { DependencyContainer } from "tsyringe";
@@ -18,7 +19,7 @@ import { BpfhookError } from "../errors.js";
 import { native } from "../native/binding.js";
 import type { NativeRuntime } from "../native/addon-types.js";
 import { callPlugin, callPluginSync } from "../plugins/call-plugin.js";
-import { NodePluginLoader } from "../plugins/discovery.js";
+import { assertInsidePackage, NodePluginLoader } from "../plugins/discovery.js";
 import { PluginRegistry } from "../plugins/registry.js";
 import { PluginLoaderToken, PluginRegistryToken, RuntimeToken } from "../plugins/tokens.js";
 import { Link } from "./link.js";
@@ -30,9 +31,14 @@ import { SharedRegion } from "../maps/index.js";
 export interface RuntimeOptions {
   /** Plugins: npm package names (resolved from `resolveFrom`) or plugin objects / classes. */
   plugins?: readonly (string | PluginExport)[];
-  /** Also load every plugin package this package.json depends on. */
+  /** Also load every plugin package this package.json depends on (resolved from its directory). */
   packageJson?: string;
-  /** Where package names are resolved from (default: process.cwd()). */
+  /**
+   * Where package names are resolved from. Default: the directory of the
+   * application's entry module (`require.main`, else `process.argv[1]`), else
+   * the directory @bpfhook/core is installed in. Never the working directory:
+   * a package planted there, or in one of its parents, must not run.
+   */
   resolveFrom?: string;
   /** Checked mode for every program: bad memory accesses fault instead of crashing. */
   checked?: boolean;
@@ -85,7 +91,7 @@ export class Runtime implements NativeCaller {
     checkOptions(options);
     const rt = new Runtime(options);
     try {
-      const from = options.resolveFrom ?? process.cwd();
+      const from = options.resolveFrom ?? defaultResolveDir();
       for (const p of options.plugins ?? []) {
         if (typeof p === "string") rt.registry.registerPackage(p, from, rt.container);
         else rt.registry.register(p, rt.container);
@@ -102,7 +108,7 @@ export class Runtime implements NativeCaller {
   use(plugin: string | PluginExport): AttachPlugin {
     this.assertOpen();
     return typeof plugin === "string"
-      ? this.registry.registerPackage(plugin, this.options.resolveFrom ?? process.cwd(), this.container)
+      ? this.registry.registerPackage(plugin, this.options.resolveFrom ?? defaultResolveDir(), this.container)
       : this.registry.register(plugin, this.container);
   }
 
@@ -254,7 +260,11 @@ export class Runtime implements NativeCaller {
   private openNativePlugin(plugin: AttachPlugin): number {
     let index = this.pluginIndex.get(plugin.name);
     if (index === undefined) {
-      index = this.nativeRt.openPlugin(plugin.nativeLibrary, plugin.name);
+      let library = plugin.nativeLibrary;
+      const origin = this.registry.origin(plugin.name);
+      // Checked again here, symlinks resolved, against what is on disk now.
+      if (origin) library = assertInsidePackage(plugin.name, origin.packageDir, "native library", library);
+      index = this.nativeRt.openPlugin(library, plugin.name, plugin.nativeGlobalSymbols !== undefined);
       this.pluginIndex.set(plugin.name, index);
     }
     return index;
@@ -268,6 +278,18 @@ export class Runtime implements NativeCaller {
   private assertOpen(): void {
     if (this.closed) throw new BpfhookError("BAD_ARGUMENT", "runtime is closed");
   }
+}
+
+/**
+ * Where plugin package names are resolved from by default: the embedding
+ * application's entry module's directory, else (REPL, `node -e`) the
+ * directory @bpfhook/core is installed in, whose node_modules hold the
+ * plugins installed beside it. Not process.cwd(): see RuntimeOptions.resolveFrom.
+ */
+export function defaultResolveDir(): string {
+  const entry = require.main?.filename ?? process.argv[1];
+  if (entry && path.isAbsolute(entry) && existsSync(entry)) return path.dirname(realpathSync(entry));
+  return path.resolve(__dirname, "..", "..");
 }
 
 function checkOptions(o: RuntimeOptions): void {

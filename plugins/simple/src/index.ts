@@ -29,6 +29,7 @@ export const plugin = definePlugin<SimplePrivateData>({
   attachTypes: [SIMPLE_TYPE],
   privateDataSchema: schema,
   nativeLibrary: path.resolve(__dirname, "..", "build", "libbpfhook_simple.so"),
+  nativeGlobalSymbols: "native event sources find bh_simple_trigger with dlsym(RTLD_DEFAULT, ...)",
   parseSection: (_type, rest) => ({ source: rest }),
   parseConfig: (_type, entry) => ({ source: entry.source }),
   encode: ({ data }) => new StructWriter().cstring(data.source).finish(),

@@ -317,16 +317,39 @@ void bh_runtime_destroy(bh_runtime *rt) {
   delete rt;
 }
 
-int bh_runtime_open_plugin(bh_runtime *rt, const char *path, const char *expect_name, char *err, size_t err_len) {
+namespace {
+// Closes a plugin library on every failure path of open_plugin; released
+// once the plugin is kept.
+struct DlHandle {
+  void *h = nullptr;
+  explicit DlHandle(void *handle) : h(handle) {}
+  ~DlHandle() {
+    if (h != nullptr) dlclose(h);
+  }
+  DlHandle(const DlHandle &) = delete;
+  DlHandle &operator=(const DlHandle &) = delete;
+  void *release() {
+    void *r = h;
+    h = nullptr;
+    return r;
+  }
+};
+}  // namespace
+
+int bh_runtime_open_plugin(bh_runtime *rt, const char *path, const char *expect_name, unsigned flags, char *err,
+                           size_t err_len) {
   std::lock_guard<std::mutex> lock(rt->mu);
   for (size_t i = 0; i < rt->plugins.size(); i++) {
     if (rt->plugins[i]->path == path) return static_cast<int>(i);
   }
-  // RTLD_GLOBAL: a plugin's public C API (e.g. the simple plugin's trigger)
-  // must be reachable by other libraries through dlsym(RTLD_DEFAULT, ...).
-  void *handle = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
-  if (handle == nullptr) return fail(err, err_len, -ENOENT, "cannot load plugin library %s: %s", path, dlerror());
-  auto entry = reinterpret_cast<bh_plugin_entry_fn>(dlsym(handle, BH_PLUGIN_ENTRY_SYMBOL));
+  // RTLD_LOCAL unless the plugin asked otherwise: a plugin's symbols must not
+  // interpose on libraries loaded later. A plugin whose public C API others
+  // find through dlsym(RTLD_DEFAULT, ...) (the simple plugin's trigger) asks
+  // for RTLD_GLOBAL.
+  const int mode = RTLD_NOW | ((flags & BH_RUNTIME_PLUGIN_GLOBAL) != 0 ? RTLD_GLOBAL : RTLD_LOCAL);
+  DlHandle handle(dlopen(path, mode));
+  if (handle.h == nullptr) return fail(err, err_len, -ENOENT, "cannot load plugin library %s: %s", path, dlerror());
+  auto entry = reinterpret_cast<bh_plugin_entry_fn>(dlsym(handle.h, BH_PLUGIN_ENTRY_SYMBOL));
   if (entry == nullptr) {
     return fail(err, err_len, -EINVAL, "%s does not export %s, so it is not a bpfhook plugin", path,
                 BH_PLUGIN_ENTRY_SYMBOL);
@@ -349,7 +372,6 @@ int bh_runtime_open_plugin(bh_runtime *rt, const char *path, const char *expect_
   auto p = std::make_unique<Plugin>();
   p->name = ops->name;
   p->path = path;
-  p->handle = handle;
   p->ops = ops;
   char msg[256] = {0};
   if (ops->init != nullptr) {
@@ -365,6 +387,7 @@ int bh_runtime_open_plugin(bh_runtime *rt, const char *path, const char *expect_
       return fail(err, err_len, rc, "[%s] register_helpers failed (%d)", p->name.c_str(), rc);
     }
   }
+  p->handle = handle.release();
   rt->plugins.push_back(std::move(p));
   return static_cast<int>(rt->plugins.size() - 1);
 }

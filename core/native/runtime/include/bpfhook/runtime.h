@@ -62,9 +62,14 @@ struct bh_program_opts {
 bh_runtime *bh_runtime_create(const struct bh_runtime_opts *opts);
 void bh_runtime_destroy(bh_runtime *rt);
 
+/* bh_runtime_open_plugin flags. */
+#define BH_RUNTIME_PLUGIN_GLOBAL 0x1u /* dlopen with RTLD_GLOBAL (default RTLD_LOCAL) */
+
 /* dlopens a plugin's native piece, checks its ABI and name, calls init and
- * register_helpers. Returns a plugin index >= 0. */
-int bh_runtime_open_plugin(bh_runtime *rt, const char *path, const char *expect_name, char *err, size_t err_len);
+ * register_helpers. Returns a plugin index >= 0. On any failure the library
+ * is closed again (dlclose) and nothing of it stays registered. */
+int bh_runtime_open_plugin(bh_runtime *rt, const char *path, const char *expect_name, unsigned flags, char *err,
+                           size_t err_len);
 /* Attach-specific functions (ops->call) by plugin index. */
 int64_t bh_runtime_plugin_call(bh_runtime *rt, int plugin, const char *name, const void *in, size_t in_len, void *out,
                                size_t out_len);
