@@ -56,6 +56,7 @@ function memoryContext(seed: bigint): Uint8Array {
 
 const ARITH_ITERATIONS = 1_000_000;
 const HELPER_ITERATIONS = 200_000;
+const MIX_ITERATIONS = 1_000_000;
 
 export const WORKLOADS: readonly Workload[] = [
   {
@@ -77,6 +78,16 @@ export const WORKLOADS: readonly Workload[] = [
     iterations: MEMORY_BYTES,
     helpers: {},
     context: memoryContext,
+  },
+  {
+    name: "mix",
+    file: "mix.bpf.c",
+    program: "mix",
+    what: "fmix64 hash of each index into two accumulators: independent iterations, throughput-bound",
+    unit: "loop iteration",
+    iterations: MIX_ITERATIONS,
+    helpers: {},
+    context: (seed) => loopContext(MIX_ITERATIONS, seed),
   },
   {
     name: "helper",

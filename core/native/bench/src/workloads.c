@@ -54,6 +54,25 @@ uint64_t bh_bench_memory(void *c, size_t ctx_len) {
   return sum;
 }
 
+uint64_t bh_bench_mix(void *c, size_t ctx_len) {
+  (void)ctx_len;
+  const struct loop_ctx *ctx = c;
+  uint64_t n = ctx->n;
+  uint64_t seed = ctx->seed;
+  uint64_t a = 0, b = 0;
+  for (uint64_t i = 0; i < n; i++) {
+    uint64_t x = i + seed;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    a += x;
+    b ^= x >> 7;
+  }
+  return a ^ b;
+}
+
 uint64_t bh_bench_helper(void *c, size_t ctx_len) {
   (void)ctx_len;
   const struct loop_ctx *ctx = c;
@@ -66,6 +85,7 @@ uint64_t bh_bench_helper(void *c, size_t ctx_len) {
 static const bh_bench_workload kWorkloads[] = {
     {"arith", bh_bench_arith, sizeof(struct loop_ctx)},
     {"memory", bh_bench_memory, sizeof(struct memory_ctx)},
+    {"mix", bh_bench_mix, sizeof(struct loop_ctx)},
     {"helper", bh_bench_helper, sizeof(struct loop_ctx)},
 };
 

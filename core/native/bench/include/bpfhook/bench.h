@@ -15,8 +15,9 @@ extern "C" {
 
 typedef uint64_t (*bh_bench_fn)(void *ctx, size_t ctx_len);
 
-/* Twins of arith.bpf.c, memory.bpf.c and helper.bpf.c. */
+/* Twins of arith.bpf.c, memory.bpf.c, mix.bpf.c and helper.bpf.c. */
 uint64_t bh_bench_arith(void *ctx, size_t ctx_len);
+uint64_t bh_bench_mix(void *ctx, size_t ctx_len);
 uint64_t bh_bench_memory(void *ctx, size_t ctx_len);
 uint64_t bh_bench_helper(void *ctx, size_t ctx_len);
 
@@ -24,7 +25,7 @@ uint64_t bh_bench_helper(void *ctx, size_t ctx_len);
  * translation unit so that gcc cannot inline it, as the VM cannot. */
 uint64_t bh_bench_add_one(uint64_t v);
 
-/* The workloads by name ("arith", "memory", "helper"), each with the least
+/* The workloads by name ("arith", "memory", "mix", "helper"), each with the least
  * context size its function reads; *n gets the count. */
 typedef struct bh_bench_workload {
   const char *name;
