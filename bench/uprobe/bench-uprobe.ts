@@ -4,6 +4,14 @@
  * uretprobe, both, and override, each with an empty program; a uprobe that
  * counts into a hash map; and the kernel's uprobe through bpftrace as the
  * anchor. Every figure is the median ns per call over repeated native loops.
+ *
+ * Every row checks that its probe fired exactly once per call: each
+ * "empty" program counts its hits with one plain (non-atomic: the loop is
+ * single-threaded) add to its own slot of an array map, about three
+ * instructions and no helper call, and the run fails if a slot's count is not
+ * the number of calls made while it was attached. The kernel row reads
+ * bpftrace's own count and reports "unavailable (reason)" when the probe did
+ * not fire once per call.
  */
 import { assembleBytes, Runtime, type BpfMap, type Link } from "@bpfhook/core";
 import { fixed, formatTable, median, relativeIqr } from "../common/stats.js";
@@ -16,7 +24,17 @@ const KERNEL_RUNS = 5;
 const KERNEL_CALLS = 50_000;
 const TARGET = { module: "libbpfhook_targets.so", symbol: "bh_target_empty" };
 
-const EMPTY = assembleBytes("mov %r0, 0\nexit");
+/** An otherwise empty program that adds 1 to hits[slot] (plain add: one thread calls). */
+const countingEmpty = (slot: number) =>
+  assembleBytes(`
+  lddw %r1, map_value 1, ${slot * 8}
+  ldxdw %r2, [%r1+0]
+  add %r2, 1
+  stxdw [%r1+0], %r2
+  mov %r0, 0
+  exit
+`);
+const SLOTS = { uprobe: 0, uretprobe: 1, uprobe2: 2, uretprobe2: 3, override: 4 } as const;
 // counts[0] += 1 through bpf_map_lookup_elem and an atomic add.
 const HASH_COUNTER = assembleBytes(`
   mov %r1, 0
@@ -35,6 +53,9 @@ out:
 
 const targets = loadTargets();
 
+/** Calls made by one measure(): the warm-up and every run. */
+const callsOf = (runs: number, calls: number) => BigInt(calls / 10 + runs * calls);
+
 function measure(runs: number, calls: number): { median: number; iqr: number } {
   targets.timeCalls("empty", calls / 10); // warm-up
   const samples = Array.from({ length: runs }, () => targets.timeCalls("empty", calls));
@@ -45,36 +66,54 @@ async function main(): Promise<void> {
   const rt = await Runtime.create({ plugins: ["@bpfhook/plugin-frida-uprobe"], resolveFrom: repoRoot });
   const obj = rt.load({
     programs: [
-      { name: "empty", insns: EMPTY },
+      ...Object.entries(SLOTS).map(([name, slot]) => ({ name, insns: countingEmpty(slot) })),
       { name: "hash_counter", insns: HASH_COUNTER },
     ],
-    maps: [{ name: "counts", type: 1, keySize: 4, valueSize: 8, maxEntries: 16, flags: 0, section: "code" }],
+    maps: [
+      { name: "counts", type: 1, keySize: 4, valueSize: 8, maxEntries: 16, flags: 0, section: "code" },
+      // One value of 8 u64 slots: the "empty" programs' hit counters.
+      { name: "hits", type: 2, keySize: 4, valueSize: 64, maxEntries: 1, flags: 0, section: "code" },
+    ],
   });
   const counts = obj.map<BpfMap<Buffer, Buffer>>("counts");
   counts.set(Buffer.alloc(4), Buffer.alloc(8));
+  const hitsMap = obj.map<BpfMap<Buffer, Buffer>>("hits");
+  const key0 = Buffer.alloc(4);
+  const slotHits = (slot: number) => hitsMap.get(key0)!.readBigUInt64LE(slot * 8);
+  const hashHits = () => counts.get(key0)!.readBigUInt64LE(0);
 
   const rows: { key: string; label: string; ns: number; iqr: number }[] = [];
-  const run = async (key: string, label: string, attach: () => Promise<Link[]>) => {
+  /** Measures with `attach`'s links in place; every counter in `counters` must advance by exactly the calls made. */
+  const run = async (key: string, label: string, attach: () => Promise<Link[]>, counters: (() => bigint)[]) => {
     const links = await attach();
+    const before = counters.map((c) => c());
     const { median: ns, iqr } = measure(RUNS, CALLS);
+    const fired = counters.map((c, i) => c() - before[i]!);
     for (const l of links) l.detach();
+    const expected = callsOf(RUNS, CALLS);
+    fired.forEach((n, i) => {
+      if (n !== expected) {
+        throw new Error(`${label}: probe ${i + 1} fired ${n} times for ${expected} calls; the figure would not measure one hit per call`);
+      }
+    });
     rows.push({ key, label, ns, iqr });
   };
   const at = (program: string, type: string) => () =>
     obj.program(program).attach({ type, data: TARGET }).then((l) => [l]);
+  const slot = (name: keyof typeof SLOTS) => () => slotHits(SLOTS[name]);
 
-  await run("call", "bare call (no probe)", async () => []);
-  await run("uprobe", "uprobe, empty program", at("empty", "uprobe"));
-  await run("uretprobe", "uretprobe, empty program", at("empty", "uretprobe"));
-  await run("uprobe_uretprobe", "uprobe + uretprobe, empty", async () => [
-    ...(await at("empty", "uprobe")()),
-    ...(await at("empty", "uretprobe")()),
-  ]);
-  await run("override", "uprobe_override, not overriding", at("empty", "uprobe_override"));
-  await run("uprobe_hash_counter", "uprobe counting in a hash map", at("hash_counter", "uprobe"));
-  const hits = counts.get(Buffer.alloc(4))!.readBigUInt64LE(0);
+  await run("call", "bare call (no probe)", async () => [], []);
+  await run("uprobe", "uprobe, empty program", at("uprobe", "uprobe"), [slot("uprobe")]);
+  await run("uretprobe", "uretprobe, empty program", at("uretprobe", "uretprobe"), [slot("uretprobe")]);
+  await run(
+    "uprobe_uretprobe",
+    "uprobe + uretprobe, empty",
+    async () => [...(await at("uprobe2", "uprobe")()), ...(await at("uretprobe2", "uretprobe")())],
+    [slot("uprobe2"), slot("uretprobe2")],
+  );
+  await run("override", "uprobe_override, not overriding", at("override", "uprobe_override"), [slot("override")]);
+  await run("uprobe_hash_counter", "uprobe counting in a hash map", at("hash_counter", "uprobe"), [hashHits]);
   rt.close();
-  if (hits < BigInt(RUNS * CALLS)) throw new Error(`the counting uprobe saw ${hits} hits, expected >= ${RUNS * CALLS}`);
 
   let kernel: number | null = null;
   let kernelNote = "";
@@ -84,12 +123,18 @@ async function main(): Promise<void> {
   } else {
     try {
       const probe = await startKernelUprobe(targetsLibrary, TARGET.symbol);
+      let m: { median: number; iqr: number } | undefined;
       try {
-        const m = measure(KERNEL_RUNS, KERNEL_CALLS);
-        kernel = m.median;
-        rows.push({ key: "kernel_uprobe", label: "kernel uprobe (bpftrace count)", ns: m.median, iqr: m.iqr });
+        m = measure(KERNEL_RUNS, KERNEL_CALLS);
       } finally {
-        await probe.stop();
+        const counted = await probe.stop();
+        const expected = callsOf(KERNEL_RUNS, KERNEL_CALLS);
+        if (m && counted === expected) {
+          kernel = m.median;
+          rows.push({ key: "kernel_uprobe", label: "kernel uprobe (bpftrace count)", ns: m.median, iqr: m.iqr });
+        } else if (m) {
+          kernelNote = `kernel uprobe: unavailable (bpftrace counted ${counted ?? "no"} hits for ${expected} calls)`;
+        }
       }
     } catch (err) {
       kernelNote = `kernel uprobe: skipped (${(err as Error).message.split("\n")[0]})`;

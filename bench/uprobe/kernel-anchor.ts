@@ -6,7 +6,14 @@
 import { spawn, spawnSync } from "node:child_process";
 
 export interface KernelProbe {
-  stop(): Promise<void>;
+  /** Stops bpftrace and returns the hits it counted (null when it printed no count). */
+  stop(): Promise<bigint | null>;
+}
+
+/** bpftrace prints "@hits: N" at exit; no line means the probe never fired. */
+function parseHits(out: string): bigint | null {
+  const m = /@hits:\s*(\d+)/.exec(out);
+  return m ? BigInt(m[1]!) : null;
 }
 
 export function kernelUprobeUnavailable(): string | undefined {
@@ -36,8 +43,8 @@ export function startKernelUprobe(library: string, symbol: string): Promise<Kern
           () =>
             resolve({
               stop: () =>
-                new Promise<void>((done) => {
-                  child.once("exit", () => done());
+                new Promise<bigint | null>((done) => {
+                  child.once("exit", () => done(parseHits(out)));
                   child.kill("SIGINT");
                 }),
             }),
