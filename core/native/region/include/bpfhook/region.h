@@ -43,6 +43,11 @@
  * - A reader refuses an object whose magic, layout_version or size it does
  *   not recognise (-EPROTO), so a version mismatch between a controller and
  *   an agent shows up at open, not as corruption.
+ * - Nothing read from the object is trusted after that: the geometry
+ *   (directory offset and capacity, data offset, ncpus) is validated at open
+ *   and kept in the process's handle, dir_count is never used past the
+ *   capacity, a descriptor's storage range is checked against the size
+ *   before a map is opened (bh_region_check_directory, bh_map_open).
  *
  * C API life: bh_region_create (the owner; unlinks the name at close) or
  * bh_region_open (another mapping, any process), then bh_region_close. Maps
