@@ -193,6 +193,9 @@ Napi::Object DescToObject(Napi::Env env, const bh_region_map_desc *d) {
 Napi::Value RegionMaps(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   bh_region *r = GetRegion(info, 0, "regionMaps");
+  // A corrupt directory is an error, not a list of garbage entries.
+  int err = bh_region_check_directory(r);
+  if (err != 0) return Num(env, err);
   uint32_t n = bh_region_map_count(r);
   Napi::Array arr = Napi::Array::New(env, n);
   for (uint32_t i = 0; i < n; i++) arr.Set(i, DescToObject(env, bh_region_map_at(r, i)));
@@ -290,6 +293,7 @@ Napi::Value MapInfo(const Napi::CallbackInfo &info) {
   o.Set("storageOffset", Num(env, double(i->storage_off)));
   o.Set("storageSize", Num(env, double(i->storage_size)));
   o.Set("address", Big(env, uint64_t(uintptr_t(m))));
+  o.Set("corruptions", Num(env, double(bh_map_corruptions(m))));
   return o;
 }
 

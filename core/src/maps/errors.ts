@@ -13,6 +13,7 @@ export const Errno = {
   EAGAIN: 11,
   ENOMEM: 12,
   EACCES: 13,
+  EFAULT: 14,
   EBUSY: 16,
   EEXIST: 17,
   EXDEV: 18,
@@ -66,6 +67,8 @@ function explain(op: string, errno: number, ctx: MapErrorContext): string {
       return "another consumer holds the ring";
     case Errno.EPROTO:
       return "storage layout not understood by this build";
+    case Errno.EFAULT:
+      return "shared storage is corrupt: an index, offset, length or count out of bounds was not followed";
     default:
       return "failed";
   }

@@ -69,6 +69,16 @@ export abstract class MapBase {
     return native().mapInfo(this.native).address;
   }
 
+  /**
+   * How often this handle met corrupt shared storage: an index, offset,
+   * length or count out of bounds that another process wrote. Each such
+   * operation failed (EFAULT; a program's lookup got NULL) and nothing
+   * outside the storage was read or written.
+   */
+  get corruptions(): number {
+    return native().mapInfo(this.native).corruptions;
+  }
+
   get closed(): boolean {
     return this.#handle === undefined;
   }

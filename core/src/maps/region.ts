@@ -62,7 +62,7 @@ function regionError(name: string, op: string, rc: number): BpfhookError {
   if (n === Errno.EPROTO) {
     return new BpfhookError(
       "ABI_MISMATCH",
-      `region '${name}': ${op}: EPROTO (not a bpfhook region of layout version 1)`,
+      `region '${name}': ${op}: EPROTO (not a bpfhook region of layout version 1, or its header is corrupt)`,
       { errno: rc, symbol: name },
     );
   }
@@ -184,9 +184,15 @@ export class SharedRegion implements MapOwner {
 
   /** The directory: every map in the region, in creation order. */
   maps(): MapDescriptor[] {
-    return native()
-      .regionMaps(this.native)
-      .map((d) => ({ ...d, typeName: mapTypeName(d.type) }));
+    const list = native().regionMaps(this.native);
+    if (typeof list === "number") {
+      throw new BpfhookError(
+        "MAP_ERROR",
+        `region '${this.name}': maps: ${errnoName(list)} (the directory is corrupt: a count past its capacity or a map's storage outside the region)`,
+        { errno: list, symbol: this.name },
+      );
+    }
+    return list.map((d) => ({ ...d, typeName: mapTypeName(d.type) }));
   }
 
   createMap<K = Buffer, V = Buffer>(opts: MapCreateOptions<K, V> & { type: "hash" | "lru_hash" | "lpm_trie" }): BpfMap<K, V>;

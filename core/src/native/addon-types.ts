@@ -21,7 +21,8 @@ export interface NativeAddon {
   regionOpen(name: string): NativeRegionHandle | number;
   regionClose(region: NativeRegionHandle): void;
   regionInfo(region: NativeRegionHandle): NativeRegionInfo;
-  regionMaps(region: NativeRegionHandle): NativeMapDesc[];
+  /** The directory, or -EPROTO if it is corrupt (count past capacity, storage outside the data area). */
+  regionMaps(region: NativeRegionHandle): NativeMapDesc[] | number;
   /** The region checked-mode programs may access (SharedRegionBounds). */
   regionSetDefault(region: NativeRegionHandle | null): void;
   mapCreate(region: NativeRegionHandle, spec: NativeMapSpec): NativeMapHandle | number;
@@ -115,6 +116,8 @@ export interface NativeMapInfo extends NativeMapDesc {
   userValueSize: number;
   /** The bh_map* programs see. */
   address: bigint;
+  /** Corrupt indices/lengths this handle met in the shared storage (bh_map_corruptions). */
+  corruptions: number;
 }
 
 export interface NativeRingbufStats {

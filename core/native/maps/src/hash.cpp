@@ -7,15 +7,21 @@
 namespace bpfhook::maps {
 namespace {
 
+// An element index read from the region that is out of bounds (or a chain
+// longer than the pool): the callers fail with Corrupt().
+constexpr uint32_t kBadIdx = UINT32_MAX;
+
 // ---- element pool ----
 
 // Pops a free element: the free list first, then the never-used tail (so a
-// big map touches no memory until it fills). Returns 0 when none is left.
+// big map touches no memory until it fills). Returns 0 when none is left,
+// kBadIdx when the free list's head is out of bounds.
 uint32_t PoolPop(bh_map *m) {
   MapHeader *h = m->hdr;
   uint64_t head = shm::load_acquire(&h->free_head);
   while (uint32_t(head) != 0) {
     uint32_t idx = uint32_t(head);
+    if (!IndexOk(m, idx)) return kBadIdx;
     // `next` may be rewritten under us if another thread pops `idx` first;
     // the tag in the high half then makes our CAS fail (no ABA).
     uint32_t next = shm::load_relaxed(&Elem(m, idx)->next);
@@ -60,10 +66,13 @@ bool CountReserve(bh_map *m) {
 void CountRelease(bh_map *m) { shm::fetch_add(&m->hdr->count, uint32_t(-1)); }
 
 // Under the bucket's lock: the element holding `key` and the link that
-// points at it (the bucket head or the previous element's next).
+// points at it (the bucket head or the previous element's next); 0 if
+// absent, kBadIdx if the chain leaves the pool or is longer than it.
 uint32_t FindLocked(bh_map *m, Bucket *b, uint32_t hash, const void *key, uint32_t **link) {
   uint32_t *l = &b->head;
-  for (uint32_t idx = *l; idx != 0; idx = *l) {
+  uint32_t steps = 0;
+  for (uint32_t idx = shm::load_relaxed(l); idx != 0; idx = shm::load_relaxed(l)) {
+    if (!IndexOk(m, idx) || ++steps > m->pool_size) return kBadIdx;
     ElemHeader *e = Elem(m, idx);
     if (e->hash == hash && KeyEq(m, ElemKey(e), key)) {
       *link = l;
@@ -104,6 +113,7 @@ void WriteValue(bh_map *m, uint32_t idx, const void *value, bool all_cpus, bool 
 bool LruEvict(bh_map *m) {
   uint32_t used = shm::load_relaxed(&m->hdr->next_unused);
   if (used == 0) return false;
+  if (used > m->pool_size) used = m->pool_size;  // corrupt cursor: sample the pool only
   uint32_t n = used < kLruSample ? used : kLruSample;
   uint32_t start = shm::fetch_add_relaxed(&m->hdr->lru_hand, n) % used;
   uint32_t now = shm::load_relaxed(&m->hdr->lru_clock);
@@ -127,9 +137,14 @@ bool LruEvict(bh_map *m) {
   shm::SeqLock::write_lock(&b->seq);
   uint32_t *link = &b->head;
   bool found = false;
-  for (uint32_t idx = *link; idx != 0; idx = *link) {
+  uint32_t steps = 0;
+  for (uint32_t idx = shm::load_relaxed(link); idx != 0; idx = shm::load_relaxed(link)) {
     if (idx == victim) {
       found = true;
+      break;
+    }
+    if (!IndexOk(m, idx) || ++steps > m->pool_size) {
+      Corrupt(m);
       break;
     }
     link = &Elem(m, idx)->next;
@@ -160,6 +175,10 @@ long HashUpdate(bh_map *m, const void *key, const void *value, uint64_t flags, b
     shm::SeqLock::write_lock(&b->seq);
     uint32_t *link = nullptr;
     uint32_t old = FindLocked(m, b, hash, key, &link);
+    if (old == kBadIdx) {
+      shm::SeqLock::write_unlock(&b->seq);
+      return Corrupt(m);
+    }
     if (old != 0 && flags == BH_NOEXIST) {
       shm::SeqLock::write_unlock(&b->seq);
       return -EEXIST;
@@ -182,6 +201,11 @@ long HashUpdate(bh_map *m, const void *key, const void *value, uint64_t flags, b
       return -E2BIG;
     }
     uint32_t idx = PoolPop(m);
+    if (idx == kBadIdx) {
+      if (old == 0) CountRelease(m);
+      shm::SeqLock::write_unlock(&b->seq);
+      return Corrupt(m);
+    }
     if (idx == 0) {
       // Only when more replacements are in flight than there are spare
       // elements: fall back to an in-place copy (readers may see a torn
@@ -228,9 +252,9 @@ long HashDelete(bh_map *m, const void *key) {
   shm::SeqLock::write_lock(&b->seq);
   uint32_t *link = nullptr;
   uint32_t idx = FindLocked(m, b, hash, key, &link);
-  if (idx == 0) {
+  if (idx == 0 || idx == kBadIdx) {
     shm::SeqLock::write_unlock(&b->seq);
-    return -ENOENT;
+    return idx == 0 ? -ENOENT : int(Corrupt(m));
   }
   ElemHeader *e = Elem(m, idx);
   shm::store_release(link, e->next);
@@ -266,8 +290,12 @@ int HashLookupCopy(bh_map *m, const void *key, void *out) {
     uint32_t seen = shm::SeqLock::read_begin(&b->seq);
     uint32_t found = 0;
     uint32_t steps = 0;
+    bool bad = false;
     for (uint32_t idx = shm::load_acquire(&b->head); idx != 0;) {
-      if (idx > m->pool_size || ++steps > m->pool_size) break;
+      if (idx > m->pool_size || ++steps > m->pool_size) {
+        bad = true;
+        break;
+      }
       ElemHeader *e = Elem(m, idx);
       if (shm::load_relaxed(&e->hash) == hash && KeyEq(m, ElemKey(e), key)) {
         found = idx;
@@ -276,7 +304,10 @@ int HashLookupCopy(bh_map *m, const void *key, void *out) {
       idx = shm::load_acquire(&e->next);
     }
     if (found != 0) CopyOut(m, found, out);
-    if (!shm::SeqLock::read_changed(&b->seq, seen)) return found != 0 ? 0 : -ENOENT;
+    if (!shm::SeqLock::read_changed(&b->seq, seen)) {
+      if (bad) return int(Corrupt(m));
+      return found != 0 ? 0 : -ENOENT;
+    }
   }
 }
 
@@ -286,9 +317,9 @@ int HashLookupAndDelete(bh_map *m, const void *key, void *out) {
   shm::SeqLock::write_lock(&b->seq);
   uint32_t *link = nullptr;
   uint32_t idx = FindLocked(m, b, hash, key, &link);
-  if (idx == 0) {
+  if (idx == 0 || idx == kBadIdx) {
     shm::SeqLock::write_unlock(&b->seq);
-    return -ENOENT;
+    return idx == 0 ? -ENOENT : int(Corrupt(m));
   }
   CopyOut(m, idx, out);
   ElemHeader *e = Elem(m, idx);
@@ -312,10 +343,14 @@ int HashNextKey(bh_map *m, const void *key, void *next) {
     for (;;) {
       uint32_t seen = shm::SeqLock::read_begin(&b->seq);
       bool found = false;
+      bool bad = false;
       uint32_t after = 0;
       uint32_t steps = 0;
       for (uint32_t idx = shm::load_acquire(&b->head); idx != 0;) {
-        if (idx > m->pool_size || ++steps > m->pool_size) break;
+        if (idx > m->pool_size || ++steps > m->pool_size) {
+          bad = true;
+          break;
+        }
         ElemHeader *e = Elem(m, idx);
         uint32_t nx = shm::load_acquire(&e->next);
         if (shm::load_relaxed(&e->hash) == hash && KeyEq(m, ElemKey(e), key)) {
@@ -327,6 +362,7 @@ int HashNextKey(bh_map *m, const void *key, void *next) {
       }
       if (after != 0 && after <= m->pool_size) memcpy(tmp, ElemKey(Elem(m, after)), m->key_size);
       if (shm::SeqLock::read_changed(&b->seq, seen)) continue;
+      if (bad || after > m->pool_size) return int(Corrupt(m));  // tmp was not filled
       if (found && after != 0) {
         memcpy(next, tmp, m->key_size);
         return 0;
@@ -343,6 +379,7 @@ int HashNextKey(bh_map *m, const void *key, void *next) {
       uint32_t idx = shm::load_acquire(&b->head);
       if (idx != 0 && idx <= m->pool_size) memcpy(tmp, ElemKey(Elem(m, idx)), m->key_size);
       if (shm::SeqLock::read_changed(&b->seq, seen)) continue;
+      if (idx > m->pool_size) return int(Corrupt(m));  // tmp was not filled
       if (idx != 0) {
         memcpy(next, tmp, m->key_size);
         return 0;

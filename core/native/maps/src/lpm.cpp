@@ -60,16 +60,24 @@ uint32_t Match(const bh_map *m, Node *n, uint32_t node_prefix, const uint8_t *ke
   return CommonBits(NodeData(n), key_data, limit);
 }
 
-// Node pool, under the write lock only: plain loads and stores suffice.
+// Node pool, under the write lock only: plain loads and stores suffice
+// between writers; each cursor is read once and checked, since another
+// process can write any value. Returns 0 when full, kBadNode when corrupt.
+constexpr uint32_t kBadNode = UINT32_MAX;
 uint32_t NodeAlloc(bh_map *m) {
   MapHeader *h = m->hdr;
-  if (h->node_free != 0) {
-    uint32_t idx = h->node_free;
+  uint32_t idx = shm::load_relaxed(&h->node_free);
+  if (idx != 0) {
+    if (!IndexOk(m, idx)) return kBadNode;
     h->node_free = NodeAt(m, idx)->child[0];
     shm::fence_release();  // same reuse rule as the hash pool
     return idx;
   }
-  if (h->node_next < m->pool_size) return ++h->node_next;
+  uint32_t next = shm::load_relaxed(&h->node_next);
+  if (next < m->pool_size) {
+    h->node_next = next + 1;
+    return next + 1;
+  }
   return 0;
 }
 
@@ -82,7 +90,7 @@ void NodeFree(bh_map *m, uint32_t idx) {
 
 uint32_t NewNode(bh_map *m, uint32_t prefixlen, uint32_t flags, const uint8_t *data, const void *value) {
   uint32_t idx = NodeAlloc(m);
-  if (idx == 0) return 0;
+  if (idx == 0 || idx == kBadNode) return idx;
   Node *n = NodeAt(m, idx);
   n->child[0] = 0;
   n->child[1] = 0;
@@ -93,8 +101,9 @@ uint32_t NewNode(bh_map *m, uint32_t prefixlen, uint32_t flags, const uint8_t *d
   return idx;
 }
 
-// Lock-free longest-prefix match: the node index or 0.
-uint32_t Find(const bh_map *m, const void *key) {
+// Lock-free longest-prefix match: the node index or 0; *bad set when a
+// stable walk met an index or prefix length out of bounds (counted).
+uint32_t Find(const bh_map *m, const void *key, bool *bad) {
   const auto *k = static_cast<const uint8_t *>(key);
   uint32_t kp = Load32(k);
   const uint8_t *kd = k + 4;
@@ -104,11 +113,18 @@ uint32_t Find(const bh_map *m, const void *key) {
     uint32_t seen = shm::SeqLock::read_begin(&m->hdr->lock);
     uint32_t found = 0;
     uint32_t steps = 0;
+    *bad = false;
     for (uint32_t idx = shm::load_acquire(&m->hdr->root); idx != 0;) {
-      if (idx > m->pool_size || ++steps > m->pool_size) break;
+      if (idx > m->pool_size || ++steps > m->pool_size) {
+        *bad = true;
+        break;
+      }
       Node *n = NodeAt(m, idx);
       uint32_t np = shm::load_relaxed(&n->prefixlen);
-      if (np > max) break;
+      if (np > max) {
+        *bad = true;
+        break;
+      }
       uint32_t ml = Match(m, n, np, kd, kp);
       bool real = (shm::load_relaxed(&n->flags) & kIntermediate) == 0;
       if (ml == max) {  // a full-length match cannot be beaten
@@ -120,14 +136,18 @@ uint32_t Find(const bh_map *m, const void *key) {
       if (np >= kp) break;  // nothing below is a prefix of the key
       idx = shm::load_acquire(&n->child[Bit(kd, np)]);
     }
-    if (!shm::SeqLock::read_changed(&m->hdr->lock, seen)) return found;
+    if (!shm::SeqLock::read_changed(&m->hdr->lock, seen)) {
+      if (*bad) Corrupt(m);
+      return found;
+    }
   }
 }
 
 }  // namespace
 
 void *LpmLookup(bh_map *m, const void *key) {
-  uint32_t idx = Find(m, key);
+  bool bad = false;
+  uint32_t idx = Find(m, key, &bad);
   return idx != 0 ? NodeValue(m, NodeAt(m, idx)) : nullptr;
 }
 
@@ -135,9 +155,13 @@ int LpmLookupCopy(bh_map *m, const void *key, void *out) {
   // Copy inside a read section so the value is one node's, whole.
   for (;;) {
     uint32_t seen = shm::SeqLock::read_begin(&m->hdr->lock);
-    uint32_t idx = Find(m, key);
+    bool bad = false;
+    uint32_t idx = Find(m, key, &bad);
     if (idx != 0) memcpy(out, NodeValue(m, NodeAt(m, idx)), m->value_size);
-    if (!shm::SeqLock::read_changed(&m->hdr->lock, seen)) return idx != 0 ? 0 : -ENOENT;
+    if (!shm::SeqLock::read_changed(&m->hdr->lock, seen)) {
+      if (bad && idx == 0) return int(kCorrupt);  // Find counted it
+      return idx != 0 ? 0 : -ENOENT;
+    }
   }
 }
 
@@ -154,18 +178,24 @@ long LpmUpdate(bh_map *m, const void *key, const void *value, uint64_t flags) {
   {
     shm::SeqWriteGuard guard(&h->lock);
     // Walk down while the node's prefix is a strict prefix of the key's.
+    // Indices and prefix lengths come from the region: each is read once
+    // and checked, and the walk is bounded by the pool.
     uint32_t *slot = &h->root;
-    uint32_t idx = *slot;
+    uint32_t idx = shm::load_relaxed(slot);
     uint32_t ml = 0;
+    uint32_t np = 0;
+    uint32_t steps = 0;
     while (idx != 0) {
+      if (!IndexOk(m, idx) || ++steps > m->pool_size) return Corrupt(m);
       Node *n = NodeAt(m, idx);
-      ml = Match(m, n, n->prefixlen, kd, kp);
-      if (n->prefixlen != ml || n->prefixlen == kp || n->prefixlen == max) break;
-      slot = &n->child[Bit(kd, n->prefixlen)];
-      idx = *slot;
+      np = shm::load_relaxed(&n->prefixlen);
+      ml = Match(m, n, np, kd, kp);
+      if (np != ml || np == kp || np == max) break;
+      slot = &n->child[Bit(kd, np)];
+      idx = shm::load_relaxed(slot);
     }
     Node *n = idx != 0 ? NodeAt(m, idx) : nullptr;
-    if (n != nullptr && n->prefixlen == kp && ml == kp) {
+    if (n != nullptr && np == kp && ml == kp) {
       // The prefix has a node: replace it by a fresh copy (readers see the
       // old value or the new, whole) that keeps its children.
       bool real = (n->flags & kIntermediate) == 0;
@@ -174,6 +204,7 @@ long LpmUpdate(bh_map *m, const void *key, const void *value, uint64_t flags) {
       if (!real && h->count >= m->max_entries) return -ENOSPC;
       uint32_t fresh = NewNode(m, kp, 0, kd, value);
       if (fresh == 0) return -ENOMEM;
+      if (fresh == kBadNode) return Corrupt(m);
       Node *f = NodeAt(m, fresh);
       f->child[0] = n->child[0];
       f->child[1] = n->child[1];
@@ -186,6 +217,7 @@ long LpmUpdate(bh_map *m, const void *key, const void *value, uint64_t flags) {
       if (h->count >= m->max_entries) return -ENOSPC;
       uint32_t fresh = NewNode(m, kp, 0, kd, value);
       if (fresh == 0) return -ENOMEM;
+      if (fresh == kBadNode) return Corrupt(m);
       if (n == nullptr) {
         shm::store_release(slot, fresh);
       } else if (ml == kp) {
@@ -196,9 +228,9 @@ long LpmUpdate(bh_map *m, const void *key, const void *value, uint64_t flags) {
       } else {
         // The prefixes part at bit ml: an intermediate node holds both.
         uint32_t im = NewNode(m, ml, kIntermediate, kd, nullptr);
-        if (im == 0) {
+        if (im == 0 || im == kBadNode) {
           NodeFree(m, fresh);
-          return -ENOMEM;
+          return im == 0 ? -ENOMEM : Corrupt(m);
         }
         Node *i = NodeAt(m, im);
         uint32_t side = Bit(kd, ml);
@@ -223,20 +255,24 @@ long LpmDelete(bh_map *m, const void *key) {
   uint32_t *slot = &h->root;
   uint32_t *parent_slot = nullptr;
   uint32_t parent = 0;
-  uint32_t idx = *slot;
+  uint32_t idx = shm::load_relaxed(slot);
   uint32_t ml = 0;
+  uint32_t np = 0;
+  uint32_t steps = 0;
   while (idx != 0) {
+    if (!IndexOk(m, idx) || ++steps > m->pool_size) return Corrupt(m);  // as in LpmUpdate
     Node *n = NodeAt(m, idx);
-    ml = Match(m, n, n->prefixlen, kd, kp);
-    if (n->prefixlen != ml || n->prefixlen == kp) break;
+    np = shm::load_relaxed(&n->prefixlen);
+    ml = Match(m, n, np, kd, kp);
+    if (np != ml || np == kp) break;
     parent_slot = slot;
     parent = idx;
-    slot = &n->child[Bit(kd, n->prefixlen)];
-    idx = *slot;
+    slot = &n->child[Bit(kd, np)];
+    idx = shm::load_relaxed(slot);
   }
   if (idx == 0) return -ENOENT;
   Node *n = NodeAt(m, idx);
-  if (n->prefixlen != kp || ml != kp || (n->flags & kIntermediate) != 0) return -ENOENT;
+  if (np != kp || ml != kp || (n->flags & kIntermediate) != 0) return -ENOENT;
   h->count--;
   if (n->child[0] != 0 && n->child[1] != 0) {
     // Still needed as a branch point: it just stops holding a value.
@@ -275,27 +311,37 @@ int LpmNextKey(bh_map *m, const void *key, void *next) {
   bool take_next = key == nullptr;
   bool matched = false;
   const auto *k = static_cast<const uint8_t *>(key);
-  if (h->root != 0) stack[depth++] = {h->root, 0};
+  // Indices, prefix lengths and the walk's length all come from the
+  // region: anything out of bounds (or a cycle) fails the call.
+  const uint32_t root = shm::load_relaxed(&h->root);
+  if (root != 0) {
+    if (!IndexOk(m, root)) return int(Corrupt(m));
+    stack[depth++] = {root, 0};
+  }
   uint32_t first = 0;
   uint32_t steps = 0;
   while (depth > 0) {
-    if (++steps > 4 * m->pool_size + 8) break;  // corrupted region: give up
+    if (++steps > 4 * m->pool_size + 8) return int(Corrupt(m));
     Frame &f = stack[depth - 1];
     Node *n = NodeAt(m, f.idx);
     if (f.state < 2) {
-      uint32_t c = n->child[f.state++];
-      if (c != 0 && c <= m->pool_size && depth < sizeof(stack) / sizeof(stack[0])) stack[depth++] = {c, 0};
+      uint32_t c = shm::load_relaxed(&n->child[f.state++]);
+      if (c == 0) continue;
+      if (!IndexOk(m, c) || depth >= sizeof(stack) / sizeof(stack[0])) return int(Corrupt(m));
+      stack[depth++] = {c, 0};
       continue;
     }
     depth--;
     if ((n->flags & kIntermediate) != 0) continue;
+    const uint32_t np = shm::load_relaxed(&n->prefixlen);
+    if (np > MaxPrefix(m)) return int(Corrupt(m));
     if (first == 0) first = f.idx;
     if (take_next) {
-      memcpy(next, &n->prefixlen, 4);
+      memcpy(next, &np, 4);
       memcpy(static_cast<uint8_t *>(next) + 4, NodeData(n), db);
       return 0;
     }
-    if (!matched && Load32(k) == n->prefixlen && CommonBits(NodeData(n), k + 4, n->prefixlen) == n->prefixlen) {
+    if (!matched && Load32(k) == np && CommonBits(NodeData(n), k + 4, np) == np) {
       matched = true;
       take_next = true;
     }
@@ -303,7 +349,9 @@ int LpmNextKey(bh_map *m, const void *key, void *next) {
   if (matched) return -ENOENT;  // key was the last one
   if (first == 0) return -ENOENT;
   Node *n = NodeAt(m, first);
-  memcpy(next, &n->prefixlen, 4);
+  const uint32_t np = shm::load_relaxed(&n->prefixlen);
+  if (np > MaxPrefix(m)) return int(Corrupt(m));  // changed since the walk
+  memcpy(next, &np, 4);
   memcpy(static_cast<uint8_t *>(next) + 4, NodeData(n), db);
   return 0;
 }

@@ -288,8 +288,14 @@ int bh_map_create(bh_region *r, const bh_map_spec *spec, bh_map **out) {
 
 int bh_map_open(bh_region *r, uint32_t index, bh_map **out) {
   if (r == nullptr || out == nullptr) return -EINVAL;
-  const bh_region_map_desc *d = bh_region_map_at(r, index);
-  if (d == nullptr) return -ENOENT;
+  const bh_region_map_desc *entry = bh_region_map_at(r, index);
+  if (entry == nullptr) return -ENOENT;
+  // One copy of the entry, checked and then used: another process can
+  // rewrite the shared one between two reads.
+  bh_region_map_desc copy;
+  memcpy(&copy, entry, sizeof(copy));
+  copy.name[BH_REGION_NAME_MAX - 1] = '\0';
+  const bh_region_map_desc *d = &copy;
   uint64_t region_size = bh_region_size(r);
   if (d->storage_off > region_size || d->storage_size > region_size - d->storage_off ||
       d->storage_size < kHeaderBytes) {
@@ -315,6 +321,24 @@ int bh_map_open(bh_region *r, uint32_t index, bh_map **out) {
   info.user_value_size = IsPerCpu(d->type) ? Round8(d->value_size) * info.ncpus : d->value_size;
   info.storage_off = d->storage_off;
   info.storage_size = d->storage_size;
+  // The entry's sizes pass the same checks as a new map's before they size
+  // anything (ComputeLayout trusts them: a huge max_entries would never end
+  // its bucket loop, a small LPM key would wrap its node size).
+  bh_map_spec spec{};
+  spec.sz = sizeof(spec);
+  spec.name = d->name;
+  spec.type = d->type;
+  spec.key_size = d->key_size;
+  spec.value_size = d->value_size;
+  spec.max_entries = d->max_entries;
+  spec.map_flags = d->map_flags;
+  spec.map_extra = d->map_extra;
+  bh_map_info checked;
+  if (CheckSpec(spec, info.ncpus, checked) != 0 || checked.key_size != d->key_size ||
+      checked.value_size != d->value_size || checked.max_entries != d->max_entries ||
+      checked.map_extra != d->map_extra) {
+    return -EPROTO;
+  }
   Layout L = ComputeLayout(info, info.ncpus);
   if (shm::load_acquire(&h->magic) != kMapMagic || h->layout != kMapLayout || h->type != d->type ||
       h->key_size != d->key_size || h->value_size != d->value_size || h->max_entries != d->max_entries ||
@@ -373,6 +397,8 @@ void bh_map_close(bh_map *m) {
 
 const bh_map_info *bh_map_get_info(const bh_map *m) { return &m->info; }
 
+uint64_t bh_map_corruptions(const bh_map *m) { return __atomic_load_n(&m->corruptions, __ATOMIC_RELAXED); }
+
 void *bh_map_storage(const bh_map *m, size_t *len) {
   if (len != nullptr) *len = size_t(m->storage_size);
   return m->storage;
@@ -383,8 +409,11 @@ int64_t bh_map_count(const bh_map *m) {
     case BH_MAP_TYPE_HASH:
     case BH_MAP_TYPE_LRU_HASH:
     case BH_MAP_TYPE_PERCPU_HASH:
-    case BH_MAP_TYPE_LPM_TRIE:
-      return shm::load_relaxed(&m->hdr->count);
+    case BH_MAP_TYPE_LPM_TRIE: {
+      // Writers never let the count pass max_entries.
+      uint32_t n = shm::load_relaxed(&m->hdr->count);
+      return n <= m->max_entries ? int64_t(n) : int64_t(Corrupt(m));
+    }
     case BH_MAP_TYPE_QUEUE:
     case BH_MAP_TYPE_STACK:
       return QueueCount(const_cast<bh_map *>(m));

@@ -193,6 +193,7 @@ struct bh_map {
   bh_region *region;
   uint32_t refs;         // handle references (bh_map_ref / bh_map_close)
   bh_map_info info;
+  uint64_t corruptions;  // corrupt indices/lengths met in the region (atomic; bh_map_corruptions)
 };
 
 namespace bpfhook::maps {
@@ -207,6 +208,22 @@ inline uint32_t CurrentCpu(const bh_map *m) {
   uint32_t u = uint32_t(c);
   return u < m->ncpus ? u : u % m->ncpus;
 }
+
+// ---- corruption ----
+//
+// Everything other processes can write (heads, links, free lists, cursors,
+// counts, record lengths) is checked against the handle's geometry before it
+// is used as an index or a length; geometry itself is only ever read from
+// the handle. A value out of bounds is never followed: the operation fails
+// with -EFAULT and the handle counts it. Cold, so the checks on hot paths
+// stay one compare and a never-taken branch.
+constexpr long kCorrupt = -EFAULT;
+__attribute__((cold, noinline)) inline long Corrupt(const bh_map *m) {
+  __atomic_fetch_add(&const_cast<bh_map *>(m)->corruptions, uint64_t(1), __ATOMIC_RELAXED);
+  return kCorrupt;
+}
+// A valid 1-based element / node index (hash pool, LPM nodes).
+inline bool IndexOk(const bh_map *m, uint32_t idx) { return idx - 1u < m->pool_size; }
 
 // ---- hashing ----
 
@@ -284,8 +301,13 @@ inline uint32_t HashFind(const bh_map *m, uint32_t hash, const void *key) {
     uint32_t seen = shm::SeqLock::read_begin(&b->seq);
     uint32_t found = 0;
     uint32_t steps = 0;
+    bool bad = false;
     for (uint32_t idx = shm::load_acquire(&b->head); idx != 0;) {
-      if (idx > m->pool_size || ++steps > m->pool_size) break;  // mangled by reuse: the check below fails
+      // Mangled by reuse (the check below fails and we retry) or corrupt.
+      if (idx > m->pool_size || ++steps > m->pool_size) {
+        bad = true;
+        break;
+      }
       ElemHeader *e = Elem(m, idx);
       if (shm::load_relaxed(&e->hash) == hash && KeyEq(m, ElemKey(e), key)) {
         found = idx;
@@ -293,7 +315,10 @@ inline uint32_t HashFind(const bh_map *m, uint32_t hash, const void *key) {
       }
       idx = shm::load_acquire(&e->next);
     }
-    if (!shm::SeqLock::read_changed(&b->seq, seen)) return found;
+    if (!shm::SeqLock::read_changed(&b->seq, seen)) {
+      if (__builtin_expect(bad, 0)) Corrupt(m);  // a stable chain out of bounds: corrupt, not a race
+      return found;
+    }
   }
 }
 

@@ -48,8 +48,11 @@ long bh_perf_event_output(bh_map *m, uint64_t flags, const void *data, uint64_t 
   PerfRingCtl *c = Ctl(m, uint32_t(index));
   uint8_t *ring = Data(m, uint32_t(index));
   shm::SpinGuard guard(&c->lock);
-  uint64_t head = c->head;
+  uint64_t head = shm::load_relaxed(&c->head);
   uint64_t tail = shm::load_acquire(&c->tail);
+  // Records start at 8-byte positions, so the header below never crosses
+  // the ring's end; a head another process misaligned would.
+  if ((head & 7) != 0) return Corrupt(m);
   if (head + total - tail > m->ring_size) {
     shm::fetch_add_relaxed(&c->lost, uint64_t(1));
     return -ENOSPC;
@@ -83,11 +86,19 @@ int bh_perf_consume(bh_map *m, int ring, bh_perf_sample_fn sample, bh_perf_lost_
     }
     const uint8_t *data = Data(m, r);
     const uint64_t size = m->ring_size;
-    uint64_t tail = c->tail;
+    uint64_t tail = shm::load_relaxed(&c->tail);
     uint64_t head = shm::load_acquire(&c->head);
-    while (tail < head) {
+    // head, tail and each record's size come from the region: the ring
+    // never holds more than its size, records sit at 8-byte positions and
+    // none runs past `head`. Anything else is corrupt and is not read.
+    bool bad = tail > head || head - tail > size || (tail & 7) != 0;
+    while (!bad && tail < head) {
       PerfRecordHeader rec;
       memcpy(&rec, data + (tail & (size - 1)), sizeof(rec));
+      if (sizeof(rec) + AlignUp(uint64_t(rec.size), 8) > head - tail) {
+        bad = true;
+        break;
+      }
       uint64_t pos = tail + sizeof(rec);
       uint64_t off = pos & (size - 1);
       const void *payload = data + off;
@@ -108,6 +119,12 @@ int bh_perf_consume(bh_map *m, int ring, bh_perf_sample_fn sample, bh_perf_lost_
       }
     }
     shm::spin_unlock(&c->consumer_lock);
+    if (bad) {
+      // As the ring buffer: what was delivered is returned first.
+      Corrupt(m);
+      if (delivered == 0) return int(kCorrupt);
+      break;
+    }
   }
   return delivered;
 }

@@ -8,7 +8,15 @@ namespace bpfhook::maps {
 
 namespace {
 uint8_t *Slot(bh_map *m, uint32_t i) { return m->a + uint64_t(i) * m->stride; }
-uint32_t Used(const MapHeader *h, uint32_t slots) { return (h->head + slots - h->tail) % slots; }
+uint32_t Used(uint32_t head, uint32_t tail, uint32_t slots) { return (head + slots - tail) % slots; }
+// head and tail are read once each under the lock and checked against the
+// handle's slot count before they index a slot (another process can write
+// any value there).
+bool Load(const MapHeader *h, uint32_t slots, uint32_t &head, uint32_t &tail) {
+  head = shm::load_relaxed(&h->head);
+  tail = shm::load_relaxed(&h->tail);
+  return head < slots && tail < slots;
+}
 }  // namespace
 
 long QueuePush(bh_map *m, const void *value, uint64_t flags) {
@@ -16,12 +24,14 @@ long QueuePush(bh_map *m, const void *value, uint64_t flags) {
   MapHeader *h = m->hdr;
   const uint32_t slots = m->pool_size;
   shm::SpinGuard guard(&h->lock);
-  if (Used(h, slots) == m->max_entries) {
+  uint32_t head, tail;
+  if (!Load(h, slots, head, tail)) return Corrupt(m);
+  if (Used(head, tail, slots) == m->max_entries) {
     if (flags != BH_EXIST) return -E2BIG;
-    h->tail = (h->tail + 1) % slots;
+    h->tail = (tail + 1) % slots;
   }
-  memcpy(Slot(m, h->head), value, m->value_size);
-  h->head = (h->head + 1) % slots;
+  memcpy(Slot(m, head), value, m->value_size);
+  h->head = (head + 1) % slots;
   return 0;
 }
 
@@ -29,13 +39,15 @@ long QueuePop(bh_map *m, void *value, bool remove) {
   MapHeader *h = m->hdr;
   const uint32_t slots = m->pool_size;
   shm::SpinGuard guard(&h->lock);
-  if (h->head == h->tail) return -ENOENT;
+  uint32_t head, tail;
+  if (!Load(h, slots, head, tail)) return Corrupt(m);
+  if (head == tail) return -ENOENT;
   uint32_t at;
   if (m->type == BH_MAP_TYPE_QUEUE) {
-    at = h->tail;
-    if (remove) h->tail = (h->tail + 1) % slots;
+    at = tail;
+    if (remove) h->tail = (tail + 1) % slots;
   } else {
-    at = (h->head + slots - 1) % slots;
+    at = (head + slots - 1) % slots;
     if (remove) h->head = at;
   }
   memcpy(value, Slot(m, at), m->value_size);
@@ -44,7 +56,9 @@ long QueuePop(bh_map *m, void *value, bool remove) {
 
 int64_t QueueCount(bh_map *m) {
   shm::SpinGuard guard(&m->hdr->lock);
-  return Used(m->hdr, m->pool_size);
+  uint32_t head, tail;
+  if (!Load(m->hdr, m->pool_size, head, tail)) return Corrupt(m);
+  return Used(head, tail, m->pool_size);
 }
 
 }  // namespace bpfhook::maps

@@ -49,7 +49,14 @@ void *bh_ringbuf_reserve(bh_map *m, uint64_t size, uint64_t flags) {
   MapHeader *h = m->hdr;
   shm::spin_lock(&h->lock);
   uint64_t cons = shm::load_acquire(&h->consumer_pos);
-  uint64_t prod = h->producer_pos;
+  uint64_t prod = shm::load_relaxed(&h->producer_pos);
+  if ((prod & 7) != 0) {
+    // Records start at 8-byte positions, so headers never cross the ring's
+    // end; a position another process misaligned would make them.
+    shm::spin_unlock(&h->lock);
+    Corrupt(m);
+    return nullptr;
+  }
   uint64_t off = prod & (cap - 1);
   uint64_t pad = off + total > cap ? cap - off : 0;
   if (prod + pad + total - cons > cap) {
@@ -112,25 +119,46 @@ int bh_ringbuf_consume(bh_map *m, bh_ringbuf_sample_fn fn, void *ctx, uint32_t m
   MapHeader *h = m->hdr;
   if (!shm::spin_trylock(&h->consumer_lock)) return -EBUSY;
   uint64_t cons = shm::load_relaxed(&h->consumer_pos);
+  const uint64_t cap = m->ring_size;
   int delivered = 0;
+  bool bad = false;
   for (;;) {
     uint64_t prod = shm::load_acquire(&h->producer_pos);
-    if (cons >= prod) break;
+    if (cons == prod) break;
+    // Positions and lengths come from the region. Producers never get more
+    // than the ring ahead of the consumer, and a record never crosses the
+    // end of the ring (padding records fill it) nor runs past `prod`: a
+    // record that would is corrupt and is never handed out.
+    if (cons > prod || prod - cons > cap || (cons & 7) != 0) {
+      bad = true;
+      break;
+    }
     RingRecordHeader *r = RecordAt(m, cons);
     uint32_t len = shm::load_acquire(&r->len);
     if ((len & BH_RINGBUF_BUSY_BIT) != 0) break;  // not submitted yet: keep order
     uint32_t size = len & ~kFlagBits;
+    uint64_t total = AlignUp(uint64_t(size) + BH_RINGBUF_HDR_SZ, 8);
+    if (total > prod - cons || (cons & (cap - 1)) + total > cap) {
+      bad = true;
+      break;
+    }
     bool stop = false;
     if ((len & BH_RINGBUF_DISCARD_BIT) == 0) {
       stop = fn(ctx, reinterpret_cast<uint8_t *>(r) + BH_RINGBUF_HDR_SZ, size) != 0;
       delivered++;
     }
-    cons += AlignUp(uint64_t(size) + BH_RINGBUF_HDR_SZ, 8);
+    cons += total;
     // Release: the producer may overwrite the record only after we read it.
     shm::store_release(&h->consumer_pos, cons);
     if (stop || (max_records != 0 && uint32_t(delivered) >= max_records)) break;
   }
   shm::spin_unlock(&h->consumer_lock);
+  // Records delivered before the corrupt one are not lost: they are
+  // returned now, and the next call reports the corruption.
+  if (bad) {
+    Corrupt(m);
+    if (delivered == 0) return int(kCorrupt);
+  }
   return delivered;
 }
 

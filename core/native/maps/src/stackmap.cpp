@@ -83,12 +83,15 @@ int StackLookupCopy(bh_map *m, const void *key, void *out) {
   const uint32_t depth = Depth(m);
   auto *dst = static_cast<uint8_t *>(out);  // a caller's buffer: maybe unaligned
   uint32_t n = 0;
+  bool bad = false;
   shm::Backoff backoff;
   for (;;) {
     const uint32_t seq = shm::SeqLock::read_begin(&b->seq);
     if ((seq & 1u) == 0) {
       n = shm::load_relaxed(&b->nr);
-      if (n > depth) n = depth;
+      // More frames than the value holds: never read past the bucket.
+      bad = n > depth;
+      if (bad) n = depth;
       for (uint32_t k = 0; k < n; k++) {
         const uint64_t ip = shm::load_relaxed(&Frames(b)[k]);
         memcpy(dst + 8 * k, &ip, 8);
@@ -97,6 +100,7 @@ int StackLookupCopy(bh_map *m, const void *key, void *out) {
     }
     backoff.pause();
   }
+  if (bad) return int(Corrupt(m));
   if (n == 0) return -ENOENT;
   memset(dst + 8 * n, 0, 8 * (depth - n));
   return 0;

@@ -23,6 +23,7 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 constexpr uint32_t kMaxMapsLimit = 65536;
+constexpr uint32_t kMaxCpus = 65536;  // per-CPU layouts multiply by ncpus: keep it sane
 
 uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
@@ -75,6 +76,7 @@ int Region::Create(const std::string &name, const bh_region_opts &opts, std::uni
   shm::store_release(&h->magic, uint64_t(BH_REGION_MAGIC));
 
   out.reset(new Region(name, fd, static_cast<uint8_t *>(mem), size, true));
+  out->CacheGeometry();
   return 0;
 }
 
@@ -113,8 +115,10 @@ int Region::Open(const std::string &name, std::unique_ptr<Region> &out) {
              h->header_size < sizeof(bh_region_header) || h->size != size ||
              h->desc_size != sizeof(bh_region_map_desc) || h->dir_offset < BH_REGION_HEADER_BYTES ||
              h->dir_capacity > kMaxMapsLimit ||
+             h->dir_offset > size ||
              h->dir_offset + uint64_t(h->dir_capacity) * sizeof(bh_region_map_desc) > h->data_offset ||
-             h->data_offset > size || h->ncpus == 0) {
+             h->data_offset > size || h->ncpus == 0 || h->ncpus > kMaxCpus ||
+             shm::load_acquire(&h->dir_count) > h->dir_capacity) {
     err = -EPROTO;
   }
   if (err != 0) {
@@ -123,7 +127,17 @@ int Region::Open(const std::string &name, std::unique_ptr<Region> &out) {
     return err;
   }
   out.reset(new Region(name, fd, static_cast<uint8_t *>(mem), size, false));
+  out->CacheGeometry();
   return 0;
+}
+
+// Called once the header passed the checks above (or was just written).
+void Region::CacheGeometry() {
+  const bh_region_header *h = header();
+  dir_offset_ = h->dir_offset;
+  data_offset_ = h->data_offset;
+  dir_capacity_ = h->dir_capacity;
+  ncpus_ = h->ncpus;
 }
 
 Region::~Region() {
@@ -143,6 +157,8 @@ int Region::Alloc(uint64_t size, uint64_t align, uint64_t *off) {
   if ((align & (align - 1)) != 0) return -EINVAL;
   bh_region_header *h = header();
   uint64_t cur = shm::load_relaxed(&h->alloc_next);
+  // A cursor moved back into the header or directory is corrupt.
+  if (cur < data_offset_) return -EPROTO;
   for (;;) {
     uint64_t start = AlignUp(cur, align);
     if (start < cur || size > size_ || start > size_ - size) return -ENOMEM;
@@ -153,11 +169,28 @@ int Region::Alloc(uint64_t size, uint64_t align, uint64_t *off) {
   }
 }
 
-uint32_t Region::MapCount() const { return shm::load_acquire(&header()->dir_count); }
+// Never past the capacity this mapping validated, whatever the shared count
+// says (CheckDirectory reports a count beyond it).
+uint32_t Region::MapCount() const {
+  uint32_t n = shm::load_acquire(&header()->dir_count);
+  return n <= dir_capacity_ ? n : dir_capacity_;
+}
 
 const bh_region_map_desc *Region::MapAt(uint32_t index) const {
   if (index >= MapCount()) return nullptr;
-  return reinterpret_cast<const bh_region_map_desc *>(base_ + header()->dir_offset) + index;
+  return reinterpret_cast<const bh_region_map_desc *>(base_ + dir_offset_) + index;
+}
+
+int Region::CheckDirectory() const {
+  if (shm::load_acquire(&header()->dir_count) > dir_capacity_) return -EPROTO;
+  uint32_t n = MapCount();
+  for (uint32_t i = 0; i < n; i++) {
+    const bh_region_map_desc *d = MapAt(i);
+    uint64_t off = shm::load_relaxed(&d->storage_off);
+    uint64_t len = shm::load_relaxed(&d->storage_size);
+    if (off < data_offset_ || off > size_ || len > size_ - off) return -EPROTO;
+  }
+  return 0;
 }
 
 int Region::FindMap(const char *name) const {
@@ -177,7 +210,7 @@ int Region::AddMap(const bh_region_map_desc &desc, uint64_t storage_size, uint64
   shm::SpinGuard guard(&h->lock);
   uint32_t count = shm::load_relaxed(&h->dir_count);
   if (desc.name[0] != '\0' && FindMap(desc.name) >= 0) return -EEXIST;
-  if (count >= h->dir_capacity) return -ENOSPC;
+  if (count >= dir_capacity_) return -ENOSPC;
   uint64_t off = 0;
   int err = Alloc(storage_size, align, &off);
   if (err != 0) return err;
@@ -185,7 +218,7 @@ int Region::AddMap(const bh_region_map_desc &desc, uint64_t storage_size, uint64
     err = init(cookie, base_ + off, off);
     if (err < 0) return err;
   }
-  auto *slot = reinterpret_cast<bh_region_map_desc *>(base_ + h->dir_offset) + count;
+  auto *slot = reinterpret_cast<bh_region_map_desc *>(base_ + dir_offset_) + count;
   *slot = desc;
   slot->index = count;
   slot->state = 1;
@@ -261,7 +294,7 @@ void *bh_region_base(const bh_region *r) { return r->region->base(); }
 uint64_t bh_region_size(const bh_region *r) { return r->region->size(); }
 const char *bh_region_name(const bh_region *r) { return r->region->name().c_str(); }
 int bh_region_is_owner(const bh_region *r) { return r->region->owner() ? 1 : 0; }
-uint32_t bh_region_ncpus(const bh_region *r) { return r->region->header()->ncpus; }
+uint32_t bh_region_ncpus(const bh_region *r) { return r->region->ncpus(); }
 uint64_t bh_region_generation(const bh_region *r) {
   return bpfhook::shm::load_acquire(&r->region->header()->generation);
 }
@@ -283,7 +316,8 @@ uint64_t bh_region_offset_of(const bh_region *r, const void *addr) {
 }
 
 uint32_t bh_region_map_count(const bh_region *r) { return r->region->MapCount(); }
-uint32_t bh_region_map_capacity(const bh_region *r) { return r->region->header()->dir_capacity; }
+uint32_t bh_region_map_capacity(const bh_region *r) { return r->region->dir_capacity(); }
+int bh_region_check_directory(const bh_region *r) { return r->region->CheckDirectory(); }
 const bh_region_map_desc *bh_region_map_at(const bh_region *r, uint32_t index) { return r->region->MapAt(index); }
 int bh_region_find_map(const bh_region *r, const char *name) { return r->region->FindMap(name); }
 

@@ -19,7 +19,10 @@
  * Errors: -E2BIG map full / index out of range / record too big, -ENOENT no
  * such key or empty queue, -EEXIST BPF_NOEXIST on an existing key, -EINVAL
  * bad flags or sizes (and delete on an array), -ENOSPC LPM trie full or perf
- * ring full (as the kernel), -ENOMEM region full at creation.
+ * ring full (as the kernel), -ENOMEM region full at creation, -EFAULT the
+ * map's shared storage is corrupt (an index, offset, length or count that
+ * another process wrote is out of bounds: it is never followed, and
+ * bh_map_corruptions counts it).
  *
  * STORAGE LAYOUT (inside the map's region block; offsets from the block)
  *
@@ -180,6 +183,11 @@ const bh_map_info *bh_map_get_info(const bh_map *m);
 void *bh_map_storage(const bh_map *m, size_t *len);
 /* Live entries (hash family, LPM trie, queue/stack); -EINVAL otherwise. */
 int64_t bh_map_count(const bh_map *m);
+/* How many times this handle met a corrupt index, offset, length or count
+ * in the map's shared storage (each such operation failed with -EFAULT, or
+ * a program-side lookup returned NULL, and nothing outside the storage was
+ * touched). Process-local. */
+uint64_t bh_map_corruptions(const bh_map *m);
 
 /* ---- user space (bpf() syscall semantics) ---- */
 

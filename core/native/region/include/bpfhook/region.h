@@ -43,6 +43,11 @@
  * - A reader refuses an object whose magic, layout_version or size it does
  *   not recognise (-EPROTO), so a version mismatch between a controller and
  *   an agent shows up at open, not as corruption.
+ * - Nothing read from the object is trusted after that: the geometry
+ *   (directory offset and capacity, data offset, ncpus) is validated at open
+ *   and kept in the process's handle, dir_count is never used past the
+ *   capacity, a descriptor's storage range is checked against the size
+ *   before a map is opened (bh_region_check_directory, bh_map_open).
  *
  * C API life: bh_region_create (the owner; unlinks the name at close) or
  * bh_region_open (another mapping, any process), then bh_region_close. Maps
@@ -154,6 +159,12 @@ uint32_t bh_region_map_capacity(const bh_region *r);
 const bh_region_map_desc *bh_region_map_at(const bh_region *r, uint32_t index);
 /* Index of the map called `name`, or -ENOENT. */
 int bh_region_find_map(const bh_region *r, const char *name);
+/* 0, or -EPROTO when the directory is corrupt: dir_count past dir_capacity
+ * (the count above is then clamped to the capacity), or an entry whose
+ * storage is outside the data area. The directory's geometry (offset,
+ * capacity, ncpus) is read once, when the region is mapped, and validated
+ * then; later changes to those header fields are ignored. */
+int bh_region_check_directory(const bh_region *r);
 
 /* Adds a map under the directory lock: checks that the name is free
  * (-EEXIST; empty names are anonymous and never clash), that the directory

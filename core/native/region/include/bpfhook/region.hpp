@@ -36,6 +36,12 @@ class Region {
   int FindMap(const char *name) const;
   int AddMap(const bh_region_map_desc &desc, uint64_t storage_size, uint64_t align, bh_region_init_fn init,
              void *cookie, uint32_t *index);
+  // 0, or -EPROTO if the directory another process can write is out of
+  // bounds: a count past the capacity, an entry whose storage leaves the
+  // data area.
+  int CheckDirectory() const;
+  uint32_t dir_capacity() const { return dir_capacity_; }
+  uint32_t ncpus() const { return ncpus_; }
 
  private:
   Region(std::string name, int fd, uint8_t *base, uint64_t size, bool owner)
@@ -47,6 +53,13 @@ class Region {
   uint64_t size_;
   bool owner_;
   bool unlinked_ = false;
+  // Geometry, validated when the mapping is made and never re-read from the
+  // header (another process can rewrite it): CacheGeometry().
+  void CacheGeometry();
+  uint64_t dir_offset_ = 0;
+  uint64_t data_offset_ = 0;
+  uint32_t dir_capacity_ = 0;
+  uint32_t ncpus_ = 1;
 };
 
 }  // namespace bpfhook::region
