@@ -53,7 +53,7 @@ describe("13 vm benchmark entry points (bench_binding.cpp)", () => {
     assert.match(info.compiler, /-O2$/);
     assert.deepEqual(
       info.workloads.map((w) => w.name),
-      ["arith", "memory", "helper"],
+      ["arith", "memory", "mix", "helper"],
     );
     assert.ok(info.workloads.every((w) => w.ctxSize >= 16));
   });
