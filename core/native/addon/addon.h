@@ -27,6 +27,7 @@ bh_vm *UnwrapVm(Napi::Value value);
 // byte offset (0 if none), and the shared region programs may access.
 void *UnwrapMap(Napi::Value value);
 uint64_t MapValueAddr(void *map, uint32_t offset);
+int MapDesc(void *map, bh_vm_map *out);
 void SharedRegionBounds(const void **base, size_t *len);
 
 // Registers the standard helpers (bpfhelpers + map helpers) in a new VM.

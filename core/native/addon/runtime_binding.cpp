@@ -289,6 +289,7 @@ class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
     po.maps = maps.data();
     po.nmaps = maps.size();
     po.map_value_addr = MapValueAddr;
+    po.map_desc = MapDesc;
     SharedRegionBounds(&po.region_base, &po.region_len);
     char err[512] = {0};
     bh_program *prog = bh_runtime_load_program(rt_, &po, err, sizeof err);
@@ -368,6 +369,9 @@ class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
     Napi::Object result = Napi::Object::New(env);
     result.Set("rc", Napi::Number::New(env, static_cast<double>(rc)));
     result.Set("out", out);
+    // Why a program run by the call faulted (budget, bounds, helper argument).
+    char fault[256] = "";
+    if (rc < 0 && bh_runtime_thread_fault(fault, sizeof fault) > 0) result.Set("fault", fault);
     return result;
   }
 

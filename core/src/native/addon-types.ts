@@ -199,7 +199,13 @@ export interface NativeRuntime {
   attach(plugin: number, program: NativeProgram, type: number, privateData: Uint8Array, cookie?: bigint): number;
   /** 0, or a negative errno (-2 for an unknown link). */
   detach(link: number): number;
-  callPlugin(plugin: number, name: string, input: Uint8Array, outSize: number): { rc: number; out: Buffer };
+  /** `fault`: when rc < 0 and a program the call ran faulted, why ("prog 'p': pc 3: ..."). */
+  callPlugin(
+    plugin: number,
+    name: string,
+    input: Uint8Array,
+    outSize: number,
+  ): { rc: number; out: Buffer; fault?: string };
   linkCount(): number;
   close(): void;
 }

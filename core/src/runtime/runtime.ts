@@ -162,6 +162,15 @@ export class Runtime implements NativeCaller {
     if (!plugin) throw new BpfhookError("PLUGIN_NOT_FOUND", `plugin '${pluginName}' is not registered in this runtime`);
     const result = this.nativeRt.callPlugin(this.openNativePlugin(plugin), name, input, outSize);
     if (result.rc < 0) {
+      // A program the call ran faulted (instruction budget, bounds, a helper
+      // argument): say so, with the VM's message.
+      if (result.fault !== undefined) {
+        throw new BpfhookError(
+          "VM_FAULT",
+          `[${pluginName}] call '${name}' failed (${result.rc}): ${result.fault}`,
+          { errno: result.rc, plugin: pluginName },
+        );
+      }
       throw new BpfhookError("ATTACH_FAILED", `[${pluginName}] call '${name}' failed (${result.rc})`, {
         errno: result.rc,
         plugin: pluginName,
