@@ -668,6 +668,15 @@ int MapDesc(void *map, bh_vm_map *out) {
   return 0;
 }
 
+bool RegionBounds(Napi::Value value, const void **base, size_t *len) {
+  if (!value.IsExternal() || !value.As<Napi::External<RegionRef>>().CheckTypeTag(&kRegionTag)) return false;
+  RegionRef *ref = value.As<Napi::External<RegionRef>>().Data();
+  if (ref->region == nullptr) return false;
+  *base = bh_region_base(ref->region);
+  *len = size_t(bh_region_size(ref->region));
+  return true;
+}
+
 void SharedRegionBounds(const void **base, size_t *len) {
   std::lock_guard<std::mutex> lock(g_default_mu);
   if (g_default_region == nullptr) {

@@ -249,7 +249,7 @@ class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
     return Napi::Number::New(env, rc);
   }
 
-  // loadProgram({name, insns, checked, budget, interpreter, maps}) -> NativeProgram
+  // loadProgram({name, insns, checked, budget, interpreter, maps, region}) -> NativeProgram
   Napi::Value LoadProgram(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     if (!Alive(env)) return env.Undefined();
@@ -290,7 +290,10 @@ class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
     po.nmaps = maps.size();
     po.map_value_addr = MapValueAddr;
     po.map_desc = MapDesc;
-    SharedRegionBounds(&po.region_base, &po.region_len);
+    // The region that holds the maps (the runtime's own), else the default.
+    if (!o.Has("region") || !RegionBounds(o.Get("region"), &po.region_base, &po.region_len)) {
+      SharedRegionBounds(&po.region_base, &po.region_len);
+    }
     char err[512] = {0};
     bh_program *prog = bh_runtime_load_program(rt_, &po, err, sizeof err);
     if (prog == nullptr) {

@@ -173,6 +173,8 @@ export interface NativeProgramOptions {
   interpreter?: boolean;
   /** Native map objects or this runtime's program arrays, indexed as lddw map-index forms refer to them. */
   maps?: unknown[];
+  /** The region holding the maps, which checked mode lets the program access (default: the default region). */
+  region?: NativeRegionHandle;
 }
 
 /**

@@ -122,6 +122,8 @@ export class Runtime implements NativeCaller {
           name,
           insns,
           maps,
+          // Checked mode admits map values: they live in this region.
+          region: this.sharedRegion().native,
           checked: this.options.checked ?? false,
           budget: this.options.budget ?? 0,
           interpreter: this.options.backend === "interpreter",
