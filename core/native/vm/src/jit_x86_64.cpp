@@ -553,6 +553,18 @@ class Compiler {
     a_.u8(0xAB);
   }
 
+  // Whether a static call of `h` has anything to check: helpers whose
+  // arguments are all numbers skip the call to check_call.
+  static bool needs_arg_check(const Helper &h) {
+    if (!h.has_proto) return (h.flags & BH_HELPER_ARGS_SCALAR) == 0;
+    for (uint8_t t : h.arg_type) {
+      if (t != BH_ARG_NONE && t != BH_ARG_ANYTHING && t != BH_ARG_CONST_SIZE && t != BH_ARG_CONST_SIZE_OR_ZERO) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   // Checked mode: calls check_call with r1..r5 before helper `id` (or the id
   // in register `id_reg`, for callx) runs; a bad argument ends the run.
   void check_call_args(size_t pc, uint32_t id, int id_reg) {
@@ -975,7 +987,7 @@ class Compiler {
 
   void helper_call(uint32_t id, size_t pc) {
     const Helper &h = vm_->helpers[id];
-    if (checked_) check_call_args(pc, id, -1);
+    if (checked_ && needs_arg_check(h)) check_call_args(pc, id, -1);
     if (h.flags & BH_HELPER_MAY_EXIT) {
       a_.mov_imm64(R9, addr_of(h.fn));
       a_.mov_imm64(R10, addr_of(&call_may_exit));
