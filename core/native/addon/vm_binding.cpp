@@ -231,7 +231,9 @@ class Vm : public Napi::ObjectWrap<Vm> {
     Napi::Object detail = Napi::Object::New(env);
     detail.Set("pc", Napi::Number::New(env, fault.pc));
     detail.Set("fault", Napi::String::New(env, FaultName(fault.code)));
-    if (fault.code == BH_FAULT_OUT_OF_BOUNDS) detail.Set("address", Napi::BigInt::New(env, fault.addr));
+    if (fault.code == BH_FAULT_OUT_OF_BOUNDS || fault.code == BH_FAULT_HELPER_ARG) {
+      detail.Set("address", Napi::BigInt::New(env, fault.addr));
+    }
     std::string message = fault.message[0] != 0 ? std::string(fault.message, strnlen(fault.message, sizeof fault.message))
                                                 : "pc " + std::to_string(fault.pc) + ": " + FaultName(fault.code);
     return MakeError(env, "VM_FAULT", std::string(jit ? "jit: " : "interpreter: ") + message, detail);
