@@ -7,7 +7,6 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
-#include <new>
 
 #include "vm_internal.h"
 
@@ -114,7 +113,7 @@ bool check_helper_args(const bh_vm *vm, uint32_t id, const uint64_t *args, uint3
                write ? "writable " : "");
   };
   const VmMap *map = nullptr;  // the call's first map argument
-  for (int i = 0; i < 5; ++i) {
+  for (int i = 0; i < h.check_upto; ++i) {
     const uint64_t v = args[i];
     switch (h.arg_type[i]) {
       case BH_ARG_CONST_MAP_PTR: {

@@ -166,11 +166,16 @@ int check_access(const bh_vm *vm, uint64_t addr, uint64_t info, uint64_t frame_t
 // recorded in the thread-local.
 int check_call(const bh_vm *vm, const uint64_t *args, uint64_t pc, uint64_t id, uint64_t frame_top,
                const uint64_t *state) {
-  return check_helper_args(vm, uint32_t(id), args, uint32_t(pc), uintptr_t(frame_top - BH_STACK_SIZE),
-                           reinterpret_cast<uintptr_t>(state), uintptr_t(state[kStateCtx / 8]),
-                           size_t(state[kStateCtxLen / 8]), &jit_fault())
-             ? 1
-             : 0;
+  // The thread-local is touched only on a fault: reaching it from a shared
+  // library costs a __tls_get_addr call.
+  bh_fault f;
+  if (check_helper_args(vm, uint32_t(id), args, uint32_t(pc), uintptr_t(frame_top - BH_STACK_SIZE),
+                        reinterpret_cast<uintptr_t>(state), uintptr_t(state[kStateCtx / 8]),
+                        size_t(state[kStateCtxLen / 8]), &f)) {
+    return 1;
+  }
+  jit_fault() = f;
+  return 0;
 }
 
 // Unsigned division by a constant as a multiply-high (Granlund & Montgomery,
@@ -557,12 +562,7 @@ class Compiler {
   // arguments are all numbers skip the call to check_call.
   static bool needs_arg_check(const Helper &h) {
     if (!h.has_proto) return (h.flags & BH_HELPER_ARGS_SCALAR) == 0;
-    for (uint8_t t : h.arg_type) {
-      if (t != BH_ARG_NONE && t != BH_ARG_ANYTHING && t != BH_ARG_CONST_SIZE && t != BH_ARG_CONST_SIZE_OR_ZERO) {
-        return true;
-      }
-    }
-    return false;
+    return h.check_upto != 0;
   }
 
   // Checked mode: calls check_call with r1..r5 before helper `id` (or the id

@@ -149,6 +149,15 @@ int bh_vm_set_helper_proto(bh_vm *vm, uint32_t id, const struct bh_helper_proto 
     return -1;
   }
   h.map_types = p.map_types;
+  // Numbers and sizes need no test of their own (sizes are tested with
+  // their pointer), so the check stops after the last argument that does.
+  h.check_upto = 0;
+  for (int i = 0; i < 5; ++i) {
+    const uint8_t t = h.arg_type[i];
+    if (t != BH_ARG_NONE && t != BH_ARG_ANYTHING && t != BH_ARG_CONST_SIZE && t != BH_ARG_CONST_SIZE_OR_ZERO) {
+      h.check_upto = uint8_t(i + 1);
+    }
+  }
   h.has_proto = true;
   return 0;
 }

@@ -22,6 +22,7 @@ struct Helper {
   bool has_proto = false;
   uint8_t arg_type[5] = {};
   uint64_t map_types = 0;
+  uint8_t check_upto = 0;  // 1 + the last argument that needs a test (0: none)
   std::string arg_name[5];
 };
 
