@@ -108,6 +108,19 @@ describe("11 vm binding", () => {
         assert.deepEqual([...ctx], [..."abc"].map((c) => c.charCodeAt(0) ^ 42));
       });
 
+      it("checks helper arguments in checked mode: memfrob past the context faults, inside it runs", () => {
+        const vm = load("call 3\nexit", { helpers: { 3: "memfrob" }, checked: true });
+        const ctx = Buffer.from("abc");
+        assert.equal(vm.exec(ctx, backend), 3n);
+        const e = expectError(
+          () => load("add %r2, 1\ncall 3\nexit", { helpers: { 3: "memfrob" }, checked: true }).exec(ctx, backend),
+          "VM_FAULT",
+        );
+        assert.equal(e.detail.fault, "helper_arg");
+        assert.equal(e.detail.pc, 1);
+        assert.match(e.message, /pc 1: memfrob: arg 1 \(buf\): 4 bytes at 0x[0-9a-f]+ outside writable stack, context/);
+      });
+
       it("calls a helper through a register (callx)", () => {
         const vm = load("mov %r1, 1\nmov %r2, 5\ncall %r2\nexit", { helpers: { 5: "unwind" } });
         assert.equal(vm.exec(null, backend), 1n);

@@ -34,7 +34,7 @@ export interface ErrorDetail {
   pc?: number;
   /** 1-based source line (assembler input, config files). */
   line?: number;
-  /** Kind of run-time fault ("out_of_bounds", "budget", "call_depth", "bad_helper"). */
+  /** Kind of run-time fault ("out_of_bounds", "budget", "call_depth", "bad_helper", "helper_arg"). */
   fault?: string;
   address?: bigint;
   symbol?: string;

@@ -27,7 +27,10 @@ bh_vm *UnwrapVm(Napi::Value value);
 // byte offset (0 if none), and the shared region programs may access.
 void *UnwrapMap(Napi::Value value);
 uint64_t MapValueAddr(void *map, uint32_t offset);
+int MapDesc(void *map, bh_vm_map *out);
 void SharedRegionBounds(const void **base, size_t *len);
+// The bounds of a JS region handle; false if `value` is not an open one.
+bool RegionBounds(Napi::Value value, const void **base, size_t *len);
 
 // Registers the standard helpers (bpfhelpers + map helpers) in a new VM.
 int RegisterStandardHelpers(void *cookie, bh_vm *vm);

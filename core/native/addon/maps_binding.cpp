@@ -659,6 +659,28 @@ uint64_t MapValueAddr(void *map, uint32_t offset) {
   return base != nullptr ? uint64_t(uintptr_t(base)) + offset : 0;
 }
 
+// Checked mode's view of a program's map (helper-argument checks): type and
+// sizes, and for ring buffers where their records live.
+int MapDesc(void *map, bh_vm_map *out) {
+  auto *m = static_cast<bh_map *>(map);
+  if (m == nullptr) return -1;
+  const bh_map_info *i = bh_map_get_info(m);
+  out->type = i->type;
+  out->key_size = i->key_size;
+  out->value_size = i->value_size;
+  if (i->type == BH_MAP_TYPE_RINGBUF) out->storage = bh_map_storage(m, &out->storage_len);
+  return 0;
+}
+
+bool RegionBounds(Napi::Value value, const void **base, size_t *len) {
+  if (!value.IsExternal() || !value.As<Napi::External<RegionRef>>().CheckTypeTag(&kRegionTag)) return false;
+  RegionRef *ref = value.As<Napi::External<RegionRef>>().Data();
+  if (ref->region == nullptr) return false;
+  *base = bh_region_base(ref->region);
+  *len = size_t(bh_region_size(ref->region));
+  return true;
+}
+
 void SharedRegionBounds(const void **base, size_t *len) {
   std::lock_guard<std::mutex> lock(g_default_mu);
   if (g_default_region == nullptr) {

@@ -250,7 +250,7 @@ class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
     return Napi::Number::New(env, rc);
   }
 
-  // loadProgram({name, insns, checked, budget, interpreter, maps}) -> NativeProgram
+  // loadProgram({name, insns, checked, budget, interpreter, maps, region}) -> NativeProgram
   Napi::Value LoadProgram(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     if (!Alive(env)) return env.Undefined();
@@ -290,7 +290,11 @@ class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
     po.maps = maps.data();
     po.nmaps = maps.size();
     po.map_value_addr = MapValueAddr;
-    SharedRegionBounds(&po.region_base, &po.region_len);
+    po.map_desc = MapDesc;
+    // The region that holds the maps (the runtime's own), else the default.
+    if (!o.Has("region") || !RegionBounds(o.Get("region"), &po.region_base, &po.region_len)) {
+      SharedRegionBounds(&po.region_base, &po.region_len);
+    }
     char err[512] = {0};
     bh_program *prog = bh_runtime_load_program(rt_, &po, err, sizeof err);
     if (prog == nullptr) {
@@ -369,6 +373,9 @@ class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
     Napi::Object result = Napi::Object::New(env);
     result.Set("rc", Napi::Number::New(env, static_cast<double>(rc)));
     result.Set("out", out);
+    // Why a program run by the call faulted (budget, bounds, helper argument).
+    char fault[256] = "";
+    if (rc < 0 && bh_runtime_thread_fault(fault, sizeof fault) > 0) result.Set("fault", fault);
     return result;
   }
 

@@ -55,14 +55,21 @@ struct NativeHelper {
   const char *name;
   bh_helper_fn fn;
   uint32_t flags;
+  const bh_helper_proto *proto;  // checked mode; NULL for number-only helpers
 };
 
+// memfrob reads and writes r2 bytes at r1.
+constexpr bh_helper_proto kMemfrobProto = {sizeof(bh_helper_proto),
+                                           {BH_ARG_PTR_TO_UNINIT_MEM, BH_ARG_CONST_SIZE_OR_ZERO, 0, 0, 0},
+                                           0,
+                                           {"buf", "size", nullptr, nullptr, nullptr}};
+
 constexpr NativeHelper kNativeHelpers[] = {
-    {"add_one", HelperAddOne, 0},
-    {"exit_with", HelperExitWith, BH_HELPER_MAY_EXIT},
-    {"gather_bytes", HelperGatherBytes, 0},
-    {"memfrob", HelperMemfrob, 0},
-    {"unwind", HelperUnwind, BH_HELPER_MAY_EXIT},
+    {"add_one", HelperAddOne, BH_HELPER_ARGS_SCALAR, nullptr},
+    {"exit_with", HelperExitWith, BH_HELPER_MAY_EXIT | BH_HELPER_ARGS_SCALAR, nullptr},
+    {"gather_bytes", HelperGatherBytes, BH_HELPER_ARGS_SCALAR, nullptr},
+    {"memfrob", HelperMemfrob, 0, &kMemfrobProto},
+    {"unwind", HelperUnwind, BH_HELPER_MAY_EXIT | BH_HELPER_ARGS_SCALAR, nullptr},
 };
 
 const NativeHelper *FindHelper(const std::string &name) {
@@ -78,6 +85,7 @@ const char *FaultName(int code) {
     case BH_FAULT_BUDGET: return "budget";
     case BH_FAULT_CALL_DEPTH: return "call_depth";
     case BH_FAULT_BAD_HELPER: return "bad_helper";
+    case BH_FAULT_HELPER_ARG: return "helper_arg";
     default: return "unknown";
   }
 }
@@ -154,7 +162,8 @@ class Vm : public Napi::ObjectWrap<Vm> {
     const std::string name = info[1].As<Napi::String>().Utf8Value();
     const NativeHelper *h = FindHelper(name);
     if (h == nullptr) throw MakeError(env, "NOT_FOUND", "Vm.registerHelper: no native helper named '" + name + "'");
-    if (id < 0 || id > UINT32_MAX || bh_vm_register_helper(vm_, static_cast<uint32_t>(id), h->name, h->fn, h->flags) != 0) {
+    if (id < 0 || id > UINT32_MAX || bh_vm_register_helper(vm_, static_cast<uint32_t>(id), h->name, h->fn, h->flags) != 0 ||
+        (h->proto != nullptr && bh_vm_set_helper_proto(vm_, static_cast<uint32_t>(id), h->proto) != 0)) {
       throw MakeError(env, "BAD_ARGUMENT", "Vm.registerHelper: helper id " + std::to_string(id) + " is out of range");
     }
     return env.Undefined();
@@ -222,7 +231,9 @@ class Vm : public Napi::ObjectWrap<Vm> {
     Napi::Object detail = Napi::Object::New(env);
     detail.Set("pc", Napi::Number::New(env, fault.pc));
     detail.Set("fault", Napi::String::New(env, FaultName(fault.code)));
-    if (fault.code == BH_FAULT_OUT_OF_BOUNDS) detail.Set("address", Napi::BigInt::New(env, fault.addr));
+    if (fault.code == BH_FAULT_OUT_OF_BOUNDS || fault.code == BH_FAULT_HELPER_ARG) {
+      detail.Set("address", Napi::BigInt::New(env, fault.addr));
+    }
     std::string message = fault.message[0] != 0 ? std::string(fault.message, strnlen(fault.message, sizeof fault.message))
                                                 : "pc " + std::to_string(fault.pc) + ": " + FaultName(fault.code);
     return MakeError(env, "VM_FAULT", std::string(jit ? "jit: " : "interpreter: ") + message, detail);

@@ -176,6 +176,8 @@ export interface NativeProgramOptions {
   interpreter?: boolean;
   /** Native map objects or this runtime's program arrays, indexed as lddw map-index forms refer to them. */
   maps?: unknown[];
+  /** The region holding the maps, which checked mode lets the program access (default: the default region). */
+  region?: NativeRegionHandle;
 }
 
 /**
@@ -203,7 +205,13 @@ export interface NativeRuntime {
   attach(plugin: number, program: NativeProgram, type: number, privateData: Uint8Array, cookie?: bigint): number;
   /** 0, or a negative errno (-2 for an unknown link). */
   detach(link: number): number;
-  callPlugin(plugin: number, name: string, input: Uint8Array, outSize: number): { rc: number; out: Buffer };
+  /** `fault`: when rc < 0 and a program the call ran faulted, why ("prog 'p': pc 3: ..."). */
+  callPlugin(
+    plugin: number,
+    name: string,
+    input: Uint8Array,
+    outSize: number,
+  ): { rc: number; out: Buffer; fault?: string };
   linkCount(): number;
   close(): void;
 }

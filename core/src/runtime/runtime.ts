@@ -128,6 +128,8 @@ export class Runtime implements NativeCaller {
           name,
           insns,
           maps,
+          // Checked mode admits map values: they live in this region.
+          region: this.sharedRegion().native,
           checked: this.options.checked ?? false,
           budget: this.options.budget ?? 0,
           interpreter: this.options.backend === "interpreter",
@@ -168,6 +170,15 @@ export class Runtime implements NativeCaller {
     if (!plugin) throw new BpfhookError("PLUGIN_NOT_FOUND", `plugin '${pluginName}' is not registered in this runtime`);
     const result = this.nativeRt.callPlugin(this.openNativePlugin(plugin), name, input, outSize);
     if (result.rc < 0) {
+      // A program the call ran faulted (instruction budget, bounds, a helper
+      // argument): say so, with the VM's message.
+      if (result.fault !== undefined) {
+        throw new BpfhookError(
+          "VM_FAULT",
+          `[${pluginName}] call '${name}' failed (${result.rc}): ${result.fault}`,
+          { errno: result.rc, plugin: pluginName },
+        );
+      }
       throw new BpfhookError("ATTACH_FAILED", `[${pluginName}] call '${name}' failed (${result.rc})`, {
         errno: result.rc,
         plugin: pluginName,

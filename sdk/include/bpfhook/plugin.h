@@ -83,7 +83,10 @@ struct bh_attach_opts {
 #define BH_PROG_F_PROBE_CTX 0x1u
 
 /* Registers a custom helper with the core; the core adds it to every program
- * loaded afterwards. */
+ * loaded afterwards. `flags`: BH_HELPER_MAY_EXIT, BH_HELPER_ARGS_SCALAR
+ * (bpfhook/vm.h). Checked-mode programs may call a plugin helper only if it
+ * has BH_HELPER_ARGS_SCALAR (it dereferences no argument); otherwise their
+ * load fails, since checked mode cannot test its arguments. */
 typedef int (*bh_register_helper_fn)(void *reg_ctx, uint32_t id, const char *name,
                                      uint64_t (*fn)(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t),
                                      uint32_t flags);

@@ -288,9 +288,18 @@ void emit_ip(Out &o, const Spec &s, uint64_t ptr) {
   field(o, s, "", 0, text, n, false);
 }
 
+// A %s argument is any pointer the program passed (checked mode cannot know
+// it is a string), so it is read with the safe read in every mode; one that
+// cannot be read prints a marker, so the line shows what went wrong.
+constexpr char kBadStr[] = "(efault)";
+
 void emit_string(Out &o, const Spec &s, uint64_t ptr) {
   char str[kMaxStr];
   const long r = bh_safe_read_str(str, reinterpret_cast<const void *>(ptr), sizeof str);
+  if (r < 0) {
+    field(o, s, "", 0, kBadStr, sizeof kBadStr - 1, false);
+    return;
+  }
   const size_t n = r > 0 ? size_t(r - 1) : 0;
   field(o, s, "", 0, str, n, false);
 }

@@ -42,6 +42,59 @@ const bh_helper_desc kHelpers[] = {
     {BH_FN_SET_RETVAL, "bpf_set_retval", bh_helper_set_retval, 0},
 };
 
+// Argument prototypes for checked mode, as the kernel's bpf_func_proto of
+// each helper. Pointers the helper reads with its own fault guard
+// (probe_read's source, printk's %s arguments) are ANYTHING.
+constexpr uint8_t kAny = BH_ARG_ANYTHING, kCtx = BH_ARG_PTR_TO_CTX, kMem = BH_ARG_PTR_TO_MEM,
+                  kMemOrNull = BH_ARG_PTR_TO_MEM_OR_NULL, kOut = BH_ARG_PTR_TO_UNINIT_MEM,
+                  kSize = BH_ARG_CONST_SIZE, kSize0 = BH_ARG_CONST_SIZE_OR_ZERO, kLong = BH_ARG_PTR_TO_LONG,
+                  kStr = BH_ARG_PTR_TO_CONST_STR, kMap = BH_ARG_CONST_MAP_PTR;
+
+struct Proto {
+  uint32_t id;
+  bh_helper_proto proto;
+};
+
+constexpr uint64_t kProgArray = uint64_t(1) << 3;
+
+#define BH_PROTO(ID, A1, N1, A2, N2, A3, N3, A4, N4, A5, N5, MAPS) \
+  {ID, {sizeof(bh_helper_proto), {A1, A2, A3, A4, A5}, MAPS, {N1, N2, N3, N4, N5}}}
+#define BH_NOARGS(ID) BH_PROTO(ID, 0, nullptr, 0, nullptr, 0, nullptr, 0, nullptr, 0, nullptr, 0)
+
+const Proto kProtos[] = {
+    BH_PROTO(BH_FN_PROBE_READ, kOut, "dst", kSize0, "size", kAny, "unsafe_ptr", 0, nullptr, 0, nullptr, 0),
+    BH_NOARGS(BH_FN_KTIME_GET_NS),
+    BH_PROTO(BH_FN_TRACE_PRINTK, kMem, "fmt", kSize, "fmt_size", kAny, "arg1", kAny, "arg2", kAny, "arg3", 0),
+    BH_NOARGS(BH_FN_GET_PRANDOM_U32),
+    BH_NOARGS(BH_FN_GET_SMP_PROCESSOR_ID),
+    BH_PROTO(BH_FN_TAIL_CALL, kCtx, "ctx", kMap, "prog_array", kAny, "index", 0, nullptr, 0, nullptr, kProgArray),
+    BH_NOARGS(BH_FN_GET_CURRENT_PID_TGID),
+    BH_NOARGS(BH_FN_GET_CURRENT_UID_GID),
+    BH_PROTO(BH_FN_GET_CURRENT_COMM, kOut, "buf", kSize, "size", 0, nullptr, 0, nullptr, 0, nullptr, 0),
+    BH_PROTO(BH_FN_PROBE_READ_STR, kOut, "dst", kSize0, "size", kAny, "unsafe_ptr", 0, nullptr, 0, nullptr, 0),
+    BH_PROTO(BH_FN_OVERRIDE_RETURN, kCtx, "ctx", kAny, "rc", 0, nullptr, 0, nullptr, 0, nullptr, 0),
+    BH_PROTO(BH_FN_GET_STACK, kCtx, "ctx", kOut, "buf", kSize0, "size", kAny, "flags", 0, nullptr, 0),
+    BH_PROTO(BH_FN_PROBE_READ_USER, kOut, "dst", kSize0, "size", kAny, "unsafe_ptr", 0, nullptr, 0, nullptr, 0),
+    BH_PROTO(BH_FN_PROBE_READ_KERNEL, kOut, "dst", kSize0, "size", kAny, "unsafe_ptr", 0, nullptr, 0, nullptr, 0),
+    BH_PROTO(BH_FN_PROBE_READ_USER_STR, kOut, "dst", kSize0, "size", kAny, "unsafe_ptr", 0, nullptr, 0, nullptr, 0),
+    BH_PROTO(BH_FN_PROBE_READ_KERNEL_STR, kOut, "dst", kSize0, "size", kAny, "unsafe_ptr", 0, nullptr, 0, nullptr, 0),
+    BH_NOARGS(BH_FN_KTIME_GET_BOOT_NS),
+    BH_NOARGS(BH_FN_KTIME_GET_COARSE_NS),
+    BH_PROTO(BH_FN_SNPRINTF, kOut, "str", kSize0, "str_size", kStr, "fmt", kMemOrNull, "data", kSize0, "data_len", 0),
+    BH_PROTO(BH_FN_GET_FUNC_IP, kCtx, "ctx", 0, nullptr, 0, nullptr, 0, nullptr, 0, nullptr, 0),
+    BH_PROTO(BH_FN_GET_ATTACH_COOKIE, kCtx, "ctx", 0, nullptr, 0, nullptr, 0, nullptr, 0, nullptr, 0),
+    BH_PROTO(BH_FN_TRACE_VPRINTK, kMem, "fmt", kSize, "fmt_size", kMemOrNull, "data", kSize0, "data_len", 0, nullptr,
+             0),
+    BH_PROTO(BH_FN_STRNCMP, kMem, "s1", kSize, "s1_sz", kStr, "s2", 0, nullptr, 0, nullptr, 0),
+    BH_PROTO(BH_FN_GET_FUNC_ARG, kCtx, "ctx", kAny, "n", kLong, "value", 0, nullptr, 0, nullptr, 0),
+    BH_PROTO(BH_FN_GET_FUNC_RET, kCtx, "ctx", kLong, "value", 0, nullptr, 0, nullptr, 0, nullptr, 0),
+    BH_PROTO(BH_FN_GET_FUNC_ARG_CNT, kCtx, "ctx", 0, nullptr, 0, nullptr, 0, nullptr, 0, nullptr, 0),
+    BH_NOARGS(BH_FN_GET_RETVAL),
+    BH_PROTO(BH_FN_SET_RETVAL, kAny, "retval", 0, nullptr, 0, nullptr, 0, nullptr, 0, nullptr, 0),
+};
+#undef BH_PROTO
+#undef BH_NOARGS
+
 // libbpf's OPTS_VALID: the caller's struct may be newer than ours, provided
 // everything past what we know is zero.
 bool opts_valid(const bh_helpers_opts *o) {
@@ -60,6 +113,13 @@ bool opts_valid(const bh_helpers_opts *o) {
 }  // namespace
 
 extern "C" {
+
+const bh_helper_proto *bh_helpers_proto(uint32_t id) {
+  for (const Proto &p : kProtos) {
+    if (p.id == id) return &p.proto;
+  }
+  return nullptr;
+}
 
 const bh_helper_desc *bh_helpers_table(size_t *count) {
   if (count != nullptr) *count = sizeof kHelpers / sizeof kHelpers[0];
@@ -88,6 +148,8 @@ int bh_helpers_register_all(bh_vm *vm, const bh_helpers_opts *opts) {
     for (size_t k = 0; k < skip_cnt && !skipped; k++) skipped = skip[k] == h.id;
     if (skipped) continue;
     if (bh_vm_register_helper(vm, h.id, h.name, h.fn, h.flags) != 0) return -EINVAL;
+    const bh_helper_proto *proto = bh_helpers_proto(h.id);
+    if (proto != nullptr && bh_vm_set_helper_proto(vm, h.id, proto) != 0) return -EINVAL;
   }
   return 0;
 }

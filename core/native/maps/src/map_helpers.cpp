@@ -76,29 +76,62 @@ uint64_t bh_helper_ringbuf_query(uint64_t map, uint64_t flags, uint64_t, uint64_
   return bh_ringbuf_query(AsMap(map), flags);
 }
 
+// Checked mode's argument prototypes (the kernel's bpf_func_proto): which map
+// types each helper takes (the kernel's check_map_func_compatibility), and
+// that keys and values are the map's key_size / value_size bytes.
+namespace {
+constexpr uint8_t kAny = BH_ARG_ANYTHING, kCtx = BH_ARG_PTR_TO_CTX, kMap = BH_ARG_CONST_MAP_PTR,
+                  kKey = BH_ARG_PTR_TO_MAP_KEY, kValue = BH_ARG_PTR_TO_MAP_VALUE,
+                  kValueOut = BH_ARG_PTR_TO_UNINIT_MAP_VALUE, kMem = BH_ARG_PTR_TO_MEM,
+                  kSize0 = BH_ARG_CONST_SIZE_OR_ZERO, kRecord = BH_ARG_PTR_TO_RINGBUF_MEM;
+constexpr uint64_t Bit(uint32_t t) { return uint64_t(1) << t; }
+constexpr uint64_t kKeyed = Bit(BH_MAP_TYPE_HASH) | Bit(BH_MAP_TYPE_ARRAY) | Bit(BH_MAP_TYPE_PERCPU_HASH) |
+                            Bit(BH_MAP_TYPE_PERCPU_ARRAY) | Bit(BH_MAP_TYPE_LRU_HASH) | Bit(BH_MAP_TYPE_LPM_TRIE);
+constexpr uint64_t kQueues = Bit(BH_MAP_TYPE_QUEUE) | Bit(BH_MAP_TYPE_STACK);
+constexpr uint64_t kRing = Bit(BH_MAP_TYPE_RINGBUF);
+}  // namespace
+
 int bh_maps_register_helpers(bh_vm *vm) {
   struct Entry {
     uint32_t id;
     const char *name;
     bh_helper_fn fn;
+    bh_helper_proto proto;
   };
+#define BH_P(A1, N1, A2, N2, A3, N3, A4, N4, A5, N5, MAPS) \
+  { sizeof(bh_helper_proto), {A1, A2, A3, A4, A5}, MAPS, {N1, N2, N3, N4, N5} }
   static const Entry kHelpers[] = {
-      {1, "bpf_map_lookup_elem", bh_helper_map_lookup_elem},
-      {2, "bpf_map_update_elem", bh_helper_map_update_elem},
-      {3, "bpf_map_delete_elem", bh_helper_map_delete_elem},
-      {25, "bpf_perf_event_output", bh_helper_perf_event_output},
-      {27, "bpf_get_stackid", bh_helper_get_stackid},
-      {87, "bpf_map_push_elem", bh_helper_map_push_elem},
-      {88, "bpf_map_pop_elem", bh_helper_map_pop_elem},
-      {89, "bpf_map_peek_elem", bh_helper_map_peek_elem},
-      {130, "bpf_ringbuf_output", bh_helper_ringbuf_output},
-      {131, "bpf_ringbuf_reserve", bh_helper_ringbuf_reserve},
-      {132, "bpf_ringbuf_submit", bh_helper_ringbuf_submit},
-      {133, "bpf_ringbuf_discard", bh_helper_ringbuf_discard},
-      {134, "bpf_ringbuf_query", bh_helper_ringbuf_query},
+      {1, "bpf_map_lookup_elem", bh_helper_map_lookup_elem,
+       BH_P(kMap, "map", kKey, "key", 0, nullptr, 0, nullptr, 0, nullptr, kKeyed)},
+      {2, "bpf_map_update_elem", bh_helper_map_update_elem,
+       BH_P(kMap, "map", kKey, "key", kValue, "value", kAny, "flags", 0, nullptr, kKeyed)},
+      {3, "bpf_map_delete_elem", bh_helper_map_delete_elem,
+       BH_P(kMap, "map", kKey, "key", 0, nullptr, 0, nullptr, 0, nullptr, kKeyed)},
+      {25, "bpf_perf_event_output", bh_helper_perf_event_output,
+       BH_P(kCtx, "ctx", kMap, "map", kAny, "flags", kMem, "data", kSize0, "size", Bit(BH_MAP_TYPE_PERF_EVENT_ARRAY))},
+      {27, "bpf_get_stackid", bh_helper_get_stackid,
+       BH_P(kCtx, "ctx", kMap, "map", kAny, "flags", 0, nullptr, 0, nullptr, Bit(BH_MAP_TYPE_STACK_TRACE))},
+      {87, "bpf_map_push_elem", bh_helper_map_push_elem,
+       BH_P(kMap, "map", kValue, "value", kAny, "flags", 0, nullptr, 0, nullptr, kQueues)},
+      {88, "bpf_map_pop_elem", bh_helper_map_pop_elem,
+       BH_P(kMap, "map", kValueOut, "value", 0, nullptr, 0, nullptr, 0, nullptr, kQueues)},
+      {89, "bpf_map_peek_elem", bh_helper_map_peek_elem,
+       BH_P(kMap, "map", kValueOut, "value", 0, nullptr, 0, nullptr, 0, nullptr, kQueues)},
+      {130, "bpf_ringbuf_output", bh_helper_ringbuf_output,
+       BH_P(kMap, "map", kMem, "data", kSize0, "size", kAny, "flags", 0, nullptr, kRing)},
+      {131, "bpf_ringbuf_reserve", bh_helper_ringbuf_reserve,
+       BH_P(kMap, "map", kAny, "size", kAny, "flags", 0, nullptr, 0, nullptr, kRing)},
+      {132, "bpf_ringbuf_submit", bh_helper_ringbuf_submit,
+       BH_P(kRecord, "sample", kAny, "flags", 0, nullptr, 0, nullptr, 0, nullptr, 0)},
+      {133, "bpf_ringbuf_discard", bh_helper_ringbuf_discard,
+       BH_P(kRecord, "sample", kAny, "flags", 0, nullptr, 0, nullptr, 0, nullptr, 0)},
+      {134, "bpf_ringbuf_query", bh_helper_ringbuf_query,
+       BH_P(kMap, "map", kAny, "flags", 0, nullptr, 0, nullptr, 0, nullptr, kRing)},
   };
+#undef BH_P
   for (const Entry &e : kHelpers) {
     int err = bh_vm_register_helper(vm, e.id, e.name, e.fn, 0);
+    if (err == 0) err = bh_vm_set_helper_proto(vm, e.id, &e.proto);
     if (err != 0) return err;
   }
   return 0;

@@ -17,3 +17,8 @@ extern "C" int bh_vm_register_helper(bh_vm *, uint32_t id, const char *name, bh_
 
 // No helpers library here: an empty stack (bpf_get_stackid then returns -EFAULT).
 extern "C" uint32_t bh_stack_walk(uint64_t *, uint32_t, uint32_t) { return 0; }
+
+// Argument prototypes (checked mode) are the VM's business; accepted here.
+extern "C" int bh_vm_set_helper_proto(bh_vm *, uint32_t, const struct bh_helper_proto *proto) {
+  return proto != nullptr ? 0 : -1;
+}

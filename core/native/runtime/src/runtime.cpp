@@ -199,8 +199,13 @@ struct TailRun {
 };
 thread_local TailRun t_tail;
 
+// bh_runtime_thread_fault's message. A fixed array: set on the (cold) fault
+// path only, never allocated.
+thread_local char t_last_fault[256];
+
 void note_fault(bh_program *prog, const bh_fault &fault) {
   prog->faults.fetch_add(1, std::memory_order_relaxed);
+  snprintf(t_last_fault, sizeof t_last_fault, "prog '%s': %s", prog->name.c_str(), fault.message);
   std::lock_guard<std::mutex> lock(prog->fault_mu);
   prog->last_fault = fault.message;
 }
@@ -401,6 +406,7 @@ int64_t bh_runtime_plugin_call(bh_runtime *rt, int plugin, const char *name, con
     p = rt->plugins[plugin].get();
   }
   if (!BH_SZ_HAS(p->ops, bh_plugin_ops, call) || p->ops->call == nullptr) return -ENOSYS;
+  t_last_fault[0] = '\0';
   // Not under the lock: a call may run programs (the simple plugin's trigger).
   return p->ops->call(p->state, name, in, in_len, out, out_len);
 }
@@ -440,6 +446,27 @@ bh_program *bh_runtime_load_program(bh_runtime *rt, const struct bh_program_opts
   bh_vm_set_checked(prog->vm, o.checked);
   bh_vm_set_budget(prog->vm, o.budget);
   if (o.region_base != nullptr && o.region_len > 0) bh_vm_add_region(prog->vm, o.region_base, o.region_len, 1);
+  if (o.checked) {
+    // The maps helper arguments may name (BH_ARG_CONST_MAP_PTR): this
+    // program's own, with their types and sizes.
+    for (size_t i = 0; i < o.nmaps; i++) {
+      if (o.maps[i] == nullptr) continue;
+      bh_vm_map m{};
+      if (is_prog_array(rt, o.maps[i])) {
+        m.type = 3;  // BPF_MAP_TYPE_PROG_ARRAY: u32 index -> program
+        m.key_size = 4;
+        m.value_size = 4;
+      } else if (o.map_desc == nullptr || o.map_desc(o.maps[i], &m) != 0) {
+        continue;
+      }
+      m.sz = sizeof m;
+      m.handle = o.maps[i];
+      if (bh_vm_add_map(prog->vm, &m) != 0) {
+        fail(err, err_len, -ENOMEM, "prog '%s': out of memory", name);
+        return nullptr;
+      }
+    }
+  }
   prog->loading = &o;
   int rc = bh_vm_load(prog->vm, o.insns, o.insns_len, msg, sizeof msg);
   prog->loading = nullptr;
@@ -471,6 +498,11 @@ int bh_program_run(void *prog, void *ctx, size_t ctx_len, uint64_t *ret) {
 }
 
 const bh_vm *bh_program_vm(const bh_program *prog) { return prog->vm; }
+
+size_t bh_runtime_thread_fault(char *buf, size_t len) {
+  if (buf != nullptr && len > 0) snprintf(buf, len, "%s", t_last_fault);
+  return strlen(t_last_fault);
+}
 
 uint64_t bh_program_faults(bh_program *prog, char *last, size_t last_len) {
   if (last != nullptr && last_len > 0) {

@@ -158,6 +158,9 @@ int run(const bh_vm *vm, void *ctx, size_t ctx_len, uint64_t *r0_out, bh_fault *
   reg[1] = uint64_t(uintptr_t(ctx));
   reg[2] = uint64_t(ctx_len);
   reg[BH_REG_FP] = stack_top;
+  // Checked mode: no host data reaches the program, so a read of a stack
+  // slot it never wrote gives 0 (each callee frame is cleared at its call).
+  if constexpr (Checked) std::memset(stack + kStackBytes - BH_STACK_SIZE, 0, BH_STACK_SIZE);
   Frame frames[BH_MAX_CALL_DEPTH];
   int depth = 0;  // local calls in progress
   size_t pc = 0;
@@ -363,8 +366,18 @@ int run(const bh_vm *vm, void *ctx, size_t ctx_len, uint64_t *r0_out, bh_fault *
           std::memcpy(f.saved, &reg[6], sizeof f.saved);
           f.ret_pc = pc;
           reg[BH_REG_FP] -= BH_STACK_SIZE;
+          if constexpr (Checked) {
+            std::memset(reinterpret_cast<void *>(uintptr_t(reg[BH_REG_FP] - BH_STACK_SIZE)), 0, BH_STACK_SIZE);
+          }
           pc += size_t(int64_t(ins.imm));
           break;
+        }
+        if constexpr (Checked) {
+          if (!bh::check_helper_args(vm, uint32_t(ins.imm), &reg[1], uint32_t(cur),
+                                     uintptr_t(reg[BH_REG_FP] - BH_STACK_SIZE), uintptr_t(stack_top), uintptr_t(ctx),
+                                     ctx_len, fault)) {
+            return -1;
+          }
         }
         if (call_helper(helpers[uint32_t(ins.imm)], reg)) {
           if (r0_out != nullptr) *r0_out = reg[0];
@@ -379,6 +392,13 @@ int run(const bh_vm *vm, void *ctx, size_t ctx_len, uint64_t *r0_out, bh_fault *
         if (id >= n_helpers || helpers[id].fn == nullptr) {
           return report(fault, BH_FAULT_BAD_HELPER, cur, id, 0, "pc %zu: callx to unregistered helper %" PRIu64, cur,
                         id);
+        }
+        if constexpr (Checked) {
+          if (!bh::check_helper_args(vm, uint32_t(id), &reg[1], uint32_t(cur),
+                                     uintptr_t(reg[BH_REG_FP] - BH_STACK_SIZE), uintptr_t(stack_top), uintptr_t(ctx),
+                                     ctx_len, fault)) {
+            return -1;
+          }
         }
         if (call_helper(helpers[id], reg)) {
           if (r0_out != nullptr) *r0_out = reg[0];

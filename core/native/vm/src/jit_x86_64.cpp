@@ -160,6 +160,24 @@ int check_access(const bh_vm *vm, uint64_t addr, uint64_t info, uint64_t frame_t
   return 0;
 }
 
+// Checked mode: tests a helper call's arguments before the call. `args` are
+// r1..r5 as the generated code pushed them; `frame_top` is r10 (rbp), `state`
+// r12 (the top of the stacks). 1: the helper may run; 0: the fault is
+// recorded in the thread-local.
+int check_call(const bh_vm *vm, const uint64_t *args, uint64_t pc, uint64_t id, uint64_t frame_top,
+               const uint64_t *state) {
+  // The thread-local is touched only on a fault: reaching it from a shared
+  // library costs a __tls_get_addr call.
+  bh_fault f;
+  if (check_helper_args(vm, uint32_t(id), args, uint32_t(pc), uintptr_t(frame_top - BH_STACK_SIZE),
+                        reinterpret_cast<uintptr_t>(state), uintptr_t(state[kStateCtx / 8]),
+                        size_t(state[kStateCtxLen / 8]), &f)) {
+    return 1;
+  }
+  jit_fault() = f;
+  return 0;
+}
+
 // Unsigned division by a constant as a multiply-high (Granlund & Montgomery,
 // "Division by invariant integers using multiplication", 1994): clang keeps
 // `x / 1000` as a div instruction in BPF, and x86 div costs tens of cycles.
@@ -358,6 +376,10 @@ class Compiler {
     if (checked_) {
       a_.store(W64, M(kState, kStateCtx), RDI);
       a_.store(W64, M(kState, kStateCtxLen), RSI);
+      // No host data reaches a checked program: the entry frame starts zeroed
+      // (rdi comes back from the run state).
+      zero_frame(kState);
+      a_.load(W64, RDI, M(kState, kStateCtx));
     }
     if (budget_) {
       a_.mov_imm64(R10, vm_->budget);
@@ -523,6 +545,48 @@ class Compiler {
       a_.jcc(CC_E, fault_exit_);
       a_.jmp(back);
     });
+  }
+
+  // Zeroes the 512-byte frame below `top` with rep stosq; clobbers rdi, rcx
+  // and rax (callers save what is live).
+  void zero_frame(Reg top) {
+    a_.lea(RDI, M(top, -BH_STACK_SIZE));
+    a_.mov_imm32(RCX, BH_STACK_SIZE / 8);
+    a_.zero(RAX);
+    a_.u8(0xF3);  // rep stosq
+    a_.u8(0x48);
+    a_.u8(0xAB);
+  }
+
+  // Whether a static call of `h` has anything to check: helpers whose
+  // arguments are all numbers skip the call to check_call.
+  static bool needs_arg_check(const Helper &h) {
+    if (!h.has_proto) return (h.flags & BH_HELPER_ARGS_SCALAR) == 0;
+    return h.check_upto != 0;
+  }
+
+  // Checked mode: calls check_call with r1..r5 before helper `id` (or the id
+  // in register `id_reg`, for callx) runs; a bad argument ends the run.
+  void check_call_args(size_t pc, uint32_t id, int id_reg) {
+    // r1..r5 as an array in memory, pushed in reverse; one more slot keeps
+    // rsp 16-byte aligned for the call.
+    for (Reg r : {R8, R8, RCX, RDX, RSI, RDI}) a_.push(r);
+    if (id_reg >= 0) {
+      a_.mov(W64, R11, Reg(id_reg));  // before any argument register changes
+    } else {
+      a_.mov_imm32(R11, id);
+    }
+    a_.mov(W64, RSI, RSP);
+    a_.mov(W64, RCX, R11);
+    a_.mov_imm64(RDI, addr_of(vm_));
+    a_.mov_imm32(RDX, uint32_t(pc));
+    a_.mov(W64, R8, RBP);
+    a_.mov(W64, R9, kState);
+    a_.mov_imm64(R10, addr_of(&check_call));
+    a_.call(R10);
+    a_.test(W32, RAX, RAX);
+    for (Reg r : {RDI, RSI, RDX, RCX, R8, R8}) a_.pop(r);  // pop keeps the flags
+    a_.jcc(CC_E, fault_exit_);
   }
 
   // ---- ALU -------------------------------------------------------------------
@@ -923,6 +987,7 @@ class Compiler {
 
   void helper_call(uint32_t id, size_t pc) {
     const Helper &h = vm_->helpers[id];
+    if (checked_ && needs_arg_check(h)) check_call_args(pc, id, -1);
     if (h.flags & BH_HELPER_MAY_EXIT) {
       a_.mov_imm64(R9, addr_of(h.fn));
       a_.mov_imm64(R10, addr_of(&call_may_exit));
@@ -940,6 +1005,8 @@ class Compiler {
   void callx(Reg d, size_t pc) {
     const size_t n_helpers = vm_->helpers.size();
     const Label bad = fault_stub(BH_FAULT_BAD_HELPER, pc, d);
+    // An unregistered id passes the check and faults as BAD_HELPER below.
+    if (checked_) check_call_args(pc, 0, d);
     if (n_helpers == 0) {
       a_.jmp(bad);
       return;
@@ -989,6 +1056,12 @@ class Compiler {
     if (budget_) charge(pc, target <= pc ? pc - target + 1 : 1);
     for (Reg r : {RBX, R13, R14, R15, RBP}) a_.push(r);
     a_.alu_imm(SUB, W64, R(RBP), BH_STACK_SIZE);
+    if (checked_) {
+      // The callee's frame starts zeroed too (it may hold an earlier callee's data).
+      for (Reg r : {RAX, RDI, RCX}) a_.push(r);
+      zero_frame(RBP);
+      for (Reg r : {RCX, RDI, RAX}) a_.pop(r);
+    }
     a_.call(pc_label_[target]);
     for (Reg r : {RBP, R15, R14, R13, RBX}) a_.pop(r);
     a_.alu_imm(ADD, W32, M(kState, kStateDepth), 1);

@@ -183,6 +183,15 @@ struct Validator {
             if (id >= vm->helpers.size() || vm->helpers[id].fn == nullptr) {
               return fail(err, err_len, "pc %zu: call to unregistered helper %d", pc, int(ins.imm));
             }
+            // Checked mode tests arguments against the helper's prototype;
+            // without one (and without a promise of plain-number arguments)
+            // it could not, so the program is refused rather than run blind.
+            const Helper &h = vm->helpers[id];
+            if (vm->checked && !h.has_proto && (h.flags & BH_HELPER_ARGS_SCALAR) == 0) {
+              return fail(err, err_len,
+                          "pc %zu: helper %u '%s' has no argument prototype, so checked mode cannot call it", pc, id,
+                          h.name.c_str());
+            }
             return 0;
           }
           case BH_CALL_LOCAL: {

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 
 #include <cstdarg>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <new>
@@ -118,9 +119,59 @@ int bh_vm_register_helper(bh_vm *vm, uint32_t id, const char *name, bh_helper_fn
   try {
     if (vm->helpers.size() <= id) vm->helpers.resize(size_t(id) + 1);
     bh::Helper &h = vm->helpers[id];
+    // A replacement is another function: the old prototype does not apply.
+    h = bh::Helper{};
     h.fn = fn;
     h.flags = flags;
     h.name = name != nullptr ? name : "";
+  } catch (const std::bad_alloc &) {
+    return -1;
+  }
+  return 0;
+}
+
+int bh_vm_set_helper_proto(bh_vm *vm, uint32_t id, const struct bh_helper_proto *proto) {
+  if (vm == nullptr || vm->loaded || proto == nullptr || id >= vm->helpers.size() || vm->helpers[id].fn == nullptr) {
+    return -1;
+  }
+  // Older callers may pass a shorter struct: fields past their sz are zero.
+  if (proto->sz < offsetof(bh_helper_proto, map_types)) return -1;
+  bh_helper_proto p{};
+  std::memcpy(&p, proto, proto->sz < sizeof p ? proto->sz : sizeof p);
+  bh::Helper &h = vm->helpers[id];
+  try {
+    for (int i = 0; i < 5; ++i) {
+      if (p.arg_type[i] > BH_ARG_PTR_TO_RINGBUF_MEM) return -1;
+      h.arg_type[i] = p.arg_type[i];
+      h.arg_name[i] = p.arg_name[i] != nullptr ? p.arg_name[i] : "";
+    }
+  } catch (const std::bad_alloc &) {
+    return -1;
+  }
+  h.map_types = p.map_types;
+  // Numbers and sizes need no test of their own (sizes are tested with
+  // their pointer), so the check stops after the last argument that does.
+  h.check_upto = 0;
+  for (int i = 0; i < 5; ++i) {
+    const uint8_t t = h.arg_type[i];
+    if (t != BH_ARG_NONE && t != BH_ARG_ANYTHING && t != BH_ARG_CONST_SIZE && t != BH_ARG_CONST_SIZE_OR_ZERO) {
+      h.check_upto = uint8_t(i + 1);
+    }
+  }
+  h.has_proto = true;
+  return 0;
+}
+
+int bh_vm_add_map(bh_vm *vm, const struct bh_vm_map *map) {
+  if (vm == nullptr || vm->loaded || map == nullptr || map->sz < offsetof(bh_vm_map, storage) ||
+      map->handle == nullptr) {
+    return -1;
+  }
+  bh_vm_map m{};
+  std::memcpy(&m, map, map->sz < sizeof m ? map->sz : sizeof m);
+  try {
+    vm->maps.push_back(bh::VmMap{reinterpret_cast<uintptr_t>(m.handle), m.type, m.key_size, m.value_size,
+                                 reinterpret_cast<uintptr_t>(m.storage), m.storage_len});
   } catch (const std::bad_alloc &) {
     return -1;
   }

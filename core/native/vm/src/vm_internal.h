@@ -18,6 +18,22 @@ struct Helper {
   bh_helper_fn fn = nullptr;
   uint32_t flags = 0;
   std::string name;
+  // Checked mode's argument prototype (bh_vm_set_helper_proto).
+  bool has_proto = false;
+  uint8_t arg_type[5] = {};
+  uint64_t map_types = 0;
+  uint8_t check_upto = 0;  // 1 + the last argument that needs a test (0: none)
+  std::string arg_name[5];
+};
+
+// A map programs may pass to helpers (bh_vm_add_map).
+struct VmMap {
+  uintptr_t handle;
+  uint32_t type;
+  uint32_t key_size;
+  uint32_t value_size;
+  uintptr_t storage;
+  size_t storage_len;
 };
 
 struct Region {
@@ -55,6 +71,14 @@ int validate(bh_vm *vm, char *err, size_t err_len);
 bool access_ok(const bh_vm *vm, uintptr_t addr, size_t size, bool is_store, uintptr_t stack_lo,
                uintptr_t stack_hi, uintptr_t ctx, size_t ctx_len);
 
+// Checked mode's test of a helper call's arguments against the helper's
+// prototype, shared by the interpreter and the JIT (same stack and context
+// bounds as access_ok). `args` are r1..r5. Returns true if the helper may run;
+// else fills *fault (code BH_FAULT_HELPER_ARG, "pc N: name: arg K (what): ...").
+// An id without a registered helper passes: callx reports those itself.
+bool check_helper_args(const bh_vm *vm, uint32_t id, const uint64_t *args, uint32_t pc, uintptr_t stack_lo,
+                       uintptr_t stack_hi, uintptr_t ctx, size_t ctx_len, bh_fault *fault);
+
 }  // namespace bh
 
 struct bh_vm {
@@ -66,6 +90,7 @@ struct bh_vm {
   bool checked = false;
   uint64_t budget = 0;
   std::vector<bh::Region> regions;
+  std::vector<bh::VmMap> maps;
   bool loaded = false;
   bh::Analysis analysis;
 

@@ -221,13 +221,13 @@ struct Config {
 
 VmPtr make_vm(const Prog &p, const Config &cfg, std::string *err_out = nullptr) {
   VmPtr vm(bh_vm_create());
-  bh_vm_register_helper(vm.get(), kWeigh, "weigh", h_weigh, 0);
-  bh_vm_register_helper(vm.get(), kMaybeExit, "maybe_exit", h_maybe_exit, BH_HELPER_MAY_EXIT);
-  bh_vm_register_helper(vm.get(), kClobber, "clobber", h_clobber, 0);
-  bh_vm_register_helper(vm.get(), kCount, "count", h_count, 0);
-  bh_vm_register_helper(vm.get(), kAligned, "aligned", h_aligned, 0);
-  bh_vm_register_helper(vm.get(), kNested, "nested", h_nested, BH_HELPER_MAY_EXIT);
-  bh_vm_register_helper(vm.get(), kAlignedMayExit, "aligned_may_exit", h_aligned, BH_HELPER_MAY_EXIT);
+  bh_vm_register_helper(vm.get(), kWeigh, "weigh", h_weigh, BH_HELPER_ARGS_SCALAR);
+  bh_vm_register_helper(vm.get(), kMaybeExit, "maybe_exit", h_maybe_exit, BH_HELPER_MAY_EXIT | BH_HELPER_ARGS_SCALAR);
+  bh_vm_register_helper(vm.get(), kClobber, "clobber", h_clobber, BH_HELPER_ARGS_SCALAR);
+  bh_vm_register_helper(vm.get(), kCount, "count", h_count, BH_HELPER_ARGS_SCALAR);
+  bh_vm_register_helper(vm.get(), kAligned, "aligned", h_aligned, BH_HELPER_ARGS_SCALAR);
+  bh_vm_register_helper(vm.get(), kNested, "nested", h_nested, BH_HELPER_MAY_EXIT | BH_HELPER_ARGS_SCALAR);
+  bh_vm_register_helper(vm.get(), kAlignedMayExit, "aligned_may_exit", h_aligned, BH_HELPER_MAY_EXIT | BH_HELPER_ARGS_SCALAR);
   bh_vm_set_checked(vm.get(), cfg.checked);
   bh_vm_set_budget(vm.get(), cfg.budget);
   for (const Region &r : cfg.regions) bh_vm_add_region(vm.get(), r.base, r.len, r.writable);

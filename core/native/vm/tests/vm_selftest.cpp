@@ -143,10 +143,10 @@ struct Result {
 VmPtr make_vm(const Options &o) {
   VmPtr vm(bh_vm_create());
   if (!o.no_helpers) {
-    bh_vm_register_helper(vm.get(), 1, "add", h_add, 0);
-    bh_vm_register_helper(vm.get(), 2, "sum5", h_sum5, 0);
-    bh_vm_register_helper(vm.get(), 5, "unwind", h_unwind, BH_HELPER_MAY_EXIT);
-    bh_vm_register_helper(vm.get(), 6, "rogue", h_rogue, 0);
+    bh_vm_register_helper(vm.get(), 1, "add", h_add, BH_HELPER_ARGS_SCALAR);
+    bh_vm_register_helper(vm.get(), 2, "sum5", h_sum5, BH_HELPER_ARGS_SCALAR);
+    bh_vm_register_helper(vm.get(), 5, "unwind", h_unwind, BH_HELPER_MAY_EXIT | BH_HELPER_ARGS_SCALAR);
+    bh_vm_register_helper(vm.get(), 6, "rogue", h_rogue, BH_HELPER_ARGS_SCALAR);
   }
   bh_vm_set_checked(vm.get(), o.checked);
   bh_vm_set_budget(vm.get(), o.budget);
@@ -708,6 +708,121 @@ void test_budget() {
   EXPECT(std::string(over.fault.message) == "pc 4: instruction budget of 3 exhausted");
 }
 
+// ---- helper arguments in checked mode (both backends) -------------------------
+
+uint64_t h_sum_bytes(uint64_t p, uint64_t n, uint64_t, uint64_t, uint64_t) {
+  uint64_t s = 0;
+  for (uint64_t i = 0; i < n; ++i) s += reinterpret_cast<const uint8_t *>(uintptr_t(p))[i];
+  return s;
+}
+uint64_t h_key_first(uint64_t, uint64_t key, uint64_t, uint64_t, uint64_t) {
+  return *reinterpret_cast<const uint32_t *>(uintptr_t(key));
+}
+
+struct ArgRun {
+  int load_rc = -1;
+  std::string load_err;
+  int rc[2] = {-1, -1};  // interpreter, JIT
+  uint64_t r0[2] = {0, 0};
+  bh_fault fault[2] = {};
+};
+
+constexpr uint8_t kFakeMap[16] = {};  // a map handle: only its address matters
+
+ArgRun run_args(const Code &c, uint32_t flags_of_7 = 0, bool proto_of_7 = true, bool checked = true) {
+  ArgRun r;
+  VmPtr vm(bh_vm_create());
+  // 7: sum_bytes(buf, size); 8: key_first(map, key), hash maps (type 1) only.
+  bh_vm_register_helper(vm.get(), 7, "sum_bytes", h_sum_bytes, flags_of_7);
+  bh_vm_register_helper(vm.get(), 8, "key_first", h_key_first, 0);
+  const bh_helper_proto p7 = {sizeof(bh_helper_proto), {BH_ARG_PTR_TO_MEM, BH_ARG_CONST_SIZE, 0, 0, 0}, 0,
+                              {"buf", "size", nullptr, nullptr, nullptr}};
+  const bh_helper_proto p8 = {sizeof(bh_helper_proto), {BH_ARG_CONST_MAP_PTR, BH_ARG_PTR_TO_MAP_KEY, 0, 0, 0},
+                              uint64_t(1) << 1, {"map", "key", nullptr, nullptr, nullptr}};
+  if (proto_of_7) bh_vm_set_helper_proto(vm.get(), 7, &p7);
+  bh_vm_set_helper_proto(vm.get(), 8, &p8);
+  const bh_vm_map m = {sizeof(bh_vm_map), kFakeMap, 1, 4, 8, nullptr, 0};
+  bh_vm_add_map(vm.get(), &m);
+  bh_vm_set_checked(vm.get(), checked ? 1 : 0);
+  char err[256] = "";
+  r.load_rc = bh_vm_load(vm.get(), c.data(), c.size() * sizeof(bh_inst), err, sizeof err);
+  r.load_err = err;
+  if (r.load_rc != 0) return r;
+  r.rc[0] = bh_vm_exec(vm.get(), nullptr, 0, &r.r0[0], &r.fault[0]);
+  r.rc[1] = bh_vm_exec_jit(vm.get(), nullptr, 0, &r.r0[1], &r.fault[1]);
+  return r;
+}
+
+void expect_arg_fault(int line, const ArgRun &r, const char *want) {
+  for (int b = 0; b < 2; ++b) {
+    ++g_checks;
+    if (r.load_rc != 0 || r.rc[b] != -1 || r.fault[b].code != BH_FAULT_HELPER_ARG ||
+        std::strstr(r.fault[b].message, want) == nullptr) {
+      ++g_failures;
+      std::printf("FAIL line %d (%s): load %d \"%s\" rc %d code %d \"%s\", expected \"%s\"\n", line,
+                  b == 0 ? "interp" : "jit", r.load_rc, r.load_err.c_str(), r.rc[b], r.fault[b].code,
+                  r.fault[b].message, want);
+    }
+  }
+}
+
+void test_helper_args() {
+  const uint64_t map = uint64_t(uintptr_t(kFakeMap));
+  // Good: 4 bytes on the stack, summed; key read through a known map.
+  {
+    const Code c = prog({st(BH_SIZE_W, 10, -4, 0x01010101), movr(1, 10), alu64k(BH_ALU_ADD, 1, -4), mov(2, 4),
+                         call(7), exit_()});
+    ArgRun r = run_args(c);
+    EXPECT(r.load_rc == 0 && r.rc[0] == 0 && r.rc[1] == 0 && r.r0[0] == 4 && r.r0[1] == 4);
+    const Code k = prog({st(BH_SIZE_W, 10, -4, 77), lddw(1, map), movr(2, 10), alu64k(BH_ALU_ADD, 2, -4), call(8),
+                         exit_()});
+    ArgRun rk = run_args(k);
+    EXPECT(rk.rc[0] == 0 && rk.rc[1] == 0 && rk.r0[0] == 77 && rk.r0[1] == 77);
+  }
+  // A bad pointer, an oversize length, a size of 0, past the frame (r10).
+  expect_arg_fault(__LINE__, run_args(prog({mov(1, 0x10), mov(2, 4), call(7), exit_()})),
+                   "pc 2: sum_bytes: arg 1 (buf): 4 bytes at 0x10 outside stack, context and regions");
+  expect_arg_fault(__LINE__,
+                   run_args(prog({movr(1, 10), alu64k(BH_ALU_ADD, 1, -8), mov(2, 0x100000), call(7), exit_()})),
+                   "sum_bytes: arg 1 (buf): 1048576 bytes at 0x");
+  expect_arg_fault(__LINE__, run_args(prog({movr(1, 10), mov(2, 0), call(7), exit_()})),
+                   "sum_bytes: arg 2 (size): size 0");
+  expect_arg_fault(__LINE__, run_args(prog({movr(1, 10), mov(2, 1), call(7), exit_()})),
+                   "sum_bytes: arg 1 (buf): 1 bytes at 0x");
+  // Not a map, and a key past the frame.
+  expect_arg_fault(__LINE__, run_args(prog({mov(1, 0x1000), movr(2, 10), call(8), exit_()})),
+                   "key_first: arg 1 (map): 0x1000 is not a map of this program");
+  expect_arg_fault(__LINE__, run_args(prog({lddw(1, map), movr(2, 10), call(8), exit_()})),
+                   "key_first: arg 2 (key): 4 bytes at 0x");
+  // callx goes through the same check.
+  expect_arg_fault(__LINE__, run_args(prog({mov(1, 0x10), mov(2, 4), mov(3, 7), callx(3), exit_()})),
+                   "pc 3: sum_bytes: arg 1 (buf): 4 bytes at 0x10");
+  // No prototype: refused at load in checked mode, unless flagged scalar;
+  // fast mode never checks.
+  {
+    ArgRun r = run_args(prog({mov(1, 0), mov(2, 0), call(7), exit_()}), 0, false);
+    EXPECT(r.load_rc != 0 && r.load_err.find("helper 7 'sum_bytes' has no argument prototype") != std::string::npos);
+    ArgRun s = run_args(prog({mov(1, 0), mov(2, 0), call(7), exit_()}), BH_HELPER_ARGS_SCALAR, false);
+    EXPECT(s.load_rc == 0 && s.rc[0] == 0 && s.rc[1] == 0);
+    ArgRun f = run_args(prog({mov(1, 0), mov(2, 0), call(7), exit_()}), 0, false, false);
+    EXPECT(f.load_rc == 0 && f.rc[0] == 0 && f.rc[1] == 0);
+    ArgRun x = run_args(prog({mov(1, 0), mov(2, 0), mov(3, 7), callx(3), exit_()}), 0, false);
+    EXPECT(x.load_rc == 0 && x.fault[0].code == BH_FAULT_HELPER_ARG && x.fault[1].code == BH_FAULT_HELPER_ARG);
+  }
+  // Checked mode zeroes every frame: never-written slots read 0, in the
+  // entry frame and in a callee's (after an earlier callee wrote there).
+  {
+    // r0 = the second callee's read of the slot the first wrote, | an
+    // entry-frame slot nobody wrote.
+    const Code c = prog({call_local(4), call_local(6), ldx(BH_SIZE_DW, 1, 10, -256), alu64x(BH_ALU_OR, 0, 1),
+                         exit_(), st(BH_SIZE_DW, 10, -8, 0x5a5a), mov(0, 0), exit_(), ldx(BH_SIZE_DW, 0, 10, -8),
+                         exit_()});
+    ArgRun r = run_args(c);
+    EXPECT(r.load_rc == 0 && r.rc[0] == 0 && r.rc[1] == 0);
+    EXPECT(r.r0[0] == 0 && r.r0[1] == 0);
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -719,6 +834,7 @@ int main() {
   test_validator();
   test_checked();
   test_budget();
+  test_helper_args();
   std::printf("%d checks, %d failed\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

@@ -107,6 +107,11 @@ struct bh_helper_desc {
 /* All helpers of this library, sorted by id. Static storage; never NULL. */
 const struct bh_helper_desc *bh_helpers_table(size_t *count);
 
+/* The argument prototype (checked mode, bpfhook/vm.h) of this library's
+ * helper `id`, or NULL if it has none. bh_helpers_register_all sets them;
+ * with bh_helpers_table, call bh_vm_set_helper_proto yourself. Static. */
+const struct bh_helper_proto *bh_helpers_proto(uint32_t id);
+
 /* Options, libbpf style: set sz = sizeof(struct bh_helpers_opts); fields this
  * library does not know must be zero (then an older library still accepts a
  * newer caller's struct). NULL opts = all defaults. */

@@ -57,6 +57,12 @@ struct bh_program_opts {
   /* Memory checked mode allows besides stack and context (the shared region). */
   const void *region_base;
   size_t region_len;
+  /* Checked mode: describes maps[i] for the helper-argument checks (type,
+   * key and value sizes, ring storage; handle and sz are set by the
+   * runtime). Return 0, or -1 if it is not a map. NULL: the maps are
+   * unknown to the checks, so a helper call that passes one faults (program
+   * arrays of this runtime are known without it). */
+  int (*map_desc)(void *map, struct bh_vm_map *out);
 };
 
 bh_runtime *bh_runtime_create(const struct bh_runtime_opts *opts);
@@ -70,7 +76,8 @@ void bh_runtime_destroy(bh_runtime *rt);
  * is closed again (dlclose) and nothing of it stays registered. */
 int bh_runtime_open_plugin(bh_runtime *rt, const char *path, const char *expect_name, unsigned flags, char *err,
                            size_t err_len);
-/* Attach-specific functions (ops->call) by plugin index. */
+/* Attach-specific functions (ops->call) by plugin index. Clears this
+ * thread's bh_runtime_thread_fault first. */
 int64_t bh_runtime_plugin_call(bh_runtime *rt, int plugin, const char *name, const void *in, size_t in_len, void *out,
                                size_t out_len);
 
@@ -84,6 +91,12 @@ int bh_program_run(void *prog, void *ctx, size_t ctx_len, uint64_t *ret);
 int bh_program_run_fault(bh_program *prog, void *ctx, size_t ctx_len, uint64_t *ret, bh_fault *fault);
 const bh_vm *bh_program_vm(const bh_program *prog);
 const char *bh_program_name(const bh_program *prog);
+/* The message of the last fault of a program run on this thread
+ * ("prog 'name': pc 3: instruction budget of 100 exhausted"), "" if none
+ * since this thread's last bh_runtime_plugin_call began: how a caller of a
+ * plugin function that ran programs (the simple plugin's trigger) learns why
+ * it failed. Returns the message's length. */
+size_t bh_runtime_thread_fault(char *buf, size_t len);
 /* Runs that faulted (checked mode, budget), and the last fault's message
  * ("pc 3: load of 8 bytes at 0x0 outside stack, context and regions"). */
 uint64_t bh_program_faults(bh_program *prog, char *last, size_t last_len);

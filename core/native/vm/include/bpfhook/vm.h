@@ -5,6 +5,8 @@
  *
  *   bh_vm_create()
  *   bh_vm_register_helper()*      any number, before load
+ *   bh_vm_set_helper_proto()*     optional, after the helper's registration
+ *   bh_vm_add_map()*              optional: the program's maps, for checked mode
  *   bh_vm_set_lddw_resolver()     optional, before load
  *   bh_vm_set_checked() / bh_vm_set_budget() / bh_vm_add_region()*
  *                                 optional, before load
@@ -46,6 +48,62 @@ typedef uint64_t (*bh_helper_fn)(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t
  * ends the program at once with the requested r0 (how tail calls and
  * unwinding helpers end the caller). Other helpers pay nothing for this. */
 #define BH_HELPER_MAY_EXIT 0x1u
+/* BH_HELPER_ARGS_SCALAR: the helper dereferences none of its arguments (they
+ * are plain numbers), so checked mode may call it without a prototype. */
+#define BH_HELPER_ARGS_SCALAR 0x2u
+
+/* ---- helper argument prototypes (checked mode) ------------------------------
+ * The kernel's bpf_func_proto, reduced to what can be tested at run time. In
+ * checked mode the VM tests every argument of a helper call against its
+ * helper's prototype before the helper runs, with the same memory rules as
+ * loads and stores (current and callers' stack frames, the context, the
+ * registered regions; writes need a writable region), and ends the run with
+ * BH_FAULT_HELPER_ARG if one is bad. A program that calls a helper with
+ * neither a prototype nor BH_HELPER_ARGS_SCALAR is refused at load in checked
+ * mode (a callx to one faults with BH_FAULT_HELPER_ARG). Fast mode never
+ * looks at prototypes. */
+enum bh_arg_type {
+  BH_ARG_NONE = 0,               /* not used by the helper: not checked */
+  BH_ARG_ANYTHING = 1,           /* any value (numbers, flags, unsafe pointers
+                                    the helper reads with a fault guard) */
+  BH_ARG_PTR_TO_MEM = 2,         /* readable memory; its size is the next argument */
+  BH_ARG_PTR_TO_MEM_OR_NULL = 3, /* as PTR_TO_MEM, or 0 (the helper handles NULL) */
+  BH_ARG_PTR_TO_UNINIT_MEM = 4,  /* writable memory; its size is the next argument */
+  BH_ARG_CONST_SIZE = 5,         /* size of the previous argument's memory, > 0 */
+  BH_ARG_CONST_SIZE_OR_ZERO = 6, /* size of the previous argument's memory, may be 0 */
+  BH_ARG_PTR_TO_LONG = 7,        /* 8 writable bytes */
+  BH_ARG_CONST_MAP_PTR = 8,      /* one of the program's maps (bh_vm_add_map), of a
+                                    type in the prototype's map_types */
+  BH_ARG_PTR_TO_MAP_KEY = 9,     /* key_size readable bytes of the call's map */
+  BH_ARG_PTR_TO_MAP_VALUE = 10,  /* value_size readable bytes of the call's map */
+  BH_ARG_PTR_TO_UNINIT_MAP_VALUE = 11, /* value_size writable bytes of the call's map */
+  BH_ARG_PTR_TO_CTX = 12,        /* the program's context pointer, unmodified */
+  BH_ARG_PTR_TO_CONST_STR = 13,  /* NUL-terminated string in readable memory */
+  BH_ARG_PTR_TO_RINGBUF_MEM = 14, /* a record of one of the program's ring
+                                     buffers: its 8-byte header lies in the ring's storage */
+};
+
+struct bh_helper_proto {
+  size_t sz;               /* sizeof(struct bh_helper_proto) */
+  uint8_t arg_type[5];     /* enum bh_arg_type for r1..r5 */
+  /* BH_ARG_CONST_MAP_PTR: bit t set = map type t accepted (kernel map type
+   * ids; BPF_MAP_TYPE_PROG_ARRAY is 3). Key and value sizes of the
+   * MAP_KEY / MAP_VALUE arguments come from the call's first map argument. */
+  uint64_t map_types;
+  const char *arg_name[5]; /* for fault messages ("key"); NULL: "arg" */
+};
+
+/* A map the program may pass to helpers (the value the lddw map forms put
+ * into its registers), with what the argument checks need to know. */
+struct bh_vm_map {
+  size_t sz;                /* sizeof(struct bh_vm_map) */
+  const void *handle;       /* the pointer programs hold */
+  uint32_t type;            /* kernel map type id */
+  uint32_t key_size;
+  uint32_t value_size;
+  const void *storage;      /* ring buffers: where records live (else NULL) */
+  size_t storage_len;
+};
 
 /* Resolves the special lddw forms (src 1..6) at load time: map fd -> map
  * pointer, map value -> address of a value plus offset, ... `imm` is the first
@@ -62,6 +120,8 @@ enum bh_fault_code {
   BH_FAULT_CALL_DEPTH = 3,      /* local calls nested too deep */
   BH_FAULT_BAD_HELPER = 4,      /* callx to an unregistered helper id */
   BH_FAULT_HELPER_EXIT = 5,     /* not a fault: a helper ended the program (r0 is valid) */
+  BH_FAULT_HELPER_ARG = 6,      /* checked mode: a helper argument failed its prototype
+                                   (addr: the argument's value, size: its byte count) */
 };
 
 typedef struct bh_fault {
@@ -69,15 +129,22 @@ typedef struct bh_fault {
   uint32_t pc;       /* instruction index of the fault */
   uint64_t addr;     /* faulting address (OUT_OF_BOUNDS), helper id (BAD_HELPER) */
   uint32_t size;     /* access size (OUT_OF_BOUNDS) */
-  char message[160]; /* "pc 7: store of 8 bytes to 0x10 outside stack, context and regions" */
+  char message[160]; /* "pc 7: store of 8 bytes to 0x10 outside stack, context and regions",
+                        "pc 3: bpf_map_lookup_elem: arg 2 (key): 4 bytes at 0x10 outside ..." */
 } bh_fault;
 
 bh_vm *bh_vm_create(void);
 void bh_vm_destroy(bh_vm *vm);
 
 /* Registers `fn` for helper id `id` (kernel ids: 1 = map_lookup_elem, ...).
- * Re-registering an id replaces it. Before load only. */
+ * Re-registering an id replaces it (and drops its prototype). Before load only. */
 int bh_vm_register_helper(bh_vm *vm, uint32_t id, const char *name, bh_helper_fn fn, uint32_t flags);
+/* Gives registered helper `id` its argument prototype (copied; sz may be
+ * that of an older, shorter struct). Before load only. 0 or -1. */
+int bh_vm_set_helper_proto(bh_vm *vm, uint32_t id, const struct bh_helper_proto *proto);
+/* Declares one of the program's maps for BH_ARG_CONST_MAP_PTR and friends
+ * (copied). Before load only. 0 or -1. */
+int bh_vm_add_map(bh_vm *vm, const struct bh_vm_map *map);
 /* The name registered for `id`, or NULL. */
 const char *bh_vm_helper_name(const bh_vm *vm, uint32_t id);
 
@@ -85,7 +152,9 @@ void bh_vm_set_lddw_resolver(bh_vm *vm, bh_lddw_resolver fn, void *cookie);
 
 /* Checked mode: every load and store is checked against the current frame's
  * stack, the context [ctx, ctx+ctx_len) and the registered regions; a bad
- * access ends the program with BH_FAULT_OUT_OF_BOUNDS. Off by default. */
+ * access ends the program with BH_FAULT_OUT_OF_BOUNDS. Helper arguments are
+ * checked against the helpers' prototypes (BH_FAULT_HELPER_ARG). Every stack
+ * frame starts zeroed, so no host data reaches the program. Off by default. */
 void bh_vm_set_checked(bh_vm *vm, int checked);
 /* Adds a memory region programs may access in checked mode (map storage,
  * shared region, ...). `writable` 0 makes stores to it faults. */

@@ -1,0 +1,34 @@
+/**
+ * Child process of test 14: loads one raw program through `Runtime.load` with
+ * the options given as JSON in argv[2], runs it once on a 64-byte context and
+ * prints one JSON line: `{ ok: true, r0 }` or `{ ok: false, code, message }`.
+ * A program that crashes the process prints nothing, which the parent sees.
+ */
+import { assembleBytes, BpfhookError, Runtime } from "@bpfhook/core";
+import type { MapSpec } from "@bpfhook/core";
+
+export interface CheckedCase {
+  source: string;
+  maps?: MapSpec[];
+  backend: "jit" | "interpreter";
+  checked: boolean;
+}
+
+async function main(): Promise<void> {
+  const c = JSON.parse(process.argv[2] ?? "{}") as CheckedCase;
+  const rt = await Runtime.create({ checked: c.checked, budget: 100000, backend: c.backend });
+  try {
+    const obj = rt.load({ programs: [{ name: "p", insns: assembleBytes(c.source) }], maps: c.maps ?? [] });
+    try {
+      const r0 = obj.program("p").run(Buffer.alloc(64));
+      process.stdout.write(`${JSON.stringify({ ok: true, r0: r0.toString() })}\n`);
+    } catch (e) {
+      if (!(e instanceof BpfhookError)) throw e;
+      process.stdout.write(`${JSON.stringify({ ok: false, code: e.code, message: e.message })}\n`);
+    }
+  } finally {
+    rt.close();
+  }
+}
+
+void main();
