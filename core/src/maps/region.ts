@@ -62,7 +62,7 @@ function regionError(name: string, op: string, rc: number): BpfhookError {
   if (n === Errno.EPROTO) {
     return new BpfhookError(
       "ABI_MISMATCH",
-      `region '${name}': ${op}: EPROTO (not a bpfhook region of layout version 1)`,
+      `region '${name}': ${op}: EPROTO (not a bpfhook region of layout version 2)`,
       { errno: rc, symbol: name },
     );
   }
