@@ -297,6 +297,16 @@ Napi::Value MapInfo(const Napi::CallbackInfo &info) {
   return o;
 }
 
+Napi::Value MapLockStats(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  bh_map_lock_stats st{};
+  bh_map_get_lock_stats(GetMap(info, "mapLockStats"), &st);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("busy", Num(env, double(st.busy)));
+  o.Set("takeovers", Num(env, double(st.takeovers)));
+  return o;
+}
+
 Napi::Value MapCount(const Napi::CallbackInfo &info) { return Num(info.Env(), double(bh_map_count(GetMap(info, "mapCount")))); }
 
 // mapLookup(map, key, out) -> 0 | -errno
@@ -709,6 +719,7 @@ void InitMaps(Napi::Env env, Napi::Object exports) {
       {"mapOpen", MapOpen},
       {"mapClose", MapClose},
       {"mapInfo", MapInfo},
+      {"mapLockStats", MapLockStats},
       {"mapCount", MapCount},
       {"mapLookup", MapLookup},
       {"mapUpdate", MapUpdate},

@@ -16,6 +16,7 @@ export const Errno = {
   EFAULT: 14,
   EBUSY: 16,
   EEXIST: 17,
+  EDEADLK: 35,
   EXDEV: 18,
   EINVAL: 22,
   ENOSPC: 28,
@@ -64,7 +65,10 @@ function explain(op: string, errno: number, ctx: MapErrorContext): string {
     case Errno.EAGAIN:
       return "no room in the ring";
     case Errno.EBUSY:
-      return "another consumer holds the ring";
+      if (op === "consume") return "another consumer holds the ring";
+      return "a lock in the shared region stayed held by a live process past the wait (1 s)";
+    case Errno.EDEADLK:
+      return "the lock is held by this same thread";
     case Errno.EPROTO:
       return "storage layout not understood by this build";
     case Errno.EFAULT:

@@ -64,6 +64,21 @@ export abstract class MapBase {
     return this.#handle;
   }
 
+  /**
+   * Operations on this map (from any process sharing the region) that failed
+   * with EBUSY: a helper that found a lock held past its short wait, a
+   * lock-free read overtaken by writers too often, or a user-space call that
+   * waited its full second. Kernel maps fail helpers the same way.
+   */
+  get busyFailures(): number {
+    return native().mapLockStats(this.native).busy;
+  }
+
+  /** Locks of this map taken over from a holder that died (kill -9 inside a write). */
+  get lockTakeovers(): number {
+    return native().mapLockStats(this.native).takeovers;
+  }
+
   /** The bh_map* address programs see (diagnostics). */
   get address(): bigint {
     return native().mapInfo(this.native).address;

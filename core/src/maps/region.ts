@@ -62,7 +62,7 @@ function regionError(name: string, op: string, rc: number): BpfhookError {
   if (n === Errno.EPROTO) {
     return new BpfhookError(
       "ABI_MISMATCH",
-      `region '${name}': ${op}: EPROTO (not a bpfhook region of layout version 1, or its header is corrupt)`,
+      `region '${name}': ${op}: EPROTO (not a bpfhook region of layout version 2, or its header is corrupt)`,
       { errno: rc, symbol: name },
     );
   }
@@ -325,6 +325,8 @@ function createReason(t: MapTypeName, rc: number, region: SharedRegion): { reaso
       return { reason: `region '${region.name}' directory is full (${region.maxMaps} maps)` };
     case Errno.E2BIG:
       return { reason: "key, value or entry count above the limits" };
+    case Errno.EBUSY:
+      return { reason: `region '${region.name}' directory lock stayed held by a live process past the wait (1 s)` };
     case Errno.EINVAL:
       if (t === "ringbuf") return { reason: "ring buffer: key and value size 0, maxEntries a power of two >= 4096" };
       if (t === "array" || t === "percpu_array") return { reason: "array: key size 4, value size and maxEntries > 0" };

@@ -29,6 +29,8 @@ export interface NativeAddon {
   mapOpen(region: NativeRegionHandle, nameOrIndex: string | number): NativeMapHandle | number;
   mapClose(map: NativeMapHandle): void;
   mapInfo(map: NativeMapHandle): NativeMapInfo;
+  /** Lock outcomes counted in the map's shared header (bh_map_get_lock_stats). */
+  mapLockStats(map: NativeMapHandle): { busy: number; takeovers: number };
   /** Live entries (hash family, LPM, queue/stack), max_entries for arrays, or -errno. */
   mapCount(map: NativeMapHandle): number;
   mapLookup(map: NativeMapHandle, key: Uint8Array | null, out: Uint8Array): number;

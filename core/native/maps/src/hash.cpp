@@ -110,7 +110,7 @@ void WriteValue(bh_map *m, uint32_t idx, const void *value, bool all_cpus, bool 
 // up to kLruSample elements that is every element, so eviction is exact; for
 // larger ones it is approximate, like the kernel's LRU lists. Returns true if
 // it freed one (another thread may take the slot first; callers retry).
-bool LruEvict(bh_map *m) {
+bool LruEvict(bh_map *m, shm::Wait wait) {
   uint32_t used = shm::load_relaxed(&m->hdr->next_unused);
   if (used == 0) return false;
   if (used > m->pool_size) used = m->pool_size;  // corrupt cursor: sample the pool only
@@ -134,7 +134,7 @@ bool LruEvict(bh_map *m) {
   // the victim is still linked there before unlinking it.
   ElemHeader *e = Elem(m, victim);
   Bucket *b = BucketFor(m, shm::load_relaxed(&e->hash));
-  shm::SeqLock::write_lock(&b->seq);
+  if (!Locked(m, shm::SeqLock::write_lock(&b->seq, wait))) return false;
   uint32_t *link = &b->head;
   bool found = false;
   uint32_t steps = 0;
@@ -164,6 +164,8 @@ bool LruEvict(bh_map *m) {
 
 long HashUpdate(bh_map *m, const void *key, const void *value, uint64_t flags, bool all_cpus) {
   if (flags > BH_EXIST) return -EINVAL;  // includes BH_F_LOCK: no bpf_spin_lock support
+  // all_cpus is the user-space layout, so it also says who waits how long.
+  const shm::Wait wait = WaitFor(all_cpus);
   const bool lru = m->type == BH_MAP_TYPE_LRU_HASH;
   const bool percpu = m->type == BH_MAP_TYPE_PERCPU_HASH;
   uint32_t hash = HashKey(m, key);
@@ -172,7 +174,8 @@ long HashUpdate(bh_map *m, const void *key, const void *value, uint64_t flags, b
   // lock (evicting under it could deadlock with a writer of the victim's
   // bucket). The bound only guards against a corrupted region.
   for (int attempt = 0; attempt < 1000; attempt++) {
-    shm::SeqLock::write_lock(&b->seq);
+    const int rc = shm::SeqLock::write_lock(&b->seq, wait);
+    if (!Locked(m, rc)) return LockFailure(rc, all_cpus);
     uint32_t *link = nullptr;
     uint32_t old = FindLocked(m, b, hash, key, &link);
     if (old == kBadIdx) {
@@ -195,7 +198,7 @@ long HashUpdate(bh_map *m, const void *key, const void *value, uint64_t flags, b
     if (old == 0 && !CountReserve(m)) {
       shm::SeqLock::write_unlock(&b->seq);
       if (lru) {
-        LruEvict(m);
+        LruEvict(m, wait);
         continue;
       }
       return -E2BIG;
@@ -218,7 +221,7 @@ long HashUpdate(bh_map *m, const void *key, const void *value, uint64_t flags, b
       CountRelease(m);
       shm::SeqLock::write_unlock(&b->seq);
       if (lru) {
-        LruEvict(m);
+        LruEvict(m, wait);
         continue;
       }
       return -E2BIG;
@@ -246,10 +249,11 @@ long HashUpdate(bh_map *m, const void *key, const void *value, uint64_t flags, b
   return -E2BIG;
 }
 
-long HashDelete(bh_map *m, const void *key) {
+long HashDelete(bh_map *m, const void *key, bool user) {
   uint32_t hash = HashKey(m, key);
   Bucket *b = BucketFor(m, hash);
-  shm::SeqLock::write_lock(&b->seq);
+  const int rc = shm::SeqLock::write_lock(&b->seq, WaitFor(user));
+  if (!Locked(m, rc)) return LockFailure(rc, user);
   uint32_t *link = nullptr;
   uint32_t idx = FindLocked(m, b, hash, key, &link);
   if (idx == 0 || idx == kBadIdx) {
@@ -286,8 +290,8 @@ void CopyOut(bh_map *m, uint32_t idx, void *out) {
 int HashLookupCopy(bh_map *m, const void *key, void *out) {
   uint32_t hash = HashKey(m, key);
   Bucket *b = BucketFor(m, hash);
-  for (;;) {
-    uint32_t seen = shm::SeqLock::read_begin(&b->seq);
+  for (uint32_t tries = 0;; tries++) {
+    uint64_t seen = shm::SeqLock::read_begin(&b->seq);
     uint32_t found = 0;
     uint32_t steps = 0;
     bool bad = false;
@@ -308,13 +312,18 @@ int HashLookupCopy(bh_map *m, const void *key, void *out) {
       if (bad) return int(Corrupt(m));
       return found != 0 ? 0 : -ENOENT;
     }
+    if (tries == shm::kReadRetries) {
+      CountBusy(m);
+      return -EBUSY;
+    }
   }
 }
 
 int HashLookupAndDelete(bh_map *m, const void *key, void *out) {
   uint32_t hash = HashKey(m, key);
   Bucket *b = BucketFor(m, hash);
-  shm::SeqLock::write_lock(&b->seq);
+  const int rc = shm::SeqLock::write_lock(&b->seq, shm::Wait::kUser);
+  if (!Locked(m, rc)) return rc;
   uint32_t *link = nullptr;
   uint32_t idx = FindLocked(m, b, hash, key, &link);
   if (idx == 0 || idx == kBadIdx) {
@@ -340,8 +349,12 @@ int HashNextKey(bh_map *m, const void *key, void *next) {
   if (key != nullptr) {
     uint32_t hash = HashKey(m, key);
     Bucket *b = BucketFor(m, hash);
-    for (;;) {
-      uint32_t seen = shm::SeqLock::read_begin(&b->seq);
+    for (uint32_t tries = 0;; tries++) {
+      if (tries > shm::kReadRetries) {
+        CountBusy(m);
+        return -EBUSY;
+      }
+      uint64_t seen = shm::SeqLock::read_begin(&b->seq);
       bool found = false;
       bool bad = false;
       uint32_t after = 0;
@@ -374,8 +387,12 @@ int HashNextKey(bh_map *m, const void *key, void *next) {
   auto *buckets = reinterpret_cast<Bucket *>(m->a);
   for (uint64_t bi = start; bi <= m->bucket_mask; bi++) {
     Bucket *b = &buckets[bi];
-    for (;;) {
-      uint32_t seen = shm::SeqLock::read_begin(&b->seq);
+    for (uint32_t tries = 0;; tries++) {
+      if (tries > shm::kReadRetries) {
+        CountBusy(m);
+        return -EBUSY;
+      }
+      uint64_t seen = shm::SeqLock::read_begin(&b->seq);
       uint32_t idx = shm::load_acquire(&b->head);
       if (idx != 0 && idx <= m->pool_size) memcpy(tmp, ElemKey(Elem(m, idx)), m->key_size);
       if (shm::SeqLock::read_changed(&b->seq, seen)) continue;

@@ -4,8 +4,10 @@
 // bit past it. Intermediate nodes (no value) appear where two prefixes part
 // and always have two children.
 //
-// Concurrency: writers serialise on the map-wide seqlock word; readers walk
-// without locks and retry if the word changed. Nodes are retired inside the
+// Concurrency: writers serialise on the map-wide seqlock word (seqlock in the
+// header); readers walk without locks and retry if the word changed (at most
+// shm::kReadRetries times). A writer that takes the lock over from a dead one
+// recounts the live entries (LpmRepair). Nodes are retired inside the
 // write section and reused only by a later write section, so by the time a
 // node is reused the word has changed and any reader that saw it retries.
 #include "map_internal.h"
@@ -109,8 +111,8 @@ uint32_t Find(const bh_map *m, const void *key, bool *bad) {
   const uint8_t *kd = k + 4;
   const uint32_t max = MaxPrefix(m);
   if (kp > max) kp = max;
-  for (;;) {
-    uint32_t seen = shm::SeqLock::read_begin(&m->hdr->lock);
+  for (uint32_t tries = 0;; tries++) {
+    uint64_t seen = shm::SeqLock::read_begin(&m->hdr->seqlock);
     uint32_t found = 0;
     uint32_t steps = 0;
     *bad = false;
@@ -136,12 +138,52 @@ uint32_t Find(const bh_map *m, const void *key, bool *bad) {
       if (np >= kp) break;  // nothing below is a prefix of the key
       idx = shm::load_acquire(&n->child[Bit(kd, np)]);
     }
-    if (!shm::SeqLock::read_changed(&m->hdr->lock, seen)) {
+    if (!shm::SeqLock::read_changed(&m->hdr->seqlock, seen)) {
       if (*bad) Corrupt(m);
       return found;
     }
+    if (tries == shm::kReadRetries) {
+      CountBusy(m);
+      return 0;
+    }
   }
 }
+
+// After a takeover: the dead writer may have linked or unlinked a node
+// without fixing `count`. Recount the real nodes reachable from the root
+// (bounded by the pool, without allocating: this can run inside a probe).
+void LpmRepair(bh_map *m) {
+  uint32_t stack[4 * 256 * 8 / 4 + 2];
+  uint32_t depth = 0;
+  uint32_t real = 0;
+  uint32_t steps = 0;
+  if (m->hdr->root != 0 && m->hdr->root <= m->pool_size) stack[depth++] = m->hdr->root;
+  while (depth > 0 && ++steps <= m->pool_size) {
+    Node *n = NodeAt(m, stack[--depth]);
+    if ((n->flags & kIntermediate) == 0) real++;
+    for (uint32_t c : n->child) {
+      if (c != 0 && c <= m->pool_size && depth < sizeof(stack) / sizeof(stack[0])) stack[depth++] = c;
+    }
+  }
+  m->hdr->count = real;
+}
+
+// Takes the writers' lock; false (and the caller returns *err) if it cannot.
+bool WriteLock(bh_map *m, bool user, long *err) {
+  const int rc = shm::SeqLock::write_lock(&m->hdr->seqlock, WaitFor(user));
+  if (!Locked(m, rc)) {
+    *err = LockFailure(rc, user);
+    return false;
+  }
+  if (rc == shm::kTakenOver) LpmRepair(m);
+  return true;
+}
+
+// Releases the writers' lock at the end of a scope that holds it.
+struct WriteUnlock {
+  bh_map *m;
+  ~WriteUnlock() { shm::SeqLock::write_unlock(&m->hdr->seqlock); }
+};
 
 }  // namespace
 
@@ -153,19 +195,23 @@ void *LpmLookup(bh_map *m, const void *key) {
 
 int LpmLookupCopy(bh_map *m, const void *key, void *out) {
   // Copy inside a read section so the value is one node's, whole.
-  for (;;) {
-    uint32_t seen = shm::SeqLock::read_begin(&m->hdr->lock);
+  for (uint32_t tries = 0;; tries++) {
+    uint64_t seen = shm::SeqLock::read_begin(&m->hdr->seqlock);
     bool bad = false;
     uint32_t idx = Find(m, key, &bad);
     if (idx != 0) memcpy(out, NodeValue(m, NodeAt(m, idx)), m->value_size);
-    if (!shm::SeqLock::read_changed(&m->hdr->lock, seen)) {
+    if (!shm::SeqLock::read_changed(&m->hdr->seqlock, seen)) {
       if (bad && idx == 0) return int(kCorrupt);  // Find counted it
       return idx != 0 ? 0 : -ENOENT;
+    }
+    if (tries == shm::kReadRetries) {
+      CountBusy(m);
+      return -EBUSY;
     }
   }
 }
 
-long LpmUpdate(bh_map *m, const void *key, const void *value, uint64_t flags) {
+long LpmUpdate(bh_map *m, const void *key, const void *value, uint64_t flags, bool user) {
   if (flags > BH_EXIST) return -EINVAL;
   const auto *k = static_cast<const uint8_t *>(key);
   uint32_t kp = Load32(k);
@@ -176,7 +222,8 @@ long LpmUpdate(bh_map *m, const void *key, const void *value, uint64_t flags) {
   uint32_t retired = 0;
   long ret = 0;
   {
-    shm::SeqWriteGuard guard(&h->lock);
+    if (!WriteLock(m, user, &ret)) return ret;
+    WriteUnlock unlock{m};
     // Walk down while the node's prefix is a strict prefix of the key's.
     // Indices and prefix lengths come from the region: each is read once
     // and checked, and the walk is bounded by the pool.
@@ -245,13 +292,15 @@ long LpmUpdate(bh_map *m, const void *key, const void *value, uint64_t flags) {
   return ret;
 }
 
-long LpmDelete(bh_map *m, const void *key) {
+long LpmDelete(bh_map *m, const void *key, bool user) {
   const auto *k = static_cast<const uint8_t *>(key);
   uint32_t kp = Load32(k);
   const uint8_t *kd = k + 4;
   if (kp > MaxPrefix(m)) return -EINVAL;
   MapHeader *h = m->hdr;
-  shm::SeqWriteGuard guard(&h->lock);
+  long err = 0;
+  if (!WriteLock(m, user, &err)) return err;
+  WriteUnlock unlock{m};
   uint32_t *slot = &h->root;
   uint32_t *parent_slot = nullptr;
   uint32_t parent = 0;
@@ -299,7 +348,9 @@ long LpmDelete(bh_map *m, const void *key) {
 // key restarts from the first. Runs under the write lock: user space only.
 int LpmNextKey(bh_map *m, const void *key, void *next) {
   MapHeader *h = m->hdr;
-  shm::SeqWriteGuard guard(&h->lock);
+  long err = 0;
+  if (!WriteLock(m, true, &err)) return int(err);
+  WriteUnlock unlock{m};
   const uint32_t db = DataBytes(m);
   // Iterative post-order with an explicit stack (depth <= max prefix + 1).
   struct Frame {

@@ -399,6 +399,13 @@ const bh_map_info *bh_map_get_info(const bh_map *m) { return &m->info; }
 
 uint64_t bh_map_corruptions(const bh_map *m) { return __atomic_load_n(&m->corruptions, __ATOMIC_RELAXED); }
 
+int bh_map_get_lock_stats(const bh_map *m, bh_map_lock_stats *st) {
+  if (m == nullptr || st == nullptr) return -EINVAL;
+  st->busy = shm::load_relaxed(&m->hdr->busy);
+  st->takeovers = shm::load_relaxed(&m->hdr->takeovers);
+  return 0;
+}
+
 void *bh_map_storage(const bh_map *m, size_t *len) {
   if (len != nullptr) *len = size_t(m->storage_size);
   return m->storage;
@@ -444,7 +451,7 @@ int bh_map_lookup(bh_map *m, const void *key, void *value) {
       return LpmLookupCopy(m, key, value);
     case BH_MAP_TYPE_QUEUE:
     case BH_MAP_TYPE_STACK:
-      return int(QueuePop(m, value, false));
+      return int(QueuePop(m, value, false, true));
     case BH_MAP_TYPE_STACK_TRACE:
       if (key == nullptr) return -EINVAL;
       return StackLookupCopy(m, key, value);
@@ -467,10 +474,10 @@ int bh_map_update(bh_map *m, const void *key, const void *value, uint64_t flags)
       return int(ArrayUpdate(m, key, value, flags, true));
     case BH_MAP_TYPE_LPM_TRIE:
       if (key == nullptr) return -EINVAL;
-      return int(LpmUpdate(m, key, value, flags));
+      return int(LpmUpdate(m, key, value, flags, true));
     case BH_MAP_TYPE_QUEUE:
     case BH_MAP_TYPE_STACK:
-      return int(QueuePush(m, value, flags));
+      return int(QueuePush(m, value, flags, true));
     case BH_MAP_TYPE_STACK_TRACE:
       return -EINVAL;  // only bpf_get_stackid stores stacks
     default:
@@ -478,20 +485,24 @@ int bh_map_update(bh_map *m, const void *key, const void *value, uint64_t flags)
   }
 }
 
-int bh_map_delete(bh_map *m, const void *key) {
+}  // extern "C"
+
+namespace {
+// Delete for both sides; `user` picks the lock wait budget (shm::Wait).
+int MapDelete(bh_map *m, const void *key, bool user) {
   if (m == nullptr) return -EINVAL;
   switch (m->type) {
     case BH_MAP_TYPE_HASH:
     case BH_MAP_TYPE_LRU_HASH:
     case BH_MAP_TYPE_PERCPU_HASH:
       if (key == nullptr) return -EINVAL;
-      return int(HashDelete(m, key));
+      return int(HashDelete(m, key, user));
     case BH_MAP_TYPE_LPM_TRIE:
       if (key == nullptr) return -EINVAL;
-      return int(LpmDelete(m, key));
+      return int(LpmDelete(m, key, user));
     case BH_MAP_TYPE_STACK_TRACE:
       if (key == nullptr) return -EINVAL;
-      return int(StackDelete(m, key));
+      return int(StackDelete(m, key, user));
     case BH_MAP_TYPE_ARRAY:
     case BH_MAP_TYPE_PERCPU_ARRAY:
     case BH_MAP_TYPE_QUEUE:
@@ -501,13 +512,18 @@ int bh_map_delete(bh_map *m, const void *key) {
       return -EOPNOTSUPP;
   }
 }
+}  // namespace
+
+extern "C" {
+
+int bh_map_delete(bh_map *m, const void *key) { return MapDelete(m, key, true); }
 
 int bh_map_lookup_and_delete(bh_map *m, const void *key, void *value) {
   if (m == nullptr || value == nullptr) return -EINVAL;
   switch (m->type) {
     case BH_MAP_TYPE_QUEUE:
     case BH_MAP_TYPE_STACK:
-      return int(QueuePop(m, value, true));
+      return int(QueuePop(m, value, true, true));
     case BH_MAP_TYPE_HASH:
     case BH_MAP_TYPE_LRU_HASH:
     case BH_MAP_TYPE_PERCPU_HASH:
@@ -569,30 +585,30 @@ long bh_map_update_elem(bh_map *m, const void *key, const void *value, uint64_t 
     case BH_MAP_TYPE_PERCPU_ARRAY:
       return ArrayUpdate(m, key, value, flags, false);
     case BH_MAP_TYPE_LPM_TRIE:
-      return LpmUpdate(m, key, value, flags);
+      return LpmUpdate(m, key, value, flags, false);
     case BH_MAP_TYPE_QUEUE:
     case BH_MAP_TYPE_STACK:
-      return QueuePush(m, value, flags);  // the kernel maps update to push
+      return QueuePush(m, value, flags, false);  // the kernel maps update to push
     default:
       return -EOPNOTSUPP;
   }
 }
 
-long bh_map_delete_elem(bh_map *m, const void *key) { return bh_map_delete(m, key); }
+long bh_map_delete_elem(bh_map *m, const void *key) { return MapDelete(m, key, false); }
 
 long bh_map_push_elem(bh_map *m, const void *value, uint64_t flags) {
   if (m->type != BH_MAP_TYPE_QUEUE && m->type != BH_MAP_TYPE_STACK) return -EINVAL;
-  return QueuePush(m, value, flags);
+  return QueuePush(m, value, flags, false);
 }
 
 long bh_map_pop_elem(bh_map *m, void *value) {
   if (m->type != BH_MAP_TYPE_QUEUE && m->type != BH_MAP_TYPE_STACK) return -EINVAL;
-  return QueuePop(m, value, true);
+  return QueuePop(m, value, true, false);
 }
 
 long bh_map_peek_elem(bh_map *m, void *value) {
   if (m->type != BH_MAP_TYPE_QUEUE && m->type != BH_MAP_TYPE_STACK) return -EINVAL;
-  return QueuePop(m, value, false);
+  return QueuePop(m, value, false, false);
 }
 
 void *bh_map_value_addr(bh_map *m, uint32_t index) {

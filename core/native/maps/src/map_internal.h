@@ -3,7 +3,8 @@
 //
 // Concurrency design (see also docs/ARCHITECTURE.md):
 // - hash family: a bucket is {seqlock word, head}. Writers take the bucket's
-//   seqlock (shm::SeqLock: CAS even->odd, unlock stores the next even value)
+//   seqlock (shm::SeqLock: CAS (even, 0) -> (odd, tid), unlock stores the
+//   next even value)
 //   and link or unlink elements with single release stores, so the chain is
 //   consistent after every store. Readers take nothing: note the word, walk
 //   the chain, check the word. Elements come from a preallocated pool with a
@@ -27,6 +28,32 @@
 //   to store, failing with -EBUSY rather than waiting, so a probe that fires
 //   inside another write on the same thread cannot deadlock; readers retry
 //   until they copied a whole stack.
+// - every lock records its holder (shm_sync.hpp): a lock whose holder died
+//   is taken over, program-side (helper) callers wait at most
+//   shm::kProbeWaitNs and then fail with -EBUSY, user-space callers
+//   shm::kUserWaitNs; lock-free readers give up after shm::kReadRetries
+//   changes of the word. Each such failure counts in MapHeader::busy.
+//   What a holder that died can leave, per structure (takeover repairs or
+//   tolerates it):
+//   * hash bucket: the chain is consistent after every store; a death can
+//     leak the element being linked and one slot of `count` (replacements
+//     that die before unlock leak the replaced element): at most one
+//     element per death, out of kHashExtraElems spares. A per-CPU value
+//     overwritten in place may be torn, as concurrent writes can tear it.
+//   * LPM trie: links are single stores; `count` is recounted on takeover
+//     (LpmRepair); a node allocated or retired by the dead writer may leak.
+//   * queue/stack: head and tail are single stores; a death loses at most
+//     the element being pushed or popped.
+//   * ring buffer producer: nothing is visible before producer_pos moves;
+//     a record reserved by a process that died before submitting stays
+//     BUSY and would hold the consumer back forever, so a reservation
+//     carries the producer's tid in pg_off while BUSY and the consumer
+//     discards a BUSY record whose producer is dead.
+//   * perf ring: the record is copied under the lock and published by one
+//     store of `head`: a death publishes nothing.
+//   * consumer locks (ring buffer, perf rings): positions are single stores.
+//   * stack trace bucket: frames may be half written: takeover empties the
+//     bucket (nr = 0).
 #pragma once
 
 #include <sched.h>
@@ -44,7 +71,7 @@ namespace bpfhook::maps {
 namespace shm = bpfhook::shm;
 
 constexpr uint32_t kMapMagic = 0x50414d48;  // "HMAP"
-constexpr uint32_t kMapLayout = 1;
+constexpr uint32_t kMapLayout = 2;  // 2: owner-recording locks (64-bit seqlocks)
 constexpr uint64_t kHeaderBytes = 512;
 constexpr uint64_t kCacheLine = 64;
 constexpr uint32_t kElemHeader = 16;
@@ -82,9 +109,9 @@ struct MapHeader {
   uint64_t off_c;
   uint64_t cpu_block;     // bytes per CPU in per-CPU value arrays
   uint64_t reserved1[4];
-  // line 2: map-wide lock word (LPM seqlock, queue/stack spinlock, ring
-  // producer lock) and the state it protects
-  uint32_t lock;
+  // line 2: map-wide lock words (LPM seqlock; queue/stack spinlock, ring
+  // producer lock) and the state they protect
+  uint32_t lock;          // spinlock: 0 free, else the holder's tid
   uint32_t root;          // LPM root node
   uint32_t head;          // queue/stack
   uint32_t tail;
@@ -92,7 +119,8 @@ struct MapHeader {
   uint32_t node_next;     // LPM never-used cursor (under lock)
   uint64_t producer_pos;  // ring buffer
   uint64_t drops;         // ring buffer
-  uint64_t reserved2[3];
+  uint64_t seqlock;       // LPM writers (shm::SeqLock)
+  uint64_t reserved2[2];
   // line 3: hash element pool and live count
   uint64_t free_head;     // (tag << 32) | element index
   uint32_t next_unused;   // elements [next_unused, pool) were never used
@@ -101,12 +129,15 @@ struct MapHeader {
   // line 4: LRU clock
   uint32_t lru_clock;     // ticks on every insert; lookups copy it into the element
   uint32_t lru_hand;      // where the next eviction starts looking
-  uint64_t reserved4[7];
+  uint64_t busy;          // operations that failed with -EBUSY (or gave up reading)
+  uint64_t takeovers;     // locks taken over from a holder that died
+  uint64_t reserved4[5];
   // line 5: ring buffer consumer
   uint64_t consumer_pos;
-  uint32_t consumer_lock;
+  uint32_t consumer_lock;  // spinlock: 0 free, else the holder's tid
   uint32_t reserved5a;
-  uint64_t reserved5[6];
+  uint64_t stalled_pos;    // consumer: a BUSY record stopped the last pass here
+  uint64_t reserved5[5];
   uint64_t reserved6[16];
 };
 static_assert(sizeof(MapHeader) == kHeaderBytes, "map header is 512 bytes in layout 1");
@@ -114,11 +145,16 @@ static_assert(offsetof(MapHeader, off_a) == 64 && offsetof(MapHeader, lock) == 1
                   offsetof(MapHeader, free_head) == 192 && offsetof(MapHeader, lru_clock) == 256 &&
                   offsetof(MapHeader, consumer_pos) == 320,
               "one cache line per mutable group");
+static_assert(offsetof(MapHeader, seqlock) % 8 == 0 && offsetof(MapHeader, seqlock) < 192 &&
+                  offsetof(MapHeader, busy) % 8 == 0 && offsetof(MapHeader, busy) < 320,
+              "the LPM seqlock sits on the lock line, the counters on the LRU line");
 
 struct Bucket {
-  uint32_t seq;   // shm::SeqLock word
-  uint32_t head;  // first element (1-based), 0 = empty
+  uint64_t seq;       // shm::SeqLock word
+  uint32_t head;      // first element (1-based), 0 = empty
+  uint32_t reserved;
 };
+static_assert(sizeof(Bucket) == 16, "hash buckets are 16 bytes in layout 2");
 
 enum : uint32_t { kElemLive = 1 };
 
@@ -131,7 +167,7 @@ struct ElemHeader {
 
 // Perf ring control: producer line, consumer line.
 struct PerfRingCtl {
-  uint32_t lock;
+  uint32_t lock;           // spinlocks: 0 free, else the holder's tid
   uint32_t reserved0;
   uint64_t head;
   uint64_t lost;
@@ -147,16 +183,15 @@ static_assert(sizeof(PerfRingCtl) == 128, "perf ring control is two cache lines"
 
 // Stack trace bucket header; value_size bytes of instruction pointers follow.
 struct StackBucket {
-  uint32_t seq;   // shm::SeqLock word
+  uint64_t seq;   // shm::SeqLock word
   uint32_t nr;    // frames stored; 0 = empty
   uint32_t hash;  // of the frames
-  uint32_t reserved;
 };
 static_assert(sizeof(StackBucket) == 16, "stack bucket header is 16 bytes");
 
 struct RingRecordHeader {
   uint32_t len;     // size | BUSY | DISCARD
-  uint32_t pg_off;  // record offset in the data area / 8
+  uint32_t pg_off;  // the producer's tid (the kernel's page offset has no use in one mapping)
 };
 
 struct PerfRecordHeader {
@@ -294,11 +329,31 @@ inline Bucket *BucketFor(const bh_map *m, uint32_t hash) {
   return reinterpret_cast<Bucket *>(m->a) + (hash & m->bucket_mask);
 }
 
-// Lock-free lookup: the element index holding `key`, or 0.
+// Counts a failure to get a lock or a consistent read (bh_map_lock_stats).
+inline void CountBusy(const bh_map *m) { shm::fetch_add_relaxed(&m->hdr->busy, uint64_t(1)); }
+inline void CountTakeover(const bh_map *m) { shm::fetch_add_relaxed(&m->hdr->takeovers, uint64_t(1)); }
+// Folds a lock result into the counters: true if the lock is held.
+inline bool Locked(const bh_map *m, int rc) {
+  if (rc == shm::kLocked) return true;
+  if (rc == shm::kTakenOver) {
+    CountTakeover(m);
+    return true;
+  }
+  CountBusy(m);
+  return false;
+}
+// The wait budget of a caller: programs (helpers) or user space.
+inline shm::Wait WaitFor(bool user) { return user ? shm::Wait::kUser : shm::Wait::kProbe; }
+// What a failed lock returns: helpers answer -EBUSY as the kernel's maps do;
+// user space also learns -EDEADLK (the lock is its own thread's).
+inline long LockFailure(int rc, bool user) { return user ? rc : -EBUSY; }
+
+// Lock-free lookup: the element index holding `key`, or 0 (also when writers
+// kept changing the bucket for kReadRetries reads: counted as busy).
 inline uint32_t HashFind(const bh_map *m, uint32_t hash, const void *key) {
   Bucket *b = BucketFor(m, hash);
-  for (;;) {
-    uint32_t seen = shm::SeqLock::read_begin(&b->seq);
+  for (uint32_t tries = 0;; tries++) {
+    uint64_t seen = shm::SeqLock::read_begin(&b->seq);
     uint32_t found = 0;
     uint32_t steps = 0;
     bool bad = false;
@@ -318,6 +373,10 @@ inline uint32_t HashFind(const bh_map *m, uint32_t hash, const void *key) {
     if (!shm::SeqLock::read_changed(&b->seq, seen)) {
       if (__builtin_expect(bad, 0)) Corrupt(m);  // a stable chain out of bounds: corrupt, not a race
       return found;
+    }
+    if (tries == shm::kReadRetries) {
+      CountBusy(m);
+      return 0;
     }
   }
 }
@@ -361,7 +420,7 @@ inline void *HashLookupElem(const bh_map *m, const void *key) {
 
 // hash.cpp; `all_cpus` selects the user-space per-CPU value layout.
 long HashUpdate(bh_map *m, const void *key, const void *value, uint64_t flags, bool all_cpus);
-long HashDelete(bh_map *m, const void *key);
+long HashDelete(bh_map *m, const void *key, bool user);
 int HashLookupCopy(bh_map *m, const void *key, void *out);
 int HashLookupAndDelete(bh_map *m, const void *key, void *out);
 int HashNextKey(bh_map *m, const void *key, void *next);
@@ -374,18 +433,18 @@ int ArrayNextKey(bh_map *m, const void *key, void *next);
 // lpm.cpp
 void *LpmLookup(bh_map *m, const void *key);
 int LpmLookupCopy(bh_map *m, const void *key, void *out);
-long LpmUpdate(bh_map *m, const void *key, const void *value, uint64_t flags);
-long LpmDelete(bh_map *m, const void *key);
+long LpmUpdate(bh_map *m, const void *key, const void *value, uint64_t flags, bool user);
+long LpmDelete(bh_map *m, const void *key, bool user);
 int LpmNextKey(bh_map *m, const void *key, void *next);
 
 // queue.cpp
-long QueuePush(bh_map *m, const void *value, uint64_t flags);
-long QueuePop(bh_map *m, void *value, bool remove);
+long QueuePush(bh_map *m, const void *value, uint64_t flags, bool user);
+long QueuePop(bh_map *m, void *value, bool remove, bool user);
 int64_t QueueCount(bh_map *m);
 
 // stackmap.cpp
 int StackLookupCopy(bh_map *m, const void *key, void *out);
-long StackDelete(bh_map *m, const void *key);
+long StackDelete(bh_map *m, const void *key, bool user);
 int StackNextKey(bh_map *m, const void *key, void *next);
 
 }  // namespace bpfhook::maps

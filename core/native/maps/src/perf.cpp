@@ -47,7 +47,8 @@ long bh_perf_event_output(bh_map *m, uint64_t flags, const void *data, uint64_t 
   if (total > m->ring_size || size > 0xffffffffull) return -E2BIG;
   PerfRingCtl *c = Ctl(m, uint32_t(index));
   uint8_t *ring = Data(m, uint32_t(index));
-  shm::SpinGuard guard(&c->lock);
+  shm::SpinGuard guard(&c->lock, shm::Wait::kProbe);
+  if (!Locked(m, guard.result())) return -EBUSY;
   uint64_t head = shm::load_relaxed(&c->head);
   uint64_t tail = shm::load_acquire(&c->tail);
   // Records start at 8-byte positions, so the header below never crosses
@@ -78,7 +79,10 @@ int bh_perf_consume(bh_map *m, int ring, bh_perf_sample_fn sample, bh_perf_lost_
   bool stop = false;
   for (uint32_t r = first; r < last && !stop; r++) {
     PerfRingCtl *c = Ctl(m, r);
-    if (!shm::spin_trylock(&c->consumer_lock)) return delivered > 0 ? delivered : -EBUSY;
+    // Another live consumer: -EBUSY; one that died holding it: taken over.
+    const int rc = shm::spin_trylock(&c->consumer_lock);
+    if (rc < 0) return delivered > 0 ? delivered : -EBUSY;
+    if (rc == shm::kTakenOver) CountTakeover(m);
     uint64_t lost_now = shm::load_relaxed(&c->lost);
     if (lost_now != c->lost_seen) {
       if (lost != nullptr) lost(ctx, r, lost_now - c->lost_seen);

@@ -1,7 +1,9 @@
 // Queue (FIFO) and stack (LIFO) maps: a ring of max_entries + 1 slots under
 // one spinlock, as in the kernel. Elements live in [tail, head); a queue pops
 // at tail, a stack at head - 1. Pushing to a full map with BH_EXIST drops the
-// oldest element (tail) for both, as the kernel does.
+// oldest element (tail) for both, as the kernel does. head and tail are
+// single stores, so a holder that died leaves a consistent ring (see
+// map_internal.h): a takeover needs no repair.
 #include "map_internal.h"
 
 namespace bpfhook::maps {
@@ -19,11 +21,12 @@ bool Load(const MapHeader *h, uint32_t slots, uint32_t &head, uint32_t &tail) {
 }
 }  // namespace
 
-long QueuePush(bh_map *m, const void *value, uint64_t flags) {
+long QueuePush(bh_map *m, const void *value, uint64_t flags, bool user) {
   if ((flags & ~BH_EXIST) != 0) return -EINVAL;
   MapHeader *h = m->hdr;
   const uint32_t slots = m->pool_size;
-  shm::SpinGuard guard(&h->lock);
+  shm::SpinGuard guard(&h->lock, WaitFor(user));
+  if (!Locked(m, guard.result())) return LockFailure(guard.result(), user);
   uint32_t head, tail;
   if (!Load(h, slots, head, tail)) return Corrupt(m);
   if (Used(head, tail, slots) == m->max_entries) {
@@ -35,10 +38,11 @@ long QueuePush(bh_map *m, const void *value, uint64_t flags) {
   return 0;
 }
 
-long QueuePop(bh_map *m, void *value, bool remove) {
+long QueuePop(bh_map *m, void *value, bool remove, bool user) {
   MapHeader *h = m->hdr;
   const uint32_t slots = m->pool_size;
-  shm::SpinGuard guard(&h->lock);
+  shm::SpinGuard guard(&h->lock, WaitFor(user));
+  if (!Locked(m, guard.result())) return LockFailure(guard.result(), user);
   uint32_t head, tail;
   if (!Load(h, slots, head, tail)) return Corrupt(m);
   if (head == tail) return -ENOENT;
@@ -55,7 +59,8 @@ long QueuePop(bh_map *m, void *value, bool remove) {
 }
 
 int64_t QueueCount(bh_map *m) {
-  shm::SpinGuard guard(&m->hdr->lock);
+  shm::SpinGuard guard(&m->hdr->lock, shm::Wait::kUser);
+  if (!Locked(m, guard.result())) return guard.result();
   uint32_t head, tail;
   if (!Load(m->hdr, m->pool_size, head, tail)) return Corrupt(m);
   return Used(head, tail, m->pool_size);

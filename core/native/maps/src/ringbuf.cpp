@@ -15,6 +15,13 @@
 // the end is preceded by a padding record (DISCARD set) that fills the rest
 // of the ring, and starts at offset 0. A full ring refuses the reservation
 // and counts a drop.
+//
+// Producers may die (another process maps the region): a reservation whose
+// producer died before submitting would stay BUSY and hold the consumer back
+// forever. So each record header carries its producer's tid (in pg_off,
+// whose kernel meaning, a page offset, has no use here), and a consumer that
+// stops at the same BUSY record twice in a row asks whether that producer
+// still exists; if not, it discards the record and goes on.
 #include "map_internal.h"
 
 namespace bpfhook::maps {
@@ -47,7 +54,10 @@ void *bh_ringbuf_reserve(bh_map *m, uint64_t size, uint64_t flags) {
   const uint64_t total = AlignUp(size + BH_RINGBUF_HDR_SZ, 8);
   if (total > cap) return nullptr;
   MapHeader *h = m->hdr;
-  shm::spin_lock(&h->lock);
+  // Nothing to repair after a takeover: nothing is visible before
+  // producer_pos moves, and that is the last store under the lock.
+  if (!Locked(m, shm::spin_lock(&h->lock, shm::Wait::kProbe))) return nullptr;
+  const uint32_t me = shm::SelfTid();
   uint64_t cons = shm::load_acquire(&h->consumer_pos);
   uint64_t prod = shm::load_relaxed(&h->producer_pos);
   if ((prod & 7) != 0) {
@@ -66,12 +76,12 @@ void *bh_ringbuf_reserve(bh_map *m, uint64_t size, uint64_t flags) {
   }
   if (pad != 0) {
     RingRecordHeader *p = RecordAt(m, prod);
-    p->pg_off = uint32_t(off / 8);
+    p->pg_off = me;
     shm::store_relaxed(&p->len, uint32_t(pad - BH_RINGBUF_HDR_SZ) | BH_RINGBUF_DISCARD_BIT);
     prod += pad;
   }
   RingRecordHeader *r = RecordAt(m, prod);
-  r->pg_off = uint32_t((prod & (cap - 1)) / 8);
+  r->pg_off = me;
   shm::store_relaxed(&r->len, uint32_t(size) | BH_RINGBUF_BUSY_BIT);
   // Release: a consumer that sees the new position sees the headers above.
   shm::store_release(&h->producer_pos, prod + total);
@@ -117,7 +127,10 @@ uint64_t bh_ringbuf_query(bh_map *m, uint64_t flags) {
 int bh_ringbuf_consume(bh_map *m, bh_ringbuf_sample_fn fn, void *ctx, uint32_t max_records) {
   if (m == nullptr || m->type != BH_MAP_TYPE_RINGBUF || fn == nullptr) return -EINVAL;
   MapHeader *h = m->hdr;
-  if (!shm::spin_trylock(&h->consumer_lock)) return -EBUSY;
+  // Another live consumer: -EBUSY; one that died holding it: taken over.
+  const int lock_rc = shm::spin_trylock(&h->consumer_lock);
+  if (lock_rc < 0) return -EBUSY;
+  if (lock_rc == shm::kTakenOver) CountTakeover(m);
   uint64_t cons = shm::load_relaxed(&h->consumer_pos);
   const uint64_t cap = m->ring_size;
   int delivered = 0;
@@ -135,7 +148,19 @@ int bh_ringbuf_consume(bh_map *m, bh_ringbuf_sample_fn fn, void *ctx, uint32_t m
     }
     RingRecordHeader *r = RecordAt(m, cons);
     uint32_t len = shm::load_acquire(&r->len);
-    if ((len & BH_RINGBUF_BUSY_BIT) != 0) break;  // not submitted yet: keep order
+    if ((len & BH_RINGBUF_BUSY_BIT) != 0) {
+      // Not submitted yet: keep order. Unless it was already in flight at
+      // the last pass and its producer is gone: then it never will be.
+      if (h->stalled_pos != cons + 1) {
+        h->stalled_pos = cons + 1;  // + 1: position 0 is a real position
+        break;
+      }
+      if (!shm::OwnerDead(shm::load_relaxed(&r->pg_off))) break;
+      uint32_t dead = (len & ~BH_RINGBUF_BUSY_BIT) | BH_RINGBUF_DISCARD_BIT;
+      if (!__atomic_compare_exchange_n(&r->len, &len, dead, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) continue;
+      CountTakeover(m);
+      len = dead;
+    }
     uint32_t size = len & ~kFlagBits;
     uint64_t total = AlignUp(uint64_t(size) + BH_RINGBUF_HDR_SZ, 8);
     if (total > prod - cons || (cons & (cap - 1)) + total > cap) {

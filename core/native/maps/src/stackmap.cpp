@@ -42,19 +42,15 @@ bool Holds(StackBucket *b, uint32_t n, const uint64_t *ips, uint32_t nr, uint32_
   return n != 0 && shm::load_relaxed(&b->hash) == hash && (fast || (n == nr && SameFrames(Frames(b), ips, nr)));
 }
 
-// A writer never waits for another: a probe can fire inside a write on the
-// same thread, and then waiting would never end.
-bool TryLock(StackBucket *b) {
-  for (int i = 0; i < kTries; i++) {
-    uint32_t v = shm::load_relaxed(&b->seq);
-    if ((v & 1u) == 0 &&
-        __atomic_compare_exchange_n(&b->seq, &v, v + 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
-      shm::fence_release();  // the stores below stay after the odd word
-      return true;
-    }
-    shm::cpu_relax();
-  }
-  return false;
+// A probe can fire inside a write on the same thread: the lock sees its own
+// tid and fails at once (-EDEADLK) instead of waiting. Other writers are
+// waited for within the probe budget. A writer that died may have left the
+// frames half written: the one that takes its lock over empties the bucket.
+int Lock(const bh_map *m, StackBucket *b, shm::Wait wait) {
+  const int rc = shm::SeqLock::write_lock(&b->seq, wait);
+  if (!Locked(m, rc)) return rc;
+  if (rc == shm::kTakenOver) shm::store_relaxed(&b->nr, 0u);
+  return 0;
 }
 
 enum class Seen { kEmpty, kSame, kOther, kBusy };
@@ -62,7 +58,7 @@ enum class Seen { kEmpty, kSame, kOther, kBusy };
 // The bucket against the stack, read without a lock.
 Seen Peek(StackBucket *b, const uint64_t *ips, uint32_t nr, uint32_t hash, bool fast) {
   for (int i = 0; i < kTries; i++) {
-    const uint32_t seq = shm::SeqLock::read_begin(&b->seq);
+    const uint64_t seq = shm::SeqLock::read_begin(&b->seq);
     if ((seq & 1u) != 0) {
       shm::cpu_relax();
       continue;
@@ -85,8 +81,9 @@ int StackLookupCopy(bh_map *m, const void *key, void *out) {
   uint32_t n = 0;
   bool bad = false;
   shm::Backoff backoff;
-  for (;;) {
-    const uint32_t seq = shm::SeqLock::read_begin(&b->seq);
+  bool copied = false;
+  for (int i = 0; i < kTries && !copied; i++) {
+    const uint64_t seq = shm::SeqLock::read_begin(&b->seq);
     if ((seq & 1u) == 0) {
       n = shm::load_relaxed(&b->nr);
       // More frames than the value holds: never read past the bucket.
@@ -96,9 +93,19 @@ int StackLookupCopy(bh_map *m, const void *key, void *out) {
         const uint64_t ip = shm::load_relaxed(&Frames(b)[k]);
         memcpy(dst + 8 * k, &ip, 8);
       }
-      if (!shm::SeqLock::read_changed(&b->seq, seq)) break;
+      copied = !shm::SeqLock::read_changed(&b->seq, seq);
     }
-    backoff.pause();
+    if (!copied) backoff.pause();
+  }
+  if (!copied) {
+    // A writer is slow, or died mid-write: read under the lock instead
+    // (bounded wait; a dead writer's lock is taken over, which empties it).
+    const int rc = Lock(m, b, shm::Wait::kUser);
+    if (rc < 0) return rc;
+    n = b->nr;
+    if (n > depth) n = depth;
+    memcpy(dst, Frames(b), 8 * size_t(n));
+    shm::SeqLock::write_unlock(&b->seq);
   }
   if (bad) return int(Corrupt(m));
   if (n == 0) return -ENOENT;
@@ -106,14 +113,20 @@ int StackLookupCopy(bh_map *m, const void *key, void *out) {
   return 0;
 }
 
-long StackDelete(bh_map *m, const void *key) {
+long StackDelete(bh_map *m, const void *key, bool user) {
   const uint32_t id = Load32(key);
   if (id > m->bucket_mask) return -ENOENT;
   StackBucket *b = BucketAt(m, id);
-  shm::SeqWriteGuard guard(&b->seq);
-  if (b->nr == 0) return -ENOENT;
-  shm::store_relaxed(&b->nr, 0u);
-  return 0;
+  const int rc = Lock(m, b, WaitFor(user));
+  if (rc < 0) return LockFailure(rc, user);
+  long ret = 0;
+  if (b->nr == 0) {
+    ret = -ENOENT;
+  } else {
+    shm::store_relaxed(&b->nr, 0u);
+  }
+  shm::SeqLock::write_unlock(&b->seq);
+  return ret;
 }
 
 // The kernel's order: the next id in use after `key`, or the first one if
@@ -151,7 +164,7 @@ long bh_stackmap_get_id(bh_map *m, const uint64_t *ips, uint32_t nr, uint64_t fl
   const Seen seen = Peek(b, ips, nr, hash, fast);
   if (seen == Seen::kSame) return id;
   if (seen == Seen::kOther && !reuse) return -EEXIST;
-  if (!TryLock(b)) return -EBUSY;
+  if (Lock(m, b, shm::Wait::kProbe) < 0) return -EBUSY;
   long rc = id;
   // The bucket may have changed since the peek.
   const uint32_t n = b->nr;

@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -15,6 +16,7 @@
 #include "bpfhook/maps.h"
 #include "bpfhook/region.h"
 #include "bpfhook/vm.h"
+#include "map_internal.h"
 
 extern std::map<uint32_t, std::string> g_registered_helpers __attribute__((weak));
 
@@ -92,7 +94,7 @@ static void TestRegion() {
   CHECK_EQ(bh_region_ncpus(r), bh_possible_cpus());
   auto *h = static_cast<bh_region_header *>(bh_region_base(r));
   CHECK(h->magic == BH_REGION_MAGIC);
-  CHECK_EQ(h->layout_version, 1);
+  CHECK_EQ(h->layout_version, 2);
   CHECK_EQ(h->dir_capacity, 8);
   CHECK_EQ(h->data_offset % 4096, 0);
 
@@ -421,6 +423,60 @@ static void TestQueue(bh_region *r) {
   CHECK_EQ(CreateErr(r, BH_MAP_TYPE_QUEUE, 4, 8, 3), -EINVAL);
   bh_map_close(q);
   bh_map_close(s);
+}
+
+// A lock held by the calling thread itself (a probe firing inside a write
+// section on the same thread): helpers fail at once with -EBUSY (counted),
+// user space gets -EDEADLK; lock-free reads still work; after the unlock all
+// goes on. Another thread of this process holding it: the helper gives up
+// within its bound.
+static void TestSelfHeldLock(bh_region *r) {
+  bh_map_spec s{};
+  s.sz = sizeof(s);
+  s.name = "self_lock";
+  s.type = BH_MAP_TYPE_HASH;
+  s.key_size = 4;
+  s.value_size = 8;
+  s.max_entries = 8;
+  bh_map *m = nullptr;
+  CHECK_EQ(bh_map_create(r, &s, &m), 0);
+  uint32_t k = 1;
+  uint64_t v = 11;
+  CHECK_EQ(bh_map_update(m, &k, &v, 0), 0);
+  using namespace bpfhook::maps;
+  uint64_t *word = &BucketFor(m, HashKey(m, &k))->seq;
+  CHECK_EQ(bpfhook::shm::SeqLock::write_lock(word, bpfhook::shm::Wait::kUser), 0);
+  CHECK_EQ(uint32_t(*word >> 32), bpfhook::shm::SelfTid());
+  timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  CHECK_EQ(bh_map_update_elem(m, &k, &v, 0), -EBUSY);
+  CHECK_EQ(bh_map_update(m, &k, &v, 0), -EDEADLK);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  CHECK((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) < 5000000L);  // no waiting
+  CHECK(bh_map_lookup_elem(m, &k) != nullptr);
+  bh_map_lock_stats st{};
+  CHECK_EQ(bh_map_get_lock_stats(m, &st), 0);
+  CHECK_EQ(st.busy, 2u);
+  // Another live thread holds it now: the helper waits its bound, then -EBUSY.
+  bpfhook::shm::SeqLock::write_unlock(word);
+  std::thread holder([&] {
+    bpfhook::shm::SeqLock::write_lock(word, bpfhook::shm::Wait::kUser);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    bpfhook::shm::SeqLock::write_unlock(word);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  CHECK_EQ(bh_map_update_elem(m, &k, &v, 0), -EBUSY);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  CHECK((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) < 200000000L);
+  // User space waits longer: it gets the lock once the holder lets go.
+  v = 12;
+  CHECK_EQ(bh_map_update(m, &k, &v, 0), 0);
+  holder.join();
+  CHECK_EQ(bh_map_get_lock_stats(m, &st), 0);
+  CHECK_EQ(st.busy, 3u);
+  CHECK_EQ(st.takeovers, 0u);
+  bh_map_close(m);
 }
 
 static void TestStackTrace(bh_region *r) {
@@ -809,6 +865,7 @@ int main(int argc, char **argv) {
   TestLpm(r);
   TestQueue(r);
   TestStackTrace(r);
+  TestSelfHeldLock(r);
   TestRingbuf(r);
   TestPerf(r);
   TestStress(r);

@@ -207,7 +207,11 @@ int Region::AddMap(const bh_region_map_desc &desc, uint64_t storage_size, uint64
                    bh_region_init_fn init, void *cookie, uint32_t *index) {
   if (memchr(desc.name, '\0', BH_REGION_NAME_MAX) == nullptr) return -EINVAL;
   bh_region_header *h = header();
-  shm::SpinGuard guard(&h->lock);
+  // User-space wait, bounded; a holder that died is taken over. What a dead
+  // holder can leave: an allocated block never published (leaked space) and
+  // a half-written entry past dir_count, which this writer overwrites.
+  shm::SpinGuard guard(&h->lock, shm::Wait::kUser);
+  if (!guard.ok()) return guard.result();
   uint32_t count = shm::load_relaxed(&h->dir_count);
   if (desc.name[0] != '\0' && FindMap(desc.name) >= 0) return -EEXIST;
   if (count >= dir_capacity_) return -ENOSPC;

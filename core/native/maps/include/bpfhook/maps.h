@@ -23,6 +23,11 @@
  * map's shared storage is corrupt (an index, offset, length or count that
  * another process wrote is out of bounds: it is never followed, and
  * bh_map_corruptions counts it).
+ * -EBUSY: a lock stayed held by a live holder past the wait budget (helpers:
+ * 20 ms, user space: 1 s; counted, bh_map_get_lock_stats), or a lock-free read
+ * kept being overtaken by writers. -EDEADLK (user space only; helpers say
+ * -EBUSY): the lock is held by the calling thread. A lock whose holder died
+ * is taken over, never waited for (bpfhook/shm_sync.hpp).
  *
  * STORAGE LAYOUT (inside the map's region block; offsets from the block)
  *
@@ -32,7 +37,7 @@
  *         clock, so that writers of one do not invalidate the others
  *   array           values[max_entries], stride round_up(value_size, 8)
  *   per-CPU array   ncpus blocks (64-byte aligned), each values[max_entries]
- *   hash, LRU hash  buckets[n] (8 bytes: seqlock word, head element), n the
+ *   hash, LRU hash  buckets[n] (16 bytes: 64-bit seqlock word, head element), n the
  *                   power of two >= max_entries; then the element pool:
  *                   {next, hash, atime, flags; key; value}, element indexes
  *                   1-based (0 = none)
@@ -45,7 +50,7 @@
  *   perf array      one 128-byte control per ring, then the rings' data
  *                   (map_extra bytes each, power of two)
  *   stack trace     buckets[n], n the power of two >= max_entries, each
- *                   {seqlock word, frame count (0 = empty), hash, 0} then
+ *                   {64-bit seqlock word, frame count (0 = empty), hash} then
  *                   value_size bytes of instruction pointers; a stack id is
  *                   a bucket index
  *
@@ -188,6 +193,18 @@ int64_t bh_map_count(const bh_map *m);
  * a program-side lookup returned NULL, and nothing outside the storage was
  * touched). Process-local. */
 uint64_t bh_map_corruptions(const bh_map *m);
+
+/* Lock outcomes, shared by every process that maps the region. busy: helper
+ * calls that failed with -EBUSY because a lock stayed held past the probe
+ * budget (a live holder, or the calling thread itself) and lock-free reads
+ * that gave up because writers kept changing what they read; user-space
+ * calls that timed out count too. takeovers: locks (and ring buffer
+ * records) taken over from a holder that had died. */
+typedef struct bh_map_lock_stats {
+  uint64_t busy;
+  uint64_t takeovers;
+} bh_map_lock_stats;
+int bh_map_get_lock_stats(const bh_map *m, bh_map_lock_stats *st);
 
 /* ---- user space (bpf() syscall semantics) ---- */
 

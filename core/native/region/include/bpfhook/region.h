@@ -1,10 +1,10 @@
 /* bpfhook's shared region: one named POSIX shared-memory object holding what
- * a controller and a target process share (maps in layout version 1;
+ * a controller and a target process share (maps in layout version 2;
  * programs and attachment records come later). Embedded mode uses one too, so
  * that both modes run the same code and the agent of a later issue only has
  * to open the region by name.
  *
- * LAYOUT (version 1)
+ * LAYOUT (version 2: version 1 plus locks that hold their owner's tid)
  *
  * Every reference inside the region is a byte offset from the region's first
  * byte, never a pointer: each process maps the object wherever mmap puts it
@@ -35,9 +35,13 @@
  * - The allocator only moves forward (no free in this version): a block once
  *   handed out stays valid for the life of the object. Running past `size`
  *   fails with -ENOMEM and changes nothing.
- * - Locks inside the region are plain 32-bit words used with atomic
- *   instructions, so they work across processes. A process that dies holding
- *   one leaves it held (documented limitation of version 1).
+ * - Locks inside the region are plain 32- or 64-bit words used with atomic
+ *   instructions, so they work across processes. A held lock records its
+ *   holder's thread id; a waiter takes over the lock of a holder that died
+ *   and never waits without a bound (bpfhook/shm_sync.hpp). The directory
+ *   lock (`lock`) holds the tid of the writer, 0 when free; bh_region_add_map
+ *   waits at most about a second for a live holder, then fails with -EBUSY
+ *   (-EDEADLK if the holder is the calling thread).
  * - `ncpus` is the number of possible CPUs when the region was created;
  *   per-CPU maps are laid out for that many CPUs in every process.
  * - A reader refuses an object whose magic, layout_version or size it does
@@ -66,7 +70,7 @@ extern "C" {
 #endif
 
 #define BH_REGION_MAGIC 0x4e4f494745524842ULL /* "BHREGION" in memory order */
-#define BH_REGION_LAYOUT_VERSION 1u
+#define BH_REGION_LAYOUT_VERSION 2u
 #define BH_REGION_HEADER_BYTES 4096u
 #define BH_REGION_NAME_MAX 64u /* map names: up to 63 bytes + NUL */
 #define BH_REGION_DEFAULT_SIZE (64ull << 20)
@@ -84,7 +88,7 @@ typedef struct bh_region_header {
   uint32_t dir_capacity;
   uint32_t dir_count;      /* published entries (acquire to read) */
   uint32_t desc_size;      /* sizeof(bh_region_map_desc) */
-  uint32_t lock;           /* directory writers; 0 free, 1 held */
+  uint32_t lock;           /* directory writers; 0 free, else the holder's tid */
   uint64_t data_offset;    /* start of the data area */
   uint64_t alloc_next;     /* bump cursor: next free offset */
   uint64_t reserved[24];   /* zero; later versions add tables here */
