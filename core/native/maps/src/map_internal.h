@@ -193,6 +193,7 @@ struct bh_map {
   bh_region *region;
   uint32_t refs;         // handle references (bh_map_ref / bh_map_close)
   bh_map_info info;
+  uint32_t gen;          // the directory entry's gen when opened (bh_region_map_hold)
 };
 
 namespace bpfhook::maps {
