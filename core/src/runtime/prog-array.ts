@@ -25,6 +25,8 @@ export class ProgArray {
   readonly keySize = 4;
   readonly valueSize = 4;
   #native: NativeProgArray | undefined;
+  /** What set() put in each slot, so that unloading an object can empty the slots of its programs. */
+  readonly #slots = new Map<number, Program>();
 
   constructor(
     /** The map's name in its object. */
@@ -62,6 +64,7 @@ export class ProgArray {
       );
     }
     this.#check("update", rc);
+    this.#slots.set(index, program);
     return this;
   }
 
@@ -69,6 +72,7 @@ export class ProgArray {
   delete(index: number): boolean {
     this.#checkIndex("delete", index);
     const rc = this.native.delete(index);
+    this.#slots.delete(index);
     if (rc === -Errno.ENOENT) return false;
     this.#check("delete", rc);
     return true;
@@ -83,6 +87,16 @@ export class ProgArray {
   /** Indexes of the filled slots, in order. */
   *keys(): IterableIterator<number> {
     for (let i = 0; i < this.maxEntries; i++) if (this.native.lookup(i) !== null) yield i;
+  }
+
+  /**
+   * @internal Empties the slots holding one of `programs` (an object being
+   * unloaded), so that no tail call reaches them any more.
+   */
+  dropPrograms(programs: ReadonlySet<Program>): void {
+    for (const [index, program] of [...this.#slots]) {
+      if (programs.has(program)) this.delete(index);
+    }
   }
 
   /** Forgets the handle; the array itself goes with the runtime. Idempotent. */
