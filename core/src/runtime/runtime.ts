@@ -7,6 +7,7 @@
  *   const obj = rt.load("counter.bpf.o");
  *   await obj.program("on_event").attach();
  *   console.log(obj.map("counts").get(0));
+ *   obj.close();   // unload: its maps are freed in the shared region
  *   rt.close();
  */
 import "reflect-metadata";

@@ -226,7 +226,9 @@ void Region::Unlink() {
   unlinked_ = true;
 }
 
-int Region::Alloc(uint64_t size, uint64_t align, uint64_t *off) {
+int Region::Alloc(uint64_t size, uint64_t align, uint64_t *off) { return Alloc(size, align, off, nullptr); }
+
+int Region::Alloc(uint64_t size, uint64_t align, uint64_t *off, uint64_t *cursor_before) {
   if (align == 0) align = 64;
   if ((align & (align - 1)) != 0) return -EINVAL;
   bh_region_header *h = header();
@@ -236,6 +238,7 @@ int Region::Alloc(uint64_t size, uint64_t align, uint64_t *off) {
     if (start < cur || size > size_ || start > size_ - size) return -ENOMEM;
     if (shm::cas(&h->alloc_next, cur, start + size)) {
       *off = start;
+      if (cursor_before != nullptr) *cursor_before = cur;
       return 0;
     }
   }
@@ -437,9 +440,11 @@ int Region::AddMap(const bh_region_map_desc &desc, uint64_t storage_size, uint64
   uint64_t off = 0;
   int err = AllocFromFreeList(block, align, &off);
   if (err == -ENOMEM) {
-    uint64_t before = shm::load_relaxed(&h->alloc_next);
-    err = Alloc(block, align, &off);
-    // The padding an aligned bump skipped is zero and unused: list it.
+    uint64_t before = 0;
+    err = Alloc(block, align, &off, &before);
+    // The padding an aligned bump skipped is zero and unused: list it. (From
+    // the cursor this bump moved, not an earlier read: bh_region_alloc may
+    // bump concurrently without the lock.)
     uint64_t gap = AlignUp(before, kBlock);
     if (err == 0 && off > gap && before >= h->data_offset) InsertFree(gap, off - gap);
   }

@@ -33,6 +33,8 @@ class Region {
   bh_region_header *header() const { return reinterpret_cast<bh_region_header *>(base_); }
 
   int Alloc(uint64_t size, uint64_t align, uint64_t *off);
+  // Also reports the cursor the bump moved from (the skipped padding starts there).
+  int Alloc(uint64_t size, uint64_t align, uint64_t *off, uint64_t *cursor_before);
   uint32_t MapCount() const;
   const bh_region_map_desc *MapAt(uint32_t index) const;
   int ReadMap(uint32_t index, bh_region_map_desc *out) const;
