@@ -12,6 +12,10 @@
  *
  * A program put into a slot stays loaded until the runtime closes, whatever
  * happens to the slot later (a tail call may still be running it).
+ * Unloading an object (LoadedObject.close) empties every slot that holds one
+ * of its programs, in every array of the runtime, before its maps are freed;
+ * a tail call already inside such a program on another thread at that moment
+ * is not waited for (unload while those callers are quiet).
  */
 import { BpfhookError } from "../errors.js";
 import { Errno, mapError } from "../maps/errors.js";

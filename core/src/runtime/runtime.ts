@@ -243,15 +243,15 @@ export class Runtime implements NativeCaller {
    * entries and storage are reused by later loads). Idempotent.
    */
   unload(obj: LoadedObject): void {
-    const at = this.objects.indexOf(obj);
-    if (at < 0) return;
-    this.objects.splice(at, 1);
+    if (!this.objects.includes(obj)) return;
     const programs = new Set(obj.programs);
     // Programs first: nothing may run code that references the maps once
-    // they are freed. Detach is synchronous (plugins wait for runs in flight).
+    // they are freed. Detach is synchronous (plugins wait for runs in flight);
+    // if one fails, the object stays loaded and its maps stay allocated.
     for (const [link, program] of [...this.linkPrograms]) {
       if (programs.has(program)) link.detach();
     }
+    this.objects.splice(this.objects.indexOf(obj), 1);
     for (const other of [...this.objects, obj]) {
       for (const m of other.maps) {
         if (m.map instanceof ProgArray && !m.map.closed) m.map.dropPrograms(programs);
