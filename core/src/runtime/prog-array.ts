@@ -98,7 +98,7 @@ export class ProgArray {
    * unloaded), so that no tail call reaches them any more.
    */
   dropPrograms(programs: ReadonlySet<Program>): void {
-    for (const [index, program] of [...this.#slots]) {
+    for (const [index, program] of this.#slots) {
       if (programs.has(program)) this.delete(index);
     }
   }

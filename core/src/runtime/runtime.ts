@@ -248,7 +248,8 @@ export class Runtime implements NativeCaller {
     // Programs first: nothing may run code that references the maps once
     // they are freed. Detach is synchronous (plugins wait for runs in flight);
     // if one fails, the object stays loaded and its maps stay allocated.
-    for (const [link, program] of [...this.linkPrograms]) {
+    // (detach() deletes the link from linkPrograms; a Map allows that while iterating.)
+    for (const [link, program] of this.linkPrograms) {
       if (programs.has(program)) link.detach();
     }
     this.objects.splice(this.objects.indexOf(obj), 1);
