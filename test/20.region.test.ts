@@ -1,6 +1,6 @@
 import { strict as assert } from "node:assert";
 import { execFileSync } from "node:child_process";
-import { existsSync, unlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, unlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { BpfhookError, BpfMap, codec, SharedRegion } from "@bpfhook/core";
 import { native } from "@bpfhook/core/dist/native/binding.js";
@@ -54,7 +54,7 @@ describe("20 shared region", () => {
 
   it("refuses an object that is not a region of this layout", () => {
     const name = uniqueName("junk");
-    writeFileSync(`/dev/shm${name}`, Buffer.alloc(16384, 0x5a));
+    writeFileSync(`/dev/shm${name}`, Buffer.alloc(16384, 0x5a), { mode: 0o600 });
     try {
       const e = expectError(() => SharedRegion.open(name), "ABI_MISMATCH", -71);
       assert.match(e.message, /EPROTO/);
@@ -150,6 +150,63 @@ describe("20 shared region", () => {
     );
     assert.match(full.message, /directory is full \(3 maps\)/);
     expectError(() => r.createMap({ name: "a", type: "array", value: codec.u32, maxEntries: 1 }), "MAP_ERROR", -17);
+  });
+
+  it("makes unpredictable names when none is given", () => {
+    const a = SharedRegion.create({ size: 1 << 20 });
+    const b = SharedRegion.create({ size: 1 << 20 });
+    open.push(a, b);
+    const shape = new RegExp(`^/bpfhook-${process.pid}-[0-9a-f]{16}$`);
+    assert.match(a.name, shape);
+    assert.match(b.name, shape);
+    assert.notEqual(a.name, b.name);
+  });
+
+  it("refuses to open a region whose mode lets group or others in, or that another user owns", function () {
+    const r = make();
+    chmodSync(`/dev/shm${r.name}`, 0o644);
+    const loose = expectError(() => SharedRegion.open(r.name), "MAP_ERROR", -13);
+    assert.match(loose.message, new RegExp(`^region '${r.name}': open: EACCES \\(its mode lets group or others`));
+    chmodSync(`/dev/shm${r.name}`, 0o600);
+    SharedRegion.open(r.name).close();
+    if (process.getuid?.() !== 0) {
+      console.log("      (skipped the other-owner case: chown needs root)");
+      return;
+    }
+    chownSync(`/dev/shm${r.name}`, 12345, 12345);
+    const foreign = expectError(() => SharedRegion.open(r.name), "MAP_ERROR", -1);
+    assert.match(foreign.message, new RegExp(`^region '${r.name}': open: EPERM \\(owned by another user`));
+  });
+
+  it("frees a map made with freeOnClose when its last handle closes, and reuses its entry and space", () => {
+    const r = make({ maxMaps: 2 });
+    const used = r.used;
+    const keep = r.createMap({ name: "keep", type: "array", value: codec.u64, maxEntries: 4 });
+    const temp = r.createMap({ name: "temp", type: "hash", key: codec.u32, value: codec.u64, maxEntries: 64, freeOnClose: true });
+    temp.set(1, 5n);
+    const agent = SharedRegion.open(r.name);
+    open.push(agent);
+    const second = r.openMap<BpfMap<number, bigint>>("temp", { key: codec.u32, value: codec.u64 });
+    temp.close();
+    assert.equal(second.get(1), 5n, "another handle of this process keeps it");
+    assert.equal(r.liveMaps, 2);
+    const gen = agent.generation;
+    second.close();
+    assert.deepEqual(
+      agent.maps().map((m) => m.name),
+      ["keep"],
+      "another mapping sees the entry gone",
+    );
+    assert.ok(agent.generation > gen);
+    expectError(() => agent.openMap("temp"), "NOT_FOUND");
+    assert.equal(r.liveMaps, 1);
+    const again = r.createMap({ name: "temp2", type: "hash", key: codec.u32, value: codec.u64, maxEntries: 64, freeOnClose: true });
+    assert.equal(again.index, 1, "the dead entry is reused (the directory holds 2)");
+    assert.equal(again.get(1), undefined, "reused storage starts zeroed");
+    again.close();
+    keep.close();
+    assert.equal(r.maps().length, 1, "without freeOnClose the map stays");
+    assert.ok(r.used > used);
   });
 
   it("has a process default region for the runtime's maps", () => {

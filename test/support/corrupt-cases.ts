@@ -58,7 +58,7 @@ const storage = (name: string) => region.maps().find((d) => d.name === name)!.st
   // A bucket head out of the pool: every walk of that bucket.
   const h2 = region.createMap({ name: "h2", type: "hash", key: codec.u32, value: codec.u64, maxEntries: 2 });
   const buckets = storage("h2") + MapHeader.size;
-  for (let b = 0; b < 2; b++) shm.setU32(buckets + 8 * b + 4, 0x7fffffff);
+  for (let b = 0; b < 2; b++) shm.setU32(buckets + 16 * b + 8, 0x7fffffff); // Bucket: u64 seqlock, u32 head
   run("hash get (bucket head)", () => h2.get(5));
   run("hash set (bucket head)", () => h2.set(5, 1n));
   run("hash delete (bucket head)", () => h2.delete(5));
@@ -104,7 +104,7 @@ const storage = (name: string) => region.maps().find((d) => d.name === name)!.st
 // Stack trace: more frames than the value holds.
 {
   const s = region.createMap({ name: "s", type: "stack_trace", valueSize: 32, maxEntries: 4 });
-  shm.setU32(storage("s") + MapHeader.size + 4, 1000); // bucket 0's nr
+  shm.setU32(storage("s") + MapHeader.size + 8, 1000); // bucket 0's nr (after the u64 seqlock)
   run("stack_trace get (nr)", () => s.get(0));
 }
 

@@ -164,18 +164,18 @@ async function main(): Promise<void> {
     const nBuckets = shm.u32(s + MapHeader.nBuckets);
     const poolSize = shm.u32(s + MapHeader.poolSize);
     const elemSize = shm.u32(s + MapHeader.elemSize);
-    const hdrLocks = { base: s, stride: MapHeader.size, offs: [MapHeader.lock, MapHeader.consumerLock], count: 1 };
+    const hdrLocks = { base: s, stride: MapHeader.size, offs: [MapHeader.lock, MapHeader.consumerLock, MapHeader.seqlock, MapHeader.seqlock + 4], count: 1 };
     targets.push({ what: `${spec.name} header`, start: s, len: MapHeader.size, locks: [hdrLocks] });
     const rest = { start: s + MapHeader.size, len: desc.storageSize - MapHeader.size };
     switch (spec.name) {
       case "hash":
       case "lru":
       case "pcpu":
-        targets.push({ what: `${spec.name} buckets`, start: s + offA, len: 8 * nBuckets, locks: [{ base: s + offA, stride: 8, offs: [0], count: nBuckets }] });
+        targets.push({ what: `${spec.name} buckets`, start: s + offA, len: 16 * nBuckets, locks: [{ base: s + offA, stride: 16, offs: [0, 4], count: nBuckets }] });
         targets.push({ what: `${spec.name} elements`, start: s + offB, len: desc.storageSize - offB });
         break;
       case "stacks":
-        targets.push({ what: "stack buckets", ...rest, locks: [{ base: s + offA, stride: elemSize, offs: [0], count: nBuckets }] });
+        targets.push({ what: "stack buckets", ...rest, locks: [{ base: s + offA, stride: elemSize, offs: [0, 4], count: nBuckets }] });
         break;
       case "rb":
         targets.push({ what: "ring data", start: s + 4096, len: desc.storageSize - 4096 });

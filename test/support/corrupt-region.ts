@@ -43,6 +43,7 @@ export const MapHeader = {
   lruHand: 260,
   consumerPos: 320,
   consumerLock: 328,
+  seqlock: 168, // LPM writers (u64: count and holder tid)
   size: 512,
 } as const;
 

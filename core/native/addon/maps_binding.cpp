@@ -122,16 +122,18 @@ Napi::Value WrapMap(Napi::Env env, bh_map *m) {
 
 // ---- region ----
 
-// regionCreate(name, size, maxMaps) -> handle | -errno
+// regionCreate(name | null, size, maxMaps) -> handle | -errno (null: a random name)
 Napi::Value RegionCreate(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsString()) throw BadArg(env, "regionCreate: name must be a string");
+  bool random_name = info[0].IsNull() || info[0].IsUndefined();
+  if (!random_name && !info[0].IsString()) throw BadArg(env, "regionCreate: name must be a string or null");
   bh_region_opts o{};
   o.sz = sizeof(o);
   o.size = uint64_t(info[1].IsNumber() ? info[1].As<Napi::Number>().Int64Value() : 0);
   o.max_maps = GetU32(info, 2);
   bh_region *r = nullptr;
-  int err = bh_region_create(info[0].As<Napi::String>().Utf8Value().c_str(), &o, &r);
+  std::string name = random_name ? std::string() : info[0].As<Napi::String>().Utf8Value();
+  int err = bh_region_create(random_name ? nullptr : name.c_str(), &o, &r);
   if (err != 0) return Num(env, err);
   return WrapRegion(env, r);
 }
@@ -171,6 +173,8 @@ Napi::Value RegionInfo(const Napi::CallbackInfo &info) {
   o.Set("maxMaps", Num(env, bh_region_map_capacity(r)));
   o.Set("owner", Napi::Boolean::New(env, bh_region_is_owner(r) != 0));
   o.Set("creatorPid", Num(env, h->creator_pid));
+  o.Set("liveMaps", Num(env, bh_region_live_maps(r)));
+  o.Set("freeBytes", Num(env, double(bh_region_free_bytes(r))));
   o.Set("baseAddress", Big(env, uint64_t(uintptr_t(bh_region_base(r)))));
   return o;
 }
@@ -197,8 +201,32 @@ Napi::Value RegionMaps(const Napi::CallbackInfo &info) {
   int err = bh_region_check_directory(r);
   if (err != 0) return Num(env, err);
   uint32_t n = bh_region_map_count(r);
-  Napi::Array arr = Napi::Array::New(env, n);
-  for (uint32_t i = 0; i < n; i++) arr.Set(i, DescToObject(env, bh_region_map_at(r, i)));
+  Napi::Array arr = Napi::Array::New(env);
+  uint32_t k = 0;
+  bh_region_map_desc d;
+  for (uint32_t i = 0; i < n; i++) {
+    if (bh_region_map_read(r, i, &d) == 0) arr.Set(k++, DescToObject(env, &d));  // freed entries are skipped
+  }
+  return arr;
+}
+
+// regionCleanStale() -> [{name, pid}] removed | -errno
+Napi::Value RegionCleanStale(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  std::vector<std::pair<std::string, uint32_t>> removed;
+  int rc = bh_region_clean_stale(
+      [](void *cookie, const char *name, uint32_t pid) {
+        static_cast<std::vector<std::pair<std::string, uint32_t>> *>(cookie)->emplace_back(name, pid);
+      },
+      &removed);
+  if (rc < 0) return Num(env, rc);
+  Napi::Array arr = Napi::Array::New(env, removed.size());
+  for (size_t i = 0; i < removed.size(); i++) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", Napi::String::New(env, removed[i].first));
+    o.Set("pid", Num(env, removed[i].second));
+    arr.Set(uint32_t(i), o);
+  }
   return arr;
 }
 
@@ -245,6 +273,7 @@ Napi::Value MapCreate(const Napi::CallbackInfo &info) {
   bh_map *m = nullptr;
   int err = bh_map_create(r, &s, &m);
   if (err != 0) return Num(env, err);
+  if (o.Get("freeOnClose").ToBoolean()) bh_map_free_on_close(m);
   return WrapMap(env, m);
 }
 
@@ -715,6 +744,7 @@ void InitMaps(Napi::Env env, Napi::Object exports) {
       {"regionInfo", RegionInfo},
       {"regionMaps", RegionMaps},
       {"regionSetDefault", RegionSetDefault},
+      {"regionCleanStale", RegionCleanStale},
       {"mapCreate", MapCreate},
       {"mapOpen", MapOpen},
       {"mapClose", MapClose},

@@ -8,12 +8,14 @@
  *   bpfhook asm prog.s -o prog.bin    assemble text to raw instructions
  *   bpfhook compile prog.bpf.c        clang -O2 -g -target bpf with the flags these machines need
  *   bpfhook conformance <dir>         bpf_conformance .data files in both backends
+ *   bpfhook clean                     remove shared regions left by killed processes
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { Command } from "commander";
 import { assemble, disassemble, encodeInsns } from "../asm/index.js";
 import { BpfhookError } from "../errors.js";
 import { loadObject } from "../loader/index.js";
+import { cleanStaleRegions } from "../maps/region.js";
 import { compileBpfC } from "../toolchain/clang.js";
 import { conformanceCommand } from "../tools/conformance.js";
 import { describeObject } from "./describe.js";
@@ -81,6 +83,23 @@ function program(): Command {
         ...(opts.define ? { defines: opts.define } : {}),
       });
       console.log(out);
+    });
+
+  cli
+    .command("clean")
+    .description(
+      "remove shared-memory regions (/dev/shm/bpfhook-*) of this user whose creating process is gone " +
+        "(killed by a signal); regions of live processes are kept",
+    )
+    .option("--json", "print JSON instead of text")
+    .action((opts: { json?: boolean }) => {
+      const removed = cleanStaleRegions();
+      if (opts.json) {
+        console.log(JSON.stringify({ removed }, null, 2));
+        return;
+      }
+      for (const r of removed) console.log(`removed ${r.name} (creator pid ${r.pid} is gone)`);
+      console.log(`${removed.length} stale region${removed.length === 1 ? "" : "s"} removed`);
     });
 
   cli.addCommand(conformanceCommand());

@@ -1,5 +1,11 @@
 /** eBPF maps in a shared region: the region, typed maps, codecs, ring and perf buffer consumers. */
-export { SharedRegion, type SharedRegionOptions, type RegionCodecs } from "./region.js";
+export {
+  SharedRegion,
+  cleanStaleRegions,
+  type SharedRegionOptions,
+  type RegionCodecs,
+  type StaleRegion,
+} from "./region.js";
 export {
   BpfMap,
   MapBase,

@@ -29,7 +29,11 @@ import {
 import { MapType, mapTypeName, type MapCreateOptions, type MapDescriptor, type MapTypeName } from "./types.js";
 
 export interface SharedRegionOptions {
-  /** POSIX shm name ("/bpfhook-..."; a missing leading '/' is added). Default: /bpfhook-<pid>-<n>. */
+  /**
+   * POSIX shm name ("/bpfhook-..."; a missing leading '/' is added). Default:
+   * /bpfhook-<pid>-<16 random hex digits>, a fresh one tried when it exists,
+   * so that no other user can take the name first.
+   */
   name?: string;
   /** Bytes (rounded up to a page). Pages are only allocated when touched. Default 64 MiB. */
   size?: number;
@@ -42,7 +46,6 @@ export interface RegionCodecs<K, V> {
   value?: Codec<V>;
 }
 
-let counter = 0;
 const owned = new Set<SharedRegion>();
 let exitHook = false;
 let defaultRegion: SharedRegion | undefined;
@@ -65,6 +68,16 @@ function regionError(name: string, op: string, rc: number): BpfhookError {
       `region '${name}': ${op}: EPROTO (not a bpfhook region of layout version 2, or its header is corrupt)`,
       { errno: rc, symbol: name },
     );
+  }
+  if (n === Errno.EPERM || n === Errno.EACCES) {
+    const why =
+      n === Errno.EPERM
+        ? "owned by another user; only the owner's regions are opened"
+        : "its mode lets group or others access it; a region must be mode 0600";
+    return new BpfhookError("MAP_ERROR", `region '${name}': ${op}: ${errnoName(rc)} (${why})`, {
+      errno: rc,
+      symbol: name,
+    });
   }
   if (n === Errno.ENOENT && op === "open") {
     return new BpfhookError("NOT_FOUND", `region '${name}': open: ENOENT (no such shared-memory object)`, {
@@ -112,8 +125,8 @@ export class SharedRegion implements MapOwner {
 
   /** Creates a new region (the caller owns its name). */
   static create(opts: SharedRegionOptions = {}): SharedRegion {
-    let name = opts.name ?? `/bpfhook-${process.pid}-${counter++}`;
-    if (!name.startsWith("/")) name = `/${name}`;
+    let name: string | null = opts.name ?? null;
+    if (name !== null && !name.startsWith("/")) name = `/${name}`;
     const size = opts.size ?? 64 * 1024 * 1024;
     if (!Number.isSafeInteger(size) || size <= 0) {
       throw new BpfhookError("BAD_ARGUMENT", `SharedRegion.create: size must be a positive integer, got ${size}`);
@@ -123,7 +136,7 @@ export class SharedRegion implements MapOwner {
       throw new BpfhookError("BAD_ARGUMENT", `SharedRegion.create: maxMaps must be 1..65536, got ${maxMaps}`);
     }
     const h = native().regionCreate(name, size, maxMaps);
-    if (typeof h === "number") throw regionError(name, "create", h);
+    if (typeof h === "number") throw regionError(name ?? `/bpfhook-${process.pid}-(random)`, "create", h);
     return new SharedRegion(h);
   }
 
@@ -168,9 +181,19 @@ export class SharedRegion implements MapOwner {
     return this.#info().generation;
   }
 
-  /** Bytes handed out, header and directory included. */
+  /** Bytes in use: header, directory and the storage of live maps (freed storage excluded). */
   get used(): number {
     return this.#info().used;
+  }
+
+  /** Bytes of freed storage waiting for reuse. */
+  get freeBytes(): number {
+    return this.#info().freeBytes;
+  }
+
+  /** Maps in the directory now (freed ones excluded). */
+  get liveMaps(): number {
+    return this.#info().liveMaps;
   }
 
   get maxMaps(): number {
@@ -182,7 +205,7 @@ export class SharedRegion implements MapOwner {
     return this.#info().baseAddress;
   }
 
-  /** The directory: every map in the region, in creation order. */
+  /** The directory: every live map in the region, by directory index (freed entries are reused). */
   maps(): MapDescriptor[] {
     const list = native().regionMaps(this.native);
     if (typeof list === "number") {
@@ -242,6 +265,7 @@ export class SharedRegion implements MapOwner {
       maxEntries: opts.maxEntries,
       flags: opts.flags ?? 0,
       mapExtra: BigInt(opts.mapExtra ?? 0),
+      freeOnClose: opts.freeOnClose === true,
     });
     if (typeof h === "number") throw mapError(name, "create", h, createReason(typeName, h, this));
     return this.#wrap(h, opts.key, opts.value);
@@ -286,6 +310,29 @@ export class SharedRegion implements MapOwner {
     this.#handle = undefined;
     owned.delete(this);
   }
+}
+
+/** A region removed by cleanStaleRegions. */
+export interface StaleRegion {
+  /** Its shm name ("/bpfhook-..."). */
+  name: string;
+  /** The pid of the process that created it (gone, or reused by another process). */
+  pid: number;
+}
+
+/**
+ * Removes the regions that processes of this user left in /dev/shm when they
+ * died without closing them (killed by a signal): those whose creator's pid
+ * is gone, or now belongs to a process with another start time. Regions of
+ * live processes, of other users, and of other pid namespaces are left
+ * alone. Runtime.create calls it; so does `bpfhook clean`.
+ */
+export function cleanStaleRegions(): StaleRegion[] {
+  const rc = native().regionCleanStale();
+  if (typeof rc === "number") {
+    throw new BpfhookError("MAP_ERROR", `cleanStaleRegions: cannot read /dev/shm: ${errnoName(rc)}`, { errno: rc });
+  }
+  return rc;
 }
 
 function defaultKeySize(t: MapTypeName): number | undefined {

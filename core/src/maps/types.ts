@@ -67,6 +67,13 @@ export interface MapCreateOptions<K = Buffer, V = Buffer> {
   flags?: number;
   /** Perf event array: bytes per ring (power of two >= 4096; default 64 KiB). */
   mapExtra?: bigint | number;
+  /**
+   * Free the map (its directory entry and storage, zeroed and reused) when the
+   * last handle on it in this process closes, instead of keeping it for the
+   * region's life. The runtime does this for the maps of an object it loads,
+   * so unloading the object gives their space back. Default false.
+   */
+  freeOnClose?: boolean;
   key?: Codec<K>;
   value?: Codec<V>;
 }

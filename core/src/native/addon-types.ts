@@ -17,7 +17,8 @@ export interface NativeAddon {
   // Data operations return 0 or a negative errno (TS builds the error with
   // the map's name); misuse of a handle or a short buffer throws BAD_ARGUMENT.
   possibleCpus(): number;
-  regionCreate(name: string, size: number, maxMaps: number): NativeRegionHandle | number;
+  /** name null: an unpredictable /bpfhook-<pid>-<random hex> name, retried on EEXIST. */
+  regionCreate(name: string | null, size: number, maxMaps: number): NativeRegionHandle | number;
   regionOpen(name: string): NativeRegionHandle | number;
   regionClose(region: NativeRegionHandle): void;
   regionInfo(region: NativeRegionHandle): NativeRegionInfo;
@@ -25,6 +26,8 @@ export interface NativeAddon {
   regionMaps(region: NativeRegionHandle): NativeMapDesc[] | number;
   /** The region checked-mode programs may access (SharedRegionBounds). */
   regionSetDefault(region: NativeRegionHandle | null): void;
+  /** Unlinks regions whose creator died (bh_region_clean_stale): the names removed, or -errno. */
+  regionCleanStale(): { name: string; pid: number }[] | number;
   mapCreate(region: NativeRegionHandle, spec: NativeMapSpec): NativeMapHandle | number;
   mapOpen(region: NativeRegionHandle, nameOrIndex: string | number): NativeMapHandle | number;
   mapClose(map: NativeMapHandle): void;
@@ -86,6 +89,10 @@ export interface NativeRegionInfo {
   maxMaps: number;
   owner: boolean;
   creatorPid: number;
+  /** Directory entries holding live maps (mapCount counts freed ones too). */
+  liveMaps: number;
+  /** Bytes on the allocator's free list. */
+  freeBytes: number;
   baseAddress: bigint;
 }
 
@@ -97,6 +104,8 @@ export interface NativeMapSpec {
   maxEntries: number;
   flags: number;
   mapExtra: bigint;
+  /** Free the map's storage when this process's last handle on it closes. */
+  freeOnClose?: boolean;
 }
 
 export interface NativeMapDesc {

@@ -26,11 +26,14 @@ export type LoadSource = string | Uint8Array | RawObject;
 export type ProgramLoader = (insns: Uint8Array, name: string, maps: unknown[]) => NativeProgram;
 
 export class LoadedObject {
+  #disposed = false;
+
   private constructor(
     readonly name: string,
     readonly license: string,
     private readonly programsByName: ReadonlyMap<string, Program>,
     private readonly mapsByName: ReadonlyMap<string, ObjectMap>,
+    private readonly onClose: (obj: LoadedObject) => void,
   ) {}
 
   static create(
@@ -39,6 +42,7 @@ export class LoadedObject {
     source: LoadSource,
     loadProgram: ProgramLoader,
     makeProgArray?: ProgArrayMaker,
+    onClose: (obj: LoadedObject) => void = (obj) => obj.dispose(),
   ): LoadedObject {
     const spec = toObject(source);
     const name = spec.file ?? "(object)";
@@ -72,7 +76,7 @@ export class LoadedObject {
       for (const m of maps) m.close();
       throw err;
     }
-    return new LoadedObject(name, spec.license, programs, new Map(maps.map((m) => [m.name, m])));
+    return new LoadedObject(name, spec.license, programs, new Map(maps.map((m) => [m.name, m])), onClose);
   }
 
   program(name: string): Program {
@@ -116,8 +120,26 @@ export class LoadedObject {
     return [...this.mapsByName.values()];
   }
 
-  /** @internal Frees programs and maps; the runtime calls it on close. */
+  /** True once the object is unloaded (close(), or its runtime's close). */
+  get closed(): boolean {
+    return this.#disposed;
+  }
+
+  /**
+   * Unloads the object: detaches its programs' links, takes them out of
+   * program arrays, releases them, and frees its maps in the shared region
+   * (their space is reused by later loads). Handles to its maps and programs
+   * stop working. Idempotent.
+   */
+  close(): void {
+    if (this.#disposed) return;
+    this.onClose(this);
+  }
+
+  /** @internal Frees programs and maps; the runtime calls it on unload and close. */
   dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
     for (const p of this.programsByName.values()) p.native.release();
     for (const m of this.mapsByName.values()) m.close();
   }

@@ -61,6 +61,8 @@ export function createObjectMaps(
           valueSize: spec.valueSize,
           maxEntries: spec.maxEntries,
           flags: spec.flags,
+          // The object owns its maps: unloading it (closing the last handle) frees them.
+          freeOnClose: true,
           ...(spec.mapExtra !== undefined ? { mapExtra: spec.mapExtra } : {}),
           ...codecsFor(spec),
         } as never);

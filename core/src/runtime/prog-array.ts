@@ -12,6 +12,10 @@
  *
  * A program put into a slot stays loaded until the runtime closes, whatever
  * happens to the slot later (a tail call may still be running it).
+ * Unloading an object (LoadedObject.close) empties every slot that holds one
+ * of its programs, in every array of the runtime, before its maps are freed;
+ * a tail call already inside such a program on another thread at that moment
+ * is not waited for (unload while those callers are quiet).
  */
 import { BpfhookError } from "../errors.js";
 import { Errno, mapError } from "../maps/errors.js";
@@ -25,6 +29,8 @@ export class ProgArray {
   readonly keySize = 4;
   readonly valueSize = 4;
   #native: NativeProgArray | undefined;
+  /** What set() put in each slot, so that unloading an object can empty the slots of its programs. */
+  readonly #slots = new Map<number, Program>();
 
   constructor(
     /** The map's name in its object. */
@@ -62,6 +68,7 @@ export class ProgArray {
       );
     }
     this.#check("update", rc);
+    this.#slots.set(index, program);
     return this;
   }
 
@@ -69,6 +76,7 @@ export class ProgArray {
   delete(index: number): boolean {
     this.#checkIndex("delete", index);
     const rc = this.native.delete(index);
+    this.#slots.delete(index);
     if (rc === -Errno.ENOENT) return false;
     this.#check("delete", rc);
     return true;
@@ -83,6 +91,16 @@ export class ProgArray {
   /** Indexes of the filled slots, in order. */
   *keys(): IterableIterator<number> {
     for (let i = 0; i < this.maxEntries; i++) if (this.native.lookup(i) !== null) yield i;
+  }
+
+  /**
+   * @internal Empties the slots holding one of `programs` (an object being
+   * unloaded), so that no tail call reaches them any more.
+   */
+  dropPrograms(programs: ReadonlySet<Program>): void {
+    for (const [index, program] of this.#slots) {
+      if (programs.has(program)) this.delete(index);
+    }
   }
 
   /** Forgets the handle; the array itself goes with the runtime. Idempotent. */

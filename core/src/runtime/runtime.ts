@@ -7,12 +7,14 @@
  *   const obj = rt.load("counter.bpf.o");
  *   await obj.program("on_event").attach();
  *   console.log(obj.map("counts").get(0));
+ *   obj.close();   // unload: its maps are freed in the shared region
  *   rt.close();
  */
 import "reflect-metadata";
 import { existsSync, realpathSync } from "node:fs";
 import path from "node:path";
 import { container as rootContainer } from "tsyringe";
+import { z } from "zod";
 import type { DependencyContainer } from "tsyringe";
 import type { AttachPlugin, AttachTypeSpec, NativeCaller, PluginExport, PluginHost } from "@bpfhook/sdk";
 import { BpfhookError } from "../errors.js";
@@ -26,7 +28,7 @@ import { Link } from "./link.js";
 import { Program } from "./program.js";
 import { LoadedObject, type LoadSource } from "./loaded-object.js";
 import { ProgArray } from "./prog-array.js";
-import { SharedRegion } from "../maps/index.js";
+import { cleanStaleRegions, SharedRegion } from "../maps/index.js";
 
 export interface RuntimeOptions {
   /** Plugins: npm package names (resolved from `resolveFrom`) or plugin objects / classes. */
@@ -46,11 +48,38 @@ export interface RuntimeOptions {
   budget?: number;
   /** "jit" (default) or "interpreter". */
   backend?: "jit" | "interpreter";
-  /** Bytes of the shared region for maps (default 64 MiB, allocated as touched). */
+  /** The shared region that holds the maps of loaded objects. */
+  region?: RuntimeRegionOptions;
+  /** @deprecated Use `region: { size }`. */
   regionSize?: number;
   /** Parent DI container (default: tsyringe's root); the runtime makes a child. */
   container?: DependencyContainer;
 }
+
+export interface RuntimeRegionOptions {
+  /** Bytes (rounded up to a page; pages are allocated as touched). Default 64 MiB. */
+  size?: number;
+  /** Directory capacity: maps that may exist at once (1..65536). Default 256. */
+  maxMaps?: number;
+  /**
+   * Remove regions left in /dev/shm by dead processes of this user at
+   * Runtime.create (cleanStaleRegions). Default true.
+   */
+  cleanStale?: boolean;
+}
+
+/** 4 KiB header + the directory (256 bytes a map) + at least one page of data. */
+const regionOptionsSchema = z
+  .object({
+    size: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
+    maxMaps: z.number().int().min(1).max(65536).optional(),
+    cleanStale: z.boolean().optional(),
+  })
+  .strict()
+  .refine(
+    (r) => r.size === undefined || r.size >= 4096 + Math.ceil(((r.maxMaps ?? 256) * 256) / 4096) * 4096 + 4096,
+    { message: "size is too small for the header, the directory of maxMaps entries and one page of data" },
+  );
 
 export interface AttachOptions {
   /** Attach type by name ("uprobe") or id (6); default: chosen by the program's section. */
@@ -72,6 +101,7 @@ export class Runtime implements NativeCaller {
   private readonly pluginIndex = new Map<string, number>();
   private readonly links = new Set<Link>();
   private readonly objects: LoadedObject[] = [];
+  private readonly linkPrograms = new Map<Link, Program>();
   private region: SharedRegion | undefined;
   private closed = false;
 
@@ -89,6 +119,15 @@ export class Runtime implements NativeCaller {
   /** Creates a runtime and registers its plugins; nothing native is attached yet. */
   static async create(options: RuntimeOptions = {}): Promise<Runtime> {
     checkOptions(options);
+    if (options.region?.cleanStale !== false) {
+      // Best effort: a region of a killed process is only wasted memory, and
+      // an unreadable /dev/shm must not stop a runtime from starting.
+      try {
+        cleanStaleRegions();
+      } catch {
+        // reported by `bpfhook clean`
+      }
+    }
     const rt = new Runtime(options);
     try {
       const from = options.resolveFrom ?? defaultResolveDir();
@@ -136,6 +175,7 @@ export class Runtime implements NativeCaller {
         }),
       // Program arrays hold this runtime's programs: the native runtime owns them.
       (name, maxEntries) => new ProgArray(name, this.nativeRt.createProgArray(maxEntries)),
+      (o) => this.unload(o),
     );
     this.objects.push(obj);
     return obj;
@@ -158,8 +198,12 @@ export class Runtime implements NativeCaller {
     const index = this.openNativePlugin(plugin);
     const cookie = options.cookie === undefined ? 0n : BigInt(options.cookie);
     const id = this.nativeRt.attach(index, program.native, type.id, bytes, cookie);
-    const link = new Link(this.nativeRt, id, program.name, plugin, type, description, (l) => this.links.delete(l));
+    const link = new Link(this.nativeRt, id, program.name, plugin, type, description, (l) => {
+      this.links.delete(l);
+      this.linkPrograms.delete(l);
+    });
     this.links.add(link);
+    this.linkPrograms.set(link, program);
     return link;
   }
 
@@ -193,10 +237,45 @@ export class Runtime implements NativeCaller {
    */
   sharedRegion(): SharedRegion {
     this.assertOpen();
-    this.region ??= SharedRegion.create(
-      this.options.regionSize === undefined ? {} : { size: this.options.regionSize },
-    );
+    if (this.region === undefined) {
+      const size = this.options.region?.size ?? this.options.regionSize;
+      const maxMaps = this.options.region?.maxMaps;
+      this.region = SharedRegion.create({
+        ...(size === undefined ? {} : { size }),
+        ...(maxMaps === undefined ? {} : { maxMaps }),
+      });
+    }
     return this.region;
+  }
+
+  /** Objects loaded and not yet unloaded. */
+  get loadedObjects(): readonly LoadedObject[] {
+    return [...this.objects];
+  }
+
+  /**
+   * Unloads `obj` (what obj.close() does): detaches the links of its
+   * programs, takes its programs out of every program array, releases the
+   * programs, then closes its maps, which frees them in the region (their
+   * entries and storage are reused by later loads). Idempotent.
+   */
+  unload(obj: LoadedObject): void {
+    if (!this.objects.includes(obj)) return;
+    const programs = new Set(obj.programs);
+    // Programs first: nothing may run code that references the maps once
+    // they are freed. Detach is synchronous (plugins wait for runs in flight);
+    // if one fails, the object stays loaded and its maps stay allocated.
+    // (detach() deletes the link from linkPrograms; a Map allows that while iterating.)
+    for (const [link, program] of this.linkPrograms) {
+      if (programs.has(program)) link.detach();
+    }
+    this.objects.splice(this.objects.indexOf(obj), 1);
+    for (const other of [...this.objects, obj]) {
+      for (const m of other.maps) {
+        if (m.map instanceof ProgArray && !m.map.closed) m.map.dropPrograms(programs);
+      }
+    }
+    obj.dispose();
   }
 
   /** Links still attached. */
@@ -215,6 +294,7 @@ export class Runtime implements NativeCaller {
         // close() must finish: the native runtime's destroy detaches leftovers.
       }
     }
+    this.linkPrograms.clear();
     this.nativeRt.close();
     for (const obj of this.objects) obj.dispose();
     this.objects.length = 0;
@@ -304,6 +384,16 @@ export function defaultResolveDir(): string {
 }
 
 function checkOptions(o: RuntimeOptions): void {
+  if (o.region !== undefined) {
+    const r = regionOptionsSchema.safeParse(o.region);
+    if (!r.success) {
+      const issues = r.error.issues.map((i) => `${i.path.length ? `region.${i.path.join(".")}` : "region"}: ${i.message}`);
+      throw new BpfhookError("BAD_ARGUMENT", `option ${issues.join("; ")}`);
+    }
+  }
+  if (o.regionSize !== undefined && (!Number.isSafeInteger(o.regionSize) || o.regionSize <= 0)) {
+    throw new BpfhookError("BAD_ARGUMENT", `option 'regionSize' must be a positive integer, got ${o.regionSize}`);
+  }
   if (o.backend !== undefined && o.backend !== "jit" && o.backend !== "interpreter") {
     throw new BpfhookError("BAD_ARGUMENT", `option 'backend' must be "jit" or "interpreter", got ${JSON.stringify(o.backend)}`);
   }

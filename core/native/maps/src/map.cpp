@@ -288,14 +288,14 @@ int bh_map_create(bh_region *r, const bh_map_spec *spec, bh_map **out) {
 
 int bh_map_open(bh_region *r, uint32_t index, bh_map **out) {
   if (r == nullptr || out == nullptr) return -EINVAL;
-  const bh_region_map_desc *entry = bh_region_map_at(r, index);
-  if (entry == nullptr) return -ENOENT;
   // One copy of the entry, checked and then used: another process can
-  // rewrite the shared one between two reads.
-  bh_region_map_desc copy;
-  memcpy(&copy, entry, sizeof(copy));
-  copy.name[BH_REGION_NAME_MAX - 1] = '\0';
-  const bh_region_map_desc *d = &copy;
+  // rewrite the shared one between two reads, and the entry may be freed and
+  // reused meanwhile (the hold below notices, by its gen).
+  bh_region_map_desc desc;
+  int err = bh_region_map_read(r, index, &desc);
+  if (err != 0) return err;
+  desc.name[BH_REGION_NAME_MAX - 1] = '\0';
+  const bh_region_map_desc *d = &desc;
   uint64_t region_size = bh_region_size(r);
   if (d->storage_off > region_size || d->storage_size > region_size - d->storage_off ||
       d->storage_size < kHeaderBytes) {
@@ -351,6 +351,14 @@ int bh_map_open(bh_region *r, uint32_t index, bh_map **out) {
 
   auto *m = new (std::nothrow) bh_map();
   if (m == nullptr) return -ENOMEM;
+  // Counted per region mapping, so that a map made with free-on-close goes
+  // when the last handle of this process does, not with the first.
+  err = bh_region_map_hold(r, index, d->gen);
+  if (err != 0) {
+    delete m;
+    return err;
+  }
+  m->gen = d->gen;
   m->type = d->type;
   m->key_size = d->key_size;
   m->value_size = d->value_size;
@@ -391,8 +399,15 @@ void bh_map_close(bh_map *m) {
   if (m == nullptr) return;
   if (__atomic_fetch_sub(&m->refs, 1u, __ATOMIC_ACQ_REL) != 1) return;
   bh_region *r = m->region;
+  uint32_t index = m->info.index;
+  uint32_t gen = m->gen;
   delete m;
+  bh_region_map_release(r, index, gen);  // may free the map's storage (free-on-close)
   bh_region_unref(r);
+}
+
+void bh_map_free_on_close(bh_map *m) {
+  if (m != nullptr) bh_region_map_free_on_release(m->region, m->info.index, m->gen);
 }
 
 const bh_map_info *bh_map_get_info(const bh_map *m) { return &m->info; }

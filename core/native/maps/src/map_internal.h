@@ -229,6 +229,7 @@ struct bh_map {
   uint32_t refs;         // handle references (bh_map_ref / bh_map_close)
   bh_map_info info;
   uint64_t corruptions;  // corrupt indices/lengths met in the region (atomic; bh_map_corruptions)
+  uint32_t gen;          // the directory entry's gen when opened (bh_region_map_hold)
 };
 
 namespace bpfhook::maps {

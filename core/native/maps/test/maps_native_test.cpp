@@ -1,7 +1,10 @@
 // Native tests of the region and the maps through their C API alone (no
 // Node), as the agent will use them. Prints one line per failed check and a
 // summary; exits non-zero on failure.
+#include <fcntl.h>
 #include <sched.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -156,6 +159,139 @@ static void TestRegion() {
   CHECK_EQ(bh_region_create(junk.c_str(), &o, &r), 0);
   static_cast<bh_region_header *>(bh_region_base(r))->layout_version = 99;
   CHECK_EQ(bh_region_open(junk.c_str(), &r2), -EPROTO);
+  bh_region_close(r);
+}
+
+// Life cycle (layout 2): freed maps give back their entry and storage, the
+// storage comes back zeroed, the free list coalesces, other mappings see the
+// entry die; opening checks owner and mode; random names.
+static void TestRegionLifecycle() {
+  bh_region_opts o{};
+  o.sz = sizeof(o);
+  o.size = 1 << 20;
+  o.max_maps = 4;
+  bh_region *r = nullptr;
+  CHECK_EQ(bh_region_create(nullptr, &o, &r), 0);  // a random name
+  std::string name = bh_region_name(r);
+  CHECK_EQ(name.rfind("/bpfhook-" + std::to_string(getpid()) + "-", 0), 0);
+  CHECK_EQ(name.size(), std::string("/bpfhook-" + std::to_string(getpid()) + "-").size() + 16);
+  bh_region *r2 = nullptr;
+  CHECK_EQ(bh_region_create(nullptr, &o, &r2), 0);
+  CHECK(std::string(bh_region_name(r2)) != name);
+  bh_region_close(r2);
+  auto *h = static_cast<bh_region_header *>(bh_region_base(r));
+  CHECK(h->creator_start != 0);
+  CHECK(h->creator_pidns != 0);
+  o.mode = 0640;
+  CHECK_EQ(bh_region_create(nullptr, &o, &r2), -EINVAL);  // group bits: refused
+  o.mode = 0;
+
+  uint64_t used0 = bh_region_used(r);
+  bh_map *a = Make(r, "a", BH_MAP_TYPE_ARRAY, 4, 8, 1000);
+  bh_map *b = Make(r, "b", BH_MAP_TYPE_HASH, 4, 8, 100);
+  bh_map *c = Make(r, "c", BH_MAP_TYPE_ARRAY, 4, 8, 10);
+  CHECK(a != nullptr && b != nullptr && c != nullptr);
+  uint32_t key = 5;
+  uint64_t v = 99;
+  CHECK_EQ(bh_map_update(a, &key, &v, BH_ANY), 0);
+  CHECK_EQ(bh_map_update(b, &key, &v, BH_ANY), 0);
+  uint64_t a_off = bh_map_get_info(a)->storage_off;
+  CHECK_EQ(bh_region_live_maps(r), 3);
+
+  // Another mapping holds its own handle on "a": freeing follows this
+  // mapping's handles only, and the other one sees the entry die.
+  bh_region *other = nullptr;
+  CHECK_EQ(bh_region_open(name.c_str(), &other), 0);
+  uint64_t gen_before = bh_region_generation(other);
+
+  // Two handles in this mapping: free-on-close waits for both.
+  bh_map *a_again = nullptr;
+  CHECK_EQ(bh_map_open_by_name(r, "a", &a_again), 0);
+  bh_map_free_on_close(a);
+  bh_map_close(a);
+  CHECK_EQ(bh_region_find_map(r, "a"), 0);  // still there: a_again is open
+  bh_map_close(a_again);
+  CHECK_EQ(bh_region_find_map(r, "a"), -ENOENT);
+  CHECK_EQ(bh_region_find_map(other, "a"), -ENOENT);
+  CHECK(bh_region_generation(other) > gen_before);
+  bh_region_map_desc d;
+  CHECK_EQ(bh_region_map_read(other, 0, &d), -ENOENT);
+  CHECK_EQ(bh_region_map_at(other, 0)->state, BH_REGION_MAP_DEAD);
+  bh_map *stale = nullptr;
+  CHECK_EQ(bh_map_open(other, 0, &stale), -ENOENT);
+  CHECK_EQ(bh_region_live_maps(r), 2);
+  CHECK(bh_region_free_bytes(r) > 0);
+
+  // The entry and the (zeroed) storage are reused.
+  bh_map *a2 = Make(r, "a2", BH_MAP_TYPE_ARRAY, 4, 8, 1000);
+  CHECK(a2 != nullptr);
+  CHECK_EQ(bh_map_get_info(a2)->index, 0);
+  CHECK_EQ(bh_map_get_info(a2)->storage_off, a_off);
+  uint64_t got = 1;
+  CHECK_EQ(bh_map_lookup(a2, &key, &got), 0);
+  CHECK_EQ(got, 0);
+  CHECK_EQ(bh_region_map_read(other, 0, &d), 0);
+  CHECK(std::string(d.name) == "a2");
+  CHECK_EQ(d.gen, 2);  // freed (1), reused (2)
+
+  // Freeing the last block moves the bump cursor back; freeing neighbours
+  // coalesces them; at the end usage is what it was.
+  bh_map_free_on_close(c);
+  bh_map_close(c);
+  bh_map_free_on_close(b);
+  bh_map_close(b);
+  bh_map_free_on_close(a2);
+  bh_map_close(a2);
+  CHECK_EQ(bh_region_live_maps(r), 0);
+  CHECK_EQ(bh_region_used(r), used0);
+  CHECK_EQ(bh_region_free_bytes(r), 0);
+  CHECK_EQ(h->free_head, 0);
+  CHECK_EQ(h->alloc_next, used0);
+
+  // Many cycles: no -ENOSPC (4 entries), no growth.
+  for (int i = 0; i < 1000; i++) {
+    bh_map *x = Make(r, "x", BH_MAP_TYPE_HASH, 8, 16, 64);
+    bh_map *y = Make(r, "y", BH_MAP_TYPE_RINGBUF, 0, 0, 4096);
+    if (x == nullptr || y == nullptr) {
+      CHECK(false);
+      break;
+    }
+    bh_map_free_on_close(x);
+    bh_map_free_on_close(y);
+    bh_map_close(x);
+    bh_map_close(y);
+  }
+  CHECK(bh_region_used(r) <= used0 + 8192);
+  CHECK_EQ(bh_region_live_maps(r), 0);
+
+  // A hole in the middle is reused first fit, and the rest stays listed.
+  bh_map *p = Make(r, "p", BH_MAP_TYPE_ARRAY, 4, 8, 4096);
+  bh_map *q = Make(r, "q", BH_MAP_TYPE_ARRAY, 4, 8, 16);
+  bh_map_free_on_close(p);
+  bh_map_close(p);
+  uint64_t free_hole = bh_region_free_bytes(r);
+  CHECK(free_hole >= 4096 * 8);
+  bh_map *small = Make(r, "small", BH_MAP_TYPE_ARRAY, 4, 8, 16);
+  CHECK(bh_map_get_info(small)->storage_off < bh_map_get_info(q)->storage_off);
+  CHECK(bh_region_free_bytes(r) < free_hole && bh_region_free_bytes(r) > 0);
+  bh_map_close(small);
+  bh_map_close(q);
+  bh_map_close(stale);
+  bh_region_close(other);
+  bh_region_close(r);
+
+  // Owner and mode checks at open.
+  std::string loose = RegionName("loose");
+  CHECK_EQ(bh_region_create(loose.c_str(), nullptr, &r), 0);
+  CHECK_EQ(fchmod(shm_open(loose.c_str(), O_RDWR, 0), 0644), 0);
+  CHECK_EQ(bh_region_open(loose.c_str(), &r2), -EACCES);
+  if (geteuid() == 0) {
+    int fd = shm_open(loose.c_str(), O_RDWR, 0);
+    CHECK_EQ(fchmod(fd, 0600), 0);
+    CHECK_EQ(fchown(fd, 12345, 12345), 0);
+    close(fd);
+    CHECK_EQ(bh_region_open(loose.c_str(), &r2), -EPERM);
+  }
   bh_region_close(r);
 }
 
@@ -849,6 +985,7 @@ static void TestHelpersRegistered() {
 int main(int argc, char **argv) {
   bool bench = argc > 1 && strcmp(argv[1], "--bench") == 0;
   TestRegion();
+  TestRegionLifecycle();
   std::string name = RegionName("maps");
   bh_region_opts o{};
   o.sz = sizeof(o);

@@ -2,28 +2,49 @@
 // directory. Layout and rules are documented at the top of region.h.
 #include "bpfhook/region.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cinttypes>
+#include <cstddef>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <new>
+#include <set>
 
 #include "bpfhook/shm_sync.hpp"
 
 static_assert(sizeof(bh_region_header) <= BH_REGION_HEADER_BYTES, "header must fit its page");
-static_assert(sizeof(bh_region_map_desc) == 256, "directory entries are 256 bytes in layout 1");
+static_assert(sizeof(bh_region_map_desc) == 256, "directory entries are 256 bytes");
+static_assert(offsetof(bh_region_header, reserved) + sizeof(uint64_t) * 19 == 272,
+              "layout 2 took its fields from the reserved space: the header keeps its size");
 
 namespace bpfhook::region {
 namespace {
 
 constexpr uint64_t kPage = 4096;
-constexpr uint32_t kMaxMapsLimit = 65536;
+constexpr uint32_t kMaxMapsLimit = BH_REGION_MAX_MAPS_LIMIT;
 constexpr uint32_t kMaxCpus = 65536;  // per-CPU layouts multiply by ncpus: keep it sane
+// Storage blocks are multiples of this, at offsets that are multiples of it,
+// so that any piece of a free block can hold a FreeNode.
+constexpr uint64_t kBlock = 64;
+// How many random names CreateUnique tries before giving up with -EEXIST.
+constexpr int kNameTries = 16;
+
+// The head of a free storage block; the rest of the block is zero.
+struct FreeNode {
+  uint64_t next;  // offset of the next free block (higher offset), 0 = none
+  uint64_t size;
+};
 
 uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
@@ -36,7 +57,47 @@ bool ValidName(const std::string &name) {
 
 uint64_t DirBytes(uint32_t capacity) { return AlignUp(uint64_t(capacity) * sizeof(bh_region_map_desc), kPage); }
 
+// A process's start time (/proc/<pid>/stat field 22, clock ticks since boot)
+// and state (field 3). -ENOENT when there is no such process. The command
+// name (field 2) may contain spaces and ')', so fields are counted from the
+// last ')'.
+int ProcStat(pid_t pid, uint64_t *start, char *state) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT || errno == ESRCH ? -ENOENT : -errno;
+  char buf[1024];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  int err = errno;
+  close(fd);
+  if (n <= 0) return n < 0 && err == ESRCH ? -ENOENT : -EIO;
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')');
+  if (p == nullptr) return -EIO;
+  int field = 2;
+  char *save = nullptr;
+  for (char *tok = strtok_r(p + 1, " ", &save); tok != nullptr; tok = strtok_r(nullptr, " ", &save)) {
+    field++;
+    if (field == 3 && state != nullptr) *state = tok[0];
+    if (field == 22) {
+      *start = strtoull(tok, nullptr, 10);
+      return 0;
+    }
+  }
+  return -EIO;
+}
+
+// The inode of a pid namespace: pids are only comparable within one.
+uint64_t PidNamespace(const char *proc_entry) {
+  struct stat st;
+  return stat(proc_entry, &st) == 0 ? uint64_t(st.st_ino) : 0;
+}
+
 }  // namespace
+
+// For bh_region_clean_stale below (outside this namespace).
+int ProcStatForClean(pid_t pid, uint64_t *start, char *state) { return ProcStat(pid, start, state); }
+uint64_t PidNamespaceForClean(const char *proc_entry) { return PidNamespace(proc_entry); }
 
 int Region::Create(const std::string &name, const bh_region_opts &opts, std::unique_ptr<Region> &out) {
   if (!ValidName(name)) return -EINVAL;
@@ -45,7 +106,9 @@ int Region::Create(const std::string &name, const bh_region_opts &opts, std::uni
   uint64_t data_offset = BH_REGION_HEADER_BYTES + DirBytes(max_maps);
   uint64_t size = AlignUp(opts.size ? opts.size : BH_REGION_DEFAULT_SIZE, kPage);
   if (size < data_offset + kPage) return -EINVAL;
-  mode_t mode = opts.mode ? mode_t(opts.mode & 0777) : 0600;
+  // Open refuses objects that group or others may access, so refuse to make one.
+  if ((opts.mode & ~0700u) != 0) return -EINVAL;
+  mode_t mode = opts.mode ? mode_t(opts.mode) : 0600;
 
   int fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) return -errno;
@@ -68,6 +131,10 @@ int Region::Create(const std::string &name, const bh_region_opts &opts, std::uni
   h->size = size;
   h->ncpus = bh_possible_cpus();
   h->creator_pid = uint32_t(getpid());
+  // With the pid, the start time tells a dead creator from a reused pid.
+  uint64_t start = 0;
+  if (ProcStat(getpid(), &start, nullptr) == 0) h->creator_start = start;
+  h->creator_pidns = PidNamespace("/proc/self/ns/pid");
   h->dir_offset = BH_REGION_HEADER_BYTES;
   h->dir_capacity = max_maps;
   h->desc_size = sizeof(bh_region_map_desc);
@@ -80,6 +147,20 @@ int Region::Create(const std::string &name, const bh_region_opts &opts, std::uni
   return 0;
 }
 
+int Region::CreateUnique(const bh_region_opts &opts, std::unique_ptr<Region> &out) {
+  // A predictable name would let another user create it first (to make us
+  // fail, or, with a permissive mode, to hand us their memory).
+  for (int i = 0; i < kNameTries; i++) {
+    uint64_t rnd = 0;
+    if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != ssize_t(sizeof rnd)) return errno != 0 ? -errno : -EIO;
+    char name[64];
+    snprintf(name, sizeof name, BH_REGION_NAME_PREFIX "%d-%016" PRIx64, int(getpid()), rnd);
+    int err = Create(name, opts, out);
+    if (err != -EEXIST) return err;
+  }
+  return -EEXIST;
+}
+
 int Region::Open(const std::string &name, std::unique_ptr<Region> &out) {
   if (!ValidName(name)) return -EINVAL;
   int fd = shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0);
@@ -89,6 +170,12 @@ int Region::Open(const std::string &name, std::unique_ptr<Region> &out) {
     int err = errno;
     close(fd);
     return -err;
+  }
+  // Only our own, private objects: another user's region could feed us
+  // crafted maps, and one others can write could be changed under us.
+  if (st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+    close(fd);
+    return st.st_uid != geteuid() ? -EPERM : -EACCES;
   }
   uint64_t size = uint64_t(st.st_size);
   // Size 0 means the creator has not truncated it yet: worth a retry.
@@ -152,7 +239,9 @@ void Region::Unlink() {
   unlinked_ = true;
 }
 
-int Region::Alloc(uint64_t size, uint64_t align, uint64_t *off) {
+int Region::Alloc(uint64_t size, uint64_t align, uint64_t *off) { return Alloc(size, align, off, nullptr); }
+
+int Region::Alloc(uint64_t size, uint64_t align, uint64_t *off, uint64_t *cursor_before) {
   if (align == 0) align = 64;
   if ((align & (align - 1)) != 0) return -EINVAL;
   bh_region_header *h = header();
@@ -164,10 +253,142 @@ int Region::Alloc(uint64_t size, uint64_t align, uint64_t *off) {
     if (start < cur || size > size_ || start > size_ - size) return -ENOMEM;
     if (shm::cas(&h->alloc_next, cur, start + size)) {
       *off = start;
+      if (cursor_before != nullptr) *cursor_before = cur;
       return 0;
     }
   }
 }
+
+uint64_t Region::Used() const {
+  const bh_region_header *h = header();
+  return shm::load_relaxed(&h->alloc_next) - shm::load_relaxed(&h->free_bytes);
+}
+
+// ---- the free list (all under the directory lock) ----
+
+// First fit: the first block (lowest offset) with room for `size` bytes at
+// `align`; the pieces before and after the taken part go back on the list.
+// -ENOMEM when no block fits, -EPROTO when the list is not well formed.
+int Region::AllocFromFreeList(uint64_t size, uint64_t align, uint64_t *off) {
+  bh_region_header *h = header();
+  const uint64_t max_steps = size_ / kBlock;
+  uint64_t prev = 0;
+  uint64_t cur = h->free_head;
+  for (uint64_t steps = 0; cur != 0; steps++) {
+    if (steps > max_steps || cur % kBlock != 0 || cur < data_offset_ || cur > size_ - sizeof(FreeNode)) {
+      return -EPROTO;
+    }
+    auto *node = reinterpret_cast<FreeNode *>(base_ + cur);
+    uint64_t bsize = node->size;
+    uint64_t next = node->next;
+    if (bsize < kBlock || bsize % kBlock != 0 || bsize > size_ - cur) return -EPROTO;
+    uint64_t start = AlignUp(cur, align);
+    if (start - cur <= bsize && size <= bsize - (start - cur)) {
+      if (prev == 0) {
+        h->free_head = next;
+      } else {
+        reinterpret_cast<FreeNode *>(base_ + prev)->next = next;
+      }
+      h->free_bytes -= bsize;
+      memset(node, 0, sizeof *node);  // the block is now all zero
+      if (start > cur) InsertFree(cur, start - cur);
+      uint64_t end = start + size;
+      if (end < cur + bsize) InsertFree(end, cur + bsize - end);
+      *off = start;
+      return 0;
+    }
+    prev = cur;
+    cur = next;
+  }
+  return -ENOMEM;
+}
+
+// Puts a zeroed block on the list, in offset order, merged with a neighbour
+// that touches it (whose node header is then zeroed, as the merged block's
+// interior must be).
+int Region::InsertFree(uint64_t off, uint64_t size) {
+  bh_region_header *h = header();
+  const uint64_t max_steps = size_ / kBlock;
+  uint64_t prev = 0;
+  uint64_t cur = h->free_head;
+  for (uint64_t steps = 0; cur != 0 && cur < off; steps++) {
+    if (steps > max_steps || cur > size_ - sizeof(FreeNode)) return -EPROTO;
+    prev = cur;
+    cur = reinterpret_cast<FreeNode *>(base_ + cur)->next;
+  }
+  h->free_bytes += size;
+  uint64_t next = cur;
+  uint64_t merged = size;
+  if (next != 0 && off + size == next && next <= size_ - sizeof(FreeNode)) {
+    auto *nn = reinterpret_cast<FreeNode *>(base_ + next);
+    merged += nn->size;
+    next = nn->next;
+    memset(nn, 0, sizeof *nn);
+  }
+  auto *pn = prev != 0 ? reinterpret_cast<FreeNode *>(base_ + prev) : nullptr;
+  if (pn != nullptr && prev + pn->size == off) {
+    pn->size += merged;
+    pn->next = next;
+  } else {
+    auto *node = reinterpret_cast<FreeNode *>(base_ + off);
+    node->next = next;
+    node->size = merged;
+    if (pn == nullptr) {
+      h->free_head = off;
+    } else {
+      pn->next = off;
+    }
+  }
+  return 0;
+}
+
+// Zero a freed block: whole pages by punching a hole in the object (the
+// memory goes back to the system and reads as zero in every mapping), the
+// partial pages at either end with memset.
+void Region::ZeroBlock(uint64_t off, uint64_t size) {
+  uint64_t end = off + size;
+  uint64_t first = AlignUp(off, kPage);
+  uint64_t last = end & ~(kPage - 1);
+  if (first < last &&
+      fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t(first), off_t(last - first)) == 0) {
+    memset(base_ + off, 0, first - off);
+    memset(base_ + last, 0, end - last);
+    return;
+  }
+  memset(base_ + off, 0, size);
+}
+
+// Hands a zeroed block back: onto the list, and if the list's last block
+// now ends at the bump cursor, the cursor moves back over it instead (a CAS,
+// since bh_region_alloc bumps without the lock; if one got in first, the
+// block simply stays listed).
+void Region::ReturnBlock(uint64_t off, uint64_t size) {
+  bh_region_header *h = header();
+  if (InsertFree(off, size) != 0) return;
+  const uint64_t max_steps = size_ / kBlock;
+  uint64_t prev = 0;
+  uint64_t cur = h->free_head;
+  for (uint64_t steps = 0; cur != 0; steps++) {
+    if (steps > max_steps || cur > size_ - sizeof(FreeNode)) return;
+    auto *node = reinterpret_cast<FreeNode *>(base_ + cur);
+    if (node->next == 0) break;
+    prev = cur;
+    cur = node->next;
+  }
+  if (cur == 0) return;
+  auto *node = reinterpret_cast<FreeNode *>(base_ + cur);
+  uint64_t end = cur + node->size;
+  if (!shm::cas(&h->alloc_next, end, cur)) return;
+  if (prev == 0) {
+    h->free_head = 0;
+  } else {
+    reinterpret_cast<FreeNode *>(base_ + prev)->next = 0;
+  }
+  h->free_bytes -= node->size;
+  memset(node, 0, sizeof *node);
+}
+
+// ---- the directory ----
 
 // Never past the capacity this mapping validated, whatever the shared count
 // says (CheckDirectory reports a count beyond it).
@@ -193,12 +414,35 @@ int Region::CheckDirectory() const {
   return 0;
 }
 
+// Lock-free consistent read of a live entry: gen, then state (acquire, which
+// orders the field reads after it), copy, then both again. A free or reuse
+// in between changes one of them, and the copy is thrown away.
+int Region::ReadMap(uint32_t index, bh_region_map_desc *out) const {
+  const bh_region_map_desc *d = MapAt(index);
+  if (d == nullptr) return -ENOENT;
+  for (int tries = 0; tries < 1000; tries++) {
+    uint32_t gen = shm::load_acquire(&d->gen);
+    if (shm::load_acquire(&d->state) != BH_REGION_MAP_LIVE) return -ENOENT;
+    memcpy(out, d, sizeof *out);
+    shm::fence_acquire();
+    if (shm::load_relaxed(&d->gen) == gen && shm::load_relaxed(&d->state) == BH_REGION_MAP_LIVE) {
+      out->gen = gen;
+      out->state = BH_REGION_MAP_LIVE;
+      out->index = index;
+      return 0;
+    }
+    shm::cpu_relax();
+  }
+  return -EAGAIN;
+}
+
 int Region::FindMap(const char *name) const {
   if (name == nullptr || name[0] == '\0') return -ENOENT;
   uint32_t n = MapCount();
+  bh_region_map_desc d;
   for (uint32_t i = 0; i < n; i++) {
-    const bh_region_map_desc *d = MapAt(i);
-    if (strncmp(d->name, name, BH_REGION_NAME_MAX) == 0) return int(i);
+    if (ReadMap(i, &d) != 0) continue;
+    if (strncmp(d.name, name, BH_REGION_NAME_MAX) == 0) return int(i);
   }
   return -ENOENT;
 }
@@ -206,6 +450,11 @@ int Region::FindMap(const char *name) const {
 int Region::AddMap(const bh_region_map_desc &desc, uint64_t storage_size, uint64_t align,
                    bh_region_init_fn init, void *cookie, uint32_t *index) {
   if (memchr(desc.name, '\0', BH_REGION_NAME_MAX) == nullptr) return -EINVAL;
+  if (align == 0) align = kBlock;
+  if ((align & (align - 1)) != 0) return -EINVAL;
+  if (align < kBlock) align = kBlock;
+  uint64_t block = AlignUp(storage_size, kBlock);
+  if (block < storage_size || block > size_) return -ENOMEM;
   bh_region_header *h = header();
   // User-space wait, bounded; a holder that died is taken over. What a dead
   // holder can leave: an allocated block never published (leaked space) and
@@ -214,23 +463,90 @@ int Region::AddMap(const bh_region_map_desc &desc, uint64_t storage_size, uint64
   if (!guard.ok()) return guard.result();
   uint32_t count = shm::load_relaxed(&h->dir_count);
   if (desc.name[0] != '\0' && FindMap(desc.name) >= 0) return -EEXIST;
-  if (count >= dir_capacity_) return -ENOSPC;
+  // A dead entry first, so that maps coming and going never fill the directory.
+  // The count is another process's word: never past the capacity validated at open.
+  if (count > dir_capacity_) return -EPROTO;
+  auto *dir = reinterpret_cast<bh_region_map_desc *>(base_ + dir_offset_);
+  uint32_t slot_index = count;
+  for (uint32_t i = 0; i < count; i++) {
+    if (shm::load_relaxed(&dir[i].state) == BH_REGION_MAP_DEAD) {
+      slot_index = i;
+      break;
+    }
+  }
+  if (slot_index == count && count >= dir_capacity_) return -ENOSPC;
   uint64_t off = 0;
-  int err = Alloc(storage_size, align, &off);
+  int err = AllocFromFreeList(block, align, &off);
+  if (err == -ENOMEM) {
+    uint64_t before = 0;
+    err = Alloc(block, align, &off, &before);
+    // The padding an aligned bump skipped is zero and unused: list it. (From
+    // the cursor this bump moved, not an earlier read: bh_region_alloc may
+    // bump concurrently without the lock.)
+    uint64_t gap = AlignUp(before, kBlock);
+    if (err == 0 && off > gap && before >= data_offset_) InsertFree(gap, off - gap);
+  }
   if (err != 0) return err;
   if (init != nullptr) {
     err = init(cookie, base_ + off, off);
-    if (err < 0) return err;
+    if (err < 0) {
+      ZeroBlock(off, block);
+      ReturnBlock(off, block);
+      return err;
+    }
   }
-  auto *slot = reinterpret_cast<bh_region_map_desc *>(base_ + dir_offset_) + count;
-  *slot = desc;
-  slot->index = count;
-  slot->state = 1;
-  slot->storage_off = off;
-  slot->storage_size = storage_size;
-  shm::store_release(&h->dir_count, count + 1);
+  bh_region_map_desc *slot = dir + slot_index;
+  bool reuse = slot_index < count;
+  // A reused entry gets a new gen before any field changes, so a reader that
+  // copied the old map's fields throws its copy away.
+  uint32_t gen = reuse ? shm::load_relaxed(&slot->gen) + 1 : 0;
+  shm::store_release(&slot->gen, gen);
+  bh_region_map_desc e = desc;
+  e.index = slot_index;
+  e.storage_off = off;
+  e.storage_size = storage_size;
+  memcpy(slot, &e, offsetof(bh_region_map_desc, state));
+  memcpy(&slot->map_extra, &e.map_extra, sizeof e - offsetof(bh_region_map_desc, map_extra));
+  shm::store_release(&slot->state, uint32_t(BH_REGION_MAP_LIVE));
+  if (!reuse) shm::store_release(&h->dir_count, count + 1);
+  h->live_maps++;
   shm::fetch_add(&h->generation, uint64_t(1));
-  *index = count;
+  *index = slot_index;
+  return 0;
+}
+
+int Region::FreeMap(uint32_t index, uint32_t gen) {
+  bh_region_header *h = header();
+  uint64_t off = 0;
+  uint64_t block = 0;
+  bool reuse_storage = false;
+  {
+    // User-space wait (bounded; a dead holder is taken over), as AddMap.
+    shm::SpinGuard guard(&h->lock, shm::Wait::kUser);
+    if (!guard.ok()) return guard.result();
+    if (index >= MapCount()) return -ENOENT;
+    auto *slot = reinterpret_cast<bh_region_map_desc *>(base_ + dir_offset_) + index;
+    if (shm::load_relaxed(&slot->state) != BH_REGION_MAP_LIVE || shm::load_relaxed(&slot->gen) != gen) {
+      return -ENOENT;
+    }
+    off = slot->storage_off;
+    block = AlignUp(slot->storage_size, kBlock);
+    // A block outside the data area (a corrupt entry) is not put on the list.
+    reuse_storage = off >= data_offset_ && off % kBlock == 0 && block >= kBlock && block <= size_ &&
+                    off <= size_ - block;
+    shm::store_release(&slot->state, uint32_t(BH_REGION_MAP_DEAD));
+    shm::store_release(&slot->gen, gen + 1);
+    h->live_maps--;
+    shm::fetch_add(&h->generation, uint64_t(1));
+  }
+  if (!reuse_storage) return 0;
+  // Outside the lock: zeroing a large map takes a while, and nobody can
+  // reach the block now (the entry is dead, the block is on no list yet).
+  ZeroBlock(off, block);
+  shm::SpinGuard guard(&h->lock, shm::Wait::kUser);
+  // A lock we cannot take leaves the zeroed block unlisted (leaked space),
+  // never a list changed without the lock.
+  if (guard.ok()) ReturnBlock(off, block);
   return 0;
 }
 
@@ -241,6 +557,11 @@ int Region::AddMap(const bh_region_map_desc &desc, uint64_t storage_size, uint64
 struct bh_region {
   std::unique_ptr<bpfhook::region::Region> region;
   std::atomic<uint32_t> refs{1};
+  // Process-local handle counts per map, keyed by gen << 32 | index, and the
+  // maps to free when their count reaches zero (bh_region_map_hold ...).
+  std::mutex holds_mu;
+  std::map<uint64_t, uint32_t> holds;
+  std::set<uint64_t> free_on_release;
 };
 
 using bpfhook::region::Region;
@@ -248,7 +569,7 @@ using bpfhook::region::Region;
 extern "C" {
 
 int bh_region_create(const char *name, const bh_region_opts *opts, bh_region **out) {
-  if (name == nullptr || out == nullptr) return -EINVAL;
+  if (out == nullptr) return -EINVAL;
   bh_region_opts o{};
   if (opts != nullptr) {
     if (opts->sz < sizeof(size_t)) return -EINVAL;
@@ -261,7 +582,7 @@ int bh_region_create(const char *name, const bh_region_opts *opts, bh_region **o
     }
   }
   std::unique_ptr<Region> region;
-  int err = Region::Create(name, o, region);
+  int err = name != nullptr ? Region::Create(name, o, region) : Region::CreateUnique(o, region);
   if (err != 0) return err;
   auto *r = new (std::nothrow) bh_region();
   if (r == nullptr) return -ENOMEM;
@@ -302,8 +623,12 @@ uint32_t bh_region_ncpus(const bh_region *r) { return r->region->ncpus(); }
 uint64_t bh_region_generation(const bh_region *r) {
   return bpfhook::shm::load_acquire(&r->region->header()->generation);
 }
-uint64_t bh_region_used(const bh_region *r) {
-  return bpfhook::shm::load_relaxed(&r->region->header()->alloc_next);
+uint64_t bh_region_used(const bh_region *r) { return r->region->Used(); }
+uint64_t bh_region_free_bytes(const bh_region *r) {
+  return bpfhook::shm::load_relaxed(&r->region->header()->free_bytes);
+}
+uint32_t bh_region_live_maps(const bh_region *r) {
+  return bpfhook::shm::load_relaxed(&r->region->header()->live_maps);
 }
 
 int bh_region_alloc(bh_region *r, uint64_t size, uint64_t align, uint64_t *off) {
@@ -323,12 +648,109 @@ uint32_t bh_region_map_count(const bh_region *r) { return r->region->MapCount();
 uint32_t bh_region_map_capacity(const bh_region *r) { return r->region->dir_capacity(); }
 int bh_region_check_directory(const bh_region *r) { return r->region->CheckDirectory(); }
 const bh_region_map_desc *bh_region_map_at(const bh_region *r, uint32_t index) { return r->region->MapAt(index); }
+int bh_region_map_read(const bh_region *r, uint32_t index, bh_region_map_desc *out) {
+  if (r == nullptr || out == nullptr) return -EINVAL;
+  return r->region->ReadMap(index, out);
+}
 int bh_region_find_map(const bh_region *r, const char *name) { return r->region->FindMap(name); }
 
 int bh_region_add_map(bh_region *r, const bh_region_map_desc *desc, uint64_t storage_size, uint64_t align,
                       bh_region_init_fn init, void *cookie, uint32_t *index) {
   if (r == nullptr || desc == nullptr || index == nullptr) return -EINVAL;
   return r->region->AddMap(*desc, storage_size, align, init, cookie, index);
+}
+
+int bh_region_free_map(bh_region *r, uint32_t index, uint32_t gen) {
+  if (r == nullptr) return -EINVAL;
+  return r->region->FreeMap(index, gen);
+}
+
+static uint64_t HoldKey(uint32_t index, uint32_t gen) { return uint64_t(gen) << 32 | index; }
+
+int bh_region_map_hold(bh_region *r, uint32_t index, uint32_t gen) {
+  if (r == nullptr) return -EINVAL;
+  std::lock_guard<std::mutex> lock(r->holds_mu);
+  // Checked under holds_mu: a release that frees the map takes it too, so a
+  // hold either sees the map gone or keeps it from being freed.
+  bh_region_map_desc d;
+  if (r->region->ReadMap(index, &d) != 0 || d.gen != gen) return -ENOENT;
+  r->holds[HoldKey(index, gen)]++;
+  return 0;
+}
+
+void bh_region_map_release(bh_region *r, uint32_t index, uint32_t gen) {
+  if (r == nullptr) return;
+  std::lock_guard<std::mutex> lock(r->holds_mu);
+  uint64_t key = HoldKey(index, gen);
+  auto it = r->holds.find(key);
+  if (it == r->holds.end()) return;
+  if (--it->second != 0) return;
+  r->holds.erase(it);
+  if (r->free_on_release.erase(key) != 0) r->region->FreeMap(index, gen);
+}
+
+void bh_region_map_free_on_release(bh_region *r, uint32_t index, uint32_t gen) {
+  if (r == nullptr) return;
+  std::lock_guard<std::mutex> lock(r->holds_mu);
+  uint64_t key = HoldKey(index, gen);
+  if (r->holds.count(key) == 0) {
+    r->region->FreeMap(index, gen);  // no handle open: the last one is already gone
+    return;
+  }
+  r->free_on_release.insert(key);
+}
+
+namespace {
+
+// Whether the creator recorded in a region header is gone: no such process
+// (or a zombie: killed, not yet reaped), or a process with another start
+// time (its pid was reused). Layout 1 recorded no start time: only a missing
+// pid counts there.
+bool CreatorGone(const bh_region_header &h) {
+  if (h.creator_pid == 0 || h.creator_pid > uint32_t(INT32_MAX)) return false;
+  uint64_t start = 0;
+  char state = '?';
+  int err = bpfhook::region::ProcStatForClean(pid_t(h.creator_pid), &start, &state);
+  if (err == -ENOENT) return true;
+  if (err != 0) return false;
+  if (state == 'Z' || state == 'X') return true;
+  return h.layout_version >= 2 && start != h.creator_start;
+}
+
+}  // namespace
+
+int bh_region_clean_stale(bh_region_removed_fn removed, void *cookie) {
+  DIR *dir = opendir("/dev/shm");
+  if (dir == nullptr) return -errno;
+  const char *prefix = BH_REGION_NAME_PREFIX + 1;  // directory entries have no '/'
+  const size_t prefix_len = strlen(prefix);
+  const uid_t uid = geteuid();
+  const uint64_t our_ns = bpfhook::region::PidNamespaceForClean("/proc/self/ns/pid");
+  int removed_count = 0;
+  while (struct dirent *e = readdir(dir)) {
+    if (strncmp(e->d_name, prefix, prefix_len) != 0) continue;
+    // O_NOFOLLOW | O_NONBLOCK: a symlink or a FIFO planted under our prefix
+    // is neither followed nor waited on.
+    int fd = openat(dirfd(dir), e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) continue;
+    struct stat st;
+    bh_region_header h;
+    bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == uid &&
+              pread(fd, &h, sizeof h, 0) == ssize_t(sizeof h);
+    close(fd);
+    if (!ok || h.magic != BH_REGION_MAGIC) continue;  // not (yet) a region: its creator may be writing it
+    if (h.layout_version != 1 && h.layout_version != BH_REGION_LAYOUT_VERSION) continue;
+    // Pids of another namespace name other processes here: never judge them.
+    if (h.layout_version >= 2 && h.creator_pidns != 0 && our_ns != 0 && h.creator_pidns != our_ns) continue;
+    if (!CreatorGone(h)) continue;
+    std::string name = std::string("/") + e->d_name;
+    if (shm_unlink(name.c_str()) == 0) {
+      removed_count++;
+      if (removed != nullptr) removed(cookie, name.c_str(), h.creator_pid);
+    }
+  }
+  closedir(dir);
+  return removed_count;
 }
 
 uint32_t bh_possible_cpus(void) {

@@ -59,7 +59,7 @@
  * resolver (map-fd forms) or bh_map_value_addr (map-value forms). The handle
  * must outlive every program that uses it (take a reference with
  * bh_map_ref); closing it does not touch the storage, which lives as long as
- * the region.
+ * the region unless the map was marked with bh_map_free_on_close.
  */
 #ifndef BPFHOOK_MAPS_H
 #define BPFHOOK_MAPS_H
@@ -182,6 +182,12 @@ int bh_map_open_by_name(bh_region *r, const char *name, bh_map **out);
  * storage) and drops its region reference. */
 void bh_map_ref(bh_map *m);
 void bh_map_close(bh_map *m);
+/* Frees the map's storage and directory entry when the last handle on it in
+ * this region mapping closes (now, if none is open). For maps whose creator
+ * owns their life, as the runtime does for the maps of an object it unloads:
+ * nothing may use the map afterwards (programs referencing it must be gone;
+ * other processes' handles see zeroed, reused memory). */
+void bh_map_free_on_close(bh_map *m);
 
 const bh_map_info *bh_map_get_info(const bh_map *m);
 /* The map's storage in this process (for bh_vm_add_region in checked mode). */

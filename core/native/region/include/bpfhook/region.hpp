@@ -15,6 +15,8 @@ class Region {
  public:
   // Both return 0 and set `out`, or a negative errno.
   static int Create(const std::string &name, const bh_region_opts &opts, std::unique_ptr<Region> &out);
+  // Create under a fresh random name, retrying when a name exists.
+  static int CreateUnique(const bh_region_opts &opts, std::unique_ptr<Region> &out);
   static int Open(const std::string &name, std::unique_ptr<Region> &out);
 
   ~Region();
@@ -31,8 +33,11 @@ class Region {
   bh_region_header *header() const { return reinterpret_cast<bh_region_header *>(base_); }
 
   int Alloc(uint64_t size, uint64_t align, uint64_t *off);
+  // Also reports the cursor the bump moved from (the skipped padding starts there).
+  int Alloc(uint64_t size, uint64_t align, uint64_t *off, uint64_t *cursor_before);
   uint32_t MapCount() const;
   const bh_region_map_desc *MapAt(uint32_t index) const;
+  int ReadMap(uint32_t index, bh_region_map_desc *out) const;
   int FindMap(const char *name) const;
   int AddMap(const bh_region_map_desc &desc, uint64_t storage_size, uint64_t align, bh_region_init_fn init,
              void *cookie, uint32_t *index);
@@ -42,6 +47,17 @@ class Region {
   int CheckDirectory() const;
   uint32_t dir_capacity() const { return dir_capacity_; }
   uint32_t ncpus() const { return ncpus_; }
+  int FreeMap(uint32_t index, uint32_t gen);
+  uint64_t Used() const;
+
+ private:
+  // The free list of storage blocks (callers hold the directory lock).
+  int AllocFromFreeList(uint64_t size, uint64_t align, uint64_t *off);
+  int InsertFree(uint64_t off, uint64_t size);
+  void ZeroBlock(uint64_t off, uint64_t size);
+  void ReturnBlock(uint64_t off, uint64_t size);
+
+ public:
 
  private:
   Region(std::string name, int fd, uint8_t *base, uint64_t size, bool owner)
