@@ -6,10 +6,11 @@
  *   node corrupt-scribbler.js <region name> <targets JSON file> <seed> <ms>
  *
  * Targets are byte ranges (region header, directory entries, map headers,
- * buckets, elements, slots, ring controls and data ...). Lock words are
- * never written: a lock word held forever is a liveness question (bounded
- * waits and dead-owner takeover belong to the lock primitives), not a bounds
- * one, and this test is about bounds.
+ * buckets, elements, slots, ring controls and data ...), lock words
+ * included: a lock word left held (by a live or a dead "holder" tid) must
+ * cost a bounded wait and an error, or a takeover, never a hang or a crash.
+ * BPFHOOK_T25_LOCKS=0 leaves lock words alone (to tell a bounds failure from
+ * a lock one).
  */
 import { readFileSync } from "node:fs";
 import { ShmFile } from "./corrupt-region.js";
@@ -61,6 +62,7 @@ function value(t: Target): number {
   }
 }
 
+const scribbleLocks = process.env.BPFHOOK_T25_LOCKS !== "0";
 const shm = new ShmFile(name!);
 const end = Date.now() + Number(msArg);
 const pause = new Int32Array(new SharedArrayBuffer(4));
@@ -71,7 +73,7 @@ while (Date.now() < end) {
   const unit = wide ? 8 : 4;
   if (t.len < unit) continue;
   const off = t.start + (rand() % Math.floor(t.len / unit)) * unit;
-  if (isLock(t, off) || (wide && isLock(t, off + 4))) continue;
+  if (!scribbleLocks && (isLock(t, off) || (wide && isLock(t, off + 4)))) continue;
   if (wide) shm.setU64(off, (BigInt(value(t)) << 32n) | BigInt(value(t)));
   else shm.setU32(off, value(t));
   writes++;
