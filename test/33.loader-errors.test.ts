@@ -71,7 +71,7 @@ describe("33 loader: errors", () => {
         assert.equal(err.detail.file, path);
         const section = /section '([^']+)'/.exec(m[2]!)?.[1];
         assert.equal(err.detail.section, section);
-        const symbol = /symbol '([^']+)'/.exec(m[2]!)?.[1];
+        const symbol = /(?:symbol|map) '([^']+)'/.exec(m[2]!)?.[1];
         if (symbol !== undefined) assert.equal(err.detail.symbol, symbol);
       });
     }

@@ -11,6 +11,7 @@
 import { BpfhookError } from "../errors.js";
 import { native } from "../native/binding.js";
 import type { NativeMapHandle, NativeMapInfo, NativePerfRingStats, NativeRingbufStats } from "../native/addon-types.js";
+import { describeMapType } from "../kernel-names.js";
 import { raw, u32, type Codec } from "./codecs.js";
 import { Errno, mapError } from "./errors.js";
 import { PerfBufferConsumer, type PerfBufferOptions } from "./perfbuf.js";
@@ -492,7 +493,7 @@ export function wrapMap(
       return new PerfEventArray(handle, info, region);
     default:
       native().mapClose(handle);
-      throw new BpfhookError("MAP_ERROR", `map '${info.name}': type ${info.type} is not supported`, {
+      throw new BpfhookError("MAP_ERROR", `map '${info.name}': ${describeMapType(info.type)} is not supported`, {
         symbol: info.name,
       });
   }

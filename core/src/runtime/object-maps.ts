@@ -66,7 +66,7 @@ export function createObjectMaps(
         } as never);
       } catch (err) {
         if (err instanceof BpfhookError) {
-          throw new BpfhookError(err.code, `${objectName}: map '${spec.name}' (section ${spec.section}): ${err.message}`, {
+          throw new BpfhookError(err.code, `${objectName}: map '${spec.name}' (section ${spec.section}): ${withoutMapName(err.message)}`, {
             ...err.detail,
             symbol: spec.name,
             section: spec.section,
@@ -97,7 +97,7 @@ export function createObjectMaps(
 
 function progArrayEntry(spec: MapSpec, objectName: string, make: ProgArrayMaker | undefined): ObjectMap {
   function fail(err: BpfhookError): never {
-    throw new BpfhookError(err.code, `${objectName}: map '${spec.name}' (section ${spec.section}): ${err.message}`, {
+    throw new BpfhookError(err.code, `${objectName}: map '${spec.name}' (section ${spec.section}): ${withoutMapName(err.message)}`, {
       ...err.detail,
       symbol: spec.name,
       section: spec.section,
@@ -123,6 +123,11 @@ function progArrayEntry(spec: MapSpec, objectName: string, make: ProgArrayMaker 
     throw err;
   }
   return { name: spec.name, regionName: "", spec, map, native: map.native, close: () => map.close() };
+}
+
+/** Map errors start with "map 'name': "; the object's message names the map once, itself. */
+function withoutMapName(message: string): string {
+  return message.replace(/^map '[^']*': /, "");
 }
 
 function uniqueName(name: string, taken: Set<string>): string {
