@@ -10,6 +10,7 @@ import { LoadContext } from "./context.js";
 import { parseElf, type ElfFile } from "./elf.js";
 import { collectFunctions } from "./functions.js";
 import { indexCoreRelocations, Linker } from "./linker.js";
+import { collectExterns } from "./externs.js";
 import { collectMaps } from "./maps.js";
 import { RelocationResolver } from "./relocations.js";
 import type { BpfObject, LoadObjectOptions } from "./types.js";
@@ -24,8 +25,9 @@ export function loadObject(pathOrBuffer: string | Uint8Array, opts: LoadObjectOp
   const core = btf === undefined ? [] : readCoreRelocations(elf, btf, ctx);
 
   const maps = collectMaps(elf, btf, ctx);
+  const externs = collectExterns(elf, btf, maps.specs, opts.kconfig, ctx);
   const functions = collectFunctions(elf, ctx);
-  const linker = new Linker(functions, new RelocationResolver(elf, maps, ctx), indexCoreRelocations(core), ctx);
+  const linker = new Linker(functions, new RelocationResolver(elf, maps, externs, ctx), indexCoreRelocations(core), ctx);
 
   const object: BpfObject = {
     license: readLicense(elf, ctx),

@@ -6,7 +6,7 @@
 import { BpfhookError } from "../errors.js";
 import type { NativeProgram } from "../native/addon-types.js";
 import { loadObject } from "../loader/index.js";
-import type { BpfObject, MapSpec } from "../loader/index.js";
+import type { BpfObject, LoadObjectOptions, MapSpec } from "../loader/index.js";
 import { Program } from "./program.js";
 import type { Runtime } from "./runtime.js";
 import { createObjectMaps, type ObjectMap, type ProgArrayMaker } from "./object-maps.js";
@@ -19,6 +19,9 @@ export interface RawObject {
   maps?: readonly MapSpec[];
   license?: string;
 }
+
+/** Options of Runtime.load for ELF objects: loadObject's (a name for bytes, kconfig values). */
+export type LoadOptions = LoadObjectOptions;
 
 /** A path to a clang-built .bpf.o, its bytes, or a raw object. */
 export type LoadSource = string | Uint8Array | RawObject;
@@ -39,8 +42,9 @@ export class LoadedObject {
     source: LoadSource,
     loadProgram: ProgramLoader,
     makeProgArray?: ProgArrayMaker,
+    options: LoadOptions = {},
   ): LoadedObject {
-    const spec = toObject(source);
+    const spec = toObject(source, options);
     const name = spec.file ?? "(object)";
     const maps = createObjectMaps(region, spec.maps, name, makeProgArray);
     const programs = new Map<string, Program>();
@@ -123,8 +127,8 @@ export class LoadedObject {
   }
 }
 
-function toObject(source: LoadSource): BpfObject {
-  if (typeof source === "string" || source instanceof Uint8Array) return loadObject(source);
+function toObject(source: LoadSource, options: LoadOptions): BpfObject {
+  if (typeof source === "string" || source instanceof Uint8Array) return loadObject(source, options);
   if (!source || !Array.isArray(source.programs)) {
     throw new BpfhookError("BAD_ARGUMENT", "load(): expected a path, ELF bytes, or { programs: [...], maps?: [...] }");
   }

@@ -87,6 +87,8 @@ export function createObjectMaps(
       if (spec.initialData && spec.initialData.some((b) => b !== 0)) {
         (map as unknown as { set(k: number, v: Buffer): void }).set(0, Buffer.from(spec.initialData));
       }
+      // libbpf freezes .rodata and .kconfig after filling them: constants stay constant.
+      if (spec.readonly) map.freeze();
     }
   } catch (err) {
     for (const m of made) m.close();

@@ -24,7 +24,7 @@ import { PluginRegistry } from "../plugins/registry.js";
 import { PluginLoaderToken, PluginRegistryToken, RuntimeToken } from "../plugins/tokens.js";
 import { Link } from "./link.js";
 import { Program } from "./program.js";
-import { LoadedObject, type LoadSource } from "./loaded-object.js";
+import { LoadedObject, type LoadOptions, type LoadSource } from "./loaded-object.js";
 import { ProgArray } from "./prog-array.js";
 import { SharedRegion } from "../maps/index.js";
 
@@ -117,7 +117,7 @@ export class Runtime implements NativeCaller {
    * with maps given in code. Creates its maps, then loads and compiles every
    * program; on any failure nothing of it stays loaded.
    */
-  load(source: LoadSource): LoadedObject {
+  load(source: LoadSource, options?: LoadOptions): LoadedObject {
     this.assertOpen();
     const obj = LoadedObject.create(
       this,
@@ -134,6 +134,7 @@ export class Runtime implements NativeCaller {
         }),
       // Program arrays hold this runtime's programs: the native runtime owns them.
       (name, maxEntries) => new ProgArray(name, this.nativeRt.createProgArray(maxEntries)),
+      options,
     );
     this.objects.push(obj);
     return obj;
