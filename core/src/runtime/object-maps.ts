@@ -27,12 +27,12 @@ export interface ObjectMap {
 export type ProgArrayMaker = (name: string, maxEntries: number) => ProgArray;
 
 const PROG_ARRAY = 3;
+const QUEUE = 22;
+const STACK = 23;
 /** Types read without key and value codecs. */
 const NO_CODECS = new Set([
   4 /* perf event array */,
   7 /* stack trace: frames as bigint[] */,
-  22 /* queue */,
-  23 /* stack */,
   27 /* ringbuf */,
 ]);
 
@@ -142,12 +142,15 @@ function uniqueName(name: string, taken: Set<string>): string {
 }
 
 /**
- * Global data (.data, .rodata, .bss) reads as its raw bytes (its layout is the
- * datasec in spec.valueType); keyless maps and stack traces take no codecs;
- * others get codecs from BTF.
+ * Global data (.data, .rodata, .bss, .kconfig) reads as its raw bytes (its
+ * layout is the datasec in spec.valueType); event channels and stack traces
+ * take no codecs; queues and stacks get a value codec from BTF, others key
+ * and value codecs.
  */
 function codecsFor(spec: MapSpec): { key?: Codec<any>; value?: Codec<any> } {
   if (NO_CODECS.has(spec.type)) return {};
   if (spec.initialData !== undefined) return { key: codec.u32, value: codec.raw(spec.valueSize) };
+  // Queues and stacks have values only (key size 0).
+  if (spec.type === QUEUE || spec.type === STACK) return { value: codecFromBtf(spec.valueType, spec.valueSize) };
   return { key: codecFromBtf(spec.keyType, spec.keySize), value: codecFromBtf(spec.valueType, spec.valueSize) };
 }
