@@ -196,6 +196,16 @@ describe("33 loader: errors", () => {
       }
     });
 
+    it("refuses what is not a regular file before reading it (devices, FIFOs, directories)", () => {
+      const fifo = join(dir, "fifo");
+      execFileSync("mkfifo", [fifo]);
+      for (const [path, kind] of [["/dev/zero", "a character device"], [fifo, "a FIFO"], [dir, "a directory"]] as const) {
+        // A blocking read of the FIFO or an endless one of /dev/zero would hang here instead.
+        const err = throwsLoader(() => loadObject(path), "BAD_ARGUMENT", `${path}: not a regular file (${kind}); give an ELF object file`);
+        assert.equal(err.detail.file, path);
+      }
+    });
+
     it("reports a missing file as NOT_FOUND", () => {
       const path = join(dir, "missing.bpf.o");
       const err = throwsLoader(() => loadObject(path), "NOT_FOUND", new RegExp(`^${escape(path)}: cannot read: `));

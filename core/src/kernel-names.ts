@@ -99,6 +99,20 @@ export function describeHelper(id: number): string {
   return `helper ${id} (${name ?? "unknown"})`;
 }
 
+/**
+ * A helper no one registered, for load errors: "helper 502
+ * (bpf_get_globaltimer, a CUDA helper; no loaded plugin provides it)",
+ * "helper 173 (bpf_get_func_ip; bpfhook does not provide it, nor does any
+ * loaded plugin)", "helper 9999 (unknown; no loaded plugin provides it)".
+ */
+export function describeMissingHelper(id: number): string {
+  const plugin = PLUGIN_HELPERS.get(id);
+  if (plugin !== undefined) return `helper ${id} (${plugin.name}, a ${plugin.provider} helper; no loaded plugin provides it)`;
+  const name = helperName(id);
+  if (name !== undefined) return `helper ${id} (${name}; bpfhook does not provide it, nor does any loaded plugin)`;
+  return `helper ${id} (unknown; no loaded plugin provides it)`;
+}
+
 /** Whether only a plugin can provide this helper (a CUDA helper, say), so its absence means a missing plugin. */
 export function isPluginHelper(id: number): boolean {
   return PLUGIN_HELPERS.has(id);

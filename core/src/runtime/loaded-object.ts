@@ -4,6 +4,7 @@
  * nothing: if one program fails to load, everything made so far is freed.
  */
 import { BpfhookError } from "../errors.js";
+import { describeMissingHelper } from "../kernel-names.js";
 import type { NativeProgram } from "../native/addon-types.js";
 import { loadObject } from "../loader/index.js";
 import type { BpfObject, LoadObjectOptions, MapSpec } from "../loader/index.js";
@@ -59,7 +60,9 @@ export class LoadedObject {
           nativeProgram = loadProgram(p.insns, p.name, handles);
         } catch (err) {
           if (err instanceof BpfhookError) {
-            throw new BpfhookError(err.code, `${name}: section '${p.section}': ${err.message}`, {
+            const { message, pc } = nameHelpers(err.message);
+            throw new BpfhookError(err.code, `${name}: section '${p.section}': ${message}`, {
+              ...(pc === undefined ? {} : { pc }),
               ...err.detail,
               file: spec.file,
               section: p.section,
@@ -125,6 +128,19 @@ export class LoadedObject {
     for (const p of this.programsByName.values()) p.native.release();
     for (const m of this.mapsByName.values()) m.close();
   }
+}
+
+/**
+ * The VM names a helper nobody registered by number only ("call to
+ * unregistered helper 502"); say which helper that is and who could provide
+ * it, from the one table of names.
+ */
+function nameHelpers(message: string): { message: string; pc?: number } {
+  const m = /\b(callx? to) unregistered helper (\d+)/.exec(message);
+  if (m === null) return { message };
+  const pc = /\bpc (\d+):/.exec(message);
+  const named = message.replace(m[0], `${m[1]} ${describeMissingHelper(Number(m[2]))}`);
+  return pc === null ? { message: named } : { message: named, pc: Number(pc[1]) };
 }
 
 function toObject(source: LoadSource, options: LoadOptions): BpfObject {
