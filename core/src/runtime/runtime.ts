@@ -22,6 +22,7 @@ import { callPlugin, callPluginSync } from "../plugins/call-plugin.js";
 import { assertInsidePackage, NodePluginLoader } from "../plugins/discovery.js";
 import { PluginRegistry } from "../plugins/registry.js";
 import { PluginLoaderToken, PluginRegistryToken, RuntimeToken } from "../plugins/tokens.js";
+import { parseCookie } from "./cookie.js";
 import { Link } from "./link.js";
 import { Program } from "./program.js";
 import { LoadedObject, type LoadOptions, type LoadSource } from "./loaded-object.js";
@@ -61,8 +62,8 @@ export interface AttachOptions {
    * (default: parsed from the section).
    */
   data?: Record<string, unknown>;
-  /** Value of bpf_get_attach_cookie() in the program. */
-  cookie?: bigint | number;
+  /** Value of bpf_get_attach_cookie() in the program: a u64 as a number, bigint or decimal string. */
+  cookie?: bigint | number | string;
 }
 
 export class Runtime implements NativeCaller {
@@ -143,6 +144,8 @@ export class Runtime implements NativeCaller {
   /** Attaches `program` by its section or by explicit type and private data. */
   async attach(program: Program, options: AttachOptions = {}): Promise<Link> {
     this.assertOpen();
+    // Checked first: a bad cookie must not cost a plugin's prepare().
+    const cookie = parseCookie(options.cookie, program.name);
     const { plugin, type, raw, where } = this.selectAttachPoint(program, options);
     const data = this.registry.validate(plugin, type, raw, where);
     const host: PluginHost = { log: (level, message) => this.log(plugin.name, level, message) };
@@ -155,7 +158,6 @@ export class Runtime implements NativeCaller {
       ? callPluginSync(plugin.name, "describe", () => plugin.describe!(request))
       : `${type.name} ${where}`;
     const index = this.openNativePlugin(plugin);
-    const cookie = options.cookie === undefined ? 0n : BigInt(options.cookie);
     const id = this.nativeRt.attach(index, program.native, type.id, bytes, cookie);
     const link = new Link(this.nativeRt, id, program.name, plugin, type, description, (l) => this.links.delete(l));
     this.links.add(link);
