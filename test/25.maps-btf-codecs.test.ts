@@ -1,6 +1,20 @@
 import { strict as assert } from "node:assert";
 import path from "node:path";
-import { BpfhookError, codec, Runtime, type BpfMap, type QueueMap } from "@bpfhook/core";
+import {
+  BpfhookError,
+  codec,
+  describeHelper,
+  describeMapType,
+  disassemble,
+  assembleBytes,
+  helperId,
+  helperName,
+  mapTypeKernelName,
+  Runtime,
+  SharedRegion,
+  type BpfMap,
+  type QueueMap,
+} from "@bpfhook/core";
 import { compileFixture, skipWithoutClang } from "./support/clang.js";
 
 const repoRoot = path.resolve(__dirname, "..", "..");
@@ -53,6 +67,66 @@ describe("25 maps: values decoded from BTF", () => {
       a.encode(Buffer.from([1, 2, 3, 4]) as never, b, 0);
       assert.deepEqual(a.decode(b, 0), [1, 2, 3, 4]);
       throwsBad(() => a.encode(Buffer.alloc(3) as never, b, 0), /expected 4 elements or a Buffer of as many bytes/);
+    });
+  });
+
+  describe("one table of kernel names", () => {
+    it("names helpers and map types by id, kernel and bpftime ones", () => {
+      assert.equal(helperName(1), "bpf_map_lookup_elem");
+      assert.equal(helperName(174), "bpf_get_attach_cookie");
+      assert.equal(helperName(209), "bpf_user_ringbuf_drain");
+      assert.equal(helperName(502), "bpf_get_globaltimer");
+      assert.equal(helperName(0), undefined);
+      assert.equal(helperName(9999), undefined);
+      assert.equal(helperId("bpf_get_func_arg"), 183);
+      assert.equal(helperId("override_return"), 58);
+      assert.equal(describeHelper(6), "helper 6 (bpf_trace_printk)");
+      assert.equal(describeHelper(502), "helper 502 (bpf_get_globaltimer, a CUDA helper)");
+      assert.equal(describeHelper(9999), "helper 9999 (unknown)");
+      assert.equal(mapTypeKernelName(1), "hash");
+      assert.equal(mapTypeKernelName(27), "ringbuf");
+      assert.equal(describeMapType(30), "map type 30 (bloom_filter)");
+      assert.equal(describeMapType(1527), "map type 1527 (nv_gpu_ringbuf_map)");
+      assert.equal(describeMapType(4242), "map type 4242 (unknown)");
+    });
+
+    it("the disassembler names helpers in a comment that still assembles", () => {
+      const code = assembleBytes("mov %r1, 0\ncall 1\ncall 502\ncall 9999\nexit");
+      const text = disassemble(code, { helperNames: true });
+      assert.match(text, /^call 1 {2}# bpf_map_lookup_elem$/m);
+      assert.match(text, /^call 502 {2}# bpf_get_globaltimer$/m);
+      assert.match(text, /^call 9999$/m);
+      assert.ok(assembleBytes(text).equals(code));
+      assert.doesNotMatch(disassemble(code), /#/, "off by default");
+    });
+
+    it("map creation names an unsupported type by number and name, and the map once", async function () {
+      const region = SharedRegion.create({ name: `/bpfhook-t25-${process.pid}`, size: 1 << 20 });
+      try {
+        assert.throws(
+          () => region.createMap({ name: "bf", type: 30, keySize: 0, valueSize: 4, maxEntries: 8 }),
+          (e: unknown) =>
+            e instanceof BpfhookError &&
+            e.code === "BAD_ARGUMENT" &&
+            /^map 'bf': create: map type 30 \(bloom_filter\) is not supported \(supported: hash, array/.test(e.message),
+        );
+      } finally {
+        region.close();
+      }
+      skipWithoutClang(this);
+      const rt = await Runtime.create({});
+      try {
+        const file = compileFixture("runtime/bloom.bpf.c");
+        assert.throws(
+          () => rt.load(file),
+          (e: unknown) =>
+            e instanceof BpfhookError &&
+            e.message.startsWith(`${file}: map 'seen_before' (section .maps): create: map type 30 (bloom_filter) is not supported`) &&
+            e.message.split("seen_before").length === 2,
+        );
+      } finally {
+        rt.close();
+      }
     });
   });
 
