@@ -113,11 +113,11 @@ describe("35 loader: __kconfig and __ksym externs", () => {
 
       const bad = (kconfig: Record<string, unknown>, message: RegExp) =>
         expectError(() => loadObject(path, { kconfig: kconfig as never }), "ELF_UNSUPPORTED", message);
-      bad({ CONFIG_HZ: "y" }, /section '\.kconfig', symbol 'CONFIG_HZ': __kconfig extern 'CONFIG_HZ' \(int, 4 bytes\): tristate value 'y' does not fit an integer/);
-      bad({ CONFIG_HZ: 2 ** 40 }, /'CONFIG_HZ' \(int, 4 bytes\): value 1099511627776 does not fit \(-2147483648\.\.2147483647\)/);
-      bad({ CONFIG_UPROBES: "m" }, /'CONFIG_UPROBES' \(bool, 1 bytes\): value 'm' \(module\) does not fit a bool/);
-      bad({ CONFIG_BPF_SYSCALL: 7 }, /'CONFIG_BPF_SYSCALL' \(tristate, 4 bytes\): value "7" is not y, n or m/);
-      bad({ CONFIG_BPFHOOK_NAME: 5 }, /'CONFIG_BPFHOOK_NAME' \(char array, 16 bytes\): value 5 is not a string/);
+      bad({ CONFIG_HZ: "y" }, /section '\.kconfig', symbol 'CONFIG_HZ': __kconfig extern \(int, 4 bytes\): tristate value 'y' does not fit an integer/);
+      bad({ CONFIG_HZ: 2 ** 40 }, /symbol 'CONFIG_HZ': __kconfig extern \(int, 4 bytes\): value 1099511627776 does not fit \(-2147483648\.\.2147483647\)/);
+      bad({ CONFIG_UPROBES: "m" }, /symbol 'CONFIG_UPROBES': __kconfig extern \(bool, 1 bytes\): value 'm' \(module\) does not fit a bool/);
+      bad({ CONFIG_BPF_SYSCALL: 7 }, /symbol 'CONFIG_BPF_SYSCALL': __kconfig extern \(tristate, 4 bytes\): value "7" is not y, n or m/);
+      bad({ CONFIG_BPFHOOK_NAME: 5 }, /symbol 'CONFIG_BPFHOOK_NAME': __kconfig extern \(char array, 16 bytes\): value 5 is not a string/);
     });
 
     it("refuses a strong extern nothing defines, naming it and the program that uses it", () => {
@@ -127,6 +127,11 @@ describe("35 loader: __kconfig and __ksym externs", () => {
       // Given a value, the same object loads.
       const obj = loadObject(path, { kconfig: { CONFIG_BPFHOOK_MISSING: 5 } });
       assert.ok(obj.maps.some((m) => m.name === ".kconfig"));
+    });
+
+    it("needs BTF to know an extern's kind, and says so", () => {
+      const path = compileFixture("kconfig.bpf.c", { debug: false });
+      expectError(() => loadObject(path), "ELF_UNSUPPORTED", /symbol 'LINUX_KERNEL_VERSION': an extern variable can only be resolved with BTF \(compile with -g\)/);
     });
 
     describe("at run time", () => {

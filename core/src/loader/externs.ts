@@ -80,7 +80,7 @@ export function collectExterns(
       const kind = kcfgKind(btf, variable.sizeOrType);
       if (kind === undefined) {
         ctx.unsupported(
-          `__kconfig extern '${variable.name}' has type '${btf.describe(variable.sizeOrType).name || "anonymous"}', which libbpf cannot fill ` +
+          `__kconfig extern of type '${btf.describe(variable.sizeOrType).name || "anonymous"}', which libbpf cannot fill ` +
             "(bool, char, enum libbpf_tristate, an integer of 1, 2, 4 or 8 bytes, or a char array)",
           where,
         );
@@ -116,9 +116,9 @@ export function collectExterns(
         );
       }
       if (btf === undefined) {
-        return ctx.unsupported(`extern variable '${name}' can only be resolved with BTF (compile with -g)`, where);
+        return ctx.unsupported("an extern variable can only be resolved with BTF (compile with -g)", where);
       }
-      return ctx.unsupported(`extern variable '${name}' is neither __kconfig nor __ksym (externs from other objects are not supported)`, where);
+      return ctx.unsupported("extern variables other than __kconfig and __ksym ones (from other objects) are not supported", where);
     },
   };
 }
@@ -196,7 +196,7 @@ function kconfigMap(
 function writeValue(ext: KconfigExtern, value: KconfigValue, data: Uint8Array, ctx: LoadContext): void {
   const where: Where = { section: KCONFIG_SECTION, symbol: ext.name };
   const refuse = (why: string): never =>
-    ctx.unsupported(`__kconfig extern '${ext.name}' (${ext.kind.replace("_", " ")}, ${ext.size} bytes): ${why}`, where);
+    ctx.unsupported(`__kconfig extern (${ext.kind.replace("_", " ")}, ${ext.size} bytes): ${why}`, where);
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const tri = value === true ? "y" : value === false ? "n" : value === "y" || value === "n" || value === "m" ? value : undefined;
   switch (ext.kind) {
