@@ -71,7 +71,7 @@ describe("33 loader: errors", () => {
         assert.equal(err.detail.file, path);
         const section = /section '([^']+)'/.exec(m[2]!)?.[1];
         assert.equal(err.detail.section, section);
-        const symbol = /symbol '([^']+)'/.exec(m[2]!)?.[1];
+        const symbol = /(?:symbol|map) '([^']+)'/.exec(m[2]!)?.[1];
         if (symbol !== undefined) assert.equal(err.detail.symbol, symbol);
       });
     }
@@ -193,6 +193,16 @@ describe("33 loader: errors", () => {
             if (!(e instanceof BpfhookError)) assert.fail(`${fixture} round ${round}: ${(e as Error).stack}`);
           }
         }
+      }
+    });
+
+    it("refuses what is not a regular file before reading it (devices, FIFOs, directories)", () => {
+      const fifo = join(dir, "fifo");
+      execFileSync("mkfifo", [fifo]);
+      for (const [path, kind] of [["/dev/zero", "a character device"], [fifo, "a FIFO"], [dir, "a directory"]] as const) {
+        // A blocking read of the FIFO or an endless one of /dev/zero would hang here instead.
+        const err = throwsLoader(() => loadObject(path), "BAD_ARGUMENT", `${path}: not a regular file (${kind}); give an ELF object file`);
+        assert.equal(err.detail.file, path);
       }
     });
 

@@ -59,6 +59,45 @@ describe("50 runtime + simple plugin", () => {
     assert.equal(trigger(rt, "other", u64(1)).count, 0, "another source runs nothing");
   });
 
+  it("takes a u64 attach cookie as a number, bigint or decimal string, and refuses anything else", async () => {
+    const obj = rt.load({ programs: [{ name: "cookie", section: "simple/cookie", insns: assembleBytes("call 174\nexit") }] });
+    const prog = obj.program("cookie");
+    for (const [cookie, expected] of [
+      [7, 7n],
+      [2 ** 53 + 2, 2n ** 53n + 2n],
+      [2n ** 64n - 1n, 2n ** 64n - 1n],
+      ["18446744073709551615", 2n ** 64n - 1n],
+      ["0", 0n],
+    ] as const) {
+      const link = await prog.attach({ cookie });
+      assert.equal(trigger(rt, "cookie").result, expected, `cookie ${String(cookie)}`);
+      link.detach();
+    }
+    for (const [cookie, shown] of [
+      [1.5, "1.5"],
+      [-1, "-1"],
+      [2 ** 64, "18446744073709552000"],
+      [Number.NaN, "NaN"],
+      [-1n, "-1n"],
+      [2n ** 64n, "18446744073709551616n"],
+      ["abc", '"abc"'],
+      ["-1", '"-1"'],
+      ["1e3", '"1e3"'],
+      ["18446744073709551616", '"18446744073709551616"'],
+      ["", '""'],
+      [{}, "object"],
+      [null, "null"],
+    ] as const) {
+      const err = await expectError(
+        () => prog.attach({ cookie: cookie as never }),
+        "BAD_ARGUMENT",
+        /^prog 'cookie': attach option 'cookie' must be an integer in 0\.\.2\^64-1 \(a number, bigint or decimal string\), got /,
+      );
+      assert.ok(err.message.endsWith(`got ${shown}`), err.message);
+    }
+    assert.equal(rt.attachments.length, 0, "a refused cookie attaches nothing");
+  });
+
   it("runs programs in attach order and stops after detach", async () => {
     const add = (n: number) => assembleBytes(`ldxdw %r0, [%r1+0]\nadd %r0, ${n}\nstxdw [%r1+0], %r0\nexit`);
     const obj = rt.load({

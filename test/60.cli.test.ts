@@ -7,7 +7,8 @@ import { compileFixture, skipWithoutClang } from "./support/clang.js";
 
 const repoRoot = path.resolve(__dirname, "..", "..");
 const cli = path.join(repoRoot, "core", "bin", "bpfhook.js");
-const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { cwd: repoRoot, encoding: "utf8" });
+// A bound on every run: a command that reads a device or blocks on a FIFO must fail the test, not hang it.
+const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { cwd: repoRoot, encoding: "utf8", timeout: 20_000 });
 
 describe("60 cli", () => {
   it("--help lists the commands", () => {
@@ -26,18 +27,60 @@ describe("60 cli", () => {
     const d = run("disasm", compileFixture("runtime/counter.bpf.c"), "-p", "on_count");
     assert.equal(d.status, 0, d.stderr);
     assert.match(d.stdout, /on_count \(section simple\/count, \d+ instructions\)/);
-    assert.match(d.stdout, /call 1\b/);
+    assert.match(d.stdout, /call 1 {2}# bpf_map_lookup_elem\n/, "helper calls carry the helper's name as a comment");
   });
 
   it("inspect names each section's plugin and lists the maps", function () {
     skipWithoutClang(this);
     const r = run("inspect", compileFixture("uprobe/probes.bpf.c"));
     assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /load: ok$/m);
     assert.match(r.stdout, /on_add\s+uprobe\/libbpfhook_targets\.so:bh_target_add\s+\d+ insns\s+uprobe \(6\) via frida-uprobe/);
     assert.match(r.stdout, /replace_add\s+ureplace\/\S+\s+\d+ insns\s+ureplace \(1009\)/);
     assert.match(r.stdout, /counts\s+hash\s+key\s+4\s+value\s+8\s+entries 16/);
     const json = JSON.parse(run("inspect", "--json", compileFixture("runtime/counter.bpf.c")).stdout);
     assert.equal(json.programs[0].attach, "simple (2001) via simple");
+  });
+
+  it("inspect exits 1 where a load would refuse the object, and says why", function () {
+    skipWithoutClang(this);
+    const file = compileFixture("cli/cuda_helper.bpf.c");
+    const r = run("inspect", file);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stdout, /read_timer\s+simple\/gpu\s+\d+ insns\s+simple \(2001\) via simple/);
+    const why = /prog 'read_timer': pc 0: call to helper 502 \(bpf_get_globaltimer, a CUDA helper; no loaded plugin provides it\)/;
+    assert.match(r.stdout, new RegExp(`load: refused: .*${why.source}`));
+    assert.match(r.stderr, new RegExp(`^bpfhook: .*${why.source}`));
+    const json = JSON.parse(run("inspect", "--json", file).stdout);
+    assert.equal(json.load.ok, false);
+    assert.equal(json.load.code, "VM_LOAD");
+  });
+
+  it("inspect labels programs that cannot attach by section (and exits 0: they load)", function () {
+    skipWithoutClang(this);
+    const r = run("inspect", compileFixture("cli/unattachable.bpf.c"));
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /no_symbol\s+uprobe\/x\s+\d+ insns\s+not attachable by section \(uprobe \(6\) via frida-uprobe\): .*expected <module>:<symbol>/);
+    assert.match(r.stdout, /no_plugin\s+nosuchplugin\/y\s+\d+ insns\s+not attachable by section: no registered plugin serves it/);
+    assert.match(r.stdout, /attachable\s+simple\/ok\s+\d+ insns\s+simple \(2001\) via simple/);
+    assert.match(r.stdout, /load: ok; 2 of 3 programs cannot attach by section/);
+    const json = JSON.parse(run("inspect", "--json", compileFixture("cli/unattachable.bpf.c")).stdout);
+    assert.deepEqual(
+      json.programs.map((p: { name: string; attachable: boolean }) => [p.name, p.attachable]),
+      [["no_symbol", false], ["no_plugin", false], ["attachable", true]],
+    );
+  });
+
+  it("inspect refuses what is not a regular file instead of reading it forever", () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-cli-"));
+    const fifo = path.join(dir, "fifo");
+    spawnSync("mkfifo", [fifo]);
+    for (const [file, kind] of [["/dev/zero", "a character device"], [fifo, "a FIFO"], [dir, "a directory"]] as const) {
+      const r = run("inspect", file);
+      assert.equal(r.error, undefined, `${file}: ${String(r.error)}`);
+      assert.equal(r.status, 1, `${file}: ${r.stderr}`);
+      assert.equal(r.stderr, `bpfhook: ${file}: not a regular file (${kind}); give an ELF object file\n`);
+    }
   });
 
   it("errors name the file and exit 1", () => {

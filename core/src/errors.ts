@@ -19,6 +19,7 @@ export const ErrorCodes = [
   "NOT_FOUND",
   "PLUGIN_INVALID",
   "PLUGIN_NOT_FOUND",
+  "READ_ONLY",
   "SCHEMA_INVALID",
   "VM_COMPILE",
   "VM_FAULT",

@@ -22,7 +22,9 @@ export { Runtime, defaultResolveDir, type RuntimeOptions, type AttachOptions } f
 export { Program } from "./runtime/program.js";
 export { Link } from "./runtime/link.js";
 export { ProgArray } from "./runtime/prog-array.js";
-export { LoadedObject, type LoadSource, type RawObject } from "./runtime/loaded-object.js";
+export { LoadedObject, type LoadOptions, type LoadSource, type RawObject } from "./runtime/loaded-object.js";
+export { describeHelper, describeMapType, helperId, helperName, mapTypeKernelName } from "./kernel-names.js";
+export { KCONFIG_TABLE, kernelVersionCode, linuxKernelVersion, type KconfigValue } from "./loader/kconfig.js";
 export { PluginRegistry } from "./plugins/registry.js";
 export { NodePluginLoader, type PluginLoader, type FoundPlugin } from "./plugins/discovery.js";
 export { AttachPluginToken, PluginLoaderToken, PluginRegistryToken, RuntimeToken } from "./plugins/tokens.js";

@@ -9,10 +9,13 @@ import { decodeInsns, insnToU64, sameInsn, type Insn } from "./insn.js";
 import { ALU_BINARY, ATOMIC_OPS, JMP_COND, LDDW_PSEUDO, LDDW_PSEUDO_WITH_OFFSET, nameOf, SIZES } from "./mnemonics.js";
 import { AluOp, AtomicOp, CallKind, Cls, JmpOp, Mode, Op, Pseudo, Size, Src } from "./opcodes.js";
 import { encodeStatement } from "./statement.js";
+import { helperName } from "../kernel-names.js";
 
 export interface DisassembleOptions {
   /** Name jump and call targets (L12:, fn20:) instead of printing +N offsets. */
   labels?: boolean;
+  /** Add the helper's name as a comment to helper calls (`call 1  # bpf_map_lookup_elem`); the text still assembles. */
+  helperNames?: boolean;
 }
 
 export interface DisasmLine {
@@ -31,6 +34,8 @@ interface Formatted {
   /** Relative target printed at the end of `text` (jumps, local calls, lddw func). */
   rel?: number;
   isCall?: boolean;
+  /** Helper id of a helper call. */
+  helper?: number;
 }
 
 const reg = (n: number): string => `%r${n}`;
@@ -100,7 +105,7 @@ function formatJump(i: Insn, cls: number): Formatted | undefined {
   if (op === JmpOp.CALL) {
     if (x) return { text: `call ${reg(i.dst)}`, slots: 1 };
     if (i.src === CallKind.LOCAL) return { text: `call local ${rel(i.imm)}`, slots: 1, rel: i.imm, isCall: true };
-    return { text: `call ${imm(i.imm)}`, slots: 1 };
+    return { text: `call ${imm(i.imm)}`, slots: 1, helper: i.imm };
   }
   const name = nameOf(JMP_COND, (v) => v === op);
   if (name === undefined) return undefined;
@@ -159,6 +164,12 @@ export function disassembleLines(program: Uint8Array | readonly Insn[], opts: Di
     pc += f.slots;
   }
   if (opts.labels) nameTargets(lines);
+  if (opts.helperNames) {
+    for (const l of lines) {
+      const name = l.f.helper === undefined ? undefined : helperName(l.f.helper);
+      if (name !== undefined) l.text += `  # ${name}`;
+    }
+  }
   return lines.map(({ f: _f, ...line }) => line);
 }
 

@@ -1,54 +1,128 @@
 /**
  * What `bpfhook inspect` prints: an object's programs with the plugin and
- * attach type their section selects, and its maps.
+ * attach type their section selects, and its maps; and whether the object
+ * loads. It runs the checks a load runs (the loader, then map creation and
+ * program loading, the VM's load-time checks included, in a scratch runtime
+ * that is closed at once) and, per program, the checks an attach by section
+ * runs before anything native (a plugin serves the section, its
+ * parseSection accepts it, its schema accepts the result).
  */
 import "reflect-metadata";
-import { container } from "tsyringe";
-import type { BpfObject } from "../loader/index.js";
+import { BpfhookError } from "../errors.js";
+import { describeMapType } from "../kernel-names.js";
+import { loadObject, type BpfObject, type ProgramSpec } from "../loader/index.js";
 import { mapTypeName } from "../maps/types.js";
-import { NodePluginLoader } from "../plugins/discovery.js";
-import { PluginRegistry } from "../plugins/registry.js";
+import { callPluginSync } from "../plugins/call-plugin.js";
+import type { PluginRegistry } from "../plugins/registry.js";
+import { Runtime } from "../runtime/runtime.js";
 
 const BUNDLED = ["@bpfhook/plugin-simple", "@bpfhook/plugin-frida-uprobe"];
+
+/** Exit codes of `bpfhook inspect`. */
+export const InspectExit = {
+  /**
+   * Loads. Programs that cannot attach by their section are labelled but do
+   * not fail the command: libbpf objects often carry bare sections
+   * (`SEC("uprobe")`) meant for an attach with an explicit target.
+   */
+  OK: 0,
+  /** A load would refuse the object. */
+  LOAD_REFUSED: 1,
+} as const;
 
 export interface Description {
   text: string;
   json: unknown;
+  exitCode: number;
+  /** Why a load would refuse the object. */
+  loadError?: BpfhookError;
 }
 
-export function describeObject(obj: BpfObject, pluginNames?: readonly string[]): Description {
-  const registry = new PluginRegistry(new NodePluginLoader());
-  const scope = container.createChildContainer();
+interface AttachCheck {
+  attach: string;
+  attachable: boolean;
+}
+
+/** Reads `file` (the loader's errors propagate: nothing to describe), then checks and describes it. */
+export async function inspectObject(file: string, pluginNames?: readonly string[]): Promise<Description> {
+  const obj = loadObject(file);
   const notes: string[] = [];
-  for (const name of pluginNames ?? BUNDLED) {
+  let rt: Runtime | undefined;
+  try {
+    rt = await Runtime.create({});
+  } catch (err) {
+    notes.push(`load checks skipped: ${(err as Error).message}`);
+  }
+  try {
+    let loadError: BpfhookError | undefined;
+    if (rt !== undefined) {
+      registerPlugins(rt, pluginNames ?? BUNDLED, notes);
+      try {
+        rt.load(file);
+      } catch (err) {
+        if (!(err instanceof BpfhookError)) throw err;
+        loadError = err;
+      }
+    }
+    const checks = obj.programs.map((p) => (rt === undefined ? { attach: "not checked", attachable: true } : attachBySection(rt.registry, p)));
+    return describe(obj, checks, notes, loadError);
+  } finally {
+    rt?.close();
+  }
+}
+
+/** Bundled plugins resolve from the working directory's packages, else next to core. */
+function registerPlugins(rt: Runtime, names: readonly string[], notes: string[]): void {
+  for (const name of names) {
     try {
-      registry.registerPackage(name, process.cwd(), scope);
+      rt.registry.registerPackage(name, process.cwd(), rt.container);
     } catch {
       try {
-        registry.registerPackage(name, __dirname, scope); // bundled next to core
+        rt.registry.registerPackage(name, __dirname, rt.container);
       } catch (err) {
         notes.push(`plugin ${name} not loaded: ${(err as Error).message}`);
       }
     }
   }
-  const programs = obj.programs.map((p) => {
-    const match = registry.matchSection(p.section);
-    return {
-      name: p.name,
-      section: p.section,
-      instructions: p.insns.length / 8,
-      attach: match ? `${match.type.name} (${match.type.id}) via ${match.plugin.name}` : "no plugin serves this section",
-    };
-  });
+}
+
+/** What Runtime.attach(program) with no options checks before anything native. */
+function attachBySection(registry: PluginRegistry, p: ProgramSpec): AttachCheck {
+  const match = registry.matchSection(p.section);
+  if (match === undefined) return { attach: "not attachable by section: no registered plugin serves it", attachable: false };
+  const label = `${match.type.name} (${match.type.id}) via ${match.plugin.name}`;
+  try {
+    const raw = callPluginSync(match.plugin.name, "parseSection", () => match.plugin.parseSection(match.type, match.rest, p.section));
+    registry.validate(match.plugin, match.type, raw, `section '${p.section}'`);
+    return { attach: label, attachable: true };
+  } catch (err) {
+    if (!(err instanceof BpfhookError)) throw err;
+    return { attach: `not attachable by section (${label}): ${err.message}`, attachable: false };
+  }
+}
+
+function describe(obj: BpfObject, checks: AttachCheck[], notes: string[], loadError: BpfhookError | undefined): Description {
+  const programs = obj.programs.map((p, i) => ({
+    name: p.name,
+    section: p.section,
+    instructions: p.insns.length / 8,
+    attach: checks[i]!.attach,
+    attachable: checks[i]!.attachable,
+  }));
   const maps = obj.maps.map((m) => ({
     name: m.name,
-    type: mapTypeName(m.type) ?? `type ${m.type}`,
+    type: mapTypeName(m.type) ?? describeMapType(m.type),
     keySize: m.keySize,
     valueSize: m.valueSize,
     maxEntries: m.maxEntries,
     flags: m.flags,
     section: m.section,
   }));
+  const unattachable = programs.filter((p) => !p.attachable).length;
+  const verdict =
+    loadError !== undefined
+      ? `load: refused: ${loadError.message}`
+      : `load: ok${unattachable > 0 ? `; ${unattachable} of ${programs.length} programs cannot attach by section` : ""}`;
   const lines = [
     `${obj.file ?? "(buffer)"}: license "${obj.license}"`,
     `programs (${programs.length}):`,
@@ -59,6 +133,11 @@ export function describeObject(obj: BpfObject, pluginNames?: readonly string[]):
         `  ${m.name.padEnd(24)} ${m.type.padEnd(16)} key ${String(m.keySize).padStart(3)}  value ${String(m.valueSize).padStart(5)}  entries ${m.maxEntries}`,
     ),
     ...notes,
+    verdict,
   ];
-  return { text: lines.join("\n"), json: { file: obj.file, license: obj.license, programs, maps } };
+  const exitCode = loadError !== undefined ? InspectExit.LOAD_REFUSED : InspectExit.OK;
+  const load = loadError !== undefined ? { ok: false, error: loadError.message, code: loadError.code } : { ok: true };
+  const out: Description = { text: lines.join("\n"), json: { file: obj.file, license: obj.license, programs, maps, load }, exitCode };
+  if (loadError !== undefined) out.loadError = loadError;
+  return out;
 }

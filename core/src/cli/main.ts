@@ -3,7 +3,7 @@
  * The bpfhook command line: look inside eBPF objects, assemble and
  * disassemble, compile eBPF C, run the conformance suite.
  *
- *   bpfhook inspect prog.bpf.o        programs, sections, maps, and which plugin serves each section
+ *   bpfhook inspect prog.bpf.o        programs, sections, maps, which plugin serves each section; does it load
  *   bpfhook disasm prog.bpf.o [-p x]  linked instructions of each program
  *   bpfhook asm prog.s -o prog.bin    assemble text to raw instructions
  *   bpfhook compile prog.bpf.c        clang -O2 -g -target bpf with the flags these machines need
@@ -18,7 +18,7 @@ import { loadObject } from "../loader/index.js";
 import { cleanStaleRegions } from "../maps/region.js";
 import { compileBpfC } from "../toolchain/clang.js";
 import { conformanceCommand } from "../tools/conformance.js";
-import { describeObject } from "./describe.js";
+import { inspectObject } from "./describe.js";
 
 function program(): Command {
   const cli = new Command("bpfhook")
@@ -27,13 +27,18 @@ function program(): Command {
 
   cli
     .command("inspect")
-    .description("list an object's programs (with the plugin that serves each section) and maps")
+    .description(
+      "list an object's programs (with the plugin that serves each section) and maps, and check that it loads; " +
+        "exit 0: loads and every program attaches by section, 1: a load would refuse it, 2: loads, but some program cannot attach by its section",
+    )
     .argument("<object>", "an ELF object built by clang -target bpf")
     .option("--plugin <name...>", "plugin packages to match sections against (default: the bundled ones)")
     .option("--json", "print JSON instead of text")
-    .action((file: string, opts: { plugin?: string[]; json?: boolean }) => {
-      const out = describeObject(loadObject(file), opts.plugin);
+    .action(async (file: string, opts: { plugin?: string[]; json?: boolean }) => {
+      const out = await inspectObject(file, opts.plugin);
       console.log(opts.json ? JSON.stringify(out.json, bigintJson, 2) : out.text);
+      if (out.loadError !== undefined) console.error(`bpfhook: ${out.loadError.message}`);
+      process.exitCode = out.exitCode;
     });
 
   cli
@@ -52,7 +57,7 @@ function program(): Command {
       }
       for (const p of progs) {
         console.log(`${p.name} (section ${p.section}, ${p.insns.length / 8} instructions):`);
-        console.log(disassemble(p.insns));
+        console.log(disassemble(p.insns, { helperNames: true }));
         console.log("");
       }
     });

@@ -7,6 +7,8 @@ export interface Where {
   func?: string;
   /** The symbol a relocation or definition is about. */
   symbol?: string;
+  /** The map a definition is about: printed as "map 'x'" in place of the symbol, so messages name it once. */
+  map?: string;
   /** Byte offset inside the section. */
   offset?: number;
 }
@@ -29,11 +31,13 @@ export class LoadContext {
     if (where.section !== undefined) parts.push(`section '${where.section}'`);
     if (where.func !== undefined) parts.push(`function '${where.func}'`);
     if (where.offset !== undefined) parts.push(`offset 0x${where.offset.toString(16)}`);
-    if (where.symbol !== undefined) parts.push(`symbol '${where.symbol}'`);
+    if (where.map !== undefined) parts.push(`map '${where.map}'`);
+    else if (where.symbol !== undefined) parts.push(`symbol '${where.symbol}'`);
     const detail: ErrorDetail = {};
     if (this.file !== undefined) detail.file = this.file;
     if (where.section !== undefined) detail.section = where.section;
-    if (where.symbol !== undefined) detail.symbol = where.symbol;
+    if (where.map !== undefined) detail.symbol = where.map;
+    else if (where.symbol !== undefined) detail.symbol = where.symbol;
     else if (where.func !== undefined) detail.symbol = where.func;
     // Instruction index, the unit the VM and verifier speak in (code only).
     if (where.offset !== undefined && where.func !== undefined) detail.pc = Math.floor(where.offset / 8);

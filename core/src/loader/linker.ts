@@ -35,7 +35,11 @@ export class Linker {
     private readonly ctx: LoadContext,
   ) {}
 
+  /** The program being linked, so errors in a subprogram can name who uses it. */
+  private program: BpfFunction | undefined;
+
   link(program: BpfFunction): ProgramSpec {
+    this.program = program;
     // Functions get their place in the output when first referenced, so a
     // call can be patched before its target's instructions are copied.
     const placed = new Map<BpfFunction, number>();
@@ -129,6 +133,13 @@ export class Linker {
           insn.src = BPF_PSEUDO_MAP_IDX_VALUE;
           insn.imm = target.map;
           second.imm = target.offset;
+        } else if (target?.kind === "unknown-extern") {
+          const p = this.program!;
+          this.ctx.unsupported(
+            `program '${p.name}' (section '${p.section.name}') uses this __kconfig extern, which bpfhook does not define ` +
+              "(declare it __weak to read 0, or give its value in the kconfig load option)",
+            { section: fn.section.name, func: fn.name, offset: index * INSN_SIZE, symbol: target.name },
+          );
         } else if (target?.kind === "code") {
           insn.src = BPF_PSEUDO_FUNC;
           insn.imm = positionOf(target, local) - pc - 1;

@@ -99,9 +99,10 @@ function btfMapDefinitions(elf: ElfFile, section: ElfSection, btf: Btf | undefin
     const variable = btf.type(info.type);
     if (variable.kind !== BtfKind.VAR) ctx.invalid(`BTF entry ${info.type} of '.maps' is not a variable`, where);
     const name = variable.name;
-    const at = { ...where, symbol: name, offset: symbols.get(name) ?? info.offset };
+    const offset = symbols.get(name) ?? info.offset;
+    const at: Where = { ...where, map: name, offset };
     const def = btf.resolve(variable.sizeOrType);
-    if (def.kind !== BtfKind.STRUCT) ctx.invalid(`map '${name}' is not a struct`, at);
+    if (def.kind !== BtfKind.STRUCT) ctx.invalid("the definition is not a struct", at);
 
     const spec: MapSpec = { name, type: 0, keySize: 0, valueSize: 0, maxEntries: 0, flags: 0, section: section.name };
     let keyFromType: number | undefined;
@@ -110,32 +111,32 @@ function btfMapDefinitions(elf: ElfFile, section: ElfSection, btf: Btf | undefin
       const field = member.name;
       switch (field) {
         case "type":
-          spec.type = Number(uintField(btf, member, name, ctx, at));
+          spec.type = Number(uintField(btf, member, ctx, at));
           break;
         case "max_entries":
-          spec.maxEntries = Number(uintField(btf, member, name, ctx, at));
+          spec.maxEntries = Number(uintField(btf, member, ctx, at));
           break;
         case "key_size":
-          spec.keySize = Number(uintField(btf, member, name, ctx, at));
+          spec.keySize = Number(uintField(btf, member, ctx, at));
           break;
         case "value_size":
-          spec.valueSize = Number(uintField(btf, member, name, ctx, at));
+          spec.valueSize = Number(uintField(btf, member, ctx, at));
           break;
         case "map_flags":
-          spec.flags = Number(uintField(btf, member, name, ctx, at));
+          spec.flags = Number(uintField(btf, member, ctx, at));
           break;
         case "pinning":
-          spec.pinning = Number(uintField(btf, member, name, ctx, at));
+          spec.pinning = Number(uintField(btf, member, ctx, at));
           break;
         case "numa_node":
-          spec.numaNode = Number(uintField(btf, member, name, ctx, at));
+          spec.numaNode = Number(uintField(btf, member, ctx, at));
           break;
         case "map_extra":
-          spec.mapExtra = uintField(btf, member, name, ctx, at);
+          spec.mapExtra = uintField(btf, member, ctx, at);
           break;
         case "key":
         case "value": {
-          const { size, info: described } = typeField(btf, member, name, ctx, at);
+          const { size, info: described } = typeField(btf, member, ctx, at);
           if (field === "key") {
             keyFromType = size;
             spec.keyType = described;
@@ -146,21 +147,21 @@ function btfMapDefinitions(elf: ElfFile, section: ElfSection, btf: Btf | undefin
           break;
         }
         case "values":
-          ctx.unsupported(`map '${name}': initial 'values' (map-in-map, prog-array slots) are not supported`, at);
+          ctx.unsupported(`initial 'values' (map-in-map, prog-array slots) are not supported`, at);
         default:
-          ctx.unsupported(`map '${name}': unknown field '${field}'`, at);
+          ctx.unsupported(`unknown field '${field}'`, at);
       }
     }
-    spec.keySize = agree(spec.keySize, keyFromType, "key", name, ctx, at);
-    spec.valueSize = agree(spec.valueSize, valueFromType, "value", name, ctx, at);
-    if (spec.type === BPF_MAP_TYPE.UNSPEC) ctx.invalid(`map '${name}' has no type`, at);
+    spec.keySize = agree(spec.keySize, keyFromType, "key", ctx, at);
+    spec.valueSize = agree(spec.valueSize, valueFromType, "value", ctx, at);
+    if (spec.type === BPF_MAP_TYPE.UNSPEC) ctx.invalid("the definition has no type", at);
     // libbpf gives perf event arrays int keys and values (CPU -> fd) when the
     // definition leaves them out; do the same so specs match what it would load.
     if (spec.type === BPF_MAP_TYPE.PERF_EVENT_ARRAY) {
       if (spec.keySize === 0) spec.keySize = 4;
       if (spec.valueSize === 0) spec.valueSize = 4;
     }
-    return { spec, offset: at.offset };
+    return { spec, offset };
   });
 }
 
@@ -169,7 +170,7 @@ function btfMapDefinitions(elf: ElfFile, section: ElfSection, btf: Btf | undefin
  * (N is the array length), libbpf 1.2's `__ulong(f, N)` is an enum whose
  * single value is N.
  */
-function uintField(btf: Btf, member: BtfMember, map: string, ctx: LoadContext, at: Where): bigint {
+function uintField(btf: Btf, member: BtfMember, ctx: LoadContext, at: Where): bigint {
   const t = btf.resolve(member.type);
   if (t.kind === BtfKind.PTR) {
     const arr = btf.resolve(t.sizeOrType);
@@ -178,23 +179,23 @@ function uintField(btf: Btf, member: BtfMember, map: string, ctx: LoadContext, a
   if ((t.kind === BtfKind.ENUM || t.kind === BtfKind.ENUM64) && t.enumValues!.length === 1) {
     return t.enumValues![0]!.value;
   }
-  return ctx.invalid(`map '${map}': field '${member.name}' must be declared with __uint() or __ulong()`, at);
+  return ctx.invalid(`field '${member.name}' must be declared with __uint() or __ulong()`, at);
 }
 
 /** `__type(f, T)` is `typeof(T) *f`: the size and description of T. */
-function typeField(btf: Btf, member: BtfMember, map: string, ctx: LoadContext, at: Where): { size: number; info: BtfTypeInfo } {
+function typeField(btf: Btf, member: BtfMember, ctx: LoadContext, at: Where): { size: number; info: BtfTypeInfo } {
   const t = btf.resolve(member.type);
-  if (t.kind !== BtfKind.PTR) ctx.invalid(`map '${map}': field '${member.name}' must be declared with __type()`, at);
+  if (t.kind !== BtfKind.PTR) ctx.invalid(`field '${member.name}' must be declared with __type()`, at);
   const size = btf.sizeOf(t.sizeOrType);
-  if (size === undefined) ctx.invalid(`map '${map}': ${member.name} type has no size`, at);
+  if (size === undefined) ctx.invalid(`${member.name} type has no size`, at);
   return { size, info: btf.describe(t.sizeOrType) };
 }
 
 /** key_size / value_size and __type(key/value) may both be given; they must agree. */
-function agree(explicit: number, fromType: number | undefined, what: string, map: string, ctx: LoadContext, at: Where): number {
+function agree(explicit: number, fromType: number | undefined, what: string, ctx: LoadContext, at: Where): number {
   if (fromType === undefined) return explicit;
   if (explicit !== 0 && explicit !== fromType) {
-    ctx.invalid(`map '${map}': ${what}_size ${explicit} disagrees with the ${what} type's size ${fromType}`, at);
+    ctx.invalid(`${what}_size ${explicit} disagrees with the ${what} type's size ${fromType}`, at);
   }
   return fromType;
 }
@@ -210,12 +211,12 @@ function legacyMapDefinitions(elf: ElfFile, section: ElfSection, ctx: LoadContex
   }
   const r = new ByteReader(section.data, (what) => ctx.invalid(`truncated map definition: ${what}`, where));
   return symbols.map(({ name, offset }) => {
-    const at = { ...where, symbol: name, offset };
-    if (offset % defSize !== 0) ctx.invalid(`map '${name}' is not at a multiple of the definition size ${defSize}`, at);
+    const at: Where = { ...where, map: name, offset };
+    if (offset % defSize !== 0) ctx.invalid(`the definition is not at a multiple of the definition size ${defSize}`, at);
     const field = (i: number): number => (i * 4 < defSize ? r.u32(offset + i * 4, LEGACY_FIELDS[i]) : 0);
     // A larger def (iproute2's adds id, pinning, ...) is fine only if the extra bytes are unused.
     for (let b = LEGACY_FIELDS.length * 4; b < defSize; b++) {
-      if (r.u8(offset + b) !== 0) ctx.unsupported(`map '${name}': non-zero fields past struct bpf_map_def's ${LEGACY_FIELDS.length * 4} bytes`, at);
+      if (r.u8(offset + b) !== 0) ctx.unsupported(`non-zero fields past struct bpf_map_def's ${LEGACY_FIELDS.length * 4} bytes`, at);
     }
     const spec: MapSpec = {
       name,
@@ -226,7 +227,7 @@ function legacyMapDefinitions(elf: ElfFile, section: ElfSection, ctx: LoadContex
       flags: field(4),
       section: section.name,
     };
-    if (spec.type === BPF_MAP_TYPE.UNSPEC) ctx.invalid(`map '${name}' has no type`, at);
+    if (spec.type === BPF_MAP_TYPE.UNSPEC) ctx.invalid("the definition has no type", at);
     return { spec, offset };
   });
 }

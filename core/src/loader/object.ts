@@ -2,7 +2,7 @@
  * loadObject: from a clang-built eBPF object to programs and map specs. Each
  * step lives in its own module; this one only decides their order.
  */
-import { readFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readFileSync, type Stats } from "node:fs";
 import { BpfhookError } from "../errors.js";
 import { applyDataRelocations, Btf } from "./btf.js";
 import { parseCoreRelocations, type CoreRelocation } from "./btf-ext.js";
@@ -10,6 +10,7 @@ import { LoadContext } from "./context.js";
 import { parseElf, type ElfFile } from "./elf.js";
 import { collectFunctions } from "./functions.js";
 import { indexCoreRelocations, Linker } from "./linker.js";
+import { collectExterns } from "./externs.js";
 import { collectMaps } from "./maps.js";
 import { RelocationResolver } from "./relocations.js";
 import type { BpfObject, LoadObjectOptions } from "./types.js";
@@ -24,8 +25,9 @@ export function loadObject(pathOrBuffer: string | Uint8Array, opts: LoadObjectOp
   const core = btf === undefined ? [] : readCoreRelocations(elf, btf, ctx);
 
   const maps = collectMaps(elf, btf, ctx);
+  const externs = collectExterns(elf, btf, maps.specs, opts.kconfig, ctx);
   const functions = collectFunctions(elf, ctx);
-  const linker = new Linker(functions, new RelocationResolver(elf, maps, ctx), indexCoreRelocations(core), ctx);
+  const linker = new Linker(functions, new RelocationResolver(elf, maps, externs, ctx), indexCoreRelocations(core), ctx);
 
   const object: BpfObject = {
     license: readLicense(elf, ctx),
@@ -47,12 +49,39 @@ function open(pathOrBuffer: string | Uint8Array, opts: LoadObjectOptions): { byt
     return { bytes: pathOrBuffer, ctx };
   }
   const ctx = new LoadContext(pathOrBuffer, pathOrBuffer);
+  return { bytes: readRegularFile(pathOrBuffer), ctx };
+}
+
+/**
+ * The bytes of a regular file. Anything else is refused before a byte is
+ * read: /dev/zero would be read forever, a FIFO would block (it is opened
+ * non-blocking, so even the open returns at once), a directory has no bytes.
+ */
+export function readRegularFile(path: string): Buffer {
+  let fd: number | undefined;
   try {
-    return { bytes: readFileSync(pathOrBuffer), ctx };
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    const st = fstatSync(fd);
+    if (!st.isFile()) {
+      throw new BpfhookError("BAD_ARGUMENT", `${path}: not a regular file (${fileKind(st)}); give an ELF object file`, { file: path });
+    }
+    return readFileSync(fd);
   } catch (cause) {
+    if (cause instanceof BpfhookError) throw cause;
     const code = (cause as NodeJS.ErrnoException).code === "ENOENT" ? "NOT_FOUND" : "BAD_ARGUMENT";
-    throw new BpfhookError(code, `${pathOrBuffer}: cannot read: ${(cause as Error).message}`, { file: pathOrBuffer, cause });
+    throw new BpfhookError(code, `${path}: cannot read: ${(cause as Error).message}`, { file: path, cause });
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
+}
+
+function fileKind(st: Stats): string {
+  if (st.isDirectory()) return "a directory";
+  if (st.isCharacterDevice()) return "a character device";
+  if (st.isBlockDevice()) return "a block device";
+  if (st.isFIFO()) return "a FIFO";
+  if (st.isSocket()) return "a socket";
+  return "not a file";
 }
 
 /** .BTF with its datasec offsets filled in from .rel.BTF; undefined without -g. */

@@ -7,6 +7,7 @@
 import { SHN_UNDEF, STT_SECTION } from "@bpfhook/sdk";
 import type { LoadContext, Where } from "./context.js";
 import type { ElfFile, ElfRelocation, ElfSection } from "./elf.js";
+import type { ExternTable } from "./externs.js";
 import { isCodeSection, type BpfFunction } from "./functions.js";
 import { INSN_SIZE, R_BPF_64_32, R_BPF_64_64, R_BPF_NONE, type InsnView } from "./insn.js";
 import { BTF_MAPS_SECTION, LEGACY_MAPS_SECTION, type MapTable } from "./maps.js";
@@ -14,8 +15,10 @@ import { BTF_MAPS_SECTION, LEGACY_MAPS_SECTION, type MapTable } from "./maps.js"
 export type InsnTarget =
   /** lddw of a map (definition in `.maps` / `maps`). */
   | { kind: "map"; map: number }
-  /** lddw of an address inside a global data map's value. */
+  /** lddw of an address inside a global data map's value (also a __kconfig extern's place in `.kconfig`). */
   | { kind: "map-value"; map: number; offset: number }
+  /** lddw of a strong __kconfig extern nothing defines: the linker refuses it, naming the program. */
+  | { kind: "unknown-extern"; name: string }
   /** A call, or lddw of a function's address: instruction `index` of a code section. */
   | { kind: "code"; section: ElfSection; index: number };
 
@@ -26,6 +29,7 @@ export class RelocationResolver {
   constructor(
     private readonly elf: ElfFile,
     private readonly maps: MapTable,
+    private readonly externs: ExternTable,
     private readonly ctx: LoadContext,
   ) {
     for (const section of elf.sections) {
@@ -108,12 +112,14 @@ export class RelocationResolver {
     const where = this.where(fn, index, rel);
     if (rel.type !== R_BPF_64_64) this.ctx.invalid(`relocation type ${rel.type} on lddw (expected R_BPF_64_64)`, where);
     const sym = rel.symbol;
+    const addend = rel.addend !== undefined ? Number(rel.addend) : insn.imm;
     if (sym.shndx === SHN_UNDEF) {
-      this.ctx.unsupported(`reference to extern variable '${sym.name}' (__kconfig / __ksym externs are not supported)`, where);
+      const ext = this.externs.resolve(sym.name, where);
+      if (ext.kind === "unknown-kconfig") return { kind: "unknown-extern", name: ext.name };
+      return { kind: "map-value", map: ext.map, offset: ext.offset + addend };
     }
     const section = this.elf.sections[sym.shndx];
     if (section === undefined) this.ctx.unsupported(`reference to '${sym.name}', which lives in no section`, where);
-    const addend = rel.addend !== undefined ? Number(rel.addend) : insn.imm;
     const offset = sym.value + addend;
 
     if (section.name === BTF_MAPS_SECTION || section.name === LEGACY_MAPS_SECTION) {

@@ -52,7 +52,7 @@ export interface MapSpec {
   flags: number;
   /** Initial value of entry 0 of a global data map (zeroes for .bss). */
   initialData?: Uint8Array;
-  /** True for .rodata*: programs may not write it. */
+  /** True for .rodata* and .kconfig: programs may not write it, and user space may not once it is loaded (frozen). */
   readonly?: boolean;
   keyType?: BtfTypeInfo;
   valueType?: BtfTypeInfo;
@@ -121,4 +121,9 @@ export interface BtfMemberInfo {
 export interface LoadObjectOptions {
   /** Name for messages and BpfObject.file when a buffer is passed (a path names itself). */
   name?: string;
+  /**
+   * Values for `__kconfig` externs, added to or overriding bpfhook's table
+   * (loader/README.md): `{ CONFIG_HZ: 1000, CONFIG_FOO: "y", CONFIG_NAME: "text" }`.
+   */
+  kconfig?: Readonly<Record<string, boolean | number | bigint | string>>;
 }

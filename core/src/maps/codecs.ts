@@ -160,6 +160,67 @@ export function cstring(size: number): Codec<string> {
   };
 }
 
+/**
+ * `char name[size]` as BTF describes it (clang marks no char flag), for maps
+ * read without a codec of the user's:
+ * - encode takes a string (UTF-8, at most size - 1 bytes, NUL-padded), a
+ *   Buffer / Uint8Array (at most size bytes, zero-padded) or an array of
+ *   byte values (exactly size; what earlier versions decoded to);
+ * - decode gives a string when the bytes are text ended by a NUL: valid
+ *   UTF-8 without control characters (tab, newline, carriage return
+ *   allowed) up to the first NUL, and only zeroes after it. Anything else
+ *   (no NUL, binary bytes, data after the NUL) is a Buffer of all `size`
+ *   bytes, so nothing is lost and it encodes back unchanged.
+ */
+export function chars(size: number): Codec<string | Buffer> {
+  intCheck("chars(size)", size, 1, 1 << 20);
+  const text = new TextDecoder("utf-8", { fatal: true });
+  return {
+    size,
+    align: 1,
+    encode: (v, b, o) => {
+      let raw: Uint8Array;
+      if (typeof v === "string") {
+        raw = Buffer.from(v, "utf8");
+        if (raw.length >= size) {
+          throw new BpfhookError("BAD_ARGUMENT", `codec chars(${size}): '${v}' needs ${raw.length + 1} bytes with its NUL`);
+        }
+      } else if (v instanceof Uint8Array) {
+        raw = v;
+      } else if (Array.isArray(v) && (v as unknown[]).length === size) {
+        const bytesOf = Buffer.alloc(size);
+        (v as unknown[]).forEach((x, i) => {
+          if (typeof x !== "number" || !Number.isInteger(x) || x < -128 || x > 255) {
+            throw new BpfhookError("BAD_ARGUMENT", `codec chars(${size}): element ${i} (${String(x)}) is not a byte`);
+          }
+          bytesOf[i] = x & 0xff;
+        });
+        raw = bytesOf;
+      } else {
+        throw new BpfhookError("BAD_ARGUMENT", `codec chars(${size}): expected a string, a Buffer of at most ${size} bytes or ${size} byte values`);
+      }
+      if (raw.length > size) throw new BpfhookError("BAD_ARGUMENT", `codec chars(${size}): ${raw.length} bytes do not fit`);
+      b.set(raw, o);
+      b.fill(0, o + raw.length, o + size);
+    },
+    decode: (b, o) => {
+      const s = b.subarray(o, o + size);
+      const end = s.indexOf(0);
+      if (end >= 0 && s.subarray(end).every((x) => x === 0)) {
+        const head = s.subarray(0, end);
+        if (head.every((x) => x >= 0x20 ? x !== 0x7f : x === 0x09 || x === 0x0a || x === 0x0d)) {
+          try {
+            return text.decode(head);
+          } catch {
+            // not UTF-8: bytes
+          }
+        }
+      }
+      return Buffer.from(s);
+    },
+  };
+}
+
 /** A C array of `count` elements (T name[count]). */
 export function array<T>(element: Codec<T>, count: number): Codec<T[]> {
   intCheck("array(count)", count, 0, 1 << 24);
@@ -168,10 +229,12 @@ export function array<T>(element: Codec<T>, count: number): Codec<T[]> {
     size: stride * count,
     align: element.align,
     encode: (v, b, o) => {
-      if (!Array.isArray(v) || v.length !== count) {
-        throw new BpfhookError("BAD_ARGUMENT", `codec array: expected ${count} elements`);
+      // Byte arrays (__u8 data[N]) also take a Buffer of exactly N bytes.
+      const list = element.size === 1 && v instanceof Uint8Array ? (Array.from(v) as T[]) : v;
+      if (!Array.isArray(list) || list.length !== count) {
+        throw new BpfhookError("BAD_ARGUMENT", `codec array: expected ${count} elements${element.size === 1 ? " or a Buffer of as many bytes" : ""}`);
       }
-      v.forEach((e, i) => element.encode(e, b, o + i * stride));
+      list.forEach((e, i) => element.encode(e, b, o + i * stride));
     },
     decode: (b, o) => Array.from({ length: count }, (_, i) => element.decode(b, o + i * stride)),
   };

@@ -11,6 +11,7 @@
 import { BpfhookError } from "../errors.js";
 import { native } from "../native/binding.js";
 import type { NativeMapHandle, NativeMapInfo, NativePerfRingStats, NativeRingbufStats } from "../native/addon-types.js";
+import { describeMapType } from "../kernel-names.js";
 import { raw, u32, type Codec } from "./codecs.js";
 import { Errno, mapError } from "./errors.js";
 import { PerfBufferConsumer, type PerfBufferOptions } from "./perfbuf.js";
@@ -35,6 +36,7 @@ export abstract class MapBase {
   /** Possible CPUs the region is laid out for. */
   readonly ncpus: number;
   #handle: NativeMapHandle | undefined;
+  #frozen = false;
 
   constructor(
     handle: NativeMapHandle,
@@ -92,6 +94,30 @@ export abstract class MapBase {
    */
   get corruptions(): number {
     return native().mapInfo(this.native).corruptions;
+  }
+
+  /**
+   * Makes the map read-only for user space from now on, as BPF_MAP_FREEZE
+   * does: updates, deletes and pops through this handle fail with READ_ONLY;
+   * reads and programs' reads go on. The loader freezes `.rodata*` and
+   * `.kconfig` once their initial values are in, as libbpf does. There is no
+   * thaw. (Process-local: another process opening the region is not bound.)
+   */
+  freeze(): void {
+    this.#frozen = true;
+  }
+
+  get frozen(): boolean {
+    return this.#frozen;
+  }
+
+  /** Refuses a write to a frozen map. */
+  protected assertWritable(op: string): void {
+    if (this.#frozen) {
+      throw new BpfhookError("READ_ONLY", `map '${this.name}': ${op}: the map is frozen (read-only for user space after load)`, {
+        symbol: this.name,
+      });
+    }
   }
 
   get closed(): boolean {
@@ -155,6 +181,7 @@ abstract class KeyedMap<K> extends MapBase {
 
   /** Deletes `key`; false if it was not there. Arrays refuse (EINVAL), as in the kernel. */
   delete(key: K): boolean {
+    this.assertWritable("delete");
     const rc = native().mapDelete(this.native, this.encodeKey(key));
     if (rc === -Errno.ENOENT) return false;
     this.check("delete", rc);
@@ -221,6 +248,7 @@ export class BpfMap<K = Buffer, V = Buffer> extends KeyedMap<K> {
 
   /** Inserts or replaces; `flags` "noexist" / "exist" as BPF_NOEXIST / BPF_EXIST. */
   set(key: K, value: V, flags?: MapUpdateFlag): this {
+    this.assertWritable("update");
     this.valueCodec.encode(value, this.valueBuf, 0);
     this.check("update", native().mapUpdate(this.native, this.encodeKey(key), this.valueBuf, updateFlagValue(flags)));
     return this;
@@ -228,6 +256,7 @@ export class BpfMap<K = Buffer, V = Buffer> extends KeyedMap<K> {
 
   /** Removes and returns the value (hash family). */
   take(key: K): V | undefined {
+    this.assertWritable("lookup_and_delete");
     const rc = native().mapLookupAndDelete(this.native, this.encodeKey(key), this.valueBuf);
     if (rc === -Errno.ENOENT) return undefined;
     this.check("lookup_and_delete", rc);
@@ -306,6 +335,7 @@ export class PerCpuMap<K = Buffer, V = Buffer> extends KeyedMap<K> {
   }
 
   #update(key: K, flags: MapUpdateFlag | undefined): this {
+    this.assertWritable("update");
     this.check("update", native().mapUpdate(this.native, this.encodeKey(key), this.allBuf, updateFlagValue(flags)));
     return this;
   }
@@ -336,6 +366,7 @@ export class QueueMap<V = Buffer> extends MapBase {
 
   /** Adds a value; when full, "exist" drops the oldest instead of failing with E2BIG. */
   push(value: V, flags?: "any" | "exist"): this {
+    this.assertWritable("push");
     this.valueCodec.encode(value, this.valueBuf, 0);
     this.check("push", native().mapUpdate(this.native, null, this.valueBuf, updateFlagValue(flags)));
     return this;
@@ -343,6 +374,7 @@ export class QueueMap<V = Buffer> extends MapBase {
 
   /** Removes and returns the next value, or undefined when empty. */
   pop(): V | undefined {
+    this.assertWritable("pop");
     const rc = native().mapLookupAndDelete(this.native, null, this.valueBuf);
     if (rc === -Errno.ENOENT) return undefined;
     this.check("pop", rc);
@@ -517,7 +549,7 @@ export function wrapMap(
       return new PerfEventArray(handle, info, region);
     default:
       native().mapClose(handle);
-      throw new BpfhookError("MAP_ERROR", `map '${info.name}': type ${info.type} is not supported`, {
+      throw new BpfhookError("MAP_ERROR", `map '${info.name}': ${describeMapType(info.type)} is not supported`, {
         symbol: info.name,
       });
   }

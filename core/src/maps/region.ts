@@ -26,6 +26,7 @@ import {
   type RingBufMap,
   type StackTraceMap,
 } from "./map.js";
+import { describeMapType } from "../kernel-names.js";
 import { MapType, mapTypeName, type MapCreateOptions, type MapDescriptor, type MapTypeName } from "./types.js";
 
 export interface SharedRegionOptions {
@@ -239,7 +240,7 @@ export class SharedRegion implements MapOwner {
     if (typeName === undefined) {
       throw new BpfhookError(
         "BAD_ARGUMENT",
-        `map '${name}': create: type ${String(opts.type)} is not supported (${Object.keys(MapType).join(", ")})`,
+        `map '${name}': create: ${typeof type === "number" ? describeMapType(type) : `map type '${String(opts.type)}'`} is not supported (supported: ${Object.keys(MapType).join(", ")})`,
         { symbol: name },
       );
     }

@@ -1,8 +1,9 @@
 /**
  * Picks a codec for a map's key or value from its BTF type, so maps of a
  * clang-built object read as numbers, bigints and structs instead of bytes.
- * Integers of 1/2/4 bytes become numbers, 8 bytes bigints; structs of such
- * members become objects; anything else stays a Buffer of the right size.
+ * Integers of 1/2/4 bytes become numbers, 8 bytes bigints; `char x[N]`
+ * strings or Buffers (codec.chars); other arrays arrays; structs of such
+ * members objects; anything else stays a Buffer of the right size.
  */
 import type { BtfTypeInfo } from "../loader/index.js";
 import { codec, type Codec } from "../maps/index.js";
@@ -46,7 +47,10 @@ function fromType(t: BtfTypeInfo): Codec<any> | undefined {
 
 function arrayCodec(t: BtfTypeInfo): Codec<any> | undefined {
   if (!t.element || t.length === undefined) return undefined;
-  if (t.element.kind === "int" && t.element.size === 1 && t.element.char) return codec.cstring(t.length);
+  // clang describes `char` as a signed 1-byte int named "char", without BTF's char flag.
+  if (t.element.kind === "int" && t.element.size === 1 && (t.element.char || /^(signed )?char$/.test(t.element.name))) {
+    return codec.chars(t.length);
+  }
   const inner = fromType(t.element);
   return inner ? codec.array(inner, t.length) : codec.raw(t.size);
 }

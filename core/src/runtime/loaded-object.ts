@@ -4,9 +4,10 @@
  * nothing: if one program fails to load, everything made so far is freed.
  */
 import { BpfhookError } from "../errors.js";
+import { describeMissingHelper } from "../kernel-names.js";
 import type { NativeProgram } from "../native/addon-types.js";
 import { loadObject } from "../loader/index.js";
-import type { BpfObject, MapSpec } from "../loader/index.js";
+import type { BpfObject, LoadObjectOptions, MapSpec } from "../loader/index.js";
 import { Program } from "./program.js";
 import type { Runtime } from "./runtime.js";
 import { createObjectMaps, type ObjectMap, type ProgArrayMaker } from "./object-maps.js";
@@ -19,6 +20,9 @@ export interface RawObject {
   maps?: readonly MapSpec[];
   license?: string;
 }
+
+/** Options of Runtime.load for ELF objects: loadObject's (a name for bytes, kconfig values). */
+export type LoadOptions = LoadObjectOptions;
 
 /** A path to a clang-built .bpf.o, its bytes, or a raw object. */
 export type LoadSource = string | Uint8Array | RawObject;
@@ -43,8 +47,9 @@ export class LoadedObject {
     loadProgram: ProgramLoader,
     makeProgArray?: ProgArrayMaker,
     onClose: (obj: LoadedObject) => void = (obj) => obj.dispose(),
+    options: LoadOptions = {},
   ): LoadedObject {
-    const spec = toObject(source);
+    const spec = toObject(source, options);
     const name = spec.file ?? "(object)";
     const maps = createObjectMaps(region, spec.maps, name, makeProgArray);
     const programs = new Map<string, Program>();
@@ -59,7 +64,9 @@ export class LoadedObject {
           nativeProgram = loadProgram(p.insns, p.name, handles);
         } catch (err) {
           if (err instanceof BpfhookError) {
-            throw new BpfhookError(err.code, `${name}: section '${p.section}': ${err.message}`, {
+            const { message, pc } = nameHelpers(err.message);
+            throw new BpfhookError(err.code, `${name}: section '${p.section}': ${message}`, {
+              ...(pc === undefined ? {} : { pc }),
               ...err.detail,
               file: spec.file,
               section: p.section,
@@ -145,8 +152,21 @@ export class LoadedObject {
   }
 }
 
-function toObject(source: LoadSource): BpfObject {
-  if (typeof source === "string" || source instanceof Uint8Array) return loadObject(source);
+/**
+ * The VM names a helper nobody registered by number only ("call to
+ * unregistered helper 502"); say which helper that is and who could provide
+ * it, from the one table of names.
+ */
+function nameHelpers(message: string): { message: string; pc?: number } {
+  const m = /\b(callx? to) unregistered helper (\d+)/.exec(message);
+  if (m === null) return { message };
+  const pc = /\bpc (\d+):/.exec(message);
+  const named = message.replace(m[0], `${m[1]} ${describeMissingHelper(Number(m[2]))}`);
+  return pc === null ? { message: named } : { message: named, pc: Number(pc[1]) };
+}
+
+function toObject(source: LoadSource, options: LoadOptions): BpfObject {
+  if (typeof source === "string" || source instanceof Uint8Array) return loadObject(source, options);
   if (!source || !Array.isArray(source.programs)) {
     throw new BpfhookError("BAD_ARGUMENT", "load(): expected a path, ELF bytes, or { programs: [...], maps?: [...] }");
   }

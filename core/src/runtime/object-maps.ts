@@ -27,12 +27,12 @@ export interface ObjectMap {
 export type ProgArrayMaker = (name: string, maxEntries: number) => ProgArray;
 
 const PROG_ARRAY = 3;
+const QUEUE = 22;
+const STACK = 23;
 /** Types read without key and value codecs. */
 const NO_CODECS = new Set([
   4 /* perf event array */,
   7 /* stack trace: frames as bigint[] */,
-  22 /* queue */,
-  23 /* stack */,
   27 /* ringbuf */,
 ]);
 
@@ -68,7 +68,7 @@ export function createObjectMaps(
         } as never);
       } catch (err) {
         if (err instanceof BpfhookError) {
-          throw new BpfhookError(err.code, `${objectName}: map '${spec.name}' (section ${spec.section}): ${err.message}`, {
+          throw new BpfhookError(err.code, `${objectName}: map '${spec.name}' (section ${spec.section}): ${withoutMapName(err.message)}`, {
             ...err.detail,
             symbol: spec.name,
             section: spec.section,
@@ -89,6 +89,8 @@ export function createObjectMaps(
       if (spec.initialData && spec.initialData.some((b) => b !== 0)) {
         (map as unknown as { set(k: number, v: Buffer): void }).set(0, Buffer.from(spec.initialData));
       }
+      // libbpf freezes .rodata and .kconfig after filling them: constants stay constant.
+      if (spec.readonly) map.freeze();
     }
   } catch (err) {
     for (const m of made) m.close();
@@ -99,7 +101,7 @@ export function createObjectMaps(
 
 function progArrayEntry(spec: MapSpec, objectName: string, make: ProgArrayMaker | undefined): ObjectMap {
   function fail(err: BpfhookError): never {
-    throw new BpfhookError(err.code, `${objectName}: map '${spec.name}' (section ${spec.section}): ${err.message}`, {
+    throw new BpfhookError(err.code, `${objectName}: map '${spec.name}' (section ${spec.section}): ${withoutMapName(err.message)}`, {
       ...err.detail,
       symbol: spec.name,
       section: spec.section,
@@ -127,6 +129,11 @@ function progArrayEntry(spec: MapSpec, objectName: string, make: ProgArrayMaker 
   return { name: spec.name, regionName: "", spec, map, native: map.native, close: () => map.close() };
 }
 
+/** Map errors start with "map 'name': "; the object's message names the map once, itself. */
+function withoutMapName(message: string): string {
+  return message.replace(/^map '[^']*': /, "");
+}
+
 function uniqueName(name: string, taken: Set<string>): string {
   const base = name.replace(/[^\x21-\x7e]/g, "_").slice(0, 56);
   if (!taken.has(base)) return base;
@@ -137,12 +144,15 @@ function uniqueName(name: string, taken: Set<string>): string {
 }
 
 /**
- * Global data (.data, .rodata, .bss) reads as its raw bytes (its layout is the
- * datasec in spec.valueType); keyless maps and stack traces take no codecs;
- * others get codecs from BTF.
+ * Global data (.data, .rodata, .bss, .kconfig) reads as its raw bytes (its
+ * layout is the datasec in spec.valueType); event channels and stack traces
+ * take no codecs; queues and stacks get a value codec from BTF, others key
+ * and value codecs.
  */
 function codecsFor(spec: MapSpec): { key?: Codec<any>; value?: Codec<any> } {
   if (NO_CODECS.has(spec.type)) return {};
   if (spec.initialData !== undefined) return { key: codec.u32, value: codec.raw(spec.valueSize) };
+  // Queues and stacks have values only (key size 0).
+  if (spec.type === QUEUE || spec.type === STACK) return { value: codecFromBtf(spec.valueType, spec.valueSize) };
   return { key: codecFromBtf(spec.keyType, spec.keySize), value: codecFromBtf(spec.valueType, spec.valueSize) };
 }

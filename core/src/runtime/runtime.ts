@@ -24,9 +24,10 @@ import { callPlugin, callPluginSync } from "../plugins/call-plugin.js";
 import { assertInsidePackage, NodePluginLoader } from "../plugins/discovery.js";
 import { PluginRegistry } from "../plugins/registry.js";
 import { PluginLoaderToken, PluginRegistryToken, RuntimeToken } from "../plugins/tokens.js";
+import { parseCookie } from "./cookie.js";
 import { Link } from "./link.js";
 import { Program } from "./program.js";
-import { LoadedObject, type LoadSource } from "./loaded-object.js";
+import { LoadedObject, type LoadOptions, type LoadSource } from "./loaded-object.js";
 import { ProgArray } from "./prog-array.js";
 import { cleanStaleRegions, SharedRegion } from "../maps/index.js";
 
@@ -90,8 +91,8 @@ export interface AttachOptions {
    * (default: parsed from the section).
    */
   data?: Record<string, unknown>;
-  /** Value of bpf_get_attach_cookie() in the program. */
-  cookie?: bigint | number;
+  /** Value of bpf_get_attach_cookie() in the program: a u64 as a number, bigint or decimal string. */
+  cookie?: bigint | number | string;
 }
 
 export class Runtime implements NativeCaller {
@@ -156,7 +157,7 @@ export class Runtime implements NativeCaller {
    * with maps given in code. Creates its maps, then loads and compiles every
    * program; on any failure nothing of it stays loaded.
    */
-  load(source: LoadSource): LoadedObject {
+  load(source: LoadSource, options?: LoadOptions): LoadedObject {
     this.assertOpen();
     const obj = LoadedObject.create(
       this,
@@ -176,6 +177,7 @@ export class Runtime implements NativeCaller {
       // Program arrays hold this runtime's programs: the native runtime owns them.
       (name, maxEntries) => new ProgArray(name, this.nativeRt.createProgArray(maxEntries)),
       (o) => this.unload(o),
+      options,
     );
     this.objects.push(obj);
     return obj;
@@ -184,6 +186,8 @@ export class Runtime implements NativeCaller {
   /** Attaches `program` by its section or by explicit type and private data. */
   async attach(program: Program, options: AttachOptions = {}): Promise<Link> {
     this.assertOpen();
+    // Checked first: a bad cookie must not cost a plugin's prepare().
+    const cookie = parseCookie(options.cookie, program.name);
     const { plugin, type, raw, where } = this.selectAttachPoint(program, options);
     const data = this.registry.validate(plugin, type, raw, where);
     const host: PluginHost = { log: (level, message) => this.log(plugin.name, level, message) };
@@ -196,7 +200,6 @@ export class Runtime implements NativeCaller {
       ? callPluginSync(plugin.name, "describe", () => plugin.describe!(request))
       : `${type.name} ${where}`;
     const index = this.openNativePlugin(plugin);
-    const cookie = options.cookie === undefined ? 0n : BigInt(options.cookie);
     const id = this.nativeRt.attach(index, program.native, type.id, bytes, cookie);
     const link = new Link(this.nativeRt, id, program.name, plugin, type, description, (l) => {
       this.links.delete(l);

@@ -48,7 +48,11 @@ long bh_perf_event_output(bh_map *m, uint64_t flags, const void *data, uint64_t 
   PerfRingCtl *c = Ctl(m, uint32_t(index));
   uint8_t *ring = Data(m, uint32_t(index));
   shm::SpinGuard guard(&c->lock, shm::Wait::kProbe);
-  if (!Locked(m, guard.result())) return -EBUSY;
+  if (!Locked(m, guard.result())) {
+    // Lost to the consumer, as a full ring's sample is (and counted busy).
+    shm::fetch_add_relaxed(&c->lost, uint64_t(1));
+    return -EBUSY;
+  }
   uint64_t head = shm::load_relaxed(&c->head);
   uint64_t tail = shm::load_acquire(&c->tail);
   // Records start at 8-byte positions, so the header below never crosses

@@ -56,7 +56,13 @@ void *bh_ringbuf_reserve(bh_map *m, uint64_t size, uint64_t flags) {
   MapHeader *h = m->hdr;
   // Nothing to repair after a takeover: nothing is visible before
   // producer_pos moves, and that is the last store under the lock.
-  if (!Locked(m, shm::spin_lock(&h->lock, shm::Wait::kProbe))) return nullptr;
+  if (!Locked(m, shm::spin_lock(&h->lock, shm::Wait::kProbe))) {
+    // A record the producer could not write is a lost record to the
+    // consumer, whatever the reason (full ring, or a lock held past the
+    // probe budget): counted in drops as well as in the busy count.
+    shm::fetch_add_relaxed(&h->drops, uint64_t(1));
+    return nullptr;
+  }
   const uint32_t me = shm::SelfTid();
   uint64_t cons = shm::load_acquire(&h->consumer_pos);
   uint64_t prod = shm::load_relaxed(&h->producer_pos);

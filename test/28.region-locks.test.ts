@@ -80,7 +80,7 @@ function survive(regionName: string, body: string): any {
   return JSON.parse(lines[lines.length - 1]!);
 }
 
-describe("25 region locks: dead holders are taken over, waits are bounded", function () {
+describe("28 region locks: dead holders are taken over, waits are bounded", function () {
   this.timeout(60_000);
   const name = `/bpfhook-t25-${process.pid}`;
   let region: SharedRegion;
