@@ -162,6 +162,23 @@ bool LruEvict(bh_map *m, shm::Wait wait) {
 
 }  // namespace
 
+uint32_t HashFindSlow(const bh_map *m, uint32_t hash, const void *key) {
+  const Bucket *b = BucketFor(m, hash);
+  for (uint32_t tries = 0;; tries++) {
+    uint64_t seen = shm::SeqLock::read_begin(&b->seq);
+    bool bad = false;
+    uint32_t found = HashWalk(m, b, hash, key, &bad);
+    if (!shm::SeqLock::read_changed(&b->seq, seen)) {
+      if (bad) Corrupt(m);  // a stable chain out of bounds: corrupt, not a race
+      return found;
+    }
+    if (tries == shm::kReadRetries) {
+      CountBusy(m);
+      return 0;
+    }
+  }
+}
+
 long HashUpdate(bh_map *m, const void *key, const void *value, uint64_t flags, bool all_cpus) {
   if (flags > BH_EXIST) return -EINVAL;  // includes BH_F_LOCK: no bpf_spin_lock support
   // all_cpus is the user-space layout, so it also says who waits how long.

@@ -349,37 +349,37 @@ inline shm::Wait WaitFor(bool user) { return user ? shm::Wait::kUser : shm::Wait
 // user space also learns -EDEADLK (the lock is its own thread's).
 inline long LockFailure(int rc, bool user) { return user ? rc : -EBUSY; }
 
-// Lock-free lookup: the element index holding `key`, or 0 (also when writers
-// kept changing the bucket for kReadRetries reads: counted as busy).
-inline uint32_t HashFind(const bh_map *m, uint32_t hash, const void *key) {
-  Bucket *b = BucketFor(m, hash);
-  for (uint32_t tries = 0;; tries++) {
-    uint64_t seen = shm::SeqLock::read_begin(&b->seq);
-    uint32_t found = 0;
-    uint32_t steps = 0;
-    bool bad = false;
-    for (uint32_t idx = shm::load_acquire(&b->head); idx != 0;) {
-      // Mangled by reuse (the check below fails and we retry) or corrupt.
-      if (idx > m->pool_size || ++steps > m->pool_size) {
-        bad = true;
-        break;
-      }
-      ElemHeader *e = Elem(m, idx);
-      if (shm::load_relaxed(&e->hash) == hash && KeyEq(m, ElemKey(e), key)) {
-        found = idx;
-        break;
-      }
-      idx = shm::load_acquire(&e->next);
-    }
-    if (!shm::SeqLock::read_changed(&b->seq, seen)) {
-      if (__builtin_expect(bad, 0)) Corrupt(m);  // a stable chain out of bounds: corrupt, not a race
-      return found;
-    }
-    if (tries == shm::kReadRetries) {
-      CountBusy(m);
+// One pass over a bucket's chain: the element index holding `key` or 0;
+// `bad` when the chain leaves the pool or is longer than it (mangled by a
+// concurrent reuse, which the seqlock check then catches, or corrupt).
+inline uint32_t HashWalk(const bh_map *m, const Bucket *b, uint32_t hash, const void *key, bool *bad) {
+  uint32_t steps = 0;
+  for (uint32_t idx = shm::load_acquire(&b->head); idx != 0;) {
+    if (__builtin_expect(idx > m->pool_size || ++steps > m->pool_size, 0)) {
+      *bad = true;
       return 0;
     }
+    ElemHeader *e = Elem(m, idx);
+    if (shm::load_relaxed(&e->hash) == hash && KeyEq(m, ElemKey(e), key)) return idx;
+    idx = shm::load_acquire(&e->next);
   }
+  return 0;
+}
+
+// The retries of HashFind, out of line: bounded by kReadRetries (then 0,
+// counted as busy); a stable chain out of bounds counts as corruption.
+uint32_t HashFindSlow(const bh_map *m, uint32_t hash, const void *key);
+
+// Lock-free lookup: the element index holding `key`, or 0. The first pass is
+// inline and carries nothing else; a pass that raced a writer or met a bad
+// chain goes to HashFindSlow.
+inline uint32_t HashFind(const bh_map *m, uint32_t hash, const void *key) {
+  const Bucket *b = BucketFor(m, hash);
+  uint64_t seen = shm::SeqLock::read_begin(&b->seq);
+  bool bad = false;
+  uint32_t found = HashWalk(m, b, hash, key, &bad);
+  if (__builtin_expect(!shm::SeqLock::read_changed(&b->seq, seen) && !bad, 1)) return found;
+  return HashFindSlow(m, hash, key);
 }
 
 inline void LruTouch(const bh_map *m, ElemHeader *e) {
