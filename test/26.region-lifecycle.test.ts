@@ -4,7 +4,7 @@
 // next start (and by `bpfhook clean`) while live processes' regions stay.
 import { strict as assert } from "node:assert";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, existsSync, openSync, readSync, rmSync, utimesSync, writeFileSync, writeSync } from "node:fs";
 import path from "node:path";
 import { assembleBytes, BpfhookError, cleanStaleRegions, Runtime, SharedRegion, type BpfMap, type ProgArray, type RawObject } from "@bpfhook/core";
 import { trigger } from "@bpfhook/plugin-simple";
@@ -203,6 +203,32 @@ describe("26 region life cycle", () => {
         assert.equal(existsSync(`/dev/shm${r.name}`), false);
       } finally {
         r.close();
+      }
+    });
+
+    it("an object whose header is not a region's is removed only when the pid in its name is gone and it sat still", async () => {
+      // A dead process's pid: a child that has exited and been reaped.
+      const gone = spawn(process.execPath, ["-e", "0"]);
+      await new Promise((done) => gone.once("exit", done));
+      const garbage = Buffer.alloc(4096, 0xa5); // a header overwritten by a hostile writer
+      const make = (name: string, ageSeconds: number) => {
+        const file = `/dev/shm${name}`;
+        writeFileSync(file, garbage, { mode: 0o600 });
+        const t = Date.now() / 1000 - ageSeconds;
+        utimesSync(file, t, t);
+        return file;
+      };
+      const old = make(`/bpfhook-${gone.pid}-00garbage00old`, 120);
+      const fresh = make(`/bpfhook-${gone.pid}-00garbage0fresh`, 0); // its creator may still be writing it
+      const alive = make(`/bpfhook-${process.pid}-00garbage0alive`, 120);
+      try {
+        const removed = cleanStaleRegions();
+        assert.ok(removed.some((s) => s.name === `/bpfhook-${gone.pid}-00garbage00old` && s.pid === gone.pid));
+        assert.equal(existsSync(old), false);
+        assert.equal(existsSync(fresh), true, "a fresh object is left alone");
+        assert.equal(existsSync(alive), true, "an object named for a live pid is left alone");
+      } finally {
+        for (const f of [old, fresh, alive]) rmSync(f, { force: true });
       }
     });
 

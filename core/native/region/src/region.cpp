@@ -717,6 +717,25 @@ bool CreatorGone(const bh_region_header &h) {
   return h.layout_version >= 2 && start != h.creator_start;
 }
 
+// For an object whose header is not a region's (its creator died before
+// writing the magic, or a hostile writer overwrote the header): the creator's
+// pid from the name (/bpfhook-<pid>-...). Gone only if no such process exists
+// and the object has not changed for a while (a live creator may still be
+// writing its header). Returns that pid, or 0 (not gone, or no pid in the
+// name). A pid from another pid namespace cannot be told apart here, which is
+// why only an object that has sat unchanged for a while is judged.
+uint32_t NamedCreatorGone(const char *entry, const struct stat &st) {
+  const char *p = entry + strlen(BH_REGION_NAME_PREFIX) - 1;  // after "bpfhook-"
+  char *end = nullptr;
+  errno = 0;
+  unsigned long pid = strtoul(p, &end, 10);
+  if (errno != 0 || end == p || *end != '-' || pid == 0 || pid > unsigned(INT32_MAX)) return 0;
+  if (time(nullptr) - st.st_mtime < 30) return 0;
+  uint64_t start = 0;
+  char state = '?';
+  return bpfhook::region::ProcStatForClean(pid_t(pid), &start, &state) == -ENOENT ? uint32_t(pid) : 0;
+}
+
 }  // namespace
 
 int bh_region_clean_stale(bh_region_removed_fn removed, void *cookie) {
@@ -738,11 +757,18 @@ int bh_region_clean_stale(bh_region_removed_fn removed, void *cookie) {
     bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == uid &&
               pread(fd, &h, sizeof h, 0) == ssize_t(sizeof h);
     close(fd);
-    if (!ok || h.magic != BH_REGION_MAGIC) continue;  // not (yet) a region: its creator may be writing it
-    if (h.layout_version != 1 && h.layout_version != BH_REGION_LAYOUT_VERSION) continue;
+    if (!ok) continue;
+    if (h.magic != BH_REGION_MAGIC) {
+      // Not (yet) a region: its creator may still be writing it, unless the
+      // pid in its name is gone.
+      h.creator_pid = NamedCreatorGone(e->d_name, st);
+      if (h.creator_pid == 0) continue;
+    } else {
+      if (h.layout_version != 1 && h.layout_version != BH_REGION_LAYOUT_VERSION) continue;
     // Pids of another namespace name other processes here: never judge them.
-    if (h.layout_version >= 2 && h.creator_pidns != 0 && our_ns != 0 && h.creator_pidns != our_ns) continue;
-    if (!CreatorGone(h)) continue;
+      if (h.layout_version >= 2 && h.creator_pidns != 0 && our_ns != 0 && h.creator_pidns != our_ns) continue;
+      if (!CreatorGone(h)) continue;
+    }
     std::string name = std::string("/") + e->d_name;
     if (shm_unlink(name.c_str()) == 0) {
       removed_count++;
