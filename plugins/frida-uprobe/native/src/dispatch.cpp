@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <cpuid.h>
+
 #include "internal.h"
 #include "sys.h"
 
@@ -88,10 +90,130 @@ void returns_now(const ListenerSet *s, Frame *f, bh_hook_call &call) {
 
 }  // namespace
 
+namespace {
+
+// ---- vector, x87 and mask state ------------------------------------------
+// This file is compiled with -mgeneral-regs-only, and so is the trampoline
+// code around it: nothing here touches that state.  Listeners that may (any
+// C code: libc's memcpy ends in vzeroupper on AVX2 machines) run between a
+// save and a restore of all of it, in the layout XSAVE picks for this CPU.
+
+inline void vec_save(uint8_t *area) {
+    const uint32_t lo = uint32_t(g_vec.mask), hi = uint32_t(g_vec.mask >> 32);
+    switch (g_vec.mode) {
+    case 2:
+        // XRSTOR faults on non-zero reserved header bytes, which XSAVEC does
+        // not write: clear the header first.
+        for (int i = 0; i < 8; i++) reinterpret_cast<uint64_t *>(area + 512)[i] = 0;
+        asm volatile("xsavec64 %0" : "=m"(*area) : "a"(lo), "d"(hi) : "memory");
+        break;
+    case 1:
+        for (int i = 0; i < 8; i++) reinterpret_cast<uint64_t *>(area + 512)[i] = 0;
+        asm volatile("xsave64 %0" : "=m"(*area) : "a"(lo), "d"(hi) : "memory");
+        break;
+    default:
+        asm volatile("fxsave64 %0" : "=m"(*area) : : "memory");
+        break;
+    }
+}
+
+inline void vec_restore(const uint8_t *area) {
+    const uint32_t lo = uint32_t(g_vec.mask), hi = uint32_t(g_vec.mask >> 32);
+    if (g_vec.mode != 0)
+        asm volatile("xrstor64 %0" : : "m"(*area), "a"(lo), "d"(hi) : "memory");
+    else
+        asm volatile("fxrstor64 %0" : : "m"(*area) : "memory");
+}
+
+// 64-byte aligned save area on the stack (2.5 KiB with AVX-512, 0.8 with AVX).
+#define BH_VEC_AREA(name)                                                          \
+    uint8_t *name = reinterpret_cast<uint8_t *>(                                  \
+        (reinterpret_cast<uintptr_t>(__builtin_alloca(g_vec.size + 64)) + 63) & ~uintptr_t(63))
+
+// The first probe on a thread sets up its state with libc calls.
+__attribute__((noinline)) ThreadState *thread_state_init_saved() {
+    BH_VEC_AREA(area);
+    vec_save(area);
+    ThreadState *t = thread_state_init();
+    vec_restore(area);
+    return t;
+}
+
+// Entry listeners; returns the stub's action.
+inline uint32_t run_entry(ThreadState *t, HookCore *h, Frame *f, const ListenerSet *s, const void *xmm) {
+    uint32_t action = kRun;
+    bh_hook_call call;
+    call.func_ip = h->addr;
+    call.regs = &f->regs;
+    call.cookie = 0;
+    call.retval = 0;
+    call.flags = h->call_flags;
+    call._reserved = 0;
+    call.entry_args = nullptr;
+    call.xmm = xmm;
+    call._prev = t->current;
+    t->current = &call;
+    for (const Listener *l = s->items, *end = l + s->n_entry; l != end; ++l) {
+        call.cookie = l->cookie;
+        const uint64_t v = l->fn(l->user, &f->regs, &call);
+        if (l->replace) {
+            call.retval = v;
+            call.flags |= BH_HOOK_CALL_OVERRIDE;
+        }
+    }
+    if (call.flags & BH_HOOK_CALL_OVERRIDE) {
+        f->regs.rax = call.retval;
+        action = kReturnNow;
+        if (s->n_return) returns_now(s, f, call);
+    } else if (s->n_return && push_return(t, h, f)) {
+        action = kRunAndTrap;
+    }
+    t->current = call._prev;
+    return action;
+}
+
+__attribute__((noinline)) uint32_t run_entry_saved(ThreadState *t, HookCore *h, Frame *f, const ListenerSet *s) {
+    BH_VEC_AREA(area);
+    vec_save(area);
+    const uint32_t action = run_entry(t, h, f, s, area + 160);  // xmm0.. in the legacy area
+    vec_restore(area);
+    return action;
+}
+
+inline void run_return(ThreadState *t, HookCore *hook, Frame *f, const ListenerSet *s,
+                       const ShadowEntry &en, const void *xmm) {
+    bh_hook_call call;
+    call.func_ip = hook->addr;
+    call.regs = &f->regs;
+    call.cookie = 0;
+    call.retval = f->regs.rax;
+    call.flags = BH_HOOK_CALL_RETURN;
+    call._reserved = 0;
+    call.entry_args = en.args;
+    call.xmm = xmm;
+    call._prev = t->current;
+    t->current = &call;
+    for (const Listener *l = s->items + s->n_entry, *end = l + s->n_return; l != end; ++l) {
+        call.cookie = l->cookie;
+        l->fn(l->user, &f->regs, &call);
+    }
+    t->current = call._prev;
+}
+
+__attribute__((noinline)) void run_return_saved(ThreadState *t, HookCore *hook, Frame *f, const ListenerSet *s,
+                                                const ShadowEntry &en) {
+    BH_VEC_AREA(area);
+    vec_save(area);
+    run_return(t, hook, f, s, en, area + 160);
+    vec_restore(area);
+}
+
+}  // namespace
+
 extern "C" __attribute__((visibility("hidden"))) uint32_t bh_on_enter(HookCore *h, Frame *f) {
     if (__builtin_expect(h->set.load(std::memory_order_relaxed) == nullptr, 0)) return kRun;
     ThreadState *t = tls_state;
-    if (__builtin_expect(t == nullptr, 0)) t = thread_state_init();
+    if (__builtin_expect(t == nullptr, 0)) t = thread_state_init_saved();
     const uint64_t c = t->ctr.load(std::memory_order_relaxed);
     if (__builtin_expect(c & 1, 0)) {
         h->missed.fetch_add(1, std::memory_order_relaxed);
@@ -100,35 +222,7 @@ extern "C" __attribute__((visibility("hidden"))) uint32_t bh_on_enter(HookCore *
     section_enter(t, c);
     uint32_t action = kRun;
     const ListenerSet *s = h->set.load(std::memory_order_acquire);
-    if (s) {
-        bh_hook_call call;
-        call.func_ip = h->addr;
-        call.regs = &f->regs;
-        call.cookie = 0;
-        call.retval = 0;
-        call.flags = 0;
-        call._reserved = 0;
-        call.entry_args = nullptr;
-        call.xmm = f->xmm;
-        call._prev = t->current;
-        t->current = &call;
-        for (const Listener *l = s->items, *end = l + s->n_entry; l != end; ++l) {
-            call.cookie = l->cookie;
-            const uint64_t v = l->fn(l->user, &f->regs, &call);
-            if (l->replace) {
-                call.retval = v;
-                call.flags |= BH_HOOK_CALL_OVERRIDE;
-            }
-        }
-        if (call.flags & BH_HOOK_CALL_OVERRIDE) {
-            f->regs.rax = call.retval;
-            action = kReturnNow;
-            if (s->n_return) returns_now(s, f, call);
-        } else if (s->n_return && push_return(t, h, f)) {
-            action = kRunAndTrap;
-        }
-        t->current = call._prev;
-    }
+    if (s) action = s->save_vec ? run_entry_saved(t, h, f, s) : run_entry(t, h, f, s, nullptr);
     section_leave(t, c);
     return action;
 }
@@ -160,23 +254,47 @@ extern "C" __attribute__((visibility("hidden"))) uint64_t bh_on_return(Frame *f)
     // probes are skipped, signal handlers included), so en.args stays valid.
     const ListenerSet *s = hook->set.load(std::memory_order_acquire);
     if (s && s->n_return) {
-        bh_hook_call call;
-        call.func_ip = hook->addr;
-        call.regs = &f->regs;
-        call.cookie = 0;
-        call.retval = f->regs.rax;
-        call.flags = BH_HOOK_CALL_RETURN;
-        call._reserved = 0;
-        call.entry_args = en.args;
-        call.xmm = f->xmm;
-        call._prev = t->current;
-        t->current = &call;
-        for (const Listener *l = s->items + s->n_entry, *end = l + s->n_return; l != end; ++l) {
-            call.cookie = l->cookie;
-            l->fn(l->user, &f->regs, &call);
-        }
-        t->current = call._prev;
+        if (s->save_vec)
+            run_return_saved(t, hook, f, s, en);
+        else
+            run_return(t, hook, f, s, en, nullptr);
     }
     section_leave(t, c);
     return ret;
+}
+
+// ---- CPU features (once, at engine init) -----------------------------------
+
+VecInfo bh::g_vec = {0, 512, 0};
+
+void bh::vec_init() {
+    uint32_t a, b, c, d;
+    __cpuid(1, a, b, c, d);
+    const bool xsave = (c & (1u << 26)) && (c & (1u << 27));  // XSAVE, OSXSAVE
+    if (!xsave) {
+        g_vec = {0, 512, 0};  // x87 and SSE only: FXSAVE holds all of it
+        return;
+    }
+    uint32_t xlo, xhi;
+    asm volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+    const uint64_t xcr0 = (uint64_t(xhi) << 32) | xlo;
+    // x87, SSE, AVX, MPX, opmask, ZMM_Hi256, Hi16_ZMM: the user state a C
+    // listener can change.  Not PKRU (no listener writes it) nor AMX tiles
+    // (8 KiB; a thread must ask the kernel for them first).
+    const uint64_t mask = xcr0 & 0xffull;
+    __cpuid_count(0xd, 1, a, b, c, d);
+    if (a & (1u << 1)) {  // XSAVEC: compacted, only the enabled components
+        uint32_t size = 576;
+        for (unsigned i = 2; i < 8; i++) {
+            if (!(mask & (1ull << i))) continue;
+            uint32_t sa, sb, sc, sd;
+            __cpuid_count(0xd, i, sa, sb, sc, sd);
+            if (sc & (1u << 1)) size = (size + 63) & ~63u;  // 64-byte aligned component
+            size += sa;
+        }
+        g_vec = {2, size, mask};
+    } else {
+        __cpuid_count(0xd, 0, a, b, c, d);
+        g_vec = {1, b, mask};  // ebx: the standard area for what XCR0 enables
+    }
 }
