@@ -233,11 +233,12 @@ int plugin_attach(void *state, const bh_attach_opts *opts, char *err, size_t err
                   a->description.c_str(), static_cast<unsigned long long>(func), type_name(other.type), other.id);
     }
   }
-  char msg[256] = {0};
+  char msg[512] = {0};
   bh_hook_attach_opts ho{};
   ho.sz = sizeof ho;
   ho.cookie = opts->cookie;
-  ho.func_name = a->description.c_str();
+  // No func_name: our own prefix names the target already, and the message
+  // must fit the host's buffer (the engine then says "attach 0x7f...:").
   ho.func_offset = target.func_offset;
   // An IFUNC's implementation is another function than the symbol sized.
   ho.func_size = (target.flags & BH_UPROBE_F_IFUNC_RESOLVER) != 0 ? 0 : target.func_size;

@@ -221,6 +221,18 @@ int create_hook(Interceptor &ix, uint64_t addr, const bh_hook_attach_opts &o, Ho
     const size_t rest = o.func_size ? o.func_size - off : 0;  // bytes from addr to the function's end
     size_t scan = rest ? std::min(rest, avail) : std::min<size_t>(512, avail);
     const size_t code_len = std::max(scan, std::min<size_t>(32, avail));
+    if (off) {
+        // First of all: is `addr` an instruction boundary?  (Decoding from
+        // inside an instruction gives nonsense or nothing.)
+        char berr[256];
+        const int brc = bh_reloc_check_function(reinterpret_cast<const void *>(start),
+                                                off + std::min<size_t>(15, avail), start, uint32_t(off), 1, 0,
+                                                berr, sizeof berr);
+        if (brc) {
+            *msg = strip_pc(berr);
+            return brc;
+        }
+    }
 
     auto *h = new (std::nothrow) Hook;
     if (!h) return -ENOMEM;
