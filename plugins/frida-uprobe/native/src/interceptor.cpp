@@ -763,7 +763,8 @@ int bh_hook_call__set_retval(struct bh_hook_call *c, uint64_t value) {
 const void *bh_hook_call__xmm(const struct bh_hook_call *c, uint32_t n) {
     if (!c || !c->xmm) return nullptr;
     const uint32_t max = (c->flags & BH_HOOK_CALL_RETURN) ? 2 : 8;
-    return n < max ? static_cast<const uint8_t *>(c->xmm) + 16 * n : nullptr;
+    return n < max ? static_cast<const uint8_t *>(c->xmm) + size_t(c->xmm_stride ? c->xmm_stride : 16) * n
+                   : nullptr;
 }
 
 }  // extern "C"

@@ -121,6 +121,7 @@ struct VecInfo {
     uint32_t mode;     // 0 fxsave64, 1 xsave64, 2 xsavec64
     uint32_t size;     // bytes of the save area (64-byte aligned start)
     uint64_t mask;     // XCR0 & the components a listener could change
+    uint32_t width;    // bytes of an argument vector register: 16, 32, 64
 };
 extern VecInfo g_vec BH_HIDDEN;
 void vec_init();  // once, from the engine's init (CPUID leaf 0xD, XGETBV)

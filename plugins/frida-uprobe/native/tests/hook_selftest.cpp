@@ -1433,6 +1433,26 @@ TEST(t29_vector_state_kept) {
     if (!n.rc) bh_hook_detach(n.link);
 }
 
+TEST(t29b_x87_result_kept) {
+    // A return listener that empties the x87 stack (MMX code ends in emms)
+    // must not lose a long double result in st0.
+    struct L {
+        static uint64_t emms(void *user, struct pt_regs *, struct bh_hook_call *) {
+            asm volatile("emms" ::: "memory");
+            static_cast<std::atomic<long> *>(user)->fetch_add(1);
+            return 0;
+        }
+    };
+    long double (*volatile fn)(long double) = tl_ld;
+    std::atomic<long> hits{0};
+    AttachResult r = attach(reinterpret_cast<void *>(tl_ld), BH_HOOK_RETURN, L::emms, &hits, "tl_ld");
+    CHECK_EQ(r.rc, 0);
+    CHECK(fn(20.25L) == 41.5L);
+    CHECK(fn(-1.0L) == -1.0L);
+    CHECK_EQ(hits.load(), 2);
+    if (!r.rc) bh_hook_detach(r.link);
+}
+
 TEST(t42_libc_free_at_every_boundary) {
     // Entry probes at each instruction boundary of free's first 32 bytes;
     // free(NULL) and free(p) stay right (child process: a wrong relocation

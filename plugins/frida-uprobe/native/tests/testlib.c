@@ -29,6 +29,8 @@ __m256 tl_m256_add(__m256 a, __m256 b) {
     return _mm256_add_ps(a, b);
 }
 
+API long double tl_ld(long double x) { return x * 2 + 1; }
+
 /* Hand-written shapes the compiler will not produce on demand. */
 __asm__(
     ".text\n"

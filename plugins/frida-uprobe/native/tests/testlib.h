@@ -36,6 +36,8 @@ int tl_je32(long p);
 /* push rbp; mov rbp,rsp; pop rbp; ret; then two undecodable bytes inside
  * the symbol's size (data in the code). */
 int tl_inline_data(int x);
+/* A long double result (in st0). */
+long double tl_ld(long double x);
 /* __m256 arguments and return value (AVX, built with target("avx2")). */
 #include <immintrin.h>
 __m256 tl_m256_add(__m256 a, __m256 b);

@@ -77,10 +77,13 @@ struct bh_hook_call {
 	uint64_t retval;              /* return probes: the return value;
 					 entry: the override value, if set */
 	uint32_t flags;               /* BH_HOOK_CALL_* */
-	uint32_t _reserved;
+	uint32_t xmm_stride;          /* bytes from one register to the next
+					 in `xmm` (16, 32 or 64: saved at the
+					 width the CPU has enabled) */
 	const uint64_t *entry_args;   /* return probes: rdi, rsi, rdx, rcx,
 					 r8, r9 as they were at entry */
-	const void *xmm;              /* xmm0..xmm7 at entry (16 bytes each);
+	const void *xmm;              /* xmm0..xmm7 at entry (the low 16
+					 bytes of each xmm_stride-byte slot);
 					 xmm0..xmm1 at return; NULL when
 					 every listener is NO_VECTOR */
 	struct bh_hook_call *_prev;   /* private: the probe this one nests in */
