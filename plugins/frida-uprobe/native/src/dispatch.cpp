@@ -132,57 +132,50 @@ inline void vec_restore(const uint8_t *area) {
         asm volatile("fxrstor64 %0" : : "m"(*area) : "memory");
 }
 
-// Vector registers 0..n-1 at the enabled width into/from `area` (64-byte
-// aligned, g_vec.width bytes apart).
-#define BH_VREGS8(op, r) op "0," r "\n" op "1," r "\n" op "2," r "\n" op "3," r "\n"
-inline void args_save(uint8_t *area, bool all8) {
-    switch (g_vec.width) {
-    case 64:
+// Vector registers 0..7 (or 0..1) at width W into/from `area` (64-byte
+// aligned, W bytes apart).
+template <unsigned W, bool All8>
+inline void args_save(uint8_t *area) {
+    if (W == 64) {
         asm volatile("vmovdqu64 %%zmm0,0(%0)\n vmovdqu64 %%zmm1,64(%0)" : : "r"(area) : "memory");
-        if (all8)
+        if (All8)
             asm volatile("vmovdqu64 %%zmm2,128(%0)\n vmovdqu64 %%zmm3,192(%0)\n vmovdqu64 %%zmm4,256(%0)\n"
                          "vmovdqu64 %%zmm5,320(%0)\n vmovdqu64 %%zmm6,384(%0)\n vmovdqu64 %%zmm7,448(%0)"
                          : : "r"(area) : "memory");
-        break;
-    case 32:
+    } else if (W == 32) {
         asm volatile("vmovdqu %%ymm0,0(%0)\n vmovdqu %%ymm1,32(%0)" : : "r"(area) : "memory");
-        if (all8)
+        if (All8)
             asm volatile("vmovdqu %%ymm2,64(%0)\n vmovdqu %%ymm3,96(%0)\n vmovdqu %%ymm4,128(%0)\n"
                          "vmovdqu %%ymm5,160(%0)\n vmovdqu %%ymm6,192(%0)\n vmovdqu %%ymm7,224(%0)"
                          : : "r"(area) : "memory");
-        break;
-    default:
+    } else {
         asm volatile("movdqu %%xmm0,0(%0)\n movdqu %%xmm1,16(%0)" : : "r"(area) : "memory");
-        if (all8)
+        if (All8)
             asm volatile("movdqu %%xmm2,32(%0)\n movdqu %%xmm3,48(%0)\n movdqu %%xmm4,64(%0)\n"
                          "movdqu %%xmm5,80(%0)\n movdqu %%xmm6,96(%0)\n movdqu %%xmm7,112(%0)"
                          : : "r"(area) : "memory");
-        break;
     }
 }
-inline void args_restore(const uint8_t *area, bool all8) {
-    switch (g_vec.width) {
-    case 64:
+template <unsigned W, bool All8>
+inline void args_restore(const uint8_t *area) {
+    if (W == 64) {
         asm volatile("vmovdqu64 0(%0),%%zmm0\n vmovdqu64 64(%0),%%zmm1" : : "r"(area) : "memory");
-        if (all8)
+        if (All8)
             asm volatile("vmovdqu64 128(%0),%%zmm2\n vmovdqu64 192(%0),%%zmm3\n vmovdqu64 256(%0),%%zmm4\n"
                          "vmovdqu64 320(%0),%%zmm5\n vmovdqu64 384(%0),%%zmm6\n vmovdqu64 448(%0),%%zmm7"
                          : : "r"(area) : "memory");
-        break;
-    case 32:
+    } else if (W == 32) {
         asm volatile("vmovdqu 0(%0),%%ymm0\n vmovdqu 32(%0),%%ymm1" : : "r"(area) : "memory");
-        if (all8)
+        if (All8)
             asm volatile("vmovdqu 64(%0),%%ymm2\n vmovdqu 96(%0),%%ymm3\n vmovdqu 128(%0),%%ymm4\n"
                          "vmovdqu 160(%0),%%ymm5\n vmovdqu 192(%0),%%ymm6\n vmovdqu 224(%0),%%ymm7"
                          : : "r"(area) : "memory");
-        break;
-    default:
+    } else {
         asm volatile("movdqu 0(%0),%%xmm0\n movdqu 16(%0),%%xmm1" : : "r"(area) : "memory");
-        if (all8)
+        if (All8)
             asm volatile("movdqu 32(%0),%%xmm2\n movdqu 48(%0),%%xmm3\n movdqu 64(%0),%%xmm4\n"
                          "movdqu 80(%0),%%xmm5\n movdqu 96(%0),%%xmm6\n movdqu 112(%0),%%xmm7"
                          : : "r"(area) : "memory");
-        break;
     }
 }
 
@@ -254,19 +247,32 @@ inline uint32_t run_entry(ThreadState *t, HookCore *h, Frame *f, const ListenerS
     return action;
 }
 
-__attribute__((noinline)) uint32_t run_entry_saved(ThreadState *t, HookCore *h, Frame *f, const ListenerSet *s) {
-    if (h->call_flags & BH_HOOK_CALL_MIDFUNC) {
-        BH_VEC_AREA(area);
-        vec_save(area);
-        const uint32_t action = run_entry(t, h, f, s, area + 160, 16);  // xmm0.. in the legacy area
-        vec_restore(area);
-        return action;
-    }
-    alignas(64) uint8_t area[512];
-    args_save(area, true);
-    const uint32_t action = run_entry(t, h, f, s, area, g_vec.width);
-    args_restore(area, true);
+// Inside a function: everything, with XSAVE.
+__attribute__((noinline)) uint32_t run_entry_mid(ThreadState *t, HookCore *h, Frame *f, const ListenerSet *s) {
+    BH_VEC_AREA(area);
+    vec_save(area);
+    const uint32_t action = run_entry(t, h, f, s, area + 160, 16);  // xmm0.. in the legacy area
+    vec_restore(area);
     return action;
+}
+
+// At a function's entry: the argument registers.
+template <unsigned W>
+__attribute__((noinline)) uint32_t run_entry_args(ThreadState *t, HookCore *h, Frame *f, const ListenerSet *s) {
+    alignas(64) uint8_t area[8 * W];
+    args_save<W, true>(area);
+    const uint32_t action = run_entry(t, h, f, s, area, W);
+    args_restore<W, true>(area);
+    return action;
+}
+
+inline uint32_t run_entry_saved(ThreadState *t, HookCore *h, Frame *f, const ListenerSet *s) {
+    if (h->call_flags & BH_HOOK_CALL_MIDFUNC) return run_entry_mid(t, h, f, s);
+    switch (g_vec.width) {
+    case 64: return run_entry_args<64>(t, h, f, s);
+    case 32: return run_entry_args<32>(t, h, f, s);
+    default: return run_entry_args<16>(t, h, f, s);
+    }
 }
 
 inline void run_return(ThreadState *t, HookCore *hook, Frame *f, const ListenerSet *s,
@@ -289,14 +295,25 @@ inline void run_return(ThreadState *t, HookCore *hook, Frame *f, const ListenerS
     t->current = call._prev;
 }
 
-__attribute__((noinline)) void run_return_saved(ThreadState *t, HookCore *hook, Frame *f, const ListenerSet *s,
-                                                const ShadowEntry &en) {
-    alignas(64) uint8_t area[128 + 32];
-    args_save(area, false);
-    const int st = x87_save(area + 128);
-    run_return(t, hook, f, s, en, area, g_vec.width);
-    x87_restore(area + 128, st);
-    args_restore(area, false);
+// At a return: the result registers xmm0-1 (at the CPU's width) and st0-1.
+template <unsigned W>
+__attribute__((noinline)) void run_return_args(ThreadState *t, HookCore *hook, Frame *f, const ListenerSet *s,
+                                               const ShadowEntry &en) {
+    alignas(64) uint8_t area[2 * W + 32];
+    args_save<W, false>(area);
+    const int st = x87_save(area + 2 * W);
+    run_return(t, hook, f, s, en, area, W);
+    x87_restore(area + 2 * W, st);
+    args_restore<W, false>(area);
+}
+
+inline void run_return_saved(ThreadState *t, HookCore *hook, Frame *f, const ListenerSet *s,
+                             const ShadowEntry &en) {
+    switch (g_vec.width) {
+    case 64: return run_return_args<64>(t, hook, f, s, en);
+    case 32: return run_return_args<32>(t, hook, f, s, en);
+    default: return run_return_args<16>(t, hook, f, s, en);
+    }
 }
 
 }  // namespace
