@@ -88,6 +88,14 @@ describe("43 uprobes inside functions, vector state, attach checks", function ()
     assert.equal(t.redzone(5), 11n);
   });
 
+  it("refuses a function its scan cannot decode to the end (data inside the symbol)", async () => {
+    await expectError(
+      () => obj.program("count_entry").attach({ type: "uprobe", data: at("bh_target_inline_data", 0) }),
+      "ATTACH_FAILED",
+      /cannot decode the instruction at \+0x9 of the function's 0xb bytes/,
+    );
+  });
+
   it("keeps red-zone locals of a leaf probed in its middle", async () => {
     // count_entry calls helpers (vector state saved), plain calls none.
     for (const prog of ["count_entry", "plain"]) {

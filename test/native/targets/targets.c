@@ -82,7 +82,15 @@ __asm__(
     "  .skip 32, 0x90\n"
     "2: mov $-1,%rax\n"
     "  ret\n"
-    ".size bh_target_je32, .-bh_target_je32\n");
+    ".size bh_target_je32, .-bh_target_je32\n"
+
+    /* Data inside the function's symbol (two bytes no decoder accepts): a
+     * scan for branches into a patch cannot cover it. Never called. */
+    ".globl bh_target_inline_data\n .type bh_target_inline_data,@function\n .p2align 4\n"
+    "bh_target_inline_data:\n"
+    "  push %rbp\n  mov %rsp,%rbp\n  mov %rdi,%rax\n  pop %rbp\n  ret\n"
+    "  .byte 0x06,0x06\n"
+    ".size bh_target_inline_data, .-bh_target_inline_data\n");
 
 #include <immintrin.h>
 

@@ -24,6 +24,9 @@ int64_t bh_target_redzone(int64_t x);
  * to `return -1`; else returns 1. */
 int64_t bh_target_je32(int64_t p);
 #define BH_TARGET_JE32_PROBE 3
+/* push rbp; mov rbp,rsp; mov rax,rdi; pop rbp; ret; then two undecodable
+ * bytes inside its symbol's size (data in the code). */
+int64_t bh_target_inline_data(int64_t x);
 /* out[i] = a[i] + b[i] for 8 floats, through a function taking and
  * returning __m256 (AVX code; the caller checks the CPU first). */
 void bh_target_m256_add(const float *a, const float *b, float *out);
