@@ -191,10 +191,25 @@ describe("41 frida-uprobe plugin", () => {
         description: `${LIBC}:malloc`,
         modulePath: LIBC,
         kind: "func",
+        funcOffset: 0n,
+        funcSize: expected.symbolSize,
       });
-      const inside = prepared(URETPROBE, { module: "libc", symbol: "malloc", offset: 4 });
+      const inside = prepared(UPROBE, { module: "libc", symbol: "malloc", offset: 4 });
       assert.equal(inside.resolved!.address, expected.address + 4n);
       assert.equal(inside.resolved!.description, `${LIBC}:malloc+0x4`);
+      assert.equal(inside.resolved!.funcOffset, 4n);
+      assert.equal(inside.resolved!.funcSize, expected.symbolSize);
+    });
+
+    it("refuses uretprobe, uprobe_override and ureplace inside a function, naming the type and offset", () => {
+      for (const type of [URETPROBE, UPROBE_OVERRIDE, UREPLACE]) {
+        expectCode(
+          () => prepared(type, { module: "libc", symbol: "malloc", offset: 4 }),
+          "BAD_ARGUMENT",
+          `${type.name} ${LIBC}:malloc+0x4: a ${type.name} must be at the function's entry, not at offset 0x4`,
+        );
+        assert.equal(prepared(type, { module: "libc", symbol: "malloc", offset: 0 }).resolved!.funcOffset, 0n);
+      }
     });
 
     it("prepares sections of every form", () => {
@@ -263,9 +278,19 @@ describe("41 frida-uprobe plugin", () => {
   });
 
   describe("encode()", () => {
-    it("writes u64 address, u32 attach type, u32 flags, then the description and a NUL", () => {
-      const bytes = encodePrivateData({ address: 0x1122334455667788n, attachType: 1008, flags: 1, description: "m:s" });
-      assert.equal(Buffer.from(bytes).toString("hex"), "8877665544332211" + "f0030000" + "01000000" + "6d3a7300");
+    it("writes u64 address, u32 attach type, u32 flags, u64 function offset and size, then the description and a NUL", () => {
+      const bytes = encodePrivateData({
+        address: 0x1122334455667788n,
+        attachType: 1008,
+        flags: 1,
+        funcOffset: 0x10n,
+        funcSize: 0x317n,
+        description: "m:s",
+      });
+      assert.equal(
+        Buffer.from(bytes).toString("hex"),
+        "8877665544332211" + "f0030000" + "01000000" + "1000000000000000" + "1703000000000000" + "6d3a7300",
+      );
       assert.equal(bytes.length, PRIVATE_DATA_FIXED + 4);
     });
 
@@ -277,8 +302,15 @@ describe("41 frida-uprobe plugin", () => {
           address: data.resolved!.address,
           attachType: type.id,
           flags: 0,
+          funcOffset: 0n,
+          funcSize: data.resolved!.funcSize,
           description: `${LIBC}:malloc`,
         });
+        // A program that calls no helper is flagged (the engine then skips saving vector state).
+        const program = { name: "p", section: "uprobe/x", helperIds: [] };
+        assert.equal(decodePrivateData(plugin.encode({ type, data, program })).flags, UprobeFlags.NO_HELPERS);
+        const calls = { ...program, helperIds: [1] };
+        assert.equal(decodePrivateData(plugin.encode({ type, data, program: calls })).flags, 0);
       }
     });
 
@@ -299,7 +331,14 @@ describe("41 frida-uprobe plugin", () => {
       }
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bpfhook-uprobe-h-"));
       try {
-        const bytes = encodePrivateData({ address: 0x7f0012345678n, attachType: 1009, flags: 1, description: "/lib/x.so:f+0x4" });
+        const bytes = encodePrivateData({
+          address: 0x7f0012345678n,
+          attachType: 1009,
+          flags: 1,
+          funcOffset: 4n,
+          funcSize: 0x40n,
+          description: "/lib/x.so:f+0x4",
+        });
         fs.writeFileSync(path.join(dir, "data.bin"), bytes);
         fs.writeFileSync(path.join(dir, "check.c"), DECODE_C);
         execFileSync("gcc", ["-std=c11", "-Wall", "-Wextra", "-Werror", "-I", uprobeIncludeDir(), "-o", "check", "check.c"], {
@@ -307,7 +346,7 @@ describe("41 frida-uprobe plugin", () => {
           stdio: "pipe",
         });
         const out = execFileSync(path.join(dir, "check"), ["data.bin"], { cwd: dir, encoding: "utf8" });
-        assert.equal(out, "ok 0x7f0012345678 1009 1 /lib/x.so:f+0x4\nshort -22\nflags -22\n");
+        assert.equal(out, "ok 0x7f0012345678 1009 1 4 64 /lib/x.so:f+0x4\nshort -22\nflags -22\n");
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });
       }
@@ -330,7 +369,8 @@ int main(int argc, char **argv) {
   struct bh_uprobe_target t;
   int rc = bh_uprobe_private_data_decode(buf, n, &t);
   if (rc != 0) return 3;
-  printf("ok 0x%" PRIx64 " %" PRIu32 " %" PRIu32 " %s\n", t.address, t.attach_type, t.flags, t.description);
+  printf("ok 0x%" PRIx64 " %" PRIu32 " %" PRIu32 " %" PRIu64 " %" PRIu64 " %s\n", t.address, t.attach_type, t.flags,
+         t.func_offset, t.func_size, t.description);
   printf("short %d\n", bh_uprobe_private_data_decode(buf, BH_UPROBE_PRIVATE_DATA_FIXED, &t));
   buf[12] |= 0x80;
   printf("flags %d\n", bh_uprobe_private_data_decode(buf, n, &t));

@@ -1,12 +1,14 @@
 export { AttachTypeId, PLUGIN_ABI_VERSION } from "./attach-types.js";
 export type {
   AttachPlugin,
+  AttachProgramInfo,
   AttachRequest,
   AttachTypeSpec,
   HelperDecl,
   NativeCaller,
   PluginExport,
   PluginHost,
+  RefusedHelper,
 } from "./plugin.js";
 export { definePlugin } from "./plugin.js";
 export { StructWriter } from "./encoding.js";

@@ -25,6 +25,34 @@ export interface AttachTypeSpec {
   readonly sectionPrefixes: readonly string[];
   /** Size in bytes of the context the program receives, when fixed (pt_regs: 168). */
   readonly contextSize?: number;
+  /**
+   * Names the program's context ("pt_regs", "tracepoint record" ...). Where a
+   * program's section states another one, attaching it as this type is
+   * refused unless the attach is forced. Default: known from the section
+   * prefixes (libbpf's names), else the type's own name.
+   */
+  readonly context?: string;
+  /**
+   * Helpers a program attached as this type must not call, each with why
+   * (checked in the program's instructions before anything native runs):
+   * the kernel refuses bpf_override_return outside override-capable probes.
+   */
+  readonly refusedHelpers?: readonly RefusedHelper[];
+}
+
+export interface RefusedHelper {
+  readonly id: number;
+  /** Completes "prog 'x' calls <name> (helper <id>): ". */
+  readonly reason: string;
+  readonly name: string;
+}
+
+/** The program being attached, as prepare() and encode() see it. */
+export interface AttachProgramInfo {
+  readonly name: string;
+  readonly section: string;
+  /** Ids of the helpers its instructions call, sorted; -1 for a call by register (callx). */
+  readonly helperIds: readonly number[];
 }
 
 /** A helper a plugin's native piece registers, declared for tools and docs. */
@@ -39,6 +67,8 @@ export interface AttachRequest<P> {
   readonly type: AttachTypeSpec;
   /** Private data, already validated by the plugin's schema. */
   readonly data: P;
+  /** The program to attach (absent when a tool encodes without one). */
+  readonly program?: AttachProgramInfo;
 }
 
 /** What the host lends a plugin while it prepares an attachment. */

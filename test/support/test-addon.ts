@@ -16,6 +16,14 @@ export interface TestAddon {
   escape(depth: number): bigint;
   strlen(s: string): number;
   mallocLoop(n: number, size: number): void;
+  /** free(NULL) and free(malloc(size)), n times. */
+  freeLoop(n: number, size: number): void;
+  /** 2x + 1 if its red-zone locals survive (a probe at +10 sits between them and their use). */
+  redzone(x: number): bigint;
+  /** -1 for 0, else 1: test rdi,rdi; je rel32 at +3. */
+  je32(p: number): bigint;
+  /** a + b, 8 floats, through a function taking and returning __m256 (AVX2 CPUs only). */
+  m256Add(a: number[], b: number[]): number[];
   addThreads(threads: number, perThread: number): number;
   timeCalls(which: "empty" | "double", iterations: number): number;
   addressOf(symbol: string): bigint;

@@ -76,7 +76,7 @@ export class LoadedObject {
           }
           throw err;
         }
-        programs.set(p.name, new Program(runtime, p.name, p.section, nativeProgram));
+        programs.set(p.name, new Program(runtime, p.name, p.section, nativeProgram, p.insns));
       }
     } catch (err) {
       for (const prog of programs.values()) prog.native.release();

@@ -8,13 +8,19 @@ import type { AttachOptions, Runtime } from "./runtime.js";
 import type { Link } from "./link.js";
 
 export class Program {
+  /** Helper ids its instructions call, sorted; -1 stands for a call by register (callx). */
+  readonly helperIds: readonly number[];
+
   constructor(
     private readonly runtime: Runtime,
     readonly name: string,
     /** ELF section, or "" for a program given as raw instructions. */
     readonly section: string,
     /** @internal */ readonly native: NativeProgram,
-  ) {}
+    insns: Uint8Array = new Uint8Array(0),
+  ) {
+    this.helperIds = helperCalls(insns);
+  }
 
   /** Attaches by section (no options) or by explicit type and private data. */
   attach(options?: AttachOptions): Promise<Link> {
@@ -39,4 +45,22 @@ export class Program {
   get jitSize(): number {
     return this.native.jitSize;
   }
+}
+
+/**
+ * The helpers a program calls: `call imm` with src_reg 0 (1 is a call of a
+ * subprogram, 2 a kfunc). `callx` (0x8d) calls a helper chosen at run time,
+ * reported as -1.
+ */
+export function helperCalls(insns: Uint8Array): number[] {
+  const ids = new Set<number>();
+  const view = new DataView(insns.buffer, insns.byteOffset, insns.byteLength);
+  for (let off = 0; off + 8 <= insns.byteLength; off += 8) {
+    const opcode = view.getUint8(off);
+    const src = view.getUint8(off + 1) >> 4;
+    if (opcode === 0x85 && src === 0) ids.add(view.getInt32(off + 4, true));
+    else if (opcode === 0x8d) ids.add(-1);
+    else if (opcode === 0x18) off += 8; // lddw: two slots
+  }
+  return [...ids].sort((a, b) => a - b);
 }

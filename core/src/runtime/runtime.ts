@@ -16,7 +16,7 @@ import path from "node:path";
 import { container as rootContainer } from "tsyringe";
 import { z } from "zod";
 import type { DependencyContainer } from "tsyringe";
-import type { AttachPlugin, AttachTypeSpec, NativeCaller, PluginExport, PluginHost } from "@bpfhook/sdk";
+import type { AttachPlugin, AttachProgramInfo, AttachTypeSpec, NativeCaller, PluginExport, PluginHost } from "@bpfhook/sdk";
 import { BpfhookError } from "../errors.js";
 import { native } from "../native/binding.js";
 import type { NativeRuntime } from "../native/addon-types.js";
@@ -93,6 +93,11 @@ export interface AttachOptions {
   data?: Record<string, unknown>;
   /** Value of bpf_get_attach_cookie() in the program: a u64 as a number, bigint or decimal string. */
   cookie?: bigint | number | string;
+  /**
+   * Attach even though the program's section states another context than
+   * the chosen type's (a `tracepoint/...` program attached as a uprobe).
+   */
+  force?: boolean;
 }
 
 export class Runtime implements NativeCaller {
@@ -189,12 +194,14 @@ export class Runtime implements NativeCaller {
     // Checked first: a bad cookie must not cost a plugin's prepare().
     const cookie = parseCookie(options.cookie, program.name);
     const { plugin, type, raw, where } = this.selectAttachPoint(program, options);
+    this.checkProgramFits(program, plugin, type, options.force === true);
     const data = this.registry.validate(plugin, type, raw, where);
     const host: PluginHost = { log: (level, message) => this.log(plugin.name, level, message) };
+    const info: AttachProgramInfo = { name: program.name, section: program.section, helperIds: program.helperIds };
     const prepared = plugin.prepare
-      ? await callPlugin(plugin.name, "prepare", () => plugin.prepare!({ type, data }, host))
+      ? await callPlugin(plugin.name, "prepare", () => plugin.prepare!({ type, data, program: info }, host))
       : data;
-    const request = { type, data: prepared };
+    const request = { type, data: prepared, program: info };
     const bytes = callPluginSync(plugin.name, "encode", () => plugin.encode(request));
     const description = plugin.describe
       ? callPluginSync(plugin.name, "describe", () => plugin.describe!(request))
@@ -334,6 +341,43 @@ export class Runtime implements NativeCaller {
     return { plugin: match.plugin, type: match.type, raw, where: `section '${program.section}'` };
   }
 
+  /**
+   * Before anything native: the program calls no helper its type refuses
+   * (bpf_override_return in a plain uprobe would be silently ignored), and
+   * its section states no other context than the type's, unless forced.
+   */
+  private checkProgramFits(program: Program, plugin: AttachPlugin, type: AttachTypeSpec, force: boolean): void {
+    for (const r of type.refusedHelpers ?? []) {
+      if (program.helperIds.includes(r.id)) {
+        throw new BpfhookError(
+          "BAD_ARGUMENT",
+          `prog '${program.name}' calls ${r.name} (helper ${r.id}), which ${type.name} can't honour: ${r.reason}`,
+          { section: program.section, plugin: plugin.name },
+        );
+      }
+    }
+    if (force || program.section === "") return;
+    const stated = this.sectionContext(program.section);
+    const wanted = typeContext(type);
+    if (stated !== undefined && stated.context !== wanted) {
+      throw new BpfhookError(
+        "BAD_ARGUMENT",
+        `prog '${program.name}': section '${program.section}' states a ${stated.context} context (${stated.kind}), ` +
+          `but attach type '${type.name}' gives it ${wanted}; pass { force: true } to attach it anyway`,
+        { section: program.section, plugin: plugin.name },
+      );
+    }
+  }
+
+  /** The context a section's kind states: libbpf's names, else a registered type's. */
+  private sectionContext(section: string): { kind: string; context: string } | undefined {
+    const kind = section.split("/")[0] ?? section;
+    const known = SECTION_CONTEXTS.get(kind);
+    if (known) return { kind, context: known };
+    const match = this.registry.matchSection(section);
+    return match ? { kind: match.type.name, context: typeContext(match.type) } : undefined;
+  }
+
   /** Explicit data is a config entry: the plugin's parseConfig (if any) turns it into private data. */
   private fromConfig(plugin: AttachPlugin, type: AttachTypeSpec, entry: Record<string, unknown>): unknown {
     if (!plugin.parseConfig) return entry;
@@ -406,4 +450,31 @@ function checkOptions(o: RuntimeOptions): void {
   if (o.plugins !== undefined && !Array.isArray(o.plugins)) {
     throw new BpfhookError("BAD_ARGUMENT", "option 'plugins' must be an array of package names or plugin objects");
   }
+}
+
+/**
+ * Contexts that libbpf's section names state (libbpf's section_defs): a
+ * program written for one reads its context with that layout.
+ */
+const SECTION_CONTEXTS: ReadonlyMap<string, string> = new Map(
+  [
+    ["pt_regs", ["kprobe", "kretprobe", "uprobe", "uretprobe", "uprobe.s", "uretprobe.s", "kprobe.multi", "kretprobe.multi",
+      "uprobe.multi", "uretprobe.multi", "ksyscall", "kretsyscall", "usdt", "usdt.s", "uprobe.override", "uoverride", "ureplace"]],
+    ["tracepoint record", ["tracepoint", "tp"]],
+    ["raw tracepoint", ["raw_tracepoint", "raw_tp", "raw_tracepoint.w", "raw_tp.w"]],
+    ["BTF function arguments", ["tp_btf", "fentry", "fexit", "fmod_ret", "fentry.s", "fexit.s", "fmod_ret.s", "lsm", "lsm.s", "iter", "iter.s"]],
+    ["xdp_md", ["xdp", "xdp.frags"]],
+    ["__sk_buff", ["tc", "tcx", "classifier", "action", "socket", "sk_skb"]],
+    ["perf event", ["perf_event"]],
+  ].flatMap(([context, kinds]) => (kinds as string[]).map((k) => [k, context as string] as const)),
+);
+
+/** The context a type gives its programs: declared, else known from its prefixes, else its own name. */
+function typeContext(type: AttachTypeSpec): string {
+  if (type.context) return type.context;
+  for (const p of type.sectionPrefixes) {
+    const known = SECTION_CONTEXTS.get(p);
+    if (known) return known;
+  }
+  return `${type.name} context`;
 }

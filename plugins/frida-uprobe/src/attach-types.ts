@@ -15,16 +15,27 @@
  * forms are accepted so libbpf programs load unchanged.
  */
 import { AttachTypeId } from "@bpfhook/sdk";
-import type { AttachTypeSpec } from "@bpfhook/sdk";
+import type { AttachTypeSpec, RefusedHelper } from "@bpfhook/sdk";
 
 /** sizeof(struct pt_regs) on x86-64. */
 export const PT_REGS_SIZE = 168;
+
+/** bpf_override_return: the kernel refuses it outside override-capable probes. */
+const OVERRIDE_RETURN = 58;
 
 export const UPROBE: AttachTypeSpec = {
   id: AttachTypeId.UPROBE,
   name: "uprobe",
   sectionPrefixes: ["uprobe", "uprobe.s"],
   contextSize: PT_REGS_SIZE,
+  context: "pt_regs",
+  refusedHelpers: [
+    {
+      id: OVERRIDE_RETURN,
+      name: "bpf_override_return",
+      reason: "a uprobe only observes; put the program in a 'uprobe.override/' section (attach type uprobe_override)",
+    } satisfies RefusedHelper,
+  ],
 };
 
 export const URETPROBE: AttachTypeSpec = {
@@ -32,6 +43,7 @@ export const URETPROBE: AttachTypeSpec = {
   name: "uretprobe",
   sectionPrefixes: ["uretprobe", "uretprobe.s"],
   contextSize: PT_REGS_SIZE,
+  context: "pt_regs",
 };
 
 export const UPROBE_OVERRIDE: AttachTypeSpec = {
@@ -39,6 +51,7 @@ export const UPROBE_OVERRIDE: AttachTypeSpec = {
   name: "uprobe_override",
   sectionPrefixes: ["uprobe.override", "uoverride"],
   contextSize: PT_REGS_SIZE,
+  context: "pt_regs",
 };
 
 export const UREPLACE: AttachTypeSpec = {
@@ -46,6 +59,14 @@ export const UREPLACE: AttachTypeSpec = {
   name: "ureplace",
   sectionPrefixes: ["ureplace"],
   contextSize: PT_REGS_SIZE,
+  context: "pt_regs",
+  refusedHelpers: [
+    {
+      id: OVERRIDE_RETURN,
+      name: "bpf_override_return",
+      reason: "a ureplace program's r0 is already the return value; return it instead",
+    },
+  ],
 };
 
 export const UPROBE_ATTACH_TYPES: readonly AttachTypeSpec[] = [UPROBE, URETPROBE, UPROBE_OVERRIDE, UREPLACE];

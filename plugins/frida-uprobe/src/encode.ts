@@ -3,7 +3,7 @@
  * bh_uprobe_private_data of include/bpfhook/uprobe_plugin.h, which is the
  * layout's reference. Keep the two in step.
  *
- *   u64 address | u32 attach_type | u32 flags | description\0
+ *   u64 address | u32 attach_type | u32 flags | u64 func_offset | u64 func_size | description\0
  */
 import { StructWriter } from "@bpfhook/sdk";
 
@@ -11,21 +11,34 @@ import { StructWriter } from "@bpfhook/sdk";
 export const UprobeFlags = {
   /** `address` is an IFUNC resolver: the native side calls it and hooks what it returns. */
   IFUNC_RESOLVER: 1 << 0,
+  /** The program calls no helper: with a JIT the engine skips saving vector state. */
+  NO_HELPERS: 1 << 1,
 } as const;
 
 /** BH_UPROBE_PRIVATE_DATA_FIXED: bytes before the description. */
-export const PRIVATE_DATA_FIXED = 16;
+export const PRIVATE_DATA_FIXED = 32;
 
 export interface EncodedFields {
   readonly address: bigint;
   readonly attachType: number;
   readonly flags: number;
+  /** Bytes from the function's start to `address` (0: its entry, or unknown). */
+  readonly funcOffset?: bigint;
+  /** The function's size, 0 if unknown. */
+  readonly funcSize?: bigint;
   readonly description: string;
 }
 
 export function encodePrivateData(f: EncodedFields): Uint8Array {
   if (f.description.includes("\0")) throw new Error(`description '${f.description}' contains NUL`);
-  return new StructWriter().u64(f.address).u32(f.attachType).u32(f.flags).cstring(f.description).finish();
+  return new StructWriter()
+    .u64(f.address)
+    .u32(f.attachType)
+    .u32(f.flags)
+    .u64(f.funcOffset ?? 0n)
+    .u64(f.funcSize ?? 0n)
+    .cstring(f.description)
+    .finish();
 }
 
 /** The inverse, for tests and tools. */
@@ -40,6 +53,8 @@ export function decodePrivateData(bytes: Uint8Array): EncodedFields {
     address: b.readBigUInt64LE(0),
     attachType: b.readUInt32LE(8),
     flags: b.readUInt32LE(12),
+    funcOffset: b.readBigUInt64LE(16),
+    funcSize: b.readBigUInt64LE(24),
     description: b.toString("utf8", PRIVATE_DATA_FIXED, nul),
   };
 }

@@ -60,12 +60,14 @@ export function createFridaUprobePlugin(options: FridaUprobeOptions = {}): Attac
     // The entry as given: the strict schema then names any misspelt key.
     parseConfig: (_type, entry) => entry,
     prepare: ({ type, data }) => ({ ...data, resolved: resolveTarget(data, type, resolver, options.pid ?? process.pid) }),
-    encode: ({ type, data }) => {
+    encode: ({ type, data, program }) => {
       if (!data.resolved) {
         throw new Error(`${type.name} ${describeTarget(data)}: encode() before prepare(); the address is not resolved yet`);
       }
-      const { address, flags, description } = data.resolved;
-      return encodePrivateData({ address, attachType: type.id, flags, description });
+      const { address, description, funcOffset, funcSize } = data.resolved;
+      const noHelpers = program !== undefined && program.helperIds.length === 0 ? UprobeFlags.NO_HELPERS : 0;
+      const flags = data.resolved.flags | noHelpers;
+      return encodePrivateData({ address, attachType: type.id, flags, funcOffset, funcSize, description });
     },
     describe: ({ type, data }) => {
       const r = data.resolved;

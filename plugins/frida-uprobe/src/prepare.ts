@@ -5,7 +5,7 @@
  * ELF_*), naming the module, symbol or address and where it was looked for.
  */
 import path from "node:path";
-import { symbolError } from "@bpfhook/sdk";
+import { AttachTypeId, symbolError } from "@bpfhook/sdk";
 import type { AttachTypeSpec, ResolvedAddress, SymbolResolver } from "@bpfhook/sdk";
 import { UprobeFlags } from "./encode.js";
 import type { ResolvedTarget, UprobeTarget } from "./schema.js";
@@ -29,8 +29,26 @@ export function resolveTarget(
   requireExecutable(r, type, `'${r.symbol}' in ${r.modulePath}`);
   const at = r.offset > 0n ? `+0x${r.offset.toString(16)}` : "";
   const description = `${r.modulePath}:${r.symbol}${at}`;
+  if (r.offset > 0n && type.id !== AttachTypeId.UPROBE) {
+    // Inside a function [rsp] is not the return address these need; the
+    // kernel refuses uretprobes at an offset too.
+    throw symbolError(
+      "BAD_ARGUMENT",
+      `${type.name} ${description}: a ${type.name} must be at the function's entry, not at offset 0x${r.offset.toString(16)}; ` +
+        `only uprobe may probe inside a function`,
+      { module: r.modulePath, symbol: r.symbol ?? target.symbol },
+    );
+  }
   if (r.kind !== "ifunc" || target.ifunc === "resolver") {
-    return { address: r.address, flags: 0, description, modulePath: r.modulePath, kind: r.kind === "ifunc" ? "ifunc" : "func" };
+    return {
+      address: r.address,
+      flags: 0,
+      description,
+      modulePath: r.modulePath,
+      kind: r.kind === "ifunc" ? "ifunc" : "func",
+      funcOffset: r.offset,
+      funcSize: r.symbolSize ?? 0n,
+    };
   }
   // The function callers run is picked by the resolver at run time: the
   // native side calls the resolver in-process, as dlsym() does, and hooks

@@ -94,6 +94,10 @@ export interface ResolvedTarget {
   readonly description: string;
   readonly modulePath?: string;
   readonly kind: "func" | "ifunc" | "offset" | "address";
+  /** Bytes into the function (symbol+offset); 0 at its entry or when not known. */
+  readonly funcOffset?: bigint;
+  /** The symbol's size, so the engine can decode the whole function; 0 if unknown. */
+  readonly funcSize?: bigint;
 }
 
 export interface UprobePrivateData extends UprobeTarget {

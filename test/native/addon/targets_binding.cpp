@@ -37,6 +37,32 @@ Napi::Value Strlen(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), static_cast<double>(strlen(s.c_str())));
 }
 
+// free(NULL) and free(malloc(size)), n times each (probes inside libc's free).
+Napi::Value FreeLoop(const Napi::CallbackInfo &info) {
+  void (*volatile f)(void *) = free;
+  const int64_t n = I(info, 0);
+  for (int64_t i = 0; i < n; i++) {
+    f(nullptr);
+    f(malloc(static_cast<size_t>(I(info, 1))));
+  }
+  return info.Env().Undefined();
+}
+Napi::Value Redzone(const Napi::CallbackInfo &info) { return Big(info.Env(), bh_target_redzone(I(info, 0))); }
+Napi::Value Je32(const Napi::CallbackInfo &info) { return Big(info.Env(), bh_target_je32(I(info, 0))); }
+// 8 floats + 8 floats through a function of __m256 (AVX2 machines only).
+Napi::Value M256Add(const Napi::CallbackInfo &info) {
+  float a[8], b[8], out[8];
+  auto xa = info[0].As<Napi::Array>(), xb = info[1].As<Napi::Array>();
+  for (uint32_t i = 0; i < 8; i++) {
+    a[i] = xa.Get(i).As<Napi::Number>().FloatValue();
+    b[i] = xb.Get(i).As<Napi::Number>().FloatValue();
+  }
+  bh_target_m256_add(a, b, out);
+  auto r = Napi::Array::New(info.Env(), 8);
+  for (uint32_t i = 0; i < 8; i++) r.Set(i, Napi::Number::New(info.Env(), out[i]));
+  return r;
+}
+
 // Allocates and frees `n` blocks of `size` bytes (malloc probes).
 Napi::Value MallocLoop(const Napi::CallbackInfo &info) {
   int64_t n = I(info, 0), size = I(info, 1);
@@ -143,6 +169,10 @@ Napi::Value StopAddThreads(const Napi::CallbackInfo &info) {
 
 void InitTargets(Napi::Env env, Napi::Object exports) {
   exports.Set("add", Napi::Function::New(env, Add));
+  exports.Set("freeLoop", Napi::Function::New(env, FreeLoop));
+  exports.Set("redzone", Napi::Function::New(env, Redzone));
+  exports.Set("je32", Napi::Function::New(env, Je32));
+  exports.Set("m256Add", Napi::Function::New(env, M256Add));
   exports.Set("args8", Napi::Function::New(env, Args8));
   exports.Set("mix", Napi::Function::New(env, Mix));
   exports.Set("fib", Napi::Function::New(env, Fib));

@@ -52,3 +52,55 @@ int64_t bh_target_empty(int64_t x) {
   last_empty = x;
   return x;
 }
+
+/* Hand-written: the compiler will not keep red-zone locals across a chosen
+ * instruction, nor pick a rel32 je, on demand. */
+__asm__(
+    ".text\n"
+    ".globl bh_target_redzone\n .type bh_target_redzone,@function\n .p2align 4\n"
+    "bh_target_redzone:\n"
+    "  mov %rdi,-8(%rsp)\n"        /* +0, 5 bytes */
+    "  mov %edi,-128(%rsp)\n"      /* +5, 4 bytes */
+    "  nop\n"                      /* +9 */
+    "  mov $1,%ecx\n"              /* +10: BH_TARGET_REDZONE_PROBE */
+    "  mov -8(%rsp),%rax\n"
+    "  add %rax,%rax\n"
+    "  add %rcx,%rax\n"
+    "  movslq -128(%rsp),%rdx\n"
+    "  sub %rdi,%rdx\n"            /* 0 if the red zone survived */
+    "  shl $20,%rdx\n"
+    "  add %rdx,%rax\n"
+    "  ret\n"
+    ".size bh_target_redzone, .-bh_target_redzone\n"
+
+    ".globl bh_target_je32\n .type bh_target_je32,@function\n .p2align 4\n"
+    "bh_target_je32:\n"
+    "  test %rdi,%rdi\n"
+    "  .byte 0x0f,0x84\n .long 2f-1f\n1:\n" /* +3: je rel32 */
+    "  mov $1,%eax\n"
+    "  ret\n"
+    "  .skip 32, 0x90\n"
+    "2: mov $-1,%rax\n"
+    "  ret\n"
+    ".size bh_target_je32, .-bh_target_je32\n"
+
+    /* Data inside the function's symbol (two bytes no decoder accepts): a
+     * scan for branches into a patch cannot cover it. Never called. */
+    ".globl bh_target_inline_data\n .type bh_target_inline_data,@function\n .p2align 4\n"
+    "bh_target_inline_data:\n"
+    "  push %rbp\n  mov %rsp,%rbp\n  mov %rdi,%rax\n  pop %rbp\n  ret\n"
+    "  .byte 0x06,0x06\n"
+    ".size bh_target_inline_data, .-bh_target_inline_data\n");
+
+#include <immintrin.h>
+
+__attribute__((noinline, noclone, target("avx2"), visibility("default")))
+__m256 bh_target_m256(__m256 a, __m256 b) {
+  return _mm256_add_ps(a, b);
+}
+
+__attribute__((noinline, target("avx2")))
+void bh_target_m256_add(const float *a, const float *b, float *out) {
+  __m256 (*volatile fn)(__m256, __m256) = bh_target_m256;
+  _mm256_storeu_ps(out, fn(_mm256_loadu_ps(a), _mm256_loadu_ps(b)));
+}

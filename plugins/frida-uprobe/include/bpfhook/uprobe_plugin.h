@@ -8,7 +8,12 @@
  *   0       8     address      absolute address to hook in this process
  *   8       4     attach_type  BH_ATTACH_UPROBE / _URETPROBE / _UPROBE_OVERRIDE / _UREPLACE
  *   12      4     flags        BH_UPROBE_F_*; unknown bits must be refused
- *   16      n+1   description  "module:symbol[+0xoff]" and a NUL, for messages
+ *   16      8     func_offset  bytes from the function's start to `address`
+ *                              (symbol+offset); 0 at an entry or when unknown
+ *   24      8     func_size    the function's size (its symbol's st_size), 0
+ *                              if unknown: the hook engine then decodes and
+ *                              scans the whole function
+ *   32      n+1   description  "module:symbol[+0xoff]" and a NUL, for messages
  *
  * The TypeScript side has already resolved the symbol in the process that
  * runs the hook engine, so `address` needs no further lookup, except when
@@ -16,7 +21,8 @@
  *
  * Attach types (ids from plugin.h; the program's context is struct pt_regs,
  * 168 bytes, in the kernel's layout):
- *   uprobe           runs the program at function entry; return ignored.
+ *   uprobe           runs the program at function entry (or at an
+ *                    instruction boundary inside it); return ignored.
  *   uretprobe        runs it when the function returns (pt_regs.rax is the
  *                    return value).
  *   uprobe_override  runs it at entry; if it called bpf_override_return(ctx,
@@ -24,6 +30,8 @@
  *                    else the function runs normally.
  *   ureplace         the program replaces the function: the original never
  *                    runs and the caller gets the program's r0.
+ * Only uprobe may have a non-zero func_offset: the other three need [rsp]
+ * to be the return address (the kernel refuses them too).
  */
 #ifndef BPFHOOK_UPROBE_PLUGIN_H
 #define BPFHOOK_UPROBE_PLUGIN_H
@@ -42,16 +50,22 @@ extern "C" {
  * does, and hook the implementation it returns. Set only at entry points
  * (no offset). */
 #define BH_UPROBE_F_IFUNC_RESOLVER (1u << 0)
+/* The program calls no helper (the TypeScript side read its instructions):
+ * run from JIT code it touches no vector register, so the hook engine need
+ * not save vector state around it (BH_HOOK_ATTACH_F_NO_VECTOR). */
+#define BH_UPROBE_F_NO_HELPERS (1u << 1)
 /* Every flag this version knows; attach() refuses others with -EINVAL. */
-#define BH_UPROBE_F_KNOWN (BH_UPROBE_F_IFUNC_RESOLVER)
+#define BH_UPROBE_F_KNOWN (BH_UPROBE_F_IFUNC_RESOLVER | BH_UPROBE_F_NO_HELPERS)
 
 /* Size of the fixed part; the description follows it. */
-#define BH_UPROBE_PRIVATE_DATA_FIXED 16u
+#define BH_UPROBE_PRIVATE_DATA_FIXED 32u
 
 struct bh_uprobe_private_data {
   uint64_t address;
   uint32_t attach_type;
   uint32_t flags;
+  uint64_t func_offset;
+  uint64_t func_size;
   char description[]; /* NUL-terminated */
 };
 
@@ -68,6 +82,8 @@ struct bh_uprobe_target {
   uint64_t address;
   uint32_t attach_type;
   uint32_t flags;
+  uint64_t func_offset;
+  uint64_t func_size;
   const char *description;
 };
 
@@ -81,6 +97,8 @@ static inline int bh_uprobe_private_data_decode(const void *data, size_t len, st
   memcpy(&out->address, bytes + offsetof(struct bh_uprobe_private_data, address), sizeof out->address);
   memcpy(&out->attach_type, bytes + offsetof(struct bh_uprobe_private_data, attach_type), sizeof out->attach_type);
   memcpy(&out->flags, bytes + offsetof(struct bh_uprobe_private_data, flags), sizeof out->flags);
+  memcpy(&out->func_offset, bytes + offsetof(struct bh_uprobe_private_data, func_offset), sizeof out->func_offset);
+  memcpy(&out->func_size, bytes + offsetof(struct bh_uprobe_private_data, func_size), sizeof out->func_size);
   if ((out->flags & ~BH_UPROBE_F_KNOWN) != 0) return -EINVAL;
   out->description = bytes + BH_UPROBE_PRIVATE_DATA_FIXED;
   return 0;

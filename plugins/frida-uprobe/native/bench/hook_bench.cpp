@@ -44,7 +44,9 @@ double median_ns(long n, int runs) {
 struct Probe {
     bh_hook_kind kind;
     bh_hook_fn fn;
+    uint32_t flags = 0;  // BH_HOOK_ATTACH_F_*
 };
+constexpr uint32_t kNoVec = BH_HOOK_ATTACH_F_NO_VECTOR;
 
 }  // namespace
 
@@ -70,6 +72,10 @@ int main(int argc, char **argv) {
         {"override (entry, returns 7)", {{BH_HOOK_ENTRY, override_7}}},
         {"replace (returns 7)", {{BH_HOOK_REPLACE, replace_7}}},
         {"4 empty entry probes", {{BH_HOOK_ENTRY, empty}, {BH_HOOK_ENTRY, empty}, {BH_HOOK_ENTRY, empty}, {BH_HOOK_ENTRY, empty}}},
+        // Listeners that touch no vector register: nothing is saved.
+        {"empty entry, NO_VECTOR", {{BH_HOOK_ENTRY, empty, kNoVec}}},
+        {"empty return, NO_VECTOR", {{BH_HOOK_RETURN, empty, kNoVec}}},
+        {"entry + return, NO_VECTOR", {{BH_HOOK_ENTRY, empty, kNoVec}, {BH_HOOK_RETURN, empty, kNoVec}}},
     };
     printf("%-30s %10s %10s   (%ld calls x %d runs, median)\n", "scenario", "ns/call", "added", n, runs);
     double bare = 0;
@@ -81,6 +87,7 @@ int main(int argc, char **argv) {
             bh_hook_attach_opts o{};
             o.sz = sizeof o;
             o.func_name = "tl_add";
+            o.flags = p.flags;
             o.errbuf = err;
             o.errbuf_sz = sizeof err;
             if (bh_hook_attach(e, reinterpret_cast<void *>(tl_add), p.kind, p.fn, nullptr, &o, &l)) {

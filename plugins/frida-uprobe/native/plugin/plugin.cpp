@@ -116,6 +116,14 @@ uint64_t listener(void *user, struct pt_regs *regs, bh_hook_call *call) {
   return r0;
 }
 
+// For JIT-compiled programs that call no helper: nothing reads the attach
+// point, and this code must not touch vector registers (NO_VECTOR).
+__attribute__((target("general-regs-only"))) uint64_t listener_plain(void *user, struct pt_regs *regs,
+                                                                     bh_hook_call *) {
+  auto *a = static_cast<Attachment *>(user);
+  return a->jit(regs, kPtRegsSize);
+}
+
 bh_hook_fn listener_for(uint32_t type) {
   switch (type) {
     case BH_ATTACH_UPROBE: return listener<BH_ATTACH_UPROBE>;
@@ -184,6 +192,20 @@ int plugin_attach(void *state, const bh_attach_opts *opts, char *err, size_t err
     return fail(err, err_len, -EINVAL, "%s: attach type %u does not match the private data's %u",
                 target.description, type, target.attach_type);
   }
+  if (target.func_offset != 0 && type != BH_ATTACH_UPROBE) {
+    // Inside a function [rsp] is not a return address: a return probe,
+    // override or replacement there would return into garbage.
+    return fail(err, err_len, -EINVAL,
+                "%s %s: offset 0x%llx: a %s must be at the function's entry (offset 0); only uprobe may probe "
+                "inside a function",
+                type_name(type), target.description, static_cast<unsigned long long>(target.func_offset),
+                type_name(type));
+  }
+  if (target.func_size != 0 && target.func_offset >= target.func_size) {
+    return fail(err, err_len, -EINVAL, "%s %s: offset 0x%llx is past the function's 0x%llx bytes", type_name(type),
+                target.description, static_cast<unsigned long long>(target.func_offset),
+                static_cast<unsigned long long>(target.func_size));
+  }
   uint64_t func = target.address;
   if ((target.flags & BH_UPROBE_F_IFUNC_RESOLVER) != 0) {
     // As dlsym does: the resolver returns the implementation for this CPU.
@@ -211,11 +233,22 @@ int plugin_attach(void *state, const bh_attach_opts *opts, char *err, size_t err
                   a->description.c_str(), static_cast<unsigned long long>(func), type_name(other.type), other.id);
     }
   }
-  char msg[256] = {0};
+  char msg[512] = {0};
   bh_hook_attach_opts ho{};
   ho.sz = sizeof ho;
   ho.cookie = opts->cookie;
-  ho.func_name = a->description.c_str();
+  // No func_name: our own prefix names the target already, and the message
+  // must fit the host's buffer (the engine then says "attach 0x7f...:").
+  ho.func_offset = target.func_offset;
+  // An IFUNC's implementation is another function than the symbol sized.
+  ho.func_size = (target.flags & BH_UPROBE_F_IFUNC_RESOLVER) != 0 ? 0 : target.func_size;
+  // JIT code of a program that calls no helper touches no vector register,
+  // nor does the listener on that path (listener_plain): the engine may
+  // skip saving vector state, the largest part of a probe's cost.
+  if (a->jit != nullptr && (target.flags & BH_UPROBE_F_NO_HELPERS) != 0) {
+    ho.flags |= BH_HOOK_ATTACH_F_NO_VECTOR;
+    fn = listener_plain;
+  }
   ho.errbuf = msg;
   ho.errbuf_sz = sizeof msg;
   int rc = bh_hook_attach(s->engine, reinterpret_cast<void *>(func), kind_for(type), fn, a.get(), &ho, &a->link);

@@ -48,6 +48,7 @@ struct bh_hook_link {
     bh_hook_fn fn;
     void *user;
     uint64_t cookie;
+    uint32_t flags;  // BH_HOOK_ATTACH_F_*
 };
 
 namespace bh {
@@ -84,6 +85,8 @@ struct Hook {
     uint32_t patch_len = 0;
     int prot = PROT_READ | PROT_EXEC;
     bool patched = false;
+    bool mid = false;       // inside a function (func_offset != 0)
+    uint64_t func_offset = 0;
 };
 
 namespace {
@@ -146,6 +149,12 @@ ListenerSet *build_set(const Hook &h, bool *ok) {
         return nullptr;
     }
     uint32_t k = 0;
+    // A probe inside a function saves vector state whatever its listeners
+    // say: every vector register may be live there, not only arguments.
+    s->save_vec = h.mid;
+    s->_pad = 0;
+    for (const bh_hook_link *l : h.links)
+        if (!(l->flags & BH_HOOK_ATTACH_F_NO_VECTOR)) s->save_vec = 1;
     for (const bh_hook_link *l : h.links)
         if (l->kind != BH_HOOK_RETURN)
             s->items[k++] = Listener{l->fn, l->user, l->cookie, l->kind == BH_HOOK_REPLACE, 0};
@@ -197,14 +206,41 @@ int create_hook(Interceptor &ix, uint64_t addr, const bh_hook_attach_opts &o, Ho
         *msg = "not in a readable, executable mapping";
         return -EFAULT;
     }
+    const size_t off = o.func_offset;
+    const uint64_t start = addr - off;
+    if (off && (start > addr || start < m.start)) {
+        *msg = strf("the function's start (0x%llx, %zu bytes before) is not in the same mapping",
+                    static_cast<unsigned long long>(start), off);
+        return -EINVAL;
+    }
+    if (o.func_size && off >= o.func_size) {
+        *msg = strf("offset +0x%zx is past the function's end (0x%zx bytes)", off, o.func_size);
+        return -EINVAL;
+    }
     const size_t avail = m.end - addr;
-    size_t scan = o.func_size ? std::min(o.func_size, avail) : std::min<size_t>(512, avail);
+    const size_t rest = o.func_size ? o.func_size - off : 0;  // bytes from addr to the function's end
+    size_t scan = rest ? std::min(rest, avail) : std::min<size_t>(512, avail);
     const size_t code_len = std::max(scan, std::min<size_t>(32, avail));
+    if (off) {
+        // First of all: is `addr` an instruction boundary?  (Decoding from
+        // inside an instruction gives nonsense or nothing.)
+        char berr[256];
+        const int brc = bh_reloc_check_function(reinterpret_cast<const void *>(start),
+                                                off + std::min<size_t>(15, avail), start, uint32_t(off), 1, 0,
+                                                berr, sizeof berr);
+        if (brc) {
+            *msg = strip_pc(berr);
+            return brc;
+        }
+    }
 
     auto *h = new (std::nothrow) Hook;
     if (!h) return -ENOMEM;
     h->addr = addr;
     h->core.addr = addr;
+    h->mid = off != 0;
+    h->func_offset = off;
+    h->core.call_flags = h->mid ? BH_HOOK_CALL_MIDFUNC : 0;
     if (o.func_name) h->name = o.func_name;
 
     uint32_t plen = 5;
@@ -228,7 +264,7 @@ int create_hook(Interceptor &ix, uint64_t addr, const bh_hook_attach_opts &o, Ho
     };
 
     Asm a(reinterpret_cast<uint64_t>(slot));
-    const StubAddrs stub = emit_stub(a, reinterpret_cast<uint64_t>(slot), &h->core, ix.shared);
+    const StubAddrs stub = emit_stub(a, reinterpret_cast<uint64_t>(slot), &h->core, ix.shared, h->mid);
     const uint64_t entry = stub.entry;
     h->core.after = stub.after;
     const uint64_t reloc_at = a.here();
@@ -243,9 +279,24 @@ int create_hook(Interceptor &ix, uint64_t addr, const bh_hook_attach_opts &o, Ho
         if (plen == 14) why += " (no trampoline memory within +/-2GiB, so 14 bytes are needed)";
         return fail(rc, why);
     }
-    if (o.func_size && plan.len > o.func_size)
-        return fail(-ENOTSUP, strf("function too short: it is %zu bytes, the patch needs %u",
-                                   o.func_size, plan.len));
+    if (rest && plan.len > rest)
+        return fail(-ENOTSUP, off ? strf("the patch needs %u bytes but only %zu are left in the "
+                                         "function after +0x%zx", plan.len, rest, off)
+                                  : strf("function too short: it is %zu bytes, the patch needs %u",
+                                         o.func_size, plan.len));
+    if (off || o.func_size) {
+        // Decode the whole function (or up to 512 bytes past the patch) from
+        // its start: the probe must sit on an instruction boundary, and no
+        // branch before or after the patch may land inside it.
+        const size_t fsize = o.func_size ? std::min(o.func_size, size_t(m.end - start))
+                                         : off + std::min<size_t>(512, avail);
+        if (o.func_size && fsize < o.func_size)
+            return fail(-ENOTSUP, strf("the function's %zu bytes run past the end of its mapping",
+                                       o.func_size));
+        rc = bh_reloc_check_function(reinterpret_cast<const void *>(start), fsize, start, uint32_t(off),
+                                     plan.len, o.func_size != 0, rerr, sizeof rerr);
+        if (rc) return fail(rc, strip_pc(rerr));
+    }
     if (plan.len > sizeof h->orig || addr + plan.len > m.end)
         return fail(-ENOTSUP, "the bytes to patch run past the end of the mapping");
     a.bytes(rbuf, plan.out_len);
@@ -324,6 +375,7 @@ int init(const bh_hook_engine_opts &o, std::string *err) {
     std::call_once(g_once, [&] {
         threads_init();
         textpoke_init();
+        vec_init();
         auto *ix = new Interceptor;
         const int sig = o.patch_signal ? o.patch_signal : SIGRTMAX - 3;
         g_init_rc = quiesce_install(sig, &g_init_err);
@@ -370,9 +422,23 @@ int attach(bh_hook_engine *e, void *func, bh_hook_kind kind, bh_hook_fn fn, void
     {
         std::lock_guard<std::mutex> lk(ix.mu);
         Hook *h;
+        if (o.func_offset && kind != BH_HOOK_ENTRY) {
+            rc = -EINVAL;
+            why = strf("%s at +0x%zx: only entry probes may sit inside a function (there [rsp] is not "
+                       "a return address)",
+                       kind == BH_HOOK_RETURN ? "a return probe" : "a replacement", size_t(o.func_offset));
+            goto out;
+        }
         auto it = ix.hooks.find(addr);
         if (it != ix.hooks.end()) {
             h = it->second;
+            if (h->mid != (o.func_offset != 0) ||
+                (h->mid && h->func_offset != o.func_offset)) {
+                rc = -EBUSY;
+                why = h->mid ? strf("already hooked as +0x%zx inside a function", size_t(h->func_offset))
+                             : std::string("already hooked as a function's entry");
+                goto out;
+            }
         } else {
             rc = create_hook(ix, addr, o, &h, &why);
             if (rc) goto out;
@@ -384,7 +450,7 @@ int attach(bh_hook_engine *e, void *func, bh_hook_kind kind, bh_hook_fn fn, void
                     why = "it is already replaced";
                     goto out;
                 }
-        l = new (std::nothrow) bh_hook_link{e, h, kind, fn, user, o.cookie};
+        l = new (std::nothrow) bh_hook_link{e, h, kind, fn, user, o.cookie, o.flags};
         if (!l) {
             rc = -ENOMEM;
             goto out;
@@ -571,6 +637,10 @@ int bh_hook_attach(struct bh_hook_engine *e, void *func, enum bh_hook_kind kind,
               : !e ? "attach: engine is NULL"
                    : strf("attach: unknown kind %d", int(kind));
     }
+    if (!rc && (o.flags & ~BH_HOOK_ATTACH_F_NO_VECTOR)) {
+        rc = -EINVAL;
+        msg = strf("attach: unknown flags 0x%x", o.flags);
+    }
     if (!rc) rc = attach(e, func, kind, fn, user, o, link, &msg);
     if (rc) {
         copy_err(errbuf, errsz, msg);
@@ -675,7 +745,8 @@ int bh_hook_call__ret(const struct bh_hook_call *c, uint64_t *value) {
 
 int bh_hook_call__override_return(struct bh_hook_call *c, uint64_t value) {
     if (!c) return -EINVAL;
-    if (c->flags & BH_HOOK_CALL_RETURN) return -EOPNOTSUPP;
+    // Inside a function there is no return address at [rsp] to return to.
+    if (c->flags & (BH_HOOK_CALL_RETURN | BH_HOOK_CALL_MIDFUNC)) return -EOPNOTSUPP;
     c->retval = value;
     c->flags |= BH_HOOK_CALL_OVERRIDE;
     return 0;
@@ -690,9 +761,10 @@ int bh_hook_call__set_retval(struct bh_hook_call *c, uint64_t value) {
 }
 
 const void *bh_hook_call__xmm(const struct bh_hook_call *c, uint32_t n) {
-    if (!c) return nullptr;
+    if (!c || !c->xmm) return nullptr;
     const uint32_t max = (c->flags & BH_HOOK_CALL_RETURN) ? 2 : 8;
-    return n < max ? static_cast<const uint8_t *>(c->xmm) + 16 * n : nullptr;
+    return n < max ? static_cast<const uint8_t *>(c->xmm) + size_t(c->xmm_stride ? c->xmm_stride : 16) * n
+                   : nullptr;
 }
 
 }  // extern "C"

@@ -12,25 +12,27 @@ namespace bh {
 // ---------------------------------------------------------------------------
 // The register frame the trampolines build on the stack.  pt_regs comes
 // first so a Frame* is a pt_regs*.  Entry frames are kEntryFrame bytes (so
-// that rsp is 16-byte aligned when the caller's was), return frames
-// kReturnFrame; only return frames use `jump`.
+// that rsp is 16-byte aligned when the caller's was) placed kRedZone bytes
+// below the probed code's rsp: a probe inside a leaf function must not
+// overwrite locals it keeps in the 128-byte red zone.  Return frames are
+// kReturnFrame bytes right below the caller's rsp (at a return nothing
+// lives below it) and use `jump`.  No vector state is in the frame: when a
+// listener may touch it, dispatch.cpp saves all of it with XSAVE.
 // ---------------------------------------------------------------------------
 struct Frame {
     struct pt_regs regs;  // 0
     uint64_t pad0;        // 168
-    uint8_t xmm[8][16];   // 176: xmm0..7 (entry), xmm0..1 (return)
-    uint64_t pad1;        // 304
-    uint64_t jump;        // 312: return frames: the caller's return-address
+    uint64_t jump;        // 176: return frames: the caller's return-address
                           // slot; the trampoline `ret`s through it
 };
-constexpr int kEntryFrame = 312;
-constexpr int kReturnFrame = 320;
-constexpr int kXmmOff = 176;
-constexpr int kJumpOff = 312;
+constexpr int kEntryFrame = 184;
+constexpr int kReturnFrame = 184;
+constexpr int kJumpOff = 176;
+constexpr int kRedZone = 128;
 static_assert(sizeof(struct pt_regs) == 168, "kernel pt_regs layout");
-static_assert(offsetof(Frame, xmm) == kXmmOff, "frame layout");
 static_assert(offsetof(Frame, jump) == kJumpOff, "frame layout");
 static_assert(sizeof(Frame) == kReturnFrame, "frame layout");
+static_assert(kEntryFrame % 16 == 8, "entry frame keeps the caller's 16-byte alignment");
 
 // ---------------------------------------------------------------------------
 // Listeners.  A function's listeners live in an immutable ListenerSet that is
@@ -48,6 +50,9 @@ struct Listener {
 struct ListenerSet {
     uint32_t n_entry;   // ENTRY and REPLACE listeners, attach order
     uint32_t n_return;  // RETURN listeners, attach order (after the entries)
+    uint32_t save_vec;  // some listener may touch vector/x87/mask state, or
+                        // the probe is inside a function: XSAVE around them
+    uint32_t _pad;
     Listener items[];   // n_entry + n_return
 };
 
@@ -61,6 +66,9 @@ struct HookCore {
     // Where the function returns to when its stub called it for a return
     // probe: that return address sits in the caller's slot meanwhile.
     uint64_t after = 0;                              // 24
+    // bh_hook_call.flags a probe starts with: BH_HOOK_CALL_MIDFUNC for a
+    // probe inside a function (no override possible there).
+    uint32_t call_flags = 0;                         // 32
 };
 static_assert(offsetof(HookCore, addr) == 8, "read by the trampoline");
 
@@ -107,6 +115,16 @@ void grace_period();
 bool in_probe();
 // With membarrier unavailable readers pay a full fence instead.
 extern bool g_reader_fence BH_HIDDEN;
+
+// Vector/x87/mask state (dispatch.cpp): how it is saved on this CPU.
+struct VecInfo {
+    uint32_t mode;     // 0 fxsave64, 1 xsave64, 2 xsavec64
+    uint32_t size;     // bytes of the save area (64-byte aligned start)
+    uint64_t mask;     // XCR0 & the components a listener could change
+    uint32_t width;    // bytes of an argument vector register: 16, 32, 64
+};
+extern VecInfo g_vec BH_HIDDEN;
+void vec_init();  // once, from the engine's init (CPUID leaf 0xD, XGETBV)
 
 // What bh_on_enter tells the stub to do (the common entry compares it with
 // 1 and the stub branches on the flags).

@@ -429,3 +429,52 @@ extern "C" int bh_reloc_emit(const void *code, size_t code_len, uint64_t pc, uin
     }
     return bh::run(code, code_len, pc, min_len, dest, out, out_cap, plan, err, err_sz);
 }
+
+extern "C" int bh_reloc_check_function(const void *code, size_t size, uint64_t pc, uint32_t patch_off,
+                                       uint32_t patch_len, int strict, char *err, size_t err_sz) {
+    using namespace bh;
+    Msg m{err, err_sz, pc};
+    if (err && err_sz) err[0] = 0;
+    if (!code || patch_len == 0 || size_t(patch_off) >= size)
+        return m.fail(EINVAL, "invalid arguments (offset +0x%x, %zu bytes)", patch_off, size);
+    const auto *bytes = static_cast<const uint8_t *>(code);
+    const uint64_t lo = pc + patch_off, hi = lo + patch_len;
+    auto inside = [&](uint64_t a) { return a > lo && a < hi; };
+    size_t o = 0, prev = 0;
+    bool on_boundary = false;
+    while (o < size) {
+        Insn x;
+        if (!decode(bytes + o, size - o, pc + o, x)) {
+            if (o <= patch_off)
+                return m.fail(ENOTSUP, "cannot decode the instruction at +0x%zx, before the probe at +0x%x",
+                              o, patch_off);
+            if (!strict) break;  // size unknown: this may be the next function's data
+            return m.fail(ENOTSUP,
+                          "cannot decode the instruction at +0x%zx of the function's 0x%zx bytes, so the "
+                          "scan for branches into the patched bytes cannot cover it",
+                          o, size);
+        }
+        if (o < patch_off && o + x.len > patch_off)
+            return m.fail(EINVAL,
+                          "+0x%x is inside the %s at +0x%zx (%u bytes): nearest instruction boundaries "
+                          "+0x%zx and +0x%zx",
+                          patch_off, mnem(x), o, x.len, o, o + x.len);
+        if (o == patch_off) on_boundary = true;
+        if (x.has_target && inside(x.target))
+            return m.fail(ENOTSUP, "%s at +0x%zx jumps into the patched bytes (+0x%x)", mnem(x), o,
+                          static_cast<unsigned>(x.target - pc));
+        if (x.rip_rel && inside(x.rip_target))
+            return m.fail(ENOTSUP, "%s at +0x%zx refers to +0x%x, inside the patched bytes", mnem(x), o,
+                          static_cast<unsigned>(x.rip_target - pc));
+        prev = o;
+        o += x.len;
+    }
+    if (!on_boundary)  // cannot happen with a full decode; kept for the quiet stop
+        return m.fail(EINVAL, "+0x%x is not an instruction boundary", patch_off);
+    if (strict && o != size)
+        return m.fail(ENOTSUP,
+                      "the instruction at +0x%zx runs past the function's 0x%zx bytes: the decode lost "
+                      "step (data inside the code?), so the scan cannot cover it",
+                      prev, size);
+    return 0;
+}

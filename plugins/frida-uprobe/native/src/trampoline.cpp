@@ -52,32 +52,46 @@ void call_abs(Asm &a, uint64_t target) {
     }
 }
 
-}  // namespace
-
-void emit_shared(Asm &a, SharedCode &out) {
-    // ---- common entry: frame at rsp+8 (our return address is at rsp) ----
-    out.common_entry = a.here();
+// The common entry, plain (`mid` false: returns with the flags of
+// `cmp action, 1` for the stub to branch on; at a function's entry the flags
+// are dead) or for a probe inside a function (`mid`: restores every
+// register and the flags, since they may be live there).  Frame at rsp+8
+// (our return address is at rsp); the probed code's rsp is above the frame
+// and the red zone.  No vector register is touched here: dispatch.cpp saves
+// vector state when a listener may change it.
+void emit_entry(Asm &a, bool mid) {
     const int B = 8;
     for (Reg r : kAllButRax) a.store(r, B + off(r));
     save_specials(a, B);
     a.load_rcx_rax_disp8(int8_t(offsetof(HookCore, addr)));  // pt_regs.rip = the function
     a.store(RCX, B + int(offsetof(struct pt_regs, rip)));
-    a.lea(RCX, B + kEntryFrame);                              // pt_regs.rsp = the caller's rsp
+    a.lea(RCX, B + kEntryFrame + kRedZone);                   // pt_regs.rsp = the caller's rsp
     a.store(RCX, B + off(RSP));
-    for (unsigned i = 0; i < 8; i++) a.movups_store(i, B + kXmmOff + 16 * int(i));
     a.mov(RDI, RAX);   // hook
     a.lea(RSI, B);     // frame
     a.mov(RBX, RSP);
     a.and_rsp_m16();
     call_abs(a, reinterpret_cast<uint64_t>(&bh_on_enter));
     a.mov(RSP, RBX);
-    for (unsigned i = 0; i < 8; i++) a.movups_load(i, B + kXmmOff + 16 * int(i));
-    a.cmp_eax_imm8(1);  // the stub branches on these flags; the loads keep them
+    if (mid) {
+        a.push_rsp_mem(B + int(offsetof(struct pt_regs, eflags)));  // as listeners left them
+        a.popfq();
+    } else {
+        a.cmp_eax_imm8(1);  // the stub branches on these flags; the loads keep them
+    }
     for (Reg r : kAllButRax) a.load(r, B + off(r));
     a.load(RAX, B + off(RAX));
     a.ret();
-
     while (a.size() % 16) a.b(0xcc);
+}
+
+}  // namespace
+
+void emit_shared(Asm &a, SharedCode &out) {
+    out.common_entry = a.here();
+    emit_entry(a, false);
+    out.mid_entry = a.here();
+    emit_entry(a, true);
 
     // ---- return trampoline: rsp = the caller's rsp after the return ----
     out.ret_tramp = a.here();
@@ -87,17 +101,14 @@ void emit_shared(Asm &a, SharedCode &out) {
     save_specials(a, 0);
     a.lea(RCX, kReturnFrame);
     a.store(RCX, off(RSP));
-    a.movups_store(0, kXmmOff);
-    a.movups_store(1, kXmmOff + 16);
     a.mov(RDI, RSP);
     a.mov(RBX, RSP);
     a.and_rsp_m16();
     call_abs(a, reinterpret_cast<uint64_t>(&bh_on_return));
     a.mov(RSP, RBX);
-    a.movups_load(0, kXmmOff);
-    a.movups_load(1, kXmmOff + 16);
-    // At a return only rax, rdx (and xmm0/1) carry values; callee-saved
-    // registers survived the C call; rbx was our frame pointer.
+    // At a return only rax, rdx (and xmm0/1, st0/1: saved by dispatch.cpp
+    // if a listener may touch them) carry values; callee-saved registers
+    // survived the C call; rbx was our frame pointer.
     a.load(RAX, off(RAX));
     a.load(RDX, off(RDX));
     a.load(RBX, off(RBX));
@@ -106,19 +117,24 @@ void emit_shared(Asm &a, SharedCode &out) {
     while (a.size() % 16) a.b(0xcc);
 }
 
-StubAddrs emit_stub(Asm &a, uint64_t slot, const HookCore *hook, const SharedCode &shared) {
-    a.q64(shared.common_entry);  // slot+0
-    a.q64(shared.ret_tramp);     // slot+8
+StubAddrs emit_stub(Asm &a, uint64_t slot, const HookCore *hook, const SharedCode &shared, bool mid) {
+    const uint64_t common = mid ? shared.mid_entry : shared.common_entry;
+    a.q64(common);           // slot+0
+    a.q64(shared.ret_tramp); // slot+8
     StubAddrs out{};
     out.entry = a.here();
-    a.lea(RSP, -kEntryFrame);
+    a.lea(RSP, -(kEntryFrame + kRedZone));
     a.store(RAX, off(RAX));
     a.mov_rax_imm64(reinterpret_cast<uint64_t>(hook));
-    if (fits_i32(int64_t(shared.common_entry - (a.here() + 5))))
-        a.call_rel32(shared.common_entry);
+    if (fits_i32(int64_t(common - (a.here() + 5))))
+        a.call_rel32(common);
     else
         a.call_rip_mem(slot);
-    a.lea(RSP, kEntryFrame);
+    a.lea(RSP, kEntryFrame + kRedZone);
+    if (mid) {  // only entry listeners, no override: always run the code
+        out.after = 0;
+        return out;
+    }
     const size_t to_run = a.jcc8(0x2);  // jb: kRun
     const size_t to_now = a.jcc8(0x4);  // je: kReturnNow
     a.lea(RSP, 8);

@@ -21,6 +21,7 @@ namespace bh {
 //    that bh_on_return wrote into the caller's slot.
 struct SharedCode {
     uint64_t common_entry = 0;
+    uint64_t mid_entry = 0;  // for probes inside a function: restores the flags too
     uint64_t ret_tramp = 0;
 };
 // Emits both into `a` (placed at a.here()).
@@ -28,7 +29,7 @@ void emit_shared(Asm &a, SharedCode &out);
 
 // Per-function slot: two literals (the common entry and the return
 // trampoline, used only when they are out of rel32 reach), then the stub:
-//     lea  rsp, [rsp-312]      ; the frame
+//     lea  rsp, [rsp-312]      ; the frame (184) below the red zone (128)
 //     mov  [rsp+80], rax       ; pt_regs.rax
 //     mov  rax, <HookCore*>
 //     call common_entry        ; flags: cmp <action>, 1
@@ -43,12 +44,14 @@ void emit_shared(Asm &a, SharedCode &out);
 //     ret
 // run:
 //     <relocated first instructions>; jmp back
-// The relocated code goes at a.here() after the call.
+// The relocated code goes at a.here() after the call.  A probe inside a
+// function (`mid`) calls the mid entry and falls through to `run`: no
+// return probes, no override there.
 struct StubAddrs {
     uint64_t entry;  // where the patch jumps
     uint64_t after;  // return point of `call run`
 };
-StubAddrs emit_stub(Asm &a, uint64_t slot, const HookCore *hook, const SharedCode &shared);
+StubAddrs emit_stub(Asm &a, uint64_t slot, const HookCore *hook, const SharedCode &shared, bool mid);
 
 constexpr size_t kSlotSize = 256;
 

@@ -61,6 +61,8 @@ public:
     // mov dst, src (64-bit, both < r8)   48 89 /r
     void mov(Reg dst, Reg src) { b(0x48); b(0x89); b(uint8_t(0xc0 | (src << 3) | dst)); }
     void pushfq() { b(0x9c); }
+    void popfq() { b(0x9d); }
+    void push_rsp_mem(int32_t disp) { b(0xff); rsp_mem(Reg(6), disp); }  // push qword [rsp+disp]
     void pop_rcx() { b(0x59); }
     void mov_rcx_cs() { b(0x48); b(0x8c); b(0xc9); }   // mov rcx, cs
     void mov_rcx_ss() { b(0x48); b(0x8c); b(0xd1); }   // mov rcx, ss

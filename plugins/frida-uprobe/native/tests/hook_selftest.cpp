@@ -9,6 +9,8 @@
 // BH_STRESS_SECONDS (default 3) sets the length of each stress phase.
 
 #include <dlfcn.h>
+#include <link.h>
+#include <immintrin.h>
 #include <pthread.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -1153,6 +1155,342 @@ TEST(t41_libc_malloc_from_many_threads) {
 }
 
 // ------------------------------------------------------------------- main --
+
+
+// ------------------------------------------------ probes inside functions --
+
+namespace {
+
+AttachResult attach_at(void *func, size_t off, size_t size, bh_hook_kind kind, bh_hook_fn fn,
+                       void *user, const char *name, uint32_t flags = 0) {
+    AttachResult r{};
+    char err[512] = "";
+    bh_hook_attach_opts o{};
+    o.sz = sizeof o;
+    o.func_name = name;
+    o.func_offset = off;
+    o.func_size = size;
+    o.flags = flags;
+    o.errbuf = err;
+    o.errbuf_sz = sizeof err;
+    r.rc = bh_hook_attach(g_engine, static_cast<uint8_t *>(func) + off, kind, fn, user, &o, &r.link);
+    r.err = err;
+    return r;
+}
+
+size_t sym_size(void *f) {
+    Dl_info info;
+    ElfW(Sym) *sym = nullptr;
+    if (!dladdr1(f, &info, reinterpret_cast<void **>(&sym), RTLD_DL_SYMENT) || !sym) return 0;
+    return sym->st_size;
+}
+
+uint64_t count_hits(void *user, struct pt_regs *, struct bh_hook_call *) {
+    static_cast<std::atomic<long> *>(user)->fetch_add(1);
+    return 0;
+}
+
+uint64_t try_override(void *user, struct pt_regs *, struct bh_hook_call *call) {
+    *static_cast<int *>(user) = bh_hook_call__override_return(call, 42);
+    return 0;
+}
+
+// Uses a lot of stack: without the red-zone skip the frame below it would
+// already have overwritten the probed leaf's locals; this makes sure.
+uint64_t stack_hungry(void *user, struct pt_regs *, struct bh_hook_call *) {
+    volatile char buf[512];
+    for (size_t i = 0; i < sizeof buf; i++) buf[i] = char(0xa5);
+    static_cast<std::atomic<long> *>(user)->fetch_add(buf[7] == char(0xa5));
+    return 0;
+}
+
+// The instruction boundaries of the first `n` bytes of `f`, by the relocator.
+std::vector<uint32_t> boundaries(const void *f, size_t size, size_t n) {
+    std::vector<uint32_t> out;
+    size_t off = 0;
+    while (off < n && off < size) {
+        out.push_back(uint32_t(off));
+        bh_reloc_plan plan{};
+        plan.sz = sizeof plan;
+        char err[256];
+        const auto *p = static_cast<const uint8_t *>(f) + off;
+        if (bh_reloc_analyze(p, size - off, uint64_t(p), 1, 0, &plan, err, sizeof err) != 0) {
+            // a ret/jmp ends the block but still has a length: decode it alone
+            if (plan.len == 0) break;
+        }
+        if (plan.len == 0) break;
+        off += plan.len;
+    }
+    return out;
+}
+
+// Runs `fn` in a child process; true if it exited with status 0.
+bool in_child(const std::function<bool()> &fn) {
+    fflush(nullptr);
+    const pid_t pid = fork();
+    if (pid == 0) _exit(fn() ? 0 : 1);
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid) return false;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "  child: %s %d\n", WIFSIGNALED(status) ? "signal" : "exit status",
+                WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        return false;
+    }
+    return true;
+}
+
+int (*volatile p_redzone)(int) = tl_redzone;
+int (*volatile p_je32)(long) = tl_je32;
+int (*volatile p_inline_data)(int) = tl_inline_data;
+
+}  // namespace
+
+TEST(t03_reloc_every_jcc) {
+    // Every condition, rel8 and rel32, near and far copies; byte-exact.
+    const uint64_t pc = 0x401000;
+    for (uint8_t cc = 0; cc < 16; cc++) {
+        for (int wide = 0; wide < 2; wide++) {
+            for (int far = 0; far < 2; far++) {
+                std::vector<uint8_t> in;
+                if (wide) in = {0x0f, uint8_t(0x80 | cc), 0xbf, 0x00, 0x00, 0x00};  // free+3's je rel32
+                else in = {uint8_t(0x70 | cc), 0x10};
+                const uint64_t target = pc + in.size() + (wide ? 0xbf : 0x10);
+                const uint64_t dest = far ? 0x7f0000000000ull : 0x402000;
+                std::vector<uint8_t> want;
+                auto u32 = [&](uint64_t v) { for (int i = 0; i < 4; i++) want.push_back(uint8_t(v >> (8 * i))); };
+                auto u64 = [&](uint64_t v) { for (int i = 0; i < 8; i++) want.push_back(uint8_t(v >> (8 * i))); };
+                if (!far) {
+                    want = {0x0f, uint8_t(0x80 | cc)};
+                    u32(target - (dest + 6));
+                    want.push_back(0xe9);
+                    u32(pc + in.size() - (dest + 11));
+                } else {
+                    want = {uint8_t(0x70 | (cc ^ 1)), 14, 0xff, 0x25, 0, 0, 0, 0};
+                    u64(target);
+                    want.insert(want.end(), {0xff, 0x25, 0, 0, 0, 0});
+                    u64(pc + in.size());
+                }
+                uint8_t out[64];
+                bh_reloc_plan plan{};
+                plan.sz = sizeof plan;
+                char err[256] = "";
+                const int rc = bh_reloc_emit(in.data(), in.size(), pc, 1, dest, out, sizeof out, &plan, err, sizeof err);
+                if (rc != 0 || tohex(out, plan.out_len) != tohex(want.data(), want.size())) {
+                    g_checks_failed++;
+                    fprintf(stderr, "  FAIL jcc cc=%x %s %s: rc %d %s\n    got  %s\n    want %s\n", cc,
+                            wide ? "rel32" : "rel8", far ? "far" : "near", rc, err,
+                            tohex(out, plan.out_len).c_str(), tohex(want.data(), want.size()).c_str());
+                }
+            }
+        }
+    }
+    // free's shape at +3 with the 5-byte patch: je rel32 alone.
+    const std::vector<uint8_t> fr = hex("48 85 ff 0f 84 bf 00 00 00 55");
+    bh_reloc_plan plan{};
+    plan.sz = sizeof plan;
+    char err[256];
+    CHECK_EQ(bh_reloc_analyze(fr.data() + 3, fr.size() - 3, pc + 3, 5, 0x402000, &plan, err, sizeof err), 0);
+    CHECK_EQ(plan.len, 6u);
+    CHECK_EQ(plan.n_insns, 1u);
+}
+
+TEST(t04_reloc_check_function) {
+    char err[256] = "";
+    // push rbp; mov rbp,rsp; mov eax,edi; pop rbp; ret
+    const std::vector<uint8_t> f = hex("55 48 89 e5 89 f8 5d c3");
+    CHECK_EQ(bh_reloc_check_function(f.data(), f.size(), 0x401000, 1, 5, 1, err, sizeof err), 0);
+    CHECK_EQ(bh_reloc_check_function(f.data(), f.size(), 0x401000, 2, 5, 1, err, sizeof err), -EINVAL);
+    CHECK(strstr(err, "+0x2 is inside the mov at +0x1 (3 bytes): nearest instruction boundaries +0x1 and +0x4"));
+    // Inline data: a strict scan refuses, a lenient one stops quietly.
+    const std::vector<uint8_t> g = hex("55 48 89 e5 5d c3 06 06");
+    CHECK_EQ(bh_reloc_check_function(g.data(), g.size(), 0x401000, 0, 5, 1, err, sizeof err), -ENOTSUP);
+    CHECK(strstr(err, "cannot decode the instruction at +0x6"));
+    CHECK_EQ(bh_reloc_check_function(g.data(), g.size(), 0x401000, 0, 5, 0, err, sizeof err), 0);
+    // A branch from before the patch into it: jmp +2 at +0 lands at +4,
+    // inside a patch at [2, 7).
+    const std::vector<uint8_t> h = hex("eb 02 90 90 90 90 90 c3");
+    CHECK_EQ(bh_reloc_check_function(h.data(), h.size(), 0x401000, 2, 5, 1, err, sizeof err), -ENOTSUP);
+    CHECK(strstr(err, "jumps into the patched bytes (+0x4)"));
+    // A last instruction that runs past the size: lost step.
+    const std::vector<uint8_t> k = hex("55 48 89 e5 b8 01 00 00 00");
+    CHECK_EQ(bh_reloc_check_function(k.data(), 6, 0x401000, 0, 5, 1, err, sizeof err), -ENOTSUP);
+}
+
+TEST(t14_midfunction_refusals) {
+    void *f = reinterpret_cast<void *>(tl_redzone);
+    const size_t size = sym_size(f);
+    CHECK(size > TL_REDZONE_PROBE);
+    std::atomic<long> hits{0};
+    AttachResult r = attach_at(f, TL_REDZONE_PROBE, size, BH_HOOK_RETURN, count_hits, &hits, "tl_redzone+0xa");
+    CHECK_EQ(r.rc, -EINVAL);
+    CHECK(strstr(r.err.c_str(), "a return probe at +0xa") != nullptr);
+    r = attach_at(f, TL_REDZONE_PROBE, size, BH_HOOK_REPLACE, count_hits, &hits, "tl_redzone+0xa");
+    CHECK_EQ(r.rc, -EINVAL);
+    CHECK(strstr(r.err.c_str(), "a replacement at +0xa") != nullptr);
+    // +1, +5, +9, +11 are inside instructions.
+    r = attach_at(f, 1, size, BH_HOOK_ENTRY, count_hits, &hits, "tl_redzone+1");
+    CHECK_EQ(r.rc, -EINVAL);
+    CHECK(strstr(r.err.c_str(), "nearest instruction boundaries +0x0 and +0x4") != nullptr);
+    r = attach_at(f, 11, size, BH_HOOK_ENTRY, count_hits, &hits, "tl_redzone+11");
+    CHECK_EQ(r.rc, -EINVAL);
+    CHECK(strstr(r.err.c_str(), "nearest instruction boundaries +0xa and +0xf") != nullptr);
+    // An entry probe there may not override.
+    int orc = 1;
+    r = attach_at(f, TL_REDZONE_PROBE, size, BH_HOOK_ENTRY, try_override, &orc, "tl_redzone+0xa");
+    CHECK_EQ(r.rc, 0);
+    CHECK_EQ(p_redzone(20), 41);
+    CHECK_EQ(orc, -EOPNOTSUPP);
+    if (!r.rc) bh_hook_detach(r.link);
+    // Data inside a function of known size: refused; without the size the
+    // old quiet scan accepts it.
+    void *d = reinterpret_cast<void *>(tl_inline_data);
+    r = attach_at(d, 0, sym_size(d), BH_HOOK_ENTRY, count_hits, &hits, "tl_inline_data");
+    CHECK_EQ(r.rc, -ENOTSUP);
+    CHECK(strstr(r.err.c_str(), "cannot decode the instruction at +0x8") != nullptr);
+    r = attach_at(d, 0, 0, BH_HOOK_ENTRY, count_hits, &hits, "tl_inline_data");
+    CHECK_EQ(r.rc, 0);
+    CHECK_EQ(p_inline_data(9), 9);
+    if (!r.rc) bh_hook_detach(r.link);
+    // Unknown attach flags.
+    r = attach_at(f, 0, size, BH_HOOK_ENTRY, count_hits, &hits, "tl_redzone", 0x80);
+    CHECK_EQ(r.rc, -EINVAL);
+}
+
+TEST(t15_red_zone_kept_mid_function) {
+    void *f = reinterpret_cast<void *>(tl_redzone);
+    const size_t size = sym_size(f);
+    for (size_t off : {size_t(8), size_t(TL_REDZONE_PROBE)}) {
+        std::atomic<long> hits{0};
+        AttachResult r = attach_at(f, off, size, BH_HOOK_ENTRY, stack_hungry, &hits, "tl_redzone+off");
+        CHECK_EQ(r.rc, 0);
+        for (int x = -3; x < 100; x += 7) CHECK_EQ(p_redzone(x), 2 * x + 1);
+        CHECK_EQ(hits.load(), 15);
+        if (!r.rc) bh_hook_detach(r.link);
+    }
+}
+
+TEST(t16_flags_kept_mid_function) {
+    // tl_je32+3 is `je rel32` on the flags of `test rdi, rdi`: the probe must
+    // give them back (this shape crashed libc's free(NULL)).
+    CHECK(in_child([] {
+        void *f = reinterpret_cast<void *>(tl_je32);
+        std::atomic<long> hits{0};
+        AttachResult r = attach_at(f, TL_JE32_PROBE, sym_size(f), BH_HOOK_ENTRY, count_hits, &hits, "tl_je32+3");
+        if (r.rc) return false;
+        const bool ok = p_je32(0) == -1 && p_je32(5) == 1 && p_je32(0) == -1 && hits.load() == 3;
+        return bh_hook_detach(r.link) == 0 && ok;
+    }));
+}
+
+namespace {
+// The caller must be AVX code too, or __m256 goes through memory.
+__attribute__((target("avx2"), noinline)) bool m256_call_ok() {
+    __m256 (*volatile fn)(__m256, __m256) = tl_m256_add;
+    const __m256 va = _mm256_setr_ps(1, 2, 3, 4, 5, 6, 7, 8);
+    const __m256 vb = _mm256_setr_ps(10, 20, 30, 40, 50, 60, 70, 80);
+    alignas(32) float out[8];
+    _mm256_store_ps(out, fn(va, vb));
+    bool ok = true;
+    for (int i = 0; i < 8; i++)
+        if (out[i] != float(11 * (i + 1))) {
+            fprintf(stderr, "  lane %d: %g, want %d\n", i, double(out[i]), 11 * (i + 1));
+            ok = false;
+        }
+    return ok;
+}
+}  // namespace
+
+TEST(t29_vector_state_kept) {
+    if (!__builtin_cpu_supports("avx2")) {
+        printf("    skipped: this CPU has no AVX2\n");
+        return;
+    }
+    // A listener that wipes every ymm register (as libc's AVX2 memcpy's
+    // vzeroupper wipes the upper halves): __m256 arguments and the result
+    // must survive, at entry and at return.
+    struct L {
+        static uint64_t wipe(void *user, struct pt_regs *, struct bh_hook_call *) {
+            asm volatile("vzeroall" ::: "memory");
+            static_cast<std::atomic<long> *>(user)->fetch_add(1);
+            return 0;
+        }
+    };
+    std::atomic<long> hits{0};
+    AttachResult e = attach(reinterpret_cast<void *>(tl_m256_add), BH_HOOK_ENTRY, L::wipe, &hits, "tl_m256_add");
+    AttachResult r = attach(reinterpret_cast<void *>(tl_m256_add), BH_HOOK_RETURN, L::wipe, &hits, "tl_m256_add");
+    CHECK_EQ(e.rc, 0);
+    CHECK_EQ(r.rc, 0);
+    CHECK(m256_call_ok());
+    CHECK_EQ(hits.load(), 2);
+    if (!e.rc) bh_hook_detach(e.link);
+    if (!r.rc) bh_hook_detach(r.link);
+    // NO_VECTOR listeners: nothing saved, arguments still pass (the listener
+    // and the engine touch no vector register).
+    AttachResult n = attach_at(reinterpret_cast<void *>(tl_m256_add), 0, 0, BH_HOOK_ENTRY, count_hits, &hits,
+                               "tl_m256_add", BH_HOOK_ATTACH_F_NO_VECTOR);
+    CHECK_EQ(n.rc, 0);
+    CHECK(m256_call_ok());
+    if (!n.rc) bh_hook_detach(n.link);
+}
+
+TEST(t29b_x87_result_kept) {
+    // A return listener that empties the x87 stack (MMX code ends in emms)
+    // must not lose a long double result in st0.
+    struct L {
+        static uint64_t emms(void *user, struct pt_regs *, struct bh_hook_call *) {
+            asm volatile("emms" ::: "memory");
+            static_cast<std::atomic<long> *>(user)->fetch_add(1);
+            return 0;
+        }
+    };
+    long double (*volatile fn)(long double) = tl_ld;
+    std::atomic<long> hits{0};
+    AttachResult r = attach(reinterpret_cast<void *>(tl_ld), BH_HOOK_RETURN, L::emms, &hits, "tl_ld");
+    CHECK_EQ(r.rc, 0);
+    CHECK(fn(20.25L) == 41.5L);
+    CHECK(fn(-1.0L) == -1.0L);
+    CHECK_EQ(hits.load(), 2);
+    if (!r.rc) bh_hook_detach(r.link);
+}
+
+TEST(t42_libc_free_at_every_boundary) {
+    // Entry probes at each instruction boundary of free's first 32 bytes;
+    // free(NULL) and free(p) stay right (child process: a wrong relocation
+    // kills it).  Some offsets may be refused (a branch into the patch...):
+    // refusing is correct, running wrong is not.
+    CHECK(in_child([] {
+        void *f = dlsym(RTLD_DEFAULT, "free");
+        const size_t size = sym_size(f);
+        if (!f || !size) return false;
+        int attached = 0, refused = 0;
+        for (uint32_t off : boundaries(f, size, 32)) {
+            std::atomic<long> hits{0};
+            char name[32];
+            snprintf(name, sizeof name, "free+0x%x", off);
+            AttachResult r = attach_at(f, off, size, BH_HOOK_ENTRY, count_hits, &hits, name);
+            if (r.rc) {
+                printf("    %s refused: %s\n", name, r.err.c_str());
+                refused++;
+                continue;
+            }
+            attached++;
+            void (*volatile fr)(void *) = free;
+            fr(nullptr);
+            void *p = malloc(48);
+            fr(p);
+            fr(nullptr);
+            const long n = hits.load();
+            if (bh_hook_detach(r.link) != 0) return false;
+            // free(NULL) may return before a later offset: only free(p) must pass every one
+            if (n < 1) {
+                printf("    %s: %ld hits\n", name, n);
+                return false;
+            }
+        }
+        printf("    free: %d offsets attached and ran, %d refused\n", attached, refused);
+        return attached > 0;
+    }));
+}
 
 int main() {
     setvbuf(stdout, nullptr, _IOLBF, 0);

@@ -24,6 +24,13 @@ API int tl_lj_outer(jmp_buf *env, int v) { return tl_lj_inner(env, v) + 1; }
 
 API long tl_helper(long x) { return x * 3; }
 
+__attribute__((visibility("default"), noinline, noclone, target("avx2")))
+__m256 tl_m256_add(__m256 a, __m256 b) {
+    return _mm256_add_ps(a, b);
+}
+
+API long double tl_ld(long double x) { return x * 2 + 1; }
+
 /* Hand-written shapes the compiler will not produce on demand. */
 __asm__(
     ".text\n"
@@ -67,6 +74,35 @@ __asm__(
     "tl_add_at13:\n"
     "  push %rbp\n  mov %rsp,%rbp\n  lea (%rdi,%rsi),%eax\n  pop %rbp\n  ret\n"
     ".size tl_add_at13, .-tl_add_at13\n"
+
+    ".globl tl_redzone\n .type tl_redzone,@function\n .p2align 4\n"
+    "tl_redzone:\n"
+    "  mov %edi,-4(%rsp)\n"      /* +0, 4 bytes */
+    "  mov %edi,-128(%rsp)\n"    /* +4, 4 bytes */
+    "  xor %eax,%eax\n"          /* +8, 2 bytes */
+    "  mov $1,%ecx\n"            /* +10: TL_REDZONE_PROBE */
+    "  add -4(%rsp),%eax\n"
+    "  add -128(%rsp),%eax\n"
+    "  add %ecx,%eax\n"
+    "  ret\n"
+    ".size tl_redzone, .-tl_redzone\n"
+
+    ".globl tl_je32\n .type tl_je32,@function\n .p2align 4\n"
+    "tl_je32:\n"
+    "  test %rdi,%rdi\n"          /* +0, 3 bytes */
+    "  .byte 0x0f,0x84\n .long 2f-1f\n1:\n" /* +3: je rel32 */
+    "  mov $1,%eax\n"
+    "  ret\n"
+    "  .skip 32, 0x90\n"
+    "2: mov $-1,%eax\n"
+    "  ret\n"
+    ".size tl_je32, .-tl_je32\n"
+
+    ".globl tl_inline_data\n .type tl_inline_data,@function\n .p2align 4\n"
+    "tl_inline_data:\n"
+    "  push %rbp\n  mov %rsp,%rbp\n  mov %edi,%eax\n  pop %rbp\n  ret\n"
+    "  .byte 0x06,0x06\n"
+    ".size tl_inline_data, .-tl_inline_data\n"
 
     ".globl tl_calls_first\n .type tl_calls_first,@function\n .p2align 4\n"
     "tl_calls_first:\n"

@@ -25,6 +25,22 @@ long tl_syscall0(long nr);
  * neither: written while threads are paused). */
 int tl_add_at10(int a, int b);
 int tl_add_at13(int a, int b);
+/* A leaf that keeps two locals in the red zone below rsp (-4 and -128)
+ * across the instruction at TL_REDZONE_PROBE (mov ecx, 1): returns 2x + 1. */
+int tl_redzone(int x);
+#define TL_REDZONE_PROBE 10
+/* libc free's first shape: test rdi, rdi; je rel32 (6 bytes) to a return of
+ * -1; else returns 1.  TL_JE32_PROBE is the je. */
+int tl_je32(long p);
+#define TL_JE32_PROBE 3
+/* push rbp; mov rbp,rsp; pop rbp; ret; then two undecodable bytes inside
+ * the symbol's size (data in the code). */
+int tl_inline_data(int x);
+/* A long double result (in st0). */
+long double tl_ld(long double x);
+/* __m256 arguments and return value (AVX, built with target("avx2")). */
+#include <immintrin.h>
+__m256 tl_m256_add(__m256 a, __m256 b);
 #ifdef __cplusplus
 }
 #endif

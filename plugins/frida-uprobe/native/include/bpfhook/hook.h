@@ -77,17 +77,23 @@ struct bh_hook_call {
 	uint64_t retval;              /* return probes: the return value;
 					 entry: the override value, if set */
 	uint32_t flags;               /* BH_HOOK_CALL_* */
-	uint32_t _reserved;
+	uint32_t xmm_stride;          /* bytes from one register to the next
+					 in `xmm` (16, 32 or 64: saved at the
+					 width the CPU has enabled) */
 	const uint64_t *entry_args;   /* return probes: rdi, rsi, rdx, rcx,
 					 r8, r9 as they were at entry */
-	const void *xmm;              /* xmm0..xmm7 at entry (16 bytes each);
-					 xmm0..xmm1 at return */
+	const void *xmm;              /* xmm0..xmm7 at entry (the low 16
+					 bytes of each xmm_stride-byte slot);
+					 xmm0..xmm1 at return; NULL when
+					 every listener is NO_VECTOR */
 	struct bh_hook_call *_prev;   /* private: the probe this one nests in */
 };
 
 #define BH_HOOK_CALL_RETURN   (1u << 0) /* a return probe */
 #define BH_HOOK_CALL_OVERRIDE (1u << 1) /* the function returns `retval`
 					   without running its body */
+#define BH_HOOK_CALL_MIDFUNC  (1u << 2) /* an entry probe inside a function
+					   (func_offset != 0): no override */
 
 /* The probe running on this thread, or NULL outside listeners. */
 BH_HOOK_API struct bh_hook_call *bh_hook_current(void);
@@ -142,13 +148,35 @@ struct bh_hook_attach_opts {
 	size_t sz;
 	uint64_t cookie;        /* bpf_get_attach_cookie */
 	const char *func_name;  /* names the function in error messages */
-	size_t func_size;       /* symbol size if known: bounds the scan for
-				   branches back into the patched bytes
-				   (0 = scan 512 bytes or to the mapping end) */
+	size_t func_size;       /* the whole function's size (from func -
+				   func_offset) if known: the scan for
+				   branches back into the patched bytes then
+				   covers the function, and the attach is
+				   refused if it cannot decode all of it
+				   (0 = scan 512 bytes past the patch, or to
+				   the mapping end, stopping quietly) */
 	char *errbuf;           /* caller-owned buffer for the error message */
 	size_t errbuf_sz;
+	/* Bytes from the function's start to `func` (a probe at symbol+offset).
+	 * Non-zero: `func` must be an instruction boundary of a linear decode
+	 * from func - func_offset (else -EINVAL naming the nearest boundaries);
+	 * only BH_HOOK_ENTRY is allowed there (-EINVAL for RETURN and REPLACE:
+	 * [rsp] is not a return address), and an entry listener cannot override
+	 * the return value.  The probe keeps every register, the flags and the
+	 * 128-byte red zone below rsp as they were. */
+	size_t func_offset;
+	uint32_t flags;         /* BH_HOOK_ATTACH_F_* */
+	uint32_t _pad;
 };
-#define bh_hook_attach_opts__last_field errbuf_sz
+#define bh_hook_attach_opts__last_field _pad
+
+/* The listener touches no vector, x87 or mask register and calls nothing
+ * that does (say, a function compiled with -mgeneral-regs-only that calls
+ * JIT code without helpers).  While every listener of a function says so the
+ * engine does not save that state; otherwise it saves all of it (XSAVE with
+ * the CPU's enabled components) around the listeners. bh_hook_call.xmm is
+ * then NULL. */
+#define BH_HOOK_ATTACH_F_NO_VECTOR (1u << 0)
 
 /* NULL and errno set on error. */
 BH_HOOK_API struct bh_hook_engine *

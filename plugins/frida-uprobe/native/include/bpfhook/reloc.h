@@ -73,6 +73,19 @@ BH_HOOK_API int bh_reloc_emit(const void *code, size_t code_len, uint64_t pc,
 			      size_t out_cap, struct bh_reloc_plan *plan,
 			      char *err, size_t err_sz);
 
+/* Checks a patch of [pc+patch_off, +patch_len) against the whole function
+ * at `pc` (`size` bytes of it at `code`), decoded linearly from its start:
+ * patch_off must be an instruction boundary (-EINVAL: "+0x10 is inside the
+ * mov at +0xe (4 bytes): nearest instruction boundaries +0xe and +0x12"),
+ * and no instruction anywhere in the function may branch or refer to the
+ * inside of the patch (-ENOTSUP).  `strict` (the function's size is known):
+ * every byte must decode and the last instruction must end at `size`
+ * (-ENOTSUP otherwise: inline data or a wrong size); not strict: the scan
+ * stops quietly at the first undecodable byte after the patch. */
+BH_HOOK_API int bh_reloc_check_function(const void *code, size_t size, uint64_t pc,
+					uint32_t patch_off, uint32_t patch_len,
+					int strict, char *err, size_t err_sz);
+
 #ifdef __cplusplus
 }
 #endif
