@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bpfhook/plugin.h"
+#include "bpfhook/errmsg.h"
 #include "bpfhook/simple.h"
 
 namespace {
@@ -34,11 +35,6 @@ struct State {
 // function any code can call, so it needs a process-wide way to reach them.
 std::shared_mutex g_states_mu;  // triggers share it; init and fini take it alone
 std::vector<State *> g_states;
-
-int fail(char *err, size_t len, int code, const char *msg) {
-  if (err != nullptr && len > 0) snprintf(err, len, "%s", msg);
-  return code;
-}
 
 int simple_init(void **state, const bh_host *host, char *, size_t) {
   auto *s = new State();
@@ -66,13 +62,13 @@ void simple_fini(void *state) {
 int simple_attach(void *state, const bh_attach_opts *opts, char *err, size_t err_len) {
   auto *s = static_cast<State *>(state);
   if (!BH_SZ_HAS(opts, bh_attach_opts, prog_name) || opts->run == nullptr) {
-    return fail(err, err_len, -EINVAL, "simple: attach options too old or without a program");
+    return bh_fail(err, err_len, -EINVAL, "simple: attach options too old or without a program");
   }
-  if (opts->attach_type != BH_ATTACH_SIMPLE) return fail(err, err_len, -EINVAL, "simple: unknown attach type");
+  if (opts->attach_type != BH_ATTACH_SIMPLE) return bh_fail(err, err_len, -EINVAL, "simple: unknown attach type");
   const char *data = static_cast<const char *>(opts->private_data);
   size_t n = opts->private_data_len;
   if (data == nullptr || n < 2 || data[n - 1] != '\0' || strlen(data) != n - 1) {
-    return fail(err, err_len, -EINVAL, "simple: private data must be a non-empty NUL-terminated source name");
+    return bh_fail(err, err_len, -EINVAL, "simple: private data must be a non-empty NUL-terminated source name");
   }
   const bool reads_probe =
       !BH_SZ_HAS(opts, bh_attach_opts, prog_flags) || (opts->prog_flags & BH_PROG_F_PROBE_CTX) != 0;

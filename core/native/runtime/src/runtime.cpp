@@ -3,6 +3,7 @@
 // plugin). Control calls are serialized by one mutex; the data path (a plugin
 // calling bh_program_run or the JIT entry) takes no lock.
 #include "bpfhook/runtime.h"
+#include "bpfhook/errmsg.h"
 
 #include <dlfcn.h>
 
@@ -66,17 +67,6 @@ struct bh_program {
 
 namespace {
 
-int fail(char *err, size_t len, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-int fail(char *err, size_t len, int code, const char *fmt, ...) {
-  if (err != nullptr && len > 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
 struct HelperReg {
   uint32_t id;
   std::string name;
@@ -107,22 +97,22 @@ int resolve_lddw(void *cookie, uint32_t pc, uint8_t src, int32_t imm, int32_t ne
   const bh_program_opts *o = prog->loading;
   const bool by_value = src == BH_PSEUDO_MAP_VALUE || src == BH_PSEUDO_MAP_IDX_VALUE;
   if (src != BH_PSEUDO_MAP_FD && src != BH_PSEUDO_MAP_IDX && !by_value) {
-    return fail(err, err_len, -1, "pc %u: unsupported lddw source %u", pc, src);
+    return bh_fail(err, err_len, -1, "pc %u: unsupported lddw source %u", pc, src);
   }
   if (imm < 0 || static_cast<size_t>(imm) >= o->nmaps || o->maps[imm] == nullptr) {
-    return fail(err, err_len, -1, "pc %u: lddw refers to map %d, but the program has %zu maps", pc, imm, o->nmaps);
+    return bh_fail(err, err_len, -1, "pc %u: lddw refers to map %d, but the program has %zu maps", pc, imm, o->nmaps);
   }
   if (!by_value) {
     *out = reinterpret_cast<uint64_t>(o->maps[imm]);
     return 0;
   }
   if (is_prog_array(prog->owner, o->maps[imm])) {
-    return fail(err, err_len, -1, "pc %u: map %d is a program array, which has no value to address", pc, imm);
+    return bh_fail(err, err_len, -1, "pc %u: map %d is a program array, which has no value to address", pc, imm);
   }
-  if (o->map_value_addr == nullptr) return fail(err, err_len, -1, "pc %u: map value loads are not supported here", pc);
+  if (o->map_value_addr == nullptr) return bh_fail(err, err_len, -1, "pc %u: map value loads are not supported here", pc);
   uint64_t addr = o->map_value_addr(o->maps[imm], static_cast<uint32_t>(next_imm));
   if (addr == 0) {
-    return fail(err, err_len, -1, "pc %u: map %d has no value at offset %d (not an array map, or out of range)", pc,
+    return bh_fail(err, err_len, -1, "pc %u: map %d has no value at offset %d (not an array map, or out of range)", pc,
                 imm, next_imm);
   }
   *out = addr;
@@ -353,26 +343,26 @@ int bh_runtime_open_plugin(bh_runtime *rt, const char *path, const char *expect_
   // for RTLD_GLOBAL.
   const int mode = RTLD_NOW | ((flags & BH_RUNTIME_PLUGIN_GLOBAL) != 0 ? RTLD_GLOBAL : RTLD_LOCAL);
   DlHandle handle(dlopen(path, mode));
-  if (handle.h == nullptr) return fail(err, err_len, -ENOENT, "cannot load plugin library %s: %s", path, dlerror());
+  if (handle.h == nullptr) return bh_fail(err, err_len, -ENOENT, "cannot load plugin library %s: %s", path, dlerror());
   auto entry = reinterpret_cast<bh_plugin_entry_fn>(dlsym(handle.h, BH_PLUGIN_ENTRY_SYMBOL));
   if (entry == nullptr) {
-    return fail(err, err_len, -EINVAL, "%s does not export %s, so it is not a bpfhook plugin", path,
+    return bh_fail(err, err_len, -EINVAL, "%s does not export %s, so it is not a bpfhook plugin", path,
                 BH_PLUGIN_ENTRY_SYMBOL);
   }
   const bh_plugin_ops *ops = entry();
   if (ops == nullptr || ops->sz < offsetof(bh_plugin_ops, register_helpers)) {
-    return fail(err, err_len, -EINVAL, "%s: %s returned no usable operations table", path, BH_PLUGIN_ENTRY_SYMBOL);
+    return bh_fail(err, err_len, -EINVAL, "%s: %s returned no usable operations table", path, BH_PLUGIN_ENTRY_SYMBOL);
   }
   if (ops->abi_version != BH_PLUGIN_ABI_VERSION) {
-    return fail(err, err_len, -EPROTO, "%s: plugin ABI %u, core speaks ABI %u; rebuild the plugin", path,
+    return bh_fail(err, err_len, -EPROTO, "%s: plugin ABI %u, core speaks ABI %u; rebuild the plugin", path,
                 ops->abi_version, BH_PLUGIN_ABI_VERSION);
   }
   if (expect_name != nullptr && (ops->name == nullptr || strcmp(ops->name, expect_name) != 0)) {
-    return fail(err, err_len, -EINVAL, "%s: native piece is named '%s', the TypeScript side '%s'", path,
+    return bh_fail(err, err_len, -EINVAL, "%s: native piece is named '%s', the TypeScript side '%s'", path,
                 ops->name != nullptr ? ops->name : "(null)", expect_name);
   }
   if (ops->attach == nullptr || ops->detach == nullptr) {
-    return fail(err, err_len, -EINVAL, "%s: plugin '%s' lacks attach or detach", path, ops->name);
+    return bh_fail(err, err_len, -EINVAL, "%s: plugin '%s' lacks attach or detach", path, ops->name);
   }
   auto p = std::make_unique<Plugin>();
   p->name = ops->name;
@@ -381,7 +371,7 @@ int bh_runtime_open_plugin(bh_runtime *rt, const char *path, const char *expect_
   char msg[256] = {0};
   if (ops->init != nullptr) {
     int rc = ops->init(&p->state, &rt->host, msg, sizeof msg);
-    if (rc < 0) return fail(err, err_len, rc, "[%s] init failed: %s", p->name.c_str(), msg);
+    if (rc < 0) return bh_fail(err, err_len, rc, "[%s] init failed: %s", p->name.c_str(), msg);
   }
   if (BH_SZ_HAS(ops, bh_plugin_ops, register_helpers) && ops->register_helpers != nullptr) {
     size_t before = rt->helpers.size();
@@ -389,7 +379,7 @@ int bh_runtime_open_plugin(bh_runtime *rt, const char *path, const char *expect_
     if (rc < 0) {
       rt->helpers.resize(before);
       if (ops->fini != nullptr) ops->fini(p->state);
-      return fail(err, err_len, rc, "[%s] register_helpers failed (%d)", p->name.c_str(), rc);
+      return bh_fail(err, err_len, rc, "[%s] register_helpers failed (%d)", p->name.c_str(), rc);
     }
   }
   p->handle = handle.release();
@@ -413,7 +403,7 @@ int64_t bh_runtime_plugin_call(bh_runtime *rt, int plugin, const char *name, con
 
 bh_program *bh_runtime_load_program(bh_runtime *rt, const struct bh_program_opts *opts, char *err, size_t err_len) {
   if (opts == nullptr || opts->sz < offsetof(bh_program_opts, maps)) {
-    fail(err, err_len, -EINVAL, "bad program options");
+    bh_fail(err, err_len, -EINVAL, "bad program options");
     return nullptr;
   }
   bh_program_opts o{};
@@ -425,19 +415,19 @@ bh_program *bh_runtime_load_program(bh_runtime *rt, const struct bh_program_opts
   prog->interpreter = o.interpreter != 0;
   prog->vm = bh_vm_create();
   if (prog->vm == nullptr) {
-    fail(err, err_len, -ENOMEM, "prog '%s': out of memory", name);
+    bh_fail(err, err_len, -ENOMEM, "prog '%s': out of memory", name);
     return nullptr;
   }
   char msg[256] = {0};
   if (rt->opts.register_defaults != nullptr && rt->opts.register_defaults(rt->opts.register_defaults_cookie, prog->vm) < 0) {
-    fail(err, err_len, -EINVAL, "prog '%s': registering the standard helpers failed", name);
+    bh_fail(err, err_len, -EINVAL, "prog '%s': registering the standard helpers failed", name);
     return nullptr;
   }
   {
     std::lock_guard<std::mutex> lock(rt->mu);
     for (const HelperReg &h : rt->helpers) {
       if (bh_vm_register_helper(prog->vm, h.id, h.name.c_str(), h.fn, h.flags) < 0) {
-        fail(err, err_len, -EINVAL, "prog '%s': cannot register helper %u '%s'", name, h.id, h.name.c_str());
+        bh_fail(err, err_len, -EINVAL, "prog '%s': cannot register helper %u '%s'", name, h.id, h.name.c_str());
         return nullptr;
       }
     }
@@ -462,7 +452,7 @@ bh_program *bh_runtime_load_program(bh_runtime *rt, const struct bh_program_opts
       m.sz = sizeof m;
       m.handle = o.maps[i];
       if (bh_vm_add_map(prog->vm, &m) != 0) {
-        fail(err, err_len, -ENOMEM, "prog '%s': out of memory", name);
+        bh_fail(err, err_len, -ENOMEM, "prog '%s': out of memory", name);
         return nullptr;
       }
     }
@@ -471,14 +461,14 @@ bh_program *bh_runtime_load_program(bh_runtime *rt, const struct bh_program_opts
   int rc = bh_vm_load(prog->vm, o.insns, o.insns_len, msg, sizeof msg);
   prog->loading = nullptr;
   if (rc < 0) {
-    fail(err, err_len, -EINVAL, "prog '%s': %s", name, msg);
+    bh_fail(err, err_len, -EINVAL, "prog '%s': %s", name, msg);
     return nullptr;
   }
   prog->features = scan_features(prog->vm);
   if (!prog->interpreter) {
     bh_jit_fn fn = bh_vm_compile(prog->vm, msg, sizeof msg);
     if (fn == nullptr) {
-      fail(err, err_len, -EINVAL, "prog '%s': JIT: %s", name, msg);
+      bh_fail(err, err_len, -EINVAL, "prog '%s': JIT: %s", name, msg);
       return nullptr;
     }
     if (!o.checked && o.budget == 0) prog->fast_jit = fn;
@@ -516,12 +506,12 @@ const char *bh_program_name(const bh_program *prog) { return prog->name.c_str();
 
 bh_prog_array *bh_runtime_prog_array_create(bh_runtime *rt, uint32_t max_entries, char *err, size_t err_len) {
   if (max_entries == 0) {
-    fail(err, err_len, -EINVAL, "program array: max_entries must be at least 1");
+    bh_fail(err, err_len, -EINVAL, "program array: max_entries must be at least 1");
     return nullptr;
   }
   bh_prog_array *arr = bh_prog_array_create(max_entries, tail_call_run);
   if (arr == nullptr) {
-    fail(err, err_len, -ENOMEM, "program array of %u slots: out of memory", max_entries);
+    bh_fail(err, err_len, -ENOMEM, "program array of %u slots: out of memory", max_entries);
     return nullptr;
   }
   std::lock_guard<std::mutex> lock(rt->mu);
@@ -558,10 +548,10 @@ bh_program *bh_runtime_prog_array_lookup(bh_runtime *rt, bh_prog_array *arr, uin
 
 int bh_runtime_attach(bh_runtime *rt, int plugin, bh_program *prog, const struct bh_runtime_attach_opts *opts,
                       char *err, size_t err_len) {
-  if (opts == nullptr || prog == nullptr) return fail(err, err_len, -EINVAL, "attach: missing program or options");
+  if (opts == nullptr || prog == nullptr) return bh_fail(err, err_len, -EINVAL, "attach: missing program or options");
   std::lock_guard<std::mutex> lock(rt->mu);
   if (plugin < 0 || static_cast<size_t>(plugin) >= rt->plugins.size()) {
-    return fail(err, err_len, -ENOENT, "attach: no plugin %d", plugin);
+    return bh_fail(err, err_len, -ENOENT, "attach: no plugin %d", plugin);
   }
   const Plugin &p = *rt->plugins[plugin];
   bh_attach_opts a{};
@@ -577,7 +567,7 @@ int bh_runtime_attach(bh_runtime *rt, int plugin, bh_program *prog, const struct
   a.prog_flags = (prog->features & kReadsProbe) != 0 ? BH_PROG_F_PROBE_CTX : 0u;
   char msg[256] = {0};
   int id = p.ops->attach(p.state, &a, msg, sizeof msg);
-  if (id < 0) return fail(err, err_len, id, "[%s] prog '%s': %s", p.name.c_str(), prog->name.c_str(), msg);
+  if (id < 0) return bh_fail(err, err_len, id, "[%s] prog '%s': %s", p.name.c_str(), prog->name.c_str(), msg);
   prog->refs.fetch_add(1, std::memory_order_relaxed);
   rt->retired.push_back(prog);
   rt->links.push_back({plugin, id, prog, true});

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <new>
 
+#include "bpfhook/errmsg.h"
 #include "vm_internal.h"
 
 namespace bh {
@@ -24,12 +25,10 @@ bh_fault &jit_fault() {
 }
 
 int fail(char *err, size_t err_len, const char *fmt, ...) {
-  if (err != nullptr && err_len > 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-  }
+  va_list ap;
+  va_start(ap, fmt);
+  bh_vfail(err, err_len, -1, fmt, ap);
+  va_end(ap);
   return -1;
 }
 

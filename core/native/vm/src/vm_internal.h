@@ -59,7 +59,8 @@ struct ExitRequest {
 ExitRequest &exit_request();  // this thread's
 bh_fault &jit_fault();        // this thread's last JIT fault
 
-// Formats "pc N: ..." into a caller-owned buffer (NULL-safe); returns -1.
+// Formats "pc N: ..." into a caller-owned buffer (NULL-safe); returns -1,
+// the VM API's failure value (bh_fail of sdk/include/bpfhook/errmsg.h with -1).
 int fail(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 // Validation of vm->insts after lddw resolution; fills vm->analysis.

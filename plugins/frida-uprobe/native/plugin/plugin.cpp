@@ -16,6 +16,7 @@
 
 #include "bpfhook/hook.h"
 #include "bpfhook/plugin.h"
+#include "bpfhook/errmsg.h"
 #include "bpfhook/uprobe_plugin.h"
 
 namespace {
@@ -45,17 +46,6 @@ struct State {
   std::map<uint64_t, int> exclusive;
   int next_id = 0;
 };
-
-int fail(char *err, size_t len, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-int fail(char *err, size_t len, int code, const char *fmt, ...) {
-  if (err != nullptr && len > 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
 
 // ---- probe-context ops over the engine's per-call state -------------------
 
@@ -156,7 +146,7 @@ const char *type_name(uint32_t type) {
 
 int plugin_init(void **state, const bh_host *host, char *err, size_t err_len) {
   if (!BH_SZ_HAS(host, bh_host, probe) || host->probe == nullptr) {
-    return fail(err, err_len, -EPROTO, "frida-uprobe: the host provides no probe context (core too old)");
+    return bh_fail(err, err_len, -EPROTO, "frida-uprobe: the host provides no probe context (core too old)");
   }
   auto s = std::make_unique<State>();
   s->host = host;
@@ -166,7 +156,7 @@ int plugin_init(void **state, const bh_host *host, char *err, size_t err_len) {
   opts.errbuf = msg;
   opts.errbuf_sz = sizeof msg;
   s->engine = bh_hook_engine__new(&opts);
-  if (s->engine == nullptr) return fail(err, err_len, -errno, "frida-uprobe: hook engine: %s", msg);
+  if (s->engine == nullptr) return bh_fail(err, err_len, -errno, "frida-uprobe: hook engine: %s", msg);
   *state = s.release();
   return 0;
 }
@@ -180,29 +170,29 @@ void plugin_fini(void *state) {
 int plugin_attach(void *state, const bh_attach_opts *opts, char *err, size_t err_len) {
   auto *s = static_cast<State *>(state);
   if (!BH_SZ_HAS(opts, bh_attach_opts, prog_name) || opts->run == nullptr) {
-    return fail(err, err_len, -EINVAL, "attach options too old or without a program");
+    return bh_fail(err, err_len, -EINVAL, "attach options too old or without a program");
   }
   bh_uprobe_target target{};
   if (bh_uprobe_private_data_decode(opts->private_data, opts->private_data_len, &target) < 0) {
-    return fail(err, err_len, -EINVAL, "malformed private data (%zu bytes)", opts->private_data_len);
+    return bh_fail(err, err_len, -EINVAL, "malformed private data (%zu bytes)", opts->private_data_len);
   }
   const uint32_t type = opts->attach_type;
   bh_hook_fn fn = listener_for(type);
   if (fn == nullptr || target.attach_type != type) {
-    return fail(err, err_len, -EINVAL, "%s: attach type %u does not match the private data's %u",
+    return bh_fail(err, err_len, -EINVAL, "%s: attach type %u does not match the private data's %u",
                 target.description, type, target.attach_type);
   }
   if (target.func_offset != 0 && type != BH_ATTACH_UPROBE) {
     // Inside a function [rsp] is not a return address: a return probe,
     // override or replacement there would return into garbage.
-    return fail(err, err_len, -EINVAL,
+    return bh_fail(err, err_len, -EINVAL,
                 "%s %s: offset 0x%llx: a %s must be at the function's entry (offset 0); only uprobe may probe "
                 "inside a function",
                 type_name(type), target.description, static_cast<unsigned long long>(target.func_offset),
                 type_name(type));
   }
   if (target.func_size != 0 && target.func_offset >= target.func_size) {
-    return fail(err, err_len, -EINVAL, "%s %s: offset 0x%llx is past the function's 0x%llx bytes", type_name(type),
+    return bh_fail(err, err_len, -EINVAL, "%s %s: offset 0x%llx is past the function's 0x%llx bytes", type_name(type),
                 target.description, static_cast<unsigned long long>(target.func_offset),
                 static_cast<unsigned long long>(target.func_size));
   }
@@ -229,7 +219,7 @@ int plugin_attach(void *state, const bh_attach_opts *opts, char *err, size_t err
     auto it = s->exclusive.find(func);
     if (it != s->exclusive.end()) {
       const Attachment &other = *s->attachments.at(it->second);
-      return fail(err, err_len, -EEXIST, "%s %s (0x%llx): already has %s by prog attachment %d", type_name(type),
+      return bh_fail(err, err_len, -EEXIST, "%s %s (0x%llx): already has %s by prog attachment %d", type_name(type),
                   a->description.c_str(), static_cast<unsigned long long>(func), type_name(other.type), other.id);
     }
   }
@@ -252,7 +242,7 @@ int plugin_attach(void *state, const bh_attach_opts *opts, char *err, size_t err
   ho.errbuf = msg;
   ho.errbuf_sz = sizeof msg;
   int rc = bh_hook_attach(s->engine, reinterpret_cast<void *>(func), kind_for(type), fn, a.get(), &ho, &a->link);
-  if (rc < 0) return fail(err, err_len, rc, "%s %s: %s", type_name(type), a->description.c_str(), msg);
+  if (rc < 0) return bh_fail(err, err_len, rc, "%s %s: %s", type_name(type), a->description.c_str(), msg);
   a->id = s->next_id++;
   if (exclusive) s->exclusive[func] = a->id;
   int id = a->id;
