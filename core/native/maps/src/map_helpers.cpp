@@ -89,6 +89,8 @@ constexpr uint64_t kKeyed = Bit(BH_MAP_TYPE_HASH) | Bit(BH_MAP_TYPE_ARRAY) | Bit
                             Bit(BH_MAP_TYPE_PERCPU_ARRAY) | Bit(BH_MAP_TYPE_LRU_HASH) | Bit(BH_MAP_TYPE_LPM_TRIE);
 constexpr uint64_t kQueues = Bit(BH_MAP_TYPE_QUEUE) | Bit(BH_MAP_TYPE_STACK);
 constexpr uint64_t kRing = Bit(BH_MAP_TYPE_RINGBUF);
+// Bloom filters take push (add) and peek (test) only, as in the kernel.
+constexpr uint64_t kPushPeek = kQueues | Bit(BH_MAP_TYPE_BLOOM_FILTER);
 }  // namespace
 
 int bh_maps_register_helpers(bh_vm *vm) {
@@ -112,11 +114,11 @@ int bh_maps_register_helpers(bh_vm *vm) {
       {27, "bpf_get_stackid", bh_helper_get_stackid,
        BH_P(kCtx, "ctx", kMap, "map", kAny, "flags", 0, nullptr, 0, nullptr, Bit(BH_MAP_TYPE_STACK_TRACE))},
       {87, "bpf_map_push_elem", bh_helper_map_push_elem,
-       BH_P(kMap, "map", kValue, "value", kAny, "flags", 0, nullptr, 0, nullptr, kQueues)},
+       BH_P(kMap, "map", kValue, "value", kAny, "flags", 0, nullptr, 0, nullptr, kPushPeek)},
       {88, "bpf_map_pop_elem", bh_helper_map_pop_elem,
        BH_P(kMap, "map", kValueOut, "value", 0, nullptr, 0, nullptr, 0, nullptr, kQueues)},
       {89, "bpf_map_peek_elem", bh_helper_map_peek_elem,
-       BH_P(kMap, "map", kValueOut, "value", 0, nullptr, 0, nullptr, 0, nullptr, kQueues)},
+       BH_P(kMap, "map", kValueOut, "value", 0, nullptr, 0, nullptr, 0, nullptr, kPushPeek)},
       {130, "bpf_ringbuf_output", bh_helper_ringbuf_output,
        BH_P(kMap, "map", kMem, "data", kSize0, "size", kAny, "flags", 0, nullptr, kRing)},
       {131, "bpf_ringbuf_reserve", bh_helper_ringbuf_reserve,
