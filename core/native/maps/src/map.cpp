@@ -590,7 +590,8 @@ int bh_map_lookup_and_delete(bh_map *m, const void *key, void *value) {
 }
 
 int bh_map_get_next_key(bh_map *m, const void *key, void *next_key) {
-  if (m == nullptr || next_key == nullptr) return -EINVAL;
+  // A keyless map has no key bytes to write (an empty buffer may be NULL).
+  if (m == nullptr || (next_key == nullptr && m->key_size != 0)) return -EINVAL;
   switch (m->type) {
     case BH_MAP_TYPE_HASH:
     case BH_MAP_TYPE_LRU_HASH:
