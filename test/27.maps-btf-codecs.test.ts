@@ -104,11 +104,11 @@ describe("27 maps: values decoded from BTF", () => {
       const region = SharedRegion.create({ name: `/bpfhook-t25-${process.pid}`, size: 1 << 20 });
       try {
         assert.throws(
-          () => region.createMap({ name: "bf", type: 30, keySize: 0, valueSize: 4, maxEntries: 8 }),
+          () => region.createMap({ name: "ur", type: 31, keySize: 0, valueSize: 0, maxEntries: 4096 }),
           (e: unknown) =>
             e instanceof BpfhookError &&
             e.code === "BAD_ARGUMENT" &&
-            e.message.startsWith("map 'bf': create: map type 30 (bloom_filter) is not supported (supported: hash, array"),
+            e.message.startsWith("map 'ur': create: map type 31 (user_ringbuf) is not supported (supported: hash, array"),
         );
       } finally {
         region.close();
@@ -116,13 +116,13 @@ describe("27 maps: values decoded from BTF", () => {
       skipWithoutClang(this);
       const rt = await Runtime.create({});
       try {
-        const file = compileFixture("runtime/bloom.bpf.c");
+        const file = compileFixture("runtime/unsupported_map.bpf.c");
         assert.throws(
           () => rt.load(file),
           (e: unknown) =>
             e instanceof BpfhookError &&
-            e.message.startsWith(`${file}: map 'seen_before' (section .maps): create: map type 30 (bloom_filter) is not supported`) &&
-            e.message.split("seen_before").length === 2,
+            e.message.startsWith(`${file}: map 'from_user' (section .maps): create: map type 31 (user_ringbuf) is not supported`) &&
+            e.message.split("from_user").length === 2,
         );
       } finally {
         rt.close();

@@ -39,6 +39,7 @@ const MAPS = [
   map("hash_1k", 1, 4, 8, SIZES["1k"]),
   map("hash_64k", 1, 4, 8, SIZES["64k"]),
   map("hash_1m", 1, 4, 8, SIZES["1m"]),
+  { ...map("bloom", 30, 0, 4, KEYS), mapExtra: 3n }, // 7: u32 values, 3 hash functions
 ];
 const MAP_INDEX = { hash_1k: 4, hash_64k: 5, hash_1m: 6 } as const;
 
@@ -121,6 +122,9 @@ const WORKLOADS: { key: string; label: string; n: number; insns: Uint8Array }[] 
     n: RING_N,
     insns: loop(RING_N, `lddw %r1, map_fd 3\nmov %r2, %r10\nadd %r2, -16\nmov %r3, 16\nmov %r4, 0\ncall 130`),
   },
+  // The key slot doubles as the u32 value: values 0..1023, all pushed after the first sample.
+  { key: "bloom_push", label: "bloom filter push (u32, k=3)", n: N, insns: loop(N, `lddw %r1, map_fd 7\n${KEY}\nmov %r3, 0\ncall 87`) },
+  { key: "bloom_peek", label: "bloom filter peek (u32, k=3, hit)", n: N, insns: loop(N, `lddw %r1, map_fd 7\n${KEY}\ncall 89\nadd %r7, %r0`) },
 ];
 
 /** Scrambled-key rows: [key, label, baseline key, map, size, miss]. */

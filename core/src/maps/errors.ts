@@ -51,6 +51,7 @@ function explain(op: string, errno: number, ctx: MapErrorContext): string {
       return ctx.typeName === "lpm_trie" ? `trie full, ${ctx.maxEntries} entries` : "no space";
     case Errno.ENOENT:
       if (isQueue) return `${ctx.typeName} is empty`;
+      if (ctx.typeName === "bloom_filter") return "not in the filter";
       return op === "update" ? "no such key (BPF_EXIST)" : "no such key";
     case Errno.EEXIST:
       return op === "update" ? "key exists (BPF_NOEXIST)" : "already exists";
@@ -59,6 +60,7 @@ function explain(op: string, errno: number, ctx: MapErrorContext): string {
       if (op === "delete" && isQueue) return `use pop() on a ${ctx.typeName}`;
       return "invalid argument (flags or sizes)";
     case Errno.EOPNOTSUPP:
+      if (ctx.typeName === "bloom_filter") return "a bloom filter only adds (push) and tests (peek / has)";
       return `not supported on a ${ctx.typeName ?? "map of this type"}`;
     case Errno.ENOMEM:
       return "shared region is full";

@@ -7,6 +7,7 @@ export {
   type StaleRegion,
 } from "./region.js";
 export {
+  BloomFilterMap,
   BpfMap,
   MapBase,
   PerCpuMap,
@@ -17,11 +18,14 @@ export {
   type AnyMap,
   type PerfRingStats,
   type RingBufStats,
+  bloomBits,
 } from "./map.js";
 export { RingBufferConsumer, type RingBufferOptions } from "./ringbuf.js";
 export { PerfBufferConsumer, type PerfBufferOptions, type PerfSample } from "./perfbuf.js";
 export { type PollOptions } from "./poller.js";
 export {
+  BLOOM_DEFAULT_HASHES,
+  MapFlags,
   MapType,
   MapUpdateFlags,
   PERF_DEFAULT_RING_SIZE,

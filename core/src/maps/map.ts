@@ -3,6 +3,7 @@
  * - BpfMap: hash, LRU hash, array, LPM trie (get/set/delete, iteration);
  * - PerCpuMap: per-CPU hash and array (values per possible CPU);
  * - QueueMap: queue and stack (push/pop/peek);
+ * - BloomFilterMap: bloom filter (push/has);
  * - StackTraceMap: stack ids to frames (bpf_get_stackid);
  * - RingBufMap, PerfEventArray: event channels read through consumers.
  * Keys and values go through codecs; without one they are Buffers of the
@@ -16,7 +17,7 @@ import { raw, u32, type Codec } from "./codecs.js";
 import { Errno, mapError } from "./errors.js";
 import { PerfBufferConsumer, type PerfBufferOptions } from "./perfbuf.js";
 import { RingBufferConsumer, type RingBufferOptions } from "./ringbuf.js";
-import { mapTypeName, updateFlagValue, type MapTypeName, type MapUpdateFlag } from "./types.js";
+import { BLOOM_DEFAULT_HASHES, mapTypeName, updateFlagValue, type MapTypeName, type MapUpdateFlag } from "./types.js";
 
 /** What MapBase needs from the region that holds it. */
 export interface MapOwner {
@@ -396,6 +397,69 @@ export class QueueMap<V = Buffer> extends MapBase {
 }
 
 /**
+ * BPF_MAP_TYPE_BLOOM_FILTER: a set that answers "maybe present" or "certainly
+ * absent". push adds a value, has / peek test one; nothing can be removed.
+ * Programs use bpf_map_push_elem and bpf_map_peek_elem (0 maybe present,
+ * -ENOENT absent), as with the kernel's. A value never pushed passes the test
+ * with probability about (1 - e^(-k n / m))^k (n values pushed, k hash
+ * functions, m bits: see `bits` and `hashes`); a pushed value always passes.
+ */
+export class BloomFilterMap<V = Buffer> extends MapBase {
+  protected readonly valueCodec: Codec<V>;
+  private readonly valueBuf: Buffer;
+
+  constructor(handle: NativeMapHandle, info: NativeMapInfo, region: MapOwner, value?: Codec<V>) {
+    super(handle, info, region);
+    this.valueCodec = value ?? (raw(info.valueSize) as unknown as Codec<V>);
+    checkCodec(info.name, "value", this.valueCodec, info.valueSize);
+    this.valueBuf = Buffer.alloc(info.valueSize);
+  }
+
+  /** Hash functions per value (mapExtra, or 5 when it is 0). */
+  get hashes(): number {
+    const extra = Number(native().mapInfo(this.native).mapExtra);
+    return extra !== 0 ? extra : BLOOM_DEFAULT_HASHES;
+  }
+
+  /** Size of the bit array, as the kernel sizes it: maxEntries * hashes / ln 2, a power of two, 64 .. 2^32. */
+  get bits(): number {
+    return bloomBits(this.maxEntries, this.hashes);
+  }
+
+  /** Adds a value (bpf_map_update_elem from user space, BPF_ANY: the only flag a bloom filter takes). */
+  push(value: V): this {
+    this.assertWritable("push");
+    this.valueCodec.encode(value, this.valueBuf, 0);
+    this.check("push", native().mapUpdate(this.native, null, this.valueBuf, 0));
+    return this;
+  }
+
+  /** True if the value may have been pushed (false positives possible), false if it certainly was not. */
+  has(value: V): boolean {
+    this.valueCodec.encode(value, this.valueBuf, 0);
+    const rc = native().mapLookup(this.native, null, this.valueBuf);
+    if (rc === -Errno.ENOENT) return false;
+    this.check("peek", rc);
+    return true;
+  }
+
+  /** Same as has(): the name of the helper programs call (bpf_map_peek_elem). */
+  peek(value: V): boolean {
+    return this.has(value);
+  }
+}
+
+/** The kernel's bloom_map_alloc sizing (u32 arithmetic, 7/5 for 1/ln 2). */
+export function bloomBits(maxEntries: number, hashes: number): number {
+  const n = maxEntries * hashes;
+  if (n > 0xffffffff) return 2 ** 32;
+  const bits = Math.floor(n / 5) * 7;
+  if (bits > 2 ** 31) return 2 ** 32;
+  if (bits <= 64) return 64;
+  return 2 ** Math.ceil(Math.log2(bits));
+}
+
+/**
  * BPF_MAP_TYPE_STACK_TRACE: what bpf_get_stackid stores. Keys are stack ids,
  * values the stack's instruction pointers, innermost first. Only programs
  * add stacks; user space reads and deletes them.
@@ -514,6 +578,7 @@ export type AnyMap =
   | BpfMap<any, any>
   | PerCpuMap<any, any>
   | QueueMap<any>
+  | BloomFilterMap<any>
   | StackTraceMap
   | RingBufMap
   | PerfEventArray;
@@ -541,6 +606,8 @@ export function wrapMap(
     case "queue":
     case "stack":
       return new QueueMap(handle, info, region, value);
+    case "bloom_filter":
+      return new BloomFilterMap(handle, info, region, value);
     case "stack_trace":
       return new StackTraceMap(handle, info, region);
     case "ringbuf":

@@ -18,6 +18,7 @@ import { errnoName, Errno, mapError } from "./errors.js";
 import {
   wrapMap,
   type AnyMap,
+  type BloomFilterMap,
   type BpfMap,
   type MapOwner,
   type PerCpuMap,
@@ -27,7 +28,7 @@ import {
   type StackTraceMap,
 } from "./map.js";
 import { describeMapType } from "../kernel-names.js";
-import { MapType, mapTypeName, type MapCreateOptions, type MapDescriptor, type MapTypeName } from "./types.js";
+import { MapFlags, MapType, mapTypeName, type MapCreateOptions, type MapDescriptor, type MapTypeName } from "./types.js";
 
 export interface SharedRegionOptions {
   /**
@@ -225,6 +226,8 @@ export class SharedRegion implements MapOwner {
   createMap<K = Buffer, V = Buffer>(opts: MapCreateOptions<K, V> & { type: "percpu_hash" }): PerCpuMap<K, V>;
   createMap<V = Buffer, K = number>(opts: MapCreateOptions<K, V> & { type: "percpu_array" }): PerCpuMap<K, V>;
   createMap<V = Buffer>(opts: MapCreateOptions<never, V> & { type: "queue" | "stack" }): QueueMap<V>;
+  /** Bloom filters: maxEntries values expected, mapExtra hash functions (1..15, 0 = 5), MapFlags.ZERO_SEED. */
+  createMap<V = Buffer>(opts: MapCreateOptions<never, V> & { type: "bloom_filter" }): BloomFilterMap<V>;
   /** Stack traces: give valueSize (8 bytes per frame kept). */
   createMap(opts: MapCreateOptions<never, never> & { type: "stack_trace" }): StackTraceMap;
   createMap(opts: MapCreateOptions & { type: "ringbuf" }): RingBufMap;
@@ -268,7 +271,9 @@ export class SharedRegion implements MapOwner {
       mapExtra: BigInt(opts.mapExtra ?? 0),
       freeOnClose: opts.freeOnClose === true,
     });
-    if (typeof h === "number") throw mapError(name, "create", h, createReason(typeName, h, this));
+    if (typeof h === "number") {
+      throw mapError(name, "create", h, createReason(typeName, h, this, { keySize, valueSize, maxEntries: opts.maxEntries, mapExtra: opts.mapExtra, flags: opts.flags }));
+    }
     return this.#wrap(h, opts.key, opts.value);
   }
 
@@ -346,6 +351,7 @@ function defaultKeySize(t: MapTypeName): number | undefined {
     case "queue":
     case "stack":
     case "ringbuf":
+    case "bloom_filter":
       return 0;
     default:
       return undefined;
@@ -363,7 +369,28 @@ function defaultValueSize(t: MapTypeName): number | undefined {
   }
 }
 
-function createReason(t: MapTypeName, rc: number, region: SharedRegion): { reason?: string } {
+interface CreateSizes {
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  mapExtra: bigint | number | undefined;
+  flags: number | undefined;
+}
+
+/** What the kernel's bloom_map_alloc refuses, first match (EINVAL names it). */
+function bloomReason(s: CreateSizes): string {
+  const extra = BigInt(s.mapExtra ?? 0);
+  if (s.keySize !== 0) return `bloom filter: key size must be 0 (keyless), got ${s.keySize}`;
+  if (s.valueSize === 0) return "bloom filter: value size must be > 0";
+  if (s.maxEntries === 0) return "bloom filter: maxEntries must be > 0 (the number of values expected)";
+  if ((extra & ~0xfn) !== 0n) return `bloom filter: mapExtra is the number of hash functions, 0..15 (0 = 5), got ${extra}`;
+  const allowed = MapFlags.NUMA_NODE | MapFlags.RDONLY | MapFlags.WRONLY | MapFlags.RDONLY_PROG | MapFlags.WRONLY_PROG | MapFlags.ZERO_SEED;
+  const bad = (s.flags ?? 0) & ~allowed;
+  if (bad !== 0) return `bloom filter: flags 0x${bad.toString(16)} not allowed (only ZERO_SEED, NUMA_NODE and the access flags)`;
+  return "bloom filter: bad name, sizes or flags";
+}
+
+function createReason(t: MapTypeName, rc: number, region: SharedRegion, sizes: CreateSizes): { reason?: string } {
   switch (-rc) {
     case Errno.EEXIST:
       return { reason: `region '${region.name}' already has a map of that name` };
@@ -381,6 +408,7 @@ function createReason(t: MapTypeName, rc: number, region: SharedRegion): { reaso
       if (t === "queue" || t === "stack") return { reason: `${t}: key size 0, value size and maxEntries > 0` };
       if (t === "lpm_trie") return { reason: "LPM trie: key size 5..260 (u32 prefixlen + data), value size > 0" };
       if (t === "perf_event_array") return { reason: "perf event array: ring size (mapExtra) a power of two >= 4096" };
+      if (t === "bloom_filter") return { reason: bloomReason(sizes) };
       if (t === "stack_trace") {
         return { reason: "stack trace: key size 4, value size a multiple of 8 up to 127 frames (1016 bytes), maxEntries > 0" };
       }

@@ -17,6 +17,7 @@ export const MapType = {
   queue: 22,
   stack: 23,
   ringbuf: 27,
+  bloom_filter: 30,
 } as const;
 
 export type MapTypeName = keyof typeof MapType;
@@ -25,6 +26,23 @@ export function mapTypeName(id: number): MapTypeName | undefined {
   for (const [name, value] of Object.entries(MapType)) if (value === id) return name as MapTypeName;
   return undefined;
 }
+
+/** Creation flags (the kernel's BPF_F_* values) the native maps accept; which types take which is the kernel's rule. */
+export const MapFlags = {
+  NO_PREALLOC: 1 << 0,
+  NO_COMMON_LRU: 1 << 1,
+  NUMA_NODE: 1 << 2,
+  RDONLY: 1 << 3,
+  WRONLY: 1 << 4,
+  /** Hash maps and bloom filters: hash seed 0 instead of a random one (the same layout every run). */
+  ZERO_SEED: 1 << 6,
+  RDONLY_PROG: 1 << 7,
+  WRONLY_PROG: 1 << 8,
+  MMAPABLE: 1 << 10,
+} as const;
+
+/** Bloom filters: hash functions when mapExtra is 0 (the kernel's default). */
+export const BLOOM_DEFAULT_HASHES = 5;
 
 /** Update flags (BPF_ANY, BPF_NOEXIST, BPF_EXIST). */
 export const MapUpdateFlags = { ANY: 0, NOEXIST: 1, EXIST: 2 } as const;
@@ -57,15 +75,21 @@ export interface MapCreateOptions<K = Buffer, V = Buffer> {
   /** Unique in the region; up to 63 printable ASCII characters without spaces. */
   name: string;
   type: MapTypeName | number;
-  /** Defaults to the key codec's size (0 for queue, stack, ring buffer; 4 for arrays and stack traces). */
+  /** Defaults to the key codec's size (0 for queue, stack, ring buffer, bloom filter; 4 for arrays and stack traces). */
   keySize?: number;
   /** Defaults to the value codec's size. Stack traces: 8 bytes per frame kept (up to 127 frames). */
   valueSize?: number;
-  /** Ring buffer: data bytes (power of two, >= 4096). Perf event array: rings (0 = one per possible CPU). */
+  /**
+   * Ring buffer: data bytes (power of two, >= 4096). Perf event array: rings (0 = one per possible CPU).
+   * Bloom filter: the number of values expected (sizes the bit array).
+   */
   maxEntries: number;
   /** Kernel BPF_F_* creation flags. */
   flags?: number;
-  /** Perf event array: bytes per ring (power of two >= 4096; default 64 KiB). */
+  /**
+   * Perf event array: bytes per ring (power of two >= 4096; default 64 KiB).
+   * Bloom filter: number of hash functions, 1..15 (0 = 5), the kernel's map_extra.
+   */
   mapExtra?: bigint | number;
   /**
    * Free the map (its directory entry and storage, zeroed and reused) when the

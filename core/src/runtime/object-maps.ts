@@ -29,6 +29,7 @@ export type ProgArrayMaker = (name: string, maxEntries: number) => ProgArray;
 const PROG_ARRAY = 3;
 const QUEUE = 22;
 const STACK = 23;
+const BLOOM_FILTER = 30;
 /** Types read without key and value codecs. */
 const NO_CODECS = new Set([
   4 /* perf event array */,
@@ -146,13 +147,15 @@ function uniqueName(name: string, taken: Set<string>): string {
 /**
  * Global data (.data, .rodata, .bss, .kconfig) reads as its raw bytes (its
  * layout is the datasec in spec.valueType); event channels and stack traces
- * take no codecs; queues and stacks get a value codec from BTF, others key
+ * take no codecs; queues, stacks and bloom filters get a value codec from BTF, others key
  * and value codecs.
  */
 function codecsFor(spec: MapSpec): { key?: Codec<any>; value?: Codec<any> } {
   if (NO_CODECS.has(spec.type)) return {};
   if (spec.initialData !== undefined) return { key: codec.u32, value: codec.raw(spec.valueSize) };
-  // Queues and stacks have values only (key size 0).
-  if (spec.type === QUEUE || spec.type === STACK) return { value: codecFromBtf(spec.valueType, spec.valueSize) };
+  // Queues, stacks and bloom filters have values only (key size 0).
+  if (spec.type === QUEUE || spec.type === STACK || spec.type === BLOOM_FILTER) {
+    return { value: codecFromBtf(spec.valueType, spec.valueSize) };
+  }
   return { key: codecFromBtf(spec.keyType, spec.keySize), value: codecFromBtf(spec.valueType, spec.valueSize) };
 }

@@ -25,9 +25,27 @@ struct Layout {
   uint64_t off_c = 0;
   uint64_t cpu_block = 0;
   uint64_t ring_size = 0;
+  uint32_t bit_mask = 0;  // bloom filter: bits - 1
   uint64_t total = 0;
   uint64_t align = kCacheLine;
 };
+
+constexpr uint32_t kBloomDefaultHashes = 5;  // the kernel's default for map_extra 0
+
+// The kernel's bloom_map_alloc sizing, with its u32 arithmetic: n * k / 5 * 7
+// bits (7/5 for 1/ln 2, the size that minimises false positives), rounded up
+// to a power of two and at least 64; 2^32 bits when the product overflows or
+// passes 2^31.
+uint64_t BloomBits(uint32_t max_entries, uint32_t hashes) {
+  uint64_t n = uint64_t(max_entries) * hashes;
+  if (n > UINT32_MAX) return uint64_t(1) << 32;
+  uint64_t bits = (n / 5) * 7;
+  if (bits > (uint64_t(1) << 31)) return uint64_t(1) << 32;
+  if (bits <= 64) return 64;
+  uint64_t p = 128;
+  while (p < bits) p <<= 1;
+  return p;
+}
 
 // Products below are bounded by the spec limits (entries < 2^28, values <=
 // 2^20, CPUs < 2^16), so 64-bit arithmetic cannot overflow; the region's
@@ -96,6 +114,15 @@ Layout ComputeLayout(const bh_map_info &s, uint32_t ncpus) {
       L.elem_size = uint32_t(sizeof(StackBucket)) + s.value_size;
       L.off_a = kHeaderBytes;
       L.total = L.off_a + uint64_t(n) * L.elem_size;
+      break;
+    }
+    case BH_MAP_TYPE_BLOOM_FILTER: {
+      L.pool_size = s.map_extra != 0 ? uint32_t(s.map_extra) : kBloomDefaultHashes;
+      uint64_t bits = BloomBits(s.max_entries, L.pool_size);
+      L.bit_mask = uint32_t(bits - 1);
+      L.ring_size = bits / 8;  // a multiple of 8: bits >= 64
+      L.off_a = kHeaderBytes;
+      L.total = L.off_a + L.ring_size;
       break;
     }
     case BH_MAP_TYPE_PERF_EVENT_ARRAY:
@@ -185,6 +212,15 @@ int CheckSpec(const bh_map_spec &s, uint32_t ncpus, bh_map_info &info) {
       if (s.key_size != 0 || s.value_size != 0) return -EINVAL;
       if (!IsPow2(s.max_entries) || s.max_entries < 4096 || s.max_entries > (1u << 30)) return -EINVAL;
       break;
+    case BH_MAP_TYPE_BLOOM_FILTER:
+      // As the kernel's bloom_map_alloc: keyless; map_extra's low 4 bits are
+      // the number of hash functions and the rest must be 0. No bound on
+      // max_entries: the bit array is capped (BloomBits).
+      allowed |= BH_F_ZERO_SEED;
+      if (s.key_size != 0 || s.value_size == 0 || s.max_entries == 0) return -EINVAL;
+      if ((s.map_extra & ~uint64_t(0xf)) != 0) return -EINVAL;
+      if (s.value_size > kMaxValueSize) return -E2BIG;
+      break;
     case BH_MAP_TYPE_PERF_EVENT_ARRAY: {
       // key and value are ints (CPU index, perf fd) in the kernel; here the
       // value slot is unused but kept for source compatibility.
@@ -202,7 +238,7 @@ int CheckSpec(const bh_map_spec &s, uint32_t ncpus, bh_map_info &info) {
       return -EINVAL;
   }
   if ((s.map_flags & ~allowed) != 0) return -EINVAL;
-  if (s.type != BH_MAP_TYPE_PERF_EVENT_ARRAY && s.map_extra != 0) return -EINVAL;
+  if (s.type != BH_MAP_TYPE_PERF_EVENT_ARRAY && s.type != BH_MAP_TYPE_BLOOM_FILTER && s.map_extra != 0) return -EINVAL;
   info.user_value_size = IsPerCpu(s.type) ? Round8(info.value_size) * ncpus : info.value_size;
   return 0;
 }
@@ -365,7 +401,7 @@ int bh_map_open(bh_region *r, uint32_t index, bh_map **out) {
   m->max_entries = d->max_entries;
   m->stride = L.stride;
   m->ncpus = info.ncpus;
-  m->bucket_mask = L.n_buckets ? L.n_buckets - 1 : 0;
+  m->bucket_mask = d->type == BH_MAP_TYPE_BLOOM_FILTER ? L.bit_mask : L.n_buckets ? L.n_buckets - 1 : 0;
   m->pool_size = L.pool_size;
   m->elem_size = L.elem_size;
   m->key_stride = Round8(d->key_size);
@@ -470,6 +506,8 @@ int bh_map_lookup(bh_map *m, const void *key, void *value) {
     case BH_MAP_TYPE_STACK_TRACE:
       if (key == nullptr) return -EINVAL;
       return StackLookupCopy(m, key, value);
+    case BH_MAP_TYPE_BLOOM_FILTER:
+      return int(BloomPeek(m, value));  // the syscall reads the value: a membership test
     default:
       return -EOPNOTSUPP;
   }
@@ -495,6 +533,8 @@ int bh_map_update(bh_map *m, const void *key, const void *value, uint64_t flags)
       return int(QueuePush(m, value, flags, true));
     case BH_MAP_TYPE_STACK_TRACE:
       return -EINVAL;  // only bpf_get_stackid stores stacks
+    case BH_MAP_TYPE_BLOOM_FILTER:
+      return int(BloomPush(m, value, flags));  // the syscall maps update to push
     default:
       return -EOPNOTSUPP;
   }
@@ -550,7 +590,8 @@ int bh_map_lookup_and_delete(bh_map *m, const void *key, void *value) {
 }
 
 int bh_map_get_next_key(bh_map *m, const void *key, void *next_key) {
-  if (m == nullptr || next_key == nullptr) return -EINVAL;
+  // A keyless map has no key bytes to write (an empty buffer may be NULL).
+  if (m == nullptr || (next_key == nullptr && m->key_size != 0)) return -EINVAL;
   switch (m->type) {
     case BH_MAP_TYPE_HASH:
     case BH_MAP_TYPE_LRU_HASH:
@@ -604,6 +645,8 @@ long bh_map_update_elem(bh_map *m, const void *key, const void *value, uint64_t 
     case BH_MAP_TYPE_QUEUE:
     case BH_MAP_TYPE_STACK:
       return QueuePush(m, value, flags, false);  // the kernel maps update to push
+    case BH_MAP_TYPE_BLOOM_FILTER:
+      return -EINVAL;  // the kernel's bloom_map_update_elem: programs push
     default:
       return -EOPNOTSUPP;
   }
@@ -612,16 +655,20 @@ long bh_map_update_elem(bh_map *m, const void *key, const void *value, uint64_t 
 long bh_map_delete_elem(bh_map *m, const void *key) { return MapDelete(m, key, false); }
 
 long bh_map_push_elem(bh_map *m, const void *value, uint64_t flags) {
+  if (m->type == BH_MAP_TYPE_BLOOM_FILTER) return BloomPush(m, value, flags);
   if (m->type != BH_MAP_TYPE_QUEUE && m->type != BH_MAP_TYPE_STACK) return -EINVAL;
   return QueuePush(m, value, flags, false);
 }
 
 long bh_map_pop_elem(bh_map *m, void *value) {
+  if (m->type == BH_MAP_TYPE_BLOOM_FILTER) return -EOPNOTSUPP;  // the kernel's bloom_map_pop_elem
   if (m->type != BH_MAP_TYPE_QUEUE && m->type != BH_MAP_TYPE_STACK) return -EINVAL;
   return QueuePop(m, value, true, false);
 }
 
+// For a bloom filter `value` is read (the value to test), not written.
 long bh_map_peek_elem(bh_map *m, void *value) {
+  if (m->type == BH_MAP_TYPE_BLOOM_FILTER) return BloomPeek(m, value);
   if (m->type != BH_MAP_TYPE_QUEUE && m->type != BH_MAP_TYPE_STACK) return -EINVAL;
   return QueuePop(m, value, false, false);
 }

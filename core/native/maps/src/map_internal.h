@@ -23,6 +23,8 @@
 //   same validate-and-retry rule.
 // - queue/stack, ring buffer producers, perf rings: short spinlocks (the
 //   kernel uses spinlocks there too).
+// - bloom filter: no lock at all; bits are only ever set, with atomic OR
+//   (bloom.cpp), so a death can leave only a value half added.
 // - stack trace: a seqlock per bucket. bpf_get_stackid reads the bucket
 //   optimistically (a stack seen before costs no write) and only try-locks it
 //   to store, failing with -EBUSY rather than waiting, so a probe that fires
@@ -99,10 +101,11 @@ struct MapHeader {
   uint32_t ncpus;
   uint64_t seed;          // hash seed (same in every process)
   uint32_t n_buckets;     // hash: power of two
-  uint32_t pool_size;     // hash: elements; LPM: nodes; queue: slots; perf: rings
+  uint32_t pool_size;     // hash: elements; LPM: nodes; queue: slots; perf: rings;
+                          // bloom: hash functions
   uint32_t elem_size;     // hash element / LPM node bytes
   uint32_t value_stride;  // round_up(value_size, 8)
-  uint64_t ring_size;     // ring buffer data bytes / perf bytes per ring
+  uint64_t ring_size;     // ring buffer data bytes / perf bytes per ring / bloom bit array bytes
   // line 1: offsets of the arrays, from the storage block
   uint64_t off_a;
   uint64_t off_b;
@@ -212,8 +215,8 @@ struct bh_map {
   uint32_t max_entries;
   uint32_t stride;       // round_up(value_size, 8)
   uint32_t ncpus;
-  uint32_t bucket_mask;
-  uint32_t pool_size;
+  uint32_t bucket_mask;  // hash, stack trace: buckets - 1; bloom filter: bits - 1
+  uint32_t pool_size;    // as MapHeader::pool_size (bloom filter: hash functions, 1..15)
   uint32_t elem_size;
   uint32_t key_stride;   // round_up(key_size, 8): value offset in an element is 16 + key_stride
   uint64_t seed;
@@ -442,6 +445,13 @@ int LpmNextKey(bh_map *m, const void *key, void *next);
 long QueuePush(bh_map *m, const void *value, uint64_t flags, bool user);
 long QueuePop(bh_map *m, void *value, bool remove, bool user);
 int64_t QueueCount(bh_map *m);
+
+// bloom.cpp. The kernel's jhash (lookup3's hashlittle on little-endian).
+uint32_t Jhash(const void *key, uint32_t length, uint32_t initval);
+// BPF_ANY only (-EINVAL); 0 added.
+long BloomPush(bh_map *m, const void *value, uint64_t flags);
+// 0 maybe present, -ENOENT certainly absent.
+long BloomPeek(const bh_map *m, const void *value);
 
 // stackmap.cpp
 int StackLookupCopy(bh_map *m, const void *key, void *out);

@@ -561,6 +561,161 @@ static void TestQueue(bh_region *r) {
   bh_map_close(s);
 }
 
+static int BloomCreateErr(bh_region *r, uint32_t ks, uint32_t vs, uint32_t max, uint32_t flags, uint64_t extra) {
+  bh_map_spec s{};
+  s.sz = sizeof(s);
+  s.type = BH_MAP_TYPE_BLOOM_FILTER;
+  s.key_size = ks;
+  s.value_size = vs;
+  s.max_entries = max;
+  s.map_flags = flags;
+  s.map_extra = extra;
+  bh_map *m = nullptr;
+  int err = bh_map_create(r, &s, &m);
+  if (err == 0) bh_map_close(m);
+  return err;
+}
+
+static int BloomBitsSet(const bh_map *m) {
+  int n = 0;
+  const auto *w = reinterpret_cast<const uint64_t *>(m->a);
+  for (uint64_t i = 0; i < (uint64_t(m->bucket_mask) + 1) / 64; i++) n += __builtin_popcountll(w[i]);
+  return n;
+}
+
+// Bloom filter: the kernel's sizing, hash and refusals; push/peek from
+// helpers and user space; the other operations refused as the kernel does;
+// no bit lost to concurrent pushes (atomic OR); a second mapping sees them.
+static void TestBloom(bh_region *r) {
+  // jhash is lookup3's hashlittle (little-endian): its published vectors.
+  CHECK_EQ(bpfhook::maps::Jhash("", 0, 0), 0xdeadbeef);
+  CHECK_EQ(bpfhook::maps::Jhash("Four score and seven years ago", 30, 0), 0x17770551);
+  CHECK_EQ(bpfhook::maps::Jhash("Four score and seven years ago", 30, 1), 0xcd628161);
+
+  // Sizing: n * k / 5 * 7 bits rounded up to a power of two, at least 64.
+  bh_map *b = Make(r, "bloom", BH_MAP_TYPE_BLOOM_FILTER, 0, 4, 1000, BH_F_ZERO_SEED, 3);
+  bh_map *d = Make(r, "bloom_d", BH_MAP_TYPE_BLOOM_FILTER, 0, 8, 1, 0, 0);
+  bh_map *big = Make(r, "bloom_big", BH_MAP_TYPE_BLOOM_FILTER, 0, 4, 1u << 20, 0, 15);
+  if (b == nullptr || d == nullptr || big == nullptr) {
+    CHECK(false);
+    return;
+  }
+  CHECK_EQ(b->bucket_mask, 8191);  // 1000 * 3 / 5 * 7 = 4200 -> 8192
+  CHECK_EQ(b->pool_size, 3);
+  CHECK_EQ(b->seed, 0);
+  CHECK_EQ(d->bucket_mask, 63);    // 7 bits -> the 64 minimum
+  CHECK_EQ(d->pool_size, 5);       // map_extra 0: five hash functions
+  CHECK_EQ(big->bucket_mask, (1u << 25) - 1);  // 2^20 * 15 / 5 * 7 = 22020096 -> 2^25
+  CHECK(bh_map_get_info(big)->storage_size >= 512 + (1u << 22));
+  CHECK_EQ(bh_map_get_info(b)->map_extra, 3);
+  CHECK_EQ(bh_map_get_info(d)->map_extra, 0);
+  CHECK_EQ(bh_map_count(b), -EINVAL);
+  // Past 2^31 bits the array is capped at 2^32 bits (512 MiB): more than this region holds.
+  CHECK_EQ(BloomCreateErr(r, 0, 4, 0xffffffffu, 0, 1), -ENOMEM);
+  CHECK_EQ(BloomCreateErr(r, 0, 4, 0x7fffffffu, 0, 15), -ENOMEM);  // n * k overflows u32
+  // Refusals, as bloom_map_alloc.
+  CHECK_EQ(BloomCreateErr(r, 4, 4, 10, 0, 0), -EINVAL);   // a key
+  CHECK_EQ(BloomCreateErr(r, 0, 0, 10, 0, 0), -EINVAL);   // no value
+  CHECK_EQ(BloomCreateErr(r, 0, 4, 0, 0, 0), -EINVAL);    // no entries
+  CHECK_EQ(BloomCreateErr(r, 0, 4, 10, 0, 16), -EINVAL);  // map_extra past the low 4 bits
+  CHECK_EQ(BloomCreateErr(r, 0, 4, 10, 0, 0x13), -EINVAL);
+  CHECK_EQ(BloomCreateErr(r, 0, 4, 10, BH_F_NO_PREALLOC, 0), -EINVAL);
+  CHECK_EQ(BloomCreateErr(r, 0, 4, 10, BH_F_MMAPABLE, 0), -EINVAL);
+  CHECK_EQ(BloomCreateErr(r, 0, (1u << 20) + 1, 10, 0, 0), -E2BIG);
+  CHECK_EQ(BloomCreateErr(r, 0, 3, 10, BH_F_RDONLY_PROG | BH_F_NUMA_NODE, 15), 0);
+
+  // Push and peek (helpers): the bits set are the kernel's, jhash(value, seed + j).
+  uint32_t v = 42;
+  CHECK_EQ(S64(bh_helper_map_peek_elem(uint64_t(uintptr_t(b)), uint64_t(uintptr_t(&v)), 0, 0, 0)), -ENOENT);
+  CHECK_EQ(S64(bh_helper_map_push_elem(uint64_t(uintptr_t(b)), uint64_t(uintptr_t(&v)), 0, 0, 0)), 0);
+  CHECK_EQ(S64(bh_helper_map_peek_elem(uint64_t(uintptr_t(b)), uint64_t(uintptr_t(&v)), 0, 0, 0)), 0);
+  CHECK_EQ(v, 42);  // peek reads the value, never writes it
+  const auto *words = reinterpret_cast<const uint64_t *>(b->a);
+  for (uint32_t j = 0; j < 3; j++) {
+    uint32_t bit = bpfhook::maps::Jhash(&v, 4, j) & 8191;
+    CHECK((words[bit / 64] >> (bit % 64)) & 1);
+  }
+  CHECK(BloomBitsSet(b) >= 1 && BloomBitsSet(b) <= 3);
+  CHECK_EQ(bh_map_push_elem(b, &v, 0), 0);  // again: nothing changes
+  CHECK(BloomBitsSet(b) <= 3);
+  CHECK_EQ(bh_map_push_elem(b, &v, BH_NOEXIST), -EINVAL);
+  CHECK_EQ(bh_map_push_elem(b, &v, BH_EXIST), -EINVAL);
+  // The rest, as the kernel's bloom_map ops.
+  CHECK_EQ(bh_map_pop_elem(b, &v), -EOPNOTSUPP);
+  CHECK(bh_map_lookup_elem(b, &v) == nullptr);
+  CHECK_EQ(bh_map_update_elem(b, nullptr, &v, 0), -EINVAL);
+  CHECK_EQ(bh_map_delete_elem(b, &v), -EOPNOTSUPP);
+  // User space, as the bpf() syscall: update pushes, lookup tests.
+  uint32_t u = 7;
+  CHECK_EQ(bh_map_lookup(b, nullptr, &u), -ENOENT);
+  CHECK_EQ(bh_map_update(b, nullptr, &u, BH_ANY), 0);
+  CHECK_EQ(bh_map_lookup(b, nullptr, &u), 0);
+  CHECK_EQ(bh_map_update(b, nullptr, &u, BH_NOEXIST), -EINVAL);
+  CHECK_EQ(bh_map_delete(b, nullptr), -EOPNOTSUPP);
+  CHECK_EQ(bh_map_get_next_key(b, nullptr, &u), -EOPNOTSUPP);
+  CHECK_EQ(bh_map_lookup_and_delete(b, nullptr, &u), -EOPNOTSUPP);
+  // Values of a size not a multiple of 4 hash with jhash.
+  uint8_t odd[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  bh_map *o = Make(r, "bloom_odd", BH_MAP_TYPE_BLOOM_FILTER, 0, 7, 100, BH_F_ZERO_SEED, 2);
+  if (o != nullptr) {
+    CHECK_EQ(bh_map_push_elem(o, odd, 0), 0);
+    CHECK_EQ(bh_map_peek_elem(o, odd), 0);
+    for (uint32_t j = 0; j < 2; j++) {
+      uint32_t bit = bpfhook::maps::Jhash(odd, 7, j) & o->bucket_mask;
+      CHECK((reinterpret_cast<const uint64_t *>(o->a)[bit / 64] >> (bit % 64)) & 1);
+    }
+    odd[7] = 9;  // the eighth byte is not part of the value
+    CHECK_EQ(bh_map_peek_elem(o, odd), 0);
+    bh_map_close(o);
+  }
+
+  // Concurrent pushes lose no bit: 4 threads, disjoint values, then every value tests present.
+  constexpr uint32_t kThreads = 4, kPer = 20000;
+  bh_map *c = Make(r, "bloom_mt", BH_MAP_TYPE_BLOOM_FILTER, 0, 8, kThreads * kPer, 0, 4);
+  if (c != nullptr) {
+    std::vector<std::thread> ts;
+    for (uint32_t t = 0; t < kThreads; t++) {
+      ts.emplace_back([c, t] {
+        for (uint64_t i = 0; i < kPer; i++) {
+          uint64_t val = (uint64_t(t) << 32) | i;
+          bh_map_push_elem(c, &val, 0);
+        }
+      });
+    }
+    for (auto &t : ts) t.join();
+    uint32_t missing = 0;
+    for (uint64_t t = 0; t < kThreads; t++) {
+      for (uint64_t i = 0; i < kPer; i++) {
+        uint64_t val = (t << 32) | i;
+        if (bh_map_peek_elem(c, &val) != 0) missing++;
+      }
+    }
+    CHECK_EQ(missing, 0);
+    // A second mapping of the region (as another process) sees the same filter.
+    bh_region *r2 = nullptr;
+    CHECK_EQ(bh_region_open(bh_region_name(r), &r2), 0);
+    bh_map *c2 = nullptr;
+    if (r2 != nullptr && bh_map_open_by_name(r2, "bloom_mt", &c2) == 0) {
+      CHECK_EQ(c2->seed, c->seed);
+      CHECK_EQ(c2->bucket_mask, c->bucket_mask);
+      CHECK_EQ(c2->pool_size, 4);
+      uint64_t val = (uint64_t(3) << 32) | 777;
+      CHECK_EQ(bh_map_peek_elem(c2, &val), 0);
+      val = uint64_t(1) << 40;
+      CHECK_EQ(bh_map_push_elem(c2, &val, 0), 0);
+      CHECK_EQ(bh_map_peek_elem(c, &val), 0);
+      bh_map_close(c2);
+    } else {
+      CHECK(false);
+    }
+    if (r2 != nullptr) bh_region_close(r2);
+    bh_map_close(c);
+  }
+  bh_map_close(b);
+  bh_map_close(d);
+  bh_map_close(big);
+}
+
 // A lock held by the calling thread itself (a probe firing inside a write
 // section on the same thread): helpers fail at once with -EBUSY (counted),
 // user space gets -EDEADLK; lock-free reads still work; after the unlock all
@@ -1001,6 +1156,7 @@ int main(int argc, char **argv) {
   TestPerCpu(r);
   TestLpm(r);
   TestQueue(r);
+  TestBloom(r);
   TestStackTrace(r);
   TestSelfHeldLock(r);
   TestRingbuf(r);

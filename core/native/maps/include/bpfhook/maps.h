@@ -13,8 +13,8 @@
  *
  * Map types (kernel ids): hash 1, array 2, perf event array 4, per-CPU hash
  * 5, per-CPU array 6, stack trace 7, LRU hash 9, LPM trie 11, queue 22,
- * stack 23, ring buffer 27. (Program arrays, 3, hold process-local programs
- * and live in the runtime instead: bpfhook/runtime.h.)
+ * stack 23, ring buffer 27, bloom filter 30. (Program arrays, 3, hold
+ * process-local programs and live in the runtime instead: bpfhook/runtime.h.)
  *
  * Errors: -E2BIG map full / index out of range / record too big, -ENOENT no
  * such key or empty queue, -EEXIST BPF_NOEXIST on an existing key, -EINVAL
@@ -53,6 +53,9 @@
  *                   {64-bit seqlock word, frame count (0 = empty), hash} then
  *                   value_size bytes of instruction pointers; a stack id is
  *                   a bucket index
+ *   bloom filter    the bit array, 64-bit words, sized as the kernel's
+ *                   bloom_map_alloc does (below); no lock: bits are set with
+ *                   atomic OR and only ever set
  *
  * A bh_map* is a process-local handle: it caches the addresses of the arrays
  * above for this process's mapping. Programs get it through the lddw
@@ -85,6 +88,7 @@ enum bh_map_type {
   BH_MAP_TYPE_QUEUE = 22,
   BH_MAP_TYPE_STACK = 23,
   BH_MAP_TYPE_RINGBUF = 27,
+  BH_MAP_TYPE_BLOOM_FILTER = 30,
 };
 
 /* Update flags (the kernel's BPF_ANY, BPF_NOEXIST, BPF_EXIST, BPF_F_LOCK). */
@@ -147,7 +151,8 @@ typedef struct bh_map_spec {
   uint32_t value_size;
   uint32_t max_entries; /* perf event array: 0 = one ring per possible CPU */
   uint32_t map_flags;
-  uint64_t map_extra;   /* perf event array: bytes per ring (power of two >= 4096, 0 = 64 KiB) */
+  uint64_t map_extra;   /* perf event array: bytes per ring (power of two >= 4096, 0 = 64 KiB);
+                         * bloom filter: hash functions (1..15, 0 = 5) */
 } bh_map_spec;
 
 typedef struct bh_map_info {
@@ -297,6 +302,26 @@ int bh_perf_get_stats(bh_map *m, uint32_t ring, bh_perf_ring_stats *st);
  * another type or other flags, -EBUSY if another thread is writing the
  * bucket (a writer never waits: a probe may fire inside another's write). */
 long bh_stackmap_get_id(bh_map *m, const uint64_t *ips, uint32_t nr, uint64_t flags);
+
+/* ---- bloom filter ----
+ * The kernel's BPF_MAP_TYPE_BLOOM_FILTER (kernel/bpf/bloom_filter.c): key
+ * size 0, value_size > 0, max_entries > 0 (the number of values expected),
+ * map_extra = hash functions k (low 4 bits only: 1..15, 0 = 5), flags
+ * BH_F_ZERO_SEED (seed 0 instead of a random one), NUMA and access flags;
+ * anything else is -EINVAL, value_size over 1 MiB -E2BIG. The bit array
+ * holds roundup_pow_of_two(max_entries * k / 5 * 7) bits (7/5 for 1/ln 2; at
+ * least 64; 2^32 when that passes 2^31): holding n values in m bits, a test
+ * of a value never added passes with probability about (1 - e^(-k n / m))^k.
+ * Hash function j (j < k) sets bit jhash(value, value_size, seed + j) & (m - 1)
+ * (jhash2 when value_size is a multiple of 4), as the kernel does: with
+ * BH_F_ZERO_SEED the bits are those the kernel would set.
+ * Programs: bpf_map_push_elem adds a value (flags must be BH_ANY, else
+ * -EINVAL), bpf_map_peek_elem tests one: 0 maybe present, -ENOENT certainly
+ * not (no false negatives). pop, delete -EOPNOTSUPP; update -EINVAL; lookup
+ * NULL. User space, as the bpf() syscall: bh_map_update(m, NULL, value,
+ * BH_ANY) adds, bh_map_lookup(m, NULL, value) tests (value is read, not
+ * written), delete, get_next_key and lookup_and_delete -EOPNOTSUPP. Nothing
+ * can be removed: values are only ever added. */
 
 /* ---- helpers (uint64_t fn(r1..r5), kernel ids) ---- */
 
