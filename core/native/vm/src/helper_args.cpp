@@ -52,6 +52,7 @@ const char *map_type_name(uint32_t t) {
     case 22: return "queue";
     case 23: return "stack";
     case 27: return "ringbuf";
+    case 30: return "bloom_filter";
     default: return "unknown";
   }
 }
