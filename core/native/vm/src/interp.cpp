@@ -20,6 +20,9 @@ namespace {
 // between them. Checked mode therefore lets a function reach its callers'
 // frames too ([current frame's bottom, entry frame's top)): clang passes
 // pointers to locals into non-inlined functions, and those frames are live.
+// A callback (bpf_loop ...) is a nested run of this loop on the same block:
+// its frame is the one below the function that called the helper, and it
+// shares the budget count and the depth limit with the run it is nested in.
 constexpr size_t kStackBytes = size_t(BH_MAX_CALL_DEPTH) * BH_STACK_SIZE;
 
 struct Frame {

@@ -31,11 +31,13 @@
 //
 // Full runs: everything else. Native frame (addresses grow upwards; S = r12):
 //
-//   [S + 32 + pad ...)   saved rbp, r12, then rbx/r13/r14/r15 for the r6..r9
+//   [S + 48 + pad ...)   saved rbp, r12, then rbx/r13/r14/r15 for the r6..r9
 //                        the program names; return address. pad (0 or 8)
 //                        keeps S 16-byte aligned whatever the push count.
-//   [S, S + 32)          run state: ctx, ctx_len, budget left, depth left
-//   [S - B, S)           eBPF stacks, B = 512 without local calls, else 8
+//   [S, S + 48)          run state: ctx, ctx_len, budget left, depth left,
+//                        unwind point (see below), padding
+//   [S - B, S)           eBPF stacks, B = 512 without local calls or
+//                        callbacks, else 8
 //                        frames of 512 bytes, the entry frame on top, each
 //                        local call's frame right below its caller's (the
 //                        interpreter's layout, so checked mode admits the
@@ -43,8 +45,20 @@
 //   [... S - B - 8)      return addresses and saved r6..r9/r10 of local calls
 //
 // The program body of a full run is entered with `call`, so every eBPF exit
-// is a plain `ret`, whether it leaves a local function or the program. A fault
-// or an exit request unwinds from any depth with `lea rsp, [r12 + 32 + pad]`.
+// is a plain `ret`, whether it leaves a local function or the program. The
+// run state's unwind point is the address of that call's return address; a
+// fault or an exit request unwinds from any depth with
+// `mov rsp, [r12 + 32]; ret`, as if the body had returned.
+//
+// Callbacks (bpf_loop, bpf_for_each_map_elem): each callback function also
+// gets an entry point after the code, a C function that a helper reaches
+// through bh_vm_callback_invoke with the run's r12 and the calling
+// function's r10 (from call_slow, which every BH_HELPER_CALLS_BACK call goes
+// through). It saves the host's callee-saved registers, becomes the unwind
+// point (restoring the previous one when it returns), takes the frame below
+// the caller's and one unit of depth and budget, and `call`s the function's
+// code: a fault or exit request inside the callback unwinds to its entry,
+// which returns to the helper; call_slow then ends the program.
 //
 // Callee-saved host registers the program does not name are never written
 // (local calls push and pop them unchanged), so they need no saving.
