@@ -1,7 +1,8 @@
 /**
  * Child process of test 14: loads one raw program through `Runtime.load` with
  * the options given as JSON in argv[2], runs it once on a 64-byte context and
- * prints one JSON line: `{ ok: true, r0 }` or `{ ok: false, code, message }`.
+ * prints one JSON line: `{ ok: true, r0 }` or `{ ok: false, code, message }`
+ * (a fault, or the load's refusal).
  * A program that crashes the process prints nothing, which the parent sees.
  */
 import { assembleBytes, BpfhookError, Runtime } from "@bpfhook/core";
@@ -9,6 +10,8 @@ import type { MapSpec } from "@bpfhook/core";
 
 export interface CheckedCase {
   source: string;
+  /** The program as hex bytes instead of `source` (forms the assembler lacks). */
+  hex?: string;
   maps?: MapSpec[];
   backend: "jit" | "interpreter";
   checked: boolean;
@@ -18,8 +21,12 @@ async function main(): Promise<void> {
   const c = JSON.parse(process.argv[2] ?? "{}") as CheckedCase;
   const rt = await Runtime.create({ checked: c.checked, budget: 100000, backend: c.backend });
   try {
-    const obj = rt.load({ programs: [{ name: "p", insns: assembleBytes(c.source) }], maps: c.maps ?? [] });
     try {
+      // A program the VM refuses comes back the same way as a fault.
+      const obj = rt.load({
+        programs: [{ name: "p", insns: c.hex !== undefined ? Buffer.from(c.hex, "hex") : assembleBytes(c.source) }],
+        maps: c.maps ?? [],
+      });
       const r0 = obj.program("p").run(Buffer.alloc(64));
       process.stdout.write(`${JSON.stringify({ ok: true, r0: r0.toString() })}\n`);
     } catch (e) {

@@ -34,6 +34,7 @@ const bh_helper_desc kHelpers[] = {
     {BH_FN_GET_FUNC_IP, "bpf_get_func_ip", bh_helper_get_func_ip, 0},
     {BH_FN_GET_ATTACH_COOKIE, "bpf_get_attach_cookie", bh_helper_get_attach_cookie, 0},
     {BH_FN_TRACE_VPRINTK, "bpf_trace_vprintk", bh_helper_trace_vprintk, 0},
+    {BH_FN_LOOP, "bpf_loop", bh_helper_loop, BH_HELPER_CALLS_BACK},
     {BH_FN_STRNCMP, "bpf_strncmp", bh_helper_strncmp, 0},
     {BH_FN_GET_FUNC_ARG, "bpf_get_func_arg", bh_helper_get_func_arg, 0},
     {BH_FN_GET_FUNC_RET, "bpf_get_func_ret", bh_helper_get_func_ret, 0},
@@ -48,7 +49,8 @@ const bh_helper_desc kHelpers[] = {
 constexpr uint8_t kAny = BH_ARG_ANYTHING, kCtx = BH_ARG_PTR_TO_CTX, kMem = BH_ARG_PTR_TO_MEM,
                   kMemOrNull = BH_ARG_PTR_TO_MEM_OR_NULL, kOut = BH_ARG_PTR_TO_UNINIT_MEM,
                   kSize = BH_ARG_CONST_SIZE, kSize0 = BH_ARG_CONST_SIZE_OR_ZERO, kLong = BH_ARG_PTR_TO_LONG,
-                  kStr = BH_ARG_PTR_TO_CONST_STR, kMap = BH_ARG_CONST_MAP_PTR;
+                  kStr = BH_ARG_PTR_TO_CONST_STR, kMap = BH_ARG_CONST_MAP_PTR, kFunc = BH_ARG_PTR_TO_FUNC,
+                  kStackOrNull = BH_ARG_PTR_TO_STACK_OR_NULL;
 
 struct Proto {
   uint32_t id;
@@ -85,6 +87,8 @@ const Proto kProtos[] = {
     BH_PROTO(BH_FN_GET_ATTACH_COOKIE, kCtx, "ctx", 0, nullptr, 0, nullptr, 0, nullptr, 0, nullptr, 0),
     BH_PROTO(BH_FN_TRACE_VPRINTK, kMem, "fmt", kSize, "fmt_size", kMemOrNull, "data", kSize0, "data_len", 0, nullptr,
              0),
+    BH_PROTO(BH_FN_LOOP, kAny, "nr_loops", kFunc, "callback_fn", kStackOrNull, "callback_ctx", kAny, "flags", 0,
+             nullptr, 0),
     BH_PROTO(BH_FN_STRNCMP, kMem, "s1", kSize, "s1_sz", kStr, "s2", 0, nullptr, 0, nullptr, 0),
     BH_PROTO(BH_FN_GET_FUNC_ARG, kCtx, "ctx", kAny, "n", kLong, "value", 0, nullptr, 0, nullptr, 0),
     BH_PROTO(BH_FN_GET_FUNC_RET, kCtx, "ctx", kLong, "value", 0, nullptr, 0, nullptr, 0, nullptr, 0),

@@ -76,6 +76,40 @@ uint64_t bh_helper_ringbuf_discard(uint64_t sample, uint64_t flags, uint64_t, ui
   return 0;
 }
 
+// bpf_for_each_map_elem (164): callback(map, key, value, callback_ctx) for
+// each element until it returns non-zero; returns the number of elements
+// visited (the stopping one included), as the kernel's. The key is readable
+// by the callback in checked mode (an array's key lives in our frame).
+namespace {
+struct ForEach {
+  bh_map *map;
+  uint64_t callback;
+  uint64_t ctx;
+  int rc;  // bh_vm_callback_invoke's failure, if any
+};
+
+int ForEachVisit(void *cookie, const void *key, void *value) {
+  auto *c = static_cast<ForEach *>(cookie);
+  uint64_t ret = 0;
+  const int rc = bh_vm_callback_invoke(c->callback, uint64_t(uintptr_t(c->map)), uint64_t(uintptr_t(key)),
+                                       uint64_t(uintptr_t(value)), c->ctx, 0, key, c->map->key_size, &ret);
+  if (rc != 0) {
+    c->rc = rc;
+    return 1;
+  }
+  return ret != 0;
+}
+}  // namespace
+
+uint64_t bh_helper_for_each_map_elem(uint64_t map, uint64_t callback_fn, uint64_t callback_ctx, uint64_t flags,
+                                     uint64_t) {
+  if (flags != 0) return Ret(-EINVAL);
+  ForEach c{AsMap(map), callback_fn, callback_ctx, 0};
+  const long n = bh_map_for_each_elem(c.map, ForEachVisit, &c);
+  // -EINVAL (not a callback of this program) or -ECANCELED (the run ends).
+  return Ret(c.rc != 0 ? c.rc : n);
+}
+
 uint64_t bh_helper_ringbuf_query(uint64_t map, uint64_t flags, uint64_t, uint64_t, uint64_t) {
   return bh_ringbuf_query(AsMap(map), flags);
 }
@@ -95,6 +129,9 @@ constexpr uint64_t kQueues = Bit(BH_MAP_TYPE_QUEUE) | Bit(BH_MAP_TYPE_STACK);
 constexpr uint64_t kRing = Bit(BH_MAP_TYPE_RINGBUF);
 // Bloom filters take push (add) and peek (test) only, as in the kernel.
 constexpr uint64_t kPushPeek = kQueues | Bit(BH_MAP_TYPE_BLOOM_FILTER);
+constexpr uint8_t kFunc = BH_ARG_PTR_TO_FUNC, kStackOrNull = BH_ARG_PTR_TO_STACK_OR_NULL;
+constexpr uint64_t kIterable = Bit(BH_MAP_TYPE_HASH) | Bit(BH_MAP_TYPE_ARRAY) | Bit(BH_MAP_TYPE_PERCPU_HASH) |
+                               Bit(BH_MAP_TYPE_PERCPU_ARRAY) | Bit(BH_MAP_TYPE_LRU_HASH);
 }  // namespace
 
 int bh_maps_register_helpers(bh_vm *vm) {
@@ -103,6 +140,7 @@ int bh_maps_register_helpers(bh_vm *vm) {
     const char *name;
     bh_helper_fn fn;
     bh_helper_proto proto;
+    uint32_t flags = 0;
   };
 #define BH_P(A1, N1, A2, N2, A3, N3, A4, N4, A5, N5, MAPS) \
   { sizeof(bh_helper_proto), {A1, A2, A3, A4, A5}, MAPS, {N1, N2, N3, N4, N5} }
@@ -133,10 +171,13 @@ int bh_maps_register_helpers(bh_vm *vm) {
        BH_P(kRecord, "sample", kAny, "flags", 0, nullptr, 0, nullptr, 0, nullptr, 0)},
       {134, "bpf_ringbuf_query", bh_helper_ringbuf_query,
        BH_P(kMap, "map", kAny, "flags", 0, nullptr, 0, nullptr, 0, nullptr, kRing)},
+      {164, "bpf_for_each_map_elem", bh_helper_for_each_map_elem,
+       BH_P(kMap, "map", kFunc, "callback_fn", kStackOrNull, "callback_ctx", kAny, "flags", 0, nullptr, kIterable),
+       BH_HELPER_CALLS_BACK},
   };
 #undef BH_P
   for (const Entry &e : kHelpers) {
-    int err = bh_vm_register_helper(vm, e.id, e.name, e.fn, 0);
+    int err = bh_vm_register_helper(vm, e.id, e.name, e.fn, e.flags);
     if (err == 0) err = bh_vm_set_helper_proto(vm, e.id, &e.proto);
     if (err != 0) return err;
   }

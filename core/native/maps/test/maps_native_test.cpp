@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <atomic>
 #include <map>
 #include <string>
 #include <thread>
@@ -1127,10 +1128,108 @@ static void TestBench(bh_region *r) {
   for (bh_map *m : {h, a, pa, h8, lru, rb, pf}) bh_map_close(m);
 }
 
+// bh_map_for_each_elem: every element once, early stop, per-CPU values,
+// and a lock-free walk of a hash map that another thread keeps changing.
+static void TestForEach(bh_region *r) {
+  struct Seen {
+    std::map<uint64_t, int> keys;  // key -> times seen
+    uint64_t values = 0;
+    long stop_after = 0;
+    long calls = 0;
+    uint32_t key_size = 4;
+  };
+  auto visit = [](void *cookie, const void *key, void *value) -> int {
+    auto *s = static_cast<Seen *>(cookie);
+    uint32_t k = 0;
+    memcpy(&k, key, 4);
+    s->keys[k]++;
+    s->values += *static_cast<uint64_t *>(value);
+    s->calls++;
+    return s->stop_after != 0 && s->calls == s->stop_after ? 1 : 0;
+  };
+
+  bh_map *a = Make(r, "fe_array", BH_MAP_TYPE_ARRAY, 4, 8, 10);
+  for (uint32_t k = 0; k < 10; k++) {
+    uint64_t v = 100 + k;
+    CHECK_EQ(bh_map_update(a, &k, &v, BH_ANY), 0);
+  }
+  Seen s;
+  CHECK_EQ(bh_map_for_each_elem(a, visit, &s), 10);
+  CHECK_EQ(s.keys.size(), 10);
+  CHECK_EQ(s.values, 1045);
+  Seen early;
+  early.stop_after = 4;
+  CHECK_EQ(bh_map_for_each_elem(a, visit, &early), 4);
+  CHECK(early.keys.count(3) == 1 && early.keys.count(4) == 0);
+  bh_map_close(a);
+
+  bh_map *pc = Make(r, "fe_pcpu", BH_MAP_TYPE_PERCPU_ARRAY, 4, 8, 3);
+  for (uint32_t k = 0; k < 3; k++) {
+    std::vector<uint64_t> all(bh_region_ncpus(r), 7 + k);  // same on every CPU: the thread may move
+    CHECK_EQ(bh_map_update(pc, &k, all.data(), BH_ANY), 0);
+  }
+  Seen sp;
+  CHECK_EQ(bh_map_for_each_elem(pc, visit, &sp), 3);
+  CHECK_EQ(sp.values, 7 + 8 + 9);
+  bh_map_close(pc);
+
+  bh_map *h = Make(r, "fe_hash", BH_MAP_TYPE_HASH, 4, 8, 256);
+  Seen empty;
+  CHECK_EQ(bh_map_for_each_elem(h, visit, &empty), 0);
+  for (uint32_t k = 0; k < 64; k++) {
+    uint64_t v = k;
+    CHECK_EQ(bh_map_update(h, &k, &v, BH_ANY), 0);
+  }
+  Seen sh;
+  CHECK_EQ(bh_map_for_each_elem(h, visit, &sh), 64);
+  CHECK_EQ(sh.keys.size(), 64);
+  CHECK_EQ(sh.values, 63 * 64 / 2);
+  Seen eh;
+  eh.stop_after = 10;
+  CHECK_EQ(bh_map_for_each_elem(h, visit, &eh), 10);
+
+  // Keys 0..63 stay; keys 1000..1099 come and go on another thread. Every
+  // walk sees each stable key exactly once (its bucket is read whole) and
+  // never more elements than can exist.
+  std::atomic<bool> done{false};
+  std::thread churn([&] {
+    for (uint32_t round = 0; !done.load(); round++) {
+      for (uint32_t k = 1000; k < 1100; k++) {
+        uint64_t v = 0;
+        if (round % 2 == 0) {
+          bh_map_update_elem(h, &k, &v, BH_ANY);
+        } else {
+          bh_map_delete_elem(h, &k);
+        }
+      }
+    }
+  });
+  bool each_once = true;
+  bool bounded = true;
+  for (int i = 0; i < 2000; i++) {
+    Seen c;
+    const long n = bh_map_for_each_elem(h, visit, &c);
+    if (n == -EBUSY) continue;
+    if (n < 64 || n > 164) bounded = false;
+    for (uint32_t k = 0; k < 64; k++) {
+      if (c.keys[k] != 1) each_once = false;
+    }
+  }
+  done = true;
+  churn.join();
+  CHECK(each_once);
+  CHECK(bounded);
+
+  bh_map *q = Make(r, "fe_queue", BH_MAP_TYPE_QUEUE, 0, 8, 4);
+  CHECK_EQ(bh_map_for_each_elem(q, visit, &s), -EINVAL);
+  bh_map_close(q);
+  bh_map_close(h);
+}
+
 static void TestHelpersRegistered() {
   if (&g_registered_helpers == nullptr) return;  // linked against the real VM
   CHECK_EQ(bh_maps_register_helpers(nullptr), 0);
-  for (uint32_t id : {1u, 2u, 3u, 25u, 27u, 87u, 88u, 89u, 130u, 131u, 132u, 133u, 134u}) {
+  for (uint32_t id : {1u, 2u, 3u, 25u, 27u, 87u, 88u, 89u, 130u, 131u, 132u, 133u, 134u, 164u}) {
     CHECK(g_registered_helpers.count(id) == 1);
   }
   CHECK(g_registered_helpers[1] == "bpf_map_lookup_elem");
@@ -1162,6 +1261,7 @@ int main(int argc, char **argv) {
   TestRingbuf(r);
   TestPerf(r);
   TestStress(r);
+  TestForEach(r);
   TestHelpersRegistered();
   if (bench) TestBench(r);
   bh_region_close(r);

@@ -22,3 +22,9 @@ extern "C" uint32_t bh_stack_walk(uint64_t *, uint32_t, uint32_t) { return 0; }
 extern "C" int bh_vm_set_helper_proto(bh_vm *, uint32_t, const struct bh_helper_proto *proto) {
   return proto != nullptr ? 0 : -1;
 }
+
+// Callbacks run in the VM; without one there is no run to call back into.
+extern "C" int bh_vm_callback_invoke(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, const void *, size_t,
+                                     uint64_t *) {
+  return -22;  // -EINVAL
+}

@@ -28,6 +28,12 @@ size_t accessible(const bh_vm *vm, uintptr_t addr, bool write, uintptr_t stack_l
   for (const Region &r : vm->regions) {
     if (!write || r.writable) consider(r.base, r.base + r.len);
   }
+  // A callback's read-only window (an array map's key passed on to
+  // bpf_map_lookup_elem inside bpf_for_each_map_elem's callback).
+  if (!write && !vm->callbacks.empty()) {
+    const CallbackWindow &w = callback_window();
+    if (w.len != 0) consider(w.base, w.base + w.len);
+  }
   return best;
 }
 
@@ -173,6 +179,16 @@ bool check_helper_args(const bh_vm *vm, uint32_t id, const uint64_t *args, uint3
         if (!ok) return bad(i, v, 0, "0x%" PRIx64 " is not a record of a ring buffer of this program", v);
         break;
       }
+      case BH_ARG_PTR_TO_FUNC:
+        if (find_callback(vm, v) == nullptr) {
+          return bad(i, v, 0, "0x%" PRIx64 " is not a callback of this program (lddw of a function)", v);
+        }
+        break;
+      case BH_ARG_PTR_TO_STACK_OR_NULL:
+        if (v != 0 && (v < stack_lo || v >= stack_hi)) {
+          return bad(i, v, 0, "0x%" PRIx64 " is neither 0 nor in the current or a caller's stack frame", v);
+        }
+        break;
       default:  // NONE, ANYTHING, and the sizes (checked with their pointer)
         break;
     }

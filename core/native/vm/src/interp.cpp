@@ -20,6 +20,9 @@ namespace {
 // between them. Checked mode therefore lets a function reach its callers'
 // frames too ([current frame's bottom, entry frame's top)): clang passes
 // pointers to locals into non-inlined functions, and those frames are live.
+// A callback (bpf_loop ...) is a nested run of this loop on the same block:
+// its frame is the one below the function that called the helper, and it
+// shares the budget count and the depth limit with the run it is nested in.
 constexpr size_t kStackBytes = size_t(BH_MAX_CALL_DEPTH) * BH_STACK_SIZE;
 
 struct Frame {
@@ -144,26 +147,44 @@ inline bool call_helper(const bh::Helper &h, uint64_t *reg) {
   return true;
 }
 
+// Where a run starts: the entry function (pc 0, r1 = ctx, r2 = ctx_len, the
+// top frame) or a callback (its pc, r1..r5 from the helper, the frame below
+// the caller's, `depth0` frames already in use by the enclosing run).
+struct Start {
+  size_t pc;
+  uint64_t args[5];
+  uint64_t frame_top;
+  int depth0;
+};
+
+// Runs a BH_HELPER_CALLS_BACK helper with this run published as the
+// thread's callback link; `executed` is shared with nested runs through it.
+template <bool Budget>
+__attribute__((noinline)) int call_calls_back(const bh_vm *vm, const bh::Helper &h, uint64_t *reg, void *ctx,
+                                              size_t ctx_len, uint64_t stack_top, int depth, uint64_t &executed,
+                                              bh_fault *fault, bool &exited);
+
 template <bool Checked, bool Budget>
-int run(const bh_vm *vm, void *ctx, size_t ctx_len, uint64_t *r0_out, bh_fault *fault) {
-  alignas(16) uint8_t stack[kStackBytes];
-  const uint64_t stack_top = uint64_t(uintptr_t(stack + kStackBytes));
+int run(const bh_vm *vm, void *ctx, size_t ctx_len, uint64_t stack_top, const Start &start, uint64_t &executed_io,
+        uint64_t *r0_out, bh_fault *fault) {
   const bh_inst *const code = vm->insts.data();
   const bh::Helper *const helpers = vm->helpers.data();
   const size_t n_helpers = vm->helpers.size();
   const uint64_t budget = vm->budget;
-  uint64_t executed = 0;
+  // A local copy, so the loop keeps it in a register; written back whenever
+  // the run ends or a nested run may need it.
+  uint64_t executed = executed_io;
 
   uint64_t reg[BH_NUM_REGS] = {};
-  reg[1] = uint64_t(uintptr_t(ctx));
-  reg[2] = uint64_t(ctx_len);
-  reg[BH_REG_FP] = stack_top;
+  std::memcpy(&reg[1], start.args, sizeof start.args);
+  reg[BH_REG_FP] = start.frame_top;
   // Checked mode: no host data reaches the program, so a read of a stack
   // slot it never wrote gives 0 (each callee frame is cleared at its call).
-  if constexpr (Checked) std::memset(stack + kStackBytes - BH_STACK_SIZE, 0, BH_STACK_SIZE);
+  if constexpr (Checked) std::memset(reinterpret_cast<void *>(uintptr_t(start.frame_top - BH_STACK_SIZE)), 0, BH_STACK_SIZE);
   Frame frames[BH_MAX_CALL_DEPTH];
-  int depth = 0;  // local calls in progress
-  size_t pc = 0;
+  const int depth0 = start.depth0;
+  int depth = depth0;  // frames in use below the entry one (local calls and enclosing callbacks)
+  size_t pc = start.pc;
 
 // Memory operands are checked before the access in checked mode only.
 #define BH_ACCESS(ADDR, SIZE, IS_STORE)                                                                         \
@@ -217,6 +238,13 @@ int run(const bh_vm *vm, void *ctx, size_t ctx_len, uint64_t *r0_out, bh_fault *
 #define BH_JMP_BOTH(OP, COND)                   \
   BH_JMP(BH_CLS_JMP, uint64_t, OP, COND)        \
   BH_JMP(BH_CLS_JMP32, uint32_t, OP, COND)
+
+  // Every way out of the loop is a return: hand the count back then.
+  struct WriteBack {
+    uint64_t &from;
+    uint64_t &to;
+    ~WriteBack() { to = from; }
+  } write_back{executed, executed_io};
 
   for (;;) {
     if constexpr (Budget) {
@@ -379,10 +407,22 @@ int run(const bh_vm *vm, void *ctx, size_t ctx_len, uint64_t *r0_out, bh_fault *
             return -1;
           }
         }
-        if (call_helper(helpers[uint32_t(ins.imm)], reg)) {
-          if (r0_out != nullptr) *r0_out = reg[0];
-          succeed(fault, BH_FAULT_HELPER_EXIT, cur);
-          return 0;
+        {
+          const bh::Helper &h = helpers[uint32_t(ins.imm)];
+          bool exited;
+          if (__builtin_expect((h.flags & BH_HELPER_CALLS_BACK) != 0, 0)) {
+            // A fault inside a callback is reported with the callback's pc.
+            if (call_calls_back<Budget>(vm, h, reg, ctx, ctx_len, stack_top, depth, executed, fault, exited) != 0) {
+              return -1;
+            }
+          } else {
+            exited = call_helper(h, reg);
+          }
+          if (exited) {
+            if (r0_out != nullptr) *r0_out = reg[0];
+            succeed(fault, BH_FAULT_HELPER_EXIT, cur);
+            return 0;
+          }
         }
         break;
 
@@ -400,7 +440,16 @@ int run(const bh_vm *vm, void *ctx, size_t ctx_len, uint64_t *r0_out, bh_fault *
             return -1;
           }
         }
-        if (call_helper(helpers[id], reg)) {
+        bool exited;
+        if (__builtin_expect((helpers[id].flags & BH_HELPER_CALLS_BACK) != 0, 0)) {
+          if (call_calls_back<Budget>(vm, helpers[id], reg, ctx, ctx_len, stack_top, depth, executed, fault, exited) !=
+              0) {
+            return -1;
+          }
+        } else {
+          exited = call_helper(helpers[id], reg);
+        }
+        if (exited) {
           if (r0_out != nullptr) *r0_out = reg[0];
           succeed(fault, BH_FAULT_HELPER_EXIT, cur);
           return 0;
@@ -409,7 +458,7 @@ int run(const bh_vm *vm, void *ctx, size_t ctx_len, uint64_t *r0_out, bh_fault *
       }
 
       case BH_OP_EXIT:
-        if (depth == 0) {
+        if (depth == depth0) {
           if (r0_out != nullptr) *r0_out = reg[0];
           succeed(fault, BH_FAULT_NONE, cur);
           return 0;
@@ -437,12 +486,82 @@ int run(const bh_vm *vm, void *ctx, size_t ctx_len, uint64_t *r0_out, bh_fault *
 #undef BH_STORE
 }
 
+template <bool Checked, bool Budget>
+int run_entry(const bh_vm *vm, void *ctx, size_t ctx_len, uint64_t *r0_out, bh_fault *fault) {
+  alignas(16) uint8_t stack[kStackBytes];
+  const uint64_t stack_top = uint64_t(uintptr_t(stack + kStackBytes));
+  const Start start{0, {uint64_t(uintptr_t(ctx)), uint64_t(ctx_len), 0, 0, 0}, stack_top, 0};
+  uint64_t executed = 0;
+  return run<Checked, Budget>(vm, ctx, ctx_len, stack_top, start, executed, r0_out, fault);
+}
+
+template <bool Budget>
+int call_calls_back(const bh_vm *vm, const bh::Helper &h, uint64_t *reg, void *ctx, size_t ctx_len,
+                    uint64_t stack_top, int depth, uint64_t &executed, bh_fault *fault, bool &exited) {
+  bh::CallbackLink link;
+  link.vm = vm;
+  link.jit = false;
+  link.active = true;
+  link.frame_top = reg[BH_REG_FP];
+  link.stack_top = stack_top;
+  link.depth = depth;
+  link.executed = executed;
+  link.ctx = ctx;
+  link.ctx_len = ctx_len;
+  bh::CallbackLink *&current = bh::callback_link();
+  link.prev = current;
+  current = &link;
+  exited = call_helper(h, reg);
+  current = link.prev;
+  if constexpr (Budget) executed = link.executed;
+  if (link.pending == bh::kPendingFault) {
+    if (fault != nullptr) *fault = link.fault;
+    return -1;
+  }
+  if (link.pending == bh::kPendingExit) {
+    reg[0] = link.exit_value;
+    exited = true;
+  }
+  return 0;
+}
+
 }  // namespace
+
+namespace bh {
+
+int interp_callback(CallbackLink *link, const Callback &cb, const uint64_t *args, uint64_t *r0) {
+  const bh_vm *vm = link->vm;
+  // The callback's frame is one more, as a local call's.
+  if (link->depth + 1 >= BH_MAX_CALL_DEPTH) {
+    report(&link->fault, BH_FAULT_CALL_DEPTH, cb.pc, 0, 0, "pc %u: callback nests deeper than %d frames", cb.pc,
+           BH_MAX_CALL_DEPTH);
+    return -1;
+  }
+  Start start{cb.pc, {args[0], args[1], args[2], args[3], args[4]}, link->frame_top - BH_STACK_SIZE, link->depth + 1};
+  bh_fault f{};
+  int rc;
+  if (vm->checked) {
+    rc = vm->budget != 0 ? run<true, true>(vm, link->ctx, link->ctx_len, link->stack_top, start, link->executed, r0, &f)
+                         : run<true, false>(vm, link->ctx, link->ctx_len, link->stack_top, start, link->executed, r0, &f);
+  } else {
+    rc = vm->budget != 0 ? run<false, true>(vm, link->ctx, link->ctx_len, link->stack_top, start, link->executed, r0, &f)
+                         : run<false, false>(vm, link->ctx, link->ctx_len, link->stack_top, start, link->executed, r0, &f);
+  }
+  if (rc != 0) {
+    link->fault = f;
+    return -1;
+  }
+  return f.code == BH_FAULT_HELPER_EXIT ? 1 : 0;
+}
+
+}  // namespace bh
 
 extern "C" int bh_vm_exec(const bh_vm *vm, void *ctx, size_t ctx_len, uint64_t *r0, bh_fault *fault) {
   if (vm == nullptr || !vm->loaded) return report(fault, BH_FAULT_NONE, 0, 0, 0, "no program loaded");
   if (vm->checked) {
-    return vm->budget != 0 ? run<true, true>(vm, ctx, ctx_len, r0, fault) : run<true, false>(vm, ctx, ctx_len, r0, fault);
+    return vm->budget != 0 ? run_entry<true, true>(vm, ctx, ctx_len, r0, fault)
+                           : run_entry<true, false>(vm, ctx, ctx_len, r0, fault);
   }
-  return vm->budget != 0 ? run<false, true>(vm, ctx, ctx_len, r0, fault) : run<false, false>(vm, ctx, ctx_len, r0, fault);
+  return vm->budget != 0 ? run_entry<false, true>(vm, ctx, ctx_len, r0, fault)
+                         : run_entry<false, false>(vm, ctx, ctx_len, r0, fault);
 }

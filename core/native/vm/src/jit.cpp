@@ -51,12 +51,13 @@ class CodePages {
   size_t map_size_ = 0;
 };
 
-int emit(const bh_vm *vm, std::vector<uint8_t> &out, char *err, size_t err_len) {
+int emit(const bh_vm *vm, std::vector<uint8_t> &out, std::vector<size_t> &entries, char *err, size_t err_len) {
 #if defined(__x86_64__)
-  return bh::jit_emit_x86_64(vm, out, err, err_len);
+  return bh::jit_emit_x86_64(vm, out, entries, err, err_len);
 #else
   (void)vm;
   (void)out;
+  (void)entries;
   return bh::fail(err, err_len, "jit: no code generator for this architecture");
 #endif
 }
@@ -81,7 +82,8 @@ bh_jit_fn bh_vm_compile(bh_vm *vm, char *err, size_t err_len) {
     return nullptr;
   }
   std::vector<uint8_t> code;
-  if (emit(vm, code, err, err_len) != 0) return nullptr;
+  std::vector<size_t> entries;
+  if (emit(vm, code, entries, err, err_len) != 0) return nullptr;
   CodePages pages;
   if (!pages.allocate(code.size())) {
     bh::fail(err, err_len, "jit: cannot map %zu bytes for code", code.size());
@@ -97,6 +99,12 @@ bh_jit_fn bh_vm_compile(bh_vm *vm, char *err, size_t err_len) {
   vm->jit_size = code.size();
   vm->jit_map_size = pages.map_size();
   vm->jit_code = pages.release();
+  // Callback entry points, before the program is published: a callback runs
+  // only from a run of the published program.
+  for (size_t i = 0; i < entries.size() && i < vm->callbacks.size(); ++i) {
+    vm->callbacks[i].jit_entry = reinterpret_cast<decltype(bh::Callback::jit_entry)>(
+        static_cast<uint8_t *>(vm->jit_code) + entries[i]);
+  }
   const bh_jit_fn fn = reinterpret_cast<bh_jit_fn>(vm->jit_code);
   __atomic_store_n(&vm->jit_fn, fn, __ATOMIC_RELEASE);
   return fn;

@@ -31,11 +31,13 @@
 //
 // Full runs: everything else. Native frame (addresses grow upwards; S = r12):
 //
-//   [S + 32 + pad ...)   saved rbp, r12, then rbx/r13/r14/r15 for the r6..r9
+//   [S + 48 + pad ...)   saved rbp, r12, then rbx/r13/r14/r15 for the r6..r9
 //                        the program names; return address. pad (0 or 8)
 //                        keeps S 16-byte aligned whatever the push count.
-//   [S, S + 32)          run state: ctx, ctx_len, budget left, depth left
-//   [S - B, S)           eBPF stacks, B = 512 without local calls, else 8
+//   [S, S + 48)          run state: ctx, ctx_len, budget left, depth left,
+//                        unwind point (see below), padding
+//   [S - B, S)           eBPF stacks, B = 512 without local calls or
+//                        callbacks, else 8
 //                        frames of 512 bytes, the entry frame on top, each
 //                        local call's frame right below its caller's (the
 //                        interpreter's layout, so checked mode admits the
@@ -43,8 +45,20 @@
 //   [... S - B - 8)      return addresses and saved r6..r9/r10 of local calls
 //
 // The program body of a full run is entered with `call`, so every eBPF exit
-// is a plain `ret`, whether it leaves a local function or the program. A fault
-// or an exit request unwinds from any depth with `lea rsp, [r12 + 32 + pad]`.
+// is a plain `ret`, whether it leaves a local function or the program. The
+// run state's unwind point is the address of that call's return address; a
+// fault or an exit request unwinds from any depth with
+// `mov rsp, [r12 + 32]; ret`, as if the body had returned.
+//
+// Callbacks (bpf_loop, bpf_for_each_map_elem): each callback function also
+// gets an entry point after the code, a C function that a helper reaches
+// through bh_vm_callback_invoke with the run's r12 and the calling
+// function's r10 (from call_slow, which every BH_HELPER_CALLS_BACK call goes
+// through). It saves the host's callee-saved registers, becomes the unwind
+// point (restoring the previous one when it returns), takes the frame below
+// the caller's and one unit of depth and budget, and `call`s the function's
+// code: a fault or exit request inside the callback unwinds to its entry,
+// which returns to the helper; call_slow then ends the program.
 //
 // Callee-saved host registers the program does not name are never written
 // (local calls push and pop them unchanged), so they need no saving.
@@ -74,7 +88,12 @@ constexpr int32_t kStateCtx = 0;
 constexpr int32_t kStateCtxLen = 8;
 constexpr int32_t kStateBudget = 16;
 constexpr int32_t kStateDepth = 24;  // local calls still allowed (dword)
-constexpr int32_t kStateSize = 32;
+// Where faults and exit requests unwind to: the address of the return
+// address of the innermost entry's `call body` (the program's, or a
+// callback entry's), so `mov rsp, [r12 + kStateUnwind]; ret` leaves the body
+// from any depth as if it had returned.
+constexpr int32_t kStateUnwind = 32;
+constexpr int32_t kStateSize = 48;  // a multiple of 16: keeps S aligned
 // Padding below the stacks, so that the body's rsp (one return address below)
 // is 16-byte aligned when r10's top is.
 constexpr int32_t kPadBelow = 8;
@@ -95,6 +114,36 @@ HelperResult call_may_exit(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, u
   ExitRequest &req = exit_request();
   req.requested = false;
   const uint64_t r0 = fn(r1, r2, r3, r4, r5);
+  if (!req.requested) return HelperResult{r0, 0};
+  req.requested = false;
+  return HelperResult{req.ret, 1};
+}
+
+// Calls a BH_HELPER_CALLS_BACK helper (or any flagged helper reached by
+// callx) with this run published as the thread's callback link; `state` and
+// `frame_top` (r12 and r10 of the caller, the 7th and 8th arguments, on the
+// stack) are what the callbacks' entry points need. exited: 0 go on, 1 end
+// the program with r0 (an exit request, the helper's or a callback's), 2 a
+// callback faulted (recorded in jit_fault()).
+HelperResult call_slow(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, bh_helper_fn fn,
+                       uint64_t state, uint64_t frame_top, const bh_vm *vm) {
+  CallbackLink link;
+  link.vm = vm;
+  link.jit = true;
+  link.active = true;
+  link.jl = JitLink{state, frame_top};
+  CallbackLink *&current = callback_link();
+  link.prev = current;
+  current = &link;
+  ExitRequest &req = exit_request();
+  req.requested = false;
+  uint64_t r0 = fn(r1, r2, r3, r4, r5);
+  current = link.prev;
+  if (link.pending == kPendingFault) return HelperResult{0, 2};
+  if (link.pending == kPendingExit) {
+    req.requested = false;
+    return HelperResult{link.exit_value, 1};
+  }
   if (!req.requested) return HelperResult{r0, 0};
   req.requested = false;
   return HelperResult{req.ret, 1};
@@ -260,6 +309,12 @@ class Compiler {
       }
     }
     if (!leaf_) shared_tails();
+    entries_.clear();
+    for (const Callback &cb : vm_->callbacks) {
+      a_.align(16, 0xCC);
+      entries_.push_back(a_.pos());
+      callback_entry(cb.pc);
+    }
     // Cold code may queue more cold code (an exit stub from a callx stub), so
     // each closure is moved out before it runs.
     for (size_t i = 0; i < cold_.size(); ++i) {
@@ -274,6 +329,8 @@ class Compiler {
     out = std::move(a_.code());
     return 0;
   }
+
+  std::vector<size_t> entries_;  // callback entry offsets (vm->callbacks order)
 
  private:
   static Reg reg(uint8_t r) { return kRegMap[r]; }
@@ -302,9 +359,15 @@ class Compiler {
         helper_calls_ = true;
         const uint32_t id = uint32_t(ins.imm);
         // The validator admits registered ids only; be safe regardless.
-        if (id >= vm_->helpers.size() || (vm_->helpers[id].flags & BH_HELPER_MAY_EXIT)) may_exit = true;
+        if (id >= vm_->helpers.size() || (vm_->helpers[id].flags & (BH_HELPER_MAY_EXIT | BH_HELPER_CALLS_BACK))) {
+          may_exit = true;
+        }
       }
     }
+    // Callbacks are functions entered from helpers: they need the run state
+    // (r12), the stack block of BH_MAX_CALL_DEPTH frames and the depth count.
+    callbacks_ = !vm_->callbacks.empty();
+    if (callbacks_) local_calls_ = true;
     // No fault stub (budget, call depth, callx, checked access) and no exit
     // stub can be reached, so nothing ever unwinds and r12 is not needed.
     leaf_ = !checked_ && !budget_ && !local_calls_ && !callx && !may_exit;
@@ -395,8 +458,10 @@ class Compiler {
       if (named_[r]) a_.zero(reg(r));
     }
     const Label body = a_.new_label();
+    a_.lea(R10, M(RSP, -8));
+    a_.store(W64, M(kState, kStateUnwind), R10);
     a_.call(body);
-    // Normal end: r0 is in rax already.
+    // Normal end, or an unwinding `ret`: r0 is in rax already.
     a_.alu_imm(ADD, W64, R(RSP), frame_bytes_);
     a_.bind(pops_);
     for (size_t i = saved_.size(); i-- > 0;) a_.pop(saved_[i]);
@@ -404,32 +469,77 @@ class Compiler {
     a_.bind(body);
   }
 
-  // Unwinding targets shared by all sites of a full run. Each resets rsp from
-  // r12 first, so it may be entered at any call depth and with anything
-  // pushed. r12 + frame_base_ is 8 mod 16 (the body's return address sits
-  // just below it), so one slot lower is aligned for a call.
+  // Unwinding targets shared by all sites of a full run. Each resets rsp to
+  // the innermost entry's unwind point first (the slot holding the return
+  // address of its `call body`, 16-byte aligned), so it may be entered at any
+  // call depth and with anything pushed, and ends with the `ret` that body
+  // would have executed: the program's entry then returns to its caller, a
+  // callback's entry to the helper that invoked it.
   void shared_tails() {
     // edi = code, esi = pc, rdx = addr, ecx = size.
     a_.bind(common_fault_);
-    a_.lea(RSP, M(kState, frame_base_ - 8));
+    a_.load(W64, RSP, M(kState, kStateUnwind));
     a_.mov_imm64(R8, addr_of(vm_));
     a_.mov_imm64(R10, addr_of(&raise_fault));
     a_.call(R10);
-    a_.bind(fault_exit_);  // the fault is recorded; the program returns 0
+    a_.bind(fault_exit_);  // the fault is recorded; the body returns 0
+    a_.load(W64, RSP, M(kState, kStateUnwind));
     a_.zero(RAX);
-    a_.lea(RSP, M(kState, saved_regs_));
-    a_.jmp(pops_);
+    a_.ret();
 
     // edi = pc, rax = the value the helper asked the program to return,
-    // kept in the slot that aligns the call.
+    // kept below the unwind point (two slots keep the call aligned).
     a_.bind(exit_common_);
-    a_.lea(RSP, M(kState, frame_base_));
+    a_.load(W64, RSP, M(kState, kStateUnwind));
     a_.push(RAX);
+    a_.alu_imm(SUB, W64, R(RSP), 8);
     a_.mov_imm64(R10, addr_of(&note_exit));
     a_.call(R10);
+    a_.alu_imm(ADD, W64, R(RSP), 8);
     a_.pop(RAX);
-    a_.lea(RSP, M(kState, saved_regs_));
-    a_.jmp(pops_);
+    a_.ret();
+  }
+
+  // A callback's entry point, a C function: uint64_t (r1..r5 in rdi, rsi,
+  // rdx, rcx, r8; r9 = const JitLink *). It saves the host's callee-saved
+  // registers, takes the run state and the caller's frame from the link,
+  // makes itself the unwind point and enters the callback's code with a
+  // fresh frame below the caller's, as a local call would (depth, budget,
+  // zeroed frame in checked mode). Rsp: 8 mod 16 at entry, six pushes keep
+  // it so, the saved unwind slot and 8 bytes of padding make the body's rsp
+  // 0 mod 16 after the call.
+  void callback_entry(uint32_t target) {
+    for (Reg r : {RBP, R12, RBX, R13, R14, R15}) a_.push(r);
+    a_.load(W64, kState, M(R9, 0));
+    a_.load(W64, RBP, M(R9, 8));
+    a_.alu_imm(SUB, W64, R(RBP), BH_STACK_SIZE);
+    a_.load(W64, R10, M(kState, kStateUnwind));
+    a_.push(R10);
+    a_.alu_imm(SUB, W64, R(RSP), 8);
+    a_.lea(R10, M(RSP, -8));
+    a_.store(W64, M(kState, kStateUnwind), R10);
+    // r0 and r6..r9 start at zero, as in the interpreter's nested run.
+    for (Reg r : {RAX, RBX, R13, R14, R15}) a_.zero(r);
+    const Label enter = a_.new_label();
+    a_.call(enter);
+    // The body returned (or was unwound): r0 in rax. Give the frame back.
+    a_.alu_imm(ADD, W32, M(kState, kStateDepth), 1);
+    a_.alu_imm(ADD, W64, R(RSP), 8);
+    a_.pop(R10);
+    a_.store(W64, M(kState, kStateUnwind), R10);
+    for (Reg r : {R15, R14, R13, RBX, R12, RBP}) a_.pop(r);
+    a_.ret();
+
+    a_.bind(enter);
+    a_.alu_imm(SUB, W32, M(kState, kStateDepth), 1);
+    a_.jcc(CC_B, fault_stub(BH_FAULT_CALL_DEPTH, target));
+    if (budget_) charge(target, 1);
+    if (checked_) {
+      for (Reg r : {RAX, RDI, RCX}) a_.push(r);
+      zero_frame(RBP);
+      for (Reg r : {RCX, RDI, RAX}) a_.pop(r);
+    }
+    a_.jmp(pc_label_[target]);
   }
 
   // A cold stub that reports fault `code` at `pc`; `addr` (if given) is the
@@ -450,6 +560,36 @@ class Compiler {
       a_.jmp(common_fault_);
     });
     return l;
+  }
+
+  // After call_slow: edx 1 ends the program with rax (as exit_stub), 2 means
+  // a callback faulted and the fault is already recorded.
+  Label slow_stub(size_t pc) {
+    if (leaf_) leaf_violation_ = true;
+    const Label l = a_.new_label();
+    cold_.push_back([this, l, pc] {
+      a_.bind(l);
+      a_.alu_imm(CMP, W32, R(RDX), 2);
+      a_.jcc(CC_E, fault_exit_);
+      a_.mov_imm32(RDI, uint32_t(pc));
+      a_.jmp(exit_common_);
+    });
+    return l;
+  }
+
+  // Calls `fn` (in r9) through call_slow; rbp and r12 go on the stack as its
+  // 7th and 8th arguments, the vm as the 9th (four pushes keep rsp aligned).
+  void emit_call_slow(size_t pc) {
+    a_.mov_imm64(R10, addr_of(vm_));
+    a_.push(R10);
+    a_.push(R10);
+    a_.push(RBP);
+    a_.push(kState);
+    a_.mov_imm64(R10, addr_of(&call_slow));
+    a_.call(R10);
+    a_.alu_imm(ADD, W64, R(RSP), 32);
+    a_.test(W32, RDX, RDX);
+    a_.jcc(CC_NE, slow_stub(pc));
   }
 
   Label exit_stub(size_t pc) {
@@ -988,7 +1128,10 @@ class Compiler {
   void helper_call(uint32_t id, size_t pc) {
     const Helper &h = vm_->helpers[id];
     if (checked_ && needs_arg_check(h)) check_call_args(pc, id, -1);
-    if (h.flags & BH_HELPER_MAY_EXIT) {
+    if (h.flags & BH_HELPER_CALLS_BACK) {
+      a_.mov_imm64(R9, addr_of(h.fn));
+      emit_call_slow(pc);
+    } else if (h.flags & BH_HELPER_MAY_EXIT) {
       a_.mov_imm64(R9, addr_of(h.fn));
       a_.mov_imm64(R10, addr_of(&call_may_exit));
       a_.call(R10);
@@ -1023,17 +1166,14 @@ class Compiler {
     a_.jcc(CC_E, bad);
     const Label may_exit = a_.new_label();
     const Label back = a_.new_label();
-    a_.test_imm(W32, M(R11, 8), BH_HELPER_MAY_EXIT);
+    a_.test_imm(W32, M(R11, 8), BH_HELPER_MAY_EXIT | BH_HELPER_CALLS_BACK);
     a_.jcc(CC_NE, may_exit);
     a_.call(R10);
     a_.bind(back);
     cold_.push_back([this, may_exit, back, pc] {
       a_.bind(may_exit);
       a_.mov(W64, R9, R10);
-      a_.mov_imm64(R10, addr_of(&call_may_exit));
-      a_.call(R10);
-      a_.test(W32, RDX, RDX);
-      a_.jcc(CC_NE, exit_stub(pc));
+      emit_call_slow(pc);
       a_.jmp(back);
     });
   }
@@ -1084,6 +1224,7 @@ class Compiler {
   bool local_calls_ = false;
   bool leaf_ = false;
   bool leaf_violation_ = false;
+  bool callbacks_ = false;
   // The prologue's choices: callee-saved registers pushed (in push order),
   // bytes reserved below them; for full runs, where the stacks end and the
   // saved registers start, relative to r12.
@@ -1095,10 +1236,13 @@ class Compiler {
 
 }  // namespace
 
-int jit_emit_x86_64(const bh_vm *vm, std::vector<uint8_t> &out, char *err, size_t err_len) {
+int jit_emit_x86_64(const bh_vm *vm, std::vector<uint8_t> &out, std::vector<size_t> &entries, char *err,
+                    size_t err_len) {
   try {
     Compiler c(vm);
-    return c.compile(out, err, err_len);
+    const int rc = c.compile(out, err, err_len);
+    if (rc == 0) entries = c.entries_;
+    return rc;
   } catch (const std::bad_alloc &) {
     return fail(err, err_len, "jit: out of memory");
   }

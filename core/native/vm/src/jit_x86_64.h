@@ -12,7 +12,9 @@ namespace bh {
 // Emits the loaded program as x86-64 machine code into `out`. The code is
 // position independent (internal references are pc-relative; helpers and
 // run-time support are called by absolute address), so the driver may copy
-// it anywhere. Returns 0, or -1 and fills err.
-int jit_emit_x86_64(const bh_vm *vm, std::vector<uint8_t> &out, char *err, size_t err_len);
+// it anywhere. `entries` receives the offset in `out` of each callback's
+// entry point (vm->callbacks order). Returns 0, or -1 and fills err.
+int jit_emit_x86_64(const bh_vm *vm, std::vector<uint8_t> &out, std::vector<size_t> &entries, char *err,
+                    size_t err_len);
 
 }  // namespace bh

@@ -3,7 +3,7 @@
 // registers and control flow and only check memory (in checked mode).
 //
 // Passes: (1) mark lddw second slots, (2) check each instruction on its own
-// and collect jump and call targets, (3) split the program into functions and
+// and collect jump and call targets (and callback targets), (3) split the program into functions and
 // check that control flow stays inside them, (4) bound the static call depth.
 #include <algorithm>
 #include <cinttypes>
@@ -345,6 +345,13 @@ int validate(bh_vm *vm, char *err, size_t err_len) {
   if (vm->insts.empty()) return fail(err, err_len, "empty program");
   Validator v(vm, err, err_len);
   if (v.check_insts() != 0) return -1;
+  // Callback targets (lddw src 4, collected at resolution) are function
+  // entries like local-call targets: control flow may not run into them,
+  // and no jump may leave them.
+  for (const auto &ref : vm->func_refs) {
+    if (v.check_target(ref.first, ref.second, "callback") != 0) return -1;
+    v.call_targets.push_back(ref.second);
+  }
   std::vector<uint32_t> functions, func_of;
   if (v.check_functions(functions, func_of) != 0) return -1;
   if (v.check_call_depth(functions, func_of) != 0) return -1;

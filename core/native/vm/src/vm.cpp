@@ -3,6 +3,8 @@
 // the thread-local exit request, the checked-mode access test).
 #include <sys/mman.h>
 
+#include <algorithm>
+#include <cinttypes>
 #include <cstdarg>
 #include <cstddef>
 #include <cstdio>
@@ -45,6 +47,12 @@ bool access_ok(const bh_vm *vm, uintptr_t addr, size_t size, bool is_store, uint
       if (!is_store || r.writable) return true;
     }
   }
+  // A callback's read-only window (an array map's key): only while a
+  // callback runs, so the thread-local is read on this slow path alone.
+  if (!is_store && !vm->callbacks.empty()) {
+    const CallbackWindow &w = callback_window();
+    if (w.len != 0 && addr >= w.base && end <= w.base + w.len) return true;
+  }
   return false;
 }
 
@@ -64,9 +72,44 @@ const char *lddw_form_name(uint8_t src) {
   }
 }
 
+// Function references (lddw src 4) become callback objects of the VM: one
+// per distinct target, created before any value is handed out so that their
+// addresses never move. Targets are checked by the validator (func_refs).
+int collect_callbacks(bh_vm *vm, char *err, size_t err_len) {
+  std::vector<bh_inst> &code = vm->insts;
+  const size_t n = code.size();
+  std::vector<uint32_t> targets;
+  for (size_t pc = 0; pc + 1 < n; ++pc) {
+    const bh_inst &ins = code[pc];
+    if (ins.opcode != BH_OP_LDDW) continue;
+    if (ins.src == BH_PSEUDO_FUNC) {
+      const int64_t target = int64_t(pc) + int64_t(ins.imm) + 1;
+      if (target <= 0 || target >= int64_t(n)) {
+        return bh::fail(err, err_len,
+                        "pc %zu: lddw source 4 (function): callback at pc %" PRId64
+                        " is %s (program has %zu instructions)",
+                        pc, target, target == 0 ? "the entry function, which cannot be a callback" : "out of range",
+                        n);
+      }
+      vm->func_refs.emplace_back(uint32_t(pc), uint32_t(target));
+      targets.push_back(uint32_t(target));
+    }
+    ++pc;
+  }
+  std::sort(targets.begin(), targets.end());
+  targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
+  vm->callbacks.resize(targets.size());
+  for (size_t i = 0; i < targets.size(); ++i) {
+    vm->callbacks[i].vm = vm;
+    vm->callbacks[i].pc = targets[i];
+  }
+  return 0;
+}
+
 // Turns every special lddw (src 1..6) into a plain one holding the resolved
 // value, so that validator, interpreter and JIT only ever see src 0.
 int resolve_lddw(bh_vm *vm, char *err, size_t err_len) {
+  if (collect_callbacks(vm, err, err_len) != 0) return -1;
   std::vector<bh_inst> &code = vm->insts;
   const size_t n = code.size();
   for (size_t pc = 0; pc < n; ++pc) {
@@ -75,7 +118,15 @@ int resolve_lddw(bh_vm *vm, char *err, size_t err_len) {
     // A truncated lddw is the validator's to report, with the same wording
     // whether or not it carries a special form.
     if (pc + 1 >= n) break;
-    if (ins.src != 0) {
+    if (ins.src == BH_PSEUDO_FUNC) {
+      const uint32_t target = uint32_t(int64_t(pc) + int64_t(ins.imm) + 1);
+      const auto it = std::lower_bound(vm->callbacks.begin(), vm->callbacks.end(), target,
+                                       [](const bh::Callback &c, uint32_t t) { return c.pc < t; });
+      const uint64_t value = uint64_t(reinterpret_cast<uintptr_t>(&*it));
+      ins.src = 0;
+      ins.imm = int32_t(uint32_t(value));
+      code[pc + 1].imm = int32_t(uint32_t(value >> 32));
+    } else if (ins.src != 0) {
       if (ins.src > BH_PSEUDO_MAP_IDX_VALUE) {
         return bh::fail(err, err_len, "pc %zu: unsupported lddw source %u", pc, unsigned(ins.src));
       }
@@ -140,7 +191,7 @@ int bh_vm_set_helper_proto(bh_vm *vm, uint32_t id, const struct bh_helper_proto 
   bh::Helper &h = vm->helpers[id];
   try {
     for (int i = 0; i < 5; ++i) {
-      if (p.arg_type[i] > BH_ARG_PTR_TO_RINGBUF_MEM) return -1;
+      if (p.arg_type[i] > BH_ARG_PTR_TO_STACK_OR_NULL) return -1;
       h.arg_type[i] = p.arg_type[i];
       h.arg_name[i] = p.arg_name[i] != nullptr ? p.arg_name[i] : "";
     }
@@ -230,11 +281,15 @@ int bh_vm_load(bh_vm *vm, const void *code, size_t len, char *err, size_t err_le
     if (resolve_lddw(vm, err, err_len) != 0 || bh::validate(vm, err, err_len) != 0) {
       vm->insts.clear();
       vm->analysis = bh::Analysis{};
+      vm->callbacks.clear();
+      vm->func_refs.clear();
       return -1;
     }
   } catch (const std::bad_alloc &) {
     vm->insts.clear();
     vm->analysis = bh::Analysis{};
+    vm->callbacks.clear();
+    vm->func_refs.clear();
     return bh::fail(err, err_len, "out of memory");
   }
   vm->loaded = true;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bpfhook/vm.h"
@@ -51,6 +52,72 @@ struct Analysis {
   std::vector<uint8_t> is_target;
 };
 
+// A callback target (lddw src 4). The program's register holds this
+// object's address: callbacks is sized once at load, so addresses are stable.
+struct Callback {
+  const bh_vm *vm;
+  uint32_t pc;  // the function's first instruction
+  // JIT entry point (C ABI: r1..r5, then the JitLink), set by bh_vm_compile
+  // before the compiled program is published.
+  uint64_t (*jit_entry)(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, const void *) = nullptr;
+};
+
+// What a JIT callback entry needs from the run that called the helper: its
+// run state (r12) and the frame top (r10) of the calling function.
+struct JitLink {
+  uint64_t state;
+  uint64_t frame_top;
+};
+
+// Published (thread-locally) around each call of a BH_HELPER_CALLS_BACK
+// helper: how bh_vm_callback_invoke runs a callback of this run, and where it
+// leaves a fault or an exit request for the run to act on after the helper.
+struct CallbackLink {
+  const bh_vm *vm = nullptr;
+  bool jit = false;
+  // Set while the helper itself runs, cleared while one of its callbacks
+  // runs: only the innermost CALLS_BACK helper may invoke (a plain helper
+  // inside a callback must not start a second frame over the running one).
+  bool active = false;
+  CallbackLink *prev = nullptr;
+  // JIT runs.
+  JitLink jl{};
+  // Interpreter runs: the calling function's r10, the top of the stack
+  // block, frames in use (0 = the entry function), instructions executed.
+  uint64_t frame_top = 0;
+  uint64_t stack_top = 0;
+  int depth = 0;
+  uint64_t executed = 0;
+  void *ctx = nullptr;
+  size_t ctx_len = 0;
+  // Outcome: 0 none, kPendingExit (exit_value is r0), kPendingFault
+  // (interpreter: in `fault`; JIT: in jit_fault()).
+  int pending = 0;
+  uint64_t exit_value = 0;
+  bh_fault fault{};
+};
+constexpr int kPendingExit = 1;
+constexpr int kPendingFault = 2;
+CallbackLink *&callback_link();  // this thread's innermost
+
+// Checked mode: memory a callback may read besides stack, context and
+// regions (bh_vm_callback_invoke's window), this thread's, for the duration
+// of the invocation. Consulted only on the access tests' slow paths.
+struct CallbackWindow {
+  uintptr_t base = 0;
+  size_t len = 0;
+};
+CallbackWindow &callback_window();
+
+// The callback `ref` of vm, or NULL if it is none.
+const Callback *find_callback(const bh_vm *vm, uint64_t ref);
+
+// Runs callback `cb` in the interpreter, nested in the run `link` describes
+// (interp.cpp), and updates link->executed. Returns 0 with the callback's r0
+// in *r0; 1 if a helper inside asked to end the program (*r0 = its value);
+// -1 with link->fault filled if the callback faulted.
+int interp_callback(CallbackLink *link, const Callback &cb, const uint64_t *args, uint64_t *r0);
+
 // Thread-local per-run state used by helpers and by the JIT's slow paths.
 struct ExitRequest {
   bool requested = false;
@@ -92,6 +159,10 @@ struct bh_vm {
   uint64_t budget = 0;
   std::vector<bh::Region> regions;
   std::vector<bh::VmMap> maps;
+  // Callback targets (lddw src 4), sorted by pc; sized once at load.
+  std::vector<bh::Callback> callbacks;
+  // (lddw pc, target pc) of every function reference, for the validator.
+  std::vector<std::pair<uint32_t, uint32_t>> func_refs;
   bool loaded = false;
   bh::Analysis analysis;
 

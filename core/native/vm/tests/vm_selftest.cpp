@@ -825,7 +825,94 @@ void test_helper_args() {
 
 }  // namespace
 
+// ---- callbacks (lddw src 4, BH_HELPER_CALLS_BACK) ----------------------------
+
+// Runs callback `ref` for i = 0, 1 with (i, ctx) and returns the sum of its
+// returns; 1000 + the error if an invocation fails.
+uint64_t h_twice(uint64_t ref, uint64_t ctx, uint64_t, uint64_t, uint64_t) {
+  uint64_t sum = 0;
+  for (uint64_t i = 0; i < 2; ++i) {
+    uint64_t r0 = 0;
+    const int rc = bh_vm_callback_invoke(ref, i, ctx, 0, 0, 0, nullptr, 0, &r0);
+    if (rc != 0) return 1000 + uint64_t(int64_t(rc));
+    sum += r0;
+  }
+  return sum;
+}
+// Not flagged BH_HELPER_CALLS_BACK: its invocation must be refused.
+uint64_t h_sneaky(uint64_t ref, uint64_t, uint64_t, uint64_t, uint64_t) {
+  uint64_t r0 = 0;
+  return uint64_t(int64_t(bh_vm_callback_invoke(ref, 0, 0, 0, 0, 0, nullptr, 0, &r0)));
+}
+
+struct CbRun {
+  int load_rc = -1;
+  std::string load_err;
+  int rc = -1;
+  uint64_t r0 = 0;
+  bh_fault fault{};
+};
+
+CbRun run_cb(const Code &code, bool jit, bool checked, uint64_t budget = 0) {
+  CbRun r;
+  VmPtr vm = make_vm(Options{});
+  bh_vm_register_helper(vm.get(), 7, "twice", h_twice, BH_HELPER_CALLS_BACK | BH_HELPER_ARGS_SCALAR);
+  bh_vm_register_helper(vm.get(), 8, "sneaky", h_sneaky, BH_HELPER_ARGS_SCALAR);
+  bh_vm_set_checked(vm.get(), checked);
+  bh_vm_set_budget(vm.get(), budget);
+  char err[256] = "";
+  r.load_rc = bh_vm_load(vm.get(), code.data(), code.size() * sizeof(bh_inst), err, sizeof err);
+  r.load_err = err;
+  if (r.load_rc != 0) return r;
+  r.rc = jit ? bh_vm_exec_jit(vm.get(), nullptr, 0, &r.r0, &r.fault) : bh_vm_exec(vm.get(), nullptr, 0, &r.r0, &r.fault);
+  return r;
+}
+
+void test_callbacks() {
+  // twice(cb, 10) = cb(0, 10) + cb(1, 10), cb(i, ctx) = i + ctx.
+  const Code sum = prog({lddw(1, uint64_t(5 - 0 - 1), BH_PSEUDO_FUNC), mov(2, 10), call(7), exit_(),
+                         movr(0, 1), alu64x(BH_ALU_ADD, 0, 2), exit_()});
+  // A helper asking to end the program inside the callback ends the run.
+  const Code unwind = prog({lddw(1, uint64_t(5 - 0 - 1), BH_PSEUDO_FUNC), mov(2, 0), call(7), exit_(),
+                            mov(1, 0), call(5), mov(0, 1), exit_()});
+  // A helper without the flag cannot run callbacks.
+  const Code sneaky = prog({lddw(1, uint64_t(4 - 0 - 1), BH_PSEUDO_FUNC), call(8), exit_(), mov(0, 1), exit_()});
+  // A value that is not a callback reference.
+  const Code bogus = prog({lddw(1, 0x1234), mov(2, 0), call(7), exit_()});
+  for (bool jit : {false, true}) {
+    for (bool checked : {false, true}) {
+      CbRun r = run_cb(sum, jit, checked);
+      EXPECT(r.load_rc == 0);
+      EXPECT(r.rc == 0);
+      EXPECT_EQ_U64(r.r0, 21);
+      r = run_cb(unwind, jit, checked);
+      EXPECT(r.rc == 0);
+      EXPECT_EQ_U64(r.r0, 0x77);
+      EXPECT(r.fault.code == BH_FAULT_HELPER_EXIT);
+      r = run_cb(sneaky, jit, checked);
+      EXPECT(r.rc == 0);
+      EXPECT_EQ_U64(r.r0, uint64_t(int64_t(-22)));
+      r = run_cb(bogus, jit, false);
+      EXPECT(r.rc == 0);
+      EXPECT_EQ_U64(r.r0, 1000 - 22);
+      // The budget is the run's: callbacks spend it (the JIT charges each
+      // entry into one; the main function alone never pays here).
+      r = run_cb(sum, jit, checked, 1);
+      EXPECT(r.rc != 0 && r.fault.code == BH_FAULT_BUDGET);
+    }
+  }
+  // Outside a run nothing can be invoked.
+  uint64_t r0 = 0;
+  EXPECT(bh_vm_callback_invoke(0, 0, 0, 0, 0, 0, nullptr, 0, &r0) == -22);
+  // Bad references are refused at load.
+  REJECT(prog({lddw(1, uint64_t(-1), BH_PSEUDO_FUNC), exit_()}), "callback at pc 0 is the entry function");
+  REJECT(prog({lddw(1, 40, BH_PSEUDO_FUNC), exit_()}), "callback at pc 41 is out of range");
+  REJECT(prog({lddw(1, 0, BH_PSEUDO_FUNC), mov(0, 0), exit_()}), "callback to pc 1 lands in the middle of the lddw");
+  REJECT(prog({lddw(1, 1, BH_PSEUDO_FUNC), mov(0, 0), exit_()}), "pc 0: falls through into the function at pc 2");
+}
+
 int main() {
+  test_callbacks();
   test_alu();
   test_memory();
   test_atomics();

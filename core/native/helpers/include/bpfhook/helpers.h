@@ -55,10 +55,12 @@ extern "C" {
 #define BH_FN_PROBE_READ_KERNEL_STR 115
 #define BH_FN_KTIME_GET_BOOT_NS 125
 #define BH_FN_KTIME_GET_COARSE_NS 160
+#define BH_FN_FOR_EACH_MAP_ELEM 164 /* with the maps: bh_maps_register_helpers */
 #define BH_FN_SNPRINTF 165
 #define BH_FN_GET_FUNC_IP 173
 #define BH_FN_GET_ATTACH_COOKIE 174
 #define BH_FN_TRACE_VPRINTK 177
+#define BH_FN_LOOP 181
 #define BH_FN_STRNCMP 182
 #define BH_FN_GET_FUNC_ARG 183
 #define BH_FN_GET_FUNC_RET 184
@@ -88,6 +90,9 @@ uint64_t bh_helper_override_return(uint64_t ctx, uint64_t rc, uint64_t, uint64_t
 uint64_t bh_helper_get_stack(uint64_t ctx, uint64_t buf, uint64_t size, uint64_t flags, uint64_t);
 uint64_t bh_helper_get_func_ip(uint64_t ctx, uint64_t, uint64_t, uint64_t, uint64_t);
 uint64_t bh_helper_get_attach_cookie(uint64_t ctx, uint64_t, uint64_t, uint64_t, uint64_t);
+/* BH_HELPER_CALLS_BACK: runs the program's callback through
+ * bh_vm_callback_invoke, so it works only when called by a program. */
+uint64_t bh_helper_loop(uint64_t nr_loops, uint64_t callback_fn, uint64_t callback_ctx, uint64_t flags, uint64_t);
 uint64_t bh_helper_strncmp(uint64_t s1, uint64_t s1_sz, uint64_t s2, uint64_t, uint64_t);
 uint64_t bh_helper_get_func_arg(uint64_t ctx, uint64_t n, uint64_t value_ptr, uint64_t, uint64_t);
 uint64_t bh_helper_get_func_ret(uint64_t ctx, uint64_t value_ptr, uint64_t, uint64_t, uint64_t);
@@ -101,7 +106,7 @@ struct bh_helper_desc {
   uint32_t id;
   const char *name; /* the kernel's name: "bpf_probe_read", ... */
   bh_helper_fn fn;
-  uint32_t flags;   /* BH_HELPER_MAY_EXIT for tail_call */
+  uint32_t flags;   /* BH_HELPER_MAY_EXIT for tail_call, BH_HELPER_CALLS_BACK for loop */
 };
 
 /* All helpers of this library, sorted by id. Static storage; never NULL. */

@@ -237,6 +237,18 @@ long bh_map_delete_elem(bh_map *m, const void *key);
 long bh_map_push_elem(bh_map *m, const void *value, uint64_t flags);
 long bh_map_pop_elem(bh_map *m, void *value);
 long bh_map_peek_elem(bh_map *m, void *value);
+/* Iteration, for bpf_for_each_map_elem: calls fn(cookie, key, value) for
+ * each element, in index (arrays) or bucket (hash family) order, and stops
+ * after fn returns non-zero. Values are the live ones (the calling CPU's for
+ * per-CPU maps), as the kernel passes them; an array's key points at a u32
+ * that lives only for the call. Hash maps are read without locks (buckets
+ * are snapshotted under their seqlock, a few elements at a time, and fn runs
+ * outside any read section), so concurrent updates may make the iteration
+ * miss or repeat elements, as in the kernel. Returns the number of elements
+ * fn was called for, -EINVAL for other map types, -EBUSY (writers kept a
+ * bucket changing) or -EFAULT (a corrupt chain). */
+typedef int (*bh_map_elem_fn)(void *cookie, const void *key, void *value);
+long bh_map_for_each_elem(bh_map *m, bh_map_elem_fn fn, void *cookie);
 /* Address of element `index`'s value in a (non-per-CPU) array map, for the
  * lddw map-value forms (.data, .rodata, .bss); NULL otherwise. */
 void *bh_map_value_addr(bh_map *m, uint32_t index);
@@ -337,6 +349,11 @@ uint64_t bh_helper_ringbuf_reserve(uint64_t map, uint64_t size, uint64_t flags, 
 uint64_t bh_helper_ringbuf_submit(uint64_t sample, uint64_t flags, uint64_t, uint64_t, uint64_t);
 uint64_t bh_helper_ringbuf_discard(uint64_t sample, uint64_t flags, uint64_t, uint64_t, uint64_t);
 uint64_t bh_helper_ringbuf_query(uint64_t map, uint64_t flags, uint64_t, uint64_t, uint64_t);
+/* bpf_for_each_map_elem(map, callback_fn, callback_ctx, flags): through
+ * bh_map_for_each_elem and the VM's bh_vm_callback_invoke (registered with
+ * BH_HELPER_CALLS_BACK), so it works only when called by a program. */
+uint64_t bh_helper_for_each_map_elem(uint64_t map, uint64_t callback_fn, uint64_t callback_ctx, uint64_t flags,
+                                     uint64_t);
 /* bpf_get_stackid(ctx, map, flags): walks the stack with bh_stack_walk
  * (bpfhook/helpers.h: the probed code's stack from PT_REGS, else the code
  * that started the run) and stores it with bh_stackmap_get_id. */
@@ -344,7 +361,7 @@ uint64_t bh_helper_get_stackid(uint64_t ctx, uint64_t map, uint64_t flags, uint6
 
 struct bh_vm;
 /* Registers the helpers above under their kernel ids (1, 2, 3, 25, 27, 87,
- * 88, 89, 130, 131, 132, 133, 134). Returns 0 or the first failure. */
+ * 88, 89, 130, 131, 132, 133, 134, 164). Returns 0 or the first failure. */
 int bh_maps_register_helpers(struct bh_vm *vm);
 
 /* ---- stress and timing entries for tests and benchmarks ---- */

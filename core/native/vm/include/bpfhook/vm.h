@@ -51,6 +51,13 @@ typedef uint64_t (*bh_helper_fn)(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t
 /* BH_HELPER_ARGS_SCALAR: the helper dereferences none of its arguments (they
  * are plain numbers), so checked mode may call it without a prototype. */
 #define BH_HELPER_ARGS_SCALAR 0x2u
+/* BH_HELPER_CALLS_BACK: the helper runs callbacks of the program with
+ * bh_vm_callback_invoke (bpf_loop, bpf_for_each_map_elem). Around a call to
+ * it the VM publishes, thread-locally, what a nested run needs (the caller's
+ * frame, the shared budget, the call depth); after it returns, a fault or an
+ * exit request raised inside a callback ends the program. Other helpers pay
+ * nothing for this. */
+#define BH_HELPER_CALLS_BACK 0x4u
 
 /* ---- helper argument prototypes (checked mode) ------------------------------
  * The kernel's bpf_func_proto, reduced to what can be tested at run time. In
@@ -81,6 +88,10 @@ enum bh_arg_type {
   BH_ARG_PTR_TO_CONST_STR = 13,  /* NUL-terminated string in readable memory */
   BH_ARG_PTR_TO_RINGBUF_MEM = 14, /* a record of one of the program's ring
                                      buffers: its 8-byte header lies in the ring's storage */
+  BH_ARG_PTR_TO_FUNC = 15,       /* a callback reference of this program (the value
+                                    of an `lddw rX, <func>`, see "Callbacks") */
+  BH_ARG_PTR_TO_STACK_OR_NULL = 16, /* 0, or an address in the current or a
+                                       caller's stack frame (callback_ctx) */
 };
 
 struct bh_helper_proto {
@@ -105,8 +116,8 @@ struct bh_vm_map {
   size_t storage_len;
 };
 
-/* Resolves the special lddw forms (src 1..6) at load time: map fd -> map
- * pointer, map value -> address of a value plus offset, ... `imm` is the first
+/* Resolves the special lddw forms (src 1..3, 5, 6; src 4, a function, the VM
+ * resolves itself) at load time: map fd -> map pointer, map value -> address of a value plus offset, ... `imm` is the first
  * slot's imm, `next_imm` the second's. Write the 64-bit value to *out and
  * return 0, or return -1 and fill err. */
 typedef int (*bh_lddw_resolver)(void *cookie, uint32_t pc, uint8_t src, int32_t imm, int32_t next_imm,
@@ -169,7 +180,8 @@ void bh_vm_set_budget(bh_vm *vm, uint64_t max_insts);
  * Load-time checks: unknown opcodes, bad registers, writes to r10, jumps out of
  * range or into the middle of lddw, falling off the end, division by an
  * immediate zero, calls to unregistered helpers, local calls out of range,
- * call depth, unsupported lddw forms. */
+ * call depth, unsupported lddw forms, callback references (src 4) out of
+ * range, into an lddw, or to pc 0. */
 int bh_vm_load(bh_vm *vm, const void *code, size_t len, char *err, size_t err_len);
 /* The loaded (resolved) instructions. */
 const struct bh_inst *bh_vm_insts(const bh_vm *vm, size_t *n);
@@ -197,6 +209,32 @@ int bh_vm_exec_jit(bh_vm *vm, void *ctx, size_t ctx_len, uint64_t *r0, bh_fault 
 /* Called by a BH_HELPER_MAY_EXIT helper to end the running program on this
  * thread with r0 = `ret` once the helper returns. */
 void bh_vm_request_exit(uint64_t ret);
+
+/* ---- callbacks ----------------------------------------------------------------
+ * `lddw rX, <func>` (src 4, BH_PSEUDO_FUNC; imm = the callback's first
+ * instruction relative to the next one, as libbpf links it) loads a callback
+ * reference: an opaque value the VM resolves itself at load (no resolver is
+ * asked). The target must be inside the program, not pc 0, and becomes a
+ * function entry with a local call's rules (a fresh 512-byte frame below the
+ * caller's, counted against BH_MAX_CALL_DEPTH; checked mode zeroes it and
+ * lets the callback reach its callers' frames, where callback_ctx lives).
+ *
+ * A BH_HELPER_CALLS_BACK helper runs one with bh_vm_callback_invoke: r1..r5
+ * as the kernel passes them, r10 a fresh frame below the frame of the
+ * program's function that called the helper. The callback runs in the backend
+ * the program runs in (the interpreter nested, or the JIT's entry point for
+ * that function), in the same mode (checked mode, the budget shared with the
+ * enclosing run). `window`/`window_len` (may be NULL/0) name memory the
+ * callback may read in checked mode for this invocation only (an array map's
+ * key, which lives in the helper's own frame).
+ *
+ * Returns 0 with the callback's r0 in *r0; -EINVAL if `ref` is not a callback
+ * of the program whose BH_HELPER_CALLS_BACK helper is running on this thread
+ * (or none is); -ECANCELED if the callback faulted or a helper inside it
+ * asked to end the program: the helper must return at once (its value is
+ * ignored) and the run ends with that fault or exit. */
+int bh_vm_callback_invoke(uint64_t ref, uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5,
+                          const void *window, size_t window_len, uint64_t *r0);
 
 #ifdef __cplusplus
 }
