@@ -1,6 +1,7 @@
 import { strict as assert } from "node:assert";
 import { codec, SharedRegion, type PerfSample } from "@bpfhook/core";
 import { native } from "@bpfhook/core/dist/native/binding.js";
+import { testingAddon } from "./support/testing-addon.js";
 
 const rec = codec.struct({ thread: codec.u32, pad: codec.u32, seq: codec.u64 });
 
@@ -69,7 +70,7 @@ describe("22 ring buffer and perf buffer", () => {
       const iterations = 30000;
       // 1 producer thread, a record every 10 us, on a worker thread: the
       // event loop keeps polling meanwhile.
-      const res = await native().mapStress(rb.native, { op: "produce", threads: 1, iterations, paceNs: 10000 });
+      const res = await testingAddon().mapStress(rb.native, { op: "produce", threads: 1, iterations, paceNs: 10000 });
       c.poll();
       c.close();
       assert.equal(res.ok, iterations);
@@ -168,7 +169,7 @@ describe("22 ring buffer and perf buffer", () => {
         last.set(k, s.data.seq);
       });
       c.start();
-      const res = await native().mapStress(pa.native, { op: "produce", threads: 2, iterations: 10000, paceNs: 20000 });
+      const res = await testingAddon().mapStress(pa.native, { op: "produce", threads: 2, iterations: 10000, paceNs: 20000 });
       c.poll();
       c.close();
       assert.equal(res.drops, 0);

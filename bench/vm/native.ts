@@ -1,43 +1,27 @@
 /**
- * The addon's benchmark entry points (core/native/addon/bench_binding.cpp)
- * and the raw VM binding they time. Timing happens natively: one call runs a
- * program `runs` times and returns the elapsed nanoseconds.
+ * The benchmark's entry points (the testing addon's timing loops,
+ * core/native/testing/bench_binding.cpp) and the raw VM binding they time.
+ * Timing happens natively: one call runs a program `runs` times and returns
+ * the elapsed nanoseconds.
  */
 import type { NativeAddon, NativeVm } from "@bpfhook/core/dist/native/addon-types.js";
 import { native } from "@bpfhook/core/dist/native/binding.js";
+import { testingAddon, type TestingAddon } from "../common/testing-addon.js";
 
 export type { NativeVm };
+export type { Backend, BenchInfo, TimedRuns } from "../common/testing-addon.js";
 
-export type Backend = "jit" | "interpreter";
+/** The core addon's Vm and the testing addon's timing loops. */
+export type Addon = Pick<NativeAddon, "Vm"> & Pick<TestingAddon, "vmBenchRun" | "vmBenchNative" | "vmBenchInfo">;
 
-export interface TimedRuns {
-  /** Wall time of all runs, measured around the native loop. */
-  ns: number;
-  /** r0 of the last run. */
-  r0: bigint;
-}
-
-export interface BenchInfo {
-  /** What compiled the native baselines, e.g. "gcc 12.2.0 -O2". */
-  compiler: string;
-  workloads: { name: string; ctxSize: number }[];
-}
-
-interface BenchAddon {
-  /** Runs a loaded Vm's program `runs` times in the JIT or the interpreter. */
-  vmBenchRun(vm: NativeVm, backend: Backend, ctx: Uint8Array, runs: number): TimedRuns;
-  /** Runs the gcc baseline of `workload` `runs` times. */
-  vmBenchNative(workload: string, ctx: Uint8Array, runs: number): TimedRuns;
-  vmBenchInfo(): BenchInfo;
-}
-
-export type Addon = NativeAddon & BenchAddon;
-
-/** The addon, with the benchmark entry points typed; throws NATIVE_NOT_BUILT when absent. */
+/** Both addons; throws NATIVE_NOT_BUILT (or a testing-addon error) when one is absent. */
 export function addon(): Addon {
-  const a = native() as Addon;
-  if (typeof a.vmBenchRun !== "function") {
-    throw new Error("the native addon has no benchmark entry points: rebuild it (npm run build:native)");
-  }
-  return a;
+  const core = native();
+  const testing = testingAddon();
+  return {
+    Vm: core.Vm,
+    vmBenchRun: testing.vmBenchRun,
+    vmBenchNative: testing.vmBenchNative,
+    vmBenchInfo: testing.vmBenchInfo,
+  };
 }

@@ -45,7 +45,6 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitVm(env, exports);
   InitMaps(env, exports);
   InitRuntime(env, exports);
-  InitBench(env, exports);
   return exports;
 }
 

@@ -16,11 +16,6 @@ Napi::Error MakeError(Napi::Env env, const std::string &code, const std::string 
 void InitVm(Napi::Env env, Napi::Object exports);
 void InitMaps(Napi::Env env, Napi::Object exports);
 void InitRuntime(Napi::Env env, Napi::Object exports);
-void InitBench(Napi::Env env, Napi::Object exports);
-
-// The loaded bh_vm behind a JS Vm object (vm_binding.cpp); NULL if `value` is
-// not a Vm, or it is closed or has no program yet.
-bh_vm *UnwrapVm(Napi::Value value);
 
 // Glue between bindings (maps_binding.cpp): the native map behind a JS map
 // object (NULL if it is not one), the address of an array map's value at a

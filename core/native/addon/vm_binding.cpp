@@ -105,7 +105,7 @@ Bytes BytesArg(const Napi::Value &v, const char *what) {
   throw MakeError(v.Env(), "BAD_ARGUMENT", std::string(what) + " must be a Buffer or Uint8Array");
 }
 
-// Marks JS objects that are Vm instances, so UnwrapVm can trust them.
+// Marks JS objects that are Vm instances.
 constexpr napi_type_tag kVmTag = {0x62706668766d3031ull, 0x5e0c7a1d93b24f68ull};
 
 class Vm : public Napi::ObjectWrap<Vm> {
@@ -120,6 +120,7 @@ class Vm : public Napi::ObjectWrap<Vm> {
                            InstanceMethod<&Vm::Exec>("exec"),
                            InstanceMethod<&Vm::Compile>("compile"),
                            InstanceMethod<&Vm::JitSize>("jitSize"),
+                           InstanceMethod<&Vm::NativeAddresses>("nativeAddresses"),
                            InstanceMethod<&Vm::Close>("close"),
                        });
   }
@@ -255,6 +256,26 @@ class Vm : public Napi::ObjectWrap<Vm> {
     return Napi::Number::New(info.Env(), static_cast<double>(bh_vm_jit_size(vm_)));
   }
 
+  // nativeAddresses() -> { vm, exec, jit } as bigints, for the testing addon
+  // only (core/native/testing: the VM benchmark's timing loops): the loaded
+  // bh_vm* (0n if none), this addon's bh_vm_exec, and the JIT code once
+  // compile() ran (else 0n). That addon links its own copies of the static
+  // libraries, whose thread-locals (exit requests, JIT faults) are not the
+  // ones this addon's helpers use; calling through these addresses keeps a
+  // run inside this addon's copy. Valid until close().
+  Napi::Value NativeAddresses(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    bh_vm *vm = LoadedVm();
+    // bh_vm_compile returns the cached code; it compiles nothing when
+    // jitSize() is 0, because then it is not called.
+    const bh_jit_fn jit = vm != nullptr && bh_vm_jit_size(vm) > 0 ? bh_vm_compile(vm, nullptr, 0) : nullptr;
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("vm", Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(vm))));
+    out.Set("exec", Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(&bh_vm_exec))));
+    out.Set("jit", Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(jit))));
+    return out;
+  }
+
   // Frees the VM now instead of at garbage collection; later calls throw.
   Napi::Value Close(const Napi::CallbackInfo &info) {
     Destroy();
@@ -273,11 +294,6 @@ Napi::Value HelperNames(const Napi::CallbackInfo &info) {
 }
 
 }  // namespace
-
-bh_vm *UnwrapVm(Napi::Value value) {
-  if (!value.IsObject() || !value.As<Napi::Object>().CheckTypeTag(&kVmTag)) return nullptr;
-  return Vm::Unwrap(value.As<Napi::Object>())->LoadedVm();
-}
 
 void InitVm(Napi::Env env, Napi::Object exports) {
   exports.Set("Vm", Vm::Define(env));

@@ -63,10 +63,8 @@ export interface NativeAddon {
   /** Packed entries {u16 kind (1 sample, 2 lost), u16 0, u32 ring, u32 size, u32 0} + payload padded to 8. */
   perfConsume(map: NativeMapHandle, ring: number, maxRecords: number, maxBytes: number): Buffer | number;
   perfStats(map: NativeMapHandle): NativePerfRingStats[] | number;
-  /** Native threads calling the helpers concurrently (see bh_maps_stress). */
-  mapStress(map: NativeMapHandle, opts: NativeStressOptions): Promise<NativeStressResult>;
-  /** ns per helper call in a tight native loop, or -errno. */
-  mapBench(map: NativeMapHandle, op: NativeBenchOp, iterations: number, keys: number): number;
+  // (Stress runs and benchmark timing loops live in the testing addon,
+  // core/native/testing, typed in test/support/testing-addon.ts.)
 }
 
 // ---- maps_binding.cpp types ----
@@ -147,28 +145,6 @@ export interface NativePerfRingStats {
   lost: number;
 }
 
-export interface NativeStressOptions {
-  op: "add" | "churn" | "ringbuf" | "perf" | "queue" | "insert" | "produce";
-  threads: number;
-  iterations: number;
-  keys?: number;
-  paceNs?: number;
-}
-
-export interface NativeStressResult {
-  ok: number;
-  failed: number;
-  misses: number;
-  consumed: number;
-  drops: number;
-  discarded: number;
-  orderErrors: number;
-  sum: bigint;
-  elapsedNs: number;
-}
-
-export type NativeBenchOp = "lookup" | "update" | "add" | "lookup_miss" | "ringbuf" | "perf";
-
 /** A loaded, compiled program (runtime_binding.cpp). */
 export interface NativeProgram {
   /** Runs the program on `ctx` (by pointer); r0 or a VM_FAULT error. */
@@ -243,5 +219,18 @@ export interface NativeVm {
   /** Compiles once; returns the code size in bytes. */
   compile(): number;
   jitSize(): number;
+  /**
+   * For the testing addon only (VM benchmark timing loops): the loaded bh_vm*
+   * (0n if none or closed), this addon's bh_vm_exec, and the JIT code once
+   * compile() ran (else 0n). Valid until close().
+   */
+  nativeAddresses(): NativeVmAddresses;
   close(): void;
+}
+
+/** Raw addresses of a Vm (NativeVm.nativeAddresses), valid until its close(). */
+export interface NativeVmAddresses {
+  vm: bigint;
+  exec: bigint;
+  jit: bigint;
 }

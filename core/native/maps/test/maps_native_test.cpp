@@ -21,6 +21,7 @@
 #include "bpfhook/region.h"
 #include "bpfhook/vm.h"
 #include "map_internal.h"
+#include "map_stress.h"
 
 extern std::map<uint32_t, std::string> g_registered_helpers __attribute__((weak));
 

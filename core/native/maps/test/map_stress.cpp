@@ -1,6 +1,7 @@
 // Native stress runs (several threads calling the helper functions at once,
 // with exact expected results) and a timing loop for benchmarks. Both call
-// the helpers through function pointers, as JIT code does.
+// the helpers through function pointers, as JIT code does. Test and benchmark
+// code: library bpfmaps_stress, kept out of bpfmaps (map_stress.h).
 #include <time.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "map_internal.h"
+#include "map_stress.h"
 
 using namespace bpfhook::maps;
 

@@ -1,25 +1,30 @@
-// The VM benchmark's timing loops (npm run bench:vm, bench/vm/bench-vm.ts).
+// The VM benchmark's timing loops (npm run bench:vm, bench/vm/bench-vm.ts),
+// in the testing addon (testing.h), not the production one.
 // Timing happens here, natively: one N-API call runs a program `runs` times
 // back to back and returns the elapsed nanoseconds, so no JS or N-API cost is
 // inside the measured interval. The same loop times the gcc -O2 baselines of
 // core/native/bench, which have the shape of a compiled program.
 //
-//   vmBenchRun(vm, "jit" | "interpreter", ctx, runs) -> { ns, r0 }
-//   vmBenchNative(workload, ctx, runs)               -> { ns, r0 }
+//   vmBenchRun(addrs, "jit" | "interpreter", ctx, runs) -> { ns, r0 }
+//   vmBenchNative(workload, ctx, runs)                  -> { ns, r0 }
 //   vmBenchInfo()                 -> { compiler, workloads: [{ name, ctxSize }] }
 //
-// `vm` is a loaded Vm (vm_binding.cpp) with checked mode and budget as the
-// caller set them; `ctx` is passed by pointer, as Vm.exec does; `r0` is the
-// last run's result, for the caller to compare across back ends.
+// `addrs` is what a loaded core-addon Vm's nativeAddresses() returns
+// ({ vm, exec, jit } bigints; checked mode and budget as the caller set
+// them): the program runs through the core addon's own bh_vm_exec and JIT
+// code, never this addon's copy of the VM (whose thread-locals the core's
+// helpers do not see). test/support/testing-addon.ts compiles the Vm first
+// for "jit". `ctx` is passed by pointer, as Vm.exec does; `r0` is the last
+// run's result, for the caller to compare across back ends.
 #include <chrono>
 #include <cstdint>
 #include <string>
 
-#include "addon.h"
 #include "bpfhook/bench.h"
 #include "bpfhook/vm.h"
+#include "testing.h"
 
-namespace bpfhook::addon {
+namespace bpfhook::testing {
 namespace {
 
 // Every result is added in here, so no run's work is dead to the compiler.
@@ -75,8 +80,14 @@ int64_t TimeCalls(Fn fn, const Ctx &ctx, uint32_t runs, uint64_t *last) {
 Napi::Value BenchRun(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   const char *fn = "vmBenchRun";
-  bh_vm *vm = UnwrapVm(info[0]);
-  if (vm == nullptr) throw MakeError(env, "BAD_ARGUMENT", "vmBenchRun: expected a Vm with a loaded program");
+  // The core addon's bh_vm_exec signature (bpfhook/vm.h).
+  using ExecFn = int (*)(const bh_vm *, void *, size_t, uint64_t *, bh_fault *);
+  const Napi::Object addrs = info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
+  const auto *vm = reinterpret_cast<const bh_vm *>(AddressValue(addrs.Get("vm")));
+  const auto exec = reinterpret_cast<ExecFn>(AddressValue(addrs.Get("exec")));
+  if (vm == nullptr || exec == nullptr) {
+    throw MakeError(env, "BAD_ARGUMENT", "vmBenchRun: expected a Vm with a loaded program (its nativeAddresses())");
+  }
   const std::string backend = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
   if (backend != "jit" && backend != "interpreter") {
     throw MakeError(env, "BAD_ARGUMENT", "vmBenchRun: backend must be 'jit' or 'interpreter'");
@@ -86,9 +97,8 @@ Napi::Value BenchRun(const Napi::CallbackInfo &info) {
   uint64_t r0 = 0;
 
   if (backend == "jit") {
-    char err[256] = {0};
-    const bh_jit_fn jit = bh_vm_compile(vm, err, sizeof err);
-    if (jit == nullptr) throw MakeError(env, "VM_COMPILE", err[0] != 0 ? err : "bh_vm_compile failed");
+    const auto jit = reinterpret_cast<bh_jit_fn>(AddressValue(addrs.Get("jit")));
+    if (jit == nullptr) throw MakeError(env, "BAD_ARGUMENT", "vmBenchRun: jit: the Vm is not compiled (call compile() first)");
     // The compiled function itself, as an attach point calls it: in fast mode
     // it cannot fault (checked or budget mode would report through a
     // thread-local this loop does not read; the benchmark uses neither).
@@ -101,7 +111,7 @@ Napi::Value BenchRun(const Napi::CallbackInfo &info) {
   int rc = 0;
   const auto t0 = std::chrono::steady_clock::now();
   for (uint32_t i = 0; i < runs && rc == 0; i++) {
-    rc = bh_vm_exec(vm, ctx.data, ctx.len, &r0, &fault);
+    rc = exec(vm, ctx.data, ctx.len, &r0, &fault);
     sum += r0;
   }
   const auto t1 = std::chrono::steady_clock::now();
@@ -160,4 +170,4 @@ void InitBench(Napi::Env env, Napi::Object exports) {
   exports.Set("vmBenchInfo", Napi::Function::New(env, BenchInfo));
 }
 
-}  // namespace bpfhook::addon
+}  // namespace bpfhook::testing
