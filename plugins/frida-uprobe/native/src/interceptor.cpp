@@ -59,6 +59,8 @@ struct bh_hook_link {
     uint32_t flags;  // BH_HOOK_ATTACH_F_*
     uint64_t addr;
     int error;       // 0, or why the transaction it was attached in failed
+    bool pending;    // attached in the open transaction: not in the listener
+                     // set until its end
 };
 
 namespace bh {
@@ -157,11 +159,13 @@ int opts_load(const T *in, T &out, const char *what, std::string *err) {
     return 0;
 }
 
-// Built from h.links; nullptr when there are none.  -ENOMEM via *ok.
-ListenerSet *build_set(const Hook &h, bool *ok) {
+// Built from h.links (without those of the open transaction unless
+// `with_pending`); nullptr when there are none.  -ENOMEM via *ok.
+ListenerSet *build_set(const Hook &h, bool *ok, bool with_pending = false) {
     *ok = true;
-    if (h.links.empty()) return nullptr;
-    const size_t n = h.links.size();
+    size_t n = 0;
+    for (const bh_hook_link *l : h.links) n += with_pending || !l->pending;
+    if (n == 0) return nullptr;
     auto *s = static_cast<ListenerSet *>(malloc(sizeof(ListenerSet) + n * sizeof(Listener)));
     if (!s) {
         *ok = false;
@@ -172,25 +176,28 @@ ListenerSet *build_set(const Hook &h, bool *ok) {
     // say: every vector register may be live there, not only arguments.
     s->save_vec = h.mid;
     s->_pad = 0;
+    auto in = [&](const bh_hook_link *l) { return with_pending || !l->pending; };
     for (const bh_hook_link *l : h.links)
-        if (!(l->flags & BH_HOOK_ATTACH_F_NO_VECTOR)) s->save_vec = 1;
+        if (in(l) && !(l->flags & BH_HOOK_ATTACH_F_NO_VECTOR)) s->save_vec = 1;
     for (const bh_hook_link *l : h.links)
-        if (l->kind != BH_HOOK_RETURN)
+        if (in(l) && l->kind != BH_HOOK_RETURN)
             s->items[k++] = Listener{l->fn, l->user, l->cookie, l->kind == BH_HOOK_REPLACE, 0};
     s->n_entry = k;
     for (const bh_hook_link *l : h.links)
-        if (l->kind == BH_HOOK_RETURN) s->items[k++] = Listener{l->fn, l->user, l->cookie, 0, 0};
+        if (in(l) && l->kind == BH_HOOK_RETURN) s->items[k++] = Listener{l->fn, l->user, l->cookie, 0, 0};
     s->n_return = k - s->n_entry;
     return s;
 }
 
-// Frees a listener set once no thread can still be reading it.
-void retire(const ListenerSet *old) {
-    if (!old) return;
+// Frees listener sets once no thread can still be reading them (one grace
+// period for all).
+void retire_all(const std::vector<const ListenerSet *> &olds) {
     Interceptor &ix = *g_ix;
-    if (in_probe()) {  // cannot wait for ourselves: the next retire frees it
+    if (std::all_of(olds.begin(), olds.end(), [](const ListenerSet *s) { return !s; })) return;
+    if (in_probe()) {  // cannot wait for ourselves: the next retire frees them
         std::lock_guard<std::mutex> lk(ix.retire_mu);
-        ix.deferred.push_back(old);
+        for (const ListenerSet *s : olds)
+            if (s) ix.deferred.push_back(s);
         return;
     }
     std::vector<const ListenerSet *> batch;
@@ -199,9 +206,11 @@ void retire(const ListenerSet *old) {
         batch.swap(ix.deferred);
     }
     grace_period();
-    free(const_cast<ListenerSet *>(old));
+    for (const ListenerSet *s : olds) free(const_cast<ListenerSet *>(s));
     for (const ListenerSet *s : batch) free(const_cast<ListenerSet *>(s));
 }
+
+void retire(const ListenerSet *old) { retire_all({old}); }
 
 std::string where(uint64_t addr, const std::string &name) {
     if (name.empty()) return strf("0x%llx", static_cast<unsigned long long>(addr));
@@ -661,12 +670,20 @@ int attach(bh_hook_engine *e, void *func, bh_hook_kind kind, bh_hook_fn fn, void
                     why = "it is already replaced";
                     goto out;
                 }
-        l = new (std::nothrow) bh_hook_link{e, h, kind, fn, user, o.cookie, o.flags, addr, 0};
+        l = new (std::nothrow) bh_hook_link{e, h, kind, fn, user, o.cookie, o.flags, addr, 0, false};
         if (!l) {
             rc = -ENOMEM;
             goto out;
         }
         h->links.push_back(l);
+        if (ix.txn_depth) {
+            // Its listener joins the set, and the function is patched, at the
+            // transaction's end: one set built per function, not per link.
+            l->pending = true;
+            mark_dirty(ix, h);
+            e->links.push_back(l);
+            goto out;
+        }
         bool ok;
         ListenerSet *s = build_set(*h, &ok);
         if (!ok) {
@@ -762,11 +779,12 @@ int begin_txn(std::string *msg) {
     return 0;
 }
 
-// The outermost end: every dirty hook gets the patch state its links ask
-// for, in one pause.  On failure nothing is written: links attached in the
-// transaction (all links of a hook that was not patched) fail with the
-// error and are dropped; hooks whose last link went keep their jump to an
-// empty trampoline, as a failed detach does.
+// The outermost end: every dirty hook gets the listener set and the patch
+// state its links ask for, the patches in one pause.  All or nothing: if a
+// set cannot be built or the patching fails, nothing is written and every
+// link attached in the transaction fails with the error (error set, dropped
+// from its hook; the caller's detach frees it); hooks whose last link was
+// detached keep their jump to an empty trampoline, as a failed detach does.
 int end_txn(std::string *msg) {
     Interceptor &ix = *g_ix;
     std::vector<const ListenerSet *> olds;
@@ -781,34 +799,47 @@ int end_txn(std::string *msg) {
         if (--ix.txn_depth) return 0;
         std::vector<Hook *> dirty, todo;
         std::vector<uint8_t> install;
+        std::vector<ListenerSet *> sets;  // dirty[i]'s set with its new links
         dirty.swap(ix.dirty);
         for (Hook *h : dirty) {
             h->dirty = false;
+            bool ok;
+            sets.push_back(build_set(*h, &ok, true));
+            if (!ok && !rc) {
+                rc = -ENOMEM;
+                why = where(h->addr, h->name) + ": out of memory for its listener list";
+            }
             const bool want = !h->links.empty();
             if (want == h->patched) continue;
             todo.push_back(h);
             install.push_back(want);
         }
-        rc = apply_batch(ix, todo, install, &why, &warn);
-        if (rc) {
-            for (size_t i = 0; i < todo.size(); i++) {
-                Hook *h = todo[i];
-                if (!install[i]) continue;
-                for (bh_hook_link *l : h->links) {
-                    l->error = rc;
-                    auto &el = l->engine->links;
-                    el.erase(std::remove(el.begin(), el.end(), l), el.end());
-                }
-                h->links.clear();
-                olds.push_back(h->core.set.exchange(nullptr, std::memory_order_acq_rel));
+        if (!rc) rc = apply_batch(ix, todo, install, &why, &warn);
+        for (size_t i = 0; i < dirty.size(); i++) {
+            Hook *h = dirty[i];
+            if (!rc) {
+                for (bh_hook_link *l : h->links) l->pending = false;
+                olds.push_back(h->core.set.exchange(sets[i], std::memory_order_acq_rel));
+                continue;
             }
+            free(sets[i]);  // never published
+            // The published set never held the pending links: it stays.
+            for (bh_hook_link *l : h->links) {
+                if (!l->pending) continue;
+                l->error = rc;
+                auto &el = l->engine->links;
+                el.erase(std::remove(el.begin(), el.end(), l), el.end());
+            }
+            h->links.erase(std::remove_if(h->links.begin(), h->links.end(),
+                                          [](const bh_hook_link *l) { return l->pending; }),
+                           h->links.end());
         }
         for (Hook *h : dirty)
             if (h->links.empty() && !h->patched) retire_hook(ix, h);
         if (!todo.empty()) ix.txns++;
     }
     if (!warn.empty()) log_msg(nullptr, BH_HOOK_LOG_WARN, "end_transaction: " + warn);
-    for (const ListenerSet *o : olds) retire(o);
+    retire_all(olds);
     reclaim(ix, false);
     if (rc) *msg = "end_transaction: " + why;
     return rc;
