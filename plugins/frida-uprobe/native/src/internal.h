@@ -57,8 +57,9 @@ struct ListenerSet {
 };
 
 // The part of a hooked function the trampolines and the hot path touch.
-// The common entry code reads `addr` at offset 8.  Never freed (see
-// README.md, "Memory that is never freed").
+// The common entry code reads `addr` at offset 8.  Freed with its
+// trampoline once no thread can be in either (README.md, "Freeing
+// trampolines").
 struct HookCore {
     std::atomic<const ListenerSet *> set{nullptr};  // 0
     uint64_t addr = 0;                               // 8
