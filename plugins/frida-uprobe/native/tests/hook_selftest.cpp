@@ -921,13 +921,32 @@ TEST(t37_transaction_patches_with_one_pause) {
     CHECK_EQ(p_fib(1), 1);
     CHECK_EQ(g_churn_hits.load() - before >= 3, true);  // three listeners on tl_fib
 
+    // A link attached in a transaction to a function already hooked joins
+    // its listener list only at the end.
+    static std::atomic<long> late_hits{0};
+    auto late = [](void *, struct pt_regs *, struct bh_hook_call *) -> uint64_t {
+        late_hits++;
+        return 0;
+    };
+    CHECK_EQ(bh_hook_begin_transaction(), 0);
+    AttachResult lt = attach(fns[2], BH_HOOK_ENTRY, late, nullptr, "tl_fib");
+    CHECK_EQ(lt.rc, 0);
+    CHECK_EQ(p_fib(1), 1);
+    CHECK_EQ(late_hits.load(), 0);
+    CHECK_EQ(end_txn(), 0);
+    CHECK_EQ(p_fib(1), 1);
+    CHECK_EQ(late_hits.load(), 1);
+    if (!lt.rc) links.push_back(lt.link);
+    const bh_hook_stats st1b = stats_now();
+    CHECK_EQ(st1b.pauses, st1.pauses);  // nothing to patch
+
     // Detach all in one transaction: one pause restores every function.
     CHECK_EQ(bh_hook_begin_transaction(), 0);
     for (bh_hook_link *l : links) CHECK_EQ(bh_hook_detach(l), 0);
     for (void *f : fns) CHECK(is_patched(f));   // listeners gone, code not yet
     CHECK_EQ(end_txn(), 0);
     const bh_hook_stats st2 = stats_now();
-    CHECK_EQ(st2.pauses - st1.pauses, 1u);
+    CHECK_EQ(st2.pauses - st1b.pauses, 1u);
     for (void *f : fns) CHECK(!is_patched(f));
     stop = true;
     runner.join();
