@@ -8,7 +8,10 @@ import { strict as assert } from "node:assert";
 import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { compileBpfC, Runtime, type BpfMap, type LoadedObject } from "@bpfhook/core";
+import { assembleBytes, compileBpfC, Runtime, type BpfMap, type LoadedObject } from "@bpfhook/core";
+import { trigger } from "@bpfhook/plugin-simple";
+import { plugin as uprobePlugin } from "@bpfhook/plugin-frida-uprobe";
+import type { NativeCaller } from "@bpfhook/sdk";
 import { clangUnavailable } from "./support/clang.js";
 import { testAddon, type TestAddon } from "./support/test-addon.js";
 
@@ -126,6 +129,78 @@ describe("44 uprobe batches (engine transactions)", function () {
     t.add(4, 5);
     assert.equal(count(0), 1n);
     link.detach();
+  });
+
+  it("a plugin without batch hooks attaches at once inside a batch, and its links go too if the batch fails", async () => {
+    const both = await Runtime.create({
+      plugins: ["@bpfhook/plugin-frida-uprobe", "@bpfhook/plugin-simple"],
+      resolveFrom: repoRoot,
+    });
+    try {
+      const simple = both.load({ programs: [{ name: "tick", section: "simple/tick", insns: assembleBytes("mov %r0, 7\nexit") }] });
+      const uprobes = both.load(objectPath);
+      await both.batch(async () => {
+        await simple.program("tick").attach();
+        assert.equal(trigger(both, "tick").count, 1, "the simple plugin's link runs inside the batch");
+        await uprobes.program("on_add").attach();
+      });
+      assert.equal(trigger(both, "tick").count, 1);
+      await assert.rejects(
+        both.batch(async () => {
+          await simple.program("tick").attach();
+          throw new Error("give up");
+        }),
+        /give up/,
+      );
+      assert.equal(trigger(both, "tick").count, 1, "the failed batch's simple link was detached");
+    } finally {
+      both.close();
+    }
+  });
+
+  it("a plugin whose endBatch throws: the batch's links are detached and the error names the plugin", async () => {
+    let ended = 0;
+    const failing = {
+      ...uprobePlugin,
+      endBatch: (native: NativeCaller) => {
+        uprobePlugin.endBatch!(native); // really patches...
+        ended++;
+        throw Object.assign(new Error("batch refused for the test"), { code: "ATTACH_FAILED" });
+      },
+    };
+    const own = await Runtime.create({ plugins: [failing], resolveFrom: repoRoot });
+    try {
+      const o = own.load(objectPath);
+      let links: Awaited<ReturnType<ReturnType<typeof o.program>["attach"]>>[] = [];
+      await assert.rejects(
+        own.batch(async () => {
+          links = [await o.program("on_add").attach(), await o.program("on_args8").attach()];
+        }),
+        (err: Error & { code?: string }) => err.code === "ATTACH_FAILED" && /\[frida-uprobe\].*batch refused for the test/.test(err.message),
+      );
+      assert.equal(ended, 1);
+      assert.ok(links.length === 2 && links.every((l) => !l.attached), "...then the runtime detached them");
+      assert.equal(funcPatched(own, t.addressOf("bh_target_add")), false);
+      assert.equal(funcPatched(own, t.addressOf("bh_target_args8")), false);
+      t.add(1, 1);
+      assert.equal(o.map<BpfMap<number, bigint>>("counts").get(0) ?? 0n, 0n);
+    } finally {
+      own.close();
+    }
+  });
+
+  it("frida-uprobe's endBatch turns the engine's failure into an error with its message", () => {
+    const out = Buffer.alloc(4 + 1024);
+    out.writeInt32LE(-16, 0);
+    out.write("end_transaction: 'f' (0x1000): its first bytes changed\0", 4);
+    const native: NativeCaller = { callNative: () => ({ rc: 0, out }) };
+    assert.throws(
+      () => uprobePlugin.endBatch!(native),
+      (err: Error & { code?: string; errno?: number }) =>
+        err.code === "ATTACH_FAILED" && err.errno === -16 && /its first bytes changed \(-16\)$/.test(err.message),
+    );
+    out.writeInt32LE(0, 0);
+    uprobePlugin.endBatch!(native); // 0: applied
   });
 
   it("closing the runtime inside a batch ends it (later attaches are not held back)", async () => {
