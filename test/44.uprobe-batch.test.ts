@@ -197,7 +197,7 @@ describe("44 uprobe batches (engine transactions)", function () {
     assert.throws(
       () => uprobePlugin.endBatch!(native),
       (err: Error & { code?: string; errno?: number }) =>
-        err.code === "ATTACH_FAILED" && err.errno === -16 && /its first bytes changed \(-16\)$/.test(err.message),
+        err.code === "ATTACH_FAILED" && err.errno === -16 && err.message.endsWith("its first bytes changed (-16)"),
     );
     out.writeInt32LE(0, 0);
     uprobePlugin.endBatch!(native); // 0: applied
