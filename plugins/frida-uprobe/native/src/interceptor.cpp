@@ -641,7 +641,12 @@ int attach(bh_hook_engine *e, void *func, bh_hook_kind kind, bh_hook_fn fn, void
     bh_hook_link *l = nullptr;
     {
         std::lock_guard<std::mutex> lk(ix.mu);
-        Hook *h;
+        Hook *h = nullptr;
+        // A hook this attach created or revived, left without a link by a
+        // refusal below, goes (back) to the retired ones.
+        auto drop_unused = [&] {
+            if (h && h->links.empty() && !h->patched && !h->dirty) retire_hook(ix, h);
+        };
         if (o.func_offset && kind != BH_HOOK_ENTRY) {
             rc = -EINVAL;
             why = strf("%s at +0x%zx: only entry probes may sit inside a function (there [rsp] is not "
@@ -657,6 +662,7 @@ int attach(bh_hook_engine *e, void *func, bh_hook_kind kind, bh_hook_fn fn, void
                 rc = -EBUSY;
                 why = h->mid ? strf("already hooked as +0x%zx inside a function", size_t(h->func_offset))
                              : std::string("already hooked as a function's entry");
+                drop_unused();
                 goto out;
             }
         } else {
@@ -668,11 +674,13 @@ int attach(bh_hook_engine *e, void *func, bh_hook_kind kind, bh_hook_fn fn, void
                 if (x->kind == BH_HOOK_REPLACE) {
                     rc = -EEXIST;
                     why = "it is already replaced";
+                    drop_unused();
                     goto out;
                 }
         l = new (std::nothrow) bh_hook_link{e, h, kind, fn, user, o.cookie, o.flags, addr, 0, false};
         if (!l) {
             rc = -ENOMEM;
+            drop_unused();
             goto out;
         }
         h->links.push_back(l);
@@ -689,12 +697,11 @@ int attach(bh_hook_engine *e, void *func, bh_hook_kind kind, bh_hook_fn fn, void
         if (!ok) {
             h->links.pop_back();
             rc = -ENOMEM;
+            drop_unused();
             goto out;
         }
         old = h->core.set.exchange(s, std::memory_order_acq_rel);
-        if (!h->patched && ix.txn_depth) {
-            mark_dirty(ix, h);  // patched at the transaction's end
-        } else if (!h->patched) {
+        if (!h->patched) {
             rc = apply(ix, *h, true, &why, &warn);
             if (rc) {
                 h->links.pop_back();
@@ -706,7 +713,7 @@ int attach(bh_hook_engine *e, void *func, bh_hook_kind kind, bh_hook_fn fn, void
                     std::lock_guard<std::mutex> rk(ix.retire_mu);
                     ix.deferred.push_back(mine);
                 }
-                if (h->links.empty()) retire_hook(ix, h);
+                drop_unused();
                 goto out;
             }
         }
