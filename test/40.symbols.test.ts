@@ -245,6 +245,29 @@ describe("40 symbols", () => {
       expectError(() => resolver.resolveSymbol({ module: "libc", symbol: "malloc", offset: -1 }), "BAD_ARGUMENT");
     });
 
+    it("reuses its reading of the maps while the module stays mapped (one read for many resolves)", () => {
+      const mine = new SymbolResolver();
+      const read = fs.readFileSync;
+      let mapsReads = 0;
+      (fs as { readFileSync: unknown }).readFileSync = (...args: Parameters<typeof fs.readFileSync>) => {
+        if (String(args[0]).endsWith("/maps")) mapsReads++;
+        return read(...args);
+      };
+      try {
+        const first = mine.resolveSymbol({ module: "libc.so.6", symbol: "malloc" });
+        for (let i = 0; i < 100; i++) {
+          assert.equal(mine.resolveSymbol({ module: "libc.so.6", symbol: "malloc" }).address, first.address);
+          mine.resolveSymbol({ module: "libc", symbol: "free" });
+        }
+        assert.equal(mapsReads, 1, "the maps were read once");
+        // A module not in that reading makes it read again (and fail here).
+        expectError(() => mine.resolveSymbol({ module: "libnot-mapped-here", symbol: "f" }), "NOT_FOUND", "not mapped");
+        assert.equal(mapsReads, 2);
+      } finally {
+        (fs as { readFileSync: unknown }).readFileSync = read;
+      }
+    });
+
     it("caches symbol tables per file until the file changes", () => {
       const cache = new SymbolFileCache();
       const a = cache.open(LIBC);
@@ -285,6 +308,8 @@ describe("40 symbols", () => {
       gcc("-O1", "-fno-pie", "-no-pie", "-rdynamic", "-o", "helper-nopie", "helper.c", "-ldl");
       // A library whose first PT_LOAD is at 0x200000 rather than 0.
       gcc("-O1", "-shared", "-fPIC", "-Wl,-Ttext-segment=0x200000", "-o", "libbhlate.so", "late.c");
+      fs.writeFileSync(path.join(dir, "late2.c"), "int bh_late2_fn(int x) { return x + 43; }\n");
+      gcc("-O1", "-shared", "-fPIC", "-o", "libbhlate2.so", "late2.c");
     });
 
     after(() => {
@@ -353,6 +378,24 @@ describe("40 symbols", () => {
           assert.equal(image.loads[0]!.vaddr, 0x200000n);
           assert.notEqual(r.bias, 0n, "the library was moved away from its link address");
           assert.equal(r.address, r.bias + r.vaddr);
+        });
+
+        it("reads the maps again when a module it resolved was unloaded and loaded elsewhere", async () => {
+          // No dlsym before dlclose: a lookup through RTLD_DEFAULT would make
+          // glibc keep the library loaded.
+          const lib = path.join(dir, "libbhlate2.so");
+          const first = await helper.command(`dlopen ${lib}`);
+          assert.notEqual(first, 0n, "dlopen failed");
+          const r1 = resolver.resolveSymbol({ pid: helper.pid, module: "libbhlate2", symbol: "bh_late2_fn" });
+          const { base, end } = resolver.findModule("libbhlate2", helper.pid);
+          assert.equal(await helper.command(`dlclose ${first.toString(16)}`), 0n, "dlclose failed");
+          // Its old place taken, the next load goes elsewhere.
+          assert.equal(await helper.command(`reserveat ${base.toString(16)} ${(end - base).toString(16)}`), base);
+          assert.notEqual(await helper.command(`dlopen ${lib}`), 0n, "dlopen failed");
+          const expected = await helper.command("dlsym bh_late2_fn");
+          assert.notEqual(hex(expected), hex(r1.address), "it loaded elsewhere");
+          const r2 = resolver.resolveSymbol({ pid: helper.pid, module: "libbhlate2", symbol: "bh_late2_fn" });
+          assert.equal(hex(r2.address), hex(expected));
         });
       });
     }
@@ -441,6 +484,8 @@ function parsePointer(s: string): bigint {
  *   dlsym <name>    answers "<name> <address>"
  *   call <hex>      calls the address as void *(*)(void) (an IFUNC resolver)
  *   reserve         maps PROT_NONE at 0x200000 so a library linked there moves
+ *   reserveat <hex> <hexlen>  maps PROT_NONE there (another load of a library goes elsewhere)
+ *   dlclose <hex>   dlclose(handle); answers "dlclosed <rc>"
  *   quit
  */
 const HELPER_C = String.raw`
@@ -480,6 +525,14 @@ int main(void) {
     } else if (!strcmp(line, "reserve")) {
       void *p = mmap((void *)0x200000, 0x100000, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
       print("reserved", p == MAP_FAILED ? NULL : p);
+    } else if (!strncmp(line, "reserveat ", 10)) {
+      char *end;
+      void *at = (void *)strtoull(line + 10, &end, 16);
+      size_t len = strtoull(end, NULL, 16);
+      void *p = mmap(at, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+      print("reserved", p == MAP_FAILED ? NULL : p);
+    } else if (!strncmp(line, "dlclose ", 8)) {
+      print("dlclosed", (void *)(long)dlclose((void *)strtoull(line + 8, NULL, 16)));
     } else if (!strcmp(line, "quit")) {
       break;
     }

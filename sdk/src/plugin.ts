@@ -117,6 +117,17 @@ export interface AttachPlugin<P = unknown> {
   encode(request: AttachRequest<P>): Uint8Array;
   /** bpftime's to_string(): a short human description of an attachment. */
   describe?(request: AttachRequest<P>): string;
+  /**
+   * Optional batching (both or neither). `Runtime.batch()` calls beginBatch
+   * before this plugin's first attach inside the batch and endBatch once when
+   * the batch ends, so the plugin can apply many attachments at once
+   * (frida-uprobe: one pause of the process's threads for all of them).
+   * endBatch throws if the batch could not be applied: every attachment made
+   * in it has then failed, and the runtime detaches their links. Plugins
+   * without these hooks attach one by one, inside a batch too.
+   */
+  beginBatch?(native: NativeCaller): void;
+  endBatch?(native: NativeCaller): void;
 }
 
 /** A plugin package's module exports one of these as `plugin` or `default`. */

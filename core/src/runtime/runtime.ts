@@ -100,6 +100,14 @@ export interface AttachOptions {
   force?: boolean;
 }
 
+/** An open Runtime.batch(): the plugins that began theirs, the links attached. */
+interface BatchState {
+  depth: number;
+  plugins: AttachPlugin[];
+  links: Link[];
+  ended: boolean;
+}
+
 export class Runtime implements NativeCaller {
   readonly registry: PluginRegistry;
   readonly container: DependencyContainer;
@@ -110,6 +118,8 @@ export class Runtime implements NativeCaller {
   private readonly linkPrograms = new Map<Link, Program>();
   private region: SharedRegion | undefined;
   private closed = false;
+  /** The open batch (Runtime.batch), nested calls share it. */
+  private batchState: BatchState | undefined;
 
   private constructor(readonly options: Readonly<RuntimeOptions>) {
     this.container = (options.container ?? rootContainer).createChildContainer();
@@ -207,6 +217,7 @@ export class Runtime implements NativeCaller {
       ? callPluginSync(plugin.name, "describe", () => plugin.describe!(request))
       : `${type.name} ${where}`;
     const index = this.openNativePlugin(plugin);
+    this.joinBatch(plugin);
     const id = this.nativeRt.attach(index, program.native, type.id, bytes, cookie);
     const link = new Link(this.nativeRt, id, program.name, plugin, type, description, (l) => {
       this.links.delete(l);
@@ -214,7 +225,75 @@ export class Runtime implements NativeCaller {
     });
     this.links.add(link);
     this.linkPrograms.set(link, program);
+    this.batchState?.links.push(link);
     return link;
+  }
+
+  /**
+   * Runs `fn` as one batch: plugins that batch (`beginBatch`/`endBatch`,
+   * frida-uprobe) apply every attach made meanwhile at the end at once
+   * (frida-uprobe: all functions patched in one pause of the threads); other
+   * plugins attach one by one as usual. Batches nest (the outermost applies);
+   * attaches on this runtime from elsewhere while one is open join it.
+   * All or nothing: if `fn` throws, or a plugin cannot apply its part, every
+   * link attached in the batch is detached and the error is thrown. Links
+   * of a batching plugin fire only once the batch has ended.
+   */
+  async batch<T>(fn: () => T | Promise<T>): Promise<T> {
+    this.assertOpen();
+    const state = (this.batchState ??= { depth: 0, plugins: [], links: [], ended: false });
+    state.depth++;
+    let result: T;
+    try {
+      result = await fn();
+    } catch (err) {
+      if (--state.depth === 0) this.endBatch(state, err);
+      throw err;
+    }
+    if (--state.depth === 0) this.endBatch(state, undefined);
+    return result;
+  }
+
+  /** Begins `plugin`'s batch before its first attach inside an open one. */
+  private joinBatch(plugin: AttachPlugin): void {
+    const state = this.batchState;
+    if (!state || !plugin.beginBatch || !plugin.endBatch || state.plugins.includes(plugin)) return;
+    callPluginSync(plugin.name, "beginBatch", () => plugin.beginBatch!(this));
+    state.plugins.push(plugin);
+  }
+
+  /**
+   * The outermost end: with `failed` (fn threw) the batch's links are
+   * detached first, so the plugins' ends have nothing to apply; a plugin
+   * whose end throws has failed its links, which are detached, and then the
+   * rest too (all or nothing). Throws the first plugin error when fn did not.
+   */
+  private endBatch(state: BatchState, failed: unknown): void {
+    if (state.ended) return; // close() inside the batch ended it
+    state.ended = true;
+    if (this.batchState === state) this.batchState = undefined;
+    const detachAll = () => {
+      for (const link of state.links.reverse()) {
+        try {
+          link.detach();
+        } catch {
+          // a failed batch's links are gone already
+        }
+      }
+    };
+    if (failed !== undefined) detachAll();
+    let error: unknown;
+    for (const plugin of state.plugins) {
+      try {
+        callPluginSync(plugin.name, "endBatch", () => plugin.endBatch!(this));
+      } catch (err) {
+        error ??= err;
+      }
+    }
+    if (error !== undefined && failed === undefined) {
+      detachAll();
+      throw error;
+    }
   }
 
   /** NativeCaller: a plugin's attach-specific native function by name. */
@@ -296,6 +375,9 @@ export class Runtime implements NativeCaller {
   /** Detaches every link, frees programs and maps. Safe to call twice. */
   close(): void {
     if (this.closed) return;
+    // Inside a batch: its links go and the plugins' batches end (an engine
+    // transaction left open would hold back every later attach).
+    if (this.batchState) this.endBatch(this.batchState, new Error("runtime closed"));
     this.closed = true;
     for (const link of [...this.links].reverse()) {
       try {

@@ -29,6 +29,9 @@ export type { SectionTarget } from "./section.js";
 
 export const PLUGIN_NAME = "frida-uprobe";
 
+/** end_batch's out: int32 rc, then the message (NUL-terminated). */
+const END_BATCH_OUT = 4 + 1024;
+
 /** Where the native piece is built (`npm run build:native` in this package). */
 export const NATIVE_LIBRARY = path.resolve(__dirname, "..", "build", "libbpfhook_frida_uprobe.so");
 
@@ -68,6 +71,23 @@ export function createFridaUprobePlugin(options: FridaUprobeOptions = {}): Attac
       const noHelpers = program !== undefined && program.helperIds.length === 0 ? UprobeFlags.NO_HELPERS : 0;
       const flags = data.resolved.flags | noHelpers;
       return encodePrivateData({ address, attachType: type.id, flags, funcOffset, funcSize, description });
+    },
+    // One engine transaction per batch (include/bpfhook/hook.h): the
+    // functions are patched at endBatch, with one pause of the threads.
+    beginBatch: (native) => {
+      native.callNative(PLUGIN_NAME, "begin_batch", new Uint8Array(0), 0);
+    },
+    endBatch: (native) => {
+      const { out } = native.callNative(PLUGIN_NAME, "end_batch", new Uint8Array(0), END_BATCH_OUT);
+      const rc = out.readInt32LE(0);
+      if (rc === 0) return;
+      const end = out.indexOf(0, 4);
+      const message = out.toString("utf8", 4, end < 0 ? out.length : end);
+      // A plain Error with a code from core's list (plugins import the SDK only).
+      throw Object.assign(new Error(`batch not applied, nothing attached in it stays attached: ${message} (${rc})`), {
+        code: "ATTACH_FAILED",
+        errno: rc,
+      });
     },
     describe: ({ type, data }) => {
       const r = data.resolved;

@@ -1,9 +1,17 @@
 /**
  * The symbol service: turns (module, symbol[, offset]) or (module, file
  * offset) into an absolute address in a live process, and says what lies at
- * an address. The process's maps are read on every call, so a module loaded
- * after start-up is found as soon as it is mapped; symbol tables are cached
- * per file (see SymbolFileCache).
+ * an address. Symbol tables are cached per file (see SymbolFileCache).
+ *
+ * Resolving reuses the last reading of a process's maps (its modules, the
+ * executable's path, each module's symbol file) while it still holds: the
+ * module a request names must be in it, and still be the same file mapped at
+ * the same place, which one stat of /proc/<pid>/map_files/<range> (the
+ * mapped file's inode) proves. Otherwise (a module loaded since, one
+ * unloaded or moved, map_files unreadable) the maps are read again. So a
+ * module loaded after start-up is found as soon as it is mapped, and
+ * attaching many probes does not re-read the maps each time. `modules()`,
+ * `findModule()` and `addressInfo()` always read them afresh.
  *
  * Addresses are bigints throughout; x86-64 user addresses exceed 2^53.
  */
@@ -74,7 +82,17 @@ export interface AddressInfo {
   readonly fileOffset?: bigint;
 }
 
+/** One reading of a process's maps, reused while the modules it names stay mapped. */
+interface MapsSnapshot {
+  readonly modules: MappedModule[];
+  readonly exePath: string | undefined;
+  /** Symbol files of its modules, opened on first use. */
+  readonly files: Map<MappedModule, SymbolFile>;
+}
+
 export class SymbolResolver {
+  private readonly snapshots = new Map<number, MapsSnapshot>();
+
   constructor(private readonly cache = new SymbolFileCache()) {}
 
   /** The modules mapped in `pid` right now. */
@@ -90,11 +108,10 @@ export class SymbolResolver {
   resolveSymbol(req: SymbolRequest): ResolvedAddress {
     const pid = req.pid ?? process.pid;
     const offset = toOffset(req.offset ?? 0n, "offset");
-    const modules = this.modules(pid);
-    const module = matchModule(modules, req.module, { pid, exePath: executablePath(pid) });
-    const file = this.symbolFile(module, pid);
+    const { snap, module } = this.lookup(req.module, pid);
+    const file = this.cachedSymbolFile(snap, module, pid);
     const sym = file.findFunction(req.symbol);
-    if (!sym) throw this.symbolNotFound(req.symbol, module, file, modules, pid);
+    if (!sym) throw this.symbolNotFound(req.symbol, module, file, snap.modules, pid);
     if (sym.size > 0n && offset >= sym.size) {
       throw symbolError(
         "BAD_ARGUMENT",
@@ -124,8 +141,8 @@ export class SymbolResolver {
   resolveFileOffset(req: FileOffsetRequest): ResolvedAddress {
     const pid = req.pid ?? process.pid;
     const offset = toOffset(req.offset, "file offset");
-    const module = this.findModule(req.module, pid);
-    const file = this.symbolFile(module, pid);
+    const { snap, module } = this.lookup(req.module, pid);
+    const file = this.cachedSymbolFile(snap, module, pid);
     const seg = fileOffsetToVaddr(file.image, offset);
     if (!seg) {
       const spans = file.image.loads.map((l) => `${hex(l.offset)}-${hex(l.offset + l.filesz)}`).join(", ");
@@ -161,9 +178,40 @@ export class SymbolResolver {
     return module ? { address, mapping, module, fileOffset } : { address, mapping, fileOffset };
   }
 
-  /** Forgets cached symbol tables (they are also dropped when a file changes). */
+  /** Forgets cached symbol tables and maps readings (they are also dropped when a file changes). */
   clearCache(): void {
     this.cache.clear();
+    this.snapshots.clear();
+  }
+
+  /**
+   * The module `name` means in `pid`: from the last maps reading if it names
+   * one there that is still mapped as it was, else from a fresh reading.
+   */
+  private lookup(name: string, pid: number): { snap: MapsSnapshot; module: MappedModule } {
+    const last = this.snapshots.get(pid);
+    if (last) {
+      let module: MappedModule | undefined;
+      try {
+        module = matchModule(last.modules, name, { pid, exePath: last.exePath });
+      } catch {
+        module = undefined; // not there (yet): read again
+      }
+      if (module && stillMapped(module, pid)) return { snap: last, module };
+    }
+    const snap: MapsSnapshot = { modules: this.modules(pid), exePath: executablePath(pid), files: new Map() };
+    this.snapshots.set(pid, snap);
+    return { snap, module: matchModule(snap.modules, name, { pid, exePath: snap.exePath }) };
+  }
+
+  /** symbolFile(), once per module of a snapshot (the same mapped file has the same symbols). */
+  private cachedSymbolFile(snap: MapsSnapshot, module: MappedModule, pid: number): SymbolFile {
+    let file = snap.files.get(module);
+    if (!file) {
+      file = this.symbolFile(module, pid);
+      snap.files.set(module, file);
+    }
+    return file;
   }
 
   /**
@@ -237,6 +285,26 @@ export function executablePath(pid: number): string | undefined {
     return fs.readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, "");
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * The module's first mapping is still its file, at the same addresses: the
+ * kernel names each mapping of a file /proc/<pid>/map_files/<start>-<end>,
+ * and stat() through it gives the mapped file's inode. False when the link
+ * is gone (unmapped, or mapped elsewhere), names another file, or cannot be
+ * read (no permission): then the maps are read again.
+ */
+function stillMapped(module: MappedModule, pid: number): boolean {
+  const first = module.ranges[0]!;
+  try {
+    const st = fs.statSync(`/proc/${pid}/map_files/${first.start.toString(16)}-${first.end.toString(16)}`, {
+      bigint: true,
+      throwIfNoEntry: false,
+    });
+    return st !== undefined && st.ino === module.inode;
+  } catch {
+    return false;
   }
 }
 

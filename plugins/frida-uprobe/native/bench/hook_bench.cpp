@@ -1,7 +1,9 @@
 // Micro-benchmark: ns per call of tl_add (a noinline function in a shared
 // library, called through a pointer) bare and with empty probes.  Each
 // scenario is the median of several runs; "added" subtracts the bare call.
-//   hook_bench [calls_per_run] [runs]
+// Then the engine's cost of attaching many links to one function: µs per
+// attach and per detach for `links` links, one by one and in one transaction.
+//   hook_bench [calls_per_run] [runs] [links]
 
 #include <algorithm>
 #include <chrono>
@@ -31,6 +33,37 @@ double run_once(long n) {
     const auto t1 = std::chrono::steady_clock::now();
     if (sink == 42) puts("");
     return std::chrono::duration<double, std::nano>(t1 - t0).count() / double(n);
+}
+
+double now_us() {
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Attaches `count` empty entry listeners to tl_add (in one transaction if
+// `txn`), then detaches them; prints µs per attach and per detach.
+bool attach_many(bh_hook_engine *e, int count, bool txn) {
+    std::vector<bh_hook_link *> links(size_t(count), nullptr);
+    bh_hook_stats s0{};
+    s0.sz = sizeof s0;
+    bh_hook_get_stats(&s0);
+    const double t0 = now_us();
+    if (txn) bh_hook_begin_transaction();
+    for (int i = 0; i < count; i++) {
+        bh_hook_attach_opts o{};
+        o.sz = sizeof o;
+        if (bh_hook_attach(e, reinterpret_cast<void *>(tl_add), BH_HOOK_ENTRY, empty, nullptr, &o, &links[size_t(i)]))
+            return false;
+    }
+    if (txn && bh_hook_end_transaction(nullptr)) return false;
+    const double t1 = now_us();
+    bh_hook_stats s1{};
+    s1.sz = sizeof s1;
+    bh_hook_get_stats(&s1);
+    for (bh_hook_link *l : links) bh_hook_detach(l);
+    const double t2 = now_us();
+    printf("%-30s %10.2f %10.2f   (%d links on tl_add, %llu pauses)\n", txn ? "in one transaction" : "one by one",
+           (t1 - t0) / count, (t2 - t1) / count, count, (unsigned long long)(s1.pauses - s0.pauses));
+    return true;
 }
 
 double median_ns(long n, int runs) {
@@ -100,6 +133,12 @@ int main(int argc, char **argv) {
         if (s.probes.empty()) bare = ns;
         printf("%-30s %10.2f %10.2f\n", s.name, ns, ns - bare);
         for (bh_hook_link *l : links) bh_hook_detach(l);
+    }
+    const int many = argc > 3 ? atoi(argv[3]) : 10000;
+    printf("\n%-30s %10s %10s\n", "attach many", "us/attach", "us/detach");
+    if (!attach_many(e, many, false) || !attach_many(e, many, true)) {
+        fprintf(stderr, "attach failed\n");
+        return 1;
     }
     bh_hook_engine__destroy(e);
     return 0;

@@ -265,9 +265,39 @@ int plugin_detach(void *state, int id) {
   return 0;
 }
 
+// call("begin_batch"): opens an engine transaction (nests).
+// call("end_batch"): closes it; the outermost patches every function the
+// batch touched in one pause.  out = int32 rc, then the error message
+// (NUL-terminated); the call itself returns 0 so the caller gets the message.
+// On failure the links attached in the batch are dead (bh_hook_link__error):
+// the runtime detaches them, which only frees them.
+// call("hook_stats"): out = bh_hook_stats (tests: pauses, transactions,
+// trampolines).
 // call("func_info"): in = u64 address; out = bh_hook_func_info. For tests and
 // diagnostics: whether a function is patched and its original bytes.
 int64_t plugin_call(void *, const char *name, const void *in, size_t in_len, void *out, size_t out_len) {
+  if (strcmp(name, "begin_batch") == 0) return bh_hook_begin_transaction();
+  if (strcmp(name, "end_batch") == 0) {
+    if (out == nullptr || out_len < sizeof(int32_t) + 1) return -EINVAL;
+    char *msg = static_cast<char *>(out) + sizeof(int32_t);
+    msg[0] = 0;
+    bh_hook_txn_opts o{};
+    o.sz = sizeof o;
+    o.errbuf = msg;
+    o.errbuf_sz = out_len - sizeof(int32_t);
+    const int32_t rc = bh_hook_end_transaction(&o);
+    memcpy(out, &rc, sizeof rc);
+    return 0;
+  }
+  if (strcmp(name, "hook_stats") == 0) {
+    if (out == nullptr || out_len < sizeof(struct bh_hook_stats)) return -EINVAL;
+    struct bh_hook_stats st {};
+    st.sz = sizeof st;
+    const int rc = bh_hook_get_stats(&st);
+    if (rc < 0) return rc;
+    memcpy(out, &st, sizeof st);
+    return 0;
+  }
   if (strcmp(name, "func_info") == 0) {
     uint64_t addr = 0;
     if (in == nullptr || in_len != sizeof addr || out == nullptr || out_len < sizeof(struct bh_hook_func_info)) return -EINVAL;

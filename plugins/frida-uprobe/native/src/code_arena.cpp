@@ -112,11 +112,21 @@ uint8_t *CodeArena::map_near(uint64_t near, uint64_t max_dist) {
 uint8_t *CodeArena::alloc(size_t size, uint64_t near, uint64_t max_dist) {
     size = (size + 15) & ~size_t(15);
     if (size > kRegionSize) return nullptr;
+    // Most recently freed first: its cache lines may still be warm.
+    for (size_t i = free_.size(); i-- > 0;) {
+        const Block b = free_[i];
+        if (b.size != size || (near && !within(reinterpret_cast<uint64_t>(b.p), size, near, max_dist)))
+            continue;
+        free_.erase(free_.begin() + long(i));
+        in_use_ += size;
+        return b.p;
+    }
     for (Region &r : regions_) {
         if (r.size - r.used < size) continue;
         uint8_t *p = r.base + r.used;
         if (near && !within(reinterpret_cast<uint64_t>(p), size, near, max_dist)) continue;
         r.used += size;
+        in_use_ += size;
         return p;
     }
     uint8_t *base;
@@ -128,6 +138,7 @@ uint8_t *CodeArena::alloc(size_t size, uint64_t near, uint64_t max_dist) {
     }
     if (!base) return nullptr;
     regions_.push_back(Region{base, kRegionSize, size});
+    in_use_ += size;
     return base;
 }
 
@@ -136,8 +147,15 @@ void CodeArena::unalloc(uint8_t *p, size_t size) {
     for (Region &r : regions_)
         if (r.base + r.used == p + size && p >= r.base) {
             r.used -= size;
+            in_use_ -= size;
             return;
         }
+}
+
+void CodeArena::free(uint8_t *p, size_t size) {
+    size = (size + 15) & ~size_t(15);
+    free_.push_back(Block{p, size});
+    in_use_ -= size;
 }
 
 int CodeArena::write(void *dst, const void *src, size_t n) {

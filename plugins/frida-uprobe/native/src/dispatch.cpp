@@ -1,7 +1,13 @@
 // The hot path: what the trampolines call on every hooked call and return.
 //
-// No locks, no allocation, no atomics with more than acquire/release
-// ordering (see threads.cpp for how writers make that enough).
+// Once the calling thread has its state, a hit takes no lock, allocates
+// nothing on the heap (vector state is saved in an alloca'd area of the
+// stack) and uses no atomics stronger than acquire/release (see threads.cpp
+// for how writers make that enough).  The exception is a thread's first hit:
+// thread_state_init() takes a free state or maps a new one (mmap) and
+// registers it with pthread_setspecific, which may allocate in libc; probes
+// that fire inside that set-up are skipped (the state is the sentinel
+// meanwhile).
 
 #include <cstdio>
 #include <cstdlib>
@@ -204,7 +210,8 @@ inline void x87_restore(const uint8_t *area, int n) {
     uint8_t *name = reinterpret_cast<uint8_t *>(                                  \
         (reinterpret_cast<uintptr_t>(__builtin_alloca(g_vec.size + 64)) + 63) & ~uintptr_t(63))
 
-// The first probe on a thread sets up its state with libc calls.
+// The first probe on a thread sets up its state (mmap, pthread_setspecific:
+// system calls and libc, which may clobber vector registers, hence the save).
 __attribute__((noinline)) ThreadState *thread_state_init_saved() {
     BH_VEC_AREA(area);
     vec_save(area);

@@ -5,6 +5,14 @@
 // an engine is a set of links that it detaches when destroyed.  Attach and
 // detach hold the interceptor's mutex while they change a function; the
 // listener set they replace is freed after a grace period, outside it.
+//
+// Transactions (bh_hook_begin/end_transaction) defer the patching: attach
+// and detach change listener sets at once but only mark the function
+// `dirty`; the outermost end patches every dirty function in one pause.
+//
+// A function whose last link is gone is unpatched and its Hook `retired`;
+// reclaim() frees retired trampolines once a pause proves no thread is in
+// one or will return into one (see reclaim for the proof).
 
 #include <dlfcn.h>
 #include <signal.h>
@@ -43,12 +51,16 @@ struct bh_hook_engine {
 
 struct bh_hook_link {
     bh_hook_engine *engine;
-    bh::Hook *hook;
+    bh::Hook *hook;  // dangling once `error` is set
     bh_hook_kind kind;
     bh_hook_fn fn;
     void *user;
     uint64_t cookie;
     uint32_t flags;  // BH_HOOK_ATTACH_F_*
+    uint64_t addr;
+    int error;       // 0, or why the transaction it was attached in failed
+    bool pending;    // attached in the open transaction: not in the listener
+                     // set until its end
 };
 
 namespace bh {
@@ -69,8 +81,9 @@ void copy_err(char *buf, size_t sz, const std::string &msg) {
     buf[n] = 0;
 }
 
-// A hooked function.  Never freed: trampolines stay valid for threads that
-// may still run in them, and a later attach to the same address reuses them.
+// A hooked function.  Freed (with its trampoline) by reclaim() once it has
+// no link, is unpatched and no thread can be in its trampoline; until then a
+// later attach to the same address reuses it.
 struct Hook {
     HookCore core;  // first: the trampolines and shadow stacks point here
     uint64_t addr = 0;
@@ -86,6 +99,8 @@ struct Hook {
     int prot = PROT_READ | PROT_EXEC;
     bool patched = false;
     bool mid = false;       // inside a function (func_offset != 0)
+    bool dirty = false;     // in Interceptor::dirty (patch state to settle)
+    uint64_t retired_ticket = 0;  // grace_ticket() when it was retired
     uint64_t func_offset = 0;
 };
 
@@ -102,6 +117,12 @@ struct Interceptor {
     bh_hook_engine *internal = nullptr;         // owns the unwinder hooks
     std::mutex guard_mu;
     bool guarded[2] = {false, false};
+    uint64_t shared_lo = 0, shared_hi = 0;   // the shared code (ret_tramp..end watched)
+    uint64_t ret_lo = 0;
+    uint32_t txn_depth = 0;                  // open transactions (nested)
+    std::vector<Hook *> dirty;               // patch state settled at the outermost end
+    std::vector<Hook *> retired;             // no links, unpatched: to free
+    uint64_t txns = 0, freed = 0;
 };
 
 Interceptor *g_ix = nullptr;  // never destroyed: trampolines outlive main()
@@ -138,11 +159,13 @@ int opts_load(const T *in, T &out, const char *what, std::string *err) {
     return 0;
 }
 
-// Built from h.links; nullptr when there are none.  -ENOMEM via *ok.
-ListenerSet *build_set(const Hook &h, bool *ok) {
+// Built from h.links (without those of the open transaction unless
+// `with_pending`); nullptr when there are none.  -ENOMEM via *ok.
+ListenerSet *build_set(const Hook &h, bool *ok, bool with_pending = false) {
     *ok = true;
-    if (h.links.empty()) return nullptr;
-    const size_t n = h.links.size();
+    size_t n = 0;
+    for (const bh_hook_link *l : h.links) n += with_pending || !l->pending;
+    if (n == 0) return nullptr;
     auto *s = static_cast<ListenerSet *>(malloc(sizeof(ListenerSet) + n * sizeof(Listener)));
     if (!s) {
         *ok = false;
@@ -153,25 +176,28 @@ ListenerSet *build_set(const Hook &h, bool *ok) {
     // say: every vector register may be live there, not only arguments.
     s->save_vec = h.mid;
     s->_pad = 0;
+    auto in = [&](const bh_hook_link *l) { return with_pending || !l->pending; };
     for (const bh_hook_link *l : h.links)
-        if (!(l->flags & BH_HOOK_ATTACH_F_NO_VECTOR)) s->save_vec = 1;
+        if (in(l) && !(l->flags & BH_HOOK_ATTACH_F_NO_VECTOR)) s->save_vec = 1;
     for (const bh_hook_link *l : h.links)
-        if (l->kind != BH_HOOK_RETURN)
+        if (in(l) && l->kind != BH_HOOK_RETURN)
             s->items[k++] = Listener{l->fn, l->user, l->cookie, l->kind == BH_HOOK_REPLACE, 0};
     s->n_entry = k;
     for (const bh_hook_link *l : h.links)
-        if (l->kind == BH_HOOK_RETURN) s->items[k++] = Listener{l->fn, l->user, l->cookie, 0, 0};
+        if (in(l) && l->kind == BH_HOOK_RETURN) s->items[k++] = Listener{l->fn, l->user, l->cookie, 0, 0};
     s->n_return = k - s->n_entry;
     return s;
 }
 
-// Frees a listener set once no thread can still be reading it.
-void retire(const ListenerSet *old) {
-    if (!old) return;
+// Frees listener sets once no thread can still be reading them (one grace
+// period for all).
+void retire_all(const std::vector<const ListenerSet *> &olds) {
     Interceptor &ix = *g_ix;
-    if (in_probe()) {  // cannot wait for ourselves: the next retire frees it
+    if (std::all_of(olds.begin(), olds.end(), [](const ListenerSet *s) { return !s; })) return;
+    if (in_probe()) {  // cannot wait for ourselves: the next retire frees them
         std::lock_guard<std::mutex> lk(ix.retire_mu);
-        ix.deferred.push_back(old);
+        for (const ListenerSet *s : olds)
+            if (s) ix.deferred.push_back(s);
         return;
     }
     std::vector<const ListenerSet *> batch;
@@ -180,9 +206,11 @@ void retire(const ListenerSet *old) {
         batch.swap(ix.deferred);
     }
     grace_period();
-    free(const_cast<ListenerSet *>(old));
+    for (const ListenerSet *s : olds) free(const_cast<ListenerSet *>(s));
     for (const ListenerSet *s : batch) free(const_cast<ListenerSet *>(s));
 }
+
+void retire(const ListenerSet *old) { retire_all({old}); }
 
 std::string where(uint64_t addr, const std::string &name) {
     if (name.empty()) return strf("0x%llx", static_cast<unsigned long long>(addr));
@@ -257,7 +285,7 @@ int create_hook(Interceptor &ix, uint64_t addr, const bh_hook_attach_opts &o, Ho
         return -ENOMEM;
     }
     auto fail = [&](int rc, std::string why) {
-        ix.arena.unalloc(slot, kSlotSize);
+        ix.arena.free(slot, kSlotSize);
         delete h;
         *msg = std::move(why);
         return rc;
@@ -337,37 +365,226 @@ int poke_cb(void *c, bool gate) {
     return poke_paused(p->dst, p->src, p->n, p->prot, gate);
 }
 
-// Puts the jump in (install) or the original bytes back.
-int apply(Interceptor &ix, Hook &h, bool install, std::string *msg, std::string *warn) {
-    auto *code = reinterpret_cast<uint8_t *>(h.addr);
+// ---- freeing trampolines ----
+//
+// A retired hook (no link, unpatched, listener set emptied) is freed once a
+// pause proves no thread can run in its trampoline.  Its grace period must
+// have passed first (grace_passed), so no thread is in its listeners.  What
+// remains is a thread (a) in the stub, the shared entry or bh_on_enter on
+// its way in or out: a return address into the stub is on its stack, near
+// the top, or its rip is in the stub; (b) in the relocated instructions:
+// rip in the stub; (c) in the function body called for a return probe: its
+// shadow stack has an entry naming the hook; (d) in bh_on_return after
+// popping that entry: a return address into the shared return trampoline
+// is on its stack.  The pause looks at every thread for (a), (b), (d)
+// (QuiesceOp::watch) and at every shadow stack for (c).  One busy thread
+// keeps all the watched hooks for a later pause (a thread in any return
+// probe counts, and a shadow entry left by a longjmp counts until that
+// thread's next probe drops it).  Every patching pause also watches the
+// retired hooks, so a dedicated pause (reclaim) is needed only when
+// kReclaimAfter hooks wait, or when asked (bh_hook_collect).
+
+constexpr size_t kReclaimAfter = 8;
+
+struct Reclaim {
+    std::vector<Hook *> hooks;  // retired hooks the pause watches
+};
+
+bool names_watched(const HookCore *core, void *c) {
+    for (const Hook *h : static_cast<const Reclaim *>(c)->hooks)
+        if (&h->core == core) return true;
+    return false;
+}
+
+bool pending_return(void *c) { return shadow_refers(names_watched, c); }
+
+// Adds the retired hooks past their grace period to `op`'s watch.
+void watch_retired(Interceptor &ix, QuiesceOp &op, Reclaim &r) {
+    if (in_probe()) return;  // our own stack may be in a trampoline: not scanned
+    for (Hook *h : ix.retired)
+        if (grace_passed(h->retired_ticket)) r.hooks.push_back(h);
+    if (r.hooks.empty()) return;
+    for (const Hook *h : r.hooks) {
+        const uint64_t slot = reinterpret_cast<uint64_t>(h->slot);
+        op.watch.push_back(Range{slot, slot + kSlotSize});
+    }
+    op.watch.push_back(Range{ix.ret_lo, ix.shared_hi});
+    ix.arena.regions(op.code);
+    op.also = pending_return;
+    op.also_ctx = &r;
+}
+
+// After a pause that watched r.hooks: frees them if it saw nobody in them.
+void free_retired(Interceptor &ix, const Reclaim &r, int rc, uint32_t busy) {
+    if (r.hooks.empty() || rc || busy) return;
+    for (Hook *h : r.hooks) {
+        ix.retired.erase(std::find(ix.retired.begin(), ix.retired.end(), h));
+        ix.arena.free(h->slot, kSlotSize);
+        delete h;
+        ix.freed++;
+    }
+}
+
+// A dedicated pause for the retired hooks; `force` even below kReclaimAfter.
+// Returns how many stay retired.
+size_t reclaim(Interceptor &ix, bool force) {
+    if (in_probe()) {
+        std::lock_guard<std::mutex> lk(ix.mu);
+        return ix.retired.size();
+    }
+    bool need_gp = false;
+    {
+        std::lock_guard<std::mutex> lk(ix.mu);
+        if (ix.txn_depth || ix.retired.empty() || (!force && ix.retired.size() < kReclaimAfter))
+            return ix.retired.size();
+        for (const Hook *h : ix.retired) need_gp |= !grace_passed(h->retired_ticket);
+    }
+    if (need_gp) grace_period();
+    std::lock_guard<std::mutex> lk(ix.mu);
+    if (ix.txn_depth) return ix.retired.size();
+    QuiesceOp op;
+    op.check_only = true;
+    Reclaim r;
+    watch_retired(ix, op, r);
+    if (r.hooks.empty()) return ix.retired.size();
+    std::string err, warn;
+    uint32_t busy = 0;
+    const int rc = quiesce_run(op, ix.timeout_ms, &err, &warn, &busy);
+    free_retired(ix, r, rc, busy);
+    return ix.retired.size();
+}
+
+// Whether the function's bytes are what `install` expects to replace.
+int check_bytes(const Hook &h, bool install, std::string *msg) {
+    const auto *code = reinterpret_cast<const uint8_t *>(h.addr);
     if (install ? memcmp(code, h.orig, h.plan.len) != 0 : memcmp(code, h.patch, h.patch_len) != 0) {
         *msg = install ? "its first bytes changed since they were relocated"
                        : "its first bytes were changed by someone else; leaving them";
         return -EBUSY;
     }
+    return 0;
+}
+
+// What a pause must know to install h: its bytes, and where a thread
+// stopped on one of its later instructions moves to.
+void add_install(QuiesceOp &op, const Hook &h) {
+    op.patched.push_back(Range{h.addr, h.addr + h.plan.len});
+    for (uint32_t i = 1; i < h.plan.n_insns; i++)
+        op.fixups.push_back(Fixup{h.addr + h.plan.insn_off[i], h.reloc_at + h.plan.out_off[i]});
+}
+
+// Puts the jump in (install) or the original bytes back.
+int apply(Interceptor &ix, Hook &h, bool install, std::string *msg, std::string *warn) {
+    auto *code = reinterpret_cast<uint8_t *>(h.addr);
+    int rc = check_bytes(h, install, msg);
+    if (rc) return rc;
     const uint8_t *src = install ? h.patch : h.orig;
-    int rc;
     // One instruction under the patch means no thread can be inside it.
     if (poke_is_atomic(code, h.patch_len) && (!install || h.plan.n_insns == 1)) {
         rc = poke_atomic(code, src, h.patch_len, h.prot);
         if (rc) *msg = strf("cannot write the code: %s", strerror(-rc));
     } else {
         QuiesceOp op;
-        if (install) {
-            op.lo = h.addr;
-            op.hi = h.addr + h.plan.len;
-            for (uint32_t i = 1; i < h.plan.n_insns; i++)
-                op.fixups[op.n_fixups++] =
-                    Fixup{h.addr + h.plan.insn_off[i], h.reloc_at + h.plan.out_off[i]};
-        }
+        if (install) add_install(op, h);
         PokeCtx ctx{code, src, h.patch_len, h.prot};
         op.write = poke_cb;
         op.ctx = &ctx;
-        rc = quiesce_run(op, ix.timeout_ms, msg, warn);
+        Reclaim r;
+        watch_retired(ix, op, r);
+        uint32_t busy = 0;
+        rc = quiesce_run(op, ix.timeout_ms, msg, warn, &busy);
+        free_retired(ix, r, rc, busy);
     }
     if (!rc) h.patched = install;
     return rc;
 }
+
+// A transaction's writes: hooks[i] gets its patch (install[i]) or its
+// original bytes.  All or nothing: a failed write undoes the ones before it.
+struct BatchCtx {
+    Hook *const *hooks;
+    const uint8_t *install;
+    size_t n;
+};
+
+int batch_cb(void *c, bool gate) {
+    auto *b = static_cast<BatchCtx *>(c);
+    for (size_t i = 0; i < b->n; i++) {
+        Hook &h = *b->hooks[i];
+        const int rc = poke_paused(reinterpret_cast<void *>(h.addr), b->install[i] ? h.patch : h.orig,
+                                   h.patch_len, h.prot, gate);
+        if (!rc) continue;
+        while (i-- > 0) {
+            Hook &u = *b->hooks[i];
+            poke_paused(reinterpret_cast<void *>(u.addr), b->install[i] ? u.orig : u.patch, u.patch_len,
+                        u.prot, gate);
+        }
+        return rc;
+    }
+    return 0;
+}
+
+// Settles every hook in `hooks` (install[i]: patched or not) with one pause
+// at most; all or nothing.  *msg names the first function that refused.
+int apply_batch(Interceptor &ix, const std::vector<Hook *> &hooks, const std::vector<uint8_t> &install,
+                std::string *msg, std::string *warn) {
+    if (hooks.empty()) return 0;
+    if (hooks.size() == 1) {
+        const int rc = apply(ix, *hooks[0], install[0], msg, warn);
+        if (rc) *msg = where(hooks[0]->addr, hooks[0]->name) + ": " + *msg;
+        return rc;
+    }
+    QuiesceOp op;
+    for (size_t i = 0; i < hooks.size(); i++) {
+        const int rc = check_bytes(*hooks[i], install[i], msg);
+        if (rc) {
+            *msg = where(hooks[i]->addr, hooks[i]->name) + ": " + *msg;
+            return rc;
+        }
+        if (install[i]) add_install(op, *hooks[i]);
+    }
+    BatchCtx ctx{hooks.data(), install.data(), hooks.size()};
+    op.write = batch_cb;
+    op.ctx = &ctx;
+    Reclaim r;
+    watch_retired(ix, op, r);
+    uint32_t busy = 0;
+    const int rc = quiesce_run(op, ix.timeout_ms, msg, warn, &busy);
+    free_retired(ix, r, rc, busy);
+    if (rc) {
+        *msg = strf("%zu functions, none patched: ", hooks.size()) + *msg;
+        return rc;
+    }
+    for (size_t i = 0; i < hooks.size(); i++) hooks[i]->patched = install[i];
+    return 0;
+}
+
+void mark_dirty(Interceptor &ix, Hook *h) {
+    if (h->dirty) return;
+    h->dirty = true;
+    ix.dirty.push_back(h);
+}
+
+// h has no link and is unpatched: nothing reaches its trampoline any more
+// but threads already inside.  reclaim() frees it.
+void retire_hook(Interceptor &ix, Hook *h) {
+    h->retired_ticket = grace_ticket();
+    ix.hooks.erase(h->addr);
+    ix.retired.push_back(h);
+}
+
+// A retired hook of `addr`, back in service (its trampoline is still whole).
+Hook *revive(Interceptor &ix, uint64_t addr) {
+    for (size_t i = 0; i < ix.retired.size(); i++) {
+        Hook *h = ix.retired[i];
+        if (h->addr != addr) continue;
+        ix.retired.erase(ix.retired.begin() + long(i));
+        ix.hooks[addr] = h;
+        return h;
+    }
+    return nullptr;
+}
+
 
 uint64_t unwind_flush(void *, struct pt_regs *regs, struct bh_hook_call *);
 
@@ -389,6 +606,9 @@ int init(const bh_hook_engine_opts &o, std::string *err) {
         }
         Asm a(reinterpret_cast<uint64_t>(mem));
         emit_shared(a, ix->shared);
+        ix->shared_lo = reinterpret_cast<uint64_t>(mem);
+        ix->shared_hi = ix->shared_lo + a.size();
+        ix->ret_lo = ix->shared.ret_tramp;
         if (a.overflow() || a.size() > 1024 || ix->arena.write(mem, a.data(), a.size()) != 0) {
             g_init_rc = -ENOMEM;
             g_init_err = "cannot write the shared trampolines";
@@ -421,7 +641,12 @@ int attach(bh_hook_engine *e, void *func, bh_hook_kind kind, bh_hook_fn fn, void
     bh_hook_link *l = nullptr;
     {
         std::lock_guard<std::mutex> lk(ix.mu);
-        Hook *h;
+        Hook *h = nullptr;
+        // A hook this attach created or revived, left without a link by a
+        // refusal below, goes (back) to the retired ones.
+        auto drop_unused = [&] {
+            if (h && h->links.empty() && !h->patched && !h->dirty) retire_hook(ix, h);
+        };
         if (o.func_offset && kind != BH_HOOK_ENTRY) {
             rc = -EINVAL;
             why = strf("%s at +0x%zx: only entry probes may sit inside a function (there [rsp] is not "
@@ -430,13 +655,14 @@ int attach(bh_hook_engine *e, void *func, bh_hook_kind kind, bh_hook_fn fn, void
             goto out;
         }
         auto it = ix.hooks.find(addr);
-        if (it != ix.hooks.end()) {
-            h = it->second;
+        if (it != ix.hooks.end() || revive(ix, addr)) {
+            h = ix.hooks[addr];
             if (h->mid != (o.func_offset != 0) ||
                 (h->mid && h->func_offset != o.func_offset)) {
                 rc = -EBUSY;
                 why = h->mid ? strf("already hooked as +0x%zx inside a function", size_t(h->func_offset))
                              : std::string("already hooked as a function's entry");
+                drop_unused();
                 goto out;
             }
         } else {
@@ -448,19 +674,30 @@ int attach(bh_hook_engine *e, void *func, bh_hook_kind kind, bh_hook_fn fn, void
                 if (x->kind == BH_HOOK_REPLACE) {
                     rc = -EEXIST;
                     why = "it is already replaced";
+                    drop_unused();
                     goto out;
                 }
-        l = new (std::nothrow) bh_hook_link{e, h, kind, fn, user, o.cookie, o.flags};
+        l = new (std::nothrow) bh_hook_link{e, h, kind, fn, user, o.cookie, o.flags, addr, 0, false};
         if (!l) {
             rc = -ENOMEM;
+            drop_unused();
             goto out;
         }
         h->links.push_back(l);
+        if (ix.txn_depth) {
+            // Its listener joins the set, and the function is patched, at the
+            // transaction's end: one set built per function, not per link.
+            l->pending = true;
+            mark_dirty(ix, h);
+            e->links.push_back(l);
+            goto out;
+        }
         bool ok;
         ListenerSet *s = build_set(*h, &ok);
         if (!ok) {
             h->links.pop_back();
             rc = -ENOMEM;
+            drop_unused();
             goto out;
         }
         old = h->core.set.exchange(s, std::memory_order_acq_rel);
@@ -476,6 +713,7 @@ int attach(bh_hook_engine *e, void *func, bh_hook_kind kind, bh_hook_fn fn, void
                     std::lock_guard<std::mutex> rk(ix.retire_mu);
                     ix.deferred.push_back(mine);
                 }
+                drop_unused();
                 goto out;
             }
         }
@@ -495,6 +733,10 @@ out:
 
 int detach(bh_hook_link *l, std::string *msg) {
     Interceptor &ix = *g_ix;
+    if (l->error) {  // its transaction failed: nothing is attached
+        delete l;
+        return 0;
+    }
     bh_hook_engine *e = l->engine;
     Hook *h = l->hook;
     std::string why, warn;
@@ -517,17 +759,97 @@ int detach(bh_hook_link *l, std::string *msg) {
         }
         old = h->core.set.exchange(s, std::memory_order_acq_rel);
         e->links.erase(std::remove(e->links.begin(), e->links.end(), l), e->links.end());
-        if (h->links.empty() && h->patched) {
-            if (apply(ix, *h, false, &why, &warn) != 0)
+        if (h->links.empty() && ix.txn_depth) {
+            mark_dirty(ix, h);  // unpatched at the transaction's end
+        } else if (h->links.empty()) {
+            if (h->patched && apply(ix, *h, false, &why, &warn) != 0)
                 log_msg(e, BH_HOOK_LOG_WARN,
                         "detach " + where(h->addr, h->name) + ": " + why +
                             " (the function keeps its jump to an empty trampoline)");
+            if (!h->patched) retire_hook(ix, h);
         }
     }
-    if (!warn.empty()) log_msg(e, BH_HOOK_LOG_WARN, "detach " + where(h->addr, h->name) + ": " + warn);
+    if (!warn.empty()) log_msg(e, BH_HOOK_LOG_WARN, "detach " + where(l->addr, "") + ": " + warn);
     retire(old);
+    reclaim(ix, false);
     delete l;
     return 0;
+}
+
+int begin_txn(std::string *msg) {
+    if (!g_ix) {
+        *msg = "begin_transaction: no engine was created yet";
+        return -EINVAL;
+    }
+    std::lock_guard<std::mutex> lk(g_ix->mu);
+    g_ix->txn_depth++;
+    return 0;
+}
+
+// The outermost end: every dirty hook gets the listener set and the patch
+// state its links ask for, the patches in one pause.  All or nothing: if a
+// set cannot be built or the patching fails, nothing is written and every
+// link attached in the transaction fails with the error (error set, dropped
+// from its hook; the caller's detach frees it); hooks whose last link was
+// detached keep their jump to an empty trampoline, as a failed detach does.
+int end_txn(std::string *msg) {
+    Interceptor &ix = *g_ix;
+    std::vector<const ListenerSet *> olds;
+    std::string why, warn;
+    int rc = 0;
+    {
+        std::lock_guard<std::mutex> lk(ix.mu);
+        if (!ix.txn_depth) {
+            *msg = "end_transaction: no transaction is open";
+            return -EINVAL;
+        }
+        if (--ix.txn_depth) return 0;
+        std::vector<Hook *> dirty, todo;
+        std::vector<uint8_t> install;
+        std::vector<ListenerSet *> sets;  // dirty[i]'s set with its new links
+        dirty.swap(ix.dirty);
+        for (Hook *h : dirty) {
+            h->dirty = false;
+            bool ok;
+            sets.push_back(build_set(*h, &ok, true));
+            if (!ok && !rc) {
+                rc = -ENOMEM;
+                why = where(h->addr, h->name) + ": out of memory for its listener list";
+            }
+            const bool want = !h->links.empty();
+            if (want == h->patched) continue;
+            todo.push_back(h);
+            install.push_back(want);
+        }
+        if (!rc) rc = apply_batch(ix, todo, install, &why, &warn);
+        for (size_t i = 0; i < dirty.size(); i++) {
+            Hook *h = dirty[i];
+            if (!rc) {
+                for (bh_hook_link *l : h->links) l->pending = false;
+                olds.push_back(h->core.set.exchange(sets[i], std::memory_order_acq_rel));
+                continue;
+            }
+            free(sets[i]);  // never published
+            // The published set never held the pending links: it stays.
+            for (bh_hook_link *l : h->links) {
+                if (!l->pending) continue;
+                l->error = rc;
+                auto &el = l->engine->links;
+                el.erase(std::remove(el.begin(), el.end(), l), el.end());
+            }
+            h->links.erase(std::remove_if(h->links.begin(), h->links.end(),
+                                          [](const bh_hook_link *l) { return l->pending; }),
+                           h->links.end());
+        }
+        for (Hook *h : dirty)
+            if (h->links.empty() && !h->patched) retire_hook(ix, h);
+        if (!todo.empty()) ix.txns++;
+    }
+    if (!warn.empty()) log_msg(nullptr, BH_HOOK_LOG_WARN, "end_transaction: " + warn);
+    retire_all(olds);
+    reclaim(ix, false);
+    if (rc) *msg = "end_transaction: " + why;
+    return rc;
 }
 
 // C++ exceptions and pthread_exit unwind with libgcc, which cannot unwind
@@ -660,7 +982,31 @@ int bh_hook_detach(struct bh_hook_link *link) {
 }
 
 void *bh_hook_link__func(const struct bh_hook_link *l) {
-    return l ? reinterpret_cast<void *>(l->hook->addr) : nullptr;
+    return l ? reinterpret_cast<void *>(l->addr) : nullptr;
+}
+
+int bh_hook_link__error(const struct bh_hook_link *l) { return l ? l->error : -EINVAL; }
+
+int bh_hook_collect(void) { return g_ix ? int(reclaim(*g_ix, true)) : 0; }
+
+int bh_hook_begin_transaction(void) {
+    std::string msg;
+    const int rc = begin_txn(&msg);
+    if (rc) log_msg(nullptr, BH_HOOK_LOG_WARN, msg);
+    return rc;
+}
+
+int bh_hook_end_transaction(const struct bh_hook_txn_opts *in) {
+    bh_hook_txn_opts o;
+    std::string msg;
+    int rc = opts_load(in, o, "bh_hook_txn_opts", &msg);
+    if (!rc && !g_ix) {
+        rc = -EINVAL;
+        msg = "end_transaction: no transaction is open";
+    }
+    if (!rc) rc = end_txn(&msg);
+    if (rc) copy_err(o.errbuf, o.errbuf_sz, msg);
+    return rc;
 }
 
 enum bh_hook_kind bh_hook_link__kind(const struct bh_hook_link *l) {
@@ -668,7 +1014,7 @@ enum bh_hook_kind bh_hook_link__kind(const struct bh_hook_link *l) {
 }
 
 uint64_t bh_hook_link__missed(const struct bh_hook_link *l) {
-    return l ? l->hook->core.missed.load(std::memory_order_relaxed) : 0;
+    return l && !l->error ? l->hook->core.missed.load(std::memory_order_relaxed) : 0;
 }
 
 int bh_hook_get_func_info(const void *func, struct bh_hook_func_info *info) {
@@ -702,6 +1048,15 @@ int bh_hook_get_stats(struct bh_hook_stats *stats) {
     r.threads_paused = q.threads_paused;
     r.threads_moved = q.threads_moved;
     r.threads_unpausable = q.threads_unpausable;
+    r.checks = q.checks;
+    if (g_ix) {
+        std::lock_guard<std::mutex> lk(g_ix->mu);
+        r.transactions = g_ix->txns;
+        r.trampolines = g_ix->hooks.size() + g_ix->retired.size();
+        r.trampolines_retired = g_ix->retired.size();
+        r.trampolines_freed = g_ix->freed;
+        r.code_bytes = g_ix->arena.bytes_in_use();
+    }
     memcpy(stats, &r, std::min(stats->sz, sizeof r));
     return 0;
 }

@@ -57,8 +57,9 @@ struct ListenerSet {
 };
 
 // The part of a hooked function the trampolines and the hot path touch.
-// The common entry code reads `addr` at offset 8.  Never freed (see
-// README.md, "Memory that is never freed").
+// The common entry code reads `addr` at offset 8.  Freed with its
+// trampoline once no thread can be in either (README.md, "Freeing
+// trampolines").
 struct HookCore {
     std::atomic<const ListenerSet *> set{nullptr};  // 0
     uint64_t addr = 0;                               // 8
@@ -110,6 +111,13 @@ void threads_init();               // once, before any trampoline exists
 // Waits until every thread that was inside a probe when it was called has
 // left it (the caller's own thread excepted).
 void grace_period();
+// grace_passed(grace_ticket() taken at T): a grace period that started
+// after T has completed, so every thread inside a probe at T has left it.
+uint64_t grace_ticket();
+bool grace_passed(uint64_t ticket);
+// True if some thread's shadow stack holds an entry (a pending return) of a
+// hook `pred` accepts.  No libc, no lock: callable while threads are paused.
+bool shadow_refers(bool (*pred)(const HookCore *, void *), void *ctx);
 // True if the calling thread is inside a probe (so grace_period cannot wait
 // for it).
 bool in_probe();

@@ -20,28 +20,49 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace bh {
 
 struct Fixup {
     uint64_t from, to;
 };
-constexpr unsigned kMaxFixups = 16;
+struct Range {
+    uint64_t lo, hi;  // [lo, hi)
+};
 
 struct QuiesceOp {
-    // A paused thread with lo < rip < hi must be at a fixup's `from` (it is
-    // moved to `to`); an unpausable sleeping thread there fails the op.
-    uint64_t lo = 0, hi = 0;
-    Fixup fixups[kMaxFixups];
-    unsigned n_fixups = 0;
+    // Bytes about to be patched (install): a paused thread with
+    // lo < rip < hi must be at a fixup's `from` (it is moved to `to`); an
+    // unpausable sleeping thread there fails the op.  Any number of ranges
+    // and fixups: one op patches a whole transaction.
+    std::vector<Range> patched;
+    std::vector<Fixup> fixups;
+    // Trampolines to prove unused: each thread whose rip, or a word of the
+    // top kScanBytes of its stack, lies in one of these counts as busy.
+    std::vector<Range> watch;
+    // Where the stack scan stops: the trampolines' memory.
+    std::vector<Range> code;
     // Runs while the other threads are paused: must not allocate, lock or
     // call libc.  `gate` is true if some threads could not be paused.
     int (*write)(void *ctx, bool gate) = nullptr;
     void *ctx = nullptr;
+    // Runs after a successful write, still paused, same rules: true if some
+    // thread is busy in a watched trampoline by a measure of the caller's.
+    bool (*also)(void *ctx) = nullptr;
+    void *also_ctx = nullptr;
+    // A pause that only checks `watch` (counted apart from patching pauses).
+    bool check_only = false;
 };
 
+// Bytes of stack above a paused thread's rsp searched for return addresses
+// into watched trampolines: the stub's call to the shared entry, that
+// entry's frame and bh_on_enter's (XSAVE area, first-hit thread set-up)
+// before the thread's counter goes odd are well inside it.
+constexpr uint64_t kScanBytes = 16384;
+
 struct QuiesceStats {
-    uint64_t pauses, threads_paused, threads_moved, threads_unpausable;
+    uint64_t pauses, threads_paused, threads_moved, threads_unpausable, checks;
 };
 QuiesceStats quiesce_stats();
 
@@ -49,7 +70,9 @@ QuiesceStats quiesce_stats();
 int quiesce_install(int sig, std::string *err);
 int quiesce_signal();
 // 0, or -EAGAIN / -EBUSY / the write's error, with a message in *err;
-// *warn gets a note if an unpaused thread ran during the write.
-int quiesce_run(const QuiesceOp &op, uint32_t timeout_ms, std::string *err, std::string *warn);
+// *warn gets a note if an unpaused thread ran during the write.  *busy (if
+// given) gets the number of threads seen in a watched range.
+int quiesce_run(const QuiesceOp &op, uint32_t timeout_ms, std::string *err, std::string *warn,
+                uint32_t *busy = nullptr);
 
 }  // namespace bh

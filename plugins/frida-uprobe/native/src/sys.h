@@ -65,6 +65,16 @@ inline long nanosleep_ns(long ns) {
     } ts{ns / 1000000000L, ns % 1000000000L};
     return call6(SYS_nanosleep, reinterpret_cast<long>(&ts), 0);
 }
+// Copies n bytes at `addr` of our own memory; stops at an unmapped page
+// (returns the bytes copied, or -errno if none) instead of faulting.
+inline long read_self(void *dst, uint64_t addr, size_t n) {
+    struct {
+        void *base;
+        size_t len;
+    } local{dst, n}, remote{reinterpret_cast<void *>(addr), n};
+    return call6(SYS_process_vm_readv, call6(SYS_getpid), reinterpret_cast<long>(&local), 1,
+                 reinterpret_cast<long>(&remote), 1, 0);
+}
 inline long lseek(int fd, long off, int whence) { return call6(SYS_lseek, fd, off, whence); }
 
 // Reads a small /proc file into buf (NUL-terminated); returns its length or -errno.

@@ -108,12 +108,31 @@ ThreadState *thread_state_init() {
     return t;
 }
 
+bool shadow_refers(bool (*pred)(const HookCore *, void *), void *ctx) {
+    for (ThreadState *t = g_head.load(std::memory_order_acquire); t; t = t->next) {
+        const uint32_t top = t->top < t->cap ? t->top : t->cap;
+        for (uint32_t i = 0; i < top; i++)
+            if (pred(t->stack[i].hook, ctx)) return true;
+    }
+    return false;
+}
+
 bool in_probe() {
     ThreadState *t = tls_state;
     return t && t != &g_sentinel && (t->ctr.load(std::memory_order_relaxed) & 1);
 }
 
+namespace {
+// Grace periods are numbered as they start; g_gp_done is the highest number
+// of one that has completed.
+std::atomic<uint64_t> g_gp_started{0}, g_gp_done{0};
+}  // namespace
+
+uint64_t grace_ticket() { return g_gp_started.load(); }
+bool grace_passed(uint64_t ticket) { return g_gp_done.load() > ticket; }
+
 void grace_period() {
+    const uint64_t seq = g_gp_started.fetch_add(1) + 1;
     if (g_reader_fence)
         std::atomic_thread_fence(std::memory_order_seq_cst);
     else
@@ -131,6 +150,9 @@ void grace_period() {
             else
                 sys::nanosleep_ns(100000);
         }
+    }
+    uint64_t done = g_gp_done.load();
+    while (done < seq && !g_gp_done.compare_exchange_weak(done, seq)) {
     }
 }
 

@@ -12,6 +12,7 @@
 #include <link.h>
 #include <immintrin.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <signal.h>
@@ -394,15 +395,15 @@ TEST(t10_attach_patches_and_detach_restores) {
     CHECK_EQ(s.regs.rsp % 16, 8u); // at entry: the return address on top
     CHECK(s.regs.rsp > reinterpret_cast<uint64_t>(&s) - 65536 && s.regs.rsp < reinterpret_cast<uint64_t>(&s));
 
+    const uint64_t tramp = fi.trampoline;
     CHECK_EQ(bh_hook_detach(a.link), 0);
     CHECK(memcmp(reinterpret_cast<void *>(tl_add), before, 16) == 0);
-    CHECK_EQ(bh_hook_get_func_info(reinterpret_cast<void *>(tl_add), &fi), 0);
-    CHECK_EQ(fi.patched, 0u);
+    // No thread is anywhere near the trampoline: detach freed it.
+    CHECK_EQ(bh_hook_get_func_info(reinterpret_cast<void *>(tl_add), &fi), -ENOENT);
     CHECK_EQ(p_add(1, 2), 3);
     CHECK_EQ(s.calls, 1);
 
-    // Attach again: the same trampoline is reused.
-    const uint64_t tramp = fi.trampoline;
+    // Attach again: the freed memory is reused for the new trampoline.
     a = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_ENTRY, record_entry, &s, "tl_add");
     CHECK_EQ(a.rc, 0);
     CHECK_EQ(p_add(3, 4), 7);
@@ -860,6 +861,207 @@ TEST(t30_patch_churn_under_load) {
     CHECK(cycles > 2);
     CHECK(g_churn_hits.load() > 0);
     CHECK(memcmp(reinterpret_cast<void *>(tl_add), before, 16) == 0);
+}
+
+bh_hook_stats stats_now() {
+    bh_hook_stats st{};
+    st.sz = sizeof st;
+    bh_hook_get_stats(&st);
+    return st;
+}
+
+bool is_patched(void *f) {
+    bh_hook_func_info fi{};
+    fi.sz = sizeof fi;
+    return bh_hook_get_func_info(f, &fi) == 0 && fi.patched;
+}
+
+int end_txn(std::string *msg = nullptr) {
+    char err[512] = "";
+    bh_hook_txn_opts o{};
+    o.sz = sizeof o;
+    o.errbuf = err;
+    o.errbuf_sz = sizeof err;
+    const int rc = bh_hook_end_transaction(&o);
+    if (msg) *msg = err;
+    return rc;
+}
+
+TEST(t37_transaction_patches_with_one_pause) {
+    // tl_add and tl_mix need a pause each (several instructions under the
+    // patch); tl_fib, tl_calls_first too or an atomic store.  Two threads call
+    // them meanwhile, so the pause parks someone.
+    void *fns[] = {reinterpret_cast<void *>(tl_add), reinterpret_cast<void *>(tl_mix),
+                   reinterpret_cast<void *>(tl_fib), reinterpret_cast<void *>(tl_calls_first)};
+    const char *names[] = {"tl_add", "tl_mix", "tl_fib", "tl_calls_first"};
+    std::vector<Worker> w(2);
+    std::atomic<bool> stop{false};
+    std::thread runner([&] { run_workers(w, stop); });
+    g_churn_hits = 0;
+    const bh_hook_stats st0 = stats_now();
+    CHECK_EQ(bh_hook_begin_transaction(), 0);
+    CHECK_EQ(bh_hook_begin_transaction(), 0);  // nested
+    std::vector<bh_hook_link *> links;
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 3; k++) {  // three links each
+            AttachResult a = attach(fns[i], BH_HOOK_ENTRY, count_global, nullptr, names[i]);
+            CHECK_EQ(a.rc, 0);
+            if (!a.rc) links.push_back(a.link);
+        }
+    for (void *f : fns) CHECK(!is_patched(f));  // recorded, not written
+    CHECK_EQ(end_txn(), 0);                     // inner end: still nothing
+    for (void *f : fns) CHECK(!is_patched(f));
+    CHECK_EQ(stats_now().pauses, st0.pauses);
+    CHECK_EQ(end_txn(), 0);                     // outermost: all at once
+    const bh_hook_stats st1 = stats_now();
+    for (void *f : fns) CHECK(is_patched(f));
+    CHECK_EQ(st1.pauses - st0.pauses, 1u);
+    CHECK_EQ(st1.transactions - st0.transactions, 1u);
+    const long before = g_churn_hits.load();
+    CHECK_EQ(p_fib(1), 1);
+    CHECK_EQ(g_churn_hits.load() - before >= 3, true);  // three listeners on tl_fib
+
+    // A link attached in a transaction to a function already hooked joins
+    // its listener list only at the end.
+    static std::atomic<long> late_hits{0};
+    auto late = [](void *, struct pt_regs *, struct bh_hook_call *) -> uint64_t {
+        late_hits++;
+        return 0;
+    };
+    CHECK_EQ(bh_hook_begin_transaction(), 0);
+    AttachResult lt = attach(fns[2], BH_HOOK_ENTRY, late, nullptr, "tl_fib");
+    CHECK_EQ(lt.rc, 0);
+    CHECK_EQ(p_fib(1), 1);
+    CHECK_EQ(late_hits.load(), 0);
+    CHECK_EQ(end_txn(), 0);
+    CHECK_EQ(p_fib(1), 1);
+    CHECK_EQ(late_hits.load(), 1);
+    if (!lt.rc) links.push_back(lt.link);
+    const bh_hook_stats st1b = stats_now();
+    CHECK_EQ(st1b.pauses, st1.pauses);  // nothing to patch
+
+    // Detach all in one transaction: one pause restores every function.
+    CHECK_EQ(bh_hook_begin_transaction(), 0);
+    for (bh_hook_link *l : links) CHECK_EQ(bh_hook_detach(l), 0);
+    for (void *f : fns) CHECK(is_patched(f));   // listeners gone, code not yet
+    CHECK_EQ(end_txn(), 0);
+    const bh_hook_stats st2 = stats_now();
+    CHECK_EQ(st2.pauses - st1b.pauses, 1u);
+    for (void *f : fns) CHECK(!is_patched(f));
+    stop = true;
+    runner.join();
+    for (auto &x : w) CHECK_EQ(x.bad, 0);
+    CHECK_EQ(end_txn(), -EINVAL);  // none open
+}
+
+TEST(t38_failed_transaction_attaches_nothing) {
+    // tl_mix's first byte changes between its attach and the end (someone
+    // else patched it): the end refuses, writes nothing, and every link of
+    // the transaction fails, tl_add's too.
+    uint8_t add_before[16];
+    memcpy(add_before, reinterpret_cast<void *>(tl_add), 16);
+    long calls_before = g_churn_hits.load();
+    CHECK_EQ(bh_hook_begin_transaction(), 0);
+    AttachResult a = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_ENTRY, count_global, nullptr, "tl_add");
+    AttachResult b = attach(reinterpret_cast<void *>(tl_mix), BH_HOOK_RETURN, count_global, nullptr, "tl_mix");
+    CHECK_EQ(a.rc, 0);
+    CHECK_EQ(b.rc, 0);
+    auto *m = reinterpret_cast<uint8_t *>(tl_mix);
+    const uintptr_t page = reinterpret_cast<uintptr_t>(m) & ~uintptr_t(4095);
+    CHECK_EQ(mprotect(reinterpret_cast<void *>(page), 8192, PROT_READ | PROT_WRITE | PROT_EXEC), 0);
+    const uint8_t saved = m[0];
+    m[0] = 0x90;  // a nop in place of its first byte
+    std::string msg;
+    const int rc = end_txn(&msg);
+    m[0] = saved;
+    mprotect(reinterpret_cast<void *>(page), 8192, PROT_READ | PROT_EXEC);
+    CHECK_EQ(rc, -EBUSY);
+    CHECK(msg.find("tl_mix") != std::string::npos);
+    printf("    %s\n", msg.c_str());
+    CHECK(memcmp(reinterpret_cast<void *>(tl_add), add_before, 16) == 0);
+    CHECK(!is_patched(reinterpret_cast<void *>(tl_add)));
+    CHECK(!is_patched(reinterpret_cast<void *>(tl_mix)));
+    CHECK_EQ(bh_hook_link__error(a.link), -EBUSY);
+    CHECK_EQ(bh_hook_link__error(b.link), -EBUSY);
+    CHECK_EQ(p_add(1, 2), 3);
+    CHECK_EQ(g_churn_hits.load(), calls_before);  // the listeners never ran
+    CHECK_EQ(bh_hook_detach(a.link), 0);          // frees the failed links
+    CHECK_EQ(bh_hook_detach(b.link), 0);
+    // The next attach works as usual.
+    AttachResult c = attach(reinterpret_cast<void *>(tl_add), BH_HOOK_ENTRY, count_global, nullptr, "tl_add");
+    CHECK_EQ(c.rc, 0);
+    CHECK_EQ(p_add(2, 2), 4);
+    CHECK_EQ(g_churn_hits.load(), calls_before + 1);
+    CHECK_EQ(bh_hook_detach(c.link), 0);
+}
+
+TEST(t39_trampolines_freed_under_load) {
+    // 10,000 attach/detach cycles (entry and return listeners in turn) over
+    // tl_add, tl_mix and tl_fib while threads call tl_add: each detach
+    // unpatches its function and retires its trampoline, which the next
+    // pause frees (and the next attach reuses) once no thread is in it.
+    // Memory stays flat; with nothing calling them the last ones go too.
+    void *fns[] = {reinterpret_cast<void *>(tl_add), reinterpret_cast<void *>(tl_mix),
+                   reinterpret_cast<void *>(tl_fib)};
+    const char *names[] = {"tl_add", "tl_mix", "tl_fib"};
+    const int cycles = getenv("BH_FREE_CYCLES") ? atoi(getenv("BH_FREE_CYCLES")) : 10000;
+    // The first return probe hooks the unwinder's entry points for good
+    // (two trampolines): take them out of the count.
+    AttachResult r0 = attach(fns[0], BH_HOOK_RETURN, count_global, nullptr, "tl_add");
+    CHECK_EQ(r0.rc, 0);
+    if (!r0.rc) bh_hook_detach(r0.link);
+    bh_hook_collect();
+    const bh_hook_stats st0 = stats_now();
+    // Two threads call tl_add in bursts of 64 with a short sleep between
+    // (spinning threads on a loaded two-core machine make every pause wait
+    // for the scheduler: 10,000 cycles would take minutes).
+    std::atomic<bool> stop{false};
+    std::atomic<long> calls{0}, bad{0};
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 2; t++)
+        callers.emplace_back([&, t] {
+            int x = t * 1000;
+            while (!stop.load(std::memory_order_relaxed)) {
+                for (int k = 0; k < 64; k++, x++)
+                    if (p_add(x, 7) != x + 7) bad++;
+                calls += 64;
+                std::this_thread::sleep_for(std::chrono::microseconds(20));
+            }
+        });
+    uint64_t peak = 0;
+    int failures = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < cycles; i++) {
+        AttachResult a = attach(fns[i % 3], (i / 3) & 1 ? BH_HOOK_RETURN : BH_HOOK_ENTRY, count_global,
+                                nullptr, names[i % 3]);
+        if (a.rc) {
+            failures++;
+            continue;
+        }
+        CHECK_EQ(bh_hook_detach(a.link), 0);
+        peak = std::max(peak, stats_now().code_bytes);
+    }
+    const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    stop = true;
+    for (auto &t : callers) t.join();
+    const bh_hook_stats st1 = stats_now();
+    printf("    %ld calls meanwhile\n", calls.load());
+    printf("    %d cycles (%.0f us each): %llu trampolines freed, %llu pauses, %llu extra checks, code bytes "
+           "%llu -> %llu (peak %llu), %llu retired now\n",
+           cycles, us / cycles, (unsigned long long)(st1.trampolines_freed - st0.trampolines_freed),
+           (unsigned long long)(st1.pauses - st0.pauses), (unsigned long long)(st1.checks - st0.checks),
+           (unsigned long long)st0.code_bytes, (unsigned long long)st1.code_bytes, (unsigned long long)peak,
+           (unsigned long long)st1.trampolines_retired);
+    CHECK_EQ(failures, 0);
+    CHECK_EQ(bad.load(), 0);
+    CHECK(calls.load() > 0);
+    CHECK(st1.trampolines_freed - st0.trampolines_freed > uint64_t(cycles) / 4);
+    // Flat: the three functions' trampolines plus the few waiting (8 at most
+    // before a dedicated pause), whatever the number of cycles.
+    CHECK(peak <= st0.code_bytes + (3 + 8) * 256);
+    CHECK_EQ(bh_hook_collect(), 0);  // nothing runs in them now
+    CHECK_EQ(stats_now().trampolines_retired, 0u);
+    CHECK_EQ(stats_now().code_bytes, st0.code_bytes);
 }
 
 TEST(t31_listener_churn_loses_no_calls) {

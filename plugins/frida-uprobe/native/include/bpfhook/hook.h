@@ -8,8 +8,15 @@
  *                                     also from inside a listener
  *   3. bh_hook_detach()               once per link; when it returns no
  *                                     thread runs that listener any more, so
- *                                     its user data may be freed
+ *                                     its user data may be freed; the last
+ *                                     link of a function unpatches it, and
+ *                                     its trampoline is freed once no thread
+ *                                     can be inside it
  *   4. bh_hook_engine__destroy()      detaches what the engine still holds
+ *
+ * Many hooks at once: bh_hook_begin_transaction() ... attach/detach ...
+ * bh_hook_end_transaction() patches every function they touched while the
+ * other threads are paused once (Frida-gum's begin/end_transaction).
  *
  * Every fallible call returns 0 or a negative errno value and, when the
  * caller passes an errbuf in the options, a message that begins with the
@@ -223,7 +230,8 @@ struct bh_hook_func_info {
 	uint8_t original[16];    /* the function's first reloc_len bytes */
 };
 #define bh_hook_func_info__last_field original
-/* -ENOENT if the engine never hooked `func`. */
+/* -ENOENT if the engine does not hook `func` (never did, or its trampoline
+ * was freed after the last detach). */
 BH_HOOK_API int bh_hook_get_func_info(const void *func, struct bh_hook_func_info *info);
 
 /* Process-wide counters of the patcher (diagnostics, tests). */
@@ -235,9 +243,57 @@ struct bh_hook_stats {
 				       bytes to the relocated copy */
 	uint64_t threads_unpausable;/* threads that blocked the signal but were
 				       proven asleep outside the patched bytes */
+	uint64_t transactions;      /* outermost transaction ends that patched */
+	uint64_t checks;            /* pauses that only looked for threads in
+				       retired trampolines (not in `pauses`) */
+	uint64_t trampolines;       /* hooked functions' trampolines in memory */
+	uint64_t trampolines_retired;/* of those: unhooked, waiting to be freed */
+	uint64_t trampolines_freed; /* freed since start */
+	uint64_t code_bytes;        /* trampoline memory in use (bytes) */
 };
-#define bh_hook_stats__last_field threads_unpausable
+#define bh_hook_stats__last_field code_bytes
 BH_HOOK_API int bh_hook_get_stats(struct bh_hook_stats *stats);
+
+/*
+ * Transactions.  Between begin and the matching end, bh_hook_attach and
+ * bh_hook_detach validate, build trampolines and change listener lists as
+ * usual but leave the functions' code alone; the outermost end writes every
+ * patch (and restores every unhooked function) in one pause of the other
+ * threads.  Transactions nest (only the outermost end writes) and are
+ * process-wide: attaches from other threads meanwhile join the open one.
+ * Links attached inside a transaction are live (their listeners run) once
+ * the outermost end returns 0.
+ *
+ * A failed end writes nothing: every link attached in the transaction to a
+ * function that was not hooked before fails with the error
+ * (bh_hook_link__error; its listener never runs; bh_hook_detach only frees
+ * it), and a function whose last link was detached keeps its jump to an
+ * empty trampoline (as when a plain detach cannot write).  The message
+ * names the function that refused.  Errors: -EINVAL (no transaction open,
+ * or no engine yet), those of bh_hook_attach's patching (-EBUSY, -EAGAIN).
+ */
+struct bh_hook_txn_opts {
+	size_t sz;
+	char *errbuf;      /* caller-owned buffer for the error message */
+	size_t errbuf_sz;
+};
+#define bh_hook_txn_opts__last_field errbuf_sz
+/* 0, or -EINVAL if no engine exists yet. */
+BH_HOOK_API int bh_hook_begin_transaction(void);
+/* opts may be NULL. */
+BH_HOOK_API int bh_hook_end_transaction(const struct bh_hook_txn_opts *opts);
+/* 0 while the link is (or will be, at its transaction's end) attached; the
+ * negative errno of its transaction's end if that failed. */
+BH_HOOK_API int bh_hook_link__error(const struct bh_hook_link *link);
+
+/*
+ * Trampolines of functions no longer hooked are freed once a pause of the
+ * other threads shows none of them in one (or about to return into one).
+ * Every patching pause looks, and a dedicated pause runs when 8 wait.
+ * bh_hook_collect() looks now (one pause); it returns how many still wait
+ * (a thread was in one, or this thread is inside a listener).
+ */
+BH_HOOK_API int bh_hook_collect(void);
 
 /* Return-probe entries pending on the calling thread (diagnostics). */
 BH_HOOK_API uint32_t bh_hook_thread_shadow_depth(void);
