@@ -24,8 +24,7 @@ Napi::Error MakeError(Napi::Env env, const std::string &code, const std::string 
 Napi::Error MakeError(Napi::Env env, const std::string &code, const std::string &message, Napi::Object detail) {
   auto *data = env.GetInstanceData<AddonData>();
   if (data != nullptr && !data->errorClass.IsEmpty()) {
-    Napi::Object err =
-        data->errorClass.New({Napi::String::New(env, code), Napi::String::New(env, message), detail});
+    Napi::Object err = data->errorClass.New({Napi::String::New(env, code), Napi::String::New(env, message), detail});
     return Napi::Error(env, err);
   }
   Napi::Error err = MakeError(env, code, message);

@@ -336,7 +336,9 @@ Napi::Value MapLockStats(const Napi::CallbackInfo &info) {
   return o;
 }
 
-Napi::Value MapCount(const Napi::CallbackInfo &info) { return Num(info.Env(), double(bh_map_count(GetMap(info, "mapCount")))); }
+Napi::Value MapCount(const Napi::CallbackInfo &info) {
+  return Num(info.Env(), double(bh_map_count(GetMap(info, "mapCount"))));
+}
 
 // mapLookup(map, key, out) -> 0 | -errno
 Napi::Value MapLookup(const Napi::CallbackInfo &info) {
@@ -450,8 +452,8 @@ Napi::Value MapHelperPeek(const Napi::CallbackInfo &info) { return MapHelperPopO
 Napi::Value RingbufOutput(const Napi::CallbackInfo &info) {
   bh_map *m = GetMap(info, "ringbufOutput");
   Bytes data = GetBytes(info, 1, 0, false, "ringbufOutput", "data");
-  uint64_t r = bh_helper_ringbuf_output(uint64_t(uintptr_t(m)), uint64_t(uintptr_t(data.data)), data.len,
-                                        GetU64(info, 2), 0);
+  uint64_t r =
+      bh_helper_ringbuf_output(uint64_t(uintptr_t(m)), uint64_t(uintptr_t(data.data)), data.len, GetU64(info, 2), 0);
   return Num(info.Env(), double(int64_t(r)));
 }
 
@@ -524,8 +526,7 @@ Napi::Value PerfOutput(const Napi::CallbackInfo &info) {
   int64_t index = info[1].IsNumber() ? info[1].As<Napi::Number>().Int64Value() : -1;
   uint64_t flags = index < 0 ? BH_F_CURRENT_CPU : uint64_t(index);
   Bytes data = GetBytes(info, 2, 0, false, "perfOutput", "data");
-  uint64_t r = bh_helper_perf_event_output(0, uint64_t(uintptr_t(m)), flags, uint64_t(uintptr_t(data.data)),
-                                           data.len);
+  uint64_t r = bh_helper_perf_event_output(0, uint64_t(uintptr_t(m)), flags, uint64_t(uintptr_t(data.data)), data.len);
   return Num(info.Env(), double(int64_t(r)));
 }
 

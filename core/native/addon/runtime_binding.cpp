@@ -43,11 +43,10 @@ class NativeProgram : public Napi::ObjectWrap<NativeProgram> {
   static Napi::FunctionReference *ctor;
 
   static void Define(Napi::Env env, Napi::Object exports) {
-    Napi::Function fn = DefineClass(env, "NativeProgram",
-                                    {InstanceMethod<&NativeProgram::Run>("run"),
-                                     InstanceMethod<&NativeProgram::Release>("release"),
-                                     InstanceAccessor<&NativeProgram::JitSize>("jitSize"),
-                                     InstanceAccessor<&NativeProgram::Faults>("faults")});
+    Napi::Function fn = DefineClass(
+        env, "NativeProgram",
+        {InstanceMethod<&NativeProgram::Run>("run"), InstanceMethod<&NativeProgram::Release>("release"),
+         InstanceAccessor<&NativeProgram::JitSize>("jitSize"), InstanceAccessor<&NativeProgram::Faults>("faults")});
     ctor = new Napi::FunctionReference(Napi::Persistent(fn));
     exports.Set("NativeProgram", fn);
   }
@@ -125,11 +124,11 @@ class NativeProgArray : public Napi::ObjectWrap<NativeProgArray> {
   static Napi::FunctionReference *ctor;
 
   static void Define(Napi::Env env, Napi::Object exports) {
-    Napi::Function fn = DefineClass(env, "NativeProgArray",
-                                    {InstanceMethod<&NativeProgArray::Update>("update"),
-                                     InstanceMethod<&NativeProgArray::Delete>("delete"),
-                                     InstanceMethod<&NativeProgArray::Lookup>("lookup"),
-                                     InstanceAccessor<&NativeProgArray::MaxEntries>("maxEntries")});
+    Napi::Function fn = DefineClass(
+        env, "NativeProgArray",
+        {InstanceMethod<&NativeProgArray::Update>("update"), InstanceMethod<&NativeProgArray::Delete>("delete"),
+         InstanceMethod<&NativeProgArray::Lookup>("lookup"),
+         InstanceAccessor<&NativeProgArray::MaxEntries>("maxEntries")});
     ctor = new Napi::FunctionReference(Napi::Persistent(fn));
     exports.Set("NativeProgArray", fn);
   }
@@ -154,7 +153,8 @@ class NativeProgArray : public Napi::ObjectWrap<NativeProgArray> {
  private:
   bh_runtime *Live(Napi::Env env) {
     bh_runtime *rt = Runtime();
-    if (rt == nullptr) MakeError(env, "BAD_ARGUMENT", "program array: its runtime is closed").ThrowAsJavaScriptException();
+    if (rt == nullptr)
+      MakeError(env, "BAD_ARGUMENT", "program array: its runtime is closed").ThrowAsJavaScriptException();
     return rt;
   }
 
@@ -172,7 +172,8 @@ class NativeProgArray : public Napi::ObjectWrap<NativeProgArray> {
       MakeError(env, "BAD_ARGUMENT", "program was released").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    return Napi::Number::New(env, bh_runtime_prog_array_update(rt, arr_, info[0].As<Napi::Number>().Uint32Value(), prog));
+    return Napi::Number::New(env,
+                             bh_runtime_prog_array_update(rt, arr_, info[0].As<Napi::Number>().Uint32Value(), prog));
   }
 
   // delete(index) -> 0 | -errno
@@ -201,15 +202,14 @@ Napi::FunctionReference *NativeProgArray::ctor = nullptr;
 class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
  public:
   static void Define(Napi::Env env, Napi::Object exports) {
-    Napi::Function fn = DefineClass(env, "NativeRuntime",
-                                    {InstanceMethod<&NativeRuntime::OpenPlugin>("openPlugin"),
-                                     InstanceMethod<&NativeRuntime::LoadProgram>("loadProgram"),
-                                     InstanceMethod<&NativeRuntime::CreateProgArray>("createProgArray"),
-                                     InstanceMethod<&NativeRuntime::Attach>("attach"),
-                                     InstanceMethod<&NativeRuntime::Detach>("detach"),
-                                     InstanceMethod<&NativeRuntime::CallPlugin>("callPlugin"),
-                                     InstanceMethod<&NativeRuntime::LinkCount>("linkCount"),
-                                     InstanceMethod<&NativeRuntime::Close>("close")});
+    Napi::Function fn = DefineClass(
+        env, "NativeRuntime",
+        {InstanceMethod<&NativeRuntime::OpenPlugin>("openPlugin"),
+         InstanceMethod<&NativeRuntime::LoadProgram>("loadProgram"),
+         InstanceMethod<&NativeRuntime::CreateProgArray>("createProgArray"),
+         InstanceMethod<&NativeRuntime::Attach>("attach"), InstanceMethod<&NativeRuntime::Detach>("detach"),
+         InstanceMethod<&NativeRuntime::CallPlugin>("callPlugin"),
+         InstanceMethod<&NativeRuntime::LinkCount>("linkCount"), InstanceMethod<&NativeRuntime::Close>("close")});
     exports.Set("NativeRuntime", fn);
   }
 
@@ -270,8 +270,9 @@ class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
           if (pa != nullptr && pa->Runtime() == rt_) m = pa->arr_;
         }
         if (m == nullptr) {
-          MakeError(env, "BAD_ARGUMENT",
-                    "prog '" + name + "': maps[" + std::to_string(i) + "] is not a map or a program array of this runtime")
+          MakeError(
+              env, "BAD_ARGUMENT",
+              "prog '" + name + "': maps[" + std::to_string(i) + "] is not a map or a program array of this runtime")
               .ThrowAsJavaScriptException();
           return env.Undefined();
         }
@@ -369,7 +370,8 @@ class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
     size_t out_size = info[3].As<Napi::Number>().Uint32Value();
     Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, out_size);
     memset(out.Data(), 0, out_size);
-    int64_t rc = bh_runtime_plugin_call(rt_, plugin, name.c_str(), input.Data(), input.ByteLength(), out.Data(), out_size);
+    int64_t rc =
+        bh_runtime_plugin_call(rt_, plugin, name.c_str(), input.Data(), input.ByteLength(), out.Data(), out_size);
     Napi::Object result = Napi::Object::New(env);
     result.Set("rc", Napi::Number::New(env, static_cast<double>(rc)));
     result.Set("out", out);

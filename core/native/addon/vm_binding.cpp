@@ -163,7 +163,8 @@ class Vm : public Napi::ObjectWrap<Vm> {
     const std::string name = info[1].As<Napi::String>().Utf8Value();
     const NativeHelper *h = FindHelper(name);
     if (h == nullptr) throw MakeError(env, "NOT_FOUND", "Vm.registerHelper: no native helper named '" + name + "'");
-    if (id < 0 || id > UINT32_MAX || bh_vm_register_helper(vm_, static_cast<uint32_t>(id), h->name, h->fn, h->flags) != 0 ||
+    if (id < 0 || id > UINT32_MAX ||
+        bh_vm_register_helper(vm_, static_cast<uint32_t>(id), h->name, h->fn, h->flags) != 0 ||
         (h->proto != nullptr && bh_vm_set_helper_proto(vm_, static_cast<uint32_t>(id), h->proto) != 0)) {
       throw MakeError(env, "BAD_ARGUMENT", "Vm.registerHelper: helper id " + std::to_string(id) + " is out of range");
     }
@@ -221,8 +222,8 @@ class Vm : public Napi::ObjectWrap<Vm> {
     if (info[1].IsObject()) jit = info[1].As<Napi::Object>().Get("jit").ToBoolean().Value();
     uint64_t r0 = 0;
     bh_fault fault{};
-    const int rc = jit ? bh_vm_exec_jit(vm_, ctx.data, ctx.len, &r0, &fault)
-                       : bh_vm_exec(vm_, ctx.data, ctx.len, &r0, &fault);
+    const int rc =
+        jit ? bh_vm_exec_jit(vm_, ctx.data, ctx.len, &r0, &fault) : bh_vm_exec(vm_, ctx.data, ctx.len, &r0, &fault);
     // A helper ending the program is a normal return, however it is reported.
     if (rc != 0 && fault.code != BH_FAULT_HELPER_EXIT) throw FaultError(env, fault, jit);
     return Napi::BigInt::New(env, r0);
@@ -235,8 +236,9 @@ class Vm : public Napi::ObjectWrap<Vm> {
     if (fault.code == BH_FAULT_OUT_OF_BOUNDS || fault.code == BH_FAULT_HELPER_ARG) {
       detail.Set("address", Napi::BigInt::New(env, fault.addr));
     }
-    std::string message = fault.message[0] != 0 ? std::string(fault.message, strnlen(fault.message, sizeof fault.message))
-                                                : "pc " + std::to_string(fault.pc) + ": " + FaultName(fault.code);
+    std::string message = fault.message[0] != 0
+                              ? std::string(fault.message, strnlen(fault.message, sizeof fault.message))
+                              : "pc " + std::to_string(fault.pc) + ": " + FaultName(fault.code);
     return MakeError(env, "VM_FAULT", std::string(jit ? "jit: " : "interpreter: ") + message, detail);
   }
 

@@ -98,7 +98,8 @@ Napi::Value BenchRun(const Napi::CallbackInfo &info) {
 
   if (backend == "jit") {
     const auto jit = reinterpret_cast<bh_jit_fn>(AddressValue(addrs.Get("jit")));
-    if (jit == nullptr) throw MakeError(env, "BAD_ARGUMENT", "vmBenchRun: jit: the Vm is not compiled (call compile() first)");
+    if (jit == nullptr)
+      throw MakeError(env, "BAD_ARGUMENT", "vmBenchRun: jit: the Vm is not compiled (call compile() first)");
     // The compiled function itself, as an attach point calls it: in fast mode
     // it cannot fault (checked or budget mode would report through a
     // thread-local this loop does not read; the benchmark uses neither).
@@ -136,8 +137,9 @@ Napi::Value BenchNative(const Napi::CallbackInfo &info) {
   const Ctx ctx = CtxArg(info[1], fn);
   // The baselines trust their context as programs do; here it is checked.
   if (ctx.len < w->ctx_size) {
-    throw MakeError(env, "BAD_ARGUMENT", "vmBenchNative: workload '" + name + "' needs a ctx of at least " +
-                                             std::to_string(w->ctx_size) + " bytes");
+    throw MakeError(
+        env, "BAD_ARGUMENT",
+        "vmBenchNative: workload '" + name + "' needs a ctx of at least " + std::to_string(w->ctx_size) + " bytes");
   }
   const uint32_t runs = RunsArg(info[2], fn);
   uint64_t r0 = 0;

@@ -129,7 +129,8 @@ Napi::Value MapBench(const Napi::CallbackInfo &info) {
                   : op == "ringbuf"     ? BH_BENCH_RINGBUF
                   : op == "perf"        ? BH_BENCH_PERF
                                         : 0;
-  if (code == 0) throw BadArg(env, "mapBench: unknown op '" + op + "' (lookup, update, add, lookup_miss, ringbuf, perf)");
+  if (code == 0)
+    throw BadArg(env, "mapBench: unknown op '" + op + "' (lookup, update, add, lookup_miss, ringbuf, perf)");
   double ns = 0;
   int err = bh_maps_bench(m, code, uint64_t(info[2].IsNumber() ? info[2].As<Napi::Number>().Int64Value() : 1000000),
                           GetU32(info, 3, 1024), &ns);

@@ -26,7 +26,7 @@ struct Attachment {
 
 struct State {
   const bh_probe_api *probe = nullptr;  // so bpf_get_attach_cookie sees the cookie
-  std::shared_mutex mu;  // triggers read, attach/detach write
+  std::shared_mutex mu;                 // triggers read, attach/detach write
   std::map<std::string, std::vector<Attachment>, std::less<>> sources;
   int next_id = 0;
 };
@@ -132,13 +132,14 @@ int64_t simple_call(void *state, const char *name, const void *in, size_t in_len
   int count = 0;
   int rc = trigger_state(static_cast<State *>(state), bytes, ctx.data(), ctx.size(), &r0, &count);
   if (out != nullptr && out_len >= sizeof r0) memcpy(out, &r0, sizeof r0);
-  if (out != nullptr && out_len >= sizeof r0 + ctx.size()) memcpy(static_cast<char *>(out) + sizeof r0, ctx.data(), ctx.size());
+  if (out != nullptr && out_len >= sizeof r0 + ctx.size())
+    memcpy(static_cast<char *>(out) + sizeof r0, ctx.data(), ctx.size());
   return rc < 0 ? rc : count;
 }
 
 const bh_plugin_ops kOps = {
-    sizeof(bh_plugin_ops), BH_PLUGIN_ABI_VERSION, "simple", simple_init, simple_fini, simple_attach, simple_detach,
-    nullptr,               simple_call,
+    sizeof(bh_plugin_ops), BH_PLUGIN_ABI_VERSION, "simple", simple_init, simple_fini,
+    simple_attach,         simple_detach,         nullptr,  simple_call,
 };
 
 }  // namespace

@@ -37,8 +37,7 @@ extern "C" {
 #define BH_PLUGIN_ABI_VERSION 1u
 
 /* Reads a field of a sized struct only when the caller's sz covers it. */
-#define BH_SZ_HAS(ptr, type, field) \
-  ((ptr) != NULL && (ptr)->sz >= offsetof(type, field) + sizeof(((type *)0)->field))
+#define BH_SZ_HAS(ptr, type, field) ((ptr) != NULL && (ptr)->sz >= offsetof(type, field) + sizeof(((type *)0)->field))
 
 /* Attach type ids, compatible with bpftime's. Third parties pick ids >= 4096. */
 enum bh_attach_type {
@@ -65,15 +64,15 @@ typedef uint64_t (*bh_prog_jit_fn)(void *ctx, size_t ctx_len);
 
 struct bh_attach_opts {
   size_t sz;
-  uint32_t attach_type;           /* one of the plugin's declared types */
-  const void *private_data;       /* bytes from the plugin's encodePrivateData() */
+  uint32_t attach_type;     /* one of the plugin's declared types */
+  const void *private_data; /* bytes from the plugin's encodePrivateData() */
   size_t private_data_len;
   bh_prog_run_fn run;
-  void *prog;                     /* first argument of run */
-  bh_prog_jit_fn jit;             /* optional fast path, see above */
-  uint64_t cookie;                /* bpf_get_attach_cookie() for this attachment */
-  const char *prog_name;          /* for messages */
-  uint32_t prog_flags;            /* BH_PROG_F_* */
+  void *prog;            /* first argument of run */
+  bh_prog_jit_fn jit;    /* optional fast path, see above */
+  uint64_t cookie;       /* bpf_get_attach_cookie() for this attachment */
+  const char *prog_name; /* for messages */
+  uint32_t prog_flags;   /* BH_PROG_F_* */
 };
 
 /* The program calls a helper that may read the attach point (cookie,
@@ -88,8 +87,7 @@ struct bh_attach_opts {
  * has BH_HELPER_ARGS_SCALAR (it dereferences no argument); otherwise their
  * load fails, since checked mode cannot test its arguments. */
 typedef int (*bh_register_helper_fn)(void *reg_ctx, uint32_t id, const char *name,
-                                     uint64_t (*fn)(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t),
-                                     uint32_t flags);
+                                     uint64_t (*fn)(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t), uint32_t flags);
 
 enum bh_log_level { BH_LOG_DEBUG = 0, BH_LOG_INFO = 1, BH_LOG_WARN = 2, BH_LOG_ERROR = 3 };
 
@@ -106,8 +104,8 @@ struct bh_host {
 
 struct bh_plugin_ops {
   size_t sz;
-  uint32_t abi_version;           /* BH_PLUGIN_ABI_VERSION the plugin was built with */
-  const char *name;               /* must equal the TypeScript side's name */
+  uint32_t abi_version; /* BH_PLUGIN_ABI_VERSION the plugin was built with */
+  const char *name;     /* must equal the TypeScript side's name */
   int (*init)(void **state, const struct bh_host *host, char *err, size_t err_len);
   void (*fini)(void *state);
   /* Returns an attachment id >= 0, or a negative errno and a message. On

@@ -28,9 +28,7 @@ Napi::Value Mix(const Napi::CallbackInfo &info) {
 }
 Napi::Value Fib(const Napi::CallbackInfo &info) { return Big(info.Env(), bh_target_fib(I(info, 0))); }
 Napi::Value Double(const Napi::CallbackInfo &info) { return Big(info.Env(), bh_target_double(I(info, 0))); }
-Napi::Value DoubleBodyCalls(const Napi::CallbackInfo &info) {
-  return Napi::BigInt::New(info.Env(), bh_target_calls());
-}
+Napi::Value DoubleBodyCalls(const Napi::CallbackInfo &info) { return Napi::BigInt::New(info.Env(), bh_target_calls()); }
 Napi::Value Escape(const Napi::CallbackInfo &info) { return Big(info.Env(), bh_target_escape(I(info, 0))); }
 Napi::Value Strlen(const Napi::CallbackInfo &info) {
   std::string s = info[0].As<Napi::String>();
@@ -101,13 +99,15 @@ Napi::Value TimeCalls(const Napi::CallbackInfo &info) {
   for (int64_t i = 0; i < n; i++) sink = fn(i);
   auto t1 = std::chrono::steady_clock::now();
   (void)sink;
-  return Napi::Number::New(info.Env(), std::chrono::duration<double, std::nano>(t1 - t0).count() / static_cast<double>(n));
+  return Napi::Number::New(info.Env(),
+                           std::chrono::duration<double, std::nano>(t1 - t0).count() / static_cast<double>(n));
 }
 
 // addressOf(symbol) -> bigint: what dlsym finds in the process.
 Napi::Value AddressOf(const Napi::CallbackInfo &info) {
   std::string name = info[0].As<Napi::String>();
-  return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(dlsym(RTLD_DEFAULT, name.c_str()))));
+  return Napi::BigInt::New(info.Env(),
+                           static_cast<uint64_t>(reinterpret_cast<uintptr_t>(dlsym(RTLD_DEFAULT, name.c_str()))));
 }
 
 // readBytes(symbol, n) -> Buffer: the first n bytes of a function's code.

@@ -59,15 +59,15 @@ __asm__(
     ".text\n"
     ".globl bh_target_redzone\n .type bh_target_redzone,@function\n .p2align 4\n"
     "bh_target_redzone:\n"
-    "  mov %rdi,-8(%rsp)\n"        /* +0, 5 bytes */
-    "  mov %edi,-128(%rsp)\n"      /* +5, 4 bytes */
-    "  nop\n"                      /* +9 */
-    "  mov $1,%ecx\n"              /* +10: BH_TARGET_REDZONE_PROBE */
+    "  mov %rdi,-8(%rsp)\n"   /* +0, 5 bytes */
+    "  mov %edi,-128(%rsp)\n" /* +5, 4 bytes */
+    "  nop\n"                 /* +9 */
+    "  mov $1,%ecx\n"         /* +10: BH_TARGET_REDZONE_PROBE */
     "  mov -8(%rsp),%rax\n"
     "  add %rax,%rax\n"
     "  add %rcx,%rax\n"
     "  movslq -128(%rsp),%rdx\n"
-    "  sub %rdi,%rdx\n"            /* 0 if the red zone survived */
+    "  sub %rdi,%rdx\n" /* 0 if the red zone survived */
     "  shl $20,%rdx\n"
     "  add %rdx,%rax\n"
     "  ret\n"
@@ -94,13 +94,11 @@ __asm__(
 
 #include <immintrin.h>
 
-__attribute__((noinline, noclone, target("avx2"), visibility("default")))
-__m256 bh_target_m256(__m256 a, __m256 b) {
+__attribute__((noinline, noclone, target("avx2"), visibility("default"))) __m256 bh_target_m256(__m256 a, __m256 b) {
   return _mm256_add_ps(a, b);
 }
 
-__attribute__((noinline, target("avx2")))
-void bh_target_m256_add(const float *a, const float *b, float *out) {
+__attribute__((noinline, target("avx2"))) void bh_target_m256_add(const float *a, const float *b, float *out) {
   __m256 (*volatile fn)(__m256, __m256) = bh_target_m256;
   _mm256_storeu_ps(out, fn(_mm256_loadu_ps(a), _mm256_loadu_ps(b)));
 }

@@ -35,7 +35,6 @@ uint32_t cached_tgid();
 // `nargs` 64-bit arguments into out[0..cap) (NUL-terminated if cap > 0).
 // Returns the full length the message needed (excluding the NUL, like
 // snprintf), or -EINVAL for a format the kernel would reject.
-long format_bprintf(char *out, size_t cap, const char *fmt, size_t fmt_size, const uint64_t *args,
-                    size_t nargs);
+long format_bprintf(char *out, size_t cap, const char *fmt, size_t fmt_size, const uint64_t *args, size_t nargs);
 
 }  // namespace bh::helpers

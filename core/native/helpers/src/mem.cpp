@@ -12,13 +12,13 @@ extern "C" {
 
 uint64_t bh_helper_probe_read(uint64_t dst, uint64_t size, uint64_t unsafe_ptr, uint64_t, uint64_t) {
   // The kernel's size argument is a u32.
-  return uint64_t(int64_t(bh_safe_read(reinterpret_cast<void *>(dst), reinterpret_cast<const void *>(unsafe_ptr),
-                                       uint32_t(size))));
+  return uint64_t(
+      int64_t(bh_safe_read(reinterpret_cast<void *>(dst), reinterpret_cast<const void *>(unsafe_ptr), uint32_t(size))));
 }
 
 uint64_t bh_helper_probe_read_str(uint64_t dst, uint64_t size, uint64_t unsafe_ptr, uint64_t, uint64_t) {
-  return uint64_t(bh_safe_read_str(reinterpret_cast<char *>(dst), reinterpret_cast<const void *>(unsafe_ptr),
-                                   uint32_t(size)));
+  return uint64_t(
+      bh_safe_read_str(reinterpret_cast<char *>(dst), reinterpret_cast<const void *>(unsafe_ptr), uint32_t(size)));
 }
 
 uint64_t bh_helper_strncmp(uint64_t s1, uint64_t s1_sz, uint64_t s2, uint64_t, uint64_t) {

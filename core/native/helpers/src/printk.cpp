@@ -30,7 +30,22 @@ constexpr size_t kMaxVarArgs = 12;       // MAX_BPRINTF_VARARGS
 constexpr size_t kTracePrintkArgs = 3;   // MAX_TRACE_PRINTK_VARARGS
 constexpr unsigned kMaxWidth = kMaxMsg;  // a larger width only pads past the end
 
-enum class Conv : uint8_t { Int, Uint, Hex, HexUpper, Char, Str, Ptr, Sym, SymOff, SymRet, Ip4, Ip4Padded, Ip6, Ip6Plain };
+enum class Conv : uint8_t {
+  Int,
+  Uint,
+  Hex,
+  HexUpper,
+  Char,
+  Str,
+  Ptr,
+  Sym,
+  SymOff,
+  SymRet,
+  Ip4,
+  Ip4Padded,
+  Ip6,
+  Ip6Plain
+};
 
 struct Spec {
   Conv conv;
@@ -39,18 +54,25 @@ struct Spec {
   unsigned width = 0;
 };
 
-bool is_punct_or_end(char c) { return c == 0 || isspace(static_cast<unsigned char>(c)) || ispunct(static_cast<unsigned char>(c)); }
+bool is_punct_or_end(char c) {
+  return c == 0 || isspace(static_cast<unsigned char>(c)) || ispunct(static_cast<unsigned char>(c));
+}
 
 // Parses the conversion starting after '%' at f[i]; on success leaves i on the
 // conversion's last character. f is NUL-terminated, so peeking one or two past
 // a non-NUL character is always in bounds.
 int parse_spec(const char *f, size_t &i, Spec &s) {
   for (;; i++) {
-    if (f[i] == '-') s.left = true;
-    else if (f[i] == '0') s.zero = true;
-    else if (f[i] == '+') s.plus = true;
-    else if (f[i] == ' ') s.space = true;
-    else break;
+    if (f[i] == '-')
+      s.left = true;
+    else if (f[i] == '0')
+      s.zero = true;
+    else if (f[i] == '+')
+      s.plus = true;
+    else if (f[i] == ' ')
+      s.space = true;
+    else
+      break;
   }
   if (f[i] >= '1' && f[i] <= '9') {
     while (f[i] >= '0' && f[i] <= '9') {
@@ -95,11 +117,8 @@ int parse_spec(const char *f, size_t &i, Spec &s) {
       s.conv = Conv::Str;
       // The kernel insists that %s ends a word.
       return is_punct_or_end(f[i + 1]) ? 0 : -EINVAL;
-    case 'c':
-      s.conv = Conv::Char;
-      return 0;
-    default:
-      break;
+    case 'c': s.conv = Conv::Char; return 0;
+    default: break;
   }
   if (f[i] == 'l') {
     s.wide = true;
@@ -202,8 +221,10 @@ void emit_number(Out &o, const Spec &s, uint64_t raw) {
         v = 0 - uint64_t(sv);
       } else {
         v = uint64_t(sv);
-        if (s.plus) sign[0] = '+', slen = 1;
-        else if (s.space) sign[0] = ' ', slen = 1;
+        if (s.plus)
+          sign[0] = '+', slen = 1;
+        else if (s.space)
+          sign[0] = ' ', slen = 1;
       }
       char *p = digits(end, v, 10, false);
       field(o, s, sign, slen, p, size_t(end - p), true);

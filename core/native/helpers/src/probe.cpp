@@ -130,7 +130,7 @@ bh_probe_ctx *bh_probe_ctx_current(void) { return tls.probe; }
 
 const struct bh_probe_api *bh_helpers_probe_api(void) {
   static const struct bh_probe_api api = {sizeof(bh_probe_api), bh_probe_ctx_enter, bh_probe_ctx_leave,
-                                   bh_probe_ctx_current};
+                                          bh_probe_ctx_current};
   return &api;
 }
 
@@ -188,9 +188,12 @@ uint64_t bh_helper_get_retval(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t) 
   if (pc == nullptr) return uint64_t(-EOPNOTSUPP);
   uint64_t v = 0;
   int rc;
-  if (BH_OPS_HAS(pc->ops, get_retval)) rc = pc->ops->get_retval(pc->opaque, &v);
-  else if (BH_OPS_HAS(pc->ops, get_ret)) rc = pc->ops->get_ret(pc->opaque, &v);
-  else rc = default_ret(pc, &v);
+  if (BH_OPS_HAS(pc->ops, get_retval))
+    rc = pc->ops->get_retval(pc->opaque, &v);
+  else if (BH_OPS_HAS(pc->ops, get_ret))
+    rc = pc->ops->get_ret(pc->opaque, &v);
+  else
+    rc = default_ret(pc, &v);
   return rc != 0 ? uint64_t(int64_t(rc)) : v;
 }
 

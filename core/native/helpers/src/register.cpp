@@ -47,10 +47,9 @@ const bh_helper_desc kHelpers[] = {
 // each helper. Pointers the helper reads with its own fault guard
 // (probe_read's source, printk's %s arguments) are ANYTHING.
 constexpr uint8_t kAny = BH_ARG_ANYTHING, kCtx = BH_ARG_PTR_TO_CTX, kMem = BH_ARG_PTR_TO_MEM,
-                  kMemOrNull = BH_ARG_PTR_TO_MEM_OR_NULL, kOut = BH_ARG_PTR_TO_UNINIT_MEM,
-                  kSize = BH_ARG_CONST_SIZE, kSize0 = BH_ARG_CONST_SIZE_OR_ZERO, kLong = BH_ARG_PTR_TO_LONG,
-                  kStr = BH_ARG_PTR_TO_CONST_STR, kMap = BH_ARG_CONST_MAP_PTR, kFunc = BH_ARG_PTR_TO_FUNC,
-                  kStackOrNull = BH_ARG_PTR_TO_STACK_OR_NULL;
+                  kMemOrNull = BH_ARG_PTR_TO_MEM_OR_NULL, kOut = BH_ARG_PTR_TO_UNINIT_MEM, kSize = BH_ARG_CONST_SIZE,
+                  kSize0 = BH_ARG_CONST_SIZE_OR_ZERO, kLong = BH_ARG_PTR_TO_LONG, kStr = BH_ARG_PTR_TO_CONST_STR,
+                  kMap = BH_ARG_CONST_MAP_PTR, kFunc = BH_ARG_PTR_TO_FUNC, kStackOrNull = BH_ARG_PTR_TO_STACK_OR_NULL;
 
 struct Proto {
   uint32_t id;
@@ -59,8 +58,12 @@ struct Proto {
 
 constexpr uint64_t kProgArray = uint64_t(1) << 3;
 
-#define BH_PROTO(ID, A1, N1, A2, N2, A3, N3, A4, N4, A5, N5, MAPS) \
-  {ID, {sizeof(bh_helper_proto), {A1, A2, A3, A4, A5}, MAPS, {N1, N2, N3, N4, N5}}}
+#define BH_PROTO(ID, A1, N1, A2, N2, A3, N3, A4, N4, A5, N5, MAPS)                \
+  {                                                                               \
+    ID, {                                                                         \
+      sizeof(bh_helper_proto), {A1, A2, A3, A4, A5}, MAPS, { N1, N2, N3, N4, N5 } \
+    }                                                                             \
+  }
 #define BH_NOARGS(ID) BH_PROTO(ID, 0, nullptr, 0, nullptr, 0, nullptr, 0, nullptr, 0, nullptr, 0)
 
 const Proto kProtos[] = {

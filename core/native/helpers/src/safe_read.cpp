@@ -384,8 +384,7 @@ int bh_helpers_set_safe_read(int m) {
       // flight on another thread); it is simply no longer needed.
       g_mode.store(BH_SAFE_READ_SYSCALL, std::memory_order_release);
       return BH_SAFE_READ_SYSCALL;
-    default:
-      return -EINVAL;
+    default: return -EINVAL;
   }
 }
 

@@ -73,9 +73,7 @@ using namespace bh::helpers;
 
 extern "C" {
 
-uint64_t bh_helper_ktime_get_ns(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t) {
-  return clock_ns(CLOCK_MONOTONIC);
-}
+uint64_t bh_helper_ktime_get_ns(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t) { return clock_ns(CLOCK_MONOTONIC); }
 
 uint64_t bh_helper_ktime_get_boot_ns(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t) {
   return clock_ns(CLOCK_BOOTTIME);

@@ -42,28 +42,28 @@ int g_checks = 0;
     }                                                                 \
   } while (0)
 
-#define CHECK_EQ(a, b)                                                                                      \
-  do {                                                                                                      \
-    g_checks++;                                                                                             \
-    const auto va_ = (a);                                                                                   \
-    const auto vb_ = (b);                                                                                   \
-    if (!(va_ == vb_)) {                                                                                    \
-      g_failures++;                                                                                         \
+#define CHECK_EQ(a, b)                                                                                     \
+  do {                                                                                                     \
+    g_checks++;                                                                                            \
+    const auto va_ = (a);                                                                                  \
+    const auto vb_ = (b);                                                                                  \
+    if (!(va_ == vb_)) {                                                                                   \
+      g_failures++;                                                                                        \
       fprintf(stderr, "FAIL %s:%d: %s == %s (%lld vs %lld)\n", __FILE__, __LINE__, #a, #b, (long long)va_, \
-              (long long)vb_);                                                                              \
-    }                                                                                                       \
+              (long long)vb_);                                                                             \
+    }                                                                                                      \
   } while (0)
 
-#define CHECK_STR(a, b)                                                                                         \
-  do {                                                                                                          \
-    g_checks++;                                                                                                 \
-    const std::string va_ = (a);                                                                                \
-    const std::string vb_ = (b);                                                                                \
-    if (va_ != vb_) {                                                                                           \
-      g_failures++;                                                                                             \
+#define CHECK_STR(a, b)                                                                                     \
+  do {                                                                                                      \
+    g_checks++;                                                                                             \
+    const std::string va_ = (a);                                                                            \
+    const std::string vb_ = (b);                                                                            \
+    if (va_ != vb_) {                                                                                       \
+      g_failures++;                                                                                         \
       fprintf(stderr, "FAIL %s:%d: %s == %s (\"%s\" vs \"%s\")\n", __FILE__, __LINE__, #a, #b, va_.c_str(), \
-              vb_.c_str());                                                                                     \
-    }                                                                                                           \
+              vb_.c_str());                                                                                 \
+    }                                                                                                       \
   } while (0)
 
 uint64_t U(const void *p) { return reinterpret_cast<uint64_t>(p); }
@@ -212,7 +212,7 @@ void test_fault_chaining() {
   if (pid == 0) {
     uint64_t v;
     bh_helper_probe_read(U(&v), 8, 8, 0, 0);  // ours: survives
-    crash();  // not ours: forwarded
+    crash();                                  // not ours: forwarded
     _exit(0);
   }
   int st = 0;
@@ -256,8 +256,7 @@ std::string printk(const char *fmt, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a
 
 std::string vprintk(const char *fmt, std::vector<uint64_t> args, int64_t *ret = nullptr) {
   g_sink_msg = "<none>";
-  const int64_t r =
-      S(bh_helper_trace_vprintk(U(fmt), strlen(fmt) + 1, U(args.data()), args.size() * 8, 0));
+  const int64_t r = S(bh_helper_trace_vprintk(U(fmt), strlen(fmt) + 1, U(args.data()), args.size() * 8, 0));
   if (ret != nullptr) *ret = r;
   return r < 0 ? "<err>" : g_sink_msg;
 }
@@ -423,7 +422,7 @@ void test_strncmp() {
   CHECK_EQ(S(bh_helper_strncmp(U("abc"), 3, U("abc"), 0, 0)), 0);
   CHECK_EQ(S(bh_helper_strncmp(U("abd"), 3, U("abc"), 0, 0)), 1);
   CHECK_EQ(S(bh_helper_strncmp(U("abb"), 3, U("abc"), 0, 0)), -1);
-  CHECK_EQ(S(bh_helper_strncmp(U("abx"), 2, U("abc"), 0, 0)), 0);  // only s1_sz bytes
+  CHECK_EQ(S(bh_helper_strncmp(U("abx"), 2, U("abc"), 0, 0)), 0);   // only s1_sz bytes
   CHECK_EQ(S(bh_helper_strncmp(U("ab\0x"), 4, U("ab"), 0, 0)), 0);  // stops at NUL
   CHECK_EQ(S(bh_helper_strncmp(U("abc"), 4, U("ab"), 0, 0)), 1);    // s1 longer
   CHECK_EQ(S(bh_helper_strncmp(U("\x80"), 1, U("a"), 0, 0)), 1);    // unsigned chars
@@ -542,7 +541,8 @@ void test_probe_ctx() {
   CHECK_EQ(S(bh_helper_set_retval(3, 0, 0, 0, 0)), -EOPNOTSUPP);
   bh_probe_ctx_leave();
   const struct bh_probe_api *api = bh_helpers_probe_api();
-  CHECK(api->sz == sizeof(struct bh_probe_api) && api->enter == bh_probe_ctx_enter && api->current == bh_probe_ctx_current);
+  CHECK(api->sz == sizeof(struct bh_probe_api) && api->enter == bh_probe_ctx_enter &&
+        api->current == bh_probe_ctx_current);
 }
 
 __attribute__((noinline)) uint64_t stack_here(uint64_t *buf, uint32_t size, uint64_t flags) {
@@ -583,7 +583,7 @@ void test_get_stack() {
   CHECK_EQ(buf[1], 0x2000u);
   CHECK_EQ(buf[2], 0x3000u);
   if (expect_frames == 4) CHECK_EQ(buf[3], 0x4000u);
-  CHECK_EQ(buf[7], 0u);  // zero tail
+  CHECK_EQ(buf[7], 0u);                                                                                  // zero tail
   CHECK_EQ(S(bh_helper_get_stack(U(regs), U(buf), sizeof buf, kUser | 2, 0)), (expect_frames - 2) * 8);  // skip 2
   CHECK_EQ(buf[0], 0x3000u);
   CHECK_EQ(S(bh_helper_get_stack(U(regs), U(buf), 16, kUser, 0)), 16);  // truncated to the buffer
@@ -618,7 +618,7 @@ void test_get_stack() {
   uint64_t marked[16];
   CHECK(S(walk_from_origin(marked, sizeof marked, kUser)) >= 8);
   const uint64_t fn = reinterpret_cast<uint64_t>(&walk_from_origin);
-  CHECK(marked[0] > fn && marked[0] < fn + 512);  // a return address inside walk_from_origin
+  CHECK(marked[0] > fn && marked[0] < fn + 512);       // a return address inside walk_from_origin
   CHECK_EQ(S(stack_here(own, sizeof own, kUser)), n);  // restored: no origin any more
   CHECK(own[0] != marked[0]);
   // An origin does not apply while a PT_REGS context is current.
@@ -816,9 +816,9 @@ void test_vm() {
     }
     {
       // Reads ctx->value through probe_read into the stack, returns it.
-      std::vector<bh_inst> p = {I(MOV64_X, 3, 1, 0, 0), I(MOV64_X, 1, BH_REG_FP, 0, 0), I(ADD64_K, 1, 0, 0, -8),
-                                I(MOV64_K, 2, 0, 0, 8), I(CALL, 0, 0, 0, 4), I(LDXDW, 0, BH_REG_FP, -8, 0),
-                                I(EXIT, 0, 0, 0, 0)};
+      std::vector<bh_inst> p = {
+          I(MOV64_X, 3, 1, 0, 0), I(MOV64_X, 1, BH_REG_FP, 0, 0), I(ADD64_K, 1, 0, 0, -8), I(MOV64_K, 2, 0, 0, 8),
+          I(CALL, 0, 0, 0, 4),    I(LDXDW, 0, BH_REG_FP, -8, 0),  I(EXIT, 0, 0, 0, 0)};
       Vm v(p);
       uint64_t ctx = 0x5eed;
       CHECK(v.ok && v.run(jit, &ctx, sizeof ctx, &r0));

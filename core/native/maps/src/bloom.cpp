@@ -21,22 +21,41 @@ namespace {
 inline uint32_t Rol32(uint32_t w, unsigned s) { return (w << s) | (w >> (32 - s)); }
 
 inline void JhashMix(uint32_t &a, uint32_t &b, uint32_t &c) {
-  a -= c; a ^= Rol32(c, 4);  c += b;
-  b -= a; b ^= Rol32(a, 6);  a += c;
-  c -= b; c ^= Rol32(b, 8);  b += a;
-  a -= c; a ^= Rol32(c, 16); c += b;
-  b -= a; b ^= Rol32(a, 19); a += c;
-  c -= b; c ^= Rol32(b, 4);  b += a;
+  a -= c;
+  a ^= Rol32(c, 4);
+  c += b;
+  b -= a;
+  b ^= Rol32(a, 6);
+  a += c;
+  c -= b;
+  c ^= Rol32(b, 8);
+  b += a;
+  a -= c;
+  a ^= Rol32(c, 16);
+  c += b;
+  b -= a;
+  b ^= Rol32(a, 19);
+  a += c;
+  c -= b;
+  c ^= Rol32(b, 4);
+  b += a;
 }
 
 inline void JhashFinal(uint32_t &a, uint32_t &b, uint32_t &c) {
-  c ^= b; c -= Rol32(b, 14);
-  a ^= c; a -= Rol32(c, 11);
-  b ^= a; b -= Rol32(a, 25);
-  c ^= b; c -= Rol32(b, 16);
-  a ^= c; a -= Rol32(c, 4);
-  b ^= a; b -= Rol32(a, 14);
-  c ^= b; c -= Rol32(b, 24);
+  c ^= b;
+  c -= Rol32(b, 14);
+  a ^= c;
+  a -= Rol32(c, 11);
+  b ^= a;
+  b -= Rol32(a, 25);
+  c ^= b;
+  c -= Rol32(b, 16);
+  a ^= c;
+  a -= Rol32(c, 4);
+  b ^= a;
+  b -= Rol32(a, 14);
+  c ^= b;
+  c -= Rol32(b, 24);
 }
 
 constexpr uint32_t kJhashInitval = 0xdeadbeef;
@@ -60,8 +79,7 @@ uint32_t Jhash2(const uint8_t *k, uint32_t words, uint32_t initval) {
       a += Load32(k);
       JhashFinal(a, b, c);
       break;
-    default:
-      break;
+    default: break;
   }
   return c;
 }
@@ -96,8 +114,7 @@ uint32_t Jhash(const void *key, uint32_t length, uint32_t initval) {
       a += k[0];
       JhashFinal(a, b, c);
       break;
-    default:
-      break;
+    default: break;
   }
   return c;
 }
@@ -108,15 +125,12 @@ namespace {
 // bit array (the handle's mask, never the region's).
 inline uint32_t BloomBit(const bh_map *m, const void *value, uint32_t index) {
   uint32_t seed = uint32_t(m->seed) + index;
-  uint32_t h = (m->value_size % 4 == 0)
-                   ? Jhash2(static_cast<const uint8_t *>(value), m->value_size / 4, seed)
-                   : Jhash(value, m->value_size, seed);
+  uint32_t h = (m->value_size % 4 == 0) ? Jhash2(static_cast<const uint8_t *>(value), m->value_size / 4, seed)
+                                        : Jhash(value, m->value_size, seed);
   return h & m->bucket_mask;
 }
 
-inline uint64_t *BloomWord(const bh_map *m, uint32_t bit) {
-  return reinterpret_cast<uint64_t *>(m->a) + (bit >> 6);
-}
+inline uint64_t *BloomWord(const bh_map *m, uint32_t bit) { return reinterpret_cast<uint64_t *>(m->a) + (bit >> 6); }
 
 }  // namespace
 

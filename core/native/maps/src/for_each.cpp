@@ -85,13 +85,10 @@ extern "C" long bh_map_for_each_elem(bh_map *m, bh_map_elem_fn fn, void *cookie)
   if (m == nullptr || fn == nullptr) return -EINVAL;
   switch (m->type) {
     case BH_MAP_TYPE_ARRAY:
-    case BH_MAP_TYPE_PERCPU_ARRAY:
-      return ArrayForEach(m, fn, cookie);
+    case BH_MAP_TYPE_PERCPU_ARRAY: return ArrayForEach(m, fn, cookie);
     case BH_MAP_TYPE_HASH:
     case BH_MAP_TYPE_LRU_HASH:
-    case BH_MAP_TYPE_PERCPU_HASH:
-      return HashForEach(m, fn, cookie);
-    default:
-      return -EINVAL;
+    case BH_MAP_TYPE_PERCPU_HASH: return HashForEach(m, fn, cookie);
+    default: return -EINVAL;
   }
 }

@@ -91,7 +91,8 @@ void WriteValue(bh_map *m, uint32_t idx, const void *value, bool all_cpus, bool 
   const auto *src = static_cast<const uint8_t *>(value);
   if (all_cpus) {
     // User space passes round_up(value_size, 8) bytes per CPU.
-    for (uint32_t cpu = 0; cpu < m->ncpus; cpu++) memcpy(PercpuValue(m, idx, cpu), src + uint64_t(cpu) * m->stride, m->value_size);
+    for (uint32_t cpu = 0; cpu < m->ncpus; cpu++)
+      memcpy(PercpuValue(m, idx, cpu), src + uint64_t(cpu) * m->stride, m->value_size);
     return;
   }
   // A program sets its own CPU's value; a new element starts at zero on the

@@ -133,8 +133,7 @@ Layout ComputeLayout(const bh_map_info &s, uint32_t ncpus) {
       L.total = L.off_b + uint64_t(s.max_entries) * L.ring_size;
       L.align = 4096;
       break;
-    default:
-      break;
+    default: break;
   }
   return L;
 }
@@ -234,8 +233,7 @@ int CheckSpec(const bh_map_spec &s, uint32_t ncpus, bh_map_info &info) {
       info.map_extra = ring;
       break;
     }
-    default:
-      return -EINVAL;
+    default: return -EINVAL;
   }
   if ((s.map_flags & ~allowed) != 0) return -EINVAL;
   if (s.type != BH_MAP_TYPE_PERF_EVENT_ARRAY && s.type != BH_MAP_TYPE_BLOOM_FILTER && s.map_extra != 0) return -EINVAL;
@@ -379,9 +377,8 @@ int bh_map_open(bh_region *r, uint32_t index, bh_map **out) {
   if (shm::load_acquire(&h->magic) != kMapMagic || h->layout != kMapLayout || h->type != d->type ||
       h->key_size != d->key_size || h->value_size != d->value_size || h->max_entries != d->max_entries ||
       h->ncpus != info.ncpus || L.total == 0 || L.total > d->storage_size || h->n_buckets != L.n_buckets ||
-      h->pool_size != L.pool_size || h->elem_size != L.elem_size || h->off_a != L.off_a ||
-      h->off_b != L.off_b || h->off_c != L.off_c || h->cpu_block != L.cpu_block ||
-      h->ring_size != L.ring_size) {
+      h->pool_size != L.pool_size || h->elem_size != L.elem_size || h->off_a != L.off_a || h->off_b != L.off_b ||
+      h->off_c != L.off_c || h->cpu_block != L.cpu_block || h->ring_size != L.ring_size) {
     return -EPROTO;
   }
 
@@ -473,13 +470,10 @@ int64_t bh_map_count(const bh_map *m) {
       return n <= m->max_entries ? int64_t(n) : int64_t(Corrupt(m));
     }
     case BH_MAP_TYPE_QUEUE:
-    case BH_MAP_TYPE_STACK:
-      return QueueCount(const_cast<bh_map *>(m));
+    case BH_MAP_TYPE_STACK: return QueueCount(const_cast<bh_map *>(m));
     case BH_MAP_TYPE_ARRAY:
-    case BH_MAP_TYPE_PERCPU_ARRAY:
-      return m->max_entries;
-    default:
-      return -EINVAL;
+    case BH_MAP_TYPE_PERCPU_ARRAY: return m->max_entries;
+    default: return -EINVAL;
   }
 }
 
@@ -501,15 +495,12 @@ int bh_map_lookup(bh_map *m, const void *key, void *value) {
       if (key == nullptr) return -EINVAL;
       return LpmLookupCopy(m, key, value);
     case BH_MAP_TYPE_QUEUE:
-    case BH_MAP_TYPE_STACK:
-      return int(QueuePop(m, value, false, true));
+    case BH_MAP_TYPE_STACK: return int(QueuePop(m, value, false, true));
     case BH_MAP_TYPE_STACK_TRACE:
       if (key == nullptr) return -EINVAL;
       return StackLookupCopy(m, key, value);
-    case BH_MAP_TYPE_BLOOM_FILTER:
-      return int(BloomPeek(m, value));  // the syscall reads the value: a membership test
-    default:
-      return -EOPNOTSUPP;
+    case BH_MAP_TYPE_BLOOM_FILTER: return int(BloomPeek(m, value));  // the syscall reads the value: a membership test
+    default: return -EOPNOTSUPP;
   }
 }
 
@@ -529,14 +520,10 @@ int bh_map_update(bh_map *m, const void *key, const void *value, uint64_t flags)
       if (key == nullptr) return -EINVAL;
       return int(LpmUpdate(m, key, value, flags, true));
     case BH_MAP_TYPE_QUEUE:
-    case BH_MAP_TYPE_STACK:
-      return int(QueuePush(m, value, flags, true));
-    case BH_MAP_TYPE_STACK_TRACE:
-      return -EINVAL;  // only bpf_get_stackid stores stacks
-    case BH_MAP_TYPE_BLOOM_FILTER:
-      return int(BloomPush(m, value, flags));  // the syscall maps update to push
-    default:
-      return -EOPNOTSUPP;
+    case BH_MAP_TYPE_STACK: return int(QueuePush(m, value, flags, true));
+    case BH_MAP_TYPE_STACK_TRACE: return -EINVAL;                           // only bpf_get_stackid stores stacks
+    case BH_MAP_TYPE_BLOOM_FILTER: return int(BloomPush(m, value, flags));  // the syscall maps update to push
+    default: return -EOPNOTSUPP;
   }
 }
 
@@ -561,10 +548,8 @@ int MapDelete(bh_map *m, const void *key, bool user) {
     case BH_MAP_TYPE_ARRAY:
     case BH_MAP_TYPE_PERCPU_ARRAY:
     case BH_MAP_TYPE_QUEUE:
-    case BH_MAP_TYPE_STACK:
-      return -EINVAL;  // array elements always exist; queues pop instead
-    default:
-      return -EOPNOTSUPP;
+    case BH_MAP_TYPE_STACK: return -EINVAL;  // array elements always exist; queues pop instead
+    default: return -EOPNOTSUPP;
   }
 }
 }  // namespace
@@ -577,15 +562,13 @@ int bh_map_lookup_and_delete(bh_map *m, const void *key, void *value) {
   if (m == nullptr || value == nullptr) return -EINVAL;
   switch (m->type) {
     case BH_MAP_TYPE_QUEUE:
-    case BH_MAP_TYPE_STACK:
-      return int(QueuePop(m, value, true, true));
+    case BH_MAP_TYPE_STACK: return int(QueuePop(m, value, true, true));
     case BH_MAP_TYPE_HASH:
     case BH_MAP_TYPE_LRU_HASH:
     case BH_MAP_TYPE_PERCPU_HASH:
       if (key == nullptr) return -EINVAL;
       return HashLookupAndDelete(m, key, value);
-    default:
-      return -EOPNOTSUPP;
+    default: return -EOPNOTSUPP;
   }
 }
 
@@ -595,20 +578,14 @@ int bh_map_get_next_key(bh_map *m, const void *key, void *next_key) {
   switch (m->type) {
     case BH_MAP_TYPE_HASH:
     case BH_MAP_TYPE_LRU_HASH:
-    case BH_MAP_TYPE_PERCPU_HASH:
-      return HashNextKey(m, key, next_key);
+    case BH_MAP_TYPE_PERCPU_HASH: return HashNextKey(m, key, next_key);
     case BH_MAP_TYPE_ARRAY:
-    case BH_MAP_TYPE_PERCPU_ARRAY:
-      return ArrayNextKey(m, key, next_key);
-    case BH_MAP_TYPE_LPM_TRIE:
-      return LpmNextKey(m, key, next_key);
-    case BH_MAP_TYPE_STACK_TRACE:
-      return StackNextKey(m, key, next_key);
+    case BH_MAP_TYPE_PERCPU_ARRAY: return ArrayNextKey(m, key, next_key);
+    case BH_MAP_TYPE_LPM_TRIE: return LpmNextKey(m, key, next_key);
+    case BH_MAP_TYPE_STACK_TRACE: return StackNextKey(m, key, next_key);
     case BH_MAP_TYPE_QUEUE:
-    case BH_MAP_TYPE_STACK:
-      return -EINVAL;
-    default:
-      return -EOPNOTSUPP;
+    case BH_MAP_TYPE_STACK: return -EINVAL;
+    default: return -EOPNOTSUPP;
   }
 }
 
@@ -616,18 +593,13 @@ int bh_map_get_next_key(bh_map *m, const void *key, void *next_key) {
 
 void *bh_map_lookup_elem(bh_map *m, const void *key) {
   switch (m->type) {
-    case BH_MAP_TYPE_ARRAY:
-      return ArrayLookup(m, key);
+    case BH_MAP_TYPE_ARRAY: return ArrayLookup(m, key);
     case BH_MAP_TYPE_HASH:
     case BH_MAP_TYPE_LRU_HASH:
-    case BH_MAP_TYPE_PERCPU_HASH:
-      return HashLookupElem(m, key);
-    case BH_MAP_TYPE_PERCPU_ARRAY:
-      return PercpuArrayLookup(m, key);
-    case BH_MAP_TYPE_LPM_TRIE:
-      return LpmLookup(m, key);
-    default:
-      return nullptr;
+    case BH_MAP_TYPE_PERCPU_HASH: return HashLookupElem(m, key);
+    case BH_MAP_TYPE_PERCPU_ARRAY: return PercpuArrayLookup(m, key);
+    case BH_MAP_TYPE_LPM_TRIE: return LpmLookup(m, key);
+    default: return nullptr;
   }
 }
 
@@ -635,20 +607,14 @@ long bh_map_update_elem(bh_map *m, const void *key, const void *value, uint64_t 
   switch (m->type) {
     case BH_MAP_TYPE_HASH:
     case BH_MAP_TYPE_LRU_HASH:
-    case BH_MAP_TYPE_PERCPU_HASH:
-      return HashUpdate(m, key, value, flags, false);
+    case BH_MAP_TYPE_PERCPU_HASH: return HashUpdate(m, key, value, flags, false);
     case BH_MAP_TYPE_ARRAY:
-    case BH_MAP_TYPE_PERCPU_ARRAY:
-      return ArrayUpdate(m, key, value, flags, false);
-    case BH_MAP_TYPE_LPM_TRIE:
-      return LpmUpdate(m, key, value, flags, false);
+    case BH_MAP_TYPE_PERCPU_ARRAY: return ArrayUpdate(m, key, value, flags, false);
+    case BH_MAP_TYPE_LPM_TRIE: return LpmUpdate(m, key, value, flags, false);
     case BH_MAP_TYPE_QUEUE:
-    case BH_MAP_TYPE_STACK:
-      return QueuePush(m, value, flags, false);  // the kernel maps update to push
-    case BH_MAP_TYPE_BLOOM_FILTER:
-      return -EINVAL;  // the kernel's bloom_map_update_elem: programs push
-    default:
-      return -EOPNOTSUPP;
+    case BH_MAP_TYPE_STACK: return QueuePush(m, value, flags, false);  // the kernel maps update to push
+    case BH_MAP_TYPE_BLOOM_FILTER: return -EINVAL;  // the kernel's bloom_map_update_elem: programs push
+    default: return -EOPNOTSUPP;
   }
 }
 

@@ -20,7 +20,7 @@ extern "C" {
 // same offsets whatever else the library links, so its cost (measured at
 // 1.4 ns for arrays) does not move by a few tenths with unrelated code.
 __attribute__((aligned(64))) uint64_t bh_helper_map_lookup_elem(uint64_t map, uint64_t key, uint64_t, uint64_t,
-                                                                 uint64_t) {
+                                                                uint64_t) {
   bh_map *m = AsMap(map);
   const void *k = AsPtr(key);
   // Most probes hit arrays and hashes: test those before the generic switch.
@@ -142,8 +142,10 @@ int bh_maps_register_helpers(bh_vm *vm) {
     bh_helper_proto proto;
     uint32_t flags = 0;
   };
-#define BH_P(A1, N1, A2, N2, A3, N3, A4, N4, A5, N5, MAPS) \
-  { sizeof(bh_helper_proto), {A1, A2, A3, A4, A5}, MAPS, {N1, N2, N3, N4, N5} }
+#define BH_P(A1, N1, A2, N2, A3, N3, A4, N4, A5, N5, MAPS)                      \
+  {                                                                             \
+    sizeof(bh_helper_proto), {A1, A2, A3, A4, A5}, MAPS, { N1, N2, N3, N4, N5 } \
+  }
   static const Entry kHelpers[] = {
       {1, "bpf_map_lookup_elem", bh_helper_map_lookup_elem,
        BH_P(kMap, "map", kKey, "key", 0, nullptr, 0, nullptr, 0, nullptr, kKeyed)},

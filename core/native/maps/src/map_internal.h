@@ -73,16 +73,16 @@ namespace bpfhook::maps {
 namespace shm = bpfhook::shm;
 
 constexpr uint32_t kMapMagic = 0x50414d48;  // "HMAP"
-constexpr uint32_t kMapLayout = 2;  // 2: owner-recording locks (64-bit seqlocks)
+constexpr uint32_t kMapLayout = 2;          // 2: owner-recording locks (64-bit seqlocks)
 constexpr uint64_t kHeaderBytes = 512;
 constexpr uint64_t kCacheLine = 64;
 constexpr uint32_t kElemHeader = 16;
-constexpr uint32_t kMaxKeySize = 512;          // the kernel's MAX_BPF_STACK
+constexpr uint32_t kMaxKeySize = 512;  // the kernel's MAX_BPF_STACK
 constexpr uint32_t kMaxValueSize = 1u << 20;
 constexpr uint32_t kMaxEntries = 1u << 28;
-constexpr uint32_t kHashExtraElems = 64;       // spare elements for replacements in flight
-constexpr uint32_t kLruSample = 128;           // elements an eviction looks at
-constexpr uint64_t kRingCtlBytes = 4096;       // ring buffer: data starts one page in
+constexpr uint32_t kHashExtraElems = 64;  // spare elements for replacements in flight
+constexpr uint32_t kLruSample = 128;      // elements an eviction looks at
+constexpr uint64_t kRingCtlBytes = 4096;  // ring buffer: data starts one page in
 
 inline uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 inline uint32_t Round8(uint32_t v) { return (v + 7u) & ~7u; }
@@ -110,13 +110,13 @@ struct MapHeader {
   uint64_t off_a;
   uint64_t off_b;
   uint64_t off_c;
-  uint64_t cpu_block;     // bytes per CPU in per-CPU value arrays
+  uint64_t cpu_block;  // bytes per CPU in per-CPU value arrays
   uint64_t reserved1[4];
   // line 2: map-wide lock words (LPM seqlock; queue/stack spinlock, ring
   // producer lock) and the state they protect
-  uint32_t lock;          // spinlock: 0 free, else the holder's tid
-  uint32_t root;          // LPM root node
-  uint32_t head;          // queue/stack
+  uint32_t lock;  // spinlock: 0 free, else the holder's tid
+  uint32_t root;  // LPM root node
+  uint32_t head;  // queue/stack
   uint32_t tail;
   uint32_t node_free;     // LPM free list (under lock)
   uint32_t node_next;     // LPM never-used cursor (under lock)
@@ -125,21 +125,21 @@ struct MapHeader {
   uint64_t seqlock;       // LPM writers (shm::SeqLock)
   uint64_t reserved2[2];
   // line 3: hash element pool and live count
-  uint64_t free_head;     // (tag << 32) | element index
-  uint32_t next_unused;   // elements [next_unused, pool) were never used
-  uint32_t count;         // live entries (hash family, LPM trie)
+  uint64_t free_head;    // (tag << 32) | element index
+  uint32_t next_unused;  // elements [next_unused, pool) were never used
+  uint32_t count;        // live entries (hash family, LPM trie)
   uint64_t reserved3[6];
   // line 4: LRU clock
-  uint32_t lru_clock;     // ticks on every insert; lookups copy it into the element
-  uint32_t lru_hand;      // where the next eviction starts looking
-  uint64_t busy;          // operations that failed with -EBUSY (or gave up reading)
-  uint64_t takeovers;     // locks taken over from a holder that died
+  uint32_t lru_clock;  // ticks on every insert; lookups copy it into the element
+  uint32_t lru_hand;   // where the next eviction starts looking
+  uint64_t busy;       // operations that failed with -EBUSY (or gave up reading)
+  uint64_t takeovers;  // locks taken over from a holder that died
   uint64_t reserved4[5];
   // line 5: ring buffer consumer
   uint64_t consumer_pos;
   uint32_t consumer_lock;  // spinlock: 0 free, else the holder's tid
   uint32_t reserved5a;
-  uint64_t stalled_pos;    // consumer: a BUSY record stopped the last pass here
+  uint64_t stalled_pos;  // consumer: a BUSY record stopped the last pass here
   uint64_t reserved5[5];
   uint64_t reserved6[16];
 };
@@ -153,8 +153,8 @@ static_assert(offsetof(MapHeader, seqlock) % 8 == 0 && offsetof(MapHeader, seqlo
               "the LPM seqlock sits on the lock line, the counters on the LRU line");
 
 struct Bucket {
-  uint64_t seq;       // shm::SeqLock word
-  uint32_t head;      // first element (1-based), 0 = empty
+  uint64_t seq;   // shm::SeqLock word
+  uint32_t head;  // first element (1-based), 0 = empty
   uint32_t reserved;
 };
 static_assert(sizeof(Bucket) == 16, "hash buckets are 16 bytes in layout 2");
@@ -162,7 +162,7 @@ static_assert(sizeof(Bucket) == 16, "hash buckets are 16 bytes in layout 2");
 enum : uint32_t { kElemLive = 1 };
 
 struct ElemHeader {
-  uint32_t next;   // next element in the bucket, or in the free list
+  uint32_t next;  // next element in the bucket, or in the free list
   uint32_t hash;
   uint32_t atime;  // LRU: clock value at the last use
   uint32_t flags;  // kElemLive while linked (eviction's hint)
@@ -170,7 +170,7 @@ struct ElemHeader {
 
 // Perf ring control: producer line, consumer line.
 struct PerfRingCtl {
-  uint32_t lock;           // spinlocks: 0 free, else the holder's tid
+  uint32_t lock;  // spinlocks: 0 free, else the holder's tid
   uint32_t reserved0;
   uint64_t head;
   uint64_t lost;
@@ -198,9 +198,9 @@ struct RingRecordHeader {
 };
 
 struct PerfRecordHeader {
-  uint16_t type;    // kPerfSample
+  uint16_t type;  // kPerfSample
   uint16_t misc;
-  uint32_t size;    // payload bytes (the record takes 8 + round_up(size, 8))
+  uint32_t size;  // payload bytes (the record takes 8 + round_up(size, 8))
 };
 constexpr uint16_t kPerfSample = 9;  // PERF_RECORD_SAMPLE
 
@@ -213,23 +213,23 @@ struct bh_map {
   uint32_t key_size;
   uint32_t value_size;
   uint32_t max_entries;
-  uint32_t stride;       // round_up(value_size, 8)
+  uint32_t stride;  // round_up(value_size, 8)
   uint32_t ncpus;
   uint32_t bucket_mask;  // hash, stack trace: buckets - 1; bloom filter: bits - 1
   uint32_t pool_size;    // as MapHeader::pool_size (bloom filter: hash functions, 1..15)
   uint32_t elem_size;
-  uint32_t key_stride;   // round_up(key_size, 8): value offset in an element is 16 + key_stride
+  uint32_t key_stride;  // round_up(key_size, 8): value offset in an element is 16 + key_stride
   uint64_t seed;
   uint64_t cpu_block;
   bpfhook::maps::MapHeader *hdr;
-  uint8_t *a;            // array values / buckets / LPM nodes / queue slots / ring data / perf ctls
-  uint8_t *b;            // hash elements / perf ring data
-  uint8_t *c;            // per-CPU hash values
+  uint8_t *a;  // array values / buckets / LPM nodes / queue slots / ring data / perf ctls
+  uint8_t *b;  // hash elements / perf ring data
+  uint8_t *c;  // per-CPU hash values
   uint64_t ring_size;
   uint8_t *storage;
   uint64_t storage_size;
   bh_region *region;
-  uint32_t refs;         // handle references (bh_map_ref / bh_map_close)
+  uint32_t refs;  // handle references (bh_map_ref / bh_map_close)
   bh_map_info info;
   uint64_t corruptions;  // corrupt indices/lengths met in the region (atomic; bh_map_corruptions)
   uint32_t gen;          // the directory entry's gen when opened (bh_region_map_hold)
@@ -409,13 +409,9 @@ inline void *HashLookupElem(const bh_map *m, const void *key) {
   if (idx == 0) return nullptr;
   ElemHeader *e = Elem(m, idx);
   switch (m->type) {
-    case BH_MAP_TYPE_LRU_HASH:
-      LruTouch(m, e);
-      return ElemValue(m, e);
-    case BH_MAP_TYPE_PERCPU_HASH:
-      return PercpuValue(m, idx, CurrentCpu(m));
-    default:
-      return ElemValue(m, e);
+    case BH_MAP_TYPE_LRU_HASH: LruTouch(m, e); return ElemValue(m, e);
+    case BH_MAP_TYPE_PERCPU_HASH: return PercpuValue(m, idx, CurrentCpu(m));
+    default: return ElemValue(m, e);
   }
 }
 

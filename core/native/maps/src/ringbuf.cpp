@@ -117,16 +117,11 @@ uint64_t bh_ringbuf_query(bh_map *m, uint64_t flags) {
   if (m == nullptr || m->type != BH_MAP_TYPE_RINGBUF) return 0;
   MapHeader *h = m->hdr;
   switch (flags) {
-    case BH_RB_AVAIL_DATA:
-      return shm::load_acquire(&h->producer_pos) - shm::load_acquire(&h->consumer_pos);
-    case BH_RB_RING_SIZE:
-      return m->ring_size;
-    case BH_RB_CONS_POS:
-      return shm::load_acquire(&h->consumer_pos);
-    case BH_RB_PROD_POS:
-      return shm::load_acquire(&h->producer_pos);
-    default:
-      return 0;
+    case BH_RB_AVAIL_DATA: return shm::load_acquire(&h->producer_pos) - shm::load_acquire(&h->consumer_pos);
+    case BH_RB_RING_SIZE: return m->ring_size;
+    case BH_RB_CONS_POS: return shm::load_acquire(&h->consumer_pos);
+    case BH_RB_PROD_POS: return shm::load_acquire(&h->producer_pos);
+    default: return 0;
   }
 }
 

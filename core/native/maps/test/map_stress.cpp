@@ -166,17 +166,23 @@ int StressChurn(bh_map *m, const bh_maps_stress_opts &o, bh_maps_stress_result &
         const void *k = kb.Set(base + i % 16);
         uint64_t val = i;
         memcpy(v.data(), &val, 8);
-        if (int64_t(h.update(P(m), P(k), P(v.data()), BH_NOEXIST, 0)) != 0) failed++;
-        else ok++;
-        if (int64_t(h.del(P(m), P(k), 0, 0, 0)) != 0) failed++;
-        else ok++;
+        if (int64_t(h.update(P(m), P(k), P(v.data()), BH_NOEXIST, 0)) != 0)
+          failed++;
+        else
+          ok++;
+        if (int64_t(h.del(P(m), P(k), 0, 0, 0)) != 0)
+          failed++;
+        else
+          ok++;
       }
     } else {
       for (uint64_t i = 0; i < o.iterations; i++) {
         uint32_t want = uint32_t((i * 2654435761u + t) % o.keys);
         uint64_t p = h.lookup(P(m), P(kb.Set(want)), 0, 0, 0);
-        if (p == 0 || Load32(reinterpret_cast<const void *>(uintptr_t(p))) != want) misses++;
-        else ok++;
+        if (p == 0 || Load32(reinterpret_cast<const void *>(uintptr_t(p))) != want)
+          misses++;
+        else
+          ok++;
       }
     }
     c.ok += ok;
@@ -200,8 +206,10 @@ int StressInsert(bh_map *m, const bh_maps_stress_opts &o, bh_maps_stress_result 
     for (uint64_t i = 0; i < o.iterations; i++) {
       uint64_t k = uint64_t(t) * o.iterations + i;
       memcpy(v.data(), &k, std::min<size_t>(8, v.size()));
-      if (int64_t(h.update(P(m), P(kb.Set(k)), P(v.data()), BH_ANY, 0)) == 0) ok++;
-      else failed++;
+      if (int64_t(h.update(P(m), P(kb.Set(k)), P(v.data()), BH_ANY, 0)) == 0)
+        ok++;
+      else
+        failed++;
     }
     c.ok += ok;
     c.failed += failed;
@@ -270,8 +278,10 @@ int StressRingbuf(bh_map *m, const bh_maps_stress_opts &o, bh_maps_stress_result
           discarded++;
         }
       } else if (i % 2 == 0) {
-        if (int64_t(h.ringbuf_output(P(m), P(&r), sizeof(r), 0, 0)) == 0) ok++;
-        else drops++;
+        if (int64_t(h.ringbuf_output(P(m), P(&r), sizeof(r), 0, 0)) == 0)
+          ok++;
+        else
+          drops++;
       } else {
         uint64_t p = h.ringbuf_reserve(P(m), sizeof(r), 0, 0, 0);
         if (p == 0) {
@@ -336,8 +346,10 @@ int StressPerf(bh_map *m, const bh_maps_stress_opts &o, bh_maps_stress_result &r
     uint64_t ok = 0, drops = 0;
     for (uint64_t i = 1; i <= o.iterations; i++) {
       Rec r{t, 0, i};
-      if (int64_t(h.perf_output(0, P(m), BH_F_CURRENT_CPU, P(&r), sizeof(r))) == 0) ok++;
-      else drops++;
+      if (int64_t(h.perf_output(0, P(m), BH_F_CURRENT_CPU, P(&r), sizeof(r))) == 0)
+        ok++;
+      else
+        drops++;
       Pace(o.pace_ns);
     }
     c.ok += ok;
@@ -420,8 +432,10 @@ int StressProduce(bh_map *m, const bh_maps_stress_opts &o, bh_maps_stress_result
       Rec r{t, 0, i};
       int64_t rc = ring ? int64_t(h.ringbuf_output(P(m), P(&r), sizeof(r), 0, 0))
                         : int64_t(h.perf_output(0, P(m), BH_F_CURRENT_CPU, P(&r), sizeof(r)));
-      if (rc == 0) ok++;
-      else drops++;
+      if (rc == 0)
+        ok++;
+      else
+        drops++;
       Pace(o.pace_ns);
     }
     c.ok += ok;
@@ -445,29 +459,16 @@ int bh_maps_stress(bh_map *m, const bh_maps_stress_opts *opts, bh_maps_stress_re
   uint64_t start = NowNs();
   int err;
   switch (o.op) {
-    case BH_STRESS_ADD:
-      err = StressAdd(m, o, *res);
-      break;
-    case BH_STRESS_CHURN:
-      err = StressChurn(m, o, *res);
-      break;
-    case BH_STRESS_RINGBUF:
-      err = m->type == BH_MAP_TYPE_RINGBUF ? StressRingbuf(m, o, *res) : -EINVAL;
-      break;
-    case BH_STRESS_PERF:
-      err = m->type == BH_MAP_TYPE_PERF_EVENT_ARRAY ? StressPerf(m, o, *res) : -EINVAL;
-      break;
+    case BH_STRESS_ADD: err = StressAdd(m, o, *res); break;
+    case BH_STRESS_CHURN: err = StressChurn(m, o, *res); break;
+    case BH_STRESS_RINGBUF: err = m->type == BH_MAP_TYPE_RINGBUF ? StressRingbuf(m, o, *res) : -EINVAL; break;
+    case BH_STRESS_PERF: err = m->type == BH_MAP_TYPE_PERF_EVENT_ARRAY ? StressPerf(m, o, *res) : -EINVAL; break;
     case BH_STRESS_QUEUE:
       err = (m->type == BH_MAP_TYPE_QUEUE || m->type == BH_MAP_TYPE_STACK) ? StressQueue(m, o, *res) : -EINVAL;
       break;
-    case BH_STRESS_INSERT:
-      err = StressInsert(m, o, *res);
-      break;
-    case BH_STRESS_PRODUCE:
-      err = StressProduce(m, o, *res);
-      break;
-    default:
-      err = -EINVAL;
+    case BH_STRESS_INSERT: err = StressInsert(m, o, *res); break;
+    case BH_STRESS_PRODUCE: err = StressProduce(m, o, *res); break;
+    default: err = -EINVAL;
   }
   res->elapsed_ns = NowNs() - start;
   return err;
@@ -536,8 +537,7 @@ int bh_maps_bench(bh_map *m, uint32_t op, uint64_t iterations, uint32_t keys, do
         if ((i & 255) == 255) bh_perf_consume(m, -1, noop_perf, nullptr, nullptr, 0);
       }
       break;
-    default:
-      return -EINVAL;
+    default: return -EINVAL;
   }
   uint64_t elapsed = NowNs() - start;
   __asm__ volatile("" : : "r"(sink) : "memory");

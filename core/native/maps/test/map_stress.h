@@ -46,32 +46,32 @@ typedef struct bh_maps_stress_opts {
   size_t sz;
   uint32_t op;
   uint32_t threads;
-  uint64_t iterations;  /* per thread */
-  uint32_t keys;        /* key space for ADD / CHURN */
-  uint32_t pace_ns;     /* producers sleep this long between records (0 = none) */
+  uint64_t iterations; /* per thread */
+  uint32_t keys;       /* key space for ADD / CHURN */
+  uint32_t pace_ns;    /* producers sleep this long between records (0 = none) */
 } bh_maps_stress_opts;
 
 typedef struct bh_maps_stress_result {
-  uint64_t ok;          /* operations that succeeded */
-  uint64_t failed;      /* operations that returned an unexpected error */
-  uint64_t misses;      /* CHURN: lookups of stable keys that failed or saw a wrong value */
-  uint64_t consumed;    /* records received by the consumer thread */
-  uint64_t drops;       /* ring: refused reservations; perf: lost samples */
-  uint64_t discarded;   /* ring: records discarded on purpose */
-  uint64_t order_errors;/* records out of per-producer order */
-  uint64_t sum;         /* QUEUE: sum popped; ADD: sum read back over all keys */
+  uint64_t ok;           /* operations that succeeded */
+  uint64_t failed;       /* operations that returned an unexpected error */
+  uint64_t misses;       /* CHURN: lookups of stable keys that failed or saw a wrong value */
+  uint64_t consumed;     /* records received by the consumer thread */
+  uint64_t drops;        /* ring: refused reservations; perf: lost samples */
+  uint64_t discarded;    /* ring: records discarded on purpose */
+  uint64_t order_errors; /* records out of per-producer order */
+  uint64_t sum;          /* QUEUE: sum popped; ADD: sum read back over all keys */
   uint64_t elapsed_ns;
 } bh_maps_stress_result;
 
 int bh_maps_stress(bh_map *m, const bh_maps_stress_opts *opts, bh_maps_stress_result *res);
 
 enum bh_maps_bench_op {
-  BH_BENCH_LOOKUP = 1,   /* helper map_lookup_elem on existing keys (i % keys) */
-  BH_BENCH_UPDATE = 2,   /* helper map_update_elem BH_ANY on existing keys */
-  BH_BENCH_ADD = 3,      /* lookup + atomic add through the pointer */
+  BH_BENCH_LOOKUP = 1, /* helper map_lookup_elem on existing keys (i % keys) */
+  BH_BENCH_UPDATE = 2, /* helper map_update_elem BH_ANY on existing keys */
+  BH_BENCH_ADD = 3,    /* lookup + atomic add through the pointer */
   BH_BENCH_LOOKUP_MISS = 4,
-  BH_BENCH_RINGBUF = 5,  /* ringbuf_output of 16 bytes, drained every 256 records */
-  BH_BENCH_PERF = 6,     /* perf_event_output of 16 bytes, drained every 256 */
+  BH_BENCH_RINGBUF = 5, /* ringbuf_output of 16 bytes, drained every 256 records */
+  BH_BENCH_PERF = 6,    /* perf_event_output of 16 bytes, drained every 256 */
 };
 /* Times `iterations` helper calls in a tight loop through a function pointer
  * (as JIT code calls helpers). Prepares the keys it needs (inserting

@@ -27,22 +27,22 @@ extern std::map<uint32_t, std::string> g_registered_helpers __attribute__((weak)
 
 static int g_failures = 0;
 static int g_checks = 0;
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    g_checks++;                                                       \
-    if (!(cond)) {                                                    \
-      g_failures++;                                                   \
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    g_checks++;                                                                \
+    if (!(cond)) {                                                             \
+      g_failures++;                                                            \
       fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-    }                                                                 \
+    }                                                                          \
   } while (0)
-#define CHECK_EQ(a, b)                                                                        \
-  do {                                                                                        \
-    g_checks++;                                                                               \
-    long long va_ = (long long)(a), vb_ = (long long)(b);                                     \
-    if (va_ != vb_) {                                                                         \
-      g_failures++;                                                                           \
+#define CHECK_EQ(a, b)                                                                                   \
+  do {                                                                                                   \
+    g_checks++;                                                                                          \
+    long long va_ = (long long)(a), vb_ = (long long)(b);                                                \
+    if (va_ != vb_) {                                                                                    \
+      g_failures++;                                                                                      \
       fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld\n", __FILE__, __LINE__, #a, va_, #b, vb_); \
-    }                                                                                         \
+    }                                                                                                    \
   } while (0)
 
 static int64_t S64(uint64_t v) { return int64_t(v); }
@@ -118,7 +118,9 @@ static void TestRegion() {
   CHECK_EQ(gen, 1);
   CHECK_EQ(CreateErr(r, BH_MAP_TYPE_ARRAY, 4, 8, 16, 0, "counts"), -EEXIST);
   CHECK_EQ(CreateErr(r, BH_MAP_TYPE_ARRAY, 4, 8, 16, 0, "bad name"), -EINVAL);
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_ARRAY, 4, 8, 16, 0, "0123456789012345678901234567890123456789012345678901234567890123"), -EINVAL);
+  CHECK_EQ(
+      CreateErr(r, BH_MAP_TYPE_ARRAY, 4, 8, 16, 0, "0123456789012345678901234567890123456789012345678901234567890123"),
+      -EINVAL);
   uint32_t key = 3;
   uint64_t val = 42;
   CHECK_EQ(bh_map_update(a, &key, &val, BH_ANY), 0);
@@ -605,8 +607,8 @@ static void TestBloom(bh_region *r) {
   CHECK_EQ(b->bucket_mask, 8191);  // 1000 * 3 / 5 * 7 = 4200 -> 8192
   CHECK_EQ(b->pool_size, 3);
   CHECK_EQ(b->seed, 0);
-  CHECK_EQ(d->bucket_mask, 63);    // 7 bits -> the 64 minimum
-  CHECK_EQ(d->pool_size, 5);       // map_extra 0: five hash functions
+  CHECK_EQ(d->bucket_mask, 63);                // 7 bits -> the 64 minimum
+  CHECK_EQ(d->pool_size, 5);                   // map_extra 0: five hash functions
   CHECK_EQ(big->bucket_mask, (1u << 25) - 1);  // 2^20 * 15 / 5 * 7 = 22020096 -> 2^25
   CHECK(bh_map_get_info(big)->storage_size >= 512 + (1u << 22));
   CHECK_EQ(bh_map_get_info(b)->map_extra, 3);
@@ -774,8 +776,8 @@ static void TestSelfHeldLock(bh_region *r) {
 
 static void TestStackTrace(bh_region *r) {
   const uint32_t kBuildId = 1u << 5;
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_STACK_TRACE, 8, 64, 16), -EINVAL);   // key is a u32 id
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_STACK_TRACE, 4, 12, 16), -EINVAL);   // whole frames
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_STACK_TRACE, 8, 64, 16), -EINVAL);  // key is a u32 id
+  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_STACK_TRACE, 4, 12, 16), -EINVAL);  // whole frames
   CHECK_EQ(CreateErr(r, BH_MAP_TYPE_STACK_TRACE, 4, 0, 16), -EINVAL);
   CHECK_EQ(CreateErr(r, BH_MAP_TYPE_STACK_TRACE, 4, 128 * 8, 16), -EINVAL);  // above perf_event_max_stack
   CHECK_EQ(CreateErr(r, BH_MAP_TYPE_STACK_TRACE, 4, 64, 0), -EINVAL);
@@ -804,7 +806,7 @@ static void TestStackTrace(bh_region *r) {
   CHECK_EQ(bh_map_get_next_key(m, nullptr, &next), 0);
   CHECK_EQ(next, key);
   CHECK_EQ(bh_map_get_next_key(m, &key, &next), -ENOENT);
-  CHECK_EQ(bh_map_get_next_key(m, &past, &next), 0);  // unknown key: from the start
+  CHECK_EQ(bh_map_get_next_key(m, &past, &next), 0);     // unknown key: from the start
   CHECK_EQ(bh_map_update(m, &key, v, BH_ANY), -EINVAL);  // only get_stackid stores stacks
   CHECK(bh_map_lookup_elem(m, &key) == nullptr);         // no program-side lookup, as the kernel
   CHECK_EQ(bh_map_count(m), -EINVAL);
@@ -948,8 +950,10 @@ static void TestRingbuf(bh_region *r) {
   int accepted = 0, refused = 0;
   for (int i = 0; i < 50; i++) {
     memset(rec, i, sizeof(rec));
-    if (bh_ringbuf_output(m, rec, sizeof(rec), 0) == 0) accepted++;
-    else refused++;
+    if (bh_ringbuf_output(m, rec, sizeof(rec), 0) == 0)
+      accepted++;
+    else
+      refused++;
   }
   bh_ringbuf_get_stats(m, &st);
   CHECK_EQ(st.drops - drops0, uint64_t(refused));
@@ -1005,16 +1009,18 @@ static void TestPerf(bh_region *r) {
   CHECK_EQ(bh_perf_event_output(m, 2, &v, 4), -E2BIG);
   CHECK_EQ(bh_perf_event_output(m, 1ull << 40, &v, 4), -EINVAL);
   CHECK_EQ(bh_perf_consume(m, -1, sample, lost, &pc, 0), 2);
-  CHECK(pc.samples.size() == 2 && pc.samples[0].first == 0 && pc.samples[0].second == 1 &&
-        pc.samples[1].first == 1 && pc.samples[1].second == 2);
+  CHECK(pc.samples.size() == 2 && pc.samples[0].first == 0 && pc.samples[0].second == 1 && pc.samples[1].first == 1 &&
+        pc.samples[1].second == 2);
   // 4096-byte ring, 104-byte records (8 + 96): 39 fit.
   uint8_t buf[96] = {0};
   int ok = 0, full = 0;
   for (uint32_t i = 0; i < 50; i++) {
     memcpy(buf, &i, 4);
     long rc = bh_perf_event_output(m, 0, buf, sizeof(buf));
-    if (rc == 0) ok++;
-    else if (rc == -ENOSPC) full++;
+    if (rc == 0)
+      ok++;
+    else if (rc == -ENOSPC)
+      full++;
   }
   CHECK_EQ(ok, 39);
   CHECK_EQ(full, 11);

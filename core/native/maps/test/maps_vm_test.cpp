@@ -76,34 +76,34 @@ std::vector<bh_inst> Program() {
   const uint8_t ALU64_MOV_X = 0xbf, ALU64_MOV_K = 0xb7, ALU64_ADD_K = 0x07, LDXW = 0x61, STXW = 0x63, STDW = 0x7a,
                 JNE_K = 0x55, JA = 0x05, ATOMIC_DW = 0xdb;
   std::vector<bh_inst> p;
-  p.push_back(I(ALU64_MOV_X, 6, 1, 0, 0));    // r6 = ctx
-  p.push_back(I(LDXW, 1, 6, 0, 0));           // r1 = *(u32 *)ctx
-  p.push_back(I(STXW, 10, 1, -4, 0));         // key at fp-4
-  Lddw(p, 1, BH_PSEUDO_MAP_FD, 0, 0);         // r1 = &counts
+  p.push_back(I(ALU64_MOV_X, 6, 1, 0, 0));  // r6 = ctx
+  p.push_back(I(LDXW, 1, 6, 0, 0));         // r1 = *(u32 *)ctx
+  p.push_back(I(STXW, 10, 1, -4, 0));       // key at fp-4
+  Lddw(p, 1, BH_PSEUDO_MAP_FD, 0, 0);       // r1 = &counts
   p.push_back(I(ALU64_MOV_X, 2, 10, 0, 0));
-  p.push_back(I(ALU64_ADD_K, 2, 0, 0, -4));   // r2 = &key
-  p.push_back(I(BH_OP_CALL, 0, 0, 0, 1));     // map_lookup_elem
-  p.push_back(I(JNE_K, 0, 0, 11, 0));         // found -> +11
-  p.push_back(I(STDW, 10, 0, -16, 1));        // value 1 at fp-16
+  p.push_back(I(ALU64_ADD_K, 2, 0, 0, -4));  // r2 = &key
+  p.push_back(I(BH_OP_CALL, 0, 0, 0, 1));    // map_lookup_elem
+  p.push_back(I(JNE_K, 0, 0, 11, 0));        // found -> +11
+  p.push_back(I(STDW, 10, 0, -16, 1));       // value 1 at fp-16
   Lddw(p, 1, BH_PSEUDO_MAP_FD, 0, 0);
   p.push_back(I(ALU64_MOV_X, 2, 10, 0, 0));
   p.push_back(I(ALU64_ADD_K, 2, 0, 0, -4));
   p.push_back(I(ALU64_MOV_X, 3, 10, 0, 0));
   p.push_back(I(ALU64_ADD_K, 3, 0, 0, -16));
   p.push_back(I(ALU64_MOV_K, 4, 0, 0, BH_NOEXIST));
-  p.push_back(I(BH_OP_CALL, 0, 0, 0, 2));     // map_update_elem
+  p.push_back(I(BH_OP_CALL, 0, 0, 0, 2));  // map_update_elem
   // A racing thread may have inserted first (EEXIST): look up and add then.
-  p.push_back(I(JNE_K, 0, 0, -16, 0));        // r0 != 0 -> back to the lookup
-  p.push_back(I(JA, 0, 0, 2, 0));             // inserted 1: skip the add
-  p.push_back(I(ALU64_MOV_K, 1, 0, 0, 1));    // found:
+  p.push_back(I(JNE_K, 0, 0, -16, 0));                // r0 != 0 -> back to the lookup
+  p.push_back(I(JA, 0, 0, 2, 0));                     // inserted 1: skip the add
+  p.push_back(I(ALU64_MOV_K, 1, 0, 0, 1));            // found:
   p.push_back(I(ATOMIC_DW, 0, 1, 0, BH_ATOMIC_ADD));  // lock *(u64 *)r0 += 1
-  Lddw(p, 1, BH_PSEUDO_MAP_FD, 1, 0);         // r1 = &events
+  Lddw(p, 1, BH_PSEUDO_MAP_FD, 1, 0);                 // r1 = &events
   p.push_back(I(ALU64_MOV_X, 2, 10, 0, 0));
   p.push_back(I(ALU64_ADD_K, 2, 0, 0, -4));
   p.push_back(I(ALU64_MOV_K, 3, 0, 0, 4));
   p.push_back(I(ALU64_MOV_K, 4, 0, 0, 0));
-  p.push_back(I(BH_OP_CALL, 0, 0, 0, 130));   // ringbuf_output
-  Lddw(p, 1, BH_PSEUDO_MAP_VALUE, 2, 8);      // r1 = &global value + 8
+  p.push_back(I(BH_OP_CALL, 0, 0, 0, 130));  // ringbuf_output
+  Lddw(p, 1, BH_PSEUDO_MAP_VALUE, 2, 8);     // r1 = &global value + 8
   p.push_back(I(ALU64_MOV_K, 2, 0, 0, 1));
   p.push_back(I(ATOMIC_DW, 1, 2, 0, BH_ATOMIC_ADD));
   p.push_back(I(ALU64_MOV_K, 0, 0, 0, 0));
@@ -192,10 +192,10 @@ void RunCase(bh_region *r, bool jit, const char *tag) {
 
 // The program's context: what the helpers returned and what get_stack wrote.
 struct StackCtx {
-  int64_t id;         // get_stackid
-  uint64_t frames[6]; // get_stack
-  int64_t stack_rc;   // get_stack: bytes written
-  int64_t id_again;   // get_stackid a second time, from another call site
+  int64_t id;          // get_stackid
+  uint64_t frames[6];  // get_stack
+  int64_t stack_rc;    // get_stack: bytes written
+  int64_t id_again;    // get_stackid a second time, from another call site
 };
 
 int ResolveOne(void *cookie, uint32_t, uint8_t src, int32_t, int32_t, uint64_t *out, char *, size_t) {
@@ -281,9 +281,9 @@ void StackCase(bh_region *r, bool jit, const char *tag) {
   uint64_t inner[2] = {uint64_t(uintptr_t(outer)), 0x3000};
   uint64_t ret_at_sp = 0x2000;
   uint64_t regs[21] = {0};
-  regs[16] = 0x1000;                          // ip
-  regs[19] = uint64_t(uintptr_t(&ret_at_sp)); // sp
-  regs[4] = uint64_t(uintptr_t(inner));       // bp
+  regs[16] = 0x1000;                           // ip
+  regs[19] = uint64_t(uintptr_t(&ret_at_sp));  // sp
+  regs[4] = uint64_t(uintptr_t(inner));        // bp
   const bool chain_up = uintptr_t(outer) > uintptr_t(inner);
   if (!chain_up) inner[0] = 0;
   bh_probe_ctx pc{};

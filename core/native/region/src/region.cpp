@@ -201,8 +201,7 @@ int Region::Open(const std::string &name, std::unique_ptr<Region> &out) {
   } else if (magic != BH_REGION_MAGIC || h->layout_version != BH_REGION_LAYOUT_VERSION ||
              h->header_size < sizeof(bh_region_header) || h->size != size ||
              h->desc_size != sizeof(bh_region_map_desc) || h->dir_offset < BH_REGION_HEADER_BYTES ||
-             h->dir_capacity > kMaxMapsLimit ||
-             h->dir_offset > size ||
+             h->dir_capacity > kMaxMapsLimit || h->dir_offset > size ||
              h->dir_offset + uint64_t(h->dir_capacity) * sizeof(bh_region_map_desc) > h->data_offset ||
              h->data_offset > size || h->ncpus == 0 || h->ncpus > kMaxCpus ||
              shm::load_acquire(&h->dir_count) > h->dir_capacity) {
@@ -447,8 +446,8 @@ int Region::FindMap(const char *name) const {
   return -ENOENT;
 }
 
-int Region::AddMap(const bh_region_map_desc &desc, uint64_t storage_size, uint64_t align,
-                   bh_region_init_fn init, void *cookie, uint32_t *index) {
+int Region::AddMap(const bh_region_map_desc &desc, uint64_t storage_size, uint64_t align, bh_region_init_fn init,
+                   void *cookie, uint32_t *index) {
   if (memchr(desc.name, '\0', BH_REGION_NAME_MAX) == nullptr) return -EINVAL;
   if (align == 0) align = kBlock;
   if ((align & (align - 1)) != 0) return -EINVAL;
@@ -532,8 +531,8 @@ int Region::FreeMap(uint32_t index, uint32_t gen) {
     off = slot->storage_off;
     block = AlignUp(slot->storage_size, kBlock);
     // A block outside the data area (a corrupt entry) is not put on the list.
-    reuse_storage = off >= data_offset_ && off % kBlock == 0 && block >= kBlock && block <= size_ &&
-                    off <= size_ - block;
+    reuse_storage =
+        off >= data_offset_ && off % kBlock == 0 && block >= kBlock && block <= size_ && off <= size_ - block;
     shm::store_release(&slot->state, uint32_t(BH_REGION_MAP_DEAD));
     shm::store_release(&slot->gen, gen + 1);
     h->live_maps--;
@@ -627,9 +626,7 @@ uint64_t bh_region_used(const bh_region *r) { return r->region->Used(); }
 uint64_t bh_region_free_bytes(const bh_region *r) {
   return bpfhook::shm::load_relaxed(&r->region->header()->free_bytes);
 }
-uint32_t bh_region_live_maps(const bh_region *r) {
-  return bpfhook::shm::load_relaxed(&r->region->header()->live_maps);
-}
+uint32_t bh_region_live_maps(const bh_region *r) { return bpfhook::shm::load_relaxed(&r->region->header()->live_maps); }
 
 int bh_region_alloc(bh_region *r, uint64_t size, uint64_t align, uint64_t *off) {
   if (r == nullptr || off == nullptr) return -EINVAL;
@@ -765,7 +762,7 @@ int bh_region_clean_stale(bh_region_removed_fn removed, void *cookie) {
       if (h.creator_pid == 0) continue;
     } else {
       if (h.layout_version != 1 && h.layout_version != BH_REGION_LAYOUT_VERSION) continue;
-    // Pids of another namespace name other processes here: never judge them.
+      // Pids of another namespace name other processes here: never judge them.
       if (h.layout_version >= 2 && h.creator_pidns != 0 && our_ns != 0 && h.creator_pidns != our_ns) continue;
       if (!CreatorGone(h)) continue;
     }

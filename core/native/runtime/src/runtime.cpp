@@ -34,17 +34,38 @@ enum : uint32_t {
 // with the probe context; the rest skip that cost.
 bool ignores_probe_ctx(int32_t id) {
   switch (id) {
-    case 1: case 2: case 3:                  // map lookup / update / delete
-    case 4: case 5: case 6: case 7: case 8:  // probe_read, ktime, printk, prandom, cpu
-    case 14: case 15: case 16:               // pid_tgid, uid_gid, comm
-    case 25: case 45:                        // perf_event_output, probe_read_str
-    case 87: case 88: case 89:               // push / pop / peek
-    case 112: case 113: case 114: case 115:  // probe_read_user / kernel (_str)
-    case 125: case 130: case 131: case 132: case 133: case 134:  // boot ns, ring buffer
-    case 160: case 165: case 177: case 182:  // coarse ns, snprintf, vprintk, strncmp
+    case 1:
+    case 2:
+    case 3:  // map lookup / update / delete
+    case 4:
+    case 5:
+    case 6:
+    case 7:
+    case 8:  // probe_read, ktime, printk, prandom, cpu
+    case 14:
+    case 15:
+    case 16:  // pid_tgid, uid_gid, comm
+    case 25:
+    case 45:  // perf_event_output, probe_read_str
+    case 87:
+    case 88:
+    case 89:  // push / pop / peek
+    case 112:
+    case 113:
+    case 114:
+    case 115:  // probe_read_user / kernel (_str)
+    case 125:
+    case 130:
+    case 131:
+    case 132:
+    case 133:
+    case 134:  // boot ns, ring buffer
+    case 160:
+    case 165:
+    case 177:
+    case 182:  // coarse ns, snprintf, vprintk, strncmp
       return true;
-    default:
-      return false;
+    default: return false;
   }
 }
 
@@ -109,11 +130,12 @@ int resolve_lddw(void *cookie, uint32_t pc, uint8_t src, int32_t imm, int32_t ne
   if (is_prog_array(prog->owner, o->maps[imm])) {
     return bh_fail(err, err_len, -1, "pc %u: map %d is a program array, which has no value to address", pc, imm);
   }
-  if (o->map_value_addr == nullptr) return bh_fail(err, err_len, -1, "pc %u: map value loads are not supported here", pc);
+  if (o->map_value_addr == nullptr)
+    return bh_fail(err, err_len, -1, "pc %u: map value loads are not supported here", pc);
   uint64_t addr = o->map_value_addr(o->maps[imm], static_cast<uint32_t>(next_imm));
   if (addr == 0) {
     return bh_fail(err, err_len, -1, "pc %u: map %d has no value at offset %d (not an array map, or out of range)", pc,
-                imm, next_imm);
+                   imm, next_imm);
   }
   *out = addr;
   return 0;
@@ -209,7 +231,8 @@ int run_vm(bh_program *prog, void *ctx, size_t ctx_len, uint64_t *ret, bh_fault 
   // faults are still counted and the last one kept for bh_program_faults.
   bh_fault local;
   bh_fault *f = fault != nullptr ? fault : &local;
-  int rc = prog->interpreter ? bh_vm_exec(prog->vm, ctx, ctx_len, ret, f) : bh_vm_exec_jit(prog->vm, ctx, ctx_len, ret, f);
+  int rc =
+      prog->interpreter ? bh_vm_exec(prog->vm, ctx, ctx_len, ret, f) : bh_vm_exec_jit(prog->vm, ctx, ctx_len, ret, f);
   if (rc < 0) {
     note_fault(prog, *f);
     return -EFAULT;
@@ -219,8 +242,8 @@ int run_vm(bh_program *prog, void *ctx, size_t ctx_len, uint64_t *ret, bh_fault 
 
 // Runs of programs with features, bracketed. `tail`: a tail call's target,
 // which continues its caller's run (same origin for stack walks).
-__attribute__((noinline)) int run_program(bh_program *prog, void *ctx, size_t ctx_len, uint64_t *ret,
-                                          bh_fault *fault, bool tail) {
+__attribute__((noinline)) int run_program(bh_program *prog, void *ctx, size_t ctx_len, uint64_t *ret, bh_fault *fault,
+                                          bool tail) {
   bh_stack_origin origin{};
   TailRun &t = t_tail;
   if (!tail) {
@@ -347,7 +370,7 @@ int bh_runtime_open_plugin(bh_runtime *rt, const char *path, const char *expect_
   auto entry = reinterpret_cast<bh_plugin_entry_fn>(dlsym(handle.h, BH_PLUGIN_ENTRY_SYMBOL));
   if (entry == nullptr) {
     return bh_fail(err, err_len, -EINVAL, "%s does not export %s, so it is not a bpfhook plugin", path,
-                BH_PLUGIN_ENTRY_SYMBOL);
+                   BH_PLUGIN_ENTRY_SYMBOL);
   }
   const bh_plugin_ops *ops = entry();
   if (ops == nullptr || ops->sz < offsetof(bh_plugin_ops, register_helpers)) {
@@ -355,11 +378,11 @@ int bh_runtime_open_plugin(bh_runtime *rt, const char *path, const char *expect_
   }
   if (ops->abi_version != BH_PLUGIN_ABI_VERSION) {
     return bh_fail(err, err_len, -EPROTO, "%s: plugin ABI %u, core speaks ABI %u; rebuild the plugin", path,
-                ops->abi_version, BH_PLUGIN_ABI_VERSION);
+                   ops->abi_version, BH_PLUGIN_ABI_VERSION);
   }
   if (expect_name != nullptr && (ops->name == nullptr || strcmp(ops->name, expect_name) != 0)) {
     return bh_fail(err, err_len, -EINVAL, "%s: native piece is named '%s', the TypeScript side '%s'", path,
-                ops->name != nullptr ? ops->name : "(null)", expect_name);
+                   ops->name != nullptr ? ops->name : "(null)", expect_name);
   }
   if (ops->attach == nullptr || ops->detach == nullptr) {
     return bh_fail(err, err_len, -EINVAL, "%s: plugin '%s' lacks attach or detach", path, ops->name);
@@ -419,7 +442,8 @@ bh_program *bh_runtime_load_program(bh_runtime *rt, const struct bh_program_opts
     return nullptr;
   }
   char msg[256] = {0};
-  if (rt->opts.register_defaults != nullptr && rt->opts.register_defaults(rt->opts.register_defaults_cookie, prog->vm) < 0) {
+  if (rt->opts.register_defaults != nullptr &&
+      rt->opts.register_defaults(rt->opts.register_defaults_cookie, prog->vm) < 0) {
     bh_fail(err, err_len, -EINVAL, "prog '%s': registering the standard helpers failed", name);
     return nullptr;
   }

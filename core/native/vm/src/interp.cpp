@@ -96,7 +96,7 @@ inline void atomic_op(uint64_t addr, int32_t op, uint64_t &src, uint64_t &r0) {
 }
 
 __attribute__((cold, noinline, format(printf, 6, 7))) int report(bh_fault *fault, int code, size_t pc, uint64_t addr,
-                                                                  uint32_t size, const char *fmt, ...) {
+                                                                 uint32_t size, const char *fmt, ...) {
   if (fault != nullptr) {
     fault->code = code;
     fault->pc = uint32_t(pc);
@@ -180,63 +180,65 @@ int run(const bh_vm *vm, void *ctx, size_t ctx_len, uint64_t stack_top, const St
   reg[BH_REG_FP] = start.frame_top;
   // Checked mode: no host data reaches the program, so a read of a stack
   // slot it never wrote gives 0 (each callee frame is cleared at its call).
-  if constexpr (Checked) std::memset(reinterpret_cast<void *>(uintptr_t(start.frame_top - BH_STACK_SIZE)), 0, BH_STACK_SIZE);
+  if constexpr (Checked)
+    std::memset(reinterpret_cast<void *>(uintptr_t(start.frame_top - BH_STACK_SIZE)), 0, BH_STACK_SIZE);
   Frame frames[BH_MAX_CALL_DEPTH];
   const int depth0 = start.depth0;
   int depth = depth0;  // frames in use below the entry one (local calls and enclosing callbacks)
   size_t pc = start.pc;
 
 // Memory operands are checked before the access in checked mode only.
-#define BH_ACCESS(ADDR, SIZE, IS_STORE)                                                                         \
-  do {                                                                                                          \
-    if constexpr (Checked) {                                                                                    \
-      const uint64_t a_ = (ADDR);                                                                               \
+#define BH_ACCESS(ADDR, SIZE, IS_STORE)                                                                            \
+  do {                                                                                                             \
+    if constexpr (Checked) {                                                                                       \
+      const uint64_t a_ = (ADDR);                                                                                  \
       const bool in_stack_ = a_ >= reg[BH_REG_FP] - BH_STACK_SIZE && a_ + (SIZE) <= stack_top && a_ + (SIZE) > a_; \
-      if (!in_stack_ && !bh::access_ok(vm, uintptr_t(a_), (SIZE), (IS_STORE), uintptr_t(reg[BH_REG_FP] - BH_STACK_SIZE), \
-                                       uintptr_t(stack_top), uintptr_t(ctx), ctx_len))                          \
-        return out_of_bounds(fault, cur, a_, (SIZE), (IS_STORE));                                               \
-    }                                                                                                           \
+      if (!in_stack_ &&                                                                                            \
+          !bh::access_ok(vm, uintptr_t(a_), (SIZE), (IS_STORE), uintptr_t(reg[BH_REG_FP] - BH_STACK_SIZE),         \
+                         uintptr_t(stack_top), uintptr_t(ctx), ctx_len))                                           \
+        return out_of_bounds(fault, cur, a_, (SIZE), (IS_STORE));                                                  \
+    }                                                                                                              \
   } while (0)
 
 // ALU: `s` is the source operand, `d` the destination register.
-#define BH_ALU64(OP, EXPR)                  \
-  case BH_CLS_ALU64 | OP | BH_SRC_K: {      \
-    const uint64_t s = imm;                 \
-    EXPR;                                   \
-    break;                                  \
-  }                                         \
-  case BH_CLS_ALU64 | OP | BH_SRC_X: {      \
-    const uint64_t s = src;                 \
-    EXPR;                                   \
-    break;                                  \
+#define BH_ALU64(OP, EXPR)             \
+  case BH_CLS_ALU64 | OP | BH_SRC_K: { \
+    const uint64_t s = imm;            \
+    EXPR;                              \
+    break;                             \
+  }                                    \
+  case BH_CLS_ALU64 | OP | BH_SRC_X: { \
+    const uint64_t s = src;            \
+    EXPR;                              \
+    break;                             \
   }
-#define BH_ALU32(OP, EXPR)                  \
-  case BH_CLS_ALU | OP | BH_SRC_K: {        \
-    const uint32_t s = uint32_t(imm);       \
-    const uint32_t d32 = uint32_t(d);       \
-    d = uint32_t(EXPR);                     \
-    break;                                  \
-  }                                         \
-  case BH_CLS_ALU | OP | BH_SRC_X: {        \
-    const uint32_t s = uint32_t(src);       \
-    const uint32_t d32 = uint32_t(d);       \
-    d = uint32_t(EXPR);                     \
-    break;                                  \
+#define BH_ALU32(OP, EXPR)            \
+  case BH_CLS_ALU | OP | BH_SRC_K: {  \
+    const uint32_t s = uint32_t(imm); \
+    const uint32_t d32 = uint32_t(d); \
+    d = uint32_t(EXPR);               \
+    break;                            \
+  }                                   \
+  case BH_CLS_ALU | OP | BH_SRC_X: {  \
+    const uint32_t s = uint32_t(src); \
+    const uint32_t d32 = uint32_t(d); \
+    d = uint32_t(EXPR);               \
+    break;                            \
   }
 // Conditional jumps: `a` is dst, `b` the operand, both of the class's width.
-#define BH_JMP(CLS, T, OP, COND)                      \
-  case CLS | OP | BH_SRC_K: {                         \
-    const T a = T(d), b = T(imm);                     \
-    if (COND) pc += size_t(int64_t(ins.off));         \
-    break;                                            \
-  }                                                   \
-  case CLS | OP | BH_SRC_X: {                         \
-    const T a = T(d), b = T(src);                     \
-    if (COND) pc += size_t(int64_t(ins.off));         \
-    break;                                            \
+#define BH_JMP(CLS, T, OP, COND)              \
+  case CLS | OP | BH_SRC_K: {                 \
+    const T a = T(d), b = T(imm);             \
+    if (COND) pc += size_t(int64_t(ins.off)); \
+    break;                                    \
+  }                                           \
+  case CLS | OP | BH_SRC_X: {                 \
+    const T a = T(d), b = T(src);             \
+    if (COND) pc += size_t(int64_t(ins.off)); \
+    break;                                    \
   }
-#define BH_JMP_BOTH(OP, COND)                   \
-  BH_JMP(BH_CLS_JMP, uint64_t, OP, COND)        \
+#define BH_JMP_BOTH(OP, COND)            \
+  BH_JMP(BH_CLS_JMP, uint64_t, OP, COND) \
   BH_JMP(BH_CLS_JMP32, uint32_t, OP, COND)
 
   // Every way out of the loop is a return: hand the count back then.
@@ -283,17 +285,17 @@ int run(const bh_vm *vm, void *ctx, size_t ctx_len, uint64_t stack_top, const St
         }
         break;
 
-      BH_ALU32(BH_ALU_ADD, d32 + s)
-      BH_ALU32(BH_ALU_SUB, d32 - s)
-      BH_ALU32(BH_ALU_MUL, d32 * s)
-      BH_ALU32(BH_ALU_DIV, div_op<uint32_t>(d32, s, ins.off == 1))
-      BH_ALU32(BH_ALU_MOD, mod_op<uint32_t>(d32, s, ins.off == 1))
-      BH_ALU32(BH_ALU_OR, d32 | s)
-      BH_ALU32(BH_ALU_AND, d32 & s)
-      BH_ALU32(BH_ALU_XOR, d32 ^ s)
-      BH_ALU32(BH_ALU_LSH, d32 << (s & 31))
-      BH_ALU32(BH_ALU_RSH, d32 >> (s & 31))
-      BH_ALU32(BH_ALU_ARSH, int32_t(d32) >> (s & 31))
+        BH_ALU32(BH_ALU_ADD, d32 + s)
+        BH_ALU32(BH_ALU_SUB, d32 - s)
+        BH_ALU32(BH_ALU_MUL, d32 * s)
+        BH_ALU32(BH_ALU_DIV, div_op<uint32_t>(d32, s, ins.off == 1))
+        BH_ALU32(BH_ALU_MOD, mod_op<uint32_t>(d32, s, ins.off == 1))
+        BH_ALU32(BH_ALU_OR, d32 | s)
+        BH_ALU32(BH_ALU_AND, d32 & s)
+        BH_ALU32(BH_ALU_XOR, d32 ^ s)
+        BH_ALU32(BH_ALU_LSH, d32 << (s & 31))
+        BH_ALU32(BH_ALU_RSH, d32 >> (s & 31))
+        BH_ALU32(BH_ALU_ARSH, int32_t(d32) >> (s & 31))
 
       case BH_CLS_ALU | BH_ALU_NEG: d = uint32_t(0u - uint32_t(d)); break;
       case BH_CLS_ALU | BH_ALU_MOV | BH_SRC_K: d = uint32_t(ins.imm); break;
@@ -307,14 +309,19 @@ int run(const bh_vm *vm, void *ctx, size_t ctx_len, uint64_t stack_top, const St
 
       // Byte order: to-little-endian only truncates on this host.
       case BH_CLS_ALU | BH_ALU_END | BH_SRC_K:
-        if (ins.imm == 16) d = uint16_t(d);
-        else if (ins.imm == 32) d = uint32_t(d);
+        if (ins.imm == 16)
+          d = uint16_t(d);
+        else if (ins.imm == 32)
+          d = uint32_t(d);
         break;
       case BH_CLS_ALU | BH_ALU_END | BH_SRC_X:
       case BH_CLS_ALU64 | BH_ALU_END | BH_SRC_K:
-        if (ins.imm == 16) d = __builtin_bswap16(uint16_t(d));
-        else if (ins.imm == 32) d = __builtin_bswap32(uint32_t(d));
-        else d = __builtin_bswap64(d);
+        if (ins.imm == 16)
+          d = __builtin_bswap16(uint16_t(d));
+        else if (ins.imm == 32)
+          d = __builtin_bswap32(uint32_t(d));
+        else
+          d = __builtin_bswap64(d);
         break;
 
       case BH_OP_LDDW:
@@ -322,40 +329,40 @@ int run(const bh_vm *vm, void *ctx, size_t ctx_len, uint64_t stack_top, const St
         ++pc;
         break;
 
-      // Loads: dst = *(src + off)
-#define BH_LDX(SIZE_BITS, MODE, T, WIDEN)                                \
-  case BH_CLS_LDX | MODE | SIZE_BITS: {                                  \
-    const uint64_t addr = src + uint64_t(int64_t(ins.off));              \
-    BH_ACCESS(addr, uint32_t(sizeof(T)), false);                         \
-    d = WIDEN(load<T>(addr));                                            \
-    break;                                                               \
+        // Loads: dst = *(src + off)
+#define BH_LDX(SIZE_BITS, MODE, T, WIDEN)                   \
+  case BH_CLS_LDX | MODE | SIZE_BITS: {                     \
+    const uint64_t addr = src + uint64_t(int64_t(ins.off)); \
+    BH_ACCESS(addr, uint32_t(sizeof(T)), false);            \
+    d = WIDEN(load<T>(addr));                               \
+    break;                                                  \
   }
 #define BH_ZX(x) uint64_t(x)
 #define BH_SX(x) uint64_t(int64_t(x))
-      BH_LDX(BH_SIZE_B, BH_MODE_MEM, uint8_t, BH_ZX)
-      BH_LDX(BH_SIZE_H, BH_MODE_MEM, uint16_t, BH_ZX)
-      BH_LDX(BH_SIZE_W, BH_MODE_MEM, uint32_t, BH_ZX)
-      BH_LDX(BH_SIZE_DW, BH_MODE_MEM, uint64_t, BH_ZX)
-      BH_LDX(BH_SIZE_B, BH_MODE_MEMSX, int8_t, BH_SX)
-      BH_LDX(BH_SIZE_H, BH_MODE_MEMSX, int16_t, BH_SX)
-      BH_LDX(BH_SIZE_W, BH_MODE_MEMSX, int32_t, BH_SX)
+        BH_LDX(BH_SIZE_B, BH_MODE_MEM, uint8_t, BH_ZX)
+        BH_LDX(BH_SIZE_H, BH_MODE_MEM, uint16_t, BH_ZX)
+        BH_LDX(BH_SIZE_W, BH_MODE_MEM, uint32_t, BH_ZX)
+        BH_LDX(BH_SIZE_DW, BH_MODE_MEM, uint64_t, BH_ZX)
+        BH_LDX(BH_SIZE_B, BH_MODE_MEMSX, int8_t, BH_SX)
+        BH_LDX(BH_SIZE_H, BH_MODE_MEMSX, int16_t, BH_SX)
+        BH_LDX(BH_SIZE_W, BH_MODE_MEMSX, int32_t, BH_SX)
 
-      // Stores: *(dst + off) = imm (ST) or src (STX)
-#define BH_STORE(CLS, SIZE_BITS, T, VALUE)                               \
-  case CLS | BH_MODE_MEM | SIZE_BITS: {                                  \
-    const uint64_t addr = d + uint64_t(int64_t(ins.off));                \
-    BH_ACCESS(addr, uint32_t(sizeof(T)), true);                          \
-    store<T>(addr, T(VALUE));                                            \
-    break;                                                               \
+        // Stores: *(dst + off) = imm (ST) or src (STX)
+#define BH_STORE(CLS, SIZE_BITS, T, VALUE)                \
+  case CLS | BH_MODE_MEM | SIZE_BITS: {                   \
+    const uint64_t addr = d + uint64_t(int64_t(ins.off)); \
+    BH_ACCESS(addr, uint32_t(sizeof(T)), true);           \
+    store<T>(addr, T(VALUE));                             \
+    break;                                                \
   }
-      BH_STORE(BH_CLS_ST, BH_SIZE_B, uint8_t, imm)
-      BH_STORE(BH_CLS_ST, BH_SIZE_H, uint16_t, imm)
-      BH_STORE(BH_CLS_ST, BH_SIZE_W, uint32_t, imm)
-      BH_STORE(BH_CLS_ST, BH_SIZE_DW, uint64_t, imm)
-      BH_STORE(BH_CLS_STX, BH_SIZE_B, uint8_t, src)
-      BH_STORE(BH_CLS_STX, BH_SIZE_H, uint16_t, src)
-      BH_STORE(BH_CLS_STX, BH_SIZE_W, uint32_t, src)
-      BH_STORE(BH_CLS_STX, BH_SIZE_DW, uint64_t, src)
+        BH_STORE(BH_CLS_ST, BH_SIZE_B, uint8_t, imm)
+        BH_STORE(BH_CLS_ST, BH_SIZE_H, uint16_t, imm)
+        BH_STORE(BH_CLS_ST, BH_SIZE_W, uint32_t, imm)
+        BH_STORE(BH_CLS_ST, BH_SIZE_DW, uint64_t, imm)
+        BH_STORE(BH_CLS_STX, BH_SIZE_B, uint8_t, src)
+        BH_STORE(BH_CLS_STX, BH_SIZE_H, uint16_t, src)
+        BH_STORE(BH_CLS_STX, BH_SIZE_W, uint32_t, src)
+        BH_STORE(BH_CLS_STX, BH_SIZE_DW, uint64_t, src)
 
       case BH_CLS_STX | BH_MODE_ATOMIC | BH_SIZE_W: {
         const uint64_t addr = d + uint64_t(int64_t(ins.off));
@@ -371,18 +378,20 @@ int run(const bh_vm *vm, void *ctx, size_t ctx_len, uint64_t stack_top, const St
       }
 
       case BH_CLS_JMP | BH_JMP_JA: pc += size_t(int64_t(ins.off)); break;
-      case BH_CLS_JMP32 | BH_JMP_JA: pc += size_t(int64_t(ins.imm)); break;
-      BH_JMP_BOTH(BH_JMP_JEQ, a == b)
-      BH_JMP_BOTH(BH_JMP_JNE, a != b)
-      BH_JMP_BOTH(BH_JMP_JGT, a > b)
-      BH_JMP_BOTH(BH_JMP_JGE, a >= b)
-      BH_JMP_BOTH(BH_JMP_JLT, a < b)
-      BH_JMP_BOTH(BH_JMP_JLE, a <= b)
-      BH_JMP_BOTH(BH_JMP_JSET, (a & b) != 0)
-      BH_JMP_BOTH(BH_JMP_JSGT, as_signed(a) > as_signed(b))
-      BH_JMP_BOTH(BH_JMP_JSGE, as_signed(a) >= as_signed(b))
-      BH_JMP_BOTH(BH_JMP_JSLT, as_signed(a) < as_signed(b))
-      BH_JMP_BOTH(BH_JMP_JSLE, as_signed(a) <= as_signed(b))
+      case BH_CLS_JMP32 | BH_JMP_JA:
+        pc += size_t(int64_t(ins.imm));
+        break;
+        BH_JMP_BOTH(BH_JMP_JEQ, a == b)
+        BH_JMP_BOTH(BH_JMP_JNE, a != b)
+        BH_JMP_BOTH(BH_JMP_JGT, a > b)
+        BH_JMP_BOTH(BH_JMP_JGE, a >= b)
+        BH_JMP_BOTH(BH_JMP_JLT, a < b)
+        BH_JMP_BOTH(BH_JMP_JLE, a <= b)
+        BH_JMP_BOTH(BH_JMP_JSET, (a & b) != 0)
+        BH_JMP_BOTH(BH_JMP_JSGT, as_signed(a) > as_signed(b))
+        BH_JMP_BOTH(BH_JMP_JSGE, as_signed(a) >= as_signed(b))
+        BH_JMP_BOTH(BH_JMP_JSLT, as_signed(a) < as_signed(b))
+        BH_JMP_BOTH(BH_JMP_JSLE, as_signed(a) <= as_signed(b))
 
       case BH_OP_CALL:
         if (ins.src == BH_CALL_LOCAL) {
@@ -496,8 +505,8 @@ int run_entry(const bh_vm *vm, void *ctx, size_t ctx_len, uint64_t *r0_out, bh_f
 }
 
 template <bool Budget>
-int call_calls_back(const bh_vm *vm, const bh::Helper &h, uint64_t *reg, void *ctx, size_t ctx_len,
-                    uint64_t stack_top, int depth, uint64_t &executed, bh_fault *fault, bool &exited) {
+int call_calls_back(const bh_vm *vm, const bh::Helper &h, uint64_t *reg, void *ctx, size_t ctx_len, uint64_t stack_top,
+                    int depth, uint64_t &executed, bh_fault *fault, bool &exited) {
   bh::CallbackLink link;
   link.vm = vm;
   link.jit = false;
@@ -541,11 +550,13 @@ int interp_callback(CallbackLink *link, const Callback &cb, const uint64_t *args
   bh_fault f{};
   int rc;
   if (vm->checked) {
-    rc = vm->budget != 0 ? run<true, true>(vm, link->ctx, link->ctx_len, link->stack_top, start, link->executed, r0, &f)
-                         : run<true, false>(vm, link->ctx, link->ctx_len, link->stack_top, start, link->executed, r0, &f);
+    rc = vm->budget != 0
+             ? run<true, true>(vm, link->ctx, link->ctx_len, link->stack_top, start, link->executed, r0, &f)
+             : run<true, false>(vm, link->ctx, link->ctx_len, link->stack_top, start, link->executed, r0, &f);
   } else {
-    rc = vm->budget != 0 ? run<false, true>(vm, link->ctx, link->ctx_len, link->stack_top, start, link->executed, r0, &f)
-                         : run<false, false>(vm, link->ctx, link->ctx_len, link->stack_top, start, link->executed, r0, &f);
+    rc = vm->budget != 0
+             ? run<false, true>(vm, link->ctx, link->ctx_len, link->stack_top, start, link->executed, r0, &f)
+             : run<false, false>(vm, link->ctx, link->ctx_len, link->stack_top, start, link->executed, r0, &f);
   }
   if (rc != 0) {
     link->fault = f;

@@ -102,8 +102,8 @@ bh_jit_fn bh_vm_compile(bh_vm *vm, char *err, size_t err_len) {
   // Callback entry points, before the program is published: a callback runs
   // only from a run of the published program.
   for (size_t i = 0; i < entries.size() && i < vm->callbacks.size(); ++i) {
-    vm->callbacks[i].jit_entry = reinterpret_cast<decltype(bh::Callback::jit_entry)>(
-        static_cast<uint8_t *>(vm->jit_code) + entries[i]);
+    vm->callbacks[i].jit_entry =
+        reinterpret_cast<decltype(bh::Callback::jit_entry)>(static_cast<uint8_t *>(vm->jit_code) + entries[i]);
   }
   const bh_jit_fn fn = reinterpret_cast<bh_jit_fn>(vm->jit_code);
   __atomic_store_n(&vm->jit_fn, fn, __ATOMIC_RELEASE);

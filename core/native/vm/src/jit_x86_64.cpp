@@ -125,8 +125,8 @@ HelperResult call_may_exit(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, u
 // stack) are what the callbacks' entry points need. exited: 0 go on, 1 end
 // the program with r0 (an exit request, the helper's or a callback's), 2 a
 // callback faulted (recorded in jit_fault()).
-HelperResult call_slow(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, bh_helper_fn fn,
-                       uint64_t state, uint64_t frame_top, const bh_vm *vm) {
+HelperResult call_slow(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t r4, uint64_t r5, bh_helper_fn fn, uint64_t state,
+                       uint64_t frame_top, const bh_vm *vm) {
   CallbackLink link;
   link.vm = vm;
   link.jit = true;
@@ -176,9 +176,7 @@ __attribute__((cold)) void raise_fault(int code, uint32_t pc, uint64_t addr, uin
     case BH_FAULT_BAD_HELPER:
       snprintf(f.message, sizeof f.message, "pc %u: callx to unregistered helper %" PRIu64, pc, addr);
       break;
-    default:
-      snprintf(f.message, sizeof f.message, "pc %u: fault %d", pc, code);
-      break;
+    default: snprintf(f.message, sizeof f.message, "pc %u: fault %d", pc, code); break;
   }
 }
 
@@ -200,8 +198,8 @@ int check_access(const bh_vm *vm, uint64_t addr, uint64_t info, uint64_t frame_t
   f.addr = addr;
   f.size = size;
   if (is_store) {
-    snprintf(f.message, sizeof f.message, "pc %u: store of %u bytes to 0x%" PRIx64 " outside stack, context and regions",
-             pc, size, addr);
+    snprintf(f.message, sizeof f.message,
+             "pc %u: store of %u bytes to 0x%" PRIx64 " outside stack, context and regions", pc, size, addr);
   } else {
     snprintf(f.message, sizeof f.message, "pc %u: load of %u bytes at 0x%" PRIx64 " outside stack, context and regions",
              pc, size, addr);
@@ -296,9 +294,7 @@ class Compiler {
           a_.mov_imm64(reg(ins.dst), uint64_t(uint32_t(ins.imm)) | (uint64_t(uint32_t(code_[pc + 1].imm)) << 32));
           ++pc;  // the second slot is data; no jump may land on it
           break;
-        case BH_CLS_LDX:
-          ldx(ins, pc);
-          break;
+        case BH_CLS_LDX: ldx(ins, pc); break;
         case BH_CLS_ST:
         case BH_CLS_STX:
           if (!store(ins, pc)) return bad(pc, err, err_len);
@@ -751,9 +747,7 @@ class Compiler {
         }
         return true;
       case BH_ALU_DIV:
-      case BH_ALU_MOD:
-        div_mod(is64, (ins.opcode & 0xf0) == BH_ALU_MOD, ins.off == 1, d, x, s, imm);
-        return true;
+      case BH_ALU_MOD: div_mod(is64, (ins.opcode & 0xf0) == BH_ALU_MOD, ins.off == 1, d, x, s, imm); return true;
       case BH_ALU_LSH: shift(SHL, is64, d, x, s, imm); return true;
       case BH_ALU_RSH: shift(SHR, is64, d, x, s, imm); return true;
       case BH_ALU_ARSH: shift(SAR, is64, d, x, s, imm); return true;
@@ -775,11 +769,8 @@ class Compiler {
           a_.mov(w, d, s);  // mov32 to itself still clears the upper half
         }
         return true;
-      case BH_ALU_END:
-        byte_swap(is64, x, d, ins.imm);
-        return true;
-      default:
-        return false;
+      case BH_ALU_END: byte_swap(is64, x, d, ins.imm); return true;
+      default: return false;
     }
   }
 
@@ -1088,8 +1079,7 @@ class Compiler {
           return false;
         }
         return true;
-      default:
-        break;
+      default: break;
     }
     Cond cc;
     switch (op) {

@@ -44,12 +44,12 @@ struct Validator {
   // instruction. `what` is "jump" or "local call".
   int check_target(size_t pc, int64_t target, const char *what) {
     if (target < 0 || target >= int64_t(n)) {
-      return fail(err, err_len, "pc %zu: %s to pc %" PRId64 " is out of range (program has %zu instructions)", pc,
-                  what, target, n);
+      return fail(err, err_len, "pc %zu: %s to pc %" PRId64 " is out of range (program has %zu instructions)", pc, what,
+                  target, n);
     }
     if (second_slot[size_t(target)]) {
-      return fail(err, err_len, "pc %zu: %s to pc %" PRId64 " lands in the middle of the lddw at pc %" PRId64, pc,
-                  what, target, target - 1);
+      return fail(err, err_len, "pc %zu: %s to pc %" PRId64 " lands in the middle of the lddw at pc %" PRId64, pc, what,
+                  target, target - 1);
     }
     is_target[size_t(target)] = 1;
     return 0;
@@ -61,8 +61,8 @@ struct Validator {
     const bool reg = (ins.opcode & BH_SRC_X) != 0;
     const uint8_t op = ins.opcode & 0xf0;
     if (op > BH_ALU_END) return unknown(pc);
-    if (op == BH_ALU_NEG && reg) return unknown(pc);           // neg has no register form
-    if (op == BH_ALU_END && is64 && reg) return unknown(pc);   // ALU64 swaps are unconditional
+    if (op == BH_ALU_NEG && reg) return unknown(pc);          // neg has no register form
+    if (op == BH_ALU_END && is64 && reg) return unknown(pc);  // ALU64 swaps are unconditional
     if (ins.dst == BH_REG_FP) return no_r10(pc);
     if ((!reg || op == BH_ALU_END) && ins.src != 0) {
       return fail(err, err_len, "pc %zu: invalid source register %u for an immediate operand (must be 0)", pc,
@@ -92,7 +92,8 @@ struct Validator {
         }
         break;
       default:
-        if (ins.off != 0) return fail(err, err_len, "pc %zu: invalid offset %d for an alu op (must be 0)", pc, int(ins.off));
+        if (ins.off != 0)
+          return fail(err, err_len, "pc %zu: invalid offset %d for an alu op (must be 0)", pc, int(ins.off));
         break;
     }
     return 0;
@@ -138,18 +139,21 @@ struct Validator {
         if (mode == BH_MODE_MEM) return 0;
         if (mode != BH_MODE_ATOMIC || (size != BH_SIZE_W && size != BH_SIZE_DW)) return unknown(pc);
         switch (ins.imm) {
-          case BH_ATOMIC_ADD: case BH_ATOMIC_OR: case BH_ATOMIC_AND: case BH_ATOMIC_XOR:
-            return 0;
-          case BH_ATOMIC_ADD | BH_ATOMIC_FETCH: case BH_ATOMIC_OR | BH_ATOMIC_FETCH:
-          case BH_ATOMIC_AND | BH_ATOMIC_FETCH: case BH_ATOMIC_XOR | BH_ATOMIC_FETCH:
+          case BH_ATOMIC_ADD:
+          case BH_ATOMIC_OR:
+          case BH_ATOMIC_AND:
+          case BH_ATOMIC_XOR: return 0;
+          case BH_ATOMIC_ADD | BH_ATOMIC_FETCH:
+          case BH_ATOMIC_OR | BH_ATOMIC_FETCH:
+          case BH_ATOMIC_AND | BH_ATOMIC_FETCH:
+          case BH_ATOMIC_XOR | BH_ATOMIC_FETCH:
           case BH_ATOMIC_XCHG:
             // These load the old value into src.
             if (ins.src == BH_REG_FP) return no_r10(pc);
             return 0;
           case BH_ATOMIC_CMPXCHG:  // loads the old value into r0
             return 0;
-          default:
-            return fail(err, err_len, "pc %zu: unknown atomic operation 0x%02x", pc, unsigned(ins.imm));
+          default: return fail(err, err_len, "pc %zu: unknown atomic operation 0x%02x", pc, unsigned(ins.imm));
         }
     }
   }
@@ -200,10 +204,8 @@ struct Validator {
             call_targets.push_back(uint32_t(target));
             return 0;
           }
-          case BH_CALL_KFUNC:
-            return fail(err, err_len, "pc %zu: kfunc calls are not supported", pc);
-          default:
-            return fail(err, err_len, "pc %zu: invalid call source %u", pc, unsigned(ins.src));
+          case BH_CALL_KFUNC: return fail(err, err_len, "pc %zu: kfunc calls are not supported", pc);
+          default: return fail(err, err_len, "pc %zu: invalid call source %u", pc, unsigned(ins.src));
         }
       default:  // conditional jumps
         if (!reg && ins.src != 0) {
@@ -221,13 +223,17 @@ struct Validator {
     for (size_t pc = 0; pc < n; ++pc) {
       if (second_slot[pc]) continue;  // checked with its first slot
       const bh_inst &ins = code[pc];
-      if (ins.dst > kMaxReg) return fail(err, err_len, "pc %zu: invalid destination register %u", pc, unsigned(ins.dst));
+      if (ins.dst > kMaxReg)
+        return fail(err, err_len, "pc %zu: invalid destination register %u", pc, unsigned(ins.dst));
       if (ins.src > kMaxReg) return fail(err, err_len, "pc %zu: invalid source register %u", pc, unsigned(ins.src));
       int rc = 0;
       switch (ins.opcode & BH_CLS_MASK) {
-        case BH_CLS_ALU: case BH_CLS_ALU64: rc = check_alu(pc); break;
+        case BH_CLS_ALU:
+        case BH_CLS_ALU64: rc = check_alu(pc); break;
         case BH_CLS_LD: rc = check_ld(pc); break;
-        case BH_CLS_LDX: case BH_CLS_ST: case BH_CLS_STX: rc = check_mem(pc); break;
+        case BH_CLS_LDX:
+        case BH_CLS_ST:
+        case BH_CLS_STX: rc = check_mem(pc); break;
         default: rc = check_jmp(pc); break;
       }
       if (rc != 0) return rc;
@@ -256,8 +262,8 @@ struct Validator {
       if (f > 0) {
         const size_t prev = second_slot[functions[f] - 1] ? functions[f] - 2 : functions[f] - 1;
         if (!ends_function(code[prev])) {
-          return fail(err, err_len, "pc %zu: falls through into the function at pc %u (must end with exit or ja)",
-                      prev, functions[f]);
+          return fail(err, err_len, "pc %zu: falls through into the function at pc %u (must end with exit or ja)", prev,
+                      functions[f]);
         }
       }
     }

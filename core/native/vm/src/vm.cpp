@@ -36,8 +36,8 @@ int fail(char *err, size_t err_len, const char *fmt, ...) {
 
 // Bounds are compared as [lo, hi) ranges with the end computed once, so an
 // address near the top of the address space cannot wrap around into a match.
-bool access_ok(const bh_vm *vm, uintptr_t addr, size_t size, bool is_store, uintptr_t stack_lo,
-               uintptr_t stack_hi, uintptr_t ctx, size_t ctx_len) {
+bool access_ok(const bh_vm *vm, uintptr_t addr, size_t size, bool is_store, uintptr_t stack_lo, uintptr_t stack_hi,
+               uintptr_t ctx, size_t ctx_len) {
   const uintptr_t end = addr + size;
   if (end < addr) return false;
   if (addr >= stack_lo && end <= stack_hi) return true;
@@ -88,8 +88,7 @@ int collect_callbacks(bh_vm *vm, char *err, size_t err_len) {
         return bh::fail(err, err_len,
                         "pc %zu: lddw source 4 (function): callback at pc %" PRId64
                         " is %s (program has %zu instructions)",
-                        pc, target, target == 0 ? "the entry function, which cannot be a callback" : "out of range",
-                        n);
+                        pc, target, target == 0 ? "the entry function, which cannot be a callback" : "out of range", n);
       }
       vm->func_refs.emplace_back(uint32_t(pc), uint32_t(target));
       targets.push_back(uint32_t(target));
@@ -138,8 +137,8 @@ int resolve_lddw(bh_vm *vm, char *err, size_t err_len) {
       uint64_t value = 0;
       if (vm->resolver(vm->resolver_cookie, uint32_t(pc), ins.src, ins.imm, code[pc + 1].imm, &value, why,
                        sizeof why) != 0) {
-        return bh::fail(err, err_len, "pc %zu: lddw source %u (%s): %s", pc, unsigned(ins.src),
-                        lddw_form_name(ins.src), why[0] != '\0' ? why : "resolver failed");
+        return bh::fail(err, err_len, "pc %zu: lddw source %u (%s): %s", pc, unsigned(ins.src), lddw_form_name(ins.src),
+                        why[0] != '\0' ? why : "resolver failed");
       }
       ins.src = 0;
       ins.imm = int32_t(uint32_t(value));

@@ -136,8 +136,8 @@ int validate(bh_vm *vm, char *err, size_t err_len);
 // Checked-mode access test shared by the interpreter and the JIT's slow path:
 // true if [addr, addr+size) lies in [stack_lo, stack_hi), in [ctx, ctx+len)
 // or in a registered region (writable if is_store).
-bool access_ok(const bh_vm *vm, uintptr_t addr, size_t size, bool is_store, uintptr_t stack_lo,
-               uintptr_t stack_hi, uintptr_t ctx, size_t ctx_len);
+bool access_ok(const bh_vm *vm, uintptr_t addr, size_t size, bool is_store, uintptr_t stack_lo, uintptr_t stack_hi,
+               uintptr_t ctx, size_t ctx_len);
 
 // Checked mode's test of a helper call's arguments against the helper's
 // prototype, shared by the interpreter and the JIT (same stack and context

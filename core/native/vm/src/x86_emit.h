@@ -12,14 +12,42 @@ namespace bh {
 namespace x86 {
 
 enum Reg : uint8_t {
-  RAX = 0, RCX, RDX, RBX, RSP, RBP, RSI, RDI,
-  R8, R9, R10, R11, R12, R13, R14, R15,
+  RAX = 0,
+  RCX,
+  RDX,
+  RBX,
+  RSP,
+  RBP,
+  RSI,
+  RDI,
+  R8,
+  R9,
+  R10,
+  R11,
+  R12,
+  R13,
+  R14,
+  R15,
 };
 
 // Condition codes in the encoding's order, so cc ^ 1 is the negation.
 enum Cond : uint8_t {
-  CC_O = 0, CC_NO, CC_B, CC_AE, CC_E, CC_NE, CC_BE, CC_A,
-  CC_S, CC_NS, CC_P, CC_NP, CC_L, CC_GE, CC_LE, CC_G,
+  CC_O = 0,
+  CC_NO,
+  CC_B,
+  CC_AE,
+  CC_E,
+  CC_NE,
+  CC_BE,
+  CC_A,
+  CC_S,
+  CC_NS,
+  CC_P,
+  CC_NP,
+  CC_L,
+  CC_GE,
+  CC_LE,
+  CC_G,
 };
 inline Cond negate(Cond c) { return Cond(c ^ 1); }
 

@@ -180,8 +180,8 @@ uint64_t h_maybe_exit(uint64_t a, uint64_t, uint64_t, uint64_t, uint64_t) {
 uint64_t h_clobber(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t) { return 0x1234; }
 // 1 if the helper was entered with the stack aligned as SysV requires (rsp
 // 16-byte aligned at the call, so the frame pointer is too after push rbp).
-__attribute__((noinline, optimize("no-omit-frame-pointer"))) uint64_t h_aligned(uint64_t, uint64_t, uint64_t,
-                                                                                 uint64_t, uint64_t) {
+__attribute__((noinline, optimize("no-omit-frame-pointer"))) uint64_t h_aligned(uint64_t, uint64_t, uint64_t, uint64_t,
+                                                                                uint64_t) {
   return (reinterpret_cast<uintptr_t>(__builtin_frame_address(0)) & 15) == 0 ? 1 : 0;
 }
 std::atomic<uint64_t> g_counter{0};
@@ -197,7 +197,13 @@ uint64_t h_nested(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t) {
 uint64_t h_count(uint64_t a, uint64_t, uint64_t, uint64_t, uint64_t) { return g_counter.fetch_add(a) + a; }
 
 enum : uint32_t {
-  kWeigh = 1, kMaybeExit = 2, kClobber = 5, kAligned = 6, kAlignedMayExit = 7, kNested = 8, kCount = 9,
+  kWeigh = 1,
+  kMaybeExit = 2,
+  kClobber = 5,
+  kAligned = 6,
+  kAlignedMayExit = 7,
+  kNested = 8,
+  kCount = 9,
 };
 
 // ---- running both backends -------------------------------------------------
@@ -227,7 +233,8 @@ VmPtr make_vm(const Prog &p, const Config &cfg, std::string *err_out = nullptr) 
   bh_vm_register_helper(vm.get(), kCount, "count", h_count, BH_HELPER_ARGS_SCALAR);
   bh_vm_register_helper(vm.get(), kAligned, "aligned", h_aligned, BH_HELPER_ARGS_SCALAR);
   bh_vm_register_helper(vm.get(), kNested, "nested", h_nested, BH_HELPER_MAY_EXIT | BH_HELPER_ARGS_SCALAR);
-  bh_vm_register_helper(vm.get(), kAlignedMayExit, "aligned_may_exit", h_aligned, BH_HELPER_MAY_EXIT | BH_HELPER_ARGS_SCALAR);
+  bh_vm_register_helper(vm.get(), kAlignedMayExit, "aligned_may_exit", h_aligned,
+                        BH_HELPER_MAY_EXIT | BH_HELPER_ARGS_SCALAR);
   bh_vm_set_checked(vm.get(), cfg.checked);
   bh_vm_set_budget(vm.get(), cfg.budget);
   for (const Region &r : cfg.regions) bh_vm_add_region(vm.get(), r.base, r.len, r.writable);
@@ -249,8 +256,7 @@ struct Outcome {
 bool same_fault(const bh_fault &a, const bh_fault &b) {
   if (a.code != b.code) return false;
   switch (a.code) {
-    case BH_FAULT_NONE:
-      return true;
+    case BH_FAULT_NONE: return true;
     case BH_FAULT_BUDGET:
       // The JIT charges only backward jumps and calls, so it stops later
       // and elsewhere; what matters is that both stop.
@@ -260,12 +266,12 @@ bool same_fault(const bh_fault &a, const bh_fault &b) {
       // so addresses differ; the text up to the address must not.
       const char *at_a = std::strstr(a.message, "0x");
       const char *at_b = std::strstr(b.message, "0x");
-      return a.pc == b.pc && a.size == b.size && at_a != nullptr && at_b != nullptr && at_a - a.message == at_b - b.message &&
+      return a.pc == b.pc && a.size == b.size && at_a != nullptr && at_b != nullptr &&
+             at_a - a.message == at_b - b.message &&
              std::strncmp(a.message, b.message, size_t(at_a - a.message)) == 0 &&
              std::strcmp(std::strchr(at_a, ' '), std::strchr(at_b, ' ')) == 0;
     }
-    default:
-      return a.pc == b.pc && a.addr == b.addr && a.size == b.size && std::strcmp(a.message, b.message) == 0;
+    default: return a.pc == b.pc && a.addr == b.addr && a.size == b.size && std::strcmp(a.message, b.message) == 0;
   }
 }
 
@@ -286,8 +292,8 @@ Outcome differ(const char *what, const Prog &p, const Config &cfg = Config{}, st
   jit.mem = mem;
   in.rc = bh_vm_exec(vm.get(), ctx_is_null ? nullptr : in.mem.data(), in.mem.size(), &in.r0, &in.fault);
   jit.rc = bh_vm_exec_jit(vm.get(), ctx_is_null ? nullptr : jit.mem.data(), jit.mem.size(), &jit.r0, &jit.fault);
-  const bool ok = in.rc == jit.rc && (in.rc != 0 || in.r0 == jit.r0) && same_fault(in.fault, jit.fault) &&
-                  in.mem == jit.mem;
+  const bool ok =
+      in.rc == jit.rc && (in.rc != 0 || in.r0 == jit.r0) && same_fault(in.fault, jit.fault) && in.mem == jit.mem;
   if (!ok) {
     ++g_failures;
     std::printf("FAIL %s: interp rc %d r0 0x%" PRIx64 " fault %d pc %u '%s' | jit rc %d r0 0x%" PRIx64
@@ -321,13 +327,37 @@ void expect_fault(const char *what, const Prog &p, int code, const Config &cfg =
 }
 
 const uint64_t kValues[] = {
-    0, 1, 2, 3, 5, 7, 31, 32, 33, 63, 64, 65, 0xff, 0x8000, 0xffff,
-    0x7fffffff, 0x80000000, 0xffffffff, 0x100000000, 0x1ffffffff,
-    0x8000000000000000, 0x7fffffffffffffff, 0xffffffffffffffff, 0xfffffffffffffffe,
-    0xffffffff80000000, 0x123456789abcdef0, 0xfedcba9876543210, 0x00000000deadbeef,
+    0,
+    1,
+    2,
+    3,
+    5,
+    7,
+    31,
+    32,
+    33,
+    63,
+    64,
+    65,
+    0xff,
+    0x8000,
+    0xffff,
+    0x7fffffff,
+    0x80000000,
+    0xffffffff,
+    0x100000000,
+    0x1ffffffff,
+    0x8000000000000000,
+    0x7fffffffffffffff,
+    0xffffffffffffffff,
+    0xfffffffffffffffe,
+    0xffffffff80000000,
+    0x123456789abcdef0,
+    0xfedcba9876543210,
+    0x00000000deadbeef,
 };
-const int32_t kImms[] = {0, 1, -1, 2, -2, 3, 7, 31, 32, 33, 63, 64, 127, 128, -128, -129,
-                         0x7fff, 0x8000, 0x7fffffff, INT32_MIN, 0x12345678, -0x12345678};
+const int32_t kImms[] = {0,  1,   -1,  2,    -2,   3,      7,      31,         32,        33,         63,
+                         64, 127, 128, -128, -129, 0x7fff, 0x8000, 0x7fffffff, INT32_MIN, 0x12345678, -0x12345678};
 
 // ---- ALU -------------------------------------------------------------------
 
@@ -336,10 +366,9 @@ struct AluCase {
   int16_t off;
 };
 const AluCase kAluOps[] = {
-    {BH_ALU_ADD, 0}, {BH_ALU_SUB, 0}, {BH_ALU_MUL, 0}, {BH_ALU_DIV, 0}, {BH_ALU_DIV, 1},
-    {BH_ALU_OR, 0},  {BH_ALU_AND, 0}, {BH_ALU_LSH, 0}, {BH_ALU_RSH, 0}, {BH_ALU_MOD, 0},
-    {BH_ALU_MOD, 1}, {BH_ALU_XOR, 0}, {BH_ALU_MOV, 0}, {BH_ALU_ARSH, 0},
-    {BH_ALU_MOV, 8}, {BH_ALU_MOV, 16}, {BH_ALU_MOV, 32},
+    {BH_ALU_ADD, 0}, {BH_ALU_SUB, 0},  {BH_ALU_MUL, 0}, {BH_ALU_DIV, 0},  {BH_ALU_DIV, 1},  {BH_ALU_OR, 0},
+    {BH_ALU_AND, 0}, {BH_ALU_LSH, 0},  {BH_ALU_RSH, 0}, {BH_ALU_MOD, 0},  {BH_ALU_MOD, 1},  {BH_ALU_XOR, 0},
+    {BH_ALU_MOV, 0}, {BH_ALU_ARSH, 0}, {BH_ALU_MOV, 8}, {BH_ALU_MOV, 16}, {BH_ALU_MOV, 32},
 };
 
 // Every register pair (dst == src included) for a few values: catches the
@@ -415,9 +444,9 @@ void test_alu_values() {
     for (uint8_t d : {uint8_t(0), uint8_t(2), uint8_t(4), uint8_t(5), uint8_t(9)}) {
       std::vector<bh_inst> ops = {alu(true, BH_ALU_NEG, d, 0), alu(false, BH_ALU_NEG, d, 0)};
       for (int32_t bits : {16, 32, 64}) {
-        ops.push_back(alu(false, BH_ALU_END, d, bits));                                       // le
-        ops.push_back(ins(BH_CLS_ALU | BH_ALU_END | BH_SRC_X, d, 0, 0, bits));                // be
-        ops.push_back(alu(true, BH_ALU_END, d, bits));                                        // bswap
+        ops.push_back(alu(false, BH_ALU_END, d, bits));                         // le
+        ops.push_back(ins(BH_CLS_ALU | BH_ALU_END | BH_SRC_X, d, 0, 0, bits));  // be
+        ops.push_back(alu(true, BH_ALU_END, d, bits));                          // bswap
       }
       for (const bh_inst &op : ops) {
         Prog p;
@@ -547,7 +576,7 @@ void test_known_answers() {
 // ---- jumps -----------------------------------------------------------------
 
 void test_jumps() {
-  const uint8_t conds[] = {BH_JMP_JEQ, BH_JMP_JGT, BH_JMP_JGE, BH_JMP_JSET, BH_JMP_JNE, BH_JMP_JSGT,
+  const uint8_t conds[] = {BH_JMP_JEQ,  BH_JMP_JGT, BH_JMP_JGE, BH_JMP_JSET, BH_JMP_JNE, BH_JMP_JSGT,
                            BH_JMP_JSGE, BH_JMP_JLT, BH_JMP_JLE, BH_JMP_JSLT, BH_JMP_JSLE};
   for (bool is32 : {false, true}) {
     for (uint8_t op : conds) {
@@ -680,10 +709,16 @@ void test_memory() {
 }
 
 void test_atomics() {
-  const int32_t ops[] = {BH_ATOMIC_ADD, BH_ATOMIC_OR, BH_ATOMIC_AND, BH_ATOMIC_XOR,
-                         BH_ATOMIC_ADD | BH_ATOMIC_FETCH, BH_ATOMIC_OR | BH_ATOMIC_FETCH,
-                         BH_ATOMIC_AND | BH_ATOMIC_FETCH, BH_ATOMIC_XOR | BH_ATOMIC_FETCH,
-                         BH_ATOMIC_XCHG, BH_ATOMIC_CMPXCHG};
+  const int32_t ops[] = {BH_ATOMIC_ADD,
+                         BH_ATOMIC_OR,
+                         BH_ATOMIC_AND,
+                         BH_ATOMIC_XOR,
+                         BH_ATOMIC_ADD | BH_ATOMIC_FETCH,
+                         BH_ATOMIC_OR | BH_ATOMIC_FETCH,
+                         BH_ATOMIC_AND | BH_ATOMIC_FETCH,
+                         BH_ATOMIC_XOR | BH_ATOMIC_FETCH,
+                         BH_ATOMIC_XCHG,
+                         BH_ATOMIC_CMPXCHG};
   for (uint8_t size : {uint8_t(BH_SIZE_W), uint8_t(BH_SIZE_DW)}) {
     for (int32_t op : ops) {
       // Every base/source pair; r0 set so that cmpxchg both succeeds (low
@@ -751,19 +786,19 @@ void test_calls() {
   p.push_back(st(BH_SIZE_DW, 10, -8, 1000));
   p.push_back(movr(1, 10));
   p.push_back(add(1, -8));
-  p.push_back(call_local(5));                          // -> f at pc 11
-  p.push_back(alux(true, BH_ALU_ADD, 0, 6));          // 66
-  p.push_back(alux(true, BH_ALU_ADD, 0, 7));          // 77
+  p.push_back(call_local(5));                 // -> f at pc 11
+  p.push_back(alux(true, BH_ALU_ADD, 0, 6));  // 66
+  p.push_back(alux(true, BH_ALU_ADD, 0, 7));  // 77
   p.push_back(ldx(BH_SIZE_DW, 2, 10, -8));
-  p.push_back(alux(true, BH_ALU_ADD, 0, 2));          // 1001
+  p.push_back(alux(true, BH_ALU_ADD, 0, 2));  // 1001
   p.push_back(exit_());
   // f(p): *p += 1; r6..r9 clobbered; own stack; returns 5 + *own stack
-  p.push_back(ldx(BH_SIZE_DW, 2, 1, 0));              // 11
+  p.push_back(ldx(BH_SIZE_DW, 2, 1, 0));  // 11
   p.push_back(add(2, 1));
   p.push_back(stx(BH_SIZE_DW, 1, 2, 0));
   p.push_back(mov(6, 0));
   p.push_back(mov(7, 0));
-  p.push_back(st(BH_SIZE_DW, 10, -8, 5));             // the callee's own -8
+  p.push_back(st(BH_SIZE_DW, 10, -8, 5));  // the callee's own -8
   p.push_back(ldx(BH_SIZE_DW, 0, 10, -8));
   p.push_back(exit_());
   expect_r0("local call frames", p, 5 + 66 + 77 + 1001);
@@ -801,12 +836,12 @@ void test_calls() {
   p.push_back(call(kMaybeExit));  // returns 7, no exit
   p.push_back(movr(6, 0));
   p.push_back(mov(1, 4));
-  p.push_back(call_local(2));     // pc 4 -> 7
+  p.push_back(call_local(2));  // pc 4 -> 7
   p.push_back(add(0, 1000));
   p.push_back(exit_());
-  p.push_back(call_local(1));     // pc 7 -> 9
+  p.push_back(call_local(1));  // pc 7 -> 9
   p.push_back(exit_());
-  p.push_back(call_local(1));     // pc 9 -> 11
+  p.push_back(call_local(1));  // pc 9 -> 11
   p.push_back(exit_());
   p.push_back(alux(true, BH_ALU_ADD, 1, 6));
   p.push_back(call(kMaybeExit));  // pc 12, r1 = 11: ends with r0 = 110
@@ -831,7 +866,7 @@ void test_calls() {
     a.push_back(call_local(2));  // pc 7 -> g, a second time
     a.push_back(alux(true, BH_ALU_ADD, 0, 7));
     a.push_back(exit_());
-    a.push_back(mov(6, 0));      // g: pc 10
+    a.push_back(mov(6, 0));                            // g: pc 10
     for (uint32_t id : {kAligned, kAlignedMayExit}) {  // pc 8..
       a.push_back(call(int32_t(id)));
       a.push_back(alux(true, BH_ALU_ADD, 6, 0));
@@ -904,7 +939,7 @@ void test_calls() {
   p.push_back(callx(8));
   p.push_back(exit_());
   expect_r0("callx r8", p, 2);
-  p.back() = mov(1, 2);  // helpers clobber r1-r5
+  p.back() = mov(1, 2);   // helpers clobber r1-r5
   p.push_back(callx(0));  // the id in r0 (= 2): maybe_exit with r1 = 2 -> 20
   p.push_back(exit_());
   o = differ("callx may exit", p);
@@ -1102,8 +1137,8 @@ void test_random(unsigned count) {
         }
         case 3: {
           const int32_t bits[] = {16, 32, 64};
-          const uint8_t kinds[] = {BH_CLS_ALU | BH_ALU_END, BH_CLS_ALU | BH_ALU_END | BH_SRC_X, BH_CLS_ALU64 | BH_ALU_END,
-                                   BH_CLS_ALU64 | BH_ALU_NEG, BH_CLS_ALU | BH_ALU_NEG};
+          const uint8_t kinds[] = {BH_CLS_ALU | BH_ALU_END, BH_CLS_ALU | BH_ALU_END | BH_SRC_X,
+                                   BH_CLS_ALU64 | BH_ALU_END, BH_CLS_ALU64 | BH_ALU_NEG, BH_CLS_ALU | BH_ALU_NEG};
           const uint8_t k = kinds[pick(5)];
           p.push_back(ins(k, d, 0, 0, (k & 0xf0) == BH_ALU_NEG ? 0 : bits[pick(3)]));
           break;
@@ -1122,9 +1157,9 @@ void test_random(unsigned count) {
           break;
         }
         case 5: {
-          const int32_t ops[] = {BH_ATOMIC_ADD, BH_ATOMIC_OR | BH_ATOMIC_FETCH, BH_ATOMIC_AND | BH_ATOMIC_FETCH,
-                                 BH_ATOMIC_XOR, BH_ATOMIC_ADD | BH_ATOMIC_FETCH, BH_ATOMIC_XCHG, BH_ATOMIC_CMPXCHG,
-                                 BH_ATOMIC_XOR | BH_ATOMIC_FETCH};
+          const int32_t ops[] = {BH_ATOMIC_ADD,     BH_ATOMIC_OR | BH_ATOMIC_FETCH,  BH_ATOMIC_AND | BH_ATOMIC_FETCH,
+                                 BH_ATOMIC_XOR,     BH_ATOMIC_ADD | BH_ATOMIC_FETCH, BH_ATOMIC_XCHG,
+                                 BH_ATOMIC_CMPXCHG, BH_ATOMIC_XOR | BH_ATOMIC_FETCH};
           const bool dw = pick(2) == 0;
           p.push_back(atomic(dw ? BH_SIZE_DW : BH_SIZE_W, 10, s, int16_t(-8 * (1 + pick(8)) + (dw ? 0 : 4 * pick(2))),
                              ops[pick(8)]));
@@ -1133,7 +1168,7 @@ void test_random(unsigned count) {
         default: {
           // A forward jump of 1..4 instructions; the hash section follows
           // the body, so any target is a real instruction.
-          const uint8_t conds[] = {BH_JMP_JEQ, BH_JMP_JGT, BH_JMP_JGE, BH_JMP_JSET, BH_JMP_JNE, BH_JMP_JSGT,
+          const uint8_t conds[] = {BH_JMP_JEQ,  BH_JMP_JGT, BH_JMP_JGE, BH_JMP_JSET, BH_JMP_JNE, BH_JMP_JSGT,
                                    BH_JMP_JSGE, BH_JMP_JLT, BH_JMP_JLE, BH_JMP_JSLT, BH_JMP_JSLE};
           const bool is32 = pick(2) == 0;
           const int16_t off = int16_t(pick(4) + 1);
@@ -1240,8 +1275,8 @@ void test_entry_shapes() {
         }
         p.push_back(exit_());
         char what[96];
-        std::snprintf(what, sizeof what, "entry shape mode %zu helper %d r6-r9 mask 0x%x r10 %d", m, helper,
-                      mask & 15, int(r10));
+        std::snprintf(what, sizeof what, "entry shape mode %zu helper %d r6-r9 mask 0x%x r10 %d", m, helper, mask & 15,
+                      int(r10));
         expect_r0(what, p, want, modes[m]);
         VmPtr vm = make_vm(p, modes[m]);
         if (vm) {
@@ -1383,8 +1418,8 @@ void test_random_shapes(unsigned count) {
     auto any = [&] { return regs[pick(regs.size())]; };
     // Stack slots: the top 16 and the frame's bottom two, all written first
     // (a forward jump may skip any later store).
-    const int16_t slots[] = {-8, -16, -24, -32, -40, -48, -56, -64, -72, -80, -88, -96, -104, -112, -120, -128,
-                             -504, -512};
+    const int16_t slots[] = {-8,  -16, -24, -32,  -40,  -48,  -56,  -64,  -72,
+                             -80, -88, -96, -104, -112, -120, -128, -504, -512};
     Prog p;
     if (stack) {
       for (int16_t off : slots) p.push_back(st(BH_SIZE_DW, 10, off, int32_t(rng())));
@@ -1403,9 +1438,7 @@ void test_random_shapes(unsigned count) {
           p.push_back(alux(pick(2) == 0, ops[pick(sizeof ops)], d, s));
           break;
         }
-        case 2:
-          p.push_back(alu(true, BH_ALU_ADD, d, int32_t(rng())));
-          break;
+        case 2: p.push_back(alu(true, BH_ALU_ADD, d, int32_t(rng()))); break;
         case 3:
           if (stack) {
             const int16_t off = slots[pick(sizeof slots / sizeof slots[0])];
@@ -1421,9 +1454,7 @@ void test_random_shapes(unsigned count) {
           for (uint8_t r = 1; r <= 5; ++r) p.push_back(mov(r, int32_t(rng())));
           break;
         }
-        default:
-          p.push_back(jx(pick(2) == 0, BH_JMP_JGT, d, s, int16_t(1 + pick(2))));
-          break;
+        default: p.push_back(jx(pick(2) == 0, BH_JMP_JGT, d, s, int16_t(1 + pick(2)))); break;
       }
     }
     for (uint8_t r : regs) {
@@ -1611,10 +1642,10 @@ void bench(bool enforce) {
   const bh_jit_fn fn_budget = bh_vm_compile(vm_budget.get(), err, sizeof err);
   const double t_budget = best_seconds([&] { sink += fn_budget(nullptr, n); });
   const double ratio = t_jit / t_native;
-  std::printf("bench: %" PRIu64 " iterations: gcc -O2 %.3f s, jit %.3f s (%.2fx), jit+budget %.3f s (%.2fx), %zu bytes"
+  std::printf("bench: %" PRIu64
+              " iterations: gcc -O2 %.3f s, jit %.3f s (%.2fx), jit+budget %.3f s (%.2fx), %zu bytes"
               " [sink %" PRIx64 "]\n",
-              uint64_t(n), t_native, t_jit, ratio, t_budget, t_budget / t_native, bh_vm_jit_size(vm.get()),
-              sink & 0xf);
+              uint64_t(n), t_native, t_jit, ratio, t_budget, t_budget / t_native, bh_vm_jit_size(vm.get()), sink & 0xf);
   if (enforce) EXPECT(ratio < 2.0);
 }
 

@@ -19,24 +19,23 @@ namespace {
 int g_checks = 0;
 int g_failures = 0;
 
-#define EXPECT(cond)                                                       \
-  do {                                                                     \
-    ++g_checks;                                                            \
-    if (!(cond)) {                                                         \
-      ++g_failures;                                                        \
-      std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);          \
-    }                                                                      \
+#define EXPECT(cond)                                              \
+  do {                                                            \
+    ++g_checks;                                                   \
+    if (!(cond)) {                                                \
+      ++g_failures;                                               \
+      std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                             \
   } while (0)
 
-#define EXPECT_EQ_U64(a, b)                                                                      \
-  do {                                                                                           \
-    ++g_checks;                                                                                  \
-    const uint64_t a_ = (a), b_ = (b);                                                           \
-    if (a_ != b_) {                                                                              \
-      ++g_failures;                                                                              \
-      std::printf("FAIL %s:%d: %s == 0x%" PRIx64 ", expected 0x%" PRIx64 "\n", __FILE__, __LINE__, \
-                  #a, a_, b_);                                                                   \
-    }                                                                                            \
+#define EXPECT_EQ_U64(a, b)                                                                                     \
+  do {                                                                                                          \
+    ++g_checks;                                                                                                 \
+    const uint64_t a_ = (a), b_ = (b);                                                                          \
+    if (a_ != b_) {                                                                                             \
+      ++g_failures;                                                                                             \
+      std::printf("FAIL %s:%d: %s == 0x%" PRIx64 ", expected 0x%" PRIx64 "\n", __FILE__, __LINE__, #a, a_, b_); \
+    }                                                                                                           \
   } while (0)
 
 // ---- instruction builders -------------------------------------------------
@@ -51,7 +50,9 @@ bh_inst ins(uint8_t op, uint8_t dst, uint8_t src, int16_t off, int32_t imm) {
   return i;
 }
 
-bh_inst alu64k(uint8_t op, uint8_t dst, int32_t imm, int16_t off = 0) { return ins(BH_CLS_ALU64 | op, dst, 0, off, imm); }
+bh_inst alu64k(uint8_t op, uint8_t dst, int32_t imm, int16_t off = 0) {
+  return ins(BH_CLS_ALU64 | op, dst, 0, off, imm);
+}
 bh_inst alu64x(uint8_t op, uint8_t dst, uint8_t src, int16_t off = 0) {
   return ins(BH_CLS_ALU64 | op | BH_SRC_X, dst, src, off, 0);
 }
@@ -77,7 +78,9 @@ bh_inst atomic(uint8_t size, uint8_t dst, uint8_t src, int16_t off, int32_t op) 
   return ins(BH_CLS_STX | BH_MODE_ATOMIC | size, dst, src, off, op);
 }
 bh_inst jk(uint8_t op, uint8_t dst, int32_t imm, int16_t off) { return ins(BH_CLS_JMP | op, dst, 0, off, imm); }
-bh_inst jx(uint8_t op, uint8_t dst, uint8_t src, int16_t off) { return ins(BH_CLS_JMP | op | BH_SRC_X, dst, src, off, 0); }
+bh_inst jx(uint8_t op, uint8_t dst, uint8_t src, int16_t off) {
+  return ins(BH_CLS_JMP | op | BH_SRC_X, dst, src, off, 0);
+}
 bh_inst j32k(uint8_t op, uint8_t dst, int32_t imm, int16_t off) { return ins(BH_CLS_JMP32 | op, dst, 0, off, imm); }
 bh_inst j32x(uint8_t op, uint8_t dst, uint8_t src, int16_t off) {
   return ins(BH_CLS_JMP32 | op | BH_SRC_X, dst, src, off, 0);
@@ -180,8 +183,8 @@ void expect_r0(int line, const Code &code, uint64_t want, std::vector<uint8_t> m
       std::printf("FAIL line %d (%s): exec failed: %s\n", line, checked ? "checked" : "fast", r.fault.message);
     } else if (r.r0 != want) {
       ++g_failures;
-      std::printf("FAIL line %d (%s): r0 = 0x%" PRIx64 ", expected 0x%" PRIx64 "\n", line,
-                  checked ? "checked" : "fast", r.r0, want);
+      std::printf("FAIL line %d (%s): r0 = 0x%" PRIx64 ", expected 0x%" PRIx64 "\n", line, checked ? "checked" : "fast",
+                  r.r0, want);
     }
   }
 }
@@ -313,43 +316,46 @@ void test_atomics() {
     return a;
   };
   // Non-fetch forms change memory only.
-  R0(cat(init(10), prog({mov(1, 5), atomic(BH_SIZE_DW, 10, 1, o, BH_ATOMIC_ADD), ldx(BH_SIZE_DW, 0, 10, o), exit_()})), 15);
+  R0(cat(init(10), prog({mov(1, 5), atomic(BH_SIZE_DW, 10, 1, o, BH_ATOMIC_ADD), ldx(BH_SIZE_DW, 0, 10, o), exit_()})),
+     15);
   R0(cat(init(10), prog({mov(1, 5), atomic(BH_SIZE_DW, 10, 1, o, BH_ATOMIC_ADD), movr(0, 1), exit_()})), 5);
-  R0(cat(init(0xf0), prog({mov(1, 0x0f), atomic(BH_SIZE_DW, 10, 1, o, BH_ATOMIC_OR), ldx(BH_SIZE_DW, 0, 10, o), exit_()})),
+  R0(cat(init(0xf0),
+         prog({mov(1, 0x0f), atomic(BH_SIZE_DW, 10, 1, o, BH_ATOMIC_OR), ldx(BH_SIZE_DW, 0, 10, o), exit_()})),
      0xff);
-  R0(cat(init(0xf0), prog({mov(1, 0x3c), atomic(BH_SIZE_DW, 10, 1, o, BH_ATOMIC_AND), ldx(BH_SIZE_DW, 0, 10, o),
-                          exit_()})),
+  R0(cat(init(0xf0),
+         prog({mov(1, 0x3c), atomic(BH_SIZE_DW, 10, 1, o, BH_ATOMIC_AND), ldx(BH_SIZE_DW, 0, 10, o), exit_()})),
      0x30);
-  R0(cat(init(0xf0), prog({mov(1, 0x3c), atomic(BH_SIZE_DW, 10, 1, o, BH_ATOMIC_XOR), ldx(BH_SIZE_DW, 0, 10, o),
-                          exit_()})),
+  R0(cat(init(0xf0),
+         prog({mov(1, 0x3c), atomic(BH_SIZE_DW, 10, 1, o, BH_ATOMIC_XOR), ldx(BH_SIZE_DW, 0, 10, o), exit_()})),
      0xcc);
   // Fetch forms return the old value in src.
-  R0(cat(init(10), prog({mov(1, 5), atomic(BH_SIZE_DW, 10, 1, o, BH_ATOMIC_ADD | BH_ATOMIC_FETCH), movr(0, 1), exit_()})),
+  R0(cat(init(10),
+         prog({mov(1, 5), atomic(BH_SIZE_DW, 10, 1, o, BH_ATOMIC_ADD | BH_ATOMIC_FETCH), movr(0, 1), exit_()})),
      10);
-  R0(cat(init(0xf0), prog({mov(1, 0x0f), atomic(BH_SIZE_DW, 10, 1, o, BH_ATOMIC_OR | BH_ATOMIC_FETCH), movr(0, 1),
-                          exit_()})),
+  R0(cat(init(0xf0),
+         prog({mov(1, 0x0f), atomic(BH_SIZE_DW, 10, 1, o, BH_ATOMIC_OR | BH_ATOMIC_FETCH), movr(0, 1), exit_()})),
      0xf0);
   R0(cat(init(0xf0), prog({mov(1, 0x0f), atomic(BH_SIZE_DW, 10, 1, o, BH_ATOMIC_AND | BH_ATOMIC_FETCH),
-                          ldx(BH_SIZE_DW, 0, 10, o), alu64x(BH_ALU_ADD, 0, 1), exit_()})),
+                           ldx(BH_SIZE_DW, 0, 10, o), alu64x(BH_ALU_ADD, 0, 1), exit_()})),
      0xf0);
   R0(cat(init(0xff), prog({mov(1, 0x0f), atomic(BH_SIZE_DW, 10, 1, o, BH_ATOMIC_XOR | BH_ATOMIC_FETCH),
-                          ldx(BH_SIZE_DW, 0, 10, o), alu64k(BH_ALU_LSH, 0, 8), alu64x(BH_ALU_OR, 0, 1), exit_()})),
+                           ldx(BH_SIZE_DW, 0, 10, o), alu64k(BH_ALU_LSH, 0, 8), alu64x(BH_ALU_OR, 0, 1), exit_()})),
      0xf0ff);
   R0(cat(init(0x1122334455667788ull), prog({mov(1, 7), atomic(BH_SIZE_DW, 10, 1, o, BH_ATOMIC_XCHG),
                                             ldx(BH_SIZE_DW, 0, 10, o), alu64x(BH_ALU_ADD, 0, 1), exit_()})),
      0x1122334455667788ull + 7);
   // 32-bit forms touch only the low word and zero-extend what they fetch.
-  R0(cat(init(0x00000001ffffffffull), prog({mov(1, 1), atomic(BH_SIZE_W, 10, 1, o, BH_ATOMIC_ADD),
-                                            ldx(BH_SIZE_DW, 0, 10, o), exit_()})),
+  R0(cat(init(0x00000001ffffffffull),
+         prog({mov(1, 1), atomic(BH_SIZE_W, 10, 1, o, BH_ATOMIC_ADD), ldx(BH_SIZE_DW, 0, 10, o), exit_()})),
      0x0000000100000000ull);
-  R0(cat(init(0x12345678ffffff00ull), prog({mov(1, -1), atomic(BH_SIZE_W, 10, 1, o, BH_ATOMIC_ADD | BH_ATOMIC_FETCH),
-                                            movr(0, 1), exit_()})),
+  R0(cat(init(0x12345678ffffff00ull),
+         prog({mov(1, -1), atomic(BH_SIZE_W, 10, 1, o, BH_ATOMIC_ADD | BH_ATOMIC_FETCH), movr(0, 1), exit_()})),
      0xffffff00ull);
-  R0(cat(init(0x12345678aaaaaaaaull), prog({mov(1, -1), atomic(BH_SIZE_W, 10, 1, o, BH_ATOMIC_XCHG), movr(0, 1),
-                                            exit_()})),
+  R0(cat(init(0x12345678aaaaaaaaull),
+         prog({mov(1, -1), atomic(BH_SIZE_W, 10, 1, o, BH_ATOMIC_XCHG), movr(0, 1), exit_()})),
      0xaaaaaaaaull);
-  R0(cat(init(0x12345678aaaaaaaaull), prog({mov(1, 0x55), atomic(BH_SIZE_W, 10, 1, o, BH_ATOMIC_XCHG),
-                                            ldx(BH_SIZE_DW, 0, 10, o), exit_()})),
+  R0(cat(init(0x12345678aaaaaaaaull),
+         prog({mov(1, 0x55), atomic(BH_SIZE_W, 10, 1, o, BH_ATOMIC_XCHG), ldx(BH_SIZE_DW, 0, 10, o), exit_()})),
      0x1234567800000055ull);
 
   // lock_cmpxchg (conformance): success stores src and r0 keeps the old
@@ -438,8 +444,9 @@ void test_calls() {
            mov(6, 1000), mov(9, 1000), st(BH_SIZE_DW, 10, -8, 2000), ldx(BH_SIZE_DW, 0, 10, -8), exit_()}),
      2000 + 7 + 100 + 9);
   // A callee may use a pointer into its caller's frame (checked mode too).
-  R0(prog({st(BH_SIZE_DW, 10, -8, 41), movr(1, 10), alu64k(BH_ALU_ADD, 1, -8), call_local(2), ldx(BH_SIZE_DW, 0, 10, -8),
-           exit_(), ldx(BH_SIZE_DW, 2, 1, 0), alu64k(BH_ALU_ADD, 2, 1), stx(BH_SIZE_DW, 1, 2, 0), exit_()}),
+  R0(prog({st(BH_SIZE_DW, 10, -8, 41), movr(1, 10), alu64k(BH_ALU_ADD, 1, -8), call_local(2),
+           ldx(BH_SIZE_DW, 0, 10, -8), exit_(), ldx(BH_SIZE_DW, 2, 1, 0), alu64k(BH_ALU_ADD, 2, 1),
+           stx(BH_SIZE_DW, 1, 2, 0), exit_()}),
      42);
   // A chain of 8 frames (7 nested calls) is allowed.
   {
@@ -531,7 +538,8 @@ void test_validator() {
   REJECT(prog({ldx(BH_SIZE_DW, 10, 1, 0), exit_()}), "pc 0: cannot write to r10");
   REJECT(prog({lddw(10, 1), exit_()}), "pc 0: cannot write to r10");
   REJECT(prog({atomic(BH_SIZE_DW, 1, 10, 0, BH_ATOMIC_XCHG), exit_()}), "pc 0: cannot write to r10");
-  REJECT(prog({ins(BH_CLS_ALU64 | BH_ALU_ADD, 0, 3, 0, 1), exit_()}), "pc 0: invalid source register 3 for an immediate");
+  REJECT(prog({ins(BH_CLS_ALU64 | BH_ALU_ADD, 0, 3, 0, 1), exit_()}),
+         "pc 0: invalid source register 3 for an immediate");
   REJECT(prog({alu64k(BH_ALU_DIV, 0, 0), exit_()}), "pc 0: division by an immediate zero");
   REJECT(prog({alu32k(BH_ALU_MOD, 0, 0, 1), exit_()}), "pc 0: modulo by an immediate zero");
   REJECT(prog({alu64k(BH_ALU_DIV, 0, 3, 2), exit_()}), "pc 0: invalid offset 2 for div");
@@ -544,7 +552,8 @@ void test_validator() {
   REJECT(prog({mov(0, 0)}), "pc 0: the program falls off its end");
   REJECT(prog({mov(0, 0), lddw(0, 1)}), "pc 1: the program falls off its end");
   REJECT(prog({mov(0, 0), ins(BH_OP_LDDW, 0, 0, 0, 0)}), "pc 1: incomplete lddw");
-  REJECT(prog({ins(BH_OP_LDDW, 0, 0, 0, 0), ins(0, 1, 0, 0, 0), exit_()}), "pc 1: invalid second slot of the lddw at pc 0");
+  REJECT(prog({ins(BH_OP_LDDW, 0, 0, 0, 0), ins(0, 1, 0, 0, 0), exit_()}),
+         "pc 1: invalid second slot of the lddw at pc 0");
   REJECT(prog({call(3), exit_()}), "pc 0: call to unregistered helper 3");
   REJECT(prog({call(-7), exit_()}), "pc 0: call to unregistered helper -7");
   REJECT(prog({call_local(5), exit_()}), "pc 0: local call to pc 6 is out of range");
@@ -569,8 +578,8 @@ void test_validator() {
   REJECT(prog({lddw(1, 0, 7), exit_()}), "pc 0: unsupported lddw source 7");
   {
     VmPtr vm = make_vm(Options{});
-    auto resolver = [](void *cookie, uint32_t pc, uint8_t src, int32_t imm, int32_t next_imm, uint64_t *out,
-                       char *err, size_t err_len) -> int {
+    auto resolver = [](void *cookie, uint32_t pc, uint8_t src, int32_t imm, int32_t next_imm, uint64_t *out, char *err,
+                       size_t err_len) -> int {
       if (imm == 3) {
         std::snprintf(err, err_len, "no map with fd %d", imm);
         return -1;
@@ -654,7 +663,8 @@ void test_checked() {
   EXPECT(run_checked(prog({mov(1, -4), ldx(BH_SIZE_DW, 0, 1, 0), exit_()}), {}).fault.code == BH_FAULT_OUT_OF_BOUNDS);
   // Atomics are checked as stores.
   {
-    Result r = run_checked(prog({mov(2, 1), atomic(BH_SIZE_W, 1, 2, 6, BH_ATOMIC_ADD), exit_()}), std::vector<uint8_t>(8));
+    Result r =
+        run_checked(prog({mov(2, 1), atomic(BH_SIZE_W, 1, 2, 6, BH_ATOMIC_ADD), exit_()}), std::vector<uint8_t>(8));
     EXPECT(r.fault.code == BH_FAULT_OUT_OF_BOUNDS && r.fault.size == 4);
   }
   // A callee cannot reach below its own frame.
@@ -735,10 +745,14 @@ ArgRun run_args(const Code &c, uint32_t flags_of_7 = 0, bool proto_of_7 = true, 
   // 7: sum_bytes(buf, size); 8: key_first(map, key), hash maps (type 1) only.
   bh_vm_register_helper(vm.get(), 7, "sum_bytes", h_sum_bytes, flags_of_7);
   bh_vm_register_helper(vm.get(), 8, "key_first", h_key_first, 0);
-  const bh_helper_proto p7 = {sizeof(bh_helper_proto), {BH_ARG_PTR_TO_MEM, BH_ARG_CONST_SIZE, 0, 0, 0}, 0,
+  const bh_helper_proto p7 = {sizeof(bh_helper_proto),
+                              {BH_ARG_PTR_TO_MEM, BH_ARG_CONST_SIZE, 0, 0, 0},
+                              0,
                               {"buf", "size", nullptr, nullptr, nullptr}};
-  const bh_helper_proto p8 = {sizeof(bh_helper_proto), {BH_ARG_CONST_MAP_PTR, BH_ARG_PTR_TO_MAP_KEY, 0, 0, 0},
-                              uint64_t(1) << 1, {"map", "key", nullptr, nullptr, nullptr}};
+  const bh_helper_proto p8 = {sizeof(bh_helper_proto),
+                              {BH_ARG_CONST_MAP_PTR, BH_ARG_PTR_TO_MAP_KEY, 0, 0, 0},
+                              uint64_t(1) << 1,
+                              {"map", "key", nullptr, nullptr, nullptr}};
   if (proto_of_7) bh_vm_set_helper_proto(vm.get(), 7, &p7);
   bh_vm_set_helper_proto(vm.get(), 8, &p8);
   const bh_vm_map m = {sizeof(bh_vm_map), kFakeMap, 1, 4, 8, nullptr, 0};
@@ -770,12 +784,12 @@ void test_helper_args() {
   const uint64_t map = uint64_t(uintptr_t(kFakeMap));
   // Good: 4 bytes on the stack, summed; key read through a known map.
   {
-    const Code c = prog({st(BH_SIZE_W, 10, -4, 0x01010101), movr(1, 10), alu64k(BH_ALU_ADD, 1, -4), mov(2, 4),
-                         call(7), exit_()});
+    const Code c =
+        prog({st(BH_SIZE_W, 10, -4, 0x01010101), movr(1, 10), alu64k(BH_ALU_ADD, 1, -4), mov(2, 4), call(7), exit_()});
     ArgRun r = run_args(c);
     EXPECT(r.load_rc == 0 && r.rc[0] == 0 && r.rc[1] == 0 && r.r0[0] == 4 && r.r0[1] == 4);
-    const Code k = prog({st(BH_SIZE_W, 10, -4, 77), lddw(1, map), movr(2, 10), alu64k(BH_ALU_ADD, 2, -4), call(8),
-                         exit_()});
+    const Code k =
+        prog({st(BH_SIZE_W, 10, -4, 77), lddw(1, map), movr(2, 10), alu64k(BH_ALU_ADD, 2, -4), call(8), exit_()});
     ArgRun rk = run_args(k);
     EXPECT(rk.rc[0] == 0 && rk.rc[1] == 0 && rk.r0[0] == 77 && rk.r0[1] == 77);
   }
@@ -814,9 +828,8 @@ void test_helper_args() {
   {
     // r0 = the second callee's read of the slot the first wrote, | an
     // entry-frame slot nobody wrote.
-    const Code c = prog({call_local(4), call_local(6), ldx(BH_SIZE_DW, 1, 10, -256), alu64x(BH_ALU_OR, 0, 1),
-                         exit_(), st(BH_SIZE_DW, 10, -8, 0x5a5a), mov(0, 0), exit_(), ldx(BH_SIZE_DW, 0, 10, -8),
-                         exit_()});
+    const Code c = prog({call_local(4), call_local(6), ldx(BH_SIZE_DW, 1, 10, -256), alu64x(BH_ALU_OR, 0, 1), exit_(),
+                         st(BH_SIZE_DW, 10, -8, 0x5a5a), mov(0, 0), exit_(), ldx(BH_SIZE_DW, 0, 10, -8), exit_()});
     ArgRun r = run_args(c);
     EXPECT(r.load_rc == 0 && r.rc[0] == 0 && r.rc[1] == 0);
     EXPECT(r.r0[0] == 0 && r.r0[1] == 0);
@@ -864,17 +877,18 @@ CbRun run_cb(const Code &code, bool jit, bool checked, uint64_t budget = 0) {
   r.load_rc = bh_vm_load(vm.get(), code.data(), code.size() * sizeof(bh_inst), err, sizeof err);
   r.load_err = err;
   if (r.load_rc != 0) return r;
-  r.rc = jit ? bh_vm_exec_jit(vm.get(), nullptr, 0, &r.r0, &r.fault) : bh_vm_exec(vm.get(), nullptr, 0, &r.r0, &r.fault);
+  r.rc =
+      jit ? bh_vm_exec_jit(vm.get(), nullptr, 0, &r.r0, &r.fault) : bh_vm_exec(vm.get(), nullptr, 0, &r.r0, &r.fault);
   return r;
 }
 
 void test_callbacks() {
   // twice(cb, 10) = cb(0, 10) + cb(1, 10), cb(i, ctx) = i + ctx.
-  const Code sum = prog({lddw(1, uint64_t(5 - 0 - 1), BH_PSEUDO_FUNC), mov(2, 10), call(7), exit_(),
-                         movr(0, 1), alu64x(BH_ALU_ADD, 0, 2), exit_()});
+  const Code sum = prog({lddw(1, uint64_t(5 - 0 - 1), BH_PSEUDO_FUNC), mov(2, 10), call(7), exit_(), movr(0, 1),
+                         alu64x(BH_ALU_ADD, 0, 2), exit_()});
   // A helper asking to end the program inside the callback ends the run.
-  const Code unwind = prog({lddw(1, uint64_t(5 - 0 - 1), BH_PSEUDO_FUNC), mov(2, 0), call(7), exit_(),
-                            mov(1, 0), call(5), mov(0, 1), exit_()});
+  const Code unwind = prog({lddw(1, uint64_t(5 - 0 - 1), BH_PSEUDO_FUNC), mov(2, 0), call(7), exit_(), mov(1, 0),
+                            call(5), mov(0, 1), exit_()});
   // A helper without the flag cannot run callbacks.
   const Code sneaky = prog({lddw(1, uint64_t(4 - 0 - 1), BH_PSEUDO_FUNC), call(8), exit_(), mov(0, 1), exit_()});
   // A value that is not a callback reference.

@@ -52,9 +52,7 @@ struct State {
 int op_get_arg(void *opaque, uint32_t n, uint64_t *value) {
   return bh_hook_call__arg(static_cast<bh_hook_call *>(opaque), n, value);
 }
-int op_get_ret(void *opaque, uint64_t *value) {
-  return bh_hook_call__ret(static_cast<bh_hook_call *>(opaque), value);
-}
+int op_get_ret(void *opaque, uint64_t *value) { return bh_hook_call__ret(static_cast<bh_hook_call *>(opaque), value); }
 int op_override(void *opaque, uint64_t value) {
   return bh_hook_call__override_return(static_cast<bh_hook_call *>(opaque), value);
 }
@@ -108,8 +106,7 @@ uint64_t listener(void *user, struct pt_regs *regs, bh_hook_call *call) {
 
 // For JIT-compiled programs that call no helper: nothing reads the attach
 // point, and this code must not touch vector registers (NO_VECTOR).
-__attribute__((target("general-regs-only"))) uint64_t listener_plain(void *user, struct pt_regs *regs,
-                                                                     bh_hook_call *) {
+__attribute__((target("general-regs-only"))) uint64_t listener_plain(void *user, struct pt_regs *regs, bh_hook_call *) {
   auto *a = static_cast<Attachment *>(user);
   return a->jit(regs, kPtRegsSize);
 }
@@ -179,22 +176,22 @@ int plugin_attach(void *state, const bh_attach_opts *opts, char *err, size_t err
   const uint32_t type = opts->attach_type;
   bh_hook_fn fn = listener_for(type);
   if (fn == nullptr || target.attach_type != type) {
-    return bh_fail(err, err_len, -EINVAL, "%s: attach type %u does not match the private data's %u",
-                target.description, type, target.attach_type);
+    return bh_fail(err, err_len, -EINVAL, "%s: attach type %u does not match the private data's %u", target.description,
+                   type, target.attach_type);
   }
   if (target.func_offset != 0 && type != BH_ATTACH_UPROBE) {
     // Inside a function [rsp] is not a return address: a return probe,
     // override or replacement there would return into garbage.
     return bh_fail(err, err_len, -EINVAL,
-                "%s %s: offset 0x%llx: a %s must be at the function's entry (offset 0); only uprobe may probe "
-                "inside a function",
-                type_name(type), target.description, static_cast<unsigned long long>(target.func_offset),
-                type_name(type));
+                   "%s %s: offset 0x%llx: a %s must be at the function's entry (offset 0); only uprobe may probe "
+                   "inside a function",
+                   type_name(type), target.description, static_cast<unsigned long long>(target.func_offset),
+                   type_name(type));
   }
   if (target.func_size != 0 && target.func_offset >= target.func_size) {
     return bh_fail(err, err_len, -EINVAL, "%s %s: offset 0x%llx is past the function's 0x%llx bytes", type_name(type),
-                target.description, static_cast<unsigned long long>(target.func_offset),
-                static_cast<unsigned long long>(target.func_size));
+                   target.description, static_cast<unsigned long long>(target.func_offset),
+                   static_cast<unsigned long long>(target.func_size));
   }
   uint64_t func = target.address;
   if ((target.flags & BH_UPROBE_F_IFUNC_RESOLVER) != 0) {
@@ -210,7 +207,8 @@ int plugin_attach(void *state, const bh_attach_opts *opts, char *err, size_t err
   a->prog = opts->prog;
   a->jit = opts->jit;
   a->cookie = opts->cookie;
-  const bool reads_probe = !BH_SZ_HAS(opts, bh_attach_opts, prog_flags) || (opts->prog_flags & BH_PROG_F_PROBE_CTX) != 0;
+  const bool reads_probe =
+      !BH_SZ_HAS(opts, bh_attach_opts, prog_flags) || (opts->prog_flags & BH_PROG_F_PROBE_CTX) != 0;
   a->probe = reads_probe ? s->host->probe : nullptr;
 
   std::lock_guard<std::mutex> lock(s->mu);
@@ -220,7 +218,7 @@ int plugin_attach(void *state, const bh_attach_opts *opts, char *err, size_t err
     if (it != s->exclusive.end()) {
       const Attachment &other = *s->attachments.at(it->second);
       return bh_fail(err, err_len, -EEXIST, "%s %s (0x%llx): already has %s by prog attachment %d", type_name(type),
-                  a->description.c_str(), static_cast<unsigned long long>(func), type_name(other.type), other.id);
+                     a->description.c_str(), static_cast<unsigned long long>(func), type_name(other.type), other.id);
     }
   }
   char msg[512] = {0};
@@ -300,7 +298,8 @@ int64_t plugin_call(void *, const char *name, const void *in, size_t in_len, voi
   }
   if (strcmp(name, "func_info") == 0) {
     uint64_t addr = 0;
-    if (in == nullptr || in_len != sizeof addr || out == nullptr || out_len < sizeof(struct bh_hook_func_info)) return -EINVAL;
+    if (in == nullptr || in_len != sizeof addr || out == nullptr || out_len < sizeof(struct bh_hook_func_info))
+      return -EINVAL;
     memcpy(&addr, in, sizeof addr);
     struct bh_hook_func_info info {};
     info.sz = sizeof info;
@@ -313,8 +312,8 @@ int64_t plugin_call(void *, const char *name, const void *in, size_t in_len, voi
 }
 
 const bh_plugin_ops kOps = {
-    sizeof(bh_plugin_ops), BH_PLUGIN_ABI_VERSION, "frida-uprobe", plugin_init, plugin_fini, plugin_attach,
-    plugin_detach,         nullptr,               plugin_call,
+    sizeof(bh_plugin_ops), BH_PLUGIN_ABI_VERSION, "frida-uprobe", plugin_init, plugin_fini,
+    plugin_attach,         plugin_detach,         nullptr,        plugin_call,
 };
 
 }  // namespace

@@ -20,10 +20,10 @@ namespace bh {
 // listener may touch it, dispatch.cpp saves all of it with XSAVE.
 // ---------------------------------------------------------------------------
 struct Frame {
-    struct pt_regs regs;  // 0
-    uint64_t pad0;        // 168
-    uint64_t jump;        // 176: return frames: the caller's return-address
-                          // slot; the trampoline `ret`s through it
+  struct pt_regs regs;  // 0
+  uint64_t pad0;        // 168
+  uint64_t jump;        // 176: return frames: the caller's return-address
+                        // slot; the trampoline `ret`s through it
 };
 constexpr int kEntryFrame = 184;
 constexpr int kReturnFrame = 184;
@@ -40,20 +40,20 @@ static_assert(kEntryFrame % 16 == 8, "entry frame keeps the caller's 16-byte ali
 // it with one acquire load and never takes a lock.
 // ---------------------------------------------------------------------------
 struct Listener {
-    bh_hook_fn fn;
-    void *user;
-    uint64_t cookie;
-    uint32_t replace;  // BH_HOOK_REPLACE: the value it returns is the result
-    uint32_t _pad;
+  bh_hook_fn fn;
+  void *user;
+  uint64_t cookie;
+  uint32_t replace;  // BH_HOOK_REPLACE: the value it returns is the result
+  uint32_t _pad;
 };
 
 struct ListenerSet {
-    uint32_t n_entry;   // ENTRY and REPLACE listeners, attach order
-    uint32_t n_return;  // RETURN listeners, attach order (after the entries)
-    uint32_t save_vec;  // some listener may touch vector/x87/mask state, or
-                        // the probe is inside a function: XSAVE around them
-    uint32_t _pad;
-    Listener items[];   // n_entry + n_return
+  uint32_t n_entry;   // ENTRY and REPLACE listeners, attach order
+  uint32_t n_return;  // RETURN listeners, attach order (after the entries)
+  uint32_t save_vec;  // some listener may touch vector/x87/mask state, or
+                      // the probe is inside a function: XSAVE around them
+  uint32_t _pad;
+  Listener items[];  // n_entry + n_return
 };
 
 // The part of a hooked function the trampolines and the hot path touch.
@@ -61,15 +61,15 @@ struct ListenerSet {
 // trampoline once no thread can be in either (README.md, "Freeing
 // trampolines").
 struct HookCore {
-    std::atomic<const ListenerSet *> set{nullptr};  // 0
-    uint64_t addr = 0;                               // 8
-    std::atomic<uint64_t> missed{0};                 // 16
-    // Where the function returns to when its stub called it for a return
-    // probe: that return address sits in the caller's slot meanwhile.
-    uint64_t after = 0;                              // 24
-    // bh_hook_call.flags a probe starts with: BH_HOOK_CALL_MIDFUNC for a
-    // probe inside a function (no override possible there).
-    uint32_t call_flags = 0;                         // 32
+  std::atomic<const ListenerSet *> set{nullptr};  // 0
+  uint64_t addr = 0;                              // 8
+  std::atomic<uint64_t> missed{0};                // 16
+  // Where the function returns to when its stub called it for a return
+  // probe: that return address sits in the caller's slot meanwhile.
+  uint64_t after = 0;  // 24
+  // bh_hook_call.flags a probe starts with: BH_HOOK_CALL_MIDFUNC for a
+  // probe inside a function (no override possible there).
+  uint32_t call_flags = 0;  // 32
 };
 static_assert(offsetof(HookCore, addr) == 8, "read by the trampoline");
 
@@ -77,26 +77,26 @@ static_assert(offsetof(HookCore, addr) == 8, "read by the trampoline");
 // Per-thread state.
 // ---------------------------------------------------------------------------
 struct ShadowEntry {
-    uint64_t ret;       // the caller's real return address
-    HookCore *hook;
-    uint64_t rsp;       // rsp at entry: where the return address lives
-    uint64_t args[6];   // rdi, rsi, rdx, rcx, r8, r9 at entry
-    uint64_t _pad;
+  uint64_t ret;  // the caller's real return address
+  HookCore *hook;
+  uint64_t rsp;      // rsp at entry: where the return address lives
+  uint64_t args[6];  // rdi, rsi, rdx, rcx, r8, r9 at entry
+  uint64_t _pad;
 };
 static_assert(sizeof(ShadowEntry) == 80, "shadow entry size");
 
 struct ThreadState {
-    // Odd while the thread is inside a probe (listeners or shadow-stack
-    // work).  It is both the read-side marker for grace periods and the
-    // recursion guard: a probe that fires while it is odd skips listeners.
-    std::atomic<uint64_t> ctr{0};
-    bh_hook_call *current = nullptr;  // innermost running probe
-    uint32_t top = 0;                 // shadow stack depth
-    uint32_t cap = 0;
-    ShadowEntry *stack = nullptr;
-    ThreadState *next = nullptr;      // registry: append-only list
-    std::atomic<bool> in_use{false};
-    int tid = 0;
+  // Odd while the thread is inside a probe (listeners or shadow-stack
+  // work).  It is both the read-side marker for grace periods and the
+  // recursion guard: a probe that fires while it is odd skips listeners.
+  std::atomic<uint64_t> ctr{0};
+  bh_hook_call *current = nullptr;  // innermost running probe
+  uint32_t top = 0;                 // shadow stack depth
+  uint32_t cap = 0;
+  ShadowEntry *stack = nullptr;
+  ThreadState *next = nullptr;  // registry: append-only list
+  std::atomic<bool> in_use{false};
+  int tid = 0;
 };
 
 // The calling thread's state: nullptr before its first probe, a real state
@@ -126,10 +126,10 @@ extern bool g_reader_fence BH_HIDDEN;
 
 // Vector/x87/mask state (dispatch.cpp): how it is saved on this CPU.
 struct VecInfo {
-    uint32_t mode;     // 0 fxsave64, 1 xsave64, 2 xsavec64
-    uint32_t size;     // bytes of the save area (64-byte aligned start)
-    uint64_t mask;     // XCR0 & the components a listener could change
-    uint32_t width;    // bytes of an argument vector register: 16, 32, 64
+  uint32_t mode;   // 0 fxsave64, 1 xsave64, 2 xsavec64
+  uint32_t size;   // bytes of the save area (64-byte aligned start)
+  uint64_t mask;   // XCR0 & the components a listener could change
+  uint32_t width;  // bytes of an argument vector register: 16, 32, 64
 };
 extern VecInfo g_vec BH_HIDDEN;
 void vec_init();  // once, from the engine's init (CPUID leaf 0xD, XGETBV)
@@ -137,10 +137,10 @@ void vec_init();  // once, from the engine's init (CPUID leaf 0xD, XGETBV)
 // What bh_on_enter tells the stub to do (the common entry compares it with
 // 1 and the stub branches on the flags).
 enum : uint32_t {
-    kRun = 0,         // jump to the relocated code
-    kReturnNow = 1,   // ret: rax holds the override value
-    kRunAndTrap = 2,  // drop the return address (it is in the shadow stack),
-                      // call the relocated code, then the return trampoline
+  kRun = 0,         // jump to the relocated code
+  kReturnNow = 1,   // ret: rax holds the override value
+  kRunAndTrap = 2,  // drop the return address (it is in the shadow stack),
+                    // call the relocated code, then the return trampoline
 };
 
 }  // namespace bh

@@ -25,34 +25,34 @@
 namespace bh {
 
 struct Fixup {
-    uint64_t from, to;
+  uint64_t from, to;
 };
 struct Range {
-    uint64_t lo, hi;  // [lo, hi)
+  uint64_t lo, hi;  // [lo, hi)
 };
 
 struct QuiesceOp {
-    // Bytes about to be patched (install): a paused thread with
-    // lo < rip < hi must be at a fixup's `from` (it is moved to `to`); an
-    // unpausable sleeping thread there fails the op.  Any number of ranges
-    // and fixups: one op patches a whole transaction.
-    std::vector<Range> patched;
-    std::vector<Fixup> fixups;
-    // Trampolines to prove unused: each thread whose rip, or a word of the
-    // top kScanBytes of its stack, lies in one of these counts as busy.
-    std::vector<Range> watch;
-    // Where the stack scan stops: the trampolines' memory.
-    std::vector<Range> code;
-    // Runs while the other threads are paused: must not allocate, lock or
-    // call libc.  `gate` is true if some threads could not be paused.
-    int (*write)(void *ctx, bool gate) = nullptr;
-    void *ctx = nullptr;
-    // Runs after a successful write, still paused, same rules: true if some
-    // thread is busy in a watched trampoline by a measure of the caller's.
-    bool (*also)(void *ctx) = nullptr;
-    void *also_ctx = nullptr;
-    // A pause that only checks `watch` (counted apart from patching pauses).
-    bool check_only = false;
+  // Bytes about to be patched (install): a paused thread with
+  // lo < rip < hi must be at a fixup's `from` (it is moved to `to`); an
+  // unpausable sleeping thread there fails the op.  Any number of ranges
+  // and fixups: one op patches a whole transaction.
+  std::vector<Range> patched;
+  std::vector<Fixup> fixups;
+  // Trampolines to prove unused: each thread whose rip, or a word of the
+  // top kScanBytes of its stack, lies in one of these counts as busy.
+  std::vector<Range> watch;
+  // Where the stack scan stops: the trampolines' memory.
+  std::vector<Range> code;
+  // Runs while the other threads are paused: must not allocate, lock or
+  // call libc.  `gate` is true if some threads could not be paused.
+  int (*write)(void *ctx, bool gate) = nullptr;
+  void *ctx = nullptr;
+  // Runs after a successful write, still paused, same rules: true if some
+  // thread is busy in a watched trampoline by a measure of the caller's.
+  bool (*also)(void *ctx) = nullptr;
+  void *also_ctx = nullptr;
+  // A pause that only checks `watch` (counted apart from patching pauses).
+  bool check_only = false;
 };
 
 // Bytes of stack above a paused thread's rsp searched for return addresses
@@ -62,7 +62,7 @@ struct QuiesceOp {
 constexpr uint64_t kScanBytes = 16384;
 
 struct QuiesceStats {
-    uint64_t pauses, threads_paused, threads_moved, threads_unpausable, checks;
+  uint64_t pauses, threads_paused, threads_moved, threads_unpausable, checks;
 };
 QuiesceStats quiesce_stats();
 

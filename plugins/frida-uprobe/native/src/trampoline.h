@@ -20,9 +20,9 @@ namespace bh {
 //    calls bh_on_return, restores, and `ret`s to the real return address
 //    that bh_on_return wrote into the caller's slot.
 struct SharedCode {
-    uint64_t common_entry = 0;
-    uint64_t mid_entry = 0;  // for probes inside a function: restores the flags too
-    uint64_t ret_tramp = 0;
+  uint64_t common_entry = 0;
+  uint64_t mid_entry = 0;  // for probes inside a function: restores the flags too
+  uint64_t ret_tramp = 0;
 };
 // Emits both into `a` (placed at a.here()).
 void emit_shared(Asm &a, SharedCode &out);
@@ -48,8 +48,8 @@ void emit_shared(Asm &a, SharedCode &out);
 // function (`mid`) calls the mid entry and falls through to `run`: no
 // return probes, no override there.
 struct StubAddrs {
-    uint64_t entry;  // where the patch jumps
-    uint64_t after;  // return point of `call run`
+  uint64_t entry;  // where the patch jumps
+  uint64_t after;  // return point of `call run`
 };
 StubAddrs emit_stub(Asm &a, uint64_t slot, const HookCore *hook, const SharedCode &shared, bool mid);
 

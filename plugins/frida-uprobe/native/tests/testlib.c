@@ -4,29 +4,27 @@
 
 /* The volatile local gives it a frame: push rbp; mov rbp,rsp; lea; mov; mov; pop; ret. */
 API int tl_add(int a, int b) {
-    volatile int sum = a + b;
-    return sum;
+  volatile int sum = a + b;
+  return sum;
 }
 
 API long tl_fib(long n) { return n < 2 ? n : tl_fib(n - 1) + tl_fib(n - 2); }
 
-API double tl_mix(long a, long b, long c, long d, long e, long f, long g, long h, double x,
-                  double y) {
-    return (double)(a + 2 * b + 3 * c + 4 * d + 5 * e + 6 * f + 7 * g + 8 * h) + x * y;
+API double tl_mix(long a, long b, long c, long d, long e, long f, long g, long h, double x, double y) {
+  return (double)(a + 2 * b + 3 * c + 4 * d + 5 * e + 6 * f + 7 * g + 8 * h) + x * y;
 }
 
 API int tl_lj_inner(jmp_buf *env, int v) {
-    if (v) longjmp(*env, v);
-    return 7;
+  if (v) longjmp(*env, v);
+  return 7;
 }
 
 API int tl_lj_outer(jmp_buf *env, int v) { return tl_lj_inner(env, v) + 1; }
 
 API long tl_helper(long x) { return x * 3; }
 
-__attribute__((visibility("default"), noinline, noclone, target("avx2")))
-__m256 tl_m256_add(__m256 a, __m256 b) {
-    return _mm256_add_ps(a, b);
+__attribute__((visibility("default"), noinline, noclone, target("avx2"))) __m256 tl_m256_add(__m256 a, __m256 b) {
+  return _mm256_add_ps(a, b);
 }
 
 API long double tl_ld(long double x) { return x * 2 + 1; }
@@ -77,10 +75,10 @@ __asm__(
 
     ".globl tl_redzone\n .type tl_redzone,@function\n .p2align 4\n"
     "tl_redzone:\n"
-    "  mov %edi,-4(%rsp)\n"      /* +0, 4 bytes */
-    "  mov %edi,-128(%rsp)\n"    /* +4, 4 bytes */
-    "  xor %eax,%eax\n"          /* +8, 2 bytes */
-    "  mov $1,%ecx\n"            /* +10: TL_REDZONE_PROBE */
+    "  mov %edi,-4(%rsp)\n"   /* +0, 4 bytes */
+    "  mov %edi,-128(%rsp)\n" /* +4, 4 bytes */
+    "  xor %eax,%eax\n"       /* +8, 2 bytes */
+    "  mov $1,%ecx\n"         /* +10: TL_REDZONE_PROBE */
     "  add -4(%rsp),%eax\n"
     "  add -128(%rsp),%eax\n"
     "  add %ecx,%eax\n"
@@ -89,7 +87,7 @@ __asm__(
 
     ".globl tl_je32\n .type tl_je32,@function\n .p2align 4\n"
     "tl_je32:\n"
-    "  test %rdi,%rdi\n"          /* +0, 3 bytes */
+    "  test %rdi,%rdi\n"                    /* +0, 3 bytes */
     "  .byte 0x0f,0x84\n .long 2f-1f\n1:\n" /* +3: je rel32 */
     "  mov $1,%eax\n"
     "  ret\n"

@@ -10,12 +10,12 @@ int tl_add(int a, int b);
 long tl_fib(long n);
 /* 8 integer arguments (two on the stack) and two doubles. */
 double tl_mix(long a, long b, long c, long d, long e, long f, long g, long h, double x, double y);
-int tl_lj_inner(jmp_buf *env, int v);  /* longjmps to env when v != 0 */
-int tl_lj_outer(jmp_buf *env, int v);  /* tl_lj_inner(env, v) + 1 */
-int tl_tail(int x);                    /* push rbp; mov rbp,rsp; pop rbp; jmp tl_add (x, 1 from rsi) */
-int tl_tiny(int x);                    /* mov eax, edi; ret: too short to patch */
-int tl_loopy(int n);                   /* a loop that jumps back to +2 */
-long tl_calls_first(long x);           /* starts with call rel32: relocated as push+jmp */
+int tl_lj_inner(jmp_buf *env, int v); /* longjmps to env when v != 0 */
+int tl_lj_outer(jmp_buf *env, int v); /* tl_lj_inner(env, v) + 1 */
+int tl_tail(int x);                   /* push rbp; mov rbp,rsp; pop rbp; jmp tl_add (x, 1 from rsi) */
+int tl_tiny(int x);                   /* mov eax, edi; ret: too short to patch */
+int tl_loopy(int n);                  /* a loop that jumps back to +2 */
+long tl_calls_first(long x);          /* starts with call rel32: relocated as push+jmp */
 long tl_helper(long x);
 /* mov eax, edi; syscall; nopl 0(rax); ret: a thread blocked in it sits at
  * +4, inside the 5 bytes a hook overwrites. */

@@ -106,7 +106,7 @@ struct bh_helper_desc {
   uint32_t id;
   const char *name; /* the kernel's name: "bpf_probe_read", ... */
   bh_helper_fn fn;
-  uint32_t flags;   /* BH_HELPER_MAY_EXIT for tail_call, BH_HELPER_CALLS_BACK for loop */
+  uint32_t flags; /* BH_HELPER_MAY_EXIT for tail_call, BH_HELPER_CALLS_BACK for loop */
 };
 
 /* All helpers of this library, sorted by id. Static storage; never NULL. */

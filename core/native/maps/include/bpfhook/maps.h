@@ -144,15 +144,15 @@ typedef struct bh_map bh_map;
 /* `sz` first (see bh_region_opts). */
 typedef struct bh_map_spec {
   size_t sz;
-  const char *name;     /* up to 63 printable ASCII bytes, no spaces, unique in
-                         * the region (-EEXIST); "" or NULL = anonymous */
+  const char *name; /* up to 63 printable ASCII bytes, no spaces, unique in
+                     * the region (-EEXIST); "" or NULL = anonymous */
   uint32_t type;
   uint32_t key_size;
   uint32_t value_size;
   uint32_t max_entries; /* perf event array: 0 = one ring per possible CPU */
   uint32_t map_flags;
-  uint64_t map_extra;   /* perf event array: bytes per ring (power of two >= 4096, 0 = 64 KiB);
-                         * bloom filter: hash functions (1..15, 0 = 5) */
+  uint64_t map_extra; /* perf event array: bytes per ring (power of two >= 4096, 0 = 64 KiB);
+                       * bloom filter: hash functions (1..15, 0 = 5) */
 } bh_map_spec;
 
 typedef struct bh_map_info {
@@ -270,10 +270,10 @@ typedef int (*bh_ringbuf_sample_fn)(void *ctx, const void *data, uint32_t size);
 int bh_ringbuf_consume(bh_map *m, bh_ringbuf_sample_fn fn, void *ctx, uint32_t max_records);
 
 typedef struct bh_ringbuf_stats {
-  uint64_t size;         /* data bytes */
+  uint64_t size; /* data bytes */
   uint64_t producer_pos;
   uint64_t consumer_pos;
-  uint64_t drops;        /* reservations refused because the ring was full */
+  uint64_t drops; /* reservations refused because the ring was full */
 } bh_ringbuf_stats;
 int bh_ringbuf_get_stats(bh_map *m, bh_ringbuf_stats *st);
 
@@ -295,7 +295,7 @@ typedef struct bh_perf_ring_stats {
   uint64_t size;
   uint64_t head;
   uint64_t tail;
-  uint64_t lost;         /* total lost samples on this ring */
+  uint64_t lost; /* total lost samples on this ring */
 } bh_perf_ring_stats;
 int bh_perf_get_stats(bh_map *m, uint32_t ring, bh_perf_ring_stats *st);
 

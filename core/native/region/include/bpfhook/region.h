@@ -110,42 +110,42 @@ extern "C" {
 typedef struct bh_region_header {
   uint64_t magic;
   uint32_t layout_version;
-  uint32_t header_size;    /* sizeof(bh_region_header) of the writer */
-  uint64_t size;           /* bytes in the object */
-  uint64_t generation;     /* bumped on every directory change */
-  uint32_t ncpus;          /* possible CPUs at creation */
+  uint32_t header_size; /* sizeof(bh_region_header) of the writer */
+  uint64_t size;        /* bytes in the object */
+  uint64_t generation;  /* bumped on every directory change */
+  uint32_t ncpus;       /* possible CPUs at creation */
   uint32_t creator_pid;
-  uint64_t dir_offset;     /* first bh_region_map_desc */
+  uint64_t dir_offset; /* first bh_region_map_desc */
   uint32_t dir_capacity;
-  uint32_t dir_count;      /* entries ever used, live or dead (acquire to read) */
-  uint32_t desc_size;      /* sizeof(bh_region_map_desc) */
-  uint32_t lock;           /* directory writers and the free list; 0 free, else the holder's tid */
-  uint64_t data_offset;    /* start of the data area */
-  uint64_t alloc_next;     /* bump cursor: next free offset */
+  uint32_t dir_count;   /* entries ever used, live or dead (acquire to read) */
+  uint32_t desc_size;   /* sizeof(bh_region_map_desc) */
+  uint32_t lock;        /* directory writers and the free list; 0 free, else the holder's tid */
+  uint64_t data_offset; /* start of the data area */
+  uint64_t alloc_next;  /* bump cursor: next free offset */
   /* Layout version 2: */
-  uint64_t creator_start;  /* creator's start time: /proc/<pid>/stat field 22 */
-  uint64_t creator_pidns;  /* inode of the creator's /proc/self/ns/pid (0 unknown) */
-  uint64_t free_head;      /* first free block (offset), 0 = none */
-  uint64_t free_bytes;     /* bytes in free blocks */
-  uint32_t live_maps;      /* entries in state LIVE */
+  uint64_t creator_start; /* creator's start time: /proc/<pid>/stat field 22 */
+  uint64_t creator_pidns; /* inode of the creator's /proc/self/ns/pid (0 unknown) */
+  uint64_t free_head;     /* first free block (offset), 0 = none */
+  uint64_t free_bytes;    /* bytes in free blocks */
+  uint32_t live_maps;     /* entries in state LIVE */
   uint32_t reserved0;
-  uint64_t reserved[19];   /* zero; later versions add tables here */
+  uint64_t reserved[19]; /* zero; later versions add tables here */
 } bh_region_header;
 
 typedef struct bh_region_map_desc {
   char name[BH_REGION_NAME_MAX];
-  uint32_t type;           /* kernel map type id */
+  uint32_t type; /* kernel map type id */
   uint32_t key_size;
   uint32_t value_size;
   uint32_t max_entries;
   uint32_t map_flags;
-  uint32_t index;          /* this entry's position */
-  uint32_t state;          /* BH_REGION_MAP_LIVE / _DEAD (UNUSED: never used) */
-  uint32_t gen;            /* changes when the entry is freed or reused */
+  uint32_t index; /* this entry's position */
+  uint32_t state; /* BH_REGION_MAP_LIVE / _DEAD (UNUSED: never used) */
+  uint32_t gen;   /* changes when the entry is freed or reused */
   uint64_t map_extra;
-  uint64_t storage_off;    /* the map's storage block */
+  uint64_t storage_off; /* the map's storage block */
   uint64_t storage_size;
-  uint8_t reserved[136];   /* pads the entry to 256 bytes */
+  uint8_t reserved[136]; /* pads the entry to 256 bytes */
 } bh_region_map_desc;
 
 typedef struct bh_region bh_region;
@@ -155,9 +155,9 @@ typedef struct bh_region bh_region;
  * known fields are rejected (-EINVAL). NULL means all defaults. */
 typedef struct bh_region_opts {
   size_t sz;
-  uint64_t size;           /* bytes; 0 = BH_REGION_DEFAULT_SIZE; rounded up to a page */
-  uint32_t max_maps;       /* directory capacity; 0 = BH_REGION_DEFAULT_MAX_MAPS */
-  uint32_t mode;           /* permission bits; 0 = 0600; group/other bits: -EINVAL */
+  uint64_t size;     /* bytes; 0 = BH_REGION_DEFAULT_SIZE; rounded up to a page */
+  uint32_t max_maps; /* directory capacity; 0 = BH_REGION_DEFAULT_MAX_MAPS */
+  uint32_t mode;     /* permission bits; 0 = 0600; group/other bits: -EINVAL */
 } bh_region_opts;
 
 /* Creates the object `name` ("/bpfhook-..."; a leading '/' and no other) with

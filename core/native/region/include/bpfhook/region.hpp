@@ -58,7 +58,6 @@ class Region {
   void ReturnBlock(uint64_t off, uint64_t size);
 
  public:
-
  private:
   Region(std::string name, int fd, uint8_t *base, uint64_t size, bool owner)
       : name_(std::move(name)), fd_(fd), base_(base), size_(size), owner_(owner) {}

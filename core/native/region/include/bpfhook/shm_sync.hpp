@@ -16,17 +16,29 @@
 namespace bpfhook::shm {
 
 template <class T>
-inline T load_relaxed(const T *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+inline T load_relaxed(const T *p) {
+  return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
 template <class T>
-inline T load_acquire(const T *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+inline T load_acquire(const T *p) {
+  return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
 template <class T>
-inline void store_relaxed(T *p, T v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+inline void store_relaxed(T *p, T v) {
+  __atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
 template <class T>
-inline void store_release(T *p, T v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+inline void store_release(T *p, T v) {
+  __atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
 template <class T>
-inline T fetch_add(T *p, T v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
+inline T fetch_add(T *p, T v) {
+  return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL);
+}
 template <class T>
-inline T fetch_add_relaxed(T *p, T v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+inline T fetch_add_relaxed(T *p, T v) {
+  return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+}
 template <class T>
 inline bool cas(T *p, T &expected, T desired) {
   return __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
@@ -91,8 +103,8 @@ class Backoff {
 enum class Wait : uint8_t { kProbe, kUser };
 constexpr int kLocked = 0;
 constexpr int kTakenOver = 1;
-constexpr uint64_t kProbeWaitNs = 20ull * 1000 * 1000;     // 20 ms
-constexpr uint64_t kUserWaitNs = 1000ull * 1000 * 1000;    // 1 s
+constexpr uint64_t kProbeWaitNs = 20ull * 1000 * 1000;   // 20 ms
+constexpr uint64_t kUserWaitNs = 1000ull * 1000 * 1000;  // 1 s
 // Lock-free readers retry when a writer changed the word during their read;
 // after this many changes in a row they give up (not found / -EBUSY) rather
 // than loop for as long as writers keep writing.

@@ -45,10 +45,10 @@ struct bh_program_opts {
   size_t sz;
   const char *name;
   const void *insns;
-  size_t insns_len;     /* bytes, multiple of 8 */
-  int checked;          /* checked mode (both backends) */
-  uint64_t budget;      /* instruction budget, 0 = none */
-  int interpreter;      /* 1: run in the interpreter instead of the JIT */
+  size_t insns_len; /* bytes, multiple of 8 */
+  int checked;      /* checked mode (both backends) */
+  uint64_t budget;  /* instruction budget, 0 = none */
+  int interpreter;  /* 1: run in the interpreter instead of the JIT */
   /* lddw map forms: src 1/5 (map by fd / index) -> maps[imm]; src 2/6 (value)
    * -> map_value_addr(maps[imm], next_imm). */
   void *const *maps;

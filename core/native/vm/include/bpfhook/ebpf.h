@@ -20,8 +20,8 @@ struct bh_inst {
 
 #define BH_NUM_REGS 11
 #define BH_REG_FP 10
-#define BH_STACK_SIZE 512     /* per frame, as in the kernel */
-#define BH_MAX_CALL_DEPTH 8   /* frames, including the entry frame */
+#define BH_STACK_SIZE 512   /* per frame, as in the kernel */
+#define BH_MAX_CALL_DEPTH 8 /* frames, including the entry frame */
 #define BH_MAX_INSTS 65536
 
 /* instruction classes */
@@ -76,11 +76,11 @@ struct bh_inst {
 #define BH_SIZE_H 0x08
 #define BH_SIZE_B 0x10
 #define BH_SIZE_DW 0x18
-#define BH_MODE_IMM 0x00    /* LD|IMM|DW = lddw (two slots) */
-#define BH_MODE_ABS 0x20    /* legacy packet access: rejected */
-#define BH_MODE_IND 0x40    /* legacy packet access: rejected */
+#define BH_MODE_IMM 0x00 /* LD|IMM|DW = lddw (two slots) */
+#define BH_MODE_ABS 0x20 /* legacy packet access: rejected */
+#define BH_MODE_IND 0x40 /* legacy packet access: rejected */
 #define BH_MODE_MEM 0x60
-#define BH_MODE_MEMSX 0x80  /* sign-extending loads */
+#define BH_MODE_MEMSX 0x80 /* sign-extending loads */
 #define BH_MODE_ATOMIC 0xc0
 
 /* atomic operations (imm of STX|ATOMIC) */

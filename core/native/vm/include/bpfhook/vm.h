@@ -70,33 +70,33 @@ typedef uint64_t (*bh_helper_fn)(uint64_t r1, uint64_t r2, uint64_t r3, uint64_t
  * mode (a callx to one faults with BH_FAULT_HELPER_ARG). Fast mode never
  * looks at prototypes. */
 enum bh_arg_type {
-  BH_ARG_NONE = 0,               /* not used by the helper: not checked */
-  BH_ARG_ANYTHING = 1,           /* any value (numbers, flags, unsafe pointers
-                                    the helper reads with a fault guard) */
-  BH_ARG_PTR_TO_MEM = 2,         /* readable memory; its size is the next argument */
-  BH_ARG_PTR_TO_MEM_OR_NULL = 3, /* as PTR_TO_MEM, or 0 (the helper handles NULL) */
-  BH_ARG_PTR_TO_UNINIT_MEM = 4,  /* writable memory; its size is the next argument */
-  BH_ARG_CONST_SIZE = 5,         /* size of the previous argument's memory, > 0 */
-  BH_ARG_CONST_SIZE_OR_ZERO = 6, /* size of the previous argument's memory, may be 0 */
-  BH_ARG_PTR_TO_LONG = 7,        /* 8 writable bytes */
-  BH_ARG_CONST_MAP_PTR = 8,      /* one of the program's maps (bh_vm_add_map), of a
-                                    type in the prototype's map_types */
-  BH_ARG_PTR_TO_MAP_KEY = 9,     /* key_size readable bytes of the call's map */
-  BH_ARG_PTR_TO_MAP_VALUE = 10,  /* value_size readable bytes of the call's map */
+  BH_ARG_NONE = 0,                     /* not used by the helper: not checked */
+  BH_ARG_ANYTHING = 1,                 /* any value (numbers, flags, unsafe pointers
+                                          the helper reads with a fault guard) */
+  BH_ARG_PTR_TO_MEM = 2,               /* readable memory; its size is the next argument */
+  BH_ARG_PTR_TO_MEM_OR_NULL = 3,       /* as PTR_TO_MEM, or 0 (the helper handles NULL) */
+  BH_ARG_PTR_TO_UNINIT_MEM = 4,        /* writable memory; its size is the next argument */
+  BH_ARG_CONST_SIZE = 5,               /* size of the previous argument's memory, > 0 */
+  BH_ARG_CONST_SIZE_OR_ZERO = 6,       /* size of the previous argument's memory, may be 0 */
+  BH_ARG_PTR_TO_LONG = 7,              /* 8 writable bytes */
+  BH_ARG_CONST_MAP_PTR = 8,            /* one of the program's maps (bh_vm_add_map), of a
+                                          type in the prototype's map_types */
+  BH_ARG_PTR_TO_MAP_KEY = 9,           /* key_size readable bytes of the call's map */
+  BH_ARG_PTR_TO_MAP_VALUE = 10,        /* value_size readable bytes of the call's map */
   BH_ARG_PTR_TO_UNINIT_MAP_VALUE = 11, /* value_size writable bytes of the call's map */
-  BH_ARG_PTR_TO_CTX = 12,        /* the program's context pointer, unmodified */
-  BH_ARG_PTR_TO_CONST_STR = 13,  /* NUL-terminated string in readable memory */
-  BH_ARG_PTR_TO_RINGBUF_MEM = 14, /* a record of one of the program's ring
-                                     buffers: its 8-byte header lies in the ring's storage */
-  BH_ARG_PTR_TO_FUNC = 15,       /* a callback reference of this program (the value
-                                    of an `lddw rX, <func>`, see "Callbacks") */
-  BH_ARG_PTR_TO_STACK_OR_NULL = 16, /* 0, or an address in the current or a
-                                       caller's stack frame (callback_ctx) */
+  BH_ARG_PTR_TO_CTX = 12,              /* the program's context pointer, unmodified */
+  BH_ARG_PTR_TO_CONST_STR = 13,        /* NUL-terminated string in readable memory */
+  BH_ARG_PTR_TO_RINGBUF_MEM = 14,      /* a record of one of the program's ring
+                                          buffers: its 8-byte header lies in the ring's storage */
+  BH_ARG_PTR_TO_FUNC = 15,             /* a callback reference of this program (the value
+                                          of an `lddw rX, <func>`, see "Callbacks") */
+  BH_ARG_PTR_TO_STACK_OR_NULL = 16,    /* 0, or an address in the current or a
+                                          caller's stack frame (callback_ctx) */
 };
 
 struct bh_helper_proto {
-  size_t sz;               /* sizeof(struct bh_helper_proto) */
-  uint8_t arg_type[5];     /* enum bh_arg_type for r1..r5 */
+  size_t sz;           /* sizeof(struct bh_helper_proto) */
+  uint8_t arg_type[5]; /* enum bh_arg_type for r1..r5 */
   /* BH_ARG_CONST_MAP_PTR: bit t set = map type t accepted (kernel map type
    * ids; BPF_MAP_TYPE_PROG_ARRAY is 3). Key and value sizes of the
    * MAP_KEY / MAP_VALUE arguments come from the call's first map argument. */
@@ -107,32 +107,31 @@ struct bh_helper_proto {
 /* A map the program may pass to helpers (the value the lddw map forms put
  * into its registers), with what the argument checks need to know. */
 struct bh_vm_map {
-  size_t sz;                /* sizeof(struct bh_vm_map) */
-  const void *handle;       /* the pointer programs hold */
-  uint32_t type;            /* kernel map type id */
+  size_t sz;          /* sizeof(struct bh_vm_map) */
+  const void *handle; /* the pointer programs hold */
+  uint32_t type;      /* kernel map type id */
   uint32_t key_size;
   uint32_t value_size;
-  const void *storage;      /* ring buffers: where records live (else NULL) */
+  const void *storage; /* ring buffers: where records live (else NULL) */
   size_t storage_len;
 };
 
 /* Resolves the special lddw forms (src 1..3, 5, 6; src 4, a function, the VM
- * resolves itself) at load time: map fd -> map pointer, map value -> address of a value plus offset, ... `imm` is the first
- * slot's imm, `next_imm` the second's. Write the 64-bit value to *out and
- * return 0, or return -1 and fill err. */
-typedef int (*bh_lddw_resolver)(void *cookie, uint32_t pc, uint8_t src, int32_t imm, int32_t next_imm,
-                                uint64_t *out, char *err, size_t err_len);
+ * resolves itself) at load time: map fd -> map pointer, map value -> address of a value plus offset, ... `imm` is the
+ * first slot's imm, `next_imm` the second's. Write the 64-bit value to *out and return 0, or return -1 and fill err. */
+typedef int (*bh_lddw_resolver)(void *cookie, uint32_t pc, uint8_t src, int32_t imm, int32_t next_imm, uint64_t *out,
+                                char *err, size_t err_len);
 
 /* Fault codes reported by bh_vm_exec / bh_vm_exec_jit. */
 enum bh_fault_code {
   BH_FAULT_NONE = 0,
-  BH_FAULT_OUT_OF_BOUNDS = 1,   /* checked mode: load/store outside stack, ctx, regions */
-  BH_FAULT_BUDGET = 2,          /* instruction budget exhausted */
-  BH_FAULT_CALL_DEPTH = 3,      /* local calls nested too deep */
-  BH_FAULT_BAD_HELPER = 4,      /* callx to an unregistered helper id */
-  BH_FAULT_HELPER_EXIT = 5,     /* not a fault: a helper ended the program (r0 is valid) */
-  BH_FAULT_HELPER_ARG = 6,      /* checked mode: a helper argument failed its prototype
-                                   (addr: the argument's value, size: its byte count) */
+  BH_FAULT_OUT_OF_BOUNDS = 1, /* checked mode: load/store outside stack, ctx, regions */
+  BH_FAULT_BUDGET = 2,        /* instruction budget exhausted */
+  BH_FAULT_CALL_DEPTH = 3,    /* local calls nested too deep */
+  BH_FAULT_BAD_HELPER = 4,    /* callx to an unregistered helper id */
+  BH_FAULT_HELPER_EXIT = 5,   /* not a fault: a helper ended the program (r0 is valid) */
+  BH_FAULT_HELPER_ARG = 6,    /* checked mode: a helper argument failed its prototype
+                                 (addr: the argument's value, size: its byte count) */
 };
 
 typedef struct bh_fault {

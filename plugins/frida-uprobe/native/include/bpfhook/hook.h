@@ -50,10 +50,10 @@ struct bh_hook_call;
 
 /* What a listener is attached as. */
 enum bh_hook_kind {
-	BH_HOOK_ENTRY = 0,   /* uprobe: runs before the function body */
-	BH_HOOK_RETURN = 1,  /* uretprobe: runs when the function returns */
-	BH_HOOK_REPLACE = 2, /* ureplace: the body never runs; the listener's
-				 value is returned (one per function) */
+  BH_HOOK_ENTRY = 0,   /* uprobe: runs before the function body */
+  BH_HOOK_RETURN = 1,  /* uretprobe: runs when the function returns */
+  BH_HOOK_REPLACE = 2, /* ureplace: the body never runs; the listener's
+                           value is returned (one per function) */
 };
 
 /*
@@ -68,8 +68,7 @@ enum bh_hook_kind {
  * The value returned by the listener is the function's return value for
  * BH_HOOK_REPLACE and ignored otherwise.
  */
-typedef uint64_t (*bh_hook_fn)(void *user, struct pt_regs *regs,
-			       struct bh_hook_call *call);
+typedef uint64_t (*bh_hook_fn)(void *user, struct pt_regs *regs, struct bh_hook_call *call);
 
 /*
  * The running probe: what helpers (get_func_ip, get_func_arg, get_func_ret,
@@ -78,29 +77,31 @@ typedef uint64_t (*bh_hook_fn)(void *user, struct pt_regs *regs,
  * accessors below; write only through the accessors.
  */
 struct bh_hook_call {
-	uint64_t func_ip;             /* address of the hooked function */
-	struct pt_regs *regs;         /* the probe's registers */
-	uint64_t cookie;              /* cookie of the listener now running */
-	uint64_t retval;              /* return probes: the return value;
-					 entry: the override value, if set */
-	uint32_t flags;               /* BH_HOOK_CALL_* */
-	uint32_t xmm_stride;          /* bytes from one register to the next
-					 in `xmm` (16, 32 or 64: saved at the
-					 width the CPU has enabled) */
-	const uint64_t *entry_args;   /* return probes: rdi, rsi, rdx, rcx,
-					 r8, r9 as they were at entry */
-	const void *xmm;              /* xmm0..xmm7 at entry (the low 16
-					 bytes of each xmm_stride-byte slot);
-					 xmm0..xmm1 at return; NULL when
-					 every listener is NO_VECTOR */
-	struct bh_hook_call *_prev;   /* private: the probe this one nests in */
+  uint64_t func_ip;           /* address of the hooked function */
+  struct pt_regs *regs;       /* the probe's registers */
+  uint64_t cookie;            /* cookie of the listener now running */
+  uint64_t retval;            /* return probes: the return value;
+                                 entry: the override value, if set */
+  uint32_t flags;             /* BH_HOOK_CALL_* */
+  uint32_t xmm_stride;        /* bytes from one register to the next
+                                 in `xmm` (16, 32 or 64: saved at the
+                                 width the CPU has enabled) */
+  const uint64_t *entry_args; /* return probes: rdi, rsi, rdx, rcx,
+                                 r8, r9 as they were at entry */
+  const void *xmm;            /* xmm0..xmm7 at entry (the low 16
+                                 bytes of each xmm_stride-byte slot);
+                                 xmm0..xmm1 at return; NULL when
+                                 every listener is NO_VECTOR */
+  struct bh_hook_call *_prev; /* private: the probe this one nests in */
 };
 
-#define BH_HOOK_CALL_RETURN   (1u << 0) /* a return probe */
-#define BH_HOOK_CALL_OVERRIDE (1u << 1) /* the function returns `retval`
-					   without running its body */
-#define BH_HOOK_CALL_MIDFUNC  (1u << 2) /* an entry probe inside a function
-					   (func_offset != 0): no override */
+#define BH_HOOK_CALL_RETURN (1u << 0) /* a return probe */
+#define BH_HOOK_CALL_OVERRIDE                \
+  (1u << 1) /* the function returns `retval` \
+               without running its body */
+#define BH_HOOK_CALL_MIDFUNC                    \
+  (1u << 2) /* an entry probe inside a function \
+               (func_offset != 0): no override */
 
 /* The probe running on this thread, or NULL outside listeners. */
 BH_HOOK_API struct bh_hook_call *bh_hook_current(void);
@@ -111,23 +112,18 @@ BH_HOOK_API uint64_t bh_hook_call__cookie(const struct bh_hook_call *call);
  * In return probes arguments 0..5 are the values at entry; stack arguments
  * are read from the caller's frame and may have been overwritten by the
  * callee.  -EINVAL if n > 63. */
-BH_HOOK_API int bh_hook_call__arg(const struct bh_hook_call *call, uint32_t n,
-				  uint64_t *value);
+BH_HOOK_API int bh_hook_call__arg(const struct bh_hook_call *call, uint32_t n, uint64_t *value);
 /* The return value; -EOPNOTSUPP in an entry probe. */
-BH_HOOK_API int bh_hook_call__ret(const struct bh_hook_call *call,
-				  uint64_t *value);
+BH_HOOK_API int bh_hook_call__ret(const struct bh_hook_call *call, uint64_t *value);
 /* Entry probes only: return `value` to the caller at once; the function's
  * body does not run (bpf_override_return).  The last call wins. */
-BH_HOOK_API int bh_hook_call__override_return(struct bh_hook_call *call,
-					      uint64_t value);
+BH_HOOK_API int bh_hook_call__override_return(struct bh_hook_call *call, uint64_t value);
 /* Return probes: change the value the caller receives.  Entry probes: same
  * as override_return. */
-BH_HOOK_API int bh_hook_call__set_retval(struct bh_hook_call *call,
-					 uint64_t value);
+BH_HOOK_API int bh_hook_call__set_retval(struct bh_hook_call *call, uint64_t value);
 /* xmm register n (0..7 at entry, 0..1 at return) as 16 bytes; NULL if out
  * of range. */
-BH_HOOK_API const void *bh_hook_call__xmm(const struct bh_hook_call *call,
-					  uint32_t n);
+BH_HOOK_API const void *bh_hook_call__xmm(const struct bh_hook_call *call, uint32_t n);
 
 /* Log levels for bh_hook_engine_opts.log. */
 enum bh_hook_log_level { BH_HOOK_LOG_WARN = 1, BH_HOOK_LOG_INFO = 2, BH_HOOK_LOG_DEBUG = 3 };
@@ -136,44 +132,44 @@ enum bh_hook_log_level { BH_HOOK_LOG_WARN = 1, BH_HOOK_LOG_INFO = 2, BH_HOOK_LOG
  * fields past `sz` read as zero; non-zero bytes past the fields this library
  * knows are rejected with -EINVAL. */
 struct bh_hook_engine_opts {
-	size_t sz;
-	/* Signal used to pause threads while code is patched.  0 = SIGRTMAX-3.
-	 * Process-wide: the first engine's choice stays. */
-	int patch_signal;
-	/* How long attach/detach wait for every thread to pause; 0 = 1000 ms. */
-	uint32_t quiesce_timeout_ms;
-	/* Optional sink for warnings (a thread that could not be paused, ...). */
-	void (*log)(void *ctx, int level, const char *msg);
-	void *log_ctx;
-	/* Caller-owned buffer for the error message of bh_hook_engine__new. */
-	char *errbuf;
-	size_t errbuf_sz;
+  size_t sz;
+  /* Signal used to pause threads while code is patched.  0 = SIGRTMAX-3.
+   * Process-wide: the first engine's choice stays. */
+  int patch_signal;
+  /* How long attach/detach wait for every thread to pause; 0 = 1000 ms. */
+  uint32_t quiesce_timeout_ms;
+  /* Optional sink for warnings (a thread that could not be paused, ...). */
+  void (*log)(void *ctx, int level, const char *msg);
+  void *log_ctx;
+  /* Caller-owned buffer for the error message of bh_hook_engine__new. */
+  char *errbuf;
+  size_t errbuf_sz;
 };
 #define bh_hook_engine_opts__last_field errbuf_sz
 
 struct bh_hook_attach_opts {
-	size_t sz;
-	uint64_t cookie;        /* bpf_get_attach_cookie */
-	const char *func_name;  /* names the function in error messages */
-	size_t func_size;       /* the whole function's size (from func -
-				   func_offset) if known: the scan for
-				   branches back into the patched bytes then
-				   covers the function, and the attach is
-				   refused if it cannot decode all of it
-				   (0 = scan 512 bytes past the patch, or to
-				   the mapping end, stopping quietly) */
-	char *errbuf;           /* caller-owned buffer for the error message */
-	size_t errbuf_sz;
-	/* Bytes from the function's start to `func` (a probe at symbol+offset).
-	 * Non-zero: `func` must be an instruction boundary of a linear decode
-	 * from func - func_offset (else -EINVAL naming the nearest boundaries);
-	 * only BH_HOOK_ENTRY is allowed there (-EINVAL for RETURN and REPLACE:
-	 * [rsp] is not a return address), and an entry listener cannot override
-	 * the return value.  The probe keeps every register, the flags and the
-	 * 128-byte red zone below rsp as they were. */
-	size_t func_offset;
-	uint32_t flags;         /* BH_HOOK_ATTACH_F_* */
-	uint32_t _pad;
+  size_t sz;
+  uint64_t cookie;       /* bpf_get_attach_cookie */
+  const char *func_name; /* names the function in error messages */
+  size_t func_size;      /* the whole function's size (from func -
+                            func_offset) if known: the scan for
+                            branches back into the patched bytes then
+                            covers the function, and the attach is
+                            refused if it cannot decode all of it
+                            (0 = scan 512 bytes past the patch, or to
+                            the mapping end, stopping quietly) */
+  char *errbuf;          /* caller-owned buffer for the error message */
+  size_t errbuf_sz;
+  /* Bytes from the function's start to `func` (a probe at symbol+offset).
+   * Non-zero: `func` must be an instruction boundary of a linear decode
+   * from func - func_offset (else -EINVAL naming the nearest boundaries);
+   * only BH_HOOK_ENTRY is allowed there (-EINVAL for RETURN and REPLACE:
+   * [rsp] is not a return address), and an entry listener cannot override
+   * the return value.  The probe keeps every register, the flags and the
+   * 128-byte red zone below rsp as they were. */
+  size_t func_offset;
+  uint32_t flags; /* BH_HOOK_ATTACH_F_* */
+  uint32_t _pad;
 };
 #define bh_hook_attach_opts__last_field _pad
 
@@ -186,8 +182,7 @@ struct bh_hook_attach_opts {
 #define BH_HOOK_ATTACH_F_NO_VECTOR (1u << 0)
 
 /* NULL and errno set on error. */
-BH_HOOK_API struct bh_hook_engine *
-bh_hook_engine__new(const struct bh_hook_engine_opts *opts);
+BH_HOOK_API struct bh_hook_engine *bh_hook_engine__new(const struct bh_hook_engine_opts *opts);
 /* Detaches every link the engine still holds, then frees it.  Must not run
  * concurrently with attach calls on the same engine. */
 BH_HOOK_API void bh_hook_engine__destroy(struct bh_hook_engine *engine);
@@ -203,11 +198,8 @@ BH_HOOK_API void bh_hook_engine__destroy(struct bh_hook_engine *engine);
  * -EEXIST (a second REPLACE), -EAGAIN / -EBUSY (a thread could not be
  * paused, or is stopped inside the bytes to patch), -ENOMEM.
  */
-BH_HOOK_API int bh_hook_attach(struct bh_hook_engine *engine, void *func,
-			       enum bh_hook_kind kind, bh_hook_fn fn,
-			       void *user,
-			       const struct bh_hook_attach_opts *opts,
-			       struct bh_hook_link **link);
+BH_HOOK_API int bh_hook_attach(struct bh_hook_engine *engine, void *func, enum bh_hook_kind kind, bh_hook_fn fn,
+                               void *user, const struct bh_hook_attach_opts *opts, struct bh_hook_link **link);
 /* Removes the listener and frees the link.  When it returns no thread runs
  * the listener any more, except a caller that is itself inside it. */
 BH_HOOK_API int bh_hook_detach(struct bh_hook_link *link);
@@ -221,13 +213,13 @@ BH_HOOK_API uint64_t bh_hook_link__missed(const struct bh_hook_link *link);
 
 /* What the engine did to a function; for tests and diagnostics. */
 struct bh_hook_func_info {
-	size_t sz;
-	uint32_t patched;        /* 1 while the entry jump is in place */
-	uint32_t patch_len;      /* 5 (jmp rel32) or 14 (jmp [rip]; .quad) */
-	uint32_t reloc_len;      /* bytes of whole instructions relocated */
-	uint32_t n_listeners;
-	uint64_t trampoline;     /* where the entry jump goes */
-	uint8_t original[16];    /* the function's first reloc_len bytes */
+  size_t sz;
+  uint32_t patched;   /* 1 while the entry jump is in place */
+  uint32_t patch_len; /* 5 (jmp rel32) or 14 (jmp [rip]; .quad) */
+  uint32_t reloc_len; /* bytes of whole instructions relocated */
+  uint32_t n_listeners;
+  uint64_t trampoline;  /* where the entry jump goes */
+  uint8_t original[16]; /* the function's first reloc_len bytes */
 };
 #define bh_hook_func_info__last_field original
 /* -ENOENT if the engine does not hook `func` (never did, or its trampoline
@@ -236,20 +228,20 @@ BH_HOOK_API int bh_hook_get_func_info(const void *func, struct bh_hook_func_info
 
 /* Process-wide counters of the patcher (diagnostics, tests). */
 struct bh_hook_stats {
-	size_t sz;
-	uint64_t pauses;            /* attach/detach operations that paused threads */
-	uint64_t threads_paused;    /* threads parked in the pause handler, summed */
-	uint64_t threads_moved;     /* parked threads moved from inside the patched
-				       bytes to the relocated copy */
-	uint64_t threads_unpausable;/* threads that blocked the signal but were
-				       proven asleep outside the patched bytes */
-	uint64_t transactions;      /* outermost transaction ends that patched */
-	uint64_t checks;            /* pauses that only looked for threads in
-				       retired trampolines (not in `pauses`) */
-	uint64_t trampolines;       /* hooked functions' trampolines in memory */
-	uint64_t trampolines_retired;/* of those: unhooked, waiting to be freed */
-	uint64_t trampolines_freed; /* freed since start */
-	uint64_t code_bytes;        /* trampoline memory in use (bytes) */
+  size_t sz;
+  uint64_t pauses;              /* attach/detach operations that paused threads */
+  uint64_t threads_paused;      /* threads parked in the pause handler, summed */
+  uint64_t threads_moved;       /* parked threads moved from inside the patched
+                                   bytes to the relocated copy */
+  uint64_t threads_unpausable;  /* threads that blocked the signal but were
+                                   proven asleep outside the patched bytes */
+  uint64_t transactions;        /* outermost transaction ends that patched */
+  uint64_t checks;              /* pauses that only looked for threads in
+                                   retired trampolines (not in `pauses`) */
+  uint64_t trampolines;         /* hooked functions' trampolines in memory */
+  uint64_t trampolines_retired; /* of those: unhooked, waiting to be freed */
+  uint64_t trampolines_freed;   /* freed since start */
+  uint64_t code_bytes;          /* trampoline memory in use (bytes) */
 };
 #define bh_hook_stats__last_field code_bytes
 BH_HOOK_API int bh_hook_get_stats(struct bh_hook_stats *stats);
@@ -273,9 +265,9 @@ BH_HOOK_API int bh_hook_get_stats(struct bh_hook_stats *stats);
  * or no engine yet), those of bh_hook_attach's patching (-EBUSY, -EAGAIN).
  */
 struct bh_hook_txn_opts {
-	size_t sz;
-	char *errbuf;      /* caller-owned buffer for the error message */
-	size_t errbuf_sz;
+  size_t sz;
+  char *errbuf; /* caller-owned buffer for the error message */
+  size_t errbuf_sz;
 };
 #define bh_hook_txn_opts__last_field errbuf_sz
 /* 0, or -EINVAL if no engine exists yet. */

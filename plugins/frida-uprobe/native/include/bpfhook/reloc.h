@@ -45,33 +45,29 @@ extern "C" {
 #define BH_RELOC_MAX_INSNS 16
 
 struct bh_reloc_plan {
-	size_t sz;
-	uint32_t min_len;   /* bytes asked for */
-	uint32_t len;       /* bytes of whole instructions covering them */
-	uint32_t n_insns;
-	uint32_t out_len;   /* bytes bh_reloc_emit writes for this dest (for
-			       dest 0: the most it can need) */
-	uint8_t insn_off[BH_RELOC_MAX_INSNS]; /* each instruction's offset */
-	uint16_t out_off[BH_RELOC_MAX_INSNS]; /* ... and its copy's offset */
-	uint8_t falls_through; /* 1 if the copy ends with the jump back */
-	uint8_t _pad[7];
+  size_t sz;
+  uint32_t min_len; /* bytes asked for */
+  uint32_t len;     /* bytes of whole instructions covering them */
+  uint32_t n_insns;
+  uint32_t out_len;                     /* bytes bh_reloc_emit writes for this dest (for
+                                           dest 0: the most it can need) */
+  uint8_t insn_off[BH_RELOC_MAX_INSNS]; /* each instruction's offset */
+  uint16_t out_off[BH_RELOC_MAX_INSNS]; /* ... and its copy's offset */
+  uint8_t falls_through;                /* 1 if the copy ends with the jump back */
+  uint8_t _pad[7];
 };
 #define bh_reloc_plan__last_field _pad
 
 /* 0 or -EINVAL / -ENOTSUP / -ERANGE / -ENOEXEC (undecodable); `err` gets
  * "0x401000: function too short: ret at +3 ends it inside the 5 bytes to
  * patch" style messages.  `dest` 0 = not known yet. */
-BH_HOOK_API int bh_reloc_analyze(const void *code, size_t code_len, uint64_t pc,
-				 uint32_t min_len, uint64_t dest,
-				 struct bh_reloc_plan *plan, char *err,
-				 size_t err_sz);
+BH_HOOK_API int bh_reloc_analyze(const void *code, size_t code_len, uint64_t pc, uint32_t min_len, uint64_t dest,
+                                 struct bh_reloc_plan *plan, char *err, size_t err_sz);
 
 /* As analyze, then writes plan->out_len bytes to `out` (-ENOSPC if
  * out_cap is smaller).  `dest` must be the address the bytes will run at. */
-BH_HOOK_API int bh_reloc_emit(const void *code, size_t code_len, uint64_t pc,
-			      uint32_t min_len, uint64_t dest, void *out,
-			      size_t out_cap, struct bh_reloc_plan *plan,
-			      char *err, size_t err_sz);
+BH_HOOK_API int bh_reloc_emit(const void *code, size_t code_len, uint64_t pc, uint32_t min_len, uint64_t dest,
+                              void *out, size_t out_cap, struct bh_reloc_plan *plan, char *err, size_t err_sz);
 
 /* Checks a patch of [pc+patch_off, +patch_len) against the whole function
  * at `pc` (`size` bytes of it at `code`), decoded linearly from its start:
@@ -82,9 +78,8 @@ BH_HOOK_API int bh_reloc_emit(const void *code, size_t code_len, uint64_t pc,
  * every byte must decode and the last instruction must end at `size`
  * (-ENOTSUP otherwise: inline data or a wrong size); not strict: the scan
  * stops quietly at the first undecodable byte after the patch. */
-BH_HOOK_API int bh_reloc_check_function(const void *code, size_t size, uint64_t pc,
-					uint32_t patch_off, uint32_t patch_len,
-					int strict, char *err, size_t err_sz);
+BH_HOOK_API int bh_reloc_check_function(const void *code, size_t size, uint64_t pc, uint32_t patch_off,
+                                        uint32_t patch_len, int strict, char *err, size_t err_sz);
 
 #ifdef __cplusplus
 }
