@@ -63,7 +63,7 @@ void *bh_ringbuf_reserve(bh_map *m, uint64_t size, uint64_t flags) {
     shm::fetch_add_relaxed(&h->drops, uint64_t(1));
     return nullptr;
   }
-  const uint32_t me = shm::SelfTid();
+  const uint32_t me = shm::self_tid();
   uint64_t cons = shm::load_acquire(&h->consumer_pos);
   uint64_t prod = shm::load_relaxed(&h->producer_pos);
   if ((prod & 7) != 0) {
@@ -156,7 +156,7 @@ int bh_ringbuf_consume(bh_map *m, bh_ringbuf_sample_fn fn, void *ctx, uint32_t m
         h->stalled_pos = cons + 1;  // + 1: position 0 is a real position
         break;
       }
-      if (!shm::OwnerDead(shm::load_relaxed(&r->pg_off))) break;
+      if (!shm::owner_dead(shm::load_relaxed(&r->pg_off))) break;
       uint32_t dead = (len & ~BH_RINGBUF_BUSY_BIT) | BH_RINGBUF_DISCARD_BIT;
       if (!__atomic_compare_exchange_n(&r->len, &len, dead, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) continue;
       count_takeover(m);

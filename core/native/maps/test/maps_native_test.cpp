@@ -741,7 +741,7 @@ static void test_self_held_lock(bh_region *r) {
   using namespace bpfhook::maps;
   uint64_t *word = &bucket_for(m, hash_key(m, &k))->seq;
   CHECK_EQ(bpfhook::shm::SeqLock::write_lock(word, bpfhook::shm::Wait::kUser), 0);
-  CHECK_EQ(uint32_t(*word >> 32), bpfhook::shm::SelfTid());
+  CHECK_EQ(uint32_t(*word >> 32), bpfhook::shm::self_tid());
   timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   CHECK_EQ(bh_map_update_elem(m, &k, &v, 0), -EBUSY);
