@@ -66,8 +66,8 @@ int g_checks = 0;
     }                                                                                                       \
   } while (0)
 
-uint64_t U(const void *p) { return reinterpret_cast<uint64_t>(p); }
-int64_t S(uint64_t v) { return int64_t(v); }
+uint64_t as_u64(const void *p) { return reinterpret_cast<uint64_t>(p); }
+int64_t s64(uint64_t v) { return int64_t(v); }
 
 // ---- memory layout for fault tests -------------------------------------------
 // [rw page][PROT_NONE page]; and one page unmapped after being mapped.
@@ -95,24 +95,24 @@ void test_probe_read(int mode) {
   for (int i = 0; i < 300; i++) src[i] = char(i * 7 + 1);
   for (size_t n : {size_t(1), size_t(3), size_t(4), size_t(7), size_t(8), size_t(13), size_t(64), size_t(300)}) {
     char dst[300] = {0};
-    CHECK_EQ(S(bh_helper_probe_read(U(dst), n, U(src), 0, 0)), 0);
+    CHECK_EQ(s64(bh_helper_probe_read(as_u64(dst), n, as_u64(src), 0, 0)), 0);
     CHECK(memcmp(dst, src, n) == 0);
   }
-  CHECK_EQ(S(bh_helper_probe_read(0, 0, 0, 0, 0)), 0);  // size 0: nothing to read
+  CHECK_EQ(s64(bh_helper_probe_read(0, 0, 0, 0, 0)), 0);  // size 0: nothing to read
 
   // Bad addresses: -EFAULT, destination zeroed, process alive.
   const uint64_t bad[] = {0,
                           1,
-                          U(pg.none),
-                          U(pg.unmapped),
+                          as_u64(pg.none),
+                          as_u64(pg.unmapped),
                           0x8000000000000000ull,  // non-canonical (#GP, not #PF)
                           0xffff888000000000ull,  // kernel half
-                          U(pg.none) - 4};        // straddles into PROT_NONE
+                          as_u64(pg.none) - 4};   // straddles into PROT_NONE
   for (uint64_t a : bad) {
     for (size_t n : {size_t(8), size_t(100)}) {
       char dst[100];
       memset(dst, 0xaa, sizeof dst);
-      CHECK_EQ(S(bh_helper_probe_read(U(dst), n, a, 0, 0)), -EFAULT);
+      CHECK_EQ(s64(bh_helper_probe_read(as_u64(dst), n, a, 0, 0)), -EFAULT);
       bool zero = true;
       for (size_t i = 0; i < n; i++) zero &= dst[i] == 0;
       CHECK(zero);
@@ -121,8 +121,8 @@ void test_probe_read(int mode) {
   // A bad destination (the verifier's job, but still no crash) with the guard.
   if (mode == BH_SAFE_READ_FAULT_GUARD) {
     uint64_t v = 1;
-    CHECK_EQ(S(bh_helper_probe_read(U(pg.none), 8, U(&v), 0, 0)), -EFAULT);
-    CHECK_EQ(S(bh_helper_probe_read_str(U(pg.none), 8, U("abc"), 0, 0)), -EFAULT);
+    CHECK_EQ(s64(bh_helper_probe_read(as_u64(pg.none), 8, as_u64(&v), 0, 0)), -EFAULT);
+    CHECK_EQ(s64(bh_helper_probe_read_str(as_u64(pg.none), 8, as_u64("abc"), 0, 0)), -EFAULT);
   }
   // SIGBUS: a file mapping past the end of the file.
   char path[] = "/tmp/bh_helpers_sigbusXXXXXX";
@@ -132,10 +132,10 @@ void test_probe_read(int mode) {
     void *m = mmap(nullptr, 4096, PROT_READ, MAP_SHARED, fd, 0);
     if (m != MAP_FAILED) {
       uint64_t v = 1;
-      CHECK_EQ(S(bh_helper_probe_read(U(&v), 8, U(m), 0, 0)), -EFAULT);
+      CHECK_EQ(s64(bh_helper_probe_read(as_u64(&v), 8, as_u64(m), 0, 0)), -EFAULT);
       CHECK_EQ(v, 0u);
       char s[8];
-      CHECK_EQ(S(bh_helper_probe_read_str(U(s), 8, U(m), 0, 0)), -EFAULT);
+      CHECK_EQ(s64(bh_helper_probe_read_str(as_u64(s), 8, as_u64(m), 0, 0)), -EFAULT);
       munmap(m, 4096);
     }
     close(fd);
@@ -144,38 +144,38 @@ void test_probe_read(int mode) {
   // probe_read_str: length including NUL; truncation to size-1 + NUL.
   const char *hello = "hello";
   char out[16];
-  CHECK_EQ(S(bh_helper_probe_read_str(U(out), 16, U(hello), 0, 0)), 6);
+  CHECK_EQ(s64(bh_helper_probe_read_str(as_u64(out), 16, as_u64(hello), 0, 0)), 6);
   CHECK_STR(out, "hello");
-  CHECK_EQ(S(bh_helper_probe_read_str(U(out), 3, U(hello), 0, 0)), 3);
+  CHECK_EQ(s64(bh_helper_probe_read_str(as_u64(out), 3, as_u64(hello), 0, 0)), 3);
   CHECK_STR(out, "he");
-  CHECK_EQ(S(bh_helper_probe_read_str(U(out), 6, U(hello), 0, 0)), 6);
+  CHECK_EQ(s64(bh_helper_probe_read_str(as_u64(out), 6, as_u64(hello), 0, 0)), 6);
   CHECK_STR(out, "hello");
-  CHECK_EQ(S(bh_helper_probe_read_str(U(out), 1, U(hello), 0, 0)), 1);
+  CHECK_EQ(s64(bh_helper_probe_read_str(as_u64(out), 1, as_u64(hello), 0, 0)), 1);
   CHECK_EQ(out[0], 0);
-  CHECK_EQ(S(bh_helper_probe_read_str(U(out), 0, U(hello), 0, 0)), 0);
+  CHECK_EQ(s64(bh_helper_probe_read_str(as_u64(out), 0, as_u64(hello), 0, 0)), 0);
   // A string that ends right before an inaccessible page is fine...
   char *edge = pg.none - 4;
   memcpy(edge, "abc", 4);
-  CHECK_EQ(S(bh_helper_probe_read_str(U(out), 16, U(edge), 0, 0)), 4);
+  CHECK_EQ(s64(bh_helper_probe_read_str(as_u64(out), 16, as_u64(edge), 0, 0)), 4);
   CHECK_STR(out, "abc");
   // ...one that runs into it is a fault, and the buffer comes back zeroed.
   memcpy(edge, "abcd", 4);
   memset(out, 0x55, sizeof out);
-  CHECK_EQ(S(bh_helper_probe_read_str(U(out), 16, U(edge), 0, 0)), -EFAULT);
+  CHECK_EQ(s64(bh_helper_probe_read_str(as_u64(out), 16, as_u64(edge), 0, 0)), -EFAULT);
   CHECK(out[0] == 0 && out[15] == 0);
   // ...unless the size stops it first.
-  CHECK_EQ(S(bh_helper_probe_read_str(U(out), 5, U(edge), 0, 0)), 5);
+  CHECK_EQ(s64(bh_helper_probe_read_str(as_u64(out), 5, as_u64(edge), 0, 0)), 5);
   CHECK_STR(out, "abcd");
-  CHECK_EQ(S(bh_helper_probe_read_str(U(out), 16, 0, 0, 0)), -EFAULT);
+  CHECK_EQ(s64(bh_helper_probe_read_str(as_u64(out), 16, 0, 0, 0)), -EFAULT);
   // A long string across a page boundary (syscall backend reads per page).
   std::vector<char> longs(6000, 'x');
   longs[5000] = 0;
   std::vector<char> lout(6000);
-  CHECK_EQ(S(bh_helper_probe_read_str(U(lout.data()), 6000, U(longs.data()), 0, 0)), 5001);
+  CHECK_EQ(s64(bh_helper_probe_read_str(as_u64(lout.data()), 6000, as_u64(longs.data()), 0, 0)), 5001);
   CHECK_EQ(strlen(lout.data()), 5000u);
   // The aliases are the same functions.
   uint64_t v = 0, w = 0x1122334455667788ull;
-  CHECK_EQ(S(bh_helper_probe_read(U(&v), 8, U(&w), 0, 0)), 0);
+  CHECK_EQ(s64(bh_helper_probe_read(as_u64(&v), 8, as_u64(&w), 0, 0)), 0);
   CHECK_EQ(v, w);
 }
 
@@ -188,8 +188,8 @@ void test_probe_read_threads() {
     ts.emplace_back([t, &bad] {
       uint64_t good = 0x42, v;
       for (int i = 0; i < 2000; i++) {
-        if (S(bh_helper_probe_read(U(&v), 8, 0x1000 + 8 * uint64_t(i), 0, 0)) != -EFAULT || v != 0) bad[t]++;
-        if (S(bh_helper_probe_read(U(&v), 8, U(&good), 0, 0)) != 0 || v != 0x42) bad[t]++;
+        if (s64(bh_helper_probe_read(as_u64(&v), 8, 0x1000 + 8 * uint64_t(i), 0, 0)) != -EFAULT || v != 0) bad[t]++;
+        if (s64(bh_helper_probe_read(as_u64(&v), 8, as_u64(&good), 0, 0)) != 0 || v != 0x42) bad[t]++;
       }
     });
   }
@@ -211,8 +211,8 @@ void test_fault_chaining() {
   pid_t pid = fork();
   if (pid == 0) {
     uint64_t v;
-    bh_helper_probe_read(U(&v), 8, 8, 0, 0);  // ours: survives
-    crash();                                  // not ours: forwarded
+    bh_helper_probe_read(as_u64(&v), 8, 8, 0, 0);  // ours: survives
+    crash();                                       // not ours: forwarded
     _exit(0);
   }
   int st = 0;
@@ -230,7 +230,7 @@ void test_fault_chaining() {
     bh_helpers_set_safe_read(BH_SAFE_READ_FAULT_GUARD);
     if (bh_helpers_safe_read_check(0) != 1) _exit(4);
     uint64_t v;
-    if (S(bh_helper_probe_read(U(&v), 8, 8, 0, 0)) != -EFAULT) _exit(5);
+    if (s64(bh_helper_probe_read(as_u64(&v), 8, 8, 0, 0)) != -EFAULT) _exit(5);
     crash();
     _exit(0);
   }
@@ -249,14 +249,14 @@ void capture_sink(void *cookie, const char *msg, size_t len) {
 
 std::string printk(const char *fmt, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, int64_t *ret = nullptr) {
   g_sink_msg = "<none>";
-  const int64_t r = S(bh_helper_trace_printk(U(fmt), strlen(fmt) + 1, a1, a2, a3));
+  const int64_t r = s64(bh_helper_trace_printk(as_u64(fmt), strlen(fmt) + 1, a1, a2, a3));
   if (ret != nullptr) *ret = r;
   return r < 0 ? "<err>" : g_sink_msg;
 }
 
 std::string vprintk(const char *fmt, std::vector<uint64_t> args, int64_t *ret = nullptr) {
   g_sink_msg = "<none>";
-  const int64_t r = S(bh_helper_trace_vprintk(U(fmt), strlen(fmt) + 1, U(args.data()), args.size() * 8, 0));
+  const int64_t r = s64(bh_helper_trace_vprintk(as_u64(fmt), strlen(fmt) + 1, as_u64(args.data()), args.size() * 8, 0));
   if (ret != nullptr) *ret = r;
   return r < 0 ? "<err>" : g_sink_msg;
 }
@@ -274,24 +274,25 @@ void test_printk() {
   CHECK_STR(printk("%lld %llu %llx", uint64_t(INT64_MIN), 12345678901234ull, 0x1ull << 40),
             "-9223372036854775808 12345678901234 10000000000");
   CHECK_STR(printk("%p %px %pK", 0x1234, 0, 0xffff), "0x1234 0x0 0xffff");
-  CHECK_STR(printk("[%s] [%s] %c", U("str"), 1, 'A'), "[str] [(efault)] A");  // unreadable: a marker
-  CHECK_STR(printk("%pks,%pus.", U("k"), U("u")), "k,u.");
+  CHECK_STR(printk("[%s] [%s] %c", as_u64("str"), 1, 'A'), "[str] [(efault)] A");  // unreadable: a marker
+  CHECK_STR(printk("%pks,%pus.", as_u64("k"), as_u64("u")), "k,u.");
   const unsigned char ip4[4] = {192, 168, 1, 20};
   const unsigned char ip6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-  CHECK_STR(printk("%pI4 %pi4", U(ip4), U(ip4)), "192.168.1.20 192.168.001.020");
-  CHECK_STR(printk("%pI6", U(ip6)), "2001:0db8:0000:0000:0000:0000:0000:0001");
-  CHECK_STR(printk("%pi6", U(ip6)), "20010db8000000000000000000000001");
+  CHECK_STR(printk("%pI4 %pi4", as_u64(ip4), as_u64(ip4)), "192.168.1.20 192.168.001.020");
+  CHECK_STR(printk("%pI6", as_u64(ip6)), "2001:0db8:0000:0000:0000:0000:0000:0001");
+  CHECK_STR(printk("%pi6", as_u64(ip6)), "20010db8000000000000000000000001");
   CHECK_STR(printk("%pI4", 0), "0.0.0.0");  // unreadable: zeros
   CHECK(printk("%pS", reinterpret_cast<uint64_t>(&write)).find('+') != std::string::npos);
   CHECK_STR(printk("%ps", 0), "0x0");
   // Flags and width.
-  CHECK_STR(vprintk("%5d|%-5d|%05d|%+d|% d|%3s|%-3s|%08lx", {42, 42, uint64_t(-42), 7, 7, U("a"), U("b"), 0xbeef}),
-            "   42|42   |-0042|+7| 7|  a|b  |0000beef");
+  CHECK_STR(
+      vprintk("%5d|%-5d|%05d|%+d|% d|%3s|%-3s|%08lx", {42, 42, uint64_t(-42), 7, 7, as_u64("a"), as_u64("b"), 0xbeef}),
+      "   42|42   |-0042|+7| 7|  a|b  |0000beef");
   // Invalid formats and arguments: -EINVAL, nothing printed.
   g_sink_calls = 0;
   CHECK_STR(printk("%q"), "<err>");
-  CHECK_STR(printk("%d %d %d %d"), "<err>");  // more conversions than arguments
-  CHECK_STR(printk("%sx", U("a")), "<err>");  // %s must end a word
+  CHECK_STR(printk("%d %d %d %d"), "<err>");       // more conversions than arguments
+  CHECK_STR(printk("%sx", as_u64("a")), "<err>");  // %s must end a word
   CHECK_STR(printk("%#x"), "<err>");
   CHECK_STR(printk("%.3d"), "<err>");
   CHECK_STR(printk("%hd"), "<err>");
@@ -300,27 +301,27 @@ void test_printk() {
   CHECK_STR(printk("bad\x01"), "<err>");
   CHECK_EQ(g_sink_calls, 1);
   const char unterminated[4] = {'a', 'b', 'c', 'd'};
-  CHECK_EQ(S(bh_helper_trace_printk(U(unterminated), 4, 0, 0, 0)), -EINVAL);
-  CHECK_EQ(S(bh_helper_trace_printk(U("ab\0cd"), 6, 0, 0, 0)), 2);  // NUL inside fmt_size ends it
+  CHECK_EQ(s64(bh_helper_trace_printk(as_u64(unterminated), 4, 0, 0, 0)), -EINVAL);
+  CHECK_EQ(s64(bh_helper_trace_printk(as_u64("ab\0cd"), 6, 0, 0, 0)), 2);  // NUL inside fmt_size ends it
   // vprintk: up to 12 arguments; data_len must be a multiple of 8.
   CHECK_STR(vprintk("%d%d%d%d%d%d%d%d%d%d%d%d", {1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2}), "123456789012");
   uint64_t a[2] = {1, 2};
-  CHECK_EQ(S(bh_helper_trace_vprintk(U("%d"), 3, U(a), 4, 0)), -EINVAL);
-  CHECK_EQ(S(bh_helper_trace_vprintk(U("%d"), 3, U(a), 13 * 8, 0)), -EINVAL);
-  CHECK_EQ(S(bh_helper_trace_vprintk(U("%d"), 3, 0, 8, 0)), -EINVAL);
+  CHECK_EQ(s64(bh_helper_trace_vprintk(as_u64("%d"), 3, as_u64(a), 4, 0)), -EINVAL);
+  CHECK_EQ(s64(bh_helper_trace_vprintk(as_u64("%d"), 3, as_u64(a), 13 * 8, 0)), -EINVAL);
+  CHECK_EQ(s64(bh_helper_trace_vprintk(as_u64("%d"), 3, 0, 8, 0)), -EINVAL);
   // Truncation at 1023 bytes.
   std::string big(1500, 'z');
-  CHECK_EQ(printk("%s%s%s", U(big.c_str()), U(big.c_str()), U(big.c_str()), &r).size(), 1023u);
+  CHECK_EQ(printk("%s%s%s", as_u64(big.c_str()), as_u64(big.c_str()), as_u64(big.c_str()), &r).size(), 1023u);
   CHECK_EQ(r, 1023);
 
   // snprintf: length including NUL even when truncated.
   char buf[8];
   uint64_t args[1] = {12345};
-  CHECK_EQ(S(bh_helper_snprintf(U(buf), sizeof buf, U("value=%d"), U(args), 8)), 12);
+  CHECK_EQ(s64(bh_helper_snprintf(as_u64(buf), sizeof buf, as_u64("value=%d"), as_u64(args), 8)), 12);
   CHECK_STR(buf, "value=1");
-  CHECK_EQ(S(bh_helper_snprintf(U(buf), sizeof buf, U("%d"), U(args), 8)), 6);
+  CHECK_EQ(s64(bh_helper_snprintf(as_u64(buf), sizeof buf, as_u64("%d"), as_u64(args), 8)), 6);
   CHECK_STR(buf, "12345");
-  CHECK_EQ(S(bh_helper_snprintf(U(buf), sizeof buf, U("%d %d"), U(args), 8)), -EINVAL);
+  CHECK_EQ(s64(bh_helper_snprintf(as_u64(buf), sizeof buf, as_u64("%d %d"), as_u64(args), 8)), -EINVAL);
 
   // The default sink: one line on stderr.
   bh_helpers_set_trace_sink(nullptr, nullptr);
@@ -329,8 +330,8 @@ void test_printk() {
     fflush(stderr);
     const int saved = dup(2);
     dup2(p[1], 2);
-    bh_helper_trace_printk(U("hi %d\n"), 7, 5, 0, 0);
-    bh_helper_trace_printk(U("no newline"), 11, 0, 0, 0);
+    bh_helper_trace_printk(as_u64("hi %d\n"), 7, 5, 0, 0);
+    bh_helper_trace_printk(as_u64("no newline"), 11, 0, 0, 0);
     dup2(saved, 2);
     close(saved);
     close(p[1]);
@@ -374,22 +375,22 @@ void test_task() {
 
   char comm[16];
   prctl(PR_SET_NAME, "bh-selftest", 0, 0, 0);
-  CHECK_EQ(S(bh_helper_get_current_comm(U(comm), sizeof comm, 0, 0, 0)), 0);
+  CHECK_EQ(s64(bh_helper_get_current_comm(as_u64(comm), sizeof comm, 0, 0, 0)), 0);
   CHECK_STR(comm, "bh-selftest");
   char small[8];
   memset(small, 0x55, sizeof small);
-  CHECK_EQ(S(bh_helper_get_current_comm(U(small), 4, 0, 0, 0)), 0);
+  CHECK_EQ(s64(bh_helper_get_current_comm(as_u64(small), 4, 0, 0, 0)), 0);
   CHECK(memcmp(small, "bh-\0", 4) == 0 && small[4] == 0x55);
   char wide[24];
   memset(wide, 0x55, sizeof wide);
-  CHECK_EQ(S(bh_helper_get_current_comm(U(wide), sizeof wide, 0, 0, 0)), 0);
+  CHECK_EQ(s64(bh_helper_get_current_comm(as_u64(wide), sizeof wide, 0, 0, 0)), 0);
   CHECK(strcmp(wide, "bh-selftest") == 0 && wide[23] == 0);  // zero padded
-  CHECK_EQ(S(bh_helper_get_current_comm(U(wide), 0, 0, 0, 0)), -EINVAL);
+  CHECK_EQ(s64(bh_helper_get_current_comm(as_u64(wide), 0, 0, 0, 0)), -EINVAL);
   std::string tname;
   std::thread([&] {
     pthread_setname_np(pthread_self(), "worker-7");
     char c[16];
-    bh_helper_get_current_comm(U(c), sizeof c, 0, 0, 0);
+    bh_helper_get_current_comm(as_u64(c), sizeof c, 0, 0, 0);
     tname = c;
   }).join();
   CHECK_STR(tname, "worker-7");  // the thread's name, not the process's
@@ -419,14 +420,14 @@ void test_task() {
 }
 
 void test_strncmp() {
-  CHECK_EQ(S(bh_helper_strncmp(U("abc"), 3, U("abc"), 0, 0)), 0);
-  CHECK_EQ(S(bh_helper_strncmp(U("abd"), 3, U("abc"), 0, 0)), 1);
-  CHECK_EQ(S(bh_helper_strncmp(U("abb"), 3, U("abc"), 0, 0)), -1);
-  CHECK_EQ(S(bh_helper_strncmp(U("abx"), 2, U("abc"), 0, 0)), 0);   // only s1_sz bytes
-  CHECK_EQ(S(bh_helper_strncmp(U("ab\0x"), 4, U("ab"), 0, 0)), 0);  // stops at NUL
-  CHECK_EQ(S(bh_helper_strncmp(U("abc"), 4, U("ab"), 0, 0)), 1);    // s1 longer
-  CHECK_EQ(S(bh_helper_strncmp(U("\x80"), 1, U("a"), 0, 0)), 1);    // unsigned chars
-  CHECK_EQ(S(bh_helper_strncmp(U("x"), 0, U("y"), 0, 0)), 0);
+  CHECK_EQ(s64(bh_helper_strncmp(as_u64("abc"), 3, as_u64("abc"), 0, 0)), 0);
+  CHECK_EQ(s64(bh_helper_strncmp(as_u64("abd"), 3, as_u64("abc"), 0, 0)), 1);
+  CHECK_EQ(s64(bh_helper_strncmp(as_u64("abb"), 3, as_u64("abc"), 0, 0)), -1);
+  CHECK_EQ(s64(bh_helper_strncmp(as_u64("abx"), 2, as_u64("abc"), 0, 0)), 0);   // only s1_sz bytes
+  CHECK_EQ(s64(bh_helper_strncmp(as_u64("ab\0x"), 4, as_u64("ab"), 0, 0)), 0);  // stops at NUL
+  CHECK_EQ(s64(bh_helper_strncmp(as_u64("abc"), 4, as_u64("ab"), 0, 0)), 1);    // s1 longer
+  CHECK_EQ(s64(bh_helper_strncmp(as_u64("\x80"), 1, as_u64("a"), 0, 0)), 1);    // unsigned chars
+  CHECK_EQ(s64(bh_helper_strncmp(as_u64("x"), 0, as_u64("y"), 0, 0)), 0);
 }
 
 // ---- probe context ------------------------------------------------------------
@@ -454,12 +455,12 @@ void test_probe_ctx() {
   // No attach point.
   CHECK(bh_probe_ctx_current() == nullptr);
   uint64_t val = 0x77;
-  CHECK_EQ(S(bh_helper_override_return(0, 1, 0, 0, 0)), -EOPNOTSUPP);
-  CHECK_EQ(S(bh_helper_set_retval(1, 0, 0, 0, 0)), -EOPNOTSUPP);
-  CHECK_EQ(S(bh_helper_get_retval(0, 0, 0, 0, 0)), -EOPNOTSUPP);
-  CHECK_EQ(S(bh_helper_get_func_arg(0, 0, U(&val), 0, 0)), -EINVAL);
-  CHECK_EQ(S(bh_helper_get_func_ret(0, U(&val), 0, 0, 0)), -EOPNOTSUPP);
-  CHECK_EQ(S(bh_helper_get_func_arg_cnt(0, 0, 0, 0, 0)), -EOPNOTSUPP);
+  CHECK_EQ(s64(bh_helper_override_return(0, 1, 0, 0, 0)), -EOPNOTSUPP);
+  CHECK_EQ(s64(bh_helper_set_retval(1, 0, 0, 0, 0)), -EOPNOTSUPP);
+  CHECK_EQ(s64(bh_helper_get_retval(0, 0, 0, 0, 0)), -EOPNOTSUPP);
+  CHECK_EQ(s64(bh_helper_get_func_arg(0, 0, as_u64(&val), 0, 0)), -EINVAL);
+  CHECK_EQ(s64(bh_helper_get_func_ret(0, as_u64(&val), 0, 0, 0)), -EOPNOTSUPP);
+  CHECK_EQ(s64(bh_helper_get_func_arg_cnt(0, 0, 0, 0, 0)), -EOPNOTSUPP);
   CHECK_EQ(bh_helper_get_func_ip(0, 0, 0, 0, 0), 0u);
   CHECK_EQ(bh_helper_get_attach_cookie(0, 0, 0, 0, 0), 0u);
   CHECK_EQ(val, 0x77u);
@@ -469,7 +470,7 @@ void test_probe_ctx() {
   uint64_t regs[21] = {0};
   regs[R_DI] = 10, regs[R_SI] = 11, regs[R_DX] = 12, regs[R_CX] = 13, regs[R_R8] = 14, regs[R_R9] = 15;
   regs[R_IP] = 0x401000;
-  regs[R_SP] = U(stack);
+  regs[R_SP] = as_u64(stack);
   FakeAttach fa;
   static const bh_probe_ops ops = {sizeof(bh_probe_ops), nullptr, nullptr, fake_set_ret, fake_get_retval};
   bh_probe_ctx pc = {};
@@ -482,26 +483,26 @@ void test_probe_ctx() {
   pc.opaque = &fa;
   bh_probe_ctx_enter(&pc);
   CHECK(bh_probe_ctx_current() == &pc);
-  CHECK_EQ(bh_helper_get_func_ip(U(regs), 0, 0, 0, 0), 0x401000u);
-  CHECK_EQ(bh_helper_get_attach_cookie(U(regs), 0, 0, 0, 0), 0xc00c1eu);
-  CHECK_EQ(bh_helper_get_func_arg_cnt(U(regs), 0, 0, 0, 0), 8u);
+  CHECK_EQ(bh_helper_get_func_ip(as_u64(regs), 0, 0, 0, 0), 0x401000u);
+  CHECK_EQ(bh_helper_get_attach_cookie(as_u64(regs), 0, 0, 0, 0), 0xc00c1eu);
+  CHECK_EQ(bh_helper_get_func_arg_cnt(as_u64(regs), 0, 0, 0, 0), 8u);
   for (uint32_t n = 0; n < 6; n++) {
-    CHECK_EQ(S(bh_helper_get_func_arg(U(regs), n, U(&val), 0, 0)), 0);
+    CHECK_EQ(s64(bh_helper_get_func_arg(as_u64(regs), n, as_u64(&val), 0, 0)), 0);
     CHECK_EQ(val, 10u + n);
   }
-  CHECK_EQ(S(bh_helper_get_func_arg(U(regs), 6, U(&val), 0, 0)), 0);
+  CHECK_EQ(s64(bh_helper_get_func_arg(as_u64(regs), 6, as_u64(&val), 0, 0)), 0);
   CHECK_EQ(val, 70u);
-  CHECK_EQ(S(bh_helper_get_func_arg(U(regs), 7, U(&val), 0, 0)), 0);
+  CHECK_EQ(s64(bh_helper_get_func_arg(as_u64(regs), 7, as_u64(&val), 0, 0)), 0);
   CHECK_EQ(val, 80u);
   val = 5;
-  CHECK_EQ(S(bh_helper_get_func_arg(U(regs), 8, U(&val), 0, 0)), -EINVAL);
+  CHECK_EQ(s64(bh_helper_get_func_arg(as_u64(regs), 8, as_u64(&val), 0, 0)), -EINVAL);
   CHECK_EQ(val, 5u);
-  CHECK_EQ(S(bh_helper_get_func_ret(U(regs), U(&val), 0, 0, 0)), -EOPNOTSUPP);  // entry probe
-  CHECK_EQ(S(bh_helper_get_retval(0, 0, 0, 0, 0)), -ENOENT);
-  CHECK_EQ(S(bh_helper_override_return(U(regs), uint64_t(-12), 0, 0, 0)), 0);
+  CHECK_EQ(s64(bh_helper_get_func_ret(as_u64(regs), as_u64(&val), 0, 0, 0)), -EOPNOTSUPP);  // entry probe
+  CHECK_EQ(s64(bh_helper_get_retval(0, 0, 0, 0, 0)), -ENOENT);
+  CHECK_EQ(s64(bh_helper_override_return(as_u64(regs), uint64_t(-12), 0, 0, 0)), 0);
   CHECK_EQ(fa.override_value, uint64_t(-12));
-  CHECK_EQ(S(bh_helper_get_retval(0, 0, 0, 0, 0)), -12);
-  CHECK_EQ(S(bh_helper_set_retval(0x1234567890ull, 0, 0, 0, 0)), 0);  // full 64 bits
+  CHECK_EQ(s64(bh_helper_get_retval(0, 0, 0, 0, 0)), -12);
+  CHECK_EQ(s64(bh_helper_set_retval(0x1234567890ull, 0, 0, 0, 0)), 0);  // full 64 bits
   CHECK_EQ(fa.override_value, 0x1234567890ull);
   CHECK_EQ(fa.overrides, 2);
 
@@ -514,12 +515,12 @@ void test_probe_ctx() {
   inner.nr_args = -1;
   bh_probe_ctx_enter(&inner);
   CHECK_EQ(bh_helper_get_func_ip(0, 0, 0, 0, 0), 0x402000u);
-  CHECK_EQ(S(bh_helper_get_func_ret(0, U(&val), 0, 0, 0)), 0);
+  CHECK_EQ(s64(bh_helper_get_func_ret(0, as_u64(&val), 0, 0, 0)), 0);
   CHECK_EQ(val, 99u);
-  CHECK_EQ(S(bh_helper_get_retval(0, 0, 0, 0, 0)), 99);
-  CHECK_EQ(S(bh_helper_get_func_arg(0, 0, U(&val), 0, 0)), -EINVAL);  // args are gone at return
-  CHECK_EQ(S(bh_helper_get_func_arg_cnt(0, 0, 0, 0, 0)), -EOPNOTSUPP);
-  CHECK_EQ(S(bh_helper_set_retval(1, 0, 0, 0, 0)), -EOPNOTSUPP);  // no set_ret op
+  CHECK_EQ(s64(bh_helper_get_retval(0, 0, 0, 0, 0)), 99);
+  CHECK_EQ(s64(bh_helper_get_func_arg(0, 0, as_u64(&val), 0, 0)), -EINVAL);  // args are gone at return
+  CHECK_EQ(s64(bh_helper_get_func_arg_cnt(0, 0, 0, 0, 0)), -EOPNOTSUPP);
+  CHECK_EQ(s64(bh_helper_set_retval(1, 0, 0, 0, 0)), -EOPNOTSUPP);  // no set_ret op
   bh_probe_ctx_leave();
   CHECK(bh_probe_ctx_current() == &pc);
   CHECK_EQ(bh_helper_get_func_ip(0, 0, 0, 0, 0), 0x401000u);
@@ -538,7 +539,7 @@ void test_probe_ctx() {
                                          fake_get_retval};
   pc.ops = &short_ops;
   bh_probe_ctx_enter(&pc);
-  CHECK_EQ(S(bh_helper_set_retval(3, 0, 0, 0, 0)), -EOPNOTSUPP);
+  CHECK_EQ(s64(bh_helper_set_retval(3, 0, 0, 0, 0)), -EOPNOTSUPP);
   bh_probe_ctx_leave();
   const struct bh_probe_api *api = bh_helpers_probe_api();
   CHECK(api->sz == sizeof(struct bh_probe_api) && api->enter == bh_probe_ctx_enter &&
@@ -546,12 +547,12 @@ void test_probe_ctx() {
 }
 
 __attribute__((noinline)) uint64_t stack_here(uint64_t *buf, uint32_t size, uint64_t flags) {
-  return bh_helper_get_stack(0, U(buf), size, flags, 0);
+  return bh_helper_get_stack(0, as_u64(buf), size, flags, 0);
 }
 
 __attribute__((noinline)) int64_t walk_from_origin(uint64_t *buf, uint32_t size, uint64_t flags) {
   const bh_stack_origin saved = bh_stack_origin_mark();
-  const int64_t n = S(stack_here(buf, size, flags));
+  const int64_t n = s64(stack_here(buf, size, flags));
   bh_stack_origin_restore(saved);
   return n;
 }
@@ -561,13 +562,13 @@ void test_get_stack() {
   uint64_t buf[8];
   // A synthetic stack: entry probe at 0x1000, called from 0x2000, frames 0x3000, 0x4000.
   uint64_t outer[2] = {0, 0x4000};
-  uint64_t inner[2] = {U(outer), 0x3000};
+  uint64_t inner[2] = {as_u64(outer), 0x3000};
   uint64_t ret_at_sp = 0x2000;
   uint64_t regs[21] = {0};
   regs[R_IP] = 0x1000;
-  regs[R_SP] = U(&ret_at_sp);
-  regs[R_BP] = U(inner);
-  if (U(outer) <= U(inner)) {  // the chain must go up the stack
+  regs[R_SP] = as_u64(&ret_at_sp);
+  regs[R_BP] = as_u64(inner);
+  if (as_u64(outer) <= as_u64(inner)) {  // the chain must go up the stack
     inner[0] = 0;
     outer[0] = 0;
   }
@@ -578,22 +579,23 @@ void test_get_stack() {
   bh_probe_ctx_enter(&pc);
   memset(buf, 0x55, sizeof buf);
   const int64_t expect_frames = inner[0] != 0 ? 4 : 3;
-  CHECK_EQ(S(bh_helper_get_stack(U(regs), U(buf), sizeof buf, kUser, 0)), expect_frames * 8);
+  CHECK_EQ(s64(bh_helper_get_stack(as_u64(regs), as_u64(buf), sizeof buf, kUser, 0)), expect_frames * 8);
   CHECK_EQ(buf[0], 0x1000u);
   CHECK_EQ(buf[1], 0x2000u);
   CHECK_EQ(buf[2], 0x3000u);
   if (expect_frames == 4) CHECK_EQ(buf[3], 0x4000u);
-  CHECK_EQ(buf[7], 0u);                                                                                  // zero tail
-  CHECK_EQ(S(bh_helper_get_stack(U(regs), U(buf), sizeof buf, kUser | 2, 0)), (expect_frames - 2) * 8);  // skip 2
+  CHECK_EQ(buf[7], 0u);  // zero tail
+  CHECK_EQ(s64(bh_helper_get_stack(as_u64(regs), as_u64(buf), sizeof buf, kUser | 2, 0)),
+           (expect_frames - 2) * 8);  // skip 2
   CHECK_EQ(buf[0], 0x3000u);
-  CHECK_EQ(S(bh_helper_get_stack(U(regs), U(buf), 16, kUser, 0)), 16);  // truncated to the buffer
+  CHECK_EQ(s64(bh_helper_get_stack(as_u64(regs), as_u64(buf), 16, kUser, 0)), 16);  // truncated to the buffer
   CHECK_EQ(buf[1], 0x2000u);
   regs[R_BP] = 0xdead0000;  // garbage frame pointer: stops, no crash
-  CHECK_EQ(S(bh_helper_get_stack(U(regs), U(buf), sizeof buf, kUser, 0)), 16);
-  CHECK_EQ(S(bh_helper_get_stack(U(regs), U(buf), sizeof buf, 0, 0)), 0);  // no kernel stack
-  CHECK_EQ(S(bh_helper_get_stack(U(regs), U(buf), 12, kUser, 0)), -EINVAL);
-  CHECK_EQ(S(bh_helper_get_stack(U(regs), U(buf), sizeof buf, 1u << 9, 0)), -EINVAL);
-  CHECK_EQ(S(bh_helper_get_stack(U(regs), U(buf), sizeof buf, kBuildId, 0)), -EINVAL);
+  CHECK_EQ(s64(bh_helper_get_stack(as_u64(regs), as_u64(buf), sizeof buf, kUser, 0)), 16);
+  CHECK_EQ(s64(bh_helper_get_stack(as_u64(regs), as_u64(buf), sizeof buf, 0, 0)), 0);  // no kernel stack
+  CHECK_EQ(s64(bh_helper_get_stack(as_u64(regs), as_u64(buf), 12, kUser, 0)), -EINVAL);
+  CHECK_EQ(s64(bh_helper_get_stack(as_u64(regs), as_u64(buf), sizeof buf, 1u << 9, 0)), -EINVAL);
+  CHECK_EQ(s64(bh_helper_get_stack(as_u64(regs), as_u64(buf), sizeof buf, kBuildId, 0)), -EINVAL);
   // Build ids: a real code address resolves to this executable's build id.
   struct {
     int32_t status;
@@ -604,22 +606,22 @@ void test_get_stack() {
   pc.func_ip = regs[R_IP];
   regs[R_BP] = 0;
   ret_at_sp = 0;
-  CHECK_EQ(S(bh_helper_get_stack(U(regs), U(bid), sizeof bid, kUser | kBuildId, 0)), 32);
+  CHECK_EQ(s64(bh_helper_get_stack(as_u64(regs), as_u64(bid), sizeof bid, kUser | kBuildId, 0)), 32);
   CHECK(bid[0].status == 1 || bid[0].status == 2);
   if (bid[0].status == 1) CHECK(bid[0].off < reinterpret_cast<uint64_t>(&test_get_stack));
   bh_probe_ctx_leave();
 
   // No context: this thread's own stack, through frame pointers.
   uint64_t own[16];
-  const int64_t n = S(stack_here(own, sizeof own, kUser));
+  const int64_t n = s64(stack_here(own, sizeof own, kUser));
   CHECK(n >= 8 && n % 8 == 0);
 
   // With an origin: the walk starts at the code that marked it.
   uint64_t marked[16];
-  CHECK(S(walk_from_origin(marked, sizeof marked, kUser)) >= 8);
+  CHECK(s64(walk_from_origin(marked, sizeof marked, kUser)) >= 8);
   const uint64_t fn = reinterpret_cast<uint64_t>(&walk_from_origin);
-  CHECK(marked[0] > fn && marked[0] < fn + 512);       // a return address inside walk_from_origin
-  CHECK_EQ(S(stack_here(own, sizeof own, kUser)), n);  // restored: no origin any more
+  CHECK(marked[0] > fn && marked[0] < fn + 512);         // a return address inside walk_from_origin
+  CHECK_EQ(s64(stack_here(own, sizeof own, kUser)), n);  // restored: no origin any more
   CHECK(own[0] != marked[0]);
   // An origin does not apply while a PT_REGS context is current.
   regs[R_IP] = 0x1000;
@@ -627,7 +629,7 @@ void test_get_stack() {
   pc.func_ip = 0;
   bh_probe_ctx_enter(&pc);
   const bh_stack_origin saved = bh_stack_origin_mark();
-  CHECK_EQ(S(stack_here(own, sizeof own, kUser)), 8);
+  CHECK_EQ(s64(stack_here(own, sizeof own, kUser)), 8);
   CHECK_EQ(own[0], 0x1000u);
   bh_stack_origin_restore(saved);
   bh_probe_ctx_leave();
@@ -654,7 +656,7 @@ uint64_t self_caller(void *, void *ctx) {
     self_caller(nullptr, c->nested);
     bh_probe_ctx_leave();
   }
-  const int64_t r = S(bh_helper_tail_call(U(ctx), U(c->arr), 0, 0, 0));
+  const int64_t r = s64(bh_helper_tail_call(as_u64(ctx), as_u64(c->arr), 0, 0, 0));
   c->results.push_back(r);
   return c->runs;
 }
@@ -665,15 +667,15 @@ void test_tail_call_direct() {
   CHECK(bh_prog_array_create(0, plus_one) == nullptr);
   CHECK_EQ(bh_prog_array_max_entries(arr), 4u);
   uint64_t ctx = 100;
-  CHECK_EQ(S(bh_helper_tail_call(U(&ctx), U(arr), 1, 0, 0)), -ENOENT);
-  CHECK_EQ(S(bh_helper_tail_call(U(&ctx), U(arr), 4, 0, 0)), -E2BIG);
-  CHECK_EQ(S(bh_helper_tail_call(U(&ctx), U(&ctx), 0, 0, 0)), -EINVAL);  // not a prog array
-  CHECK_EQ(S(bh_helper_tail_call(U(&ctx), 0, 0, 0, 0)), -EINVAL);
+  CHECK_EQ(s64(bh_helper_tail_call(as_u64(&ctx), as_u64(arr), 1, 0, 0)), -ENOENT);
+  CHECK_EQ(s64(bh_helper_tail_call(as_u64(&ctx), as_u64(arr), 4, 0, 0)), -E2BIG);
+  CHECK_EQ(s64(bh_helper_tail_call(as_u64(&ctx), as_u64(&ctx), 0, 0, 0)), -EINVAL);  // not a prog array
+  CHECK_EQ(s64(bh_helper_tail_call(as_u64(&ctx), 0, 0, 0, 0)), -EINVAL);
   CHECK_EQ(bh_prog_array_update(arr, 1, reinterpret_cast<void *>(5)), 0);
   CHECK_EQ(bh_prog_array_update(arr, 4, reinterpret_cast<void *>(5)), -E2BIG);
   CHECK_EQ(bh_prog_array_update(arr, 0, nullptr), -EINVAL);
   CHECK(bh_prog_array_lookup(arr, 1) == reinterpret_cast<void *>(5));
-  CHECK_EQ(S(bh_helper_tail_call(U(&ctx), U(arr), 1, 0, 0)), 0);
+  CHECK_EQ(s64(bh_helper_tail_call(as_u64(&ctx), as_u64(arr), 1, 0, 0)), 0);
   CHECK_EQ(bh_prog_array_delete(arr, 1), 0);
   CHECK_EQ(bh_prog_array_delete(arr, 1), -ENOENT);
   bh_prog_array_destroy(arr);
@@ -707,7 +709,7 @@ void test_tail_call_direct() {
 }
 
 // ---- through the VM -----------------------------------------------------------
-bh_inst I(uint8_t op, uint8_t dst, uint8_t src, int16_t off, int32_t imm) {
+bh_inst ins(uint8_t op, uint8_t dst, uint8_t src, int16_t off, int32_t imm) {
   bh_inst i;
   i.opcode = op;
   i.dst = dst;
@@ -726,8 +728,8 @@ constexpr uint8_t LDXDW = BH_CLS_LDX | 0x60 /* MEM */ | BH_SIZE_DW;
 constexpr uint8_t STXDW = BH_CLS_STX | 0x60 /* MEM */ | BH_SIZE_DW;
 
 void lddw(std::vector<bh_inst> &p, uint8_t dst, uint64_t v) {
-  p.push_back(I(LDDW, dst, 0, 0, int32_t(uint32_t(v))));
-  p.push_back(I(0, 0, 0, 0, int32_t(uint32_t(v >> 32))));
+  p.push_back(ins(LDDW, dst, 0, 0, int32_t(uint32_t(v))));
+  p.push_back(ins(0, 0, 0, 0, int32_t(uint32_t(v >> 32))));
 }
 
 struct Vm {
@@ -800,25 +802,26 @@ void test_vm() {
     uint64_t r0 = 0;
     {
       // call bpf_get_current_pid_tgid; exit
-      Vm v({I(CALL, 0, 0, 0, 14), I(EXIT, 0, 0, 0, 0)});
+      Vm v({ins(CALL, 0, 0, 0, 14), ins(EXIT, 0, 0, 0, 0)});
       CHECK(v.ok && v.run(jit, nullptr, 0, &r0));
       CHECK_EQ(r0, (uint64_t(getpid()) << 32) | uint64_t(gettid()));
     }
     {
       // r1 = fp - 8; r2 = 8; r3 = bad; call probe_read; exit -> -EFAULT
-      std::vector<bh_inst> p = {I(MOV64_X, 1, BH_REG_FP, 0, 0), I(ADD64_K, 1, 0, 0, -8), I(MOV64_K, 2, 0, 0, 8)};
+      std::vector<bh_inst> p = {ins(MOV64_X, 1, BH_REG_FP, 0, 0), ins(ADD64_K, 1, 0, 0, -8), ins(MOV64_K, 2, 0, 0, 8)};
       lddw(p, 3, 0x10);
-      p.push_back(I(CALL, 0, 0, 0, 4));
-      p.push_back(I(EXIT, 0, 0, 0, 0));
+      p.push_back(ins(CALL, 0, 0, 0, 4));
+      p.push_back(ins(EXIT, 0, 0, 0, 0));
       Vm v(p);
       CHECK(v.ok && v.run(jit, nullptr, 0, &r0));
-      CHECK_EQ(S(r0), -EFAULT);
+      CHECK_EQ(s64(r0), -EFAULT);
     }
     {
       // Reads ctx->value through probe_read into the stack, returns it.
-      std::vector<bh_inst> p = {
-          I(MOV64_X, 3, 1, 0, 0), I(MOV64_X, 1, BH_REG_FP, 0, 0), I(ADD64_K, 1, 0, 0, -8), I(MOV64_K, 2, 0, 0, 8),
-          I(CALL, 0, 0, 0, 4),    I(LDXDW, 0, BH_REG_FP, -8, 0),  I(EXIT, 0, 0, 0, 0)};
+      std::vector<bh_inst> p = {ins(MOV64_X, 3, 1, 0, 0),  ins(MOV64_X, 1, BH_REG_FP, 0, 0),
+                                ins(ADD64_K, 1, 0, 0, -8), ins(MOV64_K, 2, 0, 0, 8),
+                                ins(CALL, 0, 0, 0, 4),     ins(LDXDW, 0, BH_REG_FP, -8, 0),
+                                ins(EXIT, 0, 0, 0, 0)};
       Vm v(p);
       uint64_t ctx = 0x5eed;
       CHECK(v.ok && v.run(jit, &ctx, sizeof ctx, &r0));
@@ -826,29 +829,29 @@ void test_vm() {
     }
     {
       // Tail calls. Target: r0 = 42. Caller: tail_call(ctx, arr, idx); r0 = 7.
-      Vm target({I(MOV64_K, 0, 0, 0, 42), I(EXIT, 0, 0, 0, 0)});
+      Vm target({ins(MOV64_K, 0, 0, 0, 42), ins(EXIT, 0, 0, 0, 0)});
       bh_prog_array *arr = bh_prog_array_create(2, run_vm_prog);
       bh_prog_array_update(arr, 0, &target);
       for (int idx : {0, 1}) {
         std::vector<bh_inst> p;
-        lddw(p, 2, U(arr));
-        p.push_back(I(MOV64_K, 3, 0, 0, idx));
-        p.push_back(I(CALL, 0, 0, 0, 12));
-        p.push_back(I(MOV64_K, 0, 0, 0, 7));
-        p.push_back(I(EXIT, 0, 0, 0, 0));
+        lddw(p, 2, as_u64(arr));
+        p.push_back(ins(MOV64_K, 3, 0, 0, idx));
+        p.push_back(ins(CALL, 0, 0, 0, 12));
+        p.push_back(ins(MOV64_K, 0, 0, 0, 7));
+        p.push_back(ins(EXIT, 0, 0, 0, 0));
         Vm caller(p);
         uint64_t ctx = 0;
         CHECK(caller.ok && caller.run(jit, &ctx, 8, &r0));
         CHECK_EQ(r0, idx == 0 ? 42u : 7u);  // slot 1 is empty: the caller goes on
       }
       // Self tail call with a counter in ctx: 1 + 33 runs.
-      std::vector<bh_inst> p = {I(MOV64_X, 6, 1, 0, 0), I(LDXDW, 2, 6, 0, 0), I(ADD64_K, 2, 0, 0, 1),
-                                I(STXDW, 6, 2, 0, 0), I(MOV64_X, 1, 6, 0, 0)};
-      lddw(p, 2, U(arr));
-      p.push_back(I(MOV64_K, 3, 0, 0, 1));
-      p.push_back(I(CALL, 0, 0, 0, 12));
-      p.push_back(I(LDXDW, 0, 6, 0, 0));
-      p.push_back(I(EXIT, 0, 0, 0, 0));
+      std::vector<bh_inst> p = {ins(MOV64_X, 6, 1, 0, 0), ins(LDXDW, 2, 6, 0, 0), ins(ADD64_K, 2, 0, 0, 1),
+                                ins(STXDW, 6, 2, 0, 0), ins(MOV64_X, 1, 6, 0, 0)};
+      lddw(p, 2, as_u64(arr));
+      p.push_back(ins(MOV64_K, 3, 0, 0, 1));
+      p.push_back(ins(CALL, 0, 0, 0, 12));
+      p.push_back(ins(LDXDW, 0, 6, 0, 0));
+      p.push_back(ins(EXIT, 0, 0, 0, 0));
       Vm self(p);
       bh_prog_array_update(arr, 1, &self);
       uint64_t ctx = 0;
@@ -868,7 +871,7 @@ void test_vm() {
       pc.ops = &ops;
       pc.opaque = &fa;
       pc.nr_args = -1;
-      Vm v({I(MOV64_K, 2, 0, 0, -1), I(CALL, 0, 0, 0, 58), I(EXIT, 0, 0, 0, 0)});
+      Vm v({ins(MOV64_K, 2, 0, 0, -1), ins(CALL, 0, 0, 0, 58), ins(EXIT, 0, 0, 0, 0)});
       bh_probe_ctx_enter(&pc);
       CHECK(v.ok && v.run(jit, regs, sizeof regs, &r0));
       bh_probe_ctx_leave();
@@ -913,13 +916,13 @@ void bench() {
     const bool guard = mode == BH_SAFE_READ_FAULT_GUARD;
     const int n = guard ? N : N / 20;
     rows.push_back({guard ? "probe_read 8B (fault guard)" : "probe_read 8B (process_vm_readv)",
-                    ns_per_call(fn(bh_helper_probe_read, U(&dst), 8, U(&src)), n)});
+                    ns_per_call(fn(bh_helper_probe_read, as_u64(&dst), 8, as_u64(&src)), n)});
     rows.push_back({guard ? "probe_read 64B (fault guard)" : "probe_read 64B (process_vm_readv)",
-                    ns_per_call(fn(bh_helper_probe_read, U(sbuf), 64, U(sbuf)), n)});
+                    ns_per_call(fn(bh_helper_probe_read, as_u64(sbuf), 64, as_u64(sbuf)), n)});
     rows.push_back({guard ? "probe_read_str 17B (fault guard)" : "probe_read_str 17B (process_vm_readv)",
-                    ns_per_call(fn(bh_helper_probe_read_str, U(sbuf), 64, U(str)), n)});
+                    ns_per_call(fn(bh_helper_probe_read_str, as_u64(sbuf), 64, as_u64(str)), n)});
     rows.push_back({guard ? "probe_read bad addr (fault guard)" : "probe_read bad addr (process_vm_readv)",
-                    ns_per_call(fn(bh_helper_probe_read, U(&dst), 8, 0x10), n / 100)});
+                    ns_per_call(fn(bh_helper_probe_read, as_u64(&dst), 8, 0x10), n / 100)});
   }
   bh_helpers_set_safe_read(BH_SAFE_READ_AUTO);
   rows.push_back({"get_current_pid_tgid", ns_per_call(fn(bh_helper_get_current_pid_tgid), N)});
@@ -929,7 +932,7 @@ void bench() {
   rows.push_back({"get_prandom_u32", ns_per_call(fn(bh_helper_get_prandom_u32), N)});
   rows.push_back({"get_smp_processor_id", ns_per_call(fn(bh_helper_get_smp_processor_id), N)});
   rows.push_back({"get_current_uid_gid", ns_per_call(fn(bh_helper_get_current_uid_gid), N / 20)});
-  rows.push_back({"get_current_comm", ns_per_call(fn(bh_helper_get_current_comm, U(sbuf), 16), N / 20)});
+  rows.push_back({"get_current_comm", ns_per_call(fn(bh_helper_get_current_comm, as_u64(sbuf), 16), N / 20)});
   bh_probe_ctx pc = {};
   rows.push_back({"probe_ctx enter+leave", ns_per_call(
                                                [&] {
@@ -939,7 +942,7 @@ void bench() {
                                                N)});
   bh_helpers_set_trace_sink(null_sink, nullptr);
   rows.push_back({"trace_printk \"%d %s\" (null sink)",
-                  ns_per_call(fn(bh_helper_trace_printk, U("x=%d s=%s"), 10, 42, U("str")), N / 20)});
+                  ns_per_call(fn(bh_helper_trace_printk, as_u64("x=%d s=%s"), 10, 42, as_u64("str")), N / 20)});
   bh_helpers_set_trace_sink(nullptr, nullptr);
   for (const Row &r : rows) printf("  %-42s %8.1f ns/call\n", r.name, r.ns);
 }

@@ -5,9 +5,9 @@
 
 namespace bpfhook::maps {
 
-long ArrayUpdate(bh_map *m, const void *key, const void *value, uint64_t flags, bool all_cpus) {
+long array_update(bh_map *m, const void *key, const void *value, uint64_t flags, bool all_cpus) {
   if (flags > BH_EXIST) return -EINVAL;
-  uint32_t idx = Load32(key);
+  uint32_t idx = load32(key);
   if (idx >= m->max_entries) return -E2BIG;
   if (flags == BH_NOEXIST) return -EEXIST;  // every index exists
   const auto *src = static_cast<const uint8_t *>(value);
@@ -16,7 +16,7 @@ long ArrayUpdate(bh_map *m, const void *key, const void *value, uint64_t flags, 
     return 0;
   }
   if (!all_cpus) {
-    memcpy(PercpuArrayLookup(m, key), src, m->value_size);
+    memcpy(percpu_array_lookup(m, key), src, m->value_size);
     return 0;
   }
   for (uint32_t cpu = 0; cpu < m->ncpus; cpu++) {
@@ -26,8 +26,8 @@ long ArrayUpdate(bh_map *m, const void *key, const void *value, uint64_t flags, 
   return 0;
 }
 
-int ArrayLookupCopy(bh_map *m, const void *key, void *out) {
-  uint32_t idx = Load32(key);
+int array_lookup_copy(bh_map *m, const void *key, void *out) {
+  uint32_t idx = load32(key);
   if (idx >= m->max_entries) return -ENOENT;
   if (m->type == BH_MAP_TYPE_ARRAY) {
     memcpy(out, m->a + uint64_t(idx) * m->stride, m->value_size);
@@ -42,8 +42,8 @@ int ArrayLookupCopy(bh_map *m, const void *key, void *out) {
   return 0;
 }
 
-int ArrayNextKey(bh_map *m, const void *key, void *next) {
-  uint32_t idx = key != nullptr ? Load32(key) : 0;
+int array_next_key(bh_map *m, const void *key, void *next) {
+  uint32_t idx = key != nullptr ? load32(key) : 0;
   uint32_t n = 0;
   if (key == nullptr || idx >= m->max_entries) {
     n = 0;

@@ -18,66 +18,66 @@ namespace {
 
 // The kernel's jhash / jhash2 (include/linux/jhash.h, Bob Jenkins' lookup3),
 // so that with BH_F_ZERO_SEED a filter sets the bits the kernel's would.
-inline uint32_t Rol32(uint32_t w, unsigned s) { return (w << s) | (w >> (32 - s)); }
+inline uint32_t rol32(uint32_t w, unsigned s) { return (w << s) | (w >> (32 - s)); }
 
-inline void JhashMix(uint32_t &a, uint32_t &b, uint32_t &c) {
+inline void jhash_mix(uint32_t &a, uint32_t &b, uint32_t &c) {
   a -= c;
-  a ^= Rol32(c, 4);
+  a ^= rol32(c, 4);
   c += b;
   b -= a;
-  b ^= Rol32(a, 6);
+  b ^= rol32(a, 6);
   a += c;
   c -= b;
-  c ^= Rol32(b, 8);
+  c ^= rol32(b, 8);
   b += a;
   a -= c;
-  a ^= Rol32(c, 16);
+  a ^= rol32(c, 16);
   c += b;
   b -= a;
-  b ^= Rol32(a, 19);
+  b ^= rol32(a, 19);
   a += c;
   c -= b;
-  c ^= Rol32(b, 4);
+  c ^= rol32(b, 4);
   b += a;
 }
 
-inline void JhashFinal(uint32_t &a, uint32_t &b, uint32_t &c) {
+inline void jhash_final(uint32_t &a, uint32_t &b, uint32_t &c) {
   c ^= b;
-  c -= Rol32(b, 14);
+  c -= rol32(b, 14);
   a ^= c;
-  a -= Rol32(c, 11);
+  a -= rol32(c, 11);
   b ^= a;
-  b -= Rol32(a, 25);
+  b -= rol32(a, 25);
   c ^= b;
-  c -= Rol32(b, 16);
+  c -= rol32(b, 16);
   a ^= c;
-  a -= Rol32(c, 4);
+  a -= rol32(c, 4);
   b ^= a;
-  b -= Rol32(a, 14);
+  b -= rol32(a, 14);
   c ^= b;
-  c -= Rol32(b, 24);
+  c -= rol32(b, 24);
 }
 
 constexpr uint32_t kJhashInitval = 0xdeadbeef;
 
 // jhash2: `words` 32-bit words (the value need not be aligned: memcpy loads).
-uint32_t Jhash2(const uint8_t *k, uint32_t words, uint32_t initval) {
+uint32_t jhash2(const uint8_t *k, uint32_t words, uint32_t initval) {
   uint32_t a, b, c;
   a = b = c = kJhashInitval + (words << 2) + initval;
   while (words > 3) {
-    a += Load32(k);
-    b += Load32(k + 4);
-    c += Load32(k + 8);
-    JhashMix(a, b, c);
+    a += load32(k);
+    b += load32(k + 4);
+    c += load32(k + 8);
+    jhash_mix(a, b, c);
     words -= 3;
     k += 12;
   }
   switch (words) {
-    case 3: c += Load32(k + 8); [[fallthrough]];
-    case 2: b += Load32(k + 4); [[fallthrough]];
+    case 3: c += load32(k + 8); [[fallthrough]];
+    case 2: b += load32(k + 4); [[fallthrough]];
     case 1:
-      a += Load32(k);
-      JhashFinal(a, b, c);
+      a += load32(k);
+      jhash_final(a, b, c);
       break;
     default: break;
   }
@@ -86,15 +86,15 @@ uint32_t Jhash2(const uint8_t *k, uint32_t words, uint32_t initval) {
 
 }  // namespace
 
-uint32_t Jhash(const void *key, uint32_t length, uint32_t initval) {
+uint32_t jhash(const void *key, uint32_t length, uint32_t initval) {
   const auto *k = static_cast<const uint8_t *>(key);
   uint32_t a, b, c;
   a = b = c = kJhashInitval + length + initval;
   while (length > 12) {
-    a += Load32(k);
-    b += Load32(k + 4);
-    c += Load32(k + 8);
-    JhashMix(a, b, c);
+    a += load32(k);
+    b += load32(k + 4);
+    c += load32(k + 8);
+    jhash_mix(a, b, c);
     length -= 12;
     k += 12;
   }
@@ -112,7 +112,7 @@ uint32_t Jhash(const void *key, uint32_t length, uint32_t initval) {
     case 2: a += uint32_t(k[1]) << 8; [[fallthrough]];
     case 1:
       a += k[0];
-      JhashFinal(a, b, c);
+      jhash_final(a, b, c);
       break;
     default: break;
   }
@@ -123,23 +123,23 @@ namespace {
 
 // The kernel's hash(): hash function `index` of the value, masked to the
 // bit array (the handle's mask, never the region's).
-inline uint32_t BloomBit(const bh_map *m, const void *value, uint32_t index) {
+inline uint32_t bloom_bit(const bh_map *m, const void *value, uint32_t index) {
   uint32_t seed = uint32_t(m->seed) + index;
-  uint32_t h = (m->value_size % 4 == 0) ? Jhash2(static_cast<const uint8_t *>(value), m->value_size / 4, seed)
-                                        : Jhash(value, m->value_size, seed);
+  uint32_t h = (m->value_size % 4 == 0) ? jhash2(static_cast<const uint8_t *>(value), m->value_size / 4, seed)
+                                        : jhash(value, m->value_size, seed);
   return h & m->bucket_mask;
 }
 
-inline uint64_t *BloomWord(const bh_map *m, uint32_t bit) { return reinterpret_cast<uint64_t *>(m->a) + (bit >> 6); }
+inline uint64_t *bloom_word(const bh_map *m, uint32_t bit) { return reinterpret_cast<uint64_t *>(m->a) + (bit >> 6); }
 
 }  // namespace
 
-long BloomPush(bh_map *m, const void *value, uint64_t flags) {
+long bloom_push(bh_map *m, const void *value, uint64_t flags) {
   if (flags != BH_ANY) return -EINVAL;
   const uint32_t k = m->pool_size;
   for (uint32_t i = 0; i < k; i++) {
-    uint32_t bit = BloomBit(m, value, i);
-    uint64_t *w = BloomWord(m, bit);
+    uint32_t bit = bloom_bit(m, value, i);
+    uint64_t *w = bloom_word(m, bit);
     uint64_t mask = uint64_t(1) << (bit & 63);
     // Read first: a set bit (common once the filter fills, and always for a
     // value pushed again) costs no write, so hot values do not bounce the
@@ -149,11 +149,11 @@ long BloomPush(bh_map *m, const void *value, uint64_t flags) {
   return 0;
 }
 
-long BloomPeek(const bh_map *m, const void *value) {
+long bloom_peek(const bh_map *m, const void *value) {
   const uint32_t k = m->pool_size;
   for (uint32_t i = 0; i < k; i++) {
-    uint32_t bit = BloomBit(m, value, i);
-    if ((shm::load_relaxed(BloomWord(m, bit)) & (uint64_t(1) << (bit & 63))) == 0) return -ENOENT;
+    uint32_t bit = bloom_bit(m, value, i);
+    if ((shm::load_relaxed(bloom_word(m, bit)) & (uint64_t(1) << (bit & 63))) == 0) return -ENOENT;
   }
   return 0;
 }

@@ -1,6 +1,6 @@
 // bh_map_for_each_elem: the iteration behind bpf_for_each_map_elem (arrays
 // and the hash family). The callback is a program, so nothing is held while
-// it runs: a hash bucket is read optimistically (seqlock, as HashFind), its
+// it runs: a hash bucket is read optimistically (seqlock, as hash_find), its
 // element indices copied a chunk at a time, and the callback then sees the
 // copied elements' live key and value.
 #include "map_internal.h"
@@ -9,9 +9,9 @@ using namespace bpfhook::maps;
 
 namespace {
 
-long ArrayForEach(bh_map *m, bh_map_elem_fn fn, void *cookie) {
+long array_for_each(bh_map *m, bh_map_elem_fn fn, void *cookie) {
   uint8_t *base = m->a;
-  if (m->type == BH_MAP_TYPE_PERCPU_ARRAY) base += uint64_t(CurrentCpu(m)) * m->cpu_block;
+  if (m->type == BH_MAP_TYPE_PERCPU_ARRAY) base += uint64_t(current_cpu(m)) * m->cpu_block;
   long visited = 0;
   for (uint32_t i = 0; i < m->max_entries; i++) {
     const uint32_t key = i;
@@ -21,12 +21,12 @@ long ArrayForEach(bh_map *m, bh_map_elem_fn fn, void *cookie) {
   return visited;
 }
 
-long HashForEach(bh_map *m, bh_map_elem_fn fn, void *cookie) {
+long hash_for_each(bh_map *m, bh_map_elem_fn fn, void *cookie) {
   // Elements copied per read of a bucket; chains are short (a load factor of
   // about 1), longer ones are read again from where the last chunk ended.
   constexpr uint32_t kChunk = 16;
   const bool percpu = m->type == BH_MAP_TYPE_PERCPU_HASH;
-  const uint32_t cpu = percpu ? CurrentCpu(m) : 0;
+  const uint32_t cpu = percpu ? current_cpu(m) : 0;
   auto *buckets = reinterpret_cast<Bucket *>(m->a);
   long visited = 0;
   for (uint64_t bi = 0; bi <= m->bucket_mask; bi++) {
@@ -38,7 +38,7 @@ long HashForEach(bh_map *m, bh_map_elem_fn fn, void *cookie) {
       bool more = false;
       for (uint32_t tries = 0;; tries++) {
         if (tries > shm::kReadRetries) {
-          CountBusy(m);
+          count_busy(m);
           return -EBUSY;
         }
         const uint64_t seen = shm::SeqLock::read_begin(&b->seq);
@@ -60,17 +60,17 @@ long HashForEach(bh_map *m, bh_map_elem_fn fn, void *cookie) {
             }
             got[n++] = idx;
           }
-          idx = shm::load_acquire(&Elem(m, idx)->next);
+          idx = shm::load_acquire(&elem(m, idx)->next);
         }
         if (shm::SeqLock::read_changed(&b->seq, seen)) continue;
-        if (bad) return Corrupt(m);  // a stable chain out of bounds
+        if (bad) return corrupt(m);  // a stable chain out of bounds
         break;
       }
       for (uint32_t k = 0; k < n; k++) {
-        ElemHeader *e = Elem(m, got[k]);
-        void *value = percpu ? static_cast<void *>(PercpuValue(m, got[k], cpu)) : ElemValue(m, e);
+        ElemHeader *e = elem(m, got[k]);
+        void *value = percpu ? static_cast<void *>(percpu_value(m, got[k], cpu)) : elem_value(m, e);
         visited++;
-        if (fn(cookie, ElemKey(e), value) != 0) return visited;
+        if (fn(cookie, elem_key(e), value) != 0) return visited;
       }
       if (!more) break;
       skip += n;
@@ -85,10 +85,10 @@ extern "C" long bh_map_for_each_elem(bh_map *m, bh_map_elem_fn fn, void *cookie)
   if (m == nullptr || fn == nullptr) return -EINVAL;
   switch (m->type) {
     case BH_MAP_TYPE_ARRAY:
-    case BH_MAP_TYPE_PERCPU_ARRAY: return ArrayForEach(m, fn, cookie);
+    case BH_MAP_TYPE_PERCPU_ARRAY: return array_for_each(m, fn, cookie);
     case BH_MAP_TYPE_HASH:
     case BH_MAP_TYPE_LRU_HASH:
-    case BH_MAP_TYPE_PERCPU_HASH: return HashForEach(m, fn, cookie);
+    case BH_MAP_TYPE_PERCPU_HASH: return hash_for_each(m, fn, cookie);
     default: return -EINVAL;
   }
 }

@@ -12,8 +12,8 @@ using namespace bpfhook::maps;
 
 namespace {
 
-bool IsPerCpu(uint32_t t) { return t == BH_MAP_TYPE_PERCPU_HASH || t == BH_MAP_TYPE_PERCPU_ARRAY; }
-bool IsPow2(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+bool is_per_cpu(uint32_t t) { return t == BH_MAP_TYPE_PERCPU_HASH || t == BH_MAP_TYPE_PERCPU_ARRAY; }
+bool is_pow2(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
 struct Layout {
   uint32_t n_buckets = 0;
@@ -36,7 +36,7 @@ constexpr uint32_t kBloomDefaultHashes = 5;  // the kernel's default for map_ext
 // bits (7/5 for 1/ln 2, the size that minimises false positives), rounded up
 // to a power of two and at least 64; 2^32 bits when the product overflows or
 // passes 2^31.
-uint64_t BloomBits(uint32_t max_entries, uint32_t hashes) {
+uint64_t bloom_bits(uint32_t max_entries, uint32_t hashes) {
   uint64_t n = uint64_t(max_entries) * hashes;
   if (n > UINT32_MAX) return uint64_t(1) << 32;
   uint64_t bits = (n / 5) * 7;
@@ -50,9 +50,9 @@ uint64_t BloomBits(uint32_t max_entries, uint32_t hashes) {
 // Products below are bounded by the spec limits (entries < 2^28, values <=
 // 2^20, CPUs < 2^16), so 64-bit arithmetic cannot overflow; the region's
 // size bounds the result afterwards (-ENOMEM).
-Layout ComputeLayout(const bh_map_info &s, uint32_t ncpus) {
+Layout compute_layout(const bh_map_info &s, uint32_t ncpus) {
   Layout L;
-  L.stride = Round8(s.value_size);
+  L.stride = round8(s.value_size);
   uint64_t stride = L.stride;
   switch (s.type) {
     case BH_MAP_TYPE_ARRAY:
@@ -64,7 +64,7 @@ Layout ComputeLayout(const bh_map_info &s, uint32_t ncpus) {
       // cache line, so CPUs never share a line (no false sharing), and a
       // CPU's neighbouring entries pack densely.
       L.off_a = kHeaderBytes;
-      L.cpu_block = AlignUp(uint64_t(s.max_entries) * stride, kCacheLine);
+      L.cpu_block = align_up(uint64_t(s.max_entries) * stride, kCacheLine);
       L.total = L.off_a + uint64_t(ncpus) * L.cpu_block;
       break;
     case BH_MAP_TYPE_HASH:
@@ -75,13 +75,13 @@ Layout ComputeLayout(const bh_map_info &s, uint32_t ncpus) {
       L.n_buckets = n;
       L.pool_size = s.max_entries + kHashExtraElems;
       bool percpu = s.type == BH_MAP_TYPE_PERCPU_HASH;
-      L.elem_size = kElemHeader + Round8(s.key_size) + (percpu ? 0 : L.stride);
+      L.elem_size = kElemHeader + round8(s.key_size) + (percpu ? 0 : L.stride);
       L.off_a = kHeaderBytes;
-      L.off_b = AlignUp(L.off_a + uint64_t(n) * sizeof(Bucket), kCacheLine);
+      L.off_b = align_up(L.off_a + uint64_t(n) * sizeof(Bucket), kCacheLine);
       L.total = L.off_b + uint64_t(L.pool_size) * L.elem_size;
       if (percpu) {
-        L.cpu_block = AlignUp(uint64_t(L.pool_size) * stride, kCacheLine);
-        L.off_c = AlignUp(L.total, kCacheLine);
+        L.cpu_block = align_up(uint64_t(L.pool_size) * stride, kCacheLine);
+        L.off_c = align_up(L.total, kCacheLine);
         L.total = L.off_c + uint64_t(ncpus) * L.cpu_block;
       }
       break;
@@ -91,7 +91,7 @@ Layout ComputeLayout(const bh_map_info &s, uint32_t ncpus) {
       // children, so there are fewer of them than real ones; +1 lets an
       // update build the replacement before it frees the old node.
       L.pool_size = 2 * s.max_entries + 1;
-      L.elem_size = kElemHeader + Round8(s.key_size - 4) + L.stride;
+      L.elem_size = kElemHeader + round8(s.key_size - 4) + L.stride;
       L.off_a = kHeaderBytes;
       L.total = L.off_a + uint64_t(L.pool_size) * L.elem_size;
       break;
@@ -118,7 +118,7 @@ Layout ComputeLayout(const bh_map_info &s, uint32_t ncpus) {
     }
     case BH_MAP_TYPE_BLOOM_FILTER: {
       L.pool_size = s.map_extra != 0 ? uint32_t(s.map_extra) : kBloomDefaultHashes;
-      uint64_t bits = BloomBits(s.max_entries, L.pool_size);
+      uint64_t bits = bloom_bits(s.max_entries, L.pool_size);
       L.bit_mask = uint32_t(bits - 1);
       L.ring_size = bits / 8;  // a multiple of 8: bits >= 64
       L.off_a = kHeaderBytes;
@@ -129,7 +129,7 @@ Layout ComputeLayout(const bh_map_info &s, uint32_t ncpus) {
       L.pool_size = s.max_entries;
       L.ring_size = s.map_extra;
       L.off_a = kHeaderBytes;
-      L.off_b = AlignUp(L.off_a + uint64_t(s.max_entries) * sizeof(PerfRingCtl), 4096);
+      L.off_b = align_up(L.off_a + uint64_t(s.max_entries) * sizeof(PerfRingCtl), 4096);
       L.total = L.off_b + uint64_t(s.max_entries) * L.ring_size;
       L.align = 4096;
       break;
@@ -141,7 +141,7 @@ Layout ComputeLayout(const bh_map_info &s, uint32_t ncpus) {
 // Printable ASCII without spaces: wider than the kernel's [A-Za-z0-9_.], so
 // a runtime can qualify names ("probe.bpf.o/counts"), and still safe to
 // print in any log line or error message.
-bool ValidName(const char *name) {
+bool valid_name(const char *name) {
   size_t n = strnlen(name, BH_REGION_NAME_MAX);
   if (n >= BH_REGION_NAME_MAX) return false;
   for (size_t i = 0; i < n; i++) {
@@ -153,10 +153,10 @@ bool ValidName(const char *name) {
 
 // Checks a spec the way the kernel's map_alloc_check functions do and fills
 // `info` with the resolved values (perf rings, ring size).
-int CheckSpec(const bh_map_spec &s, uint32_t ncpus, bh_map_info &info) {
+int check_spec(const bh_map_spec &s, uint32_t ncpus, bh_map_info &info) {
   memset(&info, 0, sizeof(info));
   const char *name = s.name != nullptr ? s.name : "";
-  if (!ValidName(name)) return -EINVAL;
+  if (!valid_name(name)) return -EINVAL;
   strncpy(info.name, name, BH_REGION_NAME_MAX - 1);
   info.type = s.type;
   info.key_size = s.key_size;
@@ -209,12 +209,12 @@ int CheckSpec(const bh_map_spec &s, uint32_t ncpus, bh_map_info &info) {
       allowed = BH_F_NUMA_NODE;
       // The kernel wants a power of two and a multiple of the page size.
       if (s.key_size != 0 || s.value_size != 0) return -EINVAL;
-      if (!IsPow2(s.max_entries) || s.max_entries < 4096 || s.max_entries > (1u << 30)) return -EINVAL;
+      if (!is_pow2(s.max_entries) || s.max_entries < 4096 || s.max_entries > (1u << 30)) return -EINVAL;
       break;
     case BH_MAP_TYPE_BLOOM_FILTER:
       // As the kernel's bloom_map_alloc: keyless; map_extra's low 4 bits are
       // the number of hash functions and the rest must be 0. No bound on
-      // max_entries: the bit array is capped (BloomBits).
+      // max_entries: the bit array is capped (bloom_bits).
       allowed |= BH_F_ZERO_SEED;
       if (s.key_size != 0 || s.value_size == 0 || s.max_entries == 0) return -EINVAL;
       if ((s.map_extra & ~uint64_t(0xf)) != 0) return -EINVAL;
@@ -229,7 +229,7 @@ int CheckSpec(const bh_map_spec &s, uint32_t ncpus, bh_map_info &info) {
       info.max_entries = s.max_entries != 0 ? s.max_entries : ncpus;
       if (info.max_entries > 4096) return -E2BIG;
       uint64_t ring = s.map_extra != 0 ? s.map_extra : BH_PERF_DEFAULT_RING_SIZE;
-      if (!IsPow2(ring) || ring < 4096 || ring > (1u << 30)) return -EINVAL;
+      if (!is_pow2(ring) || ring < 4096 || ring > (1u << 30)) return -EINVAL;
       info.map_extra = ring;
       break;
     }
@@ -237,16 +237,16 @@ int CheckSpec(const bh_map_spec &s, uint32_t ncpus, bh_map_info &info) {
   }
   if ((s.map_flags & ~allowed) != 0) return -EINVAL;
   if (s.type != BH_MAP_TYPE_PERF_EVENT_ARRAY && s.type != BH_MAP_TYPE_BLOOM_FILTER && s.map_extra != 0) return -EINVAL;
-  info.user_value_size = IsPerCpu(s.type) ? Round8(info.value_size) * ncpus : info.value_size;
+  info.user_value_size = is_per_cpu(s.type) ? round8(info.value_size) * ncpus : info.value_size;
   return 0;
 }
 
-uint64_t RandomSeed() {
+uint64_t random_seed() {
   uint64_t seed = 0;
   if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != sizeof(seed)) {
     timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    seed = Mix64(uint64_t(ts.tv_nsec) ^ (uint64_t(ts.tv_sec) << 32) ^ uint64_t(getpid()));
+    seed = mix64(uint64_t(ts.tv_nsec) ^ (uint64_t(ts.tv_sec) << 32) ^ uint64_t(getpid()));
   }
   return seed;
 }
@@ -261,7 +261,7 @@ struct InitCtx {
 // Writes the map header into fresh (zeroed) storage before the directory
 // entry is published. Pools are lazy (next_unused), so nothing else needs
 // touching and the region's pages stay unallocated until used.
-int InitStorage(void *cookie, void *block, uint64_t) {
+int init_storage(void *cookie, void *block, uint64_t) {
   const auto &c = *static_cast<const InitCtx *>(cookie);
   auto *h = static_cast<MapHeader *>(block);
   h->layout = kMapLayout;
@@ -300,9 +300,9 @@ int bh_map_create(bh_region *r, const bh_map_spec *spec, bh_map **out) {
   }
   uint32_t ncpus = bh_region_ncpus(r);
   bh_map_info info;
-  int err = CheckSpec(s, ncpus, info);
+  int err = check_spec(s, ncpus, info);
   if (err != 0) return err;
-  Layout layout = ComputeLayout(info, ncpus);
+  Layout layout = compute_layout(info, ncpus);
 
   bh_region_map_desc desc;
   memset(&desc, 0, sizeof(desc));
@@ -313,9 +313,9 @@ int bh_map_create(bh_region *r, const bh_map_spec *spec, bh_map **out) {
   desc.max_entries = info.max_entries;
   desc.map_flags = info.map_flags;
   desc.map_extra = info.map_extra;
-  InitCtx ctx{&info, &layout, ncpus, (info.map_flags & BH_F_ZERO_SEED) ? 0 : RandomSeed()};
+  InitCtx ctx{&info, &layout, ncpus, (info.map_flags & BH_F_ZERO_SEED) ? 0 : random_seed()};
   uint32_t index = 0;
-  err = bh_region_add_map(r, &desc, layout.total, layout.align, InitStorage, &ctx, &index);
+  err = bh_region_add_map(r, &desc, layout.total, layout.align, init_storage, &ctx, &index);
   if (err != 0) return err;
   return bh_map_open(r, index, out);
 }
@@ -352,11 +352,11 @@ int bh_map_open(bh_region *r, uint32_t index, bh_map **out) {
   info.map_extra = d->map_extra;
   info.index = index;
   info.ncpus = bh_region_ncpus(r);
-  info.user_value_size = IsPerCpu(d->type) ? Round8(d->value_size) * info.ncpus : d->value_size;
+  info.user_value_size = is_per_cpu(d->type) ? round8(d->value_size) * info.ncpus : d->value_size;
   info.storage_off = d->storage_off;
   info.storage_size = d->storage_size;
   // The entry's sizes pass the same checks as a new map's before they size
-  // anything (ComputeLayout trusts them: a huge max_entries would never end
+  // anything (compute_layout trusts them: a huge max_entries would never end
   // its bucket loop, a small LPM key would wrap its node size).
   bh_map_spec spec{};
   spec.sz = sizeof(spec);
@@ -368,12 +368,12 @@ int bh_map_open(bh_region *r, uint32_t index, bh_map **out) {
   spec.map_flags = d->map_flags;
   spec.map_extra = d->map_extra;
   bh_map_info checked;
-  if (CheckSpec(spec, info.ncpus, checked) != 0 || checked.key_size != d->key_size ||
+  if (check_spec(spec, info.ncpus, checked) != 0 || checked.key_size != d->key_size ||
       checked.value_size != d->value_size || checked.max_entries != d->max_entries ||
       checked.map_extra != d->map_extra) {
     return -EPROTO;
   }
-  Layout L = ComputeLayout(info, info.ncpus);
+  Layout L = compute_layout(info, info.ncpus);
   if (shm::load_acquire(&h->magic) != kMapMagic || h->layout != kMapLayout || h->type != d->type ||
       h->key_size != d->key_size || h->value_size != d->value_size || h->max_entries != d->max_entries ||
       h->ncpus != info.ncpus || L.total == 0 || L.total > d->storage_size || h->n_buckets != L.n_buckets ||
@@ -401,7 +401,7 @@ int bh_map_open(bh_region *r, uint32_t index, bh_map **out) {
   m->bucket_mask = d->type == BH_MAP_TYPE_BLOOM_FILTER ? L.bit_mask : L.n_buckets ? L.n_buckets - 1 : 0;
   m->pool_size = L.pool_size;
   m->elem_size = L.elem_size;
-  m->key_stride = Round8(d->key_size);
+  m->key_stride = round8(d->key_size);
   m->seed = h->seed;
   m->cpu_block = L.cpu_block;
   m->hdr = h;
@@ -467,10 +467,10 @@ int64_t bh_map_count(const bh_map *m) {
     case BH_MAP_TYPE_LPM_TRIE: {
       // Writers never let the count pass max_entries.
       uint32_t n = shm::load_relaxed(&m->hdr->count);
-      return n <= m->max_entries ? int64_t(n) : int64_t(Corrupt(m));
+      return n <= m->max_entries ? int64_t(n) : int64_t(corrupt(m));
     }
     case BH_MAP_TYPE_QUEUE:
-    case BH_MAP_TYPE_STACK: return QueueCount(const_cast<bh_map *>(m));
+    case BH_MAP_TYPE_STACK: return queue_count(const_cast<bh_map *>(m));
     case BH_MAP_TYPE_ARRAY:
     case BH_MAP_TYPE_PERCPU_ARRAY: return m->max_entries;
     default: return -EINVAL;
@@ -486,20 +486,20 @@ int bh_map_lookup(bh_map *m, const void *key, void *value) {
     case BH_MAP_TYPE_LRU_HASH:
     case BH_MAP_TYPE_PERCPU_HASH:
       if (key == nullptr) return -EINVAL;
-      return HashLookupCopy(m, key, value);
+      return hash_lookup_copy(m, key, value);
     case BH_MAP_TYPE_ARRAY:
     case BH_MAP_TYPE_PERCPU_ARRAY:
       if (key == nullptr) return -EINVAL;
-      return ArrayLookupCopy(m, key, value);
+      return array_lookup_copy(m, key, value);
     case BH_MAP_TYPE_LPM_TRIE:
       if (key == nullptr) return -EINVAL;
-      return LpmLookupCopy(m, key, value);
+      return lpm_lookup_copy(m, key, value);
     case BH_MAP_TYPE_QUEUE:
-    case BH_MAP_TYPE_STACK: return int(QueuePop(m, value, false, true));
+    case BH_MAP_TYPE_STACK: return int(queue_pop(m, value, false, true));
     case BH_MAP_TYPE_STACK_TRACE:
       if (key == nullptr) return -EINVAL;
-      return StackLookupCopy(m, key, value);
-    case BH_MAP_TYPE_BLOOM_FILTER: return int(BloomPeek(m, value));  // the syscall reads the value: a membership test
+      return stack_lookup_copy(m, key, value);
+    case BH_MAP_TYPE_BLOOM_FILTER: return int(bloom_peek(m, value));  // the syscall reads the value: a membership test
     default: return -EOPNOTSUPP;
   }
 }
@@ -511,18 +511,18 @@ int bh_map_update(bh_map *m, const void *key, const void *value, uint64_t flags)
     case BH_MAP_TYPE_LRU_HASH:
     case BH_MAP_TYPE_PERCPU_HASH:
       if (key == nullptr) return -EINVAL;
-      return int(HashUpdate(m, key, value, flags, true));
+      return int(hash_update(m, key, value, flags, true));
     case BH_MAP_TYPE_ARRAY:
     case BH_MAP_TYPE_PERCPU_ARRAY:
       if (key == nullptr) return -EINVAL;
-      return int(ArrayUpdate(m, key, value, flags, true));
+      return int(array_update(m, key, value, flags, true));
     case BH_MAP_TYPE_LPM_TRIE:
       if (key == nullptr) return -EINVAL;
-      return int(LpmUpdate(m, key, value, flags, true));
+      return int(lpm_update(m, key, value, flags, true));
     case BH_MAP_TYPE_QUEUE:
-    case BH_MAP_TYPE_STACK: return int(QueuePush(m, value, flags, true));
-    case BH_MAP_TYPE_STACK_TRACE: return -EINVAL;                           // only bpf_get_stackid stores stacks
-    case BH_MAP_TYPE_BLOOM_FILTER: return int(BloomPush(m, value, flags));  // the syscall maps update to push
+    case BH_MAP_TYPE_STACK: return int(queue_push(m, value, flags, true));
+    case BH_MAP_TYPE_STACK_TRACE: return -EINVAL;                            // only bpf_get_stackid stores stacks
+    case BH_MAP_TYPE_BLOOM_FILTER: return int(bloom_push(m, value, flags));  // the syscall maps update to push
     default: return -EOPNOTSUPP;
   }
 }
@@ -531,20 +531,20 @@ int bh_map_update(bh_map *m, const void *key, const void *value, uint64_t flags)
 
 namespace {
 // Delete for both sides; `user` picks the lock wait budget (shm::Wait).
-int MapDelete(bh_map *m, const void *key, bool user) {
+int map_delete(bh_map *m, const void *key, bool user) {
   if (m == nullptr) return -EINVAL;
   switch (m->type) {
     case BH_MAP_TYPE_HASH:
     case BH_MAP_TYPE_LRU_HASH:
     case BH_MAP_TYPE_PERCPU_HASH:
       if (key == nullptr) return -EINVAL;
-      return int(HashDelete(m, key, user));
+      return int(hash_delete(m, key, user));
     case BH_MAP_TYPE_LPM_TRIE:
       if (key == nullptr) return -EINVAL;
-      return int(LpmDelete(m, key, user));
+      return int(lpm_delete(m, key, user));
     case BH_MAP_TYPE_STACK_TRACE:
       if (key == nullptr) return -EINVAL;
-      return int(StackDelete(m, key, user));
+      return int(stack_delete(m, key, user));
     case BH_MAP_TYPE_ARRAY:
     case BH_MAP_TYPE_PERCPU_ARRAY:
     case BH_MAP_TYPE_QUEUE:
@@ -556,18 +556,18 @@ int MapDelete(bh_map *m, const void *key, bool user) {
 
 extern "C" {
 
-int bh_map_delete(bh_map *m, const void *key) { return MapDelete(m, key, true); }
+int bh_map_delete(bh_map *m, const void *key) { return map_delete(m, key, true); }
 
 int bh_map_lookup_and_delete(bh_map *m, const void *key, void *value) {
   if (m == nullptr || value == nullptr) return -EINVAL;
   switch (m->type) {
     case BH_MAP_TYPE_QUEUE:
-    case BH_MAP_TYPE_STACK: return int(QueuePop(m, value, true, true));
+    case BH_MAP_TYPE_STACK: return int(queue_pop(m, value, true, true));
     case BH_MAP_TYPE_HASH:
     case BH_MAP_TYPE_LRU_HASH:
     case BH_MAP_TYPE_PERCPU_HASH:
       if (key == nullptr) return -EINVAL;
-      return HashLookupAndDelete(m, key, value);
+      return hash_lookup_and_delete(m, key, value);
     default: return -EOPNOTSUPP;
   }
 }
@@ -578,11 +578,11 @@ int bh_map_get_next_key(bh_map *m, const void *key, void *next_key) {
   switch (m->type) {
     case BH_MAP_TYPE_HASH:
     case BH_MAP_TYPE_LRU_HASH:
-    case BH_MAP_TYPE_PERCPU_HASH: return HashNextKey(m, key, next_key);
+    case BH_MAP_TYPE_PERCPU_HASH: return hash_next_key(m, key, next_key);
     case BH_MAP_TYPE_ARRAY:
-    case BH_MAP_TYPE_PERCPU_ARRAY: return ArrayNextKey(m, key, next_key);
-    case BH_MAP_TYPE_LPM_TRIE: return LpmNextKey(m, key, next_key);
-    case BH_MAP_TYPE_STACK_TRACE: return StackNextKey(m, key, next_key);
+    case BH_MAP_TYPE_PERCPU_ARRAY: return array_next_key(m, key, next_key);
+    case BH_MAP_TYPE_LPM_TRIE: return lpm_next_key(m, key, next_key);
+    case BH_MAP_TYPE_STACK_TRACE: return stack_next_key(m, key, next_key);
     case BH_MAP_TYPE_QUEUE:
     case BH_MAP_TYPE_STACK: return -EINVAL;
     default: return -EOPNOTSUPP;
@@ -593,12 +593,12 @@ int bh_map_get_next_key(bh_map *m, const void *key, void *next_key) {
 
 void *bh_map_lookup_elem(bh_map *m, const void *key) {
   switch (m->type) {
-    case BH_MAP_TYPE_ARRAY: return ArrayLookup(m, key);
+    case BH_MAP_TYPE_ARRAY: return array_lookup(m, key);
     case BH_MAP_TYPE_HASH:
     case BH_MAP_TYPE_LRU_HASH:
-    case BH_MAP_TYPE_PERCPU_HASH: return HashLookupElem(m, key);
-    case BH_MAP_TYPE_PERCPU_ARRAY: return PercpuArrayLookup(m, key);
-    case BH_MAP_TYPE_LPM_TRIE: return LpmLookup(m, key);
+    case BH_MAP_TYPE_PERCPU_HASH: return hash_lookup_elem(m, key);
+    case BH_MAP_TYPE_PERCPU_ARRAY: return percpu_array_lookup(m, key);
+    case BH_MAP_TYPE_LPM_TRIE: return lpm_lookup(m, key);
     default: return nullptr;
   }
 }
@@ -607,36 +607,36 @@ long bh_map_update_elem(bh_map *m, const void *key, const void *value, uint64_t 
   switch (m->type) {
     case BH_MAP_TYPE_HASH:
     case BH_MAP_TYPE_LRU_HASH:
-    case BH_MAP_TYPE_PERCPU_HASH: return HashUpdate(m, key, value, flags, false);
+    case BH_MAP_TYPE_PERCPU_HASH: return hash_update(m, key, value, flags, false);
     case BH_MAP_TYPE_ARRAY:
-    case BH_MAP_TYPE_PERCPU_ARRAY: return ArrayUpdate(m, key, value, flags, false);
-    case BH_MAP_TYPE_LPM_TRIE: return LpmUpdate(m, key, value, flags, false);
+    case BH_MAP_TYPE_PERCPU_ARRAY: return array_update(m, key, value, flags, false);
+    case BH_MAP_TYPE_LPM_TRIE: return lpm_update(m, key, value, flags, false);
     case BH_MAP_TYPE_QUEUE:
-    case BH_MAP_TYPE_STACK: return QueuePush(m, value, flags, false);  // the kernel maps update to push
+    case BH_MAP_TYPE_STACK: return queue_push(m, value, flags, false);  // the kernel maps update to push
     case BH_MAP_TYPE_BLOOM_FILTER: return -EINVAL;  // the kernel's bloom_map_update_elem: programs push
     default: return -EOPNOTSUPP;
   }
 }
 
-long bh_map_delete_elem(bh_map *m, const void *key) { return MapDelete(m, key, false); }
+long bh_map_delete_elem(bh_map *m, const void *key) { return map_delete(m, key, false); }
 
 long bh_map_push_elem(bh_map *m, const void *value, uint64_t flags) {
-  if (m->type == BH_MAP_TYPE_BLOOM_FILTER) return BloomPush(m, value, flags);
+  if (m->type == BH_MAP_TYPE_BLOOM_FILTER) return bloom_push(m, value, flags);
   if (m->type != BH_MAP_TYPE_QUEUE && m->type != BH_MAP_TYPE_STACK) return -EINVAL;
-  return QueuePush(m, value, flags, false);
+  return queue_push(m, value, flags, false);
 }
 
 long bh_map_pop_elem(bh_map *m, void *value) {
   if (m->type == BH_MAP_TYPE_BLOOM_FILTER) return -EOPNOTSUPP;  // the kernel's bloom_map_pop_elem
   if (m->type != BH_MAP_TYPE_QUEUE && m->type != BH_MAP_TYPE_STACK) return -EINVAL;
-  return QueuePop(m, value, true, false);
+  return queue_pop(m, value, true, false);
 }
 
 // For a bloom filter `value` is read (the value to test), not written.
 long bh_map_peek_elem(bh_map *m, void *value) {
-  if (m->type == BH_MAP_TYPE_BLOOM_FILTER) return BloomPeek(m, value);
+  if (m->type == BH_MAP_TYPE_BLOOM_FILTER) return bloom_peek(m, value);
   if (m->type != BH_MAP_TYPE_QUEUE && m->type != BH_MAP_TYPE_STACK) return -EINVAL;
-  return QueuePop(m, value, false, false);
+  return queue_pop(m, value, false, false);
 }
 
 void *bh_map_value_addr(bh_map *m, uint32_t index) {

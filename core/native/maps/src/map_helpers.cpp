@@ -8,10 +8,10 @@
 using namespace bpfhook::maps;
 
 namespace {
-inline bh_map *AsMap(uint64_t v) { return reinterpret_cast<bh_map *>(uintptr_t(v)); }
-inline const void *AsPtr(uint64_t v) { return reinterpret_cast<const void *>(uintptr_t(v)); }
-inline void *AsMutPtr(uint64_t v) { return reinterpret_cast<void *>(uintptr_t(v)); }
-inline uint64_t Ret(long v) { return uint64_t(int64_t(v)); }
+inline bh_map *as_map(uint64_t v) { return reinterpret_cast<bh_map *>(uintptr_t(v)); }
+inline const void *as_ptr(uint64_t v) { return reinterpret_cast<const void *>(uintptr_t(v)); }
+inline void *as_mut_ptr(uint64_t v) { return reinterpret_cast<void *>(uintptr_t(v)); }
+inline uint64_t ret(long v) { return uint64_t(int64_t(v)); }
 }  // namespace
 
 extern "C" {
@@ -21,58 +21,58 @@ extern "C" {
 // 1.4 ns for arrays) does not move by a few tenths with unrelated code.
 __attribute__((aligned(64))) uint64_t bh_helper_map_lookup_elem(uint64_t map, uint64_t key, uint64_t, uint64_t,
                                                                 uint64_t) {
-  bh_map *m = AsMap(map);
-  const void *k = AsPtr(key);
+  bh_map *m = as_map(map);
+  const void *k = as_ptr(key);
   // Most probes hit arrays and hashes: test those before the generic switch.
-  if (m->type == BH_MAP_TYPE_ARRAY) return uint64_t(uintptr_t(ArrayLookup(m, k)));
+  if (m->type == BH_MAP_TYPE_ARRAY) return uint64_t(uintptr_t(array_lookup(m, k)));
   if (m->type == BH_MAP_TYPE_HASH) {
-    uint32_t idx = HashFind(m, HashKey(m, k), k);
-    return idx != 0 ? uint64_t(uintptr_t(ElemValue(m, Elem(m, idx)))) : 0;
+    uint32_t idx = hash_find(m, hash_key(m, k), k);
+    return idx != 0 ? uint64_t(uintptr_t(elem_value(m, elem(m, idx)))) : 0;
   }
   return uint64_t(uintptr_t(bh_map_lookup_elem(m, k)));
 }
 
 uint64_t bh_helper_map_update_elem(uint64_t map, uint64_t key, uint64_t value, uint64_t flags, uint64_t) {
-  return Ret(bh_map_update_elem(AsMap(map), AsPtr(key), AsPtr(value), flags));
+  return ret(bh_map_update_elem(as_map(map), as_ptr(key), as_ptr(value), flags));
 }
 
 uint64_t bh_helper_map_delete_elem(uint64_t map, uint64_t key, uint64_t, uint64_t, uint64_t) {
-  return Ret(bh_map_delete_elem(AsMap(map), AsPtr(key)));
+  return ret(bh_map_delete_elem(as_map(map), as_ptr(key)));
 }
 
 // The context argument is unused: samples are the program's own bytes (no
 // BPF_F_CTXLEN_MASK payload from a packet).
 uint64_t bh_helper_perf_event_output(uint64_t, uint64_t map, uint64_t flags, uint64_t data, uint64_t size) {
-  return Ret(bh_perf_event_output(AsMap(map), flags, AsPtr(data), size));
+  return ret(bh_perf_event_output(as_map(map), flags, as_ptr(data), size));
 }
 
 uint64_t bh_helper_map_push_elem(uint64_t map, uint64_t value, uint64_t flags, uint64_t, uint64_t) {
-  return Ret(bh_map_push_elem(AsMap(map), AsPtr(value), flags));
+  return ret(bh_map_push_elem(as_map(map), as_ptr(value), flags));
 }
 
 uint64_t bh_helper_map_pop_elem(uint64_t map, uint64_t value, uint64_t, uint64_t, uint64_t) {
-  return Ret(bh_map_pop_elem(AsMap(map), AsMutPtr(value)));
+  return ret(bh_map_pop_elem(as_map(map), as_mut_ptr(value)));
 }
 
 uint64_t bh_helper_map_peek_elem(uint64_t map, uint64_t value, uint64_t, uint64_t, uint64_t) {
-  return Ret(bh_map_peek_elem(AsMap(map), AsMutPtr(value)));
+  return ret(bh_map_peek_elem(as_map(map), as_mut_ptr(value)));
 }
 
 uint64_t bh_helper_ringbuf_output(uint64_t map, uint64_t data, uint64_t size, uint64_t flags, uint64_t) {
-  return Ret(bh_ringbuf_output(AsMap(map), AsPtr(data), size, flags));
+  return ret(bh_ringbuf_output(as_map(map), as_ptr(data), size, flags));
 }
 
 uint64_t bh_helper_ringbuf_reserve(uint64_t map, uint64_t size, uint64_t flags, uint64_t, uint64_t) {
-  return uint64_t(uintptr_t(bh_ringbuf_reserve(AsMap(map), size, flags)));
+  return uint64_t(uintptr_t(bh_ringbuf_reserve(as_map(map), size, flags)));
 }
 
 uint64_t bh_helper_ringbuf_submit(uint64_t sample, uint64_t flags, uint64_t, uint64_t, uint64_t) {
-  bh_ringbuf_submit(AsMutPtr(sample), flags);
+  bh_ringbuf_submit(as_mut_ptr(sample), flags);
   return 0;
 }
 
 uint64_t bh_helper_ringbuf_discard(uint64_t sample, uint64_t flags, uint64_t, uint64_t, uint64_t) {
-  bh_ringbuf_discard(AsMutPtr(sample), flags);
+  bh_ringbuf_discard(as_mut_ptr(sample), flags);
   return 0;
 }
 
@@ -88,7 +88,7 @@ struct ForEach {
   int rc;  // bh_vm_callback_invoke's failure, if any
 };
 
-int ForEachVisit(void *cookie, const void *key, void *value) {
+int for_each_visit(void *cookie, const void *key, void *value) {
   auto *c = static_cast<ForEach *>(cookie);
   uint64_t ret = 0;
   const int rc = bh_vm_callback_invoke(c->callback, uint64_t(uintptr_t(c->map)), uint64_t(uintptr_t(key)),
@@ -103,15 +103,15 @@ int ForEachVisit(void *cookie, const void *key, void *value) {
 
 uint64_t bh_helper_for_each_map_elem(uint64_t map, uint64_t callback_fn, uint64_t callback_ctx, uint64_t flags,
                                      uint64_t) {
-  if (flags != 0) return Ret(-EINVAL);
-  ForEach c{AsMap(map), callback_fn, callback_ctx, 0};
-  const long n = bh_map_for_each_elem(c.map, ForEachVisit, &c);
+  if (flags != 0) return ret(-EINVAL);
+  ForEach c{as_map(map), callback_fn, callback_ctx, 0};
+  const long n = bh_map_for_each_elem(c.map, for_each_visit, &c);
   // -EINVAL (not a callback of this program) or -ECANCELED (the run ends).
-  return Ret(c.rc != 0 ? c.rc : n);
+  return ret(c.rc != 0 ? c.rc : n);
 }
 
 uint64_t bh_helper_ringbuf_query(uint64_t map, uint64_t flags, uint64_t, uint64_t, uint64_t) {
-  return bh_ringbuf_query(AsMap(map), flags);
+  return bh_ringbuf_query(as_map(map), flags);
 }
 
 // Checked mode's argument prototypes (the kernel's bpf_func_proto): which map
@@ -122,16 +122,16 @@ constexpr uint8_t kAny = BH_ARG_ANYTHING, kCtx = BH_ARG_PTR_TO_CTX, kMap = BH_AR
                   kKey = BH_ARG_PTR_TO_MAP_KEY, kValue = BH_ARG_PTR_TO_MAP_VALUE,
                   kValueOut = BH_ARG_PTR_TO_UNINIT_MAP_VALUE, kMem = BH_ARG_PTR_TO_MEM,
                   kSize0 = BH_ARG_CONST_SIZE_OR_ZERO, kRecord = BH_ARG_PTR_TO_RINGBUF_MEM;
-constexpr uint64_t Bit(uint32_t t) { return uint64_t(1) << t; }
-constexpr uint64_t kKeyed = Bit(BH_MAP_TYPE_HASH) | Bit(BH_MAP_TYPE_ARRAY) | Bit(BH_MAP_TYPE_PERCPU_HASH) |
-                            Bit(BH_MAP_TYPE_PERCPU_ARRAY) | Bit(BH_MAP_TYPE_LRU_HASH) | Bit(BH_MAP_TYPE_LPM_TRIE);
-constexpr uint64_t kQueues = Bit(BH_MAP_TYPE_QUEUE) | Bit(BH_MAP_TYPE_STACK);
-constexpr uint64_t kRing = Bit(BH_MAP_TYPE_RINGBUF);
+constexpr uint64_t bit(uint32_t t) { return uint64_t(1) << t; }
+constexpr uint64_t kKeyed = bit(BH_MAP_TYPE_HASH) | bit(BH_MAP_TYPE_ARRAY) | bit(BH_MAP_TYPE_PERCPU_HASH) |
+                            bit(BH_MAP_TYPE_PERCPU_ARRAY) | bit(BH_MAP_TYPE_LRU_HASH) | bit(BH_MAP_TYPE_LPM_TRIE);
+constexpr uint64_t kQueues = bit(BH_MAP_TYPE_QUEUE) | bit(BH_MAP_TYPE_STACK);
+constexpr uint64_t kRing = bit(BH_MAP_TYPE_RINGBUF);
 // Bloom filters take push (add) and peek (test) only, as in the kernel.
-constexpr uint64_t kPushPeek = kQueues | Bit(BH_MAP_TYPE_BLOOM_FILTER);
+constexpr uint64_t kPushPeek = kQueues | bit(BH_MAP_TYPE_BLOOM_FILTER);
 constexpr uint8_t kFunc = BH_ARG_PTR_TO_FUNC, kStackOrNull = BH_ARG_PTR_TO_STACK_OR_NULL;
-constexpr uint64_t kIterable = Bit(BH_MAP_TYPE_HASH) | Bit(BH_MAP_TYPE_ARRAY) | Bit(BH_MAP_TYPE_PERCPU_HASH) |
-                               Bit(BH_MAP_TYPE_PERCPU_ARRAY) | Bit(BH_MAP_TYPE_LRU_HASH);
+constexpr uint64_t kIterable = bit(BH_MAP_TYPE_HASH) | bit(BH_MAP_TYPE_ARRAY) | bit(BH_MAP_TYPE_PERCPU_HASH) |
+                               bit(BH_MAP_TYPE_PERCPU_ARRAY) | bit(BH_MAP_TYPE_LRU_HASH);
 }  // namespace
 
 int bh_maps_register_helpers(bh_vm *vm) {
@@ -154,9 +154,9 @@ int bh_maps_register_helpers(bh_vm *vm) {
       {3, "bpf_map_delete_elem", bh_helper_map_delete_elem,
        BH_P(kMap, "map", kKey, "key", 0, nullptr, 0, nullptr, 0, nullptr, kKeyed)},
       {25, "bpf_perf_event_output", bh_helper_perf_event_output,
-       BH_P(kCtx, "ctx", kMap, "map", kAny, "flags", kMem, "data", kSize0, "size", Bit(BH_MAP_TYPE_PERF_EVENT_ARRAY))},
+       BH_P(kCtx, "ctx", kMap, "map", kAny, "flags", kMem, "data", kSize0, "size", bit(BH_MAP_TYPE_PERF_EVENT_ARRAY))},
       {27, "bpf_get_stackid", bh_helper_get_stackid,
-       BH_P(kCtx, "ctx", kMap, "map", kAny, "flags", 0, nullptr, 0, nullptr, Bit(BH_MAP_TYPE_STACK_TRACE))},
+       BH_P(kCtx, "ctx", kMap, "map", kAny, "flags", 0, nullptr, 0, nullptr, bit(BH_MAP_TYPE_STACK_TRACE))},
       {87, "bpf_map_push_elem", bh_helper_map_push_elem,
        BH_P(kMap, "map", kValue, "value", kAny, "flags", 0, nullptr, 0, nullptr, kPushPeek)},
       {88, "bpf_map_pop_elem", bh_helper_map_pop_elem,

@@ -43,7 +43,7 @@
 //     element per death, out of kHashExtraElems spares. A per-CPU value
 //     overwritten in place may be torn, as concurrent writes can tear it.
 //   * LPM trie: links are single stores; `count` is recounted on takeover
-//     (LpmRepair); a node allocated or retired by the dead writer may leak.
+//     (lpm_repair); a node allocated or retired by the dead writer may leak.
 //   * queue/stack: head and tail are single stores; a death loses at most
 //     the element being pushed or popped.
 //   * ring buffer producer: nothing is visible before producer_pos moves;
@@ -84,8 +84,8 @@ constexpr uint32_t kHashExtraElems = 64;  // spare elements for replacements in 
 constexpr uint32_t kLruSample = 128;      // elements an eviction looks at
 constexpr uint64_t kRingCtlBytes = 4096;  // ring buffer: data starts one page in
 
-inline uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
-inline uint32_t Round8(uint32_t v) { return (v + 7u) & ~7u; }
+inline uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+inline uint32_t round8(uint32_t v) { return (v + 7u) & ~7u; }
 
 // At offset 0 of every map's storage. Identity and offsets are written once
 // at creation; each mutable group has its own cache line.
@@ -241,7 +241,7 @@ namespace bpfhook::maps {
 // Threads are not pinned, so a caller may move right after this; per-CPU
 // data is then merely written from another CPU, which is still correct for
 // atomic updates and is the documented user-space caveat for plain ones.
-inline uint32_t CurrentCpu(const bh_map *m) {
+inline uint32_t current_cpu(const bh_map *m) {
   int c = sched_getcpu();
   if (c < 0) return 0;
   uint32_t u = uint32_t(c);
@@ -257,19 +257,19 @@ inline uint32_t CurrentCpu(const bh_map *m) {
 // with -EFAULT and the handle counts it. Cold, so the checks on hot paths
 // stay one compare and a never-taken branch.
 constexpr long kCorrupt = -EFAULT;
-__attribute__((cold, noinline)) inline long Corrupt(const bh_map *m) {
+__attribute__((cold, noinline)) inline long corrupt(const bh_map *m) {
   __atomic_fetch_add(&const_cast<bh_map *>(m)->corruptions, uint64_t(1), __ATOMIC_RELAXED);
   return kCorrupt;
 }
 // A valid 1-based element / node index (hash pool, LPM nodes).
-inline bool IndexOk(const bh_map *m, uint32_t idx) { return idx - 1u < m->pool_size; }
+inline bool index_ok(const bh_map *m, uint32_t idx) { return idx - 1u < m->pool_size; }
 
 // ---- hashing ----
 
 constexpr uint64_t kMul1 = 0x9e3779b97f4a7c15ull;
 constexpr uint64_t kMul2 = 0xd6e8feb86659fd93ull;
 
-inline uint64_t Mix64(uint64_t x) {
+inline uint64_t mix64(uint64_t x) {
   x ^= x >> 32;
   x *= kMul2;
   x ^= x >> 32;
@@ -278,22 +278,22 @@ inline uint64_t Mix64(uint64_t x) {
   return x;
 }
 
-inline uint64_t Load64(const void *p) {
+inline uint64_t load64(const void *p) {
   uint64_t v;
   memcpy(&v, p, 8);
   return v;
 }
-inline uint32_t Load32(const void *p) {
+inline uint32_t load32(const void *p) {
   uint32_t v;
   memcpy(&v, p, 4);
   return v;
 }
 
-inline uint32_t HashBytes(uint64_t seed, const void *key, uint32_t len) {
+inline uint32_t hash_bytes(uint64_t seed, const void *key, uint32_t len) {
   const auto *p = static_cast<const uint8_t *>(key);
   uint64_t h = seed ^ (uint64_t(len) * kMul1);
   while (len >= 8) {
-    h ^= Load64(p) * kMul1;
+    h ^= load64(p) * kMul1;
     h = ((h << 31) | (h >> 33)) * kMul2;
     p += 8;
     len -= 8;
@@ -303,115 +303,115 @@ inline uint32_t HashBytes(uint64_t seed, const void *key, uint32_t len) {
     memcpy(&tail, p, len);
     h ^= tail * kMul1;
   }
-  return uint32_t(Mix64(h));
+  return uint32_t(mix64(h));
 }
 
 // Small keys (the common u32 / u64 ids) get a single mix with no loop.
-inline uint32_t HashKey(const bh_map *m, const void *key) {
-  if (m->key_size == 4) return uint32_t(Mix64(Load32(key) ^ m->seed));
-  if (m->key_size == 8) return uint32_t(Mix64(Load64(key) ^ m->seed));
-  return HashBytes(m->seed, key, m->key_size);
+inline uint32_t hash_key(const bh_map *m, const void *key) {
+  if (m->key_size == 4) return uint32_t(mix64(load32(key) ^ m->seed));
+  if (m->key_size == 8) return uint32_t(mix64(load64(key) ^ m->seed));
+  return hash_bytes(m->seed, key, m->key_size);
 }
 
-inline bool KeyEq(const bh_map *m, const uint8_t *stored, const void *key) {
-  if (m->key_size == 4) return Load32(stored) == Load32(key);
-  if (m->key_size == 8) return Load64(stored) == Load64(key);
+inline bool key_eq(const bh_map *m, const uint8_t *stored, const void *key) {
+  if (m->key_size == 4) return load32(stored) == load32(key);
+  if (m->key_size == 8) return load64(stored) == load64(key);
   return memcmp(stored, key, m->key_size) == 0;
 }
 
 // ---- element addressing ----
 
-inline ElemHeader *Elem(const bh_map *m, uint32_t idx) {
+inline ElemHeader *elem(const bh_map *m, uint32_t idx) {
   return reinterpret_cast<ElemHeader *>(m->b + uint64_t(idx - 1) * m->elem_size);
 }
-inline uint8_t *ElemKey(ElemHeader *e) { return reinterpret_cast<uint8_t *>(e) + kElemHeader; }
-inline uint8_t *ElemValue(const bh_map *m, ElemHeader *e) { return ElemKey(e) + m->key_stride; }
-inline uint8_t *PercpuValue(const bh_map *m, uint32_t idx, uint32_t cpu) {
+inline uint8_t *elem_key(ElemHeader *e) { return reinterpret_cast<uint8_t *>(e) + kElemHeader; }
+inline uint8_t *elem_value(const bh_map *m, ElemHeader *e) { return elem_key(e) + m->key_stride; }
+inline uint8_t *percpu_value(const bh_map *m, uint32_t idx, uint32_t cpu) {
   return m->c + uint64_t(cpu) * m->cpu_block + uint64_t(idx - 1) * m->stride;
 }
-inline Bucket *BucketFor(const bh_map *m, uint32_t hash) {
+inline Bucket *bucket_for(const bh_map *m, uint32_t hash) {
   return reinterpret_cast<Bucket *>(m->a) + (hash & m->bucket_mask);
 }
 
 // Counts a failure to get a lock or a consistent read (bh_map_lock_stats).
-inline void CountBusy(const bh_map *m) { shm::fetch_add_relaxed(&m->hdr->busy, uint64_t(1)); }
-inline void CountTakeover(const bh_map *m) { shm::fetch_add_relaxed(&m->hdr->takeovers, uint64_t(1)); }
+inline void count_busy(const bh_map *m) { shm::fetch_add_relaxed(&m->hdr->busy, uint64_t(1)); }
+inline void count_takeover(const bh_map *m) { shm::fetch_add_relaxed(&m->hdr->takeovers, uint64_t(1)); }
 // Folds a lock result into the counters: true if the lock is held.
-inline bool Locked(const bh_map *m, int rc) {
+inline bool locked(const bh_map *m, int rc) {
   if (rc == shm::kLocked) return true;
   if (rc == shm::kTakenOver) {
-    CountTakeover(m);
+    count_takeover(m);
     return true;
   }
-  CountBusy(m);
+  count_busy(m);
   return false;
 }
 // The wait budget of a caller: programs (helpers) or user space.
-inline shm::Wait WaitFor(bool user) { return user ? shm::Wait::kUser : shm::Wait::kProbe; }
+inline shm::Wait wait_for(bool user) { return user ? shm::Wait::kUser : shm::Wait::kProbe; }
 // What a failed lock returns: helpers answer -EBUSY as the kernel's maps do;
 // user space also learns -EDEADLK (the lock is its own thread's).
-inline long LockFailure(int rc, bool user) { return user ? rc : -EBUSY; }
+inline long lock_failure(int rc, bool user) { return user ? rc : -EBUSY; }
 
 // One pass over a bucket's chain: the element index holding `key` or 0;
 // `bad` when the chain leaves the pool or is longer than it (mangled by a
 // concurrent reuse, which the seqlock check then catches, or corrupt).
-inline uint32_t HashWalk(const bh_map *m, const Bucket *b, uint32_t hash, const void *key, bool *bad) {
+inline uint32_t hash_walk(const bh_map *m, const Bucket *b, uint32_t hash, const void *key, bool *bad) {
   uint32_t steps = 0;
   for (uint32_t idx = shm::load_acquire(&b->head); idx != 0;) {
     if (__builtin_expect(idx > m->pool_size || ++steps > m->pool_size, 0)) {
       *bad = true;
       return 0;
     }
-    ElemHeader *e = Elem(m, idx);
-    if (shm::load_relaxed(&e->hash) == hash && KeyEq(m, ElemKey(e), key)) return idx;
+    ElemHeader *e = elem(m, idx);
+    if (shm::load_relaxed(&e->hash) == hash && key_eq(m, elem_key(e), key)) return idx;
     idx = shm::load_acquire(&e->next);
   }
   return 0;
 }
 
-// The retries of HashFind, out of line: bounded by kReadRetries (then 0,
+// The retries of hash_find, out of line: bounded by kReadRetries (then 0,
 // counted as busy); a stable chain out of bounds counts as corruption.
-uint32_t HashFindSlow(const bh_map *m, uint32_t hash, const void *key);
+uint32_t hash_find_slow(const bh_map *m, uint32_t hash, const void *key);
 
 // Lock-free lookup: the element index holding `key`, or 0. The first pass is
 // inline and carries nothing else; a pass that raced a writer or met a bad
-// chain goes to HashFindSlow.
-inline uint32_t HashFind(const bh_map *m, uint32_t hash, const void *key) {
-  const Bucket *b = BucketFor(m, hash);
+// chain goes to hash_find_slow.
+inline uint32_t hash_find(const bh_map *m, uint32_t hash, const void *key) {
+  const Bucket *b = bucket_for(m, hash);
   uint64_t seen = shm::SeqLock::read_begin(&b->seq);
   bool bad = false;
-  uint32_t found = HashWalk(m, b, hash, key, &bad);
+  uint32_t found = hash_walk(m, b, hash, key, &bad);
   if (__builtin_expect(!shm::SeqLock::read_changed(&b->seq, seen) && !bad, 1)) return found;
-  return HashFindSlow(m, hash, key);
+  return hash_find_slow(m, hash, key);
 }
 
-inline void LruTouch(const bh_map *m, ElemHeader *e) {
+inline void lru_touch(const bh_map *m, ElemHeader *e) {
   // Write only when the clock moved, so hot keys read by many threads do not
   // bounce the element's cache line on every lookup.
   uint32_t now = shm::load_relaxed(&m->hdr->lru_clock);
   if (shm::load_relaxed(&e->atime) != now) shm::store_relaxed(&e->atime, now);
 }
 
-inline void *ArrayLookup(const bh_map *m, const void *key) {
-  uint32_t idx = Load32(key);
+inline void *array_lookup(const bh_map *m, const void *key) {
+  uint32_t idx = load32(key);
   if (idx >= m->max_entries) return nullptr;
   return m->a + uint64_t(idx) * m->stride;
 }
 
-inline void *PercpuArrayLookup(const bh_map *m, const void *key) {
-  uint32_t idx = Load32(key);
+inline void *percpu_array_lookup(const bh_map *m, const void *key) {
+  uint32_t idx = load32(key);
   if (idx >= m->max_entries) return nullptr;
-  return m->a + uint64_t(CurrentCpu(m)) * m->cpu_block + uint64_t(idx) * m->stride;
+  return m->a + uint64_t(current_cpu(m)) * m->cpu_block + uint64_t(idx) * m->stride;
 }
 
-inline void *HashLookupElem(const bh_map *m, const void *key) {
-  uint32_t idx = HashFind(m, HashKey(m, key), key);
+inline void *hash_lookup_elem(const bh_map *m, const void *key) {
+  uint32_t idx = hash_find(m, hash_key(m, key), key);
   if (idx == 0) return nullptr;
-  ElemHeader *e = Elem(m, idx);
+  ElemHeader *e = elem(m, idx);
   switch (m->type) {
-    case BH_MAP_TYPE_LRU_HASH: LruTouch(m, e); return ElemValue(m, e);
-    case BH_MAP_TYPE_PERCPU_HASH: return PercpuValue(m, idx, CurrentCpu(m));
-    default: return ElemValue(m, e);
+    case BH_MAP_TYPE_LRU_HASH: lru_touch(m, e); return elem_value(m, e);
+    case BH_MAP_TYPE_PERCPU_HASH: return percpu_value(m, idx, current_cpu(m));
+    default: return elem_value(m, e);
   }
 }
 
@@ -419,39 +419,39 @@ inline void *HashLookupElem(const bh_map *m, const void *key) {
 // ringbuf.cpp, perf.cpp) ----
 
 // hash.cpp; `all_cpus` selects the user-space per-CPU value layout.
-long HashUpdate(bh_map *m, const void *key, const void *value, uint64_t flags, bool all_cpus);
-long HashDelete(bh_map *m, const void *key, bool user);
-int HashLookupCopy(bh_map *m, const void *key, void *out);
-int HashLookupAndDelete(bh_map *m, const void *key, void *out);
-int HashNextKey(bh_map *m, const void *key, void *next);
+long hash_update(bh_map *m, const void *key, const void *value, uint64_t flags, bool all_cpus);
+long hash_delete(bh_map *m, const void *key, bool user);
+int hash_lookup_copy(bh_map *m, const void *key, void *out);
+int hash_lookup_and_delete(bh_map *m, const void *key, void *out);
+int hash_next_key(bh_map *m, const void *key, void *next);
 
 // array.cpp
-long ArrayUpdate(bh_map *m, const void *key, const void *value, uint64_t flags, bool all_cpus);
-int ArrayLookupCopy(bh_map *m, const void *key, void *out);
-int ArrayNextKey(bh_map *m, const void *key, void *next);
+long array_update(bh_map *m, const void *key, const void *value, uint64_t flags, bool all_cpus);
+int array_lookup_copy(bh_map *m, const void *key, void *out);
+int array_next_key(bh_map *m, const void *key, void *next);
 
 // lpm.cpp
-void *LpmLookup(bh_map *m, const void *key);
-int LpmLookupCopy(bh_map *m, const void *key, void *out);
-long LpmUpdate(bh_map *m, const void *key, const void *value, uint64_t flags, bool user);
-long LpmDelete(bh_map *m, const void *key, bool user);
-int LpmNextKey(bh_map *m, const void *key, void *next);
+void *lpm_lookup(bh_map *m, const void *key);
+int lpm_lookup_copy(bh_map *m, const void *key, void *out);
+long lpm_update(bh_map *m, const void *key, const void *value, uint64_t flags, bool user);
+long lpm_delete(bh_map *m, const void *key, bool user);
+int lpm_next_key(bh_map *m, const void *key, void *next);
 
 // queue.cpp
-long QueuePush(bh_map *m, const void *value, uint64_t flags, bool user);
-long QueuePop(bh_map *m, void *value, bool remove, bool user);
-int64_t QueueCount(bh_map *m);
+long queue_push(bh_map *m, const void *value, uint64_t flags, bool user);
+long queue_pop(bh_map *m, void *value, bool remove, bool user);
+int64_t queue_count(bh_map *m);
 
 // bloom.cpp. The kernel's jhash (lookup3's hashlittle on little-endian).
-uint32_t Jhash(const void *key, uint32_t length, uint32_t initval);
+uint32_t jhash(const void *key, uint32_t length, uint32_t initval);
 // BPF_ANY only (-EINVAL); 0 added.
-long BloomPush(bh_map *m, const void *value, uint64_t flags);
+long bloom_push(bh_map *m, const void *value, uint64_t flags);
 // 0 maybe present, -ENOENT certainly absent.
-long BloomPeek(const bh_map *m, const void *value);
+long bloom_peek(const bh_map *m, const void *value);
 
 // stackmap.cpp
-int StackLookupCopy(bh_map *m, const void *key, void *out);
-long StackDelete(bh_map *m, const void *key, bool user);
-int StackNextKey(bh_map *m, const void *key, void *next);
+int stack_lookup_copy(bh_map *m, const void *key, void *out);
+long stack_delete(bh_map *m, const void *key, bool user);
+int stack_next_key(bh_map *m, const void *key, void *next);
 
 }  // namespace bpfhook::maps

@@ -13,17 +13,17 @@
 namespace bpfhook::maps {
 namespace {
 
-PerfRingCtl *Ctl(bh_map *m, uint32_t ring) { return reinterpret_cast<PerfRingCtl *>(m->a) + ring; }
-uint8_t *Data(bh_map *m, uint32_t ring) { return m->b + uint64_t(ring) * m->ring_size; }
+PerfRingCtl *ctl(bh_map *m, uint32_t ring) { return reinterpret_cast<PerfRingCtl *>(m->a) + ring; }
+uint8_t *ring_data(bh_map *m, uint32_t ring) { return m->b + uint64_t(ring) * m->ring_size; }
 
-void CopyIn(uint8_t *ring, uint64_t size, uint64_t pos, const void *src, uint64_t len) {
+void copy_in(uint8_t *ring, uint64_t size, uint64_t pos, const void *src, uint64_t len) {
   uint64_t off = pos & (size - 1);
   uint64_t first = len < size - off ? len : size - off;
   memcpy(ring + off, src, first);
   if (first < len) memcpy(ring, static_cast<const uint8_t *>(src) + first, len - first);
 }
 
-void CopyOut(const uint8_t *ring, uint64_t size, uint64_t pos, void *dst, uint64_t len) {
+void copy_out(const uint8_t *ring, uint64_t size, uint64_t pos, void *dst, uint64_t len) {
   uint64_t off = pos & (size - 1);
   uint64_t first = len < size - off ? len : size - off;
   memcpy(dst, ring + off, first);
@@ -41,14 +41,14 @@ long bh_perf_event_output(bh_map *m, uint64_t flags, const void *data, uint64_t 
   if (m == nullptr || m->type != BH_MAP_TYPE_PERF_EVENT_ARRAY) return -EINVAL;
   if ((flags & ~BH_F_INDEX_MASK) != 0) return -EINVAL;
   uint64_t index = flags & BH_F_INDEX_MASK;
-  if (index == BH_F_CURRENT_CPU) index = CurrentCpu(m);
+  if (index == BH_F_CURRENT_CPU) index = current_cpu(m);
   if (index >= m->pool_size) return -E2BIG;
-  uint64_t total = sizeof(PerfRecordHeader) + AlignUp(size, 8);
+  uint64_t total = sizeof(PerfRecordHeader) + align_up(size, 8);
   if (total > m->ring_size || size > 0xffffffffull) return -E2BIG;
-  PerfRingCtl *c = Ctl(m, uint32_t(index));
-  uint8_t *ring = Data(m, uint32_t(index));
+  PerfRingCtl *c = ctl(m, uint32_t(index));
+  uint8_t *ring = ring_data(m, uint32_t(index));
   shm::SpinGuard guard(&c->lock, shm::Wait::kProbe);
-  if (!Locked(m, guard.result())) {
+  if (!locked(m, guard.result())) {
     // Lost to the consumer, as a full ring's sample is (and counted busy).
     shm::fetch_add_relaxed(&c->lost, uint64_t(1));
     return -EBUSY;
@@ -57,7 +57,7 @@ long bh_perf_event_output(bh_map *m, uint64_t flags, const void *data, uint64_t 
   uint64_t tail = shm::load_acquire(&c->tail);
   // Records start at 8-byte positions, so the header below never crosses
   // the ring's end; a head another process misaligned would.
-  if ((head & 7) != 0) return Corrupt(m);
+  if ((head & 7) != 0) return corrupt(m);
   if (head + total - tail > m->ring_size) {
     shm::fetch_add_relaxed(&c->lost, uint64_t(1));
     return -ENOSPC;
@@ -66,7 +66,7 @@ long bh_perf_event_output(bh_map *m, uint64_t flags, const void *data, uint64_t 
   // Headers sit at 8-byte positions and the ring is a power of two >= 4096,
   // so a header never wraps; the payload may.
   memcpy(ring + (head & (m->ring_size - 1)), &rec, sizeof(rec));
-  CopyIn(ring, m->ring_size, head + sizeof(rec), data, size);
+  copy_in(ring, m->ring_size, head + sizeof(rec), data, size);
   shm::store_release(&c->head, head + total);
   shm::fetch_add_relaxed(&c->samples, uint64_t(1));
   return 0;
@@ -82,17 +82,17 @@ int bh_perf_consume(bh_map *m, int ring, bh_perf_sample_fn sample, bh_perf_lost_
   int delivered = 0;
   bool stop = false;
   for (uint32_t r = first; r < last && !stop; r++) {
-    PerfRingCtl *c = Ctl(m, r);
+    PerfRingCtl *c = ctl(m, r);
     // Another live consumer: -EBUSY; one that died holding it: taken over.
     const int rc = shm::spin_trylock(&c->consumer_lock);
     if (rc < 0) return delivered > 0 ? delivered : -EBUSY;
-    if (rc == shm::kTakenOver) CountTakeover(m);
+    if (rc == shm::kTakenOver) count_takeover(m);
     uint64_t lost_now = shm::load_relaxed(&c->lost);
     if (lost_now != c->lost_seen) {
       if (lost != nullptr) lost(ctx, r, lost_now - c->lost_seen);
       c->lost_seen = lost_now;
     }
-    const uint8_t *data = Data(m, r);
+    const uint8_t *data = ring_data(m, r);
     const uint64_t size = m->ring_size;
     uint64_t tail = shm::load_relaxed(&c->tail);
     uint64_t head = shm::load_acquire(&c->head);
@@ -103,7 +103,7 @@ int bh_perf_consume(bh_map *m, int ring, bh_perf_sample_fn sample, bh_perf_lost_
     while (!bad && tail < head) {
       PerfRecordHeader rec;
       memcpy(&rec, data + (tail & (size - 1)), sizeof(rec));
-      if (sizeof(rec) + AlignUp(uint64_t(rec.size), 8) > head - tail) {
+      if (sizeof(rec) + align_up(uint64_t(rec.size), 8) > head - tail) {
         bad = true;
         break;
       }
@@ -112,14 +112,14 @@ int bh_perf_consume(bh_map *m, int ring, bh_perf_sample_fn sample, bh_perf_lost_
       const void *payload = data + off;
       if (off + rec.size > size) {
         scratch.resize(rec.size);
-        CopyOut(data, size, pos, scratch.data(), rec.size);
+        copy_out(data, size, pos, scratch.data(), rec.size);
         payload = scratch.data();
       }
       if (rec.type == kPerfSample) {
         stop = sample(ctx, r, payload, rec.size) != 0;
         delivered++;
       }
-      tail += sizeof(rec) + AlignUp(rec.size, 8);
+      tail += sizeof(rec) + align_up(rec.size, 8);
       shm::store_release(&c->tail, tail);
       if (stop || (max_records != 0 && uint32_t(delivered) >= max_records)) {
         stop = true;
@@ -129,7 +129,7 @@ int bh_perf_consume(bh_map *m, int ring, bh_perf_sample_fn sample, bh_perf_lost_
     shm::spin_unlock(&c->consumer_lock);
     if (bad) {
       // As the ring buffer: what was delivered is returned first.
-      Corrupt(m);
+      corrupt(m);
       if (delivered == 0) return int(kCorrupt);
       break;
     }
@@ -140,7 +140,7 @@ int bh_perf_consume(bh_map *m, int ring, bh_perf_sample_fn sample, bh_perf_lost_
 int bh_perf_get_stats(bh_map *m, uint32_t ring, bh_perf_ring_stats *st) {
   if (m == nullptr || st == nullptr || m->type != BH_MAP_TYPE_PERF_EVENT_ARRAY) return -EINVAL;
   if (ring >= m->pool_size) return -E2BIG;
-  PerfRingCtl *c = Ctl(m, ring);
+  PerfRingCtl *c = ctl(m, ring);
   st->size = m->ring_size;
   st->head = shm::load_acquire(&c->head);
   st->tail = shm::load_acquire(&c->tail);

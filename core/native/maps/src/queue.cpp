@@ -9,42 +9,42 @@
 namespace bpfhook::maps {
 
 namespace {
-uint8_t *Slot(bh_map *m, uint32_t i) { return m->a + uint64_t(i) * m->stride; }
-uint32_t Used(uint32_t head, uint32_t tail, uint32_t slots) { return (head + slots - tail) % slots; }
+uint8_t *slot(bh_map *m, uint32_t i) { return m->a + uint64_t(i) * m->stride; }
+uint32_t used(uint32_t head, uint32_t tail, uint32_t slots) { return (head + slots - tail) % slots; }
 // head and tail are read once each under the lock and checked against the
 // handle's slot count before they index a slot (another process can write
 // any value there).
-bool Load(const MapHeader *h, uint32_t slots, uint32_t &head, uint32_t &tail) {
+bool load(const MapHeader *h, uint32_t slots, uint32_t &head, uint32_t &tail) {
   head = shm::load_relaxed(&h->head);
   tail = shm::load_relaxed(&h->tail);
   return head < slots && tail < slots;
 }
 }  // namespace
 
-long QueuePush(bh_map *m, const void *value, uint64_t flags, bool user) {
+long queue_push(bh_map *m, const void *value, uint64_t flags, bool user) {
   if ((flags & ~BH_EXIST) != 0) return -EINVAL;
   MapHeader *h = m->hdr;
   const uint32_t slots = m->pool_size;
-  shm::SpinGuard guard(&h->lock, WaitFor(user));
-  if (!Locked(m, guard.result())) return LockFailure(guard.result(), user);
+  shm::SpinGuard guard(&h->lock, wait_for(user));
+  if (!locked(m, guard.result())) return lock_failure(guard.result(), user);
   uint32_t head, tail;
-  if (!Load(h, slots, head, tail)) return Corrupt(m);
-  if (Used(head, tail, slots) == m->max_entries) {
+  if (!load(h, slots, head, tail)) return corrupt(m);
+  if (used(head, tail, slots) == m->max_entries) {
     if (flags != BH_EXIST) return -E2BIG;
     h->tail = (tail + 1) % slots;
   }
-  memcpy(Slot(m, head), value, m->value_size);
+  memcpy(slot(m, head), value, m->value_size);
   h->head = (head + 1) % slots;
   return 0;
 }
 
-long QueuePop(bh_map *m, void *value, bool remove, bool user) {
+long queue_pop(bh_map *m, void *value, bool remove, bool user) {
   MapHeader *h = m->hdr;
   const uint32_t slots = m->pool_size;
-  shm::SpinGuard guard(&h->lock, WaitFor(user));
-  if (!Locked(m, guard.result())) return LockFailure(guard.result(), user);
+  shm::SpinGuard guard(&h->lock, wait_for(user));
+  if (!locked(m, guard.result())) return lock_failure(guard.result(), user);
   uint32_t head, tail;
-  if (!Load(h, slots, head, tail)) return Corrupt(m);
+  if (!load(h, slots, head, tail)) return corrupt(m);
   if (head == tail) return -ENOENT;
   uint32_t at;
   if (m->type == BH_MAP_TYPE_QUEUE) {
@@ -54,16 +54,16 @@ long QueuePop(bh_map *m, void *value, bool remove, bool user) {
     at = (head + slots - 1) % slots;
     if (remove) h->head = at;
   }
-  memcpy(value, Slot(m, at), m->value_size);
+  memcpy(value, slot(m, at), m->value_size);
   return 0;
 }
 
-int64_t QueueCount(bh_map *m) {
+int64_t queue_count(bh_map *m) {
   shm::SpinGuard guard(&m->hdr->lock, shm::Wait::kUser);
-  if (!Locked(m, guard.result())) return guard.result();
+  if (!locked(m, guard.result())) return guard.result();
   uint32_t head, tail;
-  if (!Load(m->hdr, m->pool_size, head, tail)) return Corrupt(m);
-  return Used(head, tail, m->pool_size);
+  if (!load(m->hdr, m->pool_size, head, tail)) return corrupt(m);
+  return used(head, tail, m->pool_size);
 }
 
 }  // namespace bpfhook::maps

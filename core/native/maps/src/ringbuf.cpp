@@ -29,11 +29,11 @@ namespace {
 
 constexpr uint32_t kFlagBits = BH_RINGBUF_BUSY_BIT | BH_RINGBUF_DISCARD_BIT;
 
-RingRecordHeader *RecordAt(bh_map *m, uint64_t pos) {
+RingRecordHeader *record_at(bh_map *m, uint64_t pos) {
   return reinterpret_cast<RingRecordHeader *>(m->a + (pos & (m->ring_size - 1)));
 }
 
-void Finish(void *sample, uint32_t set) {
+void finish(void *sample, uint32_t set) {
   auto *hdr = reinterpret_cast<RingRecordHeader *>(static_cast<uint8_t *>(sample) - BH_RINGBUF_HDR_SZ);
   uint32_t len = shm::load_relaxed(&hdr->len);
   // Release: the consumer that sees BUSY clear sees the sample's bytes.
@@ -51,26 +51,26 @@ void *bh_ringbuf_reserve(bh_map *m, uint64_t size, uint64_t flags) {
   if (m == nullptr || m->type != BH_MAP_TYPE_RINGBUF || flags != 0) return nullptr;
   const uint64_t cap = m->ring_size;
   if (size > cap || size > (uint64_t(1) << 28)) return nullptr;  // can never fit: not a drop
-  const uint64_t total = AlignUp(size + BH_RINGBUF_HDR_SZ, 8);
+  const uint64_t total = align_up(size + BH_RINGBUF_HDR_SZ, 8);
   if (total > cap) return nullptr;
   MapHeader *h = m->hdr;
   // Nothing to repair after a takeover: nothing is visible before
   // producer_pos moves, and that is the last store under the lock.
-  if (!Locked(m, shm::spin_lock(&h->lock, shm::Wait::kProbe))) {
+  if (!locked(m, shm::spin_lock(&h->lock, shm::Wait::kProbe))) {
     // A record the producer could not write is a lost record to the
     // consumer, whatever the reason (full ring, or a lock held past the
     // probe budget): counted in drops as well as in the busy count.
     shm::fetch_add_relaxed(&h->drops, uint64_t(1));
     return nullptr;
   }
-  const uint32_t me = shm::SelfTid();
+  const uint32_t me = shm::self_tid();
   uint64_t cons = shm::load_acquire(&h->consumer_pos);
   uint64_t prod = shm::load_relaxed(&h->producer_pos);
   if ((prod & 7) != 0) {
     // Records start at 8-byte positions, so headers never cross the ring's
     // end; a position another process misaligned would make them.
     shm::spin_unlock(&h->lock);
-    Corrupt(m);
+    corrupt(m);
     return nullptr;
   }
   uint64_t off = prod & (cap - 1);
@@ -81,12 +81,12 @@ void *bh_ringbuf_reserve(bh_map *m, uint64_t size, uint64_t flags) {
     return nullptr;
   }
   if (pad != 0) {
-    RingRecordHeader *p = RecordAt(m, prod);
+    RingRecordHeader *p = record_at(m, prod);
     p->pg_off = me;
     shm::store_relaxed(&p->len, uint32_t(pad - BH_RINGBUF_HDR_SZ) | BH_RINGBUF_DISCARD_BIT);
     prod += pad;
   }
-  RingRecordHeader *r = RecordAt(m, prod);
+  RingRecordHeader *r = record_at(m, prod);
   r->pg_off = me;
   shm::store_relaxed(&r->len, uint32_t(size) | BH_RINGBUF_BUSY_BIT);
   // Release: a consumer that sees the new position sees the headers above.
@@ -96,11 +96,11 @@ void *bh_ringbuf_reserve(bh_map *m, uint64_t size, uint64_t flags) {
 }
 
 void bh_ringbuf_submit(void *sample, uint64_t) {
-  if (sample != nullptr) Finish(sample, 0);
+  if (sample != nullptr) finish(sample, 0);
 }
 
 void bh_ringbuf_discard(void *sample, uint64_t) {
-  if (sample != nullptr) Finish(sample, BH_RINGBUF_DISCARD_BIT);
+  if (sample != nullptr) finish(sample, BH_RINGBUF_DISCARD_BIT);
 }
 
 long bh_ringbuf_output(bh_map *m, const void *data, uint64_t size, uint64_t flags) {
@@ -109,7 +109,7 @@ long bh_ringbuf_output(bh_map *m, const void *data, uint64_t size, uint64_t flag
   void *sample = bh_ringbuf_reserve(m, size, 0);
   if (sample == nullptr) return -EAGAIN;  // the kernel's answer when there is no room
   memcpy(sample, data, size);
-  Finish(sample, 0);
+  finish(sample, 0);
   return 0;
 }
 
@@ -131,7 +131,7 @@ int bh_ringbuf_consume(bh_map *m, bh_ringbuf_sample_fn fn, void *ctx, uint32_t m
   // Another live consumer: -EBUSY; one that died holding it: taken over.
   const int lock_rc = shm::spin_trylock(&h->consumer_lock);
   if (lock_rc < 0) return -EBUSY;
-  if (lock_rc == shm::kTakenOver) CountTakeover(m);
+  if (lock_rc == shm::kTakenOver) count_takeover(m);
   uint64_t cons = shm::load_relaxed(&h->consumer_pos);
   const uint64_t cap = m->ring_size;
   int delivered = 0;
@@ -147,7 +147,7 @@ int bh_ringbuf_consume(bh_map *m, bh_ringbuf_sample_fn fn, void *ctx, uint32_t m
       bad = true;
       break;
     }
-    RingRecordHeader *r = RecordAt(m, cons);
+    RingRecordHeader *r = record_at(m, cons);
     uint32_t len = shm::load_acquire(&r->len);
     if ((len & BH_RINGBUF_BUSY_BIT) != 0) {
       // Not submitted yet: keep order. Unless it was already in flight at
@@ -156,14 +156,14 @@ int bh_ringbuf_consume(bh_map *m, bh_ringbuf_sample_fn fn, void *ctx, uint32_t m
         h->stalled_pos = cons + 1;  // + 1: position 0 is a real position
         break;
       }
-      if (!shm::OwnerDead(shm::load_relaxed(&r->pg_off))) break;
+      if (!shm::owner_dead(shm::load_relaxed(&r->pg_off))) break;
       uint32_t dead = (len & ~BH_RINGBUF_BUSY_BIT) | BH_RINGBUF_DISCARD_BIT;
       if (!__atomic_compare_exchange_n(&r->len, &len, dead, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) continue;
-      CountTakeover(m);
+      count_takeover(m);
       len = dead;
     }
     uint32_t size = len & ~kFlagBits;
-    uint64_t total = AlignUp(uint64_t(size) + BH_RINGBUF_HDR_SZ, 8);
+    uint64_t total = align_up(uint64_t(size) + BH_RINGBUF_HDR_SZ, 8);
     if (total > prod - cons || (cons & (cap - 1)) + total > cap) {
       bad = true;
       break;
@@ -182,7 +182,7 @@ int bh_ringbuf_consume(bh_map *m, bh_ringbuf_sample_fn fn, void *ctx, uint32_t m
   // Records delivered before the corrupt one are not lost: they are
   // returned now, and the next call reports the corruption.
   if (bad) {
-    Corrupt(m);
+    corrupt(m);
     if (delivered == 0) return int(kCorrupt);
   }
   return delivered;

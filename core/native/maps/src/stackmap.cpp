@@ -18,37 +18,37 @@ constexpr uint64_t kKnownFlags = BH_F_SKIP_FIELD_MASK | BH_F_USER_STACK | BH_F_F
 // How often a program-side access retries a bucket another thread is writing.
 constexpr int kTries = 64;
 
-inline StackBucket *BucketAt(const bh_map *m, uint32_t id) {
+inline StackBucket *bucket_at(const bh_map *m, uint32_t id) {
   return reinterpret_cast<StackBucket *>(m->a + uint64_t(id) * m->elem_size);
 }
-inline uint64_t *Frames(StackBucket *b) { return reinterpret_cast<uint64_t *>(b + 1); }
-inline uint32_t Depth(const bh_map *m) { return m->value_size / 8; }
+inline uint64_t *frames(StackBucket *b) { return reinterpret_cast<uint64_t *>(b + 1); }
+inline uint32_t depth(const bh_map *m) { return m->value_size / 8; }
 
 // Frames are copied word by word through atomics: another process may read
 // them meanwhile (the seqlock makes it retry), and no libc call runs while a
 // bucket is locked.
-void StoreFrames(uint64_t *dst, const uint64_t *src, uint32_t n) {
+void store_frames(uint64_t *dst, const uint64_t *src, uint32_t n) {
   for (uint32_t k = 0; k < n; k++) shm::store_relaxed(&dst[k], src[k]);
 }
 
-bool SameFrames(const uint64_t *stored, const uint64_t *ips, uint32_t n) {
+bool same_frames(const uint64_t *stored, const uint64_t *ips, uint32_t n) {
   for (uint32_t k = 0; k < n; k++) {
     if (shm::load_relaxed(&stored[k]) != ips[k]) return false;
   }
   return true;
 }
 
-bool Holds(StackBucket *b, uint32_t n, const uint64_t *ips, uint32_t nr, uint32_t hash, bool fast) {
-  return n != 0 && shm::load_relaxed(&b->hash) == hash && (fast || (n == nr && SameFrames(Frames(b), ips, nr)));
+bool holds(StackBucket *b, uint32_t n, const uint64_t *ips, uint32_t nr, uint32_t hash, bool fast) {
+  return n != 0 && shm::load_relaxed(&b->hash) == hash && (fast || (n == nr && same_frames(frames(b), ips, nr)));
 }
 
 // A probe can fire inside a write on the same thread: the lock sees its own
 // tid and fails at once (-EDEADLK) instead of waiting. Other writers are
 // waited for within the probe budget. A writer that died may have left the
 // frames half written: the one that takes its lock over empties the bucket.
-int Lock(const bh_map *m, StackBucket *b, shm::Wait wait) {
+int lock(const bh_map *m, StackBucket *b, shm::Wait wait) {
   const int rc = shm::SeqLock::write_lock(&b->seq, wait);
-  if (!Locked(m, rc)) return rc;
+  if (!locked(m, rc)) return rc;
   if (rc == shm::kTakenOver) shm::store_relaxed(&b->nr, 0u);
   return 0;
 }
@@ -56,7 +56,7 @@ int Lock(const bh_map *m, StackBucket *b, shm::Wait wait) {
 enum class Seen { kEmpty, kSame, kOther, kBusy };
 
 // The bucket against the stack, read without a lock.
-Seen Peek(StackBucket *b, const uint64_t *ips, uint32_t nr, uint32_t hash, bool fast) {
+Seen peek(StackBucket *b, const uint64_t *ips, uint32_t nr, uint32_t hash, bool fast) {
   for (int i = 0; i < kTries; i++) {
     const uint64_t seq = shm::SeqLock::read_begin(&b->seq);
     if ((seq & 1u) != 0) {
@@ -64,7 +64,7 @@ Seen Peek(StackBucket *b, const uint64_t *ips, uint32_t nr, uint32_t hash, bool 
       continue;
     }
     const uint32_t n = shm::load_relaxed(&b->nr);
-    const Seen seen = n == 0 ? Seen::kEmpty : Holds(b, n, ips, nr, hash, fast) ? Seen::kSame : Seen::kOther;
+    const Seen seen = n == 0 ? Seen::kEmpty : holds(b, n, ips, nr, hash, fast) ? Seen::kSame : Seen::kOther;
     if (!shm::SeqLock::read_changed(&b->seq, seq)) return seen;
   }
   return Seen::kBusy;
@@ -72,11 +72,11 @@ Seen Peek(StackBucket *b, const uint64_t *ips, uint32_t nr, uint32_t hash, bool 
 
 }  // namespace
 
-int StackLookupCopy(bh_map *m, const void *key, void *out) {
-  const uint32_t id = Load32(key);
+int stack_lookup_copy(bh_map *m, const void *key, void *out) {
+  const uint32_t id = load32(key);
   if (id > m->bucket_mask) return -ENOENT;
-  StackBucket *b = BucketAt(m, id);
-  const uint32_t depth = Depth(m);
+  StackBucket *b = bucket_at(m, id);
+  const uint32_t max_depth = depth(m);
   auto *dst = static_cast<uint8_t *>(out);  // a caller's buffer: maybe unaligned
   uint32_t n = 0;
   bool bad = false;
@@ -87,10 +87,10 @@ int StackLookupCopy(bh_map *m, const void *key, void *out) {
     if ((seq & 1u) == 0) {
       n = shm::load_relaxed(&b->nr);
       // More frames than the value holds: never read past the bucket.
-      bad = n > depth;
-      if (bad) n = depth;
+      bad = n > max_depth;
+      if (bad) n = max_depth;
       for (uint32_t k = 0; k < n; k++) {
-        const uint64_t ip = shm::load_relaxed(&Frames(b)[k]);
+        const uint64_t ip = shm::load_relaxed(&frames(b)[k]);
         memcpy(dst + 8 * k, &ip, 8);
       }
       copied = !shm::SeqLock::read_changed(&b->seq, seq);
@@ -100,25 +100,25 @@ int StackLookupCopy(bh_map *m, const void *key, void *out) {
   if (!copied) {
     // A writer is slow, or died mid-write: read under the lock instead
     // (bounded wait; a dead writer's lock is taken over, which empties it).
-    const int rc = Lock(m, b, shm::Wait::kUser);
+    const int rc = lock(m, b, shm::Wait::kUser);
     if (rc < 0) return rc;
     n = b->nr;
-    if (n > depth) n = depth;
-    memcpy(dst, Frames(b), 8 * size_t(n));
+    if (n > max_depth) n = max_depth;
+    memcpy(dst, frames(b), 8 * size_t(n));
     shm::SeqLock::write_unlock(&b->seq);
   }
-  if (bad) return int(Corrupt(m));
+  if (bad) return int(corrupt(m));
   if (n == 0) return -ENOENT;
-  memset(dst + 8 * n, 0, 8 * (depth - n));
+  memset(dst + 8 * n, 0, 8 * (max_depth - n));
   return 0;
 }
 
-long StackDelete(bh_map *m, const void *key, bool user) {
-  const uint32_t id = Load32(key);
+long stack_delete(bh_map *m, const void *key, bool user) {
+  const uint32_t id = load32(key);
   if (id > m->bucket_mask) return -ENOENT;
-  StackBucket *b = BucketAt(m, id);
-  const int rc = Lock(m, b, WaitFor(user));
-  if (rc < 0) return LockFailure(rc, user);
+  StackBucket *b = bucket_at(m, id);
+  const int rc = lock(m, b, wait_for(user));
+  if (rc < 0) return lock_failure(rc, user);
   long ret = 0;
   if (b->nr == 0) {
     ret = -ENOENT;
@@ -131,14 +131,14 @@ long StackDelete(bh_map *m, const void *key, bool user) {
 
 // The kernel's order: the next id in use after `key`, or the first one if
 // `key` is absent, out of range or no longer in use.
-int StackNextKey(bh_map *m, const void *key, void *next) {
+int stack_next_key(bh_map *m, const void *key, void *next) {
   const uint64_t n_buckets = uint64_t(m->bucket_mask) + 1;
   uint64_t id = 0;
   if (key != nullptr) {
-    id = Load32(key);
-    id = id < n_buckets && shm::load_relaxed(&BucketAt(m, uint32_t(id))->nr) != 0 ? id + 1 : 0;
+    id = load32(key);
+    id = id < n_buckets && shm::load_relaxed(&bucket_at(m, uint32_t(id))->nr) != 0 ? id + 1 : 0;
   }
-  while (id < n_buckets && shm::load_relaxed(&BucketAt(m, uint32_t(id))->nr) == 0) id++;
+  while (id < n_buckets && shm::load_relaxed(&bucket_at(m, uint32_t(id))->nr) == 0) id++;
   if (id >= n_buckets) return -ENOENT;
   const uint32_t out = uint32_t(id);
   memcpy(next, &out, 4);
@@ -154,25 +154,25 @@ extern "C" {
 long bh_stackmap_get_id(bh_map *m, const uint64_t *ips, uint32_t nr, uint64_t flags) {
   if (m == nullptr || m->type != BH_MAP_TYPE_STACK_TRACE || (flags & ~kKnownFlags) != 0) return -EINVAL;
   if (ips == nullptr || nr == 0) return -EFAULT;
-  if (nr > Depth(m)) nr = Depth(m);
+  if (nr > depth(m)) nr = depth(m);
   const bool fast = (flags & BH_F_FAST_STACK_CMP) != 0;
   const bool reuse = (flags & BH_F_REUSE_STACKID) != 0;
-  const uint32_t hash = HashBytes(0, ips, nr * 8);
+  const uint32_t hash = hash_bytes(0, ips, nr * 8);
   const uint32_t id = hash & m->bucket_mask;
-  StackBucket *b = BucketAt(m, id);
+  StackBucket *b = bucket_at(m, id);
   // A stack seen before (the common case in a hot probe) costs no write.
-  const Seen seen = Peek(b, ips, nr, hash, fast);
+  const Seen seen = peek(b, ips, nr, hash, fast);
   if (seen == Seen::kSame) return id;
   if (seen == Seen::kOther && !reuse) return -EEXIST;
-  if (Lock(m, b, shm::Wait::kProbe) < 0) return -EBUSY;
+  if (lock(m, b, shm::Wait::kProbe) < 0) return -EBUSY;
   long rc = id;
   // The bucket may have changed since the peek.
   const uint32_t n = b->nr;
-  if (!Holds(b, n, ips, nr, hash, fast)) {
+  if (!holds(b, n, ips, nr, hash, fast)) {
     if (n != 0 && !reuse) {
       rc = -EEXIST;
     } else {
-      StoreFrames(Frames(b), ips, nr);
+      store_frames(frames(b), ips, nr);
       shm::store_relaxed(&b->hash, hash);
       shm::store_relaxed(&b->nr, nr);
     }
@@ -188,7 +188,7 @@ uint64_t bh_helper_get_stackid(uint64_t, uint64_t map, uint64_t flags, uint64_t,
   // kernel answers with -EFAULT.
   if ((flags & BH_F_USER_STACK) == 0) return uint64_t(-EFAULT);
   uint64_t ips[BH_STACK_MAX_DEPTH];
-  const uint32_t n = bh_stack_walk(ips, Depth(m), uint32_t(flags & BH_F_SKIP_FIELD_MASK));
+  const uint32_t n = bh_stack_walk(ips, depth(m), uint32_t(flags & BH_F_SKIP_FIELD_MASK));
   return uint64_t(int64_t(bh_stackmap_get_id(m, ips, n, flags)));
 }
 

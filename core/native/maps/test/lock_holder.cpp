@@ -22,12 +22,12 @@
 using namespace bpfhook::maps;
 namespace shm = bpfhook::shm;
 
-static int Fail(const char *what, int err) {
+static int fail(const char *what, int err) {
   fprintf(stderr, "region_lock_holder: %s: %s\n", what, strerror(-err));
   return 2;
 }
 
-static void HeldForever(const char *word) {
+static void held_forever(const char *word) {
   printf("%s\n", word);
   fflush(stdout);
   for (;;) pause();
@@ -42,18 +42,18 @@ int main(int argc, char **argv) {
   const uint32_t arg = argc > 4 ? uint32_t(strtoul(argv[4], nullptr, 0)) : 0;
   bh_region *r = nullptr;
   int err = bh_region_open(argv[1], &r);
-  if (err != 0) return Fail("open region", err);
+  if (err != 0) return fail("open region", err);
   if (strcmp(kind, "region") == 0) {
     auto *h = static_cast<bh_region_header *>(bh_region_base(r));
-    if (shm::spin_lock(&h->lock, shm::Wait::kUser) < 0) return Fail("directory lock", -EBUSY);
-    HeldForever("held");
+    if (shm::spin_lock(&h->lock, shm::Wait::kUser) < 0) return fail("directory lock", -EBUSY);
+    held_forever("held");
   }
   bh_map *m = nullptr;
   err = bh_map_open_by_name(r, argv[2], &m);
-  if (err != 0) return Fail("open map", err);
+  if (err != 0) return fail("open map", err);
   int rc = 0;
   if (strcmp(kind, "hash") == 0) {
-    rc = shm::SeqLock::write_lock(&BucketFor(m, HashKey(m, &arg))->seq, shm::Wait::kUser);
+    rc = shm::SeqLock::write_lock(&bucket_for(m, hash_key(m, &arg))->seq, shm::Wait::kUser);
   } else if (strcmp(kind, "lpm") == 0) {
     rc = shm::SeqLock::write_lock(&m->hdr->seqlock, shm::Wait::kUser);
   } else if (strcmp(kind, "queue") == 0 || strcmp(kind, "ringbuf-prod") == 0) {
@@ -62,14 +62,14 @@ int main(int argc, char **argv) {
     rc = shm::spin_lock(&m->hdr->consumer_lock, shm::Wait::kUser);
   } else if (strcmp(kind, "ringbuf-reserve") == 0) {
     void *p = bh_ringbuf_reserve(m, 16, 0);
-    if (p == nullptr) return Fail("reserve", -ENOSPC);
+    if (p == nullptr) return fail("reserve", -ENOSPC);
     memset(p, 0xee, 16);
   } else if (strcmp(kind, "perf-prod") == 0 || strcmp(kind, "perf-cons") == 0) {
-    if (arg >= m->pool_size) return Fail("perf ring", -E2BIG);
+    if (arg >= m->pool_size) return fail("perf ring", -E2BIG);
     PerfRingCtl *c = reinterpret_cast<PerfRingCtl *>(m->a) + arg;
     rc = shm::spin_lock(strcmp(kind, "perf-prod") == 0 ? &c->lock : &c->consumer_lock, shm::Wait::kUser);
   } else if (strcmp(kind, "stack") == 0) {
-    if (arg > m->bucket_mask) return Fail("stack id", -E2BIG);
+    if (arg > m->bucket_mask) return fail("stack id", -E2BIG);
     auto *b = reinterpret_cast<StackBucket *>(m->a + uint64_t(arg) * m->elem_size);
     rc = shm::SeqLock::write_lock(&b->seq, shm::Wait::kUser);
     // Half a write: the frames change, the hash does not.
@@ -82,7 +82,7 @@ int main(int argc, char **argv) {
       const uint32_t key = uint32_t(i % 4);
       memcpy(value.data(), &i, sizeof(i));
       err = bh_map_update(m, &key, value.data(), 0);
-      if (err != 0) return Fail("update", err);
+      if (err != 0) return fail("update", err);
       if (i == 0) {
         printf("running\n");
         fflush(stdout);
@@ -92,6 +92,6 @@ int main(int argc, char **argv) {
     fprintf(stderr, "region_lock_holder: unknown kind '%s'\n", kind);
     return 2;
   }
-  if (rc < 0) return Fail("lock", rc);
-  HeldForever("held");
+  if (rc < 0) return fail("lock", rc);
+  held_forever("held");
 }

@@ -45,11 +45,11 @@ static int g_checks = 0;
     }                                                                                                    \
   } while (0)
 
-static int64_t S64(uint64_t v) { return int64_t(v); }
+static int64_t s64(uint64_t v) { return int64_t(v); }
 
-static std::string RegionName(const char *tag) { return "/bpfhook-test-" + std::to_string(getpid()) + "-" + tag; }
+static std::string region_name(const char *tag) { return "/bpfhook-test-" + std::to_string(getpid()) + "-" + tag; }
 
-static bh_map *Make(bh_region *r, const char *name, uint32_t type, uint32_t ks, uint32_t vs, uint32_t max,
+static bh_map *make(bh_region *r, const char *name, uint32_t type, uint32_t ks, uint32_t vs, uint32_t max,
                     uint32_t flags = 0, uint64_t extra = 0) {
   bh_map_spec s{};
   s.sz = sizeof(s);
@@ -66,8 +66,8 @@ static bh_map *Make(bh_region *r, const char *name, uint32_t type, uint32_t ks, 
   return m;
 }
 
-static int CreateErr(bh_region *r, uint32_t type, uint32_t ks, uint32_t vs, uint32_t max, uint32_t flags = 0,
-                     const char *name = "") {
+static int create_err(bh_region *r, uint32_t type, uint32_t ks, uint32_t vs, uint32_t max, uint32_t flags = 0,
+                      const char *name = "") {
   bh_map_spec s{};
   s.sz = sizeof(s);
   s.name = name;
@@ -82,8 +82,8 @@ static int CreateErr(bh_region *r, uint32_t type, uint32_t ks, uint32_t vs, uint
   return err;
 }
 
-static void TestRegion() {
-  std::string name = RegionName("region");
+static void test_region() {
+  std::string name = region_name("region");
   bh_region_opts o{};
   o.sz = sizeof(o);
   o.size = 1 << 20;
@@ -112,14 +112,14 @@ static void TestRegion() {
   CHECK_EQ(bh_region_alloc(r, 1 << 20, 64, &off), -ENOMEM);
   CHECK_EQ(bh_region_used(r), used);  // a failed allocation changes nothing
 
-  bh_map *a = Make(r, "counts", BH_MAP_TYPE_ARRAY, 4, 8, 16);
+  bh_map *a = make(r, "counts", BH_MAP_TYPE_ARRAY, 4, 8, 16);
   CHECK(a != nullptr);
   uint64_t gen = bh_region_generation(r);
   CHECK_EQ(gen, 1);
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_ARRAY, 4, 8, 16, 0, "counts"), -EEXIST);
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_ARRAY, 4, 8, 16, 0, "bad name"), -EINVAL);
+  CHECK_EQ(create_err(r, BH_MAP_TYPE_ARRAY, 4, 8, 16, 0, "counts"), -EEXIST);
+  CHECK_EQ(create_err(r, BH_MAP_TYPE_ARRAY, 4, 8, 16, 0, "bad name"), -EINVAL);
   CHECK_EQ(
-      CreateErr(r, BH_MAP_TYPE_ARRAY, 4, 8, 16, 0, "0123456789012345678901234567890123456789012345678901234567890123"),
+      create_err(r, BH_MAP_TYPE_ARRAY, 4, 8, 16, 0, "0123456789012345678901234567890123456789012345678901234567890123"),
       -EINVAL);
   uint32_t key = 3;
   uint64_t val = 42;
@@ -144,9 +144,9 @@ static void TestRegion() {
   CHECK_EQ(got, 7);
 
   // Too many maps: -ENOSPC; too big: -ENOMEM.
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_HASH, 4, 8, 1 << 20), -ENOMEM);
-  for (int i = 1; i < 8; i++) CHECK_EQ(CreateErr(r, BH_MAP_TYPE_ARRAY, 4, 8, 1), 0);
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_ARRAY, 4, 8, 1), -ENOSPC);
+  CHECK_EQ(create_err(r, BH_MAP_TYPE_HASH, 4, 8, 1 << 20), -ENOMEM);
+  for (int i = 1; i < 8; i++) CHECK_EQ(create_err(r, BH_MAP_TYPE_ARRAY, 4, 8, 1), 0);
+  CHECK_EQ(create_err(r, BH_MAP_TYPE_ARRAY, 4, 8, 1), -ENOSPC);
 
   // The owner's close unlinks the name; open handles keep the mapping.
   bh_map_close(a);
@@ -159,7 +159,7 @@ static void TestRegion() {
   bh_region_close(r2);
 
   // Not our layout: refused at open.
-  std::string junk = RegionName("junk");
+  std::string junk = region_name("junk");
   CHECK_EQ(bh_region_create(junk.c_str(), &o, &r), 0);
   static_cast<bh_region_header *>(bh_region_base(r))->layout_version = 99;
   CHECK_EQ(bh_region_open(junk.c_str(), &r2), -EPROTO);
@@ -169,7 +169,7 @@ static void TestRegion() {
 // Life cycle (layout 2): freed maps give back their entry and storage, the
 // storage comes back zeroed, the free list coalesces, other mappings see the
 // entry die; opening checks owner and mode; random names.
-static void TestRegionLifecycle() {
+static void test_region_lifecycle() {
   bh_region_opts o{};
   o.sz = sizeof(o);
   o.size = 1 << 20;
@@ -191,9 +191,9 @@ static void TestRegionLifecycle() {
   o.mode = 0;
 
   uint64_t used0 = bh_region_used(r);
-  bh_map *a = Make(r, "a", BH_MAP_TYPE_ARRAY, 4, 8, 1000);
-  bh_map *b = Make(r, "b", BH_MAP_TYPE_HASH, 4, 8, 100);
-  bh_map *c = Make(r, "c", BH_MAP_TYPE_ARRAY, 4, 8, 10);
+  bh_map *a = make(r, "a", BH_MAP_TYPE_ARRAY, 4, 8, 1000);
+  bh_map *b = make(r, "b", BH_MAP_TYPE_HASH, 4, 8, 100);
+  bh_map *c = make(r, "c", BH_MAP_TYPE_ARRAY, 4, 8, 10);
   CHECK(a != nullptr && b != nullptr && c != nullptr);
   uint32_t key = 5;
   uint64_t v = 99;
@@ -227,7 +227,7 @@ static void TestRegionLifecycle() {
   CHECK(bh_region_free_bytes(r) > 0);
 
   // The entry and the (zeroed) storage are reused.
-  bh_map *a2 = Make(r, "a2", BH_MAP_TYPE_ARRAY, 4, 8, 1000);
+  bh_map *a2 = make(r, "a2", BH_MAP_TYPE_ARRAY, 4, 8, 1000);
   CHECK(a2 != nullptr);
   CHECK_EQ(bh_map_get_info(a2)->index, 0);
   CHECK_EQ(bh_map_get_info(a2)->storage_off, a_off);
@@ -254,8 +254,8 @@ static void TestRegionLifecycle() {
 
   // Many cycles: no -ENOSPC (4 entries), no growth.
   for (int i = 0; i < 1000; i++) {
-    bh_map *x = Make(r, "x", BH_MAP_TYPE_HASH, 8, 16, 64);
-    bh_map *y = Make(r, "y", BH_MAP_TYPE_RINGBUF, 0, 0, 4096);
+    bh_map *x = make(r, "x", BH_MAP_TYPE_HASH, 8, 16, 64);
+    bh_map *y = make(r, "y", BH_MAP_TYPE_RINGBUF, 0, 0, 4096);
     if (x == nullptr || y == nullptr) {
       CHECK(false);
       break;
@@ -269,13 +269,13 @@ static void TestRegionLifecycle() {
   CHECK_EQ(bh_region_live_maps(r), 0);
 
   // A hole in the middle is reused first fit, and the rest stays listed.
-  bh_map *p = Make(r, "p", BH_MAP_TYPE_ARRAY, 4, 8, 4096);
-  bh_map *q = Make(r, "q", BH_MAP_TYPE_ARRAY, 4, 8, 16);
+  bh_map *p = make(r, "p", BH_MAP_TYPE_ARRAY, 4, 8, 4096);
+  bh_map *q = make(r, "q", BH_MAP_TYPE_ARRAY, 4, 8, 16);
   bh_map_free_on_close(p);
   bh_map_close(p);
   uint64_t free_hole = bh_region_free_bytes(r);
   CHECK(free_hole >= 4096 * 8);
-  bh_map *small = Make(r, "small", BH_MAP_TYPE_ARRAY, 4, 8, 16);
+  bh_map *small = make(r, "small", BH_MAP_TYPE_ARRAY, 4, 8, 16);
   CHECK(bh_map_get_info(small)->storage_off < bh_map_get_info(q)->storage_off);
   CHECK(bh_region_free_bytes(r) < free_hole && bh_region_free_bytes(r) > 0);
   bh_map_close(small);
@@ -285,7 +285,7 @@ static void TestRegionLifecycle() {
   bh_region_close(r);
 
   // Owner and mode checks at open.
-  std::string loose = RegionName("loose");
+  std::string loose = region_name("loose");
   CHECK_EQ(bh_region_create(loose.c_str(), nullptr, &r), 0);
   CHECK_EQ(fchmod(shm_open(loose.c_str(), O_RDWR, 0), 0644), 0);
   CHECK_EQ(bh_region_open(loose.c_str(), &r2), -EACCES);
@@ -299,8 +299,8 @@ static void TestRegionLifecycle() {
   bh_region_close(r);
 }
 
-static void TestArray(bh_region *r) {
-  bh_map *m = Make(r, "arr", BH_MAP_TYPE_ARRAY, 4, 12, 4);
+static void test_array(bh_region *r) {
+  bh_map *m = make(r, "arr", BH_MAP_TYPE_ARRAY, 4, 12, 4);
   uint32_t k = 0;
   uint8_t v[12] = {1, 2, 3};
   uint8_t out[12];
@@ -332,15 +332,15 @@ static void TestArray(bh_region *r) {
   CHECK_EQ(next, 3);
   k = 3;
   CHECK_EQ(bh_map_get_next_key(m, &k, &next), -ENOENT);
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_ARRAY, 8, 8, 4), -EINVAL);
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_ARRAY, 4, 0, 4), -EINVAL);
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_ARRAY, 4, 8, 0), -EINVAL);
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_ARRAY, 4, 8, 4, 1u << 20), -EINVAL);
+  CHECK_EQ(create_err(r, BH_MAP_TYPE_ARRAY, 8, 8, 4), -EINVAL);
+  CHECK_EQ(create_err(r, BH_MAP_TYPE_ARRAY, 4, 0, 4), -EINVAL);
+  CHECK_EQ(create_err(r, BH_MAP_TYPE_ARRAY, 4, 8, 0), -EINVAL);
+  CHECK_EQ(create_err(r, BH_MAP_TYPE_ARRAY, 4, 8, 4, 1u << 20), -EINVAL);
   bh_map_close(m);
 }
 
-static void TestHash(bh_region *r) {
-  bh_map *m = Make(r, "hash", BH_MAP_TYPE_HASH, 4, 8, 64);
+static void test_hash(bh_region *r) {
+  bh_map *m = make(r, "hash", BH_MAP_TYPE_HASH, 4, 8, 64);
   uint64_t v = 0, out = 0;
   for (uint32_t k = 0; k < 64; k++) {
     v = k * 10;
@@ -393,7 +393,7 @@ static void TestHash(bh_region *r) {
   bh_map_close(m);
 
   // Odd key sizes take the generic hash and compare.
-  bh_map *g = Make(r, "hash13", BH_MAP_TYPE_HASH, 13, 3, 8);
+  bh_map *g = make(r, "hash13", BH_MAP_TYPE_HASH, 13, 3, 8);
   uint8_t key13[13] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13};
   uint8_t v3[3] = {7, 8, 9}, o3[3] = {0};
   CHECK_EQ(bh_map_update(g, key13, v3, BH_ANY), 0);
@@ -402,12 +402,12 @@ static void TestHash(bh_region *r) {
   key13[12] = 0;
   CHECK_EQ(bh_map_lookup(g, key13, o3), -ENOENT);
   bh_map_close(g);
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_HASH, 0, 8, 4), -EINVAL);
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_HASH, 513, 8, 4), -E2BIG);
+  CHECK_EQ(create_err(r, BH_MAP_TYPE_HASH, 0, 8, 4), -EINVAL);
+  CHECK_EQ(create_err(r, BH_MAP_TYPE_HASH, 513, 8, 4), -E2BIG);
 }
 
-static void TestLru(bh_region *r) {
-  bh_map *m = Make(r, "lru", BH_MAP_TYPE_LRU_HASH, 4, 8, 4);
+static void test_lru(bh_region *r) {
+  bh_map *m = make(r, "lru", BH_MAP_TYPE_LRU_HASH, 4, 8, 4);
   uint64_t v = 1, out;
   for (uint32_t k = 1; k <= 4; k++) CHECK_EQ(bh_map_update(m, &k, &v, BH_ANY), 0);
   uint32_t k = 1;
@@ -425,9 +425,9 @@ static void TestLru(bh_region *r) {
   bh_map_close(m);
 }
 
-static void TestPerCpu(bh_region *r) {
+static void test_per_cpu(bh_region *r) {
   const uint32_t n = bh_region_ncpus(r);
-  bh_map *a = Make(r, "pca", BH_MAP_TYPE_PERCPU_ARRAY, 4, 4, 2);
+  bh_map *a = make(r, "pca", BH_MAP_TYPE_PERCPU_ARRAY, 4, 4, 2);
   CHECK_EQ(bh_map_get_info(a)->user_value_size, 8 * n);
   std::vector<uint8_t> all(8 * n, 0);
   for (uint32_t c = 0; c < n; c++) {
@@ -450,7 +450,7 @@ static void TestPerCpu(bh_region *r) {
   }
   bh_map_close(a);
 
-  bh_map *h = Make(r, "pch", BH_MAP_TYPE_PERCPU_HASH, 8, 8, 4);
+  bh_map *h = make(r, "pch", BH_MAP_TYPE_PERCPU_HASH, 8, 8, 4);
   uint64_t key = 77, v = 5;
   CHECK_EQ(bh_map_update_elem(h, &key, &v, BH_ANY), 0);  // program side: this CPU only
   int me = sched_getcpu();
@@ -468,12 +468,12 @@ static void TestPerCpu(bh_region *r) {
   bh_map_close(h);
 }
 
-static void TestLpm(bh_region *r) {
+static void test_lpm(bh_region *r) {
   struct Key {
     uint32_t prefixlen;
     uint8_t addr[4];
   };
-  bh_map *m = Make(r, "lpm", BH_MAP_TYPE_LPM_TRIE, 8, 4, 8, BH_F_NO_PREALLOC);
+  bh_map *m = make(r, "lpm", BH_MAP_TYPE_LPM_TRIE, 8, 4, 8, BH_F_NO_PREALLOC);
   auto put = [&](uint32_t plen, uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint32_t val) {
     Key k{plen, {a, b, c, d}};
     return bh_map_update(m, &k, &val, BH_ANY);
@@ -530,9 +530,9 @@ static void TestLpm(bh_region *r) {
   bh_map_close(m);
 }
 
-static void TestQueue(bh_region *r) {
-  bh_map *q = Make(r, "q", BH_MAP_TYPE_QUEUE, 0, 8, 3);
-  bh_map *s = Make(r, "s", BH_MAP_TYPE_STACK, 0, 8, 3);
+static void test_queue(bh_region *r) {
+  bh_map *q = make(r, "q", BH_MAP_TYPE_QUEUE, 0, 8, 3);
+  bh_map *s = make(r, "s", BH_MAP_TYPE_STACK, 0, 8, 3);
   uint64_t v, out;
   for (v = 1; v <= 3; v++) {
     CHECK_EQ(bh_map_push_elem(q, &v, 0), 0);
@@ -560,12 +560,12 @@ static void TestQueue(bh_region *r) {
   CHECK_EQ(bh_map_lookup(s, nullptr, &out), 0);
   CHECK_EQ(out, 9);
   CHECK_EQ(bh_map_delete(s, nullptr), -EINVAL);
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_QUEUE, 4, 8, 3), -EINVAL);
+  CHECK_EQ(create_err(r, BH_MAP_TYPE_QUEUE, 4, 8, 3), -EINVAL);
   bh_map_close(q);
   bh_map_close(s);
 }
 
-static int BloomCreateErr(bh_region *r, uint32_t ks, uint32_t vs, uint32_t max, uint32_t flags, uint64_t extra) {
+static int bloom_create_err(bh_region *r, uint32_t ks, uint32_t vs, uint32_t max, uint32_t flags, uint64_t extra) {
   bh_map_spec s{};
   s.sz = sizeof(s);
   s.type = BH_MAP_TYPE_BLOOM_FILTER;
@@ -580,7 +580,7 @@ static int BloomCreateErr(bh_region *r, uint32_t ks, uint32_t vs, uint32_t max, 
   return err;
 }
 
-static int BloomBitsSet(const bh_map *m) {
+static int bloom_bits_set(const bh_map *m) {
   int n = 0;
   const auto *w = reinterpret_cast<const uint64_t *>(m->a);
   for (uint64_t i = 0; i < (uint64_t(m->bucket_mask) + 1) / 64; i++) n += __builtin_popcountll(w[i]);
@@ -590,16 +590,16 @@ static int BloomBitsSet(const bh_map *m) {
 // Bloom filter: the kernel's sizing, hash and refusals; push/peek from
 // helpers and user space; the other operations refused as the kernel does;
 // no bit lost to concurrent pushes (atomic OR); a second mapping sees them.
-static void TestBloom(bh_region *r) {
+static void test_bloom(bh_region *r) {
   // jhash is lookup3's hashlittle (little-endian): its published vectors.
-  CHECK_EQ(bpfhook::maps::Jhash("", 0, 0), 0xdeadbeef);
-  CHECK_EQ(bpfhook::maps::Jhash("Four score and seven years ago", 30, 0), 0x17770551);
-  CHECK_EQ(bpfhook::maps::Jhash("Four score and seven years ago", 30, 1), 0xcd628161);
+  CHECK_EQ(bpfhook::maps::jhash("", 0, 0), 0xdeadbeef);
+  CHECK_EQ(bpfhook::maps::jhash("Four score and seven years ago", 30, 0), 0x17770551);
+  CHECK_EQ(bpfhook::maps::jhash("Four score and seven years ago", 30, 1), 0xcd628161);
 
   // Sizing: n * k / 5 * 7 bits rounded up to a power of two, at least 64.
-  bh_map *b = Make(r, "bloom", BH_MAP_TYPE_BLOOM_FILTER, 0, 4, 1000, BH_F_ZERO_SEED, 3);
-  bh_map *d = Make(r, "bloom_d", BH_MAP_TYPE_BLOOM_FILTER, 0, 8, 1, 0, 0);
-  bh_map *big = Make(r, "bloom_big", BH_MAP_TYPE_BLOOM_FILTER, 0, 4, 1u << 20, 0, 15);
+  bh_map *b = make(r, "bloom", BH_MAP_TYPE_BLOOM_FILTER, 0, 4, 1000, BH_F_ZERO_SEED, 3);
+  bh_map *d = make(r, "bloom_d", BH_MAP_TYPE_BLOOM_FILTER, 0, 8, 1, 0, 0);
+  bh_map *big = make(r, "bloom_big", BH_MAP_TYPE_BLOOM_FILTER, 0, 4, 1u << 20, 0, 15);
   if (b == nullptr || d == nullptr || big == nullptr) {
     CHECK(false);
     return;
@@ -615,33 +615,33 @@ static void TestBloom(bh_region *r) {
   CHECK_EQ(bh_map_get_info(d)->map_extra, 0);
   CHECK_EQ(bh_map_count(b), -EINVAL);
   // Past 2^31 bits the array is capped at 2^32 bits (512 MiB): more than this region holds.
-  CHECK_EQ(BloomCreateErr(r, 0, 4, 0xffffffffu, 0, 1), -ENOMEM);
-  CHECK_EQ(BloomCreateErr(r, 0, 4, 0x7fffffffu, 0, 15), -ENOMEM);  // n * k overflows u32
+  CHECK_EQ(bloom_create_err(r, 0, 4, 0xffffffffu, 0, 1), -ENOMEM);
+  CHECK_EQ(bloom_create_err(r, 0, 4, 0x7fffffffu, 0, 15), -ENOMEM);  // n * k overflows u32
   // Refusals, as bloom_map_alloc.
-  CHECK_EQ(BloomCreateErr(r, 4, 4, 10, 0, 0), -EINVAL);   // a key
-  CHECK_EQ(BloomCreateErr(r, 0, 0, 10, 0, 0), -EINVAL);   // no value
-  CHECK_EQ(BloomCreateErr(r, 0, 4, 0, 0, 0), -EINVAL);    // no entries
-  CHECK_EQ(BloomCreateErr(r, 0, 4, 10, 0, 16), -EINVAL);  // map_extra past the low 4 bits
-  CHECK_EQ(BloomCreateErr(r, 0, 4, 10, 0, 0x13), -EINVAL);
-  CHECK_EQ(BloomCreateErr(r, 0, 4, 10, BH_F_NO_PREALLOC, 0), -EINVAL);
-  CHECK_EQ(BloomCreateErr(r, 0, 4, 10, BH_F_MMAPABLE, 0), -EINVAL);
-  CHECK_EQ(BloomCreateErr(r, 0, (1u << 20) + 1, 10, 0, 0), -E2BIG);
-  CHECK_EQ(BloomCreateErr(r, 0, 3, 10, BH_F_RDONLY_PROG | BH_F_NUMA_NODE, 15), 0);
+  CHECK_EQ(bloom_create_err(r, 4, 4, 10, 0, 0), -EINVAL);   // a key
+  CHECK_EQ(bloom_create_err(r, 0, 0, 10, 0, 0), -EINVAL);   // no value
+  CHECK_EQ(bloom_create_err(r, 0, 4, 0, 0, 0), -EINVAL);    // no entries
+  CHECK_EQ(bloom_create_err(r, 0, 4, 10, 0, 16), -EINVAL);  // map_extra past the low 4 bits
+  CHECK_EQ(bloom_create_err(r, 0, 4, 10, 0, 0x13), -EINVAL);
+  CHECK_EQ(bloom_create_err(r, 0, 4, 10, BH_F_NO_PREALLOC, 0), -EINVAL);
+  CHECK_EQ(bloom_create_err(r, 0, 4, 10, BH_F_MMAPABLE, 0), -EINVAL);
+  CHECK_EQ(bloom_create_err(r, 0, (1u << 20) + 1, 10, 0, 0), -E2BIG);
+  CHECK_EQ(bloom_create_err(r, 0, 3, 10, BH_F_RDONLY_PROG | BH_F_NUMA_NODE, 15), 0);
 
   // Push and peek (helpers): the bits set are the kernel's, jhash(value, seed + j).
   uint32_t v = 42;
-  CHECK_EQ(S64(bh_helper_map_peek_elem(uint64_t(uintptr_t(b)), uint64_t(uintptr_t(&v)), 0, 0, 0)), -ENOENT);
-  CHECK_EQ(S64(bh_helper_map_push_elem(uint64_t(uintptr_t(b)), uint64_t(uintptr_t(&v)), 0, 0, 0)), 0);
-  CHECK_EQ(S64(bh_helper_map_peek_elem(uint64_t(uintptr_t(b)), uint64_t(uintptr_t(&v)), 0, 0, 0)), 0);
+  CHECK_EQ(s64(bh_helper_map_peek_elem(uint64_t(uintptr_t(b)), uint64_t(uintptr_t(&v)), 0, 0, 0)), -ENOENT);
+  CHECK_EQ(s64(bh_helper_map_push_elem(uint64_t(uintptr_t(b)), uint64_t(uintptr_t(&v)), 0, 0, 0)), 0);
+  CHECK_EQ(s64(bh_helper_map_peek_elem(uint64_t(uintptr_t(b)), uint64_t(uintptr_t(&v)), 0, 0, 0)), 0);
   CHECK_EQ(v, 42);  // peek reads the value, never writes it
   const auto *words = reinterpret_cast<const uint64_t *>(b->a);
   for (uint32_t j = 0; j < 3; j++) {
-    uint32_t bit = bpfhook::maps::Jhash(&v, 4, j) & 8191;
+    uint32_t bit = bpfhook::maps::jhash(&v, 4, j) & 8191;
     CHECK((words[bit / 64] >> (bit % 64)) & 1);
   }
-  CHECK(BloomBitsSet(b) >= 1 && BloomBitsSet(b) <= 3);
+  CHECK(bloom_bits_set(b) >= 1 && bloom_bits_set(b) <= 3);
   CHECK_EQ(bh_map_push_elem(b, &v, 0), 0);  // again: nothing changes
-  CHECK(BloomBitsSet(b) <= 3);
+  CHECK(bloom_bits_set(b) <= 3);
   CHECK_EQ(bh_map_push_elem(b, &v, BH_NOEXIST), -EINVAL);
   CHECK_EQ(bh_map_push_elem(b, &v, BH_EXIST), -EINVAL);
   // The rest, as the kernel's bloom_map ops.
@@ -660,12 +660,12 @@ static void TestBloom(bh_region *r) {
   CHECK_EQ(bh_map_lookup_and_delete(b, nullptr, &u), -EOPNOTSUPP);
   // Values of a size not a multiple of 4 hash with jhash.
   uint8_t odd[8] = {1, 2, 3, 4, 5, 6, 7, 8};
-  bh_map *o = Make(r, "bloom_odd", BH_MAP_TYPE_BLOOM_FILTER, 0, 7, 100, BH_F_ZERO_SEED, 2);
+  bh_map *o = make(r, "bloom_odd", BH_MAP_TYPE_BLOOM_FILTER, 0, 7, 100, BH_F_ZERO_SEED, 2);
   if (o != nullptr) {
     CHECK_EQ(bh_map_push_elem(o, odd, 0), 0);
     CHECK_EQ(bh_map_peek_elem(o, odd), 0);
     for (uint32_t j = 0; j < 2; j++) {
-      uint32_t bit = bpfhook::maps::Jhash(odd, 7, j) & o->bucket_mask;
+      uint32_t bit = bpfhook::maps::jhash(odd, 7, j) & o->bucket_mask;
       CHECK((reinterpret_cast<const uint64_t *>(o->a)[bit / 64] >> (bit % 64)) & 1);
     }
     odd[7] = 9;  // the eighth byte is not part of the value
@@ -675,7 +675,7 @@ static void TestBloom(bh_region *r) {
 
   // Concurrent pushes lose no bit: 4 threads, disjoint values, then every value tests present.
   constexpr uint32_t kThreads = 4, kPer = 20000;
-  bh_map *c = Make(r, "bloom_mt", BH_MAP_TYPE_BLOOM_FILTER, 0, 8, kThreads * kPer, 0, 4);
+  bh_map *c = make(r, "bloom_mt", BH_MAP_TYPE_BLOOM_FILTER, 0, 8, kThreads * kPer, 0, 4);
   if (c != nullptr) {
     std::vector<std::thread> ts;
     for (uint32_t t = 0; t < kThreads; t++) {
@@ -725,7 +725,7 @@ static void TestBloom(bh_region *r) {
 // user space gets -EDEADLK; lock-free reads still work; after the unlock all
 // goes on. Another thread of this process holding it: the helper gives up
 // within its bound.
-static void TestSelfHeldLock(bh_region *r) {
+static void test_self_held_lock(bh_region *r) {
   bh_map_spec s{};
   s.sz = sizeof(s);
   s.name = "self_lock";
@@ -739,9 +739,9 @@ static void TestSelfHeldLock(bh_region *r) {
   uint64_t v = 11;
   CHECK_EQ(bh_map_update(m, &k, &v, 0), 0);
   using namespace bpfhook::maps;
-  uint64_t *word = &BucketFor(m, HashKey(m, &k))->seq;
+  uint64_t *word = &bucket_for(m, hash_key(m, &k))->seq;
   CHECK_EQ(bpfhook::shm::SeqLock::write_lock(word, bpfhook::shm::Wait::kUser), 0);
-  CHECK_EQ(uint32_t(*word >> 32), bpfhook::shm::SelfTid());
+  CHECK_EQ(uint32_t(*word >> 32), bpfhook::shm::self_tid());
   timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   CHECK_EQ(bh_map_update_elem(m, &k, &v, 0), -EBUSY);
@@ -774,18 +774,18 @@ static void TestSelfHeldLock(bh_region *r) {
   bh_map_close(m);
 }
 
-static void TestStackTrace(bh_region *r) {
+static void test_stack_trace(bh_region *r) {
   const uint32_t kBuildId = 1u << 5;
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_STACK_TRACE, 8, 64, 16), -EINVAL);  // key is a u32 id
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_STACK_TRACE, 4, 12, 16), -EINVAL);  // whole frames
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_STACK_TRACE, 4, 0, 16), -EINVAL);
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_STACK_TRACE, 4, 128 * 8, 16), -EINVAL);  // above perf_event_max_stack
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_STACK_TRACE, 4, 64, 0), -EINVAL);
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_STACK_TRACE, 4, 64, 16, kBuildId), -EINVAL);  // build-id values: not supported
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_STACK_TRACE, 4, 64, 16, BH_F_RDONLY_PROG), -EINVAL);
+  CHECK_EQ(create_err(r, BH_MAP_TYPE_STACK_TRACE, 8, 64, 16), -EINVAL);  // key is a u32 id
+  CHECK_EQ(create_err(r, BH_MAP_TYPE_STACK_TRACE, 4, 12, 16), -EINVAL);  // whole frames
+  CHECK_EQ(create_err(r, BH_MAP_TYPE_STACK_TRACE, 4, 0, 16), -EINVAL);
+  CHECK_EQ(create_err(r, BH_MAP_TYPE_STACK_TRACE, 4, 128 * 8, 16), -EINVAL);  // above perf_event_max_stack
+  CHECK_EQ(create_err(r, BH_MAP_TYPE_STACK_TRACE, 4, 64, 0), -EINVAL);
+  CHECK_EQ(create_err(r, BH_MAP_TYPE_STACK_TRACE, 4, 64, 16, kBuildId), -EINVAL);  // build-id values: not supported
+  CHECK_EQ(create_err(r, BH_MAP_TYPE_STACK_TRACE, 4, 64, 16, BH_F_RDONLY_PROG), -EINVAL);
 
   // Depth 4, 16 buckets (max_entries rounds up to a power of two).
-  bh_map *m = Make(r, "stacks", BH_MAP_TYPE_STACK_TRACE, 4, 4 * 8, 10);
+  bh_map *m = make(r, "stacks", BH_MAP_TYPE_STACK_TRACE, 4, 4 * 8, 10);
   CHECK(m != nullptr);
   if (m == nullptr) return;
   const uint64_t a[3] = {0x1000, 0x2000, 0x3000};
@@ -821,10 +821,10 @@ static void TestStackTrace(bh_region *r) {
   CHECK_EQ(bh_stackmap_get_id(m, deep, 4, 0), deep_id);  // the same four frames
   CHECK_EQ(bh_stackmap_get_id(m, a, 0, 0), -EFAULT);
   CHECK_EQ(bh_stackmap_get_id(m, a, 3, 1u << 11), -EINVAL);  // unknown flag
-  bh_map *h = Make(r, "not_stacks", BH_MAP_TYPE_HASH, 4, 8, 4);
+  bh_map *h = make(r, "not_stacks", BH_MAP_TYPE_HASH, 4, 8, 4);
   CHECK_EQ(bh_stackmap_get_id(h, a, 3, 0), -EINVAL);
-  CHECK_EQ(S64(bh_helper_get_stackid(0, uint64_t(uintptr_t(h)), BH_F_USER_STACK, 0, 0)), -EINVAL);
-  CHECK_EQ(S64(bh_helper_get_stackid(0, uint64_t(uintptr_t(m)), 0, 0, 0)), -EFAULT);  // no kernel stack
+  CHECK_EQ(s64(bh_helper_get_stackid(0, uint64_t(uintptr_t(h)), BH_F_USER_STACK, 0, 0)), -EINVAL);
+  CHECK_EQ(s64(bh_helper_get_stackid(0, uint64_t(uintptr_t(m)), 0, 0, 0)), -EFAULT);  // no kernel stack
   bh_map_close(h);
 
   // Another handle (another process would do the same) sees the stored stacks.
@@ -840,7 +840,7 @@ static void TestStackTrace(bh_region *r) {
   bh_map_close(m);
 
   // One bucket: every stack collides.
-  bh_map *one = Make(r, "stacks1", BH_MAP_TYPE_STACK_TRACE, 4, 8 * 8, 1);
+  bh_map *one = make(r, "stacks1", BH_MAP_TYPE_STACK_TRACE, 4, 8 * 8, 1);
   const uint64_t b[2] = {0x7000, 0x8000};
   key = 0;
   CHECK_EQ(bh_stackmap_get_id(one, a, 3, 0), 0);
@@ -905,17 +905,17 @@ static void TestStackTrace(bh_region *r) {
 struct Collected {
   std::vector<std::vector<uint8_t>> records;
 };
-static int Collect(void *ctx, const void *data, uint32_t size) {
+static int collect(void *ctx, const void *data, uint32_t size) {
   auto *c = static_cast<Collected *>(ctx);
   const auto *p = static_cast<const uint8_t *>(data);
   c->records.emplace_back(p, p + size);
   return 0;
 }
 
-static void TestRingbuf(bh_region *r) {
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_RINGBUF, 0, 0, 3000), -EINVAL);
-  CHECK_EQ(CreateErr(r, BH_MAP_TYPE_RINGBUF, 4, 0, 4096), -EINVAL);
-  bh_map *m = Make(r, "rb", BH_MAP_TYPE_RINGBUF, 0, 0, 4096);
+static void test_ringbuf(bh_region *r) {
+  CHECK_EQ(create_err(r, BH_MAP_TYPE_RINGBUF, 0, 0, 3000), -EINVAL);
+  CHECK_EQ(create_err(r, BH_MAP_TYPE_RINGBUF, 4, 0, 4096), -EINVAL);
+  bh_map *m = make(r, "rb", BH_MAP_TYPE_RINGBUF, 0, 0, 4096);
   Collected c;
   // In order, discards skipped, a busy record holds back later ones.
   uint32_t x = 1;
@@ -927,10 +927,10 @@ static void TestRingbuf(bh_region *r) {
   bh_ringbuf_discard(gone, 0);
   x = 3;
   CHECK_EQ(bh_ringbuf_output(m, &x, 4, 0), 0);
-  CHECK_EQ(bh_ringbuf_consume(m, Collect, &c, 0), 1);
+  CHECK_EQ(bh_ringbuf_consume(m, collect, &c, 0), 1);
   *busy = 2;
   bh_ringbuf_submit(busy, 0);
-  CHECK_EQ(bh_ringbuf_consume(m, Collect, &c, 0), 2);
+  CHECK_EQ(bh_ringbuf_consume(m, collect, &c, 0), 2);
   CHECK_EQ(c.records.size(), 3);
   for (uint32_t i = 0; i < c.records.size(); i++) {
     uint32_t got;
@@ -959,7 +959,7 @@ static void TestRingbuf(bh_region *r) {
   CHECK_EQ(st.drops - drops0, uint64_t(refused));
   CHECK(refused > 0);
   CHECK_EQ(bh_ringbuf_query(m, BH_RB_RING_SIZE), 4096);
-  CHECK_EQ(bh_ringbuf_consume(m, Collect, &c, 0), accepted);
+  CHECK_EQ(bh_ringbuf_consume(m, collect, &c, 0), accepted);
   for (int i = 0; i < accepted; i++) CHECK(c.records[i].size() == 100 && c.records[i][0] == uint8_t(i));
   // Wrap-around: keep cycling well past the end of the ring.
   uint64_t seq = 0, got = 0;
@@ -972,7 +972,7 @@ static void TestRingbuf(bh_region *r) {
       if (bh_ringbuf_output(m, buf, 40 + (seq % 32), 0) == 0) seq++;
     }
     c.records.clear();
-    bh_ringbuf_consume(m, Collect, &c, 0);
+    bh_ringbuf_consume(m, collect, &c, 0);
     for (auto &rr : c.records) {
       uint64_t s;
       memcpy(&s, rr.data(), 8);
@@ -990,8 +990,8 @@ struct PerfCollected {
   uint64_t lost = 0;
 };
 
-static void TestPerf(bh_region *r) {
-  bh_map *m = Make(r, "events", BH_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, 2, 0, 4096);
+static void test_perf(bh_region *r) {
+  bh_map *m = make(r, "events", BH_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, 2, 0, 4096);
   CHECK_EQ(bh_map_get_info(m)->max_entries, 2);
   PerfCollected pc;
   auto sample = [](void *ctx, uint32_t ring, const void *data, uint32_t) -> int {
@@ -1053,7 +1053,7 @@ static void TestPerf(bh_region *r) {
   bh_map_close(m);
 }
 
-static void TestStress(bh_region *r) {
+static void test_stress(bh_region *r) {
   const uint32_t threads = 4;
   auto run = [&](bh_map *m, uint32_t op, uint64_t iters, uint32_t keys, uint32_t pace = 0) {
     bh_maps_stress_opts o{};
@@ -1068,38 +1068,38 @@ static void TestStress(bh_region *r) {
     CHECK_EQ(err, 0);
     return res;
   };
-  bh_map *h = Make(r, "s_hash", BH_MAP_TYPE_HASH, 4, 8, 1024);
+  bh_map *h = make(r, "s_hash", BH_MAP_TYPE_HASH, 4, 8, 1024);
   auto res = run(h, BH_STRESS_ADD, 200000, 100);
   CHECK_EQ(res.failed, 0);
   CHECK_EQ(res.sum, threads * 200000ull);
-  bh_map *pa = Make(r, "s_pca", BH_MAP_TYPE_PERCPU_ARRAY, 4, 8, 16);
+  bh_map *pa = make(r, "s_pca", BH_MAP_TYPE_PERCPU_ARRAY, 4, 8, 16);
   res = run(pa, BH_STRESS_ADD, 200000, 16);
   CHECK_EQ(res.sum, threads * 200000ull);
-  bh_map *ph = Make(r, "s_pch", BH_MAP_TYPE_PERCPU_HASH, 4, 8, 64);
+  bh_map *ph = make(r, "s_pch", BH_MAP_TYPE_PERCPU_HASH, 4, 8, 64);
   res = run(ph, BH_STRESS_ADD, 200000, 50);
   CHECK_EQ(res.sum, threads * 200000ull);
-  bh_map *ch = Make(r, "s_churn", BH_MAP_TYPE_HASH, 4, 8, 256);
+  bh_map *ch = make(r, "s_churn", BH_MAP_TYPE_HASH, 4, 8, 256);
   res = run(ch, BH_STRESS_CHURN, 200000, 64);
   CHECK_EQ(res.failed, 0);
   CHECK_EQ(res.misses, 0);
   CHECK_EQ(bh_map_count(ch), 64);
-  bh_map *lr = Make(r, "s_lru", BH_MAP_TYPE_LRU_HASH, 8, 8, 512);
+  bh_map *lr = make(r, "s_lru", BH_MAP_TYPE_LRU_HASH, 8, 8, 512);
   res = run(lr, BH_STRESS_INSERT, 20000, 0);
   CHECK_EQ(res.failed, 0);
   CHECK_EQ(bh_map_count(lr), 512);
-  bh_map *rb = Make(r, "s_rb", BH_MAP_TYPE_RINGBUF, 0, 0, 1 << 16);
+  bh_map *rb = make(r, "s_rb", BH_MAP_TYPE_RINGBUF, 0, 0, 1 << 16);
   res = run(rb, BH_STRESS_RINGBUF, 100000, 0);
   CHECK_EQ(res.order_errors, 0);
   CHECK_EQ(res.consumed, res.ok);
   CHECK_EQ(res.ok + res.drops + res.discarded, threads * 100000ull);
   printf("ringbuf stress: %llu consumed, %llu drops\n", (unsigned long long)res.consumed,
          (unsigned long long)res.drops);
-  bh_map *pf = Make(r, "s_perf", BH_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, 0, 0, 1 << 16);
+  bh_map *pf = make(r, "s_perf", BH_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, 0, 0, 1 << 16);
   res = run(pf, BH_STRESS_PERF, 100000, 0);
   CHECK_EQ(res.order_errors, 0);
   CHECK_EQ(res.failed, 0);
   CHECK_EQ(res.consumed + res.drops, threads * 100000ull);
-  bh_map *q = Make(r, "s_q", BH_MAP_TYPE_QUEUE, 0, 8, 64);
+  bh_map *q = make(r, "s_q", BH_MAP_TYPE_QUEUE, 0, 8, 64);
   res = run(q, BH_STRESS_QUEUE, 50000, 0);
   CHECK_EQ(res.failed, 0);
   CHECK_EQ(res.misses, 0);
@@ -1107,20 +1107,20 @@ static void TestStress(bh_region *r) {
   for (bh_map *m : {h, pa, ph, ch, lr, rb, pf, q}) bh_map_close(m);
 }
 
-static void TestBench(bh_region *r) {
+static void test_bench(bh_region *r) {
   auto bench = [&](const char *label, bh_map *m, uint32_t op, uint32_t keys) {
     double ns = 0;
     int err = bh_maps_bench(m, op, 20000000, keys, &ns);
     CHECK_EQ(err, 0);
     printf("bench %-34s %6.2f ns/op\n", label, ns);
   };
-  bh_map *h = Make(r, "b_hash", BH_MAP_TYPE_HASH, 4, 8, 1024);
-  bh_map *a = Make(r, "b_arr", BH_MAP_TYPE_ARRAY, 4, 8, 1024);
-  bh_map *pa = Make(r, "b_pca", BH_MAP_TYPE_PERCPU_ARRAY, 4, 8, 1024);
-  bh_map *h8 = Make(r, "b_hash8", BH_MAP_TYPE_HASH, 8, 8, 1024);
-  bh_map *lru = Make(r, "b_lru", BH_MAP_TYPE_LRU_HASH, 4, 8, 1024);
-  bh_map *rb = Make(r, "b_rb", BH_MAP_TYPE_RINGBUF, 0, 0, 1 << 20);
-  bh_map *pf = Make(r, "b_pf", BH_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, 0, 0, 1 << 20);
+  bh_map *h = make(r, "b_hash", BH_MAP_TYPE_HASH, 4, 8, 1024);
+  bh_map *a = make(r, "b_arr", BH_MAP_TYPE_ARRAY, 4, 8, 1024);
+  bh_map *pa = make(r, "b_pca", BH_MAP_TYPE_PERCPU_ARRAY, 4, 8, 1024);
+  bh_map *h8 = make(r, "b_hash8", BH_MAP_TYPE_HASH, 8, 8, 1024);
+  bh_map *lru = make(r, "b_lru", BH_MAP_TYPE_LRU_HASH, 4, 8, 1024);
+  bh_map *rb = make(r, "b_rb", BH_MAP_TYPE_RINGBUF, 0, 0, 1 << 20);
+  bh_map *pf = make(r, "b_pf", BH_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, 0, 0, 1 << 20);
   bench("hash u32 lookup (1000 keys)", h, BH_BENCH_LOOKUP, 1000);
   bench("hash u32 lookup miss", h, BH_BENCH_LOOKUP_MISS, 1000);
   bench("hash u32 lookup + atomic add", h, BH_BENCH_ADD, 1000);
@@ -1137,7 +1137,7 @@ static void TestBench(bh_region *r) {
 
 // bh_map_for_each_elem: every element once, early stop, per-CPU values,
 // and a lock-free walk of a hash map that another thread keeps changing.
-static void TestForEach(bh_region *r) {
+static void test_for_each(bh_region *r) {
   struct Seen {
     std::map<uint64_t, int> keys;  // key -> times seen
     uint64_t values = 0;
@@ -1155,7 +1155,7 @@ static void TestForEach(bh_region *r) {
     return s->stop_after != 0 && s->calls == s->stop_after ? 1 : 0;
   };
 
-  bh_map *a = Make(r, "fe_array", BH_MAP_TYPE_ARRAY, 4, 8, 10);
+  bh_map *a = make(r, "fe_array", BH_MAP_TYPE_ARRAY, 4, 8, 10);
   for (uint32_t k = 0; k < 10; k++) {
     uint64_t v = 100 + k;
     CHECK_EQ(bh_map_update(a, &k, &v, BH_ANY), 0);
@@ -1170,7 +1170,7 @@ static void TestForEach(bh_region *r) {
   CHECK(early.keys.count(3) == 1 && early.keys.count(4) == 0);
   bh_map_close(a);
 
-  bh_map *pc = Make(r, "fe_pcpu", BH_MAP_TYPE_PERCPU_ARRAY, 4, 8, 3);
+  bh_map *pc = make(r, "fe_pcpu", BH_MAP_TYPE_PERCPU_ARRAY, 4, 8, 3);
   for (uint32_t k = 0; k < 3; k++) {
     std::vector<uint64_t> all(bh_region_ncpus(r), 7 + k);  // same on every CPU: the thread may move
     CHECK_EQ(bh_map_update(pc, &k, all.data(), BH_ANY), 0);
@@ -1180,7 +1180,7 @@ static void TestForEach(bh_region *r) {
   CHECK_EQ(sp.values, 7 + 8 + 9);
   bh_map_close(pc);
 
-  bh_map *h = Make(r, "fe_hash", BH_MAP_TYPE_HASH, 4, 8, 256);
+  bh_map *h = make(r, "fe_hash", BH_MAP_TYPE_HASH, 4, 8, 256);
   Seen empty;
   CHECK_EQ(bh_map_for_each_elem(h, visit, &empty), 0);
   for (uint32_t k = 0; k < 64; k++) {
@@ -1227,13 +1227,13 @@ static void TestForEach(bh_region *r) {
   CHECK(each_once);
   CHECK(bounded);
 
-  bh_map *q = Make(r, "fe_queue", BH_MAP_TYPE_QUEUE, 0, 8, 4);
+  bh_map *q = make(r, "fe_queue", BH_MAP_TYPE_QUEUE, 0, 8, 4);
   CHECK_EQ(bh_map_for_each_elem(q, visit, &s), -EINVAL);
   bh_map_close(q);
   bh_map_close(h);
 }
 
-static void TestHelpersRegistered() {
+static void test_helpers_registered() {
   if (&g_registered_helpers == nullptr) return;  // linked against the real VM
   CHECK_EQ(bh_maps_register_helpers(nullptr), 0);
   for (uint32_t id : {1u, 2u, 3u, 25u, 27u, 87u, 88u, 89u, 130u, 131u, 132u, 133u, 134u, 164u}) {
@@ -1245,9 +1245,9 @@ static void TestHelpersRegistered() {
 
 int main(int argc, char **argv) {
   bool bench = argc > 1 && strcmp(argv[1], "--bench") == 0;
-  TestRegion();
-  TestRegionLifecycle();
-  std::string name = RegionName("maps");
+  test_region();
+  test_region_lifecycle();
+  std::string name = region_name("maps");
   bh_region_opts o{};
   o.sz = sizeof(o);
   o.size = 256ull << 20;
@@ -1256,21 +1256,21 @@ int main(int argc, char **argv) {
     fprintf(stderr, "cannot create region\n");
     return 1;
   }
-  TestArray(r);
-  TestHash(r);
-  TestLru(r);
-  TestPerCpu(r);
-  TestLpm(r);
-  TestQueue(r);
-  TestBloom(r);
-  TestStackTrace(r);
-  TestSelfHeldLock(r);
-  TestRingbuf(r);
-  TestPerf(r);
-  TestStress(r);
-  TestForEach(r);
-  TestHelpersRegistered();
-  if (bench) TestBench(r);
+  test_array(r);
+  test_hash(r);
+  test_lru(r);
+  test_per_cpu(r);
+  test_lpm(r);
+  test_queue(r);
+  test_bloom(r);
+  test_stack_trace(r);
+  test_self_held_lock(r);
+  test_ringbuf(r);
+  test_perf(r);
+  test_stress(r);
+  test_for_each(r);
+  test_helpers_registered();
+  if (bench) test_bench(r);
   bh_region_close(r);
   printf("%d checks, %d failed\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;

@@ -32,7 +32,7 @@ int g_failures = 0;
     }                                                                                                    \
   } while (0)
 
-bh_inst I(uint8_t op, uint8_t dst, uint8_t src, int16_t off, int32_t imm) {
+bh_inst ins(uint8_t op, uint8_t dst, uint8_t src, int16_t off, int32_t imm) {
   bh_inst i{};
   i.opcode = op;
   i.dst = dst;
@@ -42,16 +42,16 @@ bh_inst I(uint8_t op, uint8_t dst, uint8_t src, int16_t off, int32_t imm) {
   return i;
 }
 
-void Lddw(std::vector<bh_inst> &p, uint8_t dst, uint8_t src, int32_t imm, int32_t next_imm) {
-  p.push_back(I(BH_OP_LDDW, dst, src, 0, imm));
-  p.push_back(I(0, 0, 0, 0, next_imm));
+void lddw(std::vector<bh_inst> &p, uint8_t dst, uint8_t src, int32_t imm, int32_t next_imm) {
+  p.push_back(ins(BH_OP_LDDW, dst, src, 0, imm));
+  p.push_back(ins(0, 0, 0, 0, next_imm));
 }
 
 struct Maps {
   bh_map *counts, *events, *global;
 };
 
-int Resolve(void *cookie, uint32_t, uint8_t src, int32_t imm, int32_t next_imm, uint64_t *out, char *err,
+int resolve(void *cookie, uint32_t, uint8_t src, int32_t imm, int32_t next_imm, uint64_t *out, char *err,
             size_t err_len) {
   auto *m = static_cast<Maps *>(cookie);
   bh_map *table[] = {m->counts, m->events, m->global};
@@ -72,46 +72,46 @@ int Resolve(void *cookie, uint32_t, uint8_t src, int32_t imm, int32_t next_imm, 
   return -1;
 }
 
-std::vector<bh_inst> Program() {
+std::vector<bh_inst> program() {
   const uint8_t ALU64_MOV_X = 0xbf, ALU64_MOV_K = 0xb7, ALU64_ADD_K = 0x07, LDXW = 0x61, STXW = 0x63, STDW = 0x7a,
                 JNE_K = 0x55, JA = 0x05, ATOMIC_DW = 0xdb;
   std::vector<bh_inst> p;
-  p.push_back(I(ALU64_MOV_X, 6, 1, 0, 0));  // r6 = ctx
-  p.push_back(I(LDXW, 1, 6, 0, 0));         // r1 = *(u32 *)ctx
-  p.push_back(I(STXW, 10, 1, -4, 0));       // key at fp-4
-  Lddw(p, 1, BH_PSEUDO_MAP_FD, 0, 0);       // r1 = &counts
-  p.push_back(I(ALU64_MOV_X, 2, 10, 0, 0));
-  p.push_back(I(ALU64_ADD_K, 2, 0, 0, -4));  // r2 = &key
-  p.push_back(I(BH_OP_CALL, 0, 0, 0, 1));    // map_lookup_elem
-  p.push_back(I(JNE_K, 0, 0, 11, 0));        // found -> +11
-  p.push_back(I(STDW, 10, 0, -16, 1));       // value 1 at fp-16
-  Lddw(p, 1, BH_PSEUDO_MAP_FD, 0, 0);
-  p.push_back(I(ALU64_MOV_X, 2, 10, 0, 0));
-  p.push_back(I(ALU64_ADD_K, 2, 0, 0, -4));
-  p.push_back(I(ALU64_MOV_X, 3, 10, 0, 0));
-  p.push_back(I(ALU64_ADD_K, 3, 0, 0, -16));
-  p.push_back(I(ALU64_MOV_K, 4, 0, 0, BH_NOEXIST));
-  p.push_back(I(BH_OP_CALL, 0, 0, 0, 2));  // map_update_elem
+  p.push_back(ins(ALU64_MOV_X, 6, 1, 0, 0));  // r6 = ctx
+  p.push_back(ins(LDXW, 1, 6, 0, 0));         // r1 = *(u32 *)ctx
+  p.push_back(ins(STXW, 10, 1, -4, 0));       // key at fp-4
+  lddw(p, 1, BH_PSEUDO_MAP_FD, 0, 0);         // r1 = &counts
+  p.push_back(ins(ALU64_MOV_X, 2, 10, 0, 0));
+  p.push_back(ins(ALU64_ADD_K, 2, 0, 0, -4));  // r2 = &key
+  p.push_back(ins(BH_OP_CALL, 0, 0, 0, 1));    // map_lookup_elem
+  p.push_back(ins(JNE_K, 0, 0, 11, 0));        // found -> +11
+  p.push_back(ins(STDW, 10, 0, -16, 1));       // value 1 at fp-16
+  lddw(p, 1, BH_PSEUDO_MAP_FD, 0, 0);
+  p.push_back(ins(ALU64_MOV_X, 2, 10, 0, 0));
+  p.push_back(ins(ALU64_ADD_K, 2, 0, 0, -4));
+  p.push_back(ins(ALU64_MOV_X, 3, 10, 0, 0));
+  p.push_back(ins(ALU64_ADD_K, 3, 0, 0, -16));
+  p.push_back(ins(ALU64_MOV_K, 4, 0, 0, BH_NOEXIST));
+  p.push_back(ins(BH_OP_CALL, 0, 0, 0, 2));  // map_update_elem
   // A racing thread may have inserted first (EEXIST): look up and add then.
-  p.push_back(I(JNE_K, 0, 0, -16, 0));                // r0 != 0 -> back to the lookup
-  p.push_back(I(JA, 0, 0, 2, 0));                     // inserted 1: skip the add
-  p.push_back(I(ALU64_MOV_K, 1, 0, 0, 1));            // found:
-  p.push_back(I(ATOMIC_DW, 0, 1, 0, BH_ATOMIC_ADD));  // lock *(u64 *)r0 += 1
-  Lddw(p, 1, BH_PSEUDO_MAP_FD, 1, 0);                 // r1 = &events
-  p.push_back(I(ALU64_MOV_X, 2, 10, 0, 0));
-  p.push_back(I(ALU64_ADD_K, 2, 0, 0, -4));
-  p.push_back(I(ALU64_MOV_K, 3, 0, 0, 4));
-  p.push_back(I(ALU64_MOV_K, 4, 0, 0, 0));
-  p.push_back(I(BH_OP_CALL, 0, 0, 0, 130));  // ringbuf_output
-  Lddw(p, 1, BH_PSEUDO_MAP_VALUE, 2, 8);     // r1 = &global value + 8
-  p.push_back(I(ALU64_MOV_K, 2, 0, 0, 1));
-  p.push_back(I(ATOMIC_DW, 1, 2, 0, BH_ATOMIC_ADD));
-  p.push_back(I(ALU64_MOV_K, 0, 0, 0, 0));
-  p.push_back(I(BH_OP_EXIT, 0, 0, 0, 0));
+  p.push_back(ins(JNE_K, 0, 0, -16, 0));                // r0 != 0 -> back to the lookup
+  p.push_back(ins(JA, 0, 0, 2, 0));                     // inserted 1: skip the add
+  p.push_back(ins(ALU64_MOV_K, 1, 0, 0, 1));            // found:
+  p.push_back(ins(ATOMIC_DW, 0, 1, 0, BH_ATOMIC_ADD));  // lock *(u64 *)r0 += 1
+  lddw(p, 1, BH_PSEUDO_MAP_FD, 1, 0);                   // r1 = &events
+  p.push_back(ins(ALU64_MOV_X, 2, 10, 0, 0));
+  p.push_back(ins(ALU64_ADD_K, 2, 0, 0, -4));
+  p.push_back(ins(ALU64_MOV_K, 3, 0, 0, 4));
+  p.push_back(ins(ALU64_MOV_K, 4, 0, 0, 0));
+  p.push_back(ins(BH_OP_CALL, 0, 0, 0, 130));  // ringbuf_output
+  lddw(p, 1, BH_PSEUDO_MAP_VALUE, 2, 8);       // r1 = &global value + 8
+  p.push_back(ins(ALU64_MOV_K, 2, 0, 0, 1));
+  p.push_back(ins(ATOMIC_DW, 1, 2, 0, BH_ATOMIC_ADD));
+  p.push_back(ins(ALU64_MOV_K, 0, 0, 0, 0));
+  p.push_back(ins(BH_OP_EXIT, 0, 0, 0, 0));
   return p;
 }
 
-bh_map *Make(bh_region *r, const char *name, uint32_t type, uint32_t ks, uint32_t vs, uint32_t max) {
+bh_map *make(bh_region *r, const char *name, uint32_t type, uint32_t ks, uint32_t vs, uint32_t max) {
   bh_map_spec s{};
   s.sz = sizeof(s);
   s.name = name;
@@ -124,15 +124,15 @@ bh_map *Make(bh_region *r, const char *name, uint32_t type, uint32_t ks, uint32_
   return m;
 }
 
-void RunCase(bh_region *r, bool jit, const char *tag) {
+void run_case(bh_region *r, bool jit, const char *tag) {
   std::string suffix = tag;
-  Maps maps{Make(r, ("counts_" + suffix).c_str(), BH_MAP_TYPE_HASH, 4, 8, 64),
-            Make(r, ("events_" + suffix).c_str(), BH_MAP_TYPE_RINGBUF, 0, 0, 1 << 22),
-            Make(r, ("global_" + suffix).c_str(), BH_MAP_TYPE_ARRAY, 4, 16, 1)};
+  Maps maps{make(r, ("counts_" + suffix).c_str(), BH_MAP_TYPE_HASH, 4, 8, 64),
+            make(r, ("events_" + suffix).c_str(), BH_MAP_TYPE_RINGBUF, 0, 0, 1 << 22),
+            make(r, ("global_" + suffix).c_str(), BH_MAP_TYPE_ARRAY, 4, 16, 1)};
   bh_vm *vm = bh_vm_create();
   CHECK_EQ(bh_maps_register_helpers(vm), 0);
-  bh_vm_set_lddw_resolver(vm, Resolve, &maps);
-  std::vector<bh_inst> prog = Program();
+  bh_vm_set_lddw_resolver(vm, resolve, &maps);
+  std::vector<bh_inst> prog = program();
   char err[256] = {0};
   if (bh_vm_load(vm, prog.data(), prog.size() * sizeof(bh_inst), err, sizeof(err)) != 0) {
     fprintf(stderr, "load: %s\n", err);
@@ -198,43 +198,43 @@ struct StackCtx {
   int64_t id_again;    // get_stackid a second time, from another call site
 };
 
-int ResolveOne(void *cookie, uint32_t, uint8_t src, int32_t, int32_t, uint64_t *out, char *, size_t) {
+int resolve_one(void *cookie, uint32_t, uint8_t src, int32_t, int32_t, uint64_t *out, char *, size_t) {
   if (src != BH_PSEUDO_MAP_FD) return -1;
   *out = uint64_t(uintptr_t(cookie));
   return 0;
 }
 
-std::vector<bh_inst> StackProgram(uint64_t flags) {
+std::vector<bh_inst> stack_program(uint64_t flags) {
   const uint8_t MOV_X = 0xbf, MOV_K = 0xb7, ADD_K = 0x07, STXDW = 0x7b;
   std::vector<bh_inst> p;
-  p.push_back(I(MOV_X, 6, 1, 0, 0));  // r6 = ctx
-  Lddw(p, 2, BH_PSEUDO_MAP_FD, 0, 0);
-  p.push_back(I(MOV_K, 3, 0, 0, int32_t(flags)));
-  p.push_back(I(BH_OP_CALL, 0, 0, 0, 27));  // get_stackid(ctx, map, flags)
-  p.push_back(I(STXDW, 6, 0, offsetof(StackCtx, id), 0));
-  p.push_back(I(MOV_X, 1, 6, 0, 0));
-  p.push_back(I(MOV_X, 2, 6, 0, 0));
-  p.push_back(I(ADD_K, 2, 0, 0, offsetof(StackCtx, frames)));
-  p.push_back(I(MOV_K, 3, 0, 0, sizeof(StackCtx::frames)));
-  p.push_back(I(MOV_K, 4, 0, 0, int32_t(flags)));
-  p.push_back(I(BH_OP_CALL, 0, 0, 0, 67));  // get_stack(ctx, buf, size, flags)
-  p.push_back(I(STXDW, 6, 0, offsetof(StackCtx, stack_rc), 0));
-  p.push_back(I(MOV_X, 1, 6, 0, 0));
-  Lddw(p, 2, BH_PSEUDO_MAP_FD, 0, 0);
-  p.push_back(I(MOV_K, 3, 0, 0, int32_t(flags)));
-  p.push_back(I(BH_OP_CALL, 0, 0, 0, 27));
-  p.push_back(I(STXDW, 6, 0, offsetof(StackCtx, id_again), 0));
-  p.push_back(I(MOV_K, 0, 0, 0, 0));
-  p.push_back(I(BH_OP_EXIT, 0, 0, 0, 0));
+  p.push_back(ins(MOV_X, 6, 1, 0, 0));  // r6 = ctx
+  lddw(p, 2, BH_PSEUDO_MAP_FD, 0, 0);
+  p.push_back(ins(MOV_K, 3, 0, 0, int32_t(flags)));
+  p.push_back(ins(BH_OP_CALL, 0, 0, 0, 27));  // get_stackid(ctx, map, flags)
+  p.push_back(ins(STXDW, 6, 0, offsetof(StackCtx, id), 0));
+  p.push_back(ins(MOV_X, 1, 6, 0, 0));
+  p.push_back(ins(MOV_X, 2, 6, 0, 0));
+  p.push_back(ins(ADD_K, 2, 0, 0, offsetof(StackCtx, frames)));
+  p.push_back(ins(MOV_K, 3, 0, 0, sizeof(StackCtx::frames)));
+  p.push_back(ins(MOV_K, 4, 0, 0, int32_t(flags)));
+  p.push_back(ins(BH_OP_CALL, 0, 0, 0, 67));  // get_stack(ctx, buf, size, flags)
+  p.push_back(ins(STXDW, 6, 0, offsetof(StackCtx, stack_rc), 0));
+  p.push_back(ins(MOV_X, 1, 6, 0, 0));
+  lddw(p, 2, BH_PSEUDO_MAP_FD, 0, 0);
+  p.push_back(ins(MOV_K, 3, 0, 0, int32_t(flags)));
+  p.push_back(ins(BH_OP_CALL, 0, 0, 0, 27));
+  p.push_back(ins(STXDW, 6, 0, offsetof(StackCtx, id_again), 0));
+  p.push_back(ins(MOV_K, 0, 0, 0, 0));
+  p.push_back(ins(BH_OP_EXIT, 0, 0, 0, 0));
   return p;
 }
 
-bool RunStack(bh_map *m, bool jit, uint64_t flags, StackCtx *c) {
+bool run_stack(bh_map *m, bool jit, uint64_t flags, StackCtx *c) {
   bh_vm *vm = bh_vm_create();
   CHECK_EQ(bh_maps_register_helpers(vm), 0);
   CHECK_EQ(bh_vm_register_helper(vm, BH_FN_GET_STACK, "bpf_get_stack", bh_helper_get_stack, 0), 0);
-  bh_vm_set_lddw_resolver(vm, ResolveOne, m);
-  std::vector<bh_inst> prog = StackProgram(flags);
+  bh_vm_set_lddw_resolver(vm, resolve_one, m);
+  std::vector<bh_inst> prog = stack_program(flags);
   char err[256] = {0};
   bool ok = bh_vm_load(vm, prog.data(), prog.size() * sizeof(bh_inst), err, sizeof(err)) == 0;
   if (!ok) fprintf(stderr, "stack program: %s\n", err);
@@ -247,7 +247,7 @@ bool RunStack(bh_map *m, bool jit, uint64_t flags, StackCtx *c) {
 }
 
 // get_stack's frames are what get_stackid stored under the id.
-void CheckSameFrames(bh_map *m, const StackCtx &c, const char *what) {
+void check_same_frames(bh_map *m, const StackCtx &c, const char *what) {
   CHECK_EQ(c.id >= 0, true);
   CHECK_EQ(c.id_again, c.id);
   const int64_t n = c.stack_rc / 8;
@@ -264,15 +264,15 @@ void CheckSameFrames(bh_map *m, const StackCtx &c, const char *what) {
   }
 }
 
-__attribute__((noinline)) bool RunStackFromHere(bh_map *m, bool jit, StackCtx *c) {
+__attribute__((noinline)) bool run_stack_from_here(bh_map *m, bool jit, StackCtx *c) {
   const bh_stack_origin saved = bh_stack_origin_mark();
-  const bool ok = RunStack(m, jit, BH_F_USER_STACK, c);
+  const bool ok = run_stack(m, jit, BH_F_USER_STACK, c);
   bh_stack_origin_restore(saved);
   return ok;
 }
 
-void StackCase(bh_region *r, bool jit, const char *tag) {
-  bh_map *m = Make(r, (std::string("stacks_") + tag).c_str(), BH_MAP_TYPE_STACK_TRACE, 4, 6 * 8, 64);
+void stack_case(bh_region *r, bool jit, const char *tag) {
+  bh_map *m = make(r, (std::string("stacks_") + tag).c_str(), BH_MAP_TYPE_STACK_TRACE, 4, 6 * 8, 64);
   StackCtx c;
 
   // A probed stack (PT_REGS): entry probe at 0x1000, called from 0x2000,
@@ -292,22 +292,22 @@ void StackCase(bh_region *r, bool jit, const char *tag) {
   pc.flags = BH_PROBE_F_PT_REGS;
   pc.nr_args = -1;
   bh_probe_ctx_enter(&pc);
-  if (RunStack(m, jit, BH_F_USER_STACK, &c)) {
+  if (run_stack(m, jit, BH_F_USER_STACK, &c)) {
     CHECK_EQ(c.stack_rc, (chain_up ? 4 : 3) * 8);
     CHECK_EQ(c.frames[0], 0x1000);
     CHECK_EQ(c.frames[1], 0x2000);
     CHECK_EQ(c.frames[2], 0x3000);
-    CheckSameFrames(m, c, "probed");
+    check_same_frames(m, c, "probed");
     const int64_t first = c.id;
     // skip 1: another stack, another id (here: a different bucket or -EEXIST).
-    if (RunStack(m, jit, BH_F_USER_STACK | 1, &c)) {
+    if (run_stack(m, jit, BH_F_USER_STACK | 1, &c)) {
       CHECK_EQ(c.frames[0], 0x2000);
-      if (c.id >= 0) CheckSameFrames(m, c, "probed, skip 1");
+      if (c.id >= 0) check_same_frames(m, c, "probed, skip 1");
       CHECK_EQ(c.id != first, true);
     }
   }
   // No user stack asked for: the (absent) kernel stack.
-  if (RunStack(m, jit, 0, &c)) {
+  if (run_stack(m, jit, 0, &c)) {
     CHECK_EQ(c.id, -EFAULT);
     CHECK_EQ(c.stack_rc, 0);
   }
@@ -316,9 +316,9 @@ void StackCase(bh_region *r, bool jit, const char *tag) {
   // No probe context: the stack of the code that started the run. A map of
   // its own: in the one above, this stack's bucket may already hold another
   // stack (a hash collision, -EEXIST), which is the kernel's behaviour too.
-  bh_map *om = Make(r, (std::string("stacks_origin_") + tag).c_str(), BH_MAP_TYPE_STACK_TRACE, 4, 6 * 8, 64);
-  if (RunStackFromHere(om, jit, &c)) {
-    CheckSameFrames(om, c, "origin");
+  bh_map *om = make(r, (std::string("stacks_origin_") + tag).c_str(), BH_MAP_TYPE_STACK_TRACE, 4, 6 * 8, 64);
+  if (run_stack_from_here(om, jit, &c)) {
+    check_same_frames(om, c, "origin");
     CHECK_EQ(c.frames[0] != 0, true);
   }
   printf("%s: get_stackid ids %lld and %lld, frames match get_stack\n", tag, (long long)c.id, (long long)c.id_again);
@@ -335,10 +335,10 @@ int main() {
   o.size = 64ull << 20;
   bh_region *r = nullptr;
   if (bh_region_create(name.c_str(), &o, &r) != 0) return 1;
-  RunCase(r, false, "interp");
-  RunCase(r, true, "jit");
-  StackCase(r, false, "interp");
-  StackCase(r, true, "jit");
+  run_case(r, false, "interp");
+  run_case(r, true, "jit");
+  stack_case(r, false, "interp");
+  stack_case(r, true, "jit");
   bh_region_close(r);
   printf("%s\n", g_failures == 0 ? "ok" : "FAILED");
   return g_failures == 0 ? 0 : 1;

@@ -37,7 +37,7 @@ constexpr uint32_t kMaxCpus = 65536;  // per-CPU layouts multiply by ncpus: keep
 // Storage blocks are multiples of this, at offsets that are multiples of it,
 // so that any piece of a free block can hold a FreeNode.
 constexpr uint64_t kBlock = 64;
-// How many random names CreateUnique tries before giving up with -EEXIST.
+// How many random names create_unique tries before giving up with -EEXIST.
 constexpr int kNameTries = 16;
 
 // The head of a free storage block; the rest of the block is zero.
@@ -46,22 +46,22 @@ struct FreeNode {
   uint64_t size;
 };
 
-uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
 // POSIX leaves names other than "/x" implementation-defined; glibc maps them
 // to /dev/shm/x, so a second '/' would name a subdirectory.
-bool ValidName(const std::string &name) {
+bool valid_name(const std::string &name) {
   if (name.size() < 2 || name.size() > 255 || name[0] != '/') return false;
   return name.find('/', 1) == std::string::npos;
 }
 
-uint64_t DirBytes(uint32_t capacity) { return AlignUp(uint64_t(capacity) * sizeof(bh_region_map_desc), kPage); }
+uint64_t dir_bytes(uint32_t capacity) { return align_up(uint64_t(capacity) * sizeof(bh_region_map_desc), kPage); }
 
 // A process's start time (/proc/<pid>/stat field 22, clock ticks since boot)
 // and state (field 3). -ENOENT when there is no such process. The command
 // name (field 2) may contain spaces and ')', so fields are counted from the
 // last ')'.
-int ProcStat(pid_t pid, uint64_t *start, char *state) {
+int proc_stat(pid_t pid, uint64_t *start, char *state) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -88,7 +88,7 @@ int ProcStat(pid_t pid, uint64_t *start, char *state) {
 }
 
 // The inode of a pid namespace: pids are only comparable within one.
-uint64_t PidNamespace(const char *proc_entry) {
+uint64_t pid_namespace(const char *proc_entry) {
   struct stat st;
   return stat(proc_entry, &st) == 0 ? uint64_t(st.st_ino) : 0;
 }
@@ -96,17 +96,17 @@ uint64_t PidNamespace(const char *proc_entry) {
 }  // namespace
 
 // For bh_region_clean_stale below (outside this namespace).
-int ProcStatForClean(pid_t pid, uint64_t *start, char *state) { return ProcStat(pid, start, state); }
-uint64_t PidNamespaceForClean(const char *proc_entry) { return PidNamespace(proc_entry); }
+int proc_stat_for_clean(pid_t pid, uint64_t *start, char *state) { return proc_stat(pid, start, state); }
+uint64_t pid_namespace_for_clean(const char *proc_entry) { return pid_namespace(proc_entry); }
 
-int Region::Create(const std::string &name, const bh_region_opts &opts, std::unique_ptr<Region> &out) {
-  if (!ValidName(name)) return -EINVAL;
+int Region::create(const std::string &name, const bh_region_opts &opts, std::unique_ptr<Region> &out) {
+  if (!valid_name(name)) return -EINVAL;
   uint32_t max_maps = opts.max_maps ? opts.max_maps : BH_REGION_DEFAULT_MAX_MAPS;
   if (max_maps > kMaxMapsLimit) return -EINVAL;
-  uint64_t data_offset = BH_REGION_HEADER_BYTES + DirBytes(max_maps);
-  uint64_t size = AlignUp(opts.size ? opts.size : BH_REGION_DEFAULT_SIZE, kPage);
+  uint64_t data_offset = BH_REGION_HEADER_BYTES + dir_bytes(max_maps);
+  uint64_t size = align_up(opts.size ? opts.size : BH_REGION_DEFAULT_SIZE, kPage);
   if (size < data_offset + kPage) return -EINVAL;
-  // Open refuses objects that group or others may access, so refuse to make one.
+  // open() refuses objects that group or others may access, so refuse to make one.
   if ((opts.mode & ~0700u) != 0) return -EINVAL;
   mode_t mode = opts.mode ? mode_t(opts.mode) : 0600;
 
@@ -133,8 +133,8 @@ int Region::Create(const std::string &name, const bh_region_opts &opts, std::uni
   h->creator_pid = uint32_t(getpid());
   // With the pid, the start time tells a dead creator from a reused pid.
   uint64_t start = 0;
-  if (ProcStat(getpid(), &start, nullptr) == 0) h->creator_start = start;
-  h->creator_pidns = PidNamespace("/proc/self/ns/pid");
+  if (proc_stat(getpid(), &start, nullptr) == 0) h->creator_start = start;
+  h->creator_pidns = pid_namespace("/proc/self/ns/pid");
   h->dir_offset = BH_REGION_HEADER_BYTES;
   h->dir_capacity = max_maps;
   h->desc_size = sizeof(bh_region_map_desc);
@@ -143,11 +143,11 @@ int Region::Create(const std::string &name, const bh_region_opts &opts, std::uni
   shm::store_release(&h->magic, uint64_t(BH_REGION_MAGIC));
 
   out.reset(new Region(name, fd, static_cast<uint8_t *>(mem), size, true));
-  out->CacheGeometry();
+  out->cache_geometry();
   return 0;
 }
 
-int Region::CreateUnique(const bh_region_opts &opts, std::unique_ptr<Region> &out) {
+int Region::create_unique(const bh_region_opts &opts, std::unique_ptr<Region> &out) {
   // A predictable name would let another user create it first (to make us
   // fail, or, with a permissive mode, to hand us their memory).
   for (int i = 0; i < kNameTries; i++) {
@@ -155,14 +155,14 @@ int Region::CreateUnique(const bh_region_opts &opts, std::unique_ptr<Region> &ou
     if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != ssize_t(sizeof rnd)) return errno != 0 ? -errno : -EIO;
     char name[64];
     snprintf(name, sizeof name, BH_REGION_NAME_PREFIX "%d-%016" PRIx64, int(getpid()), rnd);
-    int err = Create(name, opts, out);
+    int err = create(name, opts, out);
     if (err != -EEXIST) return err;
   }
   return -EEXIST;
 }
 
-int Region::Open(const std::string &name, std::unique_ptr<Region> &out) {
-  if (!ValidName(name)) return -EINVAL;
+int Region::open(const std::string &name, std::unique_ptr<Region> &out) {
+  if (!valid_name(name)) return -EINVAL;
   int fd = shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0);
   if (fd < 0) return -errno;
   struct stat st;
@@ -213,12 +213,12 @@ int Region::Open(const std::string &name, std::unique_ptr<Region> &out) {
     return err;
   }
   out.reset(new Region(name, fd, static_cast<uint8_t *>(mem), size, false));
-  out->CacheGeometry();
+  out->cache_geometry();
   return 0;
 }
 
 // Called once the header passed the checks above (or was just written).
-void Region::CacheGeometry() {
+void Region::cache_geometry() {
   const bh_region_header *h = header();
   dir_offset_ = h->dir_offset;
   data_offset_ = h->data_offset;
@@ -227,20 +227,20 @@ void Region::CacheGeometry() {
 }
 
 Region::~Region() {
-  if (owner_) Unlink();
+  if (owner_) unlink();
   munmap(base_, size_);
   close(fd_);
 }
 
-void Region::Unlink() {
+void Region::unlink() {
   if (!owner_ || unlinked_) return;
   shm_unlink(name_.c_str());
   unlinked_ = true;
 }
 
-int Region::Alloc(uint64_t size, uint64_t align, uint64_t *off) { return Alloc(size, align, off, nullptr); }
+int Region::alloc(uint64_t size, uint64_t align, uint64_t *off) { return alloc(size, align, off, nullptr); }
 
-int Region::Alloc(uint64_t size, uint64_t align, uint64_t *off, uint64_t *cursor_before) {
+int Region::alloc(uint64_t size, uint64_t align, uint64_t *off, uint64_t *cursor_before) {
   if (align == 0) align = 64;
   if ((align & (align - 1)) != 0) return -EINVAL;
   bh_region_header *h = header();
@@ -248,7 +248,7 @@ int Region::Alloc(uint64_t size, uint64_t align, uint64_t *off, uint64_t *cursor
   // A cursor moved back into the header or directory is corrupt.
   if (cur < data_offset_) return -EPROTO;
   for (;;) {
-    uint64_t start = AlignUp(cur, align);
+    uint64_t start = align_up(cur, align);
     if (start < cur || size > size_ || start > size_ - size) return -ENOMEM;
     if (shm::cas(&h->alloc_next, cur, start + size)) {
       *off = start;
@@ -258,7 +258,7 @@ int Region::Alloc(uint64_t size, uint64_t align, uint64_t *off, uint64_t *cursor
   }
 }
 
-uint64_t Region::Used() const {
+uint64_t Region::used() const {
   const bh_region_header *h = header();
   return shm::load_relaxed(&h->alloc_next) - shm::load_relaxed(&h->free_bytes);
 }
@@ -268,7 +268,7 @@ uint64_t Region::Used() const {
 // First fit: the first block (lowest offset) with room for `size` bytes at
 // `align`; the pieces before and after the taken part go back on the list.
 // -ENOMEM when no block fits, -EPROTO when the list is not well formed.
-int Region::AllocFromFreeList(uint64_t size, uint64_t align, uint64_t *off) {
+int Region::alloc_from_free_list(uint64_t size, uint64_t align, uint64_t *off) {
   bh_region_header *h = header();
   const uint64_t max_steps = size_ / kBlock;
   uint64_t prev = 0;
@@ -281,7 +281,7 @@ int Region::AllocFromFreeList(uint64_t size, uint64_t align, uint64_t *off) {
     uint64_t bsize = node->size;
     uint64_t next = node->next;
     if (bsize < kBlock || bsize % kBlock != 0 || bsize > size_ - cur) return -EPROTO;
-    uint64_t start = AlignUp(cur, align);
+    uint64_t start = align_up(cur, align);
     if (start - cur <= bsize && size <= bsize - (start - cur)) {
       if (prev == 0) {
         h->free_head = next;
@@ -290,9 +290,9 @@ int Region::AllocFromFreeList(uint64_t size, uint64_t align, uint64_t *off) {
       }
       h->free_bytes -= bsize;
       memset(node, 0, sizeof *node);  // the block is now all zero
-      if (start > cur) InsertFree(cur, start - cur);
+      if (start > cur) insert_free(cur, start - cur);
       uint64_t end = start + size;
-      if (end < cur + bsize) InsertFree(end, cur + bsize - end);
+      if (end < cur + bsize) insert_free(end, cur + bsize - end);
       *off = start;
       return 0;
     }
@@ -305,7 +305,7 @@ int Region::AllocFromFreeList(uint64_t size, uint64_t align, uint64_t *off) {
 // Puts a zeroed block on the list, in offset order, merged with a neighbour
 // that touches it (whose node header is then zeroed, as the merged block's
 // interior must be).
-int Region::InsertFree(uint64_t off, uint64_t size) {
+int Region::insert_free(uint64_t off, uint64_t size) {
   bh_region_header *h = header();
   const uint64_t max_steps = size_ / kBlock;
   uint64_t prev = 0;
@@ -344,9 +344,9 @@ int Region::InsertFree(uint64_t off, uint64_t size) {
 // Zero a freed block: whole pages by punching a hole in the object (the
 // memory goes back to the system and reads as zero in every mapping), the
 // partial pages at either end with memset.
-void Region::ZeroBlock(uint64_t off, uint64_t size) {
+void Region::zero_block(uint64_t off, uint64_t size) {
   uint64_t end = off + size;
-  uint64_t first = AlignUp(off, kPage);
+  uint64_t first = align_up(off, kPage);
   uint64_t last = end & ~(kPage - 1);
   if (first < last &&
       fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t(first), off_t(last - first)) == 0) {
@@ -361,9 +361,9 @@ void Region::ZeroBlock(uint64_t off, uint64_t size) {
 // now ends at the bump cursor, the cursor moves back over it instead (a CAS,
 // since bh_region_alloc bumps without the lock; if one got in first, the
 // block simply stays listed).
-void Region::ReturnBlock(uint64_t off, uint64_t size) {
+void Region::return_block(uint64_t off, uint64_t size) {
   bh_region_header *h = header();
-  if (InsertFree(off, size) != 0) return;
+  if (insert_free(off, size) != 0) return;
   const uint64_t max_steps = size_ / kBlock;
   uint64_t prev = 0;
   uint64_t cur = h->free_head;
@@ -390,22 +390,22 @@ void Region::ReturnBlock(uint64_t off, uint64_t size) {
 // ---- the directory ----
 
 // Never past the capacity this mapping validated, whatever the shared count
-// says (CheckDirectory reports a count beyond it).
-uint32_t Region::MapCount() const {
+// says (check_directory reports a count beyond it).
+uint32_t Region::map_count() const {
   uint32_t n = shm::load_acquire(&header()->dir_count);
   return n <= dir_capacity_ ? n : dir_capacity_;
 }
 
-const bh_region_map_desc *Region::MapAt(uint32_t index) const {
-  if (index >= MapCount()) return nullptr;
+const bh_region_map_desc *Region::map_at(uint32_t index) const {
+  if (index >= map_count()) return nullptr;
   return reinterpret_cast<const bh_region_map_desc *>(base_ + dir_offset_) + index;
 }
 
-int Region::CheckDirectory() const {
+int Region::check_directory() const {
   if (shm::load_acquire(&header()->dir_count) > dir_capacity_) return -EPROTO;
-  uint32_t n = MapCount();
+  uint32_t n = map_count();
   for (uint32_t i = 0; i < n; i++) {
-    const bh_region_map_desc *d = MapAt(i);
+    const bh_region_map_desc *d = map_at(i);
     uint64_t off = shm::load_relaxed(&d->storage_off);
     uint64_t len = shm::load_relaxed(&d->storage_size);
     if (off < data_offset_ || off > size_ || len > size_ - off) return -EPROTO;
@@ -416,8 +416,8 @@ int Region::CheckDirectory() const {
 // Lock-free consistent read of a live entry: gen, then state (acquire, which
 // orders the field reads after it), copy, then both again. A free or reuse
 // in between changes one of them, and the copy is thrown away.
-int Region::ReadMap(uint32_t index, bh_region_map_desc *out) const {
-  const bh_region_map_desc *d = MapAt(index);
+int Region::read_map(uint32_t index, bh_region_map_desc *out) const {
+  const bh_region_map_desc *d = map_at(index);
   if (d == nullptr) return -ENOENT;
   for (int tries = 0; tries < 1000; tries++) {
     uint32_t gen = shm::load_acquire(&d->gen);
@@ -435,24 +435,24 @@ int Region::ReadMap(uint32_t index, bh_region_map_desc *out) const {
   return -EAGAIN;
 }
 
-int Region::FindMap(const char *name) const {
+int Region::find_map(const char *name) const {
   if (name == nullptr || name[0] == '\0') return -ENOENT;
-  uint32_t n = MapCount();
+  uint32_t n = map_count();
   bh_region_map_desc d;
   for (uint32_t i = 0; i < n; i++) {
-    if (ReadMap(i, &d) != 0) continue;
+    if (read_map(i, &d) != 0) continue;
     if (strncmp(d.name, name, BH_REGION_NAME_MAX) == 0) return int(i);
   }
   return -ENOENT;
 }
 
-int Region::AddMap(const bh_region_map_desc &desc, uint64_t storage_size, uint64_t align, bh_region_init_fn init,
-                   void *cookie, uint32_t *index) {
+int Region::add_map(const bh_region_map_desc &desc, uint64_t storage_size, uint64_t align, bh_region_init_fn init,
+                    void *cookie, uint32_t *index) {
   if (memchr(desc.name, '\0', BH_REGION_NAME_MAX) == nullptr) return -EINVAL;
   if (align == 0) align = kBlock;
   if ((align & (align - 1)) != 0) return -EINVAL;
   if (align < kBlock) align = kBlock;
-  uint64_t block = AlignUp(storage_size, kBlock);
+  uint64_t block = align_up(storage_size, kBlock);
   if (block < storage_size || block > size_) return -ENOMEM;
   bh_region_header *h = header();
   // User-space wait, bounded; a holder that died is taken over. What a dead
@@ -461,7 +461,7 @@ int Region::AddMap(const bh_region_map_desc &desc, uint64_t storage_size, uint64
   shm::SpinGuard guard(&h->lock, shm::Wait::kUser);
   if (!guard.ok()) return guard.result();
   uint32_t count = shm::load_relaxed(&h->dir_count);
-  if (desc.name[0] != '\0' && FindMap(desc.name) >= 0) return -EEXIST;
+  if (desc.name[0] != '\0' && find_map(desc.name) >= 0) return -EEXIST;
   // A dead entry first, so that maps coming and going never fill the directory.
   // The count is another process's word: never past the capacity validated at open.
   if (count > dir_capacity_) return -EPROTO;
@@ -475,22 +475,22 @@ int Region::AddMap(const bh_region_map_desc &desc, uint64_t storage_size, uint64
   }
   if (slot_index == count && count >= dir_capacity_) return -ENOSPC;
   uint64_t off = 0;
-  int err = AllocFromFreeList(block, align, &off);
+  int err = alloc_from_free_list(block, align, &off);
   if (err == -ENOMEM) {
     uint64_t before = 0;
-    err = Alloc(block, align, &off, &before);
+    err = alloc(block, align, &off, &before);
     // The padding an aligned bump skipped is zero and unused: list it. (From
     // the cursor this bump moved, not an earlier read: bh_region_alloc may
     // bump concurrently without the lock.)
-    uint64_t gap = AlignUp(before, kBlock);
-    if (err == 0 && off > gap && before >= data_offset_) InsertFree(gap, off - gap);
+    uint64_t gap = align_up(before, kBlock);
+    if (err == 0 && off > gap && before >= data_offset_) insert_free(gap, off - gap);
   }
   if (err != 0) return err;
   if (init != nullptr) {
     err = init(cookie, base_ + off, off);
     if (err < 0) {
-      ZeroBlock(off, block);
-      ReturnBlock(off, block);
+      zero_block(off, block);
+      return_block(off, block);
       return err;
     }
   }
@@ -514,22 +514,22 @@ int Region::AddMap(const bh_region_map_desc &desc, uint64_t storage_size, uint64
   return 0;
 }
 
-int Region::FreeMap(uint32_t index, uint32_t gen) {
+int Region::free_map(uint32_t index, uint32_t gen) {
   bh_region_header *h = header();
   uint64_t off = 0;
   uint64_t block = 0;
   bool reuse_storage = false;
   {
-    // User-space wait (bounded; a dead holder is taken over), as AddMap.
+    // User-space wait (bounded; a dead holder is taken over), as add_map.
     shm::SpinGuard guard(&h->lock, shm::Wait::kUser);
     if (!guard.ok()) return guard.result();
-    if (index >= MapCount()) return -ENOENT;
+    if (index >= map_count()) return -ENOENT;
     auto *slot = reinterpret_cast<bh_region_map_desc *>(base_ + dir_offset_) + index;
     if (shm::load_relaxed(&slot->state) != BH_REGION_MAP_LIVE || shm::load_relaxed(&slot->gen) != gen) {
       return -ENOENT;
     }
     off = slot->storage_off;
-    block = AlignUp(slot->storage_size, kBlock);
+    block = align_up(slot->storage_size, kBlock);
     // A block outside the data area (a corrupt entry) is not put on the list.
     reuse_storage =
         off >= data_offset_ && off % kBlock == 0 && block >= kBlock && block <= size_ && off <= size_ - block;
@@ -541,11 +541,11 @@ int Region::FreeMap(uint32_t index, uint32_t gen) {
   if (!reuse_storage) return 0;
   // Outside the lock: zeroing a large map takes a while, and nobody can
   // reach the block now (the entry is dead, the block is on no list yet).
-  ZeroBlock(off, block);
+  zero_block(off, block);
   shm::SpinGuard guard(&h->lock, shm::Wait::kUser);
   // A lock we cannot take leaves the zeroed block unlisted (leaked space),
   // never a list changed without the lock.
-  if (guard.ok()) ReturnBlock(off, block);
+  if (guard.ok()) return_block(off, block);
   return 0;
 }
 
@@ -581,7 +581,7 @@ int bh_region_create(const char *name, const bh_region_opts *opts, bh_region **o
     }
   }
   std::unique_ptr<Region> region;
-  int err = name != nullptr ? Region::Create(name, o, region) : Region::CreateUnique(o, region);
+  int err = name != nullptr ? Region::create(name, o, region) : Region::create_unique(o, region);
   if (err != 0) return err;
   auto *r = new (std::nothrow) bh_region();
   if (r == nullptr) return -ENOMEM;
@@ -593,7 +593,7 @@ int bh_region_create(const char *name, const bh_region_opts *opts, bh_region **o
 int bh_region_open(const char *name, bh_region **out) {
   if (name == nullptr || out == nullptr) return -EINVAL;
   std::unique_ptr<Region> region;
-  int err = Region::Open(name, region);
+  int err = Region::open(name, region);
   if (err != 0) return err;
   auto *r = new (std::nothrow) bh_region();
   if (r == nullptr) return -ENOMEM;
@@ -604,7 +604,7 @@ int bh_region_open(const char *name, bh_region **out) {
 
 void bh_region_close(bh_region *r) {
   if (r == nullptr) return;
-  r->region->Unlink();
+  r->region->unlink();
   bh_region_unref(r);
 }
 
@@ -622,7 +622,7 @@ uint32_t bh_region_ncpus(const bh_region *r) { return r->region->ncpus(); }
 uint64_t bh_region_generation(const bh_region *r) {
   return bpfhook::shm::load_acquire(&r->region->header()->generation);
 }
-uint64_t bh_region_used(const bh_region *r) { return r->region->Used(); }
+uint64_t bh_region_used(const bh_region *r) { return r->region->used(); }
 uint64_t bh_region_free_bytes(const bh_region *r) {
   return bpfhook::shm::load_relaxed(&r->region->header()->free_bytes);
 }
@@ -630,7 +630,7 @@ uint32_t bh_region_live_maps(const bh_region *r) { return bpfhook::shm::load_rel
 
 int bh_region_alloc(bh_region *r, uint64_t size, uint64_t align, uint64_t *off) {
   if (r == nullptr || off == nullptr) return -EINVAL;
-  return r->region->Alloc(size, align, off);
+  return r->region->alloc(size, align, off);
 }
 
 void *bh_region_at(const bh_region *r, uint64_t off) {
@@ -641,28 +641,28 @@ uint64_t bh_region_offset_of(const bh_region *r, const void *addr) {
   return uint64_t(static_cast<const uint8_t *>(addr) - r->region->base());
 }
 
-uint32_t bh_region_map_count(const bh_region *r) { return r->region->MapCount(); }
+uint32_t bh_region_map_count(const bh_region *r) { return r->region->map_count(); }
 uint32_t bh_region_map_capacity(const bh_region *r) { return r->region->dir_capacity(); }
-int bh_region_check_directory(const bh_region *r) { return r->region->CheckDirectory(); }
-const bh_region_map_desc *bh_region_map_at(const bh_region *r, uint32_t index) { return r->region->MapAt(index); }
+int bh_region_check_directory(const bh_region *r) { return r->region->check_directory(); }
+const bh_region_map_desc *bh_region_map_at(const bh_region *r, uint32_t index) { return r->region->map_at(index); }
 int bh_region_map_read(const bh_region *r, uint32_t index, bh_region_map_desc *out) {
   if (r == nullptr || out == nullptr) return -EINVAL;
-  return r->region->ReadMap(index, out);
+  return r->region->read_map(index, out);
 }
-int bh_region_find_map(const bh_region *r, const char *name) { return r->region->FindMap(name); }
+int bh_region_find_map(const bh_region *r, const char *name) { return r->region->find_map(name); }
 
 int bh_region_add_map(bh_region *r, const bh_region_map_desc *desc, uint64_t storage_size, uint64_t align,
                       bh_region_init_fn init, void *cookie, uint32_t *index) {
   if (r == nullptr || desc == nullptr || index == nullptr) return -EINVAL;
-  return r->region->AddMap(*desc, storage_size, align, init, cookie, index);
+  return r->region->add_map(*desc, storage_size, align, init, cookie, index);
 }
 
 int bh_region_free_map(bh_region *r, uint32_t index, uint32_t gen) {
   if (r == nullptr) return -EINVAL;
-  return r->region->FreeMap(index, gen);
+  return r->region->free_map(index, gen);
 }
 
-static uint64_t HoldKey(uint32_t index, uint32_t gen) { return uint64_t(gen) << 32 | index; }
+static uint64_t hold_key(uint32_t index, uint32_t gen) { return uint64_t(gen) << 32 | index; }
 
 int bh_region_map_hold(bh_region *r, uint32_t index, uint32_t gen) {
   if (r == nullptr) return -EINVAL;
@@ -670,28 +670,28 @@ int bh_region_map_hold(bh_region *r, uint32_t index, uint32_t gen) {
   // Checked under holds_mu: a release that frees the map takes it too, so a
   // hold either sees the map gone or keeps it from being freed.
   bh_region_map_desc d;
-  if (r->region->ReadMap(index, &d) != 0 || d.gen != gen) return -ENOENT;
-  r->holds[HoldKey(index, gen)]++;
+  if (r->region->read_map(index, &d) != 0 || d.gen != gen) return -ENOENT;
+  r->holds[hold_key(index, gen)]++;
   return 0;
 }
 
 void bh_region_map_release(bh_region *r, uint32_t index, uint32_t gen) {
   if (r == nullptr) return;
   std::lock_guard<std::mutex> lock(r->holds_mu);
-  uint64_t key = HoldKey(index, gen);
+  uint64_t key = hold_key(index, gen);
   auto it = r->holds.find(key);
   if (it == r->holds.end()) return;
   if (--it->second != 0) return;
   r->holds.erase(it);
-  if (r->free_on_release.erase(key) != 0) r->region->FreeMap(index, gen);
+  if (r->free_on_release.erase(key) != 0) r->region->free_map(index, gen);
 }
 
 void bh_region_map_free_on_release(bh_region *r, uint32_t index, uint32_t gen) {
   if (r == nullptr) return;
   std::lock_guard<std::mutex> lock(r->holds_mu);
-  uint64_t key = HoldKey(index, gen);
+  uint64_t key = hold_key(index, gen);
   if (r->holds.count(key) == 0) {
-    r->region->FreeMap(index, gen);  // no handle open: the last one is already gone
+    r->region->free_map(index, gen);  // no handle open: the last one is already gone
     return;
   }
   r->free_on_release.insert(key);
@@ -703,11 +703,11 @@ namespace {
 // (or a zombie: killed, not yet reaped), or a process with another start
 // time (its pid was reused). Layout 1 recorded no start time: only a missing
 // pid counts there.
-bool CreatorGone(const bh_region_header &h) {
+bool creator_gone(const bh_region_header &h) {
   if (h.creator_pid == 0 || h.creator_pid > uint32_t(INT32_MAX)) return false;
   uint64_t start = 0;
   char state = '?';
-  int err = bpfhook::region::ProcStatForClean(pid_t(h.creator_pid), &start, &state);
+  int err = bpfhook::region::proc_stat_for_clean(pid_t(h.creator_pid), &start, &state);
   if (err == -ENOENT) return true;
   if (err != 0) return false;
   if (state == 'Z' || state == 'X') return true;
@@ -721,7 +721,7 @@ bool CreatorGone(const bh_region_header &h) {
 // writing its header). Returns that pid, or 0 (not gone, or no pid in the
 // name). A pid from another pid namespace cannot be told apart here, which is
 // why only an object that has sat unchanged for a while is judged.
-uint32_t NamedCreatorGone(const char *entry, const struct stat &st) {
+uint32_t named_creator_gone(const char *entry, const struct stat &st) {
   const char *p = entry + strlen(BH_REGION_NAME_PREFIX) - 1;  // after "bpfhook-"
   char *end = nullptr;
   errno = 0;
@@ -730,7 +730,7 @@ uint32_t NamedCreatorGone(const char *entry, const struct stat &st) {
   if (time(nullptr) - st.st_mtime < 30) return 0;
   uint64_t start = 0;
   char state = '?';
-  return bpfhook::region::ProcStatForClean(pid_t(pid), &start, &state) == -ENOENT ? uint32_t(pid) : 0;
+  return bpfhook::region::proc_stat_for_clean(pid_t(pid), &start, &state) == -ENOENT ? uint32_t(pid) : 0;
 }
 
 }  // namespace
@@ -741,7 +741,7 @@ int bh_region_clean_stale(bh_region_removed_fn removed, void *cookie) {
   const char *prefix = BH_REGION_NAME_PREFIX + 1;  // directory entries have no '/'
   const size_t prefix_len = strlen(prefix);
   const uid_t uid = geteuid();
-  const uint64_t our_ns = bpfhook::region::PidNamespaceForClean("/proc/self/ns/pid");
+  const uint64_t our_ns = bpfhook::region::pid_namespace_for_clean("/proc/self/ns/pid");
   int removed_count = 0;
   while (struct dirent *e = readdir(dir)) {
     if (strncmp(e->d_name, prefix, prefix_len) != 0) continue;
@@ -758,13 +758,13 @@ int bh_region_clean_stale(bh_region_removed_fn removed, void *cookie) {
     if (h.magic != BH_REGION_MAGIC) {
       // Not (yet) a region: its creator may still be writing it, unless the
       // pid in its name is gone.
-      h.creator_pid = NamedCreatorGone(e->d_name, st);
+      h.creator_pid = named_creator_gone(e->d_name, st);
       if (h.creator_pid == 0) continue;
     } else {
       if (h.layout_version != 1 && h.layout_version != BH_REGION_LAYOUT_VERSION) continue;
       // Pids of another namespace name other processes here: never judge them.
       if (h.layout_version >= 2 && h.creator_pidns != 0 && our_ns != 0 && h.creator_pidns != our_ns) continue;
-      if (!CreatorGone(h)) continue;
+      if (!creator_gone(h)) continue;
     }
     std::string name = std::string("/") + e->d_name;
     if (shm_unlink(name.c_str()) == 0) {

@@ -25,12 +25,12 @@ constexpr uint32_t kSpinsBeforeCheck = 64;
 constexpr uint64_t kOwnerCheckNs = 1000ull * 1000;
 
 // A forked child is a new thread with the forking thread's cache: forget it.
-void ResetTidInChild() { bh_shm_self_tid = 0; }
+void reset_tid_in_child() { bh_shm_self_tid = 0; }
 pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
-void RegisterAtFork() { pthread_atfork(nullptr, nullptr, ResetTidInChild); }
+void register_at_fork() { pthread_atfork(nullptr, nullptr, reset_tid_in_child); }
 
 // "/proc/<tid>/stat" without stdio.
-void StatPath(uint32_t tid, char *out) {
+void stat_path(uint32_t tid, char *out) {
   static const char kPrefix[] = "/proc/";
   char digits[12];
   int n = 0;
@@ -47,7 +47,7 @@ void StatPath(uint32_t tid, char *out) {
 
 // 1: /proc is mounted and shows this process, so a missing entry means a
 // missing thread; 0: not usable (then kill() alone decides).
-int ProcUsable() {
+int proc_usable() {
   static int cached = -1;
   int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
   if (v < 0) {
@@ -59,24 +59,24 @@ int ProcUsable() {
 
 }  // namespace
 
-uint32_t SelfTidSlow() {
-  pthread_once(&g_atfork_once, RegisterAtFork);
+uint32_t self_tid_slow() {
+  pthread_once(&g_atfork_once, register_at_fork);
   uint32_t t = uint32_t(syscall(SYS_gettid));
   bh_shm_self_tid = t;
   return t;
 }
 
-uint64_t MonoNs() {
+uint64_t mono_ns() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
 }
 
-bool OwnerDead(uint32_t tid) {
+bool owner_dead(uint32_t tid) {
   if (tid == 0 || tid > 0x7fffffffu) return false;
-  if (ProcUsable()) {
+  if (proc_usable()) {
     char path[32];
-    StatPath(tid, path);
+    stat_path(tid, path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return errno == ENOENT || errno == ESRCH;
     char buf[256];
@@ -104,12 +104,12 @@ namespace {
 struct Waiter {
   explicit Waiter(Wait wait) : budget(wait == Wait::kProbe ? kProbeWaitNs : kUserWaitNs) {}
   // Returns true when it is time to check the holder; sets expired.
-  bool Tick() {
+  bool tick() {
     if (++spins < kSpinsBeforeCheck) {
       backoff.pause();
       return false;
     }
-    uint64_t now = MonoNs();
+    uint64_t now = mono_ns();
     if (start == 0) {
       start = now;
       next_check = now;
@@ -129,7 +129,7 @@ struct Waiter {
 };
 }  // namespace
 
-int SpinLockSlow(uint32_t *word, uint32_t me, Wait wait) {
+int spin_lock_slow(uint32_t *word, uint32_t me, Wait wait) {
   Waiter w(wait);
   for (;;) {
     uint32_t v = load_relaxed(word);
@@ -138,8 +138,8 @@ int SpinLockSlow(uint32_t *word, uint32_t me, Wait wait) {
       continue;
     }
     if (v == me) return -EDEADLK;
-    if (w.Tick()) {
-      if (OwnerDead(v)) {
+    if (w.tick()) {
+      if (owner_dead(v)) {
         if (__atomic_compare_exchange_n(word, &v, me, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return kTakenOver;
         continue;  // someone else took it (or it was released): look again
       }
@@ -148,38 +148,38 @@ int SpinLockSlow(uint32_t *word, uint32_t me, Wait wait) {
   }
 }
 
-int SpinTryLockSlow(uint32_t *word, uint32_t me) {
+int spin_try_lock_slow(uint32_t *word, uint32_t me) {
   uint32_t v = load_relaxed(word);
   if (v == 0) {
     return __atomic_compare_exchange_n(word, &v, me, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED) ? kLocked : -EBUSY;
   }
   if (v == me) return -EDEADLK;
-  if (OwnerDead(v) && __atomic_compare_exchange_n(word, &v, me, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+  if (owner_dead(v) && __atomic_compare_exchange_n(word, &v, me, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
     return kTakenOver;
   }
   return -EBUSY;
 }
 
-int SeqLockSlow(uint64_t *word, uint32_t me, Wait wait) {
+int seq_lock_slow(uint64_t *word, uint32_t me, Wait wait) {
   Waiter w(wait);
   for (;;) {
     uint64_t v = load_relaxed(word);
     if ((v & 1u) == 0) {
-      if (__atomic_compare_exchange_n(word, &v, SeqLock::Held(SeqLock::Count(v) + 1, me), false, __ATOMIC_ACQUIRE,
+      if (__atomic_compare_exchange_n(word, &v, SeqLock::held(SeqLock::count(v) + 1, me), false, __ATOMIC_ACQUIRE,
                                       __ATOMIC_RELAXED)) {
         fence_release();
         return kLocked;
       }
       continue;
     }
-    const uint32_t owner = SeqLock::Owner(v);
+    const uint32_t owner = SeqLock::owner(v);
     if (owner == me) return -EDEADLK;
-    if (w.Tick()) {
+    if (w.tick()) {
       // Odd with no owner is never a real writer's word (the CAS that makes
       // it odd stores the tid): something scribbled it, take it.
-      if (owner == 0 || OwnerDead(owner)) {
-        // Count + 2 keeps the word odd and new (see SeqLock).
-        if (__atomic_compare_exchange_n(word, &v, SeqLock::Held(SeqLock::Count(v) + 2, me), false, __ATOMIC_ACQUIRE,
+      if (owner == 0 || owner_dead(owner)) {
+        // count() + 2 keeps the word odd and new (see SeqLock).
+        if (__atomic_compare_exchange_n(word, &v, SeqLock::held(SeqLock::count(v) + 2, me), false, __ATOMIC_ACQUIRE,
                                         __ATOMIC_RELAXED)) {
           fence_release();
           return kTakenOver;

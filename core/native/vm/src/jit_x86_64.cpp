@@ -399,8 +399,8 @@ class Compiler {
     } else if (helper_calls_) {
       frame_bytes_ = pad;
     }
-    if (frame_bytes_ != 0) a_.alu_imm(SUB, W64, R(RSP), frame_bytes_);
-    if (named_[BH_REG_FP]) a_.lea(RBP, M(RSP, BH_STACK_SIZE));
+    if (frame_bytes_ != 0) a_.alu_imm(SUB, W64, reg_op(RSP), frame_bytes_);
+    if (named_[BH_REG_FP]) a_.lea(RBP, mem_op(RSP, BH_STACK_SIZE));
     // The interpreter starts with every other register zero. r0 is read by
     // exit and cmpxchg; r3..r5 only where named or passed to a helper; r6..r9
     // only where named (and only those were saved).
@@ -415,7 +415,7 @@ class Compiler {
 
   // A leaf run's exit: r0 is in rax already.
   void leaf_epilogue() {
-    if (frame_bytes_ != 0) a_.alu_imm(ADD, W64, R(RSP), frame_bytes_);
+    if (frame_bytes_ != 0) a_.alu_imm(ADD, W64, reg_op(RSP), frame_bytes_);
     for (size_t i = saved_.size(); i-- > 0;) a_.pop(saved_[i]);
     a_.ret();
   }
@@ -430,21 +430,21 @@ class Compiler {
     frame_base_ = -(stack_block + kPadBelow);
     saved_regs_ = kStateSize + pad_above;
     frame_bytes_ = kPadBelow + stack_block + kStateSize + pad_above;
-    a_.alu_imm(SUB, W64, R(RSP), frame_bytes_);
-    a_.lea(kState, M(RSP, -frame_base_));
+    a_.alu_imm(SUB, W64, reg_op(RSP), frame_bytes_);
+    a_.lea(kState, mem_op(RSP, -frame_base_));
     if (checked_) {
-      a_.store(W64, M(kState, kStateCtx), RDI);
-      a_.store(W64, M(kState, kStateCtxLen), RSI);
+      a_.store(W64, mem_op(kState, kStateCtx), RDI);
+      a_.store(W64, mem_op(kState, kStateCtxLen), RSI);
       // No host data reaches a checked program: the entry frame starts zeroed
       // (rdi comes back from the run state).
       zero_frame(kState);
-      a_.load(W64, RDI, M(kState, kStateCtx));
+      a_.load(W64, RDI, mem_op(kState, kStateCtx));
     }
     if (budget_) {
       a_.mov_imm64(R10, vm_->budget);
-      a_.store(W64, M(kState, kStateBudget), R10);
+      a_.store(W64, mem_op(kState, kStateBudget), R10);
     }
-    if (local_calls_) a_.store_imm(W32, M(kState, kStateDepth), BH_MAX_CALL_DEPTH - 1);
+    if (local_calls_) a_.store_imm(W32, mem_op(kState, kStateDepth), BH_MAX_CALL_DEPTH - 1);
     a_.mov(W64, RBP, kState);
     // The interpreter starts with every other register zero; so do we, so
     // that even a program reading an unset register behaves the same (r6..r9
@@ -454,11 +454,11 @@ class Compiler {
       if (named_[r]) a_.zero(reg(r));
     }
     const Label body = a_.new_label();
-    a_.lea(R10, M(RSP, -8));
-    a_.store(W64, M(kState, kStateUnwind), R10);
+    a_.lea(R10, mem_op(RSP, -8));
+    a_.store(W64, mem_op(kState, kStateUnwind), R10);
     a_.call(body);
     // Normal end, or an unwinding `ret`: r0 is in rax already.
-    a_.alu_imm(ADD, W64, R(RSP), frame_bytes_);
+    a_.alu_imm(ADD, W64, reg_op(RSP), frame_bytes_);
     a_.bind(pops_);
     for (size_t i = saved_.size(); i-- > 0;) a_.pop(saved_[i]);
     a_.ret();
@@ -474,24 +474,24 @@ class Compiler {
   void shared_tails() {
     // edi = code, esi = pc, rdx = addr, ecx = size.
     a_.bind(common_fault_);
-    a_.load(W64, RSP, M(kState, kStateUnwind));
+    a_.load(W64, RSP, mem_op(kState, kStateUnwind));
     a_.mov_imm64(R8, addr_of(vm_));
     a_.mov_imm64(R10, addr_of(&raise_fault));
     a_.call(R10);
     a_.bind(fault_exit_);  // the fault is recorded; the body returns 0
-    a_.load(W64, RSP, M(kState, kStateUnwind));
+    a_.load(W64, RSP, mem_op(kState, kStateUnwind));
     a_.zero(RAX);
     a_.ret();
 
     // edi = pc, rax = the value the helper asked the program to return,
     // kept below the unwind point (two slots keep the call aligned).
     a_.bind(exit_common_);
-    a_.load(W64, RSP, M(kState, kStateUnwind));
+    a_.load(W64, RSP, mem_op(kState, kStateUnwind));
     a_.push(RAX);
-    a_.alu_imm(SUB, W64, R(RSP), 8);
+    a_.alu_imm(SUB, W64, reg_op(RSP), 8);
     a_.mov_imm64(R10, addr_of(&note_exit));
     a_.call(R10);
-    a_.alu_imm(ADD, W64, R(RSP), 8);
+    a_.alu_imm(ADD, W64, reg_op(RSP), 8);
     a_.pop(RAX);
     a_.ret();
   }
@@ -506,28 +506,28 @@ class Compiler {
   // 0 mod 16 after the call.
   void callback_entry(uint32_t target) {
     for (Reg r : {RBP, R12, RBX, R13, R14, R15}) a_.push(r);
-    a_.load(W64, kState, M(R9, 0));
-    a_.load(W64, RBP, M(R9, 8));
-    a_.alu_imm(SUB, W64, R(RBP), BH_STACK_SIZE);
-    a_.load(W64, R10, M(kState, kStateUnwind));
+    a_.load(W64, kState, mem_op(R9, 0));
+    a_.load(W64, RBP, mem_op(R9, 8));
+    a_.alu_imm(SUB, W64, reg_op(RBP), BH_STACK_SIZE);
+    a_.load(W64, R10, mem_op(kState, kStateUnwind));
     a_.push(R10);
-    a_.alu_imm(SUB, W64, R(RSP), 8);
-    a_.lea(R10, M(RSP, -8));
-    a_.store(W64, M(kState, kStateUnwind), R10);
+    a_.alu_imm(SUB, W64, reg_op(RSP), 8);
+    a_.lea(R10, mem_op(RSP, -8));
+    a_.store(W64, mem_op(kState, kStateUnwind), R10);
     // r0 and r6..r9 start at zero, as in the interpreter's nested run.
     for (Reg r : {RAX, RBX, R13, R14, R15}) a_.zero(r);
     const Label enter = a_.new_label();
     a_.call(enter);
     // The body returned (or was unwound): r0 in rax. Give the frame back.
-    a_.alu_imm(ADD, W32, M(kState, kStateDepth), 1);
-    a_.alu_imm(ADD, W64, R(RSP), 8);
+    a_.alu_imm(ADD, W32, mem_op(kState, kStateDepth), 1);
+    a_.alu_imm(ADD, W64, reg_op(RSP), 8);
     a_.pop(R10);
-    a_.store(W64, M(kState, kStateUnwind), R10);
+    a_.store(W64, mem_op(kState, kStateUnwind), R10);
     for (Reg r : {R15, R14, R13, RBX, R12, RBP}) a_.pop(r);
     a_.ret();
 
     a_.bind(enter);
-    a_.alu_imm(SUB, W32, M(kState, kStateDepth), 1);
+    a_.alu_imm(SUB, W32, mem_op(kState, kStateDepth), 1);
     a_.jcc(CC_B, fault_stub(BH_FAULT_CALL_DEPTH, target));
     if (budget_) charge(target, 1);
     if (checked_) {
@@ -565,7 +565,7 @@ class Compiler {
     const Label l = a_.new_label();
     cold_.push_back([this, l, pc] {
       a_.bind(l);
-      a_.alu_imm(CMP, W32, R(RDX), 2);
+      a_.alu_imm(CMP, W32, reg_op(RDX), 2);
       a_.jcc(CC_E, fault_exit_);
       a_.mov_imm32(RDI, uint32_t(pc));
       a_.jmp(exit_common_);
@@ -583,7 +583,7 @@ class Compiler {
     a_.push(kState);
     a_.mov_imm64(R10, addr_of(&call_slow));
     a_.call(R10);
-    a_.alu_imm(ADD, W64, R(RSP), 32);
+    a_.alu_imm(ADD, W64, reg_op(RSP), 32);
     a_.test(W32, RDX, RDX);
     a_.jcc(CC_NE, slow_stub(pc));
   }
@@ -602,7 +602,7 @@ class Compiler {
   // ---- budget ------------------------------------------------------------
   void charge(size_t pc, uint64_t insts) {
     const int32_t amount = insts > uint64_t(INT32_MAX) ? INT32_MAX : int32_t(insts);
-    a_.alu_imm(SUB, W64, M(kState, kStateBudget), amount);
+    a_.alu_imm(SUB, W64, mem_op(kState, kStateBudget), amount);
     a_.jcc(CC_B, fault_stub(BH_FAULT_BUDGET, pc));
   }
 
@@ -640,9 +640,9 @@ class Compiler {
       a_.jmp(stub);
     } else {
       // t = (rbp - size) - addr must lie in [0, 512 - size] (unsigned).
-      a_.lea(R10, M(RBP, -(int32_t(off) + sz)));
-      a_.alu(SUB, W64, R(R10), base);
-      a_.alu_imm(CMP, W64, R(R10), BH_STACK_SIZE - sz);
+      a_.lea(R10, mem_op(RBP, -(int32_t(off) + sz)));
+      a_.alu(SUB, W64, reg_op(R10), base);
+      a_.alu_imm(CMP, W64, reg_op(R10), BH_STACK_SIZE - sz);
       a_.jcc(CC_A, stub);
     }
     a_.bind(back);
@@ -650,26 +650,26 @@ class Compiler {
       const Label slow = a_.new_label();
       a_.bind(stub);
       // Callers' frames: addr - (rbp - 512) <= (r12 - rbp + 512) - size.
-      a_.lea(R10, M(base, int32_t(off) + BH_STACK_SIZE));
-      a_.alu(SUB, W64, R(R10), RBP);
+      a_.lea(R10, mem_op(base, int32_t(off) + BH_STACK_SIZE));
+      a_.alu(SUB, W64, reg_op(R10), RBP);
       a_.mov(W64, R11, kState);
-      a_.alu(SUB, W64, R(R11), RBP);
-      a_.alu_imm(ADD, W64, R(R11), BH_STACK_SIZE - sz);
-      a_.alu(CMP, W64, R(R10), R11);
+      a_.alu(SUB, W64, reg_op(R11), RBP);
+      a_.alu_imm(ADD, W64, reg_op(R11), BH_STACK_SIZE - sz);
+      a_.alu(CMP, W64, reg_op(R10), R11);
       a_.jcc(CC_BE, back);
       // The context: 0 <= addr - ctx and addr - ctx + size <= ctx_len.
-      a_.lea(R10, M(base, off));
-      a_.alu_load(SUB, W64, R10, M(kState, kStateCtx));
+      a_.lea(R10, mem_op(base, off));
+      a_.alu_load(SUB, W64, R10, mem_op(kState, kStateCtx));
       a_.jcc_short(CC_B, slow);
-      a_.alu_imm(ADD, W64, R(R10), sz);
+      a_.alu_imm(ADD, W64, reg_op(R10), sz);
       a_.jcc_short(CC_B, slow);
-      a_.alu_load(CMP, W64, R10, M(kState, kStateCtxLen));
+      a_.alu_load(CMP, W64, R10, mem_op(kState, kStateCtxLen));
       a_.jcc(CC_BE, back);
       a_.bind(slow);
       // Caller-saved eBPF registers survive the C call; six pushes keep rsp
       // aligned.
       for (Reg r : {RAX, RDI, RSI, RDX, RCX, R8}) a_.push(r);
-      a_.lea(RSI, M(base, off));  // before rdi/rdx/rcx are overwritten
+      a_.lea(RSI, mem_op(base, off));  // before rdi/rdx/rcx are overwritten
       a_.mov_imm64(RDI, addr_of(vm_));
       a_.mov_imm64(RDX, uint64_t(uint32_t(pc)) | (uint64_t(sz) << 32) | (uint64_t(is_store) << 40));
       a_.mov(W64, RCX, RBP);
@@ -686,7 +686,7 @@ class Compiler {
   // Zeroes the 512-byte frame below `top` with rep stosq; clobbers rdi, rcx
   // and rax (callers save what is live).
   void zero_frame(Reg top) {
-    a_.lea(RDI, M(top, -BH_STACK_SIZE));
+    a_.lea(RDI, mem_op(top, -BH_STACK_SIZE));
     a_.mov_imm32(RCX, BH_STACK_SIZE / 8);
     a_.zero(RAX);
     a_.u8(0xF3);  // rep stosq
@@ -762,9 +762,9 @@ class Compiler {
             a_.mov_imm32(d, uint32_t(imm));
           }
         } else if (ins.off == 8 || ins.off == 16) {
-          a_.movsx(w, d, ins.off == 8 ? W8 : W16, R(s));
+          a_.movsx(w, d, ins.off == 8 ? W8 : W16, reg_op(s));
         } else if (ins.off == 32 && is64) {
-          a_.movsx(W64, d, W32, R(s));
+          a_.movsx(W64, d, W32, reg_op(s));
         } else if (!is64 || d != s) {
           a_.mov(w, d, s);  // mov32 to itself still clears the upper half
         }
@@ -776,12 +776,12 @@ class Compiler {
 
   void binop(AluOp op, Width w, Reg d, bool x, Reg s, int32_t imm) {
     if (x) {
-      a_.alu(op, w, R(d), s);
+      a_.alu(op, w, reg_op(d), s);
       return;
     }
     // Identities need no code in 64-bit; a 32-bit op must still zero-extend.
     if (w == W64 && ((imm == 0 && op != AND) || (imm == -1 && op == AND))) return;
-    a_.alu_imm(op, w, R(d), imm);
+    a_.alu_imm(op, w, reg_op(d), imm);
   }
 
   void shift(ShiftOp op, bool is64, Reg d, bool x, Reg s, int32_t imm) {
@@ -816,16 +816,16 @@ class Compiler {
     if (!to_be) {
       // To little-endian on a little-endian host: truncate only.
       if (bits == 16) {
-        a_.movzx(d, W16, R(d));
+        a_.movzx(d, W16, reg_op(d));
       } else if (bits == 32) {
         a_.mov(W32, d, d);
       }
       return;
     }
     if (bits == 16) {
-      a_.insn(W16, {0xC1}, ROR, R(d));  // ror r16, 8
+      a_.insn(W16, {0xC1}, ROR, reg_op(d));  // ror r16, 8
       a_.u8(8);
-      a_.movzx(d, W16, R(d));
+      a_.movzx(d, W16, reg_op(d));
     } else {
       a_.bswap(bits == 32 ? W32 : W64, d);
     }
@@ -862,7 +862,7 @@ class Compiler {
       a_.test(w, R11, R11);
       a_.jcc_short(CC_E, by_zero);
       if (is_signed) {
-        a_.alu_imm(CMP, w, R(R11), -1);
+        a_.alu_imm(CMP, w, reg_op(R11), -1);
         a_.jcc_short(CC_E, by_minus_one);
       }
     }
@@ -911,10 +911,10 @@ class Compiler {
           a_.mov(W32, d, d);
         }
       } else if (divisor - 1 <= uint64_t(INT32_MAX)) {
-        a_.alu_imm(AND, w, R(d), int32_t(divisor - 1));
+        a_.alu_imm(AND, w, reg_op(d), int32_t(divisor - 1));
       } else {
         a_.mov_imm64(R11, divisor - 1);  // 32-bit masks past 2^31 never get here
-        a_.alu(AND, w, R(d), R11);
+        a_.alu(AND, w, reg_op(d), R11);
       }
       return true;
     }
@@ -931,9 +931,9 @@ class Compiler {
       a_.unary(MUL, W64, R11);
       if (r.add) {
         a_.mov(W64, RAX, R11);
-        a_.alu(SUB, W64, R(RAX), RDX);
+        a_.alu(SUB, W64, reg_op(RAX), RDX);
         a_.shift_imm(SHR, W64, RAX, 1);
-        a_.alu(ADD, W64, R(RAX), RDX);
+        a_.alu(ADD, W64, reg_op(RAX), RDX);
         q = RAX;
       }
       if (r.shift != 0) a_.shift_imm(SHR, W64, q, uint8_t(r.shift));
@@ -949,7 +949,7 @@ class Compiler {
       // n - q * d; d fits imul's sign-extended imm32 (64-bit: it came from
       // one; 32-bit: only the low half of the product matters).
       a_.imul_imm(w, q, q, int32_t(uint32_t(divisor)));
-      a_.alu(SUB, w, R(R11), q);
+      a_.alu(SUB, w, reg_op(R11), q);
       result = R11;
     }
     if (d != result) a_.mov(W64, d, result);
@@ -983,9 +983,9 @@ class Compiler {
     const Reg base = reg(ins.src);
     guard(pc, base, ins.off, w, false);
     if ((ins.opcode & 0xe0) == BH_MODE_MEMSX) {
-      a_.movsx(W64, d, w, M(base, ins.off));
+      a_.movsx(W64, d, w, mem_op(base, ins.off));
     } else {
-      a_.load(w, d, M(base, ins.off));
+      a_.load(w, d, mem_op(base, ins.off));
     }
   }
 
@@ -993,7 +993,7 @@ class Compiler {
     const Width w = mem_width(ins.opcode);
     const Reg base = reg(ins.dst);
     const Reg s = reg(ins.src);
-    const Operand mem = M(base, ins.off);
+    const Operand mem = mem_op(base, ins.off);
     const uint8_t mode = ins.opcode & 0xe0;
     guard(pc, base, ins.off, w, true);
     if (mode == BH_MODE_MEM) {
@@ -1029,14 +1029,14 @@ class Compiler {
   // which needs rax (r0), saved on the stack unless r0 is the result.
   void fetch_loop(AluOp op, Width w, Reg base, int16_t off, Reg s) {
     if (s != RAX) a_.push(RAX);
-    a_.lea(R10, M(base, off));
+    a_.lea(R10, mem_op(base, off));
     a_.mov(W64, R11, s);
-    a_.load(w, RAX, M(R10, 0));
+    a_.load(w, RAX, mem_op(R10, 0));
     const Label again = a_.new_label();
     a_.bind(again);
     a_.mov(W64, R9, RAX);
-    a_.alu(op, w, R(R9), R11);
-    a_.lock_cmpxchg(w, M(R10, 0), R9);
+    a_.alu(op, w, reg_op(R9), R11);
+    a_.lock_cmpxchg(w, mem_op(R10, 0), R9);
     a_.jcc(CC_NE, again);
     if (s != RAX) {
       a_.mov(w, s, RAX);
@@ -1101,15 +1101,15 @@ class Compiler {
       if (x) {
         a_.test(w, d, s);
       } else {
-        a_.test_imm(w, R(d), ins.imm);
+        a_.test_imm(w, reg_op(d), ins.imm);
       }
     } else if (x) {
-      a_.alu(CMP, w, R(d), s);
+      a_.alu(CMP, w, reg_op(d), s);
     } else if (ins.imm == 0) {
       // test sets ZF/SF and clears CF/OF exactly as cmp with 0 would.
       a_.test(w, d, d);
     } else {
-      a_.alu_imm(CMP, w, R(d), ins.imm);
+      a_.alu_imm(CMP, w, reg_op(d), ins.imm);
     }
     jump_to(pc, size_t(int64_t(pc) + ins.off + 1), false, cc);
     return true;
@@ -1146,17 +1146,17 @@ class Compiler {
     }
     need_table_ = true;
     a_.mov(W64, R11, d);
-    a_.alu_imm(CMP, W64, R(R11), int32_t(n_helpers));
+    a_.alu_imm(CMP, W64, reg_op(R11), int32_t(n_helpers));
     a_.jcc(CC_AE, bad);
     a_.shift_imm(SHL, W64, R11, 4);
-    a_.lea(R10, RipLabel(table_));
-    a_.alu(ADD, W64, R(R11), R10);
-    a_.load(W64, R10, M(R11, 0));
+    a_.lea(R10, rip_label(table_));
+    a_.alu(ADD, W64, reg_op(R11), R10);
+    a_.load(W64, R10, mem_op(R11, 0));
     a_.test(W64, R10, R10);
     a_.jcc(CC_E, bad);
     const Label may_exit = a_.new_label();
     const Label back = a_.new_label();
-    a_.test_imm(W32, M(R11, 8), BH_HELPER_MAY_EXIT | BH_HELPER_CALLS_BACK);
+    a_.test_imm(W32, mem_op(R11, 8), BH_HELPER_MAY_EXIT | BH_HELPER_CALLS_BACK);
     a_.jcc(CC_NE, may_exit);
     a_.call(R10);
     a_.bind(back);
@@ -1181,11 +1181,11 @@ class Compiler {
   // r10 are saved on the native stack and restored after it returns.
   void local_call(size_t pc, size_t target) {
     if (leaf_) leaf_violation_ = true;
-    a_.alu_imm(SUB, W32, M(kState, kStateDepth), 1);
+    a_.alu_imm(SUB, W32, mem_op(kState, kStateDepth), 1);
     a_.jcc(CC_B, fault_stub(BH_FAULT_CALL_DEPTH, pc));
     if (budget_) charge(pc, target <= pc ? pc - target + 1 : 1);
     for (Reg r : {RBX, R13, R14, R15, RBP}) a_.push(r);
-    a_.alu_imm(SUB, W64, R(RBP), BH_STACK_SIZE);
+    a_.alu_imm(SUB, W64, reg_op(RBP), BH_STACK_SIZE);
     if (checked_) {
       // The callee's frame starts zeroed too (it may hold an earlier callee's data).
       for (Reg r : {RAX, RDI, RCX}) a_.push(r);
@@ -1194,7 +1194,7 @@ class Compiler {
     }
     a_.call(pc_label_[target]);
     for (Reg r : {RBP, R15, R14, R13, RBX}) a_.pop(r);
-    a_.alu_imm(ADD, W32, M(kState, kStateDepth), 1);
+    a_.alu_imm(ADD, W32, mem_op(kState, kStateDepth), 1);
   }
 
   const bh_vm *vm_;

@@ -69,8 +69,8 @@ struct Operand {
   Reg reg;  // the register, or the base
   int32_t disp;
 };
-inline Operand R(Reg r) { return Operand{Operand::kReg, r, 0}; }
-inline Operand M(Reg base, int32_t disp) { return Operand{Operand::kMem, base, disp}; }
+inline Operand reg_op(Reg r) { return Operand{Operand::kReg, r, 0}; }
+inline Operand mem_op(Reg base, int32_t disp) { return Operand{Operand::kMem, base, disp}; }
 
 inline bool fits_i8(int64_t v) { return v >= -128 && v <= 127; }
 inline bool fits_i32(int64_t v) { return v >= INT32_MIN && v <= INT32_MAX; }
@@ -175,15 +175,15 @@ class Assembler {
   }
 
   // ---- moves -------------------------------------------------------------
-  void mov(Width w, Reg dst, Reg src) { insn(w, {0x89}, src, R(dst)); }
+  void mov(Width w, Reg dst, Reg src) { insn(w, {0x89}, src, reg_op(dst)); }
   // Loads the 64-bit constant with the shortest encoding.
   void mov_imm64(Reg dst, uint64_t v) {
     if (v == 0) {
-      insn(W32, {0x31}, dst, R(dst));
+      insn(W32, {0x31}, dst, reg_op(dst));
     } else if (v <= UINT32_MAX) {
       mov_imm32(dst, uint32_t(v));
     } else if (fits_i32(int64_t(v))) {
-      insn(W64, {0xC7}, 0, R(dst));
+      insn(W64, {0xC7}, 0, reg_op(dst));
       u32(uint32_t(v));
     } else {
       u8(0x48 | ((dst & 8) ? 1 : 0));
@@ -197,7 +197,7 @@ class Assembler {
     u8(0xB8 | (dst & 7));
     u32(v);
   }
-  void zero(Reg r) { insn(W32, {0x31}, r, R(r)); }  // xor r32, r32
+  void zero(Reg r) { insn(W32, {0x31}, r, reg_op(r)); }  // xor r32, r32
   void movzx(Reg dst, Width from, Operand src) {
     insn(W32, {0x0F, uint8_t(from == W8 ? 0xB6 : 0xB7)}, dst, src, false, from == W8);
   }
@@ -237,7 +237,7 @@ class Assembler {
       u32(uint32_t(imm));
     }
   }
-  void test(Width w, Reg a, Reg b) { insn(w, {0x85}, b, R(a)); }
+  void test(Width w, Reg a, Reg b) { insn(w, {0x85}, b, reg_op(a)); }
   void test_imm(Width w, Operand a, int32_t imm) {
     // A mask that fits in the low byte only needs the low byte tested.
     if (imm >= 0 && imm <= 0xFF) {
@@ -248,23 +248,23 @@ class Assembler {
       u32(uint32_t(imm));
     }
   }
-  void imul(Width w, Reg dst, Reg src) { insn(w, {0x0F, 0xAF}, dst, R(src)); }
+  void imul(Width w, Reg dst, Reg src) { insn(w, {0x0F, 0xAF}, dst, reg_op(src)); }
   void imul_imm(Width w, Reg dst, Reg src, int32_t imm) {
     if (fits_i8(imm)) {
-      insn(w, {0x6B}, dst, R(src));
+      insn(w, {0x6B}, dst, reg_op(src));
       u8(uint8_t(imm));
     } else {
-      insn(w, {0x69}, dst, R(src));
+      insn(w, {0x69}, dst, reg_op(src));
       u32(uint32_t(imm));
     }
   }
-  void unary(UnaryOp op, Width w, Reg r) { insn(w, {0xF7}, op, R(r)); }
-  void shift_cl(ShiftOp op, Width w, Reg r) { insn(w, {0xD3}, op, R(r)); }
+  void unary(UnaryOp op, Width w, Reg r) { insn(w, {0xF7}, op, reg_op(r)); }
+  void shift_cl(ShiftOp op, Width w, Reg r) { insn(w, {0xD3}, op, reg_op(r)); }
   void shift_imm(ShiftOp op, Width w, Reg r, uint8_t n) {
     if (n == 1) {
-      insn(w, {0xD1}, op, R(r));
+      insn(w, {0xD1}, op, reg_op(r));
     } else {
-      insn(w, {0xC1}, op, R(r));
+      insn(w, {0xC1}, op, reg_op(r));
       u8(n);
     }
   }
@@ -296,7 +296,7 @@ class Assembler {
     if (r & 8) u8(0x41);
     u8(0x58 | (r & 7));
   }
-  void call(Reg r) { insn(W32, {0xFF}, 2, R(r)); }
+  void call(Reg r) { insn(W32, {0xFF}, 2, reg_op(r)); }
   void ret() { u8(0xC3); }
   void ud2() {
     u8(0x0F);
@@ -366,7 +366,7 @@ class Assembler {
   std::vector<Fixup> fixups_;
 };
 
-inline Operand RipLabel(Assembler::Label l) { return Operand{Operand::kRipLabel, RAX, int32_t(l)}; }
+inline Operand rip_label(Assembler::Label l) { return Operand{Operand::kRipLabel, RAX, int32_t(l)}; }
 
 }  // namespace x86
 }  // namespace bh

@@ -14,17 +14,17 @@ namespace bpfhook::region {
 class Region {
  public:
   // Both return 0 and set `out`, or a negative errno.
-  static int Create(const std::string &name, const bh_region_opts &opts, std::unique_ptr<Region> &out);
+  static int create(const std::string &name, const bh_region_opts &opts, std::unique_ptr<Region> &out);
   // Create under a fresh random name, retrying when a name exists.
-  static int CreateUnique(const bh_region_opts &opts, std::unique_ptr<Region> &out);
-  static int Open(const std::string &name, std::unique_ptr<Region> &out);
+  static int create_unique(const bh_region_opts &opts, std::unique_ptr<Region> &out);
+  static int open(const std::string &name, std::unique_ptr<Region> &out);
 
   ~Region();
   Region(const Region &) = delete;
   Region &operator=(const Region &) = delete;
 
   // Removes the name (creator only, once); the mapping stays usable.
-  void Unlink();
+  void unlink();
 
   uint8_t *base() const { return base_; }
   uint64_t size() const { return size_; }
@@ -32,30 +32,30 @@ class Region {
   bool owner() const { return owner_; }
   bh_region_header *header() const { return reinterpret_cast<bh_region_header *>(base_); }
 
-  int Alloc(uint64_t size, uint64_t align, uint64_t *off);
+  int alloc(uint64_t size, uint64_t align, uint64_t *off);
   // Also reports the cursor the bump moved from (the skipped padding starts there).
-  int Alloc(uint64_t size, uint64_t align, uint64_t *off, uint64_t *cursor_before);
-  uint32_t MapCount() const;
-  const bh_region_map_desc *MapAt(uint32_t index) const;
-  int ReadMap(uint32_t index, bh_region_map_desc *out) const;
-  int FindMap(const char *name) const;
-  int AddMap(const bh_region_map_desc &desc, uint64_t storage_size, uint64_t align, bh_region_init_fn init,
-             void *cookie, uint32_t *index);
+  int alloc(uint64_t size, uint64_t align, uint64_t *off, uint64_t *cursor_before);
+  uint32_t map_count() const;
+  const bh_region_map_desc *map_at(uint32_t index) const;
+  int read_map(uint32_t index, bh_region_map_desc *out) const;
+  int find_map(const char *name) const;
+  int add_map(const bh_region_map_desc &desc, uint64_t storage_size, uint64_t align, bh_region_init_fn init,
+              void *cookie, uint32_t *index);
   // 0, or -EPROTO if the directory another process can write is out of
   // bounds: a count past the capacity, an entry whose storage leaves the
   // data area.
-  int CheckDirectory() const;
+  int check_directory() const;
   uint32_t dir_capacity() const { return dir_capacity_; }
   uint32_t ncpus() const { return ncpus_; }
-  int FreeMap(uint32_t index, uint32_t gen);
-  uint64_t Used() const;
+  int free_map(uint32_t index, uint32_t gen);
+  uint64_t used() const;
 
  private:
   // The free list of storage blocks (callers hold the directory lock).
-  int AllocFromFreeList(uint64_t size, uint64_t align, uint64_t *off);
-  int InsertFree(uint64_t off, uint64_t size);
-  void ZeroBlock(uint64_t off, uint64_t size);
-  void ReturnBlock(uint64_t off, uint64_t size);
+  int alloc_from_free_list(uint64_t size, uint64_t align, uint64_t *off);
+  int insert_free(uint64_t off, uint64_t size);
+  void zero_block(uint64_t off, uint64_t size);
+  void return_block(uint64_t off, uint64_t size);
 
  public:
  private:
@@ -69,8 +69,8 @@ class Region {
   bool owner_;
   bool unlinked_ = false;
   // Geometry, validated when the mapping is made and never re-read from the
-  // header (another process can rewrite it): CacheGeometry().
-  void CacheGeometry();
+  // header (another process can rewrite it): cache_geometry().
+  void cache_geometry();
   uint64_t dir_offset_ = 0;
   uint64_t data_offset_ = 0;
   uint32_t dir_capacity_ = 0;

@@ -78,7 +78,7 @@ class Backoff {
 // thread id (tids are below 2^22, PID_MAX_LIMIT). Another process maps the
 // region, so a holder can be killed (kill -9) at any point of its section.
 // A waiter that has spun for a while checks whether the recorded thread still
-// exists (OwnerDead: /proc/<tid>/stat missing or a zombie, or kill() saying
+// exists (owner_dead: /proc/<tid>/stat missing or a zombie, or kill() saying
 // ESRCH) and, if not, takes the lock over with a CAS from the exact word it
 // saw, so two waiters cannot both take it. Limits: tids are only meaningful
 // inside one pid namespace (all processes sharing a region must be in the
@@ -118,34 +118,34 @@ extern "C" __thread uint32_t bh_shm_self_tid __attribute__((tls_model("initial-e
 
 namespace bpfhook::shm {
 
-uint32_t SelfTidSlow();
-inline uint32_t SelfTid() {
+uint32_t self_tid_slow();
+inline uint32_t self_tid() {
   uint32_t t = bh_shm_self_tid;
-  return __builtin_expect(t != 0, 1) ? t : SelfTidSlow();
+  return __builtin_expect(t != 0, 1) ? t : self_tid_slow();
 }
 // True only when thread `tid` surely no longer runs (see above).
-bool OwnerDead(uint32_t tid);
-uint64_t MonoNs();
+bool owner_dead(uint32_t tid);
+uint64_t mono_ns();
 
 // Slow paths (shm_sync.cpp): the fast paths below inline one CAS.
-int SpinLockSlow(uint32_t *word, uint32_t me, Wait wait);
-int SpinTryLockSlow(uint32_t *word, uint32_t me);
-int SeqLockSlow(uint64_t *word, uint32_t me, Wait wait);
+int spin_lock_slow(uint32_t *word, uint32_t me, Wait wait);
+int spin_try_lock_slow(uint32_t *word, uint32_t me);
+int seq_lock_slow(uint64_t *word, uint32_t me, Wait wait);
 
 // Spinlock on a 32-bit word: 0 free, the holder's tid while held.
 inline int spin_lock(uint32_t *word, Wait wait) {
-  const uint32_t me = SelfTid();
+  const uint32_t me = self_tid();
   uint32_t expected = 0;
   if (__atomic_compare_exchange_n(word, &expected, me, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return kLocked;
-  return SpinLockSlow(word, me, wait);
+  return spin_lock_slow(word, me, wait);
 }
 // One attempt, plus takeover from a dead holder: kLocked, kTakenOver or
 // -EBUSY (a live holder, or the caller itself: -EDEADLK).
 inline int spin_trylock(uint32_t *word) {
-  const uint32_t me = SelfTid();
+  const uint32_t me = self_tid();
   uint32_t expected = 0;
   if (__atomic_compare_exchange_n(word, &expected, me, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return kLocked;
-  return SpinTryLockSlow(word, me);
+  return spin_try_lock_slow(word, me);
 }
 inline void spin_unlock(uint32_t *word) { store_release(word, 0u); }
 
@@ -187,25 +187,25 @@ class SpinGuard {
 // that overlapped the dead writer's section retry, and the next even value
 // (s + 3) was never seen before either.
 struct SeqLock {
-  static uint32_t Count(uint64_t w) { return uint32_t(w); }
-  static uint32_t Owner(uint64_t w) { return uint32_t(w >> 32); }
-  static uint64_t Held(uint32_t count, uint32_t owner) { return (uint64_t(owner) << 32) | count; }
+  static uint32_t count(uint64_t w) { return uint32_t(w); }
+  static uint32_t owner(uint64_t w) { return uint32_t(w >> 32); }
+  static uint64_t held(uint32_t count, uint32_t owner) { return (uint64_t(owner) << 32) | count; }
 
   static int write_lock(uint64_t *word, Wait wait) {
-    const uint32_t me = SelfTid();
+    const uint32_t me = self_tid();
     uint64_t v = load_relaxed(word);
     if ((v & 1u) == 0 &&
-        __atomic_compare_exchange_n(word, &v, Held(Count(v) + 1, me), false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+        __atomic_compare_exchange_n(word, &v, held(count(v) + 1, me), false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
       // Keep the protected stores after the odd value is visible (pairs
       // with the readers' acquire fence in read_changed).
       fence_release();
       return kLocked;
     }
-    return SeqLockSlow(word, me, wait);
+    return seq_lock_slow(word, me, wait);
   }
   static void write_unlock(uint64_t *word) {
     uint64_t v = load_relaxed(word);
-    store_release(word, uint64_t(Count(v) + 1));
+    store_release(word, uint64_t(count(v) + 1));
   }
   static uint64_t read_begin(const uint64_t *word) { return load_acquire(word); }
   static bool read_changed(const uint64_t *word, uint64_t seen) {
