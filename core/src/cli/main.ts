@@ -29,7 +29,7 @@ function program(): Command {
     .command("inspect")
     .description(
       "list an object's programs (with the plugin that serves each section) and maps, and check that it loads; " +
-        "exit 0: loads and every program attaches by section, 1: a load would refuse it, 2: loads, but some program cannot attach by its section",
+        "exit 0: it loads (programs that cannot attach by their section are labelled so), 1: a load would refuse it",
     )
     .argument("<object>", "an ELF object built by clang -target bpf")
     .option("--plugin <name...>", "plugin packages to match sections against (default: the bundled ones)")
