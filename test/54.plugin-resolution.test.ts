@@ -5,12 +5,13 @@
  * native piece must lie inside it; a refused native piece is unloaded again.
  */
 import { strict as assert } from "node:assert";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Runtime, defaultResolveDir } from "@bpfhook/core";
 import { PLUGIN_ABI_VERSION } from "@bpfhook/sdk";
+import { compileFixture, skipWithoutClang } from "./support/clang.js";
 import { expectError } from "./support/expect-error.js";
 import { makePluginApp } from "./support/plugin-app.js";
 
@@ -76,6 +77,28 @@ describe("54 plugin resolution", () => {
       assert.equal(existsSync(marker), false, "the planted package's code must not run");
     } finally {
       process.chdir(before);
+      rmSync(planted, { recursive: true, force: true });
+    }
+  });
+
+  it("bpfhook inspect does not run a bundled plugin's namesake planted in the working directory", function () {
+    skipWithoutClang(this);
+    const object = compileFixture("runtime/counter.bpf.c");
+    const planted = mkdtempSync(path.join(os.tmpdir(), "bh-planted-cli-"));
+    const marker = path.join(planted, "planted-code-ran");
+    writePackage(
+      path.join(planted, "node_modules", "@bpfhook"),
+      "plugin-simple",
+      { bpfhook: { plugin: "./index.js" } },
+      { "index.js": pluginModule("simple", `"/nonexistent.so"`, marker) },
+    );
+    try {
+      const cli = path.join(repoRoot, "core", "bin", "bpfhook.js");
+      const r = spawnSync(process.execPath, [cli, "inspect", object], { cwd: planted, encoding: "utf8", timeout: 20_000 });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /simple/);
+      assert.equal(existsSync(marker), false, "the planted package's code must not run");
+    } finally {
       rmSync(planted, { recursive: true, force: true });
     }
   });

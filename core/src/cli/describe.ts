@@ -56,7 +56,7 @@ export async function inspectObject(file: string, pluginNames?: readonly string[
   try {
     let loadError: BpfhookError | undefined;
     if (rt !== undefined) {
-      registerPlugins(rt, pluginNames ?? BUNDLED, notes);
+      registerPlugins(rt, pluginNames ?? BUNDLED, pluginNames !== undefined, notes);
       try {
         rt.load(file);
       } catch (err) {
@@ -71,18 +71,26 @@ export async function inspectObject(file: string, pluginNames?: readonly string[
   }
 }
 
-/** Bundled plugins resolve from the working directory's packages, else next to core. */
-function registerPlugins(rt: Runtime, names: readonly string[], notes: string[]): void {
+/**
+ * The bundled plugins resolve next to core only: a package of the same name
+ * planted in the working directory (or a parent) must not run (SECURITY.md).
+ * Plugins the user names with --plugin resolve from the working directory
+ * first (the user named them there), then next to core.
+ */
+function registerPlugins(rt: Runtime, names: readonly string[], named: boolean, notes: string[]): void {
+  const dirs = named ? [process.cwd(), __dirname] : [__dirname];
   for (const name of names) {
-    try {
-      rt.registry.registerPackage(name, process.cwd(), rt.container);
-    } catch {
+    let lastError: unknown;
+    for (const dir of dirs) {
       try {
-        rt.registry.registerPackage(name, __dirname, rt.container);
+        rt.registry.registerPackage(name, dir, rt.container);
+        lastError = undefined;
+        break;
       } catch (err) {
-        notes.push(`plugin ${name} not loaded: ${(err as Error).message}`);
+        lastError = err;
       }
     }
+    if (lastError !== undefined) notes.push(`plugin ${name} not loaded: ${(lastError as Error).message}`);
   }
 }
 
