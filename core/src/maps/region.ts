@@ -94,7 +94,9 @@ function regionError(name: string, op: string, rc: number): BpfhookError {
         ? "bad name or size (one leading '/', no other; size above the header and directory)"
         : n === Errno.EAGAIN
           ? "the creator has not finished setting it up; retry"
-          : "failed";
+          : n === Errno.ENOMEM || n === Errno.ENOSPC
+            ? "the region does not fit: /dev/shm (tmpfs) or the address space has no room for that size; choose a smaller region.size"
+            : "failed";
   return new BpfhookError("MAP_ERROR", `region '${name}': ${op}: ${errnoName(rc)} (${reason})`, {
     errno: rc,
     symbol: name,
