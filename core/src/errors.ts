@@ -14,6 +14,7 @@ export const ErrorCodes = [
   "DUPLICATE_ATTACH_TYPE",
   "ELF_INVALID",
   "ELF_UNSUPPORTED",
+  "INJECT_FAILED",
   "MAP_ERROR",
   "NATIVE_NOT_BUILT",
   "NOT_FOUND",
@@ -42,6 +43,8 @@ export interface ErrorDetail {
   file?: string;
   section?: string;
   plugin?: string;
+  /** The target process's dlerror() text when an injected dlopen failed. */
+  dlerror?: string;
   cause?: unknown;
 }
 

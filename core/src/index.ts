@@ -29,4 +29,5 @@ export { PluginRegistry } from "./plugins/registry.js";
 export { NodePluginLoader, type PluginLoader, type FoundPlugin } from "./plugins/discovery.js";
 export { AttachPluginToken, PluginLoaderToken, PluginRegistryToken, RuntimeToken } from "./plugins/tokens.js";
 export * from "./maps/index.js";
+export { injectLibrary, type InjectOptions, type InjectResult } from "./agent/inject.js";
 export { compileBpfC, type CompileOptions as BpfCompileOptions } from "./toolchain/clang.js";

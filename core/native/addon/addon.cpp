@@ -44,6 +44,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitVm(env, exports);
   InitMaps(env, exports);
   InitRuntime(env, exports);
+  InitInject(env, exports);
   return exports;
 }
 

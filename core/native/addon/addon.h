@@ -16,6 +16,7 @@ Napi::Error MakeError(Napi::Env env, const std::string &code, const std::string 
 void InitVm(Napi::Env env, Napi::Object exports);
 void InitMaps(Napi::Env env, Napi::Object exports);
 void InitRuntime(Napi::Env env, Napi::Object exports);
+void InitInject(Napi::Env env, Napi::Object exports);
 
 // Glue between bindings (maps_binding.cpp): the native map behind a JS map
 // object (NULL if it is not one), the address of an array map's value at a

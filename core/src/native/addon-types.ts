@@ -13,6 +13,13 @@ export interface NativeAddon {
   // ---- runtime_binding.cpp ----
   NativeRuntime: new () => NativeRuntime;
 
+  // ---- inject_binding.cpp ----
+  /**
+   * Loads a library into process `pid` with ptrace (bh_inject_dlopen).
+   * Throws INJECT_FAILED (errno; detail.dlerror when the target's dlopen failed).
+   */
+  injectDlopen(pid: number, path: string, opts?: { timeoutMs?: number; noPathCheck?: boolean }): NativeInjectResult;
+
   // ---- maps_binding.cpp ----
   // Data operations return 0 or a negative errno (TS builds the error with
   // the map's name); misuse of a handle or a short buffer throws BAD_ARGUMENT.
@@ -233,4 +240,16 @@ export interface NativeVmAddresses {
   vm: bigint;
   exec: bigint;
   jit: bigint;
+}
+
+/** What injectDlopen returns (bh_inject_result). */
+export interface NativeInjectResult {
+  /** The target's dlopen handle; 0n when reused. */
+  handle: bigint;
+  /** Lowest address the library is mapped at in the target (0n if not found). */
+  base: bigint;
+  /** The library (same inode) was already mapped: nothing was injected. */
+  reused: boolean;
+  /** dlopen came from __libc_dlopen_mode (glibc < 2.34). */
+  usedLibcDlopenMode: boolean;
 }
