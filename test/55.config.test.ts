@@ -188,6 +188,23 @@ describe("55 config files", function () {
     });
   });
 
+  describe("load options on raw objects", () => {
+    it("maxEntries applies to maps given in code; rodata is refused (no BTF)", async () => {
+      const rt = await Runtime.create();
+      try {
+        // mov r0, 0; exit
+        const insns = Uint8Array.from([0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]);
+        const maps = [{ name: "m", type: 2, keySize: 4, valueSize: 8, maxEntries: 4, flags: 0, section: ".maps" }];
+        const obj = rt.load({ programs: [{ name: "p", insns }], maps }, { maxEntries: { m: 32 } });
+        assert.equal(obj.objectMap("m").spec.maxEntries, 32);
+        obj.close();
+        await expectError(() => rt.load({ programs: [{ name: "p", insns }], maps }, { rodata: { x: 1 } }), "BAD_ARGUMENT", /needs an ELF object with BTF/);
+      } finally {
+        rt.close();
+      }
+    });
+  });
+
   describe("Runtime.fromConfigFile", () => {
     before(function () {
       needClang(this);

@@ -56,7 +56,7 @@ export async function fromConfigFile(file: string | LoadedConfig, overrides: Con
       resolveFrom: cfg.dir,
     });
   } catch (err) {
-    const at = /^option region/.test(message(err)) ? ["region"] : [];
+    const at = message(err).startsWith("option region") ? ["region"] : [];
     throw cfg.error(at, message(err).replace(/^option /, ""), err);
   }
   try {

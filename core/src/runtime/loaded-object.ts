@@ -191,9 +191,16 @@ function toObject(source: LoadSource, options: LoadOptions): BpfObject {
   if (!source || !Array.isArray(source.programs)) {
     throw new BpfhookError("BAD_ARGUMENT", "load(): expected a path, ELF bytes, or { programs: [...], maps?: [...] }");
   }
+  if (options.rodata !== undefined && Object.keys(options.rodata).length > 0) {
+    // No BTF, no variables to find by name: refused rather than silently ignored.
+    throw new BpfhookError("BAD_ARGUMENT", "load(): 'rodata' needs an ELF object with BTF; a raw object has no .rodata variables", {
+      field: "rodata",
+    });
+  }
+  const maps = options.maxEntries === undefined ? [...(source.maps ?? [])] : applyMaxEntries([...(source.maps ?? [])], options.maxEntries, "(object)");
   return {
     license: source.license ?? "",
-    maps: [...(source.maps ?? [])],
+    maps,
     programs: source.programs.map((p, i) => {
       if (typeof p.name !== "string" || !(p.insns instanceof Uint8Array) || p.insns.length % 8 !== 0) {
         throw new BpfhookError(
