@@ -36,6 +36,10 @@ export interface ErrorDetail {
   pc?: number;
   /** 1-based source line (assembler input, config files). */
   line?: number;
+  /** 1-based column (config files). */
+  column?: number;
+  /** The option or config field at fault ("rodata.target_pid", "objects[0].programs.on_add.attach.symbol"). */
+  field?: string;
   /** Kind of run-time fault ("out_of_bounds", "budget", "call_depth", "bad_helper", "helper_arg"). */
   fault?: string;
   address?: bigint;

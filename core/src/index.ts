@@ -20,6 +20,8 @@ export {
 } from "./loader/index.js";
 export { Runtime, defaultResolveDir, type RuntimeOptions, type AttachOptions } from "./runtime/runtime.js";
 export { Program } from "./runtime/program.js";
+export * from "./config/index.js";
+export { applyMaxEntries, applyRodata, type RodataValue } from "./runtime/load-tuning.js";
 export { Link } from "./runtime/link.js";
 export { ProgArray } from "./runtime/prog-array.js";
 export { LoadedObject, type LoadOptions, type LoadSource, type RawObject } from "./runtime/loaded-object.js";

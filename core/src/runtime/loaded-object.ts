@@ -13,6 +13,7 @@ import type { Runtime } from "./runtime.js";
 import { createObjectMaps, type ObjectMap, type ProgArrayMaker } from "./object-maps.js";
 import type { ProgArray } from "./prog-array.js";
 import type { AnyMap, SharedRegion } from "../maps/index.js";
+import { applyMaxEntries, applyRodata, type RodataValue } from "./load-tuning.js";
 
 /** Raw instructions plus maps given in code, for embedding without clang. */
 export interface RawObject {
@@ -21,8 +22,21 @@ export interface RawObject {
   license?: string;
 }
 
-/** Options of Runtime.load for ELF objects: loadObject's (a name for bytes, kconfig values). */
-export type LoadOptions = LoadObjectOptions;
+/**
+ * Options of Runtime.load for ELF objects: loadObject's (a name for bytes,
+ * kconfig values), plus what libbpf lets a skeleton set before load.
+ */
+export interface LoadOptions extends LoadObjectOptions {
+  /**
+   * Values of `const volatile` globals in `.rodata`, by variable name, set
+   * before the map is frozen (as `skel->rodata->target_pid = 42` before
+   * load): integers (bigint or "0x..." strings for 64-bit), bools, enums,
+   * chars, strings for char arrays. Size- and type-checked against BTF.
+   */
+  rodata?: Readonly<Record<string, RodataValue>>;
+  /** max_entries of maps by name, before they are created (bpf_map__set_max_entries). */
+  maxEntries?: Readonly<Record<string, number>>;
+}
 
 /** A path to a clang-built .bpf.o, its bytes, or a raw object. */
 export type LoadSource = string | Uint8Array | RawObject;
@@ -166,13 +180,27 @@ function nameHelpers(message: string): { message: string; pc?: number } {
 }
 
 function toObject(source: LoadSource, options: LoadOptions): BpfObject {
-  if (typeof source === "string" || source instanceof Uint8Array) return loadObject(source, options);
+  if (typeof source === "string" || source instanceof Uint8Array) {
+    const { rodata, maxEntries, ...loaderOptions } = options;
+    const obj = loadObject(source, loaderOptions);
+    const name = obj.file ?? "(object)";
+    if (maxEntries !== undefined) obj.maps = applyMaxEntries(obj.maps, maxEntries, name);
+    if (rodata !== undefined) obj.maps = applyRodata(obj.maps, rodata, name);
+    return obj;
+  }
   if (!source || !Array.isArray(source.programs)) {
     throw new BpfhookError("BAD_ARGUMENT", "load(): expected a path, ELF bytes, or { programs: [...], maps?: [...] }");
   }
+  if (options.rodata !== undefined && Object.keys(options.rodata).length > 0) {
+    // No BTF, no variables to find by name: refused rather than silently ignored.
+    throw new BpfhookError("BAD_ARGUMENT", "load(): 'rodata' needs an ELF object with BTF; a raw object has no .rodata variables", {
+      field: "rodata",
+    });
+  }
+  const maps = options.maxEntries === undefined ? [...(source.maps ?? [])] : applyMaxEntries([...(source.maps ?? [])], options.maxEntries, "(object)");
   return {
     license: source.license ?? "",
-    maps: [...(source.maps ?? [])],
+    maps,
     programs: source.programs.map((p, i) => {
       if (typeof p.name !== "string" || !(p.insns instanceof Uint8Array) || p.insns.length % 8 !== 0) {
         throw new BpfhookError(

@@ -30,6 +30,9 @@ import { Program } from "./program.js";
 import { LoadedObject, type LoadOptions, type LoadSource } from "./loaded-object.js";
 import { ProgArray } from "./prog-array.js";
 import { cleanStaleRegions, SharedRegion } from "../maps/index.js";
+// A cycle (apply.ts calls Runtime.create), harmless: each side uses the other only when called.
+import { fromConfigFile, type ConfigOverrides, type ConfiguredRuntime } from "../config/apply.js";
+import type { LoadedConfig } from "../config/load.js";
 
 export interface RuntimeOptions {
   /** Plugins: npm package names (resolved from `resolveFrom`) or plugin objects / classes. */
@@ -157,6 +160,18 @@ export class Runtime implements NativeCaller {
       throw err;
     }
     return rt;
+  }
+
+  /**
+   * A runtime made from a config file (docs/CONFIG.md): its plugins
+   * (resolved from the file's directory), region and objects, the `.rodata`
+   * constants and map sizes set, every program attached (by section or as
+   * the file says). All or nothing: on a failure everything is detached and
+   * closed, and the error names file:line:column and the field.
+   * `overrides` win over the file's options (plugins given in code join).
+   */
+  static fromConfigFile(file: string | LoadedConfig, overrides?: ConfigOverrides): Promise<ConfiguredRuntime> {
+    return fromConfigFile(file, overrides);
   }
 
   /** Registers one more plugin (object, class or package name). */
