@@ -4,14 +4,11 @@
 #include <napi.h>
 
 #include "bpfhook/vm.h"
+#include "error_class.h"
 
 namespace bpfhook::addon {
 
-// The JS error class passed in by core/src/native/binding.ts, so native code
-// throws the same BpfhookError (with code, errno, detail) as TypeScript does.
-Napi::Error MakeError(Napi::Env env, const std::string &code, const std::string &message);
-// The same with BpfhookError's detail object ({ pc, address, fault, ... }).
-Napi::Error MakeError(Napi::Env env, const std::string &code, const std::string &message, Napi::Object detail);
+// MakeError: the BpfhookError class from core/src/native/binding.ts (error_class.h).
 
 void InitVm(Napi::Env env, Napi::Object exports);
 void InitMaps(Napi::Env env, Napi::Object exports);

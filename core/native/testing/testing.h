@@ -12,14 +12,16 @@
 #pragma once
 #include <napi.h>
 
+#include "error_class.h"
+
 #include <cstdint>
 #include <string>
 
 namespace bpfhook::testing {
 
 // Throws the BpfhookError class that test/support/testing-addon.ts hands in
-// (setErrorClass), as the core addon does.
-Napi::Error MakeError(Napi::Env env, const std::string &code, const std::string &message);
+// (setErrorClass), with the core addon's code (addon/error_class.cpp).
+using addon::MakeError;
 
 // A non-negative bigint address, or 0 for anything else (0n, a number, a
 // bigint that does not fit in 64 bits).
