@@ -4,39 +4,25 @@
  * plugin's inline-hook engine.
  */
 import { strict as assert } from "node:assert";
-import { mkdtempSync } from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { assembleBytes, compileBpfC, Runtime, type BpfMap, type LoadedObject } from "@bpfhook/core";
+import { assembleBytes, Runtime, type BpfMap, type LoadedObject } from "@bpfhook/core";
 import { symbolResolver } from "@bpfhook/sdk";
-import { clangUnavailable } from "./support/clang.js";
 import { expectError } from "./support/expect-error.js";
 import { testAddon, type TestAddon } from "./support/test-addon.js";
+import { useUprobeFixture } from "./support/uprobe-fixture.js";
 
 const repoRoot = path.resolve(__dirname, "..", "..");
 const fixture = path.join(repoRoot, "test", "fixtures", "uprobe", "probes.bpf.c");
 
 describe("42 uprobes on real functions", function () {
-  let objectPath: string;
   let rt: Runtime;
   let obj: LoadedObject;
   let t: TestAddon;
 
-  before(function () {
-    const reason = clangUnavailable();
-    if (reason) {
-      console.log(`      skipped: ${reason}`);
-      this.skip();
-    }
-    objectPath = compileBpfC(fixture, { out: path.join(mkdtempSync(path.join(os.tmpdir(), "bpfhook-uprobe-")), "probes.bpf.o") });
-    t = testAddon();
+  useUprobeFixture(fixture, "bpfhook-uprobe-", (s) => {
+    t = s.t!;
+    if (s.rt) ({ rt, obj } = s as { rt: Runtime; obj: LoadedObject });
   });
-
-  beforeEach(async () => {
-    rt = await Runtime.create({ plugins: ["@bpfhook/plugin-frida-uprobe"], resolveFrom: repoRoot });
-    obj = rt.load(objectPath);
-  });
-  afterEach(() => rt.close());
 
   const slots = () => obj.map<BpfMap<number, bigint>>("slots");
   const counts = () => obj.map<BpfMap<number, bigint>>("counts");

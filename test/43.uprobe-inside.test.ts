@@ -7,13 +7,12 @@
  */
 import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
-import os from "node:os";
+import { readFileSync } from "node:fs";
 import path from "node:path";
-import { compileBpfC, Runtime, type BpfMap, type LoadedObject } from "@bpfhook/core";
-import { clangUnavailable } from "./support/clang.js";
+import { Runtime, type BpfMap, type LoadedObject } from "@bpfhook/core";
 import { expectError } from "./support/expect-error.js";
-import { testAddon, type TestAddon } from "./support/test-addon.js";
+import type { TestAddon } from "./support/test-addon.js";
+import { useUprobeFixture } from "./support/uprobe-fixture.js";
 
 const repoRoot = path.resolve(__dirname, "..", "..");
 const fixture = path.join(repoRoot, "test", "fixtures", "uprobe", "inside.bpf.c");
@@ -46,21 +45,10 @@ describe("43 uprobes inside functions, vector state, attach checks", function ()
   let obj: LoadedObject;
   let t: TestAddon;
 
-  before(function () {
-    const reason = clangUnavailable();
-    if (reason) {
-      console.log(`      skipped: ${reason}`);
-      this.skip();
-    }
-    objectPath = compileBpfC(fixture, { out: path.join(mkdtempSync(path.join(os.tmpdir(), "bpfhook-inside-")), "inside.bpf.o") });
-    t = testAddon();
+  useUprobeFixture(fixture, "bpfhook-inside-", (s) => {
+    ({ objectPath, t } = s as { objectPath: string; t: TestAddon });
+    if (s.rt) ({ rt, obj } = s as { rt: Runtime; obj: LoadedObject });
   });
-
-  beforeEach(async () => {
-    rt = await Runtime.create({ plugins: ["@bpfhook/plugin-frida-uprobe"], resolveFrom: repoRoot });
-    obj = rt.load(objectPath);
-  });
-  afterEach(() => rt.close());
 
   const hits = (k: number) => obj.map<BpfMap<number, bigint>>("hits").get(k) ?? 0n;
   const at = (symbol: string, offset: number) => ({ module: TARGETS, symbol, offset });

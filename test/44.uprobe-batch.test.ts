@@ -5,15 +5,13 @@
  * usual inside a batch.
  */
 import { strict as assert } from "node:assert";
-import { mkdtempSync } from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { assembleBytes, compileBpfC, Runtime, type BpfMap, type LoadedObject } from "@bpfhook/core";
+import { assembleBytes, Runtime, type BpfMap, type LoadedObject } from "@bpfhook/core";
 import { trigger } from "@bpfhook/plugin-simple";
 import { plugin as uprobePlugin } from "@bpfhook/plugin-frida-uprobe";
 import type { NativeCaller } from "@bpfhook/sdk";
-import { clangUnavailable } from "./support/clang.js";
-import { testAddon, type TestAddon } from "./support/test-addon.js";
+import type { TestAddon } from "./support/test-addon.js";
+import { useUprobeFixture } from "./support/uprobe-fixture.js";
 
 const repoRoot = path.resolve(__dirname, "..", "..");
 const fixture = path.join(repoRoot, "test", "fixtures", "uprobe", "probes.bpf.c");
@@ -48,21 +46,10 @@ describe("44 uprobe batches (engine transactions)", function () {
   let obj: LoadedObject;
   let t: TestAddon;
 
-  before(function () {
-    const reason = clangUnavailable();
-    if (reason) {
-      console.log(`      skipped: ${reason}`);
-      this.skip();
-    }
-    objectPath = compileBpfC(fixture, { out: path.join(mkdtempSync(path.join(os.tmpdir(), "bpfhook-batch-")), "probes.bpf.o") });
-    t = testAddon();
+  useUprobeFixture(fixture, "bpfhook-batch-", (s) => {
+    ({ objectPath, t } = s as { objectPath: string; t: TestAddon });
+    if (s.rt) ({ rt, obj } = s as { rt: Runtime; obj: LoadedObject });
   });
-
-  beforeEach(async () => {
-    rt = await Runtime.create({ plugins: ["@bpfhook/plugin-frida-uprobe"], resolveFrom: repoRoot });
-    obj = rt.load(objectPath);
-  });
-  afterEach(() => rt.close());
 
   const count = (k: number) => obj.map<BpfMap<number, bigint>>("counts").get(k) ?? 0n;
   const targets = ["bh_target_add", "bh_target_args8", "bh_target_fib", "bh_target_double"];
