@@ -353,10 +353,10 @@ export class PerCpuMap<K = Buffer, V = Buffer> extends KeyedMap<K> {
   }
 }
 
-/** Queue (FIFO) and stack (LIFO) maps. */
-export class QueueMap<V = Buffer> extends MapBase {
+/** Maps without keys (queue, stack, bloom filter): a value codec and one value buffer. */
+abstract class KeylessMap<V> extends MapBase {
   protected readonly valueCodec: Codec<V>;
-  private readonly valueBuf: Buffer;
+  protected readonly valueBuf: Buffer;
 
   constructor(handle: NativeMapHandle, info: NativeMapInfo, region: MapOwner, value?: Codec<V>) {
     super(handle, info, region);
@@ -364,6 +364,10 @@ export class QueueMap<V = Buffer> extends MapBase {
     checkCodec(info.name, "value", this.valueCodec, info.valueSize);
     this.valueBuf = Buffer.alloc(info.valueSize);
   }
+}
+
+/** Queue (FIFO) and stack (LIFO) maps. */
+export class QueueMap<V = Buffer> extends KeylessMap<V> {
 
   /** Adds a value; when full, "exist" drops the oldest instead of failing with E2BIG. */
   push(value: V, flags?: "any" | "exist"): this {
@@ -404,16 +408,7 @@ export class QueueMap<V = Buffer> extends MapBase {
  * with probability about (1 - e^(-k n / m))^k (n values pushed, k hash
  * functions, m bits: see `bits` and `hashes`); a pushed value always passes.
  */
-export class BloomFilterMap<V = Buffer> extends MapBase {
-  protected readonly valueCodec: Codec<V>;
-  private readonly valueBuf: Buffer;
-
-  constructor(handle: NativeMapHandle, info: NativeMapInfo, region: MapOwner, value?: Codec<V>) {
-    super(handle, info, region);
-    this.valueCodec = value ?? (raw(info.valueSize) as unknown as Codec<V>);
-    checkCodec(info.name, "value", this.valueCodec, info.valueSize);
-    this.valueBuf = Buffer.alloc(info.valueSize);
-  }
+export class BloomFilterMap<V = Buffer> extends KeylessMap<V> {
 
   /** Hash functions per value (mapExtra, or 5 when it is 0). */
   get hashes(): number {
