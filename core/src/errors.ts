@@ -6,6 +6,7 @@
  */
 export const ErrorCodes = [
   "ABI_MISMATCH",
+  "AGENT_ERROR",
   "ASM_SYNTAX",
   "ATTACH_FAILED",
   "BAD_ARGUMENT",

@@ -32,4 +32,16 @@ export { NodePluginLoader, type PluginLoader, type FoundPlugin } from "./plugins
 export { AttachPluginToken, PluginLoaderToken, PluginRegistryToken, RuntimeToken } from "./plugins/tokens.js";
 export * from "./maps/index.js";
 export { injectLibrary, type InjectOptions, type InjectResult } from "./agent/inject.js";
+export {
+  AgentSession,
+  agentLibraryPath,
+  type AgentSessionOptions,
+  type AttachPidOptions,
+  type AttachmentReport,
+  type BufferEvent,
+  type ExitStatus,
+  type PrintkLine,
+  type RunOptions,
+} from "./agent/session.js";
+export { findAgentRegions, regionsOfProcess, type AgentRegion } from "./agent/discover.js";
 export { compileBpfC, type CompileOptions as BpfCompileOptions } from "./toolchain/clang.js";

@@ -14,6 +14,8 @@ export interface InjectOptions {
    * and is not already mapped: the target's dlopen decides. Default false.
    */
   noPathCheck?: boolean;
+  /** After loading (or finding) the library, call its exported `symbol(arg)` in the target. */
+  call?: { symbol: string; arg: string };
 }
 
 export interface InjectResult {

@@ -9,6 +9,9 @@
  *   bpfhook compile prog.bpf.c        clang -O2 -g -target bpf with the flags these machines need
  *   bpfhook conformance <dir>         bpf_conformance .data files in both backends
  *   bpfhook clean                     remove shared regions left by killed processes
+ *   bpfhook run [-j] (-c CONFIG | OBJ...) -- CMD     start CMD with the agent and the programs attached
+ *   bpfhook attach [-j] -p PID (-c CONFIG | OBJ...)   inject the agent into a running process
+ *   bpfhook detach -p PID | maps -p PID [--watch] | ps
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { Command } from "commander";
@@ -19,6 +22,7 @@ import { cleanStaleRegions } from "../maps/region.js";
 import { compileBpfC } from "../toolchain/clang.js";
 import { conformanceCommand } from "../tools/conformance.js";
 import { inspectObject } from "./describe.js";
+import { attachCommand, detachCommand, mapsCommand, psCommand, runCommand } from "./agent-commands.js";
 
 function program(): Command {
   const cli = new Command("bpfhook")
@@ -107,6 +111,11 @@ function program(): Command {
       console.log(`${removed.length} stale region${removed.length === 1 ? "" : "s"} removed`);
     });
 
+  cli.addCommand(runCommand());
+  cli.addCommand(attachCommand());
+  cli.addCommand(detachCommand());
+  cli.addCommand(mapsCommand());
+  cli.addCommand(psCommand());
   cli.addCommand(conformanceCommand());
   return cli;
 }

@@ -39,35 +39,49 @@ export function objectName(entry: { path: string; name?: string | undefined }): 
   return entry.name ?? path.basename(entry.path).replace(/(\.bpf)?\.o$/, "");
 }
 
-export async function fromConfigFile(file: string | LoadedConfig, overrides: ConfigOverrides = {}): Promise<ConfiguredRuntime> {
-  const cfg = typeof file === "string" ? loadConfigFile(file) : file;
+/** The Runtime options a config file gives (its checked/budget/backend/region), with `overrides` winning. */
+export function runtimeOptionsFromConfig(cfg: LoadedConfig, overrides: ConfigOverrides = {}): RuntimeOptions {
   const c = cfg.config;
   const region = c.region || overrides.region ? { ...c.region, ...overrides.region } : undefined;
-  let rt: Runtime;
+  return {
+    ...(c.checked === undefined ? {} : { checked: c.checked }),
+    ...(c.budget === undefined ? {} : { budget: c.budget }),
+    ...(c.backend === undefined ? {} : { backend: c.backend }),
+    ...overrides,
+    ...(region === undefined ? {} : { region }),
+    plugins: overrides.plugins ?? [],
+    // Plugins named in a config come from the config's project (docs/PLUGINS.md).
+    resolveFrom: cfg.dir,
+  };
+}
+
+/** Runtime.create with a config's options; an option error names the config's field. */
+export async function createRuntimeForConfig(cfg: LoadedConfig, overrides: ConfigOverrides = {}): Promise<Runtime> {
   try {
-    rt = await Runtime.create({
-      ...(c.checked === undefined ? {} : { checked: c.checked }),
-      ...(c.budget === undefined ? {} : { budget: c.budget }),
-      ...(c.backend === undefined ? {} : { backend: c.backend }),
-      ...overrides,
-      ...(region === undefined ? {} : { region }),
-      plugins: overrides.plugins ?? [],
-      // Plugins named in a config come from the config's project (docs/PLUGINS.md).
-      resolveFrom: cfg.dir,
-    });
+    return await Runtime.create(runtimeOptionsFromConfig(cfg, overrides));
   } catch (err) {
     const at = message(err).startsWith("option region") ? ["region"] : [];
     throw cfg.error(at, message(err).replace(/^option /, ""), err);
   }
+}
+
+export async function fromConfigFile(file: string | LoadedConfig, overrides: ConfigOverrides = {}): Promise<ConfiguredRuntime> {
+  const cfg = typeof file === "string" ? loadConfigFile(file) : file;
+  const rt = await createRuntimeForConfig(cfg, overrides);
   try {
-    return await populate(rt, cfg);
+    return await applyConfig(rt, cfg);
   } catch (err) {
     rt.close();
     throw err;
   }
 }
 
-async function populate(rt: Runtime, cfg: LoadedConfig): Promise<ConfiguredRuntime> {
+/**
+ * Registers a config's plugins in `rt`, loads its objects and attaches
+ * their programs as one batch (agent mode: records them for the agent).
+ * On failure what it attached is detached; the caller closes `rt`.
+ */
+export async function applyConfig(rt: Runtime, cfg: LoadedConfig): Promise<ConfiguredRuntime> {
   const c = cfg.config;
   for (const [i, name] of (c.plugins ?? []).entries()) {
     try {

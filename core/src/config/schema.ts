@@ -68,6 +68,16 @@ const outputSchema = z.strictObject({
   tracePrintk: z.boolean().optional(),
 });
 
+/** Agent mode (`bpfhook run` / `bpfhook attach`): how the agent in the target behaves. */
+const agentSchema = z.strictObject({
+  /** Keep the probes attached in the target when the controller dies (default: detach them). */
+  keepProbesOnExit: z.boolean().optional(),
+  /** How long a target started by `bpfhook run` waits before main for its programs (ms, default 5000). */
+  startTimeoutMs: z.number().int().min(1).max(600000).optional(),
+  /** Where the agent logs in the target: a file path, or "stderr" (default: to the controller). */
+  log: z.string().min(1).optional(),
+});
+
 export const configSchema = z.strictObject({
   /** Plugin packages by npm name, resolved from the config file's directory. */
   plugins: z.array(z.string().min(1)).optional(),
@@ -77,9 +87,11 @@ export const configSchema = z.strictObject({
   backend: z.enum(["jit", "interpreter"]).optional(),
   objects: z.array(objectSchema).min(1),
   output: outputSchema.optional(),
+  agent: agentSchema.optional(),
 });
 
 export type BpfhookConfig = z.infer<typeof configSchema>;
 export type ConfigObject = z.infer<typeof objectSchema>;
 export type ConfigProgram = z.infer<typeof programSchema>;
 export type ConfigOutput = z.infer<typeof outputSchema>;
+export type ConfigAgent = z.infer<typeof agentSchema>;

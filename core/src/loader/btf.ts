@@ -223,6 +223,15 @@ export class Btf {
     }
   }
 
+  /** Named structs of exactly `size` bytes, described. */
+  structsOfSize(size: number): BtfTypeInfo[] {
+    const out: BtfTypeInfo[] = [];
+    for (const t of this.types) {
+      if (t.kind === BtfKind.STRUCT && t.name !== "" && t.sizeOrType === size) out.push(this.describe(t.id));
+    }
+    return out;
+  }
+
   type(id: number): BtfType {
     const t = this.types[id];
     if (t === undefined) this.ctx.invalid(`BTF type ${id} does not exist`, { section: ".BTF" });

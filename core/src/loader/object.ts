@@ -35,6 +35,7 @@ export function loadObject(pathOrBuffer: string | Uint8Array, opts: LoadObjectOp
     maps: maps.specs,
   };
   if (ctx.file !== undefined) object.file = ctx.file;
+  if (btf !== undefined) object.structsOfSize = (size) => btf.structsOfSize(size);
   const version = readVersion(elf, ctx);
   if (version !== undefined) object.kernelVersion = version;
   return object;

@@ -10,6 +10,12 @@ export interface BpfObject {
   programs: ProgramSpec[];
   /** lddw src=5/6 carry an index into this array. */
   maps: MapSpec[];
+  /**
+   * Named structs of the object's BTF that are `size` bytes (none without
+   * BTF): how the CLI decodes ring and perf buffer records, which carry no
+   * type of their own.
+   */
+  structsOfSize?: (size: number) => BtfTypeInfo[];
 }
 
 export interface ProgramSpec {

@@ -13,6 +13,14 @@ export interface NativeAddon {
   // ---- runtime_binding.cpp ----
   NativeRuntime: new () => NativeRuntime;
 
+  // ---- agent_binding.cpp ----
+  NativeAgentArea: {
+    /** bh_agent_area_create in a region this process owns. */
+    create(region: NativeRegionHandle, opts?: NativeAgentAreaOptions): NativeAgentArea;
+    /** bh_agent_area_get: the area of a mapped region (validated). */
+    open(region: NativeRegionHandle): NativeAgentArea;
+  };
+
   // ---- inject_binding.cpp ----
   /**
    * Loads a library into process `pid` with ptrace (bh_inject_dlopen).
@@ -252,4 +260,69 @@ export interface NativeInjectResult {
   reused: boolean;
   /** dlopen came from __libc_dlopen_mode (glibc < 2.34). */
   usedLibcDlopenMode: boolean;
+}
+
+// ---- agent_binding.cpp types ----
+
+export interface NativeAgentAreaOptions {
+  capPlugins?: number;
+  capProgs?: number;
+  capProgArrays?: number;
+  capAttach?: number;
+  capProcs?: number;
+  /** BH_AGENT_F_KEEP_ON_EXIT: agents keep their probes when the controller dies. */
+  keepOnExit?: boolean;
+  /** How long a starting agent waits for the first plan (ms, 0 = 5000). */
+  startWaitMs?: number;
+}
+
+export interface NativeAgentAttachResult {
+  /** bh_agent_attach_rec.state: 1 want, 2 removed. */
+  state: number;
+  /** 0 pending, 1 attached, 2 failed, 3 detached. */
+  result: number;
+  error: number;
+  pid: number;
+  message: string;
+}
+
+export interface NativeAgentProcess {
+  pid: number;
+  state: number;
+  startTime: bigint;
+  appliedSeq: number;
+  attached: number;
+  failed: number;
+  parent: number;
+  heartbeatNs: bigint;
+  comm: string;
+}
+
+export interface NativeAgentArea {
+  addPlugin(name: string, path: string, global: boolean): number;
+  addProgram(
+    name: string,
+    insns: Uint8Array,
+    maps: (NativeMapHandle | { progArray: number })[],
+    opts: { checked?: boolean; interpreter?: boolean; budget?: number },
+  ): number;
+  addProgArray(maxEntries: number): number;
+  setProgArraySlot(array: number, slot: number, prog: number): void;
+  addAttach(plugin: number, prog: number, type: number, data: Uint8Array, cookie: bigint): number;
+  removeAttach(index: number): boolean;
+  setRings(printk: NativeMapHandle | null, log: NativeMapHandle | null): void;
+  publish(): number;
+  heartbeat(): void;
+  info(): {
+    planSeq: number;
+    agentEvent: number;
+    controllerPid: number;
+    controllerStart: bigint;
+    flags: number;
+    nAttach: number;
+    nProgs: number;
+    nPlugins: number;
+  };
+  attachResult(index: number): NativeAgentAttachResult;
+  processes(): NativeAgentProcess[];
 }

@@ -24,6 +24,8 @@ export interface FoundPlugin {
 export interface PluginLoader {
   /** Loads the plugin package `name`, resolved from `fromDir`. */
   load(name: string, fromDir: string): FoundPlugin;
+  /** Loads the plugin package in directory `dir` (the CLI's `--plugin DIR`). */
+  loadDirectory?(dir: string): FoundPlugin;
   /** Names of the plugin packages a project's package.json depends on. */
   fromPackageJson(packageJsonPath: string): string[];
 }
@@ -106,35 +108,21 @@ export class NodePluginLoader implements PluginLoader {
         { plugin: name, cause },
       );
     }
-    const packageDir = realpathSync(path.dirname(manifestPath));
-    const manifest = readJson(manifestPath);
-    const entry = manifest.bpfhook?.plugin;
-    if (typeof entry !== "string") {
-      throw new BpfhookError(
-        "PLUGIN_INVALID",
-        `[${name}] ${manifestPath} has no "bpfhook": { "plugin": "<module>" } field, so it is not a bpfhook plugin`,
-        { plugin: name, file: manifestPath },
-      );
+    return loadManifest(name, manifestPath);
+  }
+
+  loadDirectory(dir: string): FoundPlugin {
+    const manifestPath = path.join(path.resolve(dir), "package.json");
+    if (!existsSync(manifestPath)) {
+      throw new BpfhookError("PLUGIN_NOT_FOUND", `plugin directory ${dir} has no package.json`, { file: manifestPath });
     }
-    const modulePath = assertInsidePackage(name, packageDir, "entry module", path.resolve(packageDir, entry));
-    let mod: Record<string, unknown>;
+    let name: string | undefined;
     try {
-      mod = req(modulePath) as Record<string, unknown>;
+      name = readJson(manifestPath).name;
     } catch (cause) {
-      throw new BpfhookError("PLUGIN_INVALID", `[${name}] failed to load ${modulePath}: ${(cause as Error).message}`, {
-        plugin: name,
-        file: modulePath,
-        cause,
-      });
+      throw new BpfhookError("PLUGIN_INVALID", `${manifestPath}: not valid JSON`, { file: manifestPath, cause });
     }
-    const exported = (mod.plugin ?? mod.default) as PluginExport | undefined;
-    if (exported === undefined) {
-      throw new BpfhookError("PLUGIN_INVALID", `[${name}] ${modulePath} exports neither 'plugin' nor 'default'`, {
-        plugin: name,
-        file: modulePath,
-      });
-    }
-    return { packageName: name, packageDir, exported };
+    return loadManifest(typeof name === "string" && name !== "" ? name : path.basename(path.resolve(dir)), manifestPath);
   }
 
   fromPackageJson(packageJsonPath: string): string[] {
@@ -157,4 +145,38 @@ export class NodePluginLoader implements PluginLoader {
     }
     return names;
   }
+}
+
+/** Loads the plugin whose package.json is `manifestPath` (its entry checked to lie inside the package). */
+function loadManifest(name: string, manifestPath: string): FoundPlugin {
+  const packageDir = realpathSync(path.dirname(manifestPath));
+  const manifest = readJson(manifestPath);
+  const req = createRequire(manifestPath);
+  const entry = manifest.bpfhook?.plugin;
+  if (typeof entry !== "string") {
+    throw new BpfhookError(
+      "PLUGIN_INVALID",
+      `[${name}] ${manifestPath} has no "bpfhook": { "plugin": "<module>" } field, so it is not a bpfhook plugin`,
+      { plugin: name, file: manifestPath },
+    );
+  }
+  const modulePath = assertInsidePackage(name, packageDir, "entry module", path.resolve(packageDir, entry));
+  let mod: Record<string, unknown>;
+  try {
+    mod = req(modulePath) as Record<string, unknown>;
+  } catch (cause) {
+    throw new BpfhookError("PLUGIN_INVALID", `[${name}] failed to load ${modulePath}: ${(cause as Error).message}`, {
+      plugin: name,
+      file: modulePath,
+      cause,
+    });
+  }
+  const exported = (mod.plugin ?? mod.default) as PluginExport | undefined;
+  if (exported === undefined) {
+    throw new BpfhookError("PLUGIN_INVALID", `[${name}] ${modulePath} exports neither 'plugin' nor 'default'`, {
+      plugin: name,
+      file: modulePath,
+    });
+  }
+  return { packageName: name, packageDir, exported };
 }

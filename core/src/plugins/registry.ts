@@ -117,6 +117,20 @@ export class PluginRegistry {
     });
   }
 
+  /** Loads and registers the plugin package in directory `dir` (given by the user, as `--plugin DIR`). */
+  registerDirectory(dir: string, container: DependencyContainer): AttachPlugin {
+    if (!this.loader.loadDirectory) {
+      throw new BpfhookError("BAD_ARGUMENT", `plugin directory ${dir}: this runtime's plugin loader cannot load directories`);
+    }
+    const found = this.loader.loadDirectory(dir);
+    const already = this.byPackageDir.get(found.packageDir);
+    if (already) return already;
+    return this.register(found.exported, container, `package ${found.packageName} (${dir})`, {
+      packageName: found.packageName,
+      packageDir: found.packageDir,
+    });
+  }
+
   /** Loads every plugin package a project's package.json depends on, resolved from its directory. */
   registerFromPackageJson(packageJsonPath: string, container: DependencyContainer): AttachPlugin[] {
     const dir = packageJsonPath.replace(/[/\\]package\.json$/, "");

@@ -4,13 +4,13 @@
  */
 import type { AttachPlugin, AttachTypeSpec } from "@bpfhook/sdk";
 import { BpfhookError } from "../errors.js";
-import type { NativeRuntime } from "../native/addon-types.js";
 
 export class Link {
   private open = true;
 
   constructor(
-    private readonly native: NativeRuntime,
+    /** The native runtime (embedded mode) or the agent area (agent mode). */
+    private readonly native: { detach(id: number): number },
     /** The runtime's link id. */
     readonly id: number,
     readonly programName: string,

@@ -7,7 +7,7 @@ import { BpfhookError } from "../errors.js";
 import { describeMissingHelper } from "../kernel-names.js";
 import type { NativeProgram } from "../native/addon-types.js";
 import { loadObject } from "../loader/index.js";
-import type { BpfObject, LoadObjectOptions, MapSpec } from "../loader/index.js";
+import type { BpfObject, BtfTypeInfo, LoadObjectOptions, MapSpec } from "../loader/index.js";
 import { Program } from "./program.js";
 import type { Runtime } from "./runtime.js";
 import { createObjectMaps, type ObjectMap, type ProgArrayMaker } from "./object-maps.js";
@@ -45,6 +45,8 @@ export type ProgramLoader = (insns: Uint8Array, name: string, maps: unknown[]) =
 
 export class LoadedObject {
   #disposed = false;
+  /** Named BTF structs of a size (ring/perf records are decoded with them); none without BTF. */
+  structsOfSize: (size: number) => BtfTypeInfo[] = () => [];
 
   private constructor(
     readonly name: string,
@@ -97,7 +99,9 @@ export class LoadedObject {
       for (const m of maps) m.close();
       throw err;
     }
-    return new LoadedObject(name, spec.license, programs, new Map(maps.map((m) => [m.name, m])), onClose);
+    const loaded = new LoadedObject(name, spec.license, programs, new Map(maps.map((m) => [m.name, m])), onClose);
+    if (spec.structsOfSize) loaded.structsOfSize = spec.structsOfSize;
+    return loaded;
   }
 
   program(name: string): Program {

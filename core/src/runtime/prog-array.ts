@@ -2,8 +2,8 @@
  * BPF_MAP_TYPE_PROG_ARRAY: the jump table of bpf_tail_call. Its slots hold
  * programs loaded into this process, so it is not in the shared region like
  * the other maps: the native runtime owns it, and it lives until the runtime
- * closes. (Agent mode, where another process fills the slots, will need
- * slots of program ids instead.)
+ * closes. In agent mode the region's agent area mirrors every slot as a
+ * program id, which the agent in the target resolves to its own copy.
  *
  *   const jmp = obj.map<ProgArray>("jmp_table");
  *   jmp.set(0, obj.program("handle_read"));
@@ -36,6 +36,8 @@ export class ProgArray {
     /** The map's name in its object. */
     readonly name: string,
     native: NativeProgArray,
+    /** Agent mode: told of every slot change (undefined: emptied). */
+    private readonly mirror?: (slot: number, program: Program | undefined) => void,
   ) {
     this.#native = native;
   }
@@ -69,6 +71,7 @@ export class ProgArray {
     }
     this.#check("update", rc);
     this.#slots.set(index, program);
+    this.mirror?.(index, program);
     return this;
   }
 
@@ -77,6 +80,7 @@ export class ProgArray {
     this.#checkIndex("delete", index);
     const rc = this.native.delete(index);
     this.#slots.delete(index);
+    if (rc === 0) this.mirror?.(index, undefined);
     if (rc === -Errno.ENOENT) return false;
     this.#check("delete", rc);
     return true;

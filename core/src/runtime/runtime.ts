@@ -30,6 +30,8 @@ import { Program } from "./program.js";
 import { LoadedObject, type LoadOptions, type LoadSource } from "./loaded-object.js";
 import { ProgArray } from "./prog-array.js";
 import { cleanStaleRegions, SharedRegion } from "../maps/index.js";
+import { AgentBackend } from "../agent/backend.js";
+import type { NativeAgentAreaOptions } from "../native/addon-types.js";
 // A cycle (apply.ts calls Runtime.create), harmless: each side uses the other only when called.
 import { fromConfigFile, type ConfigOverrides, type ConfiguredRuntime } from "../config/apply.js";
 import type { LoadedConfig } from "../config/load.js";
@@ -120,6 +122,9 @@ export class Runtime implements NativeCaller {
   private readonly objects: LoadedObject[] = [];
   private readonly linkPrograms = new Map<Link, Program>();
   private region: SharedRegion | undefined;
+  /** Agent mode: programs and attachments go to the region's agent area. */
+  private agent: AgentBackend | undefined;
+  private attachTarget: { pid: number; moduleRelative: boolean } | undefined;
   private closed = false;
   /** The open batch (Runtime.batch), nested calls share it. */
   private batchState: BatchState | undefined;
@@ -189,23 +194,38 @@ export class Runtime implements NativeCaller {
    */
   load(source: LoadSource, options?: LoadOptions): LoadedObject {
     this.assertOpen();
+    const modes = {
+      checked: this.options.checked ?? false,
+      budget: this.options.budget ?? 0,
+      interpreter: this.options.backend === "interpreter",
+    };
     const obj = LoadedObject.create(
       this,
       this.sharedRegion(),
       source,
-      (insns, name, maps) =>
-        this.nativeRt.loadProgram({
+      (insns, name, maps) => {
+        // Loaded here in agent mode too: a bad program fails now, with the
+        // same message; the agent loads the same instructions and maps.
+        const program = this.nativeRt.loadProgram({
           name,
           insns,
           maps,
           // Checked mode admits map values: they live in this region.
           region: this.sharedRegion().native,
-          checked: this.options.checked ?? false,
-          budget: this.options.budget ?? 0,
-          interpreter: this.options.backend === "interpreter",
-        }),
-      // Program arrays hold this runtime's programs: the native runtime owns them.
-      (name, maxEntries) => new ProgArray(name, this.nativeRt.createProgArray(maxEntries)),
+          ...modes,
+        });
+        this.agent?.addProgram(program, name, insns, maps, modes);
+        return program;
+      },
+      // Program arrays hold this runtime's programs: the native runtime owns
+      // them (and in agent mode the area mirrors their slots as program ids).
+      (name, maxEntries) => {
+        const local = this.nativeRt.createProgArray(maxEntries);
+        const agent = this.agent;
+        if (agent === undefined) return new ProgArray(name, local);
+        agent.addProgArray(local, maxEntries);
+        return new ProgArray(name, local, (slot, program) => agent.setSlot(local, slot, program?.native));
+      },
       (o) => this.unload(o),
       options,
     );
@@ -221,7 +241,11 @@ export class Runtime implements NativeCaller {
     const { plugin, type, raw, where } = this.selectAttachPoint(program, options);
     this.checkProgramFits(program, plugin, type, options.force === true);
     const data = this.registry.validate(plugin, type, raw, where);
-    const host: PluginHost = { log: (level, message) => this.log(plugin.name, level, message) };
+    const hostFields = {
+      log: (level: "debug" | "info" | "warn" | "error", message: string) => this.log(plugin.name, level, message),
+      ...(this.attachTarget ? { target: this.attachTarget } : {}),
+    };
+    const host: PluginHost = hostFields;
     const info: AttachProgramInfo = { name: program.name, section: program.section, helperIds: program.helperIds };
     const prepared = plugin.prepare
       ? await callPlugin(plugin.name, "prepare", () => plugin.prepare!({ type, data, program: info }, host))
@@ -231,10 +255,15 @@ export class Runtime implements NativeCaller {
     const description = plugin.describe
       ? callPluginSync(plugin.name, "describe", () => plugin.describe!(request))
       : `${type.name} ${where}`;
-    const index = this.openNativePlugin(plugin);
-    this.joinBatch(plugin);
-    const id = this.nativeRt.attach(index, program.native, type.id, bytes, cookie);
-    const link = new Link(this.nativeRt, id, program.name, plugin, type, description, (l) => {
+    let id: number;
+    if (this.agent) {
+      id = await this.attachInAgent(plugin, program, type, bytes, cookie);
+    } else {
+      const index = this.openNativePlugin(plugin);
+      this.joinBatch(plugin);
+      id = this.nativeRt.attach(index, program.native, type.id, bytes, cookie);
+    }
+    const link = new Link(this.agent ?? this.nativeRt, id, program.name, plugin, type, description, (l) => {
       this.links.delete(l);
       this.linkPrograms.delete(l);
     });
@@ -311,9 +340,63 @@ export class Runtime implements NativeCaller {
     }
   }
 
+  /**
+   * @internal Agent mode (AgentSession): from now on programs and
+   * attachments go to the agent area of this runtime's region, which is
+   * created here; call before anything is loaded.
+   */
+  enableAgent(opts: NativeAgentAreaOptions = {}): AgentBackend {
+    this.assertOpen();
+    if (this.agent) return this.agent;
+    if (this.objects.length > 0) throw new BpfhookError("BAD_ARGUMENT", "enableAgent: objects are loaded already");
+    this.agent = new AgentBackend(this.sharedRegion(), opts);
+    return this.agent;
+  }
+
+  /**
+   * @internal Agent mode: the process attachments will live in, handed to
+   * plugins (PluginHost.target) so they resolve there and encode nothing
+   * process-local.
+   */
+  setAttachTarget(target: { pid: number; moduleRelative: boolean }): void {
+    this.attachTarget = target;
+  }
+
+  /** The agent backend in agent mode, else undefined. */
+  get agentBackend(): AgentBackend | undefined {
+    return this.agent;
+  }
+
+  /** Records the attachment for the agent; once live, waits for its answer and throws its error. */
+  private async attachInAgent(plugin: AttachPlugin, program: Program, type: AttachTypeSpec, bytes: Uint8Array, cookie: bigint): Promise<number> {
+    const agent = this.agent!;
+    let library = plugin.nativeLibrary;
+    const origin = this.registry.origin(plugin.name);
+    if (origin) library = assertInsidePackage(plugin.name, origin.packageDir, "native library", library);
+    const id = agent.attach(agent.plugin(plugin, library), program.native, type.id, bytes, BigInt.asUintN(64, cookie));
+    if (!agent.live) return id;
+    const [outcome] = await agent.settle(agent.publish(), [id]);
+    if (!outcome!.ok && outcome!.pid !== 0) {
+      agent.detach(id);
+      throw new BpfhookError(
+        "ATTACH_FAILED",
+        `[${plugin.name}] prog '${program.name}': in process ${outcome!.pid}: ${outcome!.message || `error ${outcome!.errno}`}`,
+        { errno: outcome!.errno, plugin: plugin.name },
+      );
+    }
+    return id;
+  }
+
   /** NativeCaller: a plugin's attach-specific native function by name. */
   callNative(pluginName: string, name: string, input: Uint8Array, outSize: number): { rc: number; out: Buffer } {
     this.assertOpen();
+    if (this.agent) {
+      throw new BpfhookError(
+        "AGENT_ERROR",
+        `[${pluginName}] call '${name}': the plugin's native piece runs in the target process (agent mode), not here`,
+        { plugin: pluginName },
+      );
+    }
     const plugin = this.registry.get(pluginName);
     if (!plugin) throw new BpfhookError("PLUGIN_NOT_FOUND", `plugin '${pluginName}' is not registered in this runtime`);
     const result = this.nativeRt.callPlugin(this.openNativePlugin(plugin), name, input, outSize);
@@ -402,6 +485,7 @@ export class Runtime implements NativeCaller {
       }
     }
     this.linkPrograms.clear();
+    this.agent?.close();
     this.nativeRt.close();
     for (const obj of this.objects) obj.dispose();
     this.objects.length = 0;
