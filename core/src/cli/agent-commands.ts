@@ -13,6 +13,7 @@ import { findAgentRegions, regionsOfProcess } from "../agent/discover.js";
 import { AttachState, PROC_STATE_NAMES, processAlive } from "../agent/area.js";
 import { jsonValue } from "../agent/dump.js";
 import { Printer } from "./output.js";
+import { loadConfigFile } from "../config/load.js";
 import type { SharedRegion } from "../maps/index.js";
 
 interface CommonOpts {
@@ -60,11 +61,34 @@ function parsePositive(v: string, what: string): number {
   return n;
 }
 
-function wire(session: AgentSession, printer: Printer): void {
+/**
+ * Prints the session's attachments and events as they come, as the config's
+ * `output` says; returns what prints the maps (and stops the periodic print).
+ */
+function wire(session: AgentSession, printer: Printer): { printMaps(): void; stop(): void } {
+  const output = session.config?.config.output ?? {};
   for (const a of session.attachments) printer.attached(a);
-  session.on("printk", (p) => printer.printk(p));
+  if (output.tracePrintk !== false) session.on("printk", (p) => printer.printk(p));
   session.on("event", (e) => printer.event(e));
   session.on("log", (l) => printer.log(l));
+  const wanted = output.maps;
+  const printMaps = () => {
+    const dumps = session.mapSnapshot();
+    printer.maps(wanted ? dumps.filter((d) => wanted.some((w) => d.name === w || d.name.endsWith(`.${w}`))) : dumps);
+  };
+  const timer = output.intervalMs ? setInterval(printMaps, output.intervalMs) : undefined;
+  return { printMaps, stop: () => timer && clearInterval(timer) };
+}
+
+/** -j, or the config's output.format. */
+function wantsJson(o: CommonOpts): boolean {
+  if (o.json) return true;
+  if (!o.config) return false;
+  try {
+    return loadConfigFile(o.config).config.output?.format === "json";
+  } catch {
+    return false; // the session reports the config's errors
+  }
 }
 
 /** Runs `fn`, printing a BpfhookError (as JSON with -j) and setting exit code 1. */
@@ -89,7 +113,8 @@ export function runCommand(): Command {
       .usage("[options] (-c CONFIG | OBJECT.bpf.o ...) -- COMMAND [ARGS...]"),
   )
     .action(async (objects: string[], o: CommonOpts) => {
-      const printer = new Printer(o.json === true, process.stdout, process.stderr, o.quiet === true);
+      const json = wantsJson(o);
+      const printer = new Printer(json, process.stdout, process.stderr, o.quiet === true);
       // commander hands the words after "--" to the variadic argument too: they are the command.
       const sep = process.argv.indexOf("--");
       const command = sep >= 0 ? process.argv.slice(sep + 1) : [];
@@ -102,9 +127,9 @@ export function runCommand(): Command {
           command: command[0]!,
           args: command.slice(1),
           // With -j stdout carries only JSON lines: the command's stdout goes to stderr.
-          stdio: o.json ? ["inherit", 2, 2] : "inherit",
+          stdio: json ? ["inherit", 2, 2] : "inherit",
         });
-        wire(session, printer);
+        const out = wire(session, printer);
         // The terminal's Ctrl-C reaches the command too (same process group);
         // bpfhook waits for it to end, then prints and cleans up.
         const forward = (sig: NodeJS.Signals) => () => {
@@ -118,7 +143,8 @@ export function runCommand(): Command {
           const st = await session.exited;
           await new Promise((r) => setTimeout(r, 20));
           session.flush();
-          printer.maps(session.mapSnapshot());
+          out.stop();
+          out.printMaps();
           printer.exit(st.status);
           process.exitCode = st.status;
         } finally {
@@ -141,14 +167,14 @@ export function attachCommand(): Command {
       .requiredOption("-p, --pid <pid>", "the process to attach to")
       .option("-d, --duration <seconds>", "detach after this many seconds (default: until Ctrl-C or the process exits)"),
   ).action(async (objects: string[], o: CommonOpts & { pid: string; duration?: string }) => {
-    const printer = new Printer(o.json === true, process.stdout, process.stderr, o.quiet === true);
+    const printer = new Printer(wantsJson(o), process.stdout, process.stderr, o.quiet === true);
     await guarded(printer, async () => {
       const pid = parsePositive(o.pid, "--pid");
       const duration = o.duration === undefined ? undefined : Number(o.duration);
       if (duration !== undefined && !(duration > 0)) throw new BpfhookError("BAD_ARGUMENT", `--duration: expected seconds > 0, got '${o.duration}'`);
       if (!o.config && objects.length === 0) throw new BpfhookError("BAD_ARGUMENT", "attach: give a config (-c) or objects to load");
       const session = await AgentSession.attach({ ...sessionOptions(objects, o, printer), pid });
-      wire(session, printer);
+      const out = wire(session, printer);
       let stop: () => void = () => {};
       const stopped = new Promise<void>((resolve) => {
         stop = resolve;
@@ -163,8 +189,9 @@ export function attachCommand(): Command {
         await stopped;
         printer.progress(`detaching from process ${pid}`);
         session.flush();
+        out.stop();
         await session.detach();
-        printer.maps(session.mapSnapshot());
+        out.printMaps();
       } finally {
         if (timer) clearTimeout(timer);
         clearInterval(watch);
