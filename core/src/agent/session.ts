@@ -19,7 +19,7 @@
  * the agent logs, "exit" when a command started by run ends.
  */
 import { spawn, type ChildProcess, type StdioOptions } from "node:child_process";
-import { existsSync } from "node:fs";
+import { chownSync, existsSync, readFileSync } from "node:fs";
 import { EventEmitter } from "node:events";
 import path from "node:path";
 import { BpfhookError } from "../errors.js";
@@ -208,6 +208,7 @@ export class AgentSession extends EventEmitter {
     const { runtime, backend, cfg } = await makeRuntime(opts);
     const session = new AgentSession(runtime, backend, new Map(), cfg, opts.pid, undefined);
     try {
+      giveRegionTo(runtime.sharedRegion(), opts.pid);
       runtime.setAttachTarget({ pid: opts.pid, moduleRelative: true });
       await session.#populate(opts, cfg);
       opts.progress?.(`injecting the agent into process ${opts.pid}`);
@@ -424,6 +425,25 @@ function registerPlugins(rt: Runtime, named: readonly string[]): void {
       rt.registry.registerPackage(name, __dirname, rt.container);
     }
   }
+}
+
+/**
+ * The agent only maps a region its own user owns: when root attaches to
+ * another user's process, the region goes to that user (0600 stays).
+ */
+function giveRegionTo(region: SharedRegion, pid: number): void {
+  if (process.getuid?.() !== 0) return;
+  let uid: number | undefined;
+  let gid: number | undefined;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
+    gid = Number(/^Gid:\s+(\d+)/m.exec(status)?.[1]);
+  } catch {
+    return; // the injector reports a vanished process
+  }
+  if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid === 0) return;
+  chownSync(`/dev/shm${region.name}`, uid!, gid!);
 }
 
 function toReport(link: Link, o: AgentAttachOutcome): AttachmentReport {
