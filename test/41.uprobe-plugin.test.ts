@@ -11,7 +11,6 @@ import path from "node:path";
 import { AttachTypeId, PLUGIN_ABI_VERSION, symbolResolver } from "@bpfhook/sdk";
 import type { AttachTypeSpec } from "@bpfhook/sdk";
 import {
-  createFridaUprobePlugin,
   decodePrivateData,
   encodePrivateData,
   parseTargetSection,
@@ -187,6 +186,7 @@ describe("41 frida-uprobe plugin", () => {
       const expected = symbolResolver.resolveSymbol({ module: "libc.so.6", symbol: "malloc" });
       assert.deepEqual(data.resolved, {
         address: expected.address,
+        vaddr: expected.vaddr,
         flags: 0,
         description: `${LIBC}:malloc`,
         modulePath: LIBC,
@@ -266,14 +266,15 @@ describe("41 frida-uprobe plugin", () => {
       expectCode(() => prepared(UPROBE, { module: "libc", offset: 1n << 40n }), "NOT_FOUND", "file offset 0x10000000000");
     });
 
-    it("resolves in another process when given its pid", () => {
-      // The resolution is pid-relative; our own pid through the option must agree with the default.
-      const explicit = createFridaUprobePlugin({ pid: process.pid });
-      const data = explicit.privateDataSchema.parse({ module: "libc", symbol: "free" });
-      const a = (explicit.prepare!({ type: UPROBE, data }, { log: () => {} }) as UprobePrivateData).resolved!;
+    it("resolves in the process the host names as the target", () => {
+      // The resolution is pid-relative; our own pid through host.target must agree with the default.
+      const data = plugin.privateDataSchema.parse({ module: "libc", symbol: "free" });
+      const here = { log: () => {}, target: { pid: process.pid, moduleRelative: false } };
+      const a = (plugin.prepare!({ type: UPROBE, data }, here) as UprobePrivateData).resolved!;
       assert.equal(a.address, symbolResolver.resolveSymbol({ module: "libc", symbol: "free" }).address);
-      const missing = createFridaUprobePlugin({ pid: 0x7ffffff0 });
-      expectCode(() => missing.prepare!({ type: UPROBE, data }, { log: () => {} }), "NOT_FOUND", "process 2147483632");
+      assert.equal(a.flags & UprobeFlags.MODULE_RELATIVE, 0);
+      const missing = { log: () => {}, target: { pid: 0x7ffffff0, moduleRelative: false } };
+      expectCode(() => plugin.prepare!({ type: UPROBE, data }, missing), "NOT_FOUND", "process 2147483632");
     });
   });
 
@@ -323,6 +324,7 @@ describe("41 frida-uprobe plugin", () => {
     it("matches the C header's layout, byte for byte", function () {
       const header = fs.readFileSync(path.join(uprobeIncludeDir(), "bpfhook", "uprobe_plugin.h"), "utf8");
       assert.match(header, /#define BH_UPROBE_F_IFUNC_RESOLVER \(1u << 0\)/);
+      assert.match(header, new RegExp(`#define BH_UPROBE_F_MODULE_RELATIVE \\(1u << ${Math.log2(UprobeFlags.MODULE_RELATIVE)}\\)`));
       assert.match(header, new RegExp(`#define BH_UPROBE_PRIVATE_DATA_FIXED ${PRIVATE_DATA_FIXED}u`));
       try {
         execFileSync("gcc", ["--version"], { stdio: "ignore" });
@@ -340,13 +342,23 @@ describe("41 frida-uprobe plugin", () => {
           description: "/lib/x.so:f+0x4",
         });
         fs.writeFileSync(path.join(dir, "data.bin"), bytes);
+        const relative = encodePrivateData({
+          address: 0x1234n,
+          attachType: 6,
+          flags: UprobeFlags.MODULE_RELATIVE | UprobeFlags.IFUNC_RESOLVER,
+          description: "libc.so.6:strlen",
+          modulePath: "/usr/lib/libc.so.6",
+        });
+        fs.writeFileSync(path.join(dir, "rel.bin"), relative);
         fs.writeFileSync(path.join(dir, "check.c"), DECODE_C);
         execFileSync("gcc", ["-std=c11", "-Wall", "-Wextra", "-Werror", "-I", uprobeIncludeDir(), "-o", "check", "check.c"], {
           cwd: dir,
           stdio: "pipe",
         });
         const out = execFileSync(path.join(dir, "check"), ["data.bin"], { cwd: dir, encoding: "utf8" });
-        assert.equal(out, "ok 0x7f0012345678 1009 1 4 64 /lib/x.so:f+0x4\nshort -22\nflags -22\n");
+        assert.equal(out, "ok 0x7f0012345678 1009 1 4 64 /lib/x.so:f+0x4 -\nshort -22\nflags -22\n");
+        const rel = execFileSync(path.join(dir, "check"), ["rel.bin"], { cwd: dir, encoding: "utf8" });
+        assert.equal(rel, "ok 0x1234 6 5 0 0 libc.so.6:strlen /usr/lib/libc.so.6\nshort -22\nflags -22\n");
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });
       }
@@ -369,8 +381,8 @@ int main(int argc, char **argv) {
   struct bh_uprobe_target t;
   int rc = bh_uprobe_private_data_decode(buf, n, &t);
   if (rc != 0) return 3;
-  printf("ok 0x%" PRIx64 " %" PRIu32 " %" PRIu32 " %" PRIu64 " %" PRIu64 " %s\n", t.address, t.attach_type, t.flags,
-         t.func_offset, t.func_size, t.description);
+  printf("ok 0x%" PRIx64 " %" PRIu32 " %" PRIu32 " %" PRIu64 " %" PRIu64 " %s %s\n", t.address, t.attach_type, t.flags,
+         t.func_offset, t.func_size, t.description, t.module_path ? t.module_path : "-");
   printf("short %d\n", bh_uprobe_private_data_decode(buf, BH_UPROBE_PRIVATE_DATA_FIXED, &t));
   buf[12] |= 0x80;
   printf("flags %d\n", bh_uprobe_private_data_decode(buf, n, &t));

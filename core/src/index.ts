@@ -18,7 +18,7 @@ export {
   type MapSpec,
   type ProgramSpec,
 } from "./loader/index.js";
-export { Runtime, defaultResolveDir, type RuntimeOptions, type AttachOptions } from "./runtime/runtime.js";
+export { Runtime, defaultResolveDir, type RuntimeOptions, type RuntimeTarget, type AttachOptions } from "./runtime/runtime.js";
 export { Program } from "./runtime/program.js";
 export * from "./config/index.js";
 export { applyMaxEntries, applyRodata, type RodataValue } from "./runtime/load-tuning.js";

@@ -8,6 +8,7 @@ export type {
   NativeCaller,
   PluginExport,
   PluginHost,
+  AttachTarget,
   RefusedHelper,
 } from "./plugin.js";
 export { definePlugin } from "./plugin.js";

@@ -75,6 +75,24 @@ export interface AttachRequest<P> {
 export interface PluginHost {
   /** Logs with the plugin's name as context. */
   log(level: "debug" | "info" | "warn" | "error", message: string): void;
+  /**
+   * The process the attachment will live in. Absent: this process, and
+   * process-local values (absolute addresses) may be encoded.
+   */
+  readonly target?: AttachTarget;
+}
+
+/** Where an attachment will run (PluginHost.target). */
+export interface AttachTarget {
+  /** The process whose modules prepare() resolves in. */
+  readonly pid: number;
+  /**
+   * Encode nothing process-local (no absolute address): the attach runs in
+   * another process than the one prepare() ran in, or in a later image of it
+   * (an agent in a forked child or after exec), so the native piece resolves
+   * module-relative forms itself.
+   */
+  readonly moduleRelative: boolean;
 }
 
 export interface AttachPlugin<P = unknown> {

@@ -4,12 +4,12 @@
  * for every test a fresh runtime with the frida-uprobe plugin and the object
  * loaded, closed after the test. Call inside a describe(); `bind` receives
  * the current values before each test (and the compiled path and the test
- * addon once, before the first).
+ * addon once, before the first). `options` go to every Runtime.create.
  */
 import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { compileBpfC, Runtime, type LoadedObject } from "@bpfhook/core";
+import { compileBpfC, Runtime, type LoadedObject, type RuntimeOptions } from "@bpfhook/core";
 import { clangUnavailable } from "./clang.js";
 import { testAddon, type TestAddon } from "./test-addon.js";
 
@@ -22,7 +22,12 @@ export interface UprobeSession {
   obj: LoadedObject;
 }
 
-export function useUprobeFixture(fixture: string, tmpPrefix: string, bind: (s: Partial<UprobeSession>) => void): void {
+export function useUprobeFixture(
+  fixture: string,
+  tmpPrefix: string,
+  bind: (s: Partial<UprobeSession>) => void,
+  options: Omit<RuntimeOptions, "plugins" | "resolveFrom"> = {},
+): void {
   const s: Partial<UprobeSession> = {};
   before(function () {
     const reason = clangUnavailable();
@@ -36,7 +41,7 @@ export function useUprobeFixture(fixture: string, tmpPrefix: string, bind: (s: P
     bind(s);
   });
   beforeEach(async () => {
-    s.rt = await Runtime.create({ plugins: ["@bpfhook/plugin-frida-uprobe"], resolveFrom: repoRoot });
+    s.rt = await Runtime.create({ ...options, plugins: ["@bpfhook/plugin-frida-uprobe"], resolveFrom: repoRoot });
     s.obj = s.rt.load(s.objectPath!);
     bind(s);
   });

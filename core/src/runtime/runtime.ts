@@ -16,7 +16,7 @@ import path from "node:path";
 import { container as rootContainer } from "tsyringe";
 import { z } from "zod";
 import type { DependencyContainer } from "tsyringe";
-import type { AttachPlugin, AttachProgramInfo, AttachTypeSpec, NativeCaller, PluginExport, PluginHost } from "@bpfhook/sdk";
+import type { AttachPlugin, AttachProgramInfo, AttachTarget, AttachTypeSpec, NativeCaller, PluginExport, PluginHost } from "@bpfhook/sdk";
 import { BpfhookError } from "../errors.js";
 import { native } from "../native/binding.js";
 import type { NativeRuntime } from "../native/addon-types.js";
@@ -60,6 +60,20 @@ export interface RuntimeOptions {
   regionSize?: number;
   /** Parent DI container (default: tsyringe's root); the runtime makes a child. */
   container?: DependencyContainer;
+  /**
+   * @internal What agent mode sets: the process the attachments will live
+   * in, handed to plugins' prepare() as `PluginHost.target`. `moduleRelative`
+   * asks plugins to encode nothing process-local (module + link-time address
+   * instead of an absolute address), for an attach made in another process
+   * or a later image. Default: this process, absolute forms.
+   */
+  target?: RuntimeTarget;
+}
+
+/** RuntimeOptions.target. */
+export interface RuntimeTarget {
+  pid: number;
+  moduleRelative?: boolean;
 }
 
 export interface RuntimeRegionOptions {
@@ -124,10 +138,11 @@ export class Runtime implements NativeCaller {
   private region: SharedRegion | undefined;
   /** Agent mode: programs and attachments go to the region's agent area. */
   private agent: AgentBackend | undefined;
-  private attachTarget: { pid: number; moduleRelative: boolean } | undefined;
   private closed = false;
   /** The open batch (Runtime.batch), nested calls share it. */
   private batchState: BatchState | undefined;
+  /** RuntimeOptions.target as plugins see it; undefined: this process, absolute. */
+  private target: AttachTarget | undefined;
 
   private constructor(readonly options: Readonly<RuntimeOptions>) {
     this.container = (options.container ?? rootContainer).createChildContainer();
@@ -138,6 +153,8 @@ export class Runtime implements NativeCaller {
     this.container.registerSingleton(PluginRegistryToken, PluginRegistry);
     this.registry = this.container.resolve<PluginRegistry>(PluginRegistryToken);
     this.nativeRt = new (native().NativeRuntime)();
+    const t = options.target;
+    this.target = t ? Object.freeze({ pid: t.pid, moduleRelative: t.moduleRelative ?? false }) : undefined;
   }
 
   /** Creates a runtime and registers its plugins; nothing native is attached yet. */
@@ -241,11 +258,7 @@ export class Runtime implements NativeCaller {
     const { plugin, type, raw, where } = this.selectAttachPoint(program, options);
     this.checkProgramFits(program, plugin, type, options.force === true);
     const data = this.registry.validate(plugin, type, raw, where);
-    const hostFields = {
-      log: (level: "debug" | "info" | "warn" | "error", message: string) => this.log(plugin.name, level, message),
-      ...(this.attachTarget ? { target: this.attachTarget } : {}),
-    };
-    const host: PluginHost = hostFields;
+    const host: PluginHost = { log: (level, message) => this.log(plugin.name, level, message), target: this.target };
     const info: AttachProgramInfo = { name: program.name, section: program.section, helperIds: program.helperIds };
     const prepared = plugin.prepare
       ? await callPlugin(plugin.name, "prepare", () => plugin.prepare!({ type, data, program: info }, host))
@@ -359,7 +372,7 @@ export class Runtime implements NativeCaller {
    * process-local.
    */
   setAttachTarget(target: { pid: number; moduleRelative: boolean }): void {
-    this.attachTarget = target;
+    this.target = Object.freeze({ ...target });
   }
 
   /** The agent backend in agent mode, else undefined. */
@@ -627,6 +640,15 @@ function checkOptions(o: RuntimeOptions): void {
   }
   if (o.budget !== undefined && (!Number.isSafeInteger(o.budget) || o.budget < 0)) {
     throw new BpfhookError("BAD_ARGUMENT", `option 'budget' must be a non-negative integer, got ${o.budget}`);
+  }
+  if (o.target !== undefined) {
+    const t = o.target as Partial<RuntimeTarget> | null;
+    if (t === null || typeof t !== "object" || !Number.isSafeInteger(t.pid) || (t.pid as number) <= 0) {
+      throw new BpfhookError("BAD_ARGUMENT", `option 'target.pid' must be a positive integer, got ${JSON.stringify(t?.pid)}`);
+    }
+    if (t.moduleRelative !== undefined && typeof t.moduleRelative !== "boolean") {
+      throw new BpfhookError("BAD_ARGUMENT", "option 'target.moduleRelative' must be a boolean");
+    }
   }
   if (o.plugins !== undefined && !Array.isArray(o.plugins)) {
     throw new BpfhookError("BAD_ARGUMENT", "option 'plugins' must be an array of package names or plugin objects");

@@ -43,11 +43,6 @@ export function uprobeIncludeDir(): string {
 export interface FridaUprobeOptions {
   /** Symbol service to resolve with (tests pass their own); the SDK's shared one by default. */
   readonly resolver?: SymbolResolver;
-  /**
-   * The process whose addresses prepare() computes: the one that runs the
-   * hook engine. This process by default (embedded mode).
-   */
-  readonly pid?: number;
 }
 
 export function createFridaUprobePlugin(options: FridaUprobeOptions = {}): AttachPlugin<UprobePrivateData> {
@@ -62,15 +57,29 @@ export function createFridaUprobePlugin(options: FridaUprobeOptions = {}): Attac
     parseSection: (_type, rest, section) => parseTargetSection(rest, section),
     // The entry as given: the strict schema then names any misspelt key.
     parseConfig: (_type, entry) => entry,
-    prepare: ({ type, data }) => ({ ...data, resolved: resolveTarget(data, type, resolver, options.pid ?? process.pid) }),
+    // The host says where the hook will run (agent mode: another process,
+    // module-relative); embedded mode: this process, absolute addresses.
+    prepare: ({ type, data }, host) => ({
+      ...data,
+      resolved: resolveTarget(data, type, resolver, host.target?.pid ?? process.pid, host.target?.moduleRelative ?? false),
+    }),
     encode: ({ type, data, program }) => {
       if (!data.resolved) {
         throw new Error(`${type.name} ${describeTarget(data)}: encode() before prepare(); the address is not resolved yet`);
       }
-      const { address, description, funcOffset, funcSize } = data.resolved;
+      const { description, funcOffset, funcSize } = data.resolved;
       const noHelpers = program !== undefined && program.helperIds.length === 0 ? UprobeFlags.NO_HELPERS : 0;
       const flags = data.resolved.flags | noHelpers;
-      return encodePrivateData({ address, attachType: type.id, flags, funcOffset, funcSize, description });
+      if ((flags & UprobeFlags.MODULE_RELATIVE) === 0) {
+        const address = data.resolved.address;
+        return encodePrivateData({ address, attachType: type.id, flags, funcOffset, funcSize, description });
+      }
+      // prepare() flags only targets in a module, with a vaddr.
+      const { vaddr, modulePath } = data.resolved;
+      if (vaddr === undefined || modulePath === undefined) {
+        throw new Error(`${type.name} ${description}: module-relative target without a module path or vaddr`);
+      }
+      return encodePrivateData({ address: vaddr, attachType: type.id, flags, funcOffset, funcSize, description, modulePath });
     },
     // One engine transaction per batch (include/bpfhook/hook.h): the
     // functions are patched at endBatch, with one pause of the threads.
@@ -93,7 +102,11 @@ export function createFridaUprobePlugin(options: FridaUprobeOptions = {}): Attac
       const r = data.resolved;
       if (!r) return `${type.name} ${describeTarget(data)}`;
       const ifunc = (r.flags & UprobeFlags.IFUNC_RESOLVER) !== 0 ? " (IFUNC resolver; its implementation is hooked)" : "";
-      return `${type.name} ${r.description} at 0x${r.address.toString(16)}${ifunc}`;
+      const where =
+        (r.flags & UprobeFlags.MODULE_RELATIVE) !== 0 && r.vaddr !== undefined
+          ? `vaddr 0x${r.vaddr.toString(16)} (module-relative)`
+          : `0x${r.address.toString(16)}`;
+      return `${type.name} ${r.description} at ${where}${ifunc}`;
     },
   });
 }

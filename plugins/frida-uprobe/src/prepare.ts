@@ -1,8 +1,12 @@
 /**
- * prepare(): a validated target to the absolute address the hook engine
- * patches, through the SDK's symbol service, in the process that will run
- * the hook. Errors are the symbol service's (code NOT_FOUND, BAD_ARGUMENT,
- * ELF_*), naming the module, symbol or address and where it was looked for.
+ * prepare(): a validated target to the address the hook engine patches,
+ * through the SDK's symbol service, in the process that will run the hook.
+ * Errors are the symbol service's (code NOT_FOUND, BAD_ARGUMENT, ELF_*),
+ * naming the module, symbol or address and where it was looked for.
+ *
+ * With `moduleRelative` (PluginHost.target, agent mode) the result is also
+ * flagged MODULE_RELATIVE: encode() then writes the module's path and the
+ * link-time vaddr, which the native piece resolves in its own process.
  */
 import path from "node:path";
 import { AttachTypeId, symbolError } from "@bpfhook/sdk";
@@ -15,14 +19,29 @@ export function resolveTarget(
   type: AttachTypeSpec,
   resolver: SymbolResolver,
   pid: number,
+  moduleRelative = false,
 ): ResolvedTarget {
+  const r = resolveAbsolute(target, type, resolver, pid);
+  if (!moduleRelative) return r;
+  if (r.modulePath === undefined || r.vaddr === undefined) {
+    throw symbolError(
+      "BAD_ARGUMENT",
+      `${type.name} ${r.description}: the address is in no module of process ${pid}, so it can't be moved to another ` +
+        `process or image (module-relative attach); name a module and symbol or file offset instead`,
+      { pid, address: r.address },
+    );
+  }
+  return { ...r, flags: r.flags | UprobeFlags.MODULE_RELATIVE };
+}
+
+function resolveAbsolute(target: UprobeTarget, type: AttachTypeSpec, resolver: SymbolResolver, pid: number): ResolvedTarget {
   if (target.address !== undefined) return resolveAddress(target.address, type, resolver, pid);
   const module = target.module ?? "";
   if (target.symbol === undefined) {
     const r = resolver.resolveFileOffset({ module, offset: target.offset ?? 0n, pid });
     requireExecutable(r, type, `file offset 0x${r.offset.toString(16)} of ${r.modulePath}`);
     const description = `${r.modulePath}:0x${r.offset.toString(16)}`;
-    return { address: r.address, flags: 0, description, modulePath: r.modulePath, kind: "offset" };
+    return { address: r.address, vaddr: r.vaddr, flags: 0, description, modulePath: r.modulePath, kind: "offset" };
   }
 
   const r = resolver.resolveSymbol({ module, symbol: target.symbol, offset: target.offset ?? 0n, pid });
@@ -42,6 +61,7 @@ export function resolveTarget(
   if (r.kind !== "ifunc" || target.ifunc === "resolver") {
     return {
       address: r.address,
+      vaddr: r.vaddr,
       flags: 0,
       description,
       modulePath: r.modulePath,
@@ -61,7 +81,14 @@ export function resolveTarget(
       { module: r.modulePath, symbol: r.symbol ?? target.symbol },
     );
   }
-  return { address: r.address, flags: UprobeFlags.IFUNC_RESOLVER, description, modulePath: r.modulePath, kind: "ifunc" };
+  return {
+    address: r.address,
+    vaddr: r.vaddr,
+    flags: UprobeFlags.IFUNC_RESOLVER,
+    description,
+    modulePath: r.modulePath,
+    kind: "ifunc",
+  };
 }
 
 function resolveAddress(address: bigint, type: AttachTypeSpec, resolver: SymbolResolver, pid: number): ResolvedTarget {
@@ -78,8 +105,17 @@ function resolveAddress(address: bigint, type: AttachTypeSpec, resolver: SymbolR
     return { address, flags: 0, description: `${where} (${info.mapping.path || "anonymous"})`, kind: "address" };
   }
   const modulePath = info.module.path;
+  // The link-time address, through the module's PT_LOAD segments (for a
+  // module-relative encoding); undefined where the file offset is in none.
+  let vaddr: bigint | undefined;
+  try {
+    vaddr = resolver.resolveFileOffset({ module: modulePath, offset: info.fileOffset, pid }).vaddr;
+  } catch {
+    vaddr = undefined;
+  }
   return {
     address,
+    vaddr,
     flags: 0,
     description: `${where} (${path.basename(modulePath)}:0x${info.fileOffset.toString(16)})`,
     modulePath,

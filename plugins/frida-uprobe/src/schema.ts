@@ -88,6 +88,11 @@ export type UprobeTarget = z.output<typeof target>;
 export interface ResolvedTarget {
   /** Absolute address in the target process (an IFUNC resolver when flags say so). */
   readonly address: bigint;
+  /**
+   * Link-time address in `modulePath` (address - load bias); what is encoded
+   * when flags hold MODULE_RELATIVE. Absent for anonymous memory.
+   */
+  readonly vaddr?: bigint;
   /** BH_UPROBE_F_* (see encode.ts). */
   readonly flags: number;
   /** "module:symbol[+0xoff]", "module:0xfileoff" or "0xaddress (module:0xfileoff)". */

@@ -5,10 +5,14 @@
 // host's probe context so the core's helpers (get_func_arg, get_func_ret,
 // override_return, set_retval, get_func_ip, get_attach_cookie, get_stack)
 // reach this probe; the context's ops forward to the engine's bh_hook_call.
+#include <climits>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <link.h>
+#include <unistd.h>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -139,6 +143,76 @@ const char *type_name(uint32_t type) {
   }
 }
 
+// ---- module-relative targets ---------------------------------------------
+
+// realpath() into a std::string; empty when the path does not resolve.
+std::string real_path(const char *path) {
+  char buf[PATH_MAX];
+  return realpath(path, buf) != nullptr ? std::string(buf) : std::string();
+}
+
+struct ModuleSearch {
+  const char *path;      // the module's path as mapped (absolute, canonical in /proc/<pid>/maps)
+  std::string real;      // realpath(path), second pass only
+  std::string exe_real;  // realpath("/proc/self/exe"), for the main program's empty dlpi_name
+  bool by_realpath = false;
+  uint64_t vaddr = 0;
+  bool found = false;
+  bool in_exec = false;  // vaddr lies in a PF_X PT_LOAD segment
+  uint64_t bias = 0;
+};
+
+bool module_matches(const ModuleSearch &m, const char *name) {
+  if (!m.by_realpath) return strcmp(name, m.path) == 0;
+  // The main program is "" and the vdso has a name that is no file.
+  if (name[0] == '\0') return !m.exe_real.empty() && m.exe_real == m.real;
+  return m.real == real_path(name);
+}
+
+int find_module(struct dl_phdr_info *info, size_t, void *data) {
+  auto *m = static_cast<ModuleSearch *>(data);
+  if (!module_matches(*m, info->dlpi_name != nullptr ? info->dlpi_name : "")) return 0;
+  m->found = true;
+  m->bias = info->dlpi_addr;
+  for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) &ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_LOAD || (ph.p_flags & PF_X) == 0) continue;
+    if (m->vaddr >= ph.p_vaddr && m->vaddr - ph.p_vaddr < ph.p_memsz) m->in_exec = true;
+  }
+  return 1;
+}
+
+// The absolute address of a module-relative target in this process: the
+// module's load bias (dl_iterate_phdr) + the vaddr, inside an executable
+// PT_LOAD segment. Exact path first (no system call per module); realpath()
+// only when that finds nothing (dlpi_name is the path the loader opened,
+// /lib/... for a /usr/lib/... file, "" for the main program).
+int resolve_module_relative(const bh_uprobe_target &t, uint32_t type, uint64_t *address, char *err, size_t err_len) {
+  ModuleSearch m;
+  m.path = t.module_path;
+  m.vaddr = t.address;
+  dl_iterate_phdr(find_module, &m);
+  if (!m.found) {
+    m.by_realpath = true;
+    m.real = real_path(t.module_path);
+    m.exe_real = real_path("/proc/self/exe");
+    if (!m.real.empty()) dl_iterate_phdr(find_module, &m);
+  }
+  if (!m.found) {
+    return bh_fail(err, err_len, -ENOENT, "%s '%s': module %s is not loaded in process %d", type_name(type),
+                   t.description, t.module_path, static_cast<int>(getpid()));
+  }
+  if (!m.in_exec) {
+    return bh_fail(err, err_len, -EFAULT,
+                   "%s '%s': vaddr 0x%llx is in no executable segment of module %s (loaded at bias 0x%llx in process "
+                   "%d)",
+                   type_name(type), t.description, static_cast<unsigned long long>(t.address), t.module_path,
+                   static_cast<unsigned long long>(m.bias), static_cast<int>(getpid()));
+  }
+  *address = m.bias + t.address;
+  return 0;
+}
+
 // ---- plugin ops -------------------------------------------------------------
 
 int plugin_init(void **state, const bh_host *host, char *err, size_t err_len) {
@@ -193,10 +267,15 @@ int plugin_attach(void *state, const bh_attach_opts *opts, char *err, size_t err
                    target.description, static_cast<unsigned long long>(target.func_offset),
                    static_cast<unsigned long long>(target.func_size));
   }
-  uint64_t func = target.address;
+  uint64_t address = target.address;
+  if ((target.flags & BH_UPROBE_F_MODULE_RELATIVE) != 0) {
+    const int rc = resolve_module_relative(target, type, &address, err, err_len);
+    if (rc < 0) return rc;
+  }
+  uint64_t func = address;
   if ((target.flags & BH_UPROBE_F_IFUNC_RESOLVER) != 0) {
     // As dlsym does: the resolver returns the implementation for this CPU.
-    auto resolver = reinterpret_cast<void *(*)(void)>(target.address);
+    auto resolver = reinterpret_cast<void *(*)(void)>(address);
     func = reinterpret_cast<uint64_t>(resolver());
   }
   auto a = std::make_unique<Attachment>();
