@@ -6,6 +6,7 @@
  */
 export const ErrorCodes = [
   "ABI_MISMATCH",
+  "AGENT_ERROR",
   "ASM_SYNTAX",
   "ATTACH_FAILED",
   "BAD_ARGUMENT",
@@ -21,6 +22,7 @@ export const ErrorCodes = [
   "PLUGIN_INVALID",
   "PLUGIN_NOT_FOUND",
   "READ_ONLY",
+  "REGION_FULL",
   "SCHEMA_INVALID",
   "VM_COMPILE",
   "VM_FAULT",

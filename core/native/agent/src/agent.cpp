@@ -53,9 +53,9 @@ constexpr uint32_t kDefaultStartWaitMs = 5000;
 
 // ---- logging ----------------------------------------------------------------
 
-int g_log_fd = -1;                           // BPFHOOK_AGENT_LOG (file or stderr)
-bool g_log_env = false;                      // the env chose the destination
-std::atomic<bh_map *> g_log_ring{nullptr};   // else the region's log ring
+int g_log_fd = -1;                          // BPFHOOK_AGENT_LOG (file or stderr)
+bool g_log_env = false;                     // the env chose the destination
+std::atomic<bh_map *> g_log_ring{nullptr};  // else the region's log ring
 std::atomic<bh_map *> g_printk_ring{nullptr};
 
 uint32_t self_tid() { return uint32_t(syscall(SYS_gettid)); }
@@ -83,7 +83,10 @@ void agent_log(int level, const char *fmt, ...) {
     if (g_log_fd < 0) return;
     char line[900];
     int m = snprintf(line, sizeof line, "bpfhook-agent[%d] %s: %s\n", int(getpid()),
-                     level <= kLogErr ? "error" : level <= kLogWarn ? "warning" : "info", msg);
+                     level <= kLogErr    ? "error"
+                     : level <= kLogWarn ? "warning"
+                                         : "info",
+                     msg);
     if (m > 0) {
       ssize_t w = write(g_log_fd, line, size_t(m) < sizeof line ? size_t(m) : sizeof line - 1);
       (void)w;
@@ -144,7 +147,7 @@ struct Served {
   std::string name;
   bh_region *region = nullptr;
   AreaView view;
-  int proc = -1;  // our process record
+  int proc = -1;                    // our process record
   std::map<uint32_t, int> plugins;  // record -> runtime plugin index, or -errno
   std::map<uint32_t, std::string> plugin_err;
   std::map<uint32_t, bh_program *> progs;  // record -> program (NULL: failed)
@@ -289,13 +292,17 @@ void sync_rings(Served &s) {
   };
   if (pi != s.printk_map) {
     s.printk_map = pi;
-    if (pi == ~0u) g_printk_ring.store(nullptr, std::memory_order_release);
-    else open_ring(pi, shm::load_acquire(&a->printk_gen), g_printk_ring, "trace_printk");
+    if (pi == ~0u)
+      g_printk_ring.store(nullptr, std::memory_order_release);
+    else
+      open_ring(pi, shm::load_acquire(&a->printk_gen), g_printk_ring, "trace_printk");
   }
   if (li != s.log_map) {
     s.log_map = li;
-    if (li == ~0u) g_log_ring.store(nullptr, std::memory_order_release);
-    else open_ring(li, shm::load_acquire(&a->log_gen), g_log_ring, "log");
+    if (li == ~0u)
+      g_log_ring.store(nullptr, std::memory_order_release);
+    else
+      open_ring(li, shm::load_acquire(&a->log_gen), g_log_ring, "log");
   }
 }
 
@@ -374,9 +381,12 @@ bh_program *ensure_prog(Served &s, uint32_t index, int *rc_out, std::string &err
     const bh_agent_map_ref &ref = req.maps[i];
     std::string why;
     void *m = nullptr;
-    if (ref.kind == BH_AGENT_MAP_REGION) m = open_map(s, ref.index, ref.gen, why);
-    else if (ref.kind == BH_AGENT_MAP_PROG_ARRAY) m = ensure_array(s, ref.index, why);
-    else why = "unknown map reference kind " + std::to_string(ref.kind);
+    if (ref.kind == BH_AGENT_MAP_REGION)
+      m = open_map(s, ref.index, ref.gen, why);
+    else if (ref.kind == BH_AGENT_MAP_PROG_ARRAY)
+      m = ensure_array(s, ref.index, why);
+    else
+      why = "unknown map reference kind " + std::to_string(ref.kind);
     if (m == nullptr) return failed(-ESTALE, "prog '" + req.name + "': maps[" + std::to_string(i) + "]: " + why);
     maps.push_back(m);
   }
@@ -753,8 +763,10 @@ void drop_inheritance() {
     }
     i = j + 1;
   }
-  if (out.empty()) unsetenv("LD_PRELOAD");
-  else setenv("LD_PRELOAD", out.c_str(), 1);
+  if (out.empty())
+    unsetenv("LD_PRELOAD");
+  else
+    setenv("LD_PRELOAD", out.c_str(), 1);
 }
 
 __attribute__((constructor)) void agent_init() {

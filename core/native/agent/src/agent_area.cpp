@@ -57,8 +57,7 @@ int put_blob(bh_region *r, const void *data, size_t len, uint64_t *off, const ch
   int rc = bh_region_alloc(r, len, 8, off);
   if (rc != 0) {
     return fail(err, err_len, rc, "agent area: region '%s' is full: %s needs %zu bytes, %llu free at the end",
-                bh_region_name(r), what, len,
-                static_cast<unsigned long long>(bh_region_size(r) - bh_region_used(r)));
+                bh_region_name(r), what, len, static_cast<unsigned long long>(bh_region_size(r) - bh_region_used(r)));
   }
   memcpy(bh_region_at(r, *off), data, len);
   return 0;
@@ -222,8 +221,8 @@ int bh_agent_area_add_prog(bh_region *r, const char *name, const void *insns, si
     return fail(err, err_len, -EINVAL, "agent area: program name '%s' is missing or over %u bytes", nm,
                 BH_AGENT_NAME_MAX - 1);
   if (insns_len == 0 || insns_len % 8 != 0 || insns_len / 8 > bpfhook::agent::kMaxInsns)
-    return fail(err, err_len, -EINVAL, "agent area: prog '%s': %zu bytes of instructions (a multiple of 8, 8..%u)",
-                nm, insns_len, bpfhook::agent::kMaxInsns * 8);
+    return fail(err, err_len, -EINVAL, "agent area: prog '%s': %zu bytes of instructions (a multiple of 8, 8..%u)", nm,
+                insns_len, bpfhook::agent::kMaxInsns * 8);
   if (nmaps > bpfhook::agent::kMaxProgMaps)
     return fail(err, err_len, -E2BIG, "agent area: prog '%s': %u maps, at most %u", nm, nmaps,
                 bpfhook::agent::kMaxProgMaps);
@@ -262,8 +261,7 @@ int bh_agent_area_add_prog_array(bh_region *r, uint32_t max_entries, char *err, 
                 bpfhook::agent::kMaxCapacity);
   uint32_t n = a->n_prog_arrays;
   if (n >= a->cap_prog_arrays)
-    return fail(err, err_len, -ENOSPC, "agent area: the prog arrays table is full (capacity %u)",
-                a->cap_prog_arrays);
+    return fail(err, err_len, -ENOSPC, "agent area: the prog arrays table is full (capacity %u)", a->cap_prog_arrays);
   uint64_t slots_off = 0;
   int rc = bh_region_alloc(r, uint64_t(max_entries) * 4, 8, &slots_off);  // zero: all slots empty
   if (rc != 0)
@@ -423,9 +421,7 @@ uint32_t clamp(uint32_t n, uint32_t cap) { return n < cap ? n : cap; }
 
 uint32_t AreaView::n_plugins() const { return clamp(shm::load_acquire(&area_->n_plugins), cap_plugins_); }
 uint32_t AreaView::n_progs() const { return clamp(shm::load_acquire(&area_->n_progs), cap_progs_); }
-uint32_t AreaView::n_prog_arrays() const {
-  return clamp(shm::load_acquire(&area_->n_prog_arrays), cap_prog_arrays_);
-}
+uint32_t AreaView::n_prog_arrays() const { return clamp(shm::load_acquire(&area_->n_prog_arrays), cap_prog_arrays_); }
 uint32_t AreaView::n_attach() const { return clamp(shm::load_acquire(&area_->n_attach), cap_attach_); }
 
 bh_agent_attach_rec *AreaView::attach_rec(uint32_t i) const {
