@@ -15,7 +15,8 @@ import { BpfMap, codec, injectLibrary, SharedRegion } from "@bpfhook/core";
 import { native } from "@bpfhook/core/dist/native/binding.js";
 import { encodePrivateData, UPROBE } from "@bpfhook/plugin-frida-uprobe";
 import { AgentProcState, AgentResult } from "@bpfhook/core/dist/native/addon-types.js";
-import { AGENT_SO, makePlan, UPROBE_SO, type Plan } from "./support/agent-plan.js";
+import { expectError } from "./support/expect-error.js";
+import { AGENT_SO, makePlan, printkProgram, UPROBE_SO, type Plan } from "./support/agent-plan.js";
 
 const fixtures = path.resolve(__dirname, "..", "fixtures", "agent");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -214,6 +215,88 @@ describe("60 native agent", function () {
     assert.equal(t.status, 0);
   });
 
+  it("exec with the preload inherited: the new image takes the same process record and counts at once", async () => {
+    const p = plan("exec");
+    const t = preloaded(p);
+    await t.waitFor(/^ready$/m);
+    t.send("w 2");
+    await t.waitFor(/^did 2$/m);
+    t.send("x");
+    await t.waitFor(/^ready\n(.|\n)*ready$/m);
+    t.send("w 3");
+    await t.waitFor(/^did 3$/m);
+    assert.equal(p.counts.get(0), 5n);
+    const procs = p.area.processes();
+    assert.equal(procs.length, 1, "exec reuses the record of its pid");
+    assert.equal(procs[0]!.pid, t.pid);
+    assert.equal(procs[0]!.state, AgentProcState.RUNNING);
+    await t.quit();
+  });
+
+  it("BPFHOOK_AGENT_NOINHERIT=1: the program is probed, programs it execs do not inherit the agent", async () => {
+    const p = plan("noinherit");
+    const t = preloaded(p, { LD_PRELOAD: `/nonexistent-before.so:${AGENT_SO}`, BPFHOOK_AGENT_NOINHERIT: "1" });
+    await t.waitFor(/^ready$/m);
+    t.send("w 4");
+    await t.waitFor(/^did 4$/m);
+    assert.equal(p.counts.get(0), 4n);
+    t.send("e");
+    await t.waitFor(/^env done$/m);
+    assert.doesNotMatch(t.out, /^BPFHOOK_REGION=/m);
+    assert.match(t.out, /^LD_PRELOAD=\/nonexistent-before\.so$/m, "only the agent's entry is removed");
+    await t.quit();
+  });
+
+  it("trace_printk lines and the agent's log reach their rings; a failing plugin fails its attachment only", async () => {
+    const p = plan("rings", { publish: false });
+    const printk = p.region.createMap({ name: "printk", type: "ringbuf", maxEntries: 1 << 16 });
+    const log = p.region.createMap({ name: "log", type: "ringbuf", maxEntries: 1 << 16 });
+    p.area.setRings(printk.native, log.native);
+    const prog = p.area.addProgram("say_hit", printkProgram(), [], {});
+    const data = encodePrivateData({ address: work.address, attachType: UPROBE.id, flags: 0, funcSize: work.size, description: "target:work" });
+    const hit = p.area.addAttach(p.plugin, prog, UPROBE.id, data, 0n);
+    const bogus = p.area.addPlugin("frida-uprobe", "/nonexistent/libbogus.so", false);
+    const bad = p.area.addAttach(bogus, p.prog, UPROBE.id, data, 0n);
+    p.area.publish();
+    const t = preloaded(p);
+    await t.waitFor(/^ready$/m);
+    assert.equal(p.area.attachResult(p.attach).result, AgentResult.ATTACHED);
+    assert.equal(p.area.attachResult(hit).result, AgentResult.ATTACHED, p.area.attachResult(hit).message);
+    const failed = p.area.attachResult(bad);
+    assert.equal(failed.result, AgentResult.FAILED);
+    assert.ok(failed.error < 0);
+    assert.match(failed.message, /plugin 'frida-uprobe'.*libbogus\.so/);
+    assert.equal(p.area.processes()[0]!.failed, 1);
+    t.send("w 2");
+    await t.waitFor(/^did 2$/m);
+    assert.equal(p.counts.get(0), 2n);
+    const lines: Buffer[] = [];
+    const c = printk.consumer();
+    c.on("data", (b: Buffer) => lines.push(Buffer.from(b)));
+    c.poll();
+    assert.equal(lines.length, 2);
+    for (const b of lines) {
+      assert.equal(b.readUInt32LE(0), t.pid);
+      assert.equal(b.readUInt32LE(4), t.pid, "the main thread's tid");
+      // The helper hands the sink the line without its newline.
+      assert.equal(b.toString("utf8", 8).replace(/\0+$/, ""), "hit 42");
+    }
+    const logs: string[] = [];
+    const lc = log.consumer();
+    lc.on("data", (b: Buffer) => {
+      assert.equal(b.readUInt32LE(0), t.pid);
+      logs.push(`${b.readUInt32LE(4)} ${b.toString("utf8", 8)}`);
+    });
+    lc.poll();
+    assert.ok(logs.some((l) => /^3 attachment 2 failed: plugin 'frida-uprobe'/.test(l)), logs.join("\n"));
+    await t.quit();
+    assert.equal(t.err, "");
+    c.close();
+    lc.close();
+    printk.close();
+    log.close();
+  });
+
   it("a missing region leaves the program untouched: same output, nothing on stderr", async () => {
     const plain = start({});
     plain.send("w 3");
@@ -249,45 +332,53 @@ describe("60 native agent", function () {
     }
   });
 
-  it("a controller killed with SIGKILL: the agent detaches its probes and the target runs on", async function () {
-    const name = uniqueName("ctl");
-    const script = path.join(__dirname, "support", "agent-plan.js");
-    const ctl = spawn(process.execPath, [script, name, String(work.address), String(work.size)], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    let ctlOut = "";
-    ctl.stdout!.setEncoding("utf8");
-    ctl.stdout!.on("data", (d: string) => (ctlOut += d));
-    try {
-      await until("the controller's plan", () => /^plan \d+$/m.test(ctlOut), 10000);
-      const region = SharedRegion.open(name);
-      const area = native().NativeAgentArea.open(region.native);
-      const counts = region.openMap<BpfMap<number, bigint>>("counts", { key: codec.u32, value: codec.u64 });
-      const t = preloaded({ region } as Plan);
-      await t.waitFor(/^ready$/m);
-      assert.equal(area.attachResult(0).result, AgentResult.ATTACHED, area.attachResult(0).message);
-      t.send("w 50");
-      await t.waitFor(/^did 50$/m);
-      assert.equal(counts.get(0), 50n);
-      ctl.kill("SIGKILL");
-      await until("DETACHED after the controller died", () => area.attachResult(0).result === AgentResult.DETACHED);
-      assert.match(area.attachResult(0).message, /controller is gone/);
-      t.send("w 50");
-      await t.waitFor(/^did 50\n(.|\n)*did 50$/m);
-      assert.equal(counts.get(0), 50n);
-      await t.quit();
-      assert.equal(t.status, 0);
-      counts.close();
-      region.close();
-    } finally {
-      ctl.kill("SIGKILL");
+  for (const keep of [false, true]) {
+    it(`a controller killed with SIGKILL: the target runs on and its probes ${keep ? "stay (keepOnExit)" : "go"}`, async function () {
+      const name = uniqueName(keep ? "keep" : "ctl");
+      const script = path.join(__dirname, "support", "agent-plan.js");
+      const args = [script, name, String(work.address), String(work.size), ...(keep ? ["keep"] : [])];
+      const ctl = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
+      let ctlOut = "";
+      ctl.stdout!.setEncoding("utf8");
+      ctl.stdout!.on("data", (d: string) => (ctlOut += d));
       try {
-        unlinkSync(path.join("/dev/shm", name.slice(1)));
-      } catch {
-        // removed already
+        await until("the controller's plan", () => /^plan \d+$/m.test(ctlOut), 10000);
+        const region = SharedRegion.open(name);
+        const area = native().NativeAgentArea.open(region.native);
+        const counts = region.openMap<BpfMap<number, bigint>>("counts", { key: codec.u32, value: codec.u64 });
+        const t = preloaded({ region } as Plan);
+        await t.waitFor(/^ready$/m);
+        assert.equal(area.attachResult(0).result, AgentResult.ATTACHED, area.attachResult(0).message);
+        t.send("w 50");
+        await t.waitFor(/^did 50$/m);
+        assert.equal(counts.get(0), 50n);
+        ctl.kill("SIGKILL");
+        if (keep) {
+          // Two heartbeats: the agent has seen the controller go by then.
+          await sleep(600);
+          assert.equal(area.attachResult(0).result, AgentResult.ATTACHED);
+        } else {
+          await until("DETACHED after the controller died", () => area.attachResult(0).result === AgentResult.DETACHED);
+          assert.match(area.attachResult(0).message, /controller is gone/);
+        }
+        t.send("w 50");
+        await t.waitFor(/^did 50\n(.|\n)*did 50$/m);
+        assert.equal(counts.get(0), keep ? 100n : 50n);
+        assert.equal(area.processes()[0]!.attached, keep ? 1 : 0);
+        await t.quit();
+        assert.equal(t.status, 0);
+        counts.close();
+        region.close();
+      } finally {
+        ctl.kill("SIGKILL");
+        try {
+          unlinkSync(path.join("/dev/shm", name.slice(1)));
+        } catch {
+          // removed already
+        }
       }
-    }
-  });
+    });
+  }
 
   it("injected into a running target (not preloaded), bh_agent_attach_region makes it count", async function () {
     const why = ptraceSkipReason();
@@ -312,6 +403,22 @@ describe("60 native agent", function () {
     const r2 = injectLibrary(t.pid, AGENT_SO, { callSymbol: "bh_agent_attach_region", callArg: "relative" });
     assert.equal(r2.reused, true);
     assert.equal(r2.callRet, -22);
+    await expectError(
+      () => injectLibrary(t.pid, AGENT_SO, { callSymbol: "bh_agent_no_such_function", callArg: "x" }),
+      "INJECT_FAILED",
+      /exports no function 'bh_agent_no_such_function'/,
+    );
+    // Switching regions: the old region's probes go, the new plan applies.
+    const p2 = plan("inject2");
+    const r3 = injectLibrary(t.pid, AGENT_SO, { callSymbol: "bh_agent_attach_region", callArg: p2.region.name });
+    assert.equal(r3.callRet, 0);
+    await until("ATTACHED in the new region", () => p2.area.attachResult(p2.attach).result === AgentResult.ATTACHED);
+    await until("DETACHED in the old one", () => p.area.attachResult(p.attach).result === AgentResult.DETACHED);
+    assert.match(p.area.attachResult(p.attach).message, /switched to another region/);
+    t.send("w 6");
+    await t.waitFor(/^did 6$/m);
+    assert.equal(p.counts.get(0), 40n);
+    assert.equal(p2.counts.get(0), 6n);
     await t.quit();
     assert.equal(t.status, 0);
   });

@@ -40,6 +40,22 @@ export function countingProgram(): Uint8Array {
   ]);
 }
 
+/** bpf_trace_printk("hit %d\n", 42): the format on the stack. */
+export function printkProgram(): Uint8Array {
+  return encodeInsns([
+    insn(0x18, 1, 0, 0, 0x20746968), // lddw r1, "hit %d\n\0"
+    insn(0, 0, 0, 0, 0x000a6425),
+    insn(0x7b, 10, 1, -8, 0), // *(u64 *)(r10 - 8) = r1
+    insn(0xbf, 1, 10), // r1 = r10
+    insn(0x07, 1, 0, 0, -8), // r1 += -8
+    insn(0xb7, 2, 0, 0, 8), // r2 = 8
+    insn(0xb7, 3, 0, 0, 42), // r3 = 42
+    insn(0x85, 0, 0, 0, 6), // call bpf_trace_printk
+    insn(0xb7, 0, 0, 0, 0),
+    insn(0x95),
+  ]);
+}
+
 export interface Plan {
   region: SharedRegion;
   area: NativeAgentArea;
@@ -71,10 +87,11 @@ export function makePlan(
   return { region, area, counts, plugin, prog, attach };
 }
 
-// As a child process: build the plan, say so, heartbeat until killed.
+// As a child process (`node agent-plan.js NAME ADDR SIZE [keep]`): build the
+// plan, say so, heartbeat until killed.
 if (require.main === module) {
-  const [name, addr, size] = process.argv.slice(2);
-  const plan = makePlan(name!, { address: BigInt(addr!), size: BigInt(size!) });
+  const [name, addr, size, keep] = process.argv.slice(2);
+  const plan = makePlan(name!, { address: BigInt(addr!), size: BigInt(size!) }, { keepOnExit: keep === "keep" });
   process.stdout.write(`plan ${plan.attach}\n`);
   setInterval(() => plan.area.heartbeat(), 100);
 }

@@ -228,8 +228,9 @@ class NativeAgentArea : public Napi::ObjectWrap<NativeAgentArea> {
       if (info[k].IsNull() || info[k].IsUndefined()) continue;
       auto *m = static_cast<bh_map *>(UnwrapMap(info[k]));
       if (m == nullptr || bh_map_get_info(m)->type != BH_MAP_TYPE_RINGBUF)
-        throw MakeError(env, "BAD_ARGUMENT", std::string("agent area: setRings: the ") + (k ? "log" : "printk") +
-                                                 " ring must be a ring buffer map or null");
+        throw MakeError(env, "BAD_ARGUMENT",
+                        std::string("agent area: setRings: the ") + (k ? "log" : "printk") +
+                            " ring must be a ring buffer map or null");
       idx[k] = bh_map_get_info(m)->index;
       gen[k] = bh_map_get_info(m)->gen;
     }
@@ -266,8 +267,7 @@ class NativeAgentArea : public Napi::ObjectWrap<NativeAgentArea> {
     Napi::Env env = info.Env();
     Live(env);
     uint32_t i = U32(info[0], "index");
-    if (i >= view_.n_attach())
-      throw MakeError(env, "BAD_ARGUMENT", "agent area: no attachment " + std::to_string(i));
+    if (i >= view_.n_attach()) throw MakeError(env, "BAD_ARGUMENT", "agent area: no attachment " + std::to_string(i));
     const bh_agent_attach_rec *rec = view_.attach_rec(i);
     Napi::Object o = Napi::Object::New(env);
     o.Set("state", shm::load_acquire(&rec->state));
