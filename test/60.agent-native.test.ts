@@ -297,6 +297,32 @@ describe("60 native agent", function () {
     log.close();
   });
 
+  it("injecting into a preloaded target reuses its agent and keeps its probes", async function () {
+    const why = ptraceSkipReason();
+    if (why) {
+      console.log(`      skipped: ${why}`);
+      this.skip();
+    }
+    const p = plan("reuse");
+    const t = preloaded(p);
+    await t.waitFor(/^ready$/m);
+    const r = injectLibrary(t.pid, AGENT_SO, { callSymbol: "bh_agent_attach_region", callArg: p.region.name });
+    assert.equal(r.reused, true);
+    assert.equal(r.callRet, 0);
+    // Watch the result for a few heartbeats: never detached, not even briefly.
+    const seen = new Set<number>();
+    for (const end = Date.now() + 500; Date.now() < end; ) {
+      seen.add(p.area.attachResult(p.attach).result);
+      await sleep(1);
+    }
+    assert.deepEqual([...seen], [AgentResult.ATTACHED]);
+    assert.equal(p.area.processes()[0]!.attached, 1);
+    t.send("w 9");
+    await t.waitFor(/^did 9$/m);
+    assert.equal(p.counts.get(0), 9n);
+    await t.quit();
+  });
+
   it("a missing region leaves the program untouched: same output, nothing on stderr", async () => {
     const plain = start({});
     plain.send("w 3");

@@ -658,6 +658,14 @@ void take_pending() {
     std::lock_guard<std::mutex> l(g.pending_mu);
     name = g.pending;
   }
+  std::unique_lock<std::mutex> lock(g.mu);
+  if (g.cur != nullptr && g.cur->name == name && !g.cur->controller_gone) {
+    // The region it serves already (an injection reusing a preloaded
+    // agent): apply what is published, keep what is attached.
+    apply(*g.cur);
+    return;
+  }
+  lock.unlock();
   Served *s = open_served(name);  // outside mu: mapping takes no runtime lock
   std::lock_guard<std::mutex> l(g.mu);
   if (g.cur != nullptr) {
