@@ -123,6 +123,8 @@ void bh_agent_futex_wake(uint32_t *word) { syscall(SYS_futex, word, FUTEX_WAKE, 
 
 int bh_agent_area_create(bh_region *r, const bh_agent_area_opts *opts, char *err, size_t err_len) {
   bh_region_header *h = header(r);
+  if (!bh_region_is_owner(r))
+    return fail(err, err_len, -EPERM, "agent area: only the creator of region '%s' writes its plan", bh_region_name(r));
   if (h->layout_version != 3)
     return fail(err, err_len, -EPROTO, "agent area: region layout %u has no agent area", h->layout_version);
   if (shm::load_acquire(&h->agent_off) != 0)

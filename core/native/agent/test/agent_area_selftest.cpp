@@ -37,6 +37,12 @@ int main() {
   char err[512];
   bh_agent_area *a = nullptr;
   CHECK(bh_agent_area_get(r, &a, err, sizeof err) == -ENOENT);
+  bh_region *other = nullptr;  // a second mapping: not the owner
+  CHECK(bh_region_open(name, &other) == 0);
+  if (other != nullptr) {
+    CHECK(bh_agent_area_create(other, nullptr, err, sizeof err) == -EPERM);
+    bh_region_close(other);
+  }
 
   bh_agent_area_opts o{};
   o.sz = sizeof o;
