@@ -16,7 +16,15 @@ import { native } from "@bpfhook/core/dist/native/binding.js";
 import { encodePrivateData, UPROBE } from "@bpfhook/plugin-frida-uprobe";
 import { AgentProcState, AgentResult } from "@bpfhook/core/dist/native/addon-types.js";
 import { expectError } from "./support/expect-error.js";
-import { AGENT_SO, makePlan, printkProgram, UPROBE_SO, type Plan } from "./support/agent-plan.js";
+import {
+  AGENT_SO,
+  countingProgram,
+  makePlan,
+  printkProgram,
+  tailCallProgram,
+  UPROBE_SO,
+  type Plan,
+} from "./support/agent-plan.js";
 
 const fixtures = path.resolve(__dirname, "..", "fixtures", "agent");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -295,6 +303,38 @@ describe("60 native agent", function () {
     lc.close();
     printk.close();
     log.close();
+  });
+
+  it("prog arrays: the agent fills slots from their records and follows slot changes at each publish", async () => {
+    const p = plan("tail", { publish: false });
+    assert.equal(p.area.removeAttach(p.attach), true); // only the tail-calling program this time
+    const arr = p.area.addProgArray(4);
+    const caller = p.area.addProgram("caller", tailCallProgram(), [{ progArray: arr }], {});
+    const plusOne = p.prog;
+    const plusTen = p.area.addProgram("plus_ten", countingProgram(10), [p.counts.native], {});
+    p.area.setProgArraySlot(arr, 0, plusOne);
+    const data = encodePrivateData({ address: work.address, attachType: UPROBE.id, flags: 0, funcSize: work.size, description: "target:work" });
+    const at = p.area.addAttach(p.plugin, caller, UPROBE.id, data, 0n);
+    p.area.publish();
+    const t = preloaded(p);
+    await t.waitFor(/^ready$/m);
+    assert.equal(p.area.attachResult(at).result, AgentResult.ATTACHED, p.area.attachResult(at).message);
+    t.send("w 5");
+    await t.waitFor(/^did 5$/m);
+    assert.equal(p.counts.get(0), 5n);
+    const step = async (prog: number, n: number, expect: bigint) => {
+      p.area.setProgArraySlot(arr, 0, prog);
+      const seq = p.area.publish();
+      await until(`seq ${seq} applied`, () => p.area.processes()[0]!.appliedSeq === seq);
+      t.send(`w ${n}`);
+      await t.waitFor(new RegExp(`^did ${n}$`, "m"));
+      assert.equal(p.counts.get(0), expect);
+    };
+    await step(plusTen, 2, 25n);
+    await step(-1, 3, 25n); // an empty slot: the caller falls through
+    await step(plusOne, 4, 29n);
+    assert.throws(() => p.area.setProgArraySlot(arr, 4, plusOne), /slot 4/);
+    await t.quit();
   });
 
   it("injecting into a preloaded target reuses its agent and keeps its probes", async function () {

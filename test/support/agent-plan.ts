@@ -23,8 +23,8 @@ export const UPROBE_SO = path.resolve(
   "libbpfhook_frida_uprobe.so",
 );
 
-/** counts[0] += 1 (lddw map-index form, src 1, index 0; atomic add). */
-export function countingProgram(): Uint8Array {
+/** counts[0] += `add` (lddw map-index form, src 1, index 0; atomic add). */
+export function countingProgram(add = 1): Uint8Array {
   return encodeInsns([
     insn(0x18, 1, 1, 0, 0), // lddw r1, maps[0]
     insn(0, 0, 0, 0, 0),
@@ -33,10 +33,22 @@ export function countingProgram(): Uint8Array {
     insn(0x62, 10, 0, -4, 0), // *(u32 *)(r10 - 4) = 0
     insn(0x85, 0, 0, 0, 1), // call bpf_map_lookup_elem
     insn(0x15, 0, 0, 2, 0), // if r0 == 0 goto +2
-    insn(0xb7, 1, 0, 0, 1), // r1 = 1
+    insn(0xb7, 1, 0, 0, add), // r1 = add
     insn(0xdb, 0, 1, 0, 0), // lock *(u64 *)(r0 + 0) += r1
     insn(0xb7, 0, 0, 0, 0), // r0 = 0
     insn(0x95), // exit
+  ]);
+}
+
+/** bpf_tail_call(ctx, maps[0], 0), then r0 = 0 (an empty slot falls through). */
+export function tailCallProgram(): Uint8Array {
+  return encodeInsns([
+    insn(0x18, 2, 1, 0, 0), // lddw r2, maps[0] (the prog array)
+    insn(0, 0, 0, 0, 0),
+    insn(0xb7, 3, 0, 0, 0), // r3 = 0
+    insn(0x85, 0, 0, 0, 12), // call bpf_tail_call (r1: the context, untouched)
+    insn(0xb7, 0, 0, 0, 0),
+    insn(0x95),
   ]);
 }
 
