@@ -37,8 +37,8 @@ class Target {
   exited = false;
   status: number | null = null;
 
-  constructor(file: string, env: NodeJS.ProcessEnv) {
-    this.child = spawn(file, [], { env, stdio: ["pipe", "pipe", "pipe"] });
+  constructor(file: string, env: NodeJS.ProcessEnv, args: string[] = []) {
+    this.child = spawn(file, args, { env, stdio: ["pipe", "pipe", "pipe"] });
     this.child.stdout!.setEncoding("utf8");
     this.child.stderr!.setEncoding("utf8");
     this.child.stdout!.on("data", (d: string) => (this.out += d));
@@ -445,6 +445,35 @@ describe("60 native agent", function () {
       }
     });
   }
+
+  it("a target in another pid namespace judges the controller by its heartbeat, not its pid", async function () {
+    if (spawnSync("unshare", ["--pid", "--fork", "--mount-proc", "true"]).status !== 0) {
+      console.log("      skipped: cannot make a pid namespace here (unshare --pid needs root or user namespaces)");
+      this.skip();
+    }
+    const p = plan("pidns");
+    const beat = setInterval(() => p.area.heartbeat(), 50);
+    try {
+      // Only the target gets the agent: env sets it inside the namespace.
+      const args = ["--pid", "--fork", "--mount-proc", "env", `LD_PRELOAD=${AGENT_SO}`, `BPFHOOK_REGION=${p.region.name}`, target];
+      const ns = new Target("unshare", process.env, args);
+      targets.push(ns);
+      await ns.waitFor(/^ready$/m);
+      assert.equal(p.area.attachResult(p.attach).result, AgentResult.ATTACHED, p.area.attachResult(p.attach).message);
+      assert.notEqual(p.area.attachResult(p.attach).pid, ns.pid, "the pid as the target's namespace sees it");
+      await sleep(600); // beyond a pid check's first tick: still attached
+      assert.equal(p.area.attachResult(p.attach).result, AgentResult.ATTACHED);
+      ns.send("w 8");
+      await ns.waitFor(/^did 8$/m);
+      assert.equal(p.counts.get(0), 8n);
+      clearInterval(beat);
+      await until("DETACHED once the heartbeat stops", () => p.area.attachResult(p.attach).result === AgentResult.DETACHED, 6000);
+      assert.match(p.area.attachResult(p.attach).message, /controller is gone/);
+      await ns.quit();
+    } finally {
+      clearInterval(beat);
+    }
+  });
 
   it("injected into a running target (not preloaded), bh_agent_attach_region makes it count", async function () {
     const why = ptraceSkipReason();

@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -159,6 +160,7 @@ struct Served {
   uint32_t failed = 0;
   uint32_t printk_map = ~0u, log_map = ~0u;
   bool controller_gone = false;
+  bool foreign_pidns = false;  // the controller runs in another pid namespace
 };
 
 struct Agent {
@@ -547,8 +549,15 @@ void detach_everything(Served &s, const char *why) {
 }
 
 // The controller's process is gone (or its pid now names another process).
+// A controller in another pid namespace (the region's creator_pidns is not
+// ours) has a pid that means nothing here: then only its heartbeat counts,
+// gone after 10 missed beats (CLOCK_MONOTONIC is shared across pid namespaces).
 bool controller_gone(Served &s) {
   bh_agent_area *a = s.view.area();
+  if (s.foreign_pidns) {
+    uint64_t beat = shm::load_acquire(&a->heartbeat_ns), now = bh_agent_now_ns();
+    return now > beat && now - beat > 10ull * BH_AGENT_HEARTBEAT_MS * 1000000ull;
+  }
   uint32_t pid = shm::load_acquire(&a->controller_pid);
   uint64_t start = shm::load_acquire(&a->controller_start);
   uint64_t now = bh_agent_proc_start_time(pid);
@@ -579,6 +588,9 @@ Served *open_served(const std::string &name) {
     delete s;
     return nullptr;
   }
+  struct stat st {};
+  const uint64_t creator_ns = static_cast<const bh_region_header *>(bh_region_base(r))->creator_pidns;
+  s->foreign_pidns = creator_ns != 0 && stat("/proc/self/ns/pid", &st) == 0 && uint64_t(st.st_ino) != creator_ns;
   // Logs go to the region's ring from here on (unless the env chose).
   sync_rings(*s);
   return s;
