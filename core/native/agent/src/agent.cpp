@@ -756,9 +756,13 @@ void atfork_child() {
     if (s == nullptr) return;
     // The probes (copied memory) fire here too: the child is an agent of its
     // own, with its own record.
-    uint32_t parent = s->proc >= 0 ? shm::load_relaxed(&s->view.proc_rec(uint32_t(s->proc))->pid) : 0;
+    bh_agent_proc_rec *old = s->proc >= 0 ? s->view.proc_rec(uint32_t(s->proc)) : nullptr;
+    uint32_t parent = old != nullptr ? shm::load_relaxed(&old->pid) : 0;
+    // What the parent had applied is what the child holds: a plan published
+    // since is applied by the child's control thread.
+    uint32_t applied = old != nullptr ? shm::load_acquire(&old->applied_seq) : 0;
     s->proc = claim_proc(*s, parent);
-    update_proc(*s, shm::load_acquire(&s->view.area()->plan_seq), true);
+    update_proc(*s, applied, true);
     raise_event(*s);
     start_control_thread();
   } catch (...) {
