@@ -35,7 +35,7 @@ describe("20 shared region", () => {
   it("creates a named object with a versioned header", () => {
     const r = make({ size: 1_000_000 });
     assert.equal(r.size, 1_003_520, "rounded up to a page");
-    assert.equal(r.layoutVersion, 2);
+    assert.equal(r.layoutVersion, 3);
     assert.equal(r.ncpus, native().possibleCpus());
     assert.ok(r.ncpus >= 1);
     assert.equal(r.owner, true);

@@ -22,6 +22,7 @@ export const ErrorCodes = [
   "PLUGIN_INVALID",
   "PLUGIN_NOT_FOUND",
   "READ_ONLY",
+  "REGION_FULL",
   "SCHEMA_INVALID",
   "VM_COMPILE",
   "VM_FAULT",

@@ -8,6 +8,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMaps(env, exports);
   InitRuntime(env, exports);
   InitInject(env, exports);
+  InitAgent(env, exports);
   return exports;
 }
 

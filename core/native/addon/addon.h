@@ -3,6 +3,7 @@
 #pragma once
 #include <napi.h>
 
+#include "bpfhook/region.h"
 #include "bpfhook/vm.h"
 #include "error_class.h"
 
@@ -14,6 +15,7 @@ void InitVm(Napi::Env env, Napi::Object exports);
 void InitMaps(Napi::Env env, Napi::Object exports);
 void InitRuntime(Napi::Env env, Napi::Object exports);
 void InitInject(Napi::Env env, Napi::Object exports);
+void InitAgent(Napi::Env env, Napi::Object exports);
 
 // Glue between bindings (maps_binding.cpp): the native map behind a JS map
 // object (NULL if it is not one), the address of an array map's value at a
@@ -24,6 +26,8 @@ int MapDesc(void *map, bh_vm_map *out);
 void SharedRegionBounds(const void **base, size_t *len);
 // The bounds of a JS region handle; false if `value` is not an open one.
 bool RegionBounds(Napi::Value value, const void **base, size_t *len);
+// The native region behind a JS region handle; NULL if not an open one.
+bh_region *UnwrapRegion(Napi::Value value);
 
 // Registers the standard helpers (bpfhelpers + map helpers) in a new VM.
 int RegisterStandardHelpers(void *cookie, bh_vm *vm);

@@ -26,8 +26,9 @@ std::string InjectErrnoName(int e) {
   }
 }
 
-// injectDlopen(pid, path, { timeoutMs?, noPathCheck? })
-//   -> { handle: bigint, base: bigint, reused: boolean, usedLibcDlopenMode: boolean }
+// injectDlopen(pid, path, { timeoutMs?, noPathCheck?, callSymbol?, callArg? })
+//   -> { handle: bigint, base: bigint, reused: boolean, usedLibcDlopenMode: boolean, called: boolean,
+//        callRet: number }
 // Throws INJECT_FAILED with errno (and detail.dlerror when the target's
 // dlopen returned NULL).
 Napi::Value InjectDlopen(const Napi::CallbackInfo &info) {
@@ -40,10 +41,19 @@ Napi::Value InjectDlopen(const Napi::CallbackInfo &info) {
   const std::string path = info[1].As<Napi::String>().Utf8Value();
   bh_inject_opts opts{};
   opts.sz = sizeof opts;
+  std::string call_symbol, call_arg;
   if (info.Length() > 2 && info[2].IsObject()) {
     Napi::Object o = info[2].As<Napi::Object>();
     if (o.Get("timeoutMs").IsNumber()) opts.timeout_ms = o.Get("timeoutMs").As<Napi::Number>().Uint32Value();
     if (o.Get("noPathCheck").ToBoolean().Value()) opts.flags |= BH_INJECT_NO_PATH_CHECK;
+    if (o.Get("callSymbol").IsString()) {
+      call_symbol = o.Get("callSymbol").As<Napi::String>().Utf8Value();
+      opts.call_symbol = call_symbol.c_str();
+    }
+    if (o.Get("callArg").IsString()) {
+      call_arg = o.Get("callArg").As<Napi::String>().Utf8Value();
+      opts.call_arg = call_arg.c_str();
+    }
   }
   bh_inject_result res{};
   char err[1024] = {0};
@@ -62,6 +72,8 @@ Napi::Value InjectDlopen(const Napi::CallbackInfo &info) {
   out.Set("base", Napi::BigInt::New(env, static_cast<uint64_t>(res.base)));
   out.Set("reused", Napi::Boolean::New(env, res.reused != 0));
   out.Set("usedLibcDlopenMode", Napi::Boolean::New(env, res.used_libc_dlopen_mode != 0));
+  out.Set("called", Napi::Boolean::New(env, res.called != 0));
+  out.Set("callRet", Napi::Number::New(env, res.call_ret));
   return out;
 }
 

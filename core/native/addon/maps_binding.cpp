@@ -619,6 +619,11 @@ bool RegionBounds(Napi::Value value, const void **base, size_t *len) {
   return true;
 }
 
+bh_region *UnwrapRegion(Napi::Value value) {
+  if (!value.IsExternal() || !value.As<Napi::External<RegionRef>>().CheckTypeTag(&kRegionTag)) return nullptr;
+  return value.As<Napi::External<RegionRef>>().Data()->region;
+}
+
 void SharedRegionBounds(const void **base, size_t *len) {
   std::lock_guard<std::mutex> lock(g_default_mu);
   if (g_default_region == nullptr) {

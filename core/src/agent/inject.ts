@@ -14,8 +14,16 @@ export interface InjectOptions {
    * and is not already mapped: the target's dlopen decides. Default false.
    */
   noPathCheck?: boolean;
-  /** After loading (or finding) the library, call its exported `symbol(arg)` in the target. */
-  call?: { symbol: string; arg: string };
+  /**
+   * After loading (or finding the library loaded already), call this
+   * exported function of the library in the target as `int fn(const char *)`
+   * on the thread held with ptrace (it must return quickly), e.g.
+   * "bh_agent_attach_region" of the agent. Resolved from the library's
+   * .dynsym; INJECT_FAILED -ENOENT if it exports no such function.
+   */
+  callSymbol?: string;
+  /** The string argument of callSymbol (copied onto the target's stack); absent: NULL. */
+  callArg?: string;
 }
 
 export interface InjectResult {
@@ -27,6 +35,10 @@ export interface InjectResult {
   reused: boolean;
   /** The target's libc had no dlopen (glibc < 2.34): __libc_dlopen_mode was used. */
   usedLibcDlopenMode: boolean;
+  /** callSymbol was called. */
+  called: boolean;
+  /** Its int result (0 when not called). */
+  callRet: number;
 }
 
 /**

@@ -31,7 +31,7 @@ import type { LoadedObject } from "../runtime/loaded-object.js";
 import { Runtime } from "../runtime/runtime.js";
 import { AgentEnv, processAlive } from "./area.js";
 import type { AgentBackend, AgentAttachOutcome } from "./backend.js";
-import { injectLibrary, type InjectResult } from "./inject.js";
+import { injectLibrary } from "./inject.js";
 import { mapDump, recordValue, type MapDump } from "./dump.js";
 
 /** Plugins that ship with bpfhook: always available to the CLI, resolved next to core only. */
@@ -215,11 +215,12 @@ export class AgentSession extends EventEmitter {
       const seq = backend.publish();
       const injected = injectLibrary(opts.pid, agentLib, {
         ...(opts.injectTimeoutMs === undefined ? {} : { timeoutMs: opts.injectTimeoutMs }),
-        call: { symbol: "bh_agent_attach_region", arg: runtime.sharedRegion().name },
-      }) as InjectResult & { callResult?: number };
-      if (injected.callResult !== undefined && injected.callResult < 0) {
-        throw new BpfhookError("AGENT_ERROR", `agent in process ${opts.pid} refused region ${runtime.sharedRegion().name} (${injected.callResult})`, {
-          errno: injected.callResult,
+        callSymbol: "bh_agent_attach_region",
+        callArg: runtime.sharedRegion().name,
+      });
+      if (injected.called && injected.callRet < 0) {
+        throw new BpfhookError("AGENT_ERROR", `agent in process ${opts.pid} refused region ${runtime.sharedRegion().name} (${injected.callRet})`, {
+          errno: injected.callRet,
         });
       }
       await waitAgentStart(backend, opts.pid, opts.startTimeoutMs ?? 5000, undefined, `process ${opts.pid}`);

@@ -14,19 +14,18 @@ export interface NativeAddon {
   NativeRuntime: new () => NativeRuntime;
 
   // ---- agent_binding.cpp ----
-  NativeAgentArea: {
-    /** bh_agent_area_create in a region this process owns. */
-    create(region: NativeRegionHandle, opts?: NativeAgentAreaOptions): NativeAgentArea;
-    /** bh_agent_area_get: the area of a mapped region (validated). */
-    open(region: NativeRegionHandle): NativeAgentArea;
-  };
+  NativeAgentArea: NativeAgentAreaStatic;
 
   // ---- inject_binding.cpp ----
   /**
    * Loads a library into process `pid` with ptrace (bh_inject_dlopen).
    * Throws INJECT_FAILED (errno; detail.dlerror when the target's dlopen failed).
    */
-  injectDlopen(pid: number, path: string, opts?: { timeoutMs?: number; noPathCheck?: boolean }): NativeInjectResult;
+  injectDlopen(
+    pid: number,
+    path: string,
+    opts?: { timeoutMs?: number; noPathCheck?: boolean; callSymbol?: string; callArg?: string },
+  ): NativeInjectResult;
 
   // ---- maps_binding.cpp ----
   // Data operations return 0 or a negative errno (TS builds the error with
@@ -260,6 +259,89 @@ export interface NativeInjectResult {
   reused: boolean;
   /** dlopen came from __libc_dlopen_mode (glibc < 2.34). */
   usedLibcDlopenMode: boolean;
+  /** callSymbol was called in the target; callRet is its int result. */
+  called: boolean;
+  callRet: number;
+}
+
+/** Options of NativeAgentArea.create (bh_agent_area_opts; 0/absent = defaults). */
+export interface NativeAgentAreaOptions {
+  /** Table capacities (defaults 32, 256, 64, 1024, 64). */
+  capPlugins?: number;
+  capProgs?: number;
+  capProgArrays?: number;
+  capAttach?: number;
+  capProcs?: number;
+  /** Keep probes attached when the controller dies (BH_AGENT_F_KEEP_ON_EXIT). */
+  keepOnExit?: boolean;
+  /** How long a starting agent waits for the first plan (0: 5000 ms). */
+  startWaitMs?: number;
+}
+
+/** The static side of NativeAgentArea (agent_binding.cpp). */
+export interface NativeAgentAreaStatic {
+  /** Writes a new agent area into `region` (owner, layout 3, none yet: AGENT_ERROR EEXIST otherwise). */
+  create(region: NativeRegionHandle, opts?: NativeAgentAreaOptions): NativeAgentArea;
+  /** The area of an existing region, validated (AGENT_ERROR -ENOENT / -EPROTO). */
+  open(region: NativeRegionHandle): NativeAgentArea;
+}
+
+/** BH_AGENT_ATTACH_* (attachResult().state) */
+export const AgentAttachState = { UNUSED: 0, WANT: 1, REMOVED: 2 } as const;
+/** BH_AGENT_RESULT_* (attachResult().result) */
+export const AgentResult = { PENDING: 0, ATTACHED: 1, FAILED: 2, DETACHED: 3 } as const;
+/** BH_AGENT_PROC_* (processes()[i].state) */
+export const AgentProcState = { FREE: 0, STARTING: 1, RUNNING: 2, GONE: 3 } as const;
+
+/**
+ * The controller's side of the agent area (core/native/agent/include/bpfhook/agent_area.h).
+ * Adders return the record index; errors are BpfhookError AGENT_ERROR (errno:
+ * -ENOSPC table full, -EINVAL bad reference) or REGION_FULL (-ENOMEM).
+ */
+export interface NativeAgentArea {
+  addPlugin(name: string, path: string, global: boolean): number;
+  /** maps: region maps (by index + gen) or prog array records, in lddw map-index order. */
+  addProgram(
+    name: string,
+    insns: Uint8Array,
+    maps: (NativeMapHandle | { progArray: number })[],
+    opts: { checked?: boolean; interpreter?: boolean; budget?: number },
+  ): number;
+  addProgArray(maxEntries: number): number;
+  /** prog -1 empties the slot. */
+  setProgArraySlot(array: number, slot: number, prog: number): void;
+  addAttach(plugin: number, prog: number, type: number, data: Uint8Array, cookie: bigint): number;
+  /** false: unknown or removed already. */
+  removeAttach(index: number): boolean;
+  /** Ring buffer maps of this region for trace_printk lines and agent logs (null: none). */
+  setRings(printk: NativeMapHandle | null, log: NativeMapHandle | null): void;
+  /** Raises plan_seq and wakes the agents; returns the new seq. */
+  publish(): number;
+  heartbeat(): void;
+  info(): {
+    planSeq: number;
+    agentEvent: number;
+    controllerPid: number;
+    controllerStart: bigint;
+    flags: number;
+    nAttach: number;
+    nProgs: number;
+    nPlugins: number;
+  };
+  /** state: AgentAttachState; result: AgentResult; error: negative errno when FAILED; pid: the agent that wrote it. */
+  attachResult(index: number): { state: number; result: number; error: number; pid: number; message: string };
+  /** Non-free process records. */
+  processes(): {
+    pid: number;
+    state: number;
+    startTime: bigint;
+    appliedSeq: number;
+    attached: number;
+    failed: number;
+    parent: number;
+    heartbeatNs: bigint;
+    comm: string;
+  }[];
 }
 
 // ---- agent_binding.cpp types ----

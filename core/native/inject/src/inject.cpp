@@ -256,6 +256,9 @@ class Session {
     return 0;
   }
 
+  // The target's stack pointer when it was stopped (valid after attach).
+  uint64_t saved_rsp() const { return saved_.rsp; }
+
   int write_mem(uint64_t addr, const void *buf, size_t len, Error *e) {
     iovec local{const_cast<void *>(buf), len};
     iovec remote{reinterpret_cast<void *>(addr), len};
@@ -446,7 +449,43 @@ int find_symbols(int pid, const std::vector<Mapping> &maps, Symbols *out, Error 
   return 0;
 }
 
-int inject(int pid, const char *path, uint32_t timeout_ms, uint32_t flags, bh_inject_result *res, Error *e) {
+// Calls the library's exported `symbol`(arg) in the stopped target.
+int call_export(Session &s, int pid, const char *path, const char *symbol, const char *arg, bh_inject_result *res,
+                Error *e) {
+  const std::string file = proc_path(pid, "root") + path;
+  struct stat st {};
+  if (stat(file.c_str(), &st) != 0)
+    return fail(e, -ENOENT, "inject: library '%s' does not exist for process %d", path, pid);
+  uint64_t base = find_mapped(read_maps(pid), st, path);
+  if (base == 0) return fail(e, -ENOENT, "inject: library '%s' is not mapped in process %d", path, pid);
+  DynsymLookup d;
+  std::string err;
+  int rc = find_dynsym(file, symbol, &d, &err);
+  if (rc == -ENOENT) return fail(e, -ENOENT, "inject: library '%s' exports no function '%s'", path, symbol);
+  if (rc != 0) return fail(e, rc, "inject: '%s': %s", path, err.c_str());
+  const uint64_t fn = base - d.first_load + d.value;
+  // The argument below the red zone (and some slack), 16-byte aligned; the
+  // call's frame below it.
+  uint64_t str = 0;
+  uint64_t top = s.saved_rsp() - kRedZone - kStackSlack;
+  if (arg != nullptr) {
+    const size_t len = strnlen(arg, kMaxPath);
+    if (len >= kMaxPath) return fail(e, -ENAMETOOLONG, "inject: call argument longer than %zu bytes", kMaxPath);
+    str = (top - (len + 1)) & ~uint64_t{15};
+    rc = s.write_mem(str, arg, len + 1, e);
+    if (rc != 0) return rc;
+    top = str;
+  }
+  uint64_t ret = 0;
+  rc = s.call(fn, str, 0, top, &ret, symbol, e);
+  if (rc != 0) return rc;
+  res->called = 1;
+  res->call_ret = static_cast<int>(static_cast<uint32_t>(ret));  // an int return: eax
+  return 0;
+}
+
+int inject(int pid, const char *path, uint32_t timeout_ms, uint32_t flags, const char *call_symbol,
+           const char *call_arg, bh_inject_result *res, Error *e) {
   if (pid <= 0) return fail(e, -EINVAL, "inject: bad pid %d", pid);
   if (path == nullptr || path[0] == '\0') return fail(e, -EINVAL, "inject: empty library path");
   const size_t path_len = strnlen(path, kMaxPath);
@@ -454,6 +493,7 @@ int inject(int pid, const char *path, uint32_t timeout_ms, uint32_t flags, bh_in
   if (pid == getpid()) return fail(e, -EINVAL, "inject: process %d is this process (use dlopen)", pid);
   if (kill(pid, 0) != 0 && errno == ESRCH) return fail(e, -ESRCH, "inject: no such process %d", pid);
   if (diagnose(pid, e) != 0) return e->code;
+  if (call_symbol != nullptr && call_symbol[0] == '\0') call_symbol = nullptr;
 
   if ((flags & BH_INJECT_NO_PATH_CHECK) == 0) {
     if (path[0] != '/') return fail(e, -EINVAL, "inject: library path '%s' is not absolute", path);
@@ -467,23 +507,24 @@ int inject(int pid, const char *path, uint32_t timeout_ms, uint32_t flags, bh_in
     if (base != 0) {
       res->reused = 1;
       res->base = base;
-      return 0;
+      if (call_symbol == nullptr) return 0;
     }
   }
 
   Symbols syms;
-  int rc = find_symbols(pid, read_maps(pid), &syms, e);
-  if (rc != 0) return rc;
-  res->used_libc_dlopen_mode = syms.libc_dlopen_mode ? 1 : 0;
+  int rc = 0;
+  if (!res->reused) {
+    rc = find_symbols(pid, read_maps(pid), &syms, e);
+    if (rc != 0) return rc;
+    res->used_libc_dlopen_mode = syms.libc_dlopen_mode ? 1 : 0;
+  }
 
   Session s(pid, timeout_ms);
   rc = s.attach(e);
-  if (rc == 0) {
-    user_regs_struct regs{};
-    ptrace(PTRACE_GETREGS, pid, nullptr, &regs);
+  if (rc == 0 && !res->reused) {
     // The path string goes below the red zone (and some slack), 16-byte
     // aligned; the call's frame goes below it.
-    uint64_t str = (regs.rsp - kRedZone - kStackSlack - (path_len + 1)) & ~uint64_t{15};
+    uint64_t str = (s.saved_rsp() - kRedZone - kStackSlack - (path_len + 1)) & ~uint64_t{15};
     rc = s.write_mem(str, path, path_len + 1, e);
     uint64_t handle = 0;
     if (rc == 0) rc = s.call(syms.dlopen, str, kRtldNow, str, &handle, "dlopen", e);
@@ -501,9 +542,10 @@ int inject(int pid, const char *path, uint32_t timeout_ms, uint32_t flags, bh_in
     }
     res->handle = handle;
   }
+  if (rc == 0 && call_symbol != nullptr) rc = call_export(s, pid, path, call_symbol, call_arg, res, e);
   s.finish(e);
   if (rc == 0 && e->code != 0) rc = e->code;
-  if (rc == 0) {
+  if (rc == 0 && !res->reused) {
     struct stat st {};
     if (stat((proc_path(pid, "root") + path).c_str(), &st) == 0) res->base = find_mapped(read_maps(pid), st, path);
   }
@@ -520,16 +562,21 @@ extern "C" int bh_inject_dlopen(int pid, const char *path, const struct bh_injec
   // Fields past the caller's sz keep their defaults (libbpf's OPTS rule).
   uint32_t timeout_ms = kDefaultTimeoutMs;
   uint32_t flags = 0;
+  const char *call_symbol = nullptr, *call_arg = nullptr;
   if (opts != nullptr) {
     if (opts->sz >= offsetof(bh_inject_opts, timeout_ms) + sizeof opts->timeout_ms && opts->timeout_ms != 0)
       timeout_ms = opts->timeout_ms;
     if (opts->sz >= offsetof(bh_inject_opts, flags) + sizeof opts->flags) flags = opts->flags;
+    if (opts->sz >= offsetof(bh_inject_opts, call_arg) + sizeof opts->call_arg) {
+      call_symbol = opts->call_symbol;
+      call_arg = opts->call_arg;
+    }
   }
   bh_inject_result local{};
   bh_inject_result *res = result != nullptr ? result : &local;
   *res = bh_inject_result{};
   Error e;
-  int rc = inject(pid, path, timeout_ms, flags, res, &e);
+  int rc = inject(pid, path, timeout_ms, flags, call_symbol, call_arg, res, &e);
   if (err != nullptr && err_len > 0) snprintf(err, err_len, "%s", rc == 0 ? "" : e.msg.c_str());
   return rc;
 }

@@ -355,6 +355,7 @@ int bh_map_open(bh_region *r, uint32_t index, bh_map **out) {
   info.user_value_size = is_per_cpu(d->type) ? round8(d->value_size) * info.ncpus : d->value_size;
   info.storage_off = d->storage_off;
   info.storage_size = d->storage_size;
+  info.gen = d->gen;
   // The entry's sizes pass the same checks as a new map's before they size
   // anything (compute_layout trusts them: a huge max_entries would never end
   // its bucket loop, a small LPM key would wrap its node size).

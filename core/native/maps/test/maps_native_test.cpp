@@ -99,7 +99,8 @@ static void test_region() {
   CHECK_EQ(bh_region_ncpus(r), bh_possible_cpus());
   auto *h = static_cast<bh_region_header *>(bh_region_base(r));
   CHECK(h->magic == BH_REGION_MAGIC);
-  CHECK_EQ(h->layout_version, 2);
+  CHECK_EQ(h->layout_version, 3);
+  CHECK_EQ(h->agent_off, 0);
   CHECK_EQ(h->dir_capacity, 8);
   CHECK_EQ(h->data_offset % 4096, 0);
 

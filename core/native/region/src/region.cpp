@@ -25,8 +25,8 @@
 
 static_assert(sizeof(bh_region_header) <= BH_REGION_HEADER_BYTES, "header must fit its page");
 static_assert(sizeof(bh_region_map_desc) == 256, "directory entries are 256 bytes");
-static_assert(offsetof(bh_region_header, reserved) + sizeof(uint64_t) * 19 == 272,
-              "layout 2 took its fields from the reserved space: the header keeps its size");
+static_assert(offsetof(bh_region_header, reserved) + sizeof(uint64_t) * 17 == 272,
+              "layouts 2 and 3 took their fields from the reserved space: the header keeps its size");
 
 namespace bpfhook::region {
 namespace {
@@ -761,7 +761,9 @@ int bh_region_clean_stale(bh_region_removed_fn removed, void *cookie) {
       h.creator_pid = named_creator_gone(e->d_name, st);
       if (h.creator_pid == 0) continue;
     } else {
-      if (h.layout_version != 1 && h.layout_version != BH_REGION_LAYOUT_VERSION) continue;
+      // Every layout this build has known (1..3): a controller of an older
+      // build may have left it.
+      if (h.layout_version < 1 || h.layout_version > BH_REGION_LAYOUT_VERSION) continue;
       // Pids of another namespace name other processes here: never judge them.
       if (h.layout_version >= 2 && h.creator_pidns != 0 && our_ns != 0 && h.creator_pidns != our_ns) continue;
       if (!creator_gone(h)) continue;

@@ -22,6 +22,14 @@ struct bh_inject_opts {
   // dlerror call). 0: 5000 ms.
   uint32_t timeout_ms;
   uint32_t flags;  // BH_INJECT_*
+  // After the dlopen (or when the library was already loaded): call the
+  // library's exported function `call_symbol` (resolved from the file's
+  // .dynsym and its load base in the target) as int fn(const char *arg) on
+  // the target's main thread, with `call_arg` copied onto its stack (NULL:
+  // passes NULL). NULL: no call. The function must return quickly (it runs
+  // on a thread held with ptrace). Agent mode: bh_agent_attach_region.
+  const char *call_symbol;
+  const char *call_arg;
 };
 
 struct bh_inject_result {
@@ -37,6 +45,9 @@ struct bh_inject_result {
   int used_libc_dlopen_mode;
   // The target's dlerror() text when its dlopen returned NULL.
   char dlerror[512];
+  // 1 when call_symbol was called; call_ret is its int result.
+  int called;
+  int call_ret;
 };
 
 // Loads `path` into process `pid` with the target's own dlopen(path,
@@ -49,6 +60,7 @@ struct bh_inject_result {
 //   -ENOEXEC the target's dlopen returned NULL (result->dlerror, and `err`)
 //   -ENOSYS  no dlopen / __libc_dlopen_mode in the target's libc
 //   -ETIMEDOUT a wait passed opts->timeout_ms
+//   -ENOENT  (with call_symbol) the library exports no such function
 // Every path restores the target's registers (and FP/vector state) and
 // detaches.
 int bh_inject_dlopen(int pid, const char *path, const struct bh_inject_opts *opts, struct bh_inject_result *result,

@@ -168,6 +168,7 @@ typedef struct bh_map_info {
   uint64_t map_extra;
   uint64_t storage_off;
   uint64_t storage_size;
+  uint32_t gen; /* the directory entry's gen (index + gen name this map, agent mode's map refs) */
 } bh_map_info;
 
 /* ---- life ---- */

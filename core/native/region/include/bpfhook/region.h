@@ -4,7 +4,9 @@
  * that both modes run the same code and the agent of a later issue only has
  * to open the region by name.
  *
- * LAYOUT (version 2: freed maps and a free list; locks that hold their owner's tid)
+ * LAYOUT (version 3: version 2's freed maps, free list and locks that hold
+ * their owner's tid, plus the header's agent_off / agent_size: where agent
+ * mode's agent area is, bpfhook/agent_area.h; 0 in embedded mode)
  *
  * Every reference inside the region is a byte offset from the region's first
  * byte, never a pointer: each process maps the object wherever mmap puts it
@@ -17,7 +19,8 @@
  *                         offsets, the bump allocator's cursor, the lock
  *                         that serialises directory writers and the
  *                         allocator's free list, the creator's identity
- *                         (pid, start time, pid namespace) for stale cleanup
+ *                         (pid, start time, pid namespace) for stale cleanup,
+ *                         the agent area's offset and size (0: none)
  *   dir_offset (4096)   map directory: dir_capacity x bh_region_map_desc
  *                         (256 bytes each): name, type, key/value size,
  *                         max_entries, flags, map_extra, state, gen, and the
@@ -93,7 +96,7 @@ extern "C" {
 #endif
 
 #define BH_REGION_MAGIC 0x4e4f494745524842ULL /* "BHREGION" in memory order */
-#define BH_REGION_LAYOUT_VERSION 2u
+#define BH_REGION_LAYOUT_VERSION 3u
 #define BH_REGION_HEADER_BYTES 4096u
 #define BH_REGION_NAME_MAX 64u /* map names: up to 63 bytes + NUL */
 #define BH_REGION_DEFAULT_SIZE (64ull << 20)
@@ -129,7 +132,10 @@ typedef struct bh_region_header {
   uint64_t free_bytes;    /* bytes in free blocks */
   uint32_t live_maps;     /* entries in state LIVE */
   uint32_t reserved0;
-  uint64_t reserved[19]; /* zero; later versions add tables here */
+  /* Layout version 3: */
+  uint64_t agent_off;    /* the agent area (bpfhook/agent_area.h), 0 = none */
+  uint64_t agent_size;   /* its bytes (the area struct and its tables) */
+  uint64_t reserved[17]; /* zero; later versions add tables here */
 } bh_region_header;
 
 typedef struct bh_region_map_desc {
