@@ -4,6 +4,7 @@
  * (u64s beyond 2^53 become decimal strings), structs become objects (BTF),
  * bytes without a type become hex strings.
  */
+import type { BtfTypeInfo } from "../loader/index.js";
 import { codecFromBtf } from "../runtime/btf-codec.js";
 import type { LoadedObject } from "../runtime/loaded-object.js";
 import type { ObjectMap } from "../runtime/object-maps.js";
@@ -23,15 +24,34 @@ export const DUMP_LIMIT = 10_000;
 export function mapDump(objName: string, m: ObjectMap, qualify: boolean): MapDump | undefined {
   const map = m.map as unknown as { typeName?: string; entries?: () => Iterable<[unknown, unknown]>; values?: () => Iterable<unknown> };
   const type = map.typeName ?? "unknown";
-  if (NOT_DUMPED.has(type) || m.name === ".kconfig") return undefined;
+  // Constants (.rodata, .kconfig) say nothing about the run.
+  if (NOT_DUMPED.has(type) || m.name === ".kconfig" || m.name.startsWith(".rodata")) return undefined;
+  const datasec = m.spec.valueType?.kind === "datasec" ? m.spec.valueType : undefined;
   const entries: { key: unknown; value: unknown }[] = [];
   if (typeof map.entries === "function") {
     for (const [key, value] of map.entries()) {
-      entries.push({ key: jsonValue(key), value: jsonValue(value) });
+      entries.push({ key: jsonValue(key), value: datasec && Buffer.isBuffer(value) ? globals(datasec, value) : jsonValue(value) });
       if (entries.length >= DUMP_LIMIT) break;
     }
   }
+  // Numeric keys in order: a histogram reads top to bottom.
+  if (entries.every((e) => typeof e.key === "number")) entries.sort((a, b) => (a.key as number) - (b.key as number));
   return { name: qualify ? `${objName}.${m.name}` : m.name, type, entries };
+}
+
+/** A global data section (.bss, .data): its variables by name, decoded from BTF. */
+function globals(sec: BtfTypeInfo, value: Buffer): unknown {
+  const out: Record<string, unknown> = {};
+  for (const v of sec.members ?? []) {
+    const size = v.type.size;
+    if (v.offset + size > value.length || size === 0) continue;
+    try {
+      out[v.name] = jsonValue(codecFromBtf(v.type, size).decode(value, v.offset));
+    } catch {
+      out[v.name] = value.subarray(v.offset, v.offset + size).toString("hex");
+    }
+  }
+  return out;
 }
 
 /** A ring/perf record: decoded with the object's struct of that size when there is one. */

@@ -186,7 +186,6 @@ export class AgentSession extends EventEmitter {
       const s = session;
       void exitEarly.then((st) => s.#onExit(st));
       runtime.setAttachTarget({ pid, moduleRelative: true });
-      opts.progress?.(`attaching in process ${pid}`);
       await session.#populate(opts, cfg);
       await session.#handOver(opts.settleTimeoutMs);
       return session;

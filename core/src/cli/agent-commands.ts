@@ -23,6 +23,7 @@ interface CommonOpts {
   keepProbes?: boolean;
   agentLog?: string;
   quiet?: boolean;
+  verbose?: boolean;
   regionSize?: string;
   startTimeout?: string;
 }
@@ -36,7 +37,8 @@ function commonOptions(cmd: Command): Command {
     .option("--agent-log <file>", "where the agent in the target logs: a file, or 'stderr' (default: through bpfhook)")
     .option("--region-size <bytes>", "size of the shared region (default: the config's, else 64 MiB)")
     .option("--start-timeout <ms>", "bound on waiting for the agent to start and to answer", "5000")
-    .option("-q, --quiet", "no progress lines");
+    .option("-q, --quiet", "no progress lines")
+    .option("-v, --verbose", "also the agent's info lines (plugins loaded, each attachment)");
 }
 
 function sessionOptions(objects: string[], o: CommonOpts, printer: Printer): AgentSessionOptions {
@@ -114,7 +116,7 @@ export function runCommand(): Command {
   )
     .action(async (objects: string[], o: CommonOpts) => {
       const json = wantsJson(o);
-      const printer = new Printer(json, process.stdout, process.stderr, o.quiet === true);
+      const printer = new Printer(json, process.stdout, process.stderr, o.quiet === true, o.verbose === true);
       // commander hands the words after "--" to the variadic argument too: they are the command.
       const sep = process.argv.indexOf("--");
       const command = sep >= 0 ? process.argv.slice(sep + 1) : [];
@@ -167,7 +169,7 @@ export function attachCommand(): Command {
       .requiredOption("-p, --pid <pid>", "the process to attach to")
       .option("-d, --duration <seconds>", "detach after this many seconds (default: until Ctrl-C or the process exits)"),
   ).action(async (objects: string[], o: CommonOpts & { pid: string; duration?: string }) => {
-    const printer = new Printer(wantsJson(o), process.stdout, process.stderr, o.quiet === true);
+    const printer = new Printer(wantsJson(o), process.stdout, process.stderr, o.quiet === true, o.verbose === true);
     await guarded(printer, async () => {
       const pid = parsePositive(o.pid, "--pid");
       const duration = o.duration === undefined ? undefined : Number(o.duration);

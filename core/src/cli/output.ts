@@ -13,6 +13,7 @@ export class Printer {
     private readonly out: NodeJS.WritableStream = process.stdout,
     private readonly err: NodeJS.WritableStream = process.stderr,
     private readonly quiet = false,
+    private readonly verbose = false,
   ) {}
 
   line(type: string, data: unknown, human: string, toStderr = false): void {
@@ -30,10 +31,12 @@ export class Printer {
   }
 
   attached(a: AttachmentReport): void {
+    // Plugins' descriptions usually start with the type already ("uprobe /bin/app:f").
+    const what = a.target.startsWith(`${a.attach} `) ? a.target : `${a.attach} ${a.target}`;
     this.line(
       "attached",
       { program: a.program, attach: a.attach, target: a.target, pid: a.pid },
-      `attached ${a.attach} ${a.target} (prog ${a.program}) in process ${a.pid}`,
+      `attached ${what} (prog ${a.program}) in process ${a.pid}`,
       true,
     );
   }
@@ -47,7 +50,9 @@ export class Printer {
     this.line("event", e.cpu === undefined ? { map: e.map, value: e.value } : { map: e.map, value: e.value, cpu: e.cpu }, `${e.map}: ${human}`);
   }
 
+  /** The agent's own lines: warnings and errors for people (all of them with -v), everything in JSON. */
   log(l: AgentLogLine): void {
+    if (!this.json && !this.verbose && (l.level === "debug" || l.level === "info")) return;
     this.line("log", l, `bpfhook agent[${l.pid}] ${l.level}: ${l.message}`, true);
   }
 

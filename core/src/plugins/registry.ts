@@ -37,6 +37,7 @@ export class PluginRegistry {
   private readonly prefixes = new Map<string, ResolvedType>();
   /** Plugins that came from packages, by the package's real directory. */
   private readonly byPackageDir = new Map<string, AttachPlugin>();
+  private readonly byPackageName = new Map<string, AttachPlugin>();
   private readonly origins = new Map<string, PluginOrigin>();
 
   constructor(@inject(PluginLoaderToken) private readonly loader: PluginLoader) {}
@@ -91,6 +92,7 @@ export class PluginRegistry {
     if (from) {
       this.origins.set(plugin.name, from);
       this.byPackageDir.set(from.packageDir, plugin);
+      this.byPackageName.set(from.packageName, plugin);
     }
     container.register(AttachPluginToken, { useValue: plugin });
     for (const type of plugin.attachTypes) {
@@ -108,7 +110,16 @@ export class PluginRegistry {
    * naming it again returns the plugin registered the first time.
    */
   registerPackage(name: string, fromDir: string, container: DependencyContainer): AttachPlugin {
-    const found = this.loader.load(name, fromDir);
+    let found;
+    try {
+      found = this.loader.load(name, fromDir);
+    } catch (err) {
+      // Named again where it cannot be resolved (a config in /tmp naming a
+      // plugin the CLI registered next to core): the package is registered.
+      const known = err instanceof BpfhookError && err.code === "PLUGIN_NOT_FOUND" ? this.byPackageName.get(name) : undefined;
+      if (known) return known;
+      throw err;
+    }
     const already = this.byPackageDir.get(found.packageDir);
     if (already) return already;
     return this.register(found.exported, container, `package ${name}`, {

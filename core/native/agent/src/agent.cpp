@@ -49,7 +49,8 @@ namespace {
 namespace shm = bpfhook::shm;
 using bpfhook::agent::AreaView;
 
-constexpr int kLogErr = 3, kLogWarn = 4, kLogInfo = 6;
+// bh_log_level (plugin.h): what plugins pass to host->log, and what the log ring carries.
+constexpr int kLogErr = BH_LOG_ERROR, kLogWarn = BH_LOG_WARN, kLogInfo = BH_LOG_INFO;
 constexpr uint32_t kDefaultStartWaitMs = 5000;
 
 // ---- logging ----------------------------------------------------------------
@@ -84,8 +85,8 @@ void agent_log(int level, const char *fmt, ...) {
     if (g_log_fd < 0) return;
     char line[900];
     int m = snprintf(line, sizeof line, "bpfhook-agent[%d] %s: %s\n", int(getpid()),
-                     level <= kLogErr    ? "error"
-                     : level <= kLogWarn ? "warning"
+                     level >= kLogErr    ? "error"
+                     : level >= kLogWarn ? "warning"
                                          : "info",
                      msg);
     if (m > 0) {

@@ -108,7 +108,7 @@ function ptraceSkipReason(): string | undefined {
 
 const uniqueName = (tag: string) => `/bpfhook-t60-${tag}-${process.pid}-${randomBytes(4).toString("hex")}`;
 
-describe("60 native agent", function () {
+describe("57 native agent", function () {
   let dir: string;
   let target: string;
   let work: { address: bigint; size: bigint };
