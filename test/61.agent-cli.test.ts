@@ -280,6 +280,23 @@ describe("61 agent mode: bpfhook run / attach / maps / ps / detach", function ()
     process.kill(pid, "SIGKILL");
   });
 
+  it("an agent that dies during the attach (its process with it): bpfhook reports which attachments have no answer, exits 1, removes its region", () => {
+    const t0 = Date.now();
+    const r = spawnSync(process.execPath, [cli, "run", "-j", object, "--", victim, "5", "0"], {
+      cwd: repoRoot,
+      encoding: "utf8",
+      timeout: 30_000,
+      env: { ...process.env, BPFHOOK_AGENT_FAULT: "1" },
+    });
+    assert.equal(r.status, 1, `${r.stdout}\n${r.stderr}`);
+    assert.ok(Date.now() - t0 < 10_000, "nothing waited for the dead agent's bound");
+    const err = jsonLines(r.stdout).find((l) => l.type === "error");
+    assert.ok(err, r.stdout);
+    assert.match(err.data.message, /no agent answered/);
+    assert.doesNotMatch(r.stderr, /^main /m, "the program died before main");
+    assert.deepEqual(regionsOf(r.pid!), []);
+  });
+
   it("errors: a bad config names file:line:column; a missing symbol names it and leaves no process behind; exit 1 and a JSON error", () => {
     const bad = path.join(dir, "bad.yaml");
     writeFileSync(bad, "objects:\n  - path: count.bpf.o\n    progams: {}\n");

@@ -278,9 +278,17 @@ export class AgentSession extends EventEmitter {
     }
     if (failed.length > 0) {
       for (const f of failed) this.emit("attachFailed", f);
+      // A target that died while attaching (the agent crashed with it) answers nothing.
+      const died = !processAlive(this.pid) ? `process ${this.pid} died during the attach; ` : "";
       throw new BpfhookError(
         "ATTACH_FAILED",
-        failed.map((f) => `prog '${f.program}' (${f.attach} ${f.target}): ${f.message || `error ${f.errno}`}${f.pid ? ` (process ${f.pid})` : ""}`).join("; "),
+        died +
+          failed
+            .map((f) => {
+              const what = f.target.startsWith(`${f.attach} `) ? f.target : `${f.attach} ${f.target}`;
+              return `prog '${f.program}' (${what}): ${f.message || `error ${f.errno}`}${f.pid ? ` (process ${f.pid})` : ""}`;
+            })
+            .join("; "),
         { errno: failed[0]!.errno },
       );
     }
@@ -401,6 +409,12 @@ async function makeRuntime(opts: AgentSessionOptions): Promise<{ runtime: Runtim
     return { runtime, backend, cfg };
   } catch (err) {
     runtime.close();
+    if (err instanceof BpfhookError && /full|ENOMEM/.test(err.message)) {
+      throw new BpfhookError(err.code, `${err.message}; give a bigger region (--region-size, or region.size in the config)`, {
+        ...err.detail,
+        cause: err,
+      });
+    }
     throw err;
   }
 }

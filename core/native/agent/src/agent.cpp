@@ -59,6 +59,11 @@ int g_log_fd = -1;                          // BPFHOOK_AGENT_LOG (file or stderr
 bool g_log_env = false;                     // the env chose the destination
 std::atomic<bh_map *> g_log_ring{nullptr};  // else the region's log ring
 std::atomic<bh_map *> g_printk_ring{nullptr};
+// Fault injection for the tests of "the agent dies during an attach":
+// BPFHOOK_AGENT_FAULT=N kills this process (SIGKILL) right after its N-th
+// successful attachment. Read once at start; -1: off.
+long g_fault_after = -1;
+long g_attached_total = 0;
 
 uint32_t self_tid() { return uint32_t(syscall(SYS_gettid)); }
 
@@ -537,6 +542,7 @@ void apply(Served &s) {
       s.links[t.index] = rc;
       write_result(s, t.index, BH_AGENT_RESULT_ATTACHED, 0, "");
       agent_log(kLogInfo, "attachment %u: prog '%s' attached", t.index, bh_program_name(t.prog));
+      if (g_fault_after >= 0 && ++g_attached_total == g_fault_after) raise(SIGKILL);
     }
   }
   update_proc(s, seq, true);
@@ -798,6 +804,8 @@ __attribute__((constructor)) void agent_init() {
   try {
     Agent &g = agent();
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    const char *fault = getenv("BPFHOOK_AGENT_FAULT");
+    if (fault != nullptr && fault[0] != '\0') g_fault_after = strtol(fault, nullptr, 10);
     const char *log = getenv(BH_AGENT_ENV_LOG);
     if (log != nullptr && log[0] != '\0') {
       g_log_env = true;
