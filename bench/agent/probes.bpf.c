@@ -1,18 +1,15 @@
 // bench:agent's programs: the same shapes bench:uprobe attaches embedded.
 // Each "empty" program counts its hits with one plain add to its own slot
-// of `hits` (the loop is single-threaded), so the bench can check that it
-// fired once per call; hash_counter does a lookup and an atomic add.
+// of the global `hits` (.bss: lddw of a map value, no helper call, as
+// bench:uprobe's assembled programs; the loop is single-threaded), so the
+// bench can check that it fired once per call; hash_counter does a lookup
+// and an atomic add.
 #include <linux/bpf.h>
 #include <asm/ptrace.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
-struct {
-  __uint(type, BPF_MAP_TYPE_ARRAY);
-  __uint(max_entries, 16);
-  __type(key, __u32);
-  __type(value, __u64);
-} hits SEC(".maps");
+__u64 hits[16] = {};
 
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
@@ -22,12 +19,7 @@ struct {
 } counts SEC(".maps");
 
 #define T "libbpfhook_targets.so:bh_target_empty"
-#define COUNT(slot)                                       \
-  do {                                                    \
-    __u32 k = (slot);                                     \
-    __u64 *n = bpf_map_lookup_elem(&hits, &k);            \
-    if (n) *n += 1;                                       \
-  } while (0)
+#define COUNT(slot) (hits[(slot)] += 1)
 
 SEC("uprobe/" T) int up(void *ctx) { COUNT(0); return 0; }
 SEC("uretprobe/" T) int uret(void *ctx) { COUNT(1); return 0; }

@@ -258,7 +258,7 @@ export class AgentSession extends EventEmitter {
         this.#links.push(await program.attach());
       }
     }
-    if (this.#links.length === 0) throw new BpfhookError("BAD_ARGUMENT", "nothing to attach: give a config (-c) or objects");
+    if (!cfg && (opts.objects ?? []).length === 0) throw new BpfhookError("BAD_ARGUMENT", "nothing to load: give a config (-c) or objects");
   }
 
   /** run: publishes the plan the starting agent waits for, then collects its answers. */

@@ -115,6 +115,8 @@ export function runCommand(): Command {
       .usage("[options] (-c CONFIG | OBJECT.bpf.o ...) -- COMMAND [ARGS...]"),
   )
     .action(async (objects: string[], o: CommonOpts) => {
+      // bench:agent splits its start-up figure at this point (after Node and bpfhook's modules loaded).
+      if (process.env.BPFHOOK_TIMING) process.stderr.write(`bpfhook-timing action ${Math.round((performance.timeOrigin + performance.now()) * 1e6)}\n`);
       const json = wantsJson(o);
       const printer = new Printer(json, process.stdout, process.stderr, o.quiet === true, o.verbose === true);
       // commander hands the words after "--" to the variadic argument too: they are the command.
