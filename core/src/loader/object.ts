@@ -35,7 +35,8 @@ export function loadObject(pathOrBuffer: string | Uint8Array, opts: LoadObjectOp
     maps: maps.specs,
   };
   if (ctx.file !== undefined) object.file = ctx.file;
-  if (btf !== undefined) object.structsOfSize = (size) => btf.structsOfSize(size);
+  // Not enumerable: the object stays plain data for comparisons and JSON.
+  if (btf !== undefined) Object.defineProperty(object, "structsOfSize", { value: (size: number) => btf.structsOfSize(size) });
   const version = readVersion(elf, ctx);
   if (version !== undefined) object.kernelVersion = version;
   return object;
