@@ -345,7 +345,7 @@ class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
     ao.private_data = priv.Data();
     ao.private_data_len = priv.ByteLength();
     ao.cookie = info.Length() > 4 && info[4].IsBigInt() ? info[4].As<Napi::BigInt>().Uint64Value(&lossless) : 0;
-    char err[512] = {0};
+    char err[1024] = {0};
     int rc = bh_runtime_attach(rt_, plugin, prog->prog_, &ao, err, sizeof err);
     if (rc < 0) {
       ErrnoError(env, "ATTACH_FAILED", rc, err).ThrowAsJavaScriptException();

@@ -532,7 +532,7 @@ void apply(Served &s) {
     ao.private_data = t.req.data.data();
     ao.private_data_len = t.req.data.size();
     ao.cookie = t.req.cookie;
-    char buf[512] = {0};
+    char buf[1024] = {0};
     int rc = bh_runtime_attach(runtime(), t.plugin, t.prog, &ao, buf, sizeof buf);
     if (rc < 0) {
       s.failed++;

@@ -391,7 +391,7 @@ int bh_runtime_open_plugin(bh_runtime *rt, const char *path, const char *expect_
   p->name = ops->name;
   p->path = path;
   p->ops = ops;
-  char msg[256] = {0};
+  char msg[1024] = {0};
   if (ops->init != nullptr) {
     int rc = ops->init(&p->state, &rt->host, msg, sizeof msg);
     if (rc < 0) return bh_fail(err, err_len, rc, "[%s] init failed: %s", p->name.c_str(), msg);
@@ -441,7 +441,7 @@ bh_program *bh_runtime_load_program(bh_runtime *rt, const struct bh_program_opts
     bh_fail(err, err_len, -ENOMEM, "prog '%s': out of memory", name);
     return nullptr;
   }
-  char msg[256] = {0};
+  char msg[1024] = {0};
   if (rt->opts.register_defaults != nullptr &&
       rt->opts.register_defaults(rt->opts.register_defaults_cookie, prog->vm) < 0) {
     bh_fail(err, err_len, -EINVAL, "prog '%s': registering the standard helpers failed", name);
@@ -589,7 +589,7 @@ int bh_runtime_attach(bh_runtime *rt, int plugin, bh_program *prog, const struct
   a.cookie = opts->cookie;
   a.prog_name = prog->name.c_str();
   a.prog_flags = (prog->features & kReadsProbe) != 0 ? BH_PROG_F_PROBE_CTX : 0u;
-  char msg[256] = {0};
+  char msg[1024] = {0};
   int id = p.ops->attach(p.state, &a, msg, sizeof msg);
   if (id < 0) return bh_fail(err, err_len, id, "[%s] prog '%s': %s", p.name.c_str(), prog->name.c_str(), msg);
   prog->refs.fetch_add(1, std::memory_order_relaxed);

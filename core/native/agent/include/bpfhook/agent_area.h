@@ -91,7 +91,7 @@ extern "C" {
 #define BH_AGENT_HEARTBEAT_MS 200u
 #define BH_AGENT_NAME_MAX 64u
 #define BH_AGENT_PATH_MAX 1024u
-#define BH_AGENT_MSG_MAX 256u
+#define BH_AGENT_MSG_MAX 512u
 
 /* bh_agent_area.flags */
 #define BH_AGENT_F_KEEP_ON_EXIT 0x1u /* keep probes attached when the controller dies */
