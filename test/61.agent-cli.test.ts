@@ -154,13 +154,19 @@ describe("61 agent mode: bpfhook run / attach / maps / ps / detach", function ()
       "the first calls of main were probed: the agent attached before main",
     );
     assert.ok(printk.every((l) => l.data.pid === pid));
-    const events = lines.filter((l) => l.type === "event");
+    const perf = lines.filter((l) => l.type === "event" && l.data.map === "perf_events");
+    assert.deepEqual(
+      perf.map((l) => l.data.value),
+      [{ pid, arg: 24 * 2 + 1, count: 25 }, { pid, arg: 49 * 2 + 1, count: 50 }],
+      "perf buffer records, decoded too",
+    );
+    assert.ok(perf.every((l) => Number.isInteger(l.data.cpu)), "perf records say their CPU");
+    const events = lines.filter((l) => l.type === "event" && l.data.map === "events");
     assert.deepEqual(
       events.map((l) => l.data.value),
       [1, 2, 3, 4, 5].map((k) => ({ pid, arg: k * 10 - 1, count: k * 10 })),
       "ring buffer records decoded with the object's struct event (BTF)",
     );
-    assert.ok(events.every((l) => l.data.map === "events"));
     const calls = mapEntries(lines, "calls");
     assert.equal(calls.get(0), 50, "every agent_work call counted");
     assert.equal(calls.get(2), 50, "every return counted");
