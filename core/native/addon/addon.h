@@ -18,11 +18,8 @@ void InitInject(Napi::Env env, Napi::Object exports);
 void InitAgent(Napi::Env env, Napi::Object exports);
 
 // Glue between bindings (maps_binding.cpp): the native map behind a JS map
-// object (NULL if it is not one), the address of an array map's value at a
-// byte offset (0 if none), and the shared region programs may access.
+// object (NULL if it is not one), and the shared region programs may access.
 void *UnwrapMap(Napi::Value value);
-uint64_t MapValueAddr(void *map, uint32_t offset);
-int MapDesc(void *map, bh_vm_map *out);
 void SharedRegionBounds(const void **base, size_t *len);
 // The bounds of a JS region handle; false if `value` is not an open one.
 bool RegionBounds(Napi::Value value, const void **base, size_t *len);

@@ -378,7 +378,7 @@ Napi::Value MapNextKey(const Napi::CallbackInfo &info) {
 
 Napi::Value MapValueAddress(const Napi::CallbackInfo &info) {
   bh_map *m = GetMap(info, "mapValueAddress");
-  return Big(info.Env(), MapValueAddr(m, GetU32(info, 1)));
+  return Big(info.Env(), bh_map_lddw_value_addr(m, GetU32(info, 1)));
 }
 
 // ---- program side: the helper functions, called as a program would ----
@@ -584,30 +584,6 @@ void *UnwrapMap(Napi::Value value) {
   auto ext = value.As<Napi::External<MapRef>>();
   if (!ext.CheckTypeTag(&kMapTag)) return nullptr;
   return ext.Data()->map;
-}
-
-// The lddw map-value forms address entry 0's value plus an offset, and only
-// within that value (as the kernel's array maps allow).
-uint64_t MapValueAddr(void *map, uint32_t offset) {
-  auto *m = static_cast<bh_map *>(map);
-  if (m == nullptr) return 0;
-  const bh_map_info *i = bh_map_get_info(m);
-  if (i->type != BH_MAP_TYPE_ARRAY || offset >= i->value_size) return 0;
-  void *base = bh_map_value_addr(m, 0);
-  return base != nullptr ? uint64_t(uintptr_t(base)) + offset : 0;
-}
-
-// Checked mode's view of a program's map (helper-argument checks): type and
-// sizes, and for ring buffers where their records live.
-int MapDesc(void *map, bh_vm_map *out) {
-  auto *m = static_cast<bh_map *>(map);
-  if (m == nullptr) return -1;
-  const bh_map_info *i = bh_map_get_info(m);
-  out->type = i->type;
-  out->key_size = i->key_size;
-  out->value_size = i->value_size;
-  if (i->type == BH_MAP_TYPE_RINGBUF) out->storage = bh_map_storage(m, &out->storage_len);
-  return 0;
 }
 
 bool RegionBounds(Napi::Value value, const void **base, size_t *len) {

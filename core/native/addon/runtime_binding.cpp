@@ -8,6 +8,7 @@
 
 #include "addon.h"
 #include "bpfhook/helpers.h"
+#include "bpfhook/maps.h"
 #include "bpfhook/runtime.h"
 
 namespace bpfhook::addon {
@@ -290,8 +291,8 @@ class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
     po.budget = budget.IsNumber() ? static_cast<uint64_t>(budget.As<Napi::Number>().Int64Value()) : 0;
     po.maps = maps.data();
     po.nmaps = maps.size();
-    po.map_value_addr = MapValueAddr;
-    po.map_desc = MapDesc;
+    po.map_value_addr = bh_map_lddw_value_addr;
+    po.map_desc = bh_map_vm_desc;
     // The region that holds the maps (the runtime's own), else the default.
     if (!o.Has("region") || !RegionBounds(o.Get("region"), &po.region_base, &po.region_len)) {
       SharedRegionBounds(&po.region_base, &po.region_len);

@@ -7,12 +7,11 @@ import { native } from "../native/binding.js";
 import type { NativeAgentArea, NativeAgentAreaOptions } from "../native/addon-types.js";
 import type { SharedRegion } from "../maps/index.js";
 
-/** bh_agent_attach_rec.state */
-export const AttachState = { UNUSED: 0, WANT: 1, REMOVED: 2 } as const;
-/** bh_agent_attach_rec.result */
-export const AttachResult = { PENDING: 0, ATTACHED: 1, FAILED: 2, DETACHED: 3 } as const;
-/** bh_agent_proc_rec.state */
-export const ProcState = { FREE: 0, STARTING: 1, RUNNING: 2, GONE: 3 } as const;
+export {
+  AgentAttachState as AttachState,
+  AgentResult as AttachResult,
+  AgentProcState as ProcState,
+} from "../native/addon-types.js";
 
 export const PROC_STATE_NAMES = ["free", "starting", "running", "gone"] as const;
 

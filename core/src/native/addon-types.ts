@@ -329,33 +329,9 @@ export interface NativeAgentArea {
     nPlugins: number;
   };
   /** state: AgentAttachState; result: AgentResult; error: negative errno when FAILED; pid: the agent that wrote it. */
-  attachResult(index: number): { state: number; result: number; error: number; pid: number; message: string };
+  attachResult(index: number): NativeAgentAttachResult;
   /** Non-free process records. */
-  processes(): {
-    pid: number;
-    state: number;
-    startTime: bigint;
-    appliedSeq: number;
-    attached: number;
-    failed: number;
-    parent: number;
-    heartbeatNs: bigint;
-    comm: string;
-  }[];
-}
-
-// ---- agent_binding.cpp types ----
-
-export interface NativeAgentAreaOptions {
-  capPlugins?: number;
-  capProgs?: number;
-  capProgArrays?: number;
-  capAttach?: number;
-  capProcs?: number;
-  /** BH_AGENT_F_KEEP_ON_EXIT: agents keep their probes when the controller dies. */
-  keepOnExit?: boolean;
-  /** How long a starting agent waits for the first plan (ms, 0 = 5000). */
-  startWaitMs?: number;
+  processes(): NativeAgentProcess[];
 }
 
 export interface NativeAgentAttachResult {
@@ -378,33 +354,4 @@ export interface NativeAgentProcess {
   parent: number;
   heartbeatNs: bigint;
   comm: string;
-}
-
-export interface NativeAgentArea {
-  addPlugin(name: string, path: string, global: boolean): number;
-  addProgram(
-    name: string,
-    insns: Uint8Array,
-    maps: (NativeMapHandle | { progArray: number })[],
-    opts: { checked?: boolean; interpreter?: boolean; budget?: number },
-  ): number;
-  addProgArray(maxEntries: number): number;
-  setProgArraySlot(array: number, slot: number, prog: number): void;
-  addAttach(plugin: number, prog: number, type: number, data: Uint8Array, cookie: bigint): number;
-  removeAttach(index: number): boolean;
-  setRings(printk: NativeMapHandle | null, log: NativeMapHandle | null): void;
-  publish(): number;
-  heartbeat(): void;
-  info(): {
-    planSeq: number;
-    agentEvent: number;
-    controllerPid: number;
-    controllerStart: bigint;
-    flags: number;
-    nAttach: number;
-    nProgs: number;
-    nPlugins: number;
-  };
-  attachResult(index: number): NativeAgentAttachResult;
-  processes(): NativeAgentProcess[];
 }

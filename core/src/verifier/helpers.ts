@@ -6,24 +6,11 @@
  * return kinds, record release, callbacks, tail calls. Plugins declare their
  * own helpers' signatures through the SDK.
  */
+import { BPF_MAP_TYPE } from "../loader/map-types.js";
 import type { ArgKind, HelperSignature } from "./types.js";
 
-/** Kernel map type ids (maps.h). */
-export const MapType = {
-  HASH: 1,
-  ARRAY: 2,
-  PROG_ARRAY: 3,
-  PERF_EVENT_ARRAY: 4,
-  PERCPU_HASH: 5,
-  PERCPU_ARRAY: 6,
-  STACK_TRACE: 7,
-  LRU_HASH: 9,
-  LPM_TRIE: 11,
-  QUEUE: 22,
-  STACK: 23,
-  RINGBUF: 27,
-  BLOOM_FILTER: 30,
-} as const;
+/** Kernel map type ids: the loader's table. */
+export const MapType = BPF_MAP_TYPE;
 
 const KEYED = [MapType.HASH, MapType.ARRAY, MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_HASH, MapType.LPM_TRIE];
 const QUEUES = [MapType.QUEUE, MapType.STACK];

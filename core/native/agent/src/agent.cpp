@@ -122,26 +122,6 @@ int register_defaults(void *, bh_vm *vm) {
   return bh_maps_register_helpers(vm) < 0 ? -1 : 0;
 }
 
-// As the addon's (maps_binding.cpp): the lddw map-value forms address entry
-// 0 of an array map plus an offset, within that value.
-uint64_t map_value_addr(void *map, uint32_t offset) {
-  auto *m = static_cast<bh_map *>(map);
-  const bh_map_info *i = bh_map_get_info(m);
-  if (i->type != BH_MAP_TYPE_ARRAY || offset >= i->value_size) return 0;
-  void *base = bh_map_value_addr(m, 0);
-  return base != nullptr ? uint64_t(uintptr_t(base)) + offset : 0;
-}
-
-int map_desc(void *map, bh_vm_map *out) {
-  auto *m = static_cast<bh_map *>(map);
-  const bh_map_info *i = bh_map_get_info(m);
-  out->type = i->type;
-  out->key_size = i->key_size;
-  out->value_size = i->value_size;
-  if (i->type == BH_MAP_TYPE_RINGBUF) out->storage = bh_map_storage(m, &out->storage_len);
-  return 0;
-}
-
 // ---- served state -------------------------------------------------------------
 
 struct ArrayState {
@@ -408,8 +388,8 @@ bh_program *ensure_prog(Served &s, uint32_t index, int *rc_out, std::string &err
   po.budget = req.budget;
   po.maps = maps.data();
   po.nmaps = maps.size();
-  po.map_value_addr = map_value_addr;
-  po.map_desc = map_desc;
+  po.map_value_addr = bh_map_lddw_value_addr;
+  po.map_desc = bh_map_vm_desc;
   po.region_base = bh_region_base(s.region);
   po.region_len = size_t(bh_region_size(s.region));
   char buf[512] = {0};

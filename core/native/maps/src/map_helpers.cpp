@@ -134,6 +134,26 @@ constexpr uint64_t kIterable = bit(BH_MAP_TYPE_HASH) | bit(BH_MAP_TYPE_ARRAY) | 
                                bit(BH_MAP_TYPE_PERCPU_ARRAY) | bit(BH_MAP_TYPE_LRU_HASH);
 }  // namespace
 
+uint64_t bh_map_lddw_value_addr(void *map, uint32_t offset) {
+  auto *m = static_cast<bh_map *>(map);
+  if (m == nullptr) return 0;
+  const bh_map_info *i = bh_map_get_info(m);
+  if (i->type != BH_MAP_TYPE_ARRAY || offset >= i->value_size) return 0;
+  void *base = bh_map_value_addr(m, 0);
+  return base != nullptr ? uint64_t(uintptr_t(base)) + offset : 0;
+}
+
+int bh_map_vm_desc(void *map, bh_vm_map *out) {
+  auto *m = static_cast<bh_map *>(map);
+  if (m == nullptr) return -1;
+  const bh_map_info *i = bh_map_get_info(m);
+  out->type = i->type;
+  out->key_size = i->key_size;
+  out->value_size = i->value_size;
+  if (i->type == BH_MAP_TYPE_RINGBUF) out->storage = bh_map_storage(m, &out->storage_len);
+  return 0;
+}
+
 int bh_maps_register_helpers(bh_vm *vm) {
   struct Entry {
     uint32_t id;

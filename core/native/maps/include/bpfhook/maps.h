@@ -365,6 +365,16 @@ struct bh_vm;
  * 88, 89, 130, 131, 132, 133, 134, 164). Returns 0 or the first failure. */
 int bh_maps_register_helpers(struct bh_vm *vm);
 
+/* What a program loader (bh_program_opts in runtime.h) needs of a map, one
+ * implementation for the Node addon and the agent. `map` is a bh_map *.
+ * lddw map-value forms: the address of entry 0's value of an array map plus
+ * `offset`, only within that value (as the kernel's array maps allow); 0
+ * otherwise. vm_desc: checked mode's view (type, key and value sizes, a ring
+ * buffer's storage); -1 for NULL. */
+struct bh_vm_map;
+uint64_t bh_map_lddw_value_addr(void *map, uint32_t offset);
+int bh_map_vm_desc(void *map, struct bh_vm_map *out);
+
 #ifdef __cplusplus
 }
 #endif
