@@ -352,6 +352,35 @@ describe("38 verifier modes", () => {
     });
   });
 
+  describe("the simple plugin's declared context", () => {
+    it("a short trigger runs on a zero-padded copy of SIMPLE_CONTEXT_SIZE bytes in fast mode (child process)", () => {
+      // What strict lets a simple program do: write and read its last
+      // declared byte. Triggered with 8 bytes, that must land in the pad,
+      // not past the caller's buffer (a child: a regression could corrupt the heap).
+      const script = `
+        require("reflect-metadata");
+        const { Runtime, assembleBytes } = require(${JSON.stringify(path.join(repoRoot, "core"))});
+        const simple = require(${JSON.stringify(path.join(repoRoot, "plugins", "simple"))});
+        (async () => {
+          const rt = await Runtime.create({ plugins: [simple.plugin], verifier: "off" });
+          const insns = assembleBytes("ldxdw %r0, [%r1+${SIMPLE_CONTEXT_SIZE - 8}]\\nmov %r2, 7\\nstxdw [%r1+${SIMPLE_CONTEXT_SIZE - 8}], %r2\\nldxdw %r3, [%r1+${SIMPLE_CONTEXT_SIZE - 8}]\\nadd %r0, %r3\\nexit");
+          const obj = rt.load({ programs: [{ name: "edge", section: "simple/edge", insns }] });
+          await obj.program("edge").attach();
+          const out = [];
+          for (let i = 0; i < 1000; i++) {
+            const r = simple.trigger(rt, "edge", Buffer.from([1, 2, 3, 4, 5, 6, 7, 8]));
+            out.push(String(r.result) + ":" + r.context.toString("hex"));
+          }
+          rt.close();
+          console.log(JSON.stringify([...new Set(out)]));
+        })();`;
+      const r = spawnSync(process.execPath, ["-e", script], { cwd: repoRoot, encoding: "utf8", timeout: 30_000 });
+      assert.equal(r.status, 0, r.stderr);
+      // The pad is zeroed for each trigger (0 read before the write), the caller's 8 bytes come back unchanged.
+      assert.deepEqual(JSON.parse(r.stdout.trim()), ["7:0102030405060708"]);
+    });
+  });
+
   describe("agent mode", () => {
     it("loads through the same path: a refusal fails the load before the agent area gets the program", async () => {
       const spy = spyVerifier(() => 2);

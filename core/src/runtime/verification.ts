@@ -53,9 +53,17 @@ export function contextOfSection(registry: PluginRegistry, section: string): Con
 
 /** One key per distinct layout (the name is only for messages, but two names may mean two plugins' promises). */
 export function layoutKey(c: ContextLayout): string {
-  const ranges = (r: ContextLayout["readable"]) => (r === undefined ? "*" : r.map((x) => `${x.offset}+${x.size}`).join(","));
-  return `${c.name}|${c.size}|r:${ranges(c.readable)}|w:${c.writable === undefined ? "-" : ranges(c.writable)}`;
+  let key = layoutKeys.get(c);
+  if (key === undefined) {
+    const ranges = (r: ContextLayout["readable"]) => (r === undefined ? "*" : r.map((x) => `${x.offset}+${x.size}`).join(","));
+    key = `${c.name}|${c.size}|r:${ranges(c.readable)}|w:${c.writable === undefined ? "-" : ranges(c.writable)}`;
+    // Plugins' layouts are module constants: an attach finds its key without building it.
+    if (Object.isFrozen(c)) layoutKeys.set(c, key);
+  }
+  return key;
 }
+
+const layoutKeys = new WeakMap<ContextLayout, string>();
 
 /** The loader's map specs as the verifier sees them (global data in .rodata/.kconfig read-only). */
 export function verifierMaps(specs: readonly MapSpec[]): VerifierMap[] {
@@ -146,7 +154,7 @@ export class ProgramVerification {
    */
   requireRun(size: number): void {
     if (this.#runSizes.has(size) || this.safeWithAnyContext) return;
-    this.require({ name: `${size}-byte run context`, size, writable: [{ offset: 0, size }] }, "run");
+    this.require(size === 0 ? UNKNOWN_CONTEXT : { name: `${size}-byte run context`, size, writable: [{ offset: 0, size }] }, "run");
     this.#runSizes.add(size);
   }
 
