@@ -27,6 +27,8 @@ import {
   VerifierToken,
   type MapSpec,
   type RuntimeOptions,
+  standardHelpers,
+  verifyProgram,
   type VerifyOptions,
   type VerifyResult,
 } from "@bpfhook/core";
@@ -349,6 +351,30 @@ describe("38 verifier modes", () => {
       await expectError(() => obj.program("p").attach({ type: "vfake", data: {}, force: true }), "PLUGIN_INVALID", /cannot load plugin library/);
       assert.equal(spy.calls.length, 2);
       assert.equal(spy.calls[1]!.opts.helpers.get(4302)?.name, "bpf_vfake_emit");
+    });
+  });
+
+  describe("with the real verifier (no DI)", () => {
+    it("a store past the simple plugin's declared context fails a default load", async function () {
+      const insns = assembleBytes(`mov %r2, 1\nstxdw [%r1+${SIMPLE_CONTEXT_SIZE}], %r2\nmov %r0, 0\nexit`);
+      const probe = verifyProgram("past_end", insns, {
+        maps: [],
+        context: simplePlugin.attachTypes[0]!.contextLayout!,
+        helpers: standardHelpers(),
+      });
+      if (probe.ok && probe.stats.insnsProcessed === 0) {
+        console.log("      (skipped: core/src/verifier/verify.ts is still the placeholder that accepts everything)");
+        this.skip();
+      }
+      const rt = await make({ plugins: [simplePlugin] });
+      const err = await expectError(
+        () => rt.load({ programs: [{ name: "past_end", section: "simple/x", insns }] }),
+        "VERIFIER_REFUSED",
+        /^\(object\): section 'simple\/x': prog 'past_end': pc 1: /,
+      );
+      assert.equal(err.detail.pc, 1);
+      // The same program in checked mode loads (and would fault at run time instead).
+      (await make({ plugins: [simplePlugin], verifier: "checked" })).load({ programs: [{ name: "past_end", section: "simple/x", insns }] });
     });
   });
 
