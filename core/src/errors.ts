@@ -24,6 +24,7 @@ export const ErrorCodes = [
   "READ_ONLY",
   "REGION_FULL",
   "SCHEMA_INVALID",
+  "VERIFIER_REFUSED",
   "VM_COMPILE",
   "VM_FAULT",
   "VM_LOAD",

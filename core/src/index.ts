@@ -29,7 +29,28 @@ export { describeHelper, describeMapType, helperId, helperName, mapTypeKernelNam
 export { KCONFIG_TABLE, kernelVersionCode, linuxKernelVersion, type KconfigValue } from "./loader/kconfig.js";
 export { PluginRegistry } from "./plugins/registry.js";
 export { NodePluginLoader, type PluginLoader, type FoundPlugin } from "./plugins/discovery.js";
-export { AttachPluginToken, PluginLoaderToken, PluginRegistryToken, RuntimeToken } from "./plugins/tokens.js";
+export { AttachPluginToken, PluginLoaderToken, PluginRegistryToken, RuntimeToken, VerifierToken } from "./plugins/tokens.js";
+export { standardHelpers, STANDARD_HELPER_IDS, verifyProgram } from "./verifier/index.js";
+export type {
+  ArgKind,
+  ContextLayout,
+  ContextRange,
+  HelperSignature,
+  RetKind,
+  VerifierErrorInfo,
+  VerifierMap,
+  VerifierMode,
+  VerifyOptions,
+  VerifyResult,
+  VerifyStats,
+} from "./verifier/index.js";
+export {
+  contextOfType,
+  UNKNOWN_CONTEXT,
+  verifierHelpers,
+  verifierMaps,
+  type VerifyFunction,
+} from "./runtime/verification.js";
 export * from "./maps/index.js";
 export { injectLibrary, type InjectOptions, type InjectResult } from "./agent/inject.js";
 export {

@@ -5,12 +5,14 @@ export type {
   AttachRequest,
   AttachTypeSpec,
   HelperDecl,
+  HelperSignatureDecl,
   NativeCaller,
   PluginExport,
   PluginHost,
   AttachTarget,
   RefusedHelper,
 } from "./plugin.js";
+export type { ArgKind, ContextLayout, ContextRange, HelperSignature, RetKind } from "./verifier-types.js";
 export { definePlugin } from "./plugin.js";
 export { StructWriter } from "./encoding.js";
 export { includeDir } from "./paths.js";

@@ -12,6 +12,7 @@
  *   resolved --encode--> bytes for the native piece's attach()
  */
 import type { ZodType } from "zod";
+import type { ContextLayout, HelperSignature } from "./verifier-types.js";
 
 export interface AttachTypeSpec {
   /** Numeric id (see AttachTypeId); unique across all loaded plugins. */
@@ -38,6 +39,14 @@ export interface AttachTypeSpec {
    * the kernel refuses bpf_override_return outside override-capable probes.
    */
   readonly refusedHelpers?: readonly RefusedHelper[];
+  /**
+   * What the verifier (strict mode, docs/SECURITY.md) lets a program of this
+   * type read and write in its context: size, readable and writable byte
+   * ranges. Absent: `contextSize` bytes, all readable, none writable; with
+   * no `contextSize` either, a program may not touch its context at all.
+   * The plugin's native piece must hand every run at least `size` bytes.
+   */
+  readonly contextLayout?: ContextLayout;
 }
 
 export interface RefusedHelper {
@@ -55,12 +64,22 @@ export interface AttachProgramInfo {
   readonly helperIds: readonly number[];
 }
 
-/** A helper a plugin's native piece registers, declared for tools and docs. */
+/** A helper a plugin's native piece registers, declared for tools, docs and the verifier. */
 export interface HelperDecl {
   readonly id: number;
   readonly name: string;
   readonly description?: string;
+  /**
+   * How the verifier checks a call to it (argument kinds, return kind, map
+   * types ...; `id` and `name` default to the declaration's). Without one, a
+   * program that calls it is refused in strict mode: nothing proves the call
+   * safe. Declare it as the native prototype (bh_helper_proto) says.
+   */
+  readonly signature?: HelperSignatureDecl;
 }
+
+/** HelperDecl.signature: a HelperSignature whose id and name may come from the declaration. */
+export type HelperSignatureDecl = Omit<HelperSignature, "id" | "name"> & { readonly id?: number; readonly name?: string };
 
 export interface AttachRequest<P> {
   /** The attach type chosen (from the section or the config entry). */

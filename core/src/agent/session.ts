@@ -31,6 +31,7 @@ import type { LoadedObject } from "../runtime/loaded-object.js";
 import { Runtime } from "../runtime/runtime.js";
 import { AgentEnv, processAlive } from "./area.js";
 import type { AgentBackend, AgentAttachOutcome } from "./backend.js";
+import type { VerifierMode } from "../verifier/types.js";
 import { injectLibrary } from "./inject.js";
 import { mapDump, recordValue, type MapDump } from "./dump.js";
 
@@ -53,6 +54,8 @@ export interface AgentSessionOptions {
   settleTimeoutMs?: number;
   /** Region size in bytes (default: the config's, else 64 MiB). */
   regionSize?: number;
+  /** The verifier mode (RuntimeOptions.verifier); wins over the config's `verifier`. Default: the config's, else strict. */
+  verifier?: VerifierMode;
   /** Progress lines for long steps. */
   progress?: (message: string) => void;
 }
@@ -394,8 +397,11 @@ export class AgentSession extends EventEmitter {
 
 async function makeRuntime(opts: AgentSessionOptions): Promise<{ runtime: Runtime; backend: AgentBackend; cfg: LoadedConfig | undefined }> {
   const cfg = opts.config !== undefined ? loadConfigFile(opts.config) : undefined;
-  const regionOverride = opts.regionSize !== undefined ? { region: { size: opts.regionSize } } : {};
-  const runtime = cfg ? await createRuntimeForConfig(cfg, regionOverride) : await Runtime.create({ ...regionOverride, plugins: [] });
+  const overrides = {
+    ...(opts.regionSize !== undefined ? { region: { size: opts.regionSize } } : {}),
+    ...(opts.verifier !== undefined ? { verifier: opts.verifier } : {}),
+  };
+  const runtime = cfg ? await createRuntimeForConfig(cfg, overrides) : await Runtime.create({ ...overrides, plugins: [] });
   try {
     registerPlugins(runtime, opts.plugins ?? []);
     const keep = opts.keepProbesOnExit ?? cfg?.config.agent?.keepProbesOnExit ?? false;

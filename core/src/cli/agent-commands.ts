@@ -15,6 +15,8 @@ import { jsonValue } from "../agent/dump.js";
 import { Printer } from "./output.js";
 import { loadConfigFile } from "../config/load.js";
 import type { SharedRegion } from "../maps/index.js";
+import type { VerifierMode } from "../verifier/types.js";
+import { VERIFIER_MODES } from "../runtime/verification.js";
 
 interface CommonOpts {
   json?: boolean;
@@ -26,6 +28,7 @@ interface CommonOpts {
   verbose?: boolean;
   regionSize?: string;
   startTimeout?: string;
+  verifier?: string;
 }
 
 function commonOptions(cmd: Command): Command {
@@ -36,6 +39,7 @@ function commonOptions(cmd: Command): Command {
     .option("--keep-probes", "keep the probes attached if bpfhook dies (default: the agent detaches them)")
     .option("--agent-log <file>", "where the agent in the target logs: a file, or 'stderr' (default: through bpfhook)")
     .option("--region-size <bytes>", "size of the shared region (default: the config's, else 64 MiB)")
+    .option("--verifier <mode>", "strict (default: programs proven safe at load), checked (run-time checks) or off (trusted); wins over the config's")
     .option("--start-timeout <ms>", "bound on waiting for the agent to start and to answer", "5000")
     .option("-q, --quiet", "no progress lines")
     .option("-v, --verbose", "also the agent's info lines (plugins loaded, each attachment)");
@@ -51,10 +55,19 @@ function sessionOptions(objects: string[], o: CommonOpts, printer: Printer): Age
     ...(o.keepProbes ? { keepProbesOnExit: true } : {}),
     ...(o.agentLog ? { agentLog: o.agentLog } : {}),
     ...(regionSize === undefined ? {} : { regionSize }),
+    ...(o.verifier === undefined ? {} : { verifier: parseVerifierMode(o.verifier) }),
     startTimeoutMs: start,
     settleTimeoutMs: Math.max(start, 10_000),
     progress: (m) => printer.progress(m),
   };
+}
+
+/** --verifier's value, refused with the modes listed. */
+export function parseVerifierMode(v: string): VerifierMode {
+  if (!(VERIFIER_MODES as readonly string[]).includes(v)) {
+    throw new BpfhookError("BAD_ARGUMENT", `--verifier: expected ${VERIFIER_MODES.join(", ")}, got '${v}'`);
+  }
+  return v as VerifierMode;
 }
 
 function parsePositive(v: string, what: string): number {

@@ -15,6 +15,11 @@ import { mapTypeName } from "../maps/types.js";
 import { callPluginSync } from "../plugins/call-plugin.js";
 import type { PluginRegistry } from "../plugins/registry.js";
 import { Runtime } from "../runtime/runtime.js";
+import { container as rootContainer } from "tsyringe";
+import { VerifierToken } from "../plugins/tokens.js";
+import type { VerifyFunction } from "../runtime/verification.js";
+import { verifyProgram } from "../verifier/verify.js";
+import { verdictLine, verifyPrograms, type ProgramVerdict } from "./verify.js";
 
 const BUNDLED = ["@bpfhook/plugin-simple", "@bpfhook/plugin-frida-uprobe"];
 
@@ -43,20 +48,35 @@ interface AttachCheck {
   attachable: boolean;
 }
 
+/** What inspect / verify may be given besides the file: a verifier instead of verifyProgram (tests), via DI. */
+export interface CliVerifierOptions {
+  verify?: VerifyFunction;
+}
+
+/** A runtime for the CLI's checks (strict: what a default load does), with `verify` registered when given. */
+export async function scratchRuntime(o: CliVerifierOptions = {}): Promise<Runtime> {
+  if (o.verify === undefined) return Runtime.create({ verifier: "strict" });
+  const container = rootContainer.createChildContainer();
+  container.register(VerifierToken, { useValue: o.verify });
+  return Runtime.create({ verifier: "strict", container });
+}
+
 /** Reads `file` (the loader's errors propagate: nothing to describe), then checks and describes it. */
-export async function inspectObject(file: string, pluginNames?: readonly string[]): Promise<Description> {
+export async function inspectObject(file: string, pluginNames?: readonly string[], o: CliVerifierOptions = {}): Promise<Description> {
   const obj = loadObject(file);
   const notes: string[] = [];
   let rt: Runtime | undefined;
   try {
-    rt = await Runtime.create({});
+    rt = await scratchRuntime(o);
   } catch (err) {
     notes.push(`load checks skipped: ${(err as Error).message}`);
   }
   try {
     let loadError: BpfhookError | undefined;
+    let verdicts: ProgramVerdict[] | undefined;
     if (rt !== undefined) {
       registerPlugins(rt, pluginNames ?? BUNDLED, pluginNames !== undefined, notes);
+      verdicts = verifyPrograms(obj, rt.registry, o.verify ?? verifyProgram);
       try {
         rt.load(file);
       } catch (err) {
@@ -65,9 +85,31 @@ export async function inspectObject(file: string, pluginNames?: readonly string[
       }
     }
     const checks = obj.programs.map((p) => (rt === undefined ? { attach: "not checked", attachable: true } : attachBySection(rt.registry, p)));
-    return describe(obj, checks, notes, loadError);
+    return describe(obj, checks, notes, loadError, verdicts);
   } finally {
     rt?.close();
+  }
+}
+
+/** `bpfhook verify`: the verdict per program; exit 1 when one is refused. */
+export async function verifyObjectFile(
+  file: string,
+  opts: { program?: string; context?: string; plugin?: readonly string[] } & CliVerifierOptions = {},
+): Promise<{ text: string; json: unknown; exitCode: number }> {
+  const obj = loadObject(file);
+  const notes: string[] = [];
+  const rt = await scratchRuntime(opts);
+  try {
+    registerPlugins(rt, opts.plugin ?? BUNDLED, opts.plugin !== undefined, notes);
+    const verdicts = verifyPrograms(obj, rt.registry, opts.verify ?? verifyProgram, {
+      ...(opts.program === undefined ? {} : { only: opts.program }),
+      ...(opts.context === undefined ? {} : { contextType: opts.context }),
+    });
+    const refused = verdicts.filter((v) => !v.ok).length;
+    const lines = [...notes, ...verdicts.map(verdictLine), `${verdicts.length - refused} of ${verdicts.length} programs verified`];
+    return { text: lines.join("\n"), json: { file: obj.file, programs: verdicts }, exitCode: refused > 0 ? 1 : 0 };
+  } finally {
+    rt.close();
   }
 }
 
@@ -109,13 +151,20 @@ function attachBySection(registry: PluginRegistry, p: ProgramSpec): AttachCheck 
   }
 }
 
-function describe(obj: BpfObject, checks: AttachCheck[], notes: string[], loadError: BpfhookError | undefined): Description {
+function describe(
+  obj: BpfObject,
+  checks: AttachCheck[],
+  notes: string[],
+  loadError: BpfhookError | undefined,
+  verdicts: ProgramVerdict[] | undefined,
+): Description {
   const programs = obj.programs.map((p, i) => ({
     name: p.name,
     section: p.section,
     instructions: p.insns.length / 8,
     attach: checks[i]!.attach,
     attachable: checks[i]!.attachable,
+    ...(verdicts === undefined ? {} : { verifier: verdicts[i]! }),
   }));
   const maps = obj.maps.map((m) => ({
     name: m.name,
@@ -135,6 +184,7 @@ function describe(obj: BpfObject, checks: AttachCheck[], notes: string[], loadEr
     `${obj.file ?? "(buffer)"}: license "${obj.license}"`,
     `programs (${programs.length}):`,
     ...programs.map((p) => `  ${p.name.padEnd(24)} ${p.section.padEnd(44)} ${String(p.instructions).padStart(5)} insns  ${p.attach}`),
+    ...(verdicts === undefined ? [] : ["verifier (strict):", ...verdicts.map((v) => `  ${verdictLine(v)}`)]),
     `maps (${maps.length}):`,
     ...maps.map(
       (m) =>

@@ -4,6 +4,7 @@
  * disassemble, compile eBPF C, run the conformance suite.
  *
  *   bpfhook inspect prog.bpf.o        programs, sections, maps, which plugin serves each section; does it load
+ *   bpfhook verify prog.bpf.o [-p x] [--context uprobe]   the verifier's verdict per program
  *   bpfhook disasm prog.bpf.o [-p x]  linked instructions of each program
  *   bpfhook asm prog.s -o prog.bin    assemble text to raw instructions
  *   bpfhook compile prog.bpf.c        clang -O2 -g -target bpf with the flags these machines need
@@ -21,7 +22,7 @@ import { loadObject } from "../loader/index.js";
 import { cleanStaleRegions } from "../maps/region.js";
 import { compileBpfC } from "../toolchain/clang.js";
 import { conformanceCommand } from "../tools/conformance.js";
-import { inspectObject } from "./describe.js";
+import { inspectObject, verifyObjectFile } from "./describe.js";
 import { attachCommand, detachCommand, mapsCommand, psCommand, runCommand } from "./agent-commands.js";
 
 function program(): Command {
@@ -33,7 +34,8 @@ function program(): Command {
     .command("inspect")
     .description(
       "list an object's programs (with the plugin that serves each section) and maps, and check that it loads; " +
-        "exit 0: it loads (programs that cannot attach by their section are labelled so), 1: a load would refuse it",
+        "exit 0: it loads (programs that cannot attach by their section are labelled so), 1: a load would refuse it " +
+        "(the verifier's verdict per program is listed: a strict load refuses a program it refuses)",
     )
     .argument("<object>", "an ELF object built by clang -target bpf")
     .option("--plugin <name...>", "plugin packages to match sections against (default: the bundled ones)")
@@ -42,6 +44,27 @@ function program(): Command {
       const out = await inspectObject(file, opts.plugin);
       console.log(opts.json ? JSON.stringify(out.json, bigintJson, 2) : out.text);
       if (out.loadError !== undefined) console.error(`bpfhook: ${out.loadError.message}`);
+      process.exitCode = out.exitCode;
+    });
+
+  cli
+    .command("verify")
+    .description(
+      "run the verifier on an object's programs as a strict load would (the context of the attach type each section " +
+        "selects, or --context's); exit 0: every program verified, 1: one was refused (the message says where and why)",
+    )
+    .argument("<object>", "an ELF object built by clang -target bpf")
+    .option("-p, --program <name>", "only this program")
+    .option("--context <type>", "verify against this attach type's context (name or id: uprobe, simple, 6 ...)")
+    .option("--plugin <name...>", "plugin packages whose attach types and helpers to use (default: the bundled ones)")
+    .option("--json", "print JSON instead of text")
+    .action(async (file: string, opts: { program?: string; context?: string; plugin?: string[]; json?: boolean }) => {
+      const out = await verifyObjectFile(file, {
+        ...(opts.program === undefined ? {} : { program: opts.program }),
+        ...(opts.context === undefined ? {} : { context: opts.context }),
+        ...(opts.plugin === undefined ? {} : { plugin: opts.plugin }),
+      });
+      console.log(opts.json ? JSON.stringify(out.json, bigintJson, 2) : out.text);
       process.exitCode = out.exitCode;
     });
 

@@ -39,11 +39,12 @@ export function objectName(entry: { path: string; name?: string | undefined }): 
   return entry.name ?? path.basename(entry.path).replace(/(\.bpf)?\.o$/, "");
 }
 
-/** The Runtime options a config file gives (its checked/budget/backend/region), with `overrides` winning. */
+/** The Runtime options a config file gives (its verifier/checked/budget/backend/region), with `overrides` winning. */
 export function runtimeOptionsFromConfig(cfg: LoadedConfig, overrides: ConfigOverrides = {}): RuntimeOptions {
   const c = cfg.config;
   const region = c.region || overrides.region ? { ...c.region, ...overrides.region } : undefined;
   return {
+    ...(c.verifier === undefined ? {} : { verifier: c.verifier }),
     ...(c.checked === undefined ? {} : { checked: c.checked }),
     ...(c.budget === undefined ? {} : { budget: c.budget }),
     ...(c.backend === undefined ? {} : { backend: c.backend }),

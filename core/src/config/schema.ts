@@ -82,6 +82,8 @@ export const configSchema = z.strictObject({
   /** Plugin packages by npm name, resolved from the config file's directory. */
   plugins: z.array(z.string().min(1)).optional(),
   region: regionSchema.optional(),
+  /** strict (default): programs proven safe at load; checked: run-time checks; off: trusted (docs/SECURITY.md). */
+  verifier: z.enum(["strict", "checked", "off"]).optional(),
   checked: z.boolean().optional(),
   budget: z.number().int().nonnegative().optional(),
   backend: z.enum(["jit", "interpreter"]).optional(),

@@ -13,6 +13,7 @@ import type { Runtime } from "./runtime.js";
 import { createObjectMaps, type ObjectMap, type ProgArrayMaker } from "./object-maps.js";
 import type { ProgArray } from "./prog-array.js";
 import type { AnyMap, SharedRegion } from "../maps/index.js";
+import type { ProgramVerification } from "./verification.js";
 import { applyMaxEntries, applyRodata, type RodataValue } from "./load-tuning.js";
 
 /** Raw instructions plus maps given in code, for embedding without clang. */
@@ -41,7 +42,23 @@ export interface LoadOptions extends LoadObjectOptions {
 /** A path to a clang-built .bpf.o, its bytes, or a raw object. */
 export type LoadSource = string | Uint8Array | RawObject;
 
-export type ProgramLoader = (insns: Uint8Array, name: string, maps: unknown[]) => NativeProgram;
+/** What a program loader gets besides the instructions: where the program comes from and the object's map specs. */
+export interface ProgramLoadInfo {
+  readonly section: string;
+  readonly file: string | undefined;
+  /** The object's name in messages: its file, or "(object)". */
+  readonly objectName: string;
+  /** The object's maps, indexed as the lddw imm (what `maps` are handles of). */
+  readonly mapSpecs: readonly MapSpec[];
+}
+
+/** A loaded program: the native one, and its verification in strict mode. */
+export interface LoadedProgramParts {
+  readonly native: NativeProgram;
+  readonly verification?: ProgramVerification;
+}
+
+export type ProgramLoader = (insns: Uint8Array, name: string, maps: unknown[], info: ProgramLoadInfo) => LoadedProgramParts;
 
 export class LoadedObject {
   #disposed = false;
@@ -75,9 +92,9 @@ export class LoadedObject {
         if (programs.has(p.name)) {
           throw new BpfhookError("ELF_INVALID", `${name}: two programs named '${p.name}'`, { symbol: p.name });
         }
-        let nativeProgram: NativeProgram;
+        let parts: LoadedProgramParts;
         try {
-          nativeProgram = loadProgram(p.insns, p.name, handles);
+          parts = loadProgram(p.insns, p.name, handles, { section: p.section, file: spec.file, objectName: name, mapSpecs: spec.maps });
         } catch (err) {
           if (err instanceof BpfhookError) {
             const { message, pc } = nameHelpers(err.message);
@@ -92,7 +109,7 @@ export class LoadedObject {
           }
           throw err;
         }
-        programs.set(p.name, new Program(runtime, p.name, p.section, nativeProgram, p.insns));
+        programs.set(p.name, new Program(runtime, p.name, p.section, parts.native, p.insns, parts.verification));
       }
     } catch (err) {
       for (const prog of programs.values()) prog.native.release();

@@ -61,6 +61,7 @@ export class ProgArray {
   /** Puts `program` (loaded by the same runtime) into slot `index`, replacing what was there. */
   set(index: number, program: Program): this {
     this.#checkIndex("update", index);
+    program.verification?.requireLoadVerified(`put into program array '${this.name}': its section selects no context to verify it with`);
     const rc = this.native.update(index, program.native);
     if (rc === -Errno.EXDEV) {
       throw new BpfhookError(

@@ -6,6 +6,7 @@
 import type { NativeProgram } from "../native/addon-types.js";
 import type { AttachOptions, Runtime } from "./runtime.js";
 import type { Link } from "./link.js";
+import type { ProgramVerification } from "./verification.js";
 
 export class Program {
   /** Helper ids its instructions call, sorted; -1 stands for a call by register (callx). */
@@ -18,6 +19,12 @@ export class Program {
     readonly section: string,
     /** @internal */ readonly native: NativeProgram,
     insns: Uint8Array = new Uint8Array(0),
+    /**
+     * @internal Strict mode: the verdicts so far. attach() verifies again
+     * against the chosen type's context when it differs from the one of the
+     * load; run() against the bytes it is given. Absent in checked and off modes.
+     */
+    readonly verification?: ProgramVerification,
   ) {
     this.helperIds = helperCalls(insns);
   }
@@ -29,6 +36,7 @@ export class Program {
 
   /** Runs the program once on `ctx` (tests, custom drivers); returns r0. */
   run(ctx?: Uint8Array): bigint {
+    this.verification?.requireRun(ctx?.length ?? 0);
     return this.native.run(ctx);
   }
 

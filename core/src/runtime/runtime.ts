@@ -23,11 +23,24 @@ import type { NativeRuntime } from "../native/addon-types.js";
 import { callPlugin, callPluginSync } from "../plugins/call-plugin.js";
 import { assertInsidePackage, NodePluginLoader } from "../plugins/discovery.js";
 import { PluginRegistry } from "../plugins/registry.js";
-import { PluginLoaderToken, PluginRegistryToken, RuntimeToken } from "../plugins/tokens.js";
+import { PluginLoaderToken, PluginRegistryToken, RuntimeToken, VerifierToken } from "../plugins/tokens.js";
+import { verifyProgram } from "../verifier/verify.js";
+import type { VerifierMode } from "../verifier/types.js";
+import {
+  contextOfSection,
+  contextOfType,
+  ProgramVerification,
+  resolveVerifierMode,
+  UNKNOWN_CONTEXT,
+  VERIFIER_MODES,
+  verifierHelpers,
+  verifierMaps,
+  type VerifyFunction,
+} from "./verification.js";
 import { parseCookie } from "./cookie.js";
 import { Link } from "./link.js";
 import { Program } from "./program.js";
-import { LoadedObject, type LoadOptions, type LoadSource } from "./loaded-object.js";
+import { LoadedObject, type LoadOptions, type LoadSource, type ProgramLoadInfo } from "./loaded-object.js";
 import { ProgArray } from "./prog-array.js";
 import { cleanStaleRegions, SharedRegion } from "../maps/index.js";
 import { AgentBackend } from "../agent/backend.js";
@@ -48,7 +61,21 @@ export interface RuntimeOptions {
    * a package planted there, or in one of its parents, must not run.
    */
   resolveFrom?: string;
-  /** Checked mode for every program: bad memory accesses fault instead of crashing. */
+  /**
+   * What proves programs safe (docs/SECURITY.md). "strict" (default): the
+   * verifier must prove each program safe at load, against the context of
+   * the attach type its section selects (again at attach when the chosen
+   * type's context differs), and it then runs with no run-time checks;
+   * a refusal fails the load with VERIFIER_REFUSED. "checked": no
+   * verification, every program runs in the VM's checked mode. "off":
+   * trusted input, neither.
+   */
+  verifier?: VerifierMode;
+  /**
+   * Checked mode for every program: bad memory accesses fault instead of
+   * crashing. Alone, the same as `verifier: "checked"`; with `verifier`
+   * given, run-time checks on top of that mode.
+   */
   checked?: boolean;
   /** Instruction budget per program run (0: none). */
   budget?: number;
@@ -143,6 +170,11 @@ export class Runtime implements NativeCaller {
   private batchState: BatchState | undefined;
   /** RuntimeOptions.target as plugins see it; undefined: this process, absolute. */
   private target: AttachTarget | undefined;
+  /** The verifier mode, and whether the VM runs checked (RuntimeOptions.verifier/.checked). */
+  readonly verifierMode: VerifierMode;
+  private readonly checkedVm: boolean;
+  /** The verifier strict mode runs (VerifierToken, else verifyProgram). */
+  private readonly verify: VerifyFunction;
 
   private constructor(readonly options: Readonly<RuntimeOptions>) {
     this.container = (options.container ?? rootContainer).createChildContainer();
@@ -152,6 +184,10 @@ export class Runtime implements NativeCaller {
     this.container.registerInstance(RuntimeToken, this);
     this.container.registerSingleton(PluginRegistryToken, PluginRegistry);
     this.registry = this.container.resolve<PluginRegistry>(PluginRegistryToken);
+    ({ mode: this.verifierMode, checkedVm: this.checkedVm } = resolveVerifierMode(options.verifier, options.checked));
+    this.verify = this.container.isRegistered(VerifierToken, true)
+      ? this.container.resolve<VerifyFunction>(VerifierToken)
+      : verifyProgram;
     this.nativeRt = new (native().NativeRuntime)();
     const t = options.target;
     this.target = t ? Object.freeze({ pid: t.pid, moduleRelative: t.moduleRelative ?? false }) : undefined;
@@ -212,7 +248,7 @@ export class Runtime implements NativeCaller {
   load(source: LoadSource, options?: LoadOptions): LoadedObject {
     this.assertOpen();
     const modes = {
-      checked: this.options.checked ?? false,
+      checked: this.checkedVm,
       budget: this.options.budget ?? 0,
       interpreter: this.options.backend === "interpreter",
     };
@@ -220,7 +256,10 @@ export class Runtime implements NativeCaller {
       this,
       this.sharedRegion(),
       source,
-      (insns, name, maps) => {
+      (insns, name, maps, info) => {
+        // Verified before anything native, in agent mode too (the agent runs
+        // exactly these instructions, in fast mode).
+        const verification = this.verifyAtLoad(insns, name, info);
         // Loaded here in agent mode too: a bad program fails now, with the
         // same message; the agent loads the same instructions and maps.
         const program = this.nativeRt.loadProgram({
@@ -232,7 +271,7 @@ export class Runtime implements NativeCaller {
           ...modes,
         });
         this.agent?.addProgram(program, name, insns, maps, modes);
-        return program;
+        return verification === undefined ? { native: program } : { native: program, verification };
       },
       // Program arrays hold this runtime's programs: the native runtime owns
       // them (and in agent mode the area mirrors their slots as program ids).
@@ -250,6 +289,35 @@ export class Runtime implements NativeCaller {
     return obj;
   }
 
+  /**
+   * Strict mode: verifies a program against the context its section selects
+   * and throws VERIFIER_REFUSED (LoadedObject prefixes file and section) on
+   * a refusal. A section that selects no attach type gives UNKNOWN_CONTEXT;
+   * a program refused with it stays loaded but pending (verified at attach
+   * or run against the context it then gets).
+   */
+  private verifyAtLoad(insns: Uint8Array, name: string, info: ProgramLoadInfo): ProgramVerification | undefined {
+    if (this.verifierMode !== "strict") return undefined;
+    const registry = this.registry;
+    const verification = new ProgramVerification(
+      name,
+      insns,
+      verifierMaps(info.mapSpecs),
+      // Plugins registered later (rt.use) may declare helpers the program
+      // calls: the set is taken at each verification.
+      () => verifierHelpers(registry.list()),
+      this.verify,
+      { file: info.file, objectName: info.objectName, section: info.section },
+    );
+    const context = contextOfSection(registry, info.section);
+    const r = verification.verdict(context);
+    if (!r.ok) {
+      if (context !== UNKNOWN_CONTEXT) throw new BpfhookError("VERIFIER_REFUSED", r.error.message, { pc: r.error.pc });
+      verification.pending = r;
+    }
+    return verification;
+  }
+
   /** Attaches `program` by its section or by explicit type and private data. */
   async attach(program: Program, options: AttachOptions = {}): Promise<Link> {
     this.assertOpen();
@@ -257,6 +325,9 @@ export class Runtime implements NativeCaller {
     const cookie = parseCookie(options.cookie, program.name);
     const { plugin, type, raw, where } = this.selectAttachPoint(program, options);
     this.checkProgramFits(program, plugin, type, options.force === true);
+    // Strict: proven safe with this type's context (cached per layout; the
+    // load verified it with its section's).
+    program.verification?.require(contextOfType(type), `attached as ${type.name}`);
     const data = this.registry.validate(plugin, type, raw, where);
     const host: PluginHost = { log: (level, message) => this.log(plugin.name, level, message), target: this.target };
     const info: AttachProgramInfo = { name: program.name, section: program.section, helperIds: program.helperIds };
@@ -637,6 +708,12 @@ function checkOptions(o: RuntimeOptions): void {
   }
   if (o.backend !== undefined && o.backend !== "jit" && o.backend !== "interpreter") {
     throw new BpfhookError("BAD_ARGUMENT", `option 'backend' must be "jit" or "interpreter", got ${JSON.stringify(o.backend)}`);
+  }
+  if (o.verifier !== undefined && !VERIFIER_MODES.includes(o.verifier)) {
+    throw new BpfhookError("BAD_ARGUMENT", `option 'verifier' must be "strict", "checked" or "off", got ${JSON.stringify(o.verifier)}`);
+  }
+  if (o.checked !== undefined && typeof o.checked !== "boolean") {
+    throw new BpfhookError("BAD_ARGUMENT", `option 'checked' must be a boolean, got ${JSON.stringify(o.checked)}`);
   }
   if (o.budget !== undefined && (!Number.isSafeInteger(o.budget) || o.budget < 0)) {
     throw new BpfhookError("BAD_ARGUMENT", `option 'budget' must be a non-negative integer, got ${o.budget}`);

@@ -15,10 +15,22 @@
  * forms are accepted so libbpf programs load unchanged.
  */
 import { AttachTypeId } from "@bpfhook/sdk";
-import type { AttachTypeSpec, RefusedHelper } from "@bpfhook/sdk";
+import type { AttachTypeSpec, ContextLayout, RefusedHelper } from "@bpfhook/sdk";
 
 /** sizeof(struct pt_regs) on x86-64. */
 export const PT_REGS_SIZE = 168;
+
+/**
+ * What the verifier lets a program do with its context: read all of struct
+ * pt_regs, write none of it (the kernel's uprobes are read-only too; the
+ * return value of an override goes through bpf_override_return or r0).
+ */
+export const PT_REGS_LAYOUT: ContextLayout = Object.freeze({
+  name: "pt_regs",
+  size: PT_REGS_SIZE,
+  readable: Object.freeze([{ offset: 0, size: PT_REGS_SIZE }]),
+  writable: Object.freeze([]),
+});
 
 /** bpf_override_return: the kernel refuses it outside override-capable probes. */
 const OVERRIDE_RETURN = 58;
@@ -29,6 +41,7 @@ export const UPROBE: AttachTypeSpec = {
   sectionPrefixes: ["uprobe", "uprobe.s"],
   contextSize: PT_REGS_SIZE,
   context: "pt_regs",
+  contextLayout: PT_REGS_LAYOUT,
   refusedHelpers: [
     {
       id: OVERRIDE_RETURN,
@@ -44,6 +57,7 @@ export const URETPROBE: AttachTypeSpec = {
   sectionPrefixes: ["uretprobe", "uretprobe.s"],
   contextSize: PT_REGS_SIZE,
   context: "pt_regs",
+  contextLayout: PT_REGS_LAYOUT,
 };
 
 export const UPROBE_OVERRIDE: AttachTypeSpec = {
@@ -52,6 +66,7 @@ export const UPROBE_OVERRIDE: AttachTypeSpec = {
   sectionPrefixes: ["uprobe.override", "uoverride"],
   contextSize: PT_REGS_SIZE,
   context: "pt_regs",
+  contextLayout: PT_REGS_LAYOUT,
 };
 
 export const UREPLACE: AttachTypeSpec = {
@@ -60,6 +75,7 @@ export const UREPLACE: AttachTypeSpec = {
   sectionPrefixes: ["ureplace"],
   contextSize: PT_REGS_SIZE,
   context: "pt_regs",
+  contextLayout: PT_REGS_LAYOUT,
   refusedHelpers: [
     {
       id: OVERRIDE_RETURN,

@@ -18,7 +18,7 @@ import { uprobeTargetSchema } from "./schema.js";
 import type { UprobePrivateData } from "./schema.js";
 import { parseTargetSection } from "./section.js";
 
-export { PT_REGS_SIZE, UPROBE, UPROBE_ATTACH_TYPES, UPROBE_OVERRIDE, UREPLACE, URETPROBE } from "./attach-types.js";
+export { PT_REGS_LAYOUT, PT_REGS_SIZE, UPROBE, UPROBE_ATTACH_TYPES, UPROBE_OVERRIDE, UREPLACE, URETPROBE } from "./attach-types.js";
 export { decodePrivateData, encodePrivateData, PRIVATE_DATA_FIXED, UprobeFlags } from "./encode.js";
 export type { EncodedFields } from "./encode.js";
 export { resolveTarget } from "./prepare.js";

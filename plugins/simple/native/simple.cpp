@@ -98,6 +98,20 @@ int trigger_state(State *s, const char *source, void *data, size_t len, uint64_t
   std::shared_lock<std::shared_mutex> lock(s->mu);
   auto it = s->sources.find(source);
   if (it == s->sources.end()) return 0;
+  // The verifier proves programs against BH_SIMPLE_CONTEXT_SIZE bytes
+  // (the TS side's contextLayout), and fast mode does not check bounds at
+  // run time: a shorter context is run from a zero-padded copy, so every
+  // byte a verified program may touch exists. The run is still told the
+  // caller's length: checked mode faults beyond it, as before. Writes come
+  // back to the caller's bytes below.
+  alignas(16) unsigned char padded[BH_SIMPLE_CONTEXT_SIZE];
+  void *caller_data = data;
+  const bool pad = len < sizeof padded;
+  if (pad) {
+    if (len > 0) memcpy(padded, data, len);
+    memset(padded + len, 0, sizeof padded - len);
+    data = padded;
+  }
   int rc = 0;
   for (const Attachment &a : it->second) {
     uint64_t r0 = 0;
@@ -116,6 +130,7 @@ int trigger_state(State *s, const char *source, void *data, size_t len, uint64_t
     if (ret != nullptr) *ret = r0;
     (*count)++;
   }
+  if (pad && len > 0) memcpy(caller_data, padded, len);
   return rc;
 }
 

@@ -9,7 +9,7 @@
 import path from "node:path";
 import { z } from "zod";
 import { AttachTypeId, definePlugin, PLUGIN_ABI_VERSION, StructWriter } from "@bpfhook/sdk";
-import type { NativeCaller } from "@bpfhook/sdk";
+import type { AttachTypeSpec, ContextLayout, NativeCaller } from "@bpfhook/sdk";
 
 const schema = z.object({
   source: z
@@ -20,7 +20,27 @@ const schema = z.object({
 });
 export type SimplePrivateData = z.infer<typeof schema>;
 
-export const SIMPLE_TYPE = { id: AttachTypeId.SIMPLE, name: "simple", sectionPrefixes: ["simple"] } as const;
+/**
+ * Bytes of context a program may read and write (BH_SIMPLE_CONTEXT_SIZE in
+ * simple.h): the verifier proves programs against this many; a trigger
+ * with fewer bytes runs them on a zero-padded copy, a longer one is fine
+ * (verified programs touch no byte past this size).
+ */
+export const SIMPLE_CONTEXT_SIZE = 4096;
+
+const SIMPLE_LAYOUT: ContextLayout = Object.freeze({
+  name: "simple event",
+  size: SIMPLE_CONTEXT_SIZE,
+  readable: Object.freeze([{ offset: 0, size: SIMPLE_CONTEXT_SIZE }]),
+  writable: Object.freeze([{ offset: 0, size: SIMPLE_CONTEXT_SIZE }]),
+});
+
+export const SIMPLE_TYPE: AttachTypeSpec = Object.freeze({
+  id: AttachTypeId.SIMPLE,
+  name: "simple",
+  sectionPrefixes: Object.freeze(["simple"]),
+  contextLayout: SIMPLE_LAYOUT,
+});
 
 export const plugin = definePlugin<SimplePrivateData>({
   name: "simple",

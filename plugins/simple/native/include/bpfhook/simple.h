@@ -12,6 +12,12 @@
 extern "C" {
 #endif
 
+/* Bytes of context a program of the simple plugin may read and write (what
+ * the verifier proves it against). A trigger with fewer bytes runs its
+ * programs on a zero-padded copy of this size; checked mode still faults
+ * beyond `len`. */
+#define BH_SIMPLE_CONTEXT_SIZE 4096
+
 /* Runs every program attached to `source`, in attach order, with the bytes
  * [data, data+len) as context (programs may write them). Returns the number
  * of programs run (0 when none is attached) and sets *ret (if not NULL) to the
