@@ -52,6 +52,8 @@ namespace {
 
 namespace shm = bpfhook::shm;
 constexpr uint32_t kDefaultStartWaitMs = 5000;
+// However long a live controller takes, main runs after this.
+constexpr uint64_t kStartWaitCapNs = 120ull * 1000000000ull;
 
 bool controller_gone(Served &s) {
   bh_agent_area *a = s.view.area();
@@ -120,13 +122,26 @@ void serve(Served *s, uint32_t parent, bool wait_for_plan) {
   raise_event(*s);
   bh_agent_area *a = s->view.area();
   if (wait_for_plan) {
+    // Wait for the first plan while the controller shows signs of life: each
+    // heartbeat it writes extends the wait by start_wait_ms (a controller
+    // slowed by a loaded machine is not given up on), up to a hard cap.
     uint32_t wait_ms = a->start_wait_ms ? a->start_wait_ms : kDefaultStartWaitMs;
     if (wait_ms > 60000) wait_ms = 60000;
-    uint64_t deadline = bh_agent_now_ns() + uint64_t(wait_ms) * 1000000ull;
+    const uint64_t wait_ns = uint64_t(wait_ms) * 1000000ull;
+    uint64_t now = bh_agent_now_ns();
+    const uint64_t cap = now + (wait_ns > kStartWaitCapNs ? wait_ns : kStartWaitCapNs);
+    uint64_t deadline = now + wait_ns;
+    uint64_t last_beat = shm::load_acquire(&a->heartbeat_ns);
     while (shm::load_acquire(&a->plan_seq) == 0) {
-      uint64_t now = bh_agent_now_ns();
+      now = bh_agent_now_ns();
+      uint64_t beat = shm::load_acquire(&a->heartbeat_ns);
+      if (beat != last_beat) {
+        last_beat = beat;
+        deadline = now + wait_ns < cap ? now + wait_ns : cap;
+      }
       if (now >= deadline) break;
-      bh_agent_futex_wait(&a->plan_seq, 0, uint32_t((deadline - now) / 1000000ull) + 1);
+      uint64_t left_ms = (deadline - now) / 1000000ull + 1;
+      bh_agent_futex_wait(&a->plan_seq, 0, uint32_t(left_ms < BH_AGENT_HEARTBEAT_MS ? left_ms : BH_AGENT_HEARTBEAT_MS));
     }
   }
   if (shm::load_acquire(&a->plan_seq) == 0) {

@@ -23,9 +23,9 @@ namespace bpfhook::agent {
 constexpr int kLogErr = BH_LOG_ERROR, kLogWarn = BH_LOG_WARN, kLogInfo = BH_LOG_INFO;
 
 // ---- log.cpp ----
-extern int g_log_fd;                        // BPFHOOK_AGENT_LOG (file or stderr)
-extern bool g_log_env;                      // the env chose the destination
-extern std::atomic<bh_map *> g_log_ring;    // else the region's log ring
+extern int g_log_fd;                         // BPFHOOK_AGENT_LOG (file or stderr)
+extern bool g_log_env;                       // the env chose the destination
+extern std::atomic<bh_map *> g_log_ring;     // else the region's log ring
 extern std::atomic<bh_map *> g_printk_ring;  // trace_printk lines
 void agent_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void trace_sink(void *, const char *msg, size_t len);
