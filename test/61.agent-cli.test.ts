@@ -97,6 +97,14 @@ function alive(pid: number): boolean {
   }
 }
 
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // gone already
+  }
+}
+
 /** Regions in /dev/shm created by process `pid`. */
 function regionsOf(pid: number): string[] {
   return readdirSync("/dev/shm").filter((n) => n.startsWith(`bpfhook-${pid}-`));
@@ -130,8 +138,11 @@ describe("61 agent mode: bpfhook run / attach / maps / ps / detach", function ()
     copyFileSync(path.join(fixtures, "count.yaml"), path.join(dir, "count.yaml"));
   });
 
+  /** Programs started by a bpfhook run of a test: they may outlive it (and hold this test's pipes). */
+  const programs: number[] = [];
   afterEach(() => {
     for (const p of procs.splice(0)) p.kill();
+    for (const pid of programs.splice(0)) killQuietly(pid);
   });
 
   it("run -j: probes on the program's own function and on libc are in place before main; events, printk, maps, exit", () => {
@@ -208,6 +219,7 @@ describe("61 agent mode: bpfhook run / attach / maps / ps / detach", function ()
     const run = start(process.execPath, [cli, "run", "-j", object, "--", victim, "-1", "5"]);
     await run.waitFor(/"type":"attached".*on_work"/);
     const pid = (await run.waitFor(/main (\d+)/, 15_000, "err"))[1]!;
+    programs.push(Number(pid));
     const read = () => {
       const r = bpfhook(["maps", "-j", "-p", pid]);
       assert.equal(r.status, 0, r.stderr);
@@ -272,18 +284,50 @@ describe("61 agent mode: bpfhook run / attach / maps / ps / detach", function ()
     const run = start(process.execPath, [cli, "run", "-j", object, "--", victim, "-1", "5"]);
     await run.waitFor(/"type":"attached"/);
     const pid = Number((await run.waitFor(/main (\d+)/, 15_000, "err"))[1]);
-    run.kill("SIGKILL");
-    await run.exited;
-    await sleep(600); // agents check the controller every 200 ms
-    assert.ok(alive(pid), "the program survives its controller");
-    const ps = jsonLines(bpfhook(["ps", "-j"]).stdout).find((l) => l.data.controller === run.pid);
-    assert.ok(ps, "ps still finds the region of the dead controller");
-    assert.equal(ps.data.controllerAlive, false);
-    assert.equal(ps.data.processes.find((p: { pid: number }) => p.pid === pid).attached, 0, "the agent detached its probes");
-    const clean = bpfhook(["clean"]);
-    assert.equal(clean.status, 0, clean.stderr);
-    assert.deepEqual(regionsOf(run.pid), []);
-    process.kill(pid, "SIGKILL");
+    programs.push(pid);
+    try {
+      run.kill("SIGKILL");
+      await run.exited;
+      await sleep(600); // agents check the controller every 200 ms
+      assert.ok(alive(pid), "the program survives its controller");
+      const ps = jsonLines(bpfhook(["ps", "-j"]).stdout).find((l) => l.data.controller === run.pid);
+      assert.ok(ps, "ps still finds the region of the dead controller");
+      assert.equal(ps.data.controllerAlive, false);
+      assert.equal(ps.data.processes.find((p: { pid: number }) => p.pid === pid).attached, 0, "the agent detached its probes");
+      const clean = bpfhook(["clean"]);
+      assert.equal(clean.status, 0, clean.stderr);
+      assert.deepEqual(regionsOf(run.pid), []);
+    } finally {
+      killQuietly(pid);
+    }
+  });
+
+  it("--keep-probes: after the controller dies the probes keep counting, a new runtime's clean-up spares the region, maps -p reads it, clean removes it", async () => {
+    const run = start(process.execPath, [cli, "run", "-j", "--keep-probes", object, "--", victim, "-1", "5"]);
+    await run.waitFor(/"type":"attached"/);
+    const pid = (await run.waitFor(/main (\d+)/, 15_000, "err"))[1]!;
+    // The program outlives its controller and holds this test's pipes: it must die whatever happens.
+    try {
+      run.kill("SIGKILL");
+      await run.exited;
+      // Any runtime created now cleans stale regions: this one has a live agent.
+      const rt = spawnSync(process.execPath, ["-e", "require('@bpfhook/core').Runtime.create().then((r) => r.close())"], { cwd: repoRoot, encoding: "utf8" });
+      assert.equal(rt.status, 0, rt.stderr);
+      assert.equal(regionsOf(run.pid).length, 1, "the region of a dead controller whose agent runs is kept");
+      const read = () => {
+        const r = bpfhook(["maps", "-j", "-p", pid]);
+        assert.equal(r.status, 0, r.stderr);
+        return mapEntries(jsonLines(r.stdout), "calls").get(0)!;
+      };
+      const a = read();
+      await sleep(300);
+      assert.ok(read() > a, "still counting without a controller");
+      const clean = bpfhook(["clean"]);
+      assert.equal(clean.status, 0, clean.stderr);
+      assert.deepEqual(regionsOf(run.pid), [], "bpfhook clean removes it");
+    } finally {
+      killQuietly(Number(pid));
+    }
   });
 
   it("an agent that dies during the attach (its process with it): bpfhook reports which attachments have no answer, exits 1, removes its region", () => {

@@ -214,7 +214,18 @@ Napi::Value RegionMaps(const Napi::CallbackInfo &info) {
 Napi::Value RegionCleanStale(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   std::vector<std::pair<std::string, uint32_t>> removed;
-  int rc = bh_region_clean_stale(
+  // regionCleanStale(keep?: string[]): names spared.
+  std::vector<std::string> keep;
+  if (info.Length() > 0 && info[0].IsArray()) {
+    Napi::Array a = info[0].As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      if (a.Get(i).IsString()) keep.push_back(a.Get(i).As<Napi::String>());
+    }
+  }
+  std::vector<const char *> keep_ptrs;
+  for (const std::string &k : keep) keep_ptrs.push_back(k.c_str());
+  int rc = bh_region_clean_stale_except(
+      keep_ptrs.data(), keep_ptrs.size(),
       [](void *cookie, const char *name, uint32_t pid) {
         static_cast<std::vector<std::pair<std::string, uint32_t>> *>(cookie)->emplace_back(name, pid);
       },

@@ -76,3 +76,17 @@ export function regionsOfProcess(pid: number): AgentRegion[] {
   }
   return mine;
 }
+
+/**
+ * Names of the regions whose agents still run (some process record alive):
+ * what the automatic clean-up of stale regions must keep, since those
+ * programs still write the maps.
+ */
+export function regionsWithLiveAgents(): string[] {
+  const names: string[] = [];
+  for (const r of findAgentRegions()) {
+    if (r.processes.some((p) => (p.state === ProcState.RUNNING || p.state === ProcState.STARTING) && processAlive(p.pid))) names.push(r.name);
+    r.region.close();
+  }
+  return names;
+}

@@ -333,10 +333,12 @@ export interface StaleRegion {
  * died without closing them (killed by a signal): those whose creator's pid
  * is gone, or now belongs to a process with another start time. Regions of
  * live processes, of other users, and of other pid namespaces are left
- * alone. Runtime.create calls it; so does `bpfhook clean`.
+ * alone, and so are the names in `keep`. Runtime.create calls it, keeping
+ * the regions whose agents still run (agent mode: the controller died, the
+ * program and its maps live on); `bpfhook clean` removes those too.
  */
-export function cleanStaleRegions(): StaleRegion[] {
-  const rc = native().regionCleanStale();
+export function cleanStaleRegions(opts: { keep?: readonly string[] } = {}): StaleRegion[] {
+  const rc = native().regionCleanStale([...(opts.keep ?? [])]);
   if (typeof rc === "number") {
     throw new BpfhookError("MAP_ERROR", `cleanStaleRegions: cannot read /dev/shm: ${errnoName(rc)}`, { errno: rc });
   }

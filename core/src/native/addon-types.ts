@@ -41,7 +41,7 @@ export interface NativeAddon {
   /** The region checked-mode programs may access (SharedRegionBounds). */
   regionSetDefault(region: NativeRegionHandle | null): void;
   /** Unlinks regions whose creator died (bh_region_clean_stale): the names removed, or -errno. */
-  regionCleanStale(): { name: string; pid: number }[] | number;
+  regionCleanStale(keep?: string[]): { name: string; pid: number }[] | number;
   mapCreate(region: NativeRegionHandle, spec: NativeMapSpec): NativeMapHandle | number;
   mapOpen(region: NativeRegionHandle, nameOrIndex: string | number): NativeMapHandle | number;
   mapClose(map: NativeMapHandle): void;

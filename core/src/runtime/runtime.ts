@@ -44,6 +44,7 @@ import { LoadedObject, type LoadOptions, type LoadSource, type ProgramLoadInfo }
 import { ProgArray } from "./prog-array.js";
 import { cleanStaleRegions, SharedRegion } from "../maps/index.js";
 import { AgentBackend } from "../agent/backend.js";
+import { regionsWithLiveAgents } from "../agent/discover.js";
 import type { NativeAgentAreaOptions } from "../native/addon-types.js";
 // A cycle (apply.ts calls Runtime.create), harmless: each side uses the other only when called.
 import { fromConfigFile, type ConfigOverrides, type ConfiguredRuntime } from "../config/apply.js";
@@ -200,7 +201,7 @@ export class Runtime implements NativeCaller {
       // Best effort: a region of a killed process is only wasted memory, and
       // an unreadable /dev/shm must not stop a runtime from starting.
       try {
-        cleanStaleRegions();
+        cleanStaleRegions({ keep: regionsWithLiveAgents() });
       } catch {
         // reported by `bpfhook clean`
       }

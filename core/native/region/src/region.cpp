@@ -736,6 +736,10 @@ uint32_t named_creator_gone(const char *entry, const struct stat &st) {
 }  // namespace
 
 int bh_region_clean_stale(bh_region_removed_fn removed, void *cookie) {
+  return bh_region_clean_stale_except(nullptr, 0, removed, cookie);
+}
+
+int bh_region_clean_stale_except(const char *const *keep, size_t nkeep, bh_region_removed_fn removed, void *cookie) {
   DIR *dir = opendir("/dev/shm");
   if (dir == nullptr) return -errno;
   const char *prefix = BH_REGION_NAME_PREFIX + 1;  // directory entries have no '/'
@@ -769,6 +773,9 @@ int bh_region_clean_stale(bh_region_removed_fn removed, void *cookie) {
       if (!creator_gone(h)) continue;
     }
     std::string name = std::string("/") + e->d_name;
+    bool kept = false;
+    for (size_t k = 0; k < nkeep && !kept; k++) kept = keep[k] != nullptr && name == keep[k];
+    if (kept) continue;
     if (shm_unlink(name.c_str()) == 0) {
       removed_count++;
       if (removed != nullptr) removed(cookie, name.c_str(), h.creator_pid);

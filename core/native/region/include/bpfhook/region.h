@@ -270,6 +270,10 @@ void bh_region_map_free_on_release(bh_region *r, uint32_t index, uint32_t gen);
  * the number removed, or a negative errno if /dev/shm cannot be read. */
 typedef void (*bh_region_removed_fn)(void *cookie, const char *name, uint32_t creator_pid);
 int bh_region_clean_stale(bh_region_removed_fn removed, void *cookie);
+/* The same, sparing the `nkeep` names in `keep` ("/bpfhook-..."): the
+ * automatic clean-up keeps regions of dead controllers whose agents still run
+ * (their maps are still written, and `bpfhook maps -p` reads them). */
+int bh_region_clean_stale_except(const char *const *keep, size_t nkeep, bh_region_removed_fn removed, void *cookie);
 
 /* Number of possible CPUs on this machine (/sys/devices/system/cpu/possible,
  * as libbpf counts them), cached after the first call. */
