@@ -1,0 +1,303 @@
+/**
+ * Does a program depend on what the ISA leaves undefined? A small forward
+ * data-flow analysis, run only on programs where the interpreter and the JIT
+ * disagreed (or a fast-mode run crashed or hung), to tell a VM bug from a
+ * program whose result the ISA does not fix:
+ *
+ *  - a register read before it is written (at entry only r1 and r10 are set;
+ *    after a helper or local call r1..r5 are scratch; a subprogram starts
+ *    with r6..r9 unset as the kernel's verifier sees them);
+ *  - a stack byte read before it is written (through r10 + a known offset);
+ *  - a value derived from a stack address (different in each backend) or from
+ *    a nondeterministic helper (time, random, CPU) reaching r0 at exit, a
+ *    branch, or memory other than the stack.
+ *
+ * Must-analysis over all paths: a read is flagged if any path reaches it
+ * unset. Memory reached through pointers other than r10 + constant (context,
+ * map values, the caller's frame) is taken as defined. Not a verifier: it
+ * proves nothing about bounds or termination, which checked mode judges.
+ */
+import { decodeInsns, type Insn } from "../asm/insn.js";
+import { AluOp, AtomicOp, CallKind, Cls, JmpOp, Mode, Op, Pseudo, Size, Src } from "../asm/opcodes.js";
+import { standardHelpers } from "../verifier/helpers.js";
+
+interface Reg {
+  init: boolean;
+  /** Depends on a stack address or a nondeterministic helper. */
+  taint: boolean;
+  /** r10 + fp when known (a pointer into this function's frame). */
+  fp?: number;
+  /** Known constant. */
+  k?: bigint;
+}
+
+interface AState {
+  regs: Reg[];
+  init: Uint8Array; // 512 bytes of the frame
+  taint: Uint8Array;
+}
+
+const NONDET_HELPERS = new Set([5, 7, 8, 125, 160]);
+const WRITES_BUF = new Set([4, 16, 45, 112, 113, 114, 115]); // (r1 = buffer, r2 = size)
+const HELPERS = standardHelpers();
+
+const uninit = (): Reg => ({ init: false, taint: false });
+const cloneState = (s: AState): AState => ({
+  regs: s.regs.map((r) => ({ ...r })),
+  init: s.init.slice(),
+  taint: s.taint.slice(),
+});
+
+function meetReg(a: Reg, b: Reg): Reg {
+  const r: Reg = { init: a.init && b.init, taint: a.taint || b.taint };
+  if (a.fp !== undefined && a.fp === b.fp) r.fp = a.fp;
+  if (a.k !== undefined && a.k === b.k) r.k = a.k;
+  return r;
+}
+
+/** Meets `b` into `a`; true if `a` changed. */
+function meetInto(a: AState, b: AState): boolean {
+  let changed = false;
+  for (let i = 0; i < 11; i++) {
+    const m = meetReg(a.regs[i]!, b.regs[i]!);
+    const o = a.regs[i]!;
+    if (m.init !== o.init || m.taint !== o.taint || m.fp !== o.fp || m.k !== o.k) {
+      a.regs[i] = m;
+      changed = true;
+    }
+  }
+  for (let i = 0; i < 512; i++) {
+    const init = a.init[i]! & b.init[i]!;
+    const taint = a.taint[i]! | b.taint[i]!;
+    if (init !== a.init[i] || taint !== a.taint[i]) {
+      a.init[i] = init;
+      a.taint[i] = taint;
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+const sizeBytes = (opcode: number): number => [4, 2, 1, 8][(opcode & Size.MASK) >> 3]!;
+
+class Found extends Error {}
+
+export interface UndefinedUse {
+  pc: number;
+  reason: string;
+}
+
+/**
+ * The first use of undefined behaviour found, or undefined when the program's
+ * result is fixed by the ISA on every path (as far as this analysis sees).
+ */
+export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): UndefinedUse | undefined {
+  const insns = code instanceof Uint8Array ? decodeInsns(code) : [...code];
+  const n = insns.length;
+  const second = new Uint8Array(n);
+  for (let pc = 0; pc < n; pc++) if (insns[pc]!.opcode === Op.LDDW) second[++pc] = 1;
+
+  // Function entries: 0 and the targets of local calls.
+  const entries = new Set<number>([0]);
+  insns.forEach((i, pc) => {
+    if (!second[pc] && i.opcode === Op.CALL && i.src === CallKind.LOCAL) entries.add(pc + i.imm + 1);
+  });
+  const entryState = new Map<number, AState>();
+  const returns = new Map<number, Reg>(); // r0 at a subprogram's exits
+  let found: UndefinedUse | undefined;
+  const fail = (pc: number, reason: string): never => {
+    found = { pc, reason };
+    throw new Found();
+  };
+
+  const fresh = (): AState => ({
+    regs: Array.from({ length: 11 }, uninit),
+    init: new Uint8Array(512),
+    taint: new Uint8Array(512),
+  });
+  const main = fresh();
+  main.regs[1] = { init: true, taint: false };
+  main.regs[10] = { init: true, taint: true, fp: 0 };
+  entryState.set(0, main);
+
+  const analyse = (entry: number): void => {
+    const isMain = entry === 0;
+    const states = new Map<number, AState>([[entry, cloneState(entryState.get(entry)!)]]);
+    const work = [entry];
+    let steps = 0;
+    while (work.length > 0) {
+      if (++steps > 200_000) return; // give up quietly: too big to judge
+      const pc = work.pop()!;
+      if (pc < 0 || pc >= n || second[pc]) continue;
+      const s = cloneState(states.get(pc)!);
+      const i = insns[pc]!;
+      const succ = step(pc, i, s, isMain);
+      for (const t of succ) {
+        const old = states.get(t);
+        if (!old) {
+          states.set(t, cloneState(s));
+          work.push(t);
+        } else if (meetInto(old, s)) work.push(t);
+      }
+    }
+  };
+
+  const read = (s: AState, pc: number, r: number, what: string): Reg => {
+    const reg = s.regs[r] ?? uninit();
+    if (!reg.init) fail(pc, `r${r} is read (${what}) before it is written`);
+    return reg;
+  };
+
+  const step = (pc: number, i: Insn, s: AState, isMain: boolean): number[] => {
+    const cls = i.opcode & Cls.MASK;
+    const next = [pc + 1];
+    const regs = s.regs;
+    switch (cls) {
+      case Cls.ALU:
+      case Cls.ALU64: {
+        const op = i.opcode & AluOp.MASK;
+        const x = (i.opcode & Src.X) !== 0;
+        const is64 = cls === Cls.ALU64;
+        if (op === AluOp.MOV) {
+          if (x && i.src < 11) {
+            const src = read(s, pc, i.src, "mov source");
+            regs[i.dst] = is64 && i.off === 0 ? { ...src } : { init: true, taint: src.taint };
+          } else regs[i.dst] = { init: true, taint: false, k: BigInt(is64 ? i.imm : i.imm >>> 0) };
+          break;
+        }
+        const dst = read(s, pc, i.dst, "alu operand");
+        let taint = dst.taint;
+        if (x && op !== AluOp.END && op !== AluOp.NEG && i.src < 11) taint ||= read(s, pc, i.src, "alu operand").taint;
+        const out: Reg = { init: true, taint };
+        if (dst.fp !== undefined && is64 && !x && (op === AluOp.ADD || op === AluOp.SUB)) {
+          out.fp = dst.fp + (op === AluOp.ADD ? i.imm : -i.imm);
+        }
+        // The clock's top bits: a ktime value shifted right by 62 or more is 0 for a century.
+        if (is64 && !x && op === AluOp.RSH && i.imm >= 62) out.taint = false;
+        regs[i.dst] = out;
+        break;
+      }
+      case Cls.LD:
+        if (i.opcode === Op.LDDW) {
+          const hi = insns[pc + 1]?.imm ?? 0;
+          regs[i.dst] =
+            i.src === 0
+              ? { init: true, taint: false, k: BigInt.asUintN(64, (BigInt(hi) << 32n) | BigInt(i.imm >>> 0)) }
+              : { init: true, taint: false };
+          void Pseudo;
+          return [pc + 2];
+        }
+        return [];
+      case Cls.LDX: {
+        const base = read(s, pc, i.src, "load base");
+        const size = sizeBytes(i.opcode);
+        let taint = false;
+        if (base.fp !== undefined) {
+          const at = 512 + base.fp + i.off;
+          if (at < 0 || at + size > 512) fail(pc, `load outside the frame (r10${base.fp + i.off})`);
+          for (let b = 0; b < size; b++) {
+            if (!s.init[at + b]) fail(pc, `stack byte r10${base.fp + i.off + b} is read before it is written`);
+            taint ||= s.taint[at + b] !== 0;
+          }
+        } else if (base.taint) taint = true;
+        regs[i.dst] = { init: true, taint };
+        void Mode;
+        break;
+      }
+      case Cls.ST:
+      case Cls.STX: {
+        const base = read(s, pc, i.dst, "store base");
+        const size = sizeBytes(i.opcode);
+        const atomic = cls === Cls.STX && (i.opcode & 0xe0) === Mode.ATOMIC;
+        const src = cls === Cls.STX ? read(s, pc, i.src, "store source") : { init: true, taint: false };
+        if (atomic && i.imm === AtomicOp.CMPXCHG) read(s, pc, 0, "cmpxchg comparand");
+        if (base.fp !== undefined) {
+          const at = 512 + base.fp + i.off;
+          if (at < 0 || at + size > 512) fail(pc, `store outside the frame (r10${base.fp + i.off})`);
+          if (atomic) {
+            for (let b = 0; b < size; b++) {
+              if (!s.init[at + b]) fail(pc, `atomic on stack byte r10${base.fp + i.off + b} before it is written`);
+            }
+          }
+          for (let b = 0; b < size; b++) {
+            s.init[at + b] = 1;
+            s.taint[at + b] = src.taint || (atomic && s.taint[at + b] !== 0) ? 1 : 0;
+          }
+        } else if (src.taint) {
+          fail(pc, "a stack address or nondeterministic value is stored outside the stack");
+        }
+        if (atomic && (i.imm & AtomicOp.FETCH) !== 0) {
+          const dst = i.imm === AtomicOp.CMPXCHG ? 0 : i.src;
+          regs[dst] = { init: true, taint: base.fp !== undefined ? src.taint : false };
+        }
+        break;
+      }
+      default: {
+        // JMP / JMP32
+        const op = i.opcode & 0xf0;
+        if (op === JmpOp.EXIT) {
+          const r0 = read(s, pc, 0, "return value");
+          if (isMain && r0.taint) fail(pc, "r0 at exit holds a stack address or a nondeterministic value");
+          if (!isMain) {
+            const old = returns.get(-1);
+            returns.set(-1, old ? meetReg(old, r0) : { ...r0 });
+          }
+          return [];
+        }
+        if (op === JmpOp.CALL) {
+          if (i.src === CallKind.LOCAL) {
+            const target = pc + i.imm + 1;
+            const callee = fresh();
+            for (let a = 1; a <= 5; a++) callee.regs[a] = { init: regs[a]!.init, taint: regs[a]!.taint };
+            callee.regs[10] = { init: true, taint: true, fp: 0 };
+            const old = entryState.get(target);
+            if (!old) entryState.set(target, callee);
+            else meetInto(old, callee);
+            for (let a = 0; a <= 5; a++) regs[a] = uninit();
+            regs[0] = { init: true, taint: returnTaint };
+            return next;
+          }
+          const id = (i.opcode & Src.X) !== 0 ? -1 : i.imm;
+          const sig = HELPERS.get(id);
+          const nargs = sig ? sig.args.length : 0;
+          for (let a = 1; a <= nargs; a++) read(s, pc, a, `argument ${a} of helper ${id}`);
+          if (WRITES_BUF.has(id) && regs[1]!.fp !== undefined && regs[2]!.k !== undefined) {
+            const at = 512 + regs[1]!.fp!;
+            const size = Number(regs[2]!.k! & 0xffffffffn);
+            for (let b = 0; b < size && at + b < 512; b++) if (at + b >= 0) s.init[at + b] = 1;
+          }
+          for (let a = 0; a <= 5; a++) regs[a] = uninit();
+          regs[0] = { init: true, taint: NONDET_HELPERS.has(id) };
+          return next;
+        }
+        const gotol = cls === Cls.JMP32 && op === JmpOp.JA;
+        const target = pc + (gotol ? i.imm : i.off) + 1;
+        if (op === JmpOp.JA) return [target];
+        const a = read(s, pc, i.dst, "comparison");
+        const b = (i.opcode & Src.X) !== 0 ? read(s, pc, i.src, "comparison") : { init: true, taint: false };
+        const pointers = a.fp !== undefined && b.fp !== undefined;
+        if ((a.taint || b.taint) && !pointers) {
+          fail(pc, "a branch depends on a stack address or a nondeterministic value");
+        }
+        return [pc + 1, target];
+      }
+    }
+    return next;
+  };
+
+  // Subprograms' return taint feeds their callers: iterate until it settles.
+  let returnTaint = false;
+  try {
+    for (let round = 0; round < 3; round++) {
+      returns.clear();
+      analyse(0);
+      for (const e of entries) if (e !== 0 && entryState.has(e)) analyse(e);
+      const t = returns.get(-1)?.taint ?? false;
+      if (t === returnTaint) break;
+      returnTaint = t;
+    }
+  } catch (e) {
+    if (!(e instanceof Found)) throw e;
+  }
+  return found;
+}
