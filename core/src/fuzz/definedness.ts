@@ -20,6 +20,7 @@
 import { decodeInsns, type Insn } from "../asm/insn.js";
 import { AluOp, AtomicOp, CallKind, Cls, JmpOp, Mode, Op, Pseudo, Size, Src } from "../asm/opcodes.js";
 import { standardHelpers } from "../verifier/helpers.js";
+import { FUZZ_MAPS } from "./env.js";
 
 interface Reg {
   init: boolean;
@@ -29,6 +30,8 @@ interface Reg {
   fp?: number;
   /** Known constant. */
   k?: bigint;
+  /** lddw map_fd N: which of FUZZ_MAPS. */
+  map?: number;
 }
 
 interface AState {
@@ -52,6 +55,7 @@ function meetReg(a: Reg, b: Reg): Reg {
   const r: Reg = { init: a.init && b.init, taint: a.taint || b.taint };
   if (a.fp !== undefined && a.fp === b.fp) r.fp = a.fp;
   if (a.k !== undefined && a.k === b.k) r.k = a.k;
+  if (a.map !== undefined && a.map === b.map) r.map = a.map;
   return r;
 }
 
@@ -61,7 +65,7 @@ function meetInto(a: AState, b: AState): boolean {
   for (let i = 0; i < 11; i++) {
     const m = meetReg(a.regs[i]!, b.regs[i]!);
     const o = a.regs[i]!;
-    if (m.init !== o.init || m.taint !== o.taint || m.fp !== o.fp || m.k !== o.k) {
+    if (m.init !== o.init || m.taint !== o.taint || m.fp !== o.fp || m.k !== o.k || m.map !== o.map) {
       a.regs[i] = m;
       changed = true;
     }
@@ -167,7 +171,10 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
         }
         const dst = read(s, pc, i.dst, "alu operand");
         let taint = dst.taint;
-        if (x && op !== AluOp.END && op !== AluOp.NEG && i.src < 11) taint ||= read(s, pc, i.src, "alu operand").taint;
+        if (x && op !== AluOp.END && op !== AluOp.NEG && i.src < 11) {
+          const src = read(s, pc, i.src, "alu operand"); // read even when dst is tainted already
+          taint = taint || src.taint;
+        }
         const out: Reg = { init: true, taint };
         if (dst.fp !== undefined && is64 && !x && (op === AluOp.ADD || op === AluOp.SUB)) {
           out.fp = dst.fp + (op === AluOp.ADD ? i.imm : -i.imm);
@@ -180,11 +187,11 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
       case Cls.LD:
         if (i.opcode === Op.LDDW) {
           const hi = insns[pc + 1]?.imm ?? 0;
-          regs[i.dst] =
-            i.src === 0
-              ? { init: true, taint: false, k: BigInt.asUintN(64, (BigInt(hi) << 32n) | BigInt(i.imm >>> 0)) }
-              : { init: true, taint: false };
-          void Pseudo;
+          if (i.src === 0) {
+            regs[i.dst] = { init: true, taint: false, k: BigInt.asUintN(64, (BigInt(hi) << 32n) | BigInt(i.imm >>> 0)) };
+          } else if (i.src === Pseudo.MAP_FD || i.src === Pseudo.MAP_IDX) {
+            regs[i.dst] = { init: true, taint: false, map: i.imm };
+          } else regs[i.dst] = { init: true, taint: false };
           return [pc + 2];
         }
         return [];
@@ -261,6 +268,28 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
           const sig = HELPERS.get(id);
           const nargs = sig ? sig.args.length : 0;
           for (let a = 1; a <= nargs; a++) read(s, pc, a, `argument ${a} of helper ${id}`);
+          // Memory the helper reads (keys, values, buffers) must be initialised when it is on the stack.
+          sig?.args.forEach((kind, k) => {
+            const arg = regs[k + 1]!;
+            if (arg.fp === undefined) return;
+            let size: number | undefined;
+            if (kind === "ptr_to_map_key" || kind === "ptr_to_map_value") {
+              const m = regs[1]!.map === undefined ? undefined : FUZZ_MAPS[regs[1]!.map];
+              size = m ? (kind === "ptr_to_map_key" ? m.keySize : m.valueSize) : undefined;
+            } else if (kind === "ptr_to_mem") {
+              const k2 = regs[k + 2]?.k;
+              size = k2 === undefined ? undefined : Number(k2 & 0xffffn);
+            }
+            for (let b = 0; size !== undefined && b < size; b++) {
+              const at = 512 + arg.fp + b;
+              if (at < 0 || at >= 512 || !s.init[at]) {
+                fail(pc, `helper ${id} reads stack byte r10${arg.fp + b} (argument ${k + 1}) before it is written`);
+              }
+              if (s.taint[at]) {
+                fail(pc, `helper ${id} is given a stack address or nondeterministic value (argument ${k + 1}, r10${arg.fp + b})`);
+              }
+            }
+          });
           if (WRITES_BUF.has(id) && regs[1]!.fp !== undefined && regs[2]!.k !== undefined) {
             const at = 512 + regs[1]!.fp!;
             const size = Number(regs[2]!.k! & 0xffffffffn);
