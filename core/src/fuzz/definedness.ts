@@ -206,7 +206,7 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
             if (!s.init[at + b]) fail(pc, `stack byte r10${base.fp + i.off + b} is read before it is written`);
             taint ||= s.taint[at + b] !== 0;
           }
-        } else if (base.taint) taint = true;
+        } else if (base.taint) fail(pc, "a load through an address that depends on where the stack is");
         regs[i.dst] = { init: true, taint };
         void Mode;
         break;
@@ -230,6 +230,8 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
             s.init[at + b] = 1;
             s.taint[at + b] = src.taint || (atomic && s.taint[at + b] !== 0) ? 1 : 0;
           }
+        } else if (base.taint) {
+          fail(pc, "a store through an address that depends on where the stack is");
         } else if (src.taint) {
           fail(pc, "a stack address or nondeterministic value is stored outside the stack");
         }
@@ -271,6 +273,10 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
           // Memory the helper reads (keys, values, buffers) must be initialised when it is on the stack.
           sig?.args.forEach((kind, k) => {
             const arg = regs[k + 1]!;
+            const isPtr = kind.startsWith("ptr_to_") && kind !== "ptr_to_ctx" && kind !== "ptr_to_func";
+            if (isPtr && arg.fp === undefined && arg.taint) {
+              fail(pc, `helper ${id} argument ${k + 1} is an address that depends on where the stack is`);
+            }
             if (arg.fp === undefined) return;
             let size: number | undefined;
             if (kind === "ptr_to_map_key" || kind === "ptr_to_map_value") {
