@@ -32,6 +32,8 @@ interface Reg {
   k?: bigint;
   /** lddw map_fd N: which of FUZZ_MAPS. */
   map?: number;
+  /** An address of a map or map value (differs between runs; fine to dereference, not to leak). */
+  addr?: boolean;
 }
 
 interface AState {
@@ -56,6 +58,7 @@ function meetReg(a: Reg, b: Reg): Reg {
   if (a.fp !== undefined && a.fp === b.fp) r.fp = a.fp;
   if (a.k !== undefined && a.k === b.k) r.k = a.k;
   if (a.map !== undefined && a.map === b.map) r.map = a.map;
+  if (a.addr || b.addr) r.addr = true;
   return r;
 }
 
@@ -65,7 +68,7 @@ function meetInto(a: AState, b: AState): boolean {
   for (let i = 0; i < 11; i++) {
     const m = meetReg(a.regs[i]!, b.regs[i]!);
     const o = a.regs[i]!;
-    if (m.init !== o.init || m.taint !== o.taint || m.fp !== o.fp || m.k !== o.k || m.map !== o.map) {
+    if (m.init !== o.init || m.taint !== o.taint || m.fp !== o.fp || m.k !== o.k || m.map !== o.map || m.addr !== o.addr) {
       a.regs[i] = m;
       changed = true;
     }
@@ -171,11 +174,13 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
         }
         const dst = read(s, pc, i.dst, "alu operand");
         let taint = dst.taint;
+        let addr = dst.addr === true;
         if (x && op !== AluOp.END && op !== AluOp.NEG && i.src < 11) {
           const src = read(s, pc, i.src, "alu operand"); // read even when dst is tainted already
           taint = taint || src.taint;
+          addr = addr || src.addr === true;
         }
-        const out: Reg = { init: true, taint };
+        const out: Reg = { init: true, taint, ...(addr ? { addr } : {}) };
         if (dst.fp !== undefined && is64 && !x && (op === AluOp.ADD || op === AluOp.SUB)) {
           out.fp = dst.fp + (op === AluOp.ADD ? i.imm : -i.imm);
         }
@@ -190,8 +195,8 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
           if (i.src === 0) {
             regs[i.dst] = { init: true, taint: false, k: BigInt.asUintN(64, (BigInt(hi) << 32n) | BigInt(i.imm >>> 0)) };
           } else if (i.src === Pseudo.MAP_FD || i.src === Pseudo.MAP_IDX) {
-            regs[i.dst] = { init: true, taint: false, map: i.imm };
-          } else regs[i.dst] = { init: true, taint: false };
+            regs[i.dst] = { init: true, taint: false, map: i.imm, addr: true };
+          } else regs[i.dst] = { init: true, taint: false, addr: true };
           return [pc + 2];
         }
         return [];
@@ -228,12 +233,12 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
           }
           for (let b = 0; b < size; b++) {
             s.init[at + b] = 1;
-            s.taint[at + b] = src.taint || (atomic && s.taint[at + b] !== 0) ? 1 : 0;
+            s.taint[at + b] = src.taint || src.addr || (atomic && s.taint[at + b] !== 0) ? 1 : 0;
           }
         } else if (base.taint) {
           fail(pc, "a store through an address that depends on where the stack is");
-        } else if (src.taint) {
-          fail(pc, "a stack address or nondeterministic value is stored outside the stack");
+        } else if (src.taint || src.addr) {
+          fail(pc, "an address or a nondeterministic value is stored outside the stack");
         }
         if (atomic && (i.imm & AtomicOp.FETCH) !== 0) {
           const dst = i.imm === AtomicOp.CMPXCHG ? 0 : i.src;
@@ -246,7 +251,7 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
         const op = i.opcode & 0xf0;
         if (op === JmpOp.EXIT) {
           const r0 = read(s, pc, 0, "return value");
-          if (isMain && r0.taint) fail(pc, "r0 at exit holds a stack address or a nondeterministic value");
+          if (isMain && (r0.taint || r0.addr)) fail(pc, "r0 at exit holds an address or a nondeterministic value");
           if (!isMain) {
             const old = returns.get(-1);
             returns.set(-1, old ? meetReg(old, r0) : { ...r0 });
@@ -302,7 +307,7 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
             for (let b = 0; b < size && at + b < 512; b++) if (at + b >= 0) s.init[at + b] = 1;
           }
           for (let a = 0; a <= 5; a++) regs[a] = uninit();
-          regs[0] = { init: true, taint: NONDET_HELPERS.has(id) };
+          regs[0] = { init: true, taint: NONDET_HELPERS.has(id), ...(sig?.ret === "map_value_or_null" ? { addr: true } : {}) };
           return next;
         }
         const gotol = cls === Cls.JMP32 && op === JmpOp.JA;
@@ -311,6 +316,9 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
         const a = read(s, pc, i.dst, "comparison");
         const b = (i.opcode & Src.X) !== 0 ? read(s, pc, i.src, "comparison") : { init: true, taint: false };
         const pointers = a.fp !== undefined && b.fp !== undefined;
+        // A null check of a map value pointer is defined; any other comparison of an address is not.
+        const nullCheck = (op === JmpOp.JEQ || op === JmpOp.JNE) && (i.opcode & Src.X) === 0 && i.imm === 0;
+        if ((a.addr || b.addr) && !nullCheck) fail(pc, "a branch depends on the address of a map or map value");
         if ((a.taint || b.taint) && !pointers) {
           fail(pc, "a branch depends on a stack address or a nondeterministic value");
         }

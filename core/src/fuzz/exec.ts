@@ -12,8 +12,10 @@
  *               the checks fault where the verifier said (a statistic), and
  *               both backends must agree.
  *
- * Every run starts from the same maps and context (FuzzHost.reset); the
- * context is one buffer reused, so its address is the same in every run.
+ * Every run starts from the same maps (fresh ones, with the same contents)
+ * and context; the context is one buffer reused, so its address is the same
+ * in every run (and map value addresses may differ: programs whose results
+ * depend on them leak addresses, which the ISA leaves undefined).
  */
 import { decodeInsns, encodeInsns, type Insn } from "../asm/insn.js";
 import { BpfhookError } from "../errors.js";
@@ -73,11 +75,15 @@ export function verify(code: Uint8Array): VerifyResult {
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
 
-/** A region with the fuzzer's maps, a runtime with the standard helpers, and the context. */
+/**
+ * A runtime with the standard helpers, and for every run a fresh world: a
+ * region holding the fuzzer's maps, filled with their initial contents, and
+ * the context. Fresh because checked mode lets a program store anywhere in
+ * the region that holds its maps (map headers, locks, free lists included):
+ * a program that scribbles there must not change how the next run behaves.
+ */
 export class FuzzHost {
   readonly #addon: NativeAddon;
-  readonly #region: NativeRegionHandle;
-  readonly #maps: NativeMapHandle[] = [];
   readonly #rt: NativeRuntime;
   readonly ctx = initialCtx();
   readonly #ctx0 = initialCtx();
@@ -85,25 +91,10 @@ export class FuzzHost {
   readonly #key = Buffer.alloc(4);
   readonly #next = Buffer.alloc(4);
   readonly #values: Buffer[];
+  readonly #hashValue = Buffer.alloc(8);
 
   constructor() {
     this.#addon = native();
-    const region = this.#addon.regionCreate(null, 1 << 20, 8);
-    if (typeof region === "number") throw new BpfhookError("MAP_ERROR", `fuzz: cannot create a region (errno ${-region})`);
-    this.#region = region;
-    for (const m of FUZZ_MAPS) {
-      const h = this.#addon.mapCreate(region, {
-        name: m.name,
-        type: m.type,
-        keySize: m.keySize,
-        valueSize: m.valueSize,
-        maxEntries: m.maxEntries,
-        flags: 0,
-        mapExtra: 0n,
-      });
-      if (typeof h === "number") throw new BpfhookError("MAP_ERROR", `fuzz: cannot create map '${m.name}' (errno ${-h})`);
-      this.#maps.push(h);
-    }
     this.#arrInit = FUZZ_MAPS.map((m, i) =>
       m.type === 2 ? Array.from({ length: m.maxEntries }, (_, k) => initialArrayValue(i, k)) : [],
     );
@@ -111,53 +102,76 @@ export class FuzzHost {
     this.#rt = new this.#addon.NativeRuntime();
   }
 
-  load(insns: Uint8Array, opts: { checked: boolean; interpreter: boolean }): NativeProgram {
-    return this.#rt.loadProgram({
-      name: "fuzz",
-      insns,
-      checked: opts.checked,
-      interpreter: opts.interpreter,
-      ...(opts.checked ? { budget: CHECKED_BUDGET } : {}),
-      maps: this.#maps,
-      region: this.#region,
-    });
+  /** Runs `code` once in a fresh world and returns what it did. */
+  run(code: Uint8Array, opts: { checked: boolean; interpreter: boolean }): RunResult {
+    const w = this.#world();
+    try {
+      const prog = this.#rt.loadProgram({
+        name: "fuzz",
+        insns: code,
+        checked: opts.checked,
+        interpreter: opts.interpreter,
+        ...(opts.checked ? { budget: CHECKED_BUDGET } : {}),
+        maps: w.maps,
+        region: w.region,
+      });
+      try {
+        return this.#exec(prog, w.maps);
+      } finally {
+        prog.release();
+      }
+    } finally {
+      for (const m of w.maps) this.#addon.mapClose(m);
+      this.#addon.regionClose(w.region);
+    }
   }
 
-  /** Maps and context back to their initial contents. */
-  reset(): void {
+  #world(): { region: NativeRegionHandle; maps: NativeMapHandle[] } {
     const a = this.#addon;
-    this.#ctx0.copy(this.ctx);
-    FUZZ_MAPS.forEach((m, i) => {
-      const h = this.#maps[i]!;
-      if (m.type === 2) {
-        this.#arrInit[i]!.forEach((v, k) => {
-          this.#key.writeUInt32LE(k);
-          a.mapUpdate(h, this.#key, v, 0);
+    const region = a.regionCreate(null, 64 << 10, 4);
+    if (typeof region === "number") throw new BpfhookError("MAP_ERROR", `fuzz: cannot create a region (errno ${-region})`);
+    const maps: NativeMapHandle[] = [];
+    try {
+      FUZZ_MAPS.forEach((m, i) => {
+        const h = a.mapCreate(region, {
+          name: m.name,
+          type: m.type,
+          keySize: m.keySize,
+          valueSize: m.valueSize,
+          maxEntries: m.maxEntries,
+          flags: 0,
+          mapExtra: 0n,
         });
-        return;
-      }
-      const keys: Buffer[] = [];
-      let prev: Buffer | null = null;
-      while (keys.length < 64 && a.mapNextKey(h, prev, this.#next) === 0) {
-        prev = Buffer.from(this.#next);
-        keys.push(prev);
-      }
-      for (const k of keys) a.mapDelete(h, k);
-      const v = Buffer.alloc(8);
-      for (const [k, value] of INITIAL_HASH) {
-        this.#key.writeUInt32LE(k);
-        v.writeBigUInt64LE(value);
-        a.mapUpdate(h, this.#key, v, 0);
-      }
-    });
+        if (typeof h === "number") throw new BpfhookError("MAP_ERROR", `fuzz: cannot create map '${m.name}' (errno ${-h})`);
+        maps.push(h);
+        if (m.type === 2) {
+          this.#arrInit[i]!.forEach((v, k) => {
+            this.#key.writeUInt32LE(k);
+            a.mapUpdate(h, this.#key, v, 0);
+          });
+        } else {
+          for (const [k, value] of INITIAL_HASH) {
+            this.#key.writeUInt32LE(k);
+            this.#hashValue.writeBigUInt64LE(value);
+            a.mapUpdate(h, this.#key, this.#hashValue, 0);
+          }
+        }
+      });
+    } catch (e) {
+      for (const m of maps) a.mapClose(m);
+      a.regionClose(region);
+      throw e;
+    }
+    this.#ctx0.copy(this.ctx);
+    return { region, maps };
   }
 
   /** Maps and context as text, for comparison and reports. */
-  snapshot(): string {
+  #snapshot(maps: readonly NativeMapHandle[]): string {
     const a = this.#addon;
     const parts = [`ctx=${hex(this.ctx)}`];
     FUZZ_MAPS.forEach((m, i) => {
-      const h = this.#maps[i]!;
+      const h = maps[i]!;
       const v = this.#values[i]!;
       if (m.type === 2) {
         for (let k = 0; k < m.maxEntries; k++) {
@@ -179,8 +193,7 @@ export class FuzzHost {
     return parts.join(" ");
   }
 
-  run(prog: NativeProgram): RunResult {
-    this.reset();
+  #exec(prog: NativeProgram, maps: readonly NativeMapHandle[]): RunResult {
     let result: string;
     let faultKind: string | undefined;
     let faultPc: number | undefined;
@@ -193,13 +206,16 @@ export class FuzzHost {
       result = `fault ${faultKind} @${faultPc}`;
       if (err.fault === undefined) result = `error: ${err.message}`;
     }
-    return { result, ...(faultKind ? { faultKind } : {}), ...(faultPc !== undefined ? { faultPc } : {}), state: this.snapshot() };
+    return {
+      result,
+      ...(faultKind ? { faultKind } : {}),
+      ...(faultPc !== undefined ? { faultPc } : {}),
+      state: this.#snapshot(maps),
+    };
   }
 
   close(): void {
     this.#rt.close();
-    for (const m of this.#maps) this.#addon.mapClose(m);
-    this.#addon.regionClose(this.#region);
   }
 }
 
@@ -227,15 +243,13 @@ function disagreement(runs: readonly Labeled[]): string | undefined {
   return undefined;
 }
 
-function loadAll(host: FuzzHost, code: Uint8Array, checked: boolean): [NativeProgram, NativeProgram] | string {
-  let interp: NativeProgram | undefined;
+/** Both backends, each in its own fresh world; a load error (the VM's validator) as a string. */
+function runBoth(host: FuzzHost, code: Uint8Array, checked: boolean): [RunResult, RunResult] | string {
   try {
-    interp = host.load(code, { checked, interpreter: true });
-    const jit = host.load(code, { checked, interpreter: false });
-    return [interp, jit];
+    return [host.run(code, { checked, interpreter: true }), host.run(code, { checked, interpreter: false })];
   } catch (e) {
-    interp?.release();
-    return e instanceof Error ? e.message : String(e);
+    if (e instanceof BpfhookError && e.code === "VM_LOAD") return e.message;
+    throw e;
   }
 }
 
@@ -257,16 +271,9 @@ export function checkProgram(host: FuzzHost, code: Uint8Array, onFast?: () => vo
   const refusal = v.ok ? undefined : v.error.message;
   const withRefusal = refusal !== undefined ? { refusal } : {};
 
-  const checked = loadAll(host, code, true);
+  const checked = runBoth(host, code, true);
   if (typeof checked === "string") return { accepted, verdict: "load_refused", detail: checked, ...withRefusal };
-  let ci: RunResult, cj: RunResult;
-  try {
-    ci = host.run(checked[0]);
-    cj = host.run(checked[1]);
-  } finally {
-    checked[0].release();
-    checked[1].release();
-  }
+  const [ci, cj] = checked;
   const checkedRuns = [
     { name: "interpreter/checked", run: ci },
     { name: "jit/checked", run: cj },
@@ -281,16 +288,9 @@ export function checkProgram(host: FuzzHost, code: Uint8Array, onFast?: () => vo
   if (ci.faultKind !== undefined) return { accepted, verdict: `checked_fault:${ci.faultKind}` };
 
   onFast?.();
-  const fast = loadAll(host, code, false);
+  const fast = runBoth(host, code, false);
   if (typeof fast === "string") return { accepted, verdict: "load_refused", detail: `fast mode: ${fast}` };
-  let fi: RunResult, fj: RunResult;
-  try {
-    fi = host.run(fast[0]);
-    fj = host.run(fast[1]);
-  } finally {
-    fast[0].release();
-    fast[1].release();
-  }
+  const [fi, fj] = fast;
   const all = disagreement([...checkedRuns, { name: "interpreter/fast", run: fi }, { name: "jit/fast", run: fj }]);
   if (all !== undefined) return judgeMismatch(code, accepted, all);
   return { accepted, verdict: "ok" };

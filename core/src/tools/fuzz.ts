@@ -9,8 +9,9 @@
  * crash, hang or mismatch (or, with a real verifier, any accepted unsafe
  * program), 2 on a usage error.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
+import { findUndefinedBehaviour } from "../fuzz/definedness.js";
 import { replayProgram, runFuzz, type Failure, type FuzzSummary } from "../fuzz/driver.js";
 
 function parseCount(value: string): number {
@@ -73,7 +74,8 @@ async function main(flags: Flags): Promise<number> {
     }
     const r = await replayProgram(flags.replay, flags.hangMs);
     if (r.died) {
-      console.log(`${flags.replay}: ${r.died}`);
+      const ub = findUndefinedBehaviour(readFileSync(flags.replay));
+      console.log(`${flags.replay}: ${r.died}${ub && r.fast ? ` (undefined behaviour: pc ${ub.pc}: ${ub.reason})` : ""}`);
       return 1;
     }
     const rec = r.record!;
