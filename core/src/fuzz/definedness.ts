@@ -34,6 +34,8 @@ interface Reg {
   map?: number;
   /** An address of a map or map value (differs between runs; fine to dereference, not to leak). */
   addr?: boolean;
+  /** A map value pointer: the value's size and this pointer's offset into it (or null, after a lookup). */
+  mv?: { size: number; off: number };
 }
 
 interface AState {
@@ -59,6 +61,7 @@ function meetReg(a: Reg, b: Reg): Reg {
   if (a.k !== undefined && a.k === b.k) r.k = a.k;
   if (a.map !== undefined && a.map === b.map) r.map = a.map;
   if (a.addr || b.addr) r.addr = true;
+  if (a.mv && b.mv && a.mv.size === b.mv.size && a.mv.off === b.mv.off) r.mv = a.mv;
   return r;
 }
 
@@ -68,7 +71,7 @@ function meetInto(a: AState, b: AState): boolean {
   for (let i = 0; i < 11; i++) {
     const m = meetReg(a.regs[i]!, b.regs[i]!);
     const o = a.regs[i]!;
-    if (m.init !== o.init || m.taint !== o.taint || m.fp !== o.fp || m.k !== o.k || m.map !== o.map || m.addr !== o.addr) {
+    if (m.init !== o.init || m.taint !== o.taint || m.fp !== o.fp || m.k !== o.k || m.map !== o.map || m.addr !== o.addr || m.mv?.off !== o.mv?.off || m.mv?.size !== o.mv?.size) {
       a.regs[i] = m;
       changed = true;
     }
@@ -149,6 +152,16 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
     }
   };
 
+  // Checked mode lets a program reach the whole region of its maps, so an
+  // access past a map value is not caught there; its effect on the map's
+  // neighbours depends on their layout (hash seeds, allocation order).
+  const outOfValue = (pc: number, base: Reg, off: number, size: number): boolean => {
+    if (base.mv && (base.mv.off + off < 0 || base.mv.off + off + size > base.mv.size)) {
+      fail(pc, `access of ${size} bytes at offset ${base.mv.off + off} of a ${base.mv.size}-byte map value (out of bounds)`);
+    }
+    return false;
+  };
+
   const read = (s: AState, pc: number, r: number, what: string): Reg => {
     const reg = s.regs[r] ?? uninit();
     if (!reg.init) fail(pc, `r${r} is read (${what}) before it is written`);
@@ -184,6 +197,9 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
         if (dst.fp !== undefined && is64 && !x && (op === AluOp.ADD || op === AluOp.SUB)) {
           out.fp = dst.fp + (op === AluOp.ADD ? i.imm : -i.imm);
         }
+        if (dst.mv && is64 && !x && (op === AluOp.ADD || op === AluOp.SUB)) {
+          out.mv = { size: dst.mv.size, off: dst.mv.off + (op === AluOp.ADD ? i.imm : -i.imm) };
+        }
         // The clock's top bits: a ktime value shifted right by 62 or more is 0 for a century.
         if (is64 && !x && op === AluOp.RSH && i.imm >= 62) out.taint = false;
         regs[i.dst] = out;
@@ -196,7 +212,11 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
             regs[i.dst] = { init: true, taint: false, k: BigInt.asUintN(64, (BigInt(hi) << 32n) | BigInt(i.imm >>> 0)) };
           } else if (i.src === Pseudo.MAP_FD || i.src === Pseudo.MAP_IDX) {
             regs[i.dst] = { init: true, taint: false, map: i.imm, addr: true };
-          } else regs[i.dst] = { init: true, taint: false, addr: true };
+          } else {
+            const m = FUZZ_MAPS[i.imm];
+            const mv = m && (i.src === Pseudo.MAP_VALUE || i.src === Pseudo.MAP_IDX_VALUE) ? { size: m.valueSize, off: hi } : undefined;
+            regs[i.dst] = { init: true, taint: false, addr: true, ...(mv ? { mv } : {}) };
+          }
           return [pc + 2];
         }
         return [];
@@ -212,6 +232,7 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
             taint ||= s.taint[at + b] !== 0;
           }
         } else if (base.taint) fail(pc, "a load through an address that depends on where the stack is");
+        outOfValue(pc, base, i.off, size);
         regs[i.dst] = { init: true, taint };
         void Mode;
         break;
@@ -237,6 +258,7 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
           }
         } else if (base.taint) {
           fail(pc, "a store through an address that depends on where the stack is");
+        } else if (outOfValue(pc, base, i.off, size)) {
         } else if (src.taint || src.addr) {
           fail(pc, "an address or a nondeterministic value is stored outside the stack");
         }
@@ -306,8 +328,13 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
             const size = Number(regs[2]!.k! & 0xffffffffn);
             for (let b = 0; b < size && at + b < 512; b++) if (at + b >= 0) s.init[at + b] = 1;
           }
+          const m = regs[1]!.map === undefined ? undefined : FUZZ_MAPS[regs[1]!.map];
           for (let a = 0; a <= 5; a++) regs[a] = uninit();
-          regs[0] = { init: true, taint: NONDET_HELPERS.has(id), ...(sig?.ret === "map_value_or_null" ? { addr: true } : {}) };
+          regs[0] = {
+            init: true,
+            taint: NONDET_HELPERS.has(id),
+            ...(sig?.ret === "map_value_or_null" ? { addr: true, ...(m ? { mv: { size: m.valueSize, off: 0 } } : {}) } : {}),
+          };
           return next;
         }
         const gotol = cls === Cls.JMP32 && op === JmpOp.JA;
