@@ -36,6 +36,8 @@ interface Reg {
   addr?: boolean;
   /** A map value pointer: the value's size and this pointer's offset into it (or null, after a lookup). */
   mv?: { size: number; off: number };
+  /** A pointer into a caller's frame (a subprogram's argument): dereferenceable, not to be leaked. */
+  cs?: boolean;
 }
 
 interface AState {
@@ -62,6 +64,7 @@ function meetReg(a: Reg, b: Reg): Reg {
   if (a.map !== undefined && a.map === b.map) r.map = a.map;
   if (a.addr || b.addr) r.addr = true;
   if (a.mv && b.mv && a.mv.size === b.mv.size && a.mv.off === b.mv.off) r.mv = a.mv;
+  if (a.cs && b.cs) r.cs = true;
   return r;
 }
 
@@ -71,7 +74,7 @@ function meetInto(a: AState, b: AState): boolean {
   for (let i = 0; i < 11; i++) {
     const m = meetReg(a.regs[i]!, b.regs[i]!);
     const o = a.regs[i]!;
-    if (m.init !== o.init || m.taint !== o.taint || m.fp !== o.fp || m.k !== o.k || m.map !== o.map || m.addr !== o.addr || m.mv?.off !== o.mv?.off || m.mv?.size !== o.mv?.size) {
+    if (m.init !== o.init || m.taint !== o.taint || m.fp !== o.fp || m.k !== o.k || m.map !== o.map || m.addr !== o.addr || m.mv?.off !== o.mv?.off || m.mv?.size !== o.mv?.size || m.cs !== o.cs) {
       a.regs[i] = m;
       changed = true;
     }
@@ -197,6 +200,7 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
         if (dst.fp !== undefined && is64 && !x && (op === AluOp.ADD || op === AluOp.SUB)) {
           out.fp = dst.fp + (op === AluOp.ADD ? i.imm : -i.imm);
         }
+        if (dst.cs && is64 && !x && (op === AluOp.ADD || op === AluOp.SUB)) out.cs = true;
         if (dst.mv && is64 && !x && (op === AluOp.ADD || op === AluOp.SUB)) {
           out.mv = { size: dst.mv.size, off: dst.mv.off + (op === AluOp.ADD ? i.imm : -i.imm) };
         }
@@ -231,7 +235,7 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
             if (!s.init[at + b]) fail(pc, `stack byte r10${base.fp + i.off + b} is read before it is written`);
             taint ||= s.taint[at + b] !== 0;
           }
-        } else if (base.taint) fail(pc, "a load through an address that depends on where the stack is");
+        } else if (base.taint && !base.cs) fail(pc, "a load through an address that depends on where the stack is");
         outOfValue(pc, base, i.off, size);
         regs[i.dst] = { init: true, taint };
         void Mode;
@@ -256,7 +260,7 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
             s.init[at + b] = 1;
             s.taint[at + b] = src.taint || src.addr || (atomic && s.taint[at + b] !== 0) ? 1 : 0;
           }
-        } else if (base.taint) {
+        } else if (base.taint && !base.cs) {
           fail(pc, "a store through an address that depends on where the stack is");
         } else if (outOfValue(pc, base, i.off, size)) {
         } else if (src.taint || src.addr) {
@@ -284,7 +288,10 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
           if (i.src === CallKind.LOCAL) {
             const target = pc + i.imm + 1;
             const callee = fresh();
-            for (let a = 1; a <= 5; a++) callee.regs[a] = { init: regs[a]!.init, taint: regs[a]!.taint };
+            for (let a = 1; a <= 5; a++) {
+              const r = regs[a]!;
+              callee.regs[a] = { init: r.init, taint: r.taint, ...(r.fp !== undefined || r.cs ? { cs: true } : {}) };
+            }
             callee.regs[10] = { init: true, taint: true, fp: 0 };
             const old = entryState.get(target);
             if (!old) entryState.set(target, callee);
@@ -301,7 +308,7 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
           sig?.args.forEach((kind, k) => {
             const arg = regs[k + 1]!;
             const isPtr = kind.startsWith("ptr_to_") && kind !== "ptr_to_ctx" && kind !== "ptr_to_func";
-            if (isPtr && arg.fp === undefined && arg.taint) {
+            if (isPtr && arg.fp === undefined && arg.taint && !arg.cs) {
               fail(pc, `helper ${id} argument ${k + 1} is an address that depends on where the stack is`);
             }
             if (arg.fp === undefined) return;
