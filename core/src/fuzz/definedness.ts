@@ -145,12 +145,19 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
       const s = cloneState(states.get(pc)!);
       const i = insns[pc]!;
       const succ = step(pc, i, s, isMain);
+      // After a null check of a map value pointer, the null side holds the number 0.
+      const nullSide = nullCheckSide(pc, i, s);
       for (const t of succ) {
+        let out = s;
+        if (nullSide !== undefined && t === nullSide) {
+          out = cloneState(s);
+          out.regs[i.dst] = { init: true, taint: false, k: 0n };
+        }
         const old = states.get(t);
         if (!old) {
-          states.set(t, cloneState(s));
+          states.set(t, cloneState(out));
           work.push(t);
-        } else if (meetInto(old, s)) work.push(t);
+        } else if (meetInto(old, out)) work.push(t);
       }
     }
   };
@@ -163,6 +170,15 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
       fail(pc, `access of ${size} bytes at offset ${base.mv.off + off} of a ${base.mv.size}-byte map value (out of bounds)`);
     }
     return false;
+  };
+
+  const nullCheckSide = (pc: number, i: Insn, s: AState): number | undefined => {
+    if ((i.opcode & Cls.MASK) !== Cls.JMP || (i.opcode & Src.X) !== 0 || i.imm !== 0) return undefined;
+    if (!s.regs[i.dst]?.addr) return undefined;
+    const op = i.opcode & 0xf0;
+    if (op === JmpOp.JEQ) return pc + i.off + 1;
+    if (op === JmpOp.JNE) return pc + 1;
+    return undefined;
   };
 
   const read = (s: AState, pc: number, r: number, what: string): Reg => {

@@ -39,6 +39,8 @@ export interface FuzzOptions {
   hangMs?: number;
   /** Save up to this many undefined-behaviour programs under out/ub (default 20). */
   keepUb?: number;
+  /** Test hook: make the worker crash or hang in this program's fast-mode phase. */
+  inject?: { kind: "crash" | "hang"; index: number };
   /** Called about once a second with the running totals. */
   onProgress?: (s: FuzzSummary) => void;
 }
@@ -224,7 +226,8 @@ export function runFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
         ...(deadline !== undefined ? { deadline } : {}),
         ...(opts.corpusDir !== undefined ? { corpusDir: opts.corpusDir } : {}),
       };
-      const child = spawn(process.execPath, [WORKER, JSON.stringify(args)], { stdio: ["ignore", "ignore", "pipe", "pipe"] });
+      const env = opts.inject ? { ...process.env, BPFHOOK_FUZZ_INJECT: `${opts.inject.kind}:${opts.inject.index}` } : process.env;
+      const child = spawn(process.execPath, [WORKER, JSON.stringify(args)], { stdio: ["ignore", "ignore", "pipe", "pipe"], env });
       const slot: Slot = { child, stride: jobs, current: undefined, fast: false, since: Date.now(), stderr: "", done: false, restarts, next: from };
       slots[w] = slot;
       let buf = "";
@@ -266,6 +269,10 @@ export function runFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
           const tail = slot.stderr.trim().split("\n").slice(-3).join(" | ");
           const detail = `${how} in ${where}${tail ? `: ${tail}` : ""}`;
           // Checked mode must never crash or hang (it has a budget): no undefined behaviour excuses it.
+          // The program counts as run: fast mode means the verifier accepted it.
+          s.programs++;
+          if (slot.fast) s.accepted++;
+          count(`${slot.fast ? "accepted" : "died"}:${hung ? "hang" : "crash"}${slot.fast ? "" : "_checked"}`);
           if (slot.fast) report(hung ? "hang" : "crash", cur, detail, true);
           else report(hung ? "hang_checked" : "crash_checked", cur, detail, false);
           if (deadline === undefined || Date.now() < deadline) return start(w, cur + jobs, restarts);

@@ -67,7 +67,18 @@ function record(i: number, o: ProgramOutcome, tags: readonly string[]): WorkerRe
 function main(): void {
   const args = JSON.parse(process.argv[2] ?? "{}") as WorkerArgs;
   const host = new FuzzHost();
-  const onFast = (): void => say("F");
+  // Test hook (test/39): BPFHOOK_FUZZ_INJECT="crash:<index>" or "hang:<index>"
+  // makes the worker die or spin in that program's fast-mode phase, so the
+  // driver's crash and hang handling can be tested without a VM bug.
+  const inject = /^(crash|hang):(\d+)$/.exec(process.env.BPFHOOK_FUZZ_INJECT ?? "");
+  let current = -2;
+  const onFast = (): void => {
+    say("F");
+    if (inject && Number(inject[2]) === current) {
+      if (inject[1] === "crash") process.kill(process.pid, "SIGSEGV");
+      for (;;); // hang
+    }
+  };
   try {
     if (args.replay !== undefined) {
       const code = readFileSync(args.replay);
@@ -78,6 +89,7 @@ function main(): void {
       for (let i = args.start; args.end === undefined || i < args.end; i += args.stride) {
         if (args.deadline !== undefined && Date.now() >= args.deadline) break;
         const p = streamProgram(args.seed, i, corpus);
+        current = i;
         say(`S ${i}`);
         say(`R ${JSON.stringify(record(i, checkProgram(host, p.code, onFast), p.tags))}`);
       }
