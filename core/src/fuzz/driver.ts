@@ -15,11 +15,10 @@
  * verifier they are failures too.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { disassemble } from "../asm/disassembler.js";
 import { formatRaw } from "../asm/raw.js";
-import { native } from "../native/binding.js";
 import { findUndefinedBehaviour } from "./definedness.js";
 import { verifierIsPlaceholder } from "./exec.js";
 import { readCorpus, streamProgram } from "./stream.js";
@@ -203,12 +202,6 @@ export function runFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
       clearInterval(timer);
       s.elapsedMs = Date.now() - started;
       s.programsPerSecond = s.programs / Math.max(0.001, s.elapsedMs / 1000);
-      // Workers killed mid-run leave their regions behind; remove those of dead processes.
-      try {
-        native().regionCleanStale();
-      } catch {
-        // best effort
-      }
       resolve(s);
     };
 
@@ -258,6 +251,7 @@ export function runFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
       });
       child.on("close", (code, signal) => {
         const cur = slot.current;
+        if (!ended) removeRegionsOf(child.pid);
         if (ended && cur === undefined) {
           slot.done = true;
           return finishIfDone();
@@ -355,4 +349,20 @@ export function replayProgram(file: string, hangMs = 5000): Promise<{ record?: W
       resolve({ died: `${how} in ${fast ? "fast" : "checked"} mode${stderr ? `: ${stderr.trim().slice(-500)}` : ""}`, fast });
     });
   });
+}
+
+/**
+ * A worker killed in a run leaves its region (/dev/shm/bpfhook-<pid>-<random>)
+ * behind: remove that worker's only, not every stale region of the user
+ * (other runs and tests own theirs).
+ */
+function removeRegionsOf(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    for (const name of readdirSync("/dev/shm")) {
+      if (name.startsWith(`bpfhook-${pid}-`)) rmSync(path.join("/dev/shm", name), { force: true });
+    }
+  } catch {
+    // no /dev/shm: nothing to clean
+  }
 }
