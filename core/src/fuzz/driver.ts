@@ -155,7 +155,14 @@ export function runFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
   };
 
   /** A failure, or with `ubFirst` an undefined-behaviour finding when the program has undefined behaviour. */
-  const report = (kind: FailureKind, index: number, detail: string, ubFirst: boolean, ubText?: string): void => {
+  const report = (
+    kind: FailureKind,
+    index: number,
+    detail: string,
+    ubFirst: boolean,
+    ubText?: string,
+    accepted = true,
+  ): void => {
     const p = streamProgram(opts.seed, index, corpus);
     const ub = ubFirst ? (ubText ?? describeUb(p.code)) : undefined;
     const f: Failure = {
@@ -168,6 +175,8 @@ export function runFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
     save(f, p.code, ub !== undefined);
     if (ub) {
       s.undefinedBehaviour.push(f);
+      // A real verifier must refuse programs with undefined behaviour.
+      if (accepted && !placeholder) s.failures.push(f);
       return;
     }
     s.failures.push(f);
@@ -185,7 +194,7 @@ export function runFuzz(opts: FuzzOptions): Promise<FuzzSummary> {
     const generated = !(rec.t ?? []).includes("mutated");
     if (rec.a && generated) for (const t of defects) s.defectsAccepted[t] = (s.defectsAccepted[t] ?? 0) + 1;
     if (rec.v === "mismatch") report("mismatch", rec.i, rec.d ?? "", false);
-    else if (rec.v === "ub_mismatch") report("mismatch", rec.i, rec.d ?? "", true, rec.u);
+    else if (rec.v === "ub_mismatch") report("mismatch", rec.i, rec.d ?? "", true, rec.u, rec.a === 1);
     else if (rec.a && !placeholder) {
       if (rec.v.startsWith("checked_fault:")) report("unsafe_accepted", rec.i, `accepted, but ${rec.v}`, false);
       else if (rec.v === "load_refused") report("load_refused_accepted", rec.i, rec.d ?? "", false);
