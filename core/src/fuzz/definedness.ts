@@ -36,14 +36,20 @@ interface Reg {
   addr?: boolean;
   /** A map value pointer: the value's size and this pointer's offset into it (or null, after a lookup). */
   mv?: { size: number; off: number };
-  /** A pointer into a caller's frame (a subprogram's argument): dereferenceable, not to be leaked. */
-  cs?: boolean;
+  /**
+   * A pointer into the caller's frame (a subprogram's argument): the caller's
+   * r10 + cs, or NaN when not known (a grand-caller's frame). Dereferenceable,
+   * not to be leaked.
+   */
+  cs?: number;
 }
 
 interface AState {
   regs: Reg[];
   init: Uint8Array; // 512 bytes of the frame
   taint: Uint8Array;
+  /** A subprogram's view of its caller's frame at the call (bytes initialised on every call path). */
+  callerInit?: Uint8Array;
 }
 
 const NONDET_HELPERS = new Set([5, 7, 8, 125, 160]);
@@ -55,6 +61,7 @@ const cloneState = (s: AState): AState => ({
   regs: s.regs.map((r) => ({ ...r })),
   init: s.init.slice(),
   taint: s.taint.slice(),
+  ...(s.callerInit ? { callerInit: s.callerInit } : {}),
 });
 
 function meetReg(a: Reg, b: Reg): Reg {
@@ -64,7 +71,7 @@ function meetReg(a: Reg, b: Reg): Reg {
   if (a.map !== undefined && a.map === b.map) r.map = a.map;
   if (a.addr || b.addr) r.addr = true;
   if (a.mv && b.mv && a.mv.size === b.mv.size && a.mv.off === b.mv.off) r.mv = a.mv;
-  if (a.cs && b.cs) r.cs = true;
+  if (a.cs !== undefined && b.cs !== undefined) r.cs = a.cs === b.cs ? a.cs : NaN;
   return r;
 }
 
@@ -74,10 +81,16 @@ function meetInto(a: AState, b: AState): boolean {
   for (let i = 0; i < 11; i++) {
     const m = meetReg(a.regs[i]!, b.regs[i]!);
     const o = a.regs[i]!;
-    if (m.init !== o.init || m.taint !== o.taint || m.fp !== o.fp || m.k !== o.k || m.map !== o.map || m.addr !== o.addr || m.mv?.off !== o.mv?.off || m.mv?.size !== o.mv?.size || m.cs !== o.cs) {
+    if (m.init !== o.init || m.taint !== o.taint || m.fp !== o.fp || m.k !== o.k || m.map !== o.map || m.addr !== o.addr || m.mv?.off !== o.mv?.off || m.mv?.size !== o.mv?.size || !Object.is(m.cs, o.cs)) {
       a.regs[i] = m;
       changed = true;
     }
+  }
+  if (a.callerInit && b.callerInit && a.callerInit !== b.callerInit) {
+    const m = a.callerInit.slice();
+    for (let i = 0; i < 512; i++) m[i] = m[i]! & b.callerInit[i]!;
+    if (m.some((v, i) => v !== a.callerInit![i])) changed = true;
+    a.callerInit = m;
   }
   for (let i = 0; i < 512; i++) {
     const init = a.init[i]! & b.init[i]!;
@@ -181,6 +194,16 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
     return undefined;
   };
 
+  const callerBytes = (s: AState, pc: number, off: number, size: number, how: string): void => {
+    if (Number.isNaN(off) || !s.callerInit) return;
+    for (let b = 0; b < size; b++) {
+      const at = 512 + off + b;
+      if (at < 0 || at >= 512 || !s.callerInit[at]) {
+        fail(pc, `the caller's stack byte r10${off + b} is ${how} before it is written`);
+      }
+    }
+  };
+
   const read = (s: AState, pc: number, r: number, what: string): Reg => {
     const reg = s.regs[r] ?? uninit();
     if (!reg.init) fail(pc, `r${r} is read (${what}) before it is written`);
@@ -216,7 +239,9 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
         if (dst.fp !== undefined && is64 && !x && (op === AluOp.ADD || op === AluOp.SUB)) {
           out.fp = dst.fp + (op === AluOp.ADD ? i.imm : -i.imm);
         }
-        if (dst.cs && is64 && !x && (op === AluOp.ADD || op === AluOp.SUB)) out.cs = true;
+        if (dst.cs !== undefined && is64 && !x && (op === AluOp.ADD || op === AluOp.SUB)) {
+          out.cs = dst.cs + (op === AluOp.ADD ? i.imm : -i.imm);
+        }
         if (dst.mv && is64 && !x && (op === AluOp.ADD || op === AluOp.SUB)) {
           out.mv = { size: dst.mv.size, off: dst.mv.off + (op === AluOp.ADD ? i.imm : -i.imm) };
         }
@@ -251,7 +276,9 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
             if (!s.init[at + b]) fail(pc, `stack byte r10${base.fp + i.off + b} is read before it is written`);
             taint ||= s.taint[at + b] !== 0;
           }
-        } else if (base.taint && !base.cs) fail(pc, "a load through an address that depends on where the stack is");
+        } else if (base.cs !== undefined) {
+          callerBytes(s, pc, base.cs + i.off, size, "read");
+        } else if (base.taint) fail(pc, "a load through an address that depends on where the stack is");
         outOfValue(pc, base, i.off, size);
         regs[i.dst] = { init: true, taint };
         void Mode;
@@ -276,7 +303,9 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
             s.init[at + b] = 1;
             s.taint[at + b] = src.taint || src.addr || (atomic && s.taint[at + b] !== 0) ? 1 : 0;
           }
-        } else if (base.taint && !base.cs) {
+        } else if (base.cs !== undefined) {
+          if (atomic) callerBytes(s, pc, base.cs + i.off, size, "updated by an atomic");
+        } else if (base.taint) {
           fail(pc, "a store through an address that depends on where the stack is");
         } else if (outOfValue(pc, base, i.off, size)) {
         } else if (src.taint || src.addr) {
@@ -306,8 +335,10 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
             const callee = fresh();
             for (let a = 1; a <= 5; a++) {
               const r = regs[a]!;
-              callee.regs[a] = { init: r.init, taint: r.taint, ...(r.fp !== undefined || r.cs ? { cs: true } : {}) };
+              const cs = r.fp !== undefined ? r.fp : r.cs !== undefined ? NaN : undefined;
+              callee.regs[a] = { init: r.init, taint: r.taint, ...(cs !== undefined ? { cs } : {}) };
             }
+            callee.callerInit = s.init.slice();
             callee.regs[10] = { init: true, taint: true, fp: 0 };
             const old = entryState.get(target);
             if (!old) entryState.set(target, callee);
@@ -324,7 +355,7 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
           sig?.args.forEach((kind, k) => {
             const arg = regs[k + 1]!;
             const isPtr = kind.startsWith("ptr_to_") && kind !== "ptr_to_ctx" && kind !== "ptr_to_func";
-            if (isPtr && arg.fp === undefined && arg.taint && !arg.cs) {
+            if (isPtr && arg.fp === undefined && arg.taint && arg.cs === undefined) {
               fail(pc, `helper ${id} argument ${k + 1} is an address that depends on where the stack is`);
             }
             if (arg.fp === undefined) return;
