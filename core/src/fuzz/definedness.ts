@@ -416,7 +416,8 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
       returns.clear();
       analyse(0);
       for (const e of entries) if (e !== 0 && entryState.has(e)) analyse(e);
-      const t = returns.get(-1)?.taint ?? false;
+      const ret = returns.get(-1);
+      const t = ret !== undefined && (ret.taint || ret.addr === true || ret.fp !== undefined || ret.cs !== undefined);
       if (t === returnTaint) break;
       returnTaint = t;
     }
