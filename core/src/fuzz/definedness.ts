@@ -104,9 +104,11 @@ function meetInto(a: AState, b: AState): boolean {
   return changed;
 }
 
+const fpText = (off: number): string => `r10${off < 0 ? "" : "+"}${off}`;
 const sizeBytes = (opcode: number): number => [4, 2, 1, 8][(opcode & Size.MASK) >> 3]!;
 
 class Found extends Error {}
+class GiveUp extends Error {}
 
 export interface UndefinedUse {
   pc: number;
@@ -123,13 +125,6 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
   const second = new Uint8Array(n);
   for (let pc = 0; pc < n; pc++) if (insns[pc]!.opcode === Op.LDDW) second[++pc] = 1;
 
-  // Function entries: 0 and the targets of local calls.
-  const entries = new Set<number>([0]);
-  insns.forEach((i, pc) => {
-    if (!second[pc] && i.opcode === Op.CALL && i.src === CallKind.LOCAL) entries.add(pc + i.imm + 1);
-  });
-  const entryState = new Map<number, AState>();
-  const returns = new Map<number, Reg>(); // r0 at a subprogram's exits
   let found: UndefinedUse | undefined;
   const fail = (pc: number, reason: string): never => {
     found = { pc, reason };
@@ -144,20 +139,23 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
   const main = fresh();
   main.regs[1] = { init: true, taint: false };
   main.regs[10] = { init: true, taint: true, fp: 0 };
-  entryState.set(0, main);
 
-  const analyse = (entry: number): void => {
-    const isMain = entry === 0;
-    const states = new Map<number, AState>([[entry, cloneState(entryState.get(entry)!)]]);
+  // Each call is analysed in its caller's context (which bytes of the
+  // caller's frame are set, what the arguments are), so two call sites
+  // passing different slots are judged each on its own.
+  let steps = 0;
+  const analyse = (entry: number, start: AState, depth: number): Reg | undefined => {
+    const isMain = depth === 0;
+    const ret: { r?: Reg } = {};
+    const states = new Map<number, AState>([[entry, cloneState(start)]]);
     const work = [entry];
-    let steps = 0;
     while (work.length > 0) {
-      if (++steps > 200_000) return; // give up quietly: too big to judge
+      if (++steps > 2_000_000) throw new GiveUp(); // too big to judge
       const pc = work.pop()!;
       if (pc < 0 || pc >= n || second[pc]) continue;
       const s = cloneState(states.get(pc)!);
       const i = insns[pc]!;
-      const succ = step(pc, i, s, isMain);
+      const succ = step(pc, i, s, isMain, ret, depth);
       // After a null check of a map value pointer, the null side holds the number 0.
       const nullSide = nullCheckSide(pc, i, s);
       for (const t of succ) {
@@ -173,6 +171,7 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
         } else if (meetInto(old, out)) work.push(t);
       }
     }
+    return ret.r;
   };
 
   // Checked mode lets a program reach the whole region of its maps, so an
@@ -199,7 +198,7 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
     for (let b = 0; b < size; b++) {
       const at = 512 + off + b;
       if (at < 0 || at >= 512 || !s.callerInit[at]) {
-        fail(pc, `the caller's stack byte r10${off + b} is ${how} before it is written`);
+        fail(pc, `the caller's stack byte ${fpText(off + b)} is ${how} before it is written`);
       }
     }
   };
@@ -210,7 +209,7 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
     return reg;
   };
 
-  const step = (pc: number, i: Insn, s: AState, isMain: boolean): number[] => {
+  const step = (pc: number, i: Insn, s: AState, isMain: boolean, ret: { r?: Reg }, depth: number): number[] => {
     const cls = i.opcode & Cls.MASK;
     const next = [pc + 1];
     const regs = s.regs;
@@ -271,9 +270,9 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
         let taint = false;
         if (base.fp !== undefined) {
           const at = 512 + base.fp + i.off;
-          if (at < 0 || at + size > 512) fail(pc, `load outside the frame (r10${base.fp + i.off})`);
+          if (at < 0 || at + size > 512) fail(pc, `load outside the frame (${fpText(base.fp + i.off)})`);
           for (let b = 0; b < size; b++) {
-            if (!s.init[at + b]) fail(pc, `stack byte r10${base.fp + i.off + b} is read before it is written`);
+            if (!s.init[at + b]) fail(pc, `stack byte ${fpText(base.fp + i.off + b)} is read before it is written`);
             taint ||= s.taint[at + b] !== 0;
           }
         } else if (base.cs !== undefined) {
@@ -293,10 +292,10 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
         if (atomic && i.imm === AtomicOp.CMPXCHG) read(s, pc, 0, "cmpxchg comparand");
         if (base.fp !== undefined) {
           const at = 512 + base.fp + i.off;
-          if (at < 0 || at + size > 512) fail(pc, `store outside the frame (r10${base.fp + i.off})`);
+          if (at < 0 || at + size > 512) fail(pc, `store outside the frame (${fpText(base.fp + i.off)})`);
           if (atomic) {
             for (let b = 0; b < size; b++) {
-              if (!s.init[at + b]) fail(pc, `atomic on stack byte r10${base.fp + i.off + b} before it is written`);
+              if (!s.init[at + b]) fail(pc, `atomic on stack byte ${fpText(base.fp + i.off + b)} before it is written`);
             }
           }
           for (let b = 0; b < size; b++) {
@@ -323,10 +322,7 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
         if (op === JmpOp.EXIT) {
           const r0 = read(s, pc, 0, "return value");
           if (isMain && (r0.taint || r0.addr)) fail(pc, "r0 at exit holds an address or a nondeterministic value");
-          if (!isMain) {
-            const old = returns.get(-1);
-            returns.set(-1, old ? meetReg(old, r0) : { ...r0 });
-          }
+          if (!isMain) ret.r = ret.r ? meetReg(ret.r, r0) : { ...r0 };
           return [];
         }
         if (op === JmpOp.CALL) {
@@ -340,11 +336,11 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
             }
             callee.callerInit = s.init.slice();
             callee.regs[10] = { init: true, taint: true, fp: 0 };
-            const old = entryState.get(target);
-            if (!old) entryState.set(target, callee);
-            else meetInto(old, callee);
+            // Past the VM's 8 frames the call faults at run time: nothing to follow.
+            const r = depth < 8 ? analyse(target, callee, depth + 1) : undefined;
+            const leaks = r !== undefined && (r.taint || r.addr === true || r.fp !== undefined || r.cs !== undefined);
             for (let a = 0; a <= 5; a++) regs[a] = uninit();
-            regs[0] = { init: true, taint: returnTaint };
+            regs[0] = { init: true, taint: leaks };
             return next;
           }
           const id = (i.opcode & Src.X) !== 0 ? -1 : i.imm;
@@ -370,10 +366,10 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
             for (let b = 0; size !== undefined && b < size; b++) {
               const at = 512 + arg.fp + b;
               if (at < 0 || at >= 512 || !s.init[at]) {
-                fail(pc, `helper ${id} reads stack byte r10${arg.fp + b} (argument ${k + 1}) before it is written`);
+                fail(pc, `helper ${id} reads stack byte ${fpText(arg.fp + b)} (argument ${k + 1}) before it is written`);
               }
               if (s.taint[at]) {
-                fail(pc, `helper ${id} is given a stack address or nondeterministic value (argument ${k + 1}, r10${arg.fp + b})`);
+                fail(pc, `helper ${id} is given a stack address or nondeterministic value (argument ${k + 1}, ${fpText(arg.fp + b)})`);
               }
             }
           });
@@ -409,19 +405,10 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
     return next;
   };
 
-  // Subprograms' return taint feeds their callers: iterate until it settles.
-  let returnTaint = false;
   try {
-    for (let round = 0; round < 3; round++) {
-      returns.clear();
-      analyse(0);
-      for (const e of entries) if (e !== 0 && entryState.has(e)) analyse(e);
-      const ret = returns.get(-1);
-      const t = ret !== undefined && (ret.taint || ret.addr === true || ret.fp !== undefined || ret.cs !== undefined);
-      if (t === returnTaint) break;
-      returnTaint = t;
-    }
+    analyse(0, main, 0);
   } catch (e) {
+    if (e instanceof GiveUp) return undefined;
     if (!(e instanceof Found)) throw e;
   }
   return found;
