@@ -10,7 +10,7 @@ import { strict as assert } from "node:assert";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { assembleBytes, decodeInsns, encodeInsns } from "@bpfhook/core";
+import { assembleBytes, decodeInsns, encodeInsns, loadProgram } from "@bpfhook/core";
 import {
   checkProgram,
   findUndefinedBehaviour,
@@ -128,6 +128,32 @@ describe("39 differential fuzzer", function () {
     }
     assert.ok(valid >= n * 0.95, `${valid} of ${n} mutated programs keep valid jumps`);
     assert.ok(changed >= n * 0.95, `${changed} of ${n} mutations changed the program`);
+  });
+
+  describe("VM disagreements the fuzzer found (regressions)", () => {
+    // JIT, checked mode: the helper-argument check before a callx returned its
+    // verdict in rax, which is r0, so `call %r0` called helper 1 (the check's
+    // "ok") instead of faulting on an unregistered id (seed 2, program 13382).
+    const rows: [name: string, src: string, expect: bigint | RegExp][] = [
+      ["callx r0 = unregistered id", "mov %r0, 99\nmov %r1, 5\ncall %r0\nexit", /callx to unregistered helper 99/],
+      ["callx r0 = registered id", "mov %r0, 1\nmov %r1, 5\ncall %r0\nexit", 6n],
+      ["callx r2 = unregistered id", "mov %r2, 99\nmov %r1, 5\ncall %r2\nexit", /callx to unregistered helper 99/],
+    ];
+    for (const [name, src, expect] of rows) {
+      for (const checked of [false, true]) {
+        it(`${name}${checked ? " (checked)" : ""}: the interpreter and the JIT agree`, () => {
+          const vm = loadProgram(assembleBytes(src), { checked, helpers: { 1: "add_one" } });
+          try {
+            for (const backend of ["interpreter", "jit"] as const) {
+              if (typeof expect === "bigint") assert.equal(vm.exec(null, backend), expect, backend);
+              else assert.throws(() => vm.exec(null, backend), expect, backend);
+            }
+          } finally {
+            vm.close();
+          }
+        });
+      }
+    }
   });
 
   describe("driver", () => {
