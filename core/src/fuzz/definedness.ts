@@ -343,6 +343,7 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
             regs[0] = { init: true, taint: leaks };
             return next;
           }
+          if ((i.opcode & Src.X) !== 0) read(s, pc, i.dst, "callx helper id");
           const id = (i.opcode & Src.X) !== 0 ? -1 : i.imm;
           const sig = HELPERS.get(id);
           const nargs = sig ? sig.args.length : 0;
@@ -354,7 +355,7 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
             if (isPtr && arg.fp === undefined && arg.taint && arg.cs === undefined) {
               fail(pc, `helper ${id} argument ${k + 1} is an address that depends on where the stack is`);
             }
-            if (arg.fp === undefined) return;
+            if (arg.fp === undefined && arg.cs === undefined) return;
             let size: number | undefined;
             if (kind === "ptr_to_map_key" || kind === "ptr_to_map_value") {
               const m = regs[1]!.map === undefined ? undefined : FUZZ_MAPS[regs[1]!.map];
@@ -362,6 +363,10 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
             } else if (kind === "ptr_to_mem") {
               const k2 = regs[k + 2]?.k;
               size = k2 === undefined ? undefined : Number(k2 & 0xffffn);
+            }
+            if (arg.fp === undefined) {
+              if (size !== undefined) callerBytes(s, pc, arg.cs!, size, `read by helper ${id}`);
+              return;
             }
             for (let b = 0; size !== undefined && b < size; b++) {
               const at = 512 + arg.fp + b;
