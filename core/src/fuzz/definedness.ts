@@ -290,29 +290,34 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
         const atomic = cls === Cls.STX && (i.opcode & 0xe0) === Mode.ATOMIC;
         const src = cls === Cls.STX ? read(s, pc, i.src, "store source") : { init: true, taint: false };
         if (atomic && i.imm === AtomicOp.CMPXCHG) read(s, pc, 0, "cmpxchg comparand");
+        // The value an atomic fetches is the memory's old one; cmpxchg's outcome also depends on r0.
+        let oldTaint = false;
+        const cmp = atomic && i.imm === AtomicOp.CMPXCHG ? regs[0]! : undefined;
         if (base.fp !== undefined) {
           const at = 512 + base.fp + i.off;
           if (at < 0 || at + size > 512) fail(pc, `store outside the frame (${fpText(base.fp + i.off)})`);
           if (atomic) {
             for (let b = 0; b < size; b++) {
               if (!s.init[at + b]) fail(pc, `atomic on stack byte ${fpText(base.fp + i.off + b)} before it is written`);
+              oldTaint ||= s.taint[at + b] !== 0;
             }
           }
+          const t = src.taint || src.addr === true || oldTaint || (cmp !== undefined && (cmp.taint || cmp.addr === true));
           for (let b = 0; b < size; b++) {
             s.init[at + b] = 1;
-            s.taint[at + b] = src.taint || src.addr || (atomic && s.taint[at + b] !== 0) ? 1 : 0;
+            s.taint[at + b] = t ? 1 : 0;
           }
         } else if (base.cs !== undefined) {
           if (atomic) callerBytes(s, pc, base.cs + i.off, size, "updated by an atomic");
         } else if (base.taint) {
           fail(pc, "a store through an address that depends on where the stack is");
         } else if (outOfValue(pc, base, i.off, size)) {
-        } else if (src.taint || src.addr) {
+        } else if (src.taint || src.addr || (cmp !== undefined && (cmp.taint || cmp.addr))) {
           fail(pc, "an address or a nondeterministic value is stored outside the stack");
         }
         if (atomic && (i.imm & AtomicOp.FETCH) !== 0) {
           const dst = i.imm === AtomicOp.CMPXCHG ? 0 : i.src;
-          regs[dst] = { init: true, taint: base.fp !== undefined ? src.taint : false };
+          regs[dst] = { init: true, taint: oldTaint };
         }
         break;
       }
