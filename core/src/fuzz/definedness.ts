@@ -360,6 +360,10 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
             if (isPtr && arg.fp === undefined && arg.taint && arg.cs === undefined) {
               fail(pc, `helper ${id} argument ${k + 1} is an address that depends on where the stack is`);
             }
+            // A map or map value address bent by arithmetic (shifts, masks): differs run to run.
+            if (arg.addr && arg.map === undefined && arg.mv === undefined) {
+              fail(pc, `helper ${id} argument ${k + 1} is computed from the address of a map or map value`);
+            }
             if (arg.fp === undefined && arg.cs === undefined) return;
             let size: number | undefined;
             if (kind === "ptr_to_map_key" || kind === "ptr_to_map_value") {
