@@ -38,18 +38,20 @@ interface Reg {
   mv?: { size: number; off: number };
   /**
    * A pointer into the caller's frame (a subprogram's argument): the caller's
-   * r10 + cs, or NaN when not known (a grand-caller's frame). Dereferenceable,
+   * r10 + cs of the frame csUp levels up (0: the caller), or NaN when not
+   * known. Dereferenceable,
    * not to be leaked.
    */
   cs?: number;
+  csUp?: number;
 }
 
 interface AState {
   regs: Reg[];
   init: Uint8Array; // 512 bytes of the frame
   taint: Uint8Array;
-  /** A subprogram's view of its caller's frame at the call (bytes initialised on every call path). */
-  callerInit?: Uint8Array;
+  /** A subprogram's view of its callers' frames at the call (bytes initialised), the caller's first. */
+  callers?: Uint8Array[];
 }
 
 const NONDET_HELPERS = new Set([5, 7, 8, 125, 160]);
@@ -61,7 +63,7 @@ const cloneState = (s: AState): AState => ({
   regs: s.regs.map((r) => ({ ...r })),
   init: s.init.slice(),
   taint: s.taint.slice(),
-  ...(s.callerInit ? { callerInit: s.callerInit } : {}),
+  ...(s.callers ? { callers: s.callers } : {}),
 });
 
 function meetReg(a: Reg, b: Reg): Reg {
@@ -71,7 +73,11 @@ function meetReg(a: Reg, b: Reg): Reg {
   if (a.map !== undefined && a.map === b.map) r.map = a.map;
   if (a.addr || b.addr) r.addr = true;
   if (a.mv && b.mv && a.mv.size === b.mv.size && a.mv.off === b.mv.off) r.mv = a.mv;
-  if (a.cs !== undefined && b.cs !== undefined) r.cs = a.cs === b.cs ? a.cs : NaN;
+  if (a.cs !== undefined && b.cs !== undefined) {
+    const same = a.cs === b.cs && a.csUp === b.csUp;
+    r.cs = same ? a.cs : NaN;
+    r.csUp = same ? (a.csUp ?? 0) : 0;
+  }
   return r;
 }
 
@@ -81,16 +87,21 @@ function meetInto(a: AState, b: AState): boolean {
   for (let i = 0; i < 11; i++) {
     const m = meetReg(a.regs[i]!, b.regs[i]!);
     const o = a.regs[i]!;
-    if (m.init !== o.init || m.taint !== o.taint || m.fp !== o.fp || m.k !== o.k || m.map !== o.map || m.addr !== o.addr || m.mv?.off !== o.mv?.off || m.mv?.size !== o.mv?.size || !Object.is(m.cs, o.cs)) {
+    if (m.init !== o.init || m.taint !== o.taint || m.fp !== o.fp || m.k !== o.k || m.map !== o.map || m.addr !== o.addr || m.mv?.off !== o.mv?.off || m.mv?.size !== o.mv?.size || !Object.is(m.cs, o.cs) || m.csUp !== o.csUp) {
       a.regs[i] = m;
       changed = true;
     }
   }
-  if (a.callerInit && b.callerInit && a.callerInit !== b.callerInit) {
-    const m = a.callerInit.slice();
-    for (let i = 0; i < 512; i++) m[i] = m[i]! & b.callerInit[i]!;
-    if (m.some((v, i) => v !== a.callerInit![i])) changed = true;
-    a.callerInit = m;
+  if (a.callers && b.callers && a.callers !== b.callers) {
+    const merged = a.callers.map((frame, up) => {
+      const other = b.callers![up];
+      if (!other) return frame;
+      const m = frame.slice();
+      for (let i = 0; i < 512; i++) m[i] = m[i]! & other[i]!;
+      if (m.some((v, i) => v !== frame[i])) changed = true;
+      return m;
+    });
+    a.callers = merged;
   }
   for (let i = 0; i < 512; i++) {
     const init = a.init[i]! & b.init[i]!;
@@ -193,12 +204,13 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
     return undefined;
   };
 
-  const callerBytes = (s: AState, pc: number, off: number, size: number, how: string): void => {
-    if (Number.isNaN(off) || !s.callerInit) return;
+  const callerBytes = (s: AState, pc: number, up: number, off: number, size: number, how: string): void => {
+    const frame = s.callers?.[up];
+    if (Number.isNaN(off) || !frame) return;
     for (let b = 0; b < size; b++) {
       const at = 512 + off + b;
-      if (at < 0 || at >= 512 || !s.callerInit[at]) {
-        fail(pc, `the caller's stack byte ${fpText(off + b)} is ${how} before it is written`);
+      if (at < 0 || at >= 512 || !frame[at]) {
+        fail(pc, `the ${up === 0 ? "caller" : `caller ${up + 1} levels up`}'s stack byte ${fpText(off + b)} is ${how} before it is written`);
       }
     }
   };
@@ -240,6 +252,7 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
         }
         if (dst.cs !== undefined && is64 && !x && (op === AluOp.ADD || op === AluOp.SUB)) {
           out.cs = dst.cs + (op === AluOp.ADD ? i.imm : -i.imm);
+          out.csUp = dst.csUp ?? 0;
         }
         if (dst.mv && is64 && !x && (op === AluOp.ADD || op === AluOp.SUB)) {
           out.mv = { size: dst.mv.size, off: dst.mv.off + (op === AluOp.ADD ? i.imm : -i.imm) };
@@ -276,7 +289,7 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
             taint ||= s.taint[at + b] !== 0;
           }
         } else if (base.cs !== undefined) {
-          callerBytes(s, pc, base.cs + i.off, size, "read");
+          callerBytes(s, pc, base.csUp ?? 0, base.cs + i.off, size, "read");
         } else if (base.taint) fail(pc, "a load through an address that depends on where the stack is");
         outOfValue(pc, base, i.off, size);
         regs[i.dst] = { init: true, taint };
@@ -308,7 +321,7 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
             s.taint[at + b] = t ? 1 : 0;
           }
         } else if (base.cs !== undefined) {
-          if (atomic) callerBytes(s, pc, base.cs + i.off, size, "updated by an atomic");
+          if (atomic) callerBytes(s, pc, base.csUp ?? 0, base.cs + i.off, size, "updated by an atomic");
         } else if (base.taint) {
           fail(pc, "a store through an address that depends on where the stack is");
         } else if (outOfValue(pc, base, i.off, size)) {
@@ -336,10 +349,11 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
             const callee = fresh();
             for (let a = 1; a <= 5; a++) {
               const r = regs[a]!;
-              const cs = r.fp !== undefined ? r.fp : r.cs !== undefined ? NaN : undefined;
-              callee.regs[a] = { init: r.init, taint: r.taint, ...(cs !== undefined ? { cs } : {}) };
+              const where =
+                r.fp !== undefined ? { cs: r.fp, csUp: 0 } : r.cs !== undefined ? { cs: r.cs, csUp: (r.csUp ?? 0) + 1 } : {};
+              callee.regs[a] = { init: r.init, taint: r.taint, ...where };
             }
-            callee.callerInit = s.init.slice();
+            callee.callers = [s.init.slice(), ...(s.callers ?? [])];
             callee.regs[10] = { init: true, taint: true, fp: 0 };
             // Past the VM's 8 frames the call faults at run time: nothing to follow.
             const r = depth < 8 ? analyse(target, callee, depth + 1) : undefined;
@@ -374,7 +388,7 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
               size = k2 === undefined ? undefined : Number(k2 & 0xffffn);
             }
             if (arg.fp === undefined) {
-              if (size !== undefined) callerBytes(s, pc, arg.cs!, size, `read by helper ${id}`);
+              if (size !== undefined) callerBytes(s, pc, arg.csUp ?? 0, arg.cs!, size, `read by helper ${id}`);
               return;
             }
             for (let b = 0; size !== undefined && b < size; b++) {
