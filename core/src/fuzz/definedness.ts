@@ -234,7 +234,8 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
         if (op === AluOp.MOV) {
           if (x && i.src < 11) {
             const src = read(s, pc, i.src, "mov source");
-            regs[i.dst] = is64 && i.off === 0 ? { ...src } : { init: true, taint: src.taint };
+            // A truncated or sign-extended copy keeps what the value depends on, not what it points at.
+            regs[i.dst] = is64 && i.off === 0 ? { ...src } : { init: true, taint: src.taint || src.fp !== undefined || src.cs !== undefined, ...(src.addr ? { addr: true } : {}) };
           } else regs[i.dst] = { init: true, taint: false, k: BigInt(is64 ? i.imm : i.imm >>> 0) };
           break;
         }
