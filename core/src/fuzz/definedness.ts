@@ -259,7 +259,8 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
           out.mv = { size: dst.mv.size, off: dst.mv.off + (op === AluOp.ADD ? i.imm : -i.imm) };
         }
         // The clock's top bits: a ktime value shifted right by 62 or more is 0 for a century.
-        if (is64 && !x && op === AluOp.RSH && i.imm >= 62) out.taint = false;
+        // (The ISA masks the amount: 64 shifts by 0.)
+        if (is64 && !x && op === AluOp.RSH && (i.imm & 63) >= 62) out.taint = false;
         regs[i.dst] = out;
         break;
       }
