@@ -353,7 +353,9 @@ export function findUndefinedBehaviour(code: Uint8Array | readonly Insn[]): Unde
               const r = regs[a]!;
               const where =
                 r.fp !== undefined ? { cs: r.fp, csUp: 0 } : r.cs !== undefined ? { cs: r.cs, csUp: (r.csUp ?? 0) + 1 } : {};
-              callee.regs[a] = { init: r.init, taint: r.taint, ...where };
+              // Everything but a frame offset (the callee has its own frame) carries over.
+              const { fp: _fp, cs: _cs, csUp: _csUp, ...rest } = r;
+              callee.regs[a] = { ...rest, ...where };
             }
             callee.callers = [s.init.slice(), ...(s.callers ?? [])];
             callee.regs[10] = { init: true, taint: true, fp: 0 };
