@@ -21,6 +21,7 @@ import {
   runFuzz,
   streamProgram,
 } from "@bpfhook/core/dist/fuzz/index.js";
+import type { VerifyResult } from "@bpfhook/core/dist/verifier/index.js";
 
 const SEED = 39;
 
@@ -128,6 +129,34 @@ describe("39 differential fuzzer", function () {
     }
     assert.ok(valid >= n * 0.95, `${valid} of ${n} mutated programs keep valid jumps`);
     assert.ok(changed >= n * 0.95, `${changed} of ${n} mutations changed the program`);
+  });
+
+  it("a refused program runs in checked mode only, and its fault is compared with the verifier's pc", () => {
+    const host = new FuzzHost();
+    // A stand-in verifier that refuses everything at pc 1.
+    const refuseAtPc1 = (): VerifyResult => ({
+      ok: false,
+      error: { program: "fuzz", pc: 1, insn: "", reason: "test", path: [], message: "prog 'fuzz': pc 1: test" },
+      stats: { insnsProcessed: 0, peakStates: 0, ms: 0 },
+    });
+    try {
+      const run = (src: string) => checkProgram(host, assembleBytes(src), undefined, refuseAtPc1);
+      assert.deepEqual(
+        [
+          run("mov %r1, 0x1000\nldxdw %r0, [%r1+0]\nexit").verdict, // faults at pc 1
+          run("mov %r0, 0\nmov %r1, 0x1000\nldxdw %r0, [%r1+0]\nexit").verdict, // at pc 2
+          run("mov %r0, 0\nexit").verdict,
+          run("mov %r0, 0\nja -5\nexit").verdict, // not even loadable: a jump out of the program
+        ],
+        ["fault_same_pc", "fault_other_pc", "no_fault", "load_refused"],
+      );
+      // A wild store the checks stop never reaches fast mode, refused or not.
+      let fast = false;
+      checkProgram(host, assembleBytes("mov %r1, 0x1000\nstdw [%r1+0], 1\nmov %r0, 0\nexit"), () => (fast = true));
+      assert.equal(fast, false);
+    } finally {
+      host.close();
+    }
   });
 
   describe("VM disagreements the fuzzer found (regressions)", () => {

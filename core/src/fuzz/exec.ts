@@ -267,8 +267,13 @@ function judgeMismatch(code: Uint8Array, accepted: boolean, detail: string, refu
 }
 
 /** Runs one program through the whole differential check. */
-export function checkProgram(host: FuzzHost, code: Uint8Array, onFast?: () => void): ProgramOutcome {
-  const v = verify(code);
+export function checkProgram(
+  host: FuzzHost,
+  code: Uint8Array,
+  onFast?: () => void,
+  verifier: (code: Uint8Array) => VerifyResult = verify,
+): ProgramOutcome {
+  const v = verifier(code);
   const accepted = v.ok;
   const refusal = v.ok ? undefined : v.error.message;
   const withRefusal = refusal !== undefined ? { refusal } : {};
