@@ -705,8 +705,9 @@ class Compiler {
   // in register `id_reg`, for callx) runs; a bad argument ends the run.
   void check_call_args(size_t pc, uint32_t id, int id_reg) {
     // r1..r5 as an array in memory, pushed in reverse; one more slot keeps
-    // rsp 16-byte aligned for the call.
-    for (Reg r : {R8, R8, RCX, RDX, RSI, RDI}) a_.push(r);
+    // rsp 16-byte aligned for the call. That slot keeps r0 (rax, which the
+    // check's return value overwrites): callx may hold its helper id in r0.
+    for (Reg r : {RAX, R8, RCX, RDX, RSI, RDI}) a_.push(r);
     if (id_reg >= 0) {
       a_.mov(W64, R11, Reg(id_reg));  // before any argument register changes
     } else {
@@ -721,7 +722,7 @@ class Compiler {
     a_.mov_imm64(R10, addr_of(&check_call));
     a_.call(R10);
     a_.test(W32, RAX, RAX);
-    for (Reg r : {RDI, RSI, RDX, RCX, R8, R8}) a_.pop(r);  // pop keeps the flags
+    for (Reg r : {RDI, RSI, RDX, RCX, R8, RAX}) a_.pop(r);  // pop keeps the flags
     a_.jcc(CC_E, fault_exit_);
   }
 
