@@ -40,7 +40,8 @@ const TABLE: readonly HelperSignature[] = [
   { id: 3, name: "bpf_map_delete_elem", args: ["const_map_ptr", "ptr_to_map_key"], mapTypes: KEYED, ret: "scalar" },
   read(4, "bpf_probe_read"),
   scalar(5, "bpf_ktime_get_ns"),
-  scalar(6, "bpf_trace_printk", ["ptr_to_mem", "const_size", "anything", "anything", "anything"]),
+  // The kernel declares only fmt and its size: bpf_printk passes 0 to 3 values after them.
+  scalar(6, "bpf_trace_printk", ["ptr_to_mem", "const_size"]),
   scalar(7, "bpf_get_prandom_u32"),
   scalar(8, "bpf_get_smp_processor_id"),
   { id: 12, name: "bpf_tail_call", args: ["ptr_to_ctx", "const_map_ptr", "anything"], mapTypes: [MapType.PROG_ARRAY], ret: "scalar", tailCall: true },

@@ -1,0 +1,192 @@
+/**
+ * Static facts about the instruction array the verifier needs before it
+ * runs: lddw second slots, prune points (jump targets, fall-throughs of
+ * conditional jumps, function entries, return points, callback calls) and
+ * register liveness (which registers a later instruction may read before
+ * writing them), so that pruning ignores dead registers.
+ */
+import type { Insn } from "../asm/insn.js";
+import type { HelperSignature } from "./types.js";
+
+export const CLS_LD = 0x00;
+export const CLS_LDX = 0x01;
+export const CLS_ST = 0x02;
+export const CLS_STX = 0x03;
+export const CLS_ALU = 0x04;
+export const CLS_JMP = 0x05;
+export const CLS_JMP32 = 0x06;
+export const CLS_ALU64 = 0x07;
+export const OP_LDDW = 0x18;
+export const OP_CALL = 0x85;
+export const OP_EXIT = 0x95;
+export const MODE_MEM = 0x60;
+export const MODE_MEMSX = 0x80;
+export const MODE_ATOMIC = 0xc0;
+export const ATOMIC_FETCH = 0x01;
+export const ATOMIC_XCHG = 0xe1;
+export const ATOMIC_CMPXCHG = 0xf1;
+
+const bit = (r: number): number => 1 << r;
+const ARGS = [1, 2, 3, 4, 5].map(bit).reduce((a, b) => a | b);
+const SCRATCH = ARGS | bit(0);
+
+export interface Cfg {
+  /** 1 where the slot is an lddw's second half. */
+  readonly secondSlot: Uint8Array;
+  readonly prunePoint: Uint8Array;
+  /** Registers live at the start of each instruction (bit r). */
+  readonly liveIn: Int32Array;
+  /**
+   * Registers whose value at the start of each instruction may still decide
+   * something (a branch, a memory offset, a helper argument, a stored value,
+   * a subprogram's return): the static stand-in for the kernel's precision
+   * tracking. A scalar that is not relevant may differ between two states
+   * without changing any verdict, so pruning ignores its value.
+   */
+  readonly relevant: Int32Array;
+  /** Pcs of subprogram and callback entries, with 0. */
+  readonly entries: ReadonlySet<number>;
+}
+
+export function buildCfg(insns: readonly Insn[], helpers: ReadonlyMap<number, HelperSignature>): Cfg {
+  const n = insns.length;
+  const secondSlot = new Uint8Array(n);
+  const prunePoint = new Uint8Array(n);
+  const entries = new Set<number>([0]);
+  const mark = (pc: number): void => {
+    if (pc >= 0 && pc < n) prunePoint[pc] = 1;
+  };
+  mark(0);
+  const succ: number[][] = new Array(n);
+  const use = new Int32Array(n);
+  const def = new Int32Array(n);
+  // Relevance: sink = registers whose value decides something here; flow =
+  // registers the written register's value is computed from.
+  const sink = new Int32Array(n);
+  const flow = new Int32Array(n);
+  const exits: number[] = [];
+  for (let pc = 0; pc < n; pc++) {
+    const i = insns[pc]!;
+    const cls = i.opcode & 7;
+    const x = (i.opcode & 0x08) !== 0;
+    succ[pc] = [pc + 1];
+    if (secondSlot[pc]) {
+      succ[pc] = [pc + 1];
+      continue;
+    }
+    switch (cls) {
+      case CLS_LD:
+        if (i.opcode === OP_LDDW) {
+          secondSlot[pc + 1] = 1;
+          def[pc] = bit(i.dst);
+          succ[pc] = [pc + 2];
+          if (i.src === 4) {
+            entries.add(pc + i.imm + 1);
+            mark(pc + i.imm + 1);
+          }
+        }
+        break;
+      case CLS_LDX:
+        use[pc] = bit(i.src);
+        def[pc] = bit(i.dst);
+        sink[pc] = bit(i.src);
+        break;
+      case CLS_ST:
+        use[pc] = bit(i.dst);
+        sink[pc] = use[pc]!;
+        break;
+      case CLS_STX:
+        use[pc] = bit(i.dst) | bit(i.src);
+        sink[pc] = use[pc]!;
+        if ((i.opcode & 0xe0) === MODE_ATOMIC) {
+          if (i.imm === ATOMIC_CMPXCHG) {
+            use[pc] |= bit(0);
+            def[pc] = bit(0);
+          } else if (i.imm & ATOMIC_FETCH) def[pc] = bit(i.src);
+        }
+        break;
+      case CLS_ALU:
+      case CLS_ALU64: {
+        const op = i.opcode & 0xf0;
+        if (op === 0xb0) use[pc] = x ? bit(i.src) : 0;
+        else if (op === 0x80 || op === 0xd0) use[pc] = bit(i.dst);
+        else use[pc] = bit(i.dst) | (x ? bit(i.src) : 0);
+        def[pc] = bit(i.dst);
+        // Pointer arithmetic needs no sink of its own: a pointer is relevant
+        // wherever it is used (memory base, helper argument, store), and its
+        // offset operand flows into it.
+        flow[pc] = use[pc]!;
+        break;
+      }
+      case CLS_JMP:
+      case CLS_JMP32: {
+        const op = i.opcode & 0xf0;
+        if (i.opcode === OP_EXIT) {
+          use[pc] = bit(0);
+          succ[pc] = [];
+          exits.push(pc);
+        } else if (i.opcode === OP_CALL) {
+          if (i.src === 1) {
+            use[pc] = ARGS;
+            entries.add(pc + i.imm + 1);
+            mark(pc + i.imm + 1);
+          } else {
+            const sig = helpers.get(i.imm);
+            const nargs = sig === undefined ? 5 : sig.args.length;
+            for (let a = 1; a <= nargs; a++) use[pc] |= bit(a);
+            if (sig?.callback !== undefined) mark(pc);
+          }
+          def[pc] = SCRATCH;
+          sink[pc] = use[pc]!;
+          mark(pc + 1);
+        } else if (op === 0x00) {
+          const t = pc + 1 + (cls === CLS_JMP32 ? i.imm : i.off);
+          succ[pc] = [t];
+          mark(t);
+        } else {
+          use[pc] = bit(i.dst) | (x ? bit(i.src) : 0);
+          sink[pc] = use[pc]!;
+          const t = pc + 1 + i.off;
+          succ[pc] = [pc + 1, t];
+          mark(t);
+          mark(pc + 1);
+        }
+        break;
+      }
+    }
+  }
+  // Backward liveness to a fixed point.
+  const liveIn = new Int32Array(n);
+  let changed = true;
+  while (changed) {
+    changed = false;
+    for (let pc = n - 1; pc >= 0; pc--) {
+      let out = 0;
+      for (const s of succ[pc]!) if (s >= 0 && s < n) out |= liveIn[s]!;
+      const v = use[pc]! | (out & ~def[pc]!);
+      if (v !== liveIn[pc]) {
+        liveIn[pc] = v;
+        changed = true;
+      }
+    }
+  }
+  // A subprogram's or callback's r0 decides its caller's state; the program's own r0 only needs to be a number.
+  const firstOther = Math.min(n, ...[...entries].filter((e) => e > 0));
+  for (const pc of exits) if (pc >= firstOther) sink[pc] = bit(0);
+  const relevant = new Int32Array(n);
+  changed = true;
+  while (changed) {
+    changed = false;
+    for (let pc = n - 1; pc >= 0; pc--) {
+      let out = 0;
+      for (const s of succ[pc]!) if (s >= 0 && s < n) out |= relevant[s]!;
+      const d = def[pc]!;
+      const v = sink[pc]! | (out & ~d) | ((out & d) !== 0 ? flow[pc]! : 0);
+      if (v !== relevant[pc]) {
+        relevant[pc] = v;
+        changed = true;
+      }
+    }
+  }
+  return { secondSlot, prunePoint, liveIn, relevant, entries };
+}
