@@ -22,6 +22,8 @@ export const SYS_ENTER: ContextLayout = { name: "sys_enter", size: 64 };
  * (the wiring decides the real layout per plugin).
  */
 export const SIMPLE: ContextLayout = { name: "simple bytes", size: 4096, writable: [{ offset: 0, size: 4096 }] };
+/** bench/*: the VM benchmark's contexts (bench/vm/programs/bench.h, memory_ctx the largest), read-write. */
+export const BENCH: ContextLayout = { name: "bench ctx", size: 9232, writable: [{ offset: 0, size: 9232 }] };
 /** Anything else: a small generic read-only context. */
 export const GENERIC: ContextLayout = { name: "generic", size: 64 };
 
@@ -30,6 +32,7 @@ export function contextFor(section: string): ContextLayout {
   if (["uprobe", "uretprobe", "uprobe.s", "uretprobe.s", "uprobe.override", "uoverride", "ureplace"].includes(kind)) return PT_REGS;
   if (section.startsWith("tracepoint/syscalls/sys_enter")) return SYS_ENTER;
   if (kind === "simple") return SIMPLE;
+  if (kind === "bench") return BENCH;
   return GENERIC;
 }
 
@@ -47,7 +50,10 @@ export function verifierMaps(obj: BpfObject): VerifierMap[] {
 
 /** Standard helpers plus the plugin helpers the fixtures call (their signatures as the plugins would declare them). */
 export function corpusHelpers(): Map<number, HelperSignature> {
-  return standardHelpers();
+  const h = standardHelpers();
+  // bench/vm registers a native add_one(v) under 1000 (bench/vm/programs/bench.h).
+  h.set(1000, { id: 1000, name: "add_one", args: ["anything"], ret: "scalar" });
+  return h;
 }
 
 function walk(dir: string, out: string[]): void {

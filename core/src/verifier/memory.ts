@@ -102,11 +102,14 @@ const idx = (off: number): number => STACK_SIZE + off;
 
 /** Forgets spills overlapping [lo, hi) (frame offsets): their other bytes become plain numbers. */
 function breakSpills(f: Frame, lo: number, hi: number): void {
-  for (let s = Math.floor(idx(lo) / 8); s * 8 < idx(hi); s++) {
-    const sp = f.spills[s];
-    if (sp === undefined) continue;
-    f.spills[s] = undefined;
-    for (let b = s * 8; b < s * 8 + sp.size; b++) if (f.bytes[b] === Slot.SPILL) f.bytes[b] = Slot.MISC;
+  const a = idx(lo);
+  const z = idx(hi);
+  // Spills sit on 4-byte units; an 8-byte one may start one unit before the range.
+  for (let u = Math.max(0, (a >> 2) - 1); u * 4 < z; u++) {
+    const sp = f.spills[u];
+    if (sp === undefined || u * 4 + sp.size <= a) continue;
+    f.spills[u] = undefined;
+    for (let b = u * 4; b < u * 4 + sp.size; b++) if (f.bytes[b] === Slot.SPILL) f.bytes[b] = Slot.MISC;
   }
 }
 
@@ -114,9 +117,10 @@ function breakSpills(f: Frame, lo: number, hi: number): void {
 export function stackWrite(f: Frame, off: number, size: number, value: Reg | undefined): void {
   breakSpills(f, off, off + size);
   const i = idx(off);
-  if (value !== undefined && i % 8 === 0 && (size === 8 || (size === 4 && value.k === "scalar"))) {
+  // 8-byte spills of anything at 8-aligned slots; 32-bit numbers at any 4-aligned offset (clang spills u32 locals so).
+  if (value !== undefined && ((size === 8 && i % 8 === 0) || (size === 4 && i % 4 === 0 && value.k === "scalar"))) {
     const reg = value.k === "scalar" && size === 4 ? scalarReg(sTrunc(value.s, 32), 0) : value;
-    f.spills[i / 8] = { reg, size };
+    f.spills[i >> 2] = { reg, size };
     f.bytes.fill(Slot.SPILL, i, i + size);
     return;
   }
@@ -145,10 +149,10 @@ export function stackCheckInit(f: Frame, lo: number, hi: number, pc: number, reg
 export function stackRead(f: Frame, off: number, size: number, signed: boolean, pc: number, reg: number): Reg {
   stackCheckInit(f, off, off + size, pc, reg, `a load of ${size} bytes at fp${off}`);
   const i = idx(off);
-  const sp = f.spills[i >> 3];
+  const sp = i % 4 === 0 ? f.spills[i >> 2] : undefined;
   if (sp !== undefined && f.bytes[i] === Slot.SPILL) {
-    if (i % 8 === 0 && size === sp.size) return signed && sp.reg.k === "scalar" ? scalarReg(sSext(sp.reg.s, size * 8)) : sp.reg;
-    if (i % 8 === 0 && sp.reg.k === "scalar" && size < sp.size) {
+    if (size === sp.size) return signed && sp.reg.k === "scalar" ? scalarReg(sSext(sp.reg.s, size * 8)) : sp.reg;
+    if (sp.reg.k === "scalar" && size < sp.size) {
       const t = sTrunc(sp.reg.s, size * 8);
       return scalarReg(signed ? sSext(t, size * 8) : t);
     }

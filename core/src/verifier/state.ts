@@ -73,7 +73,7 @@ export class Frame {
     public regs: Reg[],
     /** Byte kinds, index 0 = fp-512. */
     public bytes: Uint8Array,
-    /** Per 8-byte slot. */
+    /** Per 4-byte unit, where a spill starts (8-byte spills start on even units). */
     public spills: (Spill | undefined)[],
     /** The call instruction that made this frame (-1 for the program's own). */
     readonly callsite: number,
@@ -83,7 +83,7 @@ export class Frame {
 
   static fresh(callsite: number, callback: boolean): Frame {
     const regs = new Array<Reg>(11).fill(UNINIT);
-    return new Frame(regs, new Uint8Array(STACK_SIZE), new Array<Spill | undefined>(STACK_SIZE / 8).fill(undefined), callsite, callback);
+    return new Frame(regs, new Uint8Array(STACK_SIZE), new Array<Spill | undefined>(STACK_SIZE / 4).fill(undefined), callsite, callback);
   }
 
   clone(): Frame {
@@ -103,6 +103,8 @@ export class State {
     public path: number[],
     /** The last back edge taken [from, to], for "loop not proven to end". */
     public backEdge: [number, number] | undefined,
+    /** Just back from a callback, at its helper call (another iteration may follow). */
+    public fromCallback = false,
   ) {}
 
   get top(): Frame {
@@ -110,7 +112,7 @@ export class State {
   }
 
   clone(): State {
-    return new State(this.frames.map((f) => f.clone()), new Map(this.refs), this.pc, this.parent, this.path.slice(), this.backEdge);
+    return new State(this.frames.map((f) => f.clone()), new Map(this.refs), this.pc, this.parent, this.path.slice(), this.backEdge, this.fromCallback);
   }
 }
 
@@ -123,9 +125,18 @@ export interface Checkpoint {
 
 /** Id maps old -> new and new -> old, so that the correspondence is one to one. */
 class IdMap {
-  private fwd = new Map<number, number>();
-  private back = new Map<number, number>();
+  private readonly fwd = new Map<number, number>();
+  private readonly back = new Map<number, number>();
   private fresh = -1;
+  /** Reused across comparisons: allocation dominated pruning otherwise. */
+  reset(): this {
+    if (this.fwd.size > 0) {
+      this.fwd.clear();
+      this.back.clear();
+    }
+    this.fresh = -1;
+    return this;
+  }
   check(oldId: number, newId: number): boolean {
     if (oldId === 0) return true;
     if (newId === 0) newId = this.fresh--;
@@ -140,6 +151,9 @@ class IdMap {
     return this.fwd.get(oldId);
   }
 }
+
+const ID_MAP = new IdMap();
+const REF_MAP = new IdMap();
 
 function regSafe(o: Reg, n: Reg, ids: IdMap, refs: IdMap, exact: boolean): boolean {
   if (o.k === "uninit") return exact ? n.k === "uninit" : true;
@@ -157,6 +171,15 @@ function regSafe(o: Reg, n: Reg, ids: IdMap, refs: IdMap, exact: boolean): boole
   return true;
 }
 
+/** The spill covering byte i of a frame. */
+function spillAt(f: Frame, i: number): Spill | undefined {
+  const u = i >> 2;
+  const here = f.spills[u];
+  if (here !== undefined) return here;
+  const before = u > 0 ? f.spills[u - 1] : undefined;
+  return before !== undefined && before.size === 8 ? before : undefined;
+}
+
 function stackSafe(o: Frame, n: Frame, ids: IdMap, refs: IdMap, exact: boolean): boolean {
   for (let i = 0; i < STACK_SIZE; i++) {
     const ob = o.bytes[i]!;
@@ -166,16 +189,19 @@ function stackSafe(o: Frame, n: Frame, ids: IdMap, refs: IdMap, exact: boolean):
       continue;
     }
     if (ob === Slot.SPILL) {
-      if (i % 8 !== 0) continue; // checked at the slot's first byte
-      const os = o.spills[i / 8]!;
-      const ns = nb === Slot.SPILL ? n.spills[i / 8] : undefined;
+      const os = i % 4 === 0 ? o.spills[i / 4] : undefined;
+      if (os === undefined) {
+        if (nb !== Slot.SPILL) return false;
+        continue; // inside a spill checked at its first byte
+      }
+      const ns = nb === Slot.SPILL ? n.spills[i / 4] : undefined;
       if (ns === undefined || ns.size !== os.size || !regSafe(os.reg, ns.reg, ids, refs, exact)) return false;
       continue;
     }
     if (ob === nb) continue;
     if (exact) return false;
     // Old read these bytes as an unknown number: anything initialised that reads as a number is covered.
-    if (ob === Slot.MISC && (nb === Slot.ZERO || (nb === Slot.SPILL && n.spills[i >> 3]?.reg.k === "scalar"))) continue;
+    if (ob === Slot.MISC && (nb === Slot.ZERO || (nb === Slot.SPILL && spillAt(n, i)?.reg.k === "scalar"))) continue;
     return false;
   }
   return true;
@@ -189,8 +215,8 @@ function stackSafe(o: Frame, n: Frame, ids: IdMap, refs: IdMap, exact: boolean):
  */
 export function statesEqual(o: State, n: State, liveRegs: (frame: number) => readonly [number, number], exact: boolean): boolean {
   if (o.frames.length !== n.frames.length || o.refs.size !== n.refs.size) return false;
-  const ids = new IdMap();
-  const refs = new IdMap();
+  const ids = ID_MAP.reset();
+  const refs = REF_MAP.reset();
   for (let f = 0; f < o.frames.length; f++) {
     const of = o.frames[f]!;
     const nf = n.frames[f]!;

@@ -17,12 +17,7 @@ export const T_UNKNOWN: Tnum = { v: 0n, m: U64 };
 
 /** Bits needed for x (fls64). */
 function fls(x: bigint): number {
-  let n = 0;
-  while (x > 0n) {
-    x >>= 1n;
-    n++;
-  }
-  return n;
+  return x === 0n ? 0 : x.toString(2).length;
 }
 
 /** The smallest tnum holding every value of [min, max] (unsigned). */
@@ -82,6 +77,9 @@ export function tArsh(a: Tnum, s: number, bits: 32 | 64): Tnum {
 }
 
 export function tMul(a: Tnum, b: Tnum): Tnum {
+  if (a.m === 0n && b.m === 0n) return tConst(a.v * b.v);
+  // A fully unknown factor makes a fully unknown product (unless the other is 0): skip the 64 rounds.
+  if ((a.m === U64 && (b.v | b.m) !== 0n) || (b.m === U64 && (a.v | a.m) !== 0n)) return T_UNKNOWN;
   const accV = (a.v * b.v) & U64;
   let accM: Tnum = { v: 0n, m: 0n };
   let x = a;

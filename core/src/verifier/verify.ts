@@ -123,7 +123,10 @@ class Verifier implements CallEnv {
     let list = this.explored.get(st.pc);
     if (list === undefined) this.explored.set(st.pc, (list = []));
     const live = this.liveOf(st);
-    const cb = this.callsCallback[st.pc] === 1;
+    // Only a return from a callback may close on an ancestor: the helper bounds
+    // those iterations; any other repetition must be proven to end.
+    const cb = this.callsCallback[st.pc] === 1 && st.fromCallback;
+    st.fromCallback = false;
     let widened = false;
     for (let i = list.length - 1, n = 0; i >= 0 && n < MAX_COMPARED; i--, n++) {
       const cp = list[i]!;
@@ -413,6 +416,7 @@ class Verifier implements CallEnv {
     st.pc = from.pc;
     st.path = from.path;
     st.backEdge = from.backEdge;
+    st.fromCallback = from.fromCallback;
   }
 
   /** The state after one side of a scalar branch, or undefined if that side is impossible. */
@@ -518,6 +522,7 @@ class Verifier implements CallEnv {
       if (r0.k !== "scalar" || r0.s.umin > 1n) throw new Refusal(pc, `a callback must return 0 or 1, and r0 is ${this.describe(r0)}`, 0);
       st.frames.pop();
       st.pc = callee.callsite;
+      st.fromCallback = true;
       return false;
     }
     st.frames.pop();
