@@ -99,9 +99,7 @@ function refine64(op: number, d: Scalar, s: Scalar): Side {
 /** JSET: taken when d & s != 0. */
 function refineSet(taken: boolean, d: Scalar, s: Scalar, bits: 32 | 64): Side {
   const mask = bits === 32 ? U32 : U64;
-  if (!isConst(s)) {
-    return taken || true ? [d, s] : undefined;
-  }
+  if (!isConst(s)) return [d, s];
   const c = s.umin & mask;
   const maybe = (d.t.v | d.t.m) & c;
   const surely = d.t.v & c;

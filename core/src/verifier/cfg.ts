@@ -57,7 +57,7 @@ export function buildCfg(insns: readonly Insn[], helpers: ReadonlyMap<number, He
     if (pc >= 0 && pc < n) prunePoint[pc] = 1;
   };
   mark(0);
-  const succ: number[][] = new Array(n);
+  const succ: number[][] = Array.from({ length: n }, () => []);
   const use = new Int32Array(n);
   const def = new Int32Array(n);
   // Relevance: sink = registers whose value decides something here; flow =

@@ -82,8 +82,8 @@ export class Frame {
   ) {}
 
   static fresh(callsite: number, callback: boolean): Frame {
-    const regs = new Array<Reg>(11).fill(UNINIT);
-    return new Frame(regs, new Uint8Array(STACK_SIZE), new Array<Spill | undefined>(STACK_SIZE / 4).fill(undefined), callsite, callback);
+    const regs = Array.from<Reg>({ length: 11 }).fill(UNINIT);
+    return new Frame(regs, new Uint8Array(STACK_SIZE), Array.from<Spill | undefined>({ length: STACK_SIZE / 4 }).fill(undefined), callsite, callback);
   }
 
   clone(): Frame {
