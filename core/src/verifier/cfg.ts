@@ -170,6 +170,16 @@ export function buildCfg(insns: readonly Insn[], helpers: ReadonlyMap<number, He
       }
     }
   }
+  // A store's value is kept only on the stack (map values, records and the
+  // context read back as unknown numbers): it decides something only when
+  // the base may point to the stack.
+  const mayStack = stackPointers(insns, succ, secondSlot, entries);
+  for (let pc = 0; pc < n; pc++) {
+    const i = insns[pc]!;
+    if (secondSlot[pc] || (i.opcode & 7) !== CLS_STX) continue;
+    const toStack = (mayStack[pc]! & bit(i.dst)) !== 0;
+    sink[pc] = bit(i.dst) | (toStack ? bit(i.src) : 0) | ((i.opcode & 0xe0) === MODE_ATOMIC && i.imm === ATOMIC_CMPXCHG ? bit(0) : 0);
+  }
   // A subprogram's or callback's r0 decides its caller's state; the program's own r0 only needs to be a number.
   const firstOther = Math.min(n, ...[...entries].filter((e) => e > 0));
   for (const pc of exits) if (pc >= firstOther) sink[pc] = bit(0);
@@ -189,4 +199,75 @@ export function buildCfg(insns: readonly Insn[], helpers: ReadonlyMap<number, He
     }
   }
   return { secondSlot, prunePoint, liveIn, relevant, entries };
+}
+
+/**
+ * Registers that may hold a pointer to the stack at the start of each
+ * instruction (forward, may): r10 and what is computed from it by mov / add /
+ * sub, subprogram arguments and results, and loads when any stack pointer is
+ * ever stored to memory.
+ */
+function stackPointers(insns: readonly Insn[], succ: number[][], secondSlot: Uint8Array, entries: ReadonlySet<number>): Int32Array {
+  const n = insns.length;
+  let spilled = false;
+  for (;;) {
+    const at = new Int32Array(n);
+    const seen = new Uint8Array(n);
+    const work: number[] = [];
+    const join = (pc: number, m: number): void => {
+      if (pc < 0 || pc >= n) return;
+      if (seen[pc] && (at[pc]! | m) === at[pc]) return;
+      at[pc] = at[pc]! | m;
+      seen[pc] = 1;
+      work.push(pc);
+    };
+    for (const e of entries) join(e, bit(10) | (e === 0 ? 0 : ARGS));
+    let storesStack = false;
+    while (work.length > 0) {
+      const pc = work.pop()!;
+      if (secondSlot[pc]) continue;
+      const i = insns[pc]!;
+      let m = at[pc]!;
+      const cls = i.opcode & 7;
+      const has = (r: number): boolean => (m & bit(r)) !== 0;
+      const put = (r: number, v: boolean): void => {
+        m = v ? m | bit(r) : m & ~bit(r);
+      };
+      switch (cls) {
+        case CLS_LD:
+          put(i.dst, false);
+          break;
+        case CLS_LDX:
+          put(i.dst, spilled);
+          break;
+        case CLS_STX:
+          if (has(i.src)) storesStack = true;
+          if ((i.opcode & 0xe0) === MODE_ATOMIC) {
+            if (i.imm === ATOMIC_CMPXCHG) put(0, spilled);
+            else if (i.imm & ATOMIC_FETCH) put(i.src, spilled);
+          }
+          break;
+        case CLS_ALU64: {
+          const op = i.opcode & 0xf0;
+          const x = (i.opcode & 0x08) !== 0;
+          if (op === 0xb0) put(i.dst, x && i.off === 0 && has(i.src));
+          else if (op === 0x00 || op === 0x10) put(i.dst, has(i.dst) || (x && has(i.src)));
+          else put(i.dst, false);
+          break;
+        }
+        case CLS_ALU:
+          put(i.dst, false);
+          break;
+        case CLS_JMP:
+          if (i.opcode === OP_CALL) {
+            m &= ~ARGS;
+            put(0, i.src === 1);
+          }
+          break;
+      }
+      for (const s of succ[pc]!) join(s, m);
+    }
+    if (!storesStack || spilled) return at;
+    spilled = true;
+  }
 }

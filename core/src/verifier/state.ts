@@ -105,6 +105,9 @@ export class State {
     public backEdge: [number, number] | undefined,
     /** Just back from a callback, at its helper call (another iteration may follow). */
     public fromCallback = false,
+    /** Instructions and jumps since this path last recorded a checkpoint. */
+    public insnsSince = 0,
+    public jumpsSince = 0,
   ) {}
 
   get top(): Frame {
@@ -112,7 +115,7 @@ export class State {
   }
 
   clone(): State {
-    return new State(this.frames.map((f) => f.clone()), new Map(this.refs), this.pc, this.parent, this.path.slice(), this.backEdge, this.fromCallback);
+    return new State(this.frames.map((f) => f.clone()), new Map(this.refs), this.pc, this.parent, this.path.slice(), this.backEdge, this.fromCallback, this.insnsSince, this.jumpsSince);
   }
 }
 

@@ -95,6 +95,7 @@ class Verifier implements CallEnv {
         throw new Refusal(Math.max(0, Math.min(st.pc, this.insns.length - 1)), `control flow reaches pc ${st.pc}, which is not an instruction`);
       }
       if (this.cfg.prunePoint[st.pc] && this.visit(st)) break;
+      st.insnsSince++;
       if (this.step(st)) break;
     }
     this.endPath(st);
@@ -142,6 +143,11 @@ class Verifier implements CallEnv {
       }
       if (statesEqual(cp.state, st, live, false)) return true;
     }
+    // As the kernel: a new checkpoint only every few jumps and instructions
+    // (pruning still compares at every prune point); callback calls always.
+    if (!cb && (st.jumpsSince < 2 || st.insnsSince < 8)) return false;
+    st.jumpsSince = 0;
+    st.insnsSince = 0;
     const cp: Checkpoint = { state: st.clone(), branches: 1, parent: st.parent };
     list.push(cp);
     st.parent = cp;
@@ -373,12 +379,14 @@ class Verifier implements CallEnv {
     }
     if (op === 0x00) {
       const target = pc + 1 + (bits === 32 ? i.imm : i.off);
+      st.jumpsSince++;
       if (target <= pc) st.backEdge = [pc, target];
       st.pc = target;
       return false;
     }
     const x = (i.opcode & 0x08) !== 0;
     const target = pc + 1 + i.off;
+    st.jumpsSince++;
     const d = this.use(st, pc, i.dst);
     const s: Reg = x ? this.use(st, pc, i.src) : scalarReg(immScalar(i.imm, bits));
     let taken: State | undefined;
@@ -417,6 +425,8 @@ class Verifier implements CallEnv {
     st.path = from.path;
     st.backEdge = from.backEdge;
     st.fromCallback = from.fromCallback;
+    st.insnsSince = from.insnsSince;
+    st.jumpsSince = from.jumpsSince;
   }
 
   /** The state after one side of a scalar branch, or undefined if that side is impossible. */
