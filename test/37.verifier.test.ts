@@ -26,6 +26,7 @@ const MAPS: VerifierMap[] = [
   { name: "arr", type: MapType.ARRAY, keySize: 4, valueSize: 16, maxEntries: 4 },
   { name: ".rodata", type: MapType.ARRAY, keySize: 4, valueSize: 16, maxEntries: 1, readOnly: true, initialData: rodata.slice(0, 16) },
   { name: "rb", type: MapType.RINGBUF, keySize: 0, valueSize: 0, maxEntries: 4096 },
+  { name: "jump", type: MapType.PROG_ARRAY, keySize: 4, valueSize: 4, maxEntries: 4 },
 ];
 
 function verifyAsm(src: string, opts: Partial<VerifyOptions> = {}): VerifyResult {
@@ -151,6 +152,38 @@ describe("37 verifier: unsafe programs are refused with clear messages", () => {
   });
 });
 
+describe("37 verifier: frames, references and spills", () => {
+  it("a tail call while a ring-buffer record is held", () => {
+    refused(`${RESERVE}\njeq %r0, 0, +9\nmov %r7, %r0\nmov %r1, %r6\nlddw %r2, map_idx 4\nmov %r3, 0\ncall 12\nmov %r1, %r7\nmov %r2, 0\ncall 133\nmov %r0, 0\nexit`, [
+      "bpf_tail_call",
+      "reserved at pc 5 is still held",
+    ]);
+  });
+  it("recursion past 8 frames, and a pointer to a callee's own stack returned", () => {
+    refused("call local f\nexit\nf:\ncall local f\nexit", ["more than 8 frames"]);
+    refused("call local f\nldxdw %r0, [%r0+0]\nexit\nf:\nstdw [%r10-8], 1\nmov %r0, %r10\nadd %r0, -8\nexit", ["returns a pointer to its own stack frame"]);
+  });
+  it("a callee's stack pointer stored into its caller's frame", () => {
+    refused("mov %r1, %r10\nadd %r1, -8\ncall local f\nmov %r0, 0\nexit\nf:\nmov %r2, %r10\nstxdw [%r1+0], %r2\nmov %r0, 0\nexit", [
+      "pointer to frame 1's stack into the stack of its caller (frame 0)",
+    ]);
+  });
+  it("a spilled pointer partly overwritten reads back as a number", () => {
+    accepted("stxdw [%r10-8], %r1\nldxdw %r2, [%r10-8]\nldxdw %r0, [%r2+0]\nexit");
+    refused("stxdw [%r10-8], %r1\nstw [%r10-4], 0\nldxdw %r2, [%r10-8]\nldxdw %r0, [%r2+0]\nexit", ["through a number"]);
+  });
+  it("a moved context pointer given to a helper that wants the context", () => {
+    refused("add %r1, 8\nlddw %r2, map_idx 0\nmov %r3, 0\ncall 27\nexit", ["must be the context pointer as the program received it", "ctx+8"]);
+  });
+  it("a record submitted through a moved pointer, and a read of r2 at entry", () => {
+    refused(`${RESERVE}\njeq %r0, 0, +5\nadd %r0, 8\nmov %r1, %r0\nmov %r2, 0\ncall 132\nmov %r0, 0\nexit`, ["as bpf_ringbuf_reserve returned it"]);
+    refused("mov %r0, %r2\nexit", ["r2 is not initialised"]);
+  });
+  it("a negative offset from a map value", () => {
+    refused(`${LOOKUP_ARR}\njeq %r0, 0, +1\nldxw %r0, [%r0-4]\nexit`, ["value-4", "outside the 16-byte value of map 'arr'"]);
+  });
+});
+
 describe("37 verifier: safe shapes are accepted", () => {
   it("division and modulo by a register that may be zero (defined by the ISA)", () => {
     accepted("ldxdw %r2, [%r1+0]\nmov %r0, 10\ndiv %r0, %r2\nmod %r0, %r2\nexit");
@@ -167,6 +200,16 @@ describe("37 verifier: safe shapes are accepted", () => {
   });
   it("a subprogram with its own frame, passing a pointer to the caller's stack", () => {
     accepted("stdw [%r10-8], 3\nmov %r1, %r10\nadd %r1, -8\ncall local f\nexit\nf:\nldxdw %r0, [%r1+0]\nstdw [%r10-8], 1\nexit");
+  });
+  it("32-bit and signed range checks bound an index", () => {
+    // w2 = ctx word; if w2 > 15 skip; value[w2] (1 byte)
+    accepted(`ldxw %r6, [%r1+0]\n${LOOKUP_ARR}\njeq %r0, 0, +4\njgt32 %r6, 15, +3\nadd %r0, %r6\nldxb %r0, [%r0+0]\nexit\nmov %r0, 0\nexit`);
+    // signed: if r6 s< 0 or r6 s> 8 skip; value[r6 .. r6+7]
+    accepted(`ldxdw %r6, [%r1+0]\n${LOOKUP_ARR}\njeq %r0, 0, +5\njslt %r6, 0, +4\njsgt %r6, 8, +3\nadd %r0, %r6\nldxdw %r0, [%r0+0]\nexit\nmov %r0, 0\nexit`);
+    refused(`ldxdw %r6, [%r1+0]\n${LOOKUP_ARR}\njeq %r0, 0, +4\njsgt %r6, 8, +3\nadd %r0, %r6\nldxdw %r0, [%r0+0]\nexit\nmov %r0, 0\nexit`, ["r0 is map_value(arr+scalar(", "unbounded variable offset"]);
+  });
+  it("bpf_loop with a callback that writes its caller's stack", () => {
+    accepted("stdw [%r10-8], 0\nmov %r1, 10\nlddw %r2, func +7\nmov %r3, %r10\nadd %r3, -8\nmov %r4, 0\ncall 181\nldxdw %r0, [%r10-8]\nexit\nldxdw %r3, [%r2+0]\nadd %r3, %r1\nstxdw [%r2+0], %r3\nmov %r0, 0\nexit");
   });
   it("a constant string from .rodata (bpf_strncmp)", () => {
     accepted("mov %r1, %r10\nadd %r1, -8\nstdw [%r10-8], 0\nmov %r2, 8\nlddw %r3, map_idx_value 2, 0\ncall 182\nexit");
