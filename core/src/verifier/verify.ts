@@ -9,7 +9,7 @@ import { disassembleLines } from "../asm/disassembler.js";
 import { decodeInsns, type Insn } from "../asm/insn.js";
 import { branchScalar, immScalar, type Side } from "./branch.js";
 import { callHelper, clobberArgs, enterFrame, type CallEnv } from "./calls.js";
-import { buildCfg, CLS_ALU, CLS_ALU64, CLS_JMP32, CLS_LD, CLS_LDX, CLS_ST, CLS_STX, MODE_ATOMIC, MODE_MEM, MODE_MEMSX, OP_CALL, OP_EXIT, OP_LDDW, ATOMIC_CMPXCHG, ATOMIC_FETCH, type Cfg } from "./cfg.js";
+import { buildCfg, CLS_ALU, CLS_ALU64, CLS_JMP, CLS_JMP32, CLS_LD, CLS_LDX, CLS_ST, CLS_STX, MODE_ATOMIC, MODE_MEM, MODE_MEMSX, OP_CALL, OP_EXIT, OP_LDDW, ATOMIC_CMPXCHG, ATOMIC_FETCH, type Cfg } from "./cfg.js";
 import { checkRegion, frozenRead, sizedUnknown, stackCheckInit, stackRead, stackWrite, stackWriteRange } from "./memory.js";
 import { Refusal } from "./refusal.js";
 import { Alu, aluScalar, isConst, sConst, sEnd, sNeg, sSext, sTrunc, sWithin, sZext32, S_UNKNOWN, type Scalar } from "./scalar.js";
@@ -161,6 +161,7 @@ class Verifier implements CallEnv {
     const pc = st.pc;
     const i = this.insns[pc]!;
     const cls = i.opcode & 7;
+    if (!knownOpcode(i)) throw new Refusal(pc, `unknown opcode 0x${i.opcode.toString(16).padStart(2, "0")}`);
     switch (cls) {
       case CLS_ALU:
       case CLS_ALU64:
@@ -549,9 +550,42 @@ class Verifier implements CallEnv {
     const regState = e.register !== undefined && st !== undefined ? this.describe(st.top.regs[e.register]!) : undefined;
     const path = st === undefined ? [] : st.path.slice(-PATH_LEN);
     const who = e.register !== undefined && regState !== undefined && !e.reason.startsWith(`r${e.register} is`) ? `r${e.register} is ${regState}: ` : "";
-    const pathText = path.length === 0 ? "" : ` (path: ${[...path, e.pc].join(" -> ")})`;
+    const pathText = path.length === 0 ? "" : ` (path: ${compressPath([...path, e.pc])})`;
     const message = `prog '${name}': pc ${e.pc}: ${insn}: ${who}${e.reason}${pathText}`;
     return { program: name, pc: e.pc, insn, ...(e.register !== undefined ? { register: `r${e.register}`, state: regState } : {}), reason: e.reason, path, message };
+  }
+}
+
+/** "1 -> 5 -> 5 -> 5 -> 9" as "1 -> 5 (x3) -> 9": loops read shorter. */
+function compressPath(pcs: number[]): string {
+  const out: string[] = [];
+  for (let k = 0; k < pcs.length; ) {
+    let n = 1;
+    while (k + n < pcs.length && pcs[k + n] === pcs[k]) n++;
+    out.push(n > 1 ? `${pcs[k]} (x${n})` : String(pcs[k]));
+    k += n;
+  }
+  return out.join(" -> ");
+}
+
+/** Opcodes the ISA defines (the VM's validator checks the other fields). */
+function knownOpcode(i: Insn): boolean {
+  const cls = i.opcode & 7;
+  const op = i.opcode & 0xf0;
+  switch (cls) {
+    case CLS_ALU:
+    case CLS_ALU64:
+      return op <= 0xd0;
+    case CLS_JMP:
+      return op <= 0xd0;
+    case CLS_JMP32:
+      return op <= 0xd0 && op !== 0x80 && op !== 0x90;
+    case CLS_ST:
+      return (i.opcode & 0xe0) === MODE_MEM;
+    case CLS_STX:
+      return (i.opcode & 0xe0) === MODE_MEM || (i.opcode & 0xe0) === MODE_ATOMIC;
+    default:
+      return true; // LD and LDX check their modes where they run
   }
 }
 
