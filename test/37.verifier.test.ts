@@ -179,6 +179,12 @@ describe("37 verifier: frames, references and spills", () => {
     refused(`${RESERVE}\njeq %r0, 0, +5\nadd %r0, 8\nmov %r1, %r0\nmov %r2, 0\ncall 132\nmov %r0, 0\nexit`, ["as bpf_ringbuf_reserve returned it"]);
     refused("mov %r0, %r2\nexit", ["r2 is not initialised"]);
   });
+  it("a stack address turned into a number or compared with one (it differs between the interpreter and the JIT)", () => {
+    refused("mov %r0, %r10\nmul %r0, 3\nexit", ["a stack address (r0) may not be turned into a number"]);
+    refused("mov32 %r0, %r10\nexit", ["a stack address (r10) may not be turned into a number"]);
+    refused("mov %r0, 0\njgt %r10, 4096, +1\nmov %r0, 1\nexit", ["comparison of a stack address (r10) with scalar(4096)"]);
+    accepted("mov %r2, %r10\nadd %r2, -16\nmov %r0, %r10\nsub %r0, %r2\njeq %r2, %r10, +1\nexit\nexit");
+  });
   it("a negative offset from a map value", () => {
     refused(`${LOOKUP_ARR}\njeq %r0, 0, +1\nldxw %r0, [%r0-4]\nexit`, ["value-4", "outside the 16-byte value of map 'arr'"]);
   });

@@ -235,6 +235,7 @@ class Verifier implements CallEnv {
         return;
       }
       const src = this.use(st, pc, i.src);
+      if (i.off !== 0 || bits === 32) this.noStackCast(pc, i.src, src);
       if (i.off !== 0) {
         const s = src.k === "scalar" ? src.s : S_UNKNOWN;
         const v = sSext(s, i.off);
@@ -259,6 +260,7 @@ class Verifier implements CallEnv {
     if (op === Alu.NEG || op === Alu.END) {
       const s = d.k === "scalar" ? d.s : S_UNKNOWN;
       if (isPtr(d)) this.noPtrMath(pc, i.dst, d, op === Alu.NEG ? "neg" : "byte swap");
+      this.noStackCast(pc, i.dst, d);
       const v = op === Alu.NEG ? sNeg(s, bits) : sEnd(s, i.imm, bits === 64 || x);
       this.set(st, i.dst, scalarReg(v), pc);
       return;
@@ -279,8 +281,23 @@ class Verifier implements CallEnv {
       this.set(st, i.dst, this.ptrAdd(s, d.s, false), pc);
       return;
     }
+    if (bits === 64 && op === Alu.SUB && d.k === "stack" && s.k === "stack" && d.frame === s.frame) {
+      // The distance between two places of one frame: the same in both backends.
+      this.set(st, i.dst, scalarReg(aluScalar(Alu.SUB, aluScalar(Alu.ADD, sConst(BigInt(d.off)), d.vr, 64, false), aluScalar(Alu.ADD, sConst(BigInt(s.off)), s.vr, 64, false), 64, false)), pc);
+      return;
+    }
     // Anything else turns the address into a plain number (never dereferenceable).
+    this.noStackCast(pc, i.dst, d);
+    this.noStackCast(pc, i.src, s);
     this.set(st, i.dst, scalarReg(bits === 32 ? sTrunc(S_UNKNOWN, 32) : S_UNKNOWN), pc);
+  }
+
+  /**
+   * A stack address may not become a number: the interpreter and the JIT put
+   * the stack in different places, so anything computed from it would differ.
+   */
+  private noStackCast(pc: number, r: number, v: Reg): void {
+    if (v.k === "stack") throw new Refusal(pc, `a stack address (r${r}) may not be turned into a number: it differs between the interpreter and the JIT`, r);
   }
 
   private noPtrMath(pc: number, r: number, p: Ptr, what: string): void {
@@ -471,8 +488,11 @@ class Verifier implements CallEnv {
       }
       if (isPtr(p) && p.k !== "func") return eq ? [undefined, st.clone()] : [st.clone(), undefined];
     }
-    void pc;
-    void i;
+    const sameFrame = d.k === "stack" && s.k === "stack" && d.frame === s.frame;
+    if ((d.k === "stack" || s.k === "stack") && !sameFrame) {
+      const r = d.k === "stack" ? i.dst : i.src;
+      throw new Refusal(pc, `comparison of a stack address (r${r}) with ${this.describe(d.k === "stack" ? s : d)}: its outcome differs between the interpreter and the JIT`, r);
+    }
     return [st.clone(), st.clone()];
   }
 
