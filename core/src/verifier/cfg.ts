@@ -43,7 +43,14 @@ export interface Cfg {
    * tracking. A scalar that is not relevant may differ between two states
    * without changing any verdict, so pruning ignores its value.
    */
-  readonly relevant: Int32Array;
+  readonly relevant: Int32Array<ArrayBufferLike>;
+  /**
+   * The same for the running frame's stack, per 4-byte unit (128 bits per pc,
+   * 4 words, unit 0 = fp-512): a unit is relevant if a later load may bring
+   * it into a relevant register. Loads through other pointers that may point
+   * to the stack, subprogram calls and callbacks make every unit relevant.
+   */
+  readonly stackRelevant: Uint32Array<ArrayBufferLike>;
   /** Pcs of subprogram and callback entries, with 0. */
   readonly entries: ReadonlySet<number>;
 }
@@ -174,31 +181,31 @@ export function buildCfg(insns: readonly Insn[], helpers: ReadonlyMap<number, He
   // context read back as unknown numbers): it decides something only when
   // the base may point to the stack.
   const mayStack = stackPointers(insns, succ, secondSlot, entries);
-  for (let pc = 0; pc < n; pc++) {
-    const i = insns[pc]!;
-    if (secondSlot[pc] || (i.opcode & 7) !== CLS_STX) continue;
-    const toStack = (mayStack[pc]! & bit(i.dst)) !== 0;
-    sink[pc] = bit(i.dst) | (toStack ? bit(i.src) : 0) | ((i.opcode & 0xe0) === MODE_ATOMIC && i.imm === ATOMIC_CMPXCHG ? bit(0) : 0);
-  }
   // A subprogram's or callback's r0 decides its caller's state; the program's own r0 only needs to be a number.
   const firstOther = Math.min(n, ...[...entries].filter((e) => e > 0));
   for (const pc of exits) if (pc >= firstOther) sink[pc] = bit(0);
-  const relevant = new Int32Array(n);
-  changed = true;
-  while (changed) {
-    changed = false;
-    for (let pc = n - 1; pc >= 0; pc--) {
-      let out = 0;
-      for (const s of succ[pc]!) if (s >= 0 && s < n) out |= relevant[s]!;
-      const d = def[pc]!;
-      const v = sink[pc]! | (out & ~d) | ((out & d) !== 0 ? flow[pc]! : 0);
-      if (v !== relevant[pc]) {
-        relevant[pc] = v;
-        changed = true;
-      }
+  const baseSink = sink.slice();
+  // Stores: the base always matters; the value per the loop below.
+  for (let pc = 0; pc < n; pc++) if (!secondSlot[pc] && (insns[pc]!.opcode & 7) === CLS_STX) baseSink[pc] = 0;
+  // Registers and stack units depend on each other (a stored value matters if
+  // its unit is loaded into a register that matters): iterate both to their
+  // least fixed point, which is exactly "may reach a decision".
+  let relevant: Int32Array<ArrayBufferLike> = new Int32Array(n);
+  let stackRelevant: Uint32Array<ArrayBufferLike> = new Uint32Array(n * WORDS);
+  for (;;) {
+    for (let pc = 0; pc < n; pc++) {
+      const i = insns[pc]!;
+      if (secondSlot[pc] || (i.opcode & 7) !== CLS_STX) continue;
+      sink[pc] = baseSink[pc]! | bit(i.dst) | (storeMatters(insns, pc, succ, mayStack, stackRelevant) ? bit(i.src) : 0);
+      if ((i.opcode & 0xe0) === MODE_ATOMIC && i.imm === ATOMIC_CMPXCHG) sink[pc] |= bit(0);
     }
+    relevant = regRelevance(n, succ, sink, def, flow);
+    const next = stackRelevance(insns, succ, secondSlot, relevant, mayStack, helpers);
+    const same = next.every((v, k) => v === stackRelevant[k]);
+    stackRelevant = next;
+    if (same) break;
   }
-  return { secondSlot, prunePoint, liveIn, relevant, entries };
+  return { secondSlot, prunePoint, liveIn, relevant, stackRelevant, entries };
 }
 
 /**
@@ -270,4 +277,98 @@ function stackPointers(insns: readonly Insn[], succ: number[][], secondSlot: Uin
     if (!storesStack || spilled) return at;
     spilled = true;
   }
+}
+
+const UNITS = 128;
+const WORDS = UNITS / 32;
+
+function stackRelevance(
+  insns: readonly Insn[],
+  succ: number[][],
+  secondSlot: Uint8Array,
+  relevant: Int32Array,
+  mayStack: Int32Array,
+  helpers: ReadonlyMap<number, HelperSignature>,
+): Uint32Array {
+  const n = insns.length;
+  const sets = new Uint32Array(n * WORDS);
+  const out = new Uint32Array(WORDS);
+  const setUnits = (a: number, z: number, on: boolean): void => {
+    for (let u = Math.max(0, a); u <= Math.min(UNITS - 1, z); u++) {
+      if (on) out[u >> 5]! |= 1 << (u & 31);
+      else out[u >> 5]! &= ~(1 << (u & 31));
+    }
+  };
+  let changed = true;
+  while (changed) {
+    changed = false;
+    for (let pc = n - 1; pc >= 0; pc--) {
+      out.fill(0);
+      let regsAfter = 0;
+      for (const s of succ[pc]!) {
+        if (s < 0 || s >= n) continue;
+        regsAfter |= relevant[s]!;
+        for (let w = 0; w < WORDS; w++) out[w]! |= sets[s * WORDS + w]!;
+      }
+      const i = insns[pc]!;
+      if (!secondSlot[pc]) {
+        const cls = i.opcode & 7;
+        const size = [4, 2, 1, 8][(i.opcode >> 3) & 3]!;
+        if (cls === CLS_LDX && (regsAfter & bit(i.dst)) !== 0) {
+          if (i.src === 10) setUnits((STACK + i.off) >> 2, (STACK + i.off + size - 1) >> 2, true);
+          else if ((mayStack[pc]! & bit(i.src)) !== 0) out.fill(0xffffffff);
+        } else if ((cls === CLS_STX || cls === CLS_ST) && (i.opcode & 0xe0) === MODE_MEM && i.dst === 10) {
+          setUnits(Math.ceil((STACK + i.off) / 4), Math.floor((STACK + i.off + size) / 4) - 1, false);
+        } else if (cls === CLS_STX && (i.opcode & 0xe0) === MODE_ATOMIC && (mayStack[pc]! & bit(i.dst)) !== 0) {
+          if (i.dst === 10) setUnits((STACK + i.off) >> 2, (STACK + i.off + size - 1) >> 2, true);
+          else out.fill(0xffffffff);
+        } else if (i.opcode === OP_CALL && (i.src === 1 || helpers.get(i.imm)?.callback !== undefined)) {
+          out.fill(0xffffffff);
+        }
+      }
+      for (let w = 0; w < WORDS; w++) {
+        if (sets[pc * WORDS + w] !== out[w]) {
+          sets[pc * WORDS + w] = out[w]!;
+          changed = true;
+        }
+      }
+    }
+  }
+  return sets;
+}
+
+const STACK = 512;
+
+function regRelevance(n: number, succ: number[][], sink: Int32Array, def: Int32Array, flow: Int32Array): Int32Array {
+  const relevant = new Int32Array(n);
+  let changed = true;
+  while (changed) {
+    changed = false;
+    for (let pc = n - 1; pc >= 0; pc--) {
+      let out = 0;
+      for (const s of succ[pc]!) if (s >= 0 && s < n) out |= relevant[s]!;
+      const d = def[pc]!;
+      const v = sink[pc]! | (out & ~d) | ((out & d) !== 0 ? flow[pc]! : 0);
+      if (v !== relevant[pc]) {
+        relevant[pc] = v;
+        changed = true;
+      }
+    }
+  }
+  return relevant;
+}
+
+/** Whether the value a store (stx) writes may matter: its stack units are relevant after it, or it may go to the stack through another pointer. */
+function storeMatters(insns: readonly Insn[], pc: number, succ: number[][], mayStack: Int32Array, stackRel: Uint32Array): boolean {
+  const i = insns[pc]!;
+  if ((mayStack[pc]! & bit(i.dst)) === 0) return false;
+  if (i.dst !== 10 || (i.opcode & 0xe0) !== MODE_MEM) return true;
+  const size = [4, 2, 1, 8][(i.opcode >> 3) & 3]!;
+  const a = (STACK + i.off) >> 2;
+  const z = (STACK + i.off + size - 1) >> 2;
+  for (const s of succ[pc]!) {
+    if (s < 0 || s * WORDS >= stackRel.length) continue;
+    for (let u = Math.max(0, a); u <= Math.min(UNITS - 1, z); u++) if ((stackRel[s * WORDS + (u >> 5)]! & (1 << (u & 31))) !== 0) return true;
+  }
+  return false;
 }

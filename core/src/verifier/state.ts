@@ -183,12 +183,26 @@ function spillAt(f: Frame, i: number): Spill | undefined {
   return before !== undefined && before.size === 8 ? before : undefined;
 }
 
-function stackSafe(o: Frame, n: Frame, ids: IdMap, refs: IdMap, exact: boolean): boolean {
+/** Bytes that read as a number: plain, zero, or part of a spilled number. */
+function numberByte(f: Frame, i: number): boolean {
+  const b = f.bytes[i]!;
+  return b === Slot.MISC || b === Slot.ZERO || (b === Slot.SPILL && spillAt(f, i)?.reg.k === "scalar");
+}
+
+/**
+ * units: the frame's relevant 4-byte units (cfg.ts), or undefined for all.
+ * Where a unit's value decides nothing, any number matches any number.
+ */
+function stackSafe(o: Frame, n: Frame, ids: IdMap, refs: IdMap, exact: boolean, units: Uint32Array | undefined, at: number): boolean {
   for (let i = 0; i < STACK_SIZE; i++) {
     const ob = o.bytes[i]!;
     const nb = n.bytes[i]!;
     if (ob === Slot.INVALID) {
       if (exact && nb !== Slot.INVALID) return false;
+      continue;
+    }
+    if (units !== undefined && (units[at + (i >> 7)]! & (1 << ((i >> 2) & 31))) === 0 && numberByte(o, i)) {
+      if (!numberByte(n, i)) return false;
       continue;
     }
     if (ob === Slot.SPILL) {
@@ -216,7 +230,13 @@ function stackSafe(o: Frame, n: Frame, ids: IdMap, refs: IdMap, exact: boolean):
  * those of them whose value matters (cfg.ts relevance).
  * exact: the same state (infinite loop detection).
  */
-export function statesEqual(o: State, n: State, liveRegs: (frame: number) => readonly [number, number], exact: boolean): boolean {
+export function statesEqual(
+  o: State,
+  n: State,
+  liveRegs: (frame: number) => readonly [number, number],
+  exact: boolean,
+  stackUnits?: { readonly sets: Uint32Array; readonly at: number },
+): boolean {
   if (o.frames.length !== n.frames.length || o.refs.size !== n.refs.size) return false;
   const ids = ID_MAP.reset();
   const refs = REF_MAP.reset();
@@ -234,8 +254,11 @@ export function statesEqual(o: State, n: State, liveRegs: (frame: number) => rea
       if (!regSafe(a, b, ids, refs, exact)) return false;
     }
   }
-  for (let f = 0; f < o.frames.length; f++) {
-    if (!stackSafe(o.frames[f]!, n.frames[f]!, ids, refs, exact)) return false;
+  const top = o.frames.length - 1;
+  for (let f = 0; f <= top; f++) {
+    // Callers' frames may be read through pointers by the running frame: all of them count.
+    const units = f === top ? stackUnits?.sets : undefined;
+    if (!stackSafe(o.frames[f]!, n.frames[f]!, ids, refs, exact, units, stackUnits?.at ?? 0)) return false;
   }
   for (const r of o.refs.keys()) {
     const m = refs.mapped(r);

@@ -88,8 +88,8 @@ class Verifier implements CallEnv {
     this.current = st;
     for (;;) {
       if (++this.processed > this.limit) {
-        const edge = st.backEdge === undefined ? "" : ` (back edge pc ${st.backEdge[0]} -> ${st.backEdge[1]})`;
-        throw new Refusal(st.pc, `too complex: loop not proven to end${edge}: more than ${this.limit} instructions processed`);
+        const what = st.backEdge === undefined ? "too many paths" : `loop not proven to end (back edge pc ${st.backEdge[0]} -> ${st.backEdge[1]})`;
+        throw new Refusal(st.pc, `too complex: ${what}: more than ${this.limit} instructions processed`);
       }
       if (st.pc < 0 || st.pc >= this.insns.length || this.cfg.secondSlot[st.pc]) {
         throw new Refusal(Math.max(0, Math.min(st.pc, this.insns.length - 1)), `control flow reaches pc ${st.pc}, which is not an instruction`);
@@ -124,6 +124,7 @@ class Verifier implements CallEnv {
     let list = this.explored.get(st.pc);
     if (list === undefined) this.explored.set(st.pc, (list = []));
     const live = this.liveOf(st);
+    const units = { sets: this.cfg.stackRelevant, at: st.pc * 4 };
     // Only a return from a callback may close on an ancestor: the helper bounds
     // those iterations; any other repetition must be proven to end.
     const cb = this.callsCallback[st.pc] === 1 && st.fromCallback;
@@ -134,14 +135,14 @@ class Verifier implements CallEnv {
       if (cp.branches > 0) {
         if (cb) {
           // Callback iterations are bounded by the helper: a fixed point is enough.
-          if (statesEqual(cp.state, st, live, false)) return true;
+          if (statesEqual(cp.state, st, live, false, units)) return true;
           if (!widened && cp.state.frames.length === st.frames.length) widened = widen(cp.state, st);
-        } else if (statesEqual(cp.state, st, live, true)) {
+        } else if (statesEqual(cp.state, st, live, true, units)) {
           throw new Refusal(st.pc, `infinite loop: the state at pc ${st.pc} repeats${st.backEdge ? ` (back edge pc ${st.backEdge[0]} -> ${st.backEdge[1]})` : ""}`);
         }
         continue;
       }
-      if (statesEqual(cp.state, st, live, false)) return true;
+      if (statesEqual(cp.state, st, live, false, units)) return true;
     }
     // As the kernel: a new checkpoint only every few jumps and instructions
     // (pruning still compares at every prune point); callback calls always.
