@@ -214,6 +214,11 @@ describe("37 verifier: safe shapes are accepted", () => {
     accepted(`ldxdw %r6, [%r1+0]\n${LOOKUP_ARR}\njeq %r0, 0, +5\njslt %r6, 0, +4\njsgt %r6, 8, +3\nadd %r0, %r6\nldxdw %r0, [%r0+0]\nexit\nmov %r0, 0\nexit`);
     refused(`ldxdw %r6, [%r1+0]\n${LOOKUP_ARR}\njeq %r0, 0, +4\njsgt %r6, 8, +3\nadd %r0, %r6\nldxdw %r0, [%r0+0]\nexit\nmov %r0, 0\nexit`, ["r0 is map_value(arr+scalar(", "unbounded variable offset"]);
   });
+  it("a 32-bit bound on a register whose upper half is unknown, then a 32-bit move", () => {
+    // value[w6] with w6 < 16 although r6 came from a 64-bit load: the low half's own bounds.
+    accepted(`ldxdw %r6, [%r1+0]\n${LOOKUP_ARR}\njeq %r0, 0, +5\njge32 %r6, 16, +4\nmov32 %r6, %r6\nadd %r0, %r6\nldxb %r0, [%r0+0]\nexit\nmov %r0, 0\nexit`);
+    refused(`ldxdw %r6, [%r1+0]\n${LOOKUP_ARR}\njeq %r0, 0, +5\njge32 %r6, 17, +4\nmov32 %r6, %r6\nadd %r0, %r6\nldxb %r0, [%r0+0]\nexit\nmov %r0, 0\nexit`, ["outside the 16-byte value of map 'arr'"]);
+  });
   it("bpf_loop with a callback that writes its caller's stack", () => {
     accepted("stdw [%r10-8], 0\nmov %r1, 10\nlddw %r2, func +7\nmov %r3, %r10\nadd %r3, -8\nmov %r4, 0\ncall 181\nldxdw %r0, [%r10-8]\nexit\nldxdw %r3, [%r2+0]\nadd %r3, %r1\nstxdw [%r2+0], %r3\nmov %r0, 0\nexit");
   });

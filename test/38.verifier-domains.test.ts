@@ -37,11 +37,16 @@ function interesting(): bigint {
 }
 
 const contains = (s: Scalar, x: bigint): boolean =>
-  s.umin <= x && x <= s.umax && s.smin <= BigInt.asIntN(64, x) && BigInt.asIntN(64, x) <= s.smax && (x & ~s.t.m & U64) === s.t.v;
+  s.umin <= x &&
+  x <= s.umax &&
+  s.smin <= BigInt.asIntN(64, x) &&
+  BigInt.asIntN(64, x) <= s.smax &&
+  (x & ~s.t.m & U64) === s.t.v &&
+  (s.lo === undefined || (s.lo[0] <= (x & M32) && (x & M32) <= s.lo[1]));
 
 /** An abstract scalar holding x: a constant, a range around it, a masked form, or unknown. */
 function abstractOf(x: bigint): Scalar {
-  switch (Number(rnd64() % 5n)) {
+  switch (Number(rnd64() % 6n)) {
     case 0: return sConst(x);
     case 1: {
       const lo = x - (rnd64() % 1000n);
@@ -58,6 +63,13 @@ function abstractOf(x: bigint): Scalar {
       const hi = sx + (rnd64() % 500n);
       const c = (v: bigint): bigint => (v < -(1n << 63n) ? -(1n << 63n) : v > (1n << 63n) - 1n ? (1n << 63n) - 1n : v);
       return sync({ umin: 0n, umax: U64, smin: c(lo), smax: c(hi), t: { v: 0n, m: U64 } })!;
+    }
+    case 4: {
+      // Upper half unknown, low half bounded (what a 32-bit comparison teaches).
+      const l = x & M32;
+      const lo = l - (rnd64() % 2n === 0n ? 0n : rnd64() % 300n);
+      const hi = l + (rnd64() % 2n === 0n ? 0n : rnd64() % 300n);
+      return sync({ ...S_UNKNOWN, lo: [lo < 0n ? 0n : lo, hi > M32 ? M32 : hi] })!;
     }
     default: return S_UNKNOWN;
   }

@@ -127,7 +127,8 @@ function lift(orig: Scalar, low: Scalar): Scalar | undefined {
     const base = hiMin << 32n;
     return sync({ umin: max(orig.umin, base + low.umin), umax: min(orig.umax, base + low.umax), smin: orig.smin, smax: orig.smax, t: tIntersect(orig.t, { v: base | low.t.v, m: low.t.m }) });
   }
-  return sync({ ...orig, t: tIntersect(orig.t, { v: orig.t.v & ~U32 & U64 | low.t.v, m: (orig.t.m & ~U32 & U64) | low.t.m }) });
+  const lo: [bigint, bigint] = [max(low.umin, orig.lo?.[0] ?? 0n), min(low.umax, orig.lo?.[1] ?? U32)];
+  return sync({ ...orig, t: tIntersect(orig.t, { v: (orig.t.v & ~U32 & U64) | low.t.v, m: (orig.t.m & ~U32 & U64) | low.t.m }), lo });
 }
 
 /** The 32-bit signed view of a 32-bit scalar, as a 64-bit scalar of the sign-extended values. */

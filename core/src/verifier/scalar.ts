@@ -14,6 +14,12 @@ export interface Scalar {
   readonly smin: bigint;
   readonly smax: bigint;
   readonly t: Tnum;
+  /**
+   * Bounds of the low 32 bits, when a 32-bit comparison taught more than the
+   * 64-bit bounds can say (the upper half unknown): `if w1 < 100` then
+   * `w1 = w1`. Dropped by any arithmetic; kept by moves and spills.
+   */
+  readonly lo?: readonly [bigint, bigint];
 }
 
 const S64MAX = (1n << 63n) - 1n;
@@ -41,6 +47,17 @@ export const sRangeU = (lo: bigint, hi: bigint): Scalar => sync({ umin: lo, umax
  */
 export function sync(s: Scalar): Scalar | undefined {
   let { umin, umax, smin, smax, t } = s;
+  let lo = s.lo;
+  if (lo !== undefined) {
+    if (lo[0] > lo[1]) return undefined;
+    if (umax <= U32) {
+      umin = max(umin, lo[0]);
+      umax = min(umax, lo[1]);
+      lo = undefined;
+    } else if (lo[0] === 0n && lo[1] === U32) {
+      lo = undefined;
+    }
+  }
   for (let pass = 0; pass < 2; pass++) {
     umin = max(umin, t.v);
     umax = min(umax, t.v | t.m);
@@ -66,27 +83,56 @@ export function sync(s: Scalar): Scalar | undefined {
     if (((r.v ^ t.v) & ~r.m & ~t.m & U64) !== 0n) return undefined;
     t = tIntersect(t, r);
   }
-  return { umin, umax, smin, smax, t };
+  if (lo !== undefined) {
+    const l = tLow32(t);
+    lo = [max(lo[0], l.v), min(lo[1], l.v | l.m)];
+    if (lo[0] > lo[1]) return undefined;
+  }
+  return lo === undefined ? { umin, umax, smin, smax, t } : { umin, umax, smin, smax, t, lo };
+}
+
+/** The low 32 bits' unsigned bounds. */
+export function low32Bounds(s: Scalar): [bigint, bigint] {
+  const z = sTrunc(s, 32);
+  return [z.umin, z.umax];
 }
 
 const must = (s: Scalar): Scalar => sync(s) ?? S_UNKNOWN;
 
 /** new holds only values old holds. */
-export const sWithin = (old: Scalar, n: Scalar): boolean =>
-  old.umin <= n.umin && n.umax <= old.umax && old.smin <= n.smin && n.smax <= old.smax && tIn(old.t, n.t);
+export function sWithin(old: Scalar, n: Scalar): boolean {
+  if (!(old.umin <= n.umin && n.umax <= old.umax && old.smin <= n.smin && n.smax <= old.smax && tIn(old.t, n.t))) return false;
+  if (old.lo === undefined) return true;
+  const [a, z] = low32Bounds(n);
+  return old.lo[0] <= a && z <= old.lo[1];
+}
 
 export const sEqual = (a: Scalar, b: Scalar): boolean =>
-  a.umin === b.umin && a.umax === b.umax && a.smin === b.smin && a.smax === b.smax && a.t.v === b.t.v && a.t.m === b.t.m;
+  a.umin === b.umin &&
+  a.umax === b.umax &&
+  a.smin === b.smin &&
+  a.smax === b.smax &&
+  a.t.v === b.t.v &&
+  a.t.m === b.t.m &&
+  a.lo?.[0] === b.lo?.[0] &&
+  a.lo?.[1] === b.lo?.[1];
 
 /** The low `bits` bits of every value, zero-extended. */
 export function sTrunc(a: Scalar, bits: number): Scalar {
   const mask = (1n << BigInt(bits)) - 1n;
   if (a.umax <= mask) return a;
   const t = { v: a.t.v & mask, m: a.t.m & mask };
-  if (a.umin >> BigInt(bits) === a.umax >> BigInt(bits)) {
-    return must({ umin: a.umin & mask, umax: a.umax & mask, smin: 0n, smax: mask, t });
+  let r: Scalar =
+    a.umin >> BigInt(bits) === a.umax >> BigInt(bits)
+      ? { umin: a.umin & mask, umax: a.umax & mask, smin: 0n, smax: mask, t }
+      : { umin: t.v, umax: t.v | t.m, smin: 0n, smax: mask, t };
+  if (a.lo !== undefined) {
+    // The low 32 bits' own bounds; narrower truncations keep what fits.
+    const [l0, l1] = a.lo;
+    if (bits === 32) r = { ...r, umin: max(r.umin, l0), umax: min(r.umax, l1) };
+    else if (l1 <= mask) r = { ...r, umin: max(r.umin, l0), umax: min(r.umax, l1) };
   }
-  return must({ umin: t.v, umax: t.v | t.m, smin: 0n, smax: mask, t });
+  return must(r);
 }
 
 /** The low `bits` bits of every value, sign-extended to 64. */
@@ -269,6 +315,7 @@ const hex = (x: bigint): string => (x < 0x10000n && x > -0x10000n ? String(x) : 
 export function formatScalar(s: Scalar): string {
   if (isConst(s)) return `scalar(${hex(s.smin >= -0x10000n && s.smin < 0n ? s.smin : s.umin)})`;
   const parts: string[] = [];
+  if (s.lo !== undefined) parts.push(`lo32=[${hex(s.lo[0])}, ${hex(s.lo[1])}]`);
   if (s.umin !== 0n) parts.push(`umin=${hex(s.umin)}`);
   if (s.umax !== U64) parts.push(`umax=${hex(s.umax)}`);
   if (s.smin !== S64MIN && !(s.smin === 0n && s.umax <= S64MAX)) parts.push(`smin=${hex(s.smin)}`);
