@@ -17,6 +17,9 @@ import { Frame, formatReg, isPtr, scalarReg, State, statesEqual, UNKNOWN_SCALAR,
 import type { ContextLayout, HelperSignature, VerifierErrorInfo, VerifierMap, VerifyOptions, VerifyResult } from "./types.js";
 
 const DEFAULT_LIMIT = 1_000_000;
+/** What one side of a branch does to a state. */
+type Edit = (st: State) => void;
+const NO_EDIT: Edit = () => {};
 /** Checkpoints compared per prune point visit (newest first): more only costs time. */
 const MAX_COMPARED = 64;
 const PATH_LEN = 8;
@@ -408,53 +411,41 @@ class Verifier implements CallEnv {
     st.jumpsSince++;
     const d = this.use(st, pc, i.dst);
     const s: Reg = x ? this.use(st, pc, i.src) : scalarReg(immScalar(i.imm, bits));
-    let taken: State | undefined;
-    let fall: State | undefined;
+    // Each side as an edit of a state (undefined: that side cannot happen); only a real fork clones.
+    let taken: Edit | undefined;
+    let fall: Edit | undefined;
     if (d.k === "scalar" && s.k === "scalar") {
       const [t, f] = branchScalar(op, d.s, s.s, bits);
-      taken = this.refined(st, t, i, x);
-      fall = this.refined(st, f, i, x);
+      taken = this.refined(t, i, x);
+      fall = this.refined(f, i, x);
     } else {
       [taken, fall] = this.pointerBranch(st, pc, op, d, s, bits, i);
     }
+    if (taken === undefined && fall === undefined) return true; // no value reaches here: the path is impossible
+    const path = [...st.path.slice(-(PATH_LEN - 1)), pc];
     if (taken !== undefined) {
-      taken.pc = target;
-      if (target <= pc) taken.backEdge = [pc, target];
-      taken.path = [...st.path.slice(-(PATH_LEN - 1)), pc];
+      const t = fall === undefined ? st : st.clone();
+      taken(t);
+      t.pc = target;
+      t.path = path;
+      if (target <= pc) t.backEdge = [pc, target];
+      if (t !== st) this.fork(t);
     }
     if (fall !== undefined) {
-      fall.pc = pc + 1;
-      fall.path = [...st.path.slice(-(PATH_LEN - 1)), pc];
-    }
-    if (taken !== undefined && fall !== undefined) {
-      this.fork(taken);
-      this.adopt(st, fall);
-    } else {
-      this.adopt(st, (taken ?? fall)!);
+      fall(st);
+      st.pc = pc + 1;
+      st.path = path;
     }
     return false;
   }
 
-  /** Moves a successor's contents into the live state object. */
-  private adopt(st: State, from: State): void {
-    if (from === st) return;
-    st.frames = from.frames;
-    st.refs = from.refs;
-    st.pc = from.pc;
-    st.path = from.path;
-    st.backEdge = from.backEdge;
-    st.fromCallback = from.fromCallback;
-    st.insnsSince = from.insnsSince;
-    st.jumpsSince = from.jumpsSince;
-  }
-
-  /** The state after one side of a scalar branch, or undefined if that side is impossible. */
-  private refined(st: State, side: Side, i: Insn, x: boolean): State | undefined {
+  /** The edit one side of a scalar branch makes, or undefined if that side is impossible. */
+  private refined(side: Side, i: Insn, x: boolean): Edit | undefined {
     if (side === undefined) return undefined;
-    const n = st.clone();
-    this.setScalar(n, i.dst, side[0]);
-    if (x) this.setScalar(n, i.src, side[1]);
-    return n;
+    return (n: State): void => {
+      this.setScalar(n, i.dst, side[0]);
+      if (x) this.setScalar(n, i.src, side[1]);
+    };
   }
 
   /** Sets a scalar register and every linked copy (same id) in all frames. */
@@ -474,27 +465,26 @@ class Verifier implements CallEnv {
     }
   }
 
-  private pointerBranch(st: State, pc: number, op: number, d: Reg, s: Reg, bits: 32 | 64, i: Insn): [State | undefined, State | undefined] {
+  private pointerBranch(st: State, pc: number, op: number, d: Reg, s: Reg, bits: 32 | 64, i: Insn): [Edit | undefined, Edit | undefined] {
     const isZero = (r: Reg): boolean => r.k === "scalar" && isConst(r.s) && r.s.umin === 0n;
     const eq = op === 0x10;
     const ne = op === 0x50;
     if ((eq || ne) && bits === 64 && (isZero(s) || isZero(d))) {
       const p = (isZero(s) ? d : s) as Reg;
       if (p.k === "map_value_or_null" || p.k === "ringbuf_mem_or_null") {
-        const isNull = st.clone();
-        const notNull = st.clone();
-        this.markNull(isNull, p, true);
-        this.markNull(notNull, p, false);
+        const isNull = (n: State): void => this.markNull(n, p, true);
+        const notNull = (n: State): void => this.markNull(n, p, false);
         return eq ? [isNull, notNull] : [notNull, isNull];
       }
-      if (isPtr(p) && p.k !== "func") return eq ? [undefined, st.clone()] : [st.clone(), undefined];
+      if (isPtr(p) && p.k !== "func") return eq ? [undefined, NO_EDIT] : [NO_EDIT, undefined];
     }
     const sameFrame = d.k === "stack" && s.k === "stack" && d.frame === s.frame;
     if ((d.k === "stack" || s.k === "stack") && !sameFrame) {
       const r = d.k === "stack" ? i.dst : i.src;
       throw new Refusal(pc, `comparison of a stack address (r${r}) with ${this.describe(d.k === "stack" ? s : d)}: its outcome differs between the interpreter and the JIT`, r);
     }
-    return [st.clone(), st.clone()];
+    void st;
+    return [NO_EDIT, NO_EDIT];
   }
 
   /** The null check's verdict for every copy of an _or_null pointer. */
