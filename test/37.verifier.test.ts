@@ -120,6 +120,12 @@ describe("37 verifier: unsafe programs are refused with clear messages", () => {
       "uninitialised stack at fp-8",
     ]);
   });
+  it("bytes a string read may leave unwritten (after the NUL) stay uninitialised", () => {
+    const read = "ldxdw %r3, [%r1+112]\nmov %r1, %r10\nadd %r1, -16\nmov %r2, 16\ncall 114";
+    refused(`${read}\nldxdw %r0, [%r10-8]\nexit`, ["uninitialised stack at fp-8"]);
+    accepted(`stdw [%r10-16], 0\nstdw [%r10-8], 0\n${read}\nldxdw %r0, [%r10-8]\nexit`);
+    accepted(`${read.replace("call 114", "call 112")}\nldxdw %r0, [%r10-8]\nexit`);
+  });
   it("reading uninitialised stack", () => {
     refused("stw [%r10-8], 0\nldxdw %r0, [%r10-8]\nexit", ["uninitialised stack at fp-4"]);
   });

@@ -27,7 +27,7 @@ export function clobberArgs(st: State, pc: number): void {
   for (let r = 1; r <= 5; r++) st.top.regs[r] = { k: "uninit", why: `not initialised (clobbered by the call at pc ${pc})` };
 }
 
-function memArg(env: CallEnv, st: State, pc: number, reg: number, p: Reg, size: Scalar, access: "read" | "write", what: string): void {
+function memArg(env: CallEnv, st: State, pc: number, reg: number, p: Reg, size: Scalar, access: "read" | "write", what: string, partial = false): void {
   if (size.umax === 0n) return;
   checkRegion(env, st, pc, reg, p, 0, Number(size.umax), access, what);
   const q = p as Ptr;
@@ -37,7 +37,7 @@ function memArg(env: CallEnv, st: State, pc: number, reg: number, p: Reg, size: 
   const hi = q.off + Number(q.vr.smax) + Number(size.umax);
   if (access === "read") {
     stackCheckInit(f, lo, hi, pc, reg, what);
-  } else if (isConst(q.vr)) {
+  } else if (isConst(q.vr) && !partial) {
     stackWriteRange(f, lo, lo + Number(size.umin), true);
     stackWriteRange(f, lo + Number(size.umin), hi, false);
   } else {
@@ -125,7 +125,7 @@ export function callHelper(env: CallEnv, st: State, pc: number, id: number): Hel
         if (nullOk && p.k === "scalar" && isConst(p.s) && p.s.umin === 0n) {
           if (size.umax !== 0n) throw new Refusal(pc, `${name}: r${pendingMem.reg} is NULL but the size in r${reg} may be non-zero`, reg);
         } else {
-          memArg(env, st, pc, pendingMem.reg, p, size, access, `${name}: ${access === "write" ? "buffer" : "memory"} of up to ${size.umax} bytes (r${pendingMem.reg})`);
+          memArg(env, st, pc, pendingMem.reg, p, size, access, `${name}: ${access === "write" ? "buffer" : "memory"} of up to ${size.umax} bytes (r${pendingMem.reg})`, sig.partialWrite === true);
         }
         pendingMem = undefined;
         break;

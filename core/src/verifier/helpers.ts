@@ -33,6 +33,8 @@ const ITERABLE = [MapType.HASH, MapType.ARRAY, MapType.PERCPU_HASH, MapType.PERC
 const scalar = (id: number, name: string, args: ArgKind[] = []): HelperSignature => ({ id, name, args, ret: "scalar" });
 const read = (id: number, name: string): HelperSignature =>
   scalar(id, name, ["ptr_to_uninit_mem", "const_size_or_zero", "anything"]);
+/** The string reads write up to and including the NUL, not the rest of the buffer. */
+const readStr = (id: number, name: string): HelperSignature => ({ ...read(id, name), partialWrite: true });
 
 const TABLE: readonly HelperSignature[] = [
   { id: 1, name: "bpf_map_lookup_elem", args: ["const_map_ptr", "ptr_to_map_key"], mapTypes: KEYED, ret: "map_value_or_null" },
@@ -50,7 +52,7 @@ const TABLE: readonly HelperSignature[] = [
   scalar(16, "bpf_get_current_comm", ["ptr_to_uninit_mem", "const_size"]),
   { id: 25, name: "bpf_perf_event_output", args: ["ptr_to_ctx", "const_map_ptr", "anything", "ptr_to_mem", "const_size_or_zero"], mapTypes: [MapType.PERF_EVENT_ARRAY], ret: "scalar" },
   { id: 27, name: "bpf_get_stackid", args: ["ptr_to_ctx", "const_map_ptr", "anything"], mapTypes: [MapType.STACK_TRACE], ret: "scalar" },
-  read(45, "bpf_probe_read_str"),
+  readStr(45, "bpf_probe_read_str"),
   scalar(58, "bpf_override_return", ["ptr_to_ctx", "anything"]),
   scalar(67, "bpf_get_stack", ["ptr_to_ctx", "ptr_to_uninit_mem", "const_size_or_zero", "anything"]),
   { id: 87, name: "bpf_map_push_elem", args: ["const_map_ptr", "ptr_to_map_value", "anything"], mapTypes: PUSH_PEEK, ret: "scalar" },
@@ -58,8 +60,8 @@ const TABLE: readonly HelperSignature[] = [
   { id: 89, name: "bpf_map_peek_elem", args: ["const_map_ptr", "ptr_to_uninit_map_value"], mapTypes: PUSH_PEEK, ret: "scalar" },
   read(112, "bpf_probe_read_user"),
   read(113, "bpf_probe_read_kernel"),
-  read(114, "bpf_probe_read_user_str"),
-  read(115, "bpf_probe_read_kernel_str"),
+  readStr(114, "bpf_probe_read_user_str"),
+  readStr(115, "bpf_probe_read_kernel_str"),
   scalar(125, "bpf_ktime_get_boot_ns"),
   { id: 130, name: "bpf_ringbuf_output", args: ["const_map_ptr", "ptr_to_mem", "const_size_or_zero", "anything"], mapTypes: [MapType.RINGBUF], ret: "scalar" },
   { id: 131, name: "bpf_ringbuf_reserve", args: ["const_map_ptr", "anything", "anything"], mapTypes: [MapType.RINGBUF], ret: "ringbuf_mem_or_null", retSizeArg: 1 },
