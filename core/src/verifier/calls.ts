@@ -101,7 +101,7 @@ export function callHelper(env: CallEnv, st: State, pc: number, id: number): Hel
   };
   const fixedMem = (reg: number, size: number, access: "read" | "write", what: string): void => {
     const p = env.use(st, pc, reg);
-    memArg(env, st, pc, reg, p, sConst(BigInt(size)), access, `${name}: ${what} (r${reg})`);
+    memArg(env, st, pc, reg, p, sConst(BigInt(size)), access, `${name}: ${what} (r${reg})`, sig.partialWrite === true);
   };
   for (let a = 0; a < 5; a++) {
     const kind = sig.args[a] ?? "none";

@@ -56,8 +56,9 @@ const TABLE: readonly HelperSignature[] = [
   scalar(58, "bpf_override_return", ["ptr_to_ctx", "anything"]),
   scalar(67, "bpf_get_stack", ["ptr_to_ctx", "ptr_to_uninit_mem", "const_size_or_zero", "anything"]),
   { id: 87, name: "bpf_map_push_elem", args: ["const_map_ptr", "ptr_to_map_value", "anything"], mapTypes: PUSH_PEEK, ret: "scalar" },
-  { id: 88, name: "bpf_map_pop_elem", args: ["const_map_ptr", "ptr_to_uninit_map_value"], mapTypes: QUEUES, ret: "scalar" },
-  { id: 89, name: "bpf_map_peek_elem", args: ["const_map_ptr", "ptr_to_uninit_map_value"], mapTypes: PUSH_PEEK, ret: "scalar" },
+  // Empty queue or stack: nothing is written.
+  { id: 88, name: "bpf_map_pop_elem", args: ["const_map_ptr", "ptr_to_uninit_map_value"], mapTypes: QUEUES, ret: "scalar", partialWrite: true },
+  { id: 89, name: "bpf_map_peek_elem", args: ["const_map_ptr", "ptr_to_uninit_map_value"], mapTypes: PUSH_PEEK, ret: "scalar", partialWrite: true },
   read(112, "bpf_probe_read_user"),
   read(113, "bpf_probe_read_kernel"),
   readStr(114, "bpf_probe_read_user_str"),
@@ -77,7 +78,8 @@ const TABLE: readonly HelperSignature[] = [
     ret: "scalar",
     callback: "for_each_map_elem",
   },
-  scalar(165, "bpf_snprintf", ["ptr_to_uninit_mem", "const_size_or_zero", "ptr_to_const_str", "ptr_to_mem_or_null", "const_size_or_zero"]),
+  // Writes up to the NUL, and nothing on a format error.
+  { ...scalar(165, "bpf_snprintf", ["ptr_to_uninit_mem", "const_size_or_zero", "ptr_to_const_str", "ptr_to_mem_or_null", "const_size_or_zero"]), partialWrite: true },
   scalar(173, "bpf_get_func_ip", ["ptr_to_ctx"]),
   scalar(174, "bpf_get_attach_cookie", ["ptr_to_ctx"]),
   scalar(177, "bpf_trace_vprintk", ["ptr_to_mem", "const_size", "ptr_to_mem_or_null", "const_size_or_zero"]),
