@@ -121,7 +121,8 @@ export class State {
 
 /** A state kept at a prune point. branches: paths below it still being explored (0: complete). */
 export interface Checkpoint {
-  readonly state: State;
+  /** Dropped once the checkpoint leaves its pc's list (only the branch count is still needed). */
+  state: State | undefined;
   branches: number;
   readonly parent: Checkpoint | undefined;
 }

@@ -20,7 +20,7 @@ const DEFAULT_LIMIT = 1_000_000;
 /** What one side of a branch does to a state. */
 type Edit = (st: State) => void;
 const NO_EDIT: Edit = () => {};
-/** Checkpoints compared per prune point visit (newest first): more only costs time. */
+/** Checkpoints kept and compared per pc (newest first): more only costs time and memory. */
 const MAX_COMPARED = 64;
 const PATH_LEN = 8;
 
@@ -133,19 +133,20 @@ class Verifier implements CallEnv {
     const cb = this.callsCallback[st.pc] === 1 && st.fromCallback;
     st.fromCallback = false;
     let widened = false;
-    for (let i = list.length - 1, n = 0; i >= 0 && n < MAX_COMPARED; i--, n++) {
+    for (let i = list.length - 1; i >= 0; i--) {
       const cp = list[i]!;
+      const old = cp.state!;
       if (cp.branches > 0) {
         if (cb) {
           // Callback iterations are bounded by the helper: a fixed point is enough.
-          if (statesEqual(cp.state, st, live, false, units)) return true;
-          if (!widened && cp.state.frames.length === st.frames.length) widened = widen(cp.state, st);
-        } else if (statesEqual(cp.state, st, live, true, units)) {
+          if (statesEqual(old, st, live, false, units)) return true;
+          if (!widened && old.frames.length === st.frames.length) widened = widen(old, st);
+        } else if (statesEqual(old, st, live, true, units)) {
           throw new Refusal(st.pc, `infinite loop: the state at pc ${st.pc} repeats${st.backEdge ? ` (back edge pc ${st.backEdge[0]} -> ${st.backEdge[1]})` : ""}`);
         }
         continue;
       }
-      if (statesEqual(cp.state, st, live, false, units)) return true;
+      if (statesEqual(old, st, live, false, units)) return true;
     }
     // As the kernel: a new checkpoint only every few jumps and instructions
     // (pruning still compares at every prune point); callback calls always.
@@ -154,8 +155,13 @@ class Verifier implements CallEnv {
     st.insnsSince = 0;
     const cp: Checkpoint = { state: st.clone(), branches: 1, parent: st.parent };
     list.push(cp);
-    st.parent = cp;
     this.checkpoints++;
+    if (list.length > MAX_COMPARED) {
+      // Only the newest are compared: older snapshots are memory for nothing.
+      list.shift()!.state = undefined;
+      this.checkpoints--;
+    }
+    st.parent = cp;
     this.peak = Math.max(this.peak, this.checkpoints);
     return false;
   }
