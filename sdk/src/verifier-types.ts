@@ -51,6 +51,13 @@ export interface HelperSignature {
   readonly callback?: "loop" | "for_each_map_elem";
   /** Ends the program when it succeeds (bpf_tail_call): the path after it continues as if it failed. */
   readonly tailCall?: boolean;
+  /**
+   * The helper may write only part of its ptr_to_uninit_mem buffer (the
+   * probe_read_*_str family stops after the NUL): bytes the program had not
+   * initialised stay uninitialised, since what they hold after the call
+   * differs between the interpreter and the JIT.
+   */
+  readonly partialWrite?: boolean;
 }
 
 /** A byte range of the context. */

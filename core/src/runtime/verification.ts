@@ -65,7 +65,12 @@ export function layoutKey(c: ContextLayout): string {
 
 const layoutKeys = new WeakMap<ContextLayout, string>();
 
-/** The loader's map specs as the verifier sees them (global data in .rodata/.kconfig read-only). */
+/**
+ * The loader's map specs as the verifier sees them: global data in
+ * .rodata/.kconfig read-only, with its frozen bytes (after `rodata`
+ * overrides), so `const volatile` bounds are constants and strings in it
+ * prove their NUL.
+ */
 export function verifierMaps(specs: readonly MapSpec[]): VerifierMap[] {
   return specs.map((m) => ({
     name: m.name,
@@ -74,6 +79,7 @@ export function verifierMaps(specs: readonly MapSpec[]): VerifierMap[] {
     valueSize: m.valueSize,
     maxEntries: m.maxEntries,
     ...(m.readonly === true ? { readOnly: true } : {}),
+    ...(m.readonly === true && m.initialData !== undefined ? { initialData: m.initialData } : {}),
   }));
 }
 

@@ -33,6 +33,13 @@ export interface VerifierMap {
   readonly maxEntries: number;
   /** Frozen global data (.rodata, .kconfig): programs may not write its value. */
   readonly readOnly?: boolean;
+  /**
+   * readOnly maps: the value's bytes as frozen. Lets loads at constant
+   * offsets read constants (`const volatile` loop bounds) and proves the NUL
+   * of ptr_to_const_str arguments; without it those loads are unknown numbers
+   * and such arguments are refused.
+   */
+  readonly initialData?: Uint8Array;
 }
 
 export interface VerifyOptions {
