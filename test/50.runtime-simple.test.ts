@@ -151,12 +151,15 @@ describe("50 runtime + simple plugin", () => {
     await expectError(() => rt.load({ programs: [] }), "BAD_ARGUMENT", /runtime is closed/);
   });
 
-  it("reports a load error with the program and the pc", () => {
-    return expectError(
-      () => rt.load({ programs: [{ name: "bad", section: "simple/x", insns: assembleBytes("mov %r0, 1\nja +3\nexit") }] }),
-      "VM_LOAD",
-      /prog 'bad': pc 1: /,
-    );
+  it("reports a load error with the program and the pc (the verifier's in strict mode, the VM's with it off)", async () => {
+    const bad = { programs: [{ name: "bad", section: "simple/x", insns: assembleBytes("mov %r0, 1\nja +3\nexit") }] };
+    await expectError(() => rt.load(bad), "VERIFIER_REFUSED", /prog 'bad': pc 1: ja \+3: jump to pc 5, which is not an instruction/);
+    const trusting = await Runtime.create({ plugins: ["@bpfhook/plugin-simple"], resolveFrom: repoRoot, verifier: "off" });
+    try {
+      await expectError(() => trusting.load(bad), "VM_LOAD", /prog 'bad': pc 1: /);
+    } finally {
+      trusting.close();
+    }
   });
 });
 
@@ -165,7 +168,14 @@ describe("50 plugin registry", () => {
     definePlugin({
       name: "fake",
       abiVersion: PLUGIN_ABI_VERSION,
-      attachTypes: [{ id: 5000, name: "fake", sectionPrefixes: ["fake"] }],
+      attachTypes: [
+        {
+          id: 5000,
+          name: "fake",
+          sectionPrefixes: ["fake"],
+          contextLayout: { name: "fake event", size: 8, writable: [{ offset: 0, size: 8 }] },
+        },
+      ],
       privateDataSchema: z.object({}),
       nativeLibrary: "/nonexistent/libfake.so",
       parseSection: () => ({}),

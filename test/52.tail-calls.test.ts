@@ -143,6 +143,14 @@ describe("52 runtime: tail calls through program arrays", function () {
       assert.throws(() => jmp.get(0), /closed/);
     });
 
+    it("strict mode refuses the target that writes past its context, naming the store", async () => {
+      rt = await Runtime.create({ plugins: ["@bpfhook/plugin-simple"], resolveFrom: repoRoot });
+      assert.throws(
+        () => rt.load(compileFixture("runtime/tailcall_bad.bpf.c")),
+        (err: unknown) => err instanceof BpfhookError && err.code === "VERIFIER_REFUSED" && /prog 'bad': pc \d+: .*outside the 4096-byte context/.test(err.message),
+      );
+    });
+
     it("keeps programs in slots alive while the runtime runs them", async () => {
       rt = await Runtime.create({ plugins: ["@bpfhook/plugin-simple"], resolveFrom: repoRoot });
       const a = rt.load(compileFixture("runtime/tailcall.bpf.c"));
@@ -159,8 +167,9 @@ describe("52 runtime: tail calls through program arrays", function () {
     it("gives the target the caller's context length and reports its fault as the run's (checked mode)", async () => {
       rt = await Runtime.create({ plugins: ["@bpfhook/plugin-simple"], resolveFrom: repoRoot, checked: true });
       const obj = rt.load(compileFixture("runtime/tailcall.bpf.c"));
+      const bad = rt.load(compileFixture("runtime/tailcall_bad.bpf.c"));
       const jmp = obj.map<ProgArray>("jmp");
-      jmp.set(0, obj.program("handler_a")).set(1, obj.program("bad"));
+      jmp.set(0, obj.program("handler_a")).set(1, bad.program("bad"));
       // handler_a writes the context: checked mode admits it only if it got the length.
       const c = ctx(0);
       assert.equal(obj.program("dispatch").run(c), 1n);

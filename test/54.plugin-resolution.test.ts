@@ -152,7 +152,7 @@ describe("54 plugin resolution", () => {
     const rt = await Runtime.create({ plugins: ["bpfhook-plugin-symlib"], resolveFrom: from });
     try {
       symlinkSync("/lib/x86_64-linux-gnu/libc.so.6", path.join(dir, "lib.so"));
-      const obj = rt.load({ programs: [{ name: "p", section: "symlib/x", insns: Buffer.from("9500000000000000", "hex") }] });
+      const obj = rt.load({ programs: [{ name: "p", section: "symlib/x", insns: Buffer.from("b7000000000000009500000000000000", "hex") }] });
       await expectError(() => obj.program("p").attach(), "PLUGIN_INVALID", /\[symlib\] native library .*lib\.so lies outside/);
       assert.equal(rt.attachments.length, 0);
     } finally {
@@ -197,7 +197,7 @@ const struct bh_plugin_ops *bh_plugin_entry(void) { return &ops; }
     }
     const rt = await Runtime.create({ plugins: ["bpfhook-plugin-oldabi"], resolveFrom: path.join(scratch, "abi-app") });
     try {
-      const obj = rt.load({ programs: [{ name: "p", section: "oldabi/x", insns: Buffer.from("9500000000000000", "hex") }] });
+      const obj = rt.load({ programs: [{ name: "p", section: "oldabi/x", insns: Buffer.from("b7000000000000009500000000000000", "hex") }] });
       await expectError(() => obj.program("p").attach(), "ABI_MISMATCH", /plugin ABI \d+, core speaks ABI/);
       const maps = readFileSync("/proc/self/maps", "utf8");
       assert.ok(!maps.includes(lib), "the refused library is no longer mapped");

@@ -4,7 +4,7 @@
  * records and their release), what a helper returns, and the frames of
  * subprograms and callbacks.
  */
-import { helperName } from "../kernel-names.js";
+import { describeMissingHelper } from "../kernel-names.js";
 import { checkRegion, stackCheckInit, stackWriteRange, type MemEnv } from "./memory.js";
 import { Refusal } from "./refusal.js";
 import { isConst, sConst, sRangeU, type Scalar } from "./scalar.js";
@@ -85,10 +85,7 @@ export interface HelperResult {
 /** Checks a helper call and applies its effects on arguments and r0..r5. */
 export function callHelper(env: CallEnv, st: State, pc: number, id: number): HelperResult {
   const sig = env.helpers.get(id);
-  if (sig === undefined) {
-    const known = helperName(id);
-    throw new Refusal(pc, known === undefined ? `unknown helper id ${id}` : `helper ${known} (id ${id}) is not available to this program`);
-  }
+  if (sig === undefined) throw new Refusal(pc, `call to ${describeMissingHelper(id)}`);
   const name = sig.name;
   const regs = st.top.regs;
   let map: number | undefined;

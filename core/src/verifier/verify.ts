@@ -172,6 +172,7 @@ class Verifier implements CallEnv {
     const i = this.insns[pc]!;
     const cls = i.opcode & 7;
     if (!knownOpcode(i)) throw new Refusal(pc, `unknown opcode 0x${i.opcode.toString(16).padStart(2, "0")}`);
+    if (i.dst > 10 || i.src > 10) throw new Refusal(pc, `invalid register r${i.dst > 10 ? i.dst : i.src} (r0..r10 only)`);
     switch (cls) {
       case CLS_ALU:
       case CLS_ALU64:
@@ -387,6 +388,14 @@ class Verifier implements CallEnv {
     checkRegion(this, st, pc, i.dst, p, i.off, size, "read", "atomic operation");
     checkRegion(this, st, pc, i.dst, p, i.off, size, "write", "atomic operation");
     const q = p as Ptr;
+    // A locked operation across a cache line is very slow (a split lock; some
+    // kernels kill the process for it): atomics must be naturally aligned,
+    // as the kernel demands. Stack slots and map values start 8-aligned.
+    const low = BigInt(size - 1);
+    const fixed = BigInt(q.off + i.off);
+    if (((q.vr.t.v + fixed) & low) !== 0n || (q.vr.t.m & low) !== 0n) {
+      throw new Refusal(pc, `misaligned atomic operation: ${size} bytes at ${this.describe(p)}${i.off >= 0 ? "+" : ""}${i.off} is not ${size}-byte aligned`, i.dst);
+    }
     if (q.k === "stack") {
       const f = st.frames[q.frame!]!;
       const lo = q.off + i.off + Number(q.vr.smin);
@@ -398,6 +407,13 @@ class Verifier implements CallEnv {
     else if (i.imm & ATOMIC_FETCH) this.set(st, i.src, sizedUnknown(size, false), pc);
   }
 
+  /** A jump must land on an instruction: refused at the jump, not where control would arrive. */
+  private checkTarget(pc: number, target: number): void {
+    if (target < 0 || target >= this.insns.length || this.cfg.secondSlot[target]) {
+      throw new Refusal(pc, `jump to pc ${target}, which is not an instruction (the program has ${this.insns.length})`);
+    }
+  }
+
   private jump(st: State, pc: number, i: Insn, bits: 32 | 64): boolean {
     const op = i.opcode & 0xf0;
     if (i.opcode === OP_EXIT) return this.exit(st, pc);
@@ -407,6 +423,7 @@ class Verifier implements CallEnv {
     }
     if (op === 0x00) {
       const target = pc + 1 + (bits === 32 ? i.imm : i.off);
+      this.checkTarget(pc, target);
       st.jumpsSince++;
       if (target <= pc) st.backEdge = [pc, target];
       st.pc = target;
@@ -414,6 +431,7 @@ class Verifier implements CallEnv {
     }
     const x = (i.opcode & 0x08) !== 0;
     const target = pc + 1 + i.off;
+    this.checkTarget(pc, target);
     st.jumpsSince++;
     const d = this.use(st, pc, i.dst);
     const s: Reg = x ? this.use(st, pc, i.src) : scalarReg(immScalar(i.imm, bits));
@@ -645,7 +663,16 @@ export function verifyProgram(name: string, insns: Uint8Array, opts: VerifyOptio
     v.run();
     return { ok: true, stats: stats() };
   } catch (e) {
-    if (!(e instanceof Refusal) || v === undefined) throw e;
-    return { ok: false, error: v.errorInfo(name, e), stats: stats() };
+    if (e instanceof Refusal && v !== undefined) return { ok: false, error: v.errorInfo(name, e), stats: stats() };
+    // Fail safe: input the analysis does not understand (a bug of ours or a
+    // malformed program) is refused, never accepted and never thrown at the loader.
+    const why = e instanceof Error ? e.message : String(e);
+    const reason = `internal error of the verifier (${why}): refusing the program`;
+    const pc = e instanceof Refusal ? e.pc : 0;
+    return {
+      ok: false,
+      error: { program: name, pc, insn: "", reason, path: [], message: `prog '${name}': ${reason}` },
+      stats: stats(),
+    };
   }
 }
