@@ -173,6 +173,14 @@ class Verifier implements CallEnv {
     const cls = i.opcode & 7;
     if (!knownOpcode(i)) throw new Refusal(pc, `unknown opcode 0x${i.opcode.toString(16).padStart(2, "0")}`);
     if (i.dst > 10 || i.src > 10) throw new Refusal(pc, `invalid register r${i.dst > 10 ? i.dst : i.src} (r0..r10 only)`);
+    // Fields whose value sizes the analysis' arithmetic (a width of 2^30 bits
+    // would take the bigint code forever): refused here, as the VM does.
+    if ((cls === CLS_ALU || cls === CLS_ALU64) && (i.opcode & 0xf0) === 0xd0 && i.imm !== 16 && i.imm !== 32 && i.imm !== 64) {
+      throw new Refusal(pc, `invalid byte swap width ${i.imm} (must be 16, 32 or 64)`);
+    }
+    if ((cls === CLS_ALU || cls === CLS_ALU64) && (i.opcode & 0xf0) === 0xb0 && i.off !== 0 && i.off !== 8 && i.off !== 16 && i.off !== 32) {
+      throw new Refusal(pc, `invalid sign-extension width ${i.off} for mov (must be 8, 16 or 32)`);
+    }
     switch (cls) {
       case CLS_ALU:
       case CLS_ALU64:
