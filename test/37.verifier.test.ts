@@ -135,6 +135,10 @@ describe("37 verifier: unsafe programs are refused with clear messages", () => {
   it("a scratch register read after a call", () => {
     refused("call 5\nmov %r0, %r1\nexit", ["pc 1", "r1 is not initialised (clobbered by the call at pc 0)"]);
   });
+  it("fields the ISA does not have, before the analysis computes with them (a 2^30-bit byte-swap width hung it; the fuzzer found it)", () => {
+    refused("mov %r0, 1\n.raw 0x26fc4a82000000d7\nexit", ["pc 1", "invalid byte swap width 654068354"]);
+    refused("mov %r0, 1\n.raw 0x0000000000050f0f\nexit", ["pc 1", "invalid register r15"]);
+  });
   it("an unknown helper", () => {
     refused("call 999\nmov %r0, 0\nexit", ["call to helper 999 (unknown; no loaded plugin provides it)"]);
   });
