@@ -97,6 +97,13 @@ function alive(pid: number): boolean {
   }
 }
 
+/** agent_work calls counted so far in process `pid`, read live by `bpfhook maps -p`. */
+function liveWorkCalls(pid: string): number {
+  const r = bpfhook(["maps", "-j", "-p", pid]);
+  assert.equal(r.status, 0, r.stderr);
+  return mapEntries(jsonLines(r.stdout), "calls").get(0)!;
+}
+
 function killQuietly(pid: number): void {
   try {
     process.kill(pid, "SIGKILL");
@@ -220,11 +227,7 @@ describe("61 agent mode: bpfhook run / attach / maps / ps / detach", function ()
     await run.waitFor(/"type":"attached".*on_work"/);
     const pid = (await run.waitFor(/main (\d+)/, 15_000, "err"))[1]!;
     programs.push(Number(pid));
-    const read = () => {
-      const r = bpfhook(["maps", "-j", "-p", pid]);
-      assert.equal(r.status, 0, r.stderr);
-      return mapEntries(jsonLines(r.stdout), "calls").get(0)!;
-    };
+    const read = () => liveWorkCalls(pid);
     const a = read();
     await sleep(300);
     const b = read();
@@ -314,11 +317,7 @@ describe("61 agent mode: bpfhook run / attach / maps / ps / detach", function ()
       const rt = spawnSync(process.execPath, ["-e", "require('@bpfhook/core').Runtime.create().then((r) => r.close())"], { cwd: repoRoot, encoding: "utf8" });
       assert.equal(rt.status, 0, rt.stderr);
       assert.equal(regionsOf(run.pid).length, 1, "the region of a dead controller whose agent runs is kept");
-      const read = () => {
-        const r = bpfhook(["maps", "-j", "-p", pid]);
-        assert.equal(r.status, 0, r.stderr);
-        return mapEntries(jsonLines(r.stdout), "calls").get(0)!;
-      };
+      const read = () => liveWorkCalls(pid);
       const a = read();
       await sleep(300);
       assert.ok(read() > a, "still counting without a controller");
