@@ -239,11 +239,6 @@ describe("37 verifier: safe shapes are accepted", () => {
 
 /** Programs of the corpus that are unsafe on purpose, with why they are refused. */
 const EXPECTED_REFUSALS: ReadonlyMap<string, RegExp> = new Map([
-  // VM benchmarks: loops over ctx->n with no bound, histogram indexes into the context (the kernel refuses both); they run unverified.
-  ["bench/vm/programs/arith.bpf.c:arith", /loop not proven to end/],
-  ["bench/vm/programs/mix.bpf.c:mix", /loop not proven to end/],
-  ["bench/vm/programs/helper.bpf.c:helper", /loop not proven to end/],
-  ["bench/vm/programs/memory.bpf.c:memory", /loop not proven to end|variable offset into the context/],
   // Calls a CUDA helper no plugin provides: refused at load by design (test 60).
   ["test/fixtures/cli/cuda_helper.bpf.c:read_timer", /helper 502 \(bpf_get_globaltimer, a CUDA helper; no loaded plugin provides it\)/],
   // Writes past its context on purpose (a checked-mode fault in test 52).

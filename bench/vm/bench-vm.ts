@@ -173,10 +173,11 @@ function main(): void {
   console.log("");
   console.log(
     formatTable(
-      ["workload", "eBPF insns", "JIT bytes", "iters/run", "runs/sample gcc|jit|interp", "IQR/median gcc|jit|interp"],
+      ["workload", "eBPF insns", "verify ms", "JIT bytes", "iters/run", "runs/sample gcc|jit|interp", "IQR/median gcc|jit|interp"],
       results.map((m) => [
         m.workload.name,
         String(m.program.slots),
+        fixed(m.program.verifyMs, 0),
         String(m.program.jitBytes),
         String(m.workload.iterations),
         BACKENDS.map((b) => m.runs[b]).join(" | "),

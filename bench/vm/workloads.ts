@@ -6,6 +6,8 @@
 
 /** Helper id the helper workload calls; BENCH_HELPER_ADD_ONE in programs/bench.h. */
 export const HELPER_ADD_ONE_ID = 1000;
+/** The kernel's bpf_loop: the loop workloads run their iterations in chunks through it (programs/bench.h). */
+export const BPF_LOOP_ID = 181;
 /** Data bytes in the memory workload's context; BENCH_MEMORY_BYTES in programs/bench.h. */
 export const MEMORY_BYTES = 8192;
 
@@ -66,7 +68,7 @@ export const WORKLOADS: readonly Workload[] = [
     what: "LCG + xorshift-rotate + multiply-accumulate, 64-bit ALU",
     unit: "loop iteration",
     iterations: ARITH_ITERATIONS,
-    helpers: {},
+    helpers: { [BPF_LOOP_ID]: "bpf_loop" },
     context: (seed) => loopContext(ARITH_ITERATIONS, seed),
   },
   {
@@ -86,7 +88,7 @@ export const WORKLOADS: readonly Workload[] = [
     what: "fmix64 hash of each index into two accumulators: independent iterations, throughput-bound",
     unit: "loop iteration",
     iterations: MIX_ITERATIONS,
-    helpers: {},
+    helpers: { [BPF_LOOP_ID]: "bpf_loop" },
     context: (seed) => loopContext(MIX_ITERATIONS, seed),
   },
   {
@@ -96,7 +98,7 @@ export const WORKLOADS: readonly Workload[] = [
     what: "one call of a native helper (add_one: r1 + 1) per iteration",
     unit: "helper call",
     iterations: HELPER_ITERATIONS,
-    helpers: { [HELPER_ADD_ONE_ID]: "add_one" },
+    helpers: { [HELPER_ADD_ONE_ID]: "add_one", [BPF_LOOP_ID]: "bpf_loop" },
     context: (seed) => loopContext(HELPER_ITERATIONS, seed),
   },
 ];

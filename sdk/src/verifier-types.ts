@@ -77,4 +77,12 @@ export interface ContextLayout {
   readonly readable?: readonly ContextRange[];
   /** Writable ranges; absent: none. */
   readonly writable?: readonly ContextRange[];
+  /**
+   * The context is plain memory the plugin owns (a byte buffer, like packet
+   * data), so a program may index it: accesses at variable offsets are
+   * allowed when every offset the pointer may have lies in the ranges above.
+   * Absent or false: as the kernel does for its contexts, only constant
+   * offsets (the plugin may rewrite or check each field).
+   */
+  readonly variableOffsets?: boolean;
 }

@@ -22,8 +22,8 @@ export const SYS_ENTER: ContextLayout = { name: "sys_enter", size: 64 };
  * (the wiring decides the real layout per plugin).
  */
 export const SIMPLE: ContextLayout = { name: "simple bytes", size: 4096, writable: [{ offset: 0, size: 4096 }] };
-/** bench/*: the VM benchmark's contexts (bench/vm/programs/bench.h, memory_ctx the largest), read-write. */
-export const BENCH: ContextLayout = { name: "bench ctx", size: 9232, writable: [{ offset: 0, size: 9232 }] };
+/** bench/*: the VM benchmark's contexts (bench/vm/programs/bench.h, memory_ctx the largest), read-write plain memory (indexed by the histogram). */
+export const BENCH: ContextLayout = { name: "bench ctx", size: 9232, writable: [{ offset: 0, size: 9232 }], variableOffsets: true };
 /** Anything else: a small generic read-only context. */
 export const GENERIC: ContextLayout = { name: "generic", size: 64 };
 

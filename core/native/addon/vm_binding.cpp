@@ -10,6 +10,7 @@
 #include <string>
 
 #include "addon.h"
+#include "bpfhook/helpers.h"
 #include "bpfhook/vm.h"
 
 namespace bpfhook::addon {
@@ -66,6 +67,8 @@ constexpr bh_helper_proto kMemfrobProto = {sizeof(bh_helper_proto),
 
 constexpr NativeHelper kNativeHelpers[] = {
     {"add_one", HelperAddOne, BH_HELPER_ARGS_SCALAR, nullptr},
+    // The kernel's bpf_loop, for programs that loop as strict mode requires (bench/vm).
+    {"bpf_loop", bh_helper_loop, BH_HELPER_CALLS_BACK, nullptr},
     {"exit_with", HelperExitWith, BH_HELPER_MAY_EXIT | BH_HELPER_ARGS_SCALAR, nullptr},
     {"gather_bytes", HelperGatherBytes, BH_HELPER_ARGS_SCALAR, nullptr},
     {"memfrob", HelperMemfrob, 0, &kMemfrobProto},

@@ -16,6 +16,7 @@ const contextLayoutShape = z
     size: z.number().int().nonnegative().max(1 << 20),
     readable: z.array(rangeShape).optional(),
     writable: z.array(rangeShape).optional(),
+    variableOffsets: z.boolean().optional(),
   })
   .refine((c) => [...(c.readable ?? []), ...(c.writable ?? [])].every((r) => r.offset + r.size <= c.size), {
     message: "every readable and writable range must lie inside [0, size)",

@@ -63,7 +63,7 @@ export function checkRegion(env: MemEnv, st: State, pc: number, reg: number, p: 
   const where = (base: string): string => (lo === hi - size ? `${base}${lo >= 0 ? "+" : ""}${lo}` : `${base}+[${lo}, ${hi - size}]`);
   switch (p.k) {
     case "ctx": {
-      if (!isConst(p.vr)) throw new Refusal(pc, `${what} at a variable offset into the context (${env.context.name})`, reg);
+      if (!isConst(p.vr) && env.context.variableOffsets !== true) throw new Refusal(pc, `${what} at a variable offset into the context (${env.context.name})`, reg);
       const ranges = access === "read" ? (env.context.readable ?? [{ offset: 0, size: env.context.size }]) : (env.context.writable ?? []);
       if (lo < 0 || hi > env.context.size) {
         throw new Refusal(pc, `${what} of ${size} bytes at ${where("ctx")} outside the ${env.context.size}-byte context (${env.context.name})`, reg);

@@ -43,6 +43,7 @@ uint64_t bh_bench_memory(void *c, size_t ctx_len) {
   (void)ctx_len;
   struct memory_ctx *ctx = c;
   uint64_t len = ctx->len;
+  if (len > BENCH_MEMORY_BYTES) len = BENCH_MEMORY_BYTES;
   for (uint32_t k = 0; k < 256; k++) ctx->hist[k] = 0;
   for (uint64_t i = 0; i < len; i++) ctx->hist[ctx->data[i]]++;
   uint64_t run = 0, sum = 0;
