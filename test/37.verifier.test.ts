@@ -150,6 +150,10 @@ describe("37 verifier: unsafe programs are refused with clear messages", () => {
   });
   it("a variable offset into the context, and arithmetic on a map pointer", () => {
     refused("ldxdw %r2, [%r1+0]\nand %r2, 8\nadd %r1, %r2\nldxdw %r0, [%r1+0]\nexit", ["variable offset into the context"]);
+    // A context declared plain memory may be indexed, every offset of the range checked.
+    const buffer = { context: { name: "buffer", size: 64, writable: [{ offset: 0, size: 64 }], variableOffsets: true } };
+    accepted("ldxdw %r2, [%r1+0]\nand %r2, 56\nadd %r1, %r2\nstdw [%r1+0], 1\nldxdw %r0, [%r1+0]\nexit", buffer);
+    refused("ldxdw %r2, [%r1+0]\nand %r2, 63\nadd %r1, %r2\nldxdw %r0, [%r1+0]\nexit", ["load of 8 bytes at ctx+[0, 63] outside the 64-byte context (buffer)"], buffer);
     refused("lddw %r1, map_idx 0\nadd %r1, 8\nmov %r0, 0\nexit", ["arithmetic on a map pointer"]);
   });
   it("ptr_to_const_str without a NUL in the value, and a callback returning 2", () => {

@@ -33,6 +33,8 @@ const SIMPLE_LAYOUT: ContextLayout = Object.freeze({
   size: SIMPLE_CONTEXT_SIZE,
   readable: Object.freeze([{ offset: 0, size: SIMPLE_CONTEXT_SIZE }]),
   writable: Object.freeze([{ offset: 0, size: SIMPLE_CONTEXT_SIZE }]),
+  // The event's bytes: a buffer a program may index.
+  variableOffsets: true,
 });
 
 export const SIMPLE_TYPE: AttachTypeSpec = Object.freeze({
