@@ -90,6 +90,17 @@ describe("11 vm binding", () => {
         assert.equal(vm.exec(null, backend), 0x0102030405n);
       });
 
+      it("runs a callback n times through the kernel's bpf_loop (what bench/vm's chunked loops call)", () => {
+        // sum of i for i < 10 in a stack slot, then r0 = bpf_loop's count * 1000 + the sum.
+        const vm = load(
+          "stdw [%r10-8], 0\nmov %r1, 10\nlddw %r2, func +9\nmov %r3, %r10\nadd %r3, -8\nmov %r4, 0\ncall 181\n" +
+            "mul %r0, 1000\nldxdw %r1, [%r10-8]\nadd %r0, %r1\nexit\n" +
+            "ldxdw %r3, [%r2+0]\nadd %r3, %r1\nstxdw [%r2+0], %r3\nmov %r0, 0\nexit",
+          { helpers: { 181: "bpf_loop" } },
+        );
+        assert.equal(vm.exec(null, backend), 10_045n);
+      });
+
       it("unwinds on helper 5 with a zero argument and continues otherwise", () => {
         const src = (r1: number) => `mov %r1, ${r1}\ncall 5\nmov %r0, 2\nexit`;
         assert.equal(load(src(0), { helpers: { 5: "unwind" } }).exec(null, backend), 0n);
@@ -169,7 +180,7 @@ describe("11 vm binding", () => {
     }
 
     it("lists the native helpers", () => {
-      assert.deepEqual(nativeHelperNames().sort(), ["add_one", "exit_with", "gather_bytes", "memfrob", "unwind"]);
+      assert.deepEqual(nativeHelperNames().sort(), ["add_one", "bpf_loop", "exit_with", "gather_bytes", "memfrob", "unwind"]);
     });
   });
 
