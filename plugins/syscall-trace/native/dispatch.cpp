@@ -62,8 +62,8 @@ const bh_probe_api *g_probe = nullptr;
 
 // ---- per-thread slots --------------------------------------------------------
 struct alignas(64) Slot {
-  std::atomic<uint64_t> ctr{0};    // odd while the thread runs programs
-  std::atomic<int32_t> owner{0};   // tid of the thread using it; 0: free
+  std::atomic<uint64_t> ctr{0};   // odd while the thread runs programs
+  std::atomic<int32_t> owner{0};  // tid of the thread using it; 0: free
 };
 constexpr uint32_t kSlots = 4096;
 Slot g_slots[kSlots];

@@ -39,9 +39,9 @@ void interest(uint32_t *nrs, size_t *n, bool *all);
 int count(void *owner);
 
 struct Stats {
-  uint64_t missed;            // calls not traced: no per-thread slot was free
-  uint64_t grace_timeouts;    // grace periods that gave up waiting (old lists leaked)
-  uint64_t threads;           // per-thread slots in use
+  uint64_t missed;          // calls not traced: no per-thread slot was free
+  uint64_t grace_timeouts;  // grace periods that gave up waiting (old lists leaked)
+  uint64_t threads;         // per-thread slots in use
 };
 Stats stats();
 

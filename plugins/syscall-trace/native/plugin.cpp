@@ -106,9 +106,9 @@ int ensure_installed(const bh_host *host, char *err, size_t err_len) {
              "text transformer installed: mechanisms %s; %u modules, %llu syscall sites (%llu rel32, %llu page0, "
              "%llu sud, %llu untouched), %llu undecodable bytes skipped",
              mech_names(st.mechanisms_active, names, sizeof names), st.modules_scanned,
-             (unsigned long long)st.sites_found, (unsigned long long)st.sites_rel32,
-             (unsigned long long)st.sites_page0, (unsigned long long)st.sites_sud,
-             (unsigned long long)st.sites_untouched, (unsigned long long)st.bytes_undecodable);
+             (unsigned long long)st.sites_found, (unsigned long long)st.sites_rel32, (unsigned long long)st.sites_page0,
+             (unsigned long long)st.sites_sud, (unsigned long long)st.sites_untouched,
+             (unsigned long long)st.bytes_undecodable);
     host_log(host, BH_LOG_INFO, line);
   }
   return 0;
@@ -265,7 +265,14 @@ int64_t sc_call(void *, const char *name, const void *in, size_t in_len, void *o
 }
 
 const bh_plugin_ops kOps = {
-    sizeof(bh_plugin_ops), BH_PLUGIN_ABI_VERSION, "syscall-trace", sc_init, sc_fini, sc_attach, sc_detach, nullptr,
+    sizeof(bh_plugin_ops),
+    BH_PLUGIN_ABI_VERSION,
+    "syscall-trace",
+    sc_init,
+    sc_fini,
+    sc_attach,
+    sc_detach,
+    nullptr,
     sc_call,
 };
 
