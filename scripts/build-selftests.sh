@@ -15,3 +15,9 @@ if [ -f plugins/frida-uprobe/native/CMakeLists.txt ]; then
     -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build plugins/frida-uprobe/build-selftests -j"$jobs" --target hook_selftest >/dev/null
 fi
+
+if [ -f plugins/syscall-trace/CMakeLists.txt ]; then
+  cmake -S plugins/syscall-trace -B plugins/syscall-trace/build-selftests -DBH_SC_BUILD_TESTS=ON \
+    -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build plugins/syscall-trace/build-selftests -j"$jobs" --target sc_dispatch_selftest >/dev/null
+fi
