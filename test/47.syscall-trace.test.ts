@@ -9,7 +9,7 @@
  */
 import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { BpfhookError, Runtime, type BpfMap, type LoadedObject, type RodataValue } from "@bpfhook/core";
@@ -323,41 +323,82 @@ describe("47 syscall-trace", function () {
       }
     });
 
-    it("counts exact opens and getppid calls from many native threads, and overrides getpid/openat in a child process", () => {
+    /**
+     * A child Node process loads the programs and makes the calls: overrides
+     * on entry (getpid, openat of one path) and exact counts from native
+     * threads. `asNobody`: the child runs as uid/gid 65534 (no root: no
+     * page 0, the rel32 and Syscall User Dispatch mechanisms).
+     */
+    function embedded(asNobody: boolean) {
       const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-sc-"));
+      chmodSync(dir, 0o755);
       const denied = path.join(dir, "denied");
-      writeFileSync(denied, "x");
+      writeFileSync(denied, "x", { mode: 0o644 });
+      // The fixtures' build folder is private (0700): copies the child can read.
+      const copy = (f: string) => {
+        const to = path.join(dir, `${f}.bpf.o`);
+        copyFileSync(compileFixture(`syscall/${f}.bpf.c`), to);
+        chmodSync(to, 0o644);
+        return to;
+      };
       const script = `
-        const path = require("node:path");
         const { Runtime } = require("@bpfhook/core");
+        const { syscallTraceStats } = require("${PLUGIN}");
         const { testAddon } = require(${JSON.stringify(path.join(__dirname, "support", "test-addon.js"))});
         (async () => {
           const t = testAddon();
           const rt = await Runtime.create({ plugins: ["${PLUGIN}"], resolveFrom: ${JSON.stringify(repoRoot)} });
-          const obj = rt.load(${JSON.stringify(compileFixture("syscall/override.bpf.c"))}, { rodata: { deny_path: ${JSON.stringify(denied)} } });
+          const obj = rt.load(${JSON.stringify(copy("override"))}, { rodata: { deny_path: ${JSON.stringify(denied)} } });
           for (const p of obj.programs) await p.attach();
-          const bench = rt.load(${JSON.stringify(compileFixture("syscall/bench.bpf.c"))});
+          const bench = rt.load(${JSON.stringify(copy("bench"))});
           await bench.program("counter").attach();
           const out = {};
           out.getpid = t.libcGetpid();
           out.denied = t.openClose(${JSON.stringify(denied)});
-          out.other = t.openClose("/etc/hostname") >= 0;
+          out.other = t.openClose(${JSON.stringify(denied)} + "-not") ;
           const before = bench.map("calls").get(0);
           out.threads = t.getppidThreads(8, 5000);
           out.counted = Number(bench.map("calls").get(0) - before);
+          out.stats = syscallTraceStats(rt);
           rt.close();
           out.after = t.libcGetpid();
+          out.deniedAfter = t.openClose(${JSON.stringify(denied)}) >= 0;
           console.log(JSON.stringify(out));
         })().catch((e) => { console.error(e); process.exit(2); });`;
-      const r = spawnSync(process.execPath, ["-e", script], { encoding: "utf8", timeout: 50000 });
+      const [cmd, args] = asNobody
+        ? ["setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, "-e", script]]
+        : [process.execPath, ["-e", script]];
+      const r = spawnSync(cmd, args as string[], { encoding: "utf8", timeout: 50000, cwd: repoRoot });
       assert.equal(r.status, 0, r.stderr);
       const out = JSON.parse(r.stdout.trim().split("\n").pop()!);
-      assert.equal(out.getpid, 4242);
-      assert.equal(out.denied, -2, "openat of the denied path fails with ENOENT");
-      assert.equal(out.other, true);
+      assert.equal(out.getpid, 4242, "getpid overridden on entry");
+      assert.equal(out.denied, -2, "openat of the denied path fails with ENOENT, the file not opened");
+      assert.equal(out.other, -2, "a missing file: the real ENOENT");
       assert.equal(out.threads, 40000);
       assert.equal(out.counted, 40000, "every getppid of every thread counted once");
       assert.notEqual(out.after, 4242, "detached at close");
+      assert.equal(out.deniedAfter, true, "the file opens again after close");
+      assert.equal(out.stats.missed, 0);
+      if (asNobody) assert.equal(out.stats.sitesPage0, 0, "no page 0 without root");
+      return out.stats;
+    }
+
+    it("embedded: overrides on entry and exact counts from many native threads, in a child process", () => {
+      const st = embedded(false);
+      console.log(`      mechanisms ${st.mechanisms}: ${st.sitesFound} sites (${st.sitesRel32} rel32, ${st.sitesPage0} page0, ${st.sitesSud} sud)`);
+    });
+
+    it("the same as an unprivileged user (setpriv --reuid=65534)", function () {
+      if (process.getuid?.() !== 0) {
+        console.log("      skipped: not root, so this process is the unprivileged run already");
+        this.skip();
+      }
+      if (spawnSync("setpriv", ["--version"]).status !== 0) {
+        console.log("      skipped: setpriv (util-linux) is not installed");
+        this.skip();
+      }
+      const st = embedded(true);
+      console.log(`      as 65534: mechanisms ${st.mechanisms}: ${st.sitesFound} sites (${st.sitesRel32} rel32, ${st.sitesSud} sud)`);
     });
   });
 
