@@ -76,6 +76,7 @@ describe("47 syscall-trace", function () {
       assert.equal(syscallName(4), "newstat");
       assert.equal(syscallName(63), "newuname");
       assert.equal(syscallNumber("futex_waitv"), 449);
+      assert.equal(syscallName(166), "umount", "umount2's entry point is sys_umount");
     });
 
     it("parses the four prefixes, enter and exit, and raw_syscalls", () => {
@@ -442,6 +443,35 @@ describe("47 syscall-trace", function () {
       const ls = runJ(object, ["ls", dir]);
       assert.equal(ls.r.status, 0, ls.r.stderr);
       assert.ok(opened(ls.lines).some((e) => e.fname === dir && e.ret >= 0), "ls opened the directory");
+    });
+
+    it("sigsnoop on a shell's kill: the signal, its target and the result", () => {
+      const r = runJ(compileFixture("syscall/sigsnoop.bpf.c"), ["sh", "-c", "kill -0 $$; kill -0 2147483646 2>/dev/null; true"]);
+      assert.equal(r.r.status, 0, r.r.stderr);
+      const ev = r.lines.filter((l) => l.type === "event").map((l) => l.data.value);
+      assert.equal(ev.length, 2, JSON.stringify(ev));
+      assert.deepEqual([ev[0].tpid === ev[0].pid, ev[0].sig, ev[0].ret, ev[0].comm], [true, 0, 0, "sh"]);
+      assert.deepEqual([ev[1].tpid, ev[1].ret], [2147483646, -3], "ESRCH");
+    });
+
+    it("mountsnoop: mount and umount in a new mount namespace (root)", function () {
+      if (process.getuid?.() !== 0) {
+        console.log("      skipped: mounting needs root (CAP_SYS_ADMIN)");
+        this.skip();
+      }
+      const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-sc-mnt-"));
+      const probe = spawnSync("unshare", ["-m", "true"]);
+      if (probe.status !== 0) {
+        console.log(`      skipped: unshare -m is refused here (${probe.stderr?.toString().trim()})`);
+        this.skip();
+      }
+      const r = runJ(compileFixture("syscall/mountsnoop.bpf.c"), ["unshare", "-m", "sh", "-c", `mount -t tmpfs bhnone ${dir} && umount ${dir}`]);
+      assert.equal(r.r.status, 0, r.r.stderr);
+      const ev = r.lines.filter((l) => l.type === "event").map((l) => l.data.value);
+      const mount = ev.find((e) => e.op === 0 && e.dest === dir);
+      const umount = ev.find((e) => e.op === 1 && e.dest === dir);
+      assert.deepEqual([mount?.src, mount?.fs, mount?.ret], ["bhnone", "tmpfs", 0], JSON.stringify(ev));
+      assert.equal(umount?.ret, 0, JSON.stringify(ev));
     });
 
     it("the opens of a shell script and a Node script match strace -f's, call for call", function () {

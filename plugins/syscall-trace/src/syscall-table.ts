@@ -177,7 +177,7 @@ export const SYSCALLS_X86_64: readonly (readonly [number, string, string?])[] = 
   [163, "acct"],
   [164, "settimeofday"],
   [165, "mount"],
-  [166, "umount2"],
+  [166, "umount2", "umount"],
   [167, "swapon"],
   [168, "swapoff"],
   [169, "reboot"],
@@ -216,13 +216,13 @@ export const SYSCALLS_X86_64: readonly (readonly [number, string, string?])[] = 
   [202, "futex"],
   [203, "sched_setaffinity"],
   [204, "sched_getaffinity"],
-  [205, "set_thread_area"],
+  [205, "set_thread_area"], /* no entry point: the kernel has no tracepoint */
   [206, "io_setup"],
   [207, "io_destroy"],
   [208, "io_getevents"],
   [209, "io_submit"],
   [210, "io_cancel"],
-  [211, "get_thread_area"],
+  [211, "get_thread_area"], /* no entry point: the kernel has no tracepoint */
   [212, "lookup_dcookie"],
   [213, "epoll_create"],
   [214, "epoll_ctl_old"], /* no entry point: the kernel has no tracepoint */
