@@ -10,6 +10,10 @@
  *   traced_empty    a program on sys_enter_getppid that only counts its hits (plain add)
  *   traced_counter  bench.bpf.c's counter: array-map lookup + atomic add
  *   sud_trap        traced_empty with Syscall User Dispatch forced (every call traps)
+ *
+ * "auto" lets the transformer choose (rel32, page 0 with root, SUD for the
+ * rest); "rel32" and "page0" allow that mechanism alone (sites it cannot
+ * patch stay untraced, and SUD stays off), "sud" forces SUD.
  *   kernel_tracepoint  the kernel's own tracepoint through bpftrace (root), or null
  *
  * Every traced row checks that its program ran exactly once per call. Prints
@@ -56,7 +60,7 @@ type Row = { key: string; ns: number; iqr: number };
 /** One mechanism, in this (child) process. */
 async function child(mech: string): Promise<void> {
   const loop = addon();
-  const bits = { auto: Mechanism.AUTO, rel32: Mechanism.REL32 | Mechanism.SUD, page0: Mechanism.PAGE0 | Mechanism.SUD, sud: Mechanism.SUD }[mech];
+  const bits = { auto: Mechanism.AUTO, rel32: Mechanism.REL32, page0: Mechanism.PAGE0, sud: Mechanism.SUD }[mech];
   if (bits === undefined) throw new Error(`unknown mechanism '${mech}'`);
   const calls = mech === "sud" ? SUD_CALLS : CALLS;
   const rows: Row[] = [];
