@@ -405,6 +405,18 @@ void interest(uint32_t *nrs, size_t *n, bool *all) {
     if (g_nr[0][i].load() != nullptr || g_nr[1][i].load() != nullptr) nrs[(*n)++] = i;
 }
 
+int remove_all(void *owner, bool *now_empty) {
+  std::vector<int> ids;
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    for (const Record &r : g_records)
+      if (r.owner == owner) ids.push_back(r.a.id);
+    *now_empty = g_records.empty();
+  }
+  for (int id : ids) remove(id, owner, now_empty);
+  return int(ids.size());
+}
+
 int count(void *owner) {
   std::lock_guard<std::mutex> lock(g_mu);
   int n = 0;

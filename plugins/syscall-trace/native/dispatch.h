@@ -37,6 +37,8 @@ int remove(int id, void *owner, bool *now_empty);
 void interest(uint32_t *nrs, size_t *n, bool *all);
 // Attachments of `owner` (a plugin state) still attached.
 int count(void *owner);
+// Detaches every attachment of `owner`; returns how many. *now_empty as remove.
+int remove_all(void *owner, bool *now_empty);
 
 struct Stats {
   uint64_t missed;          // calls not traced: no per-thread slot was free

@@ -132,15 +132,19 @@ void sc_fini(void *state) {
   auto *s = static_cast<State *>(state);
   {
     std::lock_guard<std::mutex> lock(g_mu);
-    // The core detaches every id first; anything left (a crash of the
-    // control plane mid-way) is detached here so no hook runs it later.
-    if (sc::count(s) == 0 && g_installed) {
-      uint32_t nrs[BH_SC_MAX_NR];
-      size_t n = 0;
-      bool all = false;
-      sc::interest(nrs, &n, &all);
-      if (n == 0 && !all) uninstall_locked();
-    }
+    // The core detaches every id first; anything left (a control plane that
+    // stopped half-way) is detached here, so that no hook runs it later.
+    bool empty = false;
+    const int left = sc::remove_all(s, &empty);
+    if (left > 0) host_log(s->host, BH_LOG_WARN, "syscall_trace: fini detached attachments the core had not");
+    uint32_t nrs[BH_SC_MAX_NR];
+    size_t n = 0;
+    bool all = false;
+    sc::interest(nrs, &n, &all);
+    if (n == 0 && !all)
+      uninstall_locked();
+    else if (g_installed)
+      update_interest();
   }
   delete s;
 }

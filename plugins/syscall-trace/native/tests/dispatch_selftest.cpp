@@ -21,12 +21,12 @@
 namespace {
 
 int g_failures = 0;
-#define CHECK(cond)                                                        \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
-      fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);      \
-      g_failures++;                                                        \
-    }                                                                      \
+#define CHECK(cond)                                                   \
+  do {                                                                \
+    if (!(cond)) {                                                    \
+      fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+      g_failures++;                                                   \
+    }                                                                 \
   } while (0)
 
 // A probe API like the core's: one thread-local current context.
