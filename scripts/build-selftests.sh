@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the native selftests (C++ test drivers of the VM, JIT, helpers, maps
-# and hook engine) that test/05.native-selftests runs. Incremental.
+# hook engine and text transformer) that test/05.native-selftests and
+# test/46.text-transformer run. Incremental.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
@@ -14,4 +15,16 @@ if [ -f plugins/frida-uprobe/native/CMakeLists.txt ]; then
   cmake -S plugins/frida-uprobe/native -B plugins/frida-uprobe/build-selftests -DBH_HOOK_BUILD_TESTS=ON \
     -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build plugins/frida-uprobe/build-selftests -j"$jobs" --target hook_selftest >/dev/null
+fi
+
+if [ -f plugins/syscall-trace/CMakeLists.txt ]; then
+  cmake -S plugins/syscall-trace -B plugins/syscall-trace/build-selftests -DBH_SC_BUILD_TESTS=ON \
+    -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build plugins/syscall-trace/build-selftests -j"$jobs" --target sc_dispatch_selftest >/dev/null
+fi
+
+if [ -f plugins/text-transformer/CMakeLists.txt ]; then
+  cmake -S plugins/text-transformer -B plugins/text-transformer/build-selftests -DBH_TT_BUILD_TESTS=ON \
+    -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build plugins/text-transformer/build-selftests -j"$jobs" --target tt_selftest >/dev/null
 fi

@@ -18,8 +18,9 @@ done
 # Build and test needs: clang for -target bpf, libbpf headers for fixtures,
 # Zydis for the hook engine's decoder, cmake/g++ for the data plane.
 # bpftrace is only the kernel-uprobe anchor of bench:uprobe; clang-format
-# checks the native style (test 01, npm run lint).
-packages=(clang clang-format libbpf-dev libelf-dev libzydis-dev libzycore-dev cmake g++ make python3 bpftrace)
+# checks the native style (test 01, npm run lint). strace is what test 47
+# compares the syscall-trace plugin's opens with.
+packages=(clang clang-format libbpf-dev libelf-dev libzydis-dev libzycore-dev cmake g++ make python3 bpftrace strace)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

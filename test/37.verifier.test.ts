@@ -247,6 +247,9 @@ const EXPECTED_REFUSALS: ReadonlyMap<string, RegExp> = new Map([
   ["test/fixtures/cli/cuda_helper.bpf.c:read_timer", /helper 502 \(bpf_get_globaltimer, a CUDA helper; no loaded plugin provides it\)/],
   // Writes past its context on purpose (a checked-mode fault in test 52).
   ["test/fixtures/runtime/tailcall_bad.bpf.c:bad", /outside the 4096-byte context/],
+  // The syscall contexts (test 47): an exit program reading an enter field, a program writing its context.
+  ["test/fixtures/syscall/bad_context.bpf.c:exit_reads_args", /outside the 24-byte context \(trace_event_raw_sys_exit\)/],
+  ["test/fixtures/syscall/bad_write.bpf.c:writes_ctx", /\(trace_event_raw_sys_enter\) is not writable/],
 ]);
 
 describe("37 verifier: every program of the tests, examples and benchmarks", function () {

@@ -45,6 +45,7 @@ export type {
   VerifyStats,
 } from "./verifier/index.js";
 export {
+  contextOfAttach,
   contextOfType,
   UNKNOWN_CONTEXT,
   verifierHelpers,

@@ -139,6 +139,16 @@ export interface AttachPlugin<P = unknown> {
   readonly helpers?: readonly HelperDecl[];
 
   /**
+   * Optional: the context layout of one section of `type`, where it differs
+   * from the type's `contextLayout` (syscall_trace: sys_enter_* sections get
+   * trace_event_raw_sys_enter, sys_exit_* trace_event_raw_sys_exit).
+   * `rest` is what parseSection gets. Undefined: the type's layout. The
+   * verifier proves the section's programs against it; the native piece
+   * must hand every run at least its `size` bytes (and at least the type's
+   * layout size to a program attached by config entry or forced).
+   */
+  contextLayoutFor?(type: AttachTypeSpec, rest: string): ContextLayout | undefined;
+  /**
    * A section name to unvalidated private data. `rest` is what follows the
    * matched prefix and its "/" ("libc.so.6:malloc"), or "" for a bare prefix.
    */

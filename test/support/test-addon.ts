@@ -27,6 +27,15 @@ export interface TestAddon {
   addThreads(threads: number, perThread: number): number;
   timeCalls(which: "empty" | "double", iterations: number): number;
   addressOf(symbol: string): bigint;
+  // system calls through libc's patched sites (test/native/addon/syscalls.cpp)
+  /** ns per getppid() call over `iterations` calls made in a native loop. */
+  getppidLoop(iterations: number): number;
+  getppidThreads(threads: number, perThread: number): number;
+  libcGetpid(): number;
+  /** open(path, O_RDONLY) then close: the fd, or -errno. */
+  openClose(path: string): number;
+  bufferAddress(buf: Buffer): bigint;
+  killSelf(sig: number): number;
   readBytes(symbol: string, n: number): Buffer;
   startAddThreads(threads: number): void;
   stopAddThreads(): { calls: number; good: number };

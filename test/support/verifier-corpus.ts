@@ -8,14 +8,17 @@
 import { readdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { compileBpfC, loadObject, type BpfObject } from "@bpfhook/core";
+import { SYS_ENTER_LAYOUT, SYS_EXIT_LAYOUT } from "@bpfhook/plugin-syscall-trace";
 import { standardHelpers, type ContextLayout, type HelperSignature, type VerifierMap } from "@bpfhook/core/dist/verifier/index.js";
 
 export const REPO_ROOT = path.resolve(__dirname, "..", "..", "..");
 
 /** uprobe family: struct pt_regs on x86-64, read-only (plugins/frida-uprobe). */
 export const PT_REGS: ContextLayout = { name: "pt_regs", size: 168 };
-/** tracepoint/syscalls/sys_enter_*: trace_event_raw_sys_enter (8 common + id + 6 args). */
-export const SYS_ENTER: ContextLayout = { name: "sys_enter", size: 64 };
+/** tracepoint/syscalls/sys_enter_*, raw_syscalls/sys_enter: trace_event_raw_sys_enter (8 common + id + 6 args), read-only (plugins/syscall-trace). */
+export const SYS_ENTER: ContextLayout = SYS_ENTER_LAYOUT;
+/** tracepoint/syscalls/sys_exit_*, raw_syscalls/sys_exit: trace_event_raw_sys_exit (8 common + id + ret), read-only. */
+export const SYS_EXIT: ContextLayout = SYS_EXIT_LAYOUT;
 /**
  * simple/*: the simple plugin hands the program the caller's bytes and
  * declares no contextSize, so the corpus uses a generous 4 KiB, readable and writable
@@ -30,7 +33,8 @@ export const GENERIC: ContextLayout = { name: "generic", size: 64 };
 export function contextFor(section: string): ContextLayout {
   const kind = section.split("/")[0]!;
   if (["uprobe", "uretprobe", "uprobe.s", "uretprobe.s", "uprobe.override", "uoverride", "ureplace"].includes(kind)) return PT_REGS;
-  if (section.startsWith("tracepoint/syscalls/sys_enter")) return SYS_ENTER;
+  const sc = /^(tracepoint|tp)\/(raw_)?syscalls\/sys_(enter|exit)/.exec(section);
+  if (sc) return sc[3] === "enter" ? SYS_ENTER : SYS_EXIT;
   if (kind === "simple") return SIMPLE;
   if (kind === "bench") return BENCH;
   return GENERIC;

@@ -36,7 +36,7 @@ import { injectLibrary } from "./inject.js";
 import { mapDump, recordValue, type MapDump } from "./dump.js";
 
 /** Plugins that ship with bpfhook: always available to the CLI, resolved next to core only. */
-export const BUNDLED_PLUGINS = ["@bpfhook/plugin-simple", "@bpfhook/plugin-frida-uprobe"] as const;
+export const BUNDLED_PLUGINS = ["@bpfhook/plugin-simple", "@bpfhook/plugin-frida-uprobe", "@bpfhook/plugin-syscall-trace"] as const;
 
 export interface AgentSessionOptions {
   /** A config file (YAML or JSON, docs/CONFIG.md). */

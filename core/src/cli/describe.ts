@@ -21,7 +21,7 @@ import type { VerifyFunction } from "../runtime/verification.js";
 import { verifyProgram } from "../verifier/verify.js";
 import { verdictLine, verifyPrograms, type ProgramVerdict } from "./verify.js";
 
-const BUNDLED = ["@bpfhook/plugin-simple", "@bpfhook/plugin-frida-uprobe"];
+const BUNDLED = ["@bpfhook/plugin-simple", "@bpfhook/plugin-frida-uprobe", "@bpfhook/plugin-syscall-trace"];
 
 /** Exit codes of `bpfhook inspect`. */
 export const InspectExit = {

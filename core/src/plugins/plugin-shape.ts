@@ -72,6 +72,7 @@ const pluginShape = z.object({
   helpers: z.array(helperShape).optional(),
   parseSection: z.custom<(...a: unknown[]) => unknown>((v) => typeof v === "function", "must be a function"),
   encode: z.custom<(...a: unknown[]) => unknown>((v) => typeof v === "function", "must be a function"),
+  contextLayoutFor: z.custom<(...a: unknown[]) => unknown>((v) => typeof v === "function", "must be a function").optional(),
 });
 
 export function checkPluginShape(candidate: unknown, origin: string): AttachPlugin {

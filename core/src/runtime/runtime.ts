@@ -27,8 +27,8 @@ import { PluginLoaderToken, PluginRegistryToken, RuntimeToken, VerifierToken } f
 import { verifyProgram } from "../verifier/verify.js";
 import type { VerifierMode } from "../verifier/types.js";
 import {
+  contextOfAttach,
   contextOfSection,
-  contextOfType,
   ProgramVerification,
   resolveVerifierMode,
   UNKNOWN_CONTEXT,
@@ -328,7 +328,7 @@ export class Runtime implements NativeCaller {
     this.checkProgramFits(program, plugin, type, options.force === true);
     // Strict: proven safe with this type's context (cached per layout; the
     // load verified it with its section's).
-    program.verification?.require(contextOfType(type), `attached as ${type.name}`);
+    program.verification?.require(contextOfAttach(this.registry, plugin, type, program.section), `attached as ${type.name}`);
     const data = this.registry.validate(plugin, type, raw, where);
     const host: PluginHost = { log: (level, message) => this.log(plugin.name, level, message), target: this.target };
     const info: AttachProgramInfo = { name: program.name, section: program.section, helperIds: program.helperIds };

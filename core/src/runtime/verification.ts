@@ -45,10 +45,39 @@ export function contextOfType(type: AttachTypeSpec): ContextLayout {
   return { ...UNKNOWN_CONTEXT, name: `${type.name} context (undeclared)` };
 }
 
-/** The context a section selects at load: its attach type's, else UNKNOWN_CONTEXT. */
+/**
+ * The context a section selects at load: the plugin's layout for that
+ * section (`contextLayoutFor`), else its attach type's, else UNKNOWN_CONTEXT.
+ */
 export function contextOfSection(registry: PluginRegistry, section: string): ContextLayout {
   const match = section === "" ? undefined : registry.matchSection(section);
-  return match === undefined ? UNKNOWN_CONTEXT : contextOfType(match.type);
+  if (match === undefined) return UNKNOWN_CONTEXT;
+  return sectionLayout(match.plugin, match.type, match.rest) ?? contextOfType(match.type);
+}
+
+/**
+ * The context a program attached as `type` gets: its section's layout when
+ * the section selects this very type, else the type's.
+ */
+export function contextOfAttach(registry: PluginRegistry, plugin: AttachPlugin, type: AttachTypeSpec, section: string): ContextLayout {
+  const match = section === "" ? undefined : registry.matchSection(section);
+  const own = match !== undefined && match.plugin === plugin && match.type === type;
+  return (own ? sectionLayout(plugin, type, match.rest) : undefined) ?? contextOfType(type);
+}
+
+function sectionLayout(plugin: AttachPlugin, type: AttachTypeSpec, rest: string): ContextLayout | undefined {
+  if (plugin.contextLayoutFor === undefined) return undefined;
+  const c = plugin.contextLayoutFor(type, rest);
+  if (c === undefined) return undefined;
+  // The plugin's promise, but a layout whose ranges leave it would let a
+  // proven program read past what the plugin hands it.
+  const inside = [...(c.readable ?? []), ...(c.writable ?? [])].every((r) => r.offset >= 0 && r.offset + r.size <= c.size);
+  if (!inside || !(c.size >= 0)) {
+    throw new BpfhookError("PLUGIN_INVALID", `[${plugin.name}] contextLayoutFor('${rest}'): a range lies outside the layout's ${c.size} bytes`, {
+      plugin: plugin.name,
+    });
+  }
+  return c;
 }
 
 /** One key per distinct layout (the name is only for messages, but two names may mean two plugins' promises). */

@@ -2,10 +2,12 @@
 
 void InitSimpleSource(Napi::Env env, Napi::Object exports);
 void InitTargets(Napi::Env env, Napi::Object exports);
+void InitSyscalls(Napi::Env env, Napi::Object exports);
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitSimpleSource(env, exports);
   InitTargets(env, exports);
+  InitSyscalls(env, exports);
   return exports;
 }
 

@@ -1,0 +1,223 @@
+/**
+ * npm run bench:syscall — cost per call of system-call tracing in user space,
+ * in one run: a getppid() loop (libc's own `mov $110,%eax; syscall` site) run
+ * natively in the test addon (test/native/addon/syscalls.cpp), so Node's
+ * overhead is out of it. Each mechanism runs in its own child process (the
+ * transformer is process-wide):
+ *
+ *   plain           no transformer
+ *   untraced        transformer installed (a program on getpid), getppid not of interest
+ *   traced_empty    a program on sys_enter_getppid that only counts its hits (plain add)
+ *   traced_counter  bench.bpf.c's counter: array-map lookup + atomic add
+ *   sud_trap        traced_empty with Syscall User Dispatch forced (every call traps)
+ *
+ * "auto" lets the transformer choose (rel32, page 0 with root, SUD for the
+ * rest); "rel32" and "page0" allow that mechanism alone (sites it cannot
+ * patch stay untraced, and SUD stays off), "sud" forces SUD.
+ *   kernel_tracepoint  the kernel's own tracepoint through bpftrace (root), or null
+ *
+ * Every traced row checks that its program ran exactly once per call. Prints
+ * a table per mechanism, then one JSON line of medians (ns per call).
+ */
+import { spawn, spawnSync } from "node:child_process";
+import path from "node:path";
+import { assembleBytes, compileBpfC, Runtime, type BpfMap, type Link } from "@bpfhook/core";
+import { Mechanism, setMechanisms, syscallTraceStats } from "@bpfhook/plugin-syscall-trace";
+import { fixed, formatTable, median, relativeIqr } from "../common/stats.js";
+import { repoRoot } from "../common/targets.js";
+
+const RUNS = 11;
+const CALLS = 1_000_000;
+const SUD_CALLS = 20_000;
+const KERNEL_RUNS = 5;
+const KERNEL_CALLS = 200_000;
+const PLUGIN = "@bpfhook/plugin-syscall-trace";
+
+interface Loop {
+  getppidLoop(iterations: number): number;
+}
+const addon = (): Loop => require(path.join(repoRoot, "test", "native", "build", "Release", "testaddon.node")) as Loop;
+
+/** hits[0] += 1, no helper: the "empty" program that proves it ran. */
+const COUNTING_EMPTY = assembleBytes(`
+  lddw %r1, map_value 0, 0
+  ldxdw %r2, [%r1+0]
+  add %r2, 1
+  stxdw [%r1+0], %r2
+  mov %r0, 0
+  exit
+`);
+
+function measure(loop: Loop, runs: number, calls: number): { median: number; iqr: number } {
+  loop.getppidLoop(Math.max(1, Math.floor(calls / 10))); // warm-up
+  const samples = Array.from({ length: runs }, () => loop.getppidLoop(calls));
+  return { median: median(samples), iqr: relativeIqr(samples) };
+}
+const callsOf = (runs: number, calls: number) => BigInt(Math.max(1, Math.floor(calls / 10)) + runs * calls);
+
+type Row = { key: string; ns: number; iqr: number };
+
+/** One mechanism, in this (child) process. */
+async function child(mech: string): Promise<void> {
+  const loop = addon();
+  const bits = { auto: Mechanism.AUTO, rel32: Mechanism.REL32, page0: Mechanism.PAGE0, sud: Mechanism.SUD }[mech];
+  if (bits === undefined) throw new Error(`unknown mechanism '${mech}'`);
+  const calls = mech === "sud" ? SUD_CALLS : CALLS;
+  const rows: Row[] = [];
+  const plain = measure(loop, RUNS, calls);
+  rows.push({ key: "plain", ns: plain.median, iqr: plain.iqr });
+
+  const rt = await Runtime.create({ plugins: [PLUGIN], resolveFrom: repoRoot });
+  setMechanisms(rt, bits);
+  const obj = rt.load(compileBpfC(path.join(repoRoot, "test", "fixtures", "syscall", "bench.bpf.c"), { out: path.join(tmp(), "bench.bpf.o") }));
+  const raw = rt.load({
+    programs: [
+      { name: "counting_empty", insns: COUNTING_EMPTY },
+      { name: "other", insns: assembleBytes("mov %r0, 0\nexit") },
+    ],
+    maps: [{ name: "hits", type: 2, keySize: 4, valueSize: 8, maxEntries: 1, flags: 0, section: "code" }],
+  });
+  const key0 = Buffer.alloc(4);
+  const hits = () => raw.map<BpfMap<Buffer, Buffer>>("hits").get(key0)!.readBigUInt64LE(0);
+  const calls0 = () => obj.map<BpfMap<number, bigint>>("calls").get(0) ?? 0n;
+  const emptyHits = () => (obj.map<BpfMap<number, Buffer>>(".bss").get(0) as unknown as Buffer).readBigUInt64LE(0);
+  const enter = (syscall: string) => ({ type: "syscall_trace", data: { direction: "enter", syscall } });
+
+  // The transformer installed by a program on another call: getppid untraced.
+  const other = await raw.program("other").attach(enter("getpid"));
+  let error: string | undefined;
+  let stats;
+  try {
+    stats = syscallTraceStats(rt);
+    const run = async (key: string, attach: () => Promise<Link>, counter?: () => bigint) => {
+      const link = await attach();
+      const before = counter?.();
+      const m = measure(loop, RUNS, calls);
+      const fired = counter !== undefined ? counter() - before! : undefined;
+      link.detach();
+      if (fired !== undefined && fired !== callsOf(RUNS, calls)) {
+        throw new Error(`${key}: the program ran ${fired} times for ${callsOf(RUNS, calls)} calls`);
+      }
+      rows.push({ key, ns: m.median, iqr: m.iqr });
+    };
+    const untraced = measure(loop, RUNS, calls);
+    rows.push({ key: "untraced", ns: untraced.median, iqr: untraced.iqr });
+    await run("traced_empty", () => obj.program("empty").attach(enter("getppid")), emptyHits);
+    await run("traced_raw_empty", () => raw.program("counting_empty").attach(enter("getppid")), hits);
+    await run("traced_counter", () => obj.program("counter").attach(enter("getppid")), calls0);
+  } catch (e) {
+    error = (e as Error).message;
+  }
+  other.detach();
+  rt.close();
+  console.log(JSON.stringify({ mech, rows, stats, error }));
+}
+
+let tmpDir: string | undefined;
+function tmp(): string {
+  if (tmpDir === undefined) {
+    const { mkdtempSync } = require("node:fs") as typeof import("node:fs");
+    tmpDir = mkdtempSync(path.join(require("node:os").tmpdir(), "bpfhook-bench-syscall-"));
+  }
+  return tmpDir;
+}
+
+/** The kernel's tracepoint through bpftrace while the loop runs here; a reason where it cannot. */
+async function kernelTracepoint(loop: Loop): Promise<{ ns: number | null; note: string }> {
+  if (process.getuid?.() !== 0) return { ns: null, note: "not root" };
+  const probe = spawnSync("bpftrace", ["--version"], { encoding: "utf8" });
+  if (probe.error || probe.status !== 0) return { ns: null, note: "bpftrace not installed" };
+  const pid = process.pid;
+  const child = spawn("bpftrace", ["-e", `tracepoint:syscalls:sys_enter_getppid /pid == ${pid}/ { @hits = count(); }`], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  const attached = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), 20_000);
+    const onData = (c: Buffer) => {
+      out += c.toString();
+      if (out.includes("Attaching")) {
+        clearTimeout(timer);
+        setTimeout(() => resolve(true), 1000);
+      }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.once("exit", () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+  });
+  if (!attached) {
+    child.kill("SIGKILL");
+    return { ns: null, note: `bpftrace could not attach: ${out.trim().split("\n")[0] ?? "no output"}` };
+  }
+  const m = measure(loop, KERNEL_RUNS, KERNEL_CALLS);
+  const counted = await new Promise<bigint | null>((done) => {
+    child.once("exit", () => {
+      const hit = /@hits:\s*(\d+)/.exec(out);
+      done(hit ? BigInt(hit[1]!) : null);
+    });
+    child.kill("SIGINT");
+  });
+  const expected = callsOf(KERNEL_RUNS, KERNEL_CALLS);
+  if (counted !== expected) return { ns: null, note: `bpftrace counted ${counted ?? "no"} hits for ${expected} calls` };
+  return { ns: m.median, note: "" };
+}
+
+async function main(): Promise<void> {
+  const mechIndex = process.argv.indexOf("--child");
+  if (mechIndex >= 0) return child(process.argv[mechIndex + 1] ?? "auto");
+
+  const results: Record<string, { rows: Row[]; stats?: Record<string, number | boolean>; error?: string }> = {};
+  for (const mech of ["auto", "rel32", "page0", "sud"]) {
+    const r = spawnSync(process.execPath, [__filename, "--child", mech], { encoding: "utf8", timeout: 300_000 });
+    const line = r.stdout.trim().split("\n").pop() ?? "";
+    try {
+      results[mech] = JSON.parse(line);
+    } catch {
+      results[mech] = { rows: [], error: `child exited ${r.status}: ${(r.stderr || r.stdout).trim().split("\n").slice(-3).join(" | ")}` };
+    }
+  }
+  const kernel = await kernelTracepoint(addon());
+
+  const get = (mech: string, key: string) => results[mech]?.rows.find((r) => r.key === key)?.ns;
+  for (const [mech, r] of Object.entries(results)) {
+    const s = r.stats;
+    const sites = s ? `; sites: ${s.sitesFound} found, ${s.sitesRel32} rel32, ${s.sitesPage0} page0, ${s.sitesSud} sud, ${s.sitesUntouched} untouched; mechanisms ${s.mechanisms}` : "";
+    console.log(`\n${mech}${sites}`);
+    if (r.error) console.log(`  error: ${r.error}`);
+    const plain = get(mech, "plain") ?? 0;
+    if (r.rows.length > 0) {
+      console.log(
+        formatTable(
+          ["getppid()", "ns/call", "added ns", "iqr/median"],
+          r.rows.map((x) => [x.key, fixed(x.ns, 1), x.key === "plain" ? "-" : fixed(x.ns - plain, 1), `${fixed(x.iqr * 100, 1)}%`]),
+        ),
+      );
+    }
+  }
+  console.log(`\nkernel tracepoint: ${kernel.ns === null ? `null (${kernel.note})` : `${fixed(kernel.ns, 1)} ns/call`}`);
+  console.log(`median of ${RUNS} runs x ${CALLS} calls (sud: x ${SUD_CALLS})`);
+  const n = (v: number | undefined) => (v === undefined ? null : Number(v.toFixed(2)));
+  const json: Record<string, unknown> = {
+    plain: n(get("auto", "plain")),
+    untraced: n(get("auto", "untraced")),
+    traced_empty: n(get("auto", "traced_empty")),
+    traced_counter: n(get("auto", "traced_counter")),
+    sud_trap: n(get("sud", "traced_empty")),
+    kernel_tracepoint: kernel.ns === null ? null : n(kernel.ns),
+    mechanisms: Object.fromEntries(
+      ["rel32", "page0", "sud"].map((m) => [
+        m,
+        { plain: n(get(m, "plain")), untraced: n(get(m, "untraced")), traced_empty: n(get(m, "traced_empty")), traced_counter: n(get(m, "traced_counter")) },
+      ]),
+    ),
+  };
+  console.log(`\n${JSON.stringify(json)}`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,433 @@
+// The syscall dispatcher: what the text transformer calls on every system
+// call it delivers (hook_enter before the call, hook_exit after it), and the
+// attachment tables those hooks read.
+//
+// Hot path (the hooks): no lock, no allocation, no system call through a
+// patched site. Per syscall number an enter list and an exit list, plus one
+// pair for raw_syscalls programs (every number); each list is an immutable
+// array replaced as a whole (copy-on-write) by the control path, published
+// with one release store and read with one acquire load. A number nothing
+// traces costs two relaxed loads (and its sites are normally not even
+// patched: bh_tt_set_interest).
+//
+// Readers mark themselves in a per-thread slot, the uprobe dispatcher's
+// pattern (plugins/frida-uprobe/native/src/threads.cpp): the slot's counter
+// is odd while the thread runs programs. Writers publish the new list, run
+// membarrier(PRIVATE_EXPEDITED) (a full barrier on every CPU running one of
+// our threads) and wait for each odd counter to move; only then is the old
+// list freed and detach allowed to return. Without membarrier readers pay a
+// full fence instead. The wait is bounded: a thread that stays inside for a
+// second is given up on (the old list is leaked, not freed, and counted).
+//
+// The odd counter is also the depth guard: a system call made while a
+// program runs on the thread (by a helper, or by a signal handler that
+// interrupts the program) is not traced, as the kernel does not trace its
+// own helpers. A signal handler that runs between the real call and the
+// exit hook finds the counter even: its calls are new outer calls and are
+// traced.
+//
+// Slots are a static pool (no allocation), claimed on a thread's first
+// traced call with a CAS on the owner tid, and reclaimed from threads that
+// no longer exist (tgkill(tgid, tid, 0) == -ESRCH) when the pool is full.
+// Thread-locals are initial-exec: global-dynamic TLS in a dlopen'ed library
+// goes through __tls_get_addr, which may allocate on a thread's first
+// access, inside someone's malloc.
+
+#include "dispatch.h"
+
+#include <linux/membarrier.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+namespace sc {
+namespace {
+
+struct List {
+  uint32_t n;
+  Attachment items[];
+};
+
+// One list pointer per number and direction, and the raw_syscalls pair.
+std::atomic<const List *> g_nr[2][BH_SC_MAX_NR];
+std::atomic<const List *> g_all[2];
+
+const bh_probe_api *g_probe = nullptr;
+
+// ---- per-thread slots --------------------------------------------------------
+struct alignas(64) Slot {
+  std::atomic<uint64_t> ctr{0};   // odd while the thread runs programs
+  std::atomic<int32_t> owner{0};  // tid of the thread using it; 0: free
+};
+constexpr uint32_t kSlots = 4096;
+Slot g_slots[kSlots];
+__thread Slot *tls_slot __attribute__((tls_model("initial-exec"))) = nullptr;
+std::atomic<int32_t> g_tgid{0};
+bool g_reader_fence = false;
+std::atomic<uint64_t> g_missed{0}, g_grace_timeouts{0};
+
+inline long raw(long nr, long a = 0, long b = 0, long c = 0, long d = 0) {
+  return long(bh_tt_raw_syscall(uint64_t(nr), uint64_t(a), uint64_t(b), uint64_t(c), uint64_t(d), 0, 0));
+}
+
+int32_t tgid() {
+  int32_t t = g_tgid.load(std::memory_order_relaxed);
+  if (t == 0) {
+    t = int32_t(raw(SYS_getpid));
+    g_tgid.store(t, std::memory_order_relaxed);
+  }
+  return t;
+}
+
+bool thread_gone(int32_t tid) { return tid != 0 && raw(SYS_tgkill, tgid(), tid, 0) == -ESRCH; }
+
+// A thread's first traced call: a free slot, else one of a thread that is gone.
+__attribute__((noinline)) Slot *slot_claim() {
+  const int32_t tid = int32_t(raw(SYS_gettid));
+  for (int pass = 0; pass < 2; pass++) {
+    for (Slot &s : g_slots) {
+      int32_t o = s.owner.load(std::memory_order_relaxed);
+      if (o != 0 && (pass == 0 || (s.ctr.load(std::memory_order_relaxed) & 1) != 0 || !thread_gone(o))) continue;
+      if (s.owner.compare_exchange_strong(o, tid, std::memory_order_acq_rel)) {
+        uint64_t c = s.ctr.load(std::memory_order_relaxed);
+        if (c & 1) s.ctr.store(c + 1, std::memory_order_relaxed);
+        tls_slot = &s;
+        return &s;
+      }
+    }
+  }
+  return nullptr;
+}
+
+void after_fork_child() {
+  // The child has one thread, the one that forked: its slot follows its new
+  // tid, every other slot is free.
+  g_tgid.store(0, std::memory_order_relaxed);
+  Slot *self = tls_slot;
+  for (Slot &s : g_slots) {
+    if (&s == self) continue;
+    s.ctr.store(0, std::memory_order_relaxed);
+    s.owner.store(0, std::memory_order_relaxed);
+  }
+  if (self != nullptr) self->owner.store(int32_t(raw(SYS_gettid)), std::memory_order_relaxed);
+}
+
+inline void section_enter(Slot *s, uint64_t c) {
+  s->ctr.store(c + 1, std::memory_order_relaxed);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (__builtin_expect(g_reader_fence, 0)) std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
+inline void section_leave(Slot *s, uint64_t c) { s->ctr.store(c + 2, std::memory_order_release); }
+
+// ---- one call's probe context --------------------------------------------------
+struct CallState {
+  const bh_tt_call *call;
+  int64_t ret;      // exit: the result so far; enter: the override value
+  bool exit;        // an exit run: get_ret works, set_ret replaces
+  bool overridden;  // set_ret was honoured
+  bool allow;       // the running attachment may override
+};
+
+int op_get_arg(void *opaque, uint32_t n, uint64_t *value) {
+  auto *cs = static_cast<CallState *>(opaque);
+  if (n >= 6) return -EINVAL;
+  *value = cs->call->args[n];
+  return 0;
+}
+
+int op_get_ret(void *opaque, uint64_t *value) {
+  auto *cs = static_cast<CallState *>(opaque);
+  if (!cs->exit) return -EOPNOTSUPP;
+  *value = uint64_t(cs->ret);
+  return 0;
+}
+
+int op_set_ret(void *opaque, uint64_t value) {
+  auto *cs = static_cast<CallState *>(opaque);
+  if (!cs->allow) return -EPERM;
+  cs->ret = int64_t(value);
+  cs->overridden = true;
+  return 0;
+}
+
+int op_get_retval(void *opaque, uint64_t *value) {
+  auto *cs = static_cast<CallState *>(opaque);
+  if (!cs->exit && !cs->overridden) return -EOPNOTSUPP;
+  *value = uint64_t(cs->ret);
+  return 0;
+}
+
+const bh_probe_ops kOps = {sizeof(bh_probe_ops), op_get_arg, op_get_ret, op_set_ret, op_get_retval};
+
+inline void run_list(const List *l, void *ctx, CallState &cs, bh_probe_ctx &pc) {
+  for (uint32_t i = 0; i < l->n; i++) {
+    const Attachment &a = l->items[i];
+    cs.allow = a.allow_override;
+    uint64_t r0 = 0;
+    const bool bracket = a.reads_probe && g_probe != nullptr;
+    if (bracket) {
+      pc.cookie = a.cookie;
+      g_probe->enter(&pc);
+    }
+    if (a.jit != nullptr)
+      r0 = a.jit(ctx, BH_SC_CONTEXT_SIZE);
+    else
+      a.run(a.prog, ctx, BH_SC_CONTEXT_SIZE, &r0);  // a fault (checked mode) just ends this run
+    if (bracket) g_probe->leave();
+    // Later programs of an exit see the result as overridden so far.
+    if (cs.exit) reinterpret_cast<bh_sc_sys_exit *>(ctx)->ret = cs.ret;
+  }
+}
+
+// The calling thread's slot, or nullptr when this call is not to be traced
+// (a program of ours is running on the thread, or no slot is free).
+inline Slot *enter_slot(uint64_t *c) {
+  Slot *s = tls_slot;
+  if (__builtin_expect(s == nullptr, 0)) {
+    s = slot_claim();
+    if (s == nullptr) {
+      g_missed.fetch_add(1, std::memory_order_relaxed);
+      return nullptr;
+    }
+  }
+  *c = s->ctr.load(std::memory_order_relaxed);
+  if (*c & 1) return nullptr;
+  section_enter(s, *c);
+  return s;
+}
+
+inline void fill_header(void *ctx, int64_t nr) {
+  auto *h = static_cast<bh_sc_sys_enter *>(ctx);
+  h->ent.type = 0;  // the kernel's event id: no tracefs here to number events
+  h->ent.flags = 0;
+  h->ent.preempt_count = 0;
+  Slot *s = tls_slot;
+  h->ent.pid = s != nullptr ? s->owner.load(std::memory_order_relaxed) : 0;
+  h->id = nr;
+}
+
+}  // namespace
+
+int hook_enter(void *, const bh_tt_call *call, int64_t *ret) {
+  const uint64_t nr = call->nr;
+  if (g_all[BH_SC_ENTER].load(std::memory_order_relaxed) == nullptr &&
+      (nr >= BH_SC_MAX_NR || g_nr[BH_SC_ENTER][nr].load(std::memory_order_relaxed) == nullptr))
+    return BH_TT_RUN;
+  uint64_t c;
+  Slot *s = enter_slot(&c);
+  if (s == nullptr) return BH_TT_RUN;
+  const List *all = g_all[BH_SC_ENTER].load(std::memory_order_acquire);
+  const List *one = nr < BH_SC_MAX_NR ? g_nr[BH_SC_ENTER][nr].load(std::memory_order_acquire) : nullptr;
+  alignas(16) bh_sc_sys_enter ctx;
+  static_assert(sizeof ctx == BH_SC_CONTEXT_SIZE, "trace_event_raw_sys_enter is 64 bytes");
+  fill_header(&ctx, int64_t(nr));
+  memcpy(ctx.args, call->args, sizeof ctx.args);
+  CallState cs{call, 0, false, false, false};
+  bh_probe_ctx pc{};
+  pc.regs = &ctx;
+  pc.ops = &kOps;
+  pc.opaque = &cs;
+  pc.nr_args = 6;
+  if (all != nullptr) run_list(all, &ctx, cs, pc);
+  if (one != nullptr) run_list(one, &ctx, cs, pc);
+  section_leave(s, c);
+  if (cs.overridden) {
+    *ret = cs.ret;
+    return BH_TT_SKIP;
+  }
+  return BH_TT_RUN;
+}
+
+void hook_exit(void *, const bh_tt_call *call, int64_t *ret) {
+  const uint64_t nr = call->nr;
+  if (g_all[BH_SC_EXIT].load(std::memory_order_relaxed) == nullptr &&
+      (nr >= BH_SC_MAX_NR || g_nr[BH_SC_EXIT][nr].load(std::memory_order_relaxed) == nullptr))
+    return;
+  uint64_t c;
+  Slot *s = enter_slot(&c);
+  if (s == nullptr) return;
+  const List *all = g_all[BH_SC_EXIT].load(std::memory_order_acquire);
+  const List *one = nr < BH_SC_MAX_NR ? g_nr[BH_SC_EXIT][nr].load(std::memory_order_acquire) : nullptr;
+  // 64 bytes like an enter context: a program verified against the type's
+  // widest layout (a config entry's attach) reads zeros past `ret`.
+  alignas(16) unsigned char buf[BH_SC_CONTEXT_SIZE] = {};
+  auto *ctx = reinterpret_cast<bh_sc_sys_exit *>(buf);
+  fill_header(ctx, int64_t(nr));
+  ctx->ret = *ret;
+  CallState cs{call, *ret, true, false, false};
+  bh_probe_ctx pc{};
+  pc.regs = buf;
+  pc.ops = &kOps;
+  pc.opaque = &cs;
+  pc.nr_args = 0;
+  if (all != nullptr) run_list(all, buf, cs, pc);
+  if (one != nullptr) run_list(one, buf, cs, pc);
+  section_leave(s, c);
+  if (cs.overridden) *ret = cs.ret;
+}
+
+// ---- control path ------------------------------------------------------------------
+namespace {
+
+struct Record {
+  Attachment a;
+  bh_sc_private_data pd;
+  void *owner;
+};
+
+std::mutex g_mu;
+std::vector<Record> g_records;  // attach order
+int g_next_id = 0;
+std::once_flag g_once;
+
+void init_once() {
+  if (raw(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0) < 0) g_reader_fence = true;
+  pthread_atfork(nullptr, nullptr, after_fork_child);
+}
+
+std::atomic<const List *> &slot_of(const bh_sc_private_data &pd) {
+  return (pd.flags & BH_SC_F_ALL) ? g_all[pd.direction] : g_nr[pd.direction][pd.nr];
+}
+
+bool same_list(const bh_sc_private_data &x, const bh_sc_private_data &y) {
+  if (x.direction != y.direction || (x.flags & BH_SC_F_ALL) != (y.flags & BH_SC_F_ALL)) return false;
+  return (x.flags & BH_SC_F_ALL) != 0 || x.nr == y.nr;
+}
+
+// The list for pd's number and direction, built from the records (NULL: empty).
+const List *build(const bh_sc_private_data &pd) {
+  std::vector<const Attachment *> items;
+  for (const Record &r : g_records)
+    if (same_list(r.pd, pd)) items.push_back(&r.a);
+  if (items.empty()) return nullptr;
+  auto *l = static_cast<List *>(malloc(sizeof(List) + items.size() * sizeof(Attachment)));
+  if (l == nullptr) return nullptr;
+  l->n = uint32_t(items.size());
+  for (size_t i = 0; i < items.size(); i++) l->items[i] = *items[i];
+  return l;
+}
+
+// Waits until every thread that was running programs when it was called has
+// left them. Returns false if one did not within a second (then the caller
+// must not free what that thread may read).
+bool grace_period() {
+  if (g_reader_fence)
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  else
+    raw(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0);
+  Slot *self = tls_slot;
+  uint64_t waited_ns = 0;
+  for (Slot &s : g_slots) {
+    if (&s == self || s.owner.load(std::memory_order_relaxed) == 0) continue;
+    const uint64_t c = s.ctr.load(std::memory_order_acquire);
+    if (!(c & 1)) continue;
+    for (unsigned spins = 0; s.ctr.load(std::memory_order_acquire) == c; spins++) {
+      if (spins < 64) {
+        __builtin_ia32_pause();
+      } else if (spins < 2000) {
+        raw(SYS_sched_yield);
+      } else {
+        if (thread_gone(s.owner.load(std::memory_order_relaxed))) break;
+        struct timespec ts = {0, 100000};
+        raw(SYS_nanosleep, reinterpret_cast<long>(&ts), 0);
+        waited_ns += 100000;
+        if (waited_ns >= 1000000000ull) {
+          g_grace_timeouts.fetch_add(1, std::memory_order_relaxed);
+          return false;
+        }
+      }
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+void set_probe_api(const bh_probe_api *probe) { g_probe = probe; }
+
+int add(const Attachment &a, const bh_sc_private_data &pd, void *owner, std::string *err) {
+  std::call_once(g_once, init_once);
+  if (pd.direction > BH_SC_EXIT) {
+    *err = "direction " + std::to_string(pd.direction) + " is neither enter (0) nor exit (1)";
+    return -EINVAL;
+  }
+  if (!(pd.flags & BH_SC_F_ALL) && pd.nr >= BH_SC_MAX_NR) {
+    *err = "syscall number " + std::to_string(pd.nr) + " is not below " + std::to_string(BH_SC_MAX_NR);
+    return -EINVAL;
+  }
+  std::lock_guard<std::mutex> lock(g_mu);
+  Record r{a, pd, owner};
+  r.a.id = g_next_id++;
+  g_records.push_back(r);
+  const List *l = build(pd);
+  if (l == nullptr) {
+    g_records.pop_back();
+    *err = "out of memory for the attachment list";
+    return -ENOMEM;
+  }
+  const List *old = slot_of(pd).exchange(l, std::memory_order_acq_rel);
+  if (old != nullptr) {
+    if (grace_period()) free(const_cast<List *>(old));
+  }
+  return r.a.id;
+}
+
+int remove(int id, void *owner, bool *now_empty) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  for (auto it = g_records.begin(); it != g_records.end(); ++it) {
+    if (it->a.id != id || it->owner != owner) continue;
+    const bh_sc_private_data pd = it->pd;
+    g_records.erase(it);
+    // NULL when empty, or (rarely) out of memory: then the list stays empty
+    // until its next change (a program missing is safer than one detached
+    // and still running).
+    const List *l = build(pd);
+    const List *old = slot_of(pd).exchange(l, std::memory_order_acq_rel);
+    const bool passed = grace_period();
+    if (old != nullptr && passed) free(const_cast<List *>(old));
+    *now_empty = g_records.empty();
+    return 0;
+  }
+  return -ENOENT;
+}
+
+void interest(uint32_t *nrs, size_t *n, bool *all) {
+  *n = 0;
+  *all = g_all[0].load() != nullptr || g_all[1].load() != nullptr;
+  for (uint32_t i = 0; i < BH_SC_MAX_NR; i++)
+    if (g_nr[0][i].load() != nullptr || g_nr[1][i].load() != nullptr) nrs[(*n)++] = i;
+}
+
+int remove_all(void *owner, bool *now_empty) {
+  std::vector<int> ids;
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    for (const Record &r : g_records)
+      if (r.owner == owner) ids.push_back(r.a.id);
+    *now_empty = g_records.empty();
+  }
+  for (int id : ids) remove(id, owner, now_empty);
+  return int(ids.size());
+}
+
+int count(void *owner) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  int n = 0;
+  for (const Record &r : g_records) n += r.owner == owner;
+  return n;
+}
+
+Stats stats() {
+  uint64_t threads = 0;
+  for (const Slot &s : g_slots) threads += s.owner.load(std::memory_order_relaxed) != 0;
+  return Stats{g_missed.load(), g_grace_timeouts.load(), threads};
+}
+
+}  // namespace sc

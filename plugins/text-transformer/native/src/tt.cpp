@@ -1,0 +1,1067 @@
+// The text transformer (see include/bpfhook/text_transformer.h for the
+// contract and README.md for the mechanisms, their costs and limits).
+//
+// Install: scan every readable executable mapping with Zydis (linear sweep,
+// one byte skipped and decoding resumed on an undecodable byte), collect the
+// `syscall` instructions found at instruction starts and every direct branch
+// target, then give each site a mechanism:
+//   REL32  `mov $NR,%eax; syscall` whose `syscall` is no branch target: the
+//          5-byte mov becomes `jmp rel32` to a per-site stub near the module;
+//          the `syscall` bytes stay (the stub returns past them).
+//   PAGE0  any other site, when page 0 could be mapped: `syscall` becomes
+//          `call *%rax` into the slide at address 0.
+//   SUD    the rest: left as they are and caught by Syscall User Dispatch,
+//          which is turned on only when such a site exists and is wanted.
+// Stubs and the page-0 handler save every register, build a bh_tt_call on the
+// stack, run the hooks (tramp.S + bh_tt_c_enter/bh_tt_c_exit below) and
+// execute the real `syscall` with the program's own rsp.
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/ucontext.h>
+#include <ucontext.h>
+#include <unistd.h>
+#include <Zydis/Zydis.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cinttypes>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "bpfhook/text_transformer.h"
+#include "code_arena.h"
+#include "internal.h"
+#include "textpoke.h"
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef PR_SET_SYSCALL_USER_DISPATCH
+#define PR_SET_SYSCALL_USER_DISPATCH 59
+#define PR_SYS_DISPATCH_OFF 0
+#define PR_SYS_DISPATCH_ON 1
+#endif
+#ifndef SYS_USER_DISPATCH
+#define SYS_USER_DISPATCH 2
+#endif
+#ifndef CLONE_VM
+#define CLONE_VM 0x100
+#endif
+
+using bh_tt::Frame;
+
+// Per-thread selector byte of Syscall User Dispatch (0 allow, 1 block) and
+// the vfork word (see tramp.S). Initial-exec: stubs address the selector as
+// %fs:offset, the same for every thread.
+__thread __attribute__((tls_model("initial-exec"))) volatile uint8_t bh_tt_sel;
+__thread __attribute__((tls_model("initial-exec"))) uint64_t bh_tt_vfork_word;
+
+namespace {
+
+constexpr uint8_t kSelAllow = 0, kSelBlock = 1;
+constexpr size_t kStubSize = 160;
+constexpr size_t kBareAt = 128;   // the bare path: the call with no hooks
+constexpr uint32_t kMaxNr = 512;  // page 0's slide covers numbers below this
+
+struct Site {
+  uint64_t addr = 0;  // the `syscall` instruction
+  int32_t nr = -1;    // known at the site (REL32 shape), else -1
+  int prot = 0;       // of its mapping (restored after each write)
+  uint32_t mech = BH_TT_MECH_NONE;
+  bool rel32_shape = false;
+  uint8_t mov_len = 0;  // 5: b8 imm32, 7: 48 c7 c0 imm32
+  bool bare = false;    // REL32 to the stub's bare path (number not wanted, SUD on)
+  uint8_t orig[8] = {};
+  uint8_t *stub = nullptr;  // REL32 stub (kept once made)
+  uint64_t stub_skip = 0;   // the stub's skip path
+  uint32_t module = 0;      // index into State::module_names
+};
+
+struct State {
+  std::mutex mu;
+  bool installed = false;
+  bh_tt_hooks hooks{};
+  void *user = nullptr;
+  uint32_t allowed = 0;
+  bool page0 = false;
+  bool watch = false;
+  bool all = true;
+  std::deque<Site> sites;  // stable addresses: stubs point at their Site
+  std::unordered_set<uint64_t> known;
+  bh::CodeArena arena;
+  uint32_t modules = 0;
+  std::vector<std::string> module_names;
+  uint64_t undecodable = 0;
+  void (*log)(void *, int, const char *) = nullptr;
+  void *log_ctx = nullptr;
+  bool sigsys_installed = false;
+  uint64_t old_sigsys[4] = {};  // kernel sigaction: handler, flags, restorer, mask
+};
+
+State g;
+std::atomic<const bh_tt_hooks *> g_hooks{nullptr};
+std::atomic<void *> g_user{nullptr};
+std::atomic<uint64_t> g_interest[kMaxNr / 64];
+std::atomic<bool> g_all{true};
+std::atomic<bool> g_sud_on{false};
+std::atomic<bool> g_watch{false};
+std::atomic<uint32_t> g_ack{0};
+int32_t g_sel_off = 0;
+
+// Ranges of our own code (stub regions), read lock-free by the SIGSYS handler.
+constexpr int kMaxRegions = 256;
+std::atomic<uint64_t> g_region_lo[kMaxRegions], g_region_hi[kMaxRegions];
+std::atomic<int> g_nregions{0};
+
+// Executable ranges mapped while the lock was held elsewhere: scanned by
+// whoever holds it next.
+constexpr int kMaxPending = 64;
+std::atomic<uint64_t> g_pend_lo[kMaxPending], g_pend_hi[kMaxPending];
+std::atomic<uint32_t> g_npend{0};
+
+inline int64_t raw(uint64_t nr, uint64_t a0 = 0, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0,
+                   uint64_t a5 = 0) {
+  return bh_tt_raw_syscall(nr, a0, a1, a2, a3, a4, a5);
+}
+
+void logf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void logf(int level, const char *fmt, ...) {
+  if (!g.log) return;
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  g.log(g.log_ctx, level, buf);
+}
+
+void set_err(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void set_err(char *err, size_t len, const char *fmt, ...) {
+  if (!err || !len) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, len, fmt, ap);
+  va_end(ap);
+}
+
+inline bool interested(uint64_t nr) {
+  if (g_all.load(std::memory_order_relaxed)) return true;
+  return nr < kMaxNr && (g_interest[nr / 64].load(std::memory_order_relaxed) >> (nr % 64)) & 1;
+}
+// A site is patched if the hooks want its number, or we do (new code).
+inline bool wanted_at_site(int32_t nr) {
+  if (nr < 0) return true;
+  if (interested(uint64_t(nr))) return true;
+  return g.watch && (nr == SYS_mmap || nr == SYS_mprotect);
+}
+
+bool in_regions(uint64_t a) {
+  const int n = g_nregions.load(std::memory_order_acquire);
+  for (int i = 0; i < n; i++)
+    if (a >= g_region_lo[i].load(std::memory_order_relaxed) && a < g_region_hi[i].load(std::memory_order_relaxed))
+      return true;
+  return false;
+}
+
+void sync_regions() {
+  struct R {
+    uint64_t lo, hi;
+  };
+  std::vector<R> rs;
+  g.arena.regions(rs);
+  int n = 0;
+  for (const R &r : rs) {
+    if (n == kMaxRegions) break;
+    g_region_lo[n].store(r.lo, std::memory_order_relaxed);
+    g_region_hi[n].store(r.hi, std::memory_order_relaxed);
+    n++;
+  }
+  g_nregions.store(n, std::memory_order_release);
+}
+
+// ---- SUD ----------------------------------------------------------------
+
+bool sud_enable_self() {
+  bh_tt_sel = kSelAllow;
+  const int64_t rc = raw(SYS_prctl, PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, uint64_t(bh_tt_text_begin),
+                         uint64_t(bh_tt_text_end - bh_tt_text_begin), uint64_t(&bh_tt_sel));
+  if (rc == 0) bh_tt_sel = kSelBlock;
+  return rc == 0;
+}
+void sud_disable_self() {
+  bh_tt_sel = kSelAllow;
+  raw(SYS_prctl, PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF, 0, 0, 0);
+}
+
+// A child of fork/vfork/clone starts without dispatch, or with the parent's
+// selector address: give it its own.
+inline void child_started(uint64_t nr, int64_t ret) {
+  if (ret == 0 && g_sud_on.load(std::memory_order_relaxed) &&
+      (nr == SYS_clone || nr == SYS_clone3 || nr == SYS_fork || nr == SYS_vfork))
+    sud_enable_self();
+}
+
+void scan_new_code(uint64_t lo, uint64_t hi);
+
+inline void after_call(uint64_t nr, const uint64_t *args, int64_t ret) {
+  if (ret < 0 || !g_watch.load(std::memory_order_relaxed)) return;
+  if (nr == SYS_mmap && (args[2] & PROT_EXEC))
+    scan_new_code(uint64_t(ret), uint64_t(ret) + args[1]);
+  else if (nr == SYS_mprotect && (args[2] & PROT_EXEC))
+    scan_new_code(args[0], args[0] + args[1]);
+}
+
+// Calls that must not be executed from the signal handler: they create a
+// task on another stack or on ours, or return to another context.
+inline bool shares_stack(uint64_t nr, const uint64_t *a) {
+  if (nr == SYS_vfork) return true;
+  if (nr == SYS_clone) return (a[0] & CLONE_VM) && a[1] == 0;
+  if (nr == SYS_clone3 && a[0]) {
+    const uint64_t *ca = reinterpret_cast<const uint64_t *>(a[0]);
+    return (ca[0] & CLONE_VM) && ca[5] == 0;
+  }
+  return false;
+}
+// Writes the word where the call's return path reads it: at orig-8 and, for
+// a new stack, at the child's stack top - 8.
+inline void place_word(uint64_t nr, const uint64_t *a, uint64_t rsp, uint64_t word) {
+  *reinterpret_cast<uint64_t *>(rsp - 8) = word;
+  if (nr == SYS_clone && a[1]) *reinterpret_cast<uint64_t *>(a[1] - 8) = word;
+  if (nr == SYS_clone3 && a[0]) {
+    const uint64_t *ca = reinterpret_cast<const uint64_t *>(a[0]);
+    if (ca[5]) *reinterpret_cast<uint64_t *>(ca[5] + ca[6] - 8) = word;
+  }
+}
+
+// While dispatch is on, SIGSYS must never be blocked: a trap with SIGSYS
+// blocked makes the kernel kill the process (glibc blocks every signal in
+// pthread_create, posix_spawn, ...; handlers often have a full sa_mask).
+// So the masks the program sets lose SIGSYS, and the program's own SIGSYS
+// handler is recorded for chaining instead of installed. Returns true if the
+// call was done here (result in *ret).
+constexpr uint64_t kSigsysBit = 1ull << (SIGSYS - 1);
+bool emulate(uint64_t nr, const uint64_t *a, int64_t *ret) {
+  if (!g_sud_on.load(std::memory_order_relaxed)) return false;
+  if (nr == SYS_rt_sigprocmask && a[1] && a[3] == 8 && a[0] != SIG_UNBLOCK) {
+    const uint64_t set = *reinterpret_cast<const uint64_t *>(a[1]);
+    if (!(set & kSigsysBit)) return false;
+    const uint64_t copy = set & ~kSigsysBit;
+    *ret = raw(nr, a[0], uint64_t(&copy), a[2], 8);
+    return true;
+  }
+  if (nr == SYS_rt_sigaction && a[3] == 8) {
+    if (a[0] == SIGSYS && g.sigsys_installed) {
+      uint64_t prev[4];
+      memcpy(prev, g.old_sigsys, sizeof prev);
+      if (a[1]) memcpy(g.old_sigsys, reinterpret_cast<const void *>(a[1]), sizeof g.old_sigsys);
+      if (a[2]) memcpy(reinterpret_cast<void *>(a[2]), prev, sizeof prev);
+      *ret = 0;
+      return true;
+    }
+    if (a[1] && (reinterpret_cast<const uint64_t *>(a[1])[3] & kSigsysBit)) {
+      uint64_t act[4];
+      memcpy(act, reinterpret_cast<const void *>(a[1]), sizeof act);
+      act[3] &= ~kSigsysBit;
+      *ret = raw(nr, a[0], uint64_t(act), a[2], 8);
+      return true;
+    }
+  }
+  return false;
+}
+
+void sigsys_chain(int sig, siginfo_t *si, void *ctx) {
+  const uint64_t h = g.old_sigsys[0], flags = g.old_sigsys[1];
+  if (h == uint64_t(SIG_IGN)) return;
+  if (h == uint64_t(SIG_DFL)) {
+    // Default action (core dump): restore it and re-raise; it is delivered
+    // once this handler returns and SIGSYS is unblocked.
+    uint64_t dfl[4] = {uint64_t(SIG_DFL), 0, 0, 0};
+    raw(SYS_rt_sigaction, SIGSYS, uint64_t(dfl), 0, 8);
+    raw(SYS_tgkill, uint64_t(raw(SYS_getpid)), uint64_t(raw(SYS_gettid)), SIGSYS);
+    return;
+  }
+  if (flags & SA_SIGINFO)
+    reinterpret_cast<void (*)(int, siginfo_t *, void *)>(h)(sig, si, ctx);
+  else
+    reinterpret_cast<void (*)(int)>(h)(sig);
+}
+
+// Runs with the selector as it was (block): its own system calls are raw
+// ones from bh_tt_text, which dispatch always allows, and a signal handler
+// that runs nested inside a hook still has its calls traced (SA_NODEFER
+// lets SIGSYS nest).
+void sigsys_handler(int sig, siginfo_t *si, void *ctx) {
+  if (si->si_code != SYS_USER_DISPATCH) {
+    sigsys_chain(sig, si, ctx);
+    return;
+  }
+  auto *uc = static_cast<ucontext_t *>(ctx);
+  greg_t *gr = uc->uc_mcontext.gregs;
+  const uint64_t rip = uint64_t(gr[REG_RIP]);
+  // A stub's own `syscall` that ran while the selector said block (a signal
+  // handler's stub reset it): run it again, allowed, without the hooks.
+  if (in_regions(rip - 2)) {
+    gr[REG_RIP] = greg_t(rip - 2);
+    bh_tt_sel = kSelAllow;
+    return;  // the stub sets the selector back after its call
+  }
+  bh_tt_call call{};
+  call.nr = uint64_t(gr[REG_RAX]);
+  call.args[0] = uint64_t(gr[REG_RDI]);
+  call.args[1] = uint64_t(gr[REG_RSI]);
+  call.args[2] = uint64_t(gr[REG_RDX]);
+  call.args[3] = uint64_t(gr[REG_R10]);
+  call.args[4] = uint64_t(gr[REG_R8]);
+  call.args[5] = uint64_t(gr[REG_R9]);
+  call.site = rip - 2;
+  call.mechanism = BH_TT_MECH_SUD;
+  const bh_tt_hooks *h = g_hooks.load(std::memory_order_acquire);
+  void *user = g_user.load(std::memory_order_relaxed);
+  const bool want = h && interested(call.nr);
+  int64_t ret = -ENOSYS;
+  if (want && h->enter(user, &call, &ret) == BH_TT_SKIP) {
+    if (h->exit) h->exit(user, &call, &ret);
+    gr[REG_RAX] = greg_t(ret);
+    return;
+  }
+  const uint64_t nr = call.nr;
+  const uint64_t rsp = uint64_t(gr[REG_RSP]);
+  if (nr == SYS_rt_sigreturn) {
+    // Must run with the program's rsp: re-issue it from our text.
+    gr[REG_RIP] = greg_t(bh_tt_page0_run_syscall);
+    return;
+  }
+  if (nr == SYS_clone || nr == SYS_clone3 || nr == SYS_vfork) {
+    // Re-issued from our text after this handler returns, so the child
+    // starts on its own (or the shared) stack, not in this handler; the
+    // exit hook runs on the tail (tramp.S). Costs 8 bytes of red zone.
+    const uint64_t word = bh_tt::word_make(rip, nr, BH_TT_MECH_SUD);
+    if (shares_stack(nr, call.args)) {
+      bh_tt_vfork_word = word;
+      gr[REG_RIP] = greg_t(bh_tt_page0_vfork_syscall);
+    } else {
+      place_word(nr, call.args, rsp, word);
+      gr[REG_RIP] = greg_t(bh_tt_page0_run_syscall);
+    }
+    return;
+  }
+  if (nr == SYS_rt_sigprocmask) {
+    // The mask that matters is the one sigreturn restores.
+    auto *mask = reinterpret_cast<uint64_t *>(&uc->uc_sigmask);
+    const uint64_t cur = *mask;
+    const uint64_t how = call.args[0], set = call.args[1], old = call.args[2];
+    ret = 0;
+    if (call.args[3] != 8) {
+      ret = -EINVAL;
+    } else {
+      uint64_t nm = cur;
+      if (set) {
+        const uint64_t v = *reinterpret_cast<const uint64_t *>(set);
+        if (how == SIG_BLOCK)
+          nm = cur | v;
+        else if (how == SIG_UNBLOCK)
+          nm = cur & ~v;
+        else if (how == SIG_SETMASK)
+          nm = v;
+        else
+          ret = -EINVAL;
+      }
+      if (ret == 0) {
+        nm &= ~((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)) | kSigsysBit);
+        if (old) *reinterpret_cast<uint64_t *>(old) = cur;
+        *mask = nm;
+      }
+    }
+  } else if (!emulate(nr, call.args, &ret)) {
+    ret = raw(nr, call.args[0], call.args[1], call.args[2], call.args[3], call.args[4], call.args[5]);
+    child_started(nr, ret);
+  }
+  if (want && h->exit) h->exit(user, &call, &ret);
+  after_call(nr, call.args, ret);
+  gr[REG_RAX] = greg_t(ret);
+}
+
+// Turning dispatch on or off in the other threads: each runs the prctl for
+// itself (the selector is per thread) from this signal's handler.
+const int kSudSignal = SIGRTMAX - 5;
+std::atomic<bool> g_sud_target{false};
+void sud_signal_handler(int) {
+  if (g_sud_target.load())
+    sud_enable_self();
+  else
+    sud_disable_self();
+  g_ack.fetch_add(1);
+}
+
+int broadcast_sud(bool on) {
+  static bool handler_set = false;
+  if (!handler_set) {
+    struct sigaction sa {};
+    sa.sa_handler = sud_signal_handler;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(kSudSignal, &sa, nullptr) != 0) return -errno;
+    handler_set = true;
+  }
+  g_sud_target.store(on);
+  const int64_t self = raw(SYS_gettid), pid = raw(SYS_getpid);
+  DIR *d = opendir("/proc/self/task");
+  if (!d) return -errno;
+  uint32_t sent = 0;
+  g_ack.store(0);
+  while (dirent *e = readdir(d)) {
+    const long tid = atol(e->d_name);
+    if (tid <= 0 || tid == self) continue;
+    if (raw(SYS_tgkill, uint64_t(pid), uint64_t(tid), uint64_t(kSudSignal)) == 0) sent++;
+  }
+  closedir(d);
+  const struct timespec ms { 0, 1000000 };
+  for (int i = 0; i < 2000 && g_ack.load() < sent; i++) raw(SYS_nanosleep, uint64_t(&ms), 0);
+  if (g_ack.load() < sent) logf(1, "syscall user dispatch: %u of %u threads answered", g_ack.load(), sent);
+  return 0;
+}
+
+int sud_start(char *err, size_t len) {
+  if (g_sud_on.load()) return 0;
+  if (!g.sigsys_installed) {
+    uint64_t sa[4] = {uint64_t(sigsys_handler), uint64_t(SA_SIGINFO | SA_NODEFER | 0x04000000 /* SA_RESTORER */),
+                      uint64_t(bh_tt_restorer), 0};
+    const int64_t rc = raw(SYS_rt_sigaction, SIGSYS, uint64_t(sa), uint64_t(g.old_sigsys), 8);
+    if (rc < 0) {
+      set_err(err, len, "rt_sigaction(SIGSYS) for syscall user dispatch: %s", strerror(int(-rc)));
+      return int(rc);
+    }
+    g.sigsys_installed = true;
+  }
+  if (!sud_enable_self()) {
+    set_err(err, len, "prctl(PR_SET_SYSCALL_USER_DISPATCH) failed: the kernel lacks syscall user dispatch");
+    return -ENOSYS;
+  }
+  g_sud_on.store(true);
+  broadcast_sud(true);
+  logf(2, "syscall user dispatch on");
+  return 0;
+}
+
+void sud_stop() {
+  if (!g_sud_on.load()) return;
+  g_sud_on.store(false);
+  sud_disable_self();
+  broadcast_sud(false);
+  if (g.sigsys_installed) {
+    raw(SYS_rt_sigaction, SIGSYS, uint64_t(g.old_sigsys), 0, 8);
+    g.sigsys_installed = false;
+  }
+}
+
+// ---- scanning -----------------------------------------------------------
+
+struct Cand {
+  uint64_t addr;
+  int32_t nr;
+  bool shape;
+  uint8_t mov_len;
+};
+
+const ZydisDecoder &decoder() {
+  static const ZydisDecoder dec = [] {
+    ZydisDecoder d;
+    ZydisDecoderInit(&d, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+    return d;
+  }();
+  return dec;
+}
+
+// Linear sweep of [lo, hi): on an undecodable byte, skip it and resync.
+// Direct branch targets mark sites whose `syscall` can be reached with an
+// unknown rax (not REL32, which only covers the mov before it).
+void scan_range(uint64_t lo, uint64_t hi, std::vector<Cand> &out) {
+  std::vector<uint64_t> targets;
+  std::vector<Cand> found;
+  const auto *base = reinterpret_cast<const uint8_t *>(lo);
+  const size_t n = size_t(hi - lo);
+  size_t off = 0, prev_off = SIZE_MAX;
+  ZydisDecodedInstruction in;
+  while (off < n) {
+    if (!ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&decoder(), nullptr, base + off, n - off, &in))) {
+      g.undecodable++;
+      off++;
+      prev_off = SIZE_MAX;
+      continue;
+    }
+    if (in.mnemonic == ZYDIS_MNEMONIC_SYSCALL) {
+      Cand c{lo + off, -1, false, 0};
+      // mov $NR,%eax (b8 imm32) or mov $NR,%rax (48 c7 c0 imm32, as in
+      // glibc's __restore_rt) right before it.
+      uint8_t ml = 0;
+      if (prev_off != SIZE_MAX && prev_off + 5 == off && base[prev_off] == 0xb8) ml = 5;
+      if (prev_off != SIZE_MAX && prev_off + 7 == off && base[prev_off] == 0x48 && base[prev_off + 1] == 0xc7 &&
+          base[prev_off + 2] == 0xc0)
+        ml = 7;
+      if (ml) {
+        int32_t imm;
+        memcpy(&imm, base + off - 4, 4);
+        if (imm >= 0 && uint32_t(imm) < kMaxNr) {
+          c.nr = imm;
+          c.shape = true;
+          c.mov_len = ml;
+        }
+      }
+      found.push_back(c);
+    }
+    if (in.raw.imm[0].is_relative) targets.push_back(lo + off + in.length + uint64_t(in.raw.imm[0].value.s));
+    prev_off = off;
+    off += in.length;
+  }
+  std::sort(targets.begin(), targets.end());
+  for (Cand &c : found) {
+    if (std::binary_search(targets.begin(), targets.end(), c.addr)) {
+      c.shape = false;  // reachable with another rax: the number is not known
+      c.nr = -1;
+    }
+    out.push_back(c);
+  }
+}
+
+struct Map {
+  uint64_t lo, hi;
+  int prot;
+  char name[256];
+};
+
+std::vector<Map> read_exec_maps() {
+  std::vector<Map> out;
+  FILE *f = fopen("/proc/self/maps", "re");
+  if (!f) return out;
+  char line[512];
+  while (fgets(line, sizeof line, f)) {
+    Map m{};
+    char perms[8] = {};
+    int at = 0;
+    if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %*s %*s %*s %n", &m.lo, &m.hi, perms, &at) < 3) continue;
+    if (perms[0] != 'r' || perms[2] != 'x') continue;
+    m.prot = PROT_READ | PROT_EXEC | (perms[1] == 'w' ? PROT_WRITE : 0);
+    snprintf(m.name, sizeof m.name, "%s", line + at);
+    m.name[strcspn(m.name, "\n")] = 0;
+    out.push_back(m);
+  }
+  fclose(f);
+  return out;
+}
+
+bool skip_mapping(const Map &m) {
+  if (m.prot & PROT_WRITE) return true;  // JIT code being written: SUD's (see README)
+  if (!strcmp(m.name, "[vdso]") || !strcmp(m.name, "[vsyscall]") || !strcmp(m.name, "[vvar]")) return true;
+  if (m.lo == 0) return true;  // page 0: our slide
+  return in_regions(m.lo);
+}
+
+// Adds the sites of [lo, hi) not known yet (our own text cut out).
+void add_sites(uint64_t lo, uint64_t hi, int prot, const char *name) {
+  uint32_t mod = 0;
+  while (mod < g.module_names.size() && g.module_names[mod] != name) mod++;
+  if (mod == g.module_names.size()) g.module_names.push_back(name);
+  std::vector<Cand> cands;
+  const uint64_t tb = uint64_t(bh_tt_text_begin), te = uint64_t(bh_tt_text_end);
+  if (tb < hi && te > lo) {
+    if (tb > lo) scan_range(lo, tb, cands);
+    if (te < hi) scan_range(te, hi, cands);
+  } else {
+    scan_range(lo, hi, cands);
+  }
+  for (const Cand &c : cands) {
+    if (!g.known.insert(c.addr).second) continue;
+    Site s;
+    s.addr = c.addr;
+    s.nr = c.nr;
+    s.rel32_shape = c.shape;
+    s.mov_len = c.mov_len;
+    s.module = mod;
+    s.prot = prot;
+    g.sites.push_back(s);
+  }
+}
+
+// ---- patching -----------------------------------------------------------
+
+// Whether poke() can write n bytes at `at` so that no thread sees them torn.
+bool pokeable(uint64_t at, size_t n) {
+  if (bh::poke_is_atomic(reinterpret_cast<void *>(at), n)) return true;
+  return (at & 63) != 63;  // gate (n >= 3) or one unaligned 16-bit store (n == 2)
+}
+
+int poke(uint64_t at, const uint8_t *b, size_t n, int prot) {
+  if (bh::poke_is_atomic(reinterpret_cast<void *>(at), n))
+    return bh::poke_atomic(reinterpret_cast<void *>(at), b, n, prot);
+  if (n == 2 && (at & 63) != 63) {
+    // An unaligned 16-bit store inside one cache line is atomic on x86.
+    const uintptr_t pg = at & ~uintptr_t(4095), len = ((at + 2 + 4095) & ~uintptr_t(4095)) - pg;
+    if (mprotect(reinterpret_cast<void *>(pg), len, PROT_READ | PROT_WRITE | PROT_EXEC) != 0) return -errno;
+    __atomic_store_n(reinterpret_cast<uint16_t *>(at), uint16_t(b[0] | (b[1] << 8)), __ATOMIC_RELEASE);
+    const int rc = mprotect(reinterpret_cast<void *>(pg), len, prot) == 0 ? 0 : -errno;
+    bh::sync_cores();
+    return rc;
+  }
+  // The gate (`jmp $` over the first two bytes, then the rest, then the
+  // first two) is safe here without pausing threads: the bytes replaced are
+  // one instruction, so no thread can be inside them. Its two-byte stores
+  // must not cross a cache line.
+  if (n >= 3 && (at & 63) != 63) return bh::poke_paused(reinterpret_cast<void *>(at), b, n, prot, true);
+  return -EAGAIN;
+}
+
+void put32(uint8_t *p, int32_t v) { memcpy(p, &v, 4); }
+
+// The REL32 stub (see README "REL32"): relocated mov, enter, the call with
+// the program's rsp, exit, jump back past the `syscall`.
+bool make_stub(Site &s, bool sud_toggle) {
+  if (s.stub) return true;
+  uint8_t *stub = g.arena.alloc(kStubSize, s.addr, bh::kNearDist);
+  if (!stub) return false;
+  uint8_t b[kStubSize];
+  memset(b, 0xcc, sizeof b);
+  size_t i = 0;
+  const size_t lit = 104;  // info, enter, exit literals
+  auto rip_disp = [&](size_t insn_end, size_t target) { return int32_t(int64_t(target) - int64_t(insn_end)); };
+  auto lea_down = [&] {  // lea -128(%rsp),%rsp
+    const uint8_t x[] = {0x48, 0x8d, 0x64, 0x24, 0x80};
+    memcpy(b + i, x, 5);
+    i += 5;
+  };
+  auto lea_up = [&] {  // lea 136(%rsp),%rsp
+    const uint8_t x[] = {0x48, 0x8d, 0xa4, 0x24, 0x88, 0, 0, 0};
+    memcpy(b + i, x, 8);
+    i += 8;
+  };
+  auto push_info = [&] {  // push info(%rip)
+    b[i] = 0xff, b[i + 1] = 0x35;
+    put32(b + i + 2, rip_disp(i + 6, lit));
+    i += 6;
+  };
+  auto call_lit = [&](size_t which) {  // call *lit(%rip)
+    b[i] = 0xff, b[i + 1] = 0x15;
+    put32(b + i + 2, rip_disp(i + 6, which));
+    i += 6;
+  };
+  auto sel = [&](uint8_t v) {  // movb $v, %fs:off
+    const uint8_t x[] = {0x64, 0xc6, 0x04, 0x25};
+    memcpy(b + i, x, 4);
+    put32(b + i + 4, g_sel_off);
+    b[i + 8] = v;
+    i += 9;
+  };
+  auto jmp_back = [&] {  // jmp site+2
+    b[i] = 0xe9;
+    put32(b + i + 1, int32_t(int64_t(s.addr + 2) - int64_t(uint64_t(stub) + i + 5)));
+    i += 5;
+  };
+  b[i++] = 0xb8;  // mov $nr,%eax
+  put32(b + i, s.nr);
+  i += 4;
+  lea_down();
+  push_info();
+  call_lit(lit + 8);
+  const size_t after_enter = i;
+  (void)after_enter;
+  lea_up();
+  if (sud_toggle) sel(kSelAllow);
+  b[i++] = 0x0f, b[i++] = 0x05;  // syscall
+  if (sud_toggle) sel(kSelBlock);
+  lea_down();
+  push_info();
+  call_lit(lit + 16);
+  lea_up();
+  jmp_back();
+  const size_t skip = i;
+  lea_up();
+  jmp_back();
+  if (i > lit) abort();
+  // The bare path: only the selector around the call (a site whose number
+  // no one wants, while SUD is on: it must not trap).
+  i = kBareAt;
+  b[i++] = 0xb8;
+  put32(b + i, s.nr);
+  i += 4;
+  if (sud_toggle) sel(kSelAllow);
+  b[i++] = 0x0f, b[i++] = 0x05;
+  if (sud_toggle) sel(kSelBlock);
+  jmp_back();
+  if (i > kStubSize) abort();
+  const uint64_t lits[3] = {uint64_t(&s), uint64_t(bh_tt_enter_asm), uint64_t(bh_tt_exit_asm)};
+  memcpy(b + lit, lits, sizeof lits);
+  if (g.arena.write(stub, b, sizeof b) != 0) {
+    g.arena.free(stub, kStubSize);
+    return false;
+  }
+  s.stub = stub;
+  s.stub_skip = uint64_t(stub) + skip;
+  sync_regions();
+  return true;
+}
+
+// The first 5 bytes of the mov become `jmp rel32`; a 7-byte mov keeps 2
+// bytes of its immediate, never executed (no branch lands inside it).
+int patch_rel32(Site &s, bool bare) {
+  const uint64_t at = s.addr - s.mov_len;
+  if (s.mech != BH_TT_MECH_REL32) memcpy(s.orig, reinterpret_cast<const void *>(at), 5);
+  uint8_t j[5] = {0xe9};
+  const uint64_t to = uint64_t(s.stub) + (bare ? kBareAt : 0);
+  put32(j + 1, int32_t(int64_t(to) - int64_t(at + 5)));
+  const int rc = poke(at, j, 5, s.prot);
+  if (rc == 0) s.bare = bare;
+  return rc;
+}
+int patch_page0(Site &s) {
+  memcpy(s.orig, reinterpret_cast<const void *>(s.addr), 2);
+  const uint8_t c[2] = {0xff, 0xd0};  // call *%rax
+  return poke(s.addr, c, 2, s.prot);
+}
+int unpatch(Site &s) {
+  int rc = 0;
+  if (s.mech == BH_TT_MECH_REL32) rc = poke(s.addr - s.mov_len, s.orig, 5, s.prot);
+  if (s.mech == BH_TT_MECH_PAGE0) rc = poke(s.addr, s.orig, 2, s.prot);
+  if (rc == 0) s.mech = BH_TT_MECH_NONE;
+  return rc;
+}
+
+// What the site should be now. `sud`: dispatch is (or will be) on, so a
+// site left as it is would trap.
+uint32_t choose(const Site &s, bool sud, bool *bare) {
+  *bare = false;
+  if (g.allowed == BH_TT_MECH_SUD) return BH_TT_MECH_SUD;
+  if (s.nr >= 0 && !wanted_at_site(s.nr)) {
+    if (!sud || !(g.allowed & BH_TT_MECH_REL32) || !s.rel32_shape || !pokeable(s.addr - s.mov_len, 5))
+      return BH_TT_MECH_NONE;
+    *bare = true;
+    return BH_TT_MECH_REL32;
+  }
+  if ((g.allowed & BH_TT_MECH_REL32) && s.rel32_shape && pokeable(s.addr - s.mov_len, 5)) return BH_TT_MECH_REL32;
+  if (g.page0 && pokeable(s.addr, 2)) return BH_TT_MECH_PAGE0;
+  if (g.allowed & BH_TT_MECH_SUD) return BH_TT_MECH_SUD;
+  return BH_TT_MECH_NONE;
+}
+
+// Brings every site to its choice; turns SUD on if a site needs it.
+int apply(char *err, size_t len) {
+  bool need_sud = false, bare;
+  for (const Site &s : g.sites)
+    if (choose(s, false, &bare) == BH_TT_MECH_SUD) need_sud = true;
+  const bool toggle = (g.allowed & BH_TT_MECH_SUD) != 0;
+  for (Site &s : g.sites) {
+    uint32_t want = choose(s, need_sud, &bare);
+    if (want == s.mech && (want != BH_TT_MECH_REL32 || bare == s.bare)) continue;
+    if (want == BH_TT_MECH_REL32 && s.mech == BH_TT_MECH_REL32) {
+      if (patch_rel32(s, bare) < 0) logf(1, "site %#" PRIx64 ": retargeting failed", s.addr);
+      continue;
+    }
+    if (s.mech == BH_TT_MECH_REL32 || s.mech == BH_TT_MECH_PAGE0) {
+      const int rc = unpatch(s);
+      if (rc < 0) {
+        logf(1, "site %#" PRIx64 ": restoring its bytes failed (%s)", s.addr, strerror(-rc));
+        continue;
+      }
+    }
+    s.mech = BH_TT_MECH_NONE;
+    if (want == BH_TT_MECH_REL32) {
+      if (make_stub(s, toggle) && patch_rel32(s, bare) == 0) {
+        s.mech = BH_TT_MECH_REL32;
+        continue;
+      }
+      want = g.page0 ? BH_TT_MECH_PAGE0 : (g.allowed & BH_TT_MECH_SUD) ? BH_TT_MECH_SUD : BH_TT_MECH_NONE;
+    }
+    if (want == BH_TT_MECH_PAGE0) {
+      if (patch_page0(s) == 0) {
+        s.mech = BH_TT_MECH_PAGE0;
+        continue;
+      }
+      want = (g.allowed & BH_TT_MECH_SUD) ? BH_TT_MECH_SUD : BH_TT_MECH_NONE;
+    }
+    if (want == BH_TT_MECH_SUD) {
+      s.mech = BH_TT_MECH_SUD;
+      need_sud = true;
+    }
+  }
+  if (need_sud) return sud_start(err, len);
+  return 0;
+}
+
+void scan_locked(uint64_t lo, uint64_t hi) {
+  for (const Map &m : read_exec_maps()) {
+    const uint64_t a = std::max(lo, m.lo), b = std::min(hi, m.hi);
+    if (a >= b || skip_mapping(m)) continue;
+    add_sites(a, b, m.prot, m.name);
+  }
+}
+
+void drain_pending() {
+  uint32_t n;
+  while ((n = g_npend.load()) != 0) {
+    const uint32_t k = std::min<uint32_t>(n, kMaxPending);
+    for (uint32_t i = 0; i < k; i++) scan_locked(g_pend_lo[i].load(), g_pend_hi[i].load());
+    g_npend.fetch_sub(n);
+  }
+}
+
+void scan_new_code(uint64_t lo, uint64_t hi) {
+  std::unique_lock<std::mutex> lk(g.mu, std::try_to_lock);
+  if (!lk.owns_lock()) {
+    const uint32_t i = g_npend.fetch_add(1);
+    if (i < kMaxPending) {
+      g_pend_lo[i].store(lo);
+      g_pend_hi[i].store(hi);
+    }
+    return;
+  }
+  if (!g.installed) return;
+  scan_locked(lo, hi);
+  drain_pending();
+  apply(nullptr, 0);
+}
+
+int map_page0() {
+  void *p = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  // mmap(NULL, MAP_FIXED) maps at 0 where allowed (CAP_SYS_RAWIO or
+  // vm.mmap_min_addr 0); elsewhere it fails with EPERM.
+  if (p == MAP_FAILED) return -errno;
+  if (p != nullptr) {
+    munmap(p, 4096);
+    return -EPERM;
+  }
+  // Address 0 is a valid address here; hide it from the optimizer, which
+  // would treat stores through a null pointer as unreachable.
+  uint8_t *b = static_cast<uint8_t *>(p);
+  __asm__("" : "+r"(b));
+  // The jump slide: at an even offset `eb 48` (jmp +72), at an odd one
+  // `48 eb 48` (rex.w jmp +72): every entry point jumps ~74 bytes forward.
+  // Offsets 436..511 are nops; 512 is `jmp *` to bh_tt_page0_entry. A
+  // number >= 512 lands on int3 (SIGTRAP) instead of a syscall.
+  const size_t pat = 436, end = 512;
+  for (size_t k = 0; k < pat; k++) b[k] = (k % 2 == 0) ? 0xeb : 0x48;
+  for (size_t k = pat; k < end; k++) b[k] = 0x90;
+  b[end] = 0xff, b[end + 1] = 0x25;
+  put32(b + end + 2, 0);
+  const uint64_t target = uint64_t(bh_tt_page0_entry);
+  memcpy(b + end + 6, &target, 8);
+  for (size_t k = end + 14; k < 4096; k++) b[k] = 0xcc;
+  mprotect(b, 4096, PROT_READ | PROT_EXEC);
+  return 0;
+}
+
+}  // namespace
+
+// ---- the trampolines' C side ---------------------------------------------
+
+extern "C" __attribute__((visibility("hidden"))) void bh_tt_c_enter(Frame *f) {
+  bh_tt_call call;
+  uint64_t ret_addr = 0;
+  const Site *s = nullptr;
+  const uint64_t orig = bh_tt::frame_orig_rsp(f);
+  call.nr = f->rax;
+  call.args[0] = f->rdi, call.args[1] = f->rsi, call.args[2] = f->rdx;
+  call.args[3] = f->r10, call.args[4] = f->r8, call.args[5] = f->r9;
+  call.reserved = 0;
+  if (f->info == bh_tt::kTagPage0) {
+    ret_addr = *reinterpret_cast<uint64_t *>(orig - 8);
+    call.site = ret_addr - 2;
+    call.mechanism = BH_TT_MECH_PAGE0;
+  } else {
+    s = reinterpret_cast<const Site *>(f->info);
+    call.site = s->addr;
+    call.mechanism = BH_TT_MECH_REL32;
+  }
+  const bh_tt_hooks *h = g_hooks.load(std::memory_order_acquire);
+  const bool want = h && interested(call.nr);
+  int64_t ret = -ENOSYS;
+  bool done = want && h->enter(g_user.load(std::memory_order_relaxed), &call, &ret) == BH_TT_SKIP;
+  if (!done && emulate(call.nr, call.args, &ret)) done = true;
+  if (done) {
+    if (want && h->exit) h->exit(g_user.load(std::memory_order_relaxed), &call, &ret);
+    f->rax = uint64_t(ret);
+    if (s) {
+      f->ret = s->stub_skip;
+    } else {
+      f->rcx = ret_addr;
+      f->ret = uint64_t(bh_tt_page0_skip);
+    }
+    return;
+  }
+  if (!s) {
+    const uint64_t word = bh_tt::word_make(ret_addr, call.nr, BH_TT_MECH_PAGE0);
+    if (shares_stack(call.nr, call.args)) {
+      bh_tt_vfork_word = word;
+      f->ret = uint64_t(bh_tt_page0_vfork);
+    } else {
+      place_word(call.nr, call.args, orig, word);
+    }
+  }
+}
+
+extern "C" __attribute__((visibility("hidden"))) void bh_tt_c_exit(Frame *f) {
+  bh_tt_call call;
+  const uint64_t orig = bh_tt::frame_orig_rsp(f);
+  if (f->info == bh_tt::kTagWord || f->info == bh_tt::kTagVfork) {
+    const uint64_t w = f->info == bh_tt::kTagVfork ? bh_tt_vfork_word : *reinterpret_cast<uint64_t *>(orig - 8);
+    call.nr = bh_tt::word_nr(w);
+    call.mechanism = bh_tt::word_mech(w);
+    call.site = bh_tt::word_ret(w) - 2;
+    f->rcx = bh_tt::word_ret(w);
+  } else {
+    const Site *s = reinterpret_cast<const Site *>(f->info);
+    call.nr = uint64_t(s->nr);
+    call.site = s->addr;
+    call.mechanism = BH_TT_MECH_REL32;
+  }
+  call.args[0] = f->rdi, call.args[1] = f->rsi, call.args[2] = f->rdx;
+  call.args[3] = f->r10, call.args[4] = f->r8, call.args[5] = f->r9;
+  call.reserved = 0;
+  int64_t ret = int64_t(f->rax);
+  child_started(call.nr, ret);
+  const bh_tt_hooks *h = g_hooks.load(std::memory_order_acquire);
+  if (h && h->exit && interested(call.nr)) h->exit(g_user.load(std::memory_order_relaxed), &call, &ret);
+  after_call(call.nr, call.args, ret);
+  f->rax = uint64_t(ret);
+}
+
+// ---- the C API ------------------------------------------------------------
+
+extern "C" {
+
+int bh_tt_install(const struct bh_tt_opts *opts, const struct bh_tt_hooks *hooks, void *user, char *err,
+                  size_t err_len) {
+  if (!hooks || hooks->sz < sizeof(bh_tt_hooks) || !hooks->enter) {
+    set_err(err, err_len, "bh_tt_install: hooks missing, or hooks->sz/enter not set");
+    return -EINVAL;
+  }
+  std::lock_guard<std::mutex> lk(g.mu);
+  if (g.installed) {
+    set_err(err, err_len, "bh_tt_install: the transformer is already installed in this process");
+    return -EALREADY;
+  }
+  const uint32_t all = BH_TT_MECH_REL32 | BH_TT_MECH_PAGE0 | BH_TT_MECH_SUD;
+  const uint32_t mechs = opts && opts->mechanisms ? opts->mechanisms : all;
+  if (mechs & ~all) {
+    set_err(err, err_len, "bh_tt_install: unknown mechanism bits %#x", mechs & ~all);
+    return -EINVAL;
+  }
+  g.log = opts ? opts->log : nullptr;
+  g.log_ctx = opts ? opts->log_ctx : nullptr;
+  g.watch = opts && opts->watch_new_code;
+  g.allowed = mechs;
+  bh::textpoke_init();
+  uint64_t tp;
+  __asm__("mov %%fs:0, %0" : "=r"(tp));
+  g_sel_off = int32_t(int64_t(uint64_t(&bh_tt_sel)) - int64_t(tp));
+  // Page 0 only helps where REL32 cannot patch (or when it is forced).
+  g.page0 = false;
+  if (mechs & BH_TT_MECH_PAGE0) {
+    const int rc = map_page0();
+    if (rc == 0) {
+      g.page0 = true;
+    } else if (mechs == BH_TT_MECH_PAGE0) {
+      set_err(err, err_len, "bh_tt_install: page 0 cannot be mapped (%s; needs root or vm.mmap_min_addr=0)",
+              strerror(-rc));
+      return rc;
+    }
+  }
+  if (mechs == BH_TT_MECH_PAGE0) g.allowed = BH_TT_MECH_PAGE0;
+  g.hooks = *hooks;
+  g.user = user;
+  g_user.store(user);
+  g_hooks.store(&g.hooks, std::memory_order_release);
+  g_watch.store(g.watch);
+  g.modules = 0;
+  for (const Map &m : read_exec_maps()) {
+    if (skip_mapping(m)) continue;
+    g.modules++;
+    add_sites(m.lo, m.hi, m.prot, m.name);
+  }
+  g.installed = true;
+  const int rc = apply(err, err_len);
+  if (rc < 0) {
+    for (Site &s : g.sites) unpatch(s);
+    g_hooks.store(nullptr);
+    g.installed = false;
+    return rc;
+  }
+  logf(2, "installed: %zu sites", g.sites.size());
+  if (g.log) {
+    for (uint32_t mod = 0; mod < g.module_names.size(); mod++) {
+      uint64_t n[5] = {};  // found, rel32, page0, sud, untouched
+      for (const Site &s : g.sites) {
+        if (s.module != mod) continue;
+        n[0]++;
+        n[s.mech == BH_TT_MECH_REL32 ? 1 : s.mech == BH_TT_MECH_PAGE0 ? 2 : s.mech == BH_TT_MECH_SUD ? 3 : 4]++;
+      }
+      logf(3, "%s: %" PRIu64 " sites: rel32 %" PRIu64 " page0 %" PRIu64 " sud %" PRIu64 " untouched %" PRIu64,
+           g.module_names[mod].c_str(), n[0], n[1], n[2], n[3], n[4]);
+    }
+  }
+  return 0;
+}
+
+int bh_tt_set_interest(const uint32_t *nrs, size_t n, int all) {
+  std::lock_guard<std::mutex> lk(g.mu);
+  uint64_t bits[kMaxNr / 64] = {};
+  for (size_t i = 0; !all && i < n; i++) {
+    if (nrs[i] >= kMaxNr) return -EINVAL;
+    bits[nrs[i] / 64] |= 1ull << (nrs[i] % 64);
+  }
+  for (uint32_t i = 0; i < kMaxNr / 64; i++) g_interest[i].store(bits[i]);
+  g_all.store(all != 0);
+  g.all = all != 0;
+  if (!g.installed) return 0;
+  return apply(nullptr, 0);
+}
+
+int bh_tt_uninstall(void) {
+  std::lock_guard<std::mutex> lk(g.mu);
+  if (!g.installed) return -ENOENT;
+  int rc = 0;
+  for (Site &s : g.sites) {
+    const int r = unpatch(s);
+    if (r < 0) rc = r;
+    if (s.mech == BH_TT_MECH_SUD) s.mech = BH_TT_MECH_NONE;
+  }
+  sud_stop();
+  g_hooks.store(nullptr, std::memory_order_release);
+  g.installed = false;
+  // Stubs and page 0 stay mapped: a thread may still be inside one (it
+  // returns to the program normally). The sites are forgotten so a new
+  // install scans afresh.
+  g.sites.clear();
+  g.known.clear();
+  g.module_names.clear();
+  return rc;
+}
+
+int bh_tt_get_stats(struct bh_tt_stats *out) {
+  if (!out || out->sz < sizeof(bh_tt_stats)) return -EINVAL;
+  std::lock_guard<std::mutex> lk(g.mu);
+  bh_tt_stats st{};
+  st.sz = sizeof st;
+  st.modules_scanned = g.modules;
+  st.bytes_undecodable = g.undecodable;
+  for (const Site &s : g.sites) {
+    st.sites_found++;
+    if (s.mech == BH_TT_MECH_REL32) st.sites_rel32++;
+    if (s.mech == BH_TT_MECH_PAGE0) st.sites_page0++;
+    if (s.mech == BH_TT_MECH_SUD) st.sites_sud++;
+    if (s.mech == BH_TT_MECH_NONE) st.sites_untouched++;
+    st.mechanisms_active |= s.mech;
+  }
+  if (g_sud_on.load()) st.mechanisms_active |= BH_TT_MECH_SUD;
+  *out = st;
+  return 0;
+}
+
+}  // extern "C"
