@@ -169,7 +169,7 @@ describe("11 vm binding", () => {
     }
 
     it("lists the native helpers", () => {
-      assert.deepEqual(nativeHelperNames().sort(), ["add_one", "exit_with", "gather_bytes", "memfrob", "unwind"]);
+      assert.deepEqual(nativeHelperNames().sort(), ["add_one", "bpf_loop", "exit_with", "gather_bytes", "memfrob", "unwind"]);
     });
   });
 
