@@ -183,17 +183,44 @@ export function entryData(entry: FatbinEntry): Uint8Array {
     case "lz":
       return decompressNvLz(entry.payload, entry.uncompressedSize, entry.where);
     case "zstd": {
-      let out: Uint8Array;
+      // The frame header states the content size: it must be the entry's, so the
+      // decoder writes into a buffer of exactly that size and cannot be made to grow.
+      const declared = zstdContentSize(entry.payload, entry.where);
+      if (declared !== undefined && declared !== BigInt(entry.uncompressedSize)) {
+        throw new FatbinError("FATBIN_INVALID", `${entry.where}: zstd payload gives ${declared} bytes, the header says ${entry.uncompressedSize}`);
+      }
       try {
-        out = zstdDecompress(entry.payload, new Uint8Array(entry.uncompressedSize));
+        return zstdDecompress(entry.payload, new Uint8Array(entry.uncompressedSize));
       } catch (err) {
         throw new FatbinError("FATBIN_INVALID", `${entry.where}: zstd payload is corrupt: ${(err as Error).message}`);
       }
-      if (out.length !== entry.uncompressedSize) {
-        throw new FatbinError("FATBIN_INVALID", `${entry.where}: zstd payload gives ${out.length} bytes, the header says ${entry.uncompressedSize}`);
-      }
-      return out;
     }
+  }
+}
+
+/** Frame_Content_Size of a zstd frame (RFC 8878 3.1.1.1), undefined when the frame does not state it. */
+export function zstdContentSize(frame: Uint8Array, where: string): bigint | undefined {
+  const bad = (field: string): never => {
+    throw new FatbinError("FATBIN_INVALID", `${where}: zstd payload is corrupt (${field})`);
+  };
+  if (frame.length < 5) bad("frame header truncated");
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  if (view.getUint32(0, true) !== 0xfd2fb528) bad(`magic 0x${view.getUint32(0, true).toString(16)}`);
+  const fhd = frame[4]!;
+  const single = (fhd >> 5) & 1;
+  const fcsSize = [single ? 1 : 0, 2, 4, 8][fhd >> 6]!;
+  const at = 5 + (single ? 0 : 1) + [0, 1, 2, 4][fhd & 3]!;
+  if (fcsSize === 0) return undefined;
+  if (at + fcsSize > frame.length) bad("frame header truncated");
+  switch (fcsSize) {
+    case 1:
+      return BigInt(frame[at]!);
+    case 2:
+      return BigInt(view.getUint16(at, true) + 256);
+    case 4:
+      return BigInt(view.getUint32(at, true));
+    default:
+      return view.getBigUint64(at, true);
   }
 }
 

@@ -49,6 +49,13 @@ function sectionBytes(image: ElfImage, section: ElfSection): Uint8Array {
   return readBytes(image.path, section.offset, section.size, `section ${section.name}`);
 }
 
+/** The raw `.nv_fatbin` section of an ELF file, undefined when it has none. */
+export function fatbinSectionBytes(path: string): Uint8Array | undefined {
+  const image = readElfImage(path);
+  const fatSection = image.sections.find((s) => s.name === ".nv_fatbin");
+  return fatSection && fatSection.size > 0n ? sectionBytes(image, fatSection) : undefined;
+}
+
 /** The fat binaries of an ELF file; a file without CUDA code gives an empty result, not an error. */
 export function findFatbins(path: string): ElfFatbins {
   const image = readElfImage(path);

@@ -430,6 +430,7 @@ function jmp(
   }
   if (op === 0x80) {
     if (is32) throw new PtxCompileError(`${at(pc)}: jmp32 call does not exist`);
+    if (x) throw new PtxCompileError(`${at(pc)}: callx (call by register) is not supported on the GPU`);
     return call(ins, pc, emit, at, fnSymbol, state);
   }
   void isMain;
