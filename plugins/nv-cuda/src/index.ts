@@ -19,6 +19,7 @@ import { z } from "zod";
 import { AttachTypeId, definePlugin, PLUGIN_ABI_VERSION } from "@bpfhook/sdk";
 import type { AttachTypeSpec, ContextLayout, HelperDecl } from "@bpfhook/sdk";
 import { CUDA_CTX } from "./ptx/context.js";
+import { kernelMatches } from "./ptx/names.js";
 
 export * from "./fatbin/index.js";
 export * from "./ptx/index.js";
@@ -89,6 +90,11 @@ export function parseCudaSection(type: AttachTypeSpec, rest: string, section: st
   const isRet = type.id === AttachTypeId.CUDA_RETPROBE;
   if (!ours && !isRet && rest === "__memcapture") return { kernel: "*", match: "pattern", at: "memory" };
   return { kernel: rest, match: ours ? "pattern" : "exact", at: isRet ? "exit" : "entry" };
+}
+
+/** Whether an attachment's program goes into the kernel with this mangled name. */
+export function kernelSelector(data: NvCudaPrivateData): (mangled: string) => boolean {
+  return data.match === "exact" ? (mangled) => mangled === data.kernel : (mangled) => kernelMatches(data.kernel, mangled);
 }
 
 export const plugin = definePlugin<NvCudaPrivateData>({
