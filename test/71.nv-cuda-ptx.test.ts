@@ -283,6 +283,32 @@ describe("71 nv-cuda plugin (no interception yet)", () => {
     assert.equal(parseCudaSection(CUDA_PROBE_TYPE, "__memcapture", "kprobe/__memcapture").at, "memory");
   });
 
+  it("the SDK header's struct bh_cuda_ctx has the layout the insertion pass fills", () => {
+    const fields: [string, number][] = [
+      ["block_idx", CUDA_CTX.blockIdx],
+      ["block_dim", CUDA_CTX.blockDim],
+      ["thread_idx", CUDA_CTX.threadIdx],
+      ["grid_dim", CUDA_CTX.gridDim],
+      ["nparams", CUDA_CTX.nparams],
+      ["mem_addr", CUDA_CTX.memAddr],
+      ["mem_size", CUDA_CTX.memSize],
+      ["mem_flags", CUDA_CTX.memFlags],
+      ["params", CUDA_CTX.params],
+    ];
+    const source = [
+      "#include <stddef.h>",
+      "#include <bpfhook/cuda.h>",
+      ...fields.map(([f, off]) => `_Static_assert(offsetof(struct bh_cuda_ctx, ${f}) == ${off}, "${f}");`),
+      `_Static_assert(sizeof(struct bh_cuda_ctx) == ${CUDA_CTX.size} && BH_CUDA_CTX_SIZE == ${CUDA_CTX.size}, "size");`,
+      `_Static_assert(sizeof(((struct bh_cuda_ctx *)0)->params) / 8 == ${CUDA_CTX.maxParams}, "params");`,
+    ].join("\n");
+    const r = spawnSync(process.env["CLANG"] ?? "clang", ["-fsyntax-only", "-x", "c", "-I", path.join(repoRoot, "sdk", "include"), "-"], {
+      input: source,
+      encoding: "utf8",
+    });
+    assert.equal(r.status, 0, r.stderr);
+  });
+
   it("attaching fails with 'interception not built yet', and never pretends", async () => {
     const rt = await Runtime.create({ plugins: ["@bpfhook/plugin-nv-cuda"], resolveFrom: repoRoot });
     try {

@@ -19,7 +19,6 @@ interface NvCudaCompiler {
 
 function loadCompiler(): NvCudaCompiler {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require(PLUGIN) as NvCudaCompiler;
   } catch (err) {
     throw new BpfhookError("PLUGIN_NOT_FOUND", `the PTX compiler is in ${PLUGIN}, which cannot be loaded: ${(err as Error).message}`);
