@@ -114,6 +114,11 @@ describe("71 nv-cuda: eBPF to PTX, insertion, ptxas", function () {
     assert.match(body, /ld\.param\.u8 %bhh, \[_Z10manyParams\w+_param_5\];/);
     assert.match(body, /ld\.param\.b16 %bhh, \[_Z10manyParams\w+_param_6\];/);
     assert.match(body, /ld\.param\.b64 %bh1, \[_Z10manyParams\w+_param_4\];/);
+    // Several ways out (an early return and a PTX exit): the exit probe before each.
+    const early = parsePtxModule(out.ptx).entries.find((e) => e.name.startsWith("_Z12earlyReturns"))!;
+    const earlyBody = out.ptx.slice(early.bodyStart, early.bodyEnd);
+    assert.equal((earlyBody.match(/^\t(ret|exit);$/gm) ?? []).length, 2);
+    assert.equal((earlyBody.match(/call \(bhr\), bpf_prog_1_on_exit/g) ?? []).length, 2);
     const byValue = parsePtxModule(out.ptx).entries.find((e) => e.name.startsWith("_Z7byValue"))!;
     assert.equal(byValue.params[0]!.arraySize, 16);
     const r = ptxasCheck(out.ptx, 90, "from-fatbin");
