@@ -125,6 +125,21 @@ describe("71 nv-cuda: eBPF to PTX, insertion, ptxas", function () {
     assert.equal(r.status, 0, `ptxas ${r.file}:\n${r.output}`);
   });
 
+  it("-lineinfo and debug (-G) builds: instrumented and assembled", () => {
+    const obj = loadObject(compileFixture("nv-cuda/gpu_features.bpf.c"));
+    const all = obj.programs.map((p, i): ProgramInsertion => ({ program: p, kind: (["entry", "exit", "memory"] as const)[i % 3]!, kernel: () => true }));
+    for (const flag of ["-lineinfo", "-G"]) {
+      const ptx = readFileSync(nvccBuild("kernels.cu", `kernels${flag}.ptx`, ["-arch=sm_80", "-ptx", flag]), "utf8");
+      const out = instrumentPtx(ptx, all, obj.maps);
+      const accesses = [...out.kernels.values()].reduce((n, k) => n + k.memoryAccesses, 0);
+      // -G keeps generic ld/st (no .global): memory capture sees none there (README).
+      if (flag === "-G") assert.equal(accesses, 0);
+      else assert.ok(accesses > 10, `${accesses} global accesses captured`);
+      const r = ptxasCheck(out.ptx, 80, `kernels${flag}`);
+      assert.equal(r.status, 0, `ptxas ${r.file}:\n${r.output}`);
+    }
+  });
+
   it("exit probes before every ret and exit, predicates and labels kept; memory capture under the predicate", () => {
     const kernel = [
       ".version 7.0",
