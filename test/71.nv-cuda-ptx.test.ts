@@ -104,7 +104,10 @@ describe("71 nv-cuda: eBPF to PTX, insertion, ptxas", function () {
     const ptx = entryPtx(entry);
     const obj = loadObject(compileFixture("nv-cuda/gpu_features.bpf.c"));
     const all = obj.programs.map((p, i): ProgramInsertion => ({ program: p, kind: (["entry", "exit", "memory"] as const)[i % 3]!, kernel: () => true }));
-    const out = instrumentPtx(ptx, all, obj.maps);
+    // A program reading nparams and every parameter slot: the fill loads each at its width.
+    const reads = [CUDA_CTX.nparams, ...Array.from({ length: CUDA_CTX.maxParams }, (_, n) => CUDA_CTX.params + 8 * n)];
+    const params = prog("params", `${reads.map((o) => `ldxdw %r2, [%r1+${o}]`).join("\n")}\nmov %r0, 0\nexit`);
+    const out = instrumentPtx(ptx, [...all, { program: params, kind: "entry", kernel: () => true }], obj.maps);
     assert.equal(out.kernels.size, 6);
     const many = parsePtxModule(out.ptx).entries.find((e) => e.name.startsWith("_Z10manyParams"))!;
     assert.equal(many.params.length, 15);
@@ -230,6 +233,39 @@ describe("71 nv-cuda: eBPF to PTX, insertion, ptxas", function () {
     expectCompileError(() => compileProgram(prog("jump", "ja +5\nexit")), /insn 0: jump to 6 leaves the function \(0\.\.1\)/);
     expectCompileError(() => compileProgram({ name: "abs", insns: Buffer.from([0x20, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]) }), /insn 0: opcode 0x20 \(legacy packet access\)/);
     expectCompileError(() => compileProgram({ name: "fn", insns: Buffer.from([0x18, 0x41, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]) }), /insn 0: lddw src 4/);
+  });
+
+  it("finds the context bytes a program reads, so that kernels fill only those", () => {
+    const reads = (asm: string) => compileProgram(prog("p", asm)).contextReads;
+    assert.deepEqual(reads("mov %r0, 0\nexit"), { all: false, ranges: [] });
+    assert.deepEqual(reads("ldxdw %r0, [%r1+112]\nexit"), { all: false, ranges: [{ offset: 112, size: 8 }] });
+    assert.deepEqual(reads("mov %r6, %r1\ncall 502\nldxw %r0, [%r6+48]\nldxb %r1, [%r6+120]\nexit"), {
+      all: false,
+      ranges: [
+        { offset: 48, size: 4 },
+        { offset: 120, size: 1 },
+      ],
+    });
+    // perf_event_output's context argument is ignored on the GPU: no escape.
+    assert.equal(reads("mov %r4, %r10\nadd %r4, -8\nstdw [%r10-8], 0\nmov %r5, 8\ncall 25\nexit").all, false);
+    // The pointer escapes: arithmetic, a store of it, a helper or subprogram argument.
+    assert.equal(reads("add %r1, 8\nldxdw %r0, [%r1+0]\nexit").all, true);
+    assert.equal(reads("stxdw [%r10-8], %r1\nmov %r0, 0\nexit").all, true);
+    assert.equal(reads("mov %r3, %r1\ncall 503\nexit").all, true);
+    // Joins merge: r1 may still be the context after the branch.
+    assert.deepEqual(reads("jeq %r2, 0, +1\nmov %r1, %r10\nldxdw %r0, [%r1-8]\nexit"), { all: false, ranges: [{ offset: -8, size: 8 }] });
+
+    const kernel = nvccPtx("kernels.cu", 80);
+    const empty = instrumentPtx(kernel, [{ program: prog("empty", "mov %r0, 0\nexit"), kind: "entry", kernel: (n) => n.startsWith("_Z9vectorAdd") }]);
+    const vec = parsePtxModule(empty.ptx).entries.find((e) => e.name.startsWith("_Z9vectorAdd"))!;
+    assert.doesNotMatch(empty.ptx.slice(vec.bodyStart, vec.bodyEnd), /st\.u64 \[%bh0/, "an empty probe: no context fill at all");
+    const tid = instrumentPtx(kernel, [{ program: prog("tid", "ldxdw %r0, [%r1+48]\nexit"), kind: "entry", kernel: (n) => n.startsWith("_Z9vectorAdd") }]);
+    const body = tid.ptx.slice(parsePtxModule(tid.ptx).entries.find((e) => e.name.startsWith("_Z9vectorAdd"))!.bodyStart);
+    assert.deepEqual(body.match(/st\.u64 \[%bh0\+\d+\]/g)?.slice(0, 2), ["st.u64 [%bh0+48]"], "thread_idx.x alone");
+    for (const arch of ARCHS) {
+      const r = ptxasCheck(tid.ptx.replace(/^\.target sm_80/m, `.target sm_${arch}`), arch, "tid-only");
+      assert.equal(r.status, 0, r.output);
+    }
   });
 
   it("map references read the map table; an index past the object's maps is refused", () => {

@@ -17,6 +17,7 @@
  *  - Division by zero gives 0, modulo by zero leaves the dividend, and the
  *    signed forms of INT_MIN / -1 give INT_MIN (modulo: 0), as the ISA says.
  */
+import { contextReads, type ContextReads } from "./ctx-reads.js";
 import { GPU_HELPER_BY_ID, helperSymbol } from "./helpers.js";
 
 export interface BpfFunctionInput {
@@ -63,6 +64,8 @@ export interface CompiledProgram {
   readonly helpers: readonly number[];
   /** Highest map index used + 1 (the map table needs this many slots). */
   readonly mapSlots: number;
+  /** The context bytes the program reads (the insertion pass fills only those). */
+  readonly contextReads: ContextReads;
 }
 
 export class PtxCompileError extends Error {
@@ -147,6 +150,7 @@ export function compileProgram(program: BpfProgramInput, options: CompileOptions
     ptx: [...prototypes, ...bodies.slice(1), bodies[0]!].join("\n"),
     helpers: [...state.helpers].sort((a, b) => a - b),
     mapSlots: state.mapSlots,
+    contextReads: contextReads(program.insns, functions[0]!.start, functions[0]!.count),
   };
 }
 

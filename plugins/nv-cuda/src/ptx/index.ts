@@ -1,5 +1,6 @@
 export * from "./compile.js";
 export * from "./context.js";
+export * from "./ctx-reads.js";
 export * from "./helpers.js";
 export * from "./insert.js";
 export * from "./module.js";

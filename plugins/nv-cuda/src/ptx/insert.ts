@@ -16,6 +16,7 @@
  * The runtime and the programs' functions go right after the header.
  */
 import { CUDA_CTX } from "./context.js";
+import type { ContextReads } from "./ctx-reads.js";
 
 export interface PtxParam {
   readonly name: string;
@@ -124,6 +125,20 @@ export interface ProbeInsertion {
   readonly kind: "entry" | "exit" | "memory";
   /** Whether the probe goes into this kernel (by mangled name). */
   readonly kernel: (mangled: string) => boolean;
+  /** The context bytes it reads (compileProgram's answer); absent: all of them. */
+  readonly contextReads?: ContextReads;
+}
+
+/** The context's 8-byte slots some probe reads; undefined: all. */
+function slotsRead(probes: readonly ProbeInsertion[]): Set<number> | undefined {
+  const slots = new Set<number>();
+  for (const p of probes) {
+    if (p.contextReads === undefined || p.contextReads.all) return undefined;
+    for (const r of p.contextReads.ranges) {
+      for (let b = Math.max(0, r.offset); b < r.offset + r.size && b < CUDA_CTX.size; b += 1) slots.add(Math.floor(b / 8));
+    }
+  }
+  return slots;
 }
 
 export interface InstrumentOptions {
@@ -178,6 +193,8 @@ export function instrumentModule(ptx: string, options: InstrumentOptions): Instr
     const entryProbes = probes.filter((p) => p.kind === "entry").map((p) => p.symbol);
     const exitProbes = probes.filter((p) => p.kind === "exit").map((p) => p.symbol);
     const memProbes = probes.filter((p) => p.kind === "memory").map((p) => p.symbol);
+    const needed = slotsRead(probes);
+    const wanted = (offset: number) => needed === undefined || needed.has(offset / 8);
     const stats = { entry: entryProbes.length, exit: exitProbes.length, memory: memProbes.length, memoryAccesses: 0 };
     const body = ptx.slice(entry.bodyStart + 1, entry.bodyEnd - 1);
     const lines = body.split("\n");
@@ -188,7 +205,7 @@ export function instrumentModule(ptx: string, options: InstrumentOptions): Instr
       result.push(lines[i]!);
       i++;
     }
-    result.push(...prologue(entry));
+    result.push(...prologue(entry, wanted));
     for (const s of entryProbes) callProbe(s, result);
     for (; i < lines.length; i++) {
       const line = lines[i]!;
@@ -225,9 +242,9 @@ export function instrumentModule(ptx: string, options: InstrumentOptions): Instr
         result.push(`\t${code.slice(indent!.length + label!.length).trim()}`);
         const skipLabel = `$__bh_skip${skip++}`;
         if (pred) result.push(`\t${negate(pred.trim())} bra ${skipLabel};`);
-        result.push(`\tst.u64 [%bh0+${CUDA_CTX.memAddr}], %bh2;`);
-        result.push(`\tst.u64 [%bh0+${CUDA_CTX.memSize}], ${size};`);
-        result.push(`\tst.u64 [%bh0+${CUDA_CTX.memFlags}], ${isStore ? 1 : 0};`);
+        if (wanted(CUDA_CTX.memAddr)) result.push(`\tst.u64 [%bh0+${CUDA_CTX.memAddr}], %bh2;`);
+        if (wanted(CUDA_CTX.memSize)) result.push(`\tst.u64 [%bh0+${CUDA_CTX.memSize}], ${size};`);
+        if (wanted(CUDA_CTX.memFlags)) result.push(`\tst.u64 [%bh0+${CUDA_CTX.memFlags}], ${isStore ? 1 : 0};`);
         for (const s of memProbes) callProbe(s, result);
         if (pred) result.push(`${skipLabel}:`);
         stats.memoryAccesses++;
@@ -264,8 +281,8 @@ function addressInto(expr: string): string[] {
   return out;
 }
 
-/** Declarations and the context fill at the kernel's start. */
-function prologue(entry: PtxEntry): string[] {
+/** Declarations and the context fill at the kernel's start (the slots `wanted` says some probe reads). */
+function prologue(entry: PtxEntry, wanted: (offset: number) => boolean): string[] {
   const out = [
     "\t// bpfhook: probe context",
     "\t.reg .b64 %bh<4>;",
@@ -283,13 +300,14 @@ function prologue(entry: PtxEntry): string[] {
   ];
   for (const [reg, base] of sregs) {
     ["x", "y", "z"].forEach((axis, k) => {
-      out.push(`\tmov.u32 %bhw, ${reg}.${axis};`, "\tcvt.u64.u32 %bh1, %bhw;", `\tst.u64 [%bh0+${base + 8 * k}], %bh1;`);
+      if (wanted(base + 8 * k)) out.push(`\tmov.u32 %bhw, ${reg}.${axis};`, "\tcvt.u64.u32 %bh1, %bhw;", `\tst.u64 [%bh0+${base + 8 * k}], %bh1;`);
     });
   }
-  out.push(`\tst.u64 [%bh0+${CUDA_CTX.nparams}], ${entry.params.length};`);
-  out.push(`\tst.u64 [%bh0+${CUDA_CTX.memAddr}], 0;`, `\tst.u64 [%bh0+${CUDA_CTX.memSize}], 0;`, `\tst.u64 [%bh0+${CUDA_CTX.memFlags}], 0;`);
+  if (wanted(CUDA_CTX.nparams)) out.push(`\tst.u64 [%bh0+${CUDA_CTX.nparams}], ${entry.params.length};`);
+  for (const f of [CUDA_CTX.memAddr, CUDA_CTX.memSize, CUDA_CTX.memFlags]) if (wanted(f)) out.push(`\tst.u64 [%bh0+${f}], 0;`);
   for (let n = 0; n < CUDA_CTX.maxParams; n++) {
     const p = entry.params[n];
+    if (!wanted(CUDA_CTX.params + 8 * n)) continue;
     const slot = `[%bh0+${CUDA_CTX.params + 8 * n}]`;
     if (!p) {
       out.push(`\tst.u64 ${slot}, 0;`);

@@ -87,6 +87,11 @@ export function instrumentPtx(ptx: string, insertions: readonly ProgramInsertion
   );
   return instrumentModule(ptx, {
     functions: functionsPtx(compiled),
-    probes: insertions.map((ins, i) => ({ symbol: compiled[i]!.symbol, kind: ins.kind, kernel: ins.kernel })),
+    probes: insertions.map((ins, i) => ({
+      symbol: compiled[i]!.symbol,
+      kind: ins.kind,
+      kernel: ins.kernel,
+      contextReads: compiled[i]!.contextReads,
+    })),
   });
 }
