@@ -194,7 +194,7 @@ function compileFunction(
         break;
       case 0x05: // JMP
       case 0x06: // JMP32
-        jmp(ins, cls === 0x06, pc, emit, R, W, at, jumpTarget, fnSymbol, isMain, state, end);
+        jmp(ins, cls === 0x06, pc, emit, R, at, jumpTarget, fnSymbol, state);
         break;
       case 0x00: {
         // LD: only lddw
@@ -252,11 +252,11 @@ function alu(ins: Insn, is64: boolean, pc: number, emit: Emit, R: Reg, W: Reg, a
   const bad = (why: string): never => {
     throw new PtxCompileError(`${at(pc)}: ${is64 ? "alu64" : "alu"} opcode 0x${ins.code.toString(16)}: ${why}`);
   };
-  if (op === 0xd0) return endian(ins, is64, pc, emit, d, bad);
+  if (op === 0xd0) return endian(ins, is64, emit, d, bad);
   if (op === 0x80) {
     if (is64) emit(`neg.s64 ${d}, ${d};`);
     else {
-      emit(`cvt.u32.u64 %w0, ${d};`, );
+      emit(`cvt.u32.u64 %w0, ${d};`);
       emit("neg.s32 %w0, %w0;");
       emit(`cvt.u64.u32 ${d}, %w0;`);
     }
@@ -364,8 +364,7 @@ function binary(op: number, signed: boolean, w: "64" | "32", d: string, s: strin
   }
 }
 
-function endian(ins: Insn, is64: boolean, pc: number, emit: Emit, d: string, bad: (why: string) => never): void {
-  void pc;
+function endian(ins: Insn, is64: boolean, emit: Emit, d: string, bad: (why: string) => never): void {
   const width = ins.imm;
   if (width !== 16 && width !== 32 && width !== 64) bad(`byte swap width ${width} is not 16, 32 or 64`);
   // alu END: source bit 0 = to little endian (the GPU's order: truncation), 1 = to big endian (swap);
@@ -411,16 +410,11 @@ function jmp(
   pc: number,
   emit: Emit,
   R: Reg,
-  W: Reg,
   at: At,
   jumpTarget: (pc: number, rel: number) => number,
   fnSymbol: ReadonlyMap<number, string>,
-  isMain: boolean,
   state: { helpers: Set<number> },
-  end: number,
 ): void {
-  void W;
-  void end;
   const op = ins.code & 0xf0;
   const x = (ins.code & 0x08) !== 0;
   if (op === 0x00) {
@@ -437,7 +431,6 @@ function jmp(
     if (x) throw new PtxCompileError(`${at(pc)}: callx (call by register) is not supported on the GPU`);
     return call(ins, pc, emit, at, fnSymbol, state);
   }
-  void isMain;
   const t = jumpTarget(pc, ins.off);
   if (op === 0x40) {
     // jset: taken when d & s != 0
