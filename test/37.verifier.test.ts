@@ -286,7 +286,7 @@ describe("37 verifier: every program of the tests, examples and benchmarks", fun
       const maps = verifierMaps(o.obj);
       for (const p of o.obj.programs) {
         const key = `${source}:${p.name}`;
-        const r = verifyProgram(p.name, p.insns, { maps, context: contextFor(p.section), helpers: corpusHelpers() });
+        const r = verifyProgram(p.name, p.insns, { maps, context: contextFor(p.section), helpers: corpusHelpers(p.section) });
         const expected = EXPECTED_REFUSALS.get(key);
         if (r.ok) {
           accepted++;

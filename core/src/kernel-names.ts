@@ -56,6 +56,12 @@ const PLUGIN_HELPERS: ReadonlyMap<number, { name: string; provider: string }> = 
   [503, { name: "bpf_get_block_idx", provider: "CUDA" }],
   [504, { name: "bpf_get_block_dim", provider: "CUDA" }],
   [505, { name: "bpf_get_thread_idx", provider: "CUDA" }],
+  [506, { name: "bpf_gpu_membar", provider: "CUDA" }],
+  [507, { name: "bpf_cuda_exit", provider: "CUDA" }],
+  [508, { name: "bpf_get_grid_dim", provider: "CUDA" }],
+  [509, { name: "bpf_get_sm_id", provider: "CUDA" }],
+  [510, { name: "bpf_get_warp_id", provider: "CUDA" }],
+  [511, { name: "bpf_get_lane_id", provider: "CUDA" }],
 ]);
 
 /** Kernel map type names (BPF_MAP_TYPE_* lower-cased, without the prefix); index = type id. */

@@ -10,6 +10,7 @@ import path from "node:path";
 import { compileBpfC, loadObject, type BpfObject } from "@bpfhook/core";
 import { SYS_ENTER_LAYOUT, SYS_EXIT_LAYOUT } from "@bpfhook/plugin-syscall-trace";
 import { standardHelpers, type ContextLayout, type HelperSignature, type VerifierMap } from "@bpfhook/core/dist/verifier/index.js";
+import { CUDA_CONTEXT_LAYOUT, CUDA_HELPERS } from "@bpfhook/plugin-nv-cuda";
 
 export const REPO_ROOT = path.resolve(__dirname, "..", "..", "..");
 
@@ -27,6 +28,8 @@ export const SYS_EXIT: ContextLayout = SYS_EXIT_LAYOUT;
 export const SIMPLE: ContextLayout = { name: "simple bytes", size: 4096, writable: [{ offset: 0, size: 4096 }] };
 /** bench/*: the VM benchmark's contexts (bench/vm/programs/bench.h, memory_ctx the largest), read-write plain memory (indexed by the histogram). */
 export const BENCH: ContextLayout = { name: "bench ctx", size: 9232, writable: [{ offset: 0, size: 9232 }], variableOffsets: true };
+/** kprobe/, kretprobe/, cuda/, cudaret/: the nv-cuda plugin's probe context (sdk/include/bpfhook/cuda.h). */
+export const CUDA: ContextLayout = CUDA_CONTEXT_LAYOUT;
 /** Anything else: a small generic read-only context. */
 export const GENERIC: ContextLayout = { name: "generic", size: 64 };
 
@@ -37,6 +40,7 @@ export function contextFor(section: string): ContextLayout {
   if (sc) return sc[3] === "enter" ? SYS_ENTER : SYS_EXIT;
   if (kind === "simple") return SIMPLE;
   if (kind === "bench") return BENCH;
+  if (["kprobe", "kretprobe", "cuda", "cudaret"].includes(kind)) return CUDA;
   return GENERIC;
 }
 
@@ -52,11 +56,15 @@ export function verifierMaps(obj: BpfObject): VerifierMap[] {
   }));
 }
 
-/** Standard helpers plus the plugin helpers the fixtures call (their signatures as the plugins would declare them). */
-export function corpusHelpers(): Map<number, HelperSignature> {
+/**
+ * Standard helpers plus the plugin helpers the fixtures call (their signatures as the plugins would declare them);
+ * the nv-cuda plugin's GPU helpers for programs in its sections only (a `simple/` program calling one is refused).
+ */
+export function corpusHelpers(section = ""): Map<number, HelperSignature> {
   const h = standardHelpers();
   // bench/vm registers a native add_one(v) under 1000 (bench/vm/programs/bench.h).
   h.set(1000, { id: 1000, name: "add_one", args: ["anything"], ret: "scalar" });
+  if (contextFor(section) === CUDA) for (const d of CUDA_HELPERS) h.set(d.id, { ...d.signature!, id: d.id, name: d.name });
   return h;
 }
 

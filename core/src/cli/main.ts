@@ -9,6 +9,7 @@
  *   bpfhook asm prog.s -o prog.bin    assemble text to raw instructions
  *   bpfhook compile prog.bpf.c        clang -O2 -g -target bpf with the flags these machines need
  *   bpfhook conformance <dir>         bpf_conformance .data files in both backends
+ *   bpfhook ptx prog.bpf.o [-p x] [--arch sm_90]   the PTX a program compiles to (nv-cuda plugin)
  *   bpfhook clean                     remove shared regions left by killed processes
  *   bpfhook run [-j] (-c CONFIG | OBJ...) -- CMD     start CMD with the agent and the programs attached
  *   bpfhook attach [-j] -p PID (-c CONFIG | OBJ...)   inject the agent into a running process
@@ -23,6 +24,7 @@ import { cleanStaleRegions } from "../maps/region.js";
 import { compileBpfC } from "../toolchain/clang.js";
 import { conformanceCommand } from "../tools/conformance.js";
 import { inspectObject, verifyObjectFile } from "./describe.js";
+import { ptxCommand } from "./ptx.js";
 import { attachCommand, detachCommand, mapsCommand, psCommand, runCommand } from "./agent-commands.js";
 
 function program(): Command {
@@ -66,6 +68,19 @@ function program(): Command {
       });
       console.log(opts.json ? JSON.stringify(out.json, bigintJson, 2) : out.text);
       process.exitCode = out.exitCode;
+    });
+
+  cli
+    .command("ptx")
+    .description("compile programs to PTX for CUDA kernels (a module ptxas accepts on its own; nv-cuda plugin)")
+    .argument("<object>", "an ELF object built by clang -target bpf")
+    .option("-p, --program <name>", "only this program")
+    .option("--arch <sm>", "the module's .target", "sm_90")
+    .option("-o, --output <file>", "write the module here instead of stdout")
+    .action((file: string, opts: { program?: string; arch: string; output?: string }) => {
+      const text = ptxCommand(file, opts);
+      if (opts.output) writeFileSync(opts.output, text);
+      else process.stdout.write(text);
     });
 
   cli
