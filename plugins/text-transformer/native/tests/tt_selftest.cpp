@@ -104,10 +104,10 @@ uint64_t n_exit(int nr) { return g_exit[nr].load(); }
 }  // namespace
 
 // A site of our own: loads known values into every register the kernel
-// preserves (and xmm0-15, CF/ZF, 16 words of red zone), runs
+// preserves (and xmm0-15, OF SF CF DF set, ZF clear, 16 words of red zone), runs
 // `mov $110,%eax; syscall`, and stores what it finds after.
 //   in:  rdi rsi rdx r10 r8 r9 rbx rbp r12 r13 r14 r15 at 0..88, xmm at 128
-//   out: [0] = ah after (flags) | red-zone mismatches << 8, [1] rax, then the
+//   out: [0] = ah after | OF << 8 | red-zone mismatches << 16 | DF << 24, [1] rax, then the
 //        12 registers, xmm at 128
 extern "C" void tt_reg_test(const uint64_t *in, uint64_t *out);
 __asm__(R"(
@@ -154,13 +154,16 @@ tt_reg_test:
   mov 80(%rdi), %r14
   mov 88(%rdi), %r15
   mov 0(%rdi), %rdi
-  xor %ecx, %ecx
+  mov $0x7f, %cl
+  add $1, %cl
   stc
+  std
   mov $110, %eax
   syscall
   mov %rax, %r11
   lahf
   movzbl %ah, %ecx
+  seto %ch
   mov %r11, %rax
   xor %r11d, %r11d
   .irp i,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16
@@ -169,7 +172,13 @@ tt_reg_test:
   inc %r11
 1:
   .endr
-  shl $8, %r11
+  shl $16, %r11
+  or %r11, %rcx
+  pushfq
+  pop %r11
+  cld
+  and $0x400, %r11
+  shl $14, %r11
   or %r11, %rcx
   mov 8(%rsp), %r11
   mov %rcx, 0(%r11)
@@ -330,12 +339,14 @@ int run_mode(const std::string &mode) {
     bool regs = true;
     for (int i = 0; i < 12; i++) regs &= out[2 + i] == in[i];
     bool xmm = !memcmp(in + 16, out + 16, 256);
-    const unsigned flags = unsigned(out[0] & 0xff), rz = unsigned(out[0] >> 8);
+    const unsigned flags = unsigned(out[0] & 0xff), of = unsigned(out[0] >> 8) & 1;
+    const unsigned rz = unsigned(out[0] >> 16) & 0xff, df = unsigned(out[0] >> 24) & 1;
     const bool traced = n_enter(SYS_getppid) - e0 == 1;
     check(traced, "own site traced", "%llu", (unsigned long long)(n_enter(SYS_getppid) - e0));
     check(regs, "preserved GPRs intact");
     check(xmm, "xmm0-15 intact");
-    check((flags & 0x41) == 0x41, "CF and ZF intact", "ah %#x", flags);
+    check((flags & 0xc1) == 0x81 && of == 1 && df == 1, "flags intact (SF CF OF DF set, ZF clear)",
+          "ah %#x OF %u DF %u", flags, of, df);
     if (mode == "page0")
       check(rz <= 1, "red zone: at most the return slot", "%u words changed", rz);
     else
