@@ -76,8 +76,8 @@ __thread __attribute__((tls_model("initial-exec"))) uint32_t bh_tt_nr_depth;
 namespace {
 
 constexpr uint8_t kSelAllow = 0, kSelBlock = 1;
-constexpr size_t kStubSize = 160;
-constexpr size_t kBareAt = 128;  // the bare path: the call with no hooks
+constexpr size_t kStubSize = 224;
+constexpr size_t kBareAt = 176;  // the bare path: the call with no hooks
 constexpr size_t kDynStubSize = 384;
 constexpr uint32_t kMaxNr = 512;  // page 0's slide covers numbers below this
 
@@ -96,6 +96,8 @@ struct Site {
   uint32_t module = 0;      // index into State::module_names
   // Dynamic stub: where its clone / clone3 / vfork / skip paths start.
   uint64_t dyn_clone = 0, dyn_clone3 = 0, dyn_vfork = 0;
+  // The call without the exit hook (enter chose it: nothing wants exit).
+  uint64_t run_noexit = 0;
   // First byte the patch writes.
   uint64_t patch_at() const { return addr - (mov_len ? mov_len : reloc_len); }
 };
@@ -773,6 +775,13 @@ struct Emit {
     b[i] = 0xe9;
     put32(b + i + 1, int32_t(int64_t(to) - int64_t(at + i + 5)));
     i += 5;
+  }  // After enter returned RUN, when nothing needs the exit path.
+  void run_noexit(bool toggle, uint64_t back) {
+    lea_up();
+    if (toggle) sel(kSelAllow);
+    syscall_insn();
+    if (toggle) sel(kSelBlock);
+    jmp(back);
   }
   // After enter returned RUN: the call with the program's rsp, then exit
   // with `lit` (which names this path) and back to the program.
@@ -821,7 +830,7 @@ bool make_static_stub(Site &s, bool toggle) {
   uint8_t *stub = g.arena.alloc(kStubSize, s.addr, bh::kNearDist);
   if (!stub) return false;
   Emit e{reinterpret_cast<uint64_t>(stub)};
-  const size_t lit = 104;  // info, enter, exit
+  const size_t lit = 144;  // info, enter, exit
   e.mov_eax(s.nr);
   e.lea_down();
   e.push_lit(lit);
@@ -830,6 +839,8 @@ bool make_static_stub(Site &s, bool toggle) {
   const size_t skip = e.i;
   e.lea_up();
   e.jmp(s.addr + 2);
+  const size_t noexit = e.i;
+  e.run_noexit(toggle, s.addr + 2);
   if (e.i > lit) abort();
   e.i = kBareAt;
   e.mov_eax(s.nr);
@@ -846,6 +857,7 @@ bool make_static_stub(Site &s, bool toggle) {
   }
   s.stub = stub;
   s.stub_skip = uint64_t(stub) + skip;
+  s.run_noexit = uint64_t(stub) + noexit;
   return true;
 }
 
@@ -868,7 +880,7 @@ bool make_dyn_stub(Site &s, bool toggle) {
     stub = g.arena.alloc(kDynStubSize, s.addr, bh::kNearDist);
   if (!stub) return false;
   Emit e{reinterpret_cast<uint64_t>(stub)};
-  const size_t lit = 288;  // generic, clone, clone3, vfork, enter, exit
+  const size_t lit = 320;  // generic, clone, clone3, vfork, enter, exit
   const uint64_t back = s.addr + 2;
   e.bytes(reinterpret_cast<const void *>(at), s.reloc_len);
   e.lea_down();
@@ -884,6 +896,8 @@ bool make_dyn_stub(Site &s, bool toggle) {
   const size_t skip = e.i;
   e.lea_up();
   e.jmp(back);
+  const size_t noexit = e.i;
+  e.run_noexit(toggle, back);
   if (e.i > lit) abort();
   const uint64_t lits[6] = {uint64_t(&s) | kDynGeneric, uint64_t(&s) | kDynClone,  uint64_t(&s) | kDynClone3,
                             uint64_t(&s) | kDynVfork,   uint64_t(bh_tt_enter_asm), uint64_t(bh_tt_exit_asm)};
@@ -894,6 +908,7 @@ bool make_dyn_stub(Site &s, bool toggle) {
   s.dyn_clone = uint64_t(stub) + clone;
   s.dyn_clone3 = uint64_t(stub) + clone3;
   s.dyn_vfork = uint64_t(stub) + vfork;
+  s.run_noexit = uint64_t(stub) + noexit;
   return true;
 }
 
@@ -1096,10 +1111,17 @@ extern "C" __attribute__((visibility("hidden"))) void bh_tt_c_enter(Frame *f) {
     return;
   }
   if (s) {
-    if (info_path(f->info) == kDynGeneric) {
-      // Calls that create a task leave by a path that knows its number;
+    // Exit is needed by the hooks, or by us: new code to scan after mmap /
+    // mprotect, dispatch to turn on in a new task.
+    const uint64_t nr = call.nr;
+    const bool need_exit = (want && h->exit) ||
+                           (g_watch.load(std::memory_order_relaxed) && (nr == SYS_mmap || nr == SYS_mprotect)) ||
+                           (g_sud_on.load(std::memory_order_relaxed) &&
+                            (nr == SYS_clone || nr == SYS_clone3 || nr == SYS_fork || nr == SYS_vfork));
+    if (!need_exit) {
+      f->ret = s->run_noexit;
+    } else if (info_path(f->info) == kDynGeneric) {  // Calls that create a task leave by a path that knows its number;
       // the rest keep theirs on the thread's ring until exit.
-      const uint64_t nr = call.nr;
       if (nr == SYS_clone)
         f->ret = s->dyn_clone;
       else if (nr == SYS_clone3)
