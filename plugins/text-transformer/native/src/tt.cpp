@@ -1279,9 +1279,12 @@ int bh_tt_uninstall(void) {
   g_hooks.store(nullptr, std::memory_order_release);
   g.installed = false;
   // Stubs and page 0 stay mapped: a thread may still be inside one (it
-  // returns to the program normally). The sites are forgotten so a new
-  // install scans afresh.
-  g.sites.clear();
+  // returns to the program normally), and so do the Sites the stubs point
+  // at (moved aside, never freed: a call blocked in a stub's `syscall`
+  // reads its Site when it returns). A new install scans afresh.
+  static auto *retired = new std::vector<std::deque<Site>>();
+  retired->push_back(std::move(g.sites));
+  g.sites = std::deque<Site>();
   g.known.clear();
   g.module_names.clear();
   return rc;

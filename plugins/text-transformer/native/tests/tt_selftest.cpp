@@ -114,6 +114,7 @@ __asm__(R"(
   .text
   .globl tt_reg_test
   .type tt_reg_test,@function
+  .p2align 6  /* keeps its `syscall` off a cache-line end (PAGE0 skips those) */
 tt_reg_test:
   push %rbx
   push %rbp
@@ -221,6 +222,19 @@ tt_reg_test:
   pop %rbx
   ret
   .size tt_reg_test, .-tt_reg_test
+)");
+
+// read(2) through a site of our own (`mov $0,%eax; syscall`: static REL32).
+extern "C" long tt_own_read(long fd, void *buf, long n);
+__asm__(R"(
+  .text
+  .globl tt_own_read
+  .type tt_own_read,@function
+tt_own_read:
+  mov $0, %eax
+  syscall
+  ret
+  .size tt_own_read, .-tt_own_read
 )");
 
 namespace {
@@ -497,7 +511,31 @@ int run_mode(const std::string &mode) {
   }
   run("uninstall");
   {
+    // A call blocked in a stub across the uninstall returns through it.
+    int fds[2];
+    if (pipe(fds) != 0) abort();
+    struct Blocked {
+      int fd;
+      long got;
+      char buf[8];
+    } blocked{fds[0], 0, {}};
+    pthread_t t;
+    pthread_create(
+        &t, nullptr,
+        [](void *p) -> void * {
+          auto *b = static_cast<Blocked *>(p);
+          b->got = tt_own_read(b->fd, b->buf, sizeof b->buf);
+          return nullptr;
+        },
+        &blocked);
+    usleep(50000);  // let it block in the read
     check(bh_tt_uninstall() == 0, "uninstall");
+    if (write(fds[1], "abc", 3) != 3) abort();
+    pthread_join(t, nullptr);
+    check(blocked.got == 3 && !memcmp(blocked.buf, "abc", 3), "a call blocked across uninstall returns", "got %ld",
+          blocked.got);
+    close(fds[0]);
+    close(fds[1]);
     const uint64_t e0 = n_enter(SYS_getppid);
     for (int i = 0; i < 100; i++) getppid();
     syscall(SYS_getppid);
