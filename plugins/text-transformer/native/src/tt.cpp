@@ -70,7 +70,7 @@ __thread __attribute__((tls_model("initial-exec"))) uint64_t bh_tt_vfork_word;
 // (whose number is not known at the site): pushed by enter, popped by exit.
 // Nested calls (signal handlers) are LIFO; a ring, so a call that never
 // pops (a handler left by longjmp) only wastes a slot.
-__thread __attribute__((tls_model("initial-exec"))) uint16_t bh_tt_nr_ring[64];
+__thread __attribute__((tls_model("initial-exec"))) uint16_t bh_tt_nr_ring[32];
 __thread __attribute__((tls_model("initial-exec"))) uint32_t bh_tt_nr_depth;
 
 namespace {
@@ -311,8 +311,8 @@ void sigsys_chain(int sig, siginfo_t *si, void *ctx) {
   const uint64_t h = g.old_sigsys[0], flags = g.old_sigsys[1];
   if (h == uint64_t(SIG_IGN)) return;
   if (h == uint64_t(SIG_DFL)) {
-    // Default action (core dump): restore it and re-raise; it is delivered
-    // once this handler returns and SIGSYS is unblocked.
+    // Default action (core dump): restore it and re-raise (SA_NODEFER: it
+    // is delivered at once, with the default action).
     uint64_t dfl[4] = {uint64_t(SIG_DFL), 0, 0, 0};
     raw(SYS_rt_sigaction, SIGSYS, uint64_t(dfl), 0, 8);
     raw(SYS_tgkill, uint64_t(raw(SYS_getpid)), uint64_t(raw(SYS_gettid)), SIGSYS);
@@ -1129,7 +1129,7 @@ extern "C" __attribute__((visibility("hidden"))) void bh_tt_c_enter(Frame *f) {
       else if (nr == SYS_vfork)
         f->ret = s->dyn_vfork;
       else if (nr != SYS_rt_sigreturn && nr != SYS_exit && nr != SYS_exit_group)
-        bh_tt_nr_ring[bh_tt_nr_depth++ & 63] = uint16_t(nr);
+        bh_tt_nr_ring[bh_tt_nr_depth++ & 31] = uint16_t(nr);
     }
   } else {
     const uint64_t word = bh_tt::word_make(ret_addr, call.nr, BH_TT_MECH_PAGE0);
@@ -1155,7 +1155,7 @@ extern "C" __attribute__((visibility("hidden"))) void bh_tt_c_exit(Frame *f) {
     const Site *s = info_site(f->info);
     switch (info_path(f->info)) {
       case kStatic: call.nr = uint64_t(s->nr); break;
-      case kDynGeneric: call.nr = bh_tt_nr_ring[--bh_tt_nr_depth & 63]; break;
+      case kDynGeneric: call.nr = bh_tt_nr_ring[--bh_tt_nr_depth & 31]; break;
       case kDynClone: call.nr = SYS_clone; break;
       case kDynClone3: call.nr = SYS_clone3; break;
       case kDynVfork: call.nr = SYS_vfork; break;

@@ -252,6 +252,34 @@ void *thread_loop(void *arg) {
   return nullptr;
 }
 
+constexpr long kBusyCalls = 5000;
+struct Busy {
+  std::atomic<int> phase{0}, ready{0}, done{0};
+};
+// getegid: no other check counts it.
+void *busy_loop(void *arg) {
+  auto *b = static_cast<Busy *>(arg);
+  while (b->phase.load() == 0) {
+    getegid();
+    syscall(SYS_getegid);
+  }
+  b->ready++;
+  while (b->phase.load() == 1) {
+  }
+  for (long i = 0; i < kBusyCalls; i++) {
+    getegid();
+    syscall(SYS_getegid);
+  }
+  b->done++;
+  while (b->phase.load() == 2) {
+  }
+  while (b->phase.load() < 9) {
+    getegid();
+    syscall(SYS_getegid);
+  }
+  return nullptr;
+}
+
 int wait_status(pid_t pid) {
   int st = 0;
   while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
@@ -275,10 +303,18 @@ int run_mode(const std::string &mode) {
   bh_tt_opts opts{sizeof(bh_tt_opts), mech, 1, log_line, nullptr};
   bh_tt_hooks hooks{sizeof(bh_tt_hooks), hook_enter, hook_exit};
   char err[256] = "";
+  // Threads that exist before the install and make system calls while the
+  // sites are patched under them (and, under SUD, must get dispatch turned
+  // on by the install's signal).
+  Busy busy;
+  std::vector<pthread_t> early(4);
+  for (auto &t : early) pthread_create(&t, nullptr, busy_loop, &busy);
   run("install");
   const int rc = bh_tt_install(&opts, &hooks, nullptr, err, sizeof err);
   if (rc == -EPERM && mech == BH_TT_MECH_PAGE0) {
     printf("SKIP mode page0: %s\n", err);
+    busy.phase = 9;
+    for (auto &t : early) pthread_join(t, nullptr);
     return 0;
   }
   check(rc == 0, "install", "rc %d: %s", rc, err);
@@ -293,6 +329,18 @@ int run_mode(const std::string &mode) {
       (unsigned long long)st.bytes_undecodable, st.mechanisms_active);
   check(st.sites_found > 100, "sites found", "only %llu", (unsigned long long)st.sites_found);
 
+  run("threads from before the install");
+  {
+    busy.phase = 1;  // each stops calling and reports ready
+    while (busy.ready.load() < int(early.size())) sched_yield();
+    const uint64_t e0 = n_enter(SYS_getegid);
+    busy.phase = 2;  // each makes kBusyCalls calls of each kind, then reports done
+    while (busy.done.load() < int(early.size())) sched_yield();
+    const uint64_t got = n_enter(SYS_getegid) - e0;
+    check(got == early.size() * 2 * kBusyCalls, "threads from before the install: exact counts", "%llu, want %llu",
+          (unsigned long long)got, (unsigned long long)(early.size() * 2 * kBusyCalls));
+    busy.phase = 3;  // they keep calling through the rest (uninstall included)
+  }
   run("count getppid()");
   {
     const uint64_t e0 = n_enter(SYS_getppid), x0 = n_exit(SYS_getppid);
@@ -543,6 +591,8 @@ int run_mode(const std::string &mode) {
     const int st = system("exit 6");
     check(WIFEXITED(st) && WEXITSTATUS(st) == 6, "system() after uninstall", "status %#x", st);
   }
+  busy.phase = 9;
+  for (auto &t : early) pthread_join(t, nullptr);
   printf("done [%s]: %d failures\n", mode.c_str(), g_failures);
   return g_failures ? 1 : 0;
 }
