@@ -78,7 +78,7 @@ namespace {
 constexpr uint8_t kSelAllow = 0, kSelBlock = 1;
 constexpr size_t kStubSize = 224;
 constexpr size_t kBareAt = 176;  // the bare path: the call with no hooks
-constexpr size_t kDynStubSize = 384;
+constexpr size_t kDynStubSize = 512;
 constexpr uint32_t kMaxNr = 512;  // page 0's slide covers numbers below this
 
 struct Site {
@@ -88,7 +88,9 @@ struct Site {
   uint32_t mech = BH_TT_MECH_NONE;
   bool rel32_shape = false;
   uint8_t mov_len = 0;    // 5: b8 imm32, 7: 48 c7 c0 imm32
-  uint8_t reloc_len = 0;  // else: length of the instruction before, relocated into a dynamic stub
+  uint8_t reloc_len = 0;  // else: bytes of the 1 or 2 instructions before, relocated into a dynamic stub
+  uint8_t pun_at = 5;     // first byte of the patch that is an instruction start: it and the rest keep their value
+  uint8_t next_len = 0;   // else: the instruction after, relocated (the jump replaces the `syscall` itself)
   bool bare = false;      // REL32 to the stub's bare path (number not wanted, SUD on)
   uint8_t orig[8] = {};
   uint8_t *stub = nullptr;  // REL32 stub (kept once made)
@@ -99,7 +101,7 @@ struct Site {
   // The call without the exit hook (enter chose it: nothing wants exit).
   uint64_t run_noexit = 0;
   // First byte the patch writes.
-  uint64_t patch_at() const { return addr - (mov_len ? mov_len : reloc_len); }
+  uint64_t patch_at() const { return next_len ? addr : addr - (mov_len ? mov_len : reloc_len); }
 };
 static_assert(alignof(Site) >= 8, "the low 3 bits of a Site pointer carry the stub path");
 
@@ -110,7 +112,8 @@ inline Path info_path(uint64_t info) { return Path(info & 7); }
 
 struct PunRegion {
   uint8_t *base;
-  size_t size, used;
+  size_t size;
+  std::vector<std::pair<uint64_t, uint64_t>> blocks;  // [start, end) handed out
 };
 
 struct State {
@@ -499,7 +502,10 @@ struct Cand {
   int32_t nr;
   bool shape;
   uint8_t mov_len;
-  uint8_t prev_len;  // the instruction before, if it can run anywhere (0 if not)
+  uint8_t reloc_len;  // the 1 or 2 instructions before, if they can run anywhere (0 if not)
+  uint8_t pun_at;     // see Site
+  uint64_t inner;     // the second of 2 relocated instructions (must be no branch target)
+  uint8_t next_len;   // the instruction after, if it can run anywhere and has 3+ bytes
 };
 
 // Runs the same at any address: no RIP-relative operand, no branch.
@@ -534,19 +540,41 @@ void scan_range(uint64_t lo, uint64_t hi, std::vector<Cand> &out) {
   std::vector<Cand> found;
   const auto *base = reinterpret_cast<const uint8_t *>(lo);
   const size_t n = size_t(hi - lo);
-  size_t off = 0, prev_off = SIZE_MAX;
-  bool prev_pi = false;
+  size_t off = 0, prev_off = SIZE_MAX, prev2_off = SIZE_MAX;
+  bool prev_pi = false, prev2_pi = false;
   ZydisDecodedInstruction in;
   while (off < n) {
     if (!ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&decoder(), nullptr, base + off, n - off, &in))) {
       g.undecodable++;
       off++;
-      prev_off = SIZE_MAX;
+      prev_off = prev2_off = SIZE_MAX;
       continue;
     }
     if (in.mnemonic == ZYDIS_MNEMONIC_SYSCALL) {
-      Cand c{lo + off, -1, false, 0, 0};
-      if (prev_off != SIZE_MAX && prev_pi && off - prev_off >= 3) c.prev_len = uint8_t(off - prev_off);
+      Cand c{lo + off, -1, false, 0, 0, 5, 0, 0};
+      // Or the instruction after (e.g. `cmp $-4095,%rax`): the jump then
+      // replaces the `syscall`, and its last 3 bytes must equal the next
+      // instruction's first 3 (a call that was blocked returns there).
+      ZydisDecodedInstruction nx;
+      if (off + 2 < n &&
+          ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&decoder(), nullptr, base + off + 2, n - off - 2, &nx)) &&
+          nx.length >= 3 && position_independent(nx))
+        c.next_len = nx.length;
+      // Instructions to relocate: the one before if it has 3+ bytes, else
+      // the two before (a 2-byte one, e.g. `xor %eax,%eax`, and the one
+      // before it, of 2+ bytes: the jump's bytes over the second must
+      // equal its own, which leaves a window of >= 256 bytes for the stub).
+      if (prev_off != SIZE_MAX && prev_pi) {
+        const size_t l1 = off - prev_off;
+        if (l1 >= 3) {
+          c.reloc_len = uint8_t(l1);
+          c.pun_at = uint8_t(std::min<size_t>(l1, 5));
+        } else if (prev2_off != SIZE_MAX && prev2_pi && prev_off - prev2_off >= 2 && off - prev2_off <= 15) {
+          c.reloc_len = uint8_t(off - prev2_off);
+          c.pun_at = uint8_t(std::min<size_t>(prev_off - prev2_off, 5));
+          c.inner = lo + prev_off;
+        }
+      }
       // mov $NR,%eax (b8 imm32) or mov $NR,%rax (48 c7 c0 imm32, as in
       // glibc's __restore_rt) right before it.
       uint8_t ml = 0;
@@ -566,6 +594,8 @@ void scan_range(uint64_t lo, uint64_t hi, std::vector<Cand> &out) {
       found.push_back(c);
     }
     if (in.raw.imm[0].is_relative) targets.push_back(lo + off + in.length + uint64_t(in.raw.imm[0].value.s));
+    prev2_off = prev_off;
+    prev2_pi = prev_pi;
     prev_off = off;
     prev_pi = position_independent(in);
     off += in.length;
@@ -575,8 +605,10 @@ void scan_range(uint64_t lo, uint64_t hi, std::vector<Cand> &out) {
     if (std::binary_search(targets.begin(), targets.end(), c.addr)) {
       c.shape = false;  // reachable with another rax: the number is not known
       c.nr = -1;
-      c.prev_len = 0;  // and a relocated instruction before it would be skipped
+      c.reloc_len = 0;  // and a relocated instruction before it would be skipped
     }
+    if (c.inner && std::binary_search(targets.begin(), targets.end(), c.inner)) c.reloc_len = 0;
+    // A branch to the instruction after lands on bytes the jump keeps.
     out.push_back(c);
   }
 }
@@ -615,6 +647,8 @@ bool skip_mapping(const Map &m) {
 }
 
 // Adds the sites of [lo, hi) not known yet (our own text cut out).
+bool pokeable(uint64_t at, size_t n);
+
 void add_sites(uint64_t lo, uint64_t hi, int prot, const char *name) {
   uint32_t mod = 0;
   while (mod < g.module_names.size() && g.module_names[mod] != name) mod++;
@@ -634,7 +668,22 @@ void add_sites(uint64_t lo, uint64_t hi, int prot, const char *name) {
     s.nr = c.nr;
     s.rel32_shape = c.shape;
     s.mov_len = c.mov_len;
-    s.reloc_len = c.shape ? 0 : c.prev_len;
+    s.reloc_len = c.shape ? 0 : c.reloc_len;
+    s.pun_at = c.shape ? 5 : c.pun_at;
+    if (c.shape && !pokeable(s.patch_at(), 5) && c.next_len) {
+      // The mov's jump would cross a cache line at a 2-byte boundary (no
+      // atomic gate): relocate the instruction after instead (then the
+      // number is only in rax, as for any dynamic site).
+      s.rel32_shape = false;
+      s.mov_len = 0;
+      s.nr = -1;
+      s.reloc_len = 0;
+    }
+    if (!s.rel32_shape && !s.reloc_len && c.next_len) {
+      // A branch to the `syscall` itself is fine here: it lands on the jump.
+      s.next_len = c.next_len;
+      s.pun_at = 2;
+    }
     s.module = mod;
     s.prot = prot;
     g.sites.push_back(s);
@@ -775,13 +824,22 @@ struct Emit {
     b[i] = 0xe9;
     put32(b + i + 1, int32_t(int64_t(to) - int64_t(at + i + 5)));
     i += 5;
-  }  // After enter returned RUN, when nothing needs the exit path.
+  }
+  // The instruction after the `syscall`, when it was relocated, before
+  // each jump back.
+  const uint8_t *tail = nullptr;
+  size_t tail_len = 0;
+  void back_to(uint64_t back) {
+    if (tail_len) bytes(tail, tail_len);
+    jmp(back);
+  }
+  // After enter returned RUN, when nothing needs the exit path.
   void run_noexit(bool toggle, uint64_t back) {
     lea_up();
     if (toggle) sel(kSelAllow);
     syscall_insn();
     if (toggle) sel(kSelBlock);
-    jmp(back);
+    back_to(back);
   }
   // After enter returned RUN: the call with the program's rsp, then exit
   // with `lit` (which names this path) and back to the program.
@@ -794,22 +852,31 @@ struct Emit {
     push_lit(lit_info);
     call_lit(lit_exit);
     lea_up();
-    jmp(back);
+    back_to(back);
   }
 };
 
 // Memory for stubs whose start must lie in [lo, hi] (a punned jump, see
-// make_stub); regions of 64 KiB, never unmapped.
+// make_dyn_stub); regions of 64 KiB, never unmapped, blocks placed anywhere
+// free in them (windows can be as small as 256 bytes).
 uint8_t *alloc_window(uint64_t lo, uint64_t hi, size_t size) {
+  auto fits = [&](const PunRegion &r, uint64_t p) {
+    if (p < uint64_t(r.base) || p + size > uint64_t(r.base) + r.size) return false;
+    for (const auto &blk : r.blocks)
+      if (p < blk.second && blk.first < p + size) return false;
+    return true;
+  };
   for (PunRegion &r : g.pun) {
-    uint64_t p = (uint64_t(r.base) + r.used + 15) & ~uint64_t(15);
-    if (p < lo) p = (lo + 15) & ~uint64_t(15);
-    if (p <= hi && p + size <= uint64_t(r.base) + r.size) {
-      r.used = p + size - uint64_t(r.base);
-      return reinterpret_cast<uint8_t *>(p);
-    }
+    uint64_t p = std::max((lo + 15) & ~uint64_t(15), (uint64_t(r.base) + 15) & ~uint64_t(15));
+    for (; p <= hi && p < uint64_t(r.base) + r.size; p += 16)
+      if (fits(r, p)) {
+        r.blocks.emplace_back(p, p + size);
+        return reinterpret_cast<uint8_t *>(p);
+      }
   }
-  for (uint64_t a = (lo + 4095) & ~uint64_t(4095); a <= hi && a < 0x7ffffffe0000ull; a += 16384) {
+  int tries = 0;
+  for (uint64_t a = lo & ~uint64_t(4095); a <= hi && a < 0x7ffffffe0000ull && tries < 64; a += 4096, tries++) {
+    if (a < 0x10000) continue;
     void *m = mmap(reinterpret_cast<void *>(a), bh::kRegionSize, PROT_READ | PROT_EXEC,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
     if (m == MAP_FAILED) continue;
@@ -817,7 +884,7 @@ uint8_t *alloc_window(uint64_t lo, uint64_t hi, size_t size) {
       munmap(m, bh::kRegionSize);
       continue;
     }
-    g.pun.push_back(PunRegion{static_cast<uint8_t *>(m), bh::kRegionSize, 0});
+    g.pun.push_back(PunRegion{static_cast<uint8_t *>(m), bh::kRegionSize, {}});
     return alloc_window(lo, hi, size);
   }
   return nullptr;
@@ -864,25 +931,33 @@ bool make_static_stub(Site &s, bool toggle) {
 // The dynamic stub (number only in rax): the relocated instruction before
 // the `syscall`, enter (which pushes the number on the thread's ring, or
 // sends clone / clone3 / vfork to paths that know theirs), the call, exit.
-// Where the relocated instruction is 3 or 4 bytes, the jump that replaces
-// it reaches into the `syscall`'s own bytes: the stub is placed so that the
-// jump's displacement ends in 0f 05 (or 0f), which leaves those bytes as
-// they were (a thread that is about to run them, or whose call restarts,
-// runs the original `syscall`).
+// Where the 5-byte jump that replaces them reaches over an instruction
+// start (the `syscall` after a 3- or 4-byte instruction, or the second of
+// two), the stub is placed so that the jump's last bytes equal the bytes
+// already there (the displacement ends in 0f 05, 0f, 31, ...): a thread that
+// is about to run that instruction, or whose call restarts, runs the
+// original code (untraced, but right).
 bool make_dyn_stub(Site &s, bool toggle) {
-  const uint64_t at = s.addr - s.reloc_len;
+  const uint64_t at = s.patch_at();
   uint8_t *stub;
-  if (s.reloc_len == 3)
-    stub = alloc_window(at + 5 + 0x050f0000, at + 5 + 0x050fffff, kDynStubSize);
-  else if (s.reloc_len == 4)
-    stub = alloc_window(at + 5 + 0x0f000000, at + 5 + 0x0fffffff, kDynStubSize);
-  else
+  if (s.pun_at < 5) {
+    const auto *o = reinterpret_cast<const uint8_t *>(at);
+    uint32_t fixed = 0;
+    for (unsigned k = s.pun_at; k < 5; k++) fixed |= uint32_t(o[k]) << (8 * (k - 1));
+    const int64_t rel_lo = int32_t(fixed), span = int64_t(1) << (8 * (s.pun_at - 1));
+    const int64_t lo = int64_t(at) + 5 + rel_lo;
+    if (lo <= 0x10000) return false;
+    stub = alloc_window(uint64_t(lo), uint64_t(lo + span - 1), kDynStubSize);
+  } else {
     stub = g.arena.alloc(kDynStubSize, s.addr, bh::kNearDist);
+  }
   if (!stub) return false;
   Emit e{reinterpret_cast<uint64_t>(stub)};
-  const size_t lit = 320;  // generic, clone, clone3, vfork, enter, exit
-  const uint64_t back = s.addr + 2;
+  const size_t lit = 448;  // generic, clone, clone3, vfork, enter, exit
+  const uint64_t back = s.addr + 2 + s.next_len;
   e.bytes(reinterpret_cast<const void *>(at), s.reloc_len);
+  e.tail = reinterpret_cast<const uint8_t *>(s.addr + 2);
+  e.tail_len = s.next_len;
   e.lea_down();
   e.push_lit(lit);
   e.call_lit(lit + 32);
@@ -895,7 +970,7 @@ bool make_dyn_stub(Site &s, bool toggle) {
   e.run_path(toggle, lit + 24, lit + 40, back);
   const size_t skip = e.i;
   e.lea_up();
-  e.jmp(back);
+  e.back_to(back);
   const size_t noexit = e.i;
   e.run_noexit(toggle, back);
   if (e.i > lit) abort();
@@ -929,9 +1004,9 @@ int patch_rel32(Site &s, bool bare) {
   uint8_t j[5] = {0xe9};
   const uint64_t to = uint64_t(s.stub) + (bare ? kBareAt : 0);
   put32(j + 1, int32_t(int64_t(to) - int64_t(at + 5)));
-  // Bytes of the patch that lie at or after the `syscall` must not change.
-  for (uint64_t k = s.addr; k < at + 5; k++)
-    if (j[k - at] != *reinterpret_cast<const uint8_t *>(k)) return -EINVAL;
+  // Bytes of the patch from an inner instruction start on must not change.
+  for (unsigned k = s.pun_at; k < 5; k++)
+    if (j[k] != s.orig[k]) return -EINVAL;
   const int rc = poke(at, j, 5, s.prot);
   if (rc == 0) s.bare = bare;
   return rc;
@@ -959,7 +1034,7 @@ uint32_t choose(const Site &s, bool sud, bool *bare) {
     *bare = true;
     return BH_TT_MECH_REL32;
   }
-  if ((g.allowed & BH_TT_MECH_REL32) && (s.rel32_shape || s.reloc_len) && pokeable(s.patch_at(), 5))
+  if ((g.allowed & BH_TT_MECH_REL32) && (s.rel32_shape || s.reloc_len || s.next_len) && pokeable(s.patch_at(), 5))
     return BH_TT_MECH_REL32;
   if (g.page0 && pokeable(s.addr, 2)) return BH_TT_MECH_PAGE0;
   if (g.allowed & BH_TT_MECH_SUD) return BH_TT_MECH_SUD;
@@ -988,7 +1063,9 @@ int apply(char *err, size_t len) {
     }
     s.mech = BH_TT_MECH_NONE;
     if (want == BH_TT_MECH_REL32) {
-      if (make_stub(s, toggle) && patch_rel32(s, bare) == 0) {
+      if (!make_stub(s, toggle)) {
+        logf(3, "site %#" PRIx64 ": no memory for its stub %s", s.addr, s.pun_at < 5 ? "in its window" : "near it");
+      } else if (patch_rel32(s, bare) == 0) {
         s.mech = BH_TT_MECH_REL32;
         continue;
       }
