@@ -138,7 +138,9 @@ struct State {
   uint64_t old_sigsys[4] = {};  // kernel sigaction: handler, flags, restorer, mask
 };
 
-State g;
+// Initialized before any default-priority constructor (a library's
+// __attribute__((constructor)) may install the transformer).
+State g __attribute__((init_priority(101)));
 std::atomic<const bh_tt_hooks *> g_hooks{nullptr};
 std::atomic<void *> g_user{nullptr};
 std::atomic<uint64_t> g_interest[kMaxNr / 64];
@@ -192,7 +194,7 @@ inline bool interested(uint64_t nr) {
 inline bool wanted_at_site(int32_t nr) {
   if (nr < 0) return true;
   if (interested(uint64_t(nr))) return true;
-  return g.watch && (nr == SYS_mmap || nr == SYS_mprotect);
+  return g.watch && nr == SYS_mmap;
 }
 
 bool in_regions(uint64_t a) {
@@ -244,12 +246,13 @@ inline void child_started(uint64_t nr, int64_t ret) {
 
 void scan_new_code(uint64_t lo, uint64_t hi);
 
+// New code: a file mapped executable (dlopen maps a library's text so).
+// Anonymous executable memory (JIT code, which V8 re-protects all the time)
+// and mprotect are not watched: scanning costs a read of /proc/self/maps.
 inline void after_call(uint64_t nr, const uint64_t *args, int64_t ret) {
-  if (ret < 0 || !g_watch.load(std::memory_order_relaxed)) return;
-  if (nr == SYS_mmap && (args[2] & PROT_EXEC))
+  if (ret < 0 || nr != SYS_mmap || !g_watch.load(std::memory_order_relaxed)) return;
+  if ((args[2] & PROT_EXEC) && !(args[3] & MAP_ANONYMOUS) && int(args[4]) >= 0)
     scan_new_code(uint64_t(ret), uint64_t(ret) + args[1]);
-  else if (nr == SYS_mprotect && (args[2] & PROT_EXEC))
-    scan_new_code(args[0], args[0] + args[1]);
 }
 
 // Calls that must not be executed from the signal handler: they create a
@@ -424,7 +427,7 @@ void sigsys_handler(int sig, siginfo_t *si, void *ctx) {
 
 // Turning dispatch on or off in the other threads: each runs the prctl for
 // itself (the selector is per thread) from this signal's handler.
-const int kSudSignal = SIGRTMAX - 5;
+inline int sud_signal() { return SIGRTMAX - 5; }
 std::atomic<bool> g_sud_target{false};
 void sud_signal_handler(int) {
   if (g_sud_target.load())
@@ -441,7 +444,7 @@ int broadcast_sud(bool on) {
     sa.sa_handler = sud_signal_handler;
     sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(kSudSignal, &sa, nullptr) != 0) return -errno;
+    if (sigaction(sud_signal(), &sa, nullptr) != 0) return -errno;
     handler_set = true;
   }
   g_sud_target.store(on);
@@ -453,7 +456,7 @@ int broadcast_sud(bool on) {
   while (dirent *e = readdir(d)) {
     const long tid = atol(e->d_name);
     if (tid <= 0 || tid == self) continue;
-    if (raw(SYS_tgkill, uint64_t(pid), uint64_t(tid), uint64_t(kSudSignal)) == 0) sent++;
+    if (raw(SYS_tgkill, uint64_t(pid), uint64_t(tid), uint64_t(sud_signal())) == 0) sent++;
   }
   closedir(d);
   const struct timespec ms { 0, 1000000 };
@@ -641,6 +644,9 @@ std::vector<Map> read_exec_maps() {
 
 bool skip_mapping(const Map &m) {
   if (m.prot & PROT_WRITE) return true;  // JIT code being written: SUD's (see README)
+  // Anonymous executable memory is JIT code (V8's): it may hold data a
+  // linear sweep would misread, and it has no syscall sites of its own.
+  if (m.name[0] != '/') return true;
   if (!strcmp(m.name, "[vdso]") || !strcmp(m.name, "[vsyscall]") || !strcmp(m.name, "[vvar]")) return true;
   if (m.lo == 0) return true;  // page 0: our slide
   return in_regions(m.lo);
@@ -1191,8 +1197,7 @@ extern "C" __attribute__((visibility("hidden"))) void bh_tt_c_enter(Frame *f) {
     // Exit is needed by the hooks, or by us: new code to scan after mmap /
     // mprotect, dispatch to turn on in a new task.
     const uint64_t nr = call.nr;
-    const bool need_exit = (want && h->exit) ||
-                           (g_watch.load(std::memory_order_relaxed) && (nr == SYS_mmap || nr == SYS_mprotect)) ||
+    const bool need_exit = (want && h->exit) || (g_watch.load(std::memory_order_relaxed) && nr == SYS_mmap) ||
                            (g_sud_on.load(std::memory_order_relaxed) &&
                             (nr == SYS_clone || nr == SYS_clone3 || nr == SYS_fork || nr == SYS_vfork));
     if (!need_exit) {
