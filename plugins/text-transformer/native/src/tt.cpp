@@ -15,7 +15,9 @@
 // Stubs and the page-0 handler save every register, build a bh_tt_call on the
 // stack, run the hooks (tramp.S + bh_tt_c_enter/bh_tt_c_exit below) and
 // execute the real `syscall` with the program's own rsp.
+#include <cpuid.h>
 #include <dirent.h>
+#include <linux/membarrier.h>
 #include <errno.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -41,7 +43,6 @@
 #include "bpfhook/text_transformer.h"
 #include "code_arena.h"
 #include "internal.h"
-#include "textpoke.h"
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -65,12 +66,19 @@ using bh_tt::Frame;
 // %fs:offset, the same for every thread.
 __thread __attribute__((tls_model("initial-exec"))) volatile uint8_t bh_tt_sel;
 __thread __attribute__((tls_model("initial-exec"))) uint64_t bh_tt_vfork_word;
+// Numbers of the calls in flight on this thread through relocated stubs
+// (whose number is not known at the site): pushed by enter, popped by exit.
+// Nested calls (signal handlers) are LIFO; a ring, so a call that never
+// pops (a handler left by longjmp) only wastes a slot.
+__thread __attribute__((tls_model("initial-exec"))) uint16_t bh_tt_nr_ring[32];
+__thread __attribute__((tls_model("initial-exec"))) uint32_t bh_tt_nr_depth;
 
 namespace {
 
 constexpr uint8_t kSelAllow = 0, kSelBlock = 1;
-constexpr size_t kStubSize = 160;
-constexpr size_t kBareAt = 128;   // the bare path: the call with no hooks
+constexpr size_t kStubSize = 224;
+constexpr size_t kBareAt = 176;  // the bare path: the call with no hooks
+constexpr size_t kDynStubSize = 512;
 constexpr uint32_t kMaxNr = 512;  // page 0's slide covers numbers below this
 
 struct Site {
@@ -79,12 +87,33 @@ struct Site {
   int prot = 0;       // of its mapping (restored after each write)
   uint32_t mech = BH_TT_MECH_NONE;
   bool rel32_shape = false;
-  uint8_t mov_len = 0;  // 5: b8 imm32, 7: 48 c7 c0 imm32
-  bool bare = false;    // REL32 to the stub's bare path (number not wanted, SUD on)
+  uint8_t mov_len = 0;    // 5: b8 imm32, 7: 48 c7 c0 imm32
+  uint8_t reloc_len = 0;  // else: bytes of the 1 or 2 instructions before, relocated into a dynamic stub
+  uint8_t pun_at = 5;     // first byte of the patch that is an instruction start: it and the rest keep their value
+  uint8_t next_len = 0;   // else: the instruction after, relocated (the jump replaces the `syscall` itself)
+  bool bare = false;      // REL32 to the stub's bare path (number not wanted, SUD on)
   uint8_t orig[8] = {};
   uint8_t *stub = nullptr;  // REL32 stub (kept once made)
   uint64_t stub_skip = 0;   // the stub's skip path
   uint32_t module = 0;      // index into State::module_names
+  // Dynamic stub: where its clone / clone3 / vfork / skip paths start.
+  uint64_t dyn_clone = 0, dyn_clone3 = 0, dyn_vfork = 0;
+  // The call without the exit hook (enter chose it: nothing wants exit).
+  uint64_t run_noexit = 0;
+  // First byte the patch writes.
+  uint64_t patch_at() const { return next_len ? addr : addr - (mov_len ? mov_len : reloc_len); }
+};
+static_assert(alignof(Site) >= 8, "the low 3 bits of a Site pointer carry the stub path");
+
+// What a stub pushes: a Site pointer, its low bits the path (see tramp.S).
+enum Path : uint64_t { kStatic = 0, kDynGeneric = 1, kDynClone = 2, kDynClone3 = 3, kDynVfork = 4 };
+inline const Site *info_site(uint64_t info) { return reinterpret_cast<const Site *>(info & ~uint64_t(7)); }
+inline Path info_path(uint64_t info) { return Path(info & 7); }
+
+struct PunRegion {
+  uint8_t *base;
+  size_t size;
+  std::vector<std::pair<uint64_t, uint64_t>> blocks;  // [start, end) handed out
 };
 
 struct State {
@@ -101,6 +130,7 @@ struct State {
   bh::CodeArena arena;
   uint32_t modules = 0;
   std::vector<std::string> module_names;
+  std::vector<PunRegion> pun;
   uint64_t undecodable = 0;
   void (*log)(void *, int, const char *) = nullptr;
   void *log_ctx = nullptr;
@@ -108,7 +138,9 @@ struct State {
   uint64_t old_sigsys[4] = {};  // kernel sigaction: handler, flags, restorer, mask
 };
 
-State g;
+// Initialized before any default-priority constructor (a library's
+// __attribute__((constructor)) may install the transformer).
+State g __attribute__((init_priority(101)));
 std::atomic<const bh_tt_hooks *> g_hooks{nullptr};
 std::atomic<void *> g_user{nullptr};
 std::atomic<uint64_t> g_interest[kMaxNr / 64];
@@ -162,7 +194,7 @@ inline bool interested(uint64_t nr) {
 inline bool wanted_at_site(int32_t nr) {
   if (nr < 0) return true;
   if (interested(uint64_t(nr))) return true;
-  return g.watch && (nr == SYS_mmap || nr == SYS_mprotect);
+  return g.watch && nr == SYS_mmap;
 }
 
 bool in_regions(uint64_t a) {
@@ -179,6 +211,7 @@ void sync_regions() {
   };
   std::vector<R> rs;
   g.arena.regions(rs);
+  for (const PunRegion &p : g.pun) rs.push_back(R{uint64_t(p.base), uint64_t(p.base) + p.size});
   int n = 0;
   for (const R &r : rs) {
     if (n == kMaxRegions) break;
@@ -213,12 +246,13 @@ inline void child_started(uint64_t nr, int64_t ret) {
 
 void scan_new_code(uint64_t lo, uint64_t hi);
 
+// New code: a file mapped executable (dlopen maps a library's text so).
+// Anonymous executable memory (JIT code, which V8 re-protects all the time)
+// and mprotect are not watched: scanning costs a read of /proc/self/maps.
 inline void after_call(uint64_t nr, const uint64_t *args, int64_t ret) {
-  if (ret < 0 || !g_watch.load(std::memory_order_relaxed)) return;
-  if (nr == SYS_mmap && (args[2] & PROT_EXEC))
+  if (ret < 0 || nr != SYS_mmap || !g_watch.load(std::memory_order_relaxed)) return;
+  if ((args[2] & PROT_EXEC) && !(args[3] & MAP_ANONYMOUS) && int(args[4]) >= 0)
     scan_new_code(uint64_t(ret), uint64_t(ret) + args[1]);
-  else if (nr == SYS_mprotect && (args[2] & PROT_EXEC))
-    scan_new_code(args[0], args[0] + args[1]);
 }
 
 // Calls that must not be executed from the signal handler: they create a
@@ -283,8 +317,8 @@ void sigsys_chain(int sig, siginfo_t *si, void *ctx) {
   const uint64_t h = g.old_sigsys[0], flags = g.old_sigsys[1];
   if (h == uint64_t(SIG_IGN)) return;
   if (h == uint64_t(SIG_DFL)) {
-    // Default action (core dump): restore it and re-raise; it is delivered
-    // once this handler returns and SIGSYS is unblocked.
+    // Default action (core dump): restore it and re-raise (SA_NODEFER: it
+    // is delivered at once, with the default action).
     uint64_t dfl[4] = {uint64_t(SIG_DFL), 0, 0, 0};
     raw(SYS_rt_sigaction, SIGSYS, uint64_t(dfl), 0, 8);
     raw(SYS_tgkill, uint64_t(raw(SYS_getpid)), uint64_t(raw(SYS_gettid)), SIGSYS);
@@ -393,7 +427,7 @@ void sigsys_handler(int sig, siginfo_t *si, void *ctx) {
 
 // Turning dispatch on or off in the other threads: each runs the prctl for
 // itself (the selector is per thread) from this signal's handler.
-const int kSudSignal = SIGRTMAX - 5;
+inline int sud_signal() { return SIGRTMAX - 5; }
 std::atomic<bool> g_sud_target{false};
 void sud_signal_handler(int) {
   if (g_sud_target.load())
@@ -410,7 +444,7 @@ int broadcast_sud(bool on) {
     sa.sa_handler = sud_signal_handler;
     sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(kSudSignal, &sa, nullptr) != 0) return -errno;
+    if (sigaction(sud_signal(), &sa, nullptr) != 0) return -errno;
     handler_set = true;
   }
   g_sud_target.store(on);
@@ -422,7 +456,7 @@ int broadcast_sud(bool on) {
   while (dirent *e = readdir(d)) {
     const long tid = atol(e->d_name);
     if (tid <= 0 || tid == self) continue;
-    if (raw(SYS_tgkill, uint64_t(pid), uint64_t(tid), uint64_t(kSudSignal)) == 0) sent++;
+    if (raw(SYS_tgkill, uint64_t(pid), uint64_t(tid), uint64_t(sud_signal())) == 0) sent++;
   }
   closedir(d);
   const struct timespec ms { 0, 1000000 };
@@ -471,7 +505,26 @@ struct Cand {
   int32_t nr;
   bool shape;
   uint8_t mov_len;
+  uint8_t reloc_len;  // the 1 or 2 instructions before, if they can run anywhere (0 if not)
+  uint8_t pun_at;     // see Site
+  uint64_t inner;     // the second of 2 relocated instructions (must be no branch target)
+  uint8_t next_len;   // the instruction after, if it can run anywhere and has 3+ bytes
 };
+
+// Runs the same at any address: no RIP-relative operand, no branch.
+bool position_independent(const ZydisDecodedInstruction &in) {
+  if (in.attributes & ZYDIS_ATTRIB_IS_RELATIVE) return false;
+  switch (in.meta.category) {
+    case ZYDIS_CATEGORY_COND_BR:
+    case ZYDIS_CATEGORY_UNCOND_BR:
+    case ZYDIS_CATEGORY_CALL:
+    case ZYDIS_CATEGORY_RET:
+    case ZYDIS_CATEGORY_SYSCALL:
+    case ZYDIS_CATEGORY_INTERRUPT:
+    case ZYDIS_CATEGORY_SYSTEM: return false;
+    default: return in.mnemonic != ZYDIS_MNEMONIC_SYSCALL && in.mnemonic != ZYDIS_MNEMONIC_SYSENTER;
+  }
+}
 
 const ZydisDecoder &decoder() {
   static const ZydisDecoder dec = [] {
@@ -490,17 +543,41 @@ void scan_range(uint64_t lo, uint64_t hi, std::vector<Cand> &out) {
   std::vector<Cand> found;
   const auto *base = reinterpret_cast<const uint8_t *>(lo);
   const size_t n = size_t(hi - lo);
-  size_t off = 0, prev_off = SIZE_MAX;
+  size_t off = 0, prev_off = SIZE_MAX, prev2_off = SIZE_MAX;
+  bool prev_pi = false, prev2_pi = false;
   ZydisDecodedInstruction in;
   while (off < n) {
     if (!ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&decoder(), nullptr, base + off, n - off, &in))) {
       g.undecodable++;
       off++;
-      prev_off = SIZE_MAX;
+      prev_off = prev2_off = SIZE_MAX;
       continue;
     }
     if (in.mnemonic == ZYDIS_MNEMONIC_SYSCALL) {
-      Cand c{lo + off, -1, false, 0};
+      Cand c{lo + off, -1, false, 0, 0, 5, 0, 0};
+      // Or the instruction after (e.g. `cmp $-4095,%rax`): the jump then
+      // replaces the `syscall`, and its last 3 bytes must equal the next
+      // instruction's first 3 (a call that was blocked returns there).
+      ZydisDecodedInstruction nx;
+      if (off + 2 < n &&
+          ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&decoder(), nullptr, base + off + 2, n - off - 2, &nx)) &&
+          nx.length >= 3 && position_independent(nx))
+        c.next_len = nx.length;
+      // Instructions to relocate: the one before if it has 3+ bytes, else
+      // the two before (a 2-byte one, e.g. `xor %eax,%eax`, and the one
+      // before it, of 2+ bytes: the jump's bytes over the second must
+      // equal its own, which leaves a window of >= 256 bytes for the stub).
+      if (prev_off != SIZE_MAX && prev_pi) {
+        const size_t l1 = off - prev_off;
+        if (l1 >= 3) {
+          c.reloc_len = uint8_t(l1);
+          c.pun_at = uint8_t(std::min<size_t>(l1, 5));
+        } else if (prev2_off != SIZE_MAX && prev2_pi && prev_off - prev2_off >= 2 && off - prev2_off <= 15) {
+          c.reloc_len = uint8_t(off - prev2_off);
+          c.pun_at = uint8_t(std::min<size_t>(prev_off - prev2_off, 5));
+          c.inner = lo + prev_off;
+        }
+      }
       // mov $NR,%eax (b8 imm32) or mov $NR,%rax (48 c7 c0 imm32, as in
       // glibc's __restore_rt) right before it.
       uint8_t ml = 0;
@@ -520,7 +597,10 @@ void scan_range(uint64_t lo, uint64_t hi, std::vector<Cand> &out) {
       found.push_back(c);
     }
     if (in.raw.imm[0].is_relative) targets.push_back(lo + off + in.length + uint64_t(in.raw.imm[0].value.s));
+    prev2_off = prev_off;
+    prev2_pi = prev_pi;
     prev_off = off;
+    prev_pi = position_independent(in);
     off += in.length;
   }
   std::sort(targets.begin(), targets.end());
@@ -528,7 +608,10 @@ void scan_range(uint64_t lo, uint64_t hi, std::vector<Cand> &out) {
     if (std::binary_search(targets.begin(), targets.end(), c.addr)) {
       c.shape = false;  // reachable with another rax: the number is not known
       c.nr = -1;
+      c.reloc_len = 0;  // and a relocated instruction before it would be skipped
     }
+    if (c.inner && std::binary_search(targets.begin(), targets.end(), c.inner)) c.reloc_len = 0;
+    // A branch to the instruction after lands on bytes the jump keeps.
     out.push_back(c);
   }
 }
@@ -561,12 +644,17 @@ std::vector<Map> read_exec_maps() {
 
 bool skip_mapping(const Map &m) {
   if (m.prot & PROT_WRITE) return true;  // JIT code being written: SUD's (see README)
+  // Anonymous executable memory is JIT code (V8's): it may hold data a
+  // linear sweep would misread, and it has no syscall sites of its own.
+  if (m.name[0] != '/') return true;
   if (!strcmp(m.name, "[vdso]") || !strcmp(m.name, "[vsyscall]") || !strcmp(m.name, "[vvar]")) return true;
   if (m.lo == 0) return true;  // page 0: our slide
   return in_regions(m.lo);
 }
 
 // Adds the sites of [lo, hi) not known yet (our own text cut out).
+bool pokeable(uint64_t at, size_t n);
+
 void add_sites(uint64_t lo, uint64_t hi, int prot, const char *name) {
   uint32_t mod = 0;
   while (mod < g.module_names.size() && g.module_names[mod] != name) mod++;
@@ -586,6 +674,22 @@ void add_sites(uint64_t lo, uint64_t hi, int prot, const char *name) {
     s.nr = c.nr;
     s.rel32_shape = c.shape;
     s.mov_len = c.mov_len;
+    s.reloc_len = c.shape ? 0 : c.reloc_len;
+    s.pun_at = c.shape ? 5 : c.pun_at;
+    if (c.shape && !pokeable(s.patch_at(), 5) && c.next_len) {
+      // The mov's jump would cross a cache line at a 2-byte boundary (no
+      // atomic gate): relocate the instruction after instead (then the
+      // number is only in rax, as for any dynamic site).
+      s.rel32_shape = false;
+      s.mov_len = 0;
+      s.nr = -1;
+      s.reloc_len = 0;
+    }
+    if (!s.rel32_shape && !s.reloc_len && c.next_len) {
+      // A branch to the `syscall` itself is fine here: it lands on the jump.
+      s.next_len = c.next_len;
+      s.pun_at = 2;
+    }
     s.module = mod;
     s.prot = prot;
     g.sites.push_back(s);
@@ -594,129 +698,321 @@ void add_sites(uint64_t lo, uint64_t hi, int prot, const char *name) {
 
 // ---- patching -----------------------------------------------------------
 
+// Writing to code other threads may run. Everything here makes its system
+// calls with bh_tt_raw_syscall: while a gate is up (below), the patching
+// thread must not run the site it patches, and any libc wrapper might be
+// that site. (Hence no use of the hook engine's textpoke.cpp, whose system
+// calls are inline `syscall`s that the scan finds and patches.)
+bool g_cx16 = false, g_sync_core = false;
+
+void poke_init() {
+  unsigned a, b, c, d;
+  if (__get_cpuid(1, &a, &b, &c, &d)) g_cx16 = (c & bit_CMPXCHG16B) != 0;
+  g_sync_core = raw(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0) == 0;
+  if (!g_sync_core) raw(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0);
+}
+
+// Serialises instruction fetch on every CPU that runs this process.
+void sync_cores() {
+  raw(SYS_membarrier, g_sync_core ? MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE : MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0,
+      0);
+}
+
+bool atomic_span(uint64_t at, size_t n) { return (at & 7) + n <= 8 || (g_cx16 && (at & 15) + n <= 16); }
+
 // Whether poke() can write n bytes at `at` so that no thread sees them torn.
 bool pokeable(uint64_t at, size_t n) {
-  if (bh::poke_is_atomic(reinterpret_cast<void *>(at), n)) return true;
+  if (atomic_span(at, n)) return true;
   return (at & 63) != 63;  // gate (n >= 3) or one unaligned 16-bit store (n == 2)
 }
 
-int poke(uint64_t at, const uint8_t *b, size_t n, int prot) {
-  if (bh::poke_is_atomic(reinterpret_cast<void *>(at), n))
-    return bh::poke_atomic(reinterpret_cast<void *>(at), b, n, prot);
-  if (n == 2 && (at & 63) != 63) {
-    // An unaligned 16-bit store inside one cache line is atomic on x86.
-    const uintptr_t pg = at & ~uintptr_t(4095), len = ((at + 2 + 4095) & ~uintptr_t(4095)) - pg;
-    if (mprotect(reinterpret_cast<void *>(pg), len, PROT_READ | PROT_WRITE | PROT_EXEC) != 0) return -errno;
-    __atomic_store_n(reinterpret_cast<uint16_t *>(at), uint16_t(b[0] | (b[1] << 8)), __ATOMIC_RELEASE);
-    const int rc = mprotect(reinterpret_cast<void *>(pg), len, prot) == 0 ? 0 : -errno;
-    bh::sync_cores();
-    return rc;
+// One store of n bytes within an aligned 8- or 16-byte block.
+void store_atomic(uint64_t at, const uint8_t *src, size_t n) {
+  if ((at & 7) + n <= 8) {
+    auto *q = reinterpret_cast<uint64_t *>(at & ~uint64_t(7));
+    uint64_t v = __atomic_load_n(q, __ATOMIC_RELAXED);
+    memcpy(reinterpret_cast<uint8_t *>(&v) + (at & 7), src, n);
+    __atomic_store_n(q, v, __ATOMIC_RELEASE);
+    return;
   }
-  // The gate (`jmp $` over the first two bytes, then the rest, then the
-  // first two) is safe here without pausing threads: the bytes replaced are
-  // one instruction, so no thread can be inside them. Its two-byte stores
-  // must not cross a cache line.
-  if (n >= 3 && (at & 63) != 63) return bh::poke_paused(reinterpret_cast<void *>(at), b, n, prot, true);
-  return -EAGAIN;
+  auto *blk = reinterpret_cast<uint64_t *>(at & ~uint64_t(15));
+  uint64_t old[2] = {__atomic_load_n(&blk[0], __ATOMIC_RELAXED), __atomic_load_n(&blk[1], __ATOMIC_RELAXED)};
+  for (;;) {
+    uint64_t nv[2] = {old[0], old[1]};
+    memcpy(reinterpret_cast<uint8_t *>(nv) + (at & 15), src, n);
+    bool ok;
+    __asm__ volatile("lock cmpxchg16b %1"
+                     : "=@ccz"(ok), "+m"(*reinterpret_cast<volatile __int128 *>(blk)), "+a"(old[0]), "+d"(old[1])
+                     : "b"(nv[0]), "c"(nv[1])
+                     : "memory");
+    if (ok) return;
+  }
+}
+
+void store2(uint64_t at, const uint8_t *src) {
+  if (atomic_span(at, 2))
+    store_atomic(at, src, 2);
+  else  // unaligned, inside one cache line: still one atomic store on x86
+    __atomic_store_n(reinterpret_cast<uint16_t *>(at), uint16_t(src[0] | (src[1] << 8)), __ATOMIC_RELEASE);
+}
+
+int poke(uint64_t at, const uint8_t *b, size_t n, int prot) {
+  if (!pokeable(at, n)) return -EAGAIN;
+  const uint64_t pg = at & ~uint64_t(4095), len = ((at + n + 4095) & ~uint64_t(4095)) - pg;
+  // The pages stay executable throughout (RWX, then their own protection).
+  int64_t rc = raw(SYS_mprotect, pg, len, PROT_READ | PROT_WRITE | PROT_EXEC);
+  if (rc < 0) return int(rc);
+  if (atomic_span(at, n)) {
+    store_atomic(at, b, n);
+  } else if (n == 2) {
+    store2(at, b);
+  } else {
+    // The gate: `jmp $` over the first two bytes, then the rest, then the
+    // first two. Safe without pausing threads: the bytes replaced are one
+    // instruction (a thread is at its start or not in it), and a thread
+    // that arrives meanwhile spins until the patch is whole.
+    static const uint8_t spin[2] = {0xeb, 0xfe};
+    store2(at, spin);
+    sync_cores();
+    for (size_t k = 2; k < n; k++) reinterpret_cast<volatile uint8_t *>(at)[k] = b[k];
+    sync_cores();
+    store2(at, b);
+  }
+  rc = raw(SYS_mprotect, pg, len, uint64_t(prot));
+  sync_cores();
+  return rc < 0 ? int(rc) : 0;
 }
 
 void put32(uint8_t *p, int32_t v) { memcpy(p, &v, 4); }
 
-// The REL32 stub (see README "REL32"): relocated mov, enter, the call with
-// the program's rsp, exit, jump back past the `syscall`.
-bool make_stub(Site &s, bool sud_toggle) {
-  if (s.stub) return true;
+// Machine code for stubs, into a local buffer that is then copied to `at`.
+struct Emit {
+  uint8_t b[kDynStubSize];
+  size_t i = 0;
+  uint64_t at;
+  explicit Emit(uint64_t a) : at(a) { memset(b, 0xcc, sizeof b); }
+  void bytes(const void *p, size_t n) {
+    memcpy(b + i, p, n);
+    i += n;
+  }
+  void lea_down() {  // lea -128(%rsp),%rsp: step over the red zone
+    const uint8_t x[] = {0x48, 0x8d, 0x64, 0x24, 0x80};
+    bytes(x, 5);
+  }
+  void lea_up() {  // lea 136(%rsp),%rsp: red zone and the pushed info
+    const uint8_t x[] = {0x48, 0x8d, 0xa4, 0x24, 0x88, 0, 0, 0};
+    bytes(x, 8);
+  }
+  void push_lit(size_t lit) {  // push lit(%rip)
+    b[i] = 0xff, b[i + 1] = 0x35;
+    put32(b + i + 2, int32_t(int64_t(lit) - int64_t(i + 6)));
+    i += 6;
+  }
+  void call_lit(size_t lit) {  // call *lit(%rip)
+    b[i] = 0xff, b[i + 1] = 0x15;
+    put32(b + i + 2, int32_t(int64_t(lit) - int64_t(i + 6)));
+    i += 6;
+  }
+  void sel(uint8_t v) {  // movb $v, %fs:off (the SUD selector)
+    const uint8_t x[] = {0x64, 0xc6, 0x04, 0x25};
+    bytes(x, 4);
+    put32(b + i, g_sel_off);
+    b[i + 4] = v;
+    i += 5;
+  }
+  void syscall_insn() { b[i++] = 0x0f, b[i++] = 0x05; }
+  void mov_eax(int32_t nr) {
+    b[i++] = 0xb8;
+    put32(b + i, nr);
+    i += 4;
+  }
+  void jmp(uint64_t to) {
+    b[i] = 0xe9;
+    put32(b + i + 1, int32_t(int64_t(to) - int64_t(at + i + 5)));
+    i += 5;
+  }
+  // The instruction after the `syscall`, when it was relocated, before
+  // each jump back.
+  const uint8_t *tail = nullptr;
+  size_t tail_len = 0;
+  void back_to(uint64_t back) {
+    if (tail_len) bytes(tail, tail_len);
+    jmp(back);
+  }
+  // After enter returned RUN, when nothing needs the exit path.
+  void run_noexit(bool toggle, uint64_t back) {
+    lea_up();
+    if (toggle) sel(kSelAllow);
+    syscall_insn();
+    if (toggle) sel(kSelBlock);
+    back_to(back);
+  }
+  // After enter returned RUN: the call with the program's rsp, then exit
+  // with `lit` (which names this path) and back to the program.
+  void run_path(bool toggle, size_t lit_info, size_t lit_exit, uint64_t back) {
+    lea_up();
+    if (toggle) sel(kSelAllow);
+    syscall_insn();
+    if (toggle) sel(kSelBlock);
+    lea_down();
+    push_lit(lit_info);
+    call_lit(lit_exit);
+    lea_up();
+    back_to(back);
+  }
+};
+
+// Memory for stubs whose start must lie in [lo, hi] (a punned jump, see
+// make_dyn_stub); regions of 64 KiB, never unmapped, blocks placed anywhere
+// free in them (windows can be as small as 256 bytes).
+uint8_t *alloc_window(uint64_t lo, uint64_t hi, size_t size) {
+  auto fits = [&](const PunRegion &r, uint64_t p) {
+    if (p < uint64_t(r.base) || p + size > uint64_t(r.base) + r.size) return false;
+    for (const auto &blk : r.blocks)
+      if (p < blk.second && blk.first < p + size) return false;
+    return true;
+  };
+  for (PunRegion &r : g.pun) {
+    uint64_t p = std::max((lo + 15) & ~uint64_t(15), (uint64_t(r.base) + 15) & ~uint64_t(15));
+    for (; p <= hi && p < uint64_t(r.base) + r.size; p += 16)
+      if (fits(r, p)) {
+        r.blocks.emplace_back(p, p + size);
+        return reinterpret_cast<uint8_t *>(p);
+      }
+  }
+  int tries = 0;
+  for (uint64_t a = lo & ~uint64_t(4095); a <= hi && a < 0x7ffffffe0000ull && tries < 64; a += 4096, tries++) {
+    if (a < 0x10000) continue;
+    void *m = mmap(reinterpret_cast<void *>(a), bh::kRegionSize, PROT_READ | PROT_EXEC,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (m == MAP_FAILED) continue;
+    if (uint64_t(m) != a) {
+      munmap(m, bh::kRegionSize);
+      continue;
+    }
+    g.pun.push_back(PunRegion{static_cast<uint8_t *>(m), bh::kRegionSize, {}});
+    return alloc_window(lo, hi, size);
+  }
+  return nullptr;
+}
+
+// The static REL32 stub (number known at the site): relocated mov, enter,
+// the call with the program's rsp, exit, jump back past the `syscall`; at
+// kBareAt the same call with no hooks.
+bool make_static_stub(Site &s, bool toggle) {
   uint8_t *stub = g.arena.alloc(kStubSize, s.addr, bh::kNearDist);
   if (!stub) return false;
-  uint8_t b[kStubSize];
-  memset(b, 0xcc, sizeof b);
-  size_t i = 0;
-  const size_t lit = 104;  // info, enter, exit literals
-  auto rip_disp = [&](size_t insn_end, size_t target) { return int32_t(int64_t(target) - int64_t(insn_end)); };
-  auto lea_down = [&] {  // lea -128(%rsp),%rsp
-    const uint8_t x[] = {0x48, 0x8d, 0x64, 0x24, 0x80};
-    memcpy(b + i, x, 5);
-    i += 5;
-  };
-  auto lea_up = [&] {  // lea 136(%rsp),%rsp
-    const uint8_t x[] = {0x48, 0x8d, 0xa4, 0x24, 0x88, 0, 0, 0};
-    memcpy(b + i, x, 8);
-    i += 8;
-  };
-  auto push_info = [&] {  // push info(%rip)
-    b[i] = 0xff, b[i + 1] = 0x35;
-    put32(b + i + 2, rip_disp(i + 6, lit));
-    i += 6;
-  };
-  auto call_lit = [&](size_t which) {  // call *lit(%rip)
-    b[i] = 0xff, b[i + 1] = 0x15;
-    put32(b + i + 2, rip_disp(i + 6, which));
-    i += 6;
-  };
-  auto sel = [&](uint8_t v) {  // movb $v, %fs:off
-    const uint8_t x[] = {0x64, 0xc6, 0x04, 0x25};
-    memcpy(b + i, x, 4);
-    put32(b + i + 4, g_sel_off);
-    b[i + 8] = v;
-    i += 9;
-  };
-  auto jmp_back = [&] {  // jmp site+2
-    b[i] = 0xe9;
-    put32(b + i + 1, int32_t(int64_t(s.addr + 2) - int64_t(uint64_t(stub) + i + 5)));
-    i += 5;
-  };
-  b[i++] = 0xb8;  // mov $nr,%eax
-  put32(b + i, s.nr);
-  i += 4;
-  lea_down();
-  push_info();
-  call_lit(lit + 8);
-  const size_t after_enter = i;
-  (void)after_enter;
-  lea_up();
-  if (sud_toggle) sel(kSelAllow);
-  b[i++] = 0x0f, b[i++] = 0x05;  // syscall
-  if (sud_toggle) sel(kSelBlock);
-  lea_down();
-  push_info();
-  call_lit(lit + 16);
-  lea_up();
-  jmp_back();
-  const size_t skip = i;
-  lea_up();
-  jmp_back();
-  if (i > lit) abort();
-  // The bare path: only the selector around the call (a site whose number
-  // no one wants, while SUD is on: it must not trap).
-  i = kBareAt;
-  b[i++] = 0xb8;
-  put32(b + i, s.nr);
-  i += 4;
-  if (sud_toggle) sel(kSelAllow);
-  b[i++] = 0x0f, b[i++] = 0x05;
-  if (sud_toggle) sel(kSelBlock);
-  jmp_back();
-  if (i > kStubSize) abort();
-  const uint64_t lits[3] = {uint64_t(&s), uint64_t(bh_tt_enter_asm), uint64_t(bh_tt_exit_asm)};
-  memcpy(b + lit, lits, sizeof lits);
-  if (g.arena.write(stub, b, sizeof b) != 0) {
+  Emit e{reinterpret_cast<uint64_t>(stub)};
+  const size_t lit = 144;  // info, enter, exit
+  e.mov_eax(s.nr);
+  e.lea_down();
+  e.push_lit(lit);
+  e.call_lit(lit + 8);
+  e.run_path(toggle, lit, lit + 16, s.addr + 2);
+  const size_t skip = e.i;
+  e.lea_up();
+  e.jmp(s.addr + 2);
+  const size_t noexit = e.i;
+  e.run_noexit(toggle, s.addr + 2);
+  if (e.i > lit) abort();
+  e.i = kBareAt;
+  e.mov_eax(s.nr);
+  if (toggle) e.sel(kSelAllow);
+  e.syscall_insn();
+  if (toggle) e.sel(kSelBlock);
+  e.jmp(s.addr + 2);
+  if (e.i > kStubSize) abort();
+  const uint64_t lits[3] = {uint64_t(&s) | kStatic, uint64_t(bh_tt_enter_asm), uint64_t(bh_tt_exit_asm)};
+  memcpy(e.b + lit, lits, sizeof lits);
+  if (g.arena.write(stub, e.b, kStubSize) != 0) {
     g.arena.free(stub, kStubSize);
     return false;
   }
   s.stub = stub;
   s.stub_skip = uint64_t(stub) + skip;
-  sync_regions();
+  s.run_noexit = uint64_t(stub) + noexit;
   return true;
 }
 
-// The first 5 bytes of the mov become `jmp rel32`; a 7-byte mov keeps 2
-// bytes of its immediate, never executed (no branch lands inside it).
+// The dynamic stub (number only in rax): the relocated instruction before
+// the `syscall`, enter (which pushes the number on the thread's ring, or
+// sends clone / clone3 / vfork to paths that know theirs), the call, exit.
+// Where the 5-byte jump that replaces them reaches over an instruction
+// start (the `syscall` after a 3- or 4-byte instruction, or the second of
+// two), the stub is placed so that the jump's last bytes equal the bytes
+// already there (the displacement ends in 0f 05, 0f, 31, ...): a thread that
+// is about to run that instruction, or whose call restarts, runs the
+// original code (untraced, but right).
+bool make_dyn_stub(Site &s, bool toggle) {
+  const uint64_t at = s.patch_at();
+  uint8_t *stub;
+  if (s.pun_at < 5) {
+    const auto *o = reinterpret_cast<const uint8_t *>(at);
+    uint32_t fixed = 0;
+    for (unsigned k = s.pun_at; k < 5; k++) fixed |= uint32_t(o[k]) << (8 * (k - 1));
+    const int64_t rel_lo = int32_t(fixed), span = int64_t(1) << (8 * (s.pun_at - 1));
+    const int64_t lo = int64_t(at) + 5 + rel_lo;
+    if (lo <= 0x10000) return false;
+    stub = alloc_window(uint64_t(lo), uint64_t(lo + span - 1), kDynStubSize);
+  } else {
+    stub = g.arena.alloc(kDynStubSize, s.addr, bh::kNearDist);
+  }
+  if (!stub) return false;
+  Emit e{reinterpret_cast<uint64_t>(stub)};
+  const size_t lit = 448;  // generic, clone, clone3, vfork, enter, exit
+  const uint64_t back = s.addr + 2 + s.next_len;
+  e.bytes(reinterpret_cast<const void *>(at), s.reloc_len);
+  e.tail = reinterpret_cast<const uint8_t *>(s.addr + 2);
+  e.tail_len = s.next_len;
+  e.lea_down();
+  e.push_lit(lit);
+  e.call_lit(lit + 32);
+  e.run_path(toggle, lit, lit + 40, back);
+  const size_t clone = e.i;
+  e.run_path(toggle, lit + 8, lit + 40, back);
+  const size_t clone3 = e.i;
+  e.run_path(toggle, lit + 16, lit + 40, back);
+  const size_t vfork = e.i;
+  e.run_path(toggle, lit + 24, lit + 40, back);
+  const size_t skip = e.i;
+  e.lea_up();
+  e.back_to(back);
+  const size_t noexit = e.i;
+  e.run_noexit(toggle, back);
+  if (e.i > lit) abort();
+  const uint64_t lits[6] = {uint64_t(&s) | kDynGeneric, uint64_t(&s) | kDynClone,  uint64_t(&s) | kDynClone3,
+                            uint64_t(&s) | kDynVfork,   uint64_t(bh_tt_enter_asm), uint64_t(bh_tt_exit_asm)};
+  memcpy(e.b + lit, lits, sizeof lits);
+  if (g.arena.write(stub, e.b, kDynStubSize) != 0) return false;  // its memory stays (rare)
+  s.stub = stub;
+  s.stub_skip = uint64_t(stub) + skip;
+  s.dyn_clone = uint64_t(stub) + clone;
+  s.dyn_clone3 = uint64_t(stub) + clone3;
+  s.dyn_vfork = uint64_t(stub) + vfork;
+  s.run_noexit = uint64_t(stub) + noexit;
+  return true;
+}
+
+bool make_stub(Site &s, bool toggle) {
+  if (s.stub) return true;
+  const bool ok = s.mov_len ? make_static_stub(s, toggle) : make_dyn_stub(s, toggle);
+  if (ok) sync_regions();
+  return ok;
+}
+
+// The first 5 bytes become `jmp rel32`. After a 7-byte mov, or a relocated
+// instruction of 6+ bytes, the rest stays, never executed (no branch lands
+// inside it); after a 3- or 4-byte one the jump's last bytes are the
+// `syscall`'s own (make_dyn_stub).
 int patch_rel32(Site &s, bool bare) {
-  const uint64_t at = s.addr - s.mov_len;
+  const uint64_t at = s.patch_at();
   if (s.mech != BH_TT_MECH_REL32) memcpy(s.orig, reinterpret_cast<const void *>(at), 5);
   uint8_t j[5] = {0xe9};
   const uint64_t to = uint64_t(s.stub) + (bare ? kBareAt : 0);
   put32(j + 1, int32_t(int64_t(to) - int64_t(at + 5)));
+  // Bytes of the patch from an inner instruction start on must not change.
+  for (unsigned k = s.pun_at; k < 5; k++)
+    if (j[k] != s.orig[k]) return -EINVAL;
   const int rc = poke(at, j, 5, s.prot);
   if (rc == 0) s.bare = bare;
   return rc;
@@ -728,7 +1024,7 @@ int patch_page0(Site &s) {
 }
 int unpatch(Site &s) {
   int rc = 0;
-  if (s.mech == BH_TT_MECH_REL32) rc = poke(s.addr - s.mov_len, s.orig, 5, s.prot);
+  if (s.mech == BH_TT_MECH_REL32) rc = poke(s.patch_at(), s.orig, 5, s.prot);
   if (s.mech == BH_TT_MECH_PAGE0) rc = poke(s.addr, s.orig, 2, s.prot);
   if (rc == 0) s.mech = BH_TT_MECH_NONE;
   return rc;
@@ -740,12 +1036,12 @@ uint32_t choose(const Site &s, bool sud, bool *bare) {
   *bare = false;
   if (g.allowed == BH_TT_MECH_SUD) return BH_TT_MECH_SUD;
   if (s.nr >= 0 && !wanted_at_site(s.nr)) {
-    if (!sud || !(g.allowed & BH_TT_MECH_REL32) || !s.rel32_shape || !pokeable(s.addr - s.mov_len, 5))
-      return BH_TT_MECH_NONE;
+    if (!sud || !(g.allowed & BH_TT_MECH_REL32) || !s.rel32_shape || !pokeable(s.patch_at(), 5)) return BH_TT_MECH_NONE;
     *bare = true;
     return BH_TT_MECH_REL32;
   }
-  if ((g.allowed & BH_TT_MECH_REL32) && s.rel32_shape && pokeable(s.addr - s.mov_len, 5)) return BH_TT_MECH_REL32;
+  if ((g.allowed & BH_TT_MECH_REL32) && (s.rel32_shape || s.reloc_len || s.next_len) && pokeable(s.patch_at(), 5))
+    return BH_TT_MECH_REL32;
   if (g.page0 && pokeable(s.addr, 2)) return BH_TT_MECH_PAGE0;
   if (g.allowed & BH_TT_MECH_SUD) return BH_TT_MECH_SUD;
   return BH_TT_MECH_NONE;
@@ -773,7 +1069,9 @@ int apply(char *err, size_t len) {
     }
     s.mech = BH_TT_MECH_NONE;
     if (want == BH_TT_MECH_REL32) {
-      if (make_stub(s, toggle) && patch_rel32(s, bare) == 0) {
+      if (!make_stub(s, toggle)) {
+        logf(3, "site %#" PRIx64 ": no memory for its stub %s", s.addr, s.pun_at < 5 ? "in its window" : "near it");
+      } else if (patch_rel32(s, bare) == 0) {
         s.mech = BH_TT_MECH_REL32;
         continue;
       }
@@ -875,7 +1173,7 @@ extern "C" __attribute__((visibility("hidden"))) void bh_tt_c_enter(Frame *f) {
     call.site = ret_addr - 2;
     call.mechanism = BH_TT_MECH_PAGE0;
   } else {
-    s = reinterpret_cast<const Site *>(f->info);
+    s = info_site(f->info);
     call.site = s->addr;
     call.mechanism = BH_TT_MECH_REL32;
   }
@@ -895,7 +1193,27 @@ extern "C" __attribute__((visibility("hidden"))) void bh_tt_c_enter(Frame *f) {
     }
     return;
   }
-  if (!s) {
+  if (s) {
+    // Exit is needed by the hooks, or by us: new code to scan after mmap /
+    // mprotect, dispatch to turn on in a new task.
+    const uint64_t nr = call.nr;
+    const bool need_exit = (want && h->exit) || (g_watch.load(std::memory_order_relaxed) && nr == SYS_mmap) ||
+                           (g_sud_on.load(std::memory_order_relaxed) &&
+                            (nr == SYS_clone || nr == SYS_clone3 || nr == SYS_fork || nr == SYS_vfork));
+    if (!need_exit) {
+      f->ret = s->run_noexit;
+    } else if (info_path(f->info) == kDynGeneric) {  // Calls that create a task leave by a path that knows its number;
+      // the rest keep theirs on the thread's ring until exit.
+      if (nr == SYS_clone)
+        f->ret = s->dyn_clone;
+      else if (nr == SYS_clone3)
+        f->ret = s->dyn_clone3;
+      else if (nr == SYS_vfork)
+        f->ret = s->dyn_vfork;
+      else if (nr != SYS_rt_sigreturn && nr != SYS_exit && nr != SYS_exit_group)
+        bh_tt_nr_ring[bh_tt_nr_depth++ & 31] = uint16_t(nr);
+    }
+  } else {
     const uint64_t word = bh_tt::word_make(ret_addr, call.nr, BH_TT_MECH_PAGE0);
     if (shares_stack(call.nr, call.args)) {
       bh_tt_vfork_word = word;
@@ -916,8 +1234,15 @@ extern "C" __attribute__((visibility("hidden"))) void bh_tt_c_exit(Frame *f) {
     call.site = bh_tt::word_ret(w) - 2;
     f->rcx = bh_tt::word_ret(w);
   } else {
-    const Site *s = reinterpret_cast<const Site *>(f->info);
-    call.nr = uint64_t(s->nr);
+    const Site *s = info_site(f->info);
+    switch (info_path(f->info)) {
+      case kStatic: call.nr = uint64_t(s->nr); break;
+      case kDynGeneric: call.nr = bh_tt_nr_ring[--bh_tt_nr_depth & 31]; break;
+      case kDynClone: call.nr = SYS_clone; break;
+      case kDynClone3: call.nr = SYS_clone3; break;
+      case kDynVfork: call.nr = SYS_vfork; break;
+      default: call.nr = 0; break;
+    }
     call.site = s->addr;
     call.mechanism = BH_TT_MECH_REL32;
   }
@@ -957,7 +1282,7 @@ int bh_tt_install(const struct bh_tt_opts *opts, const struct bh_tt_hooks *hooks
   g.log_ctx = opts ? opts->log_ctx : nullptr;
   g.watch = opts && opts->watch_new_code;
   g.allowed = mechs;
-  bh::textpoke_init();
+  poke_init();
   uint64_t tp;
   __asm__("mov %%fs:0, %0" : "=r"(tp));
   g_sel_off = int32_t(int64_t(uint64_t(&bh_tt_sel)) - int64_t(tp));
@@ -1036,9 +1361,12 @@ int bh_tt_uninstall(void) {
   g_hooks.store(nullptr, std::memory_order_release);
   g.installed = false;
   // Stubs and page 0 stay mapped: a thread may still be inside one (it
-  // returns to the program normally). The sites are forgotten so a new
-  // install scans afresh.
-  g.sites.clear();
+  // returns to the program normally), and so do the Sites the stubs point
+  // at (moved aside, never freed: a call blocked in a stub's `syscall`
+  // reads its Site when it returns). A new install scans afresh.
+  static auto *retired = new std::vector<std::deque<Site>>();
+  retired->push_back(std::move(g.sites));
+  g.sites = std::deque<Site>();
   g.known.clear();
   g.module_names.clear();
   return rc;

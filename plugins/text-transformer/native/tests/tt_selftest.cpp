@@ -104,16 +104,17 @@ uint64_t n_exit(int nr) { return g_exit[nr].load(); }
 }  // namespace
 
 // A site of our own: loads known values into every register the kernel
-// preserves (and xmm0-15, CF/ZF, 16 words of red zone), runs
+// preserves (and xmm0-15, OF SF CF DF set, ZF clear, 16 words of red zone), runs
 // `mov $110,%eax; syscall`, and stores what it finds after.
 //   in:  rdi rsi rdx r10 r8 r9 rbx rbp r12 r13 r14 r15 at 0..88, xmm at 128
-//   out: [0] = ah after (flags) | red-zone mismatches << 8, [1] rax, then the
+//   out: [0] = ah after | OF << 8 | red-zone mismatches << 16 | DF << 24, [1] rax, then the
 //        12 registers, xmm at 128
 extern "C" void tt_reg_test(const uint64_t *in, uint64_t *out);
 __asm__(R"(
   .text
   .globl tt_reg_test
   .type tt_reg_test,@function
+  .p2align 6  /* keeps its `syscall` off a cache-line end (PAGE0 skips those) */
 tt_reg_test:
   push %rbx
   push %rbp
@@ -154,13 +155,16 @@ tt_reg_test:
   mov 80(%rdi), %r14
   mov 88(%rdi), %r15
   mov 0(%rdi), %rdi
-  xor %ecx, %ecx
+  mov $0x7f, %cl
+  add $1, %cl
   stc
+  std
   mov $110, %eax
   syscall
   mov %rax, %r11
   lahf
   movzbl %ah, %ecx
+  seto %ch
   mov %r11, %rax
   xor %r11d, %r11d
   .irp i,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16
@@ -169,7 +173,13 @@ tt_reg_test:
   inc %r11
 1:
   .endr
-  shl $8, %r11
+  shl $16, %r11
+  or %r11, %rcx
+  pushfq
+  pop %r11
+  cld
+  and $0x400, %r11
+  shl $14, %r11
   or %r11, %rcx
   mov 8(%rsp), %r11
   mov %rcx, 0(%r11)
@@ -214,6 +224,19 @@ tt_reg_test:
   .size tt_reg_test, .-tt_reg_test
 )");
 
+// read(2) through a site of our own (`mov $0,%eax; syscall`: static REL32).
+extern "C" long tt_own_read(long fd, void *buf, long n);
+__asm__(R"(
+  .text
+  .globl tt_own_read
+  .type tt_own_read,@function
+tt_own_read:
+  mov $0, %eax
+  syscall
+  ret
+  .size tt_own_read, .-tt_own_read
+)");
+
 namespace {
 
 volatile sig_atomic_t g_alarm_calls = 0, g_usr1_getpid = 0;
@@ -226,6 +249,40 @@ void on_usr1(int) { g_usr1_getpid = getpid(); }
 void *thread_loop(void *arg) {
   const long n = reinterpret_cast<long>(arg);
   for (long i = 0; i < n; i++) getppid();
+  return nullptr;
+}
+
+constexpr long kBusyCalls = 5000;
+struct Busy {
+  std::atomic<int> phase{0}, ready{0}, done{0};
+};
+// getegid: no other check counts it.
+void *busy_loop(void *arg) {
+  auto *b = static_cast<Busy *>(arg);
+  // The signal checks count on the main thread's handlers: a process-wide
+  // SIGALRM must not run here.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGALRM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  while (b->phase.load() == 0) {
+    getegid();
+    syscall(SYS_getegid);
+  }
+  b->ready++;
+  while (b->phase.load() == 1) {
+  }
+  for (long i = 0; i < kBusyCalls; i++) {
+    getegid();
+    syscall(SYS_getegid);
+  }
+  b->done++;
+  while (b->phase.load() == 2) {
+  }
+  while (b->phase.load() < 9) {
+    getegid();
+    syscall(SYS_getegid);
+  }
   return nullptr;
 }
 
@@ -252,10 +309,18 @@ int run_mode(const std::string &mode) {
   bh_tt_opts opts{sizeof(bh_tt_opts), mech, 1, log_line, nullptr};
   bh_tt_hooks hooks{sizeof(bh_tt_hooks), hook_enter, hook_exit};
   char err[256] = "";
+  // Threads that exist before the install and make system calls while the
+  // sites are patched under them (and, under SUD, must get dispatch turned
+  // on by the install's signal).
+  Busy busy;
+  std::vector<pthread_t> early(4);
+  for (auto &t : early) pthread_create(&t, nullptr, busy_loop, &busy);
   run("install");
   const int rc = bh_tt_install(&opts, &hooks, nullptr, err, sizeof err);
   if (rc == -EPERM && mech == BH_TT_MECH_PAGE0) {
     printf("SKIP mode page0: %s\n", err);
+    busy.phase = 9;
+    for (auto &t : early) pthread_join(t, nullptr);
     return 0;
   }
   check(rc == 0, "install", "rc %d: %s", rc, err);
@@ -270,6 +335,18 @@ int run_mode(const std::string &mode) {
       (unsigned long long)st.bytes_undecodable, st.mechanisms_active);
   check(st.sites_found > 100, "sites found", "only %llu", (unsigned long long)st.sites_found);
 
+  run("threads from before the install");
+  {
+    busy.phase = 1;  // each stops calling and reports ready
+    while (busy.ready.load() < int(early.size())) sched_yield();
+    const uint64_t e0 = n_enter(SYS_getegid);
+    busy.phase = 2;  // each makes kBusyCalls calls of each kind, then reports done
+    while (busy.done.load() < int(early.size())) sched_yield();
+    const uint64_t got = n_enter(SYS_getegid) - e0;
+    check(got == early.size() * 2 * kBusyCalls, "threads from before the install: exact counts", "%llu, want %llu",
+          (unsigned long long)got, (unsigned long long)(early.size() * 2 * kBusyCalls));
+    busy.phase = 3;  // they keep calling through the rest (uninstall included)
+  }
   run("count getppid()");
   {
     const uint64_t e0 = n_enter(SYS_getppid), x0 = n_exit(SYS_getppid);
@@ -286,16 +363,14 @@ int run_mode(const std::string &mode) {
     const uint64_t e0 = n_enter(SYS_getppid);
     for (int i = 0; i < 1000; i++) syscall(SYS_getppid, 11, 22, 33, 44, 55, 66);
     const uint64_t got = n_enter(SYS_getppid) - e0;
-    if (rel32_only)
-      printf("note [%s]: syscall(2) is not a mov-imm site: %llu traced\n", mode.c_str(), (unsigned long long)got);
-    else
-      check(got == 1000, "count syscall(SYS_getppid)", "enter %llu, want 1000", (unsigned long long)got);
-    if (!rel32_only)
-      check(g_last_args[0] == 11 && g_last_args[1] == 22 && g_last_args[2] == 33 && g_last_args[3] == 44 &&
-                g_last_args[4] == 55 && g_last_args[5] == 66,
-            "args seen by enter", "%llu %llu %llu %llu %llu %llu", (unsigned long long)g_last_args[0],
-            (unsigned long long)g_last_args[1], (unsigned long long)g_last_args[2], (unsigned long long)g_last_args[3],
-            (unsigned long long)g_last_args[4], (unsigned long long)g_last_args[5]);
+    // glibc's syscall(2) ends in `mov 0x8(%rsp),%r9; syscall`: REL32 with
+    // the mov relocated into the stub, so every mode traces it.
+    check(got == 1000, "count syscall(SYS_getppid)", "enter %llu, want 1000", (unsigned long long)got);
+    check(g_last_args[0] == 11 && g_last_args[1] == 22 && g_last_args[2] == 33 && g_last_args[3] == 44 &&
+              g_last_args[4] == 55 && g_last_args[5] == 66,
+          "args seen by enter", "%llu %llu %llu %llu %llu %llu", (unsigned long long)g_last_args[0],
+          (unsigned long long)g_last_args[1], (unsigned long long)g_last_args[2], (unsigned long long)g_last_args[3],
+          (unsigned long long)g_last_args[4], (unsigned long long)g_last_args[5]);
   }
   run("skip getpid");
   {
@@ -330,12 +405,14 @@ int run_mode(const std::string &mode) {
     bool regs = true;
     for (int i = 0; i < 12; i++) regs &= out[2 + i] == in[i];
     bool xmm = !memcmp(in + 16, out + 16, 256);
-    const unsigned flags = unsigned(out[0] & 0xff), rz = unsigned(out[0] >> 8);
+    const unsigned flags = unsigned(out[0] & 0xff), of = unsigned(out[0] >> 8) & 1;
+    const unsigned rz = unsigned(out[0] >> 16) & 0xff, df = unsigned(out[0] >> 24) & 1;
     const bool traced = n_enter(SYS_getppid) - e0 == 1;
     check(traced, "own site traced", "%llu", (unsigned long long)(n_enter(SYS_getppid) - e0));
     check(regs, "preserved GPRs intact");
     check(xmm, "xmm0-15 intact");
-    check((flags & 0x41) == 0x41, "CF and ZF intact", "ah %#x", flags);
+    check((flags & 0xc1) == 0x81 && of == 1 && df == 1, "flags intact (SF CF OF DF set, ZF clear)",
+          "ah %#x OF %u DF %u", flags, of, df);
     if (mode == "page0")
       check(rz <= 1, "red zone: at most the return slot", "%u words changed", rz);
     else
@@ -358,6 +435,7 @@ int run_mode(const std::string &mode) {
     }
     itimerval off{};
     setitimer(ITIMER_REAL, &off, nullptr);
+    signal(SIGALRM, SIG_IGN);  // drops one still pending (it may go to any thread, later)
     const uint64_t got = n_enter(SYS_getppid) - e0;
     check(got == uint64_t(n + g_alarm_calls), "signals: handler syscalls counted exactly",
           "enter %llu, loop %ld + handler %d", (unsigned long long)got, n, int(g_alarm_calls));
@@ -471,7 +549,10 @@ int run_mode(const std::string &mode) {
     const uint32_t nrs[] = {SYS_getpid};
     bh_tt_set_interest(nrs, 1, 0);
     const uint64_t e0 = n_enter(SYS_getppid);
-    for (int i = 0; i < 100; i++) getppid();
+    const long want = bh_tt_raw_syscall(SYS_getppid, 0, 0, 0, 0, 0, 0);
+    bool same = true;
+    for (int i = 0; i < 100; i++) same &= getppid() == want && syscall(SYS_getppid) == want;
+    check(same, "not of interest: results right (static site untouched, dynamic one without exit)");
     check(n_enter(SYS_getppid) == e0, "not of interest: not seen", "%llu",
           (unsigned long long)(n_enter(SYS_getppid) - e0));
     bh_tt_get_stats(&st);
@@ -485,7 +566,31 @@ int run_mode(const std::string &mode) {
   }
   run("uninstall");
   {
+    // A call blocked in a stub across the uninstall returns through it.
+    int fds[2];
+    if (pipe(fds) != 0) abort();
+    struct Blocked {
+      int fd;
+      long got;
+      char buf[8];
+    } blocked{fds[0], 0, {}};
+    pthread_t t;
+    pthread_create(
+        &t, nullptr,
+        [](void *p) -> void * {
+          auto *b = static_cast<Blocked *>(p);
+          b->got = tt_own_read(b->fd, b->buf, sizeof b->buf);
+          return nullptr;
+        },
+        &blocked);
+    usleep(50000);  // let it block in the read
     check(bh_tt_uninstall() == 0, "uninstall");
+    if (write(fds[1], "abc", 3) != 3) abort();
+    pthread_join(t, nullptr);
+    check(blocked.got == 3 && !memcmp(blocked.buf, "abc", 3), "a call blocked across uninstall returns", "got %ld",
+          blocked.got);
+    close(fds[0]);
+    close(fds[1]);
     const uint64_t e0 = n_enter(SYS_getppid);
     for (int i = 0; i < 100; i++) getppid();
     syscall(SYS_getppid);
@@ -493,6 +598,8 @@ int run_mode(const std::string &mode) {
     const int st = system("exit 6");
     check(WIFEXITED(st) && WEXITSTATUS(st) == 6, "system() after uninstall", "status %#x", st);
   }
+  busy.phase = 9;
+  for (auto &t : early) pthread_join(t, nullptr);
   printf("done [%s]: %d failures\n", mode.c_str(), g_failures);
   return g_failures ? 1 : 0;
 }
@@ -502,14 +609,19 @@ double now_ns() {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
-double loop_ns(long n) {
+// getppid() (glibc: `mov $110,%eax; syscall`, a static REL32 site) or
+// syscall(SYS_getppid) (`mov 0x8(%rsp),%r9; syscall`: a dynamic one).
+double loop_ns(long n, bool dyn) {
   const double t0 = now_ns();
-  for (long i = 0; i < n; i++) getppid();
+  if (dyn)
+    for (long i = 0; i < n; i++) syscall(SYS_getppid);
+  else
+    for (long i = 0; i < n; i++) getppid();
   return (now_ns() - t0) / n;
 }
-double median_ns(long n) {
+double median_ns(long n, bool dyn = false) {
   std::vector<double> v;
-  for (int r = 0; r < 5; r++) v.push_back(loop_ns(n));
+  for (int r = 0; r < 5; r++) v.push_back(loop_ns(n, dyn));
   std::sort(v.begin(), v.end());
   return v[2];
 }
@@ -523,7 +635,9 @@ int bench_one(const std::string &what) {
     return 0;
   }
   bh_tt_opts opts{sizeof(bh_tt_opts), what == "untraced" ? 0u : mode_bits(what), 0, nullptr, nullptr};
-  bh_tt_hooks hooks{sizeof(bh_tt_hooks), empty_enter, empty_exit};
+  const bool enter_only = what == "rel32_enter_only";
+  if (enter_only) opts.mechanisms = BH_TT_MECH_REL32;
+  bh_tt_hooks hooks{sizeof(bh_tt_hooks), empty_enter, enter_only ? nullptr : empty_exit};
   char err[256] = "";
   const int rc = bh_tt_install(&opts, &hooks, nullptr, err, sizeof err);
   if (rc != 0) {
@@ -535,6 +649,7 @@ int bench_one(const std::string &what) {
     bh_tt_set_interest(nrs, 1, 0);
   }
   printf("%s %.1f\n", what.c_str(), median_ns(n));
+  if (what == "rel32") printf("rel32_dynamic %.1f\n", median_ns(n, true));
   return 0;
 }
 
@@ -568,14 +683,18 @@ int main(int argc, char **argv) {
   if (argc == 2 && !strcmp(argv[1], "--bench")) {
     // Each in a fresh process: one transformer per process.
     std::string all = "{";
-    for (const char *w : {"plain", "untraced", "rel32", "page0", "sud"}) {
+    for (const char *w : {"plain", "untraced", "rel32", "rel32_enter_only", "page0", "sud"}) {
       std::string out;
       spawn_self({"--bench-one", w}, &out);
       printf("%s", out.c_str());
       double v = 0;
       char name[32];
-      if (sscanf(out.c_str(), "%31s %lf", name, &v) == 2 && v > 0)
-        all += std::string(all.size() > 1 ? "," : "") + "\"" + w + "\":" + std::to_string(v);
+      size_t at = 0;
+      int used = 0;
+      while (sscanf(out.c_str() + at, "%31s %lf%n", name, &v, &used) == 2) {
+        if (v > 0) all += std::string(all.size() > 1 ? "," : "") + "\"" + name + "\":" + std::to_string(v);
+        at += size_t(used);
+      }
     }
     printf("%s}\n", all.c_str());
     return 0;
