@@ -35,6 +35,8 @@
 
 #include "dispatch.h"
 
+#include "vec_guard.h"
+
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <sys/syscall.h>
@@ -51,6 +53,7 @@ namespace {
 
 struct List {
   uint32_t n;
+  bool needs_vec;  // some item may change vector state (vec_guard.h)
   Attachment items[];
 };
 
@@ -186,6 +189,23 @@ inline void run_list(const List *l, void *ctx, CallState &cs, bh_probe_ctx &pc) 
   }
 }
 
+// Both lists of a call, each program in turn. With a program that may change
+// vector state, on the path below (its save area is on the stack only there:
+// a hook may run on a signal's small alternate stack).
+__attribute__((noinline)) void run_lists_vec(const List *all, const List *one, void *ctx, CallState &cs,
+                                             bh_probe_ctx &pc) {
+  VecGuard guard(true);
+  if (all != nullptr) run_list(all, ctx, cs, pc);
+  if (one != nullptr) run_list(one, ctx, cs, pc);
+}
+
+inline void run_lists(const List *all, const List *one, void *ctx, CallState &cs, bh_probe_ctx &pc) {
+  if ((all != nullptr && all->needs_vec) || (one != nullptr && one->needs_vec))
+    return run_lists_vec(all, one, ctx, cs, pc);
+  if (all != nullptr) run_list(all, ctx, cs, pc);
+  if (one != nullptr) run_list(one, ctx, cs, pc);
+}
+
 // The calling thread's slot, or nullptr when this call is not to be traced
 // (a program of ours is running on the thread, or no slot is free).
 inline Slot *enter_slot(uint64_t *c) {
@@ -235,8 +255,7 @@ int hook_enter(void *, const bh_tt_call *call, int64_t *ret) {
   pc.ops = &kOps;
   pc.opaque = &cs;
   pc.nr_args = 6;
-  if (all != nullptr) run_list(all, &ctx, cs, pc);
-  if (one != nullptr) run_list(one, &ctx, cs, pc);
+  run_lists(all, one, &ctx, cs, pc);
   section_leave(s, c);
   if (cs.overridden) {
     *ret = cs.ret;
@@ -267,8 +286,7 @@ void hook_exit(void *, const bh_tt_call *call, int64_t *ret) {
   pc.ops = &kOps;
   pc.opaque = &cs;
   pc.nr_args = 0;
-  if (all != nullptr) run_list(all, buf, cs, pc);
-  if (one != nullptr) run_list(one, buf, cs, pc);
+  run_lists(all, one, buf, cs, pc);
   section_leave(s, c);
   if (cs.overridden) *ret = cs.ret;
 }
@@ -288,6 +306,7 @@ int g_next_id = 0;
 std::once_flag g_once;
 
 void init_once() {
+  vec_init();
   if (raw(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0) < 0) g_reader_fence = true;
   pthread_atfork(nullptr, nullptr, after_fork_child);
 }
@@ -310,7 +329,11 @@ const List *build(const bh_sc_private_data &pd) {
   auto *l = static_cast<List *>(malloc(sizeof(List) + items.size() * sizeof(Attachment)));
   if (l == nullptr) return nullptr;
   l->n = uint32_t(items.size());
-  for (size_t i = 0; i < items.size(); i++) l->items[i] = *items[i];
+  l->needs_vec = false;
+  for (size_t i = 0; i < items.size(); i++) {
+    l->items[i] = *items[i];
+    l->needs_vec = l->needs_vec || !items[i]->no_vector;
+  }
   return l;
 }
 
@@ -403,6 +426,13 @@ void interest(uint32_t *nrs, size_t *n, bool *all) {
   *all = g_all[0].load() != nullptr || g_all[1].load() != nullptr;
   for (uint32_t i = 0; i < BH_SC_MAX_NR; i++)
     if (g_nr[0][i].load() != nullptr || g_nr[1][i].load() != nullptr) nrs[(*n)++] = i;
+}
+
+void exit_interest(uint32_t *nrs, size_t *n, bool *all) {
+  *n = 0;
+  *all = g_all[BH_SC_EXIT].load() != nullptr;
+  for (uint32_t i = 0; i < BH_SC_MAX_NR; i++)
+    if (g_nr[BH_SC_EXIT][i].load() != nullptr) nrs[(*n)++] = i;
 }
 
 int remove_all(void *owner, bool *now_empty) {

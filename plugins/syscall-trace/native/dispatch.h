@@ -19,6 +19,7 @@ struct Attachment {
   int id;
   bool reads_probe;     // bracket with probe enter/leave (helpers see the attach point)
   bool allow_override;  // bpf_override_return honoured
+  bool no_vector;       // JIT code calling no helper: leaves the vector state alone (vec_guard.h)
 };
 
 // The transformer's hooks (user pointer unused: the tables are process-wide).
@@ -35,6 +36,9 @@ int remove(int id, void *owner, bool *now_empty);
 // The numbers some program wants, for bh_tt_set_interest. *all: a raw_syscalls
 // program is attached.
 void interest(uint32_t *nrs, size_t *n, bool *all);
+// The numbers some exit program wants, for bh_tt_set_exit_interest (calls
+// wanted for enter only then skip the exit round trip).
+void exit_interest(uint32_t *nrs, size_t *n, bool *all);
 // Attachments of `owner` (a plugin state) still attached.
 int count(void *owner);
 // Detaches every attachment of `owner`; returns how many. *now_empty as remove.

@@ -77,6 +77,13 @@ void update_interest() {
   size_t n = 0;
   bool all = false;
   sc::interest(nrs, &n, &all);
+  // Exit interest first: a number that becomes wanted must not run without
+  // the exit hook its program needs.
+  uint32_t exit_nrs[BH_SC_MAX_NR];
+  size_t exit_n = 0;
+  bool exit_all = false;
+  sc::exit_interest(exit_nrs, &exit_n, &exit_all);
+  bh_tt_set_exit_interest(exit_nrs, exit_n, exit_all ? 1 : 0);
   bh_tt_set_interest(nrs, n, all ? 1 : 0);
 }
 
@@ -91,8 +98,10 @@ int ensure_installed(const bh_host *host, char *err, size_t err_len) {
   opts.log_ctx = const_cast<bh_host *>(host);
   static const bh_tt_hooks hooks = {sizeof(bh_tt_hooks), sc::hook_enter, sc::hook_exit};
   char msg[512] = "";
-  // Nothing is wanted until the first list is published: install with an
-  // empty interest, so the scan patches nothing it need not.
+  // Nothing is wanted until the first list is published: install with the
+  // interest as it is (empty on a first attach), so the scan patches nothing
+  // it need not.
+  update_interest();
   const int rc = bh_tt_install(&opts, &hooks, nullptr, msg, sizeof msg);
   if (rc < 0) return bh_fail(err, err_len, rc, "syscall_trace: text transformer not installed: %s", msg);
   g_installed = true;
@@ -170,6 +179,7 @@ int sc_attach(void *state, const bh_attach_opts *opts, char *err, size_t err_len
   // point; override needs it.
   a.reads_probe = !BH_SZ_HAS(opts, bh_attach_opts, prog_flags) || (opts->prog_flags & BH_PROG_F_PROBE_CTX) != 0;
   a.allow_override = (pd.flags & BH_SC_F_ALLOW_OVERRIDE) != 0;
+  a.no_vector = a.jit != nullptr && (pd.flags & BH_SC_F_NO_HELPERS) != 0;
   std::lock_guard<std::mutex> lock(g_mu);
   int rc = ensure_installed(s->host, err, err_len);
   if (rc < 0) return rc;

@@ -16,6 +16,7 @@ int bh_tt_install(const struct bh_tt_opts *, const struct bh_tt_hooks *, void *,
 }
 
 int bh_tt_set_interest(const uint32_t *, size_t, int) { return 0; }
+int bh_tt_set_exit_interest(const uint32_t *, size_t, int) { return 0; }
 int bh_tt_uninstall(void) { return 0; }
 int bh_tt_get_stats(struct bh_tt_stats *) { return -ENOSYS; }
 

@@ -6,9 +6,13 @@ import { StructWriter } from "@bpfhook/sdk";
 import { PRIVATE_DATA_SIZE, ScFlags } from "./encode-constants.js";
 import type { SyscallTracePrivateData } from "./schema.js";
 
-export function encodePrivateData(d: SyscallTracePrivateData): Uint8Array {
+/**
+ * `noHelpers`: the program calls no helper, so its JIT code touches no vector
+ * register and the dispatcher need not keep the vector state around it.
+ */
+export function encodePrivateData(d: SyscallTracePrivateData, noHelpers = false): Uint8Array {
   const all = d.nr === "all";
-  const flags = (all ? ScFlags.ALL : 0) | (d.override === "deny" ? 0 : ScFlags.ALLOW_OVERRIDE);
+  const flags = (all ? ScFlags.ALL : 0) | (d.override === "deny" ? 0 : ScFlags.ALLOW_OVERRIDE) | (noHelpers ? ScFlags.NO_HELPERS : 0);
   const bytes = new StructWriter()
     .u32(d.direction === "exit" ? 1 : 0)
     .u32(flags)

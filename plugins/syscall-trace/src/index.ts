@@ -62,7 +62,7 @@ export const plugin = definePlugin<SyscallTracePrivateData>({
     if (/^sys_exit(_|$)/.test(rest)) return SYS_EXIT_LAYOUT;
     return undefined;
   },
-  encode: ({ data }) => encodePrivateData(data),
+  encode: ({ data, program }) => encodePrivateData(data, program !== undefined && program.helperIds.length === 0),
   describe: ({ data }) => describeData(data),
 });
 

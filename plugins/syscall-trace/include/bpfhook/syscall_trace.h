@@ -13,6 +13,7 @@ enum bh_sc_direction { BH_SC_ENTER = 0, BH_SC_EXIT = 1 };
 
 #define BH_SC_F_ALL 0x1u            /* raw_syscalls: every system call; nr ignored */
 #define BH_SC_F_ALLOW_OVERRIDE 0x2u /* bpf_override_return / bpf_set_retval honoured */
+#define BH_SC_F_NO_HELPERS 0x4u     /* the program calls no helper: its JIT code leaves vector state alone */
 
 /* Exactly 16 bytes, little-endian. */
 struct bh_sc_private_data {

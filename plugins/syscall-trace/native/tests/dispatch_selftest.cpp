@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cpuid.h>
+
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -254,6 +256,195 @@ void test_fork() {
   CHECK(detach(id));
 }
 
+// Vector state around a program that calls helpers: libc's string functions
+// (and anything a helper calls) may use AVX-512: zmm16-31, the opmask
+// registers and the upper halves of ymm0-15. "Programs" here clobber all of
+// it on purpose; the caller's values must be there after the hooks (the
+// moved path: zmm16-31 and k1-7 in use, ymm upper halves clean; the saved
+// path: the upper halves hold values too).
+bool has_avx512() {
+  uint32_t a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return false;
+  uint32_t lo, hi;
+  asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  if ((lo & 0xe6) != 0xe6) return false;
+  __cpuid_count(7, 0, a, b, c, d);
+  return (b & (1u << 16)) && (b & (1u << 30));  // AVX512F, AVX512BW
+}
+
+__attribute__((target("avx512f,avx512bw"))) void clobber_vectors(Prog *) {
+  char big[8192];
+  memset(big, 0x5a, sizeof big);  // libc's EVEX/AVX2 code
+  asm volatile("" : : "r"(big) : "memory");
+  asm volatile(
+      "vpternlogd $0xff, %%zmm16, %%zmm16, %%zmm16\n\t"
+      "vpternlogd $0xff, %%zmm17, %%zmm17, %%zmm17\n\t"
+      "vpternlogd $0xff, %%zmm18, %%zmm18, %%zmm18\n\t"
+      "vpternlogd $0xff, %%zmm19, %%zmm19, %%zmm19\n\t"
+      "vpternlogd $0xff, %%zmm20, %%zmm20, %%zmm20\n\t"
+      "vpternlogd $0xff, %%zmm21, %%zmm21, %%zmm21\n\t"
+      "vpternlogd $0xff, %%zmm22, %%zmm22, %%zmm22\n\t"
+      "vpternlogd $0xff, %%zmm23, %%zmm23, %%zmm23\n\t"
+      "vpternlogd $0xff, %%zmm24, %%zmm24, %%zmm24\n\t"
+      "vpternlogd $0xff, %%zmm25, %%zmm25, %%zmm25\n\t"
+      "vpternlogd $0xff, %%zmm26, %%zmm26, %%zmm26\n\t"
+      "vpternlogd $0xff, %%zmm27, %%zmm27, %%zmm27\n\t"
+      "vpternlogd $0xff, %%zmm28, %%zmm28, %%zmm28\n\t"
+      "vpternlogd $0xff, %%zmm29, %%zmm29, %%zmm29\n\t"
+      "vpternlogd $0xff, %%zmm30, %%zmm30, %%zmm30\n\t"
+      "vpternlogd $0xff, %%zmm31, %%zmm31, %%zmm31\n\t"
+      "kxnorw %%k1, %%k1, %%k1\n\t"
+      "kxnorw %%k2, %%k2, %%k2\n\t"
+      "kxnorw %%k3, %%k3, %%k3\n\t"
+      "kxnorw %%k4, %%k4, %%k4\n\t"
+      "kxnorw %%k5, %%k5, %%k5\n\t"
+      "kxnorw %%k6, %%k6, %%k6\n\t"
+      "kxnorw %%k7, %%k7, %%k7\n\t"
+      "vpcmpeqd %%ymm0, %%ymm0, %%ymm0\n\t"
+      "vpcmpeqd %%ymm1, %%ymm1, %%ymm1\n\t"
+      "vpcmpeqd %%ymm2, %%ymm2, %%ymm2\n\t"
+      "vpcmpeqd %%ymm3, %%ymm3, %%ymm3\n\t"
+      "vpcmpeqd %%ymm4, %%ymm4, %%ymm4\n\t"
+      "vpcmpeqd %%ymm5, %%ymm5, %%ymm5\n\t"
+      "vpcmpeqd %%ymm6, %%ymm6, %%ymm6\n\t"
+      "vpcmpeqd %%ymm7, %%ymm7, %%ymm7\n\t"
+      "vpcmpeqd %%ymm8, %%ymm8, %%ymm8\n\t"
+      "vpcmpeqd %%ymm9, %%ymm9, %%ymm9\n\t"
+      "vpcmpeqd %%ymm10, %%ymm10, %%ymm10\n\t"
+      "vpcmpeqd %%ymm11, %%ymm11, %%ymm11\n\t"
+      "vpcmpeqd %%ymm12, %%ymm12, %%ymm12\n\t"
+      "vpcmpeqd %%ymm13, %%ymm13, %%ymm13\n\t"
+      "vpcmpeqd %%ymm14, %%ymm14, %%ymm14\n\t"
+      "vpcmpeqd %%ymm15, %%ymm15, %%ymm15\n\t" ::
+          : "memory");
+}
+
+extern "C" __attribute__((noinline, used)) void vec_test_call() { call(SYS_getppid, 1); }
+
+// in/out: zmm16-31 at 0, k0-7 at 1024 (k1-7 used), ymm0-15 at 1088 (in: 32
+// bytes each; out: their upper 16 bytes). with_upper: load ymm0-15 too.
+__attribute__((target("avx512f,avx512bw"), noinline)) void vec_round(const uint8_t *in, uint8_t *out, bool with_upper) {
+  if (with_upper) {
+    asm volatile(
+        "vmovdqu 1088(%%rsi), %%ymm0\n\t"
+        "vmovdqu 1120(%%rsi), %%ymm1\n\t"
+        "vmovdqu 1152(%%rsi), %%ymm2\n\t"
+        "vmovdqu 1184(%%rsi), %%ymm3\n\t"
+        "vmovdqu 1216(%%rsi), %%ymm4\n\t"
+        "vmovdqu 1248(%%rsi), %%ymm5\n\t"
+        "vmovdqu 1280(%%rsi), %%ymm6\n\t"
+        "vmovdqu 1312(%%rsi), %%ymm7\n\t"
+        "vmovdqu 1344(%%rsi), %%ymm8\n\t"
+        "vmovdqu 1376(%%rsi), %%ymm9\n\t"
+        "vmovdqu 1408(%%rsi), %%ymm10\n\t"
+        "vmovdqu 1440(%%rsi), %%ymm11\n\t"
+        "vmovdqu 1472(%%rsi), %%ymm12\n\t"
+        "vmovdqu 1504(%%rsi), %%ymm13\n\t"
+        "vmovdqu 1536(%%rsi), %%ymm14\n\t"
+        "vmovdqu 1568(%%rsi), %%ymm15\n\t"
+        :
+        : "S"(in)
+        : "memory");
+  }
+  asm volatile(
+      "vmovdqu64 0(%%rsi), %%zmm16\n\t"
+      "vmovdqu64 64(%%rsi), %%zmm17\n\t"
+      "vmovdqu64 128(%%rsi), %%zmm18\n\t"
+      "vmovdqu64 192(%%rsi), %%zmm19\n\t"
+      "vmovdqu64 256(%%rsi), %%zmm20\n\t"
+      "vmovdqu64 320(%%rsi), %%zmm21\n\t"
+      "vmovdqu64 384(%%rsi), %%zmm22\n\t"
+      "vmovdqu64 448(%%rsi), %%zmm23\n\t"
+      "vmovdqu64 512(%%rsi), %%zmm24\n\t"
+      "vmovdqu64 576(%%rsi), %%zmm25\n\t"
+      "vmovdqu64 640(%%rsi), %%zmm26\n\t"
+      "vmovdqu64 704(%%rsi), %%zmm27\n\t"
+      "vmovdqu64 768(%%rsi), %%zmm28\n\t"
+      "vmovdqu64 832(%%rsi), %%zmm29\n\t"
+      "vmovdqu64 896(%%rsi), %%zmm30\n\t"
+      "vmovdqu64 960(%%rsi), %%zmm31\n\t"
+      "kmovq 1032(%%rsi), %%k1\n\t"
+      "kmovq 1040(%%rsi), %%k2\n\t"
+      "kmovq 1048(%%rsi), %%k3\n\t"
+      "kmovq 1056(%%rsi), %%k4\n\t"
+      "kmovq 1064(%%rsi), %%k5\n\t"
+      "kmovq 1072(%%rsi), %%k6\n\t"
+      "kmovq 1080(%%rsi), %%k7\n\t"
+      "mov %%rdi, %%r12\n\t"
+      "mov %%rsp, %%rbx\n\t"
+      "sub $128, %%rsp\n\t"
+      "and $-64, %%rsp\n\t"
+      "call vec_test_call\n\t"
+      "mov %%rbx, %%rsp\n\t"
+      "vmovdqu64 %%zmm16, 0(%%r12)\n\t"
+      "vmovdqu64 %%zmm17, 64(%%r12)\n\t"
+      "vmovdqu64 %%zmm18, 128(%%r12)\n\t"
+      "vmovdqu64 %%zmm19, 192(%%r12)\n\t"
+      "vmovdqu64 %%zmm20, 256(%%r12)\n\t"
+      "vmovdqu64 %%zmm21, 320(%%r12)\n\t"
+      "vmovdqu64 %%zmm22, 384(%%r12)\n\t"
+      "vmovdqu64 %%zmm23, 448(%%r12)\n\t"
+      "vmovdqu64 %%zmm24, 512(%%r12)\n\t"
+      "vmovdqu64 %%zmm25, 576(%%r12)\n\t"
+      "vmovdqu64 %%zmm26, 640(%%r12)\n\t"
+      "vmovdqu64 %%zmm27, 704(%%r12)\n\t"
+      "vmovdqu64 %%zmm28, 768(%%r12)\n\t"
+      "vmovdqu64 %%zmm29, 832(%%r12)\n\t"
+      "vmovdqu64 %%zmm30, 896(%%r12)\n\t"
+      "vmovdqu64 %%zmm31, 960(%%r12)\n\t"
+      "kmovq %%k1, 1032(%%r12)\n\t"
+      "kmovq %%k2, 1040(%%r12)\n\t"
+      "kmovq %%k3, 1048(%%r12)\n\t"
+      "kmovq %%k4, 1056(%%r12)\n\t"
+      "kmovq %%k5, 1064(%%r12)\n\t"
+      "kmovq %%k6, 1072(%%r12)\n\t"
+      "kmovq %%k7, 1080(%%r12)\n\t"
+      "vextracti128 $1, %%ymm0, 1088(%%r12)\n\t"
+      "vextracti128 $1, %%ymm1, 1104(%%r12)\n\t"
+      "vextracti128 $1, %%ymm2, 1120(%%r12)\n\t"
+      "vextracti128 $1, %%ymm3, 1136(%%r12)\n\t"
+      "vextracti128 $1, %%ymm4, 1152(%%r12)\n\t"
+      "vextracti128 $1, %%ymm5, 1168(%%r12)\n\t"
+      "vextracti128 $1, %%ymm6, 1184(%%r12)\n\t"
+      "vextracti128 $1, %%ymm7, 1200(%%r12)\n\t"
+      "vextracti128 $1, %%ymm8, 1216(%%r12)\n\t"
+      "vextracti128 $1, %%ymm9, 1232(%%r12)\n\t"
+      "vextracti128 $1, %%ymm10, 1248(%%r12)\n\t"
+      "vextracti128 $1, %%ymm11, 1264(%%r12)\n\t"
+      "vextracti128 $1, %%ymm12, 1280(%%r12)\n\t"
+      "vextracti128 $1, %%ymm13, 1296(%%r12)\n\t"
+      "vextracti128 $1, %%ymm14, 1312(%%r12)\n\t"
+      "vextracti128 $1, %%ymm15, 1328(%%r12)\n\t"
+      :
+      : "S"(in), "D"(out)
+      : "rax", "rbx", "rcx", "rdx", "r8", "r9", "r10", "r11", "r12", "memory", "cc");
+}
+
+void test_vector_state() {
+  if (!has_avx512()) {
+    printf("vector state: skipped: this CPU or OS has no AVX-512 (AVX512F+BW, opmask and zmm state)\n");
+    return;
+  }
+  Prog p;
+  p.also = clobber_vectors;
+  const int id = attach(&p, BH_SC_ENTER, SYS_getppid);
+  CHECK(id >= 0);
+  for (int with_upper = 0; with_upper < 2; with_upper++) {
+    alignas(64) uint8_t in[1088 + 32 * 16], out[1088 + 16 * 16];
+    for (size_t i = 0; i < sizeof in; i++) in[i] = uint8_t(i * 7 + 3 + with_upper);
+    memset(out, 0, sizeof out);
+    vec_round(in, out, with_upper != 0);
+    CHECK(memcmp(out, in, 1024) == 0);                 // zmm16-31
+    CHECK(memcmp(out + 1032, in + 1032, 7 * 8) == 0);  // k1-7
+    if (with_upper) {
+      for (int r = 0; r < 16; r++) CHECK(memcmp(out + 1088 + 16 * r, in + 1088 + 32 * r + 16, 16) == 0);
+    }
+  }
+  CHECK(p.runs == 2);
+  CHECK(detach(id));
+  printf("vector state: zmm16-31, k1-7 and the ymm upper halves kept around a clobbering program\n");
+}
+
 }  // namespace
 
 int main() {
@@ -263,6 +454,7 @@ int main() {
   test_signals();
   test_races();
   test_fork();
+  test_vector_state();
   sc::Stats st = sc::stats();
   printf("threads with slots: %llu, missed: %llu\n", (unsigned long long)st.threads, (unsigned long long)st.missed);
   if (g_failures != 0) {

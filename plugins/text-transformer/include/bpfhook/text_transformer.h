@@ -18,7 +18,11 @@
  * system call through a patched site (the transformer's own raw syscall,
  * bh_tt_raw_syscall, is never patched). The transformer guarantees:
  *   - every register the kernel preserves across `syscall` (all but rax, rcx,
- *     r11) is preserved, and the red zone, the flags and the vector state;
+ *     r11) is preserved, and the red zone and the flags; of the vector state
+ *     the trampolines save xmm0-15 (the hooks' own C code is SSE-only): a
+ *     hook that calls code which may use AVX or AVX-512 (libc's string
+ *     functions do) keeps the rest itself (the syscall-trace dispatcher
+ *     does, see its vec_guard);
  *   - a call with a new stack (clone, clone3) returns in the child on the
  *     child's stack with the child's registers; vfork shares the parent's
  *     stack safely; rt_sigreturn, execve, exit and exit_group are handled
@@ -72,6 +76,9 @@ enum bh_tt_mechanism {
   BH_TT_MECH_SUD = 4,   /* caught by Syscall User Dispatch (SIGSYS), for sites that cannot be patched */
 };
 
+/* Levels of bh_tt_opts.log, the same numbers as bpfhook/plugin.h's bh_log_level. */
+enum bh_tt_log_level { BH_TT_LOG_DEBUG = 0, BH_TT_LOG_INFO = 1, BH_TT_LOG_WARN = 2, BH_TT_LOG_ERROR = 3 };
+
 struct bh_tt_opts {
   size_t sz; /* sizeof(struct bh_tt_opts) */
   /* BH_TT_MECH_* allowed; 0 = automatic (REL32 where a site can be patched,
@@ -79,7 +86,7 @@ struct bh_tt_opts {
   uint32_t mechanisms;
   /* Also rewrite code mapped later (dlopen, mmap/mprotect with PROT_EXEC). */
   uint32_t watch_new_code;
-  /* Where log lines go (may be NULL). */
+  /* Where log lines go (may be NULL); level: BH_TT_LOG_*. */
   void (*log)(void *log_ctx, int level, const char *msg);
   void *log_ctx;
 };
@@ -106,6 +113,11 @@ int bh_tt_install(const struct bh_tt_opts *opts, const struct bh_tt_hooks *hooks
  * Sites whose number is known at the site and not wanted may stay untouched,
  * so they cost nothing; widening the set patches them. */
 int bh_tt_set_interest(const uint32_t *nrs, size_t n, int all);
+/* Which of the wanted numbers also want the exit hook (`all`: every wanted
+ * one; the default until first called). A call whose number is wanted for
+ * enter only skips the exit round trip (about 5 ns). Added after the first
+ * version of this header. */
+int bh_tt_set_exit_interest(const uint32_t *nrs, size_t n, int all);
 /* Undoes every patch and turns dispatch off. Returns once no thread can
  * enter the hooks again (a hook already running may finish). */
 int bh_tt_uninstall(void);

@@ -145,6 +145,8 @@ std::atomic<const bh_tt_hooks *> g_hooks{nullptr};
 std::atomic<void *> g_user{nullptr};
 std::atomic<uint64_t> g_interest[kMaxNr / 64];
 std::atomic<bool> g_all{true};
+std::atomic<uint64_t> g_exit_interest[kMaxNr / 64];
+std::atomic<bool> g_exit_all{true};
 std::atomic<bool> g_sud_on{false};
 std::atomic<bool> g_watch{false};
 std::atomic<uint32_t> g_ack{0};
@@ -189,6 +191,12 @@ void set_err(char *err, size_t len, const char *fmt, ...) {
 inline bool interested(uint64_t nr) {
   if (g_all.load(std::memory_order_relaxed)) return true;
   return nr < kMaxNr && (g_interest[nr / 64].load(std::memory_order_relaxed) >> (nr % 64)) & 1;
+}
+// The exit hook is wanted for nr (bh_tt_set_exit_interest).
+inline bool exit_wanted(uint64_t nr) {
+  if (!interested(nr)) return false;
+  if (g_exit_all.load(std::memory_order_relaxed)) return true;
+  return nr < kMaxNr && (g_exit_interest[nr / 64].load(std::memory_order_relaxed) >> (nr % 64)) & 1;
 }
 // A site is patched if the hooks want its number, or we do (new code).
 inline bool wanted_at_site(int32_t nr) {
@@ -364,7 +372,7 @@ void sigsys_handler(int sig, siginfo_t *si, void *ctx) {
   const bool want = h && interested(call.nr);
   int64_t ret = -ENOSYS;
   if (want && h->enter(user, &call, &ret) == BH_TT_SKIP) {
-    if (h->exit) h->exit(user, &call, &ret);
+    if (h->exit && exit_wanted(call.nr)) h->exit(user, &call, &ret);
     gr[REG_RAX] = greg_t(ret);
     return;
   }
@@ -420,7 +428,7 @@ void sigsys_handler(int sig, siginfo_t *si, void *ctx) {
     ret = raw(nr, call.args[0], call.args[1], call.args[2], call.args[3], call.args[4], call.args[5]);
     child_started(nr, ret);
   }
-  if (want && h->exit) h->exit(user, &call, &ret);
+  if (want && h->exit && exit_wanted(nr)) h->exit(user, &call, &ret);
   after_call(nr, call.args, ret);
   gr[REG_RAX] = greg_t(ret);
 }
@@ -461,7 +469,7 @@ int broadcast_sud(bool on) {
   closedir(d);
   const struct timespec ms { 0, 1000000 };
   for (int i = 0; i < 2000 && g_ack.load() < sent; i++) raw(SYS_nanosleep, uint64_t(&ms), 0);
-  if (g_ack.load() < sent) logf(1, "syscall user dispatch: %u of %u threads answered", g_ack.load(), sent);
+  if (g_ack.load() < sent) logf(BH_TT_LOG_WARN, "syscall user dispatch: %u of %u threads answered", g_ack.load(), sent);
   return 0;
 }
 
@@ -483,7 +491,7 @@ int sud_start(char *err, size_t len) {
   }
   g_sud_on.store(true);
   broadcast_sud(true);
-  logf(2, "syscall user dispatch on");
+  logf(BH_TT_LOG_INFO, "syscall user dispatch on");
   return 0;
 }
 
@@ -1057,20 +1065,21 @@ int apply(char *err, size_t len) {
     uint32_t want = choose(s, need_sud, &bare);
     if (want == s.mech && (want != BH_TT_MECH_REL32 || bare == s.bare)) continue;
     if (want == BH_TT_MECH_REL32 && s.mech == BH_TT_MECH_REL32) {
-      if (patch_rel32(s, bare) < 0) logf(1, "site %#" PRIx64 ": retargeting failed", s.addr);
+      if (patch_rel32(s, bare) < 0) logf(BH_TT_LOG_WARN, "site %#" PRIx64 ": retargeting failed", s.addr);
       continue;
     }
     if (s.mech == BH_TT_MECH_REL32 || s.mech == BH_TT_MECH_PAGE0) {
       const int rc = unpatch(s);
       if (rc < 0) {
-        logf(1, "site %#" PRIx64 ": restoring its bytes failed (%s)", s.addr, strerror(-rc));
+        logf(BH_TT_LOG_WARN, "site %#" PRIx64 ": restoring its bytes failed (%s)", s.addr, strerror(-rc));
         continue;
       }
     }
     s.mech = BH_TT_MECH_NONE;
     if (want == BH_TT_MECH_REL32) {
       if (!make_stub(s, toggle)) {
-        logf(3, "site %#" PRIx64 ": no memory for its stub %s", s.addr, s.pun_at < 5 ? "in its window" : "near it");
+        logf(BH_TT_LOG_WARN, "site %#" PRIx64 ": no memory for its stub %s", s.addr,
+             s.pun_at < 5 ? "in its window" : "near it");
       } else if (patch_rel32(s, bare) == 0) {
         s.mech = BH_TT_MECH_REL32;
         continue;
@@ -1183,7 +1192,7 @@ extern "C" __attribute__((visibility("hidden"))) void bh_tt_c_enter(Frame *f) {
   bool done = want && h->enter(g_user.load(std::memory_order_relaxed), &call, &ret) == BH_TT_SKIP;
   if (!done && emulate(call.nr, call.args, &ret)) done = true;
   if (done) {
-    if (want && h->exit) h->exit(g_user.load(std::memory_order_relaxed), &call, &ret);
+    if (want && h->exit && exit_wanted(call.nr)) h->exit(g_user.load(std::memory_order_relaxed), &call, &ret);
     f->rax = uint64_t(ret);
     if (s) {
       f->ret = s->stub_skip;
@@ -1197,7 +1206,8 @@ extern "C" __attribute__((visibility("hidden"))) void bh_tt_c_enter(Frame *f) {
     // Exit is needed by the hooks, or by us: new code to scan after mmap /
     // mprotect, dispatch to turn on in a new task.
     const uint64_t nr = call.nr;
-    const bool need_exit = (want && h->exit) || (g_watch.load(std::memory_order_relaxed) && nr == SYS_mmap) ||
+    const bool need_exit = (want && h->exit && exit_wanted(nr)) ||
+                           (g_watch.load(std::memory_order_relaxed) && nr == SYS_mmap) ||
                            (g_sud_on.load(std::memory_order_relaxed) &&
                             (nr == SYS_clone || nr == SYS_clone3 || nr == SYS_fork || nr == SYS_vfork));
     if (!need_exit) {
@@ -1252,7 +1262,7 @@ extern "C" __attribute__((visibility("hidden"))) void bh_tt_c_exit(Frame *f) {
   int64_t ret = int64_t(f->rax);
   child_started(call.nr, ret);
   const bh_tt_hooks *h = g_hooks.load(std::memory_order_acquire);
-  if (h && h->exit && interested(call.nr)) h->exit(g_user.load(std::memory_order_relaxed), &call, &ret);
+  if (h && h->exit && exit_wanted(call.nr)) h->exit(g_user.load(std::memory_order_relaxed), &call, &ret);
   after_call(call.nr, call.args, ret);
   f->rax = uint64_t(ret);
 }
@@ -1318,7 +1328,7 @@ int bh_tt_install(const struct bh_tt_opts *opts, const struct bh_tt_hooks *hooks
     g.installed = false;
     return rc;
   }
-  logf(2, "installed: %zu sites", g.sites.size());
+  logf(BH_TT_LOG_INFO, "installed: %zu sites", g.sites.size());
   if (g.log) {
     for (uint32_t mod = 0; mod < g.module_names.size(); mod++) {
       uint64_t n[5] = {};  // found, rel32, page0, sud, untouched
@@ -1327,7 +1337,8 @@ int bh_tt_install(const struct bh_tt_opts *opts, const struct bh_tt_hooks *hooks
         n[0]++;
         n[s.mech == BH_TT_MECH_REL32 ? 1 : s.mech == BH_TT_MECH_PAGE0 ? 2 : s.mech == BH_TT_MECH_SUD ? 3 : 4]++;
       }
-      logf(3, "%s: %" PRIu64 " sites: rel32 %" PRIu64 " page0 %" PRIu64 " sud %" PRIu64 " untouched %" PRIu64,
+      logf(BH_TT_LOG_DEBUG,
+           "%s: %" PRIu64 " sites: rel32 %" PRIu64 " page0 %" PRIu64 " sud %" PRIu64 " untouched %" PRIu64,
            g.module_names[mod].c_str(), n[0], n[1], n[2], n[3], n[4]);
     }
   }
@@ -1346,6 +1357,18 @@ int bh_tt_set_interest(const uint32_t *nrs, size_t n, int all) {
   g.all = all != 0;
   if (!g.installed) return 0;
   return apply(nullptr, 0);
+}
+
+int bh_tt_set_exit_interest(const uint32_t *nrs, size_t n, int all) {
+  uint64_t bits[kMaxNr / 64] = {};
+  for (size_t i = 0; !all && i < n; i++) {
+    if (nrs[i] >= kMaxNr) return -EINVAL;
+    bits[nrs[i] / 64] |= 1ull << (nrs[i] % 64);
+  }
+  // Read on every call without a lock: the bits first, then the switch.
+  for (uint32_t i = 0; i < kMaxNr / 64; i++) g_exit_interest[i].store(bits[i]);
+  g_exit_all.store(all != 0);
+  return 0;
 }
 
 int bh_tt_uninstall(void) {
