@@ -20,6 +20,7 @@
  * a table per mechanism, then one JSON line of medians (ns per call).
  */
 import { spawn, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { assembleBytes, compileBpfC, Runtime, type BpfMap, type Link } from "@bpfhook/core";
 import { Mechanism, setMechanisms, syscallTraceStats } from "@bpfhook/plugin-syscall-trace";
@@ -127,6 +128,13 @@ async function kernelTracepoint(loop: Loop): Promise<{ ns: number | null; note: 
   if (process.getuid?.() !== 0) return { ns: null, note: "not root" };
   const probe = spawnSync("bpftrace", ["--version"], { encoding: "utf8" });
   if (probe.error || probe.status !== 0) return { ns: null, note: "bpftrace not installed" };
+  // The kernel's syscall tracepoints need tracefs; these machines boot without it mounted.
+  let mounted = "";
+  if (!existsSync("/sys/kernel/tracing/events/syscalls")) {
+    const m = spawnSync("mount", ["-t", "tracefs", "nodev", "/sys/kernel/tracing"], { encoding: "utf8" });
+    if (m.status !== 0) return { ns: null, note: `tracefs is not mounted and mounting it failed: ${(m.stderr || "").trim()}` };
+    mounted = "tracefs mounted at /sys/kernel/tracing for the measurement, unmounted after";
+  }
   const pid = process.pid;
   const child = spawn("bpftrace", ["-e", `tracepoint:syscalls:sys_enter_getppid /pid == ${pid}/ { @hits = count(); }`], {
     stdio: ["ignore", "pipe", "pipe"],
@@ -150,7 +158,11 @@ async function kernelTracepoint(loop: Loop): Promise<{ ns: number | null; note: 
   });
   if (!attached) {
     child.kill("SIGKILL");
-    return { ns: null, note: `bpftrace could not attach: ${out.trim().split("\n")[0] ?? "no output"}` };
+    if (mounted !== "") spawnSync("umount", ["/sys/kernel/tracing"]);
+    // bpftrace warns about RLIMIT_MEMLOCK first even when it can attach: name the real error.
+    const lines = out.trim().split("\n").filter((l) => l.trim() !== "");
+    const why = lines.find((l) => /ERROR/.test(l) && !/RLIMIT_MEMLOCK/.test(l)) ?? lines[0] ?? "no output";
+    return { ns: null, note: `bpftrace could not attach: ${why}` };
   }
   const m = measure(loop, KERNEL_RUNS, KERNEL_CALLS);
   const counted = await new Promise<bigint | null>((done) => {
@@ -160,9 +172,10 @@ async function kernelTracepoint(loop: Loop): Promise<{ ns: number | null; note: 
     });
     child.kill("SIGINT");
   });
+  if (mounted !== "") spawnSync("umount", ["/sys/kernel/tracing"]);
   const expected = callsOf(KERNEL_RUNS, KERNEL_CALLS);
   if (counted !== expected) return { ns: null, note: `bpftrace counted ${counted ?? "no"} hits for ${expected} calls` };
-  return { ns: m.median, note: "" };
+  return { ns: m.median, note: mounted };
 }
 
 async function main(): Promise<void> {
@@ -197,7 +210,7 @@ async function main(): Promise<void> {
       );
     }
   }
-  console.log(`\nkernel tracepoint: ${kernel.ns === null ? `null (${kernel.note})` : `${fixed(kernel.ns, 1)} ns/call`}`);
+  console.log(`\nkernel tracepoint: ${kernel.ns === null ? `null (${kernel.note})` : `${fixed(kernel.ns, 1)} ns/call${kernel.note ? ` (${kernel.note})` : ""}`}`);
   console.log(`median of ${RUNS} runs x ${CALLS} calls (sud: x ${SUD_CALLS})`);
   const n = (v: number | undefined) => (v === undefined ? null : Number(v.toFixed(2)));
   const json: Record<string, unknown> = {
