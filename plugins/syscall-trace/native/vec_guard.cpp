@@ -75,22 +75,22 @@ void VecGuard::vzeroupper() { asm volatile("vzeroupper" ::: "memory"); }
 // (vec_init then leaves the opmask out).
 void VecGuard::save_hi16() {
   asm volatile(
-"vmovdqu64 %%zmm16, 0(%0)\n\t"
-"vmovdqu64 %%zmm17, 64(%0)\n\t"
-"vmovdqu64 %%zmm18, 128(%0)\n\t"
-"vmovdqu64 %%zmm19, 192(%0)\n\t"
-"vmovdqu64 %%zmm20, 256(%0)\n\t"
-"vmovdqu64 %%zmm21, 320(%0)\n\t"
-"vmovdqu64 %%zmm22, 384(%0)\n\t"
-"vmovdqu64 %%zmm23, 448(%0)\n\t"
-"vmovdqu64 %%zmm24, 512(%0)\n\t"
-"vmovdqu64 %%zmm25, 576(%0)\n\t"
-"vmovdqu64 %%zmm26, 640(%0)\n\t"
-"vmovdqu64 %%zmm27, 704(%0)\n\t"
-"vmovdqu64 %%zmm28, 768(%0)\n\t"
-"vmovdqu64 %%zmm29, 832(%0)\n\t"
-"vmovdqu64 %%zmm30, 896(%0)\n\t"
-"vmovdqu64 %%zmm31, 960(%0)\n\t"
+      "vmovdqu64 %%zmm16, 0(%0)\n\t"
+      "vmovdqu64 %%zmm17, 64(%0)\n\t"
+      "vmovdqu64 %%zmm18, 128(%0)\n\t"
+      "vmovdqu64 %%zmm19, 192(%0)\n\t"
+      "vmovdqu64 %%zmm20, 256(%0)\n\t"
+      "vmovdqu64 %%zmm21, 320(%0)\n\t"
+      "vmovdqu64 %%zmm22, 384(%0)\n\t"
+      "vmovdqu64 %%zmm23, 448(%0)\n\t"
+      "vmovdqu64 %%zmm24, 512(%0)\n\t"
+      "vmovdqu64 %%zmm25, 576(%0)\n\t"
+      "vmovdqu64 %%zmm26, 640(%0)\n\t"
+      "vmovdqu64 %%zmm27, 704(%0)\n\t"
+      "vmovdqu64 %%zmm28, 768(%0)\n\t"
+      "vmovdqu64 %%zmm29, 832(%0)\n\t"
+      "vmovdqu64 %%zmm30, 896(%0)\n\t"
+      "vmovdqu64 %%zmm31, 960(%0)\n\t"
       :
       : "r"(area_)
       : "memory");
@@ -98,22 +98,22 @@ void VecGuard::save_hi16() {
 
 void VecGuard::restore_hi16() {
   asm volatile(
-"vmovdqu64 0(%0), %%zmm16\n\t"
-"vmovdqu64 64(%0), %%zmm17\n\t"
-"vmovdqu64 128(%0), %%zmm18\n\t"
-"vmovdqu64 192(%0), %%zmm19\n\t"
-"vmovdqu64 256(%0), %%zmm20\n\t"
-"vmovdqu64 320(%0), %%zmm21\n\t"
-"vmovdqu64 384(%0), %%zmm22\n\t"
-"vmovdqu64 448(%0), %%zmm23\n\t"
-"vmovdqu64 512(%0), %%zmm24\n\t"
-"vmovdqu64 576(%0), %%zmm25\n\t"
-"vmovdqu64 640(%0), %%zmm26\n\t"
-"vmovdqu64 704(%0), %%zmm27\n\t"
-"vmovdqu64 768(%0), %%zmm28\n\t"
-"vmovdqu64 832(%0), %%zmm29\n\t"
-"vmovdqu64 896(%0), %%zmm30\n\t"
-"vmovdqu64 960(%0), %%zmm31\n\t"
+      "vmovdqu64 0(%0), %%zmm16\n\t"
+      "vmovdqu64 64(%0), %%zmm17\n\t"
+      "vmovdqu64 128(%0), %%zmm18\n\t"
+      "vmovdqu64 192(%0), %%zmm19\n\t"
+      "vmovdqu64 256(%0), %%zmm20\n\t"
+      "vmovdqu64 320(%0), %%zmm21\n\t"
+      "vmovdqu64 384(%0), %%zmm22\n\t"
+      "vmovdqu64 448(%0), %%zmm23\n\t"
+      "vmovdqu64 512(%0), %%zmm24\n\t"
+      "vmovdqu64 576(%0), %%zmm25\n\t"
+      "vmovdqu64 640(%0), %%zmm26\n\t"
+      "vmovdqu64 704(%0), %%zmm27\n\t"
+      "vmovdqu64 768(%0), %%zmm28\n\t"
+      "vmovdqu64 832(%0), %%zmm29\n\t"
+      "vmovdqu64 896(%0), %%zmm30\n\t"
+      "vmovdqu64 960(%0), %%zmm31\n\t"
       :
       : "r"(area_)
       : "memory");
@@ -121,36 +121,35 @@ void VecGuard::restore_hi16() {
 
 void VecGuard::zero_hi16() {
   asm volatile(
-"vpxord %%zmm16, %%zmm16, %%zmm16\n\t"
-"vpxord %%zmm17, %%zmm17, %%zmm17\n\t"
-"vpxord %%zmm18, %%zmm18, %%zmm18\n\t"
-"vpxord %%zmm19, %%zmm19, %%zmm19\n\t"
-"vpxord %%zmm20, %%zmm20, %%zmm20\n\t"
-"vpxord %%zmm21, %%zmm21, %%zmm21\n\t"
-"vpxord %%zmm22, %%zmm22, %%zmm22\n\t"
-"vpxord %%zmm23, %%zmm23, %%zmm23\n\t"
-"vpxord %%zmm24, %%zmm24, %%zmm24\n\t"
-"vpxord %%zmm25, %%zmm25, %%zmm25\n\t"
-"vpxord %%zmm26, %%zmm26, %%zmm26\n\t"
-"vpxord %%zmm27, %%zmm27, %%zmm27\n\t"
-"vpxord %%zmm28, %%zmm28, %%zmm28\n\t"
-"vpxord %%zmm29, %%zmm29, %%zmm29\n\t"
-"vpxord %%zmm30, %%zmm30, %%zmm30\n\t"
-"vpxord %%zmm31, %%zmm31, %%zmm31\n\t"
-      ::
+      "vpxord %%zmm16, %%zmm16, %%zmm16\n\t"
+      "vpxord %%zmm17, %%zmm17, %%zmm17\n\t"
+      "vpxord %%zmm18, %%zmm18, %%zmm18\n\t"
+      "vpxord %%zmm19, %%zmm19, %%zmm19\n\t"
+      "vpxord %%zmm20, %%zmm20, %%zmm20\n\t"
+      "vpxord %%zmm21, %%zmm21, %%zmm21\n\t"
+      "vpxord %%zmm22, %%zmm22, %%zmm22\n\t"
+      "vpxord %%zmm23, %%zmm23, %%zmm23\n\t"
+      "vpxord %%zmm24, %%zmm24, %%zmm24\n\t"
+      "vpxord %%zmm25, %%zmm25, %%zmm25\n\t"
+      "vpxord %%zmm26, %%zmm26, %%zmm26\n\t"
+      "vpxord %%zmm27, %%zmm27, %%zmm27\n\t"
+      "vpxord %%zmm28, %%zmm28, %%zmm28\n\t"
+      "vpxord %%zmm29, %%zmm29, %%zmm29\n\t"
+      "vpxord %%zmm30, %%zmm30, %%zmm30\n\t"
+      "vpxord %%zmm31, %%zmm31, %%zmm31\n\t" ::
           : "memory");
 }
 
 void VecGuard::save_opmask() {
   asm volatile(
-"kmovq %%k0, 0(%0)\n\t"
-"kmovq %%k1, 8(%0)\n\t"
-"kmovq %%k2, 16(%0)\n\t"
-"kmovq %%k3, 24(%0)\n\t"
-"kmovq %%k4, 32(%0)\n\t"
-"kmovq %%k5, 40(%0)\n\t"
-"kmovq %%k6, 48(%0)\n\t"
-"kmovq %%k7, 56(%0)\n\t"
+      "kmovq %%k0, 0(%0)\n\t"
+      "kmovq %%k1, 8(%0)\n\t"
+      "kmovq %%k2, 16(%0)\n\t"
+      "kmovq %%k3, 24(%0)\n\t"
+      "kmovq %%k4, 32(%0)\n\t"
+      "kmovq %%k5, 40(%0)\n\t"
+      "kmovq %%k6, 48(%0)\n\t"
+      "kmovq %%k7, 56(%0)\n\t"
       :
       : "r"(area_ + 1024)
       : "memory");
@@ -158,14 +157,14 @@ void VecGuard::save_opmask() {
 
 void VecGuard::restore_opmask() {
   asm volatile(
-"kmovq 0(%0), %%k0\n\t"
-"kmovq 8(%0), %%k1\n\t"
-"kmovq 16(%0), %%k2\n\t"
-"kmovq 24(%0), %%k3\n\t"
-"kmovq 32(%0), %%k4\n\t"
-"kmovq 40(%0), %%k5\n\t"
-"kmovq 48(%0), %%k6\n\t"
-"kmovq 56(%0), %%k7\n\t"
+      "kmovq 0(%0), %%k0\n\t"
+      "kmovq 8(%0), %%k1\n\t"
+      "kmovq 16(%0), %%k2\n\t"
+      "kmovq 24(%0), %%k3\n\t"
+      "kmovq 32(%0), %%k4\n\t"
+      "kmovq 40(%0), %%k5\n\t"
+      "kmovq 48(%0), %%k6\n\t"
+      "kmovq 56(%0), %%k7\n\t"
       :
       : "r"(area_ + 1024)
       : "memory");
@@ -173,15 +172,14 @@ void VecGuard::restore_opmask() {
 
 void VecGuard::zero_opmask() {
   asm volatile(
-"kxorw %%k0, %%k0, %%k0\n\t"
-"kxorw %%k1, %%k1, %%k1\n\t"
-"kxorw %%k2, %%k2, %%k2\n\t"
-"kxorw %%k3, %%k3, %%k3\n\t"
-"kxorw %%k4, %%k4, %%k4\n\t"
-"kxorw %%k5, %%k5, %%k5\n\t"
-"kxorw %%k6, %%k6, %%k6\n\t"
-"kxorw %%k7, %%k7, %%k7\n\t"
-      ::
+      "kxorw %%k0, %%k0, %%k0\n\t"
+      "kxorw %%k1, %%k1, %%k1\n\t"
+      "kxorw %%k2, %%k2, %%k2\n\t"
+      "kxorw %%k3, %%k3, %%k3\n\t"
+      "kxorw %%k4, %%k4, %%k4\n\t"
+      "kxorw %%k5, %%k5, %%k5\n\t"
+      "kxorw %%k6, %%k6, %%k6\n\t"
+      "kxorw %%k7, %%k7, %%k7\n\t" ::
           : "memory");
 }
 

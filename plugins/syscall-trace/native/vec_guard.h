@@ -29,8 +29,8 @@ constexpr uint64_t kAvx = 1ull << 2, kOpmask = 1ull << 5, kZmmHi256 = 1ull << 6,
 constexpr uint64_t kLow16Upper = kAvx | kZmmHi256;  // upper halves of ymm/zmm0-15
 
 struct VecCaps {
-  uint64_t mask = 0;   // XCR0 & (AVX | opmask | ZMM_Hi256 | Hi16_ZMM): what helpers may change
-  uint32_t size = 0;   // bytes of the XSAVE area for `mask`
+  uint64_t mask = 0;     // XCR0 & (AVX | opmask | ZMM_Hi256 | Hi16_ZMM): what helpers may change
+  uint32_t size = 0;     // bytes of the XSAVE area for `mask`
   bool compact = false;  // XSAVEC (else XSAVE)
   bool xinuse = false;   // xgetbv with ecx = 1
 };

@@ -19,6 +19,7 @@
 #include <dirent.h>
 #include <linux/membarrier.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -630,23 +631,37 @@ struct Map {
   char name[256];
 };
 
+// Read with the raw syscall, not stdio: a rescan runs after a program's own
+// mmap, and its open/read/close through libc's patched sites would reach the
+// hooks as calls of the program (opensnoop would see them).
 std::vector<Map> read_exec_maps() {
   std::vector<Map> out;
-  FILE *f = fopen("/proc/self/maps", "re");
-  if (!f) return out;
-  char line[512];
-  while (fgets(line, sizeof line, f)) {
+  const int64_t fd = raw(SYS_openat, uint64_t(AT_FDCWD), uint64_t("/proc/self/maps"), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    const int64_t n = raw(SYS_read, uint64_t(fd), uint64_t(buf), sizeof buf);
+    if (n == -EINTR) continue;
+    if (n <= 0) break;
+    text.append(buf, size_t(n));
+  }
+  raw(SYS_close, uint64_t(fd));
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = text.substr(pos, end - pos);
+    pos = end + 1;
     Map m{};
     char perms[8] = {};
     int at = 0;
-    if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %*s %*s %*s %n", &m.lo, &m.hi, perms, &at) < 3) continue;
+    if (sscanf(line.c_str(), "%" SCNx64 "-%" SCNx64 " %7s %*s %*s %*s %n", &m.lo, &m.hi, perms, &at) < 3) continue;
     if (perms[0] != 'r' || perms[2] != 'x') continue;
     m.prot = PROT_READ | PROT_EXEC | (perms[1] == 'w' ? PROT_WRITE : 0);
-    snprintf(m.name, sizeof m.name, "%s", line + at);
-    m.name[strcspn(m.name, "\n")] = 0;
+    snprintf(m.name, sizeof m.name, "%s", line.c_str() + at);
     out.push_back(m);
   }
-  fclose(f);
   return out;
 }
 
