@@ -99,8 +99,11 @@ struct Site {
   uint32_t module = 0;      // index into State::module_names
   // Dynamic stub: where its clone / clone3 / vfork / skip paths start.
   uint64_t dyn_clone = 0, dyn_clone3 = 0, dyn_vfork = 0;
-  // The call without the exit hook (enter chose it: nothing wants exit).
-  uint64_t run_noexit = 0;
+  // Where the enter call returns by default: the call without the exit hook
+  // (most traced calls want enter only). run_exit: the call with it, which
+  // enter chooses by changing the return address (a return-stack
+  // misprediction, paid only by calls that also pay the exit round trip).
+  uint64_t run_noexit = 0, run_exit = 0;
   // First byte the patch writes.
   uint64_t patch_at() const { return next_len ? addr : addr - (mov_len ? mov_len : reloc_len); }
 };
@@ -931,12 +934,13 @@ bool make_static_stub(Site &s, bool toggle) {
   e.lea_down();
   e.push_lit(lit);
   e.call_lit(lit + 8);
+  const size_t noexit = e.i;
+  e.run_noexit(toggle, s.addr + 2);
+  const size_t with_exit = e.i;
   e.run_path(toggle, lit, lit + 16, s.addr + 2);
   const size_t skip = e.i;
   e.lea_up();
   e.jmp(s.addr + 2);
-  const size_t noexit = e.i;
-  e.run_noexit(toggle, s.addr + 2);
   if (e.i > lit) abort();
   e.i = kBareAt;
   e.mov_eax(s.nr);
@@ -954,6 +958,7 @@ bool make_static_stub(Site &s, bool toggle) {
   s.stub = stub;
   s.stub_skip = uint64_t(stub) + skip;
   s.run_noexit = uint64_t(stub) + noexit;
+  s.run_exit = uint64_t(stub) + with_exit;
   return true;
 }
 
@@ -990,6 +995,9 @@ bool make_dyn_stub(Site &s, bool toggle) {
   e.lea_down();
   e.push_lit(lit);
   e.call_lit(lit + 32);
+  const size_t noexit = e.i;
+  e.run_noexit(toggle, back);
+  const size_t with_exit = e.i;
   e.run_path(toggle, lit, lit + 40, back);
   const size_t clone = e.i;
   e.run_path(toggle, lit + 8, lit + 40, back);
@@ -1000,8 +1008,6 @@ bool make_dyn_stub(Site &s, bool toggle) {
   const size_t skip = e.i;
   e.lea_up();
   e.back_to(back);
-  const size_t noexit = e.i;
-  e.run_noexit(toggle, back);
   if (e.i > lit) abort();
   const uint64_t lits[6] = {uint64_t(&s) | kDynGeneric, uint64_t(&s) | kDynClone,  uint64_t(&s) | kDynClone3,
                             uint64_t(&s) | kDynVfork,   uint64_t(bh_tt_enter_asm), uint64_t(bh_tt_exit_asm)};
@@ -1013,6 +1019,7 @@ bool make_dyn_stub(Site &s, bool toggle) {
   s.dyn_clone3 = uint64_t(stub) + clone3;
   s.dyn_vfork = uint64_t(stub) + vfork;
   s.run_noexit = uint64_t(stub) + noexit;
+  s.run_exit = uint64_t(stub) + with_exit;
   return true;
 }
 
@@ -1225,18 +1232,23 @@ extern "C" __attribute__((visibility("hidden"))) void bh_tt_c_enter(Frame *f) {
                            (g_watch.load(std::memory_order_relaxed) && nr == SYS_mmap) ||
                            (g_sud_on.load(std::memory_order_relaxed) &&
                             (nr == SYS_clone || nr == SYS_clone3 || nr == SYS_fork || nr == SYS_vfork));
-    if (!need_exit) {
-      f->ret = s->run_noexit;
-    } else if (info_path(f->info) == kDynGeneric) {  // Calls that create a task leave by a path that knows its number;
-      // the rest keep theirs on the thread's ring until exit.
-      if (nr == SYS_clone)
+    // Without exit the call returns where it was called from (run_noexit).
+    if (need_exit && info_path(f->info) == kDynGeneric) {
+      // Calls that create a task leave by a path that knows its number; the
+      // rest keep theirs on the thread's ring until exit.
+      if (nr == SYS_clone) {
         f->ret = s->dyn_clone;
-      else if (nr == SYS_clone3)
+      } else if (nr == SYS_clone3) {
         f->ret = s->dyn_clone3;
-      else if (nr == SYS_vfork)
+      } else if (nr == SYS_vfork) {
         f->ret = s->dyn_vfork;
-      else if (nr != SYS_rt_sigreturn && nr != SYS_exit && nr != SYS_exit_group)
-        bh_tt_nr_ring[bh_tt_nr_depth++ & 31] = uint16_t(nr);
+      } else {
+        if (nr != SYS_rt_sigreturn && nr != SYS_exit && nr != SYS_exit_group)
+          bh_tt_nr_ring[bh_tt_nr_depth++ & 31] = uint16_t(nr);
+        f->ret = s->run_exit;
+      }
+    } else if (need_exit) {
+      f->ret = s->run_exit;
     }
   } else {
     const uint64_t word = bh_tt::word_make(ret_addr, call.nr, BH_TT_MECH_PAGE0);
