@@ -445,6 +445,32 @@ describe("47 syscall-trace", function () {
       assert.ok(opened(ls.lines).some((e) => e.fname === dir && e.ret >= 0), "ls opened the directory");
     });
 
+    it("from a config file: opensnoop with its const volatile filter (targ_failed) set by rodata", () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-sc-config-"));
+      const file = path.join(dir, "there.txt");
+      const missing = path.join(dir, "missing.txt");
+      writeFileSync(file, "x\n");
+      copyFileSync(compileFixture("syscall/opensnoop.bpf.c"), path.join(dir, "opensnoop.bpf.o"));
+      const config = path.join(dir, "opensnoop.yaml");
+      writeFileSync(
+        config,
+        ['plugins: ["@bpfhook/plugin-syscall-trace"]', "objects:", "  - path: opensnoop.bpf.o", "    rodata: { targ_failed: true }", ""].join("\n"),
+      );
+      const r = spawnSync(process.execPath, [cli, "run", "-j", "-c", config, "--", "sh", "-c", `cat ${file} >/dev/null; cat ${missing} 2>/dev/null; true`], {
+        encoding: "utf8",
+        timeout: 100000,
+      });
+      assert.equal(r.status, 0, r.stderr);
+      const lines = r.stdout
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as { type: string; data: any });
+      const names = opened(lines).map((e) => [e.fname, e.ret]);
+      assert.ok(names.some(([f, ret]) => f === missing && ret === -2), JSON.stringify(names));
+      assert.ok(!names.some(([f]) => f === file), `a successful open was reported although targ_failed is set: ${JSON.stringify(names)}`);
+      assert.ok(opened(lines).every((e) => e.ret < 0), "targ_failed: only failed opens");
+    });
+
     it("sigsnoop on a shell's kill: the signal, its target and the result", () => {
       const r = runJ(compileFixture("syscall/sigsnoop.bpf.c"), ["sh", "-c", "kill -0 $$; kill -0 2147483646 2>/dev/null; true"]);
       assert.equal(r.r.status, 0, r.r.stderr);
