@@ -331,7 +331,12 @@ export class Runtime implements NativeCaller {
     program.verification?.require(contextOfAttach(this.registry, plugin, type, program.section), `attached as ${type.name}`);
     const data = this.registry.validate(plugin, type, raw, where);
     const host: PluginHost = { log: (level, message) => this.log(plugin.name, level, message), target: this.target };
-    const info: AttachProgramInfo = { name: program.name, section: program.section, helperIds: program.helperIds };
+    const info: AttachProgramInfo = {
+      name: program.name,
+      section: program.section,
+      helperIds: program.helperIds,
+      ...(program.code ? { code: program.code } : {}),
+    };
     const prepared = plugin.prepare
       ? await callPlugin(plugin.name, "prepare", () => plugin.prepare!({ type, data, program: info }, host))
       : data;
