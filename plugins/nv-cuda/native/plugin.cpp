@@ -608,8 +608,14 @@ int install_hooks(State *s, const Decoded &d, char *err, size_t err_len) {
     }
     for (const auto &h : d.hooks) addr[h.second] = reinterpret_cast<void *>(m.bias + h.first);
   }
+  size_t from_symtab = 0, from_dlsym = 0;
   for (uint32_t h = 0; h < BH_NVH_COUNT; h++) {
-    if (addr[h] == nullptr) addr[h] = dlsym(RTLD_DEFAULT, kHookNames[h]);  // libcudart.so's exports
+    if (addr[h] != nullptr) {
+      from_symtab++;
+      continue;
+    }
+    addr[h] = dlsym(RTLD_DEFAULT, kHookNames[h]);  // libcudart.so's exports
+    if (addr[h] != nullptr) from_dlsym++;
   }
   if (addr[BH_NVH_REGISTER_FUNCTION] == nullptr) {
     return bh_fail(err, err_len, -ENOENT,
@@ -648,8 +654,10 @@ int install_hooks(State *s, const Decoded &d, char *err, size_t err_len) {
     return rc;
   }
   s->hooked = true;
-  logf(BH_LOG_INFO, "nv-cuda: %zu CUDA runtime functions hooked in process %d", s->links.size(),
-       static_cast<int>(getpid()));
+  logf(BH_LOG_INFO,
+       "nv-cuda: %zu CUDA runtime functions hooked in process %d (%zu at symbol-table vaddrs of %s, %zu exported)",
+       s->links.size(), static_cast<int>(getpid()), from_symtab, d.module_path.empty() ? "-" : d.module_path.c_str(),
+       from_dlsym);
   return 0;
 }
 

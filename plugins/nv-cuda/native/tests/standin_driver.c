@@ -16,7 +16,9 @@
  * parameters: the first $BH_CUDA_STANDIN_NPARAMS (default 0) are printed as
  * the u64 each kernelParams[i] points at. cuCtxGetCurrent reports no context,
  * so the plugin goes through cuInit / cuDeviceGet / cuDevicePrimaryCtxRetain /
- * cuCtxSetCurrent (each logged). cuFuncGetName answers the loaded name. */
+ * cuCtxSetCurrent (each logged). cuFuncGetName answers the loaded name.
+ * BH_CUDA_STANDIN_FAIL=cuModuleLoadData makes that call fail with
+ * CUDA_ERROR_INVALID_PTX (218): the plugin's fallback to the original kernel. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +75,11 @@ int cuCtxSetCurrent(void *ctx) {
   return 0;
 }
 int cuModuleLoadData(void **module, const void *image) {
+  const char *fail = getenv("BH_CUDA_STANDIN_FAIL");
+  if (fail != NULL && strcmp(fail, "cuModuleLoadData") == 0) {
+    logline("cuModuleLoadData failed on purpose (BH_CUDA_STANDIN_FAIL)");
+    return 218; /* CUDA_ERROR_INVALID_PTX */
+  }
   const char *path = getenv("BH_CUDA_STANDIN_LOG");
   char file[4096];
   snprintf(file, sizeof file, "%s.%d.ptx", path != NULL ? path : "/tmp/bh-standin", g_modules);
