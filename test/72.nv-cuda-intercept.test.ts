@@ -19,6 +19,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { compileBpfC } from "@bpfhook/core";
+import { parseGpuDump } from "@bpfhook/plugin-nv-cuda";
 import { compileFixture, skipWithoutClang } from "./support/clang.js";
 import { nvccBuild, ptxasCheck, skipWithoutCuda } from "./support/cuda.js";
 
@@ -35,12 +36,14 @@ interface Run {
   agentLog: string;
   driverLog: string[];
   ptxFiles: string[];
+  dump: string;
 }
 
 function runUnderAgent(exe: string, extraEnv: Record<string, string> = {}): Run {
   const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-nvi-"));
   const agentLog = path.join(dir, "agent.log");
   const driverLog = path.join(dir, "driver.log");
+  const dump = path.join(dir, "gpu-maps.dump");
   const object = compileFixture("nv-cuda/intercept_probe.bpf.c");
   const r = spawnSync(
     process.execPath,
@@ -49,7 +52,7 @@ function runUnderAgent(exe: string, extraEnv: Record<string, string> = {}): Run 
       cwd: repoRoot,
       encoding: "utf8",
       timeout: 60_000,
-      env: { ...process.env, BPFHOOK_NV_CUDA_DRIVER: standin, BH_CUDA_STANDIN_LOG: driverLog, BH_CUDA_STANDIN_NPARAMS: "4", ...extraEnv },
+      env: { ...process.env, BPFHOOK_NV_CUDA_DRIVER: standin, BH_CUDA_STANDIN_LOG: driverLog, BH_CUDA_STANDIN_NPARAMS: "4", BPFHOOK_NV_CUDA_DUMP: dump, ...extraEnv },
     },
   );
   const lines = existsSync(driverLog) ? readFileSync(driverLog, "utf8").split("\n").filter((l) => l !== "") : [];
@@ -61,6 +64,7 @@ function runUnderAgent(exe: string, extraEnv: Record<string, string> = {}): Run 
     agentLog: existsSync(agentLog) ? readFileSync(agentLog, "utf8") : "",
     driverLog: lines,
     ptxFiles,
+    dump,
   };
 }
 
@@ -109,7 +113,10 @@ describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
       assert.equal(r.ptxFiles.length, 1, explain(r));
       const ptx = readFileSync(r.ptxFiles[0]!, "utf8");
       assert.match(ptx, new RegExp(`\\.entry ${KERNEL}\\(`));
-      assert.match(ptx, /call\.uni \(\S+\), bpf_prog_0_count_threads|call \(\S+\), bpf_prog_0_count_threads/, "the probe is called in the kernel");
+      // Both programs of the object in one module: the entry probe and the exit probe.
+      assert.match(ptx, /call(\.uni)? \(\S+\), bpf_prog_0_count_threads/, "the entry probe is called in the kernel");
+      assert.match(ptx, /call(\.uni)? \(\S+\), bpf_prog_1_time_blocks/, "the exit probe is called in the kernel");
+      assert.match(r.agentLog, new RegExp(`prog 'count_threads' \\(entry\\), 'time_blocks' \\(exit\\) on ${KERNEL}: instrumented module loaded \\(1 kernels, 3 maps\\)`), explain(r));
       for (const arch of [80, 90]) {
         const a = ptxasCheck(ptx, arch, `intercepted-${build}`);
         assert.equal(a.status, 0, `ptxas sm_${arch}: ${a.output}`);
@@ -133,6 +140,22 @@ describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
       assert.deepEqual(params.slice(0, 3), [0x1000n, 0x2000n, 0x3000n], "the pointers a, b, c");
       assert.equal(params[3]! & 0xffffffffn, 1000n, "n (an int: the low 4 bytes)");
       assert.match(r.agentLog, new RegExp(`launch of ${KERNEL} \\(grid 4,1,1 block 256,1,1\\) redirected to instrumented function`));
+
+      // The GPU maps as the native piece copied them back at exit (here the stand-in's host memory: nothing ran, all zero).
+      const dump = parseGpuDump(readFileSync(r.dump), ["threads", "info", "block_end"]);
+      assert.deepEqual(
+        dump.maps.map((m) => [m.descriptor.type, m.descriptor.keySize, m.descriptor.valueSize, m.descriptor.maxEntries, m.descriptor.capacity]),
+        [
+          [6, 4, 8, 1, 1024],
+          [2, 4, 8, 2, 0],
+          [1, 4, 8, 8192, 16384],
+        ],
+      );
+      const zero = Buffer.alloc(4);
+      assert.equal(Buffer.from(dump.maps[0]!.lookup(zero)!).readBigUInt64LE(0), 0n);
+      assert.equal(dump.maps[0]!.lookupPerShard(0).length, 1024);
+      assert.deepEqual([...dump.maps[2]!.entries()], []);
+      assert.deepEqual(dump.ring?.records, []);
     });
   }
 

@@ -32,6 +32,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -79,6 +80,11 @@ struct Module {
   std::string error;
   void *module = nullptr;
   std::map<std::string, void *> functions;  // mangled name -> CUfunction
+  // Device memory the host reads back (dump_module): descriptors by map index,
+  // each map's storage blocks, bh_ring's address.
+  std::vector<uint64_t> descriptors;
+  std::vector<std::pair<uint64_t, uint64_t>> blocks;  // address, bytes
+  uint64_t ring_global = 0;
 };
 
 struct Kernel {
@@ -240,12 +246,13 @@ bool ensure_driver(State *s) {
 }
 
 // Device memory of `bytes` zeroed; 0 on failure.
-uint64_t alloc_zeroed(State *s, size_t bytes) {
+uint64_t alloc_zeroed(State *s, size_t bytes, Module *m = nullptr) {
   uint64_t d = 0;
   if (bytes == 0) bytes = 8;
   if (s->driver.cuMemAlloc(&d, bytes) != 0) return 0;
   std::vector<uint8_t> zero(bytes, 0);
   if (s->driver.cuMemcpyHtoD(d, zero.data(), bytes) != 0) return 0;
+  if (m != nullptr) m->blocks.emplace_back(d, bytes);
   return d;
 }
 
@@ -276,21 +283,79 @@ bool build_maps(State *s, Module *m, std::vector<uint64_t> *table) {
     uint64_t desc[8] = {spec.type, spec.key_size, spec.value_size, spec.max_entries, 0, 0, 0, 0};
     if (hash) {
       const uint64_t cap = next_pow2(std::max<uint64_t>(8, 2ull * spec.max_entries));
-      desc[4] = alloc_zeroed(s, cap * stride);
-      desc[5] = alloc_zeroed(s, cap * kstride);
-      desc[6] = alloc_zeroed(s, cap * 4);
+      desc[4] = alloc_zeroed(s, cap * stride, m);
+      desc[5] = alloc_zeroed(s, cap * kstride, m);
+      desc[6] = alloc_zeroed(s, cap * 4, m);
       desc[7] = cap;
       if (desc[5] == 0 || desc[6] == 0) return false;
     } else {
-      desc[4] = alloc_zeroed(s, spec.max_entries * stride * (sharded ? kShards : 1));
+      desc[4] = alloc_zeroed(s, spec.max_entries * stride * (sharded ? kShards : 1), m);
       desc[7] = sharded ? kShards : 0;
     }
     if (desc[4] == 0) return false;
     uint64_t d = 0;
     if (s->driver.cuMemAlloc(&d, sizeof desc) != 0 || s->driver.cuMemcpyHtoD(d, desc, sizeof desc) != 0) return false;
     table->push_back(d);
+    m->blocks.emplace_back(d, sizeof desc);
   }
+  m->descriptors = *table;
   return true;
+}
+
+// The GPU maps and ring of a loaded module, copied to a file the host reads
+// (src/gpu-maps.ts, readGpuDump): "BHGPUMAP", u32 version 1, u32 maps,
+// u64 bh_ring's address, the descriptors' addresses by map index, then
+// segments { u64 address, u64 bytes, bytes } of device memory: descriptors,
+// storage, bh_ring's 32 bytes and its data up to head.
+int dump_module(State *s, Module *m, const char *path) {
+  FILE *f = fopen(path, "wb");
+  if (f == nullptr) return -errno;
+  std::vector<std::pair<uint64_t, uint64_t>> segs = m->blocks;
+  uint64_t ring[4] = {0, 0, 0, 0};
+  if (m->ring_global != 0 && s->driver.cuMemcpyDtoH(ring, m->ring_global, sizeof ring) == 0) {
+    segs.emplace_back(m->ring_global, sizeof ring);
+    if (ring[0] != 0) segs.emplace_back(ring[0], std::min(ring[1], ring[2]));
+  }
+  const uint32_t head[2] = {1, static_cast<uint32_t>(m->descriptors.size())};
+  fwrite("BHGPUMAP", 1, 8, f);
+  fwrite(head, sizeof head, 1, f);
+  fwrite(&m->ring_global, 8, 1, f);
+  fwrite(m->descriptors.data(), 8, m->descriptors.size(), f);
+  std::vector<uint8_t> buf;
+  int rc = 0;
+  for (const auto &seg : segs) {
+    buf.resize(seg.second);
+    if (seg.second != 0 && s->driver.cuMemcpyDtoH(buf.data(), seg.first, seg.second) != 0) {
+      rc = -EIO;
+      continue;
+    }
+    const uint64_t hdr[2] = {seg.first, seg.second};
+    fwrite(hdr, sizeof hdr, 1, f);
+    fwrite(buf.data(), 1, buf.size(), f);
+  }
+  if (fclose(f) != 0 && rc == 0) rc = -errno;
+  return rc;
+}
+
+// BPFHOOK_NV_CUDA_DUMP=<file>: each loaded module's maps at exit (the first
+// module to <file>, the next ones to <file>.1, <file>.2 ...).
+void dump_at_exit() {
+  State *s = g_state;
+  const char *path = getenv("BPFHOOK_NV_CUDA_DUMP");
+  if (s == nullptr || path == nullptr) return;
+  std::lock_guard<std::mutex> lock(s->mu);
+  std::set<Module *> seen;
+  int n = 0;
+  for (auto &entry : s->by_kernel) {
+    Module *m = entry.second.get();
+    if (m->state != Module::kLoaded || !seen.insert(m).second) continue;
+    const std::string file = n == 0 ? std::string(path) : std::string(path) + "." + std::to_string(n);
+    n++;
+    const int rc = dump_module(s, m, file.c_str());
+    if (rc < 0)
+      logf(BH_LOG_WARN, "nv-cuda: %s: dumping the GPU maps to %s failed (%d)", m->description.c_str(), file.c_str(),
+           rc);
+  }
 }
 
 // Loads the module once; false (and m->error) if it cannot be. Caller holds s->mu.
@@ -325,6 +390,8 @@ bool ensure_loaded(State *s, Module *m) {
   if (set_global(s, m, "bh_pid_tgid", &pid_tgid, sizeof pid_tgid) != 0) return fail("global bh_pid_tgid not set");
   uint64_t ring[4] = {alloc_zeroed(s, kRingBytes), kRingBytes, 0, 0};
   if (ring[0] == 0 || set_global(s, m, "bh_ring", ring, sizeof ring) != 0) return fail("global bh_ring not set");
+  size_t ring_size = 0;
+  s->driver.cuModuleGetGlobal(&m->ring_global, &ring_size, m->module, "bh_ring");
   std::vector<uint64_t> table;
   if (!build_maps(s, m, &table)) return fail("device memory for the maps not allocated");
   if (!table.empty() && set_global(s, m, "bh_map_table", table.data(), table.size() * 8) != 0) {
@@ -338,6 +405,12 @@ bool ensure_loaded(State *s, Module *m) {
     }
   }
   m->state = Module::kLoaded;
+  // After the runtime's own exit handlers were registered (it is initialised
+  // by now), so this one runs first, while the context still exists.
+  if (getenv("BPFHOOK_NV_CUDA_DUMP") != nullptr) {
+    static std::once_flag once;
+    std::call_once(once, [] { atexit(dump_at_exit); });
+  }
   logf(BH_LOG_INFO, "nv-cuda: %s: instrumented module loaded (%zu kernels, %zu maps)", m->description.c_str(),
        m->kernels.size(), m->maps.size());
   return true;

@@ -6,6 +6,7 @@
  * `DeviceMemory` (the native piece's cuMemcpyDtoH on a GPU; a Buffer in
  * tests), so the same code checks the layouts without a GPU.
  */
+import { MAP_DESCRIPTOR, RING_RECORD } from "./ptx/runtime.js";
 
 /** Reads device memory: `len` bytes at device address `addr`. */
 export interface DeviceMemory {
@@ -27,13 +28,13 @@ export class BufferMemory implements DeviceMemory {
   }
 }
 
-/** Map descriptor fields (64 bytes of u64), as runtime.ts reads them. */
-export const GPU_MAP_DESCRIPTOR = Object.freeze({ size: 64, type: 0, keySize: 8, valueSize: 16, maxEntries: 24, values: 32, keys: 40, states: 48, capacity: 56 });
+/** Map descriptor fields (64 bytes of u64): the offsets runtime.ts's PTX reads. */
+export const GPU_MAP_DESCRIPTOR = MAP_DESCRIPTOR;
 export const GPU_MAP_TYPES = Object.freeze({ hash: 1, array: 2, perCpuArray: 6, lruHash: 9 });
 /** Hash slot states (u32 each). */
 export const HASH_SLOT = Object.freeze({ empty: 0, writing: 1, live: 2, deleted: 3 });
-/** Ring record kinds. */
-export const RING_KIND = Object.freeze({ printk: 1, perf: 2, puts: 3 });
+/** Ring record kinds, as runtime.ts writes them. */
+export const RING_KIND = Object.freeze({ printk: RING_RECORD.printk, perf: RING_RECORD.perf, puts: RING_RECORD.puts });
 
 export interface GpuMapDescriptor {
   readonly type: number;
@@ -230,4 +231,62 @@ export function drainRing(mem: DeviceMemory, ringAddr: bigint, from = 0n): RingD
     pos += BigInt(stride8(len));
   }
   return { records, consumed: pos, dropped };
+}
+
+/** Device memory as copied into a dump: segments of known addresses. */
+export class SegmentMemory implements DeviceMemory {
+  constructor(readonly segments: readonly { readonly addr: bigint; readonly bytes: Uint8Array }[]) {}
+  read(addr: bigint, len: number): Uint8Array {
+    for (const s of this.segments) {
+      if (addr >= s.addr && addr + BigInt(len) <= s.addr + BigInt(s.bytes.length)) {
+        const off = Number(addr - s.addr);
+        return s.bytes.subarray(off, off + len);
+      }
+    }
+    throw new RangeError(`device address 0x${addr.toString(16)} (+${len}) is in no segment of the dump`);
+  }
+}
+
+export interface GpuDump {
+  /** The module's maps by the object's map index. */
+  readonly maps: readonly GpuMapView[];
+  /** bh_ring's records (undefined when the dump has no ring). */
+  readonly ring?: RingDrain;
+  readonly memory: SegmentMemory;
+}
+
+export const GPU_DUMP_MAGIC = "BHGPUMAP";
+
+/**
+ * Reads what the native piece writes at exit when BPFHOOK_NV_CUDA_DUMP names a
+ * file (native/plugin.cpp, dump_module): "BHGPUMAP", u32 version 1, u32 maps,
+ * u64 bh_ring's address, the descriptors' addresses, then segments
+ * { u64 address, u64 bytes, bytes } of device memory. `names` names the maps
+ * by index (the object's map names) in messages.
+ */
+export function parseGpuDump(bytes: Uint8Array, names: readonly string[] = []): GpuDump {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (b.length < 24 || b.toString("latin1", 0, 8) !== GPU_DUMP_MAGIC) throw new Error("not a GPU map dump (no BHGPUMAP header)");
+  const version = b.readUInt32LE(8);
+  if (version !== 1) throw new Error(`GPU map dump version ${version}, this reader knows 1`);
+  const n = b.readUInt32LE(12);
+  const ringAddr = b.readBigUInt64LE(16);
+  let pos = 24;
+  if (b.length < pos + 8 * n) throw new Error(`GPU map dump: ${n} descriptors do not fit ${b.length} bytes`);
+  const descriptors: bigint[] = [];
+  for (let i = 0; i < n; i++, pos += 8) descriptors.push(b.readBigUInt64LE(pos));
+  const segments: { addr: bigint; bytes: Uint8Array }[] = [];
+  while (pos < b.length) {
+    if (pos + 16 > b.length) throw new Error(`GPU map dump: segment header at ${pos} truncated`);
+    const addr = b.readBigUInt64LE(pos);
+    const len = Number(b.readBigUInt64LE(pos + 8));
+    pos += 16;
+    if (pos + len > b.length) throw new Error(`GPU map dump: segment at 0x${addr.toString(16)} of ${len} bytes truncated`);
+    segments.push({ addr, bytes: b.subarray(pos, pos + len) });
+    pos += len;
+  }
+  const memory = new SegmentMemory(segments);
+  const maps = descriptors.map((d, i) => GpuMapView.at(memory, d, names[i] ?? `map ${i}`));
+  const hasRing = ringAddr !== 0n && segments.some((s) => s.addr === ringAddr);
+  return { maps, memory, ...(hasRing ? { ring: drainRing(memory, ringAddr) } : {}) };
 }

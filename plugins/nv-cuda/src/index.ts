@@ -19,7 +19,10 @@ import { AttachTypeId, definePlugin, PLUGIN_ABI_VERSION } from "@bpfhook/sdk";
 import type { AttachTypeSpec, ContextLayout, HelperDecl } from "@bpfhook/sdk";
 import { CUDA_CTX } from "./ptx/context.js";
 import { kernelMatches } from "./ptx/names.js";
-import { encodeModule, prepareModule, processExecutable, type PreparedModule } from "./intercept.js";
+import { encodeModule, prepareModule, processExecutable, type PreparedModule, type ProgramToInsert } from "./intercept.js";
+
+/** Programs attached so far per object (its maps array) and executable: one module holds them all. */
+const objectPrograms = new WeakMap<object, Map<string, ProgramToInsert[]>>();
 
 export * from "./fatbin/index.js";
 export * from "./ptx/index.js";
@@ -121,14 +124,22 @@ export const plugin = definePlugin<NvCudaPrivateData>({
     const where = `prog '${program?.name ?? "?"}' on kernel '${data.kernel}'`;
     if (!program?.code) throw new Error(`${where}: the program's instructions were not given (load it from an object)`);
     const exe = processExecutable(host.target?.pid);
+    const insertion: ProgramToInsert = {
+      name: program.name,
+      section: program.section,
+      code: program.code,
+      kind: data.at,
+      kernel: kernelSelector(data),
+      kernelPattern: data.kernel,
+    };
+    // The object's programs attached to this executable so far share its module (keyed by the object's maps array).
+    const byExe = objectPrograms.get(program.code.maps) ?? new Map<string, ProgramToInsert[]>();
+    objectPrograms.set(program.code.maps, byExe);
+    const sameAttach = (p: ProgramToInsert): boolean => p.name === insertion.name && p.kind === insertion.kind && p.kernelPattern === insertion.kernelPattern;
+    const programs = [...(byExe.get(exe) ?? []).filter((p) => !sameAttach(p)), insertion];
     try {
-      const prepared = prepareModule({
-        exe,
-        program: { name: program.name, section: program.section, code: program.code },
-        kind: data.at,
-        kernel: kernelSelector(data),
-        kernelPattern: data.kernel,
-      });
+      const prepared = prepareModule({ exe, programs });
+      byExe.set(exe, programs);
       return { ...data, prepared };
     } catch (err) {
       throw new Error(`${where}: ${(err as Error).message}`);

@@ -85,17 +85,32 @@ export interface PreparedModule {
   readonly description: string;
 }
 
-export interface PrepareModuleInput {
-  readonly exe: string;
-  readonly program: { readonly name: string; readonly section: string; readonly code: AttachProgramCode };
+/** One program to insert: what the attach gives, with its place and kernel selector. */
+export interface ProgramToInsert {
+  readonly name: string;
+  readonly section: string;
+  readonly code: AttachProgramCode;
   readonly kind: "entry" | "exit" | "memory";
   readonly kernel: (mangled: string) => boolean;
+  /** The kernel as the section or config wrote it, for messages. */
   readonly kernelPattern: string;
 }
 
-/** Finds the selected kernels in the executable's fat binary and inserts the program into their module's PTX. */
+export interface PrepareModuleInput {
+  readonly exe: string;
+  /**
+   * The programs of one object attached to this target so far, the one being
+   * attached last: the module holds them all (entry and exit probes of one
+   * kernel share one module and the object's maps).
+   */
+  readonly programs: readonly ProgramToInsert[];
+}
+
+/** Finds the kernels the last program selects in the executable's fat binary and inserts the programs into their module's PTX. */
 export function prepareModule(input: PrepareModuleInput): PreparedModule {
-  const { exe, program, kind } = input;
+  const { exe, programs } = input;
+  const last = programs[programs.length - 1];
+  if (!last) throw new Error("no program to insert");
   const modules = modulePtxs(exe);
   if (modules.length === 0) {
     throw new Error(`${exe} has no PTX in its fat binaries (build with a compute_XX PTX entry, nvcc's default, to instrument it)`);
@@ -104,23 +119,26 @@ export function prepareModule(input: PrepareModuleInput): PreparedModule {
   for (const m of modules) {
     const names = parsePtxModule(m.ptx).entries.map((e) => e.name);
     all.push(...names);
-    if (!names.some(input.kernel)) continue;
+    if (!names.some(last.kernel)) continue;
+    // Programs of the object whose kernels are in this module (the others belong to another translation unit's).
+    const here = programs.filter((p) => names.some(p.kernel));
     const result = instrumentPtx(
       m.ptx,
-      [{ program: { name: program.name, section: program.section, insns: program.code.insns, functions: program.code.functions }, kind, kernel: input.kernel }],
-      program.code.maps,
+      here.map((p) => ({ program: { name: p.name, section: p.section, insns: p.code.insns, functions: p.code.functions }, kind: p.kind, kernel: p.kernel })),
+      last.code.maps,
     );
     const kernels = [...result.kernels.keys()];
+    const progs = here.map((p) => `'${p.name}' (${p.kind})`).join(", ");
     return {
       modulePath: exe,
       hooks: findRuntimeHooks(exe),
       kernels,
-      maps: program.code.maps.map((x) => ({ type: x.type, keySize: x.keySize, valueSize: x.valueSize, maxEntries: x.maxEntries })),
+      maps: last.code.maps.map((x) => ({ type: x.type, keySize: x.keySize, valueSize: x.valueSize, maxEntries: x.maxEntries })),
       ptx: result.ptx,
-      description: `prog '${program.name}' on ${kernels.join(", ")} (${kind})`,
+      description: `prog ${progs} on ${kernels.join(", ")}`,
     };
   }
-  throw new Error(`kernel '${input.kernelPattern}' is not a kernel of ${exe} (its kernels: ${all.join(", ") || "none"})`);
+  throw new Error(`kernel '${last.kernelPattern}' is not a kernel of ${exe} (its kernels: ${all.join(", ") || "none"})`);
 }
 
 /** The private data of include/bpfhook/nv_cuda_plugin.h. */
