@@ -14,7 +14,7 @@
  * each call: the PTX it is given is assembled here by ptxas.
  */
 import { strict as assert } from "node:assert";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -165,6 +165,42 @@ describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
     assert.match(r.agentLog, new RegExp(`kernel ${KERNEL} runs uninstrumented: .*cuModuleLoadData failed \\(CUresult 218\\)`), explain(r));
     assert.ok(!r.driverLog.some((l) => l.startsWith("cuLaunchKernel ")), "nothing launched through the driver table");
     assert.match(r.stderr, /vec_add n=1000 launch=\d+ check=skipped/, "the original launch ran (and failed without a driver)");
+  });
+
+  it("when the controller dies the probes go: later launches are not redirected, and the program runs to its end", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-nvi-"));
+    const driverLog = path.join(dir, "driver.log");
+    const agentLog = path.join(dir, "agent.log");
+    const object = compileFixture("nv-cuda/intercept_probe.bpf.c");
+    // 100 launches 20 ms apart; the controller is killed after the third.
+    const ctl = spawn(process.execPath, [cli, "run", "-q", object, "--plugin", pluginDir, "--agent-log", agentLog, "--", exes.get("static")!, "1000", "100", "fake", "20"], {
+      cwd: repoRoot,
+      env: { ...process.env, BPFHOOK_NV_CUDA_DRIVER: standin, BH_CUDA_STANDIN_LOG: driverLog },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    ctl.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));
+    ctl.stderr!.setEncoding("utf8").on("data", (d: string) => (out += d));
+    const launches = (): number => (existsSync(driverLog) ? readFileSync(driverLog, "utf8").split("\n").filter((l) => l.startsWith("cuLaunchKernel ")).length : 0);
+    const until = async (cond: () => boolean, what: string): Promise<void> => {
+      const end = Date.now() + 20_000;
+      while (!cond()) {
+        if (Date.now() > end) assert.fail(`${what} did not happen\n${out}\n${existsSync(agentLog) ? readFileSync(agentLog, "utf8") : ""}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    try {
+      await until(() => launches() >= 3, "three redirected launches");
+      ctl.kill("SIGKILL");
+      // The program (no longer bpfhook's child once it is gone) writes its last line to our pipe: it did not crash.
+      await until(() => /vec_add n=1000 launch=\d+ check=skipped/.test(out), "the program's last line");
+      const log = readFileSync(agentLog, "utf8");
+      assert.match(log, /is gone: detaching every probe/);
+      const n = launches();
+      assert.ok(n >= 3 && n < 100, `${n} launches redirected, the rest ran the original kernel`);
+    } finally {
+      ctl.kill("SIGKILL");
+    }
   });
 
   it("refuses a kernel the target does not have, naming its kernels", () => {

@@ -71,7 +71,7 @@ struct MapSpec {
   uint32_t type, key_size, value_size, max_entries;
 };
 
-struct Module {
+struct Module : std::enable_shared_from_this<Module> {
   std::string description;
   std::string ptx;
   std::vector<std::string> kernels;
@@ -106,6 +106,7 @@ struct State {
   bh_hook_engine *engine = nullptr;
   std::vector<bh_hook_link *> links;
   bool hooked = false;
+  bool retired = false;  // fini ran; the hooks pass through (plugin_fini)
   bool driver_tried = false;
   int driver_rc = 0;
   std::string driver_error;
@@ -113,6 +114,7 @@ struct State {
   std::map<int, Attachment> attachments;
   int next_id = 0;
   std::map<std::string, std::shared_ptr<Module>> by_kernel;   // mangled name -> module instrumenting it
+  std::vector<std::shared_ptr<Module>> loaded;                // modules loaded, in order (kept for the exit dump)
   std::map<const void *, std::unique_ptr<Kernel>> kernels;    // host stub -> kernel
   std::set<uint64_t> tokens;                                  // Kernel * handed out as cudaKernel_t
   std::map<const void *, std::string> vars;                   // host variable -> device name
@@ -344,17 +346,16 @@ void dump_at_exit() {
   const char *path = getenv("BPFHOOK_NV_CUDA_DUMP");
   if (s == nullptr || path == nullptr) return;
   std::lock_guard<std::mutex> lock(s->mu);
-  std::set<Module *> seen;
   int n = 0;
-  for (auto &entry : s->by_kernel) {
-    Module *m = entry.second.get();
-    if (m->state != Module::kLoaded || !seen.insert(m).second) continue;
+  for (const auto &loaded : s->loaded) {
+    Module *m = loaded.get();
     const std::string file = n == 0 ? std::string(path) : std::string(path) + "." + std::to_string(n);
     n++;
     const int rc = dump_module(s, m, file.c_str());
-    if (rc < 0)
+    if (rc < 0) {
       logf(BH_LOG_WARN, "nv-cuda: %s: dumping the GPU maps to %s failed (%d)", m->description.c_str(), file.c_str(),
            rc);
+    }
   }
 }
 
@@ -405,6 +406,7 @@ bool ensure_loaded(State *s, Module *m) {
     }
   }
   m->state = Module::kLoaded;
+  s->loaded.push_back(m->shared_from_this());
   // After the runtime's own exit handlers were registered (it is initialised
   // by now), so this one runs first, while the context still exists.
   if (getenv("BPFHOOK_NV_CUDA_DUMP") != nullptr) {
@@ -444,9 +446,10 @@ int launch(State *s, Kernel &k, void *fn, Dim3 grid, Dim3 block, void **args, ui
                                           static_cast<unsigned>(shmem), stream, args, nullptr);
   s->launches++;
   if (rc == 0) s->redirected++;
-  logf(k.logged ? BH_LOG_DEBUG : BH_LOG_INFO,
-       "nv-cuda: launch of %s (grid %u,%u,%u block %u,%u,%u) redirected to instrumented function %p: %d",
-       k.name.c_str(), grid.x, grid.y, grid.z, block.x, block.y, block.z, fn, rc);
+  if (!k.logged) {  // the first launch of each kernel; the rest would flood the log
+    logf(BH_LOG_INFO, "nv-cuda: launch of %s (grid %u,%u,%u block %u,%u,%u) redirected to instrumented function %p: %d",
+         k.name.c_str(), grid.x, grid.y, grid.z, block.x, block.y, block.z, fn, rc);
+  }
   k.logged = true;
   return rc == 0 ? 0 : kCudaErrorLaunchFailure;
 }
@@ -479,12 +482,15 @@ uint64_t on_register_function(void *, struct pt_regs *regs, bh_hook_call *) {
   const char *name = reinterpret_cast<const char *>(regs->rcx);
   if (host_fun == nullptr || name == nullptr) return 0;
   std::lock_guard<std::mutex> lock(g_state->mu);
-  auto k = std::make_unique<Kernel>();
+  // A stub registered again keeps its record: the record's address may be a
+  // token in the stub's static handle.
+  std::unique_ptr<Kernel> &k = g_state->kernels[host_fun];
+  if (!k) k = std::make_unique<Kernel>();
   k->name = name;
   k->host_fun = host_fun;
-  logf(BH_LOG_INFO, "nv-cuda: kernel %s: host stub %p%s", name, host_fun,
-       g_state->by_kernel.count(k->name) != 0 ? " (instrumented)" : "");
-  g_state->kernels[host_fun] = std::move(k);
+  const bool selected = g_state->by_kernel.count(k->name) != 0;
+  logf(selected ? BH_LOG_INFO : BH_LOG_DEBUG, "nv-cuda: kernel %s: host stub %p%s", name, host_fun,
+       selected ? " (instrumented)" : "");
   return 0;
 }
 
@@ -739,8 +745,17 @@ int install_hooks(State *s, const Decoded &d, char *err, size_t err_len) {
 uint64_t gpu_only_helper(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t) { return 0; }
 
 int plugin_init(void **state, const bh_host *host, char *err, size_t err_len) {
-  if (g_state != nullptr)
-    return bh_fail(err, err_len, -EBUSY, "nv-cuda: one runtime per process may use the CUDA hooks");
+  if (g_state != nullptr) {
+    std::lock_guard<std::mutex> lock(g_state->mu);
+    if (!g_state->retired) {
+      return bh_fail(err, err_len, -EBUSY, "nv-cuda: one runtime per process may use the CUDA hooks");
+    }
+    // A later runtime in the same process (a new agent session): the hooks are still in place.
+    g_state->retired = false;
+    g_state->host = host;
+    *state = g_state;
+    return 0;
+  }
   auto s = std::make_unique<State>();
   s->host = host;
   char msg[256] = {0};
@@ -756,13 +771,19 @@ int plugin_init(void **state, const bh_host *host, char *err, size_t err_len) {
   return 0;
 }
 
+// The hooks stay: the launch stubs of the program keep the tokens
+// __cudaGetKernel handed out in their static handles, and only our
+// __cudaLaunchKernel listener turns them back into the runtime's handles. With
+// no attachment left every listener passes through (a few ns on a launch of
+// several µs). The state stays too, for the listeners and a later runtime.
 void plugin_fini(void *state) {
   auto *s = static_cast<State *>(state);
-  bh_hook_engine__destroy(s->engine);  // unhooks; no listener runs after this
-  g_state = nullptr;
-  delete g_driver_swaps;
-  g_driver_swaps = nullptr;
-  delete s;
+  std::lock_guard<std::mutex> lock(s->mu);
+  s->attachments.clear();
+  s->by_kernel.clear();
+  g_driver_swaps->clear();
+  s->host = nullptr;
+  s->retired = true;
 }
 
 int plugin_attach(void *state, const bh_attach_opts *opts, char *err, size_t err_len) {
