@@ -39,12 +39,12 @@ interface Run {
   dump: string;
 }
 
-function runUnderAgent(exe: string, extraEnv: Record<string, string> = {}): Run {
+function runUnderAgent(exe: string, extraEnv: Record<string, string> = {}, fixture = "intercept_probe"): Run {
   const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-nvi-"));
   const agentLog = path.join(dir, "agent.log");
   const driverLog = path.join(dir, "driver.log");
   const dump = path.join(dir, "gpu-maps.dump");
-  const object = compileFixture("nv-cuda/intercept_probe.bpf.c");
+  const object = compileFixture(`nv-cuda/${fixture}.bpf.c`);
   const r = spawnSync(
     process.execPath,
     [cli, "run", "-j", "--plugin", pluginDir, "--agent-log", agentLog, object, "--", exe, "1000", "1", "fake"],
@@ -158,6 +158,20 @@ describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
       assert.deepEqual(dump.ring?.records, []);
     });
   }
+
+  it("bpftime's cuda_probe program as it is (kprobe/ and kretprobe/ sections, GPU helpers 502-505) goes into the kernel", () => {
+    const r = runUnderAgent(exes.get("static")!, {}, "cuda_probe");
+    assert.equal(r.status, 0, explain(r));
+    assert.match(r.agentLog, new RegExp(`prog 'probe__cuda' \\(entry\\), 'retprobe__cuda' \\(exit\\) on ${KERNEL}: instrumented module loaded`), explain(r));
+    assert.equal(r.ptxFiles.length, 1);
+    const ptx = readFileSync(r.ptxFiles[0]!, "utf8");
+    for (const reg of ["%tid.x", "%globaltimer"]) assert.ok(ptx.includes(reg), `the GPU helpers read ${reg}`);
+    for (const arch of [80, 90]) {
+      const a = ptxasCheck(ptx, arch, "intercepted-bpftime");
+      assert.equal(a.status, 0, `ptxas sm_${arch}: ${a.output}`);
+    }
+    assert.equal(r.driverLog.filter((l) => l.startsWith(`cuLaunchKernel `) && l.includes(`name=${KERNEL} grid=4,1,1 block=256,1,1`)).length, 1, explain(r));
+  });
 
   it("falls back to the original kernel, with a warning naming it, when the instrumented module cannot be loaded", () => {
     const r = runUnderAgent(exes.get("static")!, { BH_CUDA_STANDIN_FAIL: "cuModuleLoadData" });
