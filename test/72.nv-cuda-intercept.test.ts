@@ -18,8 +18,9 @@ import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { compileBpfC } from "@bpfhook/core";
-import { parseGpuDump } from "@bpfhook/plugin-nv-cuda";
+import { assembleBytes, compileBpfC, conformanceFiles, parseDataFile } from "@bpfhook/core";
+import { conformanceModule, parseGpuDump, type ConformanceProgram } from "@bpfhook/plugin-nv-cuda";
+import { conformanceDir } from "./helpers/conformance-dir.js";
 import { compileFixture, skipWithoutClang } from "./support/clang.js";
 import { nvccBuild, ptxasCheck, skipWithoutCuda } from "./support/cuda.js";
 
@@ -232,5 +233,48 @@ describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
     });
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, new RegExp(`kernel 'noSuchKernel' is not a kernel of .*vec_add_static \\(its kernels: ${KERNEL}\\)`), r.stderr);
+  });
+
+  it("npm run test:gpu's conformance run: one module ptxas accepts, and the runner launches every program (stand-in driver: nothing runs)", function () {
+    const dir = conformanceDir();
+    if (dir === undefined) {
+      console.log("      skipped: bpf_conformance not found (set BPFHOOK_CONFORMANCE_DIR or add shared/conformance)");
+      this.skip();
+    }
+    // bench/gpu/conformance-programs.ts's selection: programs with a result that call no helper.
+    const programs: ConformanceProgram[] = [];
+    for (const file of conformanceFiles(dir!)) {
+      const c = parseDataFile(readFileSync(file, "utf8"), path.basename(file));
+      const asm = c.sections.get("asm");
+      if (c.error !== undefined || asm === undefined || c.result === undefined) continue;
+      const insns = assembleBytes(asm.text, { file: c.file, firstLine: asm.firstLine });
+      let helper = false;
+      for (let i = 0; i + 8 <= insns.length; i += 8) helper ||= insns[i] === 0x85 && insns[i + 1]! >> 4 === 0;
+      if (!helper) programs.push({ name: path.basename(file, ".data"), insns, mem: c.mem ?? new Uint8Array(0), expected: c.result });
+    }
+    const mod = conformanceModule(programs, 90);
+    assert.deepEqual(mod.refused, ["callx: prog 'callx': insn 2: callx (call by register) is not supported on the GPU"]);
+    const a = ptxasCheck(mod.ptx, 90, "conformance-device");
+    assert.equal(a.status, 0, a.output);
+    const work = mkdtempSync(path.join(os.tmpdir(), "bpfhook-nvi-"));
+    const ptx = path.join(work, "conformance.ptx");
+    const manifest = path.join(work, "conformance.manifest");
+    const log = path.join(work, "driver.log");
+    writeFileSync(ptx, mod.ptx);
+    writeFileSync(manifest, mod.manifest);
+    const entries = mod.manifest.trim().split("\n").length;
+    assert.equal(entries, programs.length - 1);
+    const r = spawnSync(path.join(pluginDir, "build", "bh_cuda_conformance_runner"), [ptx, manifest], {
+      encoding: "utf8",
+      env: { ...process.env, BPFHOOK_NV_CUDA_DRIVER: standin, BH_CUDA_STANDIN_LOG: log, BH_CUDA_STANDIN_NPARAMS: "0" },
+    });
+    const m = /conformance on the device: (\d+) passed, (\d+) failed/.exec(r.stdout);
+    assert.ok(m, `${r.stdout}${r.stderr}`);
+    assert.equal(Number(m[1]) + Number(m[2]), entries, "every program launched and compared");
+    // Nothing runs: r0 stays 0, so exactly the programs expecting 0 "pass".
+    assert.equal(Number(m[1]), mod.manifest.trim().split("\n").filter((l) => l.endsWith(" 0")).length);
+    const launched = readFileSync(log, "utf8").split("\n").filter((l) => l.startsWith("cuLaunchKernel "));
+    assert.equal(launched.length, entries);
+    assert.match(launched[0]!, /name=bh_conf_0 grid=1,1,1 block=1,1,1 /);
   });
 });

@@ -19,13 +19,20 @@
  * (launches per run, 50), RUNS (5), NVCC, CLANG; BPFHOOK_GPU_OBJECTS=<dir> uses
  * prebuilt empty_probe.bpf.o, count_probe.bpf.o and intercept_probe.bpf.o (a
  * GPU machine without clang); VEC_ADD=<file> a prebuilt vec_add (without nvcc).
- * Exit status 1 when a count is wrong or a run fails.
+ * Then 5. the bpf_conformance suite (BPFHOOK_CONFORMANCE_DIR, or
+ * shared/conformance/bpf_conformance) compiled to one PTX module and run on
+ * the device, each program's r0 against the expected value
+ * (build/bh_cuda_conformance_runner; programs calling the suite's own helper
+ * are left out).
+ * Exit status 1 when a count is wrong, a conformance program fails or a run
+ * fails.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { parseGpuDump } from "@bpfhook/plugin-nv-cuda";
+import { conformanceModule, parseGpuDump } from "@bpfhook/plugin-nv-cuda";
+import { conformancePrograms } from "./conformance-programs.js";
 
 const repoRoot = path.resolve(__dirname, "..", "..", "..");
 const cli = path.join(repoRoot, "core", "bin", "bpfhook.js");
@@ -170,7 +177,30 @@ function main(): void {
     const over = (t / base - 1) * 100;
     console.log(`    ${label} ${t.toFixed(4)} ms  ${over >= 0 ? "+" : ""}${over.toFixed(1)}%  (issue 13's target: at most +${target}%: ${over <= target ? "met" : "NOT met"})`);
   }
-  console.log("  the conformance suite on the device: not run yet (plugins/nv-cuda/README.md, what is left)");
+  conformanceOnDevice(dir, Number(gpu.arch));
+}
+
+function conformanceOnDevice(dir: string, arch: number): void {
+  const suite = [
+    process.env["BPFHOOK_CONFORMANCE_DIR"],
+    path.join(repoRoot, "shared", "conformance", "bpf_conformance"),
+    path.join(repoRoot, "..", "shared", "conformance", "bpf_conformance"),
+  ].find((p): p is string => p !== undefined && existsSync(p));
+  if (suite === undefined) {
+    console.log("  the conformance suite on the device: skipped (bpf_conformance not found; set BPFHOOK_CONFORMANCE_DIR)");
+    return;
+  }
+  const runner = path.join(pluginDir, "build", "bh_cuda_conformance_runner");
+  if (!existsSync(runner)) fail(`${runner} is not built (npm run build:native in plugins/nv-cuda)`);
+  const mod = conformanceModule(conformancePrograms(suite), arch);
+  const ptx = path.join(dir, "conformance.ptx");
+  const manifest = path.join(dir, "conformance.manifest");
+  writeFileSync(ptx, mod.ptx);
+  writeFileSync(manifest, mod.manifest);
+  const r = spawnSync(runner, [ptx, manifest], { encoding: "utf8", timeout: 300_000 });
+  const summary = /conformance on the device: (\d+) passed, (\d+) failed/.exec(r.stdout);
+  console.log(`  ${summary?.[0] ?? "the conformance runner gave no summary"}${mod.refused.length > 0 ? ` (${mod.refused.length} not compiled: ${mod.refused.join("; ")})` : ""}`);
+  if (r.status !== 0) fail(`conformance on the device:\n${r.stdout}${r.stderr}`);
 }
 
 main();

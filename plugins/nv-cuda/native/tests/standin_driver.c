@@ -47,8 +47,6 @@ struct global {
 static struct global g_globals[64];
 static int g_nglobals;
 static int g_modules;
-static char g_names[64][256];
-static int g_nnames;
 
 #define GLOBAL_SIZE 65536
 
@@ -93,9 +91,10 @@ int cuModuleLoadData(void **module, const void *image) {
   return 0;
 }
 int cuModuleGetFunction(void **fn, void *module, const char *name) {
-  if (g_nnames >= 64) return 500; /* CUDA_ERROR_NOT_FOUND */
-  snprintf(g_names[g_nnames], sizeof g_names[0], "%s", name);
-  *fn = g_names[g_nnames++];
+  /* The "function" is a copy of its name (never freed: functions live as long as the process). */
+  char *copy = strdup(name);
+  if (copy == NULL) return 2; /* CUDA_ERROR_OUT_OF_MEMORY */
+  *fn = copy;
   logline("cuModuleGetFunction module=%p name=%s fn=%p", module, name, *fn);
   return 0;
 }
