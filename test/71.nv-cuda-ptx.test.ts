@@ -315,7 +315,7 @@ describe("71 nv-cuda: eBPF to PTX, insertion, ptxas", function () {
   });
 });
 
-describe("71 nv-cuda plugin (no interception yet)", () => {
+describe("71 nv-cuda plugin", () => {
   before(function () {
     skipWithoutClang(this);
   });
@@ -365,15 +365,17 @@ describe("71 nv-cuda plugin (no interception yet)", () => {
     assert.equal(r.status, 0, r.stderr);
   });
 
-  it("attaching fails with 'interception not built yet', and never pretends", async () => {
+  it("attaching in a process without CUDA kernels (node itself) fails naming the executable, and never pretends", async () => {
     const rt = await Runtime.create({ plugins: ["@bpfhook/plugin-nv-cuda"], resolveFrom: repoRoot });
     try {
       assert.equal(rt.registry.matchSection("kprobe/_Z9vectorAddPKfS0_Pfi")?.type.id, 8);
       assert.equal(rt.registry.matchSection("cudaret/vectorAdd")?.type.id, 9);
       const obj = rt.load(compileFixture("nv-cuda/plain_probe.bpf.c"));
-      await assert.rejects(obj.program("count_threads").attach(), /\[nv-cuda\] .*prog 'count_threads' on kernel 'vectorAdd': interception not built yet/);
-      // Programs calling GPU helpers cannot run on the CPU: the load says which helper.
-      assert.throws(() => rt.load(compileFixture("nv-cuda/cuda_probe.bpf.c")), /call to helper 505 \(bpf_get_thread_idx, a CUDA helper; no loaded plugin provides it\)/);
+      await assert.rejects(obj.program("count_threads").attach(), /\[nv-cuda\] .*prog 'count_threads' on kernel 'vectorAdd': \S+ has no PTX in its fat binaries/);
+      // Programs calling GPU helpers load: the plugin's native piece, opened for them, registers 501-511.
+      const gpu = rt.load(compileFixture("nv-cuda/cuda_probe.bpf.c"));
+      assert.ok(gpu.program("probe__cuda").helperIds.includes(505));
+      await assert.rejects(gpu.program("probe__cuda").attach(), /\[nv-cuda\] .*has no PTX in its fat binaries/);
     } finally {
       rt.close();
     }

@@ -1,6 +1,7 @@
 export { AttachTypeId, PLUGIN_ABI_VERSION } from "./attach-types.js";
 export type {
   AttachPlugin,
+  AttachProgramCode,
   AttachProgramInfo,
   AttachRequest,
   AttachTypeSpec,

@@ -62,6 +62,21 @@ export interface AttachProgramInfo {
   readonly section: string;
   /** Ids of the helpers its instructions call, sorted; -1 for a call by register (callx). */
   readonly helperIds: readonly number[];
+  /**
+   * The linked program and its object's maps, for plugins that compile it
+   * for another processor (nv-cuda: to PTX). Absent for raw instructions
+   * loaded without an object.
+   */
+  readonly code?: AttachProgramCode;
+}
+
+/** AttachProgramInfo.code: what the loader linked (structurally, core's ProgramSpec and MapSpec). */
+export interface AttachProgramCode {
+  /** Linked 8-byte instructions, the program's own function first. */
+  readonly insns: Uint8Array;
+  readonly functions: readonly { readonly name: string; readonly start: number; readonly count: number }[];
+  /** The object's maps, by map index (lddw src 1/2/5/6 imm). */
+  readonly maps: readonly { readonly name: string; readonly type: number; readonly keySize: number; readonly valueSize: number; readonly maxEntries: number }[];
 }
 
 /** A helper a plugin's native piece registers, declared for tools, docs and the verifier. */

@@ -109,7 +109,11 @@ export class LoadedObject {
           }
           throw err;
         }
-        programs.set(p.name, new Program(runtime, p.name, p.section, parts.native, p.insns, parts.verification));
+        programs.set(p.name, new Program(runtime, p.name, p.section, parts.native, p.insns, parts.verification, {
+          insns: p.insns,
+          functions: p.functions,
+          maps: spec.maps,
+        }));
       }
     } catch (err) {
       for (const prog of programs.values()) prog.native.release();

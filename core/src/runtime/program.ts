@@ -3,6 +3,7 @@
  * was asked for. It knows its section, so attach() with no arguments lets the
  * section pick the plugin, as libbpf's auto-attach does.
  */
+import type { AttachProgramCode } from "@bpfhook/sdk";
 import type { NativeProgram } from "../native/addon-types.js";
 import type { AttachOptions, Runtime } from "./runtime.js";
 import type { Link } from "./link.js";
@@ -25,6 +26,8 @@ export class Program {
      * load; run() against the bytes it is given. Absent in checked and off modes.
      */
     readonly verification?: ProgramVerification,
+    /** @internal The linked code and the object's maps, handed to plugins at attach (AttachProgramInfo.code). */
+    readonly code?: AttachProgramCode,
   ) {
     this.helperIds = helperCalls(insns);
   }

@@ -39,7 +39,7 @@ import {
 } from "./verification.js";
 import { parseCookie } from "./cookie.js";
 import { Link } from "./link.js";
-import { Program } from "./program.js";
+import { helperCalls, Program } from "./program.js";
 import { LoadedObject, type LoadOptions, type LoadSource, type ProgramLoadInfo } from "./loaded-object.js";
 import { ProgArray } from "./prog-array.js";
 import { cleanStaleRegions, SharedRegion } from "../maps/index.js";
@@ -261,6 +261,7 @@ export class Runtime implements NativeCaller {
         // Verified before anything native, in agent mode too (the agent runs
         // exactly these instructions, in fast mode).
         const verification = this.verifyAtLoad(insns, name, info);
+        this.openHelperProviders(insns);
         // Loaded here in agent mode too: a bad program fails now, with the
         // same message; the agent loads the same instructions and maps.
         const program = this.nativeRt.loadProgram({
@@ -331,7 +332,12 @@ export class Runtime implements NativeCaller {
     program.verification?.require(contextOfAttach(this.registry, plugin, type, program.section), `attached as ${type.name}`);
     const data = this.registry.validate(plugin, type, raw, where);
     const host: PluginHost = { log: (level, message) => this.log(plugin.name, level, message), target: this.target };
-    const info: AttachProgramInfo = { name: program.name, section: program.section, helperIds: program.helperIds };
+    const info: AttachProgramInfo = {
+      name: program.name,
+      section: program.section,
+      helperIds: program.helperIds,
+      ...(program.code ? { code: program.code } : {}),
+    };
     const prepared = plugin.prepare
       ? await callPlugin(plugin.name, "prepare", () => plugin.prepare!({ type, data, program: info }, host))
       : data;
@@ -623,6 +629,9 @@ export class Runtime implements NativeCaller {
       }
     }
     if (force || program.section === "") return;
+    // A section the registry gives to this very type states its context
+    // (bpftime's `kprobe/<CUDA kernel>` is nv-cuda's cuda_probe, not libbpf's kprobe).
+    if (this.registry.matchSection(program.section)?.type === type) return;
     const stated = this.sectionContext(program.section);
     const wanted = typeContext(type);
     if (stated !== undefined && stated.context !== wanted) {
@@ -659,6 +668,21 @@ export class Runtime implements NativeCaller {
       "BAD_ARGUMENT",
       `prog '${program.name}': attach type '${type.name}' given without data, and section '${program.section}' does not describe it`,
     );
+  }
+
+  /**
+   * A plugin's custom helpers exist natively once its library is open (its
+   * register_helpers runs then): open the registered plugins that declare a
+   * helper these instructions call, before they are loaded (nv-cuda's GPU
+   * helpers, which a program loads with before its attach).
+   */
+  private openHelperProviders(insns: Uint8Array): void {
+    const ids = helperCalls(insns);
+    if (ids.length === 0) return;
+    for (const plugin of this.registry.list()) {
+      if (this.pluginIndex.has(plugin.name) || !plugin.helpers?.some((h) => ids.includes(h.id))) continue;
+      this.openNativePlugin(plugin);
+    }
   }
 
   private openNativePlugin(plugin: AttachPlugin): number {

@@ -7,12 +7,11 @@
  * and `cudaret/<kernel>`, where <kernel> is the mangled name, the base name
  * (`vectorAdd`, `ns::kernel`) or a glob over either.
  *
- * What is here: the fat binary reader (src/fatbin), the eBPF-to-PTX compiler,
- * its runtime and the insertion passes (src/ptx). What is not yet: the
- * interception of the CUDA runtime in the target process, which loads the
- * instrumented module in place of the original; until it exists, attaching
- * fails with a clear error ("interception not built yet") and never
- * pretends.
+ * The fat binary reader (src/fatbin), the eBPF-to-PTX compiler, its runtime
+ * and the insertion passes (src/ptx); prepare() builds the instrumented module
+ * for the target (src/intercept.ts) and the native piece (native/plugin.cpp)
+ * hooks the CUDA runtime in the target and launches it. src/gpu-maps.ts reads
+ * the GPU-resident maps' layouts on the host.
  */
 import path from "node:path";
 import { z } from "zod";
@@ -20,9 +19,15 @@ import { AttachTypeId, definePlugin, PLUGIN_ABI_VERSION } from "@bpfhook/sdk";
 import type { AttachTypeSpec, ContextLayout, HelperDecl } from "@bpfhook/sdk";
 import { CUDA_CTX } from "./ptx/context.js";
 import { kernelMatches } from "./ptx/names.js";
+import { encodeModule, prepareModule, processExecutable, type PreparedModule, type ProgramToInsert } from "./intercept.js";
+
+/** Programs attached so far per object (its maps array) and executable: one module holds them all. */
+const objectPrograms = new WeakMap<object, Map<string, ProgramToInsert[]>>();
 
 export * from "./fatbin/index.js";
 export * from "./ptx/index.js";
+export * from "./intercept.js";
+export * from "./gpu-maps.js";
 
 const schema = z.object({
   /** Mangled name, base name or glob (`cuda/`), or the exact mangled name (`kprobe/`). */
@@ -32,7 +37,8 @@ const schema = z.object({
   /** Where in the kernel the program runs. */
   at: z.enum(["entry", "exit", "memory"]),
 });
-export type NvCudaPrivateData = z.infer<typeof schema>;
+/** The section's data, and after prepare() the instrumented module for the target. */
+export type NvCudaPrivateData = z.infer<typeof schema> & { readonly prepared?: PreparedModule };
 
 export const CUDA_CONTEXT_LAYOUT: ContextLayout = Object.freeze({
   name: "cuda probe context",
@@ -103,7 +109,6 @@ export const plugin = definePlugin<NvCudaPrivateData>({
   abiVersion: PLUGIN_ABI_VERSION,
   attachTypes: [CUDA_PROBE_TYPE, CUDA_RETPROBE_TYPE],
   privateDataSchema: schema,
-  // The interception library (later part of issue 13); not built yet.
   nativeLibrary: path.resolve(__dirname, "..", "build", "libbpfhook_nv_cuda.so"),
   helpers: CUDA_HELPERS,
   parseSection: parseCudaSection,
@@ -112,17 +117,40 @@ export const plugin = definePlugin<NvCudaPrivateData>({
     match: "pattern",
     at: type.id === AttachTypeId.CUDA_RETPROBE ? "exit" : entry.memory === true ? "memory" : "entry",
   }),
-  prepare: ({ data, program }) => {
-    throw new Error(
-      `prog '${program?.name ?? "?"}' on kernel '${data.kernel}': interception not built yet ` +
-        "(the CUDA runtime hooks that load the instrumented module are a later part of issue 13; " +
-        "`bpfhook ptx` shows the PTX the program compiles to)",
-    );
+  // The target's executable (agent mode: the process the agent runs in;
+  // embedded: this one): its fat binary's PTX with the program inserted, and
+  // where its runtime functions are.
+  prepare: ({ data, program }, host) => {
+    const where = `prog '${program?.name ?? "?"}' on kernel '${data.kernel}'`;
+    if (!program?.code) throw new Error(`${where}: the program's instructions were not given (load it from an object)`);
+    const exe = processExecutable(host.target?.pid);
+    const insertion: ProgramToInsert = {
+      name: program.name,
+      section: program.section,
+      code: program.code,
+      kind: data.at,
+      kernel: kernelSelector(data),
+      kernelPattern: data.kernel,
+    };
+    // The object's programs attached to this executable so far share its module (keyed by the object's maps array).
+    const byExe = objectPrograms.get(program.code.maps) ?? new Map<string, ProgramToInsert[]>();
+    objectPrograms.set(program.code.maps, byExe);
+    const sameAttach = (p: ProgramToInsert): boolean => p.name === insertion.name && p.kind === insertion.kind && p.kernelPattern === insertion.kernelPattern;
+    const programs = [...(byExe.get(exe) ?? []).filter((p) => !sameAttach(p)), insertion];
+    try {
+      const prepared = prepareModule({ exe, programs });
+      byExe.set(exe, programs);
+      return { ...data, prepared };
+    } catch (err) {
+      throw new Error(`${where}: ${(err as Error).message}`);
+    }
   },
-  encode: () => {
-    throw new Error("interception not built yet");
+  encode: ({ type, data }) => {
+    if (!data.prepared) throw new Error(`kernel '${data.kernel}': encode() before prepare(); the module is not built yet`);
+    return encodeModule(type.id, data.prepared);
   },
-  describe: ({ data }) => `CUDA kernel '${data.kernel}' (${data.at})`,
+  describe: ({ data }) =>
+    data.prepared ? `CUDA ${data.prepared.description} in ${data.prepared.modulePath}` : `CUDA kernel '${data.kernel}' (${data.at})`,
 });
 
 export default plugin;

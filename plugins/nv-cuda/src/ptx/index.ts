@@ -6,3 +6,4 @@ export * from "./insert.js";
 export * from "./module.js";
 export * from "./names.js";
 export * from "./runtime.js";
+export * from "./conformance.js";

@@ -26,7 +26,10 @@
  *   +40 keys: hash only, key slots (stride: key_size rounded up to 8)
  *   +48 states: hash only, one u32 per slot: 0 empty, 1 being written,
  *       2 live, 3 deleted
- *   +56 capacity: hash only, slots (a power of two, >= max_entries)
+ *   +56 capacity: hash: slots (a power of two, >= max_entries); per-CPU
+ *       array (6): shards (a power of two; 0 = one copy): entry i of the
+ *       calling thread is at values + (i * shards + (global linear thread
+ *       index & (shards - 1))) * stride, and the host sums the shards
  * Hash slots are found by FNV-1a 64 of the key bytes, masked by capacity-1,
  * then linear probing; the host side must hash the same way.
  *
@@ -252,8 +255,8 @@ $missing:
 // address of the value of an array map's entry *(u32 *)key, or 0 past max_entries
 .func (.param .b64 ret) bh_array_value(.param .b64 map, .param .b64 key)
 {
-	.reg .b64 %m, %k, %i, %max, %stride, %v;
-	.reg .b32 %w;
+	.reg .b64 %m, %k, %i, %max, %stride, %v, %t, %sh, %g, %h;
+	.reg .b32 %w, %a, %b, %c;
 	.reg .pred %q;
 	ld.param.b64 %m, [map];
 	ld.param.b64 %k, [key];
@@ -262,6 +265,42 @@ $missing:
 	ld.u64 %max, [%m+${MAP.maxEntries}];
 	setp.ge.u64 %q, %i, %max;
 	@%q bra $out;
+	// per-CPU array: per-thread shards (capacity = shards, a power of two),
+	// entry i of shard s at i * shards + s, summed by the host
+	ld.u64 %t, [%m+${MAP.type}];
+	setp.ne.u64 %q, %t, 6;
+	@%q bra $flat;
+	ld.u64 %sh, [%m+${MAP.capacity}];
+	setp.eq.u64 %q, %sh, 0;
+	@%q bra $flat;
+	mov.u32 %a, %ctaid.z;
+	mov.u32 %b, %nctaid.y;
+	mov.u32 %c, %ctaid.y;
+	mad.lo.u32 %a, %a, %b, %c;
+	mov.u32 %b, %nctaid.x;
+	mov.u32 %c, %ctaid.x;
+	mad.lo.u32 %a, %a, %b, %c;
+	cvt.u64.u32 %g, %a;
+	mov.u32 %a, %ntid.x;
+	mov.u32 %b, %ntid.y;
+	mul.lo.u32 %a, %a, %b;
+	mov.u32 %b, %ntid.z;
+	mul.lo.u32 %a, %a, %b;
+	cvt.u64.u32 %h, %a;
+	mul.lo.u64 %g, %g, %h;
+	mov.u32 %a, %tid.z;
+	mov.u32 %b, %ntid.y;
+	mov.u32 %c, %tid.y;
+	mad.lo.u32 %a, %a, %b, %c;
+	mov.u32 %b, %ntid.x;
+	mov.u32 %c, %tid.x;
+	mad.lo.u32 %a, %a, %b, %c;
+	cvt.u64.u32 %h, %a;
+	add.s64 %g, %g, %h;
+	sub.s64 %h, %sh, 1;
+	and.b64 %g, %g, %h;
+	mad.lo.s64 %i, %i, %sh, %g;
+$flat:
 	ld.u64 %stride, [%m+${MAP.valueSize}];
 	add.s64 %stride, %stride, 7;
 	and.b64 %stride, %stride, -8;

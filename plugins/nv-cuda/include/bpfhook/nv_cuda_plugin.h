@@ -1,0 +1,83 @@
+/* The nv-cuda plugin's native piece: its private data (what the TypeScript
+ * side's encode(), plugins/nv-cuda/src/encode.ts, writes) and the table of
+ * CUDA driver functions the plugin calls itself.
+ *
+ * Private data, little-endian, no padding:
+ *
+ *   offset  size          field
+ *   0       4             magic BH_NV_CUDA_MAGIC
+ *   4       4             version BH_NV_CUDA_VERSION
+ *   8       4             attach_type (8 cuda_probe, 9 cuda_retprobe)
+ *   12      4             flags (none defined; must be 0)
+ *   16      4             n_hooks
+ *   20      4             n_kernels: mangled names of the kernels the module instruments
+ *   24      4             n_maps
+ *   28      4             ptx_len
+ *   32      16 x n_hooks  { u64 vaddr; u32 hook (enum bh_nv_cuda_hook); u32 0 }:
+ *                         link-time vaddrs in module_path (found in its .symtab,
+ *                         local symbols of nvcc's static runtime included)
+ *   ..      16 x n_maps   { u32 type, key_size, value_size, max_entries }, by the
+ *                         object's map index (bh_map_table's slots)
+ *   ..      strings       description\0 module_path\0 (may be empty) kernel\0 x n_kernels
+ *   ..      ptx_len + 1   the instrumented module's PTX and a NUL
+ *
+ * A hook the TS side found no vaddr for is looked up with dlsym(RTLD_DEFAULT)
+ * (libcudart.so's exports with `-cudart shared`). */
+#ifndef BPFHOOK_NV_CUDA_PLUGIN_H
+#define BPFHOOK_NV_CUDA_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BH_NV_CUDA_MAGIC 0x434e4842u /* "BHNC" */
+#define BH_NV_CUDA_VERSION 1u
+#define BH_NV_CUDA_FIXED 32u
+
+/* The runtime functions hooked; the TS side's HOOK_NAMES lists them in this order. */
+enum bh_nv_cuda_hook {
+  BH_NVH_REGISTER_FATBINARY = 0,      /* __cudaRegisterFatBinary */
+  BH_NVH_REGISTER_FATBINARY_END = 1,  /* __cudaRegisterFatBinaryEnd */
+  BH_NVH_REGISTER_FUNCTION = 2,       /* __cudaRegisterFunction */
+  BH_NVH_REGISTER_VAR = 3,            /* __cudaRegisterVar */
+  BH_NVH_GET_KERNEL = 4,              /* __cudaGetKernel */
+  BH_NVH_LAUNCH_KERNEL = 5,           /* __cudaLaunchKernel */
+  BH_NVH_LAUNCH_KERNEL_PTSZ = 6,      /* __cudaLaunchKernel_ptsz */
+  BH_NVH_CUDA_LAUNCH_KERNEL = 7,      /* cudaLaunchKernel */
+  BH_NVH_CUDA_LAUNCH_KERNEL_PTSZ = 8, /* cudaLaunchKernel_ptsz */
+  BH_NVH_CUDA_LAUNCH_KERNEL_EXC = 9,  /* cudaLaunchKernelExC */
+  BH_NVH_MEMCPY_TO_SYMBOL = 10,       /* cudaMemcpyToSymbol */
+  BH_NVH_COUNT = 11,
+};
+
+typedef int bh_cu_result; /* CUresult: 0 is CUDA_SUCCESS */
+
+/* The driver functions the plugin calls itself (all through this table, so
+ * that tests can stand in for a driver that cannot exist without a GPU).
+ * Filled from dlopen(path) by name (the driver's versioned names: _v2). */
+struct bh_cuda_driver {
+  size_t sz;
+  bh_cu_result (*cuInit)(unsigned flags);
+  bh_cu_result (*cuDeviceGet)(int *dev, int ordinal);
+  bh_cu_result (*cuDevicePrimaryCtxRetain)(void **ctx, int dev);
+  bh_cu_result (*cuCtxGetCurrent)(void **ctx);
+  bh_cu_result (*cuCtxSetCurrent)(void *ctx);
+  bh_cu_result (*cuModuleLoadData)(void **module, const void *image);
+  bh_cu_result (*cuModuleGetFunction)(void **fn, void *module, const char *name);
+  bh_cu_result (*cuModuleGetGlobal)(uint64_t *dptr, size_t *bytes, void *module, const char *name);
+  bh_cu_result (*cuMemAlloc)(uint64_t *dptr, size_t bytes);
+  bh_cu_result (*cuMemcpyHtoD)(uint64_t dst, const void *src, size_t bytes);
+  bh_cu_result (*cuMemcpyDtoH)(void *dst, uint64_t src, size_t bytes);
+  bh_cu_result (*cuLaunchKernel)(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                                 unsigned shmem, void *stream, void **params, void **extra);
+  /* Optional (NULL when absent): names the function of a driver launch. */
+  bh_cu_result (*cuFuncGetName)(const char **name, void *fn);
+};
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BPFHOOK_NV_CUDA_PLUGIN_H */

@@ -1,0 +1,874 @@
+// The nv-cuda plugin's native piece: runs in the CUDA program (agent mode or
+// an embedded runtime), hooks the CUDA runtime's registration and launch
+// functions in place with bpfhook's hook engine (bh_hook, linked statically),
+// and launches the instrumented version of each selected kernel.
+//
+//   __cudaRegisterFatBinary (return)   counts fat binaries (handle -> wrapper)
+//   __cudaRegisterFunction (entry)     host stub -> mangled kernel name
+//   __cudaRegisterVar (entry)          host variable -> device name
+//   __cudaGetKernel (return)           for a selected kernel, the stub's handle
+//                                      becomes a token of ours (the real handle
+//                                      is kept for the fallback)
+//   __cudaLaunchKernel(_ptsz) (entry)  token: cuLaunchKernel of the instrumented
+//                                      CUfunction, the body skipped; fallback:
+//                                      the real handle put back in rdi
+//   cudaLaunchKernel(_ptsz), cudaLaunchKernelExC (entry): by host stub, same
+//   cudaMemcpyToSymbol (entry)         the write also goes to the instrumented
+//                                      module's global of that name
+//   cuLaunchKernel(Ex) (entry, only when libcuda.so.1 is loaded): the
+//                                      function's name (cuFuncGetName) selects;
+//                                      the CUfunction argument is swapped
+//
+// Every driver call of the plugin goes through bh_cuda_driver (driver.cpp).
+// The instrumented module is loaded at the first launch of one of its kernels
+// (a context is current then); when it cannot be, the original kernel runs
+// and a warning names it.
+#include <dlfcn.h>
+#include <limits.h>
+#include <link.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "bpfhook/errmsg.h"
+#include "bpfhook/hook.h"
+#include "bpfhook/nv_cuda_plugin.h"
+#include "bpfhook/plugin.h"
+#include "driver.h"
+
+namespace {
+
+using bh_nv_cuda::load_driver;
+
+const char *const kHookNames[BH_NVH_COUNT] = {
+    "__cudaRegisterFatBinary", "__cudaRegisterFatBinaryEnd", "__cudaRegisterFunction",  "__cudaRegisterVar",
+    "__cudaGetKernel",         "__cudaLaunchKernel",         "__cudaLaunchKernel_ptsz", "cudaLaunchKernel",
+    "cudaLaunchKernel_ptsz",   "cudaLaunchKernelExC",        "cudaMemcpyToSymbol",
+};
+
+// Ring buffer of the module (bh_ring): 1 MiB of device memory.
+constexpr uint64_t kRingBytes = 1u << 20;
+// Shards of a per-CPU array on the GPU (README "GPU maps"): a power of two.
+constexpr uint64_t kShards = 1024;
+constexpr uint32_t kMapPerCpuArray = 6, kMapHash = 1, kMapLruHash = 9;
+// cudaErrorLaunchFailure: what a failed instrumented launch returns.
+constexpr int kCudaErrorLaunchFailure = 719;
+// CU_STREAM_PER_THREAD: the _ptsz launches' default stream.
+void *const kStreamPerThread = reinterpret_cast<void *>(0x2);
+
+struct MapSpec {
+  uint32_t type, key_size, value_size, max_entries;
+};
+
+struct Module : std::enable_shared_from_this<Module> {
+  std::string description;
+  std::string ptx;
+  std::vector<std::string> kernels;
+  std::vector<MapSpec> maps;
+  enum { kPending, kLoaded, kFailed } state = kPending;
+  std::string error;
+  void *module = nullptr;
+  std::map<std::string, void *> functions;  // mangled name -> CUfunction
+  // Device memory the host reads back (dump_module): descriptors by map index,
+  // each map's storage blocks, bh_ring's address.
+  std::vector<uint64_t> descriptors;
+  std::vector<std::pair<uint64_t, uint64_t>> blocks;  // address, bytes
+  uint64_t ring_global = 0;
+};
+
+struct Kernel {
+  std::string name;
+  const void *host_fun = nullptr;
+  uint64_t real_handle = 0;  // the runtime's cudaKernel_t, 0 if __cudaGetKernel failed
+  bool warned = false;
+  bool logged = false;  // the first redirected launch is logged at info level
+};
+
+struct Attachment {
+  int id = -1;
+  std::shared_ptr<Module> module;
+};
+
+struct State {
+  std::mutex mu;
+  const bh_host *host = nullptr;
+  bh_hook_engine *engine = nullptr;
+  std::vector<bh_hook_link *> links;
+  bool hooked = false;
+  bool retired = false;  // fini ran; the hooks pass through (plugin_fini)
+  bool driver_tried = false;
+  int driver_rc = 0;
+  std::string driver_error;
+  bh_cuda_driver driver{};
+  std::map<int, Attachment> attachments;
+  int next_id = 0;
+  std::map<std::string, std::shared_ptr<Module>> by_kernel;   // mangled name -> module instrumenting it
+  std::vector<std::shared_ptr<Module>> loaded;                // modules loaded, in order (kept for the exit dump)
+  std::map<const void *, std::unique_ptr<Kernel>> kernels;    // host stub -> kernel
+  std::set<uint64_t> tokens;                                  // Kernel * handed out as cudaKernel_t
+  std::map<const void *, std::string> vars;                   // host variable -> device name
+  std::map<std::string, std::vector<uint8_t>> symbol_writes;  // device name -> bytes from offset 0 (replayed at load)
+  uint64_t fatbins = 0, fatbin_ends = 0, launches = 0, redirected = 0, fallbacks = 0;
+};
+
+State *g_state = nullptr;  // hooks are process-wide: one plugin state per process
+
+void logf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void logf(int level, const char *fmt, ...) {
+  State *s = g_state;
+  if (s == nullptr || s->host == nullptr || s->host->log == nullptr) return;
+  char msg[768];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  s->host->log(s->host->host_ctx, level, msg);
+}
+
+// ---- private data -----------------------------------------------------------
+
+struct Decoded {
+  uint32_t attach_type = 0;
+  std::vector<std::pair<uint64_t, uint32_t>> hooks;  // vaddr, hook
+  std::vector<MapSpec> maps;
+  std::string description, module_path, ptx;
+  std::vector<std::string> kernels;
+};
+
+uint32_t rd32(const uint8_t *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+// Reads a NUL-terminated string at *pos within len; false if none.
+bool rd_str(const uint8_t *b, size_t len, size_t *pos, std::string *out) {
+  if (*pos >= len) return false;
+  const void *nul = memchr(b + *pos, 0, len - *pos);
+  if (nul == nullptr) return false;
+  const size_t n = static_cast<const uint8_t *>(nul) - (b + *pos);
+  out->assign(reinterpret_cast<const char *>(b + *pos), n);
+  *pos += n + 1;
+  return true;
+}
+
+int decode(const void *data, size_t len, Decoded *d, char *err, size_t err_len) {
+  const auto *b = static_cast<const uint8_t *>(data);
+  if (b == nullptr || len < BH_NV_CUDA_FIXED)
+    return bh_fail(err, err_len, -EINVAL, "nv-cuda: private data too short (%zu bytes)", len);
+  if (rd32(b) != BH_NV_CUDA_MAGIC || rd32(b + 4) != BH_NV_CUDA_VERSION) {
+    return bh_fail(err, err_len, -EINVAL, "nv-cuda: private data has magic 0x%x version %u (want 0x%x version %u)",
+                   rd32(b), rd32(b + 4), BH_NV_CUDA_MAGIC, BH_NV_CUDA_VERSION);
+  }
+  d->attach_type = rd32(b + 8);
+  if (rd32(b + 12) != 0) return bh_fail(err, err_len, -EINVAL, "nv-cuda: unknown flags 0x%x", rd32(b + 12));
+  const uint64_t n_hooks = rd32(b + 16), n_kernels = rd32(b + 20), n_maps = rd32(b + 24), ptx_len = rd32(b + 28);
+  size_t pos = BH_NV_CUDA_FIXED;
+  if (n_hooks > BH_NVH_COUNT || n_maps > 4096 || len - pos < n_hooks * 16 + n_maps * 16) {
+    return bh_fail(err, err_len, -EINVAL, "nv-cuda: private data: %llu hooks and %llu maps do not fit %zu bytes",
+                   static_cast<unsigned long long>(n_hooks), static_cast<unsigned long long>(n_maps), len);
+  }
+  for (uint64_t i = 0; i < n_hooks; i++, pos += 16) {
+    uint64_t vaddr;
+    memcpy(&vaddr, b + pos, 8);
+    const uint32_t hook = rd32(b + pos + 8);
+    if (hook >= BH_NVH_COUNT) return bh_fail(err, err_len, -EINVAL, "nv-cuda: private data: hook %u unknown", hook);
+    d->hooks.emplace_back(vaddr, hook);
+  }
+  for (uint64_t i = 0; i < n_maps; i++, pos += 16) {
+    d->maps.push_back(MapSpec{rd32(b + pos), rd32(b + pos + 4), rd32(b + pos + 8), rd32(b + pos + 12)});
+  }
+  if (!rd_str(b, len, &pos, &d->description) || !rd_str(b, len, &pos, &d->module_path)) {
+    return bh_fail(err, err_len, -EINVAL, "nv-cuda: private data: description or module path not NUL-terminated");
+  }
+  for (uint64_t i = 0; i < n_kernels; i++) {
+    std::string k;
+    if (!rd_str(b, len, &pos, &k) || k.empty()) {
+      return bh_fail(err, err_len, -EINVAL, "%s: private data: kernel name %llu malformed", d->description.c_str(),
+                     static_cast<unsigned long long>(i));
+    }
+    d->kernels.push_back(std::move(k));
+  }
+  if (len - pos != ptx_len + 1 || b[len - 1] != 0) {
+    return bh_fail(err, err_len, -EINVAL, "%s: private data: PTX of %llu bytes does not end the data (%zu bytes left)",
+                   d->description.c_str(), static_cast<unsigned long long>(ptx_len), len - pos);
+  }
+  d->ptx.assign(reinterpret_cast<const char *>(b + pos), ptx_len);
+  return 0;
+}
+
+// ---- where the hooked functions are ------------------------------------------
+
+struct ModuleSearch {
+  std::string real;      // realpath of the module
+  std::string exe_real;  // realpath of /proc/self/exe (the main program is "")
+  bool found = false;
+  uint64_t bias = 0;
+};
+
+std::string real_path(const char *p) {
+  char buf[PATH_MAX];
+  return realpath(p, buf) != nullptr ? std::string(buf) : std::string();
+}
+
+int find_module(struct dl_phdr_info *info, size_t, void *data) {
+  auto *m = static_cast<ModuleSearch *>(data);
+  const char *name = info->dlpi_name != nullptr ? info->dlpi_name : "";
+  const bool match = name[0] == '\0' ? m->exe_real == m->real : real_path(name) == m->real;
+  if (!match) return 0;
+  m->found = true;
+  m->bias = info->dlpi_addr;
+  return 1;
+}
+
+// ---- the driver and the instrumented module -----------------------------------
+
+// Caller holds s->mu.
+bool ensure_driver(State *s) {
+  if (!s->driver_tried) {
+    s->driver_tried = true;
+    char msg[512] = {0};
+    std::string path;
+    s->driver_rc = load_driver(&s->driver, &path, msg, sizeof msg);
+    s->driver_error = msg;
+    if (s->driver_rc == 0) logf(BH_LOG_INFO, "nv-cuda: CUDA driver functions from %s", path.c_str());
+  }
+  return s->driver_rc == 0;
+}
+
+// Device memory of `bytes` zeroed; 0 on failure.
+uint64_t alloc_zeroed(State *s, size_t bytes, Module *m = nullptr) {
+  uint64_t d = 0;
+  if (bytes == 0) bytes = 8;
+  if (s->driver.cuMemAlloc(&d, bytes) != 0) return 0;
+  std::vector<uint8_t> zero(bytes, 0);
+  if (s->driver.cuMemcpyHtoD(d, zero.data(), bytes) != 0) return 0;
+  if (m != nullptr) m->blocks.emplace_back(d, bytes);
+  return d;
+}
+
+int set_global(State *s, Module *m, const char *name, const void *bytes, size_t len) {
+  uint64_t d = 0;
+  size_t size = 0;
+  const int rc = s->driver.cuModuleGetGlobal(&d, &size, m->module, name);
+  if (rc != 0) return rc;
+  if (size < len) return -1;
+  return s->driver.cuMemcpyHtoD(d, bytes, len);
+}
+
+uint64_t next_pow2(uint64_t v) {
+  uint64_t p = 1;
+  while (p < v) p <<= 1;
+  return p;
+}
+
+// The device side of each map: a 64-byte descriptor (src/ptx/runtime.ts) and
+// its storage; returns the descriptors' addresses by map index.
+bool build_maps(State *s, Module *m, std::vector<uint64_t> *table) {
+  for (size_t i = 0; i < m->maps.size(); i++) {
+    const MapSpec &spec = m->maps[i];
+    const uint64_t stride = (static_cast<uint64_t>(spec.value_size) + 7) & ~7ull;
+    const uint64_t kstride = (static_cast<uint64_t>(spec.key_size) + 7) & ~7ull;
+    const bool hash = spec.type == kMapHash || spec.type == kMapLruHash;
+    const bool sharded = spec.type == kMapPerCpuArray;
+    uint64_t desc[8] = {spec.type, spec.key_size, spec.value_size, spec.max_entries, 0, 0, 0, 0};
+    if (hash) {
+      const uint64_t cap = next_pow2(std::max<uint64_t>(8, 2ull * spec.max_entries));
+      desc[4] = alloc_zeroed(s, cap * stride, m);
+      desc[5] = alloc_zeroed(s, cap * kstride, m);
+      desc[6] = alloc_zeroed(s, cap * 4, m);
+      desc[7] = cap;
+      if (desc[5] == 0 || desc[6] == 0) return false;
+    } else {
+      desc[4] = alloc_zeroed(s, spec.max_entries * stride * (sharded ? kShards : 1), m);
+      desc[7] = sharded ? kShards : 0;
+    }
+    if (desc[4] == 0) return false;
+    uint64_t d = 0;
+    if (s->driver.cuMemAlloc(&d, sizeof desc) != 0 || s->driver.cuMemcpyHtoD(d, desc, sizeof desc) != 0) return false;
+    table->push_back(d);
+    m->blocks.emplace_back(d, sizeof desc);
+  }
+  m->descriptors = *table;
+  return true;
+}
+
+// The GPU maps and ring of a loaded module, copied to a file the host reads
+// (src/gpu-maps.ts, readGpuDump): "BHGPUMAP", u32 version 1, u32 maps,
+// u64 bh_ring's address, the descriptors' addresses by map index, then
+// segments { u64 address, u64 bytes, bytes } of device memory: descriptors,
+// storage, bh_ring's 32 bytes and its data up to head.
+int dump_module(State *s, Module *m, const char *path) {
+  FILE *f = fopen(path, "wb");
+  if (f == nullptr) return -errno;
+  std::vector<std::pair<uint64_t, uint64_t>> segs = m->blocks;
+  uint64_t ring[4] = {0, 0, 0, 0};
+  if (m->ring_global != 0 && s->driver.cuMemcpyDtoH(ring, m->ring_global, sizeof ring) == 0) {
+    segs.emplace_back(m->ring_global, sizeof ring);
+    if (ring[0] != 0) segs.emplace_back(ring[0], std::min(ring[1], ring[2]));
+  }
+  const uint32_t head[2] = {1, static_cast<uint32_t>(m->descriptors.size())};
+  fwrite("BHGPUMAP", 1, 8, f);
+  fwrite(head, sizeof head, 1, f);
+  fwrite(&m->ring_global, 8, 1, f);
+  fwrite(m->descriptors.data(), 8, m->descriptors.size(), f);
+  std::vector<uint8_t> buf;
+  int rc = 0;
+  for (const auto &seg : segs) {
+    buf.resize(seg.second);
+    if (seg.second != 0 && s->driver.cuMemcpyDtoH(buf.data(), seg.first, seg.second) != 0) {
+      rc = -EIO;
+      continue;
+    }
+    const uint64_t hdr[2] = {seg.first, seg.second};
+    fwrite(hdr, sizeof hdr, 1, f);
+    fwrite(buf.data(), 1, buf.size(), f);
+  }
+  if (fclose(f) != 0 && rc == 0) rc = -errno;
+  return rc;
+}
+
+// BPFHOOK_NV_CUDA_DUMP=<file>: each loaded module's maps at exit (the first
+// module to <file>, the next ones to <file>.1, <file>.2 ...).
+void dump_at_exit() {
+  State *s = g_state;
+  const char *path = getenv("BPFHOOK_NV_CUDA_DUMP");
+  if (s == nullptr || path == nullptr) return;
+  std::lock_guard<std::mutex> lock(s->mu);
+  int n = 0;
+  for (const auto &loaded : s->loaded) {
+    Module *m = loaded.get();
+    const std::string file = n == 0 ? std::string(path) : std::string(path) + "." + std::to_string(n);
+    n++;
+    const int rc = dump_module(s, m, file.c_str());
+    if (rc < 0) {
+      logf(BH_LOG_WARN, "nv-cuda: %s: dumping the GPU maps to %s failed (%d)", m->description.c_str(), file.c_str(),
+           rc);
+    }
+  }
+}
+
+// Loads the module once; false (and m->error) if it cannot be. Caller holds s->mu.
+bool ensure_loaded(State *s, Module *m) {
+  if (m->state == Module::kLoaded) return true;
+  if (m->state == Module::kFailed) return false;
+  auto fail = [&](const std::string &why) {
+    m->state = Module::kFailed;
+    m->error = why;
+    return false;
+  };
+  if (!ensure_driver(s)) return fail(s->driver_error);
+  void *ctx = nullptr;
+  if (s->driver.cuCtxGetCurrent(&ctx) != 0 || ctx == nullptr) {
+    // No context on this thread yet: the runtime's (the primary context of device 0).
+    int dev = 0;
+    if (s->driver.cuInit(0) != 0 || s->driver.cuDeviceGet(&dev, 0) != 0 ||
+        s->driver.cuDevicePrimaryCtxRetain(&ctx, dev) != 0 || s->driver.cuCtxSetCurrent(ctx) != 0) {
+      return fail("no CUDA context (cuInit / cuDevicePrimaryCtxRetain failed)");
+    }
+  }
+  int rc = s->driver.cuModuleLoadData(&m->module, m->ptx.c_str());
+  if (rc != 0) return fail("cuModuleLoadData failed (CUresult " + std::to_string(rc) + ")");
+  for (const std::string &k : m->kernels) {
+    void *fn = nullptr;
+    rc = s->driver.cuModuleGetFunction(&fn, m->module, k.c_str());
+    if (rc != 0 || fn == nullptr)
+      return fail("cuModuleGetFunction(" + k + ") failed (CUresult " + std::to_string(rc) + ")");
+    m->functions[k] = fn;
+  }
+  const uint64_t pid_tgid = static_cast<uint64_t>(getpid()) << 32;
+  if (set_global(s, m, "bh_pid_tgid", &pid_tgid, sizeof pid_tgid) != 0) return fail("global bh_pid_tgid not set");
+  uint64_t ring[4] = {alloc_zeroed(s, kRingBytes), kRingBytes, 0, 0};
+  if (ring[0] == 0 || set_global(s, m, "bh_ring", ring, sizeof ring) != 0) return fail("global bh_ring not set");
+  size_t ring_size = 0;
+  s->driver.cuModuleGetGlobal(&m->ring_global, &ring_size, m->module, "bh_ring");
+  std::vector<uint64_t> table;
+  if (!build_maps(s, m, &table)) return fail("device memory for the maps not allocated");
+  if (!table.empty() && set_global(s, m, "bh_map_table", table.data(), table.size() * 8) != 0) {
+    return fail("global bh_map_table not set");
+  }
+  // cudaMemcpyToSymbol writes made before the load: the module's copies of those globals.
+  for (const auto &w : s->symbol_writes) {
+    if (set_global(s, m, w.first.c_str(), w.second.data(), w.second.size()) == 0) {
+      logf(BH_LOG_INFO, "nv-cuda: %s: global %s copied to the instrumented module (%zu bytes)", m->description.c_str(),
+           w.first.c_str(), w.second.size());
+    }
+  }
+  m->state = Module::kLoaded;
+  s->loaded.push_back(m->shared_from_this());
+  // After the runtime's own exit handlers were registered (it is initialised
+  // by now), so this one runs first, while the context still exists.
+  if (getenv("BPFHOOK_NV_CUDA_DUMP") != nullptr) {
+    static std::once_flag once;
+    std::call_once(once, [] { atexit(dump_at_exit); });
+  }
+  logf(BH_LOG_INFO, "nv-cuda: %s: instrumented module loaded (%zu kernels, %zu maps)", m->description.c_str(),
+       m->kernels.size(), m->maps.size());
+  return true;
+}
+
+// The instrumented CUfunction of a kernel, loading its module if needed;
+// nullptr (with one warning per kernel) when the original must run.
+void *instrumented(State *s, Kernel *k) {
+  auto it = s->by_kernel.find(k->name);
+  if (it == s->by_kernel.end()) return nullptr;
+  Module *m = it->second.get();
+  if (ensure_loaded(s, m)) return m->functions.at(k->name);
+  if (!k->warned) {
+    k->warned = true;
+    logf(BH_LOG_WARN, "nv-cuda: kernel %s runs uninstrumented: %s: %s", k->name.c_str(), m->description.c_str(),
+         m->error.c_str());
+  }
+  s->fallbacks++;
+  return nullptr;
+}
+
+struct Dim3 {
+  unsigned x, y, z;
+};
+Dim3 dim3_of(uint64_t xy, uint64_t z) {
+  return Dim3{static_cast<unsigned>(xy), static_cast<unsigned>(xy >> 32), static_cast<unsigned>(z)};
+}
+
+int launch(State *s, Kernel &k, void *fn, Dim3 grid, Dim3 block, void **args, uint64_t shmem, void *stream) {
+  const int rc = s->driver.cuLaunchKernel(fn, grid.x, grid.y, grid.z, block.x, block.y, block.z,
+                                          static_cast<unsigned>(shmem), stream, args, nullptr);
+  s->launches++;
+  if (rc == 0) s->redirected++;
+  if (!k.logged) {  // the first launch of each kernel; the rest would flood the log
+    logf(BH_LOG_INFO, "nv-cuda: launch of %s (grid %u,%u,%u block %u,%u,%u) redirected to instrumented function %p: %d",
+         k.name.c_str(), grid.x, grid.y, grid.z, block.x, block.y, block.z, fn, rc);
+  }
+  k.logged = true;
+  return rc == 0 ? 0 : kCudaErrorLaunchFailure;
+}
+
+uint64_t arg(bh_hook_call *call, uint32_t n) {
+  uint64_t v = 0;
+  bh_hook_call__arg(call, n, &v);
+  return v;
+}
+
+// ---- the listeners -------------------------------------------------------------
+
+uint64_t on_register_fatbinary(void *, struct pt_regs *regs, bh_hook_call *call) {
+  std::lock_guard<std::mutex> lock(g_state->mu);
+  g_state->fatbins++;
+  logf(BH_LOG_INFO, "nv-cuda: fat binary #%llu registered (wrapper %p, handle %p)",
+       static_cast<unsigned long long>(g_state->fatbins), reinterpret_cast<void *>(call->entry_args[0]),
+       reinterpret_cast<void *>(regs->rax));
+  return 0;
+}
+
+uint64_t on_register_fatbinary_end(void *, struct pt_regs *, bh_hook_call *) {
+  std::lock_guard<std::mutex> lock(g_state->mu);
+  g_state->fatbin_ends++;
+  return 0;
+}
+
+uint64_t on_register_function(void *, struct pt_regs *regs, bh_hook_call *) {
+  const void *host_fun = reinterpret_cast<const void *>(regs->rsi);
+  const char *name = reinterpret_cast<const char *>(regs->rcx);
+  if (host_fun == nullptr || name == nullptr) return 0;
+  std::lock_guard<std::mutex> lock(g_state->mu);
+  // A stub registered again keeps its record: the record's address may be a
+  // token in the stub's static handle.
+  std::unique_ptr<Kernel> &k = g_state->kernels[host_fun];
+  if (!k) k = std::make_unique<Kernel>();
+  k->name = name;
+  k->host_fun = host_fun;
+  const bool selected = g_state->by_kernel.count(k->name) != 0;
+  logf(selected ? BH_LOG_INFO : BH_LOG_DEBUG, "nv-cuda: kernel %s: host stub %p%s", name, host_fun,
+       selected ? " (instrumented)" : "");
+  return 0;
+}
+
+uint64_t on_register_var(void *, struct pt_regs *regs, bh_hook_call *) {
+  const void *host_var = reinterpret_cast<const void *>(regs->rsi);
+  const char *name = reinterpret_cast<const char *>(regs->rcx);
+  if (host_var == nullptr || name == nullptr) return 0;
+  std::lock_guard<std::mutex> lock(g_state->mu);
+  g_state->vars[host_var] = name;
+  return 0;
+}
+
+// __cudaGetKernel(cudaKernel_t *out, const void *host_fun), on return.
+uint64_t on_get_kernel(void *, struct pt_regs *regs, bh_hook_call *call) {
+  auto *out = reinterpret_cast<uint64_t *>(call->entry_args[0]);
+  const void *host_fun = reinterpret_cast<const void *>(call->entry_args[1]);
+  if (out == nullptr) return 0;
+  std::lock_guard<std::mutex> lock(g_state->mu);
+  auto it = g_state->kernels.find(host_fun);
+  if (it == g_state->kernels.end() || g_state->by_kernel.count(it->second->name) == 0) return 0;
+  Kernel *k = it->second.get();
+  k->real_handle = static_cast<uint32_t>(regs->rax) == 0 ? *out : 0;
+  const auto token = reinterpret_cast<uint64_t>(k);
+  g_state->tokens.insert(token);
+  *out = token;
+  return 0;
+}
+
+// __cudaLaunchKernel(_ptsz)(cudaKernel_t, dim3 grid, dim3 block, void **args, size_t shmem, cudaStream_t stream):
+// dim3 travels in two registers (x|y<<32, z), shmem and stream on the stack.
+template <bool Ptsz>
+uint64_t on_launch_handle(void *, struct pt_regs *regs, bh_hook_call *call) {
+  State *s = g_state;
+  std::unique_lock<std::mutex> lock(s->mu);
+  if (s->tokens.count(regs->rdi) == 0) return 0;
+  Kernel *k = reinterpret_cast<Kernel *>(regs->rdi);
+  void *fn = instrumented(s, k);
+  if (fn == nullptr) {
+    regs->rdi = k->real_handle;  // the original runs with the runtime's handle
+    return 0;
+  }
+  void *stream = reinterpret_cast<void *>(arg(call, 7));
+  if (Ptsz && stream == nullptr) stream = kStreamPerThread;
+  const int rc = launch(s, *k, fn, dim3_of(regs->rsi, regs->rdx), dim3_of(regs->rcx, regs->r8),
+                        reinterpret_cast<void **>(regs->r9), arg(call, 6), stream);
+  bh_hook_call__override_return(call, static_cast<uint64_t>(rc));
+  return 0;
+}
+
+// cudaLaunchKernel(_ptsz)(const void *host_fun, dim3, dim3, void **, size_t, cudaStream_t).
+template <bool Ptsz>
+uint64_t on_launch_stub(void *, struct pt_regs *regs, bh_hook_call *call) {
+  State *s = g_state;
+  std::unique_lock<std::mutex> lock(s->mu);
+  auto it = s->kernels.find(reinterpret_cast<const void *>(regs->rdi));
+  if (it == s->kernels.end()) return 0;
+  void *fn = instrumented(s, it->second.get());
+  if (fn == nullptr) return 0;
+  void *stream = reinterpret_cast<void *>(arg(call, 7));
+  if (Ptsz && stream == nullptr) stream = kStreamPerThread;
+  const int rc = launch(s, *it->second, fn, dim3_of(regs->rsi, regs->rdx), dim3_of(regs->rcx, regs->r8),
+                        reinterpret_cast<void **>(regs->r9), arg(call, 6), stream);
+  bh_hook_call__override_return(call, static_cast<uint64_t>(rc));
+  return 0;
+}
+
+// cudaLaunchKernelExC(const cudaLaunchConfig_t *config, const void *host_fun, void **args).
+uint64_t on_launch_exc(void *, struct pt_regs *regs, bh_hook_call *call) {
+  struct Config {
+    Dim3 grid, block;
+    size_t shmem;
+    void *stream;
+    void *attrs;
+    unsigned n_attrs;
+  };
+  State *s = g_state;
+  const auto *cfg = reinterpret_cast<const Config *>(regs->rdi);
+  std::unique_lock<std::mutex> lock(s->mu);
+  auto it = s->kernels.find(reinterpret_cast<const void *>(regs->rsi));
+  if (cfg == nullptr || it == s->kernels.end() || s->by_kernel.count(it->second->name) == 0) return 0;
+  if (cfg->n_attrs != 0) {
+    // Launch attributes (clusters, priorities ...) have no cuLaunchKernel form.
+    logf(BH_LOG_WARN, "nv-cuda: kernel %s launched with %u attributes by cudaLaunchKernelExC runs uninstrumented",
+         it->second->name.c_str(), cfg->n_attrs);
+    return 0;
+  }
+  void *fn = instrumented(s, it->second.get());
+  if (fn == nullptr) return 0;
+  const int rc =
+      launch(s, *it->second, fn, cfg->grid, cfg->block, reinterpret_cast<void **>(regs->rdx), cfg->shmem, cfg->stream);
+  bh_hook_call__override_return(call, static_cast<uint64_t>(rc));
+  return 0;
+}
+
+// cudaMemcpyToSymbol(const void *symbol, const void *src, size_t count, size_t offset, kind).
+uint64_t on_memcpy_to_symbol(void *, struct pt_regs *regs, bh_hook_call *) {
+  State *s = g_state;
+  const void *sym = reinterpret_cast<const void *>(regs->rdi);
+  const auto *src = reinterpret_cast<const uint8_t *>(regs->rsi);
+  const size_t count = regs->rdx, offset = regs->rcx;
+  std::lock_guard<std::mutex> lock(s->mu);
+  auto v = s->vars.find(sym);
+  if (v == s->vars.end() || src == nullptr || count > (64u << 20) || offset > (64u << 20)) return 0;
+  std::vector<uint8_t> &bytes = s->symbol_writes[v->second];
+  if (bytes.size() < offset + count) bytes.resize(offset + count);
+  memcpy(bytes.data() + offset, src, count);
+  for (auto &entry : s->by_kernel) {
+    Module *m = entry.second.get();
+    if (m->state != Module::kLoaded) continue;
+    uint64_t d = 0;
+    size_t size = 0;
+    if (s->driver.cuModuleGetGlobal(&d, &size, m->module, v->second.c_str()) == 0 && offset + count <= size) {
+      s->driver.cuMemcpyHtoD(d + offset, src, count);
+    }
+  }
+  return 0;
+}
+
+// The driver's launches: the CUfunction is swapped, the driver does the rest.
+std::map<void *, void *> *g_driver_swaps = nullptr;  // original CUfunction -> instrumented; under mu
+
+void *swap_function(void *fn) {
+  State *s = g_state;
+  std::lock_guard<std::mutex> lock(s->mu);
+  auto it = g_driver_swaps->find(fn);
+  if (it != g_driver_swaps->end()) return it->second;
+  void *to = nullptr;
+  const char *name = nullptr;
+  if (s->driver_rc == 0 && s->driver.cuFuncGetName != nullptr && s->driver.cuFuncGetName(&name, fn) == 0 &&
+      name != nullptr) {
+    for (auto &k : s->kernels) {
+      if (k.second->name == name) to = instrumented(s, k.second.get());
+    }
+  }
+  (*g_driver_swaps)[fn] = to;
+  return to;
+}
+
+uint64_t on_cu_launch_kernel(void *, struct pt_regs *regs, bh_hook_call *) {
+  if (void *to = swap_function(reinterpret_cast<void *>(regs->rdi))) regs->rdi = reinterpret_cast<uint64_t>(to);
+  return 0;
+}
+uint64_t on_cu_launch_kernel_ex(void *, struct pt_regs *regs, bh_hook_call *) {
+  if (void *to = swap_function(reinterpret_cast<void *>(regs->rsi))) regs->rsi = reinterpret_cast<uint64_t>(to);
+  return 0;
+}
+
+struct HookSpec {
+  bh_hook_fn fn;
+  bh_hook_kind kind;
+};
+HookSpec hook_spec(uint32_t hook) {
+  switch (hook) {
+    case BH_NVH_REGISTER_FATBINARY: return {on_register_fatbinary, BH_HOOK_RETURN};
+    case BH_NVH_REGISTER_FATBINARY_END: return {on_register_fatbinary_end, BH_HOOK_ENTRY};
+    case BH_NVH_REGISTER_FUNCTION: return {on_register_function, BH_HOOK_ENTRY};
+    case BH_NVH_REGISTER_VAR: return {on_register_var, BH_HOOK_ENTRY};
+    case BH_NVH_GET_KERNEL: return {on_get_kernel, BH_HOOK_RETURN};
+    case BH_NVH_LAUNCH_KERNEL: return {on_launch_handle<false>, BH_HOOK_ENTRY};
+    case BH_NVH_LAUNCH_KERNEL_PTSZ: return {on_launch_handle<true>, BH_HOOK_ENTRY};
+    case BH_NVH_CUDA_LAUNCH_KERNEL: return {on_launch_stub<false>, BH_HOOK_ENTRY};
+    case BH_NVH_CUDA_LAUNCH_KERNEL_PTSZ: return {on_launch_stub<true>, BH_HOOK_ENTRY};
+    case BH_NVH_CUDA_LAUNCH_KERNEL_EXC: return {on_launch_exc, BH_HOOK_ENTRY};
+    default: return {on_memcpy_to_symbol, BH_HOOK_ENTRY};
+  }
+}
+
+int hook_one(State *s, void *func, const char *name, bh_hook_fn fn, bh_hook_kind kind, char *err, size_t err_len) {
+  char msg[512] = {0};
+  bh_hook_attach_opts ho{};
+  ho.sz = sizeof ho;
+  ho.func_name = name;
+  ho.errbuf = msg;
+  ho.errbuf_sz = sizeof msg;
+  bh_hook_link *link = nullptr;
+  const int rc = bh_hook_attach(s->engine, func, kind, fn, nullptr, &ho, &link);
+  if (rc < 0) return bh_fail(err, err_len, rc, "nv-cuda: hooking %s: %s", name, msg);
+  s->links.push_back(link);
+  return 0;
+}
+
+// Installs the hooks once per process (the first attach); caller holds s->mu.
+int install_hooks(State *s, const Decoded &d, char *err, size_t err_len) {
+  if (s->hooked) return 0;
+  void *addr[BH_NVH_COUNT] = {};
+  if (!d.module_path.empty() && !d.hooks.empty()) {
+    ModuleSearch m;
+    m.real = real_path(d.module_path.c_str());
+    m.exe_real = real_path("/proc/self/exe");
+    if (!m.real.empty()) dl_iterate_phdr(find_module, &m);
+    if (!m.found) {
+      return bh_fail(err, err_len, -ENOENT, "%s: module %s is not loaded in process %d", d.description.c_str(),
+                     d.module_path.c_str(), static_cast<int>(getpid()));
+    }
+    for (const auto &h : d.hooks) addr[h.second] = reinterpret_cast<void *>(m.bias + h.first);
+  }
+  size_t from_symtab = 0, from_dlsym = 0;
+  for (uint32_t h = 0; h < BH_NVH_COUNT; h++) {
+    if (addr[h] != nullptr) {
+      from_symtab++;
+      continue;
+    }
+    addr[h] = dlsym(RTLD_DEFAULT, kHookNames[h]);  // libcudart.so's exports
+    if (addr[h] != nullptr) from_dlsym++;
+  }
+  if (addr[BH_NVH_REGISTER_FUNCTION] == nullptr) {
+    return bh_fail(err, err_len, -ENOENT,
+                   "%s: no __cudaRegisterFunction in process %d (neither in %s's symbol table nor exported): is it a "
+                   "CUDA program?",
+                   d.description.c_str(), static_cast<int>(getpid()),
+                   d.module_path.empty() ? "the executable" : d.module_path.c_str());
+  }
+  bh_hook_begin_transaction();
+  int rc = 0;
+  for (uint32_t h = 0; h < BH_NVH_COUNT && rc == 0; h++) {
+    if (addr[h] == nullptr) continue;
+    const HookSpec spec = hook_spec(h);
+    rc = hook_one(s, addr[h], kHookNames[h], spec.fn, spec.kind, err, err_len);
+  }
+  // The driver's own launches, when the real driver is in the process.
+  if (rc == 0) {
+    if (void *cuda = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD)) {
+      if (void *f = dlsym(cuda, "cuLaunchKernel"))
+        rc = hook_one(s, f, "cuLaunchKernel", on_cu_launch_kernel, BH_HOOK_ENTRY, err, err_len);
+      if (void *f = dlsym(cuda, "cuLaunchKernelEx"); f != nullptr && rc == 0) {
+        rc = hook_one(s, f, "cuLaunchKernelEx", on_cu_launch_kernel_ex, BH_HOOK_ENTRY, err, err_len);
+      }
+    }
+  }
+  char msg[512] = {0};
+  bh_hook_txn_opts to{};
+  to.sz = sizeof to;
+  to.errbuf = msg;
+  to.errbuf_sz = sizeof msg;
+  const int end = bh_hook_end_transaction(&to);
+  if (rc == 0 && end < 0) rc = bh_fail(err, err_len, end, "nv-cuda: patching the CUDA runtime: %s", msg);
+  if (rc < 0) {
+    for (bh_hook_link *l : s->links) bh_hook_detach(l);
+    s->links.clear();
+    return rc;
+  }
+  s->hooked = true;
+  logf(BH_LOG_INFO,
+       "nv-cuda: %zu CUDA runtime functions hooked in process %d (%zu at symbol-table vaddrs of %s, %zu exported)",
+       s->links.size(), static_cast<int>(getpid()), from_symtab, d.module_path.empty() ? "-" : d.module_path.c_str(),
+       from_dlsym);
+  return 0;
+}
+
+// ---- plugin ops -------------------------------------------------------------
+
+uint64_t gpu_only_helper(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t) { return 0; }
+
+int plugin_init(void **state, const bh_host *host, char *err, size_t err_len) {
+  if (g_state != nullptr) {
+    std::lock_guard<std::mutex> lock(g_state->mu);
+    if (!g_state->retired) {
+      return bh_fail(err, err_len, -EBUSY, "nv-cuda: one runtime per process may use the CUDA hooks");
+    }
+    // A later runtime in the same process (a new agent session): the hooks are still in place.
+    g_state->retired = false;
+    g_state->host = host;
+    *state = g_state;
+    return 0;
+  }
+  auto s = std::make_unique<State>();
+  s->host = host;
+  char msg[256] = {0};
+  bh_hook_engine_opts opts{};
+  opts.sz = sizeof opts;
+  opts.errbuf = msg;
+  opts.errbuf_sz = sizeof msg;
+  s->engine = bh_hook_engine__new(&opts);
+  if (s->engine == nullptr) return bh_fail(err, err_len, -errno, "nv-cuda: hook engine: %s", msg);
+  g_driver_swaps = new std::map<void *, void *>();
+  g_state = s.release();
+  *state = g_state;
+  return 0;
+}
+
+// The hooks stay: the launch stubs of the program keep the tokens
+// __cudaGetKernel handed out in their static handles, and only our
+// __cudaLaunchKernel listener turns them back into the runtime's handles. With
+// no attachment left every listener passes through (a few ns on a launch of
+// several µs). The state stays too, for the listeners and a later runtime.
+void plugin_fini(void *state) {
+  auto *s = static_cast<State *>(state);
+  std::lock_guard<std::mutex> lock(s->mu);
+  s->attachments.clear();
+  s->by_kernel.clear();
+  g_driver_swaps->clear();
+  s->host = nullptr;
+  s->retired = true;
+}
+
+int plugin_attach(void *state, const bh_attach_opts *opts, char *err, size_t err_len) {
+  auto *s = static_cast<State *>(state);
+  if (!BH_SZ_HAS(opts, bh_attach_opts, prog_name))
+    return bh_fail(err, err_len, -EINVAL, "nv-cuda: attach options too old");
+  Decoded d;
+  int rc = decode(opts->private_data, opts->private_data_len, &d, err, err_len);
+  if (rc < 0) return rc;
+  if (d.attach_type != opts->attach_type) {
+    return bh_fail(err, err_len, -EINVAL, "%s: attach type %u does not match the private data's %u",
+                   d.description.c_str(), opts->attach_type, d.attach_type);
+  }
+  std::lock_guard<std::mutex> lock(s->mu);
+  rc = install_hooks(s, d, err, err_len);
+  if (rc < 0) return rc;
+  auto m = std::make_shared<Module>();
+  m->description = d.description;
+  m->ptx = std::move(d.ptx);
+  m->kernels = d.kernels;
+  m->maps = d.maps;
+  for (const std::string &k : m->kernels) {
+    auto it = s->by_kernel.find(k);
+    if (it != s->by_kernel.end() && it->second->state != Module::kPending) {
+      logf(BH_LOG_WARN,
+           "nv-cuda: kernel %s: %s replaces %s, which is already loaded; launches from now on run the new one",
+           k.c_str(), m->description.c_str(), it->second->description.c_str());
+    }
+    s->by_kernel[k] = m;
+  }
+  Attachment a;
+  a.id = s->next_id++;
+  a.module = m;
+  s->attachments[a.id] = a;
+  logf(BH_LOG_INFO, "nv-cuda: %s: %zu kernels selected, module of %zu bytes", m->description.c_str(), m->kernels.size(),
+       m->ptx.size());
+  return a.id;
+}
+
+int plugin_detach(void *state, int id) {
+  auto *s = static_cast<State *>(state);
+  std::lock_guard<std::mutex> lock(s->mu);
+  auto it = s->attachments.find(id);
+  if (it == s->attachments.end()) return -ENOENT;
+  // Launches from now on run the original kernel (or another attachment's module).
+  for (auto k = s->by_kernel.begin(); k != s->by_kernel.end();) {
+    k = k->second == it->second.module ? s->by_kernel.erase(k) : std::next(k);
+  }
+  s->attachments.erase(it);
+  return 0;
+}
+
+// GPU helpers: the program is compiled to PTX and runs on the device; the
+// CPU copy the runtime loads must still resolve them (never called there).
+int plugin_register_helpers(void *, bh_register_helper_fn reg, void *reg_ctx) {
+  static const char *const kNames[] = {"ebpf_puts",         "bpf_get_globaltimer", "bpf_get_block_idx",
+                                       "bpf_get_block_dim", "bpf_get_thread_idx",  "bpf_gpu_membar",
+                                       "bpf_cuda_exit",     "bpf_get_grid_dim",    "bpf_get_sm_id",
+                                       "bpf_get_warp_id",   "bpf_get_lane_id"};
+  for (uint32_t i = 0; i < 11; i++) {
+    const int rc = reg(reg_ctx, 501 + i, kNames[i], gpu_only_helper, 0);
+    if (rc < 0) return rc;
+  }
+  return 0;
+}
+
+// call("stats"): out = text "fatbins=N ends=N kernels=N launches=N redirected=N fallbacks=N".
+int64_t plugin_call(void *state, const char *name, const void *, size_t, void *out, size_t out_len) {
+  auto *s = static_cast<State *>(state);
+  if (strcmp(name, "stats") != 0) return -ENOSYS;
+  if (out == nullptr || out_len == 0) return -EINVAL;
+  std::lock_guard<std::mutex> lock(s->mu);
+  const int n = snprintf(static_cast<char *>(out), out_len,
+                         "fatbins=%llu ends=%llu kernels=%zu launches=%llu redirected=%llu fallbacks=%llu",
+                         static_cast<unsigned long long>(s->fatbins), static_cast<unsigned long long>(s->fatbin_ends),
+                         s->kernels.size(), static_cast<unsigned long long>(s->launches),
+                         static_cast<unsigned long long>(s->redirected), static_cast<unsigned long long>(s->fallbacks));
+  return n;
+}
+
+const bh_plugin_ops kOps = {
+    sizeof(bh_plugin_ops), BH_PLUGIN_ABI_VERSION,   "nv-cuda",   plugin_init, plugin_fini, plugin_attach,
+    plugin_detach,         plugin_register_helpers, plugin_call,
+};
+
+}  // namespace
+
+extern "C" BH_PLUGIN_EXPORT const bh_plugin_ops *bh_plugin_entry(void) { return &kOps; }

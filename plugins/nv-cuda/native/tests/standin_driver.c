@@ -1,0 +1,155 @@
+/* A stand-in for the CUDA driver functions the nv-cuda plugin calls itself
+ * (bpfhook/nv_cuda_plugin.h's bh_cuda_driver), for machines without a GPU,
+ * where no driver can exist. The plugin loads it instead of libcuda.so.1
+ * when BPFHOOK_NV_CUDA_DRIVER names it. It runs nothing: every call answers
+ * CUDA_SUCCESS and appends a line to the file $BH_CUDA_STANDIN_LOG:
+ *
+ *   cuModuleLoadData module=<m> ptx=<file>       (the image, saved to <log>.<n>.ptx)
+ *   cuModuleGetFunction module=<m> name=<name> fn=<f>
+ *   cuModuleGetGlobal name=<name> dptr=<d> size=<bytes>
+ *   cuMemAlloc dptr=<d> size=<bytes>
+ *   cuMemcpyHtoD dptr=<d> size=<bytes>
+ *   cuLaunchKernel fn=<f> grid=x,y,z block=x,y,z shmem=<n> stream=<s> params=<v0>,<v1>,...
+ *
+ * "Device memory" is host memory (cuMemAlloc is calloc, copies are memcpy),
+ * so globals and maps written by the plugin can be read back. Launch
+ * parameters: the first $BH_CUDA_STANDIN_NPARAMS (default 0) are printed as
+ * the u64 each kernelParams[i] points at. cuCtxGetCurrent reports no context,
+ * so the plugin goes through cuInit / cuDeviceGet / cuDevicePrimaryCtxRetain /
+ * cuCtxSetCurrent (each logged). cuFuncGetName answers the loaded name.
+ * BH_CUDA_STANDIN_FAIL=cuModuleLoadData makes that call fail with
+ * CUDA_ERROR_INVALID_PTX (218): the plugin's fallback to the original kernel. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void logline(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#include <stdarg.h>
+static void logline(const char *fmt, ...) {
+  const char *path = getenv("BH_CUDA_STANDIN_LOG");
+  if (path == NULL) return;
+  FILE *f = fopen(path, "a");
+  if (f == NULL) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(f, fmt, ap);
+  va_end(ap);
+  fputc('\n', f);
+  fclose(f);
+}
+
+struct global {
+  char name[128];
+  void *mem;
+  size_t size;
+};
+static struct global g_globals[64];
+static int g_nglobals;
+static int g_modules;
+
+#define GLOBAL_SIZE 65536
+
+int cuInit(unsigned flags) {
+  logline("cuInit flags=%u", flags);
+  return 0;
+}
+int cuDeviceGet(int *dev, int ordinal) {
+  *dev = ordinal;
+  logline("cuDeviceGet ordinal=%d", ordinal);
+  return 0;
+}
+int cuDevicePrimaryCtxRetain(void **ctx, int dev) {
+  *ctx = (void *)0xc0ffee;
+  logline("cuDevicePrimaryCtxRetain dev=%d", dev);
+  return 0;
+}
+int cuCtxGetCurrent(void **ctx) {
+  *ctx = NULL;
+  return 0;
+}
+int cuCtxSetCurrent(void *ctx) {
+  logline("cuCtxSetCurrent ctx=%p", ctx);
+  return 0;
+}
+int cuModuleLoadData(void **module, const void *image) {
+  const char *fail = getenv("BH_CUDA_STANDIN_FAIL");
+  if (fail != NULL && strcmp(fail, "cuModuleLoadData") == 0) {
+    logline("cuModuleLoadData failed on purpose (BH_CUDA_STANDIN_FAIL)");
+    return 218; /* CUDA_ERROR_INVALID_PTX */
+  }
+  const char *path = getenv("BH_CUDA_STANDIN_LOG");
+  char file[4096];
+  snprintf(file, sizeof file, "%s.%d.ptx", path != NULL ? path : "/tmp/bh-standin", g_modules);
+  FILE *f = fopen(file, "w");
+  if (f != NULL) {
+    fputs((const char *)image, f);
+    fclose(f);
+  }
+  *module = (void *)(uintptr_t)(0x1000 + g_modules++);
+  logline("cuModuleLoadData module=%p ptx=%s", *module, file);
+  return 0;
+}
+int cuModuleGetFunction(void **fn, void *module, const char *name) {
+  /* The "function" is a copy of its name (never freed: functions live as long as the process). */
+  char *copy = strdup(name);
+  if (copy == NULL) return 2; /* CUDA_ERROR_OUT_OF_MEMORY */
+  *fn = copy;
+  logline("cuModuleGetFunction module=%p name=%s fn=%p", module, name, *fn);
+  return 0;
+}
+int cuFuncGetName(const char **name, void *fn) {
+  *name = (const char *)fn;
+  return 0;
+}
+int cuModuleGetGlobal_v2(uint64_t *dptr, size_t *bytes, void *module, const char *name) {
+  (void)module;
+  for (int i = 0; i < g_nglobals; i++) {
+    if (strcmp(g_globals[i].name, name) == 0) {
+      *dptr = (uint64_t)(uintptr_t)g_globals[i].mem;
+      *bytes = g_globals[i].size;
+      return 0;
+    }
+  }
+  if (g_nglobals >= 64) return 500;
+  struct global *g = &g_globals[g_nglobals++];
+  snprintf(g->name, sizeof g->name, "%s", name);
+  g->mem = calloc(1, GLOBAL_SIZE);
+  g->size = GLOBAL_SIZE;
+  *dptr = (uint64_t)(uintptr_t)g->mem;
+  *bytes = g->size;
+  logline("cuModuleGetGlobal name=%s dptr=0x%llx size=%zu", name, (unsigned long long)*dptr, *bytes);
+  return 0;
+}
+int cuMemAlloc_v2(uint64_t *dptr, size_t bytes) {
+  void *p = calloc(1, bytes);
+  if (p == NULL) return 2; /* CUDA_ERROR_OUT_OF_MEMORY */
+  *dptr = (uint64_t)(uintptr_t)p;
+  logline("cuMemAlloc dptr=0x%llx size=%zu", (unsigned long long)*dptr, bytes);
+  return 0;
+}
+int cuMemcpyHtoD_v2(uint64_t dst, const void *src, size_t bytes) {
+  memcpy((void *)(uintptr_t)dst, src, bytes);
+  logline("cuMemcpyHtoD dptr=0x%llx size=%zu", (unsigned long long)dst, bytes);
+  return 0;
+}
+int cuMemcpyDtoH_v2(void *dst, uint64_t src, size_t bytes) {
+  memcpy(dst, (const void *)(uintptr_t)src, bytes);
+  return 0;
+}
+int cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                   unsigned shmem, void *stream, void **params, void **extra) {
+  (void)extra;
+  const char *np = getenv("BH_CUDA_STANDIN_NPARAMS");
+  int n = np != NULL ? atoi(np) : 0;
+  char buf[1024] = "";
+  size_t used = 0;
+  for (int i = 0; i < n && params != NULL && used < sizeof buf - 32; i++) {
+    uint64_t v = 0;
+    memcpy(&v, params[i], sizeof v);
+    used += (size_t)snprintf(buf + used, sizeof buf - used, "%s0x%llx", i ? "," : "", (unsigned long long)v);
+  }
+  logline("cuLaunchKernel fn=%p name=%s grid=%u,%u,%u block=%u,%u,%u shmem=%u stream=%p params=%s", fn,
+          (const char *)fn, gx, gy, gz, bx, by, bz, shmem, stream, buf);
+  return 0;
+}

@@ -1,0 +1,280 @@
+/**
+ * The nv-cuda plugin's interception, end to end in agent mode: vec_add is
+ * built by nvcc in the run, with nvcc's default static runtime (the hooked
+ * functions are local symbols of the executable, found in its .symtab) and
+ * with `-cudart shared` (exported by libcudart.so), and started under
+ * `bpfhook run --plugin plugins/nv-cuda` with an entry probe on vectorAdd.
+ *
+ * No GPU and no driver here: the CUDA runtime's own calls fail (cudaMalloc
+ * says the driver is too old), but it still registers the fat binary and the
+ * kernels at start-up and `<<<>>>` still reaches __cudaLaunchKernel. The
+ * driver calls the plugin makes itself go to the stand-in driver
+ * (plugins/nv-cuda/native/tests/standin_driver.c, named by
+ * BPFHOOK_NV_CUDA_DRIVER), which answers success, "runs" nothing and logs
+ * each call: the PTX it is given is assembled here by ptxas.
+ */
+import { strict as assert } from "node:assert";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { assembleBytes, compileBpfC, conformanceFiles, parseDataFile } from "@bpfhook/core";
+import { conformanceModule, parseGpuDump, type ConformanceProgram } from "@bpfhook/plugin-nv-cuda";
+import { conformanceDir } from "./helpers/conformance-dir.js";
+import { compileFixture, skipWithoutClang } from "./support/clang.js";
+import { nvccBuild, ptxasCheck, skipWithoutCuda } from "./support/cuda.js";
+
+const repoRoot = path.resolve(__dirname, "..", "..");
+const cli = path.join(repoRoot, "core", "bin", "bpfhook.js");
+const pluginDir = path.join(repoRoot, "plugins", "nv-cuda");
+const standin = path.join(pluginDir, "build", "libbh_cuda_standin.so");
+const KERNEL = "_Z9vectorAddPKfS0_Pfi";
+
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  agentLog: string;
+  driverLog: string[];
+  ptxFiles: string[];
+  dump: string;
+}
+
+function runUnderAgent(exe: string, extraEnv: Record<string, string> = {}, fixture = "intercept_probe"): Run {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-nvi-"));
+  const agentLog = path.join(dir, "agent.log");
+  const driverLog = path.join(dir, "driver.log");
+  const dump = path.join(dir, "gpu-maps.dump");
+  const object = compileFixture(`nv-cuda/${fixture}.bpf.c`);
+  const r = spawnSync(
+    process.execPath,
+    [cli, "run", "-j", "--plugin", pluginDir, "--agent-log", agentLog, object, "--", exe, "1000", "1", "fake"],
+    {
+      cwd: repoRoot,
+      encoding: "utf8",
+      timeout: 60_000,
+      env: { ...process.env, BPFHOOK_NV_CUDA_DRIVER: standin, BH_CUDA_STANDIN_LOG: driverLog, BH_CUDA_STANDIN_NPARAMS: "4", BPFHOOK_NV_CUDA_DUMP: dump, ...extraEnv },
+    },
+  );
+  const lines = existsSync(driverLog) ? readFileSync(driverLog, "utf8").split("\n").filter((l) => l !== "") : [];
+  const ptxFiles = lines.map((l) => /^cuModuleLoadData .* ptx=(\S+)$/.exec(l)?.[1]).filter((f): f is string => f !== undefined);
+  return {
+    status: r.status,
+    stdout: r.stdout,
+    stderr: r.stderr,
+    agentLog: existsSync(agentLog) ? readFileSync(agentLog, "utf8") : "",
+    driverLog: lines,
+    ptxFiles,
+    dump,
+  };
+}
+
+function explain(r: Run): string {
+  return `\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}\nagent log:\n${r.agentLog}\ndriver log:\n${r.driverLog.join("\n")}`;
+}
+
+describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
+  this.timeout(180_000);
+  const exes = new Map<string, string>();
+
+  before(function () {
+    skipWithoutCuda(this);
+    skipWithoutClang(this);
+    if (!existsSync(standin) || !existsSync(path.join(pluginDir, "build", "libbpfhook_nv_cuda.so"))) {
+      console.log("      skipped: plugins/nv-cuda is not built (npm run build:native in plugins/nv-cuda)");
+      this.skip();
+    }
+    exes.set("static", nvccBuild("vec_add.cu", "vec_add_static", []));
+    exes.set("shared", nvccBuild("vec_add.cu", "vec_add_shared", ["-cudart", "shared"]));
+  });
+
+  for (const build of ["static", "shared"] as const) {
+    it(`${build} runtime: registration seen, stub mapped, instrumented module loaded, launch redirected with the kernel's arguments`, () => {
+      const r = runUnderAgent(exes.get(build)!);
+      assert.equal(r.status, 0, explain(r));
+      // The program ran to its end without a GPU; its launch reported an error of the runtime's own (no driver).
+      assert.match(r.stderr, /vec_add n=1000 launch=\d+ check=skipped/, explain(r));
+
+      const hooked = /nv-cuda: (\d+) CUDA runtime functions hooked in process \d+ \((\d+) at symbol-table vaddrs of (\S+), (\d+) exported\)/.exec(r.agentLog);
+      assert.ok(hooked, `hooks installed${explain(r)}`);
+      if (build === "static") {
+        // nvcc's static runtime: local symbols of the executable, from its .symtab.
+        assert.equal(Number(hooked[2]), 11, "every hooked function found in the executable's .symtab");
+        assert.equal(hooked[3], exes.get(build));
+      } else {
+        // -cudart shared: none in the executable; libcudart.so exports them.
+        assert.equal(Number(hooked[2]), 0);
+        assert.ok(Number(hooked[4]) >= 10, `libcudart.so's exports: ${hooked[4]}`);
+      }
+      assert.match(r.agentLog, /nv-cuda: fat binary #1 registered \(wrapper 0x[0-9a-f]+, handle 0x[0-9a-f]+\)/, explain(r));
+      const stub = new RegExp(`nv-cuda: kernel ${KERNEL}: host stub (0x[0-9a-f]+) \\(instrumented\\)`).exec(r.agentLog);
+      assert.ok(stub, `the host stub mapped to the mangled name${explain(r)}`);
+
+      // The stand-in got the instrumented module: it contains the probe and ptxas accepts it.
+      assert.equal(r.ptxFiles.length, 1, explain(r));
+      const ptx = readFileSync(r.ptxFiles[0]!, "utf8");
+      assert.match(ptx, new RegExp(`\\.entry ${KERNEL}\\(`));
+      // Both programs of the object in one module: the entry probe and the exit probe.
+      assert.match(ptx, /call(\.uni)? \(\S+\), bpf_prog_0_count_threads/, "the entry probe is called in the kernel");
+      assert.match(ptx, /call(\.uni)? \(\S+\), bpf_prog_1_time_blocks/, "the exit probe is called in the kernel");
+      assert.match(r.agentLog, new RegExp(`prog 'count_threads' \\(entry\\), 'time_blocks' \\(exit\\) on ${KERNEL}: instrumented module loaded \\(1 kernels, 3 maps\\)`), explain(r));
+      for (const arch of [80, 90]) {
+        const a = ptxasCheck(ptx, arch, `intercepted-${build}`);
+        assert.equal(a.status, 0, `ptxas sm_${arch}: ${a.output}`);
+      }
+      const fn = r.driverLog.map((l) => new RegExp(`^cuModuleGetFunction module=(\\S+) name=${KERNEL} fn=(\\S+)$`).exec(l)).find((m) => m !== null);
+      assert.ok(fn, explain(r));
+      // The runtime's globals of the instrumented module were filled, and cudaMemcpyToSymbol's write copied.
+      for (const g of ["bh_pid_tgid", "bh_ring", "bh_map_table", "scale"]) {
+        assert.ok(r.driverLog.some((l) => l.startsWith(`cuModuleGetGlobal name=${g} `)), `global ${g} set${explain(r)}`);
+      }
+      assert.match(r.agentLog, /global scale copied to the instrumented module \(4 bytes\)/);
+
+      // The launch: the instrumented function, the grid and block of <<<4, 256>>>, the arguments a, b, c, n.
+      const launches = r.driverLog.filter((l) => l.startsWith("cuLaunchKernel "));
+      assert.equal(launches.length, 1, explain(r));
+      const m = /^cuLaunchKernel fn=(\S+) name=(\S+) grid=4,1,1 block=256,1,1 shmem=0 stream=\S+ params=(\S+)$/.exec(launches[0]!);
+      assert.ok(m, launches[0]);
+      assert.equal(m[1], fn[2], "launched the instrumented CUfunction");
+      assert.equal(m[2], KERNEL);
+      const params = m[3]!.split(",").map((v) => BigInt(v));
+      assert.deepEqual(params.slice(0, 3), [0x1000n, 0x2000n, 0x3000n], "the pointers a, b, c");
+      assert.equal(params[3]! & 0xffffffffn, 1000n, "n (an int: the low 4 bytes)");
+      assert.match(r.agentLog, new RegExp(`launch of ${KERNEL} \\(grid 4,1,1 block 256,1,1\\) redirected to instrumented function`));
+
+      // The GPU maps as the native piece copied them back at exit (here the stand-in's host memory: nothing ran, all zero).
+      const dump = parseGpuDump(readFileSync(r.dump), ["threads", "info", "block_end"]);
+      assert.deepEqual(
+        dump.maps.map((m) => [m.descriptor.type, m.descriptor.keySize, m.descriptor.valueSize, m.descriptor.maxEntries, m.descriptor.capacity]),
+        [
+          [6, 4, 8, 1, 1024],
+          [2, 4, 8, 2, 0],
+          [1, 4, 8, 8192, 16384],
+        ],
+      );
+      const zero = Buffer.alloc(4);
+      assert.equal(Buffer.from(dump.maps[0]!.lookup(zero)!).readBigUInt64LE(0), 0n);
+      assert.equal(dump.maps[0]!.lookupPerShard(0).length, 1024);
+      assert.deepEqual([...dump.maps[2]!.entries()], []);
+      assert.deepEqual(dump.ring?.records, []);
+    });
+  }
+
+  it("bpftime's cuda_probe program as it is (kprobe/ and kretprobe/ sections, GPU helpers 502-505) goes into the kernel", () => {
+    const r = runUnderAgent(exes.get("static")!, {}, "cuda_probe");
+    assert.equal(r.status, 0, explain(r));
+    assert.match(r.agentLog, new RegExp(`prog 'probe__cuda' \\(entry\\), 'retprobe__cuda' \\(exit\\) on ${KERNEL}: instrumented module loaded`), explain(r));
+    assert.equal(r.ptxFiles.length, 1);
+    const ptx = readFileSync(r.ptxFiles[0]!, "utf8");
+    for (const reg of ["%tid.x", "%globaltimer"]) assert.ok(ptx.includes(reg), `the GPU helpers read ${reg}`);
+    for (const arch of [80, 90]) {
+      const a = ptxasCheck(ptx, arch, "intercepted-bpftime");
+      assert.equal(a.status, 0, `ptxas sm_${arch}: ${a.output}`);
+    }
+    assert.equal(r.driverLog.filter((l) => l.startsWith(`cuLaunchKernel `) && l.includes(`name=${KERNEL} grid=4,1,1 block=256,1,1`)).length, 1, explain(r));
+  });
+
+  it("falls back to the original kernel, with a warning naming it, when the instrumented module cannot be loaded", () => {
+    const r = runUnderAgent(exes.get("static")!, { BH_CUDA_STANDIN_FAIL: "cuModuleLoadData" });
+    assert.equal(r.status, 0, explain(r));
+    assert.match(r.agentLog, new RegExp(`kernel ${KERNEL} runs uninstrumented: .*cuModuleLoadData failed \\(CUresult 218\\)`), explain(r));
+    assert.ok(!r.driverLog.some((l) => l.startsWith("cuLaunchKernel ")), "nothing launched through the driver table");
+    assert.match(r.stderr, /vec_add n=1000 launch=\d+ check=skipped/, "the original launch ran (and failed without a driver)");
+  });
+
+  it("when the controller dies the probes go: later launches are not redirected, and the program runs to its end", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-nvi-"));
+    const driverLog = path.join(dir, "driver.log");
+    const agentLog = path.join(dir, "agent.log");
+    const object = compileFixture("nv-cuda/intercept_probe.bpf.c");
+    // 100 launches 20 ms apart; the controller is killed after the third.
+    const ctl = spawn(process.execPath, [cli, "run", "-q", object, "--plugin", pluginDir, "--agent-log", agentLog, "--", exes.get("static")!, "1000", "100", "fake", "20"], {
+      cwd: repoRoot,
+      env: { ...process.env, BPFHOOK_NV_CUDA_DRIVER: standin, BH_CUDA_STANDIN_LOG: driverLog },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    ctl.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));
+    ctl.stderr!.setEncoding("utf8").on("data", (d: string) => (out += d));
+    const launches = (): number => (existsSync(driverLog) ? readFileSync(driverLog, "utf8").split("\n").filter((l) => l.startsWith("cuLaunchKernel ")).length : 0);
+    const until = async (cond: () => boolean, what: string): Promise<void> => {
+      const end = Date.now() + 20_000;
+      while (!cond()) {
+        if (Date.now() > end) assert.fail(`${what} did not happen\n${out}\n${existsSync(agentLog) ? readFileSync(agentLog, "utf8") : ""}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    try {
+      await until(() => launches() >= 3, "three redirected launches");
+      ctl.kill("SIGKILL");
+      // The program (no longer bpfhook's child once it is gone) writes its last line to our pipe: it did not crash.
+      await until(() => /vec_add n=1000 launch=\d+ check=skipped/.test(out), "the program's last line");
+      const log = readFileSync(agentLog, "utf8");
+      assert.match(log, /is gone: detaching every probe/);
+      const n = launches();
+      assert.ok(n >= 3 && n < 100, `${n} launches redirected, the rest ran the original kernel`);
+    } finally {
+      ctl.kill("SIGKILL");
+    }
+  });
+
+  it("refuses a kernel the target does not have, naming its kernels", () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-nvi-"));
+    const src = path.join(dir, "other.bpf.c");
+    const text = readFileSync(path.join(repoRoot, "test", "fixtures", "nv-cuda", "intercept_probe.bpf.c"), "utf8").replace('SEC("cuda/vectorAdd")', 'SEC("cuda/noSuchKernel")');
+    writeFileSync(src, text);
+    const object = path.join(dir, "other.bpf.o");
+    compileBpfC(src, { out: object });
+    const r = spawnSync(process.execPath, [cli, "run", "-q", object, "--plugin", pluginDir, "--", exes.get("static")!, "10", "1", "fake"], {
+      cwd: repoRoot,
+      encoding: "utf8",
+      timeout: 60_000,
+      env: { ...process.env, BPFHOOK_NV_CUDA_DRIVER: standin },
+    });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, new RegExp(`kernel 'noSuchKernel' is not a kernel of .*vec_add_static \\(its kernels: ${KERNEL}\\)`), r.stderr);
+  });
+
+  it("npm run test:gpu's conformance run: one module ptxas accepts, and the runner launches every program (stand-in driver: nothing runs)", function () {
+    const dir = conformanceDir();
+    if (dir === undefined) {
+      console.log("      skipped: bpf_conformance not found (set BPFHOOK_CONFORMANCE_DIR or add shared/conformance)");
+      this.skip();
+    }
+    // bench/gpu/conformance-programs.ts's selection: programs with a result that call no helper.
+    const programs: ConformanceProgram[] = [];
+    for (const file of conformanceFiles(dir!)) {
+      const c = parseDataFile(readFileSync(file, "utf8"), path.basename(file));
+      const asm = c.sections.get("asm");
+      if (c.error !== undefined || asm === undefined || c.result === undefined) continue;
+      const insns = assembleBytes(asm.text, { file: c.file, firstLine: asm.firstLine });
+      let helper = false;
+      for (let i = 0; i + 8 <= insns.length; i += 8) helper ||= insns[i] === 0x85 && insns[i + 1]! >> 4 === 0;
+      if (!helper) programs.push({ name: path.basename(file, ".data"), insns, mem: c.mem ?? new Uint8Array(0), expected: c.result });
+    }
+    const mod = conformanceModule(programs, 90);
+    assert.deepEqual(mod.refused, ["callx: prog 'callx': insn 2: callx (call by register) is not supported on the GPU"]);
+    const a = ptxasCheck(mod.ptx, 90, "conformance-device");
+    assert.equal(a.status, 0, a.output);
+    const work = mkdtempSync(path.join(os.tmpdir(), "bpfhook-nvi-"));
+    const ptx = path.join(work, "conformance.ptx");
+    const manifest = path.join(work, "conformance.manifest");
+    const log = path.join(work, "driver.log");
+    writeFileSync(ptx, mod.ptx);
+    writeFileSync(manifest, mod.manifest);
+    const entries = mod.manifest.trim().split("\n").length;
+    assert.equal(entries, programs.length - 1);
+    const r = spawnSync(path.join(pluginDir, "build", "bh_cuda_conformance_runner"), [ptx, manifest], {
+      encoding: "utf8",
+      env: { ...process.env, BPFHOOK_NV_CUDA_DRIVER: standin, BH_CUDA_STANDIN_LOG: log, BH_CUDA_STANDIN_NPARAMS: "0" },
+    });
+    const m = /conformance on the device: (\d+) passed, (\d+) failed/.exec(r.stdout);
+    assert.ok(m, `${r.stdout}${r.stderr}`);
+    assert.equal(Number(m[1]) + Number(m[2]), entries, "every program launched and compared");
+    // Nothing runs: r0 stays 0, so exactly the programs expecting 0 "pass".
+    assert.equal(Number(m[1]), mod.manifest.trim().split("\n").filter((l) => l.endsWith(" 0")).length);
+    const launched = readFileSync(log, "utf8").split("\n").filter((l) => l.startsWith("cuLaunchKernel "));
+    assert.equal(launched.length, entries);
+    assert.match(launched[0]!, /name=bh_conf_0 grid=1,1,1 block=1,1,1 /);
+  });
+});
