@@ -137,8 +137,12 @@ export class AgentBackend {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const pending = this.pendingProcesses(seq);
-      if (pending.length === 0) break;
-      if (Date.now() >= deadline) {
+      // Every attachment asked about needs an answer from a live agent: an
+      // agent that marked the plan applied while an answer is still missing
+      // (seen on a loaded machine) is waited for too, within the same bound.
+      const unanswered = pending.length === 0 && ids.some((i) => this.outcome(i).pid === 0) && this.processes().length > 0;
+      if (pending.length === 0 && (!unanswered || Date.now() >= deadline)) break;
+      if (pending.length > 0 && Date.now() >= deadline) {
         throw new BpfhookError(
           "AGENT_ERROR",
           `agent in process ${pending.join(", ")} did not apply the plan within ${timeoutMs} ms (is it stopped or hung?)`,
