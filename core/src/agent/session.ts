@@ -283,6 +283,8 @@ export class AgentSession extends EventEmitter {
       for (const f of failed) this.emit("attachFailed", f);
       // A target that died while attaching (the agent crashed with it) answers nothing.
       const died = !processAlive(this.pid) ? `process ${this.pid} died during the attach; ` : "";
+      // Where an agent gave no answer, what it logged is the best clue.
+      const silent = failed.some((f) => f.pid === 0) ? this.#agentLogTail() : "";
       throw new BpfhookError(
         "ATTACH_FAILED",
         died +
@@ -291,7 +293,8 @@ export class AgentSession extends EventEmitter {
               const what = f.target.startsWith(`${f.attach} `) ? f.target : `${f.attach} ${f.target}`;
               return `prog '${f.program}' (${what}): ${f.message || `error ${f.errno}`}${f.pid ? ` (process ${f.pid})` : ""}`;
             })
-            .join("; "),
+            .join("; ") +
+          (silent ? `; the agent's log: ${silent}` : ""),
         { errno: failed[0]!.errno },
       );
     }
@@ -337,6 +340,27 @@ export class AgentSession extends EventEmitter {
     if (b.length < 8) return;
     const message = b.toString("utf8", 8).replace(/\n$/, "");
     this.emit("printk", { pid: b.readUInt32LE(0), tid: b.readUInt32LE(4), message } satisfies PrintkLine);
+  }
+
+  /** The agent's last log lines (its ring, drained once), for an error message. */
+  #agentLogTail(): string {
+    const lines: string[] = [];
+    try {
+      const ring = this.region.openMap("__bpfhook_log") as RingBufMap;
+      try {
+        const consumer = ring.consumer({ intervalMs: 10 });
+        consumer.on("data", (b: Buffer) => {
+          if (b.length >= 8) lines.push(`[${b.readUInt32LE(0)}] ${b.toString("utf8", 8).replace(/\n$/, "")}`);
+        });
+        consumer.poll();
+        consumer.stop();
+      } finally {
+        ring.close();
+      }
+    } catch {
+      return "";
+    }
+    return lines.slice(-8).join(" | ") || "(nothing)";
   }
 
   #onLog(b: Buffer): void {
