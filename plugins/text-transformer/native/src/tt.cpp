@@ -1514,15 +1514,18 @@ int bh_tt_install(const struct bh_tt_opts *opts, const struct bh_tt_hooks *hooks
   if (g.log) {
     log_unpatched();
     for (uint32_t mod = 0; mod < g.module_names.size(); mod++) {
-      uint64_t n[5] = {};  // found, rel32, page0, sud, untouched
+      uint64_t n[5] = {};    // found, rel32, page0, sud, untouched
+      uint64_t how[3] = {};  // REL32: static, relocated, of which through a hop
       for (const Site &s : g.sites) {
         if (s.module != mod) continue;
         n[0]++;
         n[s.mech == BH_TT_MECH_REL32 ? 1 : s.mech == BH_TT_MECH_PAGE0 ? 2 : s.mech == BH_TT_MECH_SUD ? 3 : 4]++;
+        if (s.mech == BH_TT_MECH_REL32) how[s.mov_len ? 0 : 1]++, how[2] += s.entry != nullptr;
       }
       logf(BH_TT_LOG_DEBUG,
-           "%s: %" PRIu64 " sites: rel32 %" PRIu64 " page0 %" PRIu64 " sud %" PRIu64 " untouched %" PRIu64,
-           g.module_names[mod].c_str(), n[0], n[1], n[2], n[3], n[4]);
+           "%s: %" PRIu64 " sites: rel32 %" PRIu64 " (static %" PRIu64 ", relocated %" PRIu64 ", hop %" PRIu64
+           ") page0 %" PRIu64 " sud %" PRIu64 " untouched %" PRIu64,
+           g.module_names[mod].c_str(), n[0], n[1], how[0], how[1], how[2], n[2], n[3], n[4]);
     }
   }
   return 0;
