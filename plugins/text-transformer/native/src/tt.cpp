@@ -7,7 +7,10 @@
 // target, then give each site a mechanism:
 //   REL32  `mov $NR,%eax; syscall` whose `syscall` is no branch target: the
 //          5-byte mov becomes `jmp rel32` to a per-site stub near the module;
-//          the `syscall` bytes stay (the stub returns past them).
+//          the `syscall` bytes stay (the stub returns past them). Other
+//          sites: 1 to 4 instructions before the `syscall`, or the one
+//          after, are relocated into a dynamic stub (RIP-relative disp32
+//          and jcc fixed up), trying each placement in turn.
 //   PAGE0  any other site, when page 0 could be mapped: `syscall` becomes
 //          `call *%rax` into the slide at address 0.
 //   SUD    the rest: left as they are and caught by Syscall User Dispatch,
