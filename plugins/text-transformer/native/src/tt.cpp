@@ -1269,6 +1269,7 @@ int apply(char *err, size_t len) {
 // Debug: each wanted site no rewrite covers (SUD, or PAGE0 as a fallback),
 // with its bytes and why, to see which shapes REL32 still misses.
 void log_unpatched() {
+  if (!(g.allowed & BH_TT_MECH_REL32)) return;  // SUD or PAGE0 forced: every site is
   for (const Site &s : g.sites) {
     if (s.mech != BH_TT_MECH_SUD && !(s.mech == BH_TT_MECH_PAGE0 && (g.allowed & BH_TT_MECH_REL32))) continue;
     const char *why = s.fail ? s.fail : "no relocatable neighbour";
