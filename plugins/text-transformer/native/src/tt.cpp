@@ -7,7 +7,10 @@
 // target, then give each site a mechanism:
 //   REL32  `mov $NR,%eax; syscall` whose `syscall` is no branch target: the
 //          5-byte mov becomes `jmp rel32` to a per-site stub near the module;
-//          the `syscall` bytes stay (the stub returns past them).
+//          the `syscall` bytes stay (the stub returns past them). Other
+//          sites: 1 to 4 instructions before the `syscall`, or the one
+//          after, are relocated into a dynamic stub (RIP-relative disp32
+//          and jcc fixed up), trying each placement in turn.
 //   PAGE0  any other site, when page 0 could be mapped: `syscall` becomes
 //          `call *%rax` into the slide at address 0.
 //   SUD    the rest: left as they are and caught by Syscall User Dispatch,
@@ -17,6 +20,7 @@
 // execute the real `syscall` with the program's own rsp.
 #include <cpuid.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <linux/membarrier.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -82,6 +86,11 @@ constexpr size_t kBareAt = 176;  // the bare path: the call with no hooks
 constexpr size_t kDynStubSize = 512;
 constexpr uint32_t kMaxNr = 512;  // page 0's slide covers numbers below this
 
+// A dynamic placement of the jump (see Site).
+struct Plan {
+  uint8_t reloc_len, pun_at, next_len;
+};
+
 struct Site {
   uint64_t addr = 0;  // the `syscall` instruction
   int32_t nr = -1;    // known at the site (REL32 shape), else -1
@@ -89,10 +98,17 @@ struct Site {
   uint32_t mech = BH_TT_MECH_NONE;
   bool rel32_shape = false;
   uint8_t mov_len = 0;    // 5: b8 imm32, 7: 48 c7 c0 imm32
-  uint8_t reloc_len = 0;  // else: bytes of the 1 or 2 instructions before, relocated into a dynamic stub
+  uint8_t reloc_len = 0;  // else: bytes of the 1 to 4 instructions before, relocated into a dynamic stub
   uint8_t pun_at = 5;     // first byte of the patch that is an instruction start: it and the rest keep their value
   uint8_t next_len = 0;   // else: the instruction after, relocated (the jump replaces the `syscall` itself)
-  bool bare = false;      // REL32 to the stub's bare path (number not wanted, SUD on)
+  // The dynamic placements still to try (reloc_len, pun_at, next_len),
+  // best first: a placement whose window is taken or whose jump would
+  // cross a cache line at a 2-byte boundary falls through to the next.
+  Plan plans[6] = {};
+  uint8_t nplans = 0;
+  bool rel32_failed = false;  // no placement worked: PAGE0 or SUD (not retried)
+  uint8_t *entry = nullptr;   // where the jump goes when not the stub: a hop (`jmp` to it) in the window
+  bool bare = false;          // REL32 to the stub's bare path (number not wanted, SUD on)
   uint8_t orig[8] = {};
   uint8_t *stub = nullptr;  // REL32 stub (kept once made)
   uint64_t stub_skip = 0;   // the stub's skip path
@@ -104,6 +120,7 @@ struct Site {
   // enter chooses by changing the return address (a return-stack
   // misprediction, paid only by calls that also pay the exit round trip).
   uint64_t run_noexit = 0, run_exit = 0;
+  const char *fail = nullptr;  // why REL32 failed (debug log)
   // First byte the patch writes.
   uint64_t patch_at() const { return next_len ? addr : addr - (mov_len ? mov_len : reloc_len); }
 };
@@ -517,15 +534,15 @@ struct Cand {
   int32_t nr;
   bool shape;
   uint8_t mov_len;
-  uint8_t reloc_len;  // the 1 or 2 instructions before, if they can run anywhere (0 if not)
-  uint8_t pun_at;     // see Site
-  uint64_t inner;     // the second of 2 relocated instructions (must be no branch target)
-  uint8_t next_len;   // the instruction after, if it can run anywhere and has 3+ bytes
+  uint64_t before[4];  // starts of the relocatable instructions right before it, nearest first (0: none)
+  uint8_t next_len;    // the instruction after, if relocatable and of 2+ bytes
+  uint64_t room;       // bytes readable from addr on (a jump must fit)
+  Plan plans[6];
+  uint8_t nplans;
 };
 
-// Runs the same at any address: no RIP-relative operand, no branch.
-bool position_independent(const ZydisDecodedInstruction &in) {
-  if (in.attributes & ZYDIS_ATTRIB_IS_RELATIVE) return false;
+// Not a branch, call, return, syscall or privileged instruction.
+bool plain_category(const ZydisDecodedInstruction &in) {
   switch (in.meta.category) {
     case ZYDIS_CATEGORY_COND_BR:
     case ZYDIS_CATEGORY_UNCOND_BR:
@@ -536,6 +553,32 @@ bool position_independent(const ZydisDecodedInstruction &in) {
     case ZYDIS_CATEGORY_SYSTEM: return false;
     default: return in.mnemonic != ZYDIS_MNEMONIC_SYSCALL && in.mnemonic != ZYDIS_MNEMONIC_SYSENTER;
   }
+}
+
+// Runs the same at any address: no RIP-relative operand, no branch.
+bool position_independent(const ZydisDecodedInstruction &in) {
+  return !(in.attributes & ZYDIS_ATTRIB_IS_RELATIVE) && plain_category(in);
+}
+
+// A plain instruction whose one address dependence is a RIP-relative
+// memory operand (modrm mod 00, rm 101: disp32 from the next instruction):
+// relocated by fixing the disp32 (Emit::reloc).
+bool rip_relative(const ZydisDecodedInstruction &in) {
+  return (in.attributes & ZYDIS_ATTRIB_IS_RELATIVE) && (in.attributes & ZYDIS_ATTRIB_HAS_MODRM) &&
+         in.raw.modrm.mod == 0 && in.raw.modrm.rm == 5 && in.raw.disp.size == 32 && !in.raw.imm[0].is_relative &&
+         !in.raw.imm[1].is_relative && plain_category(in);
+}
+
+// jcc rel8 (7x) or rel32 (0f 8x) with no prefix: relocated as jcc rel32 to
+// the same target (jrcxz/loop have no rel32 form and are not taken).
+bool plain_jcc(const ZydisDecodedInstruction &in, const uint8_t *p) {
+  if (in.meta.category != ZYDIS_CATEGORY_COND_BR || !in.raw.imm[0].is_relative) return false;
+  return (in.length == 2 && p[0] >= 0x70 && p[0] <= 0x7f) ||
+         (in.length == 6 && p[0] == 0x0f && p[1] >= 0x80 && p[1] <= 0x8f);
+}
+
+bool relocatable(const ZydisDecodedInstruction &in, const uint8_t *p) {
+  return position_independent(in) || rip_relative(in) || plain_jcc(in, p);
 }
 
 const ZydisDecoder &decoder() {
@@ -549,47 +592,40 @@ const ZydisDecoder &decoder() {
 
 // Linear sweep of [lo, hi): on an undecodable byte, skip it and resync.
 // Direct branch targets mark sites whose `syscall` can be reached with an
-// unknown rax (not REL32, which only covers the mov before it).
+// unknown rax (not REL32, which only covers the mov before it), and
+// instructions that a relocation must not cover except as its first.
 void scan_range(uint64_t lo, uint64_t hi, std::vector<Cand> &out) {
   std::vector<uint64_t> targets;
   std::vector<Cand> found;
   const auto *base = reinterpret_cast<const uint8_t *>(lo);
   const size_t n = size_t(hi - lo);
-  size_t off = 0, prev_off = SIZE_MAX, prev2_off = SIZE_MAX;
-  bool prev_pi = false, prev2_pi = false;
+  size_t off = 0, prev_off = SIZE_MAX;
+  // The 4 instructions before (nearest first): start, or 0 if unknown or
+  // not relocatable (a chain of relocatable ones ends at the first 0).
+  uint64_t hist[4] = {};
   ZydisDecodedInstruction in;
   while (off < n) {
     if (!ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&decoder(), nullptr, base + off, n - off, &in))) {
       g.undecodable++;
       off++;
-      prev_off = prev2_off = SIZE_MAX;
+      prev_off = SIZE_MAX;
+      memset(hist, 0, sizeof hist);
       continue;
     }
     if (in.mnemonic == ZYDIS_MNEMONIC_SYSCALL) {
-      Cand c{lo + off, -1, false, 0, 0, 5, 0, 0};
+      Cand c{};
+      c.addr = lo + off;
+      c.nr = -1;
+      c.room = n - off;
+      memcpy(c.before, hist, sizeof hist);
       // Or the instruction after (e.g. `cmp $-4095,%rax`): the jump then
-      // replaces the `syscall`, and its last 3 bytes must equal the next
-      // instruction's first 3 (a call that was blocked returns there).
+      // replaces the `syscall`, and its last 3 bytes must equal the ones
+      // after it (a call that was blocked returns there).
       ZydisDecodedInstruction nx;
       if (off + 2 < n &&
           ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&decoder(), nullptr, base + off + 2, n - off - 2, &nx)) &&
-          nx.length >= 3 && position_independent(nx))
+          nx.length >= 2 && relocatable(nx, base + off + 2))
         c.next_len = nx.length;
-      // Instructions to relocate: the one before if it has 3+ bytes, else
-      // the two before (a 2-byte one, e.g. `xor %eax,%eax`, and the one
-      // before it, of 2+ bytes: the jump's bytes over the second must
-      // equal its own, which leaves a window of >= 256 bytes for the stub).
-      if (prev_off != SIZE_MAX && prev_pi) {
-        const size_t l1 = off - prev_off;
-        if (l1 >= 3) {
-          c.reloc_len = uint8_t(l1);
-          c.pun_at = uint8_t(std::min<size_t>(l1, 5));
-        } else if (prev2_off != SIZE_MAX && prev2_pi && prev_off - prev2_off >= 2 && off - prev2_off <= 15) {
-          c.reloc_len = uint8_t(off - prev2_off);
-          c.pun_at = uint8_t(std::min<size_t>(prev_off - prev2_off, 5));
-          c.inner = lo + prev_off;
-        }
-      }
       // mov $NR,%eax (b8 imm32) or mov $NR,%rax (48 c7 c0 imm32, as in
       // glibc's __restore_rt) right before it.
       uint8_t ml = 0;
@@ -609,21 +645,39 @@ void scan_range(uint64_t lo, uint64_t hi, std::vector<Cand> &out) {
       found.push_back(c);
     }
     if (in.raw.imm[0].is_relative) targets.push_back(lo + off + in.length + uint64_t(in.raw.imm[0].value.s));
-    prev2_off = prev_off;
-    prev2_pi = prev_pi;
+    memmove(hist + 1, hist, 3 * sizeof hist[0]);
+    hist[0] = relocatable(in, base + off) ? lo + off : 0;
     prev_off = off;
-    prev_pi = position_independent(in);
     off += in.length;
   }
   std::sort(targets.begin(), targets.end());
+  auto is_target = [&](uint64_t a) { return std::binary_search(targets.begin(), targets.end(), a); };
   for (Cand &c : found) {
-    if (std::binary_search(targets.begin(), targets.end(), c.addr)) {
+    const bool syscall_target = is_target(c.addr);
+    if (syscall_target) {
       c.shape = false;  // reachable with another rax: the number is not known
       c.nr = -1;
-      c.reloc_len = 0;  // and a relocated instruction before it would be skipped
     }
-    if (c.inner && std::binary_search(targets.begin(), targets.end(), c.inner)) c.reloc_len = 0;
+    // Dynamic placements: the jump at the k-th instruction before the
+    // `syscall` (k = 1..4), relocating all k. Every instruction start the
+    // jump covers after its first (the inner ones, the `syscall`, the one
+    // after) keeps its bytes; none before the `syscall` may be a branch
+    // target (a branch there would run the original code untraced), nor
+    // may the `syscall` itself.
+    for (int k = 1; k <= 4 && !syscall_target; k++) {
+      const uint64_t j = c.before[k - 1];
+      if (!j || (k >= 2 && is_target(c.before[k - 2]))) break;
+      const uint64_t reloc = c.addr - j, first = (k == 1 ? c.addr : c.before[k - 2]) - j;
+      if (reloc > 24 || j + 5 > c.addr + c.room) break;
+      if (first < 2) continue;  // a 1-byte first instruction: no window left
+      const uint8_t pun = uint8_t(std::min<uint64_t>(first, 5));
+      c.plans[c.nplans++] = Plan{uint8_t(reloc), pun, 0};
+    }
     // A branch to the instruction after lands on bytes the jump keeps.
+    if (c.next_len && c.room >= 5 && c.nplans < 6) c.plans[c.nplans++] = Plan{0, 2, c.next_len};
+    // Widest window first (pun 5: anywhere within 2 GB; 4: 16 MiB; 3: 64 KiB;
+    // 2: 256 bytes); among equals the nearer relocation (stable sort).
+    std::stable_sort(c.plans, c.plans + c.nplans, [](const Plan &x, const Plan &y) { return x.pun_at > y.pun_at; });
     out.push_back(c);
   }
 }
@@ -698,24 +752,13 @@ void add_sites(uint64_t lo, uint64_t hi, int prot, const char *name) {
     Site s;
     s.addr = c.addr;
     s.nr = c.nr;
-    s.rel32_shape = c.shape;
-    s.mov_len = c.mov_len;
-    s.reloc_len = c.shape ? 0 : c.reloc_len;
-    s.pun_at = c.shape ? 5 : c.pun_at;
-    if (c.shape && !pokeable(s.patch_at(), 5) && c.next_len) {
-      // The mov's jump would cross a cache line at a 2-byte boundary (no
-      // atomic gate): relocate the instruction after instead (then the
-      // number is only in rax, as for any dynamic site).
-      s.rel32_shape = false;
-      s.mov_len = 0;
-      s.nr = -1;
-      s.reloc_len = 0;
-    }
-    if (!s.rel32_shape && !s.reloc_len && c.next_len) {
-      // A branch to the `syscall` itself is fine here: it lands on the jump.
-      s.next_len = c.next_len;
-      s.pun_at = 2;
-    }
+    // The mov's jump must not cross a cache line at a 2-byte boundary (no
+    // atomic gate); if it would, a dynamic placement is tried instead (the
+    // number stays known: nothing jumps between the mov and the `syscall`).
+    s.rel32_shape = c.shape && pokeable(c.addr - c.mov_len, 5);
+    s.mov_len = s.rel32_shape ? c.mov_len : 0;
+    std::copy(c.plans, c.plans + c.nplans, s.plans);
+    s.nplans = c.nplans;
     s.module = mod;
     s.prot = prot;
     g.sites.push_back(s);
@@ -857,12 +900,45 @@ struct Emit {
     put32(b + i + 1, int32_t(int64_t(to) - int64_t(at + i + 5)));
     i += 5;
   }
+  // Copies the instructions [src, src + len) here, fixing what depends on
+  // their address: a RIP-relative operand's disp32 (same target), a jcc
+  // (re-encoded as jcc rel32 to the same target). Clears `ok` if a
+  // displacement does not fit (the stub is then not used).
+  bool ok = true;
+  void reloc(uint64_t src, size_t len) {
+    size_t off = 0;
+    while (off < len && ok) {
+      ZydisDecodedInstruction in;
+      const auto *p = reinterpret_cast<const uint8_t *>(src + off);
+      if (!ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&decoder(), nullptr, p, len - off, &in)) ||
+          i + in.length + 4 > sizeof b) {
+        ok = false;
+        break;
+      }
+      const uint64_t next = src + off + in.length, here = at + i;
+      if (plain_jcc(in, p)) {
+        const int64_t rel = int64_t(next + uint64_t(in.raw.imm[0].value.s)) - int64_t(here + 6);
+        b[i] = 0x0f, b[i + 1] = uint8_t(0x80 | ((in.length == 2 ? p[0] : p[1]) & 0x0f));
+        put32(b + i + 2, int32_t(rel));
+        i += 6;
+        ok = rel == int32_t(rel);
+      } else if (rip_relative(in)) {
+        const int64_t rel = int64_t(next + uint64_t(in.raw.disp.value)) - int64_t(here + in.length);
+        bytes(p, in.length);
+        put32(b + i - in.length + in.raw.disp.offset, int32_t(rel));
+        ok = rel == int32_t(rel);
+      } else {
+        bytes(p, in.length);
+      }
+      off += in.length;
+    }
+  }
   // The instruction after the `syscall`, when it was relocated, before
   // each jump back.
-  const uint8_t *tail = nullptr;
+  uint64_t tail = 0;
   size_t tail_len = 0;
   void back_to(uint64_t back) {
-    if (tail_len) bytes(tail, tail_len);
+    if (tail_len) reloc(tail, tail_len);
     jmp(back);
   }
   // After enter returned RUN, when nothing needs the exit path.
@@ -909,15 +985,19 @@ uint8_t *alloc_window(uint64_t lo, uint64_t hi, size_t size) {
   int tries = 0;
   for (uint64_t a = lo & ~uint64_t(4095); a <= hi && a < 0x7ffffffe0000ull && tries < 64; a += 4096, tries++) {
     if (a < 0x10000) continue;
-    void *m = mmap(reinterpret_cast<void *>(a), bh::kRegionSize, PROT_READ | PROT_EXEC,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-    if (m == MAP_FAILED) continue;
-    if (uint64_t(m) != a) {
-      munmap(m, bh::kRegionSize);
-      continue;
+    // A whole region, else one page (the window may end just below another
+    // mapping).
+    for (const size_t rsize : {size_t(bh::kRegionSize), size_t(4096)}) {
+      void *m = mmap(reinterpret_cast<void *>(a), rsize, PROT_READ | PROT_EXEC,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+      if (m == MAP_FAILED) continue;
+      if (uint64_t(m) != a) {
+        munmap(m, rsize);
+        continue;
+      }
+      g.pun.push_back(PunRegion{static_cast<uint8_t *>(m), rsize, {}});
+      return alloc_window(lo, hi, size);
     }
-    g.pun.push_back(PunRegion{static_cast<uint8_t *>(m), bh::kRegionSize, {}});
-    return alloc_window(lo, hi, size);
   }
   return nullptr;
 }
@@ -981,7 +1061,25 @@ bool make_dyn_stub(Site &s, bool toggle) {
     const int64_t rel_lo = int32_t(fixed), span = int64_t(1) << (8 * (s.pun_at - 1));
     const int64_t lo = int64_t(at) + 5 + rel_lo;
     if (lo <= 0x10000) return false;
-    stub = alloc_window(uint64_t(lo), uint64_t(lo + span - 1), kDynStubSize);
+    // A 256-byte window holds no more than a hop (below): neighbouring
+    // sites with the same bytes after the jump share it.
+    stub = s.pun_at > 2 ? alloc_window(uint64_t(lo), uint64_t(lo + span - 1), kDynStubSize) : nullptr;
+    if (!stub) {
+      // No room for the whole stub: a hop, one `jmp rel32` to a stub
+      // placed anywhere near (one more direct jump, ~1 ns).
+      uint8_t *hop = alloc_window(uint64_t(lo), uint64_t(lo + span - 1), 16);
+      if (!hop) return false;
+      stub = g.arena.alloc(kDynStubSize, s.addr, bh::kNearDist);
+      if (!stub) return false;
+      Emit h{uint64_t(hop)};
+      h.jmp(uint64_t(stub));
+      const int64_t d = int64_t(stub) - int64_t(uint64_t(hop) + 5);
+      if (d != int32_t(d) || g.arena.write(hop, h.b, 16) != 0) {
+        g.arena.free(stub, kDynStubSize);
+        return false;
+      }
+      s.entry = hop;
+    }
   } else {
     stub = g.arena.alloc(kDynStubSize, s.addr, bh::kNearDist);
   }
@@ -989,8 +1087,8 @@ bool make_dyn_stub(Site &s, bool toggle) {
   Emit e{reinterpret_cast<uint64_t>(stub)};
   const size_t lit = 448;  // generic, clone, clone3, vfork, enter, exit
   const uint64_t back = s.addr + 2 + s.next_len;
-  e.bytes(reinterpret_cast<const void *>(at), s.reloc_len);
-  e.tail = reinterpret_cast<const uint8_t *>(s.addr + 2);
+  e.reloc(at, s.reloc_len);
+  e.tail = s.addr + 2;
   e.tail_len = s.next_len;
   e.lea_down();
   e.push_lit(lit);
@@ -1008,11 +1106,18 @@ bool make_dyn_stub(Site &s, bool toggle) {
   const size_t skip = e.i;
   e.lea_up();
   e.back_to(back);
-  if (e.i > lit) abort();
+  if (e.i > lit || !e.ok) {  // (the window's memory stays: rare)
+    if (s.pun_at >= 5 || s.entry) g.arena.free(stub, kDynStubSize);
+    s.entry = nullptr;
+    return false;
+  }
   const uint64_t lits[6] = {uint64_t(&s) | kDynGeneric, uint64_t(&s) | kDynClone,  uint64_t(&s) | kDynClone3,
                             uint64_t(&s) | kDynVfork,   uint64_t(bh_tt_enter_asm), uint64_t(bh_tt_exit_asm)};
   memcpy(e.b + lit, lits, sizeof lits);
-  if (g.arena.write(stub, e.b, kDynStubSize) != 0) return false;  // its memory stays (rare)
+  if (g.arena.write(stub, e.b, kDynStubSize) != 0) {  // its memory stays (rare)
+    s.entry = nullptr;
+    return false;
+  }
   s.stub = stub;
   s.stub_skip = uint64_t(stub) + skip;
   s.dyn_clone = uint64_t(stub) + clone;
@@ -1038,7 +1143,7 @@ int patch_rel32(Site &s, bool bare) {
   const uint64_t at = s.patch_at();
   if (s.mech != BH_TT_MECH_REL32) memcpy(s.orig, reinterpret_cast<const void *>(at), 5);
   uint8_t j[5] = {0xe9};
-  const uint64_t to = uint64_t(s.stub) + (bare ? kBareAt : 0);
+  const uint64_t to = bare ? uint64_t(s.stub) + kBareAt : s.entry ? uint64_t(s.entry) : uint64_t(s.stub);
   put32(j + 1, int32_t(int64_t(to) - int64_t(at + 5)));
   // Bytes of the patch from an inner instruction start on must not change.
   for (unsigned k = s.pun_at; k < 5; k++)
@@ -1060,18 +1165,57 @@ int unpatch(Site &s) {
   return rc;
 }
 
+// Makes the stub and writes the jump: the static placement, else each
+// dynamic one in turn (a window taken, a jump across a cache line, a
+// displacement out of range: the next). A site none fits is marked and not
+// retried (PAGE0 or SUD).
+bool place_rel32(Site &s, bool bare, bool toggle) {
+  if (s.stub) return patch_rel32(s, bare && s.mov_len) == 0;
+  if (s.rel32_shape) {
+    if (make_stub(s, toggle) && patch_rel32(s, bare) == 0) return true;
+    s.stub = nullptr;
+    s.rel32_shape = false;
+    s.mov_len = 0;
+    s.fail = "no stub memory near it";
+  }
+  for (uint8_t k = 0; k < s.nplans; k++) {
+    s.reloc_len = s.plans[k].reloc_len;
+    s.pun_at = s.plans[k].pun_at;
+    s.next_len = s.plans[k].next_len;
+    if (!pokeable(s.patch_at(), 5)) {
+      s.fail = "the jump would cross a cache line at a 2-byte boundary";
+      continue;
+    }
+    if (!make_stub(s, toggle)) {
+      s.fail = s.pun_at < 5 ? "no stub memory in its window" : "no stub memory near it, or a displacement out of range";
+      continue;
+    }
+    if (patch_rel32(s, false) == 0) return true;
+    s.fail = "patch refused";
+    s.stub = nullptr;
+    s.entry = nullptr;
+  }
+  s.reloc_len = 0;
+  s.next_len = 0;
+  s.pun_at = 5;
+  s.rel32_failed = true;
+  return false;
+}
+
 // What the site should be now. `sud`: dispatch is (or will be) on, so a
 // site left as it is would trap.
 uint32_t choose(const Site &s, bool sud, bool *bare) {
   *bare = false;
   if (g.allowed == BH_TT_MECH_SUD) return BH_TT_MECH_SUD;
+  const bool rel32 = (g.allowed & BH_TT_MECH_REL32) && !s.rel32_failed && (s.rel32_shape || s.nplans);
   if (s.nr >= 0 && !wanted_at_site(s.nr)) {
-    if (!sud || !(g.allowed & BH_TT_MECH_REL32) || !s.rel32_shape || !pokeable(s.patch_at(), 5)) return BH_TT_MECH_NONE;
-    *bare = true;
+    // Left as it is unless dispatch is on (it would trap): then the static
+    // stub's bare path, or the whole dynamic stub (enter filters by number).
+    if (!sud || !rel32) return BH_TT_MECH_NONE;
+    *bare = s.rel32_shape;
     return BH_TT_MECH_REL32;
   }
-  if ((g.allowed & BH_TT_MECH_REL32) && (s.rel32_shape || s.reloc_len || s.next_len) && pokeable(s.patch_at(), 5))
-    return BH_TT_MECH_REL32;
+  if (rel32) return BH_TT_MECH_REL32;
   if (g.page0 && pokeable(s.addr, 2)) return BH_TT_MECH_PAGE0;
   if (g.allowed & BH_TT_MECH_SUD) return BH_TT_MECH_SUD;
   return BH_TT_MECH_NONE;
@@ -1099,13 +1243,11 @@ int apply(char *err, size_t len) {
     }
     s.mech = BH_TT_MECH_NONE;
     if (want == BH_TT_MECH_REL32) {
-      if (!make_stub(s, toggle)) {
-        logf(BH_TT_LOG_WARN, "site %#" PRIx64 ": no memory for its stub %s", s.addr,
-             s.pun_at < 5 ? "in its window" : "near it");
-      } else if (patch_rel32(s, bare) == 0) {
+      if (place_rel32(s, bare, toggle)) {
         s.mech = BH_TT_MECH_REL32;
         continue;
       }
+      logf(BH_TT_LOG_DEBUG, "site %#" PRIx64 ": no REL32 placement (%s)", s.addr, s.fail);
       want = g.page0 ? BH_TT_MECH_PAGE0 : (g.allowed & BH_TT_MECH_SUD) ? BH_TT_MECH_SUD : BH_TT_MECH_NONE;
     }
     if (want == BH_TT_MECH_PAGE0) {
@@ -1122,6 +1264,23 @@ int apply(char *err, size_t len) {
   }
   if (need_sud) return sud_start(err, len);
   return 0;
+}
+
+// Debug: each wanted site no rewrite covers (SUD, or PAGE0 as a fallback),
+// with its bytes and why, to see which shapes REL32 still misses.
+void log_unpatched() {
+  if (!(g.allowed & BH_TT_MECH_REL32)) return;  // SUD or PAGE0 forced: every site is
+  for (const Site &s : g.sites) {
+    if (s.mech != BH_TT_MECH_SUD && !(s.mech == BH_TT_MECH_PAGE0 && (g.allowed & BH_TT_MECH_REL32))) continue;
+    const char *why = s.fail ? s.fail : "no relocatable neighbour";
+    char hex[3 * 32 + 1] = "";
+    const auto *b = reinterpret_cast<const uint8_t *>(s.addr - 16);
+    for (int k = 0; k < 32; k++) snprintf(hex + 3 * k, 4, "%02x%s", b[k], k == 15 ? "|" : " ");
+    Dl_info di{};
+    const uint64_t off = dladdr(reinterpret_cast<void *>(s.addr), &di) ? s.addr - uint64_t(di.dli_fbase) : 0;
+    logf(BH_TT_LOG_DEBUG, "site %#" PRIx64 " (%s+%#" PRIx64 ") left to %s: %s; bytes -16..+16: %s", s.addr,
+         g.module_names[s.module].c_str(), off, s.mech == BH_TT_MECH_SUD ? "sud" : "page0", why, hex);
+  }
 }
 
 void scan_locked(uint64_t lo, uint64_t hi) {
@@ -1357,16 +1516,20 @@ int bh_tt_install(const struct bh_tt_opts *opts, const struct bh_tt_hooks *hooks
   }
   logf(BH_TT_LOG_INFO, "installed: %zu sites", g.sites.size());
   if (g.log) {
+    log_unpatched();
     for (uint32_t mod = 0; mod < g.module_names.size(); mod++) {
-      uint64_t n[5] = {};  // found, rel32, page0, sud, untouched
+      uint64_t n[5] = {};    // found, rel32, page0, sud, untouched
+      uint64_t how[3] = {};  // REL32: static, relocated, of which through a hop
       for (const Site &s : g.sites) {
         if (s.module != mod) continue;
         n[0]++;
         n[s.mech == BH_TT_MECH_REL32 ? 1 : s.mech == BH_TT_MECH_PAGE0 ? 2 : s.mech == BH_TT_MECH_SUD ? 3 : 4]++;
+        if (s.mech == BH_TT_MECH_REL32) how[s.mov_len ? 0 : 1]++, how[2] += s.entry != nullptr;
       }
       logf(BH_TT_LOG_DEBUG,
-           "%s: %" PRIu64 " sites: rel32 %" PRIu64 " page0 %" PRIu64 " sud %" PRIu64 " untouched %" PRIu64,
-           g.module_names[mod].c_str(), n[0], n[1], n[2], n[3], n[4]);
+           "%s: %" PRIu64 " sites: rel32 %" PRIu64 " (static %" PRIu64 ", relocated %" PRIu64 ", hop %" PRIu64
+           ") page0 %" PRIu64 " sud %" PRIu64 " untouched %" PRIu64,
+           g.module_names[mod].c_str(), n[0], n[1], how[0], how[1], how[2], n[2], n[3], n[4]);
     }
   }
   return 0;

@@ -109,13 +109,20 @@ uint64_t n_exit(int nr) { return g_exit[nr].load(); }
 //   in:  rdi rsi rdx r10 r8 r9 rbx rbp r12 r13 r14 r15 at 0..88, xmm at 128
 //   out: [0] = ah after | OF << 8 | red-zone mismatches << 16 | DF << 24, [1] rax, then the
 //        12 registers, xmm at 128
+// The same with other shapes before the `syscall`, which REL32 covers by
+// relocating them into the stub: a je (re-encoded as jcc rel32), a
+// RIP-relative mov or lea (disp32 fixed for the stub's address).
 extern "C" void tt_reg_test(const uint64_t *in, uint64_t *out);
+extern "C" void tt_reg_test_je(const uint64_t *in, uint64_t *out);
+extern "C" void tt_reg_test_ripmov(const uint64_t *in, uint64_t *out);
+extern "C" void tt_reg_test_lea(const uint64_t *in, uint64_t *out);
 __asm__(R"(
+  .macro TT_REG_TEST name, shape
   .text
-  .globl tt_reg_test
-  .type tt_reg_test,@function
+  .globl \name
+  .type \name,@function
   .p2align 6  /* keeps its `syscall` off a cache-line end (PAGE0 skips those) */
-tt_reg_test:
+\name:
   push %rbx
   push %rbp
   push %r12
@@ -159,8 +166,19 @@ tt_reg_test:
   add $1, %cl
   stc
   std
-  mov $110, %eax
+  .if \shape == 0
+  mov $110, %eax  /* static REL32 */
+  .elseif \shape == 1
+  mov $110, %eax  /* a je (not taken: ZF is clear) right before the syscall */
+  je 2f
+  .elseif \shape == 2
+  mov tt_nr_getppid(%rip), %eax  /* a RIP-relative load right before it */
+  .else
+  lea tt_nr_getppid(%rip), %rax  /* a RIP-relative lea, then a 2-byte load */
+  mov (%rax), %eax
+  .endif
   syscall
+2:
   mov %rax, %r11
   lahf
   movzbl %ah, %ecx
@@ -221,7 +239,35 @@ tt_reg_test:
   pop %rbp
   pop %rbx
   ret
-  .size tt_reg_test, .-tt_reg_test
+  .size \name, .-\name
+  .endm
+  .section .rodata
+  .p2align 2
+tt_nr_getppid:
+  .long 110
+  TT_REG_TEST tt_reg_test, 0
+  TT_REG_TEST tt_reg_test_je, 1
+  TT_REG_TEST tt_reg_test_ripmov, 2
+  TT_REG_TEST tt_reg_test_lea, 3
+)");
+
+// `test %rdi,%rdi; je 1f; syscall` (getppid): rdi 0 takes the je (-1).
+extern "C" long tt_je_pick(long take_syscall);
+__asm__(R"(
+  .text
+  .globl tt_je_pick
+  .type tt_je_pick,@function
+  .p2align 4
+tt_je_pick:
+  mov $110, %eax
+  test %rdi, %rdi
+  je 1f
+  syscall
+  ret
+1:
+  mov $-1, %rax
+  ret
+  .size tt_je_pick, .-tt_je_pick
 )");
 
 // read(2) through a site of our own (`mov $0,%eax; syscall`: static REL32).
@@ -395,31 +441,61 @@ int run_mode(const std::string &mode) {
     g_replace_getppid = false;
     check(p == 777, "exit replaces getppid's result", "got %d", int(p));
   }
-  run("registers");
-  {
+  // Each shape before the `syscall`; under auto and rel32 each must be
+  // REL32-patched (the relocated je / RIP-relative ones included).
+  struct Shape {
+    const char *name;
+    void (*fn)(const uint64_t *, uint64_t *);
+  };
+  for (const Shape &sh : {Shape{"mov", tt_reg_test}, Shape{"je", tt_reg_test_je}, Shape{"rip-mov", tt_reg_test_ripmov},
+                          Shape{"rip-lea", tt_reg_test_lea}}) {
+    const std::string tag = std::string(" [") + sh.name + "]";
+    run(("registers" + tag).c_str());
     uint64_t in[48], out[48];
     for (int i = 0; i < 48; i++) in[i] = 0x1111111111111111ull * uint64_t(i % 15 + 1) + uint64_t(i);
     memset(out, 0, sizeof out);
+    g_last_mech = 0;
     const uint64_t e0 = n_enter(SYS_getppid);
-    tt_reg_test(in, out);
+    sh.fn(in, out);
     bool regs = true;
     for (int i = 0; i < 12; i++) regs &= out[2 + i] == in[i];
     bool xmm = !memcmp(in + 16, out + 16, 256);
     const unsigned flags = unsigned(out[0] & 0xff), of = unsigned(out[0] >> 8) & 1;
     const unsigned rz = unsigned(out[0] >> 16) & 0xff, df = unsigned(out[0] >> 24) & 1;
     const bool traced = n_enter(SYS_getppid) - e0 == 1;
-    check(traced, "own site traced", "%llu", (unsigned long long)(n_enter(SYS_getppid) - e0));
-    check(regs, "preserved GPRs intact");
-    check(xmm, "xmm0-15 intact");
-    check((flags & 0xc1) == 0x81 && of == 1 && df == 1, "flags intact (SF CF OF DF set, ZF clear)",
+    check(traced, ("own site traced exactly once" + tag).c_str(), "%llu",
+          (unsigned long long)(n_enter(SYS_getppid) - e0));
+    if (mech == 0 || mech == BH_TT_MECH_REL32)
+      check(g_last_mech.load() == BH_TT_MECH_REL32, ("own site REL32-patched" + tag).c_str(), "mechanism %llu",
+            (unsigned long long)g_last_mech.load());
+    check(regs, ("preserved GPRs intact" + tag).c_str());
+    check(xmm, ("xmm0-15 intact" + tag).c_str());
+    check((flags & 0xc1) == 0x81 && of == 1 && df == 1, ("flags intact (SF CF OF DF set, ZF clear)" + tag).c_str(),
           "ah %#x OF %u DF %u", flags, of, df);
     if (mode == "page0")
-      check(rz <= 1, "red zone: at most the return slot", "%u words changed", rz);
+      check(rz <= 1, ("red zone: at most the return slot" + tag).c_str(), "%u words changed", rz);
     else
-      check(rz == 0, "red zone intact", "%u words changed", rz);
-    check(int64_t(out[1]) == getppid(), "result in rax");
+      check(rz == 0, ("red zone intact" + tag).c_str(), "%u words changed", rz);
+    check(int64_t(out[1]) == getppid(), ("result in rax" + tag).c_str());
     if (traced && mech == 0)
-      printf("note [%s]: own site delivered by mechanism %llu\n", mode.c_str(), (unsigned long long)g_last_mech.load());
+      printf("note [%s]: own site%s delivered by mechanism %llu\n", mode.c_str(), tag.c_str(),
+             (unsigned long long)g_last_mech.load());
+  }
+  run("a relocated je, taken and not");
+  {
+    // tt_je_pick(0) takes the je past the `syscall` (no call, -1), any
+    // other argument falls through to getppid.
+    const long ppid = getppid();
+    const uint64_t e0 = n_enter(SYS_getppid);
+    g_last_mech = 0;
+    bool right = true;
+    for (int i = 0; i < 100; i++) right &= tt_je_pick(i & 1) == ((i & 1) ? ppid : -1L);
+    check(right, "je before the syscall: results (taken: -1, not taken: getppid)");
+    check(n_enter(SYS_getppid) - e0 == 50, "je before the syscall: traced only when not taken", "%llu, want 50",
+          (unsigned long long)(n_enter(SYS_getppid) - e0));
+    if (mech == 0 || mech == BH_TT_MECH_REL32)
+      check(g_last_mech.load() == BH_TT_MECH_REL32, "je before the syscall: REL32-patched", "mechanism %llu",
+            (unsigned long long)g_last_mech.load());
   }
   run("signals");
   {
