@@ -58,6 +58,44 @@ const EINVAL = 22;
 const ENOSPC = 28;
 const PUTS_MAX = 256;
 
+/**
+ * PTX that sets 64-bit `dst` to the calling thread's global linear index:
+ * the block's linear index times the threads per block, plus the thread's
+ * linear index in its block. `tmp` (64-bit) and `w` (three 32-bit) are
+ * scratch registers the caller declares.
+ */
+const globalThreadIndex = (dst: string, tmp: string, w: readonly [string, string, string]): string => {
+  const [a, b, c] = w;
+  return [
+    `mov.u32 ${a}, %ctaid.z;`,
+    `mov.u32 ${b}, %nctaid.y;`,
+    `mov.u32 ${c}, %ctaid.y;`,
+    `mad.lo.u32 ${a}, ${a}, ${b}, ${c};`,
+    `mov.u32 ${b}, %nctaid.x;`,
+    `mov.u32 ${c}, %ctaid.x;`,
+    `mad.lo.u32 ${a}, ${a}, ${b}, ${c};`,
+    `cvt.u64.u32 ${dst}, ${a};`,
+    `mov.u32 ${a}, %ntid.x;`,
+    `mov.u32 ${b}, %ntid.y;`,
+    `mul.lo.u32 ${a}, ${a}, ${b};`,
+    `mov.u32 ${b}, %ntid.z;`,
+    `mul.lo.u32 ${a}, ${a}, ${b};`,
+    `cvt.u64.u32 ${tmp}, ${a};`,
+    `mul.lo.u64 ${dst}, ${dst}, ${tmp};`,
+    `mov.u32 ${a}, %tid.z;`,
+    `mov.u32 ${b}, %ntid.y;`,
+    `mov.u32 ${c}, %tid.y;`,
+    `mad.lo.u32 ${a}, ${a}, ${b}, ${c};`,
+    `mov.u32 ${b}, %ntid.x;`,
+    `mov.u32 ${c}, %tid.x;`,
+    `mad.lo.u32 ${a}, ${a}, ${b}, ${c};`,
+    `cvt.u64.u32 ${tmp}, ${a};`,
+    `add.s64 ${dst}, ${dst}, ${tmp};`,
+  ]
+    .map((l) => `\t${l}`)
+    .join("\n");
+};
+
 const fn = (id: number, params: readonly string[], body: string): string =>
   [
     `.func (.param .b64 ret) ${helperSymbol(id)}(${params.map((p) => `.param .b64 ${p}`).join(", ")})`,
@@ -273,30 +311,7 @@ $missing:
 	ld.u64 %sh, [%m+${MAP.capacity}];
 	setp.eq.u64 %q, %sh, 0;
 	@%q bra $flat;
-	mov.u32 %a, %ctaid.z;
-	mov.u32 %b, %nctaid.y;
-	mov.u32 %c, %ctaid.y;
-	mad.lo.u32 %a, %a, %b, %c;
-	mov.u32 %b, %nctaid.x;
-	mov.u32 %c, %ctaid.x;
-	mad.lo.u32 %a, %a, %b, %c;
-	cvt.u64.u32 %g, %a;
-	mov.u32 %a, %ntid.x;
-	mov.u32 %b, %ntid.y;
-	mul.lo.u32 %a, %a, %b;
-	mov.u32 %b, %ntid.z;
-	mul.lo.u32 %a, %a, %b;
-	cvt.u64.u32 %h, %a;
-	mul.lo.u64 %g, %g, %h;
-	mov.u32 %a, %tid.z;
-	mov.u32 %b, %ntid.y;
-	mov.u32 %c, %tid.y;
-	mad.lo.u32 %a, %a, %b, %c;
-	mov.u32 %b, %ntid.x;
-	mov.u32 %c, %tid.x;
-	mad.lo.u32 %a, %a, %b, %c;
-	cvt.u64.u32 %h, %a;
-	add.s64 %g, %g, %h;
+${globalThreadIndex("%g", "%h", ["%a", "%b", "%c"])}
 	sub.s64 %h, %sh, 1;
 	and.b64 %g, %g, %h;
 	mad.lo.s64 %i, %i, %sh, %g;
@@ -549,34 +564,11 @@ $full:
         14,
         [],
         `
-  .reg .b64 %v, %b, %t, %n;
+  .reg .b64 %v, %t, %n;
   .reg .b32 %w<3>;
   ld.volatile.global.u64 %v, [bh_pid_tgid];
   and.b64 %v, %v, -4294967296;
-  // block linear index * threads per block + thread linear index
-  mov.u32 %w0, %ctaid.z;
-  mov.u32 %w1, %nctaid.y;
-  mov.u32 %w2, %ctaid.y;
-  mad.lo.u32 %w0, %w0, %w1, %w2;
-  mov.u32 %w1, %nctaid.x;
-  mov.u32 %w2, %ctaid.x;
-  mad.lo.u32 %w0, %w0, %w1, %w2;
-  cvt.u64.u32 %b, %w0;
-  mov.u32 %w0, %ntid.x;
-  mov.u32 %w1, %ntid.y;
-  mul.lo.u32 %w0, %w0, %w1;
-  mov.u32 %w1, %ntid.z;
-  mul.lo.u32 %w0, %w0, %w1;
-  cvt.u64.u32 %n, %w0;
-  mov.u32 %w0, %tid.z;
-  mov.u32 %w1, %ntid.y;
-  mov.u32 %w2, %tid.y;
-  mad.lo.u32 %w0, %w0, %w1, %w2;
-  mov.u32 %w1, %ntid.x;
-  mov.u32 %w2, %tid.x;
-  mad.lo.u32 %w0, %w0, %w1, %w2;
-  cvt.u64.u32 %t, %w0;
-  mad.lo.s64 %t, %b, %n, %t;
+${globalThreadIndex("%t", "%n", ["%w0", "%w1", "%w2"])}
   and.b64 %t, %t, 4294967295;
   or.b64 %v, %v, %t;
   st.param.b64 [ret], %v;
