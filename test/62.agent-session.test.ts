@@ -99,14 +99,7 @@ describe("62 agent mode: AgentSession", function () {
     assert.equal(workCalls(s), 40, "every call of the late thread counted");
   });
 
-  it("a third party's plugin given as a directory reaches the agent; its refusal there is the attach's error", async function () {
-    // An open bug: in about one full suite run in three the agent applies the
-    // plan without answering this attachment ("no agent answered; the
-    // agent's log: (nothing)"); never seen in a partial run. Retried so the
-    // suite stays usable, and every retry is printed for whoever hunts it.
-    this.retries(2);
-    const retry = (this.test as unknown as { currentRetry(): number } | undefined)?.currentRetry() ?? 0;
-    if (retry > 0) console.log(`      retry ${retry} of the third-party plugin test (open bug, see the comment above)`);
+  it("a third party's plugin given as a directory reaches the agent; its refusal there is the attach's error", async () => {
     const echo = path.join(dir, "echo.bpf.o");
     copyFileSync(compileFixture("agent/echo.bpf.c"), echo);
     await expectError(

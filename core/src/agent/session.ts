@@ -526,7 +526,13 @@ function waitSpawned(child: ChildProcess, command: string): Promise<void> {
   });
 }
 
-/** Waits until an agent in `pid` has registered in the area (bounded). */
+/**
+ * Waits until an agent in `pid` has registered in the area (bounded): its
+ * record starting or running, not only claimed. An agent claims a record by
+ * writing its pid first and fills the rest before it says STARTING; a
+ * controller that went on at the pid alone could publish and settle while
+ * the record still read FREE, and report the attachments as unanswered.
+ */
 async function waitAgentStart(backend: AgentBackend, pid: number, timeoutMs: number, exited: Promise<ExitStatus> | undefined, what: string): Promise<void> {
   let status: ExitStatus | undefined;
   void exited?.then((s) => {
@@ -534,7 +540,7 @@ async function waitAgentStart(backend: AgentBackend, pid: number, timeoutMs: num
   });
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (backend.area.processes().some((p) => p.pid === pid)) return;
+    if (backend.processes().some((p) => p.pid === pid)) return;
     if (status !== undefined) {
       throw new BpfhookError(
         "AGENT_ERROR",
