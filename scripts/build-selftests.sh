@@ -9,7 +9,7 @@ jobs="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
 cmake -S core/native -B core/build-selftests -DBPFHOOK_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build core/build-selftests -j"$jobs" --target \
   bpfvm_selftest bpfvm_jit_selftest helpers_selftest maps_native_test maps_vm_test region_lock_holder \
-  agent_area_selftest >/dev/null
+  agent_area_selftest vector_clean_test >/dev/null
 
 if [ -f plugins/frida-uprobe/native/CMakeLists.txt ]; then
   cmake -S plugins/frida-uprobe/native -B plugins/frida-uprobe/build-selftests -DBH_HOOK_BUILD_TESTS=ON \

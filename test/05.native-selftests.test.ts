@@ -18,6 +18,7 @@ const selftests: [name: string, binary: string, timeoutMs: number][] = [
   ["helpers", path.join(core, "helpers", "helpers_selftest"), 60_000],
   ["maps", path.join(core, "maps", "maps_native_test"), 120_000],
   ["maps through the VM", path.join(core, "maps", "maps_vm_test"), 60_000],
+  ["helpers that leave vector state alone", path.join(core, "helpers", "vector_clean_test"), 60_000],
   ["agent area bounds", path.join(core, "agent", "agent_area_selftest"), 60_000],
   ["hook engine", path.join(hook, "hook_selftest"), 300_000],
   ["syscall dispatcher", path.join(repoRoot, "plugins", "syscall-trace", "build-selftests", "sc_dispatch_selftest"), 120_000],

@@ -312,6 +312,30 @@ describe("47 syscall-trace", function () {
     });
   });
 
+  describe("vector state: kept only where a program's helpers may change it", () => {
+    let rt: Runtime | undefined;
+    afterEach(() => rt?.close());
+    const guardedAfter = async (opts: { backend?: "jit" | "interpreter" }, names: string[]) => {
+      rt?.close();
+      rt = await Runtime.create({ plugins: [PLUGIN], resolveFrom: repoRoot, ...opts });
+      setDispatchOnly(rt, true);
+      const obj = rt.load(compileFixture("syscall/vector.bpf.c"));
+      for (const n of names) await obj.program(n).attach();
+      dispatch(rt, NR.getppid, [], 1);
+      return syscallTraceStats(rt).guarded;
+    };
+    before(function () {
+      skipWithoutClang(this);
+    });
+
+    it("JIT programs on the core's vector-clean helpers and map types run unguarded; LRU maps and comm are guarded", async () => {
+      assert.equal(await guardedAfter({}, ["hash_counter", "ring_event"]), 0);
+      assert.equal(await guardedAfter({}, ["hash_counter", "lru_counter", "comm"]), 2);
+      // The interpreter is C that may reach anything: always guarded.
+      assert.equal(await guardedAfter({ backend: "interpreter" }, ["hash_counter"]), 1);
+    });
+  });
+
   describe("real system calls of this process (embedded mode)", function () {
     this.timeout(60000);
     let transformerMissing: string | undefined;

@@ -457,7 +457,12 @@ int count(void *owner) {
 Stats stats() {
   uint64_t threads = 0;
   for (const Slot &s : g_slots) threads += s.owner.load(std::memory_order_relaxed) != 0;
-  return Stats{g_missed.load(), g_grace_timeouts.load(), threads};
+  uint64_t guarded = 0;
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    for (const Record &r : g_records) guarded += !r.a.no_vector;
+  }
+  return Stats{g_missed.load(), g_grace_timeouts.load(), threads, guarded};
 }
 
 }  // namespace sc

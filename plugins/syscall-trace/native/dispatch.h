@@ -48,6 +48,7 @@ struct Stats {
   uint64_t missed;          // calls not traced: no per-thread slot was free
   uint64_t grace_timeouts;  // grace periods that gave up waiting (old lists leaked)
   uint64_t threads;         // per-thread slots in use
+  uint64_t guarded;         // attachments whose runs keep the vector state (vec_guard.h)
 };
 Stats stats();
 

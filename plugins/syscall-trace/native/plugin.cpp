@@ -179,7 +179,11 @@ int sc_attach(void *state, const bh_attach_opts *opts, char *err, size_t err_len
   // point; override needs it.
   a.reads_probe = !BH_SZ_HAS(opts, bh_attach_opts, prog_flags) || (opts->prog_flags & BH_PROG_F_PROBE_CTX) != 0;
   a.allow_override = (pd.flags & BH_SC_F_ALLOW_OVERRIDE) != 0;
-  a.no_vector = a.jit != nullptr && (pd.flags & BH_SC_F_NO_HELPERS) != 0;
+  // No vector state to keep when the JIT code calls no helper, or only
+  // helpers the core built to leave it alone.
+  const bool vector_clean =
+      BH_SZ_HAS(opts, bh_attach_opts, prog_flags) && (opts->prog_flags & BH_PROG_F_VECTOR_CLEAN) != 0;
+  a.no_vector = a.jit != nullptr && ((pd.flags & BH_SC_F_NO_HELPERS) != 0 || vector_clean);
   std::lock_guard<std::mutex> lock(g_mu);
   int rc = ensure_installed(s->host, err, err_len);
   if (rc < 0) return rc;
@@ -210,13 +214,13 @@ int sc_detach(void *state, int id) {
   return 0;
 }
 
-// Layout of call "stats"'s out (88 bytes, little-endian).
+// Layout of call "stats"'s out (96 bytes, little-endian).
 struct StatsOut {
   uint32_t installed, mechanisms_active, modules_scanned, dispatch_only;
   uint64_t sites_found, sites_rel32, sites_page0, sites_sud, sites_untouched, bytes_undecodable;
-  uint64_t missed, grace_timeouts, threads;
+  uint64_t missed, grace_timeouts, threads, guarded;
 };
-static_assert(sizeof(StatsOut) == 88, "stats layout");
+static_assert(sizeof(StatsOut) == 96, "stats layout");
 
 int64_t sc_call(void *, const char *name, const void *in, size_t in_len, void *out, size_t out_len) {
   if (strcmp(name, "dispatch") == 0) {
@@ -272,6 +276,7 @@ int64_t sc_call(void *, const char *name, const void *in, size_t in_len, void *o
     o.missed = d.missed;
     o.grace_timeouts = d.grace_timeouts;
     o.threads = d.threads;
+    o.guarded = d.guarded;
     memcpy(out, &o, sizeof o);
     return 0;
   }

@@ -17,7 +17,8 @@
 //  - when the upper halves of ymm/zmm0-15 hold values (rare at a system
 //    call), everything the mask covers goes through XSAVEC / XRSTOR (about
 //    40 ns measured here).
-// A JIT program that calls no helper touches none of it and pays nothing.
+// A JIT program that calls no helper, or only the core's vector-clean ones
+// (BH_PROG_F_VECTOR_CLEAN), touches none of it and pays nothing.
 #pragma once
 
 #include <cstdint>

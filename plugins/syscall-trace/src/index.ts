@@ -89,10 +89,17 @@ export interface SyscallTraceStats {
   readonly graceTimeouts: number;
   /** Threads that have made a traced call (slots in use). */
   readonly threads: number;
+  /**
+   * Attachments whose runs keep the AVX/AVX-512 state (the program runs in
+   * the interpreter or calls a helper that may change it); the others, JIT
+   * programs that call no helper or only the core's vector-clean ones
+   * (BH_PROG_F_VECTOR_CLEAN), run without that cost.
+   */
+  readonly guarded: number;
 }
 
 export function syscallTraceStats(host: NativeCaller): SyscallTraceStats {
-  const { out } = host.callNative(PLUGIN_NAME, "stats", new Uint8Array(0), 88);
+  const { out } = host.callNative(PLUGIN_NAME, "stats", new Uint8Array(0), 96);
   const u64 = (o: number) => Number(out.readBigUInt64LE(o));
   return {
     installed: out.readUInt32LE(0) !== 0,
@@ -108,6 +115,7 @@ export function syscallTraceStats(host: NativeCaller): SyscallTraceStats {
     missed: u64(64),
     graceTimeouts: u64(72),
     threads: u64(80),
+    guarded: u64(88),
   };
 }
 

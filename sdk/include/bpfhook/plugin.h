@@ -81,6 +81,16 @@ struct bh_attach_opts {
  * bracket; the helpers then see no attach point. */
 #define BH_PROG_F_PROBE_CTX 0x1u
 
+/* Run from `jit`, the program leaves the AVX and AVX-512 state alone (the
+ * upper halves of ymm/zmm0-15, zmm16-31, the opmask registers): every helper
+ * it calls is one of the core's that touches at most xmm0-15 (baseline
+ * x86-64 code that calls no libc string function), on map types whose paths
+ * are so too (bh_helper_vector_clean, core/native/helpers). A plugin whose
+ * hook must preserve that state (a system call's, which the kernel
+ * preserves) may skip saving it for such a program; xmm0-15 it must still
+ * keep. Never set for `run`, the interpreter or checked mode. */
+#define BH_PROG_F_VECTOR_CLEAN 0x2u
+
 /* Registers a custom helper with the core; the core adds it to every program
  * loaded afterwards. `flags`: BH_HELPER_MAY_EXIT, BH_HELPER_ARGS_SCALAR
  * (bpfhook/vm.h). Checked-mode programs may call a plugin helper only if it

@@ -161,4 +161,24 @@ int bh_helpers_register_all(bh_vm *vm, const bh_helpers_opts *opts) {
   return 0;
 }
 
+int bh_helper_vector_clean(int32_t id) {
+  switch (id) {
+    case 1:
+    case 2:
+    case 3:  // map lookup / update / delete: on the map types of bh_map_type_vector_clean
+    case BH_FN_KTIME_GET_NS:
+    case BH_FN_GET_PRANDOM_U32:
+    case BH_FN_GET_SMP_PROCESSOR_ID:  // sched_getcpu: the rseq area or the vDSO
+    case BH_FN_GET_CURRENT_PID_TGID:
+    case BH_FN_GET_CURRENT_UID_GID:
+    case BH_FN_KTIME_GET_BOOT_NS:
+    case BH_FN_KTIME_GET_COARSE_NS:  // clock_gettime: the vDSO
+    case 131:
+    case 132:
+    case 133:  // ring buffer reserve / submit / discard: no copy
+      return 1;
+    default: return 0;
+  }
+}
+
 }  // extern "C"

@@ -12,11 +12,11 @@ long array_update(bh_map *m, const void *key, const void *value, uint64_t flags,
   if (flags == BH_NOEXIST) return -EEXIST;  // every index exists
   const auto *src = static_cast<const uint8_t *>(value);
   if (m->type == BH_MAP_TYPE_ARRAY) {
-    memcpy(m->a + uint64_t(idx) * m->stride, src, m->value_size);
+    copy_bytes(m->a + uint64_t(idx) * m->stride, src, m->value_size);
     return 0;
   }
   if (!all_cpus) {
-    memcpy(percpu_array_lookup(m, key), src, m->value_size);
+    copy_bytes(percpu_array_lookup(m, key), src, m->value_size);
     return 0;
   }
   for (uint32_t cpu = 0; cpu < m->ncpus; cpu++) {

@@ -85,7 +85,7 @@ uint32_t find_locked(bh_map *m, Bucket *b, uint32_t hash, const void *key, uint3
 
 void write_value(bh_map *m, uint32_t idx, const void *value, bool all_cpus, bool fresh) {
   if (m->type != BH_MAP_TYPE_PERCPU_HASH) {
-    memcpy(elem_value(m, elem(m, idx)), value, m->value_size);
+    copy_bytes(elem_value(m, elem(m, idx)), value, m->value_size);
     return;
   }
   const auto *src = static_cast<const uint8_t *>(value);
@@ -100,9 +100,9 @@ void write_value(bh_map *m, uint32_t idx, const void *value, bool all_cpus, bool
   uint32_t me = current_cpu(m);
   for (uint32_t cpu = 0; cpu < m->ncpus; cpu++) {
     if (cpu == me) {
-      memcpy(percpu_value(m, idx, cpu), src, m->value_size);
+      copy_bytes(percpu_value(m, idx, cpu), src, m->value_size);
     } else if (fresh) {
-      memset(percpu_value(m, idx, cpu), 0, m->value_size);
+      zero_bytes(percpu_value(m, idx, cpu), m->value_size);
     }
   }
 }
@@ -246,7 +246,7 @@ long hash_update(bh_map *m, const void *key, const void *value, uint64_t flags, 
     }
     ElemHeader *e = elem(m, idx);
     e->hash = hash;
-    memcpy(elem_key(e), key, m->key_size);
+    copy_bytes(elem_key(e), key, m->key_size);
     write_value(m, idx, value, all_cpus, true);
     if (lru) e->atime = shm::fetch_add(&m->hdr->lru_clock, 1u) + 1;
     e->flags = kElemLive;

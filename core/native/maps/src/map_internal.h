@@ -289,6 +289,63 @@ inline uint32_t load32(const void *p) {
   return v;
 }
 
+// ---- copies and compares of the program-side paths, without libc ----
+//
+// libc's memcpy/memcmp/memset use AVX and AVX-512 registers on machines that
+// have them (ymm upper halves, zmm16-31, opmask registers), state that a
+// system-call hook must then save around a program (BH_PROG_F_VECTOR_CLEAN in
+// sdk/include/bpfhook/plugin.h: the lookup, update and delete of the map
+// types bh_map_type_vector_clean names go through these instead). Keys and
+// values are small, so words then bytes is fast enough; the empty asm keeps
+// GCC from turning the loops back into library calls.
+inline uint64_t load_tail(const uint8_t *p, uint32_t len) {  // len < 8
+  uint64_t v = 0;
+  for (uint32_t i = 0; i < len; i++) {
+    asm("" : "+r"(i));
+    v |= uint64_t(p[i]) << (8 * i);
+  }
+  return v;
+}
+
+inline void copy_bytes(void *dst, const void *src, uint32_t len) {
+  auto *d = static_cast<uint8_t *>(dst);
+  const auto *s = static_cast<const uint8_t *>(src);
+  uint32_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    asm("" : "+r"(i));
+    uint64_t w;
+    __builtin_memcpy(&w, s + i, 8);
+    __builtin_memcpy(d + i, &w, 8);
+  }
+  for (; i < len; i++) {
+    asm("" : "+r"(i));
+    d[i] = s[i];
+  }
+}
+
+inline void zero_bytes(void *dst, uint32_t len) {
+  auto *d = static_cast<uint8_t *>(dst);
+  uint32_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    asm("" : "+r"(i));
+    const uint64_t z = 0;
+    __builtin_memcpy(d + i, &z, 8);
+  }
+  for (; i < len; i++) {
+    asm("" : "+r"(i));
+    d[i] = 0;
+  }
+}
+
+inline bool bytes_equal(const uint8_t *a, const uint8_t *b, uint32_t len) {
+  uint32_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    asm("" : "+r"(i));
+    if (load64(a + i) != load64(b + i)) return false;
+  }
+  return load_tail(a + i, len - i) == load_tail(b + i, len - i);
+}
+
 inline uint32_t hash_bytes(uint64_t seed, const void *key, uint32_t len) {
   const auto *p = static_cast<const uint8_t *>(key);
   uint64_t h = seed ^ (uint64_t(len) * kMul1);
@@ -298,11 +355,7 @@ inline uint32_t hash_bytes(uint64_t seed, const void *key, uint32_t len) {
     p += 8;
     len -= 8;
   }
-  if (len != 0) {
-    uint64_t tail = 0;
-    memcpy(&tail, p, len);
-    h ^= tail * kMul1;
-  }
+  if (len != 0) h ^= load_tail(p, len) * kMul1;
   return uint32_t(mix64(h));
 }
 
@@ -316,7 +369,7 @@ inline uint32_t hash_key(const bh_map *m, const void *key) {
 inline bool key_eq(const bh_map *m, const uint8_t *stored, const void *key) {
   if (m->key_size == 4) return load32(stored) == load32(key);
   if (m->key_size == 8) return load64(stored) == load64(key);
-  return memcmp(stored, key, m->key_size) == 0;
+  return bytes_equal(stored, static_cast<const uint8_t *>(key), m->key_size);
 }
 
 // ---- element addressing ----

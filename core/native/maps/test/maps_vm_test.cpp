@@ -174,8 +174,15 @@ void run_case(bh_region *r, bool jit, const char *tag) {
     return 0;
   };
   int n = bh_ringbuf_consume(maps.events, count4, &events, 0);
-  CHECK_EQ(n, threads * iters);
-  CHECK_EQ(events, threads * iters);
+  // A record may be refused when a producer holding the ring's lock is
+  // preempted past the probe's wait budget (a loaded machine): then it is
+  // counted as a drop, never lost silently.
+  bh_ringbuf_stats st{};
+  CHECK_EQ(bh_ringbuf_get_stats(maps.events, &st), 0);
+  CHECK_EQ(uint64_t(n) + st.drops, uint64_t(threads * iters));
+  CHECK_EQ(events, uint64_t(n));
+  if (st.drops != 0)
+    printf("%s: %llu records dropped (lock wait budget), counted\n", tag, (unsigned long long)st.drops);
   uint32_t zero = 0;
   uint64_t global[2] = {0, 0};
   CHECK_EQ(bh_map_lookup(maps.global, &zero, global), 0);

@@ -75,7 +75,8 @@ struct bh_program {
   bh_vm *vm = nullptr;
   bh_jit_fn fast_jit = nullptr;  // set only in fast (unchecked, unbudgeted) JIT mode
   bool interpreter = false;
-  uint32_t features = 0;  // kUsesTailCalls | kWalksStack
+  uint32_t features = 0;      // kUsesTailCalls | kWalksStack
+  bool vector_clean = false;  // BH_PROG_F_VECTOR_CLEAN (plugin.h)
   std::atomic<int> refs{1};
   std::atomic<uint64_t> faults{0};
   std::mutex fault_mu;  // guards last_fault; taken only when a run faults
@@ -182,6 +183,46 @@ bool is_prog_array(bh_runtime *rt, const void *map) {
   if (rt == nullptr) return false;
   std::lock_guard<std::mutex> lock(rt->mu);
   return std::find(rt->prog_arrays.begin(), rt->prog_arrays.end(), map) != rt->prog_arrays.end();
+}
+
+// BH_PROG_F_VECTOR_CLEAN: every helper the program calls is one of the
+// core's that leaves AVX/AVX-512 state alone (bh_helper_vector_clean), not
+// replaced by a plugin's, and, if it calls a map helper, every map it names
+// is of a type whose paths are clean too. Unknown means not clean.
+bool scan_vector_clean(bh_runtime *rt, const bh_vm *vm, const bh_program_opts &o) {
+  size_t n = 0;
+  const bh_inst *insts = bh_vm_insts(vm, &n);
+  bool uses_maps = false;
+  for (size_t pc = 0; pc < n; pc++) {
+    const bh_inst &i = insts[pc];
+    if (i.opcode == BH_OP_CALLX) return false;
+    if (i.opcode != BH_OP_CALL || i.src != BH_CALL_HELPER) continue;
+    if (!bh_helper_vector_clean(i.imm)) return false;
+    if (i.imm >= 1 && i.imm <= 3) uses_maps = true;
+  }
+  {
+    std::lock_guard<std::mutex> lock(rt->mu);
+    for (const HelperReg &h : rt->helpers)
+      for (size_t pc = 0; pc < n; pc++)
+        if (insts[pc].opcode == BH_OP_CALL && insts[pc].src == BH_CALL_HELPER && uint32_t(insts[pc].imm) == h.id)
+          return false;
+  }
+  if (!uses_maps) return true;
+  // The maps the program can hand a helper: those its lddw instructions load
+  // as map pointers (as loaded, before the resolver rewrote them).
+  const auto *raw = static_cast<const bh_inst *>(o.insns);
+  const size_t nraw = o.insns_len / sizeof(bh_inst);
+  for (size_t pc = 0; pc < nraw; pc++) {
+    const bh_inst &i = raw[pc];
+    if (i.opcode != BH_OP_LDDW) continue;
+    pc++;  // the second half
+    if (i.src != BH_PSEUDO_MAP_FD && i.src != BH_PSEUDO_MAP_IDX) continue;
+    if (i.imm < 0 || size_t(i.imm) >= o.nmaps || o.maps[i.imm] == nullptr) return false;
+    bh_vm_map m{};
+    m.sz = sizeof m;
+    if (o.map_desc == nullptr || o.map_desc(o.maps[i.imm], &m) != 0 || !bh_map_type_vector_clean(m.type)) return false;
+  }
+  return true;
 }
 
 uint32_t scan_features(const bh_vm *vm) {
@@ -489,6 +530,7 @@ bh_program *bh_runtime_load_program(bh_runtime *rt, const struct bh_program_opts
     return nullptr;
   }
   prog->features = scan_features(prog->vm);
+  prog->vector_clean = scan_vector_clean(rt, prog->vm, o);
   if (!prog->interpreter) {
     bh_jit_fn fn = bh_vm_compile(prog->vm, msg, sizeof msg);
     if (fn == nullptr) {
@@ -588,7 +630,8 @@ int bh_runtime_attach(bh_runtime *rt, int plugin, bh_program *prog, const struct
   a.jit = prog->fast_jit;
   a.cookie = opts->cookie;
   a.prog_name = prog->name.c_str();
-  a.prog_flags = (prog->features & kReadsProbe) != 0 ? BH_PROG_F_PROBE_CTX : 0u;
+  a.prog_flags = ((prog->features & kReadsProbe) != 0 ? BH_PROG_F_PROBE_CTX : 0u) |
+                 (prog->vector_clean && prog->fast_jit != nullptr ? BH_PROG_F_VECTOR_CLEAN : 0u);
   char msg[1024] = {0};
   int id = p.ops->attach(p.state, &a, msg, sizeof msg);
   if (id < 0) return bh_fail(err, err_len, id, "[%s] prog '%s': %s", p.name.c_str(), prog->name.c_str(), msg);

@@ -68,6 +68,22 @@ extern "C" {
 #define BH_FN_GET_RETVAL 186
 #define BH_FN_SET_RETVAL 187
 
+/* Non-zero when helper `id` leaves AVX and AVX-512 state alone (the upper
+ * halves of ymm/zmm0-15, zmm16-31, the opmask registers): it is compiled for
+ * baseline x86-64 (SSE only) and calls no libc function that may use more,
+ * such as the string functions. The map helpers 1-3 (lookup, update, delete)
+ * are, on the map types of bh_map_type_vector_clean; 131-133 (ring buffer
+ * reserve, submit, discard) are. BH_PROG_F_VECTOR_CLEAN (plugin.h) is built
+ * from it; core/native/helpers/tests/vector_clean_test.cpp proves each one. */
+int bh_helper_vector_clean(int32_t id);
+/* The map types (kernel ids) on which helpers 1-3 are: array, per-CPU array,
+ * hash, per-CPU hash (their copies and compares are core/native/maps'
+ * copy_bytes / bytes_equal, not libc's), and ring buffer (lookups fail, and
+ * reserve/submit/discard copy nothing). */
+static inline int bh_map_type_vector_clean(uint32_t type) {
+  return type == 1 || type == 2 || type == 5 || type == 6 || type == 27;
+}
+
 /* ---- the helpers ---------------------------------------------------------
  * Arguments as in the kernel's documentation (bpf-helpers(7)); pointers travel
  * as uint64_t. Unused trailing arguments are ignored. */
