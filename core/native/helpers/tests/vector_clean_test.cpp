@@ -33,9 +33,9 @@ bool g_avx512 = false;
 // without AVX-512), zmm16-31, k1-7 (k0 cannot be a write mask, but libc may
 // still write it: included).
 struct alignas(64) VecState {
-  uint8_t hi[16][32];    // zmm0-15 bits 256-511 (AVX-512) / ymm0-15 bits 128-255 (hi[i][0..15])
-  uint8_t z16[16][64];   // zmm16-31
-  uint64_t k[8];         // k0-7
+  uint8_t hi[16][32];   // zmm0-15 bits 256-511 (AVX-512) / ymm0-15 bits 128-255 (hi[i][0..15])
+  uint8_t z16[16][64];  // zmm16-31
+  uint64_t k[8];        // k0-7
 };
 
 void pattern(VecState *s, uint8_t seed) {
@@ -149,14 +149,14 @@ inline uint64_t u(const void *p) { return uint64_t(uintptr_t(p)); }
 void map_cases(bh_region *r) {
   // Key sizes: 4 and 8 (one word), 12 and 20 (words and a tail), 64 (many).
   const uint32_t key_sizes[] = {4, 8, 12, 20, 64};
-  const uint32_t value_sizes[] = {8, 24, 100};
+  const uint32_t value_sizes[] = {8, 24, 100, 200};
   for (uint32_t type : {uint32_t(BH_MAP_TYPE_HASH), uint32_t(BH_MAP_TYPE_PERCPU_HASH)}) {
     for (uint32_t ks : key_sizes) {
       for (uint32_t vs : value_sizes) {
         if (!bh_map_type_vector_clean(type)) continue;
         bh_map *m = make(r, type, ks, vs, 16);
         if (m == nullptr) continue;
-        uint8_t key[64], other[64], value[128];
+        uint8_t key[64], other[64], value[256];
         for (uint32_t i = 0; i < sizeof key; i++) key[i] = uint8_t(i * 3 + 1), other[i] = key[i];
         other[ks - 1] ^= 0x80;  // differs in the last byte only: the tail compare decides
         for (uint32_t i = 0; i < sizeof value; i++) value[i] = uint8_t(0xa0 + i);
@@ -183,7 +183,7 @@ void map_cases(bh_region *r) {
       bh_map *m = make(r, type, 4, vs, 4);
       if (m == nullptr) continue;
       uint32_t k = 2, bad = 9;
-      uint8_t value[128];
+      uint8_t value[256];
       for (uint32_t i = 0; i < sizeof value; i++) value[i] = uint8_t(0x30 + i);
       char what[64];
       snprintf(what, sizeof what, "type %u value %u", type, vs);

@@ -296,8 +296,9 @@ inline uint32_t load32(const void *p) {
 // system-call hook must then save around a program (BH_PROG_F_VECTOR_CLEAN in
 // sdk/include/bpfhook/plugin.h: the lookup, update and delete of the map
 // types bh_map_type_vector_clean names go through these instead). Keys and
-// values are small, so words then bytes is fast enough; the empty asm keeps
-// GCC from turning the loops back into library calls.
+// values are mostly small: words then bytes, the empty asm keeping GCC from
+// turning the loops back into library calls; from 128 bytes on, rep movsb /
+// stosb (no vector register either).
 inline uint64_t load_tail(const uint8_t *p, uint32_t len) {  // len < 8
   uint64_t v = 0;
   for (uint32_t i = 0; i < len; i++) {
@@ -310,6 +311,12 @@ inline uint64_t load_tail(const uint8_t *p, uint32_t len) {  // len < 8
 inline void copy_bytes(void *dst, const void *src, uint32_t len) {
   auto *d = static_cast<uint8_t *>(dst);
   const auto *s = static_cast<const uint8_t *>(src);
+  if (len >= 128) {
+    // Microcoded string moves use no vector register and are fast at this size.
+    size_t n = len;
+    asm volatile("rep movsb" : "+D"(d), "+S"(s), "+c"(n) : : "memory");
+    return;
+  }
   uint32_t i = 0;
   for (; i + 8 <= len; i += 8) {
     asm("" : "+r"(i));
@@ -325,6 +332,11 @@ inline void copy_bytes(void *dst, const void *src, uint32_t len) {
 
 inline void zero_bytes(void *dst, uint32_t len) {
   auto *d = static_cast<uint8_t *>(dst);
+  if (len >= 128) {
+    size_t n = len;
+    asm volatile("rep stosb" : "+D"(d), "+c"(n) : "a"(0) : "memory");
+    return;
+  }
   uint32_t i = 0;
   for (; i + 8 <= len; i += 8) {
     asm("" : "+r"(i));
