@@ -151,6 +151,15 @@ int bh_map_vm_desc(void *map, bh_vm_map *out) {
   out->key_size = i->key_size;
   out->value_size = i->value_size;
   if (i->type == BH_MAP_TYPE_RINGBUF) out->storage = bh_map_storage(m, &out->storage_len);
+  if (out->sz >= offsetof(bh_vm_map, value_stride) + sizeof out->value_stride) {
+    out->max_entries = i->max_entries;
+    out->value_base = 0;
+    out->value_stride = 0;
+    if (m->type == BH_MAP_TYPE_ARRAY) {
+      out->value_base = uint64_t(uintptr_t(m->a));
+      out->value_stride = m->stride;
+    }
+  }
   return 0;
 }
 

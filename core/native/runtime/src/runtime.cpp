@@ -75,8 +75,9 @@ struct bh_program {
   bh_vm *vm = nullptr;
   bh_jit_fn fast_jit = nullptr;  // set only in fast (unchecked, unbudgeted) JIT mode
   bool interpreter = false;
-  uint32_t features = 0;      // kUsesTailCalls | kWalksStack
-  bool vector_clean = false;  // BH_PROG_F_VECTOR_CLEAN (plugin.h)
+  uint32_t features = 0;                           // kUsesTailCalls | kWalksStack
+  bool vector_clean = false;                       // BH_PROG_F_VECTOR_CLEAN (plugin.h)
+  int (*map_desc)(void *, bh_vm_map *) = nullptr;  // bh_program_opts.map_desc, for the JIT's inline lookup
   std::atomic<int> refs{1};
   std::atomic<uint64_t> faults{0};
   std::mutex fault_mu;  // guards last_fault; taken only when a run faults
@@ -217,12 +218,21 @@ bool scan_vector_clean(bh_runtime *rt, const bh_vm *vm, const bh_program_opts &o
     if (i.opcode != BH_OP_LDDW) continue;
     pc++;  // the second half
     if (i.src != BH_PSEUDO_MAP_FD && i.src != BH_PSEUDO_MAP_IDX) continue;
-    if (i.imm < 0 || size_t(i.imm) >= o.nmaps || o.maps[i.imm] == nullptr) return false;
+    if (i.imm < 0 || size_t(i.imm) >= o.nmaps || o.maps[i.imm] == nullptr || is_prog_array(rt, o.maps[i.imm]))
+      return false;
     bh_vm_map m{};
     m.sz = sizeof m;
     if (o.map_desc == nullptr || o.map_desc(o.maps[i.imm], &m) != 0 || !bh_map_type_vector_clean(m.type)) return false;
   }
   return true;
+}
+
+// The JIT's inline array lookup (bh_vm_set_inline_lookup): a map's layout
+// as the maps library describes it; never a program array, which is ours.
+int inline_layout(void *cookie, const void *map, bh_vm_map *out) {
+  auto *prog = static_cast<bh_program *>(cookie);
+  if (prog->map_desc == nullptr || is_prog_array(prog->owner, map)) return -1;
+  return prog->map_desc(const_cast<void *>(map), out);
 }
 
 uint32_t scan_features(const bh_vm *vm) {
@@ -532,6 +542,14 @@ bh_program *bh_runtime_load_program(bh_runtime *rt, const struct bh_program_opts
   prog->features = scan_features(prog->vm);
   prog->vector_clean = scan_vector_clean(rt, prog->vm, o);
   if (!prog->interpreter) {
+    // Helper 1 is the core's lookup unless a plugin registered its own.
+    bool own_lookup = true;
+    {
+      std::lock_guard<std::mutex> lock(rt->mu);
+      for (const HelperReg &h : rt->helpers) own_lookup = own_lookup && h.id != 1;
+    }
+    prog->map_desc = o.map_desc;
+    if (own_lookup && o.map_desc != nullptr) bh_vm_set_inline_lookup(prog->vm, inline_layout, prog.get());
     bh_jit_fn fn = bh_vm_compile(prog->vm, msg, sizeof msg);
     if (fn == nullptr) {
       bh_fail(err, err_len, -EINVAL, "prog '%s': JIT: %s", name, msg);

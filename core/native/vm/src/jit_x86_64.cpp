@@ -284,6 +284,9 @@ class Compiler {
     for (size_t pc = 0; pc < n_; ++pc) {
       a_.bind(pc_label_[pc]);
       const bh_inst &ins = code_[pc];
+      if (jump_target_[pc]) known_r1_ = 0;  // another path may arrive with another r1
+      const uint64_t r1_before = known_r1_;
+      known_r1_ = 0;
       switch (ins.opcode & BH_CLS_MASK) {
         case BH_CLS_ALU:
         case BH_CLS_ALU64:
@@ -291,18 +294,40 @@ class Compiler {
           break;
         case BH_CLS_LD:
           if (ins.opcode != BH_OP_LDDW || pc + 1 >= n_) return bad(pc, err, err_len);
-          a_.mov_imm64(reg(ins.dst), uint64_t(uint32_t(ins.imm)) | (uint64_t(uint32_t(code_[pc + 1].imm)) << 32));
-          ++pc;  // the second slot is data; no jump may land on it
+          {
+            const uint64_t v = uint64_t(uint32_t(ins.imm)) | (uint64_t(uint32_t(code_[pc + 1].imm)) << 32);
+            a_.mov_imm64(reg(ins.dst), v);
+            if (ins.dst == 1 && pc < vm_->map_lddw.size() && vm_->map_lddw[pc]) {
+              known_r1_ = v;
+            } else if (ins.dst != 1) {
+              known_r1_ = r1_before;
+            }
+            ++pc;  // the second slot is data; no jump may land on it
+            break;
+          }
+        case BH_CLS_LDX:
+          ldx(ins, pc);
+          if (ins.dst != 1) known_r1_ = r1_before;
           break;
-        case BH_CLS_LDX: ldx(ins, pc); break;
         case BH_CLS_ST:
         case BH_CLS_STX:
           if (!store(ins, pc)) return bad(pc, err, err_len);
+          // Atomics with BH_ATOMIC_FETCH write their src register (cmpxchg r0).
+          if ((ins.opcode & 0xe0) != BH_MODE_ATOMIC || !(ins.imm & BH_ATOMIC_FETCH) || ins.src != 1)
+            known_r1_ = r1_before;
           break;
         default:
+          if (ins.opcode == BH_OP_CALL && ins.src == BH_CALL_HELPER && ins.imm == 1 && r1_before != 0 &&
+              inline_lookup(r1_before)) {
+            break;
+          }
           if (!jump(ins, pc)) return bad(pc, err, err_len);
+          // Conditional jumps write no register; calls and exits end what is known.
+          if ((ins.opcode & 0xf0) != BH_JMP_CALL && (ins.opcode & 0xf0) != BH_JMP_EXIT) known_r1_ = r1_before;
           break;
       }
+      if (((ins.opcode & BH_CLS_MASK) == BH_CLS_ALU || (ins.opcode & BH_CLS_MASK) == BH_CLS_ALU64) && ins.dst != 1)
+        known_r1_ = r1_before;
     }
     if (!leaf_) shared_tails();
     entries_.clear();
@@ -343,6 +368,31 @@ class Compiler {
   void analyze() {
     bool callx = false;
     bool may_exit = false;
+    // Where control may arrive other than from the instruction before: the
+    // inline lookup trusts what it knows of r1 only along straight-line code.
+    jump_target_.assign(n_ + 1, false);
+    for (size_t pc = 0; pc < n_; ++pc) {
+      const bh_inst &ins = code_[pc];
+      const uint8_t cls = ins.opcode & BH_CLS_MASK;
+      if (ins.opcode == BH_OP_LDDW) {
+        ++pc;
+        continue;
+      }
+      if (cls != BH_CLS_JMP && cls != BH_CLS_JMP32) continue;
+      const uint8_t op = ins.opcode & 0xf0;
+      int64_t rel = ins.off;
+      if (op == BH_JMP_EXIT || ins.opcode == BH_OP_CALLX) continue;
+      if (op == BH_JMP_CALL) {
+        if (ins.src != BH_CALL_LOCAL) continue;
+        rel = ins.imm;
+      } else if (cls == BH_CLS_JMP32 && op == BH_JMP_JA) {
+        rel = ins.imm;
+      }
+      const int64_t t = int64_t(pc) + rel + 1;
+      if (t >= 0 && size_t(t) <= n_) jump_target_[size_t(t)] = true;
+    }
+    for (const Callback &cb : vm_->callbacks)
+      if (cb.pc <= n_) jump_target_[cb.pc] = true;
     for (size_t pc = 0; pc < n_; ++pc) {
       const bh_inst &ins = code_[pc];
       named_[ins.dst & 0xf] = true;
@@ -1116,6 +1166,32 @@ class Compiler {
     return true;
   }
 
+  // bpf_map_lookup_elem on an array whose map pointer r1 is known here: the
+  // kernel's inline form (array_map_gen_lookup). r2 (rsi) points at the u32
+  // key, as the helper would read it; r1..r5 are dead after a call, so only
+  // r0 (rax) and the scratch r11 change. False: emit the call.
+  bool inline_lookup(uint64_t map) {
+    if (checked_ || budget_ || vm_->inline_lookup == nullptr) return false;
+    if (vm_->helpers.size() < 2 || vm_->helpers[1].fn == nullptr) return false;
+    bh_vm_map m{};
+    m.sz = sizeof m;
+    if (vm_->inline_lookup(vm_->inline_lookup_cookie, reinterpret_cast<const void *>(uintptr_t(map)), &m) != 0)
+      return false;
+    if (m.type != 2 || m.value_base == 0 || m.max_entries == 0 || m.value_stride == 0 ||
+        m.value_stride > uint64_t(INT32_MAX))
+      return false;
+    const Label done = a_.new_label();
+    a_.load(W32, R11, mem_op(RSI, 0));
+    a_.zero(RAX);
+    a_.alu_imm(CMP, W32, reg_op(R11), int32_t(m.max_entries));
+    a_.jcc(CC_AE, done);
+    a_.imul_imm(W64, R11, R11, int32_t(m.value_stride));
+    a_.mov_imm64(RAX, m.value_base);
+    a_.alu(ADD, W64, reg_op(RAX), R11);
+    a_.bind(done);
+    return true;
+  }
+
   void helper_call(uint32_t id, size_t pc) {
     const Helper &h = vm_->helpers[id];
     if (checked_ && needs_arg_check(h)) check_call_args(pc, id, -1);
@@ -1211,6 +1287,8 @@ class Compiler {
   // From analyze(): registers the program names (by field), its calls, and
   // whether it runs as a leaf.
   bool named_[16] = {};
+  std::vector<bool> jump_target_;  // index pc: control may arrive from elsewhere
+  uint64_t known_r1_ = 0;          // the map pointer r1 holds here, or 0
   bool helper_calls_ = false;
   bool local_calls_ = false;
   bool leaf_ = false;

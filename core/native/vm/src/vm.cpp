@@ -111,6 +111,7 @@ int resolve_lddw(bh_vm *vm, char *err, size_t err_len) {
   if (collect_callbacks(vm, err, err_len) != 0) return -1;
   std::vector<bh_inst> &code = vm->insts;
   const size_t n = code.size();
+  vm->map_lddw.assign(n, false);
   for (size_t pc = 0; pc < n; ++pc) {
     bh_inst &ins = code[pc];
     if (ins.opcode != BH_OP_LDDW) continue;
@@ -140,6 +141,7 @@ int resolve_lddw(bh_vm *vm, char *err, size_t err_len) {
         return bh::fail(err, err_len, "pc %zu: lddw source %u (%s): %s", pc, unsigned(ins.src), lddw_form_name(ins.src),
                         why[0] != '\0' ? why : "resolver failed");
       }
+      vm->map_lddw[pc] = ins.src == BH_PSEUDO_MAP_FD || ins.src == BH_PSEUDO_MAP_IDX;
       ins.src = 0;
       ins.imm = int32_t(uint32_t(value));
       code[pc + 1].imm = int32_t(uint32_t(value >> 32));
@@ -238,6 +240,13 @@ void bh_vm_set_lddw_resolver(bh_vm *vm, bh_lddw_resolver fn, void *cookie) {
   if (vm == nullptr || vm->loaded) return;
   vm->resolver = fn;
   vm->resolver_cookie = cookie;
+}
+
+void bh_vm_set_inline_lookup(bh_vm *vm, bh_vm_map_layout_fn fn, void *cookie) {
+  if (vm == nullptr) return;
+  std::lock_guard<std::mutex> lock(vm->jit_mutex);
+  vm->inline_lookup = fn;
+  vm->inline_lookup_cookie = cookie;
 }
 
 void bh_vm_set_checked(bh_vm *vm, int checked) {

@@ -155,6 +155,11 @@ struct bh_vm {
   std::vector<bh::Helper> helpers;
   bh_lddw_resolver resolver = nullptr;
   void *resolver_cookie = nullptr;
+  // Which lddw loaded a map pointer (src 1 or 5 before resolution, which
+  // leaves src 0): the only values the JIT's inline lookup may describe.
+  std::vector<bool> map_lddw;
+  bh_vm_map_layout_fn inline_lookup = nullptr;  // bh_vm_set_inline_lookup
+  void *inline_lookup_cookie = nullptr;
   bool checked = false;
   uint64_t budget = 0;
   std::vector<bh::Region> regions;

@@ -114,6 +114,13 @@ struct bh_vm_map {
   uint32_t value_size;
   const void *storage; /* ring buffers: where records live (else NULL) */
   size_t storage_len;
+  /* Arrays (type 2): value i < max_entries at value_base + i * value_stride,
+   * for the JIT's inline lookup (bh_vm_set_inline_lookup); value_base 0
+   * where the map has no such layout. */
+  uint32_t max_entries;
+  uint32_t _pad;
+  uint64_t value_base;
+  uint64_t value_stride;
 };
 
 /* Resolves the special lddw forms (src 1..3, 5, 6; src 4, a function, the VM
@@ -159,6 +166,15 @@ int bh_vm_add_map(bh_vm *vm, const struct bh_vm_map *map);
 const char *bh_vm_helper_name(const bh_vm *vm, uint32_t id);
 
 void bh_vm_set_lddw_resolver(bh_vm *vm, bh_lddw_resolver fn, void *cookie);
+
+/* The JIT may compile a call of helper 1 (bpf_map_lookup_elem) as inline
+ * code, the kernel's array lookup: when r1 holds a map pointer loaded by an
+ * lddw in the same straight-line code and `fn` describes that map (fills
+ * *out, returns 0) as an array (type 2, value_base != 0). Setting it promises
+ * that helper 1 is the kernel's lookup over such maps. Fast mode only (not
+ * checked, no budget). Before bh_vm_compile. */
+typedef int (*bh_vm_map_layout_fn)(void *cookie, const void *map, struct bh_vm_map *out);
+void bh_vm_set_inline_lookup(bh_vm *vm, bh_vm_map_layout_fn fn, void *cookie);
 
 /* Checked mode: every load and store is checked against the current frame's
  * stack, the context [ctx, ctx+ctx_len) and the registered regions; a bad
