@@ -121,7 +121,7 @@ describe("71 nv-cuda: eBPF to PTX, insertion, ptxas", function () {
     const early = parsePtxModule(out.ptx).entries.find((e) => e.name.startsWith("_Z12earlyReturns"))!;
     const earlyBody = out.ptx.slice(early.bodyStart, early.bodyEnd);
     assert.equal((earlyBody.match(/^\t(ret|exit);$/gm) ?? []).length, 2);
-    assert.equal((earlyBody.match(/call \(bhr\), bpf_prog_1_on_exit/g) ?? []).length, 2);
+    assert.equal((earlyBody.match(/call \(bhr\), bh_guard_1/g) ?? []).length, 2);
     const byValue = parsePtxModule(out.ptx).entries.find((e) => e.name.startsWith("_Z7byValue"))!;
     assert.equal(byValue.params[0]!.arraySize, 16);
     const r = ptxasCheck(out.ptx, 90, "from-fatbin");
@@ -181,7 +181,7 @@ describe("71 nv-cuda: eBPF to PTX, insertion, ptxas", function () {
       { program: memProg, kind: "memory", kernel: (n) => n === "multiRet" },
     ]);
     assert.deepEqual(out.kernels.get("multiRet"), { entry: 0, exit: 1, memory: 1, memoryAccesses: 3 });
-    const calls = (out.ptx.match(/call \(bhr\), bpf_prog_0_on_exit/g) ?? []).length;
+    const calls = (out.ptx.match(/call \(bhr\), bh_guard_0/g) ?? []).length;
     assert.equal(calls, 3, "one exit probe per ret/exit");
     assert.match(out.ptx, /@!%p1 bra (\$__bh_skip\d+);\n(?:.*\n){6}\tret;\n\1:/, "a predicated ret: the probe and ret skipped together");
     assert.match(out.ptx, /\$L__BB0_2: \n(?:.*\n){6}\tret;/, "the label stays on the ret's path");

@@ -22,7 +22,7 @@ import { assembleBytes, compileBpfC, conformanceFiles, parseDataFile } from "@bp
 import { conformanceModule, parseGpuDump, type ConformanceProgram } from "@bpfhook/plugin-nv-cuda";
 import { conformanceDir } from "./helpers/conformance-dir.js";
 import { compileFixture, skipWithoutClang } from "./support/clang.js";
-import { nvccBuild, ptxasCheck, skipWithoutCuda } from "./support/cuda.js";
+import { cudaBuildDir, nvccBuild, ptxasCheck, skipWithoutCuda } from "./support/cuda.js";
 
 const repoRoot = path.resolve(__dirname, "..", "..");
 const cli = path.join(repoRoot, "core", "bin", "bpfhook.js");
@@ -40,7 +40,7 @@ interface Run {
   dump: string;
 }
 
-function runUnderAgent(exe: string, extraEnv: Record<string, string> = {}, fixture = "intercept_probe"): Run {
+function runUnderAgent(exe: string, extraEnv: Record<string, string> = {}, fixture = "intercept_probe", args: readonly string[] = ["1000", "1", "fake"]): Run {
   const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-nvi-"));
   const agentLog = path.join(dir, "agent.log");
   const driverLog = path.join(dir, "driver.log");
@@ -48,7 +48,7 @@ function runUnderAgent(exe: string, extraEnv: Record<string, string> = {}, fixtu
   const object = compileFixture(`nv-cuda/${fixture}.bpf.c`);
   const r = spawnSync(
     process.execPath,
-    [cli, "run", "-j", "--plugin", pluginDir, "--agent-log", agentLog, object, "--", exe, "1000", "1", "fake"],
+    [cli, "run", "-j", "--plugin", pluginDir, "--agent-log", agentLog, object, "--", exe, ...args],
     {
       cwd: repoRoot,
       encoding: "utf8",
@@ -117,7 +117,7 @@ describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
       // Both programs of the object in one module: the entry probe and the exit probe.
       assert.match(ptx, /call(\.uni)? \(\S+\), bpf_prog_0_count_threads/, "the entry probe is called in the kernel");
       assert.match(ptx, /call(\.uni)? \(\S+\), bpf_prog_1_time_blocks/, "the exit probe is called in the kernel");
-      assert.match(r.agentLog, new RegExp(`prog 'count_threads' \\(entry\\), 'time_blocks' \\(exit\\) on ${KERNEL}: instrumented module loaded \\(1 kernels, 3 maps\\)`), explain(r));
+      assert.match(r.agentLog, new RegExp(`prog 'count_threads' \\(entry\\), 'time_blocks' \\(exit\\) on ${KERNEL} \\[[^\\]]*\\]: instrumented module loaded \\(1 kernels, 3 maps\\)`), explain(r));
       for (const arch of [80, 90]) {
         const a = ptxasCheck(ptx, arch, `intercepted-${build}`);
         assert.equal(a.status, 0, `ptxas sm_${arch}: ${a.output}`);
@@ -163,7 +163,7 @@ describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
   it("bpftime's cuda_probe program as it is (kprobe/ and kretprobe/ sections, GPU helpers 502-505) goes into the kernel", () => {
     const r = runUnderAgent(exes.get("static")!, {}, "cuda_probe");
     assert.equal(r.status, 0, explain(r));
-    assert.match(r.agentLog, new RegExp(`prog 'probe__cuda' \\(entry\\), 'retprobe__cuda' \\(exit\\) on ${KERNEL}: instrumented module loaded`), explain(r));
+    assert.match(r.agentLog, new RegExp(`prog 'probe__cuda' \\(entry\\), 'retprobe__cuda' \\(exit\\) on ${KERNEL} \\[[^\\]]*\\]: instrumented module loaded`), explain(r));
     assert.equal(r.ptxFiles.length, 1);
     const ptx = readFileSync(r.ptxFiles[0]!, "utf8");
     for (const reg of ["%tid.x", "%globaltimer"]) assert.ok(ptx.includes(reg), `the GPU helpers read ${reg}`);
@@ -215,6 +215,81 @@ describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
       assert.ok(n >= 3 && n < 100, `${n} launches redirected, the rest ran the original kernel`);
     } finally {
       ctl.kill("SIGKILL");
+    }
+  });
+
+  for (const build of ["static", "shared"] as const) {
+    it(`${build} runtime: a kernel in a shared object and one in the executable, one instrumented module per fat binary`, () => {
+      const dir = cudaBuildDir();
+      const cudart = build === "shared" ? ["-cudart", "shared"] : [];
+      const lib = `lk${build}`;
+      nvccBuild("lib_kernel.cu", `lib${lib}.so`, ["-shared", "-Xcompiler", "-fPIC", ...cudart]);
+      const exe = nvccBuild("lib_main.cu", `lib_main_${build}`, [...cudart, "-L", dir, `-l${lib}`, "-Xlinker", `-rpath=${dir}`]);
+      const r = runUnderAgent(exe, { BH_CUDA_STANDIN_NPARAMS: "2" }, "lib_probe", ["3"]);
+      assert.equal(r.status, 0, explain(r));
+      assert.match(r.stderr, /lib_main repeat=3 lib=\d+ main=\d+/, explain(r));
+      if (build === "static") {
+        // nvcc's static runtime: one copy in the executable and one in the shared object, both hooked.
+        const hooked = /nv-cuda: \d+ CUDA runtime functions hooked in process \d+ \((\d+) at symbol-table vaddrs of (\S+), \d+ exported\)/.exec(r.agentLog);
+        assert.ok(hooked, explain(r));
+        assert.equal(Number(hooked[1]), 22, "11 functions in each file");
+        assert.deepEqual(hooked[2]!.split(","), [exe, path.join(dir, `lib${lib}.so`)]);
+      }
+      // The shared object registered its kernel before the agent started: its stub comes from its symbol table.
+      assert.match(r.agentLog, /nv-cuda: kernel _Z8libScalePfif: host stub 0x[0-9a-f]+ \(instrumented; from the symbol table\)/, explain(r));
+      assert.equal(r.ptxFiles.length, 2, `two modules loaded${explain(r)}`);
+      const ptxs = r.ptxFiles.map((f) => readFileSync(f, "utf8"));
+      assert.equal(ptxs.filter((p) => /\.entry _Z8libScalePfif\(/.test(p) && !/\.entry _Z10mainKernelPii\(/.test(p)).length, 1, "the shared object's module");
+      assert.equal(ptxs.filter((p) => /\.entry _Z10mainKernelPii\(/.test(p) && !/\.entry _Z8libScalePfif\(/.test(p)).length, 1, "the executable's module");
+      for (const [i, ptx] of ptxs.entries()) {
+        assert.match(ptx, /call(\.uni)? \(\S+\), bh_guard_0/);
+        const a = ptxasCheck(ptx, 90, `lib-${build}-${i}`);
+        assert.equal(a.status, 0, `ptxas: ${a.output}`);
+      }
+      const launches = r.driverLog.filter((l) => l.startsWith("cuLaunchKernel "));
+      assert.equal(launches.filter((l) => / name=_Z8libScalePfif grid=4,1,1 block=128,1,1 /.test(l)).length, 3, explain(r));
+      assert.equal(launches.filter((l) => / name=_Z10mainKernelPii grid=2,1,1 block=64,1,1 /.test(l)).length, 3, explain(r));
+    });
+  }
+
+  it("late attach (bpfhook attach -p): kernels registered and launched before are redirected from then on, and go back at detach", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-nvi-"));
+    const driverLog = path.join(dir, "driver.log");
+    const agentLog = path.join(dir, "agent.log");
+    const object = compileFixture("nv-cuda/intercept_probe.bpf.c");
+    // 400 launches 10 ms apart, started without bpfhook: the runtime has registered and launched (its handle cached) before the attach.
+    const target = spawn(exes.get("static")!, ["1000", "400", "fake", "10"], {
+      env: { ...process.env, BPFHOOK_NV_CUDA_DRIVER: standin, BH_CUDA_STANDIN_LOG: driverLog, BH_CUDA_STANDIN_NPARAMS: "4" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    target.stderr!.setEncoding("utf8").on("data", (d: string) => (out += d));
+    target.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));
+    const exited = new Promise<number | null>((resolve) => target.on("exit", (code) => resolve(code)));
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const launches = (): string[] => (existsSync(driverLog) ? readFileSync(driverLog, "utf8").split("\n").filter((l) => l.startsWith("cuLaunchKernel ")) : []);
+      assert.equal(launches().length, 0, "nothing redirected before the attach");
+      const r = spawnSync(process.execPath, [cli, "attach", "-j", "-p", String(target.pid), "--duration", "1", "--plugin", pluginDir, "--agent-log", agentLog, object], {
+        cwd: repoRoot,
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      const log = existsSync(agentLog) ? readFileSync(agentLog, "utf8") : "";
+      assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}\n${log}\n${out}`);
+      // The stub's handle was cached by __cudaGetKernel before the attach: only the replay from the symbol table redirects it.
+      assert.match(r.stdout, /"type":"attached".*"attach":"cuda_probe"/, r.stdout);
+      const during = launches();
+      assert.ok(during.length >= 10, `launches redirected while attached: ${during.length}\n${log}`);
+      assert.match(during[0]!, new RegExp(`^cuLaunchKernel fn=\\S+ name=${KERNEL} grid=4,1,1 block=256,1,1 shmem=0 stream=\\S+ params=0x1000,0x2000,0x3000,`));
+      await new Promise((r) => setTimeout(r, 300));
+      const after = launches().length;
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(launches().length, after, "no redirected launch after the detach");
+      assert.equal(await exited, 0, out);
+      assert.match(out, /vec_add n=1000 launch=\d+ check=skipped/, "the program ran to its end");
+    } finally {
+      target.kill("SIGKILL");
     }
   });
 

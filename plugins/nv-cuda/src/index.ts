@@ -19,7 +19,7 @@ import { AttachTypeId, definePlugin, PLUGIN_ABI_VERSION } from "@bpfhook/sdk";
 import type { AttachTypeSpec, ContextLayout, HelperDecl } from "@bpfhook/sdk";
 import { CUDA_CTX } from "./ptx/context.js";
 import { kernelMatches } from "./ptx/names.js";
-import { encodeModule, prepareModule, processExecutable, type PreparedModule, type ProgramToInsert } from "./intercept.js";
+import { encodeModule, prepareModule, targetObjects, type PreparedModule, type ProgramToInsert } from "./intercept.js";
 
 /** Programs attached so far per object (its maps array) and executable: one module holds them all. */
 const objectPrograms = new WeakMap<object, Map<string, ProgramToInsert[]>>();
@@ -123,7 +123,9 @@ export const plugin = definePlugin<NvCudaPrivateData>({
   prepare: ({ data, program }, host) => {
     const where = `prog '${program?.name ?? "?"}' on kernel '${data.kernel}'`;
     if (!program?.code) throw new Error(`${where}: the program's instructions were not given (load it from an object)`);
-    const exe = processExecutable(host.target?.pid);
+    // The executable and the shared objects with kernels mapped in the target.
+    const files = targetObjects(host.target?.pid);
+    const exe = files[0]!;
     const insertion: ProgramToInsert = {
       name: program.name,
       section: program.section,
@@ -138,7 +140,7 @@ export const plugin = definePlugin<NvCudaPrivateData>({
     const sameAttach = (p: ProgramToInsert): boolean => p.name === insertion.name && p.kind === insertion.kind && p.kernelPattern === insertion.kernelPattern;
     const programs = [...(byExe.get(exe) ?? []).filter((p) => !sameAttach(p)), insertion];
     try {
-      const prepared = prepareModule({ exe, programs });
+      const prepared = prepareModule({ exe: files, programs });
       byExe.set(exe, programs);
       return { ...data, prepared };
     } catch (err) {
@@ -150,7 +152,7 @@ export const plugin = definePlugin<NvCudaPrivateData>({
     return encodeModule(type.id, data.prepared);
   },
   describe: ({ data }) =>
-    data.prepared ? `CUDA ${data.prepared.description} in ${data.prepared.modulePath}` : `CUDA kernel '${data.kernel}' (${data.at})`,
+    data.prepared ? `CUDA ${data.prepared.description} in ${data.prepared.modules.map((m) => m.where).join("; ")}` : `CUDA kernel '${data.kernel}' (${data.at})`,
 });
 
 export default plugin;
