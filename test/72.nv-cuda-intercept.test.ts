@@ -259,7 +259,8 @@ describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
     const object = compileFixture("nv-cuda/intercept_probe.bpf.c");
     // 400 launches 10 ms apart, started without bpfhook: the runtime has registered and launched (its handle cached) before the attach.
     const target = spawn(exes.get("static")!, ["1000", "400", "fake", "10"], {
-      env: { ...process.env, BPFHOOK_NV_CUDA_DRIVER: standin, BH_CUDA_STANDIN_LOG: driverLog, BH_CUDA_STANDIN_NPARAMS: "4" },
+      // An injected agent reads its log file from the target's environment.
+      env: { ...process.env, BPFHOOK_NV_CUDA_DRIVER: standin, BH_CUDA_STANDIN_LOG: driverLog, BH_CUDA_STANDIN_NPARAMS: "4", BPFHOOK_AGENT_LOG: agentLog },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";
@@ -270,7 +271,7 @@ describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
       await new Promise((r) => setTimeout(r, 300));
       const launches = (): string[] => (existsSync(driverLog) ? readFileSync(driverLog, "utf8").split("\n").filter((l) => l.startsWith("cuLaunchKernel ")) : []);
       assert.equal(launches().length, 0, "nothing redirected before the attach");
-      const r = spawnSync(process.execPath, [cli, "attach", "-j", "-p", String(target.pid), "--duration", "1", "--plugin", pluginDir, "--agent-log", agentLog, object], {
+      const r = spawnSync(process.execPath, [cli, "attach", "-j", "-p", String(target.pid), "--duration", "1", object, "--plugin", pluginDir], {
         cwd: repoRoot,
         encoding: "utf8",
         timeout: 60_000,
@@ -278,7 +279,7 @@ describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
       const log = existsSync(agentLog) ? readFileSync(agentLog, "utf8") : "";
       assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}\n${log}\n${out}`);
       // The stub's handle was cached by __cudaGetKernel before the attach: only the replay from the symbol table redirects it.
-      assert.match(r.stdout, /"type":"attached".*"attach":"cuda_probe"/, r.stdout);
+      assert.match(log, new RegExp(`nv-cuda: kernel ${KERNEL}: host stub 0x[0-9a-f]+ \\(instrumented; from the symbol table\\)`), log);
       const during = launches();
       assert.ok(during.length >= 10, `launches redirected while attached: ${during.length}\n${log}`);
       assert.match(during[0]!, new RegExp(`^cuLaunchKernel fn=\\S+ name=${KERNEL} grid=4,1,1 block=256,1,1 shmem=0 stream=\\S+ params=0x1000,0x2000,0x3000,`));
