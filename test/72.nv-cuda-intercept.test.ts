@@ -18,7 +18,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { assembleBytes, compileBpfC, conformanceFiles, parseDataFile } from "@bpfhook/core";
+import { AgentSession, assembleBytes, compileBpfC, conformanceFiles, parseDataFile } from "@bpfhook/core";
 import { conformanceModule, parseGpuDump, type ConformanceProgram } from "@bpfhook/plugin-nv-cuda";
 import { conformanceDir } from "./helpers/conformance-dir.js";
 import { compileFixture, skipWithoutClang } from "./support/clang.js";
@@ -291,6 +291,58 @@ describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
       assert.match(out, /vec_add n=1000 launch=\d+ check=skipped/, "the program ran to its end");
     } finally {
       target.kill("SIGKILL");
+    }
+  });
+
+  it("detaching one program of the object keeps the others instrumented (its guard slot turned off in the module in use)", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-nvi-"));
+    const driverLog = path.join(dir, "driver.log");
+    const object = compileFixture("nv-cuda/intercept_probe.bpf.c");
+    const s = await AgentSession.run({
+      objects: [object],
+      plugins: [pluginDir],
+      command: exes.get("static")!,
+      args: ["1000", "400", "fake", "10"],
+      stdio: ["ignore", "ignore", "ignore"],
+      env: { ...process.env, BPFHOOK_NV_CUDA_DRIVER: standin, BH_CUDA_STANDIN_LOG: driverLog, BH_CUDA_STANDIN_NPARAMS: "4" },
+    });
+    const lines = (): string[] => (existsSync(driverLog) ? readFileSync(driverLog, "utf8").split("\n") : []);
+    const launches = (): number => lines().filter((l) => l.startsWith("cuLaunchKernel ")).length;
+    const until = async (cond: () => boolean, what: string): Promise<void> => {
+      const end = Date.now() + 20_000;
+      while (!cond()) {
+        if (Date.now() > end) assert.fail(`${what} did not happen\n${lines().join("\n")}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const applied = () => s.backend.settle(s.backend.area.info().planSeq, []);
+    try {
+      await until(() => launches() >= 3, "three redirected launches");
+      // The module in use is the exit probe's attach (the latest): it holds both programs, count_threads in slot 0, time_blocks in slot 1.
+      const ptx = readFileSync(/^cuModuleLoadData .* ptx=(\S+)$/.exec(lines().find((l) => l.startsWith("cuModuleLoadData "))!)![1]!, "utf8");
+      assert.match(ptx, /bh_guard_0\(.*\n(?:.*\n)*?\tcall \(rr\), bpf_prog_0_count_threads/);
+      assert.match(ptx, /bh_guard_1\(.*\n(?:.*\n)*?\tcall \(rr\), bpf_prog_1_time_blocks/);
+      const global = /^cuModuleGetGlobal name=bh_prog_off dptr=(\S+)/;
+      assert.ok(!lines().some((l) => global.test(l)), "every slot on at load: bh_prog_off left as it is");
+
+      s.runtime.attachments.find((l) => l.programName === "time_blocks")!.detach();
+      await applied();
+      const dptr = lines().map((l) => global.exec(l)?.[1]).find((d) => d !== undefined);
+      assert.ok(dptr, `bh_prog_off written at the detach\n${lines().join("\n")}`);
+      assert.ok(lines().includes(`cuMemcpyHtoD dptr=${dptr} size=8 head=0000000001000000`), "slot 0 on, slot 1 off");
+      const at = launches();
+      await until(() => launches() >= at + 3, "launches still redirected after detaching one program");
+      assert.equal(lines().filter((l) => l.startsWith("cuModuleLoadData ")).length, 1, "the same module, no reload");
+
+      s.runtime.attachments.find((l) => l.programName === "count_threads")!.detach();
+      await applied();
+      await new Promise((r) => setTimeout(r, 100));
+      const last = launches();
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(launches(), last, "the last program detached: the original kernel runs");
+    } finally {
+      s.child?.kill("SIGKILL");
+      s.close();
     }
   });
 

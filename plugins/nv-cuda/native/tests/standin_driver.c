@@ -8,7 +8,7 @@
  *   cuModuleGetFunction module=<m> name=<name> fn=<f>
  *   cuModuleGetGlobal name=<name> dptr=<d> size=<bytes>
  *   cuMemAlloc dptr=<d> size=<bytes>
- *   cuMemcpyHtoD dptr=<d> size=<bytes>
+ *   cuMemcpyHtoD dptr=<d> size=<bytes> head=<hex of the first 16 bytes at most>
  *   cuLaunchKernel fn=<f> grid=x,y,z block=x,y,z shmem=<n> stream=<s> params=<v0>,<v1>,...
  *
  * "Device memory" is host memory (cuMemAlloc is calloc, copies are memcpy),
@@ -130,7 +130,9 @@ int cuMemAlloc_v2(uint64_t *dptr, size_t bytes) {
 }
 int cuMemcpyHtoD_v2(uint64_t dst, const void *src, size_t bytes) {
   memcpy((void *)(uintptr_t)dst, src, bytes);
-  logline("cuMemcpyHtoD dptr=0x%llx size=%zu", (unsigned long long)dst, bytes);
+  char head[33] = {0};
+  for (size_t i = 0; i < bytes && i < 16; i++) snprintf(head + 2 * i, 3, "%02x", ((const unsigned char *)src)[i]);
+  logline("cuMemcpyHtoD dptr=0x%llx size=%zu head=%s", (unsigned long long)dst, bytes, head);
   return 0;
 }
 int cuMemcpyDtoH_v2(void *dst, uint64_t src, size_t bytes) {
