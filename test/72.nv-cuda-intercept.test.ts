@@ -15,10 +15,12 @@
  */
 import { strict as assert } from "node:assert";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { AgentSession, assembleBytes, compileBpfC, conformanceFiles, parseDataFile } from "@bpfhook/core";
+import { AgentSession, assembleBytes, compileBpfC, conformanceFiles, parseDataFile, Runtime } from "@bpfhook/core";
+import { definePlugin, PLUGIN_ABI_VERSION } from "@bpfhook/sdk";
+import { z } from "zod";
 import { conformanceModule, parseGpuDump, type ConformanceProgram } from "@bpfhook/plugin-nv-cuda";
 import { conformanceDir } from "./helpers/conformance-dir.js";
 import { compileFixture, skipWithoutClang } from "./support/clang.js";
@@ -343,6 +345,38 @@ describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
     } finally {
       s.child?.kill("SIGKILL");
       s.close();
+    }
+  });
+
+  it("kprobe/<name> is nv-cuda's when the name is a CUDA kernel of the target, a kernel-kprobe plugin's otherwise", async () => {
+    const target = spawn(exes.get("static")!, ["10", "300", "fake", "10"], { stdio: "ignore", env: { ...process.env, BPFHOOK_NV_CUDA_DRIVER: standin } });
+    // Until the child has exec'd the program (its /proc/<pid>/exe is node's before).
+    for (let i = 0; i < 200 && readlinkSync(`/proc/${target.pid}/exe`) !== exes.get("static"); i++) await new Promise((r) => setTimeout(r, 10));
+    const rt = await Runtime.create({ plugins: ["@bpfhook/plugin-nv-cuda"], resolveFrom: repoRoot, target: { pid: target.pid!, moduleRelative: true } });
+    try {
+      rt.use(
+        definePlugin({
+          name: "kernel-kprobe",
+          abiVersion: PLUGIN_ABI_VERSION,
+          attachTypes: [{ id: 4101, name: "kernel_kprobe", sectionPrefixes: ["kprobe", "kretprobe"] }],
+          privateDataSchema: z.object({ fn: z.string() }),
+          nativeLibrary: "/nonexistent/libkernel_kprobe.so",
+          parseSection: (_t, rest) => ({ fn: rest }),
+          encode: () => new Uint8Array(0),
+        }),
+      );
+      const owner = (section: string) => `${rt.registry.matchSection(section)?.plugin.name} ${rt.registry.matchSection(section)?.type.id}`;
+      assert.equal(owner(`kprobe/${KERNEL}`), "nv-cuda 8");
+      assert.equal(owner(`kretprobe/${KERNEL}`), "nv-cuda 9");
+      assert.equal(owner("kprobe/__memcapture"), "nv-cuda 8", "memory capture: the target has kernels");
+      assert.equal(owner("kprobe/do_sys_openat2"), "kernel-kprobe 4101");
+      assert.equal(owner("kprobe/_Z9vectorAddPKfS0_Pf"), "kernel-kprobe 4101", "the mangled name exactly");
+      // bpftime's program loads with the CUDA context for its kprobe/ sections.
+      const obj = rt.load(compileFixture("nv-cuda/cuda_probe.bpf.c"));
+      assert.ok(obj.program("probe__cuda").helperIds.includes(505));
+    } finally {
+      rt.close();
+      target.kill("SIGKILL");
     }
   });
 

@@ -215,6 +215,20 @@ export function targetObjects(pid: number | undefined): string[] {
   return out;
 }
 
+const kernelsByFiles = new Map<string, Set<string>>();
+
+/** The mangled names of the kernels in the target's files (targetObjects), cached per set of files. */
+export function targetKernels(pid: number | undefined): Set<string> {
+  const files = targetObjects(pid);
+  const key = files.join("\0");
+  let names = kernelsByFiles.get(key);
+  if (names === undefined) {
+    names = new Set(files.flatMap((f) => modulePtxs(f).flatMap((m) => parsePtxModule(m.ptx).entries.map((e) => e.name))));
+    kernelsByFiles.set(key, names);
+  }
+  return names;
+}
+
 /**
  * Finds the kernels the programs select in the fat binaries of the target's
  * files and inserts the programs into each translation unit's PTX that has
