@@ -18,7 +18,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { AgentSession, assembleBytes, compileBpfC, conformanceFiles, parseDataFile, Runtime } from "@bpfhook/core";
+import { AgentSession, assembleBytes, compileBpfC, conformanceFiles, parseDataFile, Runtime, type PerCpuMap } from "@bpfhook/core";
 import { definePlugin, PLUGIN_ABI_VERSION } from "@bpfhook/sdk";
 import { z } from "zod";
 import { conformanceModule, parseGpuDump, type ConformanceProgram } from "@bpfhook/plugin-nv-cuda";
@@ -377,6 +377,48 @@ describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
     } finally {
       rt.close();
       target.kill("SIGKILL");
+    }
+  });
+
+  it("live GPU maps: the device maps are mirrored into the object's maps while the target runs, bh_ring drained into printk", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-nvi-"));
+    const driverLog = path.join(dir, "driver.log");
+    const object = compileFixture("nv-cuda/intercept_probe.bpf.c");
+    // The stand-in leaves what count_threads would on a GPU (1 per thread of each launch, per-thread shards) and one printk record per launch.
+    const s = await AgentSession.run({
+      objects: [object],
+      plugins: [pluginDir],
+      command: exes.get("static")!,
+      args: ["1000", "300", "fake", "10"],
+      stdio: ["ignore", "ignore", "ignore"],
+      env: { ...process.env, BPFHOOK_NV_CUDA_DRIVER: standin, BH_CUDA_STANDIN_LOG: driverLog, BH_CUDA_STANDIN_SIMULATE: "count", BPFHOOK_NV_CUDA_SYNC_MS: "20" },
+    });
+    const printk: string[] = [];
+    s.on("printk", (l: { message: string }) => printk.push(l.message));
+    const obj = [...s.objects.values()][0]!;
+    const threads = (): bigint => (obj.map<PerCpuMap<number, bigint>>("threads").get(0) ?? []).reduce((a, b) => a + b, 0n);
+    const launches = (): number => (existsSync(driverLog) ? readFileSync(driverLog, "utf8").split("\n").filter((l) => l.startsWith("cuLaunchKernel ")).length : 0);
+    const until = async (cond: () => boolean, what: string): Promise<void> => {
+      const end = Date.now() + 20_000;
+      while (!cond()) {
+        if (Date.now() > end) assert.fail(`${what} did not happen (threads ${threads()}, launches ${launches()}, printk ${printk.length})`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    try {
+      await until(() => threads() >= 3n * 1024n, "three launches' threads in the CPU map");
+      assert.equal(s.exitStatus, undefined, "while the target runs");
+      const seen = threads();
+      assert.equal(seen % 1024n, 0n, "whole launches of 4 x 256 threads, summed over the shards");
+      assert.ok(seen <= BigInt(launches()) * 1024n, `no more than launched: ${seen} for ${launches()}`);
+      const perCpu = obj.map<PerCpuMap<number, bigint>>("threads").get(0)!;
+      assert.equal(perCpu[0], seen, "the GPU's sum in CPU 0's slot");
+      await until(() => printk.length >= 3, "three printk lines from bh_ring");
+      assert.deepEqual(printk.slice(0, 3), ["stand-in launch 1", "stand-in launch 2", "stand-in launch 3"]);
+      await until(() => threads() > seen, "the mirror keeps up");
+    } finally {
+      s.child?.kill("SIGKILL");
+      s.close();
     }
   });
 

@@ -33,7 +33,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <thread>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -89,6 +92,19 @@ struct Module : std::enable_shared_from_this<Module> {
   std::vector<uint64_t> descriptors;
   std::vector<std::pair<uint64_t, uint64_t>> blocks;  // address, bytes
   uint64_t ring_global = 0;
+  // The live mirror (mirror_module): the context the module lives in (the
+  // sync thread makes it current), each map's device storage by map index,
+  // the object's maps on the host (bh_attach_opts.maps), the bytes last
+  // mirrored per map (only changed entries are written) and bh_ring's data
+  // drained so far.
+  void *ctx = nullptr;
+  struct DevMap {
+    uint64_t values = 0, keys = 0, states = 0, capacity = 0;
+  };
+  std::vector<DevMap> dev_maps;
+  std::vector<void *> host_maps;
+  std::vector<std::vector<uint8_t>> mirrored;
+  uint64_t ring_tail = 0, ring_dropped = 0;
 };
 
 struct Kernel {
@@ -125,6 +141,11 @@ struct State {
   std::set<uint64_t> tokens;                                  // Kernel * handed out as cudaKernel_t
   std::map<const void *, std::string> vars;                   // host variable -> device name
   std::map<std::string, std::vector<uint8_t>> symbol_writes;  // device name -> bytes from offset 0 (replayed at load)
+  const bh_host_maps *maps_api = nullptr;                     // bh_host.maps: the mirror's way into the CPU maps
+  std::thread sync_thread;                                    // mirrors the GPU maps and drains bh_ring (sync_loop)
+  std::condition_variable sync_cv;
+  uint64_t sync_ms = 100;
+  bool sync_stop = false;
   uint64_t fatbins = 0, fatbin_ends = 0, launches = 0, redirected = 0, fallbacks = 0;
 };
 
@@ -378,6 +399,7 @@ bool build_maps(State *s, Module *m, std::vector<uint64_t> *table) {
       desc[7] = sharded ? kShards : 0;
     }
     if (desc[4] == 0) return false;
+    m->dev_maps.push_back(Module::DevMap{desc[4], desc[5], desc[6], desc[7]});
     uint64_t d = 0;
     if (s->driver.cuMemAlloc(&d, sizeof desc) != 0 || s->driver.cuMemcpyHtoD(d, desc, sizeof desc) != 0) return false;
     table->push_back(d);
@@ -442,6 +464,179 @@ void dump_at_exit() {
   }
 }
 
+// ---- the live mirror: GPU maps into the CPU maps, bh_ring into printk / perf ----
+
+uint64_t round8(uint64_t v) { return (v + 7) & ~7ull; }
+constexpr uint32_t kMapArray = 2;
+
+bool dtoh(State *s, std::vector<uint8_t> *out, uint64_t src, size_t bytes) {
+  out->assign(bytes, 0);
+  return bytes == 0 || s->driver.cuMemcpyDtoH(out->data(), src, bytes) == 0;
+}
+
+// Copies a loaded module's arrays (per-CPU ones summed over their shards,
+// README "GPU maps") and live hash entries into the object's maps on the
+// host, the entries that changed since the last copy only. A per-CPU host map
+// gets the sum in CPU 0's slot (the others 0), so summing its CPUs gives the
+// GPU's total. Entries deleted on the GPU stay on the host. Caller holds s->mu.
+void mirror_maps(State *s, Module *m) {
+  const bh_host_maps *api = s->maps_api;
+  m->mirrored.resize(m->dev_maps.size());
+  std::vector<uint8_t> raw, keys, states;
+  for (size_t i = 0; i < m->dev_maps.size() && i < m->host_maps.size() && i < m->maps.size(); i++) {
+    void *hm = m->host_maps[i];
+    bh_host_map_info hi{};
+    if (hm == nullptr || api->info(hm, &hi) != 0) continue;
+    const MapSpec &spec = m->maps[i];
+    const Module::DevMap &dm = m->dev_maps[i];
+    const bool hash = spec.type == kMapHash || spec.type == kMapLruHash;
+    const bool array = spec.type == kMapArray || spec.type == kMapPerCpuArray;
+    if ((!hash && !array) || hi.key_size != spec.key_size || hi.value_size != spec.value_size ||
+        hi.value_bytes < spec.value_size) {
+      continue;
+    }
+    const uint64_t stride = round8(spec.value_size), kstride = round8(spec.key_size);
+    std::vector<uint8_t> &last = m->mirrored[i];
+    std::vector<uint8_t> value(hi.value_bytes, 0);
+    if (array) {
+      const uint64_t shards = spec.type == kMapPerCpuArray ? kShards : 1;
+      if (!dtoh(s, &raw, dm.values, spec.max_entries * stride * shards)) continue;
+      last.resize(spec.max_entries * stride, 0);
+      std::vector<uint8_t> sum(stride);
+      for (uint32_t e = 0; e < spec.max_entries; e++) {
+        if (shards == 1) {
+          memcpy(sum.data(), raw.data() + e * stride, stride);
+        } else {
+          for (uint64_t w = 0; w + 8 <= stride; w += 8) {
+            uint64_t total = 0;
+            for (uint64_t sh = 0; sh < shards; sh++) {
+              uint64_t v;
+              memcpy(&v, raw.data() + (e * shards + sh) * stride + w, 8);
+              total += v;
+            }
+            memcpy(sum.data() + w, &total, 8);
+          }
+        }
+        if (memcmp(sum.data(), last.data() + e * stride, spec.value_size) == 0) continue;
+        memcpy(value.data(), sum.data(), spec.value_size);
+        if (api->update(hm, &e, value.data(), 0) == 0) memcpy(last.data() + e * stride, sum.data(), stride);
+      }
+    } else {
+      const uint64_t cap = dm.capacity;
+      if (cap == 0 || cap > (1u << 26) || !dtoh(s, &states, dm.states, cap * 4) ||
+          !dtoh(s, &keys, dm.keys, cap * kstride) || !dtoh(s, &raw, dm.values, cap * stride)) {
+        continue;
+      }
+      last.resize(cap * (kstride + stride), 0);
+      for (uint64_t slot = 0; slot < cap; slot++) {
+        if (rd32(states.data() + slot * 4) != 2) continue;  // 2: live (runtime.ts)
+        const uint8_t *k = keys.data() + slot * kstride, *v = raw.data() + slot * stride;
+        uint8_t *seen = last.data() + slot * (kstride + stride);
+        if (memcmp(seen, k, kstride) == 0 && memcmp(seen + kstride, v, stride) == 0) continue;
+        memcpy(value.data(), v, spec.value_size);
+        if (api->update(hm, k, value.data(), 0) == 0) {
+          memcpy(seen, k, kstride);
+          memcpy(seen + kstride, v, stride);
+        }
+      }
+    }
+  }
+}
+
+// Hands bh_ring's committed records to the host: trace_printk and ebpf_puts
+// to the printk sink, perf_event_output to the object's perf event array or
+// ring buffer. The ring is linear (README "GPU maps"): once full, records are
+// dropped and counted; drops are logged once per growth. Caller holds s->mu.
+void drain_ring(State *s, Module *m) {
+  uint64_t ring[4] = {0, 0, 0, 0};  // data, size, head, dropped
+  if (m->ring_global == 0 || s->driver.cuMemcpyDtoH(ring, m->ring_global, sizeof ring) != 0 || ring[0] == 0) return;
+  if (ring[3] > m->ring_dropped) {
+    logf(BH_LOG_WARN, "nv-cuda: %s: %llu GPU ring buffer records dropped so far (bh_ring full)", m->description.c_str(),
+         static_cast<unsigned long long>(ring[3]));
+    m->ring_dropped = ring[3];
+  }
+  const uint64_t end = std::min(ring[1], ring[2]);
+  if (end <= m->ring_tail) return;
+  std::vector<uint8_t> buf;
+  if (!dtoh(s, &buf, ring[0] + m->ring_tail, end - m->ring_tail)) return;
+  const bh_host_maps *api = s->maps_api;
+  size_t pos = 0;
+  while (pos + 16 <= buf.size()) {
+    const uint32_t len = rd32(buf.data() + pos), kind = rd32(buf.data() + pos + 4);
+    if (len == 0) break;  // reserved, not committed yet: next time
+    if (len < 16 || pos + len > buf.size()) {
+      logf(BH_LOG_WARN, "nv-cuda: %s: bh_ring record at %llu has length %u: the rest is skipped",
+           m->description.c_str(), static_cast<unsigned long long>(m->ring_tail + pos), len);
+      pos = buf.size();
+      break;
+    }
+    uint64_t extra;
+    memcpy(&extra, buf.data() + pos + 8, 8);
+    const uint8_t *payload = buf.data() + pos + 16;
+    const size_t size = len - 16;
+    if (kind == 1 && size >= 24) {  // printk: three u64 arguments, then the format
+      uint64_t a[3];
+      memcpy(a, payload, sizeof a);
+      std::string fmt(reinterpret_cast<const char *>(payload + 24), std::min<size_t>(size - 24, extra));
+      fmt.push_back('\0');
+      api->trace_printk(fmt.c_str(), fmt.size(), a[0], a[1], a[2]);
+    } else if (kind == 3) {  // ebpf_puts
+      std::string text(reinterpret_cast<const char *>(payload), strnlen(reinterpret_cast<const char *>(payload), size));
+      api->trace_printk("%s", 3, reinterpret_cast<uint64_t>(text.c_str()), 0, 0);
+    } else if (kind == 2) {  // perf_event_output: extra is the map's descriptor
+      for (size_t j = 0; j < m->descriptors.size() && j < m->host_maps.size(); j++) {
+        if (m->descriptors[j] == extra && m->host_maps[j] != nullptr) api->output(m->host_maps[j], payload, size);
+      }
+    }
+    pos += round8(len);
+  }
+  m->ring_tail += pos;
+}
+
+// The loaded modules of live attachments, mirrored and drained. Caller holds s->mu.
+void sync_modules(State *s, const std::vector<Module *> &modules) {
+  static thread_local void *current = nullptr;
+  if (s->maps_api == nullptr || s->driver_rc != 0) return;
+  for (Module *m : modules) {
+    if (m->state != Module::kLoaded) continue;
+    if (m->ctx != nullptr && m->ctx != current && s->driver.cuCtxSetCurrent(m->ctx) == 0) current = m->ctx;
+    mirror_maps(s, m);
+    drain_ring(s, m);
+  }
+}
+
+std::vector<Module *> live_modules(State *s) {
+  std::set<Module *> out;
+  for (const auto &a : s->attachments) {
+    for (const auto &m : a.second.modules) out.insert(m.get());
+  }
+  return std::vector<Module *>(out.begin(), out.end());
+}
+
+// The mirror's thread: every BPFHOOK_NV_CUDA_SYNC_MS (default 100) ms.
+void sync_loop(State *s) {
+  std::unique_lock<std::mutex> lock(s->mu);
+  while (!s->sync_stop) {
+    s->sync_cv.wait_for(lock, std::chrono::milliseconds(s->sync_ms));
+    if (!s->sync_stop) sync_modules(s, live_modules(s));
+  }
+}
+
+// At exit (before the runtime's own handlers tear the context down): the
+// thread stops and the last values and records go to the host.
+void sync_at_exit() {
+  State *s = g_state;
+  if (s == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(s->mu);
+    s->sync_stop = true;
+  }
+  s->sync_cv.notify_all();
+  if (s->sync_thread.joinable()) s->sync_thread.join();
+  std::lock_guard<std::mutex> lock(s->mu);
+  if (!s->retired) sync_modules(s, live_modules(s));
+}
+
 // Loads the module once; false (and m->error) if it cannot be. Caller holds s->mu.
 bool ensure_loaded(State *s, Module *m) {
   if (m->state == Module::kLoaded) return true;
@@ -461,6 +656,7 @@ bool ensure_loaded(State *s, Module *m) {
       return fail("no CUDA context (cuInit / cuDevicePrimaryCtxRetain failed)");
     }
   }
+  m->ctx = ctx;
   int rc = s->driver.cuModuleLoadData(&m->module, m->ptx.c_str());
   if (rc != 0) return fail("cuModuleLoadData failed (CUresult " + std::to_string(rc) + ")");
   for (const std::string &k : m->kernels) {
@@ -494,6 +690,10 @@ bool ensure_loaded(State *s, Module *m) {
   }
   m->state = Module::kLoaded;
   s->loaded.push_back(m->shared_from_this());
+  if (s->maps_api != nullptr && !s->sync_thread.joinable() && !s->sync_stop) {
+    atexit(sync_at_exit);
+    s->sync_thread = std::thread(sync_loop, s);
+  }
   // After the runtime's own exit handlers were registered (it is initialised
   // by now), so this one runs first, while the context still exists.
   if (getenv("BPFHOOK_NV_CUDA_DUMP") != nullptr) {
@@ -903,11 +1103,15 @@ int plugin_init(void **state, const bh_host *host, char *err, size_t err_len) {
     // A later runtime in the same process (a new agent session): the hooks are still in place.
     g_state->retired = false;
     g_state->host = host;
+    g_state->maps_api = BH_SZ_HAS(host, bh_host, maps) ? host->maps : nullptr;
     *state = g_state;
     return 0;
   }
   auto s = std::make_unique<State>();
   s->host = host;
+  // Without the host's map access (an older core) the GPU maps reach the host through the exit dump only.
+  s->maps_api = BH_SZ_HAS(host, bh_host, maps) ? host->maps : nullptr;
+  if (const char *ms = getenv("BPFHOOK_NV_CUDA_SYNC_MS")) s->sync_ms = std::max(1L, strtol(ms, nullptr, 10));
   char msg[256] = {0};
   bh_hook_engine_opts opts{};
   opts.sz = sizeof opts;
@@ -929,10 +1133,12 @@ int plugin_init(void **state, const bh_host *host, char *err, size_t err_len) {
 void plugin_fini(void *state) {
   auto *s = static_cast<State *>(state);
   std::lock_guard<std::mutex> lock(s->mu);
+  sync_modules(s, live_modules(s));  // the last values, while the maps are still open
   s->attachments.clear();
   s->by_kernel.clear();
   g_driver_swaps->clear();
   s->host = nullptr;
+  s->maps_api = nullptr;
   s->retired = true;
 }
 
@@ -969,6 +1175,9 @@ int plugin_attach(void *state, const bh_attach_opts *opts, char *err, size_t err
     m->maps = d.maps;
     m->slots = md.slots;
     m->off.assign(m->slots.size(), 0);
+    if (BH_SZ_HAS(opts, bh_attach_opts, nmaps) && opts->maps != nullptr) {
+      m->host_maps.assign(opts->maps, opts->maps + opts->nmaps);
+    }
     replay_registration(s, md, bias[md.path]);
     for (const std::string &k : m->kernels) {
       auto it = s->by_kernel.find(k);
@@ -999,6 +1208,9 @@ int plugin_detach(void *state, int id) {
   std::lock_guard<std::mutex> lock(s->mu);
   auto it = s->attachments.find(id);
   if (it == s->attachments.end()) return -ENOENT;
+  std::vector<Module *> last;
+  for (const auto &m : it->second.modules) last.push_back(m.get());
+  sync_modules(s, last);  // the CPU maps keep what the GPU counted until now
   s->attachments.erase(it);
   std::set<std::string> kept;
   for (const auto &a : s->attachments) {
