@@ -23,7 +23,7 @@ import { definePlugin, PLUGIN_ABI_VERSION } from "@bpfhook/sdk";
 import { z } from "zod";
 import { conformanceModule, parseGpuDump, type ConformanceProgram } from "@bpfhook/plugin-nv-cuda";
 import { conformanceDir } from "./helpers/conformance-dir.js";
-import { compileFixture, skipWithoutClang } from "./support/clang.js";
+import { compileFixture, FIXTURES_DIR, skipWithoutClang } from "./support/clang.js";
 import { cudaBuildDir, nvccBuild, ptxasCheck, skipWithoutCuda } from "./support/cuda.js";
 
 const repoRoot = path.resolve(__dirname, "..", "..");
@@ -253,6 +253,17 @@ describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
       assert.equal(launches.filter((l) => / name=_Z10mainKernelPii grid=2,1,1 block=64,1,1 /.test(l)).length, 3, explain(r));
     });
   }
+
+  it("two translation units with kernels in one executable: two fat binaries, two instrumented modules", () => {
+    const exe = nvccBuild("lib_main.cu", "two_tu", [path.join(FIXTURES_DIR, "nv-cuda", "lib_kernel.cu")]);
+    const r = runUnderAgent(exe, { BH_CUDA_STANDIN_NPARAMS: "2" }, "lib_probe", ["2"]);
+    assert.equal(r.status, 0, explain(r));
+    assert.match(r.agentLog, /nv-cuda: fat binary #2 registered/, explain(r));
+    assert.equal(r.ptxFiles.length, 2, `one module per fat binary${explain(r)}`);
+    const launches = r.driverLog.filter((l) => l.startsWith("cuLaunchKernel "));
+    assert.equal(launches.filter((l) => / name=_Z8libScalePfif /.test(l)).length, 2, explain(r));
+    assert.equal(launches.filter((l) => / name=_Z10mainKernelPii /.test(l)).length, 2, explain(r));
+  });
 
   it("late attach (bpfhook attach -p): kernels registered and launched before are redirected from then on, and go back at detach", async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-nvi-"));

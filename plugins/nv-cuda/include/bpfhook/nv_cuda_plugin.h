@@ -1,5 +1,5 @@
 /* The nv-cuda plugin's native piece: its private data (what the TypeScript
- * side's encode(), plugins/nv-cuda/src/encode.ts, writes) and the table of
+ * side's encodeModule(), plugins/nv-cuda/src/intercept.ts, writes) and the table of
  * CUDA driver functions the plugin calls itself.
  *
  * Private data, little-endian, no padding (version 2):
