@@ -205,6 +205,40 @@ describe("50 plugin registry", () => {
     }
   });
 
+  it("shared section prefixes: the sharer that claims a section gets it, else the prefix's owner, else the first sharer", async () => {
+    const rt = await Runtime.create({ plugins: [] });
+    try {
+      const asked: string[] = [];
+      rt.use(
+        fake({
+          name: "sharer",
+          attachTypes: [{ id: 5002, name: "sharer", sectionPrefixes: ["sharer"], sharedPrefixes: ["kp"] }],
+          claimsSection: (_t: unknown, rest: string, section: string, target: unknown) => {
+            asked.push(section);
+            assert.equal(target, undefined, "this process");
+            return rest.startsWith("gpu_");
+          },
+        }),
+      );
+      assert.equal(rt.registry.matchSection("kp/gpu_kernel")?.plugin.name, "sharer");
+      assert.equal(rt.registry.matchSection("kp/do_open")?.plugin.name, "sharer", "no owner: the first sharer");
+      rt.use(fake({ name: "owner", attachTypes: [{ id: 5003, name: "owner", sectionPrefixes: ["kp"] }] }));
+      const m = rt.registry.matchSection("kp/gpu_kernel");
+      assert.deepEqual([m?.plugin.name, m?.type.id, m?.rest], ["sharer", 5002, "gpu_kernel"]);
+      assert.equal(rt.registry.matchSection("kp/do_open")?.plugin.name, "owner");
+      assert.equal(rt.registry.matchSection("kp")?.plugin.name, "owner");
+      rt.registry.matchSection("kp/gpu_kernel");
+      assert.equal(asked.filter((s) => s === "kp/gpu_kernel").length, 2, "asked once per registration change, then cached");
+      await expectError(
+        () => rt.use(fake({ name: "greedy", attachTypes: [{ id: 5004, name: "greedy", sectionPrefixes: ["greedy"], sharedPrefixes: ["kp"] }] })),
+        "PLUGIN_INVALID",
+        /\[greedy\] attach type 'greedy' shares prefixes \(kp\) but the plugin has no claimsSection/,
+      );
+    } finally {
+      rt.close();
+    }
+  });
+
   it("resolves a plugin class through DI, injecting core services by token", async () => {
     @injectable()
     class InjectedPlugin {

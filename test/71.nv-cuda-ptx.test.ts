@@ -23,6 +23,8 @@ import {
   standaloneModule,
   type ProgramInsertion,
 } from "@bpfhook/plugin-nv-cuda";
+import { definePlugin, PLUGIN_ABI_VERSION } from "@bpfhook/sdk";
+import { z } from "zod";
 import { conformanceDir } from "./helpers/conformance-dir.js";
 import { compileFixture, skipWithoutClang } from "./support/clang.js";
 import { nvccBuild, nvccPtx, ptxasCheck, skipWithoutCuda } from "./support/cuda.js";
@@ -121,7 +123,7 @@ describe("71 nv-cuda: eBPF to PTX, insertion, ptxas", function () {
     const early = parsePtxModule(out.ptx).entries.find((e) => e.name.startsWith("_Z12earlyReturns"))!;
     const earlyBody = out.ptx.slice(early.bodyStart, early.bodyEnd);
     assert.equal((earlyBody.match(/^\t(ret|exit);$/gm) ?? []).length, 2);
-    assert.equal((earlyBody.match(/call \(bhr\), bpf_prog_1_on_exit/g) ?? []).length, 2);
+    assert.equal((earlyBody.match(/call \(bhr\), bh_guard_1/g) ?? []).length, 2);
     const byValue = parsePtxModule(out.ptx).entries.find((e) => e.name.startsWith("_Z7byValue"))!;
     assert.equal(byValue.params[0]!.arraySize, 16);
     const r = ptxasCheck(out.ptx, 90, "from-fatbin");
@@ -181,7 +183,7 @@ describe("71 nv-cuda: eBPF to PTX, insertion, ptxas", function () {
       { program: memProg, kind: "memory", kernel: (n) => n === "multiRet" },
     ]);
     assert.deepEqual(out.kernels.get("multiRet"), { entry: 0, exit: 1, memory: 1, memoryAccesses: 3 });
-    const calls = (out.ptx.match(/call \(bhr\), bpf_prog_0_on_exit/g) ?? []).length;
+    const calls = (out.ptx.match(/call \(bhr\), bh_guard_0/g) ?? []).length;
     assert.equal(calls, 3, "one exit probe per ret/exit");
     assert.match(out.ptx, /@!%p1 bra (\$__bh_skip\d+);\n(?:.*\n){6}\tret;\n\1:/, "a predicated ret: the probe and ret skipped together");
     assert.match(out.ptx, /\$L__BB0_2: \n(?:.*\n){6}\tret;/, "the label stays on the ret's path");
@@ -322,10 +324,10 @@ describe("71 nv-cuda plugin", () => {
 
   it("declares types 8 and 9, bpftime's sections and ours, the context layout and the GPU helpers", () => {
     assert.deepEqual(
-      plugin.attachTypes.map((t) => [t.id, t.name, [...t.sectionPrefixes]]),
+      plugin.attachTypes.map((t) => [t.id, t.name, [...t.sectionPrefixes], [...(t.sharedPrefixes ?? [])]]),
       [
-        [8, "cuda_probe", ["cuda", "kprobe"]],
-        [9, "cuda_retprobe", ["cudaret", "kretprobe"]],
+        [8, "cuda_probe", ["cuda"], ["kprobe"]],
+        [9, "cuda_retprobe", ["cudaret"], ["kretprobe"]],
       ],
     );
     assert.equal(CUDA_PROBE_TYPE.contextLayout!.size, CUDA_CTX.size);
@@ -365,9 +367,50 @@ describe("71 nv-cuda plugin", () => {
     assert.equal(r.status, 0, r.stderr);
   });
 
+  it("kprobe/ and kretprobe/ coexist with a kernel-kprobe plugin: node has no CUDA kernel, so they are the other plugin's", async () => {
+    const rt = await Runtime.create({ plugins: ["@bpfhook/plugin-nv-cuda"], resolveFrom: repoRoot });
+    try {
+      rt.use(
+        definePlugin({
+          name: "kernel-kprobe",
+          abiVersion: PLUGIN_ABI_VERSION,
+          attachTypes: [{ id: 4101, name: "kernel_kprobe", sectionPrefixes: ["kprobe", "kretprobe"] }],
+          privateDataSchema: z.object({ fn: z.string() }),
+          nativeLibrary: "/nonexistent/libkernel_kprobe.so",
+          parseSection: (_t, rest) => ({ fn: rest }),
+          encode: () => new Uint8Array(0),
+        }),
+      );
+      for (const section of ["kprobe/_Z9vectorAddPKfS0_Pfi", "kretprobe/_Z9vectorAddPKfS0_Pfi", "kprobe/__memcapture", "kprobe/do_sys_openat2"]) {
+        assert.equal(rt.registry.matchSection(section)?.plugin.name, "kernel-kprobe", section);
+      }
+      assert.equal(rt.registry.matchSection("cuda/vectorAdd")?.type.id, 8, "cuda/ stays nv-cuda's alone");
+      assert.equal(rt.registry.matchSection("cudaret/vectorAdd")?.type.id, 9);
+      // A plugin sharing a prefix must say which sections it takes.
+      assert.throws(
+        () =>
+          rt.use(
+            definePlugin({
+              name: "greedy",
+              abiVersion: PLUGIN_ABI_VERSION,
+              attachTypes: [{ id: 4102, name: "greedy", sectionPrefixes: ["greedy"], sharedPrefixes: ["kprobe"] }],
+              privateDataSchema: z.object({}),
+              nativeLibrary: "/nonexistent/libgreedy.so",
+              parseSection: () => ({}),
+              encode: () => new Uint8Array(0),
+            }),
+          ),
+        /\[greedy\] attach type 'greedy' shares prefixes \(kprobe\) but the plugin has no claimsSection/,
+      );
+    } finally {
+      rt.close();
+    }
+  });
+
   it("attaching in a process without CUDA kernels (node itself) fails naming the executable, and never pretends", async () => {
     const rt = await Runtime.create({ plugins: ["@bpfhook/plugin-nv-cuda"], resolveFrom: repoRoot });
     try {
+      // kprobe/ is shared: with no plugin owning it, nv-cuda takes it (and its attach refuses what is not a kernel of the target).
       assert.equal(rt.registry.matchSection("kprobe/_Z9vectorAddPKfS0_Pfi")?.type.id, 8);
       assert.equal(rt.registry.matchSection("cudaret/vectorAdd")?.type.id, 9);
       const obj = rt.load(compileFixture("nv-cuda/plain_probe.bpf.c"));

@@ -24,6 +24,15 @@ export interface AttachTypeSpec {
    * ("uprobe" matches "uprobe/libc.so.6:malloc" and a bare "uprobe").
    */
   readonly sectionPrefixes: readonly string[];
+  /**
+   * Prefixes this type shares with other plugins' types (nv-cuda's `kprobe`,
+   * whose sections name CUDA kernels or kernel functions): a section under
+   * one goes to this type when the plugin's `claimsSection` says so, else to
+   * the plugin that has the prefix in `sectionPrefixes`; with none, to the
+   * first type that shares it (its prepare refuses what it cannot attach).
+   * The plugin must implement `claimsSection`.
+   */
+  readonly sharedPrefixes?: readonly string[];
   /** Size in bytes of the context the program receives, when fixed (pt_regs: 168). */
   readonly contextSize?: number;
   /**
@@ -163,6 +172,15 @@ export interface AttachPlugin<P = unknown> {
    * layout size to a program attached by config entry or forced).
    */
   contextLayoutFor?(type: AttachTypeSpec, rest: string): ContextLayout | undefined;
+  /**
+   * Optional; required by a type with `sharedPrefixes`: whether a section
+   * under one of them is this plugin's (nv-cuda: the name is a CUDA kernel of
+   * the target). `rest` is what follows the prefix and its "/"; `target` is
+   * the runtime's (PluginHost.target; undefined: this process). Called at
+   * load and at attach, cached by the registry per section and target:
+   * keep it cheap and do not throw (a throw is reported as the plugin's).
+   */
+  claimsSection?(type: AttachTypeSpec, rest: string, section: string, target: AttachTarget | undefined): boolean;
   /**
    * A section name to unvalidated private data. `rest` is what follows the
    * matched prefix and its "/" ("libc.so.6:malloc"), or "" for a bare prefix.

@@ -219,6 +219,7 @@ class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
     opts.sz = sizeof opts;
     opts.register_defaults = RegisterStandardHelpers;
     opts.probe = bh_helpers_probe_api();
+    opts.maps = bh_runtime_host_maps();
     rt_ = bh_runtime_create(&opts);
   }
   ~NativeRuntime() override { bh_runtime_destroy(rt_); }

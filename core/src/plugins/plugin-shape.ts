@@ -26,6 +26,7 @@ const attachTypeShape = z.object({
   id: z.number().int().positive(),
   name: z.string().regex(/^[a-z][a-z0-9_-]*$/, "lower-case name of letters, digits, '-' and '_'"),
   sectionPrefixes: z.array(z.string().min(1).regex(/^[^/]+(\/[^/]+)*$/, "prefix without leading or trailing '/'")),
+  sharedPrefixes: z.array(z.string().min(1).regex(/^[^/]+(\/[^/]+)*$/, "prefix without leading or trailing '/'")).optional(),
   contextSize: z.number().int().nonnegative().optional(),
   contextLayout: contextLayoutShape.optional(),
 });
@@ -73,6 +74,7 @@ const pluginShape = z.object({
   parseSection: z.custom<(...a: unknown[]) => unknown>((v) => typeof v === "function", "must be a function"),
   encode: z.custom<(...a: unknown[]) => unknown>((v) => typeof v === "function", "must be a function"),
   contextLayoutFor: z.custom<(...a: unknown[]) => unknown>((v) => typeof v === "function", "must be a function").optional(),
+  claimsSection: z.custom<(...a: unknown[]) => unknown>((v) => typeof v === "function", "must be a function").optional(),
 });
 
 export function checkPluginShape(candidate: unknown, origin: string): AttachPlugin {

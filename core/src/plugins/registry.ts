@@ -6,8 +6,9 @@
 import { inject, injectable } from "tsyringe";
 import type { DependencyContainer } from "tsyringe";
 import { PLUGIN_ABI_VERSION } from "@bpfhook/sdk";
-import type { AttachPlugin, AttachTypeSpec, PluginExport } from "@bpfhook/sdk";
+import type { AttachPlugin, AttachTarget, AttachTypeSpec, PluginExport } from "@bpfhook/sdk";
 import { BpfhookError } from "../errors.js";
+import { callPluginSync } from "./call-plugin.js";
 import { assertInsidePackage, type PluginLoader } from "./discovery.js";
 import { checkPluginShape } from "./plugin-shape.js";
 import { AttachPluginToken, PluginLoaderToken } from "./tokens.js";
@@ -35,6 +36,11 @@ export class PluginRegistry {
   private readonly typesById = new Map<number, ResolvedType>();
   private readonly typesByName = new Map<string, ResolvedType>();
   private readonly prefixes = new Map<string, ResolvedType>();
+  /** Shared prefixes (AttachTypeSpec.sharedPrefixes): every type that shares each, in registration order. */
+  private readonly shared = new Map<string, ResolvedType[]>();
+  /** claimsSection answers for the current target, by plugin, type id and section. */
+  private readonly claims = new Map<string, boolean>();
+  private target: AttachTarget | undefined;
   /** Plugins that came from packages, by the package's real directory. */
   private readonly byPackageDir = new Map<string, AttachPlugin>();
   private readonly byPackageName = new Map<string, AttachPlugin>();
@@ -81,7 +87,13 @@ export class PluginRegistry {
           { plugin: plugin.name },
         );
       }
-      for (const key of [`id:${type.id}`, `name:${type.name}`, ...type.sectionPrefixes.map((p) => `prefix:${p}`)]) {
+      if ((type.sharedPrefixes ?? []).length > 0 && typeof plugin.claimsSection !== "function") {
+        throw new BpfhookError("PLUGIN_INVALID", `${tag} attach type '${type.name}' shares prefixes (${type.sharedPrefixes!.join(", ")}) but the plugin has no claimsSection`, {
+          plugin: plugin.name,
+        });
+      }
+      const own = [...type.sectionPrefixes, ...(type.sharedPrefixes ?? [])].map((p) => `prefix:${p}`);
+      for (const key of [`id:${type.id}`, `name:${type.name}`, ...own]) {
         if (seenHere.has(key)) {
           throw new BpfhookError("DUPLICATE_ATTACH_TYPE", `${tag} declares ${key} twice`, { plugin: plugin.name });
         }
@@ -100,7 +112,9 @@ export class PluginRegistry {
       this.typesById.set(type.id, entry);
       this.typesByName.set(type.name, entry);
       for (const p of type.sectionPrefixes) this.prefixes.set(p, entry);
+      for (const p of type.sharedPrefixes ?? []) this.shared.set(p, [...(this.shared.get(p) ?? []), entry]);
     }
+    this.claims.clear();
     return plugin;
   }
 
@@ -175,18 +189,48 @@ export class PluginRegistry {
   }
 
   /**
+   * The process sections are matched for (the runtime's attach target;
+   * undefined: this process): plugins' claimsSection answers depend on it.
+   */
+  setTarget(target: AttachTarget | undefined): void {
+    this.target = target;
+    this.claims.clear();
+  }
+
+  /**
    * The plugin for a section name: the longest registered prefix that matches
    * whole path components ("uprobe" matches "uprobe/x" and "uprobe", never
-   * "uprobex/..."). Undefined when none does.
+   * "uprobex/..."). A shared prefix (AttachTypeSpec.sharedPrefixes) at least
+   * as long goes first to a type whose plugin claims the section, then to
+   * the prefix's owner, and with no owner to the first type sharing it.
+   * Undefined when none does.
    */
   matchSection(section: string): SectionMatch | undefined {
+    const hit = (prefix: string) => section === prefix || section.startsWith(`${prefix}/`);
     let best: { prefix: string; entry: ResolvedType } | undefined;
     for (const [prefix, entry] of this.prefixes) {
-      const hit = section === prefix || section.startsWith(`${prefix}/`);
-      if (hit && (!best || prefix.length > best.prefix.length)) best = { prefix, entry };
+      if (hit(prefix) && (!best || prefix.length > best.prefix.length)) best = { prefix, entry };
     }
-    if (!best) return undefined;
-    return { ...best.entry, rest: section.slice(best.prefix.length + 1) };
+    const shared = [...this.shared.keys()].filter((p) => hit(p) && p.length >= (best?.prefix.length ?? 0)).sort((a, b) => b.length - a.length);
+    for (const prefix of shared) {
+      const rest = section.slice(prefix.length + 1);
+      for (const entry of this.shared.get(prefix)!) {
+        if (this.claimed(entry, rest, section)) return { ...entry, rest };
+      }
+    }
+    if (best) return { ...best.entry, rest: section.slice(best.prefix.length + 1) };
+    const fallback = shared[0];
+    return fallback === undefined ? undefined : { ...this.shared.get(fallback)![0]!, rest: section.slice(fallback.length + 1) };
+  }
+
+  private claimed(entry: ResolvedType, rest: string, section: string): boolean {
+    const key = `${entry.plugin.name}\0${entry.type.id}\0${section}`;
+    let yes = this.claims.get(key);
+    if (yes === undefined) {
+      yes = callPluginSync(entry.plugin.name, "claimsSection", () => entry.plugin.claimsSection!(entry.type, rest, section, this.target)) === true;
+      this.claims.set(key, yes);
+    }
+    return yes;
   }
 
   /** Validates raw private data with the plugin's schema; errors list every issue. */

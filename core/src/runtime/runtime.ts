@@ -192,6 +192,7 @@ export class Runtime implements NativeCaller {
     this.nativeRt = new (native().NativeRuntime)();
     const t = options.target;
     this.target = t ? Object.freeze({ pid: t.pid, moduleRelative: t.moduleRelative ?? false }) : undefined;
+    this.registry.setTarget(this.target);
   }
 
   /** Creates a runtime and registers its plugins; nothing native is attached yet. */
@@ -451,6 +452,7 @@ export class Runtime implements NativeCaller {
    */
   setAttachTarget(target: { pid: number; moduleRelative: boolean }): void {
     this.target = Object.freeze({ ...target });
+    this.registry.setTarget(this.target);
   }
 
   /** The agent backend in agent mode, else undefined. */
@@ -595,7 +597,7 @@ export class Runtime implements NativeCaller {
     if (!match) {
       const prefixes = this.registry
         .list()
-        .flatMap((p) => p.attachTypes.flatMap((t) => t.sectionPrefixes))
+        .flatMap((p) => p.attachTypes.flatMap((t) => [...t.sectionPrefixes, ...(t.sharedPrefixes ?? [])]))
         .join(", ");
       throw new BpfhookError(
         "NOT_FOUND",

@@ -33,7 +33,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <thread>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -75,6 +78,10 @@ struct Module : std::enable_shared_from_this<Module> {
   std::string description;
   std::string ptx;
   std::vector<std::string> kernels;
+  // Guard slots (bh_prog_off): the program in each, and whether it is off
+  // (no live attachment has it: detached, or only in a later module).
+  std::vector<std::string> slots;
+  std::vector<uint32_t> off;
   std::vector<MapSpec> maps;
   enum { kPending, kLoaded, kFailed } state = kPending;
   std::string error;
@@ -85,6 +92,19 @@ struct Module : std::enable_shared_from_this<Module> {
   std::vector<uint64_t> descriptors;
   std::vector<std::pair<uint64_t, uint64_t>> blocks;  // address, bytes
   uint64_t ring_global = 0;
+  // The live mirror (mirror_module): the context the module lives in (the
+  // sync thread makes it current), each map's device storage by map index,
+  // the object's maps on the host (bh_attach_opts.maps), the bytes last
+  // mirrored per map (only changed entries are written) and bh_ring's data
+  // drained so far.
+  void *ctx = nullptr;
+  struct DevMap {
+    uint64_t values = 0, keys = 0, states = 0, capacity = 0;
+  };
+  std::vector<DevMap> dev_maps;
+  std::vector<void *> host_maps;
+  std::vector<std::vector<uint8_t>> mirrored;
+  uint64_t ring_tail = 0, ring_dropped = 0;
 };
 
 struct Kernel {
@@ -97,7 +117,8 @@ struct Kernel {
 
 struct Attachment {
   int id = -1;
-  std::shared_ptr<Module> module;
+  std::string program;  // its program, as the modules' slots name it
+  std::vector<std::shared_ptr<Module>> modules;
 };
 
 struct State {
@@ -105,7 +126,8 @@ struct State {
   const bh_host *host = nullptr;
   bh_hook_engine *engine = nullptr;
   std::vector<bh_hook_link *> links;
-  bool hooked = false;
+  std::set<void *> hooked;  // addresses patched (one runtime copy per file with nvcc's static runtime)
+  bool driver_hooked = false;
   bool retired = false;  // fini ran; the hooks pass through (plugin_fini)
   bool driver_tried = false;
   int driver_rc = 0;
@@ -119,6 +141,11 @@ struct State {
   std::set<uint64_t> tokens;                                  // Kernel * handed out as cudaKernel_t
   std::map<const void *, std::string> vars;                   // host variable -> device name
   std::map<std::string, std::vector<uint8_t>> symbol_writes;  // device name -> bytes from offset 0 (replayed at load)
+  const bh_host_maps *maps_api = nullptr;                     // bh_host.maps: the mirror's way into the CPU maps
+  std::thread sync_thread;                                    // mirrors the GPU maps and drains bh_ring (sync_loop)
+  std::condition_variable sync_cv;
+  uint64_t sync_ms = 100;
+  bool sync_stop = false;
   uint64_t fatbins = 0, fatbin_ends = 0, launches = 0, redirected = 0, fallbacks = 0;
 };
 
@@ -138,12 +165,31 @@ void logf(int level, const char *fmt, ...) {
 
 // ---- private data -----------------------------------------------------------
 
+struct KernelRef {
+  uint64_t stub = 0, handle = 0;  // link-time vaddrs in the module's file; 0 when unknown
+  std::string name;
+};
+
+struct ModuleData {
+  uint32_t path = 0;
+  std::string where, ptx;
+  std::vector<KernelRef> kernels;
+  std::vector<std::pair<uint64_t, std::string>> vars;  // host shadow vaddr, device name
+  std::vector<std::string> slots;
+};
+
+struct Hook {
+  uint64_t vaddr;
+  uint32_t hook, path;
+};
+
 struct Decoded {
   uint32_t attach_type = 0;
-  std::vector<std::pair<uint64_t, uint32_t>> hooks;  // vaddr, hook
+  std::vector<Hook> hooks;
   std::vector<MapSpec> maps;
-  std::string description, module_path, ptx;
-  std::vector<std::string> kernels;
+  std::string description, program;
+  std::vector<std::string> paths;
+  std::vector<ModuleData> modules;
 };
 
 uint32_t rd32(const uint8_t *p) {
@@ -152,16 +198,33 @@ uint32_t rd32(const uint8_t *p) {
   return v;
 }
 
-// Reads a NUL-terminated string at *pos within len; false if none.
-bool rd_str(const uint8_t *b, size_t len, size_t *pos, std::string *out) {
-  if (*pos >= len) return false;
-  const void *nul = memchr(b + *pos, 0, len - *pos);
-  if (nul == nullptr) return false;
-  const size_t n = static_cast<const uint8_t *>(nul) - (b + *pos);
-  out->assign(reinterpret_cast<const char *>(b + *pos), n);
-  *pos += n + 1;
-  return true;
-}
+// A bounded reader over the private data: each read fails (false) past the end.
+struct Reader {
+  const uint8_t *b;
+  size_t len, pos;
+  bool u32(uint32_t *v) {
+    if (len - pos < 4) return false;
+    *v = rd32(b + pos);
+    pos += 4;
+    return true;
+  }
+  bool u64(uint64_t *v) {
+    if (len - pos < 8) return false;
+    memcpy(v, b + pos, 8);
+    pos += 8;
+    return true;
+  }
+  // A NUL-terminated string.
+  bool str(std::string *out) {
+    if (pos >= len) return false;
+    const void *nul = memchr(b + pos, 0, len - pos);
+    if (nul == nullptr) return false;
+    const size_t n = static_cast<const uint8_t *>(nul) - (b + pos);
+    out->assign(reinterpret_cast<const char *>(b + pos), n);
+    pos += n + 1;
+    return true;
+  }
+};
 
 int decode(const void *data, size_t len, Decoded *d, char *err, size_t err_len) {
   const auto *b = static_cast<const uint8_t *>(data);
@@ -173,38 +236,68 @@ int decode(const void *data, size_t len, Decoded *d, char *err, size_t err_len) 
   }
   d->attach_type = rd32(b + 8);
   if (rd32(b + 12) != 0) return bh_fail(err, err_len, -EINVAL, "nv-cuda: unknown flags 0x%x", rd32(b + 12));
-  const uint64_t n_hooks = rd32(b + 16), n_kernels = rd32(b + 20), n_maps = rd32(b + 24), ptx_len = rd32(b + 28);
-  size_t pos = BH_NV_CUDA_FIXED;
-  if (n_hooks > BH_NVH_COUNT || n_maps > 4096 || len - pos < n_hooks * 16 + n_maps * 16) {
-    return bh_fail(err, err_len, -EINVAL, "nv-cuda: private data: %llu hooks and %llu maps do not fit %zu bytes",
-                   static_cast<unsigned long long>(n_hooks), static_cast<unsigned long long>(n_maps), len);
+  const uint32_t n_paths = rd32(b + 16), n_hooks = rd32(b + 20), n_maps = rd32(b + 24), n_modules = rd32(b + 28);
+  if (n_paths > 4096 || n_hooks > 4096 * BH_NVH_COUNT || n_maps > 4096 || n_modules > 4096) {
+    return bh_fail(err, err_len, -EINVAL, "nv-cuda: private data: %u paths, %u hooks, %u maps, %u modules: too many",
+                   n_paths, n_hooks, n_maps, n_modules);
   }
-  for (uint64_t i = 0; i < n_hooks; i++, pos += 16) {
-    uint64_t vaddr;
-    memcpy(&vaddr, b + pos, 8);
-    const uint32_t hook = rd32(b + pos + 8);
-    if (hook >= BH_NVH_COUNT) return bh_fail(err, err_len, -EINVAL, "nv-cuda: private data: hook %u unknown", hook);
-    d->hooks.emplace_back(vaddr, hook);
+  Reader r{b, len, BH_NV_CUDA_FIXED};
+  auto bad = [&](const char *what) {
+    return bh_fail(err, err_len, -EINVAL, "nv-cuda: private data: %s malformed (at byte %zu of %zu)", what, r.pos, len);
+  };
+  for (uint32_t i = 0; i < n_hooks; i++) {
+    Hook h{};
+    uint32_t path = 0;
+    if (!r.u64(&h.vaddr) || !r.u32(&h.hook) || !r.u32(&path)) return bad("hook");
+    h.path = path;
+    if (h.hook >= BH_NVH_COUNT) return bh_fail(err, err_len, -EINVAL, "nv-cuda: private data: hook %u unknown", h.hook);
+    if (h.path >= n_paths) return bad("hook's path index");
+    d->hooks.push_back(h);
   }
-  for (uint64_t i = 0; i < n_maps; i++, pos += 16) {
-    d->maps.push_back(MapSpec{rd32(b + pos), rd32(b + pos + 4), rd32(b + pos + 8), rd32(b + pos + 12)});
+  for (uint32_t i = 0; i < n_maps; i++) {
+    MapSpec m{};
+    if (!r.u32(&m.type) || !r.u32(&m.key_size) || !r.u32(&m.value_size) || !r.u32(&m.max_entries)) return bad("map");
+    d->maps.push_back(m);
   }
-  if (!rd_str(b, len, &pos, &d->description) || !rd_str(b, len, &pos, &d->module_path)) {
-    return bh_fail(err, err_len, -EINVAL, "nv-cuda: private data: description or module path not NUL-terminated");
+  if (!r.str(&d->description) || !r.str(&d->program)) return bad("description or program");
+  for (uint32_t i = 0; i < n_paths; i++) {
+    std::string p;
+    if (!r.str(&p) || p.empty()) return bad("path");
+    d->paths.push_back(std::move(p));
   }
-  for (uint64_t i = 0; i < n_kernels; i++) {
-    std::string k;
-    if (!rd_str(b, len, &pos, &k) || k.empty()) {
-      return bh_fail(err, err_len, -EINVAL, "%s: private data: kernel name %llu malformed", d->description.c_str(),
-                     static_cast<unsigned long long>(i));
+  for (uint32_t i = 0; i < n_modules; i++) {
+    ModuleData m;
+    uint32_t n_kernels = 0, n_vars = 0, n_slots = 0, ptx_len = 0;
+    if (!r.u32(&m.path) || !r.u32(&n_kernels) || !r.u32(&n_vars) || !r.u32(&n_slots) || !r.u32(&ptx_len) ||
+        !r.str(&m.where)) {
+      return bad("module header");
     }
-    d->kernels.push_back(std::move(k));
+    if (m.path >= n_paths) return bad("module's path index");
+    for (uint32_t k = 0; k < n_kernels; k++) {
+      KernelRef ref;
+      if (!r.u64(&ref.stub) || !r.u64(&ref.handle) || !r.str(&ref.name) || ref.name.empty()) return bad("kernel");
+      m.kernels.push_back(std::move(ref));
+    }
+    for (uint32_t v = 0; v < n_vars; v++) {
+      uint64_t vaddr = 0;
+      std::string name;
+      if (!r.u64(&vaddr) || !r.str(&name)) return bad("variable");
+      m.vars.emplace_back(vaddr, std::move(name));
+    }
+    for (uint32_t k = 0; k < n_slots; k++) {
+      std::string slot;
+      if (!r.str(&slot)) return bad("slot");
+      m.slots.push_back(std::move(slot));
+    }
+    if (len - r.pos < static_cast<size_t>(ptx_len) + 1 || b[r.pos + ptx_len] != 0) {
+      return bh_fail(err, err_len, -EINVAL, "%s: private data: PTX of module %u (%u bytes) not NUL-terminated",
+                     d->description.c_str(), i, ptx_len);
+    }
+    m.ptx.assign(reinterpret_cast<const char *>(b + r.pos), ptx_len);
+    r.pos += static_cast<size_t>(ptx_len) + 1;
+    d->modules.push_back(std::move(m));
   }
-  if (len - pos != ptx_len + 1 || b[len - 1] != 0) {
-    return bh_fail(err, err_len, -EINVAL, "%s: private data: PTX of %llu bytes does not end the data (%zu bytes left)",
-                   d->description.c_str(), static_cast<unsigned long long>(ptx_len), len - pos);
-  }
-  d->ptx.assign(reinterpret_cast<const char *>(b + pos), ptx_len);
+  if (r.pos != len) return bad("end (bytes left over)");
   return 0;
 }
 
@@ -230,6 +323,17 @@ int find_module(struct dl_phdr_info *info, size_t, void *data) {
   m->found = true;
   m->bias = info->dlpi_addr;
   return 1;
+}
+
+// The load bias of `path` in this process; false if it is not loaded.
+bool load_bias(const std::string &path, uint64_t *bias) {
+  ModuleSearch m;
+  m.real = real_path(path.c_str());
+  m.exe_real = real_path("/proc/self/exe");
+  if (m.real.empty()) return false;
+  dl_iterate_phdr(find_module, &m);
+  *bias = m.bias;
+  return m.found;
 }
 
 // ---- the driver and the instrumented module -----------------------------------
@@ -295,6 +399,7 @@ bool build_maps(State *s, Module *m, std::vector<uint64_t> *table) {
       desc[7] = sharded ? kShards : 0;
     }
     if (desc[4] == 0) return false;
+    m->dev_maps.push_back(Module::DevMap{desc[4], desc[5], desc[6], desc[7]});
     uint64_t d = 0;
     if (s->driver.cuMemAlloc(&d, sizeof desc) != 0 || s->driver.cuMemcpyHtoD(d, desc, sizeof desc) != 0) return false;
     table->push_back(d);
@@ -359,6 +464,179 @@ void dump_at_exit() {
   }
 }
 
+// ---- the live mirror: GPU maps into the CPU maps, bh_ring into printk / perf ----
+
+uint64_t round8(uint64_t v) { return (v + 7) & ~7ull; }
+constexpr uint32_t kMapArray = 2;
+
+bool dtoh(State *s, std::vector<uint8_t> *out, uint64_t src, size_t bytes) {
+  out->assign(bytes, 0);
+  return bytes == 0 || s->driver.cuMemcpyDtoH(out->data(), src, bytes) == 0;
+}
+
+// Copies a loaded module's arrays (per-CPU ones summed over their shards,
+// README "GPU maps") and live hash entries into the object's maps on the
+// host, the entries that changed since the last copy only. A per-CPU host map
+// gets the sum in CPU 0's slot (the others 0), so summing its CPUs gives the
+// GPU's total. Entries deleted on the GPU stay on the host. Caller holds s->mu.
+void mirror_maps(State *s, Module *m) {
+  const bh_host_maps *api = s->maps_api;
+  m->mirrored.resize(m->dev_maps.size());
+  std::vector<uint8_t> raw, keys, states;
+  for (size_t i = 0; i < m->dev_maps.size() && i < m->host_maps.size() && i < m->maps.size(); i++) {
+    void *hm = m->host_maps[i];
+    bh_host_map_info hi{};
+    if (hm == nullptr || api->info(hm, &hi) != 0) continue;
+    const MapSpec &spec = m->maps[i];
+    const Module::DevMap &dm = m->dev_maps[i];
+    const bool hash = spec.type == kMapHash || spec.type == kMapLruHash;
+    const bool array = spec.type == kMapArray || spec.type == kMapPerCpuArray;
+    if ((!hash && !array) || hi.key_size != spec.key_size || hi.value_size != spec.value_size ||
+        hi.value_bytes < spec.value_size) {
+      continue;
+    }
+    const uint64_t stride = round8(spec.value_size), kstride = round8(spec.key_size);
+    std::vector<uint8_t> &last = m->mirrored[i];
+    std::vector<uint8_t> value(hi.value_bytes, 0);
+    if (array) {
+      const uint64_t shards = spec.type == kMapPerCpuArray ? kShards : 1;
+      if (!dtoh(s, &raw, dm.values, spec.max_entries * stride * shards)) continue;
+      last.resize(spec.max_entries * stride, 0);
+      std::vector<uint8_t> sum(stride);
+      for (uint32_t e = 0; e < spec.max_entries; e++) {
+        if (shards == 1) {
+          memcpy(sum.data(), raw.data() + e * stride, stride);
+        } else {
+          for (uint64_t w = 0; w + 8 <= stride; w += 8) {
+            uint64_t total = 0;
+            for (uint64_t sh = 0; sh < shards; sh++) {
+              uint64_t v;
+              memcpy(&v, raw.data() + (e * shards + sh) * stride + w, 8);
+              total += v;
+            }
+            memcpy(sum.data() + w, &total, 8);
+          }
+        }
+        if (memcmp(sum.data(), last.data() + e * stride, spec.value_size) == 0) continue;
+        memcpy(value.data(), sum.data(), spec.value_size);
+        if (api->update(hm, &e, value.data(), 0) == 0) memcpy(last.data() + e * stride, sum.data(), stride);
+      }
+    } else {
+      const uint64_t cap = dm.capacity;
+      if (cap == 0 || cap > (1u << 26) || !dtoh(s, &states, dm.states, cap * 4) ||
+          !dtoh(s, &keys, dm.keys, cap * kstride) || !dtoh(s, &raw, dm.values, cap * stride)) {
+        continue;
+      }
+      last.resize(cap * (kstride + stride), 0);
+      for (uint64_t slot = 0; slot < cap; slot++) {
+        if (rd32(states.data() + slot * 4) != 2) continue;  // 2: live (runtime.ts)
+        const uint8_t *k = keys.data() + slot * kstride, *v = raw.data() + slot * stride;
+        uint8_t *seen = last.data() + slot * (kstride + stride);
+        if (memcmp(seen, k, kstride) == 0 && memcmp(seen + kstride, v, stride) == 0) continue;
+        memcpy(value.data(), v, spec.value_size);
+        if (api->update(hm, k, value.data(), 0) == 0) {
+          memcpy(seen, k, kstride);
+          memcpy(seen + kstride, v, stride);
+        }
+      }
+    }
+  }
+}
+
+// Hands bh_ring's committed records to the host: trace_printk and ebpf_puts
+// to the printk sink, perf_event_output to the object's perf event array or
+// ring buffer. The ring is linear (README "GPU maps"): once full, records are
+// dropped and counted; drops are logged once per growth. Caller holds s->mu.
+void drain_ring(State *s, Module *m) {
+  uint64_t ring[4] = {0, 0, 0, 0};  // data, size, head, dropped
+  if (m->ring_global == 0 || s->driver.cuMemcpyDtoH(ring, m->ring_global, sizeof ring) != 0 || ring[0] == 0) return;
+  if (ring[3] > m->ring_dropped) {
+    logf(BH_LOG_WARN, "nv-cuda: %s: %llu GPU ring buffer records dropped so far (bh_ring full)", m->description.c_str(),
+         static_cast<unsigned long long>(ring[3]));
+    m->ring_dropped = ring[3];
+  }
+  const uint64_t end = std::min(ring[1], ring[2]);
+  if (end <= m->ring_tail) return;
+  std::vector<uint8_t> buf;
+  if (!dtoh(s, &buf, ring[0] + m->ring_tail, end - m->ring_tail)) return;
+  const bh_host_maps *api = s->maps_api;
+  size_t pos = 0;
+  while (pos + 16 <= buf.size()) {
+    const uint32_t len = rd32(buf.data() + pos), kind = rd32(buf.data() + pos + 4);
+    if (len == 0) break;  // reserved, not committed yet: next time
+    if (len < 16 || pos + len > buf.size()) {
+      logf(BH_LOG_WARN, "nv-cuda: %s: bh_ring record at %llu has length %u: the rest is skipped",
+           m->description.c_str(), static_cast<unsigned long long>(m->ring_tail + pos), len);
+      pos = buf.size();
+      break;
+    }
+    uint64_t extra;
+    memcpy(&extra, buf.data() + pos + 8, 8);
+    const uint8_t *payload = buf.data() + pos + 16;
+    const size_t size = len - 16;
+    if (kind == 1 && size >= 24) {  // printk: three u64 arguments, then the format
+      uint64_t a[3];
+      memcpy(a, payload, sizeof a);
+      std::string fmt(reinterpret_cast<const char *>(payload + 24), std::min<size_t>(size - 24, extra));
+      fmt.push_back('\0');
+      api->trace_printk(fmt.c_str(), fmt.size(), a[0], a[1], a[2]);
+    } else if (kind == 3) {  // ebpf_puts
+      std::string text(reinterpret_cast<const char *>(payload), strnlen(reinterpret_cast<const char *>(payload), size));
+      api->trace_printk("%s", 3, reinterpret_cast<uint64_t>(text.c_str()), 0, 0);
+    } else if (kind == 2) {  // perf_event_output: extra is the map's descriptor
+      for (size_t j = 0; j < m->descriptors.size() && j < m->host_maps.size(); j++) {
+        if (m->descriptors[j] == extra && m->host_maps[j] != nullptr) api->output(m->host_maps[j], payload, size);
+      }
+    }
+    pos += round8(len);
+  }
+  m->ring_tail += pos;
+}
+
+// The loaded modules of live attachments, mirrored and drained. Caller holds s->mu.
+void sync_modules(State *s, const std::vector<Module *> &modules) {
+  static thread_local void *current = nullptr;
+  if (s->maps_api == nullptr || s->driver_rc != 0) return;
+  for (Module *m : modules) {
+    if (m->state != Module::kLoaded) continue;
+    if (m->ctx != nullptr && m->ctx != current && s->driver.cuCtxSetCurrent(m->ctx) == 0) current = m->ctx;
+    mirror_maps(s, m);
+    drain_ring(s, m);
+  }
+}
+
+std::vector<Module *> live_modules(State *s) {
+  std::set<Module *> out;
+  for (const auto &a : s->attachments) {
+    for (const auto &m : a.second.modules) out.insert(m.get());
+  }
+  return std::vector<Module *>(out.begin(), out.end());
+}
+
+// The mirror's thread: every BPFHOOK_NV_CUDA_SYNC_MS (default 100) ms.
+void sync_loop(State *s) {
+  std::unique_lock<std::mutex> lock(s->mu);
+  while (!s->sync_stop) {
+    s->sync_cv.wait_for(lock, std::chrono::milliseconds(s->sync_ms));
+    if (!s->sync_stop) sync_modules(s, live_modules(s));
+  }
+}
+
+// At exit (before the runtime's own handlers tear the context down): the
+// thread stops and the last values and records go to the host.
+void sync_at_exit() {
+  State *s = g_state;
+  if (s == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(s->mu);
+    s->sync_stop = true;
+  }
+  s->sync_cv.notify_all();
+  if (s->sync_thread.joinable()) s->sync_thread.join();
+  std::lock_guard<std::mutex> lock(s->mu);
+  if (!s->retired) sync_modules(s, live_modules(s));
+}
+
 // Loads the module once; false (and m->error) if it cannot be. Caller holds s->mu.
 bool ensure_loaded(State *s, Module *m) {
   if (m->state == Module::kLoaded) return true;
@@ -378,6 +656,7 @@ bool ensure_loaded(State *s, Module *m) {
       return fail("no CUDA context (cuInit / cuDevicePrimaryCtxRetain failed)");
     }
   }
+  m->ctx = ctx;
   int rc = s->driver.cuModuleLoadData(&m->module, m->ptx.c_str());
   if (rc != 0) return fail("cuModuleLoadData failed (CUresult " + std::to_string(rc) + ")");
   for (const std::string &k : m->kernels) {
@@ -398,6 +677,10 @@ bool ensure_loaded(State *s, Module *m) {
   if (!table.empty() && set_global(s, m, "bh_map_table", table.data(), table.size() * 8) != 0) {
     return fail("global bh_map_table not set");
   }
+  if (std::any_of(m->off.begin(), m->off.end(), [](uint32_t o) { return o != 0; }) &&
+      set_global(s, m, "bh_prog_off", m->off.data(), m->off.size() * sizeof(uint32_t)) != 0) {
+    return fail("global bh_prog_off not set");
+  }
   // cudaMemcpyToSymbol writes made before the load: the module's copies of those globals.
   for (const auto &w : s->symbol_writes) {
     if (set_global(s, m, w.first.c_str(), w.second.data(), w.second.size()) == 0) {
@@ -407,6 +690,10 @@ bool ensure_loaded(State *s, Module *m) {
   }
   m->state = Module::kLoaded;
   s->loaded.push_back(m->shared_from_this());
+  if (s->maps_api != nullptr && !s->sync_thread.joinable() && !s->sync_stop) {
+    atexit(sync_at_exit);
+    s->sync_thread = std::thread(sync_loop, s);
+  }
   // After the runtime's own exit handlers were registered (it is initialised
   // by now), so this one runs first, while the context still exists.
   if (getenv("BPFHOOK_NV_CUDA_DUMP") != nullptr) {
@@ -672,52 +959,57 @@ int hook_one(State *s, void *func, const char *name, bh_hook_fn fn, bh_hook_kind
   return 0;
 }
 
-// Installs the hooks once per process (the first attach); caller holds s->mu.
-int install_hooks(State *s, const Decoded &d, char *err, size_t err_len) {
-  if (s->hooked) return 0;
-  void *addr[BH_NVH_COUNT] = {};
-  if (!d.module_path.empty() && !d.hooks.empty()) {
-    ModuleSearch m;
-    m.real = real_path(d.module_path.c_str());
-    m.exe_real = real_path("/proc/self/exe");
-    if (!m.real.empty()) dl_iterate_phdr(find_module, &m);
-    if (!m.found) {
-      return bh_fail(err, err_len, -ENOENT, "%s: module %s is not loaded in process %d", d.description.c_str(),
-                     d.module_path.c_str(), static_cast<int>(getpid()));
-    }
-    for (const auto &h : d.hooks) addr[h.second] = reinterpret_cast<void *>(m.bias + h.first);
-  }
+// Installs the hooks of the runtime copies this attachment names (each file's
+// .symtab vaddrs, libcudart.so's exports) that are not hooked yet: the hooks
+// are process-wide and stay. Caller holds s->mu.
+int install_hooks(State *s, const Decoded &d, const std::vector<uint64_t> &bias, char *err, size_t err_len) {
+  std::vector<std::pair<void *, uint32_t>> todo;  // address, hook
+  std::set<void *> seen;
+  std::string symtab_files;
   size_t from_symtab = 0, from_dlsym = 0;
-  for (uint32_t h = 0; h < BH_NVH_COUNT; h++) {
-    if (addr[h] != nullptr) {
-      from_symtab++;
-      continue;
-    }
-    addr[h] = dlsym(RTLD_DEFAULT, kHookNames[h]);  // libcudart.so's exports
-    if (addr[h] != nullptr) from_dlsym++;
+  bool register_function = false;
+  for (const Hook &h : d.hooks) {
+    void *a = reinterpret_cast<void *>(bias[h.path] + h.vaddr);
+    if (h.hook == BH_NVH_REGISTER_FUNCTION) register_function = true;
+    if (!seen.insert(a).second) continue;
+    from_symtab++;
+    const std::string &f = d.paths[h.path];
+    if (symtab_files.find(f) == std::string::npos) symtab_files += (symtab_files.empty() ? "" : ",") + f;
+    todo.emplace_back(a, h.hook);
   }
-  if (addr[BH_NVH_REGISTER_FUNCTION] == nullptr) {
+  for (uint32_t h = 0; h < BH_NVH_COUNT; h++) {
+    void *a = dlsym(RTLD_DEFAULT, kHookNames[h]);  // libcudart.so's exports
+    if (a == nullptr) continue;
+    if (h == BH_NVH_REGISTER_FUNCTION) register_function = true;
+    if (!seen.insert(a).second) continue;
+    from_dlsym++;
+    todo.emplace_back(a, h);
+  }
+  if (!register_function && s->hooked.empty()) {
     return bh_fail(err, err_len, -ENOENT,
                    "%s: no __cudaRegisterFunction in process %d (neither in %s's symbol table nor exported): is it a "
                    "CUDA program?",
                    d.description.c_str(), static_cast<int>(getpid()),
-                   d.module_path.empty() ? "the executable" : d.module_path.c_str());
+                   d.paths.empty() ? "the executable" : d.paths[0].c_str());
   }
+  todo.erase(std::remove_if(todo.begin(), todo.end(), [&](const auto &t) { return s->hooked.count(t.first) != 0; }),
+             todo.end());
+  void *cuda = s->driver_hooked ? nullptr : dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+  if (todo.empty() && cuda == nullptr) return 0;
+  const size_t before = s->links.size();
   bh_hook_begin_transaction();
   int rc = 0;
-  for (uint32_t h = 0; h < BH_NVH_COUNT && rc == 0; h++) {
-    if (addr[h] == nullptr) continue;
-    const HookSpec spec = hook_spec(h);
-    rc = hook_one(s, addr[h], kHookNames[h], spec.fn, spec.kind, err, err_len);
+  for (const auto &t : todo) {
+    if (rc != 0) break;
+    const HookSpec spec = hook_spec(t.second);
+    rc = hook_one(s, t.first, kHookNames[t.second], spec.fn, spec.kind, err, err_len);
   }
   // The driver's own launches, when the real driver is in the process.
-  if (rc == 0) {
-    if (void *cuda = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD)) {
-      if (void *f = dlsym(cuda, "cuLaunchKernel"))
-        rc = hook_one(s, f, "cuLaunchKernel", on_cu_launch_kernel, BH_HOOK_ENTRY, err, err_len);
-      if (void *f = dlsym(cuda, "cuLaunchKernelEx"); f != nullptr && rc == 0) {
-        rc = hook_one(s, f, "cuLaunchKernelEx", on_cu_launch_kernel_ex, BH_HOOK_ENTRY, err, err_len);
-      }
+  if (rc == 0 && cuda != nullptr) {
+    if (void *f = dlsym(cuda, "cuLaunchKernel"))
+      rc = hook_one(s, f, "cuLaunchKernel", on_cu_launch_kernel, BH_HOOK_ENTRY, err, err_len);
+    if (void *f = dlsym(cuda, "cuLaunchKernelEx"); f != nullptr && rc == 0) {
+      rc = hook_one(s, f, "cuLaunchKernelEx", on_cu_launch_kernel_ex, BH_HOOK_ENTRY, err, err_len);
     }
   }
   char msg[512] = {0};
@@ -728,16 +1020,74 @@ int install_hooks(State *s, const Decoded &d, char *err, size_t err_len) {
   const int end = bh_hook_end_transaction(&to);
   if (rc == 0 && end < 0) rc = bh_fail(err, err_len, end, "nv-cuda: patching the CUDA runtime: %s", msg);
   if (rc < 0) {
-    for (bh_hook_link *l : s->links) bh_hook_detach(l);
-    s->links.clear();
+    for (size_t i = before; i < s->links.size(); i++) bh_hook_detach(s->links[i]);
+    s->links.resize(before);
     return rc;
   }
-  s->hooked = true;
+  for (const auto &t : todo) s->hooked.insert(t.first);
+  if (cuda != nullptr) s->driver_hooked = true;
   logf(BH_LOG_INFO,
        "nv-cuda: %zu CUDA runtime functions hooked in process %d (%zu at symbol-table vaddrs of %s, %zu exported)",
-       s->links.size(), static_cast<int>(getpid()), from_symtab, d.module_path.empty() ? "-" : d.module_path.c_str(),
-       from_dlsym);
+       s->links.size() - before, static_cast<int>(getpid()), from_symtab,
+       symtab_files.empty() ? "-" : symtab_files.c_str(), from_dlsym);
   return 0;
+}
+
+// Late attach and kernels registered before the hooks (a shared object's
+// constructors run before the agent's): the module's kernels are known by
+// their host stubs from the symbol table, and CUDA 13's cached handle in each
+// stub (`__handle`, filled once by __cudaGetKernel) becomes a token of ours
+// now, the runtime's handle kept. Caller holds s->mu.
+void replay_registration(State *s, const ModuleData &md, uint64_t bias) {
+  for (const KernelRef &ref : md.kernels) {
+    if (ref.stub == 0) continue;
+    const void *host_fun = reinterpret_cast<const void *>(bias + ref.stub);
+    std::unique_ptr<Kernel> &k = s->kernels[host_fun];
+    if (!k) {
+      k = std::make_unique<Kernel>();
+      k->name = ref.name;
+      k->host_fun = host_fun;
+      logf(BH_LOG_INFO, "nv-cuda: kernel %s: host stub %p (instrumented; from the symbol table)", ref.name.c_str(),
+           host_fun);
+    }
+    if (ref.handle == 0) continue;
+    // An aligned 8-byte store: a launch on another thread reads the old or the new handle, both valid.
+    auto *slot = reinterpret_cast<volatile uint64_t *>(bias + ref.handle);
+    const uint64_t token = reinterpret_cast<uint64_t>(k.get());
+    const uint64_t cur = *slot;
+    if (cur == token) continue;
+    k->real_handle = cur;  // 0: __cudaGetKernel not called yet (it will be, and is hooked) or it failed
+    s->tokens.insert(token);
+    *slot = token;
+  }
+  for (const auto &v : md.vars) {
+    if (v.first != 0) s->vars.emplace(reinterpret_cast<const void *>(bias + v.first), v.second);
+  }
+}
+
+// Writes each module's guard slots: a slot is on when a live attachment has
+// its program. Caller holds s->mu.
+void refresh_slots(State *s) {
+  std::set<std::string> live;
+  std::set<Module *> modules;
+  for (const auto &a : s->attachments) {
+    live.insert(a.second.program);
+    for (const auto &m : a.second.modules) modules.insert(m.get());
+  }
+  for (const auto &k : s->by_kernel) modules.insert(k.second.get());
+  for (Module *m : modules) {
+    bool changed = false;
+    for (size_t i = 0; i < m->slots.size(); i++) {
+      const uint32_t off = live.count(m->slots[i]) != 0 ? 0 : 1;
+      if (m->off[i] != off) changed = true;
+      m->off[i] = off;
+    }
+    if (changed && m->state == Module::kLoaded &&
+        set_global(s, m, "bh_prog_off", m->off.data(), m->off.size() * sizeof(uint32_t)) != 0) {
+      logf(BH_LOG_WARN, "nv-cuda: %s: global bh_prog_off not written: detached programs may still run",
+           m->description.c_str());
+    }
+  }
 }
 
 // ---- plugin ops -------------------------------------------------------------
@@ -753,11 +1103,15 @@ int plugin_init(void **state, const bh_host *host, char *err, size_t err_len) {
     // A later runtime in the same process (a new agent session): the hooks are still in place.
     g_state->retired = false;
     g_state->host = host;
+    g_state->maps_api = BH_SZ_HAS(host, bh_host, maps) ? host->maps : nullptr;
     *state = g_state;
     return 0;
   }
   auto s = std::make_unique<State>();
   s->host = host;
+  // Without the host's map access (an older core) the GPU maps reach the host through the exit dump only.
+  s->maps_api = BH_SZ_HAS(host, bh_host, maps) ? host->maps : nullptr;
+  if (const char *ms = getenv("BPFHOOK_NV_CUDA_SYNC_MS")) s->sync_ms = std::max(1L, strtol(ms, nullptr, 10));
   char msg[256] = {0};
   bh_hook_engine_opts opts{};
   opts.sz = sizeof opts;
@@ -779,10 +1133,12 @@ int plugin_init(void **state, const bh_host *host, char *err, size_t err_len) {
 void plugin_fini(void *state) {
   auto *s = static_cast<State *>(state);
   std::lock_guard<std::mutex> lock(s->mu);
+  sync_modules(s, live_modules(s));  // the last values, while the maps are still open
   s->attachments.clear();
   s->by_kernel.clear();
   g_driver_swaps->clear();
   s->host = nullptr;
+  s->maps_api = nullptr;
   s->retired = true;
 }
 
@@ -798,41 +1154,72 @@ int plugin_attach(void *state, const bh_attach_opts *opts, char *err, size_t err
                    d.description.c_str(), opts->attach_type, d.attach_type);
   }
   std::lock_guard<std::mutex> lock(s->mu);
-  rc = install_hooks(s, d, err, err_len);
-  if (rc < 0) return rc;
-  auto m = std::make_shared<Module>();
-  m->description = d.description;
-  m->ptx = std::move(d.ptx);
-  m->kernels = d.kernels;
-  m->maps = d.maps;
-  for (const std::string &k : m->kernels) {
-    auto it = s->by_kernel.find(k);
-    if (it != s->by_kernel.end() && it->second->state != Module::kPending) {
-      logf(BH_LOG_WARN,
-           "nv-cuda: kernel %s: %s replaces %s, which is already loaded; launches from now on run the new one",
-           k.c_str(), m->description.c_str(), it->second->description.c_str());
+  std::vector<uint64_t> bias(d.paths.size(), 0);
+  for (size_t i = 0; i < d.paths.size(); i++) {
+    if (!load_bias(d.paths[i], &bias[i])) {
+      return bh_fail(err, err_len, -ENOENT, "%s: %s is not loaded in process %d", d.description.c_str(),
+                     d.paths[i].c_str(), static_cast<int>(getpid()));
     }
-    s->by_kernel[k] = m;
   }
+  rc = install_hooks(s, d, bias, err, err_len);
+  if (rc < 0) return rc;
   Attachment a;
   a.id = s->next_id++;
-  a.module = m;
+  a.program = d.program;
+  size_t n_kernels = 0, n_bytes = 0;
+  for (ModuleData &md : d.modules) {
+    auto m = std::make_shared<Module>();
+    m->description = d.description + " [" + md.where + "]";
+    m->ptx = std::move(md.ptx);
+    for (const KernelRef &k : md.kernels) m->kernels.push_back(k.name);
+    m->maps = d.maps;
+    m->slots = md.slots;
+    m->off.assign(m->slots.size(), 0);
+    if (BH_SZ_HAS(opts, bh_attach_opts, nmaps) && opts->maps != nullptr) {
+      m->host_maps.assign(opts->maps, opts->maps + opts->nmaps);
+    }
+    replay_registration(s, md, bias[md.path]);
+    for (const std::string &k : m->kernels) {
+      auto it = s->by_kernel.find(k);
+      if (it != s->by_kernel.end() && it->second->state != Module::kPending) {
+        logf(BH_LOG_WARN,
+             "nv-cuda: kernel %s: %s replaces %s, which is already loaded; launches from now on run the new one",
+             k.c_str(), m->description.c_str(), it->second->description.c_str());
+      }
+      s->by_kernel[k] = m;
+    }
+    n_kernels += m->kernels.size();
+    n_bytes += m->ptx.size();
+    a.modules.push_back(m);
+  }
   s->attachments[a.id] = a;
-  logf(BH_LOG_INFO, "nv-cuda: %s: %zu kernels selected, module of %zu bytes", m->description.c_str(), m->kernels.size(),
-       m->ptx.size());
+  refresh_slots(s);
+  logf(BH_LOG_INFO, "nv-cuda: %s: %zu kernels selected, %zu modules of %zu bytes", d.description.c_str(), n_kernels,
+       a.modules.size(), n_bytes);
   return a.id;
 }
 
+// The object's other attachments keep their programs: the module in use
+// holds them all, and the detached program's guard slot is turned off. A
+// kernel goes back to its original only when no attachment left has a module
+// that instruments it.
 int plugin_detach(void *state, int id) {
   auto *s = static_cast<State *>(state);
   std::lock_guard<std::mutex> lock(s->mu);
   auto it = s->attachments.find(id);
   if (it == s->attachments.end()) return -ENOENT;
-  // Launches from now on run the original kernel (or another attachment's module).
-  for (auto k = s->by_kernel.begin(); k != s->by_kernel.end();) {
-    k = k->second == it->second.module ? s->by_kernel.erase(k) : std::next(k);
-  }
+  std::vector<Module *> last;
+  for (const auto &m : it->second.modules) last.push_back(m.get());
+  sync_modules(s, last);  // the CPU maps keep what the GPU counted until now
   s->attachments.erase(it);
+  std::set<std::string> kept;
+  for (const auto &a : s->attachments) {
+    for (const auto &m : a.second.modules) kept.insert(m->kernels.begin(), m->kernels.end());
+  }
+  for (auto k = s->by_kernel.begin(); k != s->by_kernel.end();) {
+    k = kept.count(k->first) == 0 ? s->by_kernel.erase(k) : std::next(k);
+  }
+  refresh_slots(s);
   return 0;
 }
 

@@ -19,7 +19,7 @@ import { AttachTypeId, definePlugin, PLUGIN_ABI_VERSION } from "@bpfhook/sdk";
 import type { AttachTypeSpec, ContextLayout, HelperDecl } from "@bpfhook/sdk";
 import { CUDA_CTX } from "./ptx/context.js";
 import { kernelMatches } from "./ptx/names.js";
-import { encodeModule, prepareModule, processExecutable, type PreparedModule, type ProgramToInsert } from "./intercept.js";
+import { encodeModule, prepareModule, targetKernels, targetObjects, type PreparedModule, type ProgramToInsert } from "./intercept.js";
 
 /** Programs attached so far per object (its maps array) and executable: one module holds them all. */
 const objectPrograms = new WeakMap<object, Map<string, ProgramToInsert[]>>();
@@ -50,9 +50,10 @@ export const CUDA_CONTEXT_LAYOUT: ContextLayout = Object.freeze({
 export const CUDA_PROBE_TYPE: AttachTypeSpec = Object.freeze({
   id: AttachTypeId.CUDA_PROBE,
   name: "cuda_probe",
-  // "kprobe" only for kernels of the target, in principle; the registry gives a prefix to one plugin,
-  // which is why this plugin is opt-in (README).
-  sectionPrefixes: Object.freeze(["cuda", "kprobe"]),
+  // bpftime's "kprobe/<kernel>" is shared: taken when the name is a CUDA kernel of the target
+  // (claimsSection), so a kernel-kprobe plugin keeps the others.
+  sectionPrefixes: Object.freeze(["cuda"]),
+  sharedPrefixes: Object.freeze(["kprobe"]),
   contextSize: CUDA_CTX.size,
   context: "cuda probe context",
   contextLayout: CUDA_CONTEXT_LAYOUT,
@@ -61,7 +62,8 @@ export const CUDA_PROBE_TYPE: AttachTypeSpec = Object.freeze({
 export const CUDA_RETPROBE_TYPE: AttachTypeSpec = Object.freeze({
   id: AttachTypeId.CUDA_RETPROBE,
   name: "cuda_retprobe",
-  sectionPrefixes: Object.freeze(["cudaret", "kretprobe"]),
+  sectionPrefixes: Object.freeze(["cudaret"]),
+  sharedPrefixes: Object.freeze(["kretprobe"]),
   contextSize: CUDA_CTX.size,
   context: "cuda probe context",
   contextLayout: CUDA_CONTEXT_LAYOUT,
@@ -98,6 +100,22 @@ export function parseCudaSection(type: AttachTypeSpec, rest: string, section: st
   return { kernel: rest, match: ours ? "pattern" : "exact", at: isRet ? "exit" : "entry" };
 }
 
+/**
+ * Whether bpftime's `kprobe/<name>` / `kretprobe/<name>` is a CUDA probe: the
+ * name is a kernel (mangled, exactly) of the target's executable or shared
+ * objects, or `kprobe/__memcapture` in a target with kernels. A target that
+ * cannot be read claims nothing.
+ */
+export function claimsCudaSection(type: AttachTypeSpec, rest: string, pid: number | undefined): boolean {
+  try {
+    const kernels = targetKernels(pid);
+    if (rest === "__memcapture" && type.id === AttachTypeId.CUDA_PROBE) return kernels.size > 0;
+    return kernels.has(rest);
+  } catch {
+    return false;
+  }
+}
+
 /** Whether an attachment's program goes into the kernel with this mangled name. */
 export function kernelSelector(data: NvCudaPrivateData): (mangled: string) => boolean {
   return data.match === "exact" ? (mangled) => mangled === data.kernel : (mangled) => kernelMatches(data.kernel, mangled);
@@ -112,6 +130,7 @@ export const plugin = definePlugin<NvCudaPrivateData>({
   nativeLibrary: path.resolve(__dirname, "..", "build", "libbpfhook_nv_cuda.so"),
   helpers: CUDA_HELPERS,
   parseSection: parseCudaSection,
+  claimsSection: (type, rest, _section, target) => claimsCudaSection(type, rest, target?.pid),
   parseConfig: (type, entry) => ({
     kernel: entry.kernel,
     match: "pattern",
@@ -123,7 +142,9 @@ export const plugin = definePlugin<NvCudaPrivateData>({
   prepare: ({ data, program }, host) => {
     const where = `prog '${program?.name ?? "?"}' on kernel '${data.kernel}'`;
     if (!program?.code) throw new Error(`${where}: the program's instructions were not given (load it from an object)`);
-    const exe = processExecutable(host.target?.pid);
+    // The executable and the shared objects with kernels mapped in the target.
+    const files = targetObjects(host.target?.pid);
+    const exe = files[0]!;
     const insertion: ProgramToInsert = {
       name: program.name,
       section: program.section,
@@ -138,7 +159,7 @@ export const plugin = definePlugin<NvCudaPrivateData>({
     const sameAttach = (p: ProgramToInsert): boolean => p.name === insertion.name && p.kind === insertion.kind && p.kernelPattern === insertion.kernelPattern;
     const programs = [...(byExe.get(exe) ?? []).filter((p) => !sameAttach(p)), insertion];
     try {
-      const prepared = prepareModule({ exe, programs });
+      const prepared = prepareModule({ exe: files, programs });
       byExe.set(exe, programs);
       return { ...data, prepared };
     } catch (err) {
@@ -150,7 +171,7 @@ export const plugin = definePlugin<NvCudaPrivateData>({
     return encodeModule(type.id, data.prepared);
   },
   describe: ({ data }) =>
-    data.prepared ? `CUDA ${data.prepared.description} in ${data.prepared.modulePath}` : `CUDA kernel '${data.kernel}' (${data.at})`,
+    data.prepared ? `CUDA ${data.prepared.description} in ${data.prepared.modules.map((m) => m.where).join("; ")}` : `CUDA kernel '${data.kernel}' (${data.at})`,
 });
 
 export default plugin;

@@ -73,6 +73,11 @@ struct bh_attach_opts {
   uint64_t cookie;       /* bpf_get_attach_cookie() for this attachment */
   const char *prog_name; /* for messages */
   uint32_t prog_flags;   /* BH_PROG_F_* */
+  /* The program's maps by the object's map index (lddw's imm), as handles for
+   * bh_host.maps; NULL entries for maps it was loaded without. Plugins that
+   * keep map data elsewhere (nv-cuda's GPU maps) mirror it into them. */
+  void *const *maps;
+  size_t nmaps;
 };
 
 /* The program calls a helper that may read the attach point (cookie,
@@ -101,6 +106,26 @@ typedef int (*bh_register_helper_fn)(void *reg_ctx, uint32_t id, const char *nam
 
 enum bh_log_level { BH_LOG_DEBUG = 0, BH_LOG_INFO = 1, BH_LOG_WARN = 2, BH_LOG_ERROR = 3 };
 
+/* A map as bh_host.maps sees it. */
+struct bh_host_map_info {
+  uint32_t type, key_size, value_size, max_entries;
+  uint32_t value_bytes; /* what update() takes: value_size, per-CPU maps round8(value_size) x CPUs */
+};
+
+/* Map access for plugins (bh_host.maps), on the handles of
+ * bh_attach_opts.maps; any thread; 0 or a negative errno. */
+struct bh_host_maps {
+  size_t sz;
+  int (*info)(void *map, struct bh_host_map_info *out);
+  /* BPF_MAP_UPDATE_ELEM from user space: `value` holds value_bytes. */
+  int (*update)(void *map, const void *key, const void *value, uint64_t flags);
+  /* A record into a perf event array (as bpf_perf_event_output with
+   * BPF_F_CURRENT_CPU) or a ring buffer (bpf_ringbuf_output). */
+  int (*output)(void *map, const void *data, size_t size);
+  /* bpf_trace_printk's formatting and sink: `fmt` is fmt_size bytes. */
+  void (*trace_printk)(const char *fmt, size_t fmt_size, uint64_t a1, uint64_t a2, uint64_t a3);
+};
+
 /* What the core offers a plugin. */
 struct bh_host {
   size_t sz;
@@ -110,6 +135,8 @@ struct bh_host {
   /* The probe context (bpfhook/probe.h): bracket each program run with
    * probe->enter / probe->leave so helpers see the attach point. */
   const struct bh_probe_api *probe;
+  /* Map access (may be NULL: the embedder gives none). */
+  const struct bh_host_maps *maps;
 };
 
 struct bh_plugin_ops {

@@ -48,6 +48,7 @@ bh_runtime *runtime() {
     opts.register_defaults = register_defaults;
     opts.log = plugin_log;
     opts.probe = bh_helpers_probe_api();
+    opts.maps = bh_runtime_host_maps();
     g.rt = bh_runtime_create(&opts);
   }
   return g.rt;

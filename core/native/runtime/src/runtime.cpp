@@ -84,6 +84,9 @@ struct bh_program {
   std::string last_fault;
   // Maps for the lddw resolver; valid during load only.
   const bh_program_opts *loading = nullptr;
+  // The maps it was loaded with, by map index: handed to plugins at attach
+  // (bh_attach_opts.maps) for bh_host.maps.
+  std::vector<void *> maps;
 
   ~bh_program() { bh_vm_destroy(vm); }
 };
@@ -361,6 +364,7 @@ bh_runtime *bh_runtime_create(const struct bh_runtime_opts *opts) {
   rt->host.log = rt->opts.log != nullptr ? rt->opts.log : default_log;
   rt->host.host_ctx = rt->opts.log_ctx;
   rt->host.probe = rt->opts.probe;
+  rt->host.maps = rt->opts.maps;
   return rt;
 }
 
@@ -532,6 +536,7 @@ bh_program *bh_runtime_load_program(bh_runtime *rt, const struct bh_program_opts
       }
     }
   }
+  if (o.maps != nullptr) prog->maps.assign(o.maps, o.maps + o.nmaps);
   prog->loading = &o;
   int rc = bh_vm_load(prog->vm, o.insns, o.insns_len, msg, sizeof msg);
   prog->loading = nullptr;
@@ -650,6 +655,8 @@ int bh_runtime_attach(bh_runtime *rt, int plugin, bh_program *prog, const struct
   a.prog_name = prog->name.c_str();
   a.prog_flags = ((prog->features & kReadsProbe) != 0 ? BH_PROG_F_PROBE_CTX : 0u) |
                  (prog->vector_clean && prog->fast_jit != nullptr ? BH_PROG_F_VECTOR_CLEAN : 0u);
+  a.maps = prog->maps.data();
+  a.nmaps = prog->maps.size();
   char msg[1024] = {0};
   int id = p.ops->attach(p.state, &a, msg, sizeof msg);
   if (id < 0) return bh_fail(err, err_len, id, "[%s] prog '%s': %s", p.name.c_str(), prog->name.c_str(), msg);

@@ -1,25 +1,38 @@
 /* The nv-cuda plugin's native piece: its private data (what the TypeScript
- * side's encode(), plugins/nv-cuda/src/encode.ts, writes) and the table of
+ * side's encodeModule(), plugins/nv-cuda/src/intercept.ts, writes) and the table of
  * CUDA driver functions the plugin calls itself.
  *
- * Private data, little-endian, no padding:
+ * Private data, little-endian, no padding (version 2):
  *
  *   offset  size          field
  *   0       4             magic BH_NV_CUDA_MAGIC
  *   4       4             version BH_NV_CUDA_VERSION
  *   8       4             attach_type (8 cuda_probe, 9 cuda_retprobe)
  *   12      4             flags (none defined; must be 0)
- *   16      4             n_hooks
- *   20      4             n_kernels: mangled names of the kernels the module instruments
+ *   16      4             n_paths: the target's files with CUDA code (the executable first)
+ *   20      4             n_hooks
  *   24      4             n_maps
- *   28      4             ptx_len
- *   32      16 x n_hooks  { u64 vaddr; u32 hook (enum bh_nv_cuda_hook); u32 0 }:
- *                         link-time vaddrs in module_path (found in its .symtab,
- *                         local symbols of nvcc's static runtime included)
+ *   28      4             n_modules: instrumented modules, one per fat binary with selected kernels
+ *   32      16 x n_hooks  { u64 vaddr; u32 hook (enum bh_nv_cuda_hook); u32 path }:
+ *                         link-time vaddrs in paths[path] (found in its .symtab,
+ *                         local symbols of nvcc's static runtime included: one
+ *                         copy of the runtime per file)
  *   ..      16 x n_maps   { u32 type, key_size, value_size, max_entries }, by the
  *                         object's map index (bh_map_table's slots)
- *   ..      strings       description\0 module_path\0 (may be empty) kernel\0 x n_kernels
- *   ..      ptx_len + 1   the instrumented module's PTX and a NUL
+ *   ..      strings       description\0 program\0 (this attachment's program, as
+ *                         the modules' slots name it) path\0 x n_paths
+ *   ..      modules       n_modules x {
+ *                           u32 path, n_kernels, n_vars, n_slots, ptx_len;
+ *                           where\0
+ *                           n_kernels x { u64 stub; u64 handle; name\0 }: the host
+ *                             stub and its static cudaKernel_t (CUDA 13), link-time
+ *                             vaddrs in paths[path], 0 when unknown (late attach
+ *                             redirects the stub without its registration)
+ *                           n_vars x { u64 host_var; name\0 }: host shadows of the
+ *                             module's __device__ variables
+ *                           n_slots x { program\0 }: the program behind guard
+ *                             slot i (bh_prog_off[i]; detach turns it off)
+ *                           ptx_len + 1 bytes: the PTX and a NUL }
  *
  * A hook the TS side found no vaddr for is looked up with dlsym(RTLD_DEFAULT)
  * (libcudart.so's exports with `-cudart shared`). */
@@ -34,7 +47,7 @@ extern "C" {
 #endif
 
 #define BH_NV_CUDA_MAGIC 0x434e4842u /* "BHNC" */
-#define BH_NV_CUDA_VERSION 1u
+#define BH_NV_CUDA_VERSION 2u
 #define BH_NV_CUDA_FIXED 32u
 
 /* The runtime functions hooked; the TS side's HOOK_NAMES lists them in this order. */

@@ -8,11 +8,13 @@
  *   cuModuleGetFunction module=<m> name=<name> fn=<f>
  *   cuModuleGetGlobal name=<name> dptr=<d> size=<bytes>
  *   cuMemAlloc dptr=<d> size=<bytes>
- *   cuMemcpyHtoD dptr=<d> size=<bytes>
+ *   cuMemcpyHtoD dptr=<d> size=<bytes> head=<hex of the first 16 bytes at most>
  *   cuLaunchKernel fn=<f> grid=x,y,z block=x,y,z shmem=<n> stream=<s> params=<v0>,<v1>,...
  *
- * "Device memory" is host memory (cuMemAlloc is calloc, copies are memcpy),
- * so globals and maps written by the plugin can be read back. Launch
+ * "Device memory" is host memory (cuMemAlloc is calloc, copies both ways are
+ * memcpy), so globals (64 KiB per module and name) and maps written by the
+ * plugin can be read back. BH_CUDA_STANDIN_SIMULATE=count makes each launch
+ * leave what a counting probe and a trace_printk would (simulate() below). Launch
  * parameters: the first $BH_CUDA_STANDIN_NPARAMS (default 0) are printed as
  * the u64 each kernelParams[i] points at. cuCtxGetCurrent reports no context,
  * so the plugin goes through cuInit / cuDeviceGet / cuDevicePrimaryCtxRetain /
@@ -40,6 +42,7 @@ static void logline(const char *fmt, ...) {
 }
 
 struct global {
+  void *module;
   char name[128];
   void *mem;
   size_t size;
@@ -91,9 +94,14 @@ int cuModuleLoadData(void **module, const void *image) {
   return 0;
 }
 int cuModuleGetFunction(void **fn, void *module, const char *name) {
-  /* The "function" is a copy of its name (never freed: functions live as long as the process). */
-  char *copy = strdup(name);
-  if (copy == NULL) return 2; /* CUDA_ERROR_OUT_OF_MEMORY */
+  /* The "function" is a copy of its name, its module's handle in the word
+   * before (never freed: functions live as long as the process). */
+  size_t n = strlen(name) + 1;
+  void **block = malloc(sizeof(void *) + n);
+  if (block == NULL) return 2; /* CUDA_ERROR_OUT_OF_MEMORY */
+  block[0] = module;
+  char *copy = (char *)(block + 1);
+  memcpy(copy, name, n);
   *fn = copy;
   logline("cuModuleGetFunction module=%p name=%s fn=%p", module, name, *fn);
   return 0;
@@ -103,9 +111,8 @@ int cuFuncGetName(const char **name, void *fn) {
   return 0;
 }
 int cuModuleGetGlobal_v2(uint64_t *dptr, size_t *bytes, void *module, const char *name) {
-  (void)module;
   for (int i = 0; i < g_nglobals; i++) {
-    if (strcmp(g_globals[i].name, name) == 0) {
+    if (g_globals[i].module == module && strcmp(g_globals[i].name, name) == 0) {
       *dptr = (uint64_t)(uintptr_t)g_globals[i].mem;
       *bytes = g_globals[i].size;
       return 0;
@@ -113,6 +120,7 @@ int cuModuleGetGlobal_v2(uint64_t *dptr, size_t *bytes, void *module, const char
   }
   if (g_nglobals >= 64) return 500;
   struct global *g = &g_globals[g_nglobals++];
+  g->module = module;
   snprintf(g->name, sizeof g->name, "%s", name);
   g->mem = calloc(1, GLOBAL_SIZE);
   g->size = GLOBAL_SIZE;
@@ -130,16 +138,68 @@ int cuMemAlloc_v2(uint64_t *dptr, size_t bytes) {
 }
 int cuMemcpyHtoD_v2(uint64_t dst, const void *src, size_t bytes) {
   memcpy((void *)(uintptr_t)dst, src, bytes);
-  logline("cuMemcpyHtoD dptr=0x%llx size=%zu", (unsigned long long)dst, bytes);
+  char head[33] = {0};
+  for (size_t i = 0; i < bytes && i < 16; i++) snprintf(head + 2 * i, 3, "%02x", ((const unsigned char *)src)[i]);
+  logline("cuMemcpyHtoD dptr=0x%llx size=%zu head=%s", (unsigned long long)dst, bytes, head);
   return 0;
 }
 int cuMemcpyDtoH_v2(void *dst, uint64_t src, size_t bytes) {
   memcpy(dst, (const void *)(uintptr_t)src, bytes);
   return 0;
 }
+static uint64_t *find_global(void *module, const char *name) {
+  for (int i = 0; i < g_nglobals; i++) {
+    if (g_globals[i].module == module && strcmp(g_globals[i].name, name) == 0) return g_globals[i].mem;
+  }
+  return NULL;
+}
+
+/* BH_CUDA_STANDIN_SIMULATE=count: what intercept_probe.bpf.c's count_threads
+ * and a trace_printk would leave in device memory (the layouts of
+ * src/ptx/runtime.ts), so the host side's mirror and ring drain have data:
+ * every thread of the grid adds 1 to entry 0 of map 0 when it is a sharded
+ * per-CPU array (shard = global thread index & (shards - 1)), and the launch
+ * appends one printk record "stand-in launch %d" (the launch's number) to
+ * bh_ring. Nothing of the kernel itself runs. */
+static void simulate(void *fn, uint64_t threads) {
+  static int launches;
+  void *module = ((void **)fn)[-1];
+  launches++;
+  uint64_t *table = find_global(module, "bh_map_table");
+  if (table != NULL && table[0] != 0) {
+    const uint64_t *desc = (const uint64_t *)(uintptr_t)table[0];
+    const uint64_t stride = (desc[2] + 7) & ~7ull, shards = desc[7];
+    if (desc[0] == 6 && shards != 0 && desc[2] >= 8) {
+      for (uint64_t g = 0; g < threads; g++) {
+        __atomic_fetch_add((uint64_t *)(uintptr_t)(desc[4] + (g & (shards - 1)) * stride), 1, __ATOMIC_RELAXED);
+      }
+    }
+  }
+  uint64_t *ring = find_global(module, "bh_ring"); /* data, size, head, dropped */
+  if (ring != NULL && ring[0] != 0) {
+    static const char fmt[] = "stand-in launch %d";
+    const uint32_t len = 16 + 24 + sizeof fmt;
+    const uint64_t pos = __atomic_fetch_add(&ring[2], (len + 7) & ~7u, __ATOMIC_RELAXED);
+    if (pos + len > ring[1]) {
+      __atomic_fetch_add(&ring[3], 1, __ATOMIC_RELAXED);
+    } else {
+      unsigned char *rec = (unsigned char *)(uintptr_t)(ring[0] + pos);
+      const uint32_t kind = 1;
+      const uint64_t extra = sizeof fmt, args[3] = {(uint64_t)launches, 0, 0};
+      memcpy(rec + 4, &kind, 4);
+      memcpy(rec + 8, &extra, 8);
+      memcpy(rec + 16, args, sizeof args);
+      memcpy(rec + 40, fmt, sizeof fmt);
+      __atomic_store_n((uint32_t *)rec, len, __ATOMIC_RELEASE); /* the commit, last */
+    }
+  }
+}
+
 int cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                    unsigned shmem, void *stream, void **params, void **extra) {
   (void)extra;
+  const char *sim = getenv("BH_CUDA_STANDIN_SIMULATE");
+  if (sim != NULL && strcmp(sim, "count") == 0) simulate(fn, (uint64_t)gx * gy * gz * bx * by * bz);
   const char *np = getenv("BH_CUDA_STANDIN_NPARAMS");
   int n = np != NULL ? atoi(np) : 0;
   char buf[1024] = "";

@@ -80,15 +80,50 @@ export interface ProgramInsertion {
   readonly kernel: (mangled: string) => boolean;
 }
 
-/** Compiles the programs and inserts them into a kernel module's PTX (one object's maps). */
+/**
+ * A guard around each inserted program: `bh_prog_off[i]` (a `.visible`
+ * global, zero at load) turned non-zero by the host switches program `i` off
+ * in a loaded module (detach of one attachment while the others stay): one
+ * uniform global load and branch per probe call.
+ */
+export function guardsPtx(symbols: readonly string[]): string {
+  const out = [`.visible .global .align 4 .u32 bh_prog_off[${Math.max(1, symbols.length)}];`, ""];
+  symbols.forEach((symbol, i) => {
+    out.push(
+      `.func (.param .b64 r) bh_guard_${i}(.param .b64 c)`,
+      "{",
+      "\t.reg .pred %p;",
+      "\t.reg .b32 %o;",
+      "\t.reg .b64 %c;",
+      `\tld.global.u32 %o, [bh_prog_off+${4 * i}];`,
+      "\tsetp.ne.u32 %p, %o, 0;",
+      "\t@%p bra $__bh_off;",
+      "\tld.param.u64 %c, [c];",
+      "\t{",
+      "\t.param .b64 a;",
+      "\t.param .b64 rr;",
+      "\tst.param.b64 [a], %c;",
+      `\tcall (rr), ${symbol}, (a);`,
+      "\t}",
+      "$__bh_off:",
+      "\tst.param.b64 [r], 0;",
+      "\tret;",
+      "}",
+      "",
+    );
+  });
+  return out.join("\n");
+}
+
+/** Compiles the programs and inserts them into a kernel module's PTX (one object's maps); program i is behind guard slot i. */
 export function instrumentPtx(ptx: string, insertions: readonly ProgramInsertion[], maps?: readonly BpfMapInput[]): InstrumentResult {
   const compiled = insertions.map((ins, i) =>
     compileProgram(ins.program, { maps, symbol: `bpf_prog_${i}_${ins.program.name.replace(/[^A-Za-z0-9_$]/g, "_")}` }),
   );
   return instrumentModule(ptx, {
-    functions: functionsPtx(compiled),
+    functions: `${functionsPtx(compiled)}\n${guardsPtx(compiled.map((c) => c.symbol))}`,
     probes: insertions.map((ins, i) => ({
-      symbol: compiled[i]!.symbol,
+      symbol: `bh_guard_${i}`,
       kind: ins.kind,
       kernel: ins.kernel,
       contextReads: compiled[i]!.contextReads,

@@ -39,7 +39,14 @@ struct bh_runtime_opts {
   void (*log)(void *log_ctx, int level, const char *msg); /* plugins' log lines; NULL: stderr */
   void *log_ctx;
   const struct bh_probe_api *probe; /* handed to plugins in bh_host */
+  /* Handed to plugins in bh_host: access to the maps programs are loaded
+   * with (bh_program_opts.maps; bh_runtime_host_maps() for bh_map handles). */
+  const struct bh_host_maps *maps;
 };
+
+/* bh_host_maps over the maps library's handles (bh_map *), with
+ * bpf_trace_printk's sink: what the addon and the agent hand plugins. */
+const struct bh_host_maps *bh_runtime_host_maps(void);
 
 struct bh_program_opts {
   size_t sz;
