@@ -6,7 +6,7 @@
  */
 import { strict as assert } from "node:assert";
 import { spawnSync, type SpawnSyncReturns } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { skipWithoutClang } from "./support/clang.js";
@@ -66,6 +66,13 @@ describe("63 bpfhook new-plugin", () => {
     assert.match(made.stdout, /plugin 'ticker', attach type id 4321, sections tick\/<channel>, helper 14321/);
     const manifest = JSON.parse(readFileSync(path.join(dir, "package.json"), "utf8")) as { dependencies: Record<string, string> };
     assert.equal(manifest.dependencies["@bpfhook/sdk"], `file:${path.join(repoRoot, "sdk")}`);
+
+    // The native template follows the project's style (clang-format finds .clang-format in a parent folder).
+    if (spawnSync("clang-format", ["--version"]).status === 0) {
+      copyFileSync(path.join(repoRoot, ".clang-format"), path.join(scratch, ".clang-format"));
+      const fmt = spawnSync("clang-format", ["--dry-run", "--Werror", path.join(dir, "native", "plugin.cpp")], { encoding: "utf8" });
+      assert.equal(fmt.status, 0, fmt.stderr);
+    }
 
     const times: string[] = [];
     const step = (cmd: string, ...args: string[]): SpawnSyncReturns<string> => {

@@ -452,10 +452,21 @@ int64_t plugin_call(void *state, const char *name, const void *in, size_t in_len
   return -ENOSYS;
 }
 
-const bh_plugin_ops kOps = {
-    sizeof(bh_plugin_ops), BH_PLUGIN_ABI_VERSION, "${v.name}",          plugin_init, plugin_fini,
-    plugin_attach,         plugin_detach,         plugin_register_helpers, plugin_call,
-};
+bh_plugin_ops make_ops() {
+  bh_plugin_ops ops{};
+  ops.sz = sizeof ops;  // the core reads only the fields this covers
+  ops.abi_version = BH_PLUGIN_ABI_VERSION;
+  ops.name = "${v.name}";  // must equal the TypeScript side's name
+  ops.init = plugin_init;
+  ops.fini = plugin_fini;
+  ops.attach = plugin_attach;
+  ops.detach = plugin_detach;
+  ops.register_helpers = plugin_register_helpers;
+  ops.call = plugin_call;
+  return ops;
+}
+
+const bh_plugin_ops kOps = make_ops();
 
 }  // namespace
 
