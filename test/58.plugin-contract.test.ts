@@ -61,6 +61,8 @@ describe("58 plugin contract", () => {
       { data: { module: "libbpfhook_targets.so", symbol: "" }, field: "symbol" },
     ],
     setupModule: path.join(__dirname, "support", "contract-setup-uprobe.js"),
+    // The harness process does not map libbpfhook_targets.so: hook libc there.
+    nativeData: { module: "libc.so.6", symbol: "getppid" },
     trigger: (_rt, n) => {
       const t = testAddon();
       for (let i = 0; i < n; i++) t.add(i, 1);

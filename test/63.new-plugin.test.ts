@@ -95,7 +95,7 @@ describe("63 bpfhook new-plugin", () => {
     assert.equal(test.status, 0, out);
     console.log(`      (${times.join(", ")})`);
     // The contract cases that apply, and the counting program: all passed.
-    assert.match(out, /\b8 passing\b/, out);
+    assert.match(out, /\b9 passing\b/, out);
     assert.doesNotMatch(out, /failing/);
     assert.match(out, /2 pending/, "threads and agent cases skipped, each with its reason");
     assert.match(out, /✔ counts every event of its channel, sums their values, and reads the helper/);

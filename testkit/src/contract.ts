@@ -15,6 +15,10 @@
  *   the attach point while this thread attaches and detaches (a Runtime
  *   lives on one JS thread: the core addon cannot be used from worker
  *   threads, it aborts the process);
+ * - the native piece alone, driven through bh_plugin_ops by a harness in a
+ *   child process (testkit/native): entry, ABI and name; detach of an
+ *   unknown id and a second detach of an id are -ENOENT; re-attach; attach
+ *   and detach from several native threads at once on one state;
  * - the plugin works under the agent (AgentSession.run of a target program)
  *   as well as embedded.
  *
@@ -22,6 +26,8 @@
  * skips with the reason printed.
  */
 import { strict as assert } from "node:assert";
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { AgentSession, type Runtime } from "@bpfhook/core";
 import type { AttachPlugin } from "@bpfhook/sdk";
@@ -85,6 +91,15 @@ export interface ContractOptions {
    * these tests create with the plugin, before anything is loaded (e.g. the syscall-trace plugin's dispatch-only mode).
    */
   readonly setupModule?: string;
+  /**
+   * The config entry the native-piece case attaches with in its own
+   * process (default `validData`): data that holds there too (prepared
+   * module-relative; e.g. a function of libc rather than of a library only
+   * the test process maps).
+   */
+  readonly nativeData?: Record<string, unknown>;
+  /** Threads of the native-piece case (default 4), each attaching and detaching 50 times. */
+  readonly nativeThreads?: number;
   /** Attaching cannot be tested here (every attach check skips with this reason). */
   readonly noAttach?: string;
   /** The agent-mode check, or why it is left out. */
@@ -225,7 +240,6 @@ export function runContractTests(describeFn: (title: string, fn: () => void) => 
       const type = plugin.attachTypes.find((t) => t.name === opts.attachType);
       assert.ok(type, `plugin '${plugin.name}' declares attach type '${opts.attachType}' (it has: ${plugin.attachTypes.map((t) => t.name).join(", ")})`);
       assert.ok(path.isAbsolute(plugin.nativeLibrary), `nativeLibrary is absolute: ${plugin.nativeLibrary}`);
-      const { existsSync } = await import("node:fs");
       assert.ok(existsSync(plugin.nativeLibrary), `native piece built: ${plugin.nativeLibrary} (build the plugin first)`);
     });
 
@@ -425,6 +439,45 @@ export function runContractTests(describeFn: (title: string, fn: () => void) => 
       } finally {
         if (running) await threads.stop(rt);
         rt.close();
+      }
+    });
+
+    it("its native piece alone (bh_plugin_ops driven directly, in a child process): detach of an unknown or detached id is -ENOENT, attach/detach from several threads", async function () {
+      const harness = path.join(__dirname, "..", "build", "bpfhook_contract_harness");
+      if (!existsSync(harness)) {
+        skipWith(this, `the contract harness is not built (${harness}: npm run build:native in @bpfhook/testkit)`);
+        return;
+      }
+      const plugin = await thePlugin();
+      const type = plugin.attachTypes.find((t) => t.name === opts.attachType);
+      assert.ok(type, `attach type '${opts.attachType}'`);
+      let hex = "-";
+      if (opts.noAttach === undefined) {
+        // The bytes a Runtime would hand the native attach, prepared for
+        // another process (moduleRelative), as agent mode prepares them.
+        const entry = opts.nativeData ?? opts.validData;
+        const raw = plugin.parseConfig ? plugin.parseConfig(type, entry) : entry;
+        const parsed = plugin.privateDataSchema.safeParse(raw);
+        assert.ok(parsed.success, `nativeData/validData passes the schema: ${JSON.stringify(entry)}`);
+        const host = { log: () => undefined, target: { pid: process.pid, moduleRelative: true } };
+        const prepared = plugin.prepare ? await plugin.prepare({ type, data: parsed.data }, host) : parsed.data;
+        hex = Buffer.from(plugin.encode({ type, data: prepared })).toString("hex");
+      } else {
+        console.log(`      (attach checks left out: ${opts.noAttach})`);
+      }
+      const threads = String(opts.nativeThreads ?? 4);
+      const r = spawnSync(harness, [plugin.nativeLibrary, plugin.name, String(type.id), hex, threads, "50"], {
+        encoding: "utf8",
+        timeout: timeout - 5000,
+      });
+      const out = `${r.stdout}${r.stderr}`;
+      assert.equal(r.signal, null, `the harness was killed by ${r.signal}: ${out}`);
+      assert.equal(r.status, 0, out);
+      assert.match(r.stdout, /^ok detach of an unknown id is -ENOENT$/m);
+      assert.match(r.stdout, /^ok fini$/m);
+      if (hex !== "-") {
+        assert.match(r.stdout, /^ok attach, detach, and a second detach of the same id is -ENOENT$/m);
+        assert.match(r.stdout, new RegExp(`^ok attach/detach from ${threads} threads at once, nothing left$`, "m"));
       }
     });
 
