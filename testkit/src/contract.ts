@@ -209,7 +209,11 @@ export function runContractTests(describeFn: (title: string, fn: () => void) => 
     return pluginObject;
   }
 
-  /** A counting program (C) where the check counts runs, else the trivial one; undefined: skipped. */
+  /**
+   * Whether an attaching case can run here; otherwise skips it, printing
+   * why. `counting`: the case counts runs (it needs the trigger, and clang
+   * for the counting program).
+   */
   function attachable(ctx: CaseContext, counting: boolean): boolean {
     if (opts.noAttach !== undefined) {
       skipWith(ctx, opts.noAttach);
