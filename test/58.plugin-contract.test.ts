@@ -9,7 +9,9 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { counterProgram, runContractTests } from "@bpfhook/testkit";
+import { strict as assert } from "node:assert";
+import { BPF_MAP_TYPE } from "@bpfhook/core";
+import { compileC, counterProgram, createTestRuntime, loadProgram, readMap, requireClang, runContractTests, withRuntime } from "@bpfhook/testkit";
 import { trigger as fireSimple } from "@bpfhook/plugin-simple";
 import { dispatch } from "@bpfhook/plugin-syscall-trace";
 import { testAddon } from "./support/test-addon.js";
@@ -33,6 +35,60 @@ const agentTarget = (mode: string, program: ReturnType<typeof counterProgram>, n
   targetMissing !== undefined ? { skip: targetMissing } : { command: target, args: [mode, String(n)], program, expectHits: n };
 
 describe("58 plugin contract", () => {
+  describe("the test kit's own pieces", () => {
+    const simpleDir = path.join(repoRoot, "plugins", "simple");
+
+    it("loads assembly with a map (lddw map:NAME) as a raw object, attaches it by its section, and reads the map", () =>
+      withRuntime({ plugins: [simpleDir] }, async (rt) => {
+        // hits[0] += 1, through bpf_map_lookup_elem
+        const asm = [
+          "mov %r1, 0",
+          "stxw [%r10-4], %r1",
+          "lddw %r1, map:hits",
+          "mov %r2, %r10",
+          "add %r2, -4",
+          "call 1",
+          "jeq %r0, 0, out",
+          "ldxdw %r1, [%r0]",
+          "add %r1, 1",
+          "stxdw [%r0], %r1",
+          "out:",
+          "mov %r0, 0",
+          "exit",
+        ].join("\n");
+        const { object, program } = loadProgram(rt, {
+          asm,
+          name: "asm_count",
+          section: "simple/asm",
+          maps: [{ name: "hits", type: BPF_MAP_TYPE.ARRAY, keySize: 4, valueSize: 8, maxEntries: 1 }],
+        });
+        await program.attach();
+        for (let i = 0; i < 3; i++) fireSimple(rt, "asm");
+        assert.equal(readMap(object, "hits"), 3n);
+      }));
+
+    it("loads an object file and C source; a closed runtime from withRuntime refuses further use", async function () {
+      requireClang(this);
+      const rt = await createTestRuntime({ plugins: [simpleDir] });
+      try {
+        const c = loadProgram(rt, counterProgram("simple/kit"));
+        await c.program.attach();
+        const again = loadProgram(rt, { object: compileC(counterProgram("simple/kit")), name: "count_hits" });
+        await again.program.attach();
+        fireSimple(rt, "kit");
+        assert.equal(readMap(c.object, "hits"), 1n);
+        assert.equal(readMap(again.object, "hits"), 1n, "the object file's own maps");
+      } finally {
+        rt.close();
+      }
+      let kept: import("@bpfhook/core").Runtime | undefined;
+      await withRuntime({}, (r) => {
+        kept = r;
+      });
+      assert.throws(() => kept!.load({ programs: [] }), /runtime is closed/);
+    });
+  });
+
   runContractTests(describe, {
     plugin: path.join(repoRoot, "plugins", "simple"),
     attachType: "simple",

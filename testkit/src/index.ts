@@ -15,6 +15,7 @@ export {
   loadProgram,
   readMap,
   requireClang,
+  type AsmMap,
   type AsmSource,
   type CSource,
   type LoadedProgram,

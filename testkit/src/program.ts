@@ -30,15 +30,27 @@ export interface CSource {
 
 /**
  * Assembly in the conformance suite's syntax (`mov %r0, 0` / `exit`), one
- * program; `maps` are what its `lddw` map references index (src 1, imm =
- * index). Loaded as a raw object (no ELF).
+ * program, loaded as a raw object (no ELF). `lddw %r1, map:NAME` loads the
+ * address of map NAME of `maps` (the kernel's BPF_PSEUDO_MAP_FD form: src 1,
+ * imm = the map's index).
  */
 export interface AsmSource {
   readonly asm: string;
   readonly name?: string;
   /** Its section, which selects the attach type when attached by section (default "": none). */
   readonly section?: string;
-  readonly maps?: readonly MapSpec[];
+  readonly maps?: readonly AsmMap[];
+}
+
+/** A map of an {@link AsmSource}: no BTF, so {@link readMap} reads it as integers. */
+export interface AsmMap {
+  readonly name: string;
+  /** BPF_MAP_TYPE_* (core's BPF_MAP_TYPE). */
+  readonly type: number;
+  readonly keySize: number;
+  readonly valueSize: number;
+  readonly maxEntries: number;
+  readonly flags?: number;
 }
 
 /** A clang-built object file; `name` picks the program (default: the first). */
@@ -132,10 +144,10 @@ export function loadProgram(rt: Runtime, source: ProgramSource, options?: LoadOp
   if ("c" in source) {
     object = rt.load(compileC(source), options);
   } else if ("asm" in source) {
-    const insns = encodeInsns(assemble(source.asm));
+    const insns = encodeInsns(assembleWithMaps(source.asm, source.maps ?? []));
     object = rt.load({
       programs: [{ name: source.name ?? "prog", section: source.section ?? "", insns }],
-      ...(source.maps ? { maps: source.maps } : {}),
+      ...(source.maps ? { maps: source.maps.map((m): MapSpec => ({ flags: 0, ...m, section: ".maps" })) } : {}),
     });
   } else {
     object = rt.load(source.object, options);
@@ -145,9 +157,42 @@ export function loadProgram(rt: Runtime, source: ProgramSource, options?: LoadOp
   return { object, program };
 }
 
-/** A map's value at `key` (default 0), as the map's codecs decode it (u64 values: bigint). */
+/** Sentinel immediates for `map:NAME` operands while the core's assembler runs. */
+const MAP_SENTINEL = 0x7fbe0000;
+const LDDW = 0x18;
+const PSEUDO_MAP_FD = 1;
+
+function assembleWithMaps(text: string, maps: readonly AsmMap[]) {
+  const replaced = text.replace(/\bmap:([A-Za-z_][A-Za-z0-9_.]*)/g, (_m, name: string) => {
+    const index = maps.findIndex((m) => m.name === name);
+    if (index < 0) throw new Error(`assembly: map:${name} is not one of the maps given (${maps.map((m) => m.name).join(", ") || "none"})`);
+    return `0x${(MAP_SENTINEL + index).toString(16)}`;
+  });
+  // lddw's second slot has opcode 0 and carries the upper half (0 here).
+  return assemble(replaced).map((i) =>
+    i.opcode === LDDW && i.imm >= MAP_SENTINEL && i.imm < MAP_SENTINEL + maps.length
+      ? { ...i, src: PSEUDO_MAP_FD, imm: i.imm - MAP_SENTINEL }
+      : i,
+  );
+}
+
+/**
+ * A map's value at `key` (default 0), as the map's BTF codecs decode it
+ * (a u64 value: bigint). A map without BTF (assembly, legacy maps) is read
+ * as integers: a number key is encoded little-endian in its key size, and
+ * a value of 1, 2, 4 or 8 bytes decoded as an unsigned little-endian
+ * bigint (other sizes: the bytes).
+ */
 export function readMap<V = bigint, K = number>(object: LoadedObject, name: string, key?: K): V | undefined {
-  return object.map<BpfMap<K, V>>(name).get((key ?? 0) as K);
+  const m = object.objectMap(name);
+  const k = key ?? (0 as K);
+  if (m.spec.keyType !== undefined || typeof k !== "number") return (m.map as BpfMap<K, V>).get(k);
+  const kb = Buffer.alloc(m.spec.keySize);
+  if (m.spec.keySize >= 8) kb.writeBigUInt64LE(BigInt(k));
+  else kb.writeUIntLE(k, 0, m.spec.keySize);
+  const v = (m.map as unknown as BpfMap<Buffer, Buffer | bigint>).get(kb);
+  if (!Buffer.isBuffer(v) || ![1, 2, 4, 8].includes(v.length)) return v as V | undefined;
+  return (v.length === 8 ? v.readBigUInt64LE(0) : BigInt(v.readUIntLE(0, v.length))) as V;
 }
 
 /** The counter's map name and key in {@link counterProgram}'s programs. */
