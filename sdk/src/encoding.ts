@@ -3,20 +3,32 @@
  * native piece decodes. These write little-endian fixed layouts that C can
  * read as a packed struct, and NUL-terminated strings.
  */
+/**
+ * Builds a plugin's private data for its native piece: little-endian
+ * fields appended in order, `finish()` gives the bytes.
+ *
+ * @example
+ * ```ts
+ * encode: ({ data }) => new StructWriter().u64(data.address).u32(data.flags).cstring(data.name).finish()
+ * ```
+ */
 export class StructWriter {
   private readonly parts: Buffer[] = [];
   private length = 0;
 
+  /** Appends a u32 (the low 32 bits of `v`). */
   u32(v: number): this {
     const b = Buffer.alloc(4);
     b.writeUInt32LE(v >>> 0);
     return this.push(b);
   }
+  /** Appends an i32. */
   i32(v: number): this {
     const b = Buffer.alloc(4);
     b.writeInt32LE(v | 0);
     return this.push(b);
   }
+  /** Appends a u64 (negative values as their two's complement). */
   u64(v: bigint | number): this {
     const b = Buffer.alloc(8);
     b.writeBigUInt64LE(BigInt.asUintN(64, BigInt(v)));
@@ -39,6 +51,7 @@ export class StructWriter {
     const pad = (n - (this.length % n)) % n;
     return pad ? this.push(Buffer.alloc(pad)) : this;
   }
+  /** The bytes written so far. */
   finish(): Uint8Array {
     return Buffer.concat(this.parts, this.length);
   }

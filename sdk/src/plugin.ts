@@ -14,6 +14,11 @@
 import type { ZodType } from "zod";
 import type { ContextLayout, HelperSignature } from "./verifier-types.js";
 
+/**
+ * One attach type a plugin serves: its id and name, the ELF section
+ * prefixes that select it, and the context its programs get (what the
+ * verifier lets them read and write).
+ */
 export interface AttachTypeSpec {
   /** Numeric id (see AttachTypeId); unique across all loaded plugins. */
   readonly id: number;
@@ -138,6 +143,17 @@ export interface AttachTarget {
   readonly moduleRelative: boolean;
 }
 
+/**
+ * The plugin contract: what a plugin package's module exports as `plugin`
+ * (or `default`). `P` is its private data, as its schema outputs it.
+ *
+ * The core calls, for one attachment: `parseSection` (or `parseConfig`),
+ * then `privateDataSchema` (before anything native; a refusal names the
+ * field), then `prepare` and `encode`; the bytes go to the native piece's
+ * `attach` (`bh_plugin_ops` in `bpfhook/plugin.h`, whose `name` and ABI
+ * must match `name` and `abiVersion` here). Build it with
+ * {@link definePlugin}; test it with @bpfhook/testkit's `runContractTests`.
+ */
 export interface AttachPlugin<P = unknown> {
   /** npm-like name, unique ("frida-uprobe"); messages start with "[name]". */
   readonly name: string;
@@ -214,7 +230,22 @@ export interface AttachPlugin<P = unknown> {
 // biome-ignore lint: constructor parameters are whatever the plugin injects
 export type PluginExport<P = unknown> = AttachPlugin<P> | (new (...args: any[]) => AttachPlugin<P>);
 
-/** Identity helper that checks the object against the contract at compile time. */
+/**
+ * Identity helper that checks the object against the contract at compile
+ * time (and infers `P` from the schema where it can).
+ *
+ * @example
+ * ```ts
+ * export const plugin = definePlugin({
+ *   name: "ticker", abiVersion: PLUGIN_ABI_VERSION,
+ *   attachTypes: [{ id: 4321, name: "ticker", sectionPrefixes: ["tick"] }],
+ *   privateDataSchema: z.object({ channel: z.string().min(1) }),
+ *   nativeLibrary: path.resolve(__dirname, "..", "build", "Release", "libbpfhook_ticker.so"),
+ *   parseSection: (_type, rest) => ({ channel: rest }),
+ *   encode: ({ data }) => new StructWriter().cstring(data.channel).finish(),
+ * });
+ * ```
+ */
 export function definePlugin<P>(plugin: AttachPlugin<P>): AttachPlugin<P> {
   return plugin;
 }

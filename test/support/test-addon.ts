@@ -6,6 +6,10 @@ export interface TestAddon {
   // simple plugin sources
   fireSimple(source: string, value: number): { rc: number; r0: bigint; ctx: bigint };
   fireSimpleThreads(source: string, threads: number, perThread: number): number;
+  /** Starts `threads` native threads firing `source` in a loop (stopSimpleThreads joins them). */
+  startSimpleThreads(source: string, threads: number): void;
+  /** Joins them: fires made and programs run (summed). */
+  stopSimpleThreads(): { fires: number; runs: number };
   // probe targets (test/native/targets) and libc
   add(a: number, b: number): bigint;
   args8(a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number): bigint;

@@ -11,6 +11,7 @@
  *   bpfhook conformance <dir>         bpf_conformance .data files in both backends
  *   bpfhook ptx prog.bpf.o [-p x] [--arch sm_90]   the PTX a program compiles to (nv-cuda plugin)
  *   bpfhook clean                     remove shared regions left by killed processes
+ *   bpfhook new-plugin DIR [--name N] [--attach-type-id ID] [--prefix P]   scaffold a plugin package
  *   bpfhook run [-j] (-c CONFIG | OBJ...) -- CMD     start CMD with the agent and the programs attached
  *   bpfhook attach [-j] -p PID (-c CONFIG | OBJ...)   inject the agent into a running process
  *   bpfhook detach -p PID | maps -p PID [--watch] | ps
@@ -24,6 +25,7 @@ import { cleanStaleRegions } from "../maps/region.js";
 import { compileBpfC } from "../toolchain/clang.js";
 import { conformanceCommand } from "../tools/conformance.js";
 import { inspectObject, verifyObjectFile } from "./describe.js";
+import { describeScaffold, scaffoldPlugin } from "./new-plugin.js";
 import { ptxCommand } from "./ptx.js";
 import { attachCommand, detachCommand, mapsCommand, psCommand, runCommand } from "./agent-commands.js";
 
@@ -147,6 +149,29 @@ function program(): Command {
       }
       for (const r of removed) console.log(`removed ${r.name} (creator pid ${r.pid} is gone)`);
       console.log(`${removed.length} stale region${removed.length === 1 ? "" : "s"} removed`);
+    });
+
+  cli
+    .command("new-plugin")
+    .description(
+      "write a plugin package into DIR that builds and passes its tests with no edit: TypeScript side (definePlugin, " +
+        "zod schema, section prefix, context layout, a custom helper), native side (CMake + cmake-js against the SDK's " +
+        "headers), mocha tests with @bpfhook/testkit (contract tests, a program counting into a map), README; " +
+        "@bpfhook/* are depended on by file: paths to the packages this command runs from",
+    )
+    .argument("<dir>", "the package's folder (created; must be empty or absent)")
+    .option("--name <name>", "plugin and attach type name (default: DIR's name without 'bpfhook-plugin-')")
+    .option("--attach-type-id <id>", "attach type id, 4096..65535 (default: derived from the name)")
+    .option("--prefix <prefix>", "section prefix (default: the name with '-' as '_')")
+    .action((dir: string, opts: { name?: string; attachTypeId?: string; prefix?: string }) => {
+      const id = opts.attachTypeId === undefined ? undefined : Number(opts.attachTypeId);
+      const result = scaffoldPlugin({
+        dir,
+        ...(opts.name === undefined ? {} : { name: opts.name }),
+        ...(id === undefined ? {} : { attachTypeId: id }),
+        ...(opts.prefix === undefined ? {} : { prefix: opts.prefix }),
+      });
+      console.log(describeScaffold(result));
     });
 
   cli.addCommand(runCommand());
