@@ -312,4 +312,41 @@ describe("50 plugin registry", () => {
       /has no "bpfhook": \{ "plugin": "<module>" \} field/,
     );
   });
+
+  it("runs in worker threads: three workers each with a runtime, a plugin, programs and maps at once", async () => {
+    // Each worker is an env of its own: the addon keeps its class references
+    // per env (a static one made in one worker crashed the next).
+    const { Worker } = await import("node:worker_threads");
+    const code = `
+      const { Runtime, assembleBytes } = require("@bpfhook/core");
+      const { trigger } = require("@bpfhook/plugin-simple");
+      const { parentPort, workerData } = require("node:worker_threads");
+      (async () => {
+        const rt = await Runtime.create({ plugins: ["@bpfhook/plugin-simple"], resolveFrom: workerData.root });
+        const obj = rt.load({
+          programs: [{ name: "p", section: "simple/w" + workerData.i, insns: assembleBytes("lddw %r1, map_value 0, 0\\nldxdw %r2, [%r1+0]\\nadd %r2, 1\\nstxdw [%r1+0], %r2\\nmov %r0, 0\\nexit") }],
+          maps: [{ name: "hits", type: 2, keySize: 4, valueSize: 8, maxEntries: 1, flags: 0 }],
+        });
+        await obj.program("p").attach();
+        for (let n = 0; n < 100; n++) trigger(rt, "w" + workerData.i, new Uint8Array(8));
+        const v = obj.map("hits").get(Buffer.alloc(4));
+        parentPort.postMessage(Buffer.from(v).readBigUInt64LE(0).toString());
+        rt.close();
+      })().catch((e) => parentPort.postMessage("error: " + e.stack));
+    `;
+    const root = path.resolve(__dirname, "..", "..");
+    const results = await Promise.all(
+      [0, 1, 2].map(
+        (i) =>
+          new Promise<string>((resolve, reject) => {
+            const w = new Worker(code, { eval: true, workerData: { i, root } });
+            let msg = "no message";
+            w.on("message", (m: string) => (msg = m));
+            w.on("error", reject);
+            w.on("exit", (c) => (c === 0 ? resolve(msg) : reject(new Error(`worker ${i} exited with ${c}: ${msg}`))));
+          }),
+      ),
+    );
+    assert.deepEqual(results, ["100", "100", "100"]);
+  });
 });

@@ -109,9 +109,10 @@ export interface ContractOptions {
    * stopped (stop: how many times they fired, each fire running every
    * program attached to the point once), while this thread attaches and
    * detaches `rounds` times (default 24); or why the check is left out.
-   * (A Runtime lives on one JS thread: the core addon is not usable from
-   * worker threads, so concurrency means native threads running programs
-   * while attaches and detaches happen.)
+   * (A Runtime lives on the JS thread that created it; worker threads may
+   * each have their own, but a plugin's events fire on native threads, so
+   * concurrency here means native threads running programs while attaches
+   * and detaches happen.)
    */
   readonly threads?: ThreadedTrigger | Skip;
   /** More options of every runtime (verifier mode ...). */

@@ -34,8 +34,6 @@ uint32_t U32(const Napi::Value &v, const char *what) {
 
 class NativeAgentArea : public Napi::ObjectWrap<NativeAgentArea> {
  public:
-  static Napi::FunctionReference *ctor;
-
   static void Define(Napi::Env env, Napi::Object exports) {
     Napi::Function fn = DefineClass(
         env, "NativeAgentArea",
@@ -50,7 +48,7 @@ class NativeAgentArea : public Napi::ObjectWrap<NativeAgentArea> {
          InstanceMethod<&NativeAgentArea::Heartbeat>("heartbeat"), InstanceMethod<&NativeAgentArea::Info>("info"),
          InstanceMethod<&NativeAgentArea::AttachResult>("attachResult"),
          InstanceMethod<&NativeAgentArea::Processes>("processes")});
-    ctor = new Napi::FunctionReference(Napi::Persistent(fn));
+    ClassRef(env, "NativeAgentArea") = Napi::Persistent(fn);
     exports.Set("NativeAgentArea", fn);
   }
 
@@ -71,7 +69,7 @@ class NativeAgentArea : public Napi::ObjectWrap<NativeAgentArea> {
   }
 
   static Napi::Value Wrap(Napi::Env env, bh_region *r) {
-    Napi::Object obj = ctor->New({});
+    Napi::Object obj = ClassRef(env, "NativeAgentArea").New({});
     NativeAgentArea *a = Unwrap(obj);
     std::string err;
     int rc = a->view_.init(r, err);
@@ -306,8 +304,6 @@ class NativeAgentArea : public Napi::ObjectWrap<NativeAgentArea> {
     return out;
   }
 };
-
-Napi::FunctionReference *NativeAgentArea::ctor = nullptr;
 
 }  // namespace
 

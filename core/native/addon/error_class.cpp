@@ -1,6 +1,8 @@
 // The BpfhookError class, per env (error_class.h).
 #include "error_class.h"
 
+#include <map>
+
 namespace bpfhook::addon {
 
 namespace {
@@ -8,6 +10,7 @@ namespace {
 // addon's lifetime (module-level state, one per env via instance data).
 struct AddonData {
   Napi::FunctionReference errorClass;
+  std::map<std::string, Napi::FunctionReference> classes;
 };
 }  // namespace
 
@@ -31,6 +34,10 @@ Napi::Error MakeError(Napi::Env env, const std::string &code, const std::string 
   Napi::Error err = MakeError(env, code, message);
   err.Set("detail", detail);
   return err;
+}
+
+Napi::FunctionReference &ClassRef(Napi::Env env, const std::string &name) {
+  return env.GetInstanceData<AddonData>()->classes[name];
 }
 
 namespace {

@@ -15,6 +15,11 @@ Napi::Error MakeError(Napi::Env env, const std::string &code, const std::string 
 // The same with BpfhookError's detail object ({ pc, address, fault, ... }).
 Napi::Error MakeError(Napi::Env env, const std::string &code, const std::string &message, Napi::Object detail);
 
+// The constructor of a wrapped class (NativeProgram, ...) in this env. Each
+// worker thread that loads the addon is an env of its own: a reference made
+// in one must never be used from another, so none is kept in a static.
+Napi::FunctionReference &ClassRef(Napi::Env env, const std::string &name);
+
 // Sets up the per-env state and exports setErrorClass(cls). Call first in a
 // module's init.
 void InitErrorClass(Napi::Env env, Napi::Object exports);

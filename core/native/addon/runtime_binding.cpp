@@ -41,14 +41,12 @@ Napi::Error ErrnoError(Napi::Env env, const char *code, int rc, const std::strin
 
 class NativeProgram : public Napi::ObjectWrap<NativeProgram> {
  public:
-  static Napi::FunctionReference *ctor;
-
   static void Define(Napi::Env env, Napi::Object exports) {
     Napi::Function fn = DefineClass(
         env, "NativeProgram",
         {InstanceMethod<&NativeProgram::Run>("run"), InstanceMethod<&NativeProgram::Release>("release"),
          InstanceAccessor<&NativeProgram::JitSize>("jitSize"), InstanceAccessor<&NativeProgram::Faults>("faults")});
-    ctor = new Napi::FunctionReference(Napi::Persistent(fn));
+    ClassRef(env, "NativeProgram") = Napi::Persistent(fn);
     exports.Set("NativeProgram", fn);
   }
 
@@ -112,8 +110,6 @@ class NativeProgram : public Napi::ObjectWrap<NativeProgram> {
   }
 };
 
-Napi::FunctionReference *NativeProgram::ctor = nullptr;
-
 class NativeRuntime;
 
 // A program array owned by a native runtime (bh_runtime_prog_array_create).
@@ -122,15 +118,13 @@ class NativeRuntime;
 // builds the error with the map's name.
 class NativeProgArray : public Napi::ObjectWrap<NativeProgArray> {
  public:
-  static Napi::FunctionReference *ctor;
-
   static void Define(Napi::Env env, Napi::Object exports) {
     Napi::Function fn = DefineClass(
         env, "NativeProgArray",
         {InstanceMethod<&NativeProgArray::Update>("update"), InstanceMethod<&NativeProgArray::Delete>("delete"),
          InstanceMethod<&NativeProgArray::Lookup>("lookup"),
          InstanceAccessor<&NativeProgArray::MaxEntries>("maxEntries")});
-    ctor = new Napi::FunctionReference(Napi::Persistent(fn));
+    ClassRef(env, "NativeProgArray") = Napi::Persistent(fn);
     exports.Set("NativeProgArray", fn);
   }
 
@@ -138,9 +132,10 @@ class NativeProgArray : public Napi::ObjectWrap<NativeProgArray> {
 
   // The NativeProgArray behind `value`, or NULL if it is not one.
   static NativeProgArray *From(Napi::Value value) {
-    if (!value.IsObject() || ctor == nullptr) return nullptr;
+    if (!value.IsObject()) return nullptr;
+    Napi::FunctionReference &ctor = ClassRef(value.Env(), "NativeProgArray");
     Napi::Object o = value.As<Napi::Object>();
-    if (!o.InstanceOf(ctor->Value())) return nullptr;
+    if (ctor.IsEmpty() || !o.InstanceOf(ctor.Value())) return nullptr;
     return Unwrap(o);
   }
 
@@ -164,7 +159,7 @@ class NativeProgArray : public Napi::ObjectWrap<NativeProgArray> {
     Napi::Env env = info.Env();
     bh_runtime *rt = Live(env);
     if (rt == nullptr) return env.Undefined();
-    if (!info[1].IsObject() || !info[1].As<Napi::Object>().InstanceOf(NativeProgram::ctor->Value())) {
+    if (!info[1].IsObject() || !info[1].As<Napi::Object>().InstanceOf(ClassRef(info.Env(), "NativeProgram").Value())) {
       MakeError(env, "BAD_ARGUMENT", "program array: update needs a program").ThrowAsJavaScriptException();
       return env.Undefined();
     }
@@ -197,8 +192,6 @@ class NativeProgArray : public Napi::ObjectWrap<NativeProgArray> {
 
   Napi::Value MaxEntries(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), max_entries_); }
 };
-
-Napi::FunctionReference *NativeProgArray::ctor = nullptr;
 
 class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
  public:
@@ -304,7 +297,7 @@ class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
       MakeError(env, "VM_LOAD", err).ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    Napi::Object obj = NativeProgram::ctor->New({});
+    Napi::Object obj = ClassRef(info.Env(), "NativeProgram").New({});
     NativeProgram::Unwrap(obj)->prog_ = prog;
     return obj;
   }
@@ -320,7 +313,7 @@ class NativeRuntime : public Napi::ObjectWrap<NativeRuntime> {
       MakeError(env, "MAP_ERROR", err).ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    Napi::Object obj = NativeProgArray::ctor->New({});
+    Napi::Object obj = ClassRef(info.Env(), "NativeProgArray").New({});
     NativeProgArray *pa = NativeProgArray::Unwrap(obj);
     pa->arr_ = arr;
     pa->max_entries_ = max_entries;
