@@ -3,6 +3,7 @@ export type {
   AttachPlugin,
   AttachProgramCode,
   AttachProgramInfo,
+  AttachProgramMap,
   AttachRequest,
   AttachTypeSpec,
   HelperDecl,

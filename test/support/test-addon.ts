@@ -36,6 +36,8 @@ export interface TestAddon {
   openClose(path: string): number;
   bufferAddress(buf: Buffer): bigint;
   killSelf(sig: number): number;
+  /** dlopen()s `path` (kept open) and calls `long symbol(long arg)` in it. */
+  callLibrary(path: string, symbol: string, arg: number): number;
   readBytes(symbol: string, n: number): Buffer;
   startAddThreads(threads: number): void;
   stopAddThreads(): { calls: number; good: number };

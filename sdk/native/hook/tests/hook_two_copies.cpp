@@ -26,16 +26,16 @@ const char *copy_error_b(void);
 }
 
 static int g_pass, g_fail;
-#define CHECK(cond, ...)                    \
-  do {                                      \
-    if (cond) {                             \
-      g_pass++;                             \
-    } else {                                \
-      g_fail++;                             \
-      std::printf("FAIL %s: ", #cond);      \
-      std::printf(__VA_ARGS__);             \
-      std::printf("\n");                    \
-    }                                       \
+#define CHECK(cond, ...)               \
+  do {                                 \
+    if (cond) {                        \
+      g_pass++;                        \
+    } else {                           \
+      g_fail++;                        \
+      std::printf("FAIL %s: ", #cond); \
+      std::printf(__VA_ARGS__);        \
+      std::printf("\n");               \
+    }                                  \
   } while (0)
 
 int main() {
