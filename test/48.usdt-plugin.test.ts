@@ -1,8 +1,8 @@
 /**
  * The USDT plugin of examples/usdt-plugin, built here the way a third party
  * builds it: its own package in a temporary copy, @bpfhook/sdk installed from
- * a tarball of sdk/ (scripts/pack-sdk.sh), zod and typescript from the
- * registry, its native piece against the installed SDK's include/ and
+ * a tarball of sdk/ (scripts/pack-sdk.sh, which also records its sha512 in
+ * the lockfile), zod and typescript from the registry (npm ci), its native piece against the installed SDK's include/ and
  * native/hook. Probed programs built with <sys/sdt.h> at -O0 and -O2 (every
  * argument form gcc emits: registers, memory at register + offset, constants,
  * globals relative to %rip; sizes 1 to 8, signed and unsigned), a probed
@@ -106,10 +106,10 @@ describe("48 USDT plugin (examples/usdt-plugin, a third party's package)", funct
       filter: (src) => !/[/](node_modules|dist|build|vendor)$/.test(src),
     });
     run("bash", ["scripts/pack-sdk.sh"], pkg, { ...process.env, SDK_DIR: path.join(repoRoot, "sdk") });
-    // npm install, not ci: the SDK tarball may differ from the committed lockfile's after SDK changes.
-    const install = spawnSync("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund"], { cwd: pkg, encoding: "utf8", timeout: 240_000 });
+    // pack-sdk.sh wrote the tarball's sha512 into the copy's lockfile: npm ci installs exactly it.
+    const install = spawnSync("npm", ["ci", "--prefer-offline", "--no-audit", "--no-fund"], { cwd: pkg, encoding: "utf8", timeout: 240_000 });
     if (install.status !== 0) {
-      console.log(`      skipped: npm install of the plugin's dependencies failed (registry unreachable?):\n${install.stderr.slice(-600)}`);
+      console.log(`      skipped: npm ci of the plugin's dependencies failed (registry unreachable?):\n${install.stderr.slice(-600)}`);
       this.skip();
     }
     run("npm", ["run", "build"], pkg);

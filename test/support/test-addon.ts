@@ -25,7 +25,7 @@ export interface TestAddon {
   /** a + b, 8 floats, through a function taking and returning __m256 (AVX2 CPUs only). */
   m256Add(a: number[], b: number[]): number[];
   addThreads(threads: number, perThread: number): number;
-  timeCalls(which: "empty" | "double", iterations: number): number;
+  timeCalls(which: "empty" | "double" | "usdt", iterations: number): number;
   addressOf(symbol: string): bigint;
   // system calls through libc's patched sites (test/native/addon/syscalls.cpp)
   /** ns per getppid() call over `iterations` calls made in a native loop. */

@@ -191,17 +191,20 @@ function prepare(data: UsdtTarget, program: AttachProgramInfo | undefined): Usdt
 
 /**
  * Private data (native/plugin.cpp decode() reads it):
- *   u32 magic 'USDT', u32 nsites, u32 flags (1: sites carry spec ids), u32 0,
+ *   u32 magic 'USDT', u32 nsites, u32 flags (1: sites carry spec ids; 2: the program calls no helper), u32 0,
  *   nsites x { u64 vaddr, u64 hook_vaddr, u64 func_offset (of hook_vaddr), u64 func_size, u64 semaphore,
  *              u32 spec_id, u32 0 },
  *   module path\0, description\0
  */
 export const PRIVATE_MAGIC = 0x54445355;
 export const FLAG_SPEC_IDS = 1;
-export function encodeUsdt(data: UsdtPrivateData): Uint8Array {
+/** The program calls no helper: with JIT code the hook need not save vector state (the costly part inside a function). */
+export const FLAG_NO_HELPERS = 2;
+export function encodeUsdt(data: UsdtPrivateData, program?: AttachProgramInfo): Uint8Array {
   const p = data.prepared;
   if (!p) throw new Error(`usdt ${describeTarget(data)}: encode() before prepare()`);
-  const w = new StructWriter().u32(PRIVATE_MAGIC).u32(p.sites.length).u32(p.specs ? FLAG_SPEC_IDS : 0).u32(0);
+  const flags = (p.specs ? FLAG_SPEC_IDS : 0) | (program !== undefined && program.helperIds.length === 0 ? FLAG_NO_HELPERS : 0);
+  const w = new StructWriter().u32(PRIVATE_MAGIC).u32(p.sites.length).u32(flags).u32(0);
   for (const s of p.sites) w.u64(s.vaddr).u64(s.hookVaddr).u64(s.funcOffset).u64(s.funcSize).u64(s.semaphore).u32(s.specId).u32(0);
   return w.cstring(p.module).cstring(`${data.provider}:${data.name}`).finish();
 }
@@ -218,7 +221,7 @@ export const plugin = definePlugin<UsdtPrivateData>({
   // Sites are found in the file and hooked module-relative, so the same
   // bytes serve this process and an agent's (host.target).
   prepare: ({ data, program }) => prepare(data, program),
-  encode: ({ data }) => encodeUsdt(data),
+  encode: ({ data, program }) => encodeUsdt(data, program),
   describe: ({ data }) => {
     const p = data.prepared;
     const where = p ? ` (${p.sites.length} site${p.sites.length === 1 ? "" : "s"} in ${p.module})` : "";
