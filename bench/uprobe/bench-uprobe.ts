@@ -131,7 +131,6 @@ async function main(): Promise<void> {
   if (!existsSync(usdtEntry) || !existsSync(path.join(USDT_PLUGIN, "build", "libbpfhook_usdt.so"))) {
     usdtNote = `usdt: skipped (build ${USDT_PLUGIN} first: npm run pack-sdk && npm install && npm run build there)`;
   } else {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const usdt = require(usdtEntry) as { plugin: object; readUsdtSites(p: string): { provider: string; name: string; pc: bigint }[] };
     const site = usdt.readUsdtSites(targetsLibrary).find((s) => s.provider === "bpfhook_bench" && s.name === "hit");
     if (!site) {
