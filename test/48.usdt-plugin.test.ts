@@ -154,8 +154,9 @@ describe("48 USDT plugin (examples/usdt-plugin, a third party's package)", funct
         sites.map((s: { provider: string; name: string }) => `${s.provider}:${s.name}`).sort(),
         ["demo:args", "demo:args", "demo:consts", "demo:globals"],
       );
-      const [l] = usdt.readUsdtSites(lib);
-      assert.equal(`${l.provider}:${l.name}`, "demo:lib");
+      const libSites = usdt.readUsdtSites(lib);
+      assert.deepEqual(libSites.map((s: { provider: string; name: string }) => `${s.provider}:${s.name}`), ["demo:lib", "demo:tail"]);
+      const l = libSites[0];
       assert.equal(l.args, "-8@%rdi -8@%rdx -8@(%rcx) -4@$42");
       const nm = execFileSync("nm", [lib], { encoding: "utf8" });
       const sema = /^([0-9a-f]+) \S demo_lib_semaphore$/m.exec(nm);
@@ -242,14 +243,21 @@ describe("48 USDT plugin (examples/usdt-plugin, a third party's package)", funct
       }
     });
 
-    it("refuses a probe the module lacks, naming the ones it has", async () => {
+    it("refuses a probe the module lacks, naming the ones it has, and a site it cannot hook, naming the site", async () => {
       const rt = await Runtime.create({ plugins: ["bpfhook-plugin-usdt"], resolveFrom: app });
       try {
         const o = rt.load(obj.O2);
         await assert.rejects(
           o.program("on_lib").attach({ type: "usdt", data: { path: lib, provider: "demo", name: "nope" } }),
-          /\[usdt\].*demo:nope: no such probe in .*libusdt_lib\.so \(its probes: demo:lib\)/,
+          /\[usdt\].*demo:nope: no such probe in .*libusdt_lib\.so \(its probes: demo:lib, demo:tail\)/,
         );
+        // A site right before `ret`: the hook's jump would run past the function.
+        await assert.rejects(
+          o.program("on_lib").attach({ type: "usdt", data: { path: lib, provider: "demo", name: "tail" } }),
+          /\[usdt\].*usdt demo:tail: site 0 \(vaddr 0x[0-9a-f]+\): .*function too short: ret at \+1/,
+        );
+        fire(1);
+        assert.equal(o.map<BpfMap<number, bigint>>("vals").get(103) ?? 0n, 0n, "a refused attach leaves nothing attached");
       } finally {
         rt.close();
       }
