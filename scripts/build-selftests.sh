@@ -11,10 +11,10 @@ cmake --build core/build-selftests -j"$jobs" --target \
   bpfvm_selftest bpfvm_jit_selftest helpers_selftest maps_native_test maps_vm_test region_lock_holder \
   agent_area_selftest vector_clean_test >/dev/null
 
-if [ -f plugins/frida-uprobe/native/CMakeLists.txt ]; then
-  cmake -S plugins/frida-uprobe/native -B plugins/frida-uprobe/build-selftests -DBH_HOOK_BUILD_TESTS=ON \
+if [ -f sdk/native/hook/CMakeLists.txt ]; then
+  cmake -S sdk/native/hook -B sdk/native/hook/build-selftests -DBH_HOOK_BUILD_TESTS=ON \
     -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build plugins/frida-uprobe/build-selftests -j"$jobs" --target hook_selftest >/dev/null
+  cmake --build sdk/native/hook/build-selftests -j"$jobs" --target hook_selftest hook_two_copies >/dev/null
 fi
 
 if [ -f plugins/syscall-trace/CMakeLists.txt ]; then

@@ -19,8 +19,9 @@ done
 # Zydis for the hook engine's decoder, cmake/g++ for the data plane.
 # bpftrace is only the kernel-uprobe anchor of bench:uprobe; clang-format
 # checks the native style (test 01, npm run lint). strace is what test 47
-# compares the syscall-trace plugin's opens with.
-packages=(clang clang-format libbpf-dev libelf-dev libzydis-dev libzycore-dev cmake g++ make python3 bpftrace strace)
+# compares the syscall-trace plugin's opens with. systemtap-sdt-dev is <sys/sdt.h>
+# for test 48's USDT probes (examples/usdt-plugin).
+packages=(clang clang-format libbpf-dev libelf-dev libzydis-dev libzycore-dev cmake g++ make python3 bpftrace strace systemtap-sdt-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,7 +10,7 @@ import path from "node:path";
 
 const repoRoot = path.resolve(__dirname, "..", "..");
 const core = path.join(repoRoot, "core", "build-selftests");
-const hook = path.join(repoRoot, "plugins", "frida-uprobe", "build-selftests");
+const hook = path.join(repoRoot, "sdk", "native", "hook", "build-selftests");
 
 const selftests: [name: string, binary: string, timeoutMs: number][] = [
   ["VM: validator and interpreter", path.join(core, "vm", "bpfvm_selftest"), 60_000],
@@ -21,6 +21,7 @@ const selftests: [name: string, binary: string, timeoutMs: number][] = [
   ["helpers that leave vector state alone", path.join(core, "helpers", "vector_clean_test"), 60_000],
   ["agent area bounds", path.join(core, "agent", "agent_area_selftest"), 60_000],
   ["hook engine", path.join(hook, "hook_selftest"), 300_000],
+  ["hook engine: two copies in one process (as two plugins link it)", path.join(hook, "hook_two_copies"), 60_000],
   ["syscall dispatcher", path.join(repoRoot, "plugins", "syscall-trace", "build-selftests", "sc_dispatch_selftest"), 120_000],
 ];
 

@@ -16,7 +16,7 @@ import { useUprobeFixture } from "./support/uprobe-fixture.js";
 const repoRoot = path.resolve(__dirname, "..", "..");
 const fixture = path.join(repoRoot, "test", "fixtures", "uprobe", "probes.bpf.c");
 
-/** bh_hook_stats (plugins/frida-uprobe/native/include/bpfhook/hook.h). */
+/** bh_hook_stats (sdk/native/hook/include/bpfhook/hook.h). */
 interface HookStats {
   pauses: bigint;
   transactions: bigint;

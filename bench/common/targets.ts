@@ -7,7 +7,7 @@ import path from "node:path";
 
 export interface Targets {
   /** ns per call of a target in a tight native loop. */
-  timeCalls(which: "empty" | "double", iterations: number): number;
+  timeCalls(which: "empty" | "double" | "usdt", iterations: number): number;
   addressOf(symbol: string): bigint;
 }
 

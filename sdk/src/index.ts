@@ -14,6 +14,7 @@ export type {
   AttachPlugin,
   AttachProgramCode,
   AttachProgramInfo,
+  AttachProgramMap,
   AttachRequest,
   AttachTypeSpec,
   HelperDecl,

@@ -91,6 +91,27 @@ export interface AttachProgramCode {
   readonly functions: readonly { readonly name: string; readonly start: number; readonly count: number }[];
   /** The object's maps, by map index (lddw src 1/2/5/6 imm). */
   readonly maps: readonly { readonly name: string; readonly type: number; readonly keySize: number; readonly valueSize: number; readonly maxEntries: number }[];
+  /**
+   * Raw access to one of the object's maps by its name in the object, for
+   * plugins whose programs read tables the plugin fills (a USDT plugin:
+   * libbpf's `__bpf_usdt_specs`). Keys and values are the bytes programs
+   * see. Undefined for a name the object lacks and for program arrays.
+   * Absent where the core gives no access (older cores).
+   */
+  readonly map?: (name: string) => AttachProgramMap | undefined;
+}
+
+/** AttachProgramCode.map(): one map of the program's object, as bytes. */
+export interface AttachProgramMap {
+  readonly name: string;
+  readonly type: number;
+  readonly keySize: number;
+  readonly valueSize: number;
+  readonly maxEntries: number;
+  /** The value's bytes, or undefined when the key has none. Throws a map error otherwise. */
+  lookup(key: Uint8Array): Uint8Array | undefined;
+  /** Writes (BPF_ANY); throws a map error (full, wrong sizes, ...). */
+  update(key: Uint8Array, value: Uint8Array): void;
 }
 
 /** A helper a plugin's native piece registers, declared for tools, docs and the verifier. */

@@ -29,7 +29,7 @@ export interface TestAddon {
   /** a + b, 8 floats, through a function taking and returning __m256 (AVX2 CPUs only). */
   m256Add(a: number[], b: number[]): number[];
   addThreads(threads: number, perThread: number): number;
-  timeCalls(which: "empty" | "double", iterations: number): number;
+  timeCalls(which: "empty" | "double" | "usdt", iterations: number): number;
   addressOf(symbol: string): bigint;
   // system calls through libc's patched sites (test/native/addon/syscalls.cpp)
   /** ns per getppid() call over `iterations` calls made in a native loop. */
@@ -40,6 +40,8 @@ export interface TestAddon {
   openClose(path: string): number;
   bufferAddress(buf: Buffer): bigint;
   killSelf(sig: number): number;
+  /** dlopen()s `path` (kept open) and calls `long symbol(long arg)` in it. */
+  callLibrary(path: string, symbol: string, arg: number): number;
   readBytes(symbol: string, n: number): Buffer;
   startAddThreads(threads: number): void;
   stopAddThreads(): { calls: number; good: number };

@@ -14,6 +14,9 @@ import { createObjectMaps, type ObjectMap, type ProgArrayMaker } from "./object-
 import type { ProgArray } from "./prog-array.js";
 import type { AnyMap, SharedRegion } from "../maps/index.js";
 import type { ProgramVerification } from "./verification.js";
+import type { AttachProgramMap } from "@bpfhook/sdk";
+import { native } from "../native/binding.js";
+import { Errno, mapError } from "../maps/errors.js";
 import { applyMaxEntries, applyRodata, type RodataValue } from "./load-tuning.js";
 
 /** Raw instructions plus maps given in code, for embedding without clang. */
@@ -113,6 +116,7 @@ export class LoadedObject {
           insns: p.insns,
           functions: p.functions,
           maps: spec.maps,
+          map: (mapName) => rawAccess(maps.find((m) => m.name === mapName)),
         }));
       }
     } catch (err) {
@@ -243,5 +247,39 @@ function toObject(source: LoadSource, options: LoadOptions): BpfObject {
         functions: [{ name: p.name, section: p.section ?? "", start: 0, count }],
       };
     }),
+  };
+}
+
+/**
+ * A plugin's raw view of one of the object's maps (AttachProgramCode.map):
+ * bytes in and out, the object's own handle, no codecs. Program arrays have
+ * no bytes to give.
+ */
+function rawAccess(m: ObjectMap | undefined): AttachProgramMap | undefined {
+  if (m === undefined || m.regionName === "") return undefined;
+  const { name, type, keySize, valueSize, maxEntries } = m.spec;
+  const handle = m.native as never;
+  const key = (k: Uint8Array, op: string): Uint8Array => {
+    if (k.length !== keySize) throw mapError(name, op, -Errno.EINVAL, { reason: `key of ${k.length} bytes, the map's is ${keySize}` });
+    return k;
+  };
+  return {
+    name,
+    type,
+    keySize,
+    valueSize,
+    maxEntries,
+    lookup(k) {
+      const out = Buffer.alloc(valueSize);
+      const rc = native().mapLookup(handle, key(k, "lookup"), out);
+      if (rc === -Errno.ENOENT) return undefined;
+      if (rc < 0) throw mapError(name, "lookup", rc);
+      return out;
+    },
+    update(k, v) {
+      if (v.length !== valueSize) throw mapError(name, "update", -Errno.EINVAL, { reason: `value of ${v.length} bytes, the map's is ${valueSize}` });
+      const rc = native().mapUpdate(handle, key(k, "update"), v, 0);
+      if (rc < 0) throw mapError(name, "update", rc);
+    },
   };
 }

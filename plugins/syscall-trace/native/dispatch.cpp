@@ -11,7 +11,7 @@
 // patched: bh_tt_set_interest).
 //
 // Readers mark themselves in a per-thread slot, the uprobe dispatcher's
-// pattern (plugins/frida-uprobe/native/src/threads.cpp): the slot's counter
+// pattern (sdk/native/hook/src/threads.cpp): the slot's counter
 // is odd while the thread runs programs. Writers publish the new list, run
 // membarrier(PRIVATE_EXPEDITED) (a full barrier on every CPU running one of
 // our threads) and wait for each odd counter to move; only then is the old

@@ -93,7 +93,7 @@ Napi::Value AddThreads(const Napi::CallbackInfo &info) {
 Napi::Value TimeCalls(const Napi::CallbackInfo &info) {
   std::string which = info[0].As<Napi::String>();
   int64_t n = I(info, 1);
-  int64_t (*fn)(int64_t) = which == "double" ? bh_target_double : bh_target_empty;
+  int64_t (*fn)(int64_t) = which == "double" ? bh_target_double : which == "usdt" ? bh_target_usdt : bh_target_empty;
   volatile int64_t sink = 0;
   auto t0 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < n; i++) sink = fn(i);

@@ -53,6 +53,26 @@ int64_t bh_target_empty(int64_t x) {
   return x;
 }
 
+/* A USDT probe site for bench:uprobe's usdt row (the USDT plugin of
+ * examples/usdt-plugin). The store after the site keeps it 5 bytes from the
+ * function's end (the hook patches 5). Without <sys/sdt.h> the function has
+ * no probe and the row is skipped. */
+#if defined(__has_include)
+#if __has_include(<sys/sdt.h>)
+#include <sys/sdt.h>
+#define BH_TARGET_USDT(x) STAP_PROBE1(bpfhook_bench, hit, x)
+#endif
+#endif
+#ifndef BH_TARGET_USDT
+#define BH_TARGET_USDT(x) ((void)(x))
+#endif
+static volatile int64_t last_usdt;
+int64_t bh_target_usdt(int64_t x) {
+  BH_TARGET_USDT(x);
+  last_usdt = x;
+  return x;
+}
+
 /* Hand-written: the compiler will not keep red-zone locals across a chosen
  * instruction, nor pick a rel32 je, on demand. */
 __asm__(

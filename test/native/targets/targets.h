@@ -15,6 +15,7 @@ int64_t bh_target_fib(int64_t n);
 int64_t bh_target_double(int64_t x);
 int64_t bh_target_escape(int64_t depth); /* longjmps out from `depth` nested calls */
 int64_t bh_target_empty(int64_t x);      /* for benchmarks: returns x */
+int64_t bh_target_usdt(int64_t x);       /* for benchmarks: a USDT probe bpfhook_bench:hit(x), returns x */
 uint64_t bh_target_calls(void);          /* calls of bh_target_double that ran its body */
 /* A leaf keeping locals at -4 and -128 below rsp (the red zone) across the
  * instruction at BH_TARGET_REDZONE_PROBE: returns 2x + 1. */

@@ -1,5 +1,6 @@
 // The frida-uprobe plugin's native piece: the C ABI of sdk/include/bpfhook/
-// plugin.h over the inline-hook engine (../include/bpfhook/hook.h).
+// plugin.h over the SDK's inline-hook engine
+// (sdk/native/hook/include/bpfhook/hook.h).
 //
 // One listener per attachment. A listener brackets the program run with the
 // host's probe context so the core's helpers (get_func_arg, get_func_ret,

@@ -1576,6 +1576,29 @@ TEST(t16_flags_kept_mid_function) {
   }));
 }
 
+TEST(t16b_no_vector_mid_function) {
+  // NO_VECTOR listeners inside a function: no vector state is saved there
+  // (since issue 14: it used to be, whatever the listeners said), and the
+  // registers, the flags and the red zone are still given back.
+  CHECK(in_child([] {
+    void *f = reinterpret_cast<void *>(tl_je32);
+    std::atomic<long> hits{0};
+    AttachResult r = attach_at(f, TL_JE32_PROBE, sym_size(f), BH_HOOK_ENTRY, count_hits, &hits, "tl_je32+3",
+                               BH_HOOK_ATTACH_F_NO_VECTOR);
+    if (r.rc) return false;
+    const bool ok = p_je32(0) == -1 && p_je32(5) == 1 && p_je32(0) == -1 && hits.load() == 3;
+    return bh_hook_detach(r.link) == 0 && ok;
+  }));
+  void *f = reinterpret_cast<void *>(tl_redzone);
+  std::atomic<long> hits{0};
+  AttachResult r = attach_at(f, TL_REDZONE_PROBE, sym_size(f), BH_HOOK_ENTRY, count_hits, &hits, "tl_redzone+off",
+                             BH_HOOK_ATTACH_F_NO_VECTOR);
+  CHECK_EQ(r.rc, 0);
+  for (int x = -3; x < 100; x += 7) CHECK_EQ(p_redzone(x), 2 * x + 1);
+  CHECK_EQ(hits.load(), 15);
+  if (!r.rc) bh_hook_detach(r.link);
+}
+
 namespace {
 // The caller must be AVX code too, or __m256 goes through memory.
 __attribute__((target("avx2"), noinline)) bool m256_call_ok() {

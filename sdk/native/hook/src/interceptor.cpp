@@ -172,9 +172,14 @@ ListenerSet *build_set(const Hook &h, bool *ok, bool with_pending = false) {
     return nullptr;
   }
   uint32_t k = 0;
-  // A probe inside a function saves vector state whatever its listeners
-  // say: every vector register may be live there, not only arguments.
-  s->save_vec = h.mid;
+  // Inside a function every vector register may be live, so a listener
+  // that may touch one gets all of them saved (run_entry_mid, XSAVE); but
+  // listeners that promise to touch none (NO_VECTOR: JIT code without
+  // helpers, a general-regs-only listener) clobber nothing there either, and
+  // the engine's own path is general-regs-only: nothing to save. (It used to
+  // save regardless: ~120 ns per hit of a USDT site or a uprobe at
+  // symbol+offset, bench:uprobe's "inside a function" rows.)
+  s->save_vec = 0;
   s->_pad = 0;
   auto in = [&](const bh_hook_link *l) { return with_pending || !l->pending; };
   for (const bh_hook_link *l : h.links)

@@ -27,7 +27,7 @@
  * not re-enter listeners on the same thread: such nested calls run the
  * original function and are counted as missed (bh_hook_link__missed).
  *
- * See plugins/frida-uprobe/native/README.md for the design.
+ * See sdk/native/hook/README.md for the design.
  */
 #ifndef BPFHOOK_HOOK_H
 #define BPFHOOK_HOOK_H

@@ -21,8 +21,14 @@
 namespace bh {
 namespace {
 
-// si_errno of our own signals, to tell them from anybody else's.
-constexpr int kMagic = 0x62687175;  // "bhqu"
+// Our own signals carry this copy's g_park address in si_value, the
+// generation in si_uid and the slot index in si_errno (the kernel passes a
+// self-sent SI_QUEUE siginfo through as written).  The address, not a fixed
+// magic number, tells them apart: every plugin links its own copy of this
+// engine (static, symbols hidden), all install a handler on the same signal,
+// and the last installed must pass the other copies' signals down the chain
+// instead of taking them for its own (it used to swallow them, and the
+// first copy's pauses then timed out: tests/hook_two_copies.cpp).
 
 enum : uint32_t { kSent = 1, kArrived = 2, kLeft = 3, kCancelled = 4 };
 
@@ -120,13 +126,13 @@ bool seen_in(uint64_t pc, uint64_t sp) {
 }
 
 void park_handler(int sig, siginfo_t *si, void *ucv) {
-  if (si->si_code != SI_QUEUE || si->si_errno != kMagic || si->si_pid != sys::getpid()) {
+  if (si->si_code != SI_QUEUE || si->si_value.sival_ptr != static_cast<void *>(&g_park) ||
+      si->si_pid != sys::getpid()) {
     chain(sig, si, ucv);
     return;
   }
   // Only raw system calls below: errno is untouched, no libc is called.
-  const uint64_t v = reinterpret_cast<uint64_t>(si->si_value.sival_ptr);
-  const uint32_t gen = uint32_t(v >> 32), idx = uint32_t(v);
+  const uint32_t gen = uint32_t(si->si_uid), idx = uint32_t(si->si_errno);
   Slots *sl = g_park.slots.load(std::memory_order_acquire);
   if (!sl || idx >= sl->cap) return;
   auto *uc = static_cast<ucontext_t *>(ucv);
@@ -493,9 +499,10 @@ class Pause {
     for (size_t k = 0; k < sizeof si; k++) z[k] = 0;
     si.si_signo = sig_;
     si.si_code = SI_QUEUE;
-    si.si_errno = kMagic;
+    si.si_errno = int(idx);
     si.si_pid = pid_;
-    si.si_value.sival_ptr = reinterpret_cast<void *>((uint64_t(gen_) << 32) | idx);
+    si.si_uid = uid_t(gen_);
+    si.si_value.sival_ptr = static_cast<void *>(&g_park);
     const long r = sys::rt_tgsigqueueinfo(pid_, tid, sig_, &si);
     sent_[idx] = tid;
     n_sent_++;
