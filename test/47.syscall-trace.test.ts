@@ -384,6 +384,14 @@ describe("47 syscall-trace", function () {
           const before = bench.map("calls").get(0);
           out.threads = t.getppidThreads(8, 5000);
           out.counted = Number(bench.map("calls").get(0) - before);
+          // Vector registers across a traced getppid: the counter is JIT code
+          // that reaches no C (nothing saved); comm calls libc (xmm0-15 and
+          // the AVX state saved around it).
+          out.vectors = t.getppidKeepsVectors();
+          const vec = rt.load(${JSON.stringify(copy("vector"))});
+          const comm = await vec.program("comm").attach();
+          out.vectorsWithComm = t.getppidKeepsVectors();
+          comm.detach();
           out.stats = syscallTraceStats(rt);
           rt.close();
           out.after = t.libcGetpid();
@@ -401,6 +409,8 @@ describe("47 syscall-trace", function () {
       assert.equal(out.other, -2, "a missing file: the real ENOENT");
       assert.equal(out.threads, 40000);
       assert.equal(out.counted, 40000, "every getppid of every thread counted once");
+      assert.equal(out.vectors, 0, "xmm0-15 and the AVX-512 state intact across a getppid traced by JIT code alone");
+      assert.equal(out.vectorsWithComm, 0, "and across one traced by a program that calls libc");
       assert.notEqual(out.after, 4242, "detached at close");
       assert.equal(out.deniedAfter, true, "the file opens again after close");
       assert.equal(out.stats.missed, 0);

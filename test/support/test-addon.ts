@@ -36,6 +36,8 @@ export interface TestAddon {
   getppidLoop(iterations: number): number;
   getppidThreads(threads: number, perThread: number): number;
   libcGetpid(): number;
+  /** Bytes of xmm0-15 (and the AVX-512 state) that a libc getppid() changed (the kernel keeps them all). */
+  getppidKeepsVectors(): number;
   /** open(path, O_RDONLY) then close: the fd, or -errno. */
   openClose(path: string): number;
   bufferAddress(buf: Buffer): bigint;

@@ -96,6 +96,13 @@ struct bh_attach_opts {
  * keep. Never set for `run`, the interpreter or checked mode. */
 #define BH_PROG_F_VECTOR_CLEAN 0x2u
 
+/* Run from `jit`, the program touches only general registers and its own
+ * stack: its compiled code calls no C at all (no helper call is left once
+ * the JIT has inlined what it can, such as an array map's lookup, and it has
+ * no fault path). A hook may then skip saving any vector register, xmm0-15
+ * included. Implies BH_PROG_F_VECTOR_CLEAN. */
+#define BH_PROG_F_GENERAL_REGS 0x4u
+
 /* Registers a custom helper with the core; the core adds it to every program
  * loaded afterwards. `flags`: BH_HELPER_MAY_EXIT, BH_HELPER_ARGS_SCALAR
  * (bpfhook/vm.h). Checked-mode programs may call a plugin helper only if it

@@ -437,6 +437,9 @@ void inline_case(bh_region *r) {
         }
       }
     }
+    // Reaching no C (BH_PROG_F_GENERAL_REGS) only where the one call was inlined.
+    CHECK_EQ(bh_vm_jit_reaches_c(vm[1]), 1);
+    CHECK_EQ(bh_vm_jit_reaches_c(vm[2]), shape == 0 ? 0 : 1);
     // Inlined (different code) exactly where r1 is known to be the array.
     if ((jit_size[1] != jit_size[2]) != (shape == 0)) {
       g_failures++;

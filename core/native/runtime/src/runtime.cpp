@@ -653,8 +653,11 @@ int bh_runtime_attach(bh_runtime *rt, int plugin, bh_program *prog, const struct
   a.jit = prog->fast_jit;
   a.cookie = opts->cookie;
   a.prog_name = prog->name.c_str();
-  a.prog_flags = ((prog->features & kReadsProbe) != 0 ? BH_PROG_F_PROBE_CTX : 0u) |
-                 (prog->vector_clean && prog->fast_jit != nullptr ? BH_PROG_F_VECTOR_CLEAN : 0u);
+  a.prog_flags =
+      ((prog->features & kReadsProbe) != 0 ? BH_PROG_F_PROBE_CTX : 0u) |
+      (prog->vector_clean && prog->fast_jit != nullptr ? BH_PROG_F_VECTOR_CLEAN : 0u) |
+      (prog->fast_jit != nullptr && !bh_vm_jit_reaches_c(prog->vm) ? BH_PROG_F_GENERAL_REGS | BH_PROG_F_VECTOR_CLEAN
+                                                                   : 0u);
   a.maps = prog->maps.data();
   a.nmaps = prog->maps.size();
   char msg[1024] = {0};

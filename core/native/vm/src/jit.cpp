@@ -51,13 +51,15 @@ class CodePages {
   size_t map_size_ = 0;
 };
 
-int emit(const bh_vm *vm, std::vector<uint8_t> &out, std::vector<size_t> &entries, char *err, size_t err_len) {
+int emit(const bh_vm *vm, std::vector<uint8_t> &out, std::vector<size_t> &entries, bool *reaches_c, char *err,
+         size_t err_len) {
 #if defined(__x86_64__)
-  return bh::jit_emit_x86_64(vm, out, entries, err, err_len);
+  return bh::jit_emit_x86_64(vm, out, entries, reaches_c, err, err_len);
 #else
   (void)vm;
   (void)out;
   (void)entries;
+  (void)reaches_c;
   return bh::fail(err, err_len, "jit: no code generator for this architecture");
 #endif
 }
@@ -83,7 +85,8 @@ bh_jit_fn bh_vm_compile(bh_vm *vm, char *err, size_t err_len) {
   }
   std::vector<uint8_t> code;
   std::vector<size_t> entries;
-  if (emit(vm, code, entries, err, err_len) != 0) return nullptr;
+  bool reaches_c = true;
+  if (emit(vm, code, entries, &reaches_c, err, err_len) != 0) return nullptr;
   CodePages pages;
   if (!pages.allocate(code.size())) {
     bh::fail(err, err_len, "jit: cannot map %zu bytes for code", code.size());
@@ -97,6 +100,7 @@ bh_jit_fn bh_vm_compile(bh_vm *vm, char *err, size_t err_len) {
     return nullptr;
   }
   vm->jit_size = code.size();
+  vm->jit_reaches_c = reaches_c;
   vm->jit_map_size = pages.map_size();
   vm->jit_code = pages.release();
   // Callback entry points, before the program is published: a callback runs
@@ -108,6 +112,11 @@ bh_jit_fn bh_vm_compile(bh_vm *vm, char *err, size_t err_len) {
   const bh_jit_fn fn = reinterpret_cast<bh_jit_fn>(vm->jit_code);
   __atomic_store_n(&vm->jit_fn, fn, __ATOMIC_RELEASE);
   return fn;
+}
+
+int bh_vm_jit_reaches_c(const bh_vm *vm) {
+  if (vm == nullptr || published(vm) == nullptr) return 1;
+  return vm->jit_reaches_c ? 1 : 0;
 }
 
 size_t bh_vm_jit_size(const bh_vm *vm) {

@@ -353,6 +353,11 @@ class Compiler {
 
   std::vector<size_t> entries_;  // callback entry offsets (vm->callbacks order)
 
+  // Whether the code may reach C code: a helper call left after inlining, or
+  // any run that is not a leaf (its fault and exit paths). A leaf run that
+  // calls nothing touches only general registers and its stack.
+  bool reaches_c() const { return calls_c_ || !leaf_; }
+
  private:
   static Reg reg(uint8_t r) { return kRegMap[r]; }
   using Label = Assembler::Label;
@@ -1193,6 +1198,7 @@ class Compiler {
   }
 
   void helper_call(uint32_t id, size_t pc) {
+    calls_c_ = true;
     const Helper &h = vm_->helpers[id];
     if (checked_ && needs_arg_check(h)) check_call_args(pc, id, -1);
     if (h.flags & BH_HELPER_CALLS_BACK) {
@@ -1213,6 +1219,7 @@ class Compiler {
   // callx: the id is known only at run time; the table (emitted after the
   // code) holds each id's function and flags, 16 bytes per id.
   void callx(Reg d, size_t pc) {
+    calls_c_ = true;
     const size_t n_helpers = vm_->helpers.size();
     const Label bad = fault_stub(BH_FAULT_BAD_HELPER, pc, d);
     // An unregistered id passes the check and faults as BAD_HELPER below.
@@ -1290,6 +1297,7 @@ class Compiler {
   std::vector<bool> jump_target_;  // index pc: control may arrive from elsewhere
   uint64_t known_r1_ = 0;          // the map pointer r1 holds here, or 0
   bool helper_calls_ = false;
+  bool calls_c_ = false;  // a call to C was emitted (reaches_c)
   bool local_calls_ = false;
   bool leaf_ = false;
   bool leaf_violation_ = false;
@@ -1305,12 +1313,15 @@ class Compiler {
 
 }  // namespace
 
-int jit_emit_x86_64(const bh_vm *vm, std::vector<uint8_t> &out, std::vector<size_t> &entries, char *err,
-                    size_t err_len) {
+int jit_emit_x86_64(const bh_vm *vm, std::vector<uint8_t> &out, std::vector<size_t> &entries, bool *reaches_c,
+                    char *err, size_t err_len) {
   try {
     Compiler c(vm);
     const int rc = c.compile(out, err, err_len);
-    if (rc == 0) entries = c.entries_;
+    if (rc == 0) {
+      entries = c.entries_;
+      *reaches_c = c.reaches_c();
+    }
     return rc;
   } catch (const std::bad_alloc &) {
     return fail(err, err_len, "jit: out of memory");

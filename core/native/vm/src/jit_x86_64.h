@@ -14,7 +14,8 @@ namespace bh {
 // run-time support are called by absolute address), so the driver may copy
 // it anywhere. `entries` receives the offset in `out` of each callback's
 // entry point (vm->callbacks order). Returns 0, or -1 and fills err.
-int jit_emit_x86_64(const bh_vm *vm, std::vector<uint8_t> &out, std::vector<size_t> &entries, char *err,
-                    size_t err_len);
+// `reaches_c`: whether the code may call C (bh_vm_jit_reaches_c).
+int jit_emit_x86_64(const bh_vm *vm, std::vector<uint8_t> &out, std::vector<size_t> &entries, bool *reaches_c,
+                    char *err, size_t err_len);
 
 }  // namespace bh

@@ -175,6 +175,7 @@ struct bh_vm {
   std::mutex jit_mutex;
   void *jit_code = nullptr;
   size_t jit_size = 0;
+  bool jit_reaches_c = true;  // bh_vm_jit_reaches_c
   size_t jit_map_size = 0;
   bh_jit_fn jit_fn = nullptr;
 };

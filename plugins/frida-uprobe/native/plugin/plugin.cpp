@@ -310,10 +310,14 @@ int plugin_attach(void *state, const bh_attach_opts *opts, char *err, size_t err
   ho.func_offset = target.func_offset;
   // An IFUNC's implementation is another function than the symbol sized.
   ho.func_size = (target.flags & BH_UPROBE_F_IFUNC_RESOLVER) != 0 ? 0 : target.func_size;
-  // JIT code of a program that calls no helper touches no vector register,
-  // nor does the listener on that path (listener_plain): the engine may
-  // skip saving vector state, the largest part of a probe's cost.
-  if (a->jit != nullptr && (target.flags & BH_UPROBE_F_NO_HELPERS) != 0) {
+  // JIT code of a program that calls no helper (the TS side's reading, or
+  // the core's after the JIT inlined what it could: an array lookup) touches
+  // no vector register, nor does the listener on that path (listener_plain):
+  // the engine may skip saving vector state, the largest part of a probe's
+  // cost.
+  const bool general_regs =
+      BH_SZ_HAS(opts, bh_attach_opts, prog_flags) && (opts->prog_flags & BH_PROG_F_GENERAL_REGS) != 0;
+  if (a->jit != nullptr && ((target.flags & BH_UPROBE_F_NO_HELPERS) != 0 || general_regs)) {
     ho.flags |= BH_HOOK_ATTACH_F_NO_VECTOR;
     fn = listener_plain;
   }

@@ -217,6 +217,10 @@ typedef uint64_t (*bh_jit_fn)(void *ctx, size_t ctx_len);
 bh_jit_fn bh_vm_compile(bh_vm *vm, char *err, size_t err_len);
 /* Size of the compiled code in bytes (0 before compile). */
 size_t bh_vm_jit_size(const bh_vm *vm);
+/* 0 when the compiled code calls no C at all (no helper call left after
+ * inlining, and a leaf run: no fault or exit path), so a run of it touches
+ * only general registers and its stack; 1 otherwise, or when not compiled. */
+int bh_vm_jit_reaches_c(const bh_vm *vm);
 /* Runs the compiled code with the same contract as bh_vm_exec. Compiles on
  * first use. */
 int bh_vm_exec_jit(bh_vm *vm, void *ctx, size_t ctx_len, uint64_t *r0, bh_fault *fault);
