@@ -286,7 +286,9 @@ describe("48 USDT plugin (examples/usdt-plugin, a third party's package)", funct
 
     for (const level of ["O0", "O2"] as const) {
       it(`-${level}: the executable's probes and the library's, attached by section`, () => {
-        const { vals, stdout } = runVals([obj[level], "--plugin", pkg, "--", bin[level], "1"]);
+        // Both orders: `--plugin DIR OBJECT` (the issue's) takes one value, so the object stays an object.
+        const args = level === "O0" ? [obj[level], "--plugin", pkg] : ["--plugin", pkg, obj[level]];
+        const { vals, stdout } = runVals([...args, "--", bin[level], "1"]);
         assertSlots(vals, expectedApp(), `usdt_app -${level}`);
         assertSlots(vals, expectedLib(1n), `usdt_app -${level}: demo:lib`);
         assert.match(stdout, /sema 1/, "the library saw its semaphore set");

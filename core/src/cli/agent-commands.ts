@@ -31,11 +31,20 @@ interface CommonOpts {
   verifier?: string;
 }
 
+/** A repeatable option's values ("--plugin a --plugin b"): one value each, so an object after it stays an object. */
+export function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
 function commonOptions(cmd: Command): Command {
   return cmd
     .option("-j, --json", "one JSON object a line: {\"type\": ..., \"data\": ...}")
     .option("-c, --config <file>", "a config file (YAML or JSON, docs/CONFIG.md)")
-    .option("--plugin <name-or-dir...>", "more plugin packages: npm names (from the working directory) or directories")
+    .option(
+      "--plugin <name-or-dir>",
+      "one more plugin package: an npm name (from the working directory) or a directory; repeat for several",
+      collect,
+    )
     .option("--keep-probes", "keep the probes attached if bpfhook dies (default: the agent detaches them)")
     .option("--agent-log <file>", "where the agent in the target logs: a file, or 'stderr' (default: through bpfhook)")
     .option("--region-size <bytes>", "size of the shared region (default: the config's, else 64 MiB)")

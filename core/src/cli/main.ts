@@ -27,7 +27,7 @@ import { conformanceCommand } from "../tools/conformance.js";
 import { inspectObject, verifyObjectFile } from "./describe.js";
 import { describeScaffold, scaffoldPlugin } from "./new-plugin.js";
 import { ptxCommand } from "./ptx.js";
-import { attachCommand, detachCommand, mapsCommand, psCommand, runCommand } from "./agent-commands.js";
+import { attachCommand, collect, detachCommand, mapsCommand, psCommand, runCommand } from "./agent-commands.js";
 
 function program(): Command {
   const cli = new Command("bpfhook")
@@ -42,7 +42,7 @@ function program(): Command {
         "(the verifier's verdict per program is listed: a strict load refuses a program it refuses)",
     )
     .argument("<object>", "an ELF object built by clang -target bpf")
-    .option("--plugin <name...>", "plugin packages to match sections against (default: the bundled ones)")
+    .option("--plugin <name>", "a plugin package to match sections against, repeatable (default: the bundled ones)", collect)
     .option("--json", "print JSON instead of text")
     .action(async (file: string, opts: { plugin?: string[]; json?: boolean }) => {
       const out = await inspectObject(file, opts.plugin);
@@ -60,7 +60,7 @@ function program(): Command {
     .argument("<object>", "an ELF object built by clang -target bpf")
     .option("-p, --program <name>", "only this program")
     .option("--context <type>", "verify against this attach type's context (name or id: uprobe, simple, 6 ...)")
-    .option("--plugin <name...>", "plugin packages whose attach types and helpers to use (default: the bundled ones)")
+    .option("--plugin <name>", "a plugin package whose attach types and helpers to use, repeatable (default: the bundled ones)", collect)
     .option("--json", "print JSON instead of text")
     .action(async (file: string, opts: { program?: string; context?: string; plugin?: string[]; json?: boolean }) => {
       const out = await verifyObjectFile(file, {
