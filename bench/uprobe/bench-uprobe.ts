@@ -140,6 +140,15 @@ async function main(): Promise<void> {
       const data = { path: targetsLibrary, provider: "bpfhook_bench", name: "hit" };
       await run("usdt_call", "bare call, USDT target (no probe)", async () => [], [], "usdt");
       await run("usdt", "usdt, empty program", () => obj.program("usdt").attach({ type: "usdt", data }).then((l) => [l]), [slot("usdt")], "usdt");
+      // Helpers inside a function: the core's vector-clean ones, so xmm0-15
+      // are saved with moves (BH_HOOK_ATTACH_F_SSE_ONLY), not all with XSAVE.
+      await run(
+        "usdt_hash_counter",
+        "usdt counting in a hash map",
+        () => obj.program("hash_counter").attach({ type: "usdt", data }).then((l) => [l]),
+        [hashHits],
+        "usdt",
+      );
       // The same site as a uprobe at symbol+offset: the engine's cost inside a function, without the plugin.
       const fn = readSymbols(readElfImage(targetsLibrary), ".symtab", { name: "bh_target_usdt" })[0];
       if (fn) {

@@ -55,6 +55,7 @@ struct Attachment {
   void *prog = nullptr;
   bh_prog_jit_fn jit = nullptr;
   const bh_probe_api *probe = nullptr;  // NULL: the program reads no attach point
+  uint32_t prog_flags = 0;              // BH_PROG_F_*
   std::vector<std::unique_ptr<Site>> sites;
   std::vector<uint16_t *> semaphores;  // each distinct one once
 };
@@ -278,6 +279,7 @@ int plugin_attach(void *state, const bh_attach_opts *opts, char *err, size_t err
   const bool reads_probe =
       !BH_SZ_HAS(opts, bh_attach_opts, prog_flags) || (opts->prog_flags & BH_PROG_F_PROBE_CTX) != 0;
   a->probe = reads_probe ? s->host->probe : nullptr;
+  a->prog_flags = BH_SZ_HAS(opts, bh_attach_opts, prog_flags) ? opts->prog_flags : 0u;
   std::set<uint16_t *> semaphores;
   for (size_t i = 0; i < d.sites.size(); i++) {
     const EncodedSite &e = d.sites[i];
@@ -317,6 +319,11 @@ int plugin_attach(void *state, const bh_attach_opts *opts, char *err, size_t err
     if (a->jit != nullptr && (d.flags & kFlagNoHelpers) != 0) {
       ho.flags |= BH_HOOK_ATTACH_F_NO_VECTOR;
       fn = listener_plain;
+    } else if (a->jit != nullptr && (a->prog_flags & BH_PROG_F_VECTOR_CLEAN) != 0) {
+      // Helpers the core built to touch at most xmm0-15 (usdt.bpf.h's reads:
+      // the spec array, the cookie, probe_read_user), and this listener is
+      // baseline C: the engine saves xmm0-15, not the whole state with XSAVE.
+      ho.flags |= BH_HOOK_ATTACH_F_SSE_ONLY;
     }
     const int rc =
         bh_hook_attach(s->engine, reinterpret_cast<void *>(site.hook), BH_HOOK_ENTRY, fn, &site, &ho, &site.link);

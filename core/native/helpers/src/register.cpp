@@ -176,7 +176,13 @@ int bh_helper_vector_clean(int32_t id) {
     case 131:
     case 132:
     case 133:  // ring buffer reserve / submit / discard: no copy
-      return 1;
+    case BH_FN_PROBE_READ:
+    case BH_FN_PROBE_READ_STR:
+    case BH_FN_PROBE_READ_USER:
+    case BH_FN_PROBE_READ_KERNEL:
+    case BH_FN_PROBE_READ_USER_STR:
+    case BH_FN_PROBE_READ_KERNEL_STR:  // the guarded copies are general-register assembly (safe_read.cpp)
+    case BH_FN_GET_ATTACH_COOKIE: return 1;
     default: return 0;
   }
 }

@@ -286,6 +286,10 @@ inline int mode() {
   return BH_LIKELY(m > 0) ? m : decide();
 }
 
+// Zeroes without libc (whose memset may use AVX registers): probe_read is
+// one of the vector-clean helpers (bh_helper_vector_clean).
+inline void zero_bytes(void *dst, size_t n) { asm volatile("rep stosb" : "+D"(dst), "+c"(n) : "a"(0) : "memory"); }
+
 // The kernel zeroes the destination on failure, so a program never sees
 // stale stack bytes (partial copies are wiped too). The zeroing itself goes
 // through the guarded copy when it can, so even a bad destination cannot
@@ -301,7 +305,7 @@ __attribute__((noinline, cold)) void zero_fill(void *dst, size_t n) {
     return;
   }
 #endif
-  memset(dst, 0, n);
+  zero_bytes(dst, n);
 }
 
 __attribute__((noinline)) int read_slow(void *dst, const void *src, size_t n) {
@@ -314,7 +318,7 @@ __attribute__((noinline)) int read_slow(void *dst, const void *src, size_t n) {
   }
 #endif
   if (vm_read(dst, src, n) == 0) return 0;
-  memset(dst, 0, n);
+  zero_bytes(dst, n);
   return -EFAULT;
 }
 
@@ -328,7 +332,7 @@ __attribute__((noinline)) long read_str_slow(char *dst, const void *src, size_t 
   }
 #endif
   const long rc = vm_read_str(dst, static_cast<const char *>(src), n);
-  if (rc < 0) memset(dst, 0, n);
+  if (rc < 0) zero_bytes(dst, n);
   return rc;
 }
 

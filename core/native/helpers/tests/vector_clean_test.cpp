@@ -218,6 +218,30 @@ void task_cases() {
   expect_clean(BH_FN_GET_CURRENT_PID_TGID, "pid_tgid", [] { bh_helper_get_current_pid_tgid(0, 0, 0, 0, 0); });
   expect_clean(BH_FN_GET_PRANDOM_U32, "prandom", [] { bh_helper_get_prandom_u32(0, 0, 0, 0, 0); });
   expect_clean(BH_FN_GET_PRANDOM_U32, "prandom", [] { bh_helper_get_prandom_u32(0, 0, 0, 0, 0); });
+  expect_clean(BH_FN_GET_ATTACH_COOKIE, "cookie", [] { bh_helper_get_attach_cookie(0, 0, 0, 0, 0); });
+  // Reads that succeed, and ones that fault (the guard's handler, the
+  // destination zeroed), of several sizes; the first call decides the mode.
+  static char src[512], dst[512];
+  for (size_t i = 0; i < sizeof src; i++) src[i] = char('a' + i % 26);
+  src[sizeof src - 1] = 0;
+  const uint64_t bad = 8;  // never mapped
+  using Fn = uint64_t (*)(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t);
+  const struct {
+    int32_t id;
+    Fn fn;
+  } reads[] = {{BH_FN_PROBE_READ, bh_helper_probe_read},
+               {BH_FN_PROBE_READ_STR, bh_helper_probe_read_str},
+               // The user / kernel forms are aliases of the two (register.cpp).
+               {BH_FN_PROBE_READ_USER, bh_helper_probe_read},
+               {BH_FN_PROBE_READ_KERNEL, bh_helper_probe_read},
+               {BH_FN_PROBE_READ_USER_STR, bh_helper_probe_read_str},
+               {BH_FN_PROBE_READ_KERNEL_STR, bh_helper_probe_read_str}};
+  for (const auto &r : reads) {
+    for (uint64_t n : {uint64_t(8), uint64_t(40), uint64_t(300)}) {
+      expect_clean(r.id, "probe_read", [&] { r.fn(uint64_t(uintptr_t(dst)), n, uint64_t(uintptr_t(src)), 0, 0); });
+      expect_clean(r.id, "probe_read fault", [&] { r.fn(uint64_t(uintptr_t(dst)), n, bad, 0, 0); });
+    }
+  }
 }
 
 }  // namespace

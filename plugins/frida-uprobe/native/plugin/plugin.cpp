@@ -320,6 +320,12 @@ int plugin_attach(void *state, const bh_attach_opts *opts, char *err, size_t err
   if (a->jit != nullptr && ((target.flags & BH_UPROBE_F_NO_HELPERS) != 0 || general_regs)) {
     ho.flags |= BH_HOOK_ATTACH_F_NO_VECTOR;
     fn = listener_plain;
+  } else if (a->jit != nullptr && BH_SZ_HAS(opts, bh_attach_opts, prog_flags) &&
+             (opts->prog_flags & BH_PROG_F_VECTOR_CLEAN) != 0) {
+    // Helpers that touch at most xmm0-15, and this listener (baseline C that
+    // calls no libc string function): the engine saves those alone, with
+    // moves, instead of the whole state with XSAVE inside a function.
+    ho.flags |= BH_HOOK_ATTACH_F_SSE_ONLY;
   }
   ho.errbuf = msg;
   ho.errbuf_sz = sizeof msg;

@@ -285,7 +285,35 @@ __attribute__((noinline)) uint32_t run_entry_args(ThreadState *t, HookCore *h, F
   return action;
 }
 
+// Inside a function, listeners that touch at most xmm0-15 (SSE_ONLY): those.
+__attribute__((noinline)) uint32_t run_entry_mid_sse(ThreadState *t, HookCore *h, Frame *f, const ListenerSet *s) {
+  alignas(64) uint8_t area[256];
+  asm volatile(
+      "movaps %%xmm0,0(%0)\n movaps %%xmm1,16(%0)\n movaps %%xmm2,32(%0)\n movaps %%xmm3,48(%0)\n"
+      "movaps %%xmm4,64(%0)\n movaps %%xmm5,80(%0)\n movaps %%xmm6,96(%0)\n movaps %%xmm7,112(%0)\n"
+      "movaps %%xmm8,128(%0)\n movaps %%xmm9,144(%0)\n movaps %%xmm10,160(%0)\n movaps %%xmm11,176(%0)\n"
+      "movaps %%xmm12,192(%0)\n movaps %%xmm13,208(%0)\n movaps %%xmm14,224(%0)\n movaps %%xmm15,240(%0)"
+      :
+      : "r"(area)
+      : "memory");
+  const uint32_t action = run_entry(t, h, f, s, area, 16);
+  asm volatile(
+      "movaps 0(%0),%%xmm0\n movaps 16(%0),%%xmm1\n movaps 32(%0),%%xmm2\n movaps 48(%0),%%xmm3\n"
+      "movaps 64(%0),%%xmm4\n movaps 80(%0),%%xmm5\n movaps 96(%0),%%xmm6\n movaps 112(%0),%%xmm7\n"
+      "movaps 128(%0),%%xmm8\n movaps 144(%0),%%xmm9\n movaps 160(%0),%%xmm10\n movaps 176(%0),%%xmm11\n"
+      "movaps 192(%0),%%xmm12\n movaps 208(%0),%%xmm13\n movaps 224(%0),%%xmm14\n movaps 240(%0),%%xmm15"
+      :
+      : "r"(area)
+      : "memory");
+  return action;
+}
+
 inline uint32_t run_entry_saved(ThreadState *t, HookCore *h, Frame *f, const ListenerSet *s) {
+  if (s->save_vec == kSaveSse) {
+    // Legacy SSE leaves the upper halves alone: the xmm parts are all.
+    if (h->call_flags & BH_HOOK_CALL_MIDFUNC) return run_entry_mid_sse(t, h, f, s);
+    return run_entry_args<16>(t, h, f, s);
+  }
   if (h->call_flags & BH_HOOK_CALL_MIDFUNC) return run_entry_mid(t, h, f, s);
   switch (g_vec.width) {
     case 64: return run_entry_args<64>(t, h, f, s);
@@ -327,6 +355,7 @@ __attribute__((noinline)) void run_return_args(ThreadState *t, HookCore *hook, F
 }
 
 inline void run_return_saved(ThreadState *t, HookCore *hook, Frame *f, const ListenerSet *s, const ShadowEntry &en) {
+  if (s->save_vec == kSaveSse) return run_return_args<16>(t, hook, f, s, en);
   switch (g_vec.width) {
     case 64: return run_return_args<64>(t, hook, f, s, en);
     case 32: return run_return_args<32>(t, hook, f, s, en);

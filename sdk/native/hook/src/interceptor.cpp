@@ -179,11 +179,18 @@ ListenerSet *build_set(const Hook &h, bool *ok, bool with_pending = false) {
   // the engine's own path is general-regs-only: nothing to save. (It used to
   // save regardless: ~120 ns per hit of a USDT site or a uprobe at
   // symbol+offset, bench:uprobe's "inside a function" rows.)
-  s->save_vec = 0;
+  // Listeners that touch at most xmm0-15 (SSE_ONLY) need only those: plain
+  // moves, not XSAVE.
+  s->save_vec = kSaveNone;
   s->_pad = 0;
   auto in = [&](const bh_hook_link *l) { return with_pending || !l->pending; };
-  for (const bh_hook_link *l : h.links)
-    if (in(l) && !(l->flags & BH_HOOK_ATTACH_F_NO_VECTOR)) s->save_vec = 1;
+  for (const bh_hook_link *l : h.links) {
+    if (!in(l) || (l->flags & BH_HOOK_ATTACH_F_NO_VECTOR)) continue;
+    if (!(l->flags & BH_HOOK_ATTACH_F_SSE_ONLY))
+      s->save_vec = kSaveAll;
+    else if (s->save_vec == kSaveNone)
+      s->save_vec = kSaveSse;
+  }
   for (const bh_hook_link *l : h.links)
     if (in(l) && l->kind != BH_HOOK_RETURN)
       s->items[k++] = Listener{l->fn, l->user, l->cookie, l->kind == BH_HOOK_REPLACE, 0};
@@ -956,7 +963,7 @@ int bh_hook_attach(struct bh_hook_engine *e, void *func, enum bh_hook_kind kind,
           : !e    ? "attach: engine is NULL"
                   : strf("attach: unknown kind %d", int(kind));
   }
-  if (!rc && (o.flags & ~BH_HOOK_ATTACH_F_NO_VECTOR)) {
+  if (!rc && (o.flags & ~(BH_HOOK_ATTACH_F_NO_VECTOR | BH_HOOK_ATTACH_F_SSE_ONLY))) {
     rc = -EINVAL;
     msg = strf("attach: unknown flags 0x%x", o.flags);
   }

@@ -47,11 +47,13 @@ struct Listener {
   uint32_t _pad;
 };
 
+enum : uint32_t { kSaveNone = 0, kSaveAll = 1, kSaveSse = 2 };
+
 struct ListenerSet {
   uint32_t n_entry;   // ENTRY and REPLACE listeners, attach order
   uint32_t n_return;  // RETURN listeners, attach order (after the entries)
-  uint32_t save_vec;  // some listener may touch vector/x87/mask state, or
-                      // the probe is inside a function: XSAVE around them
+  uint32_t save_vec;  // kSaveNone, kSaveSse (xmm only: every listener that
+                      // may touch vector state is SSE_ONLY) or kSaveAll
   uint32_t _pad;
   Listener items[];  // n_entry + n_return
 };

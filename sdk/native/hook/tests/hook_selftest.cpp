@@ -1650,6 +1650,101 @@ TEST(t29_vector_state_kept) {
   if (!n.rc) bh_hook_detach(n.link);
 }
 
+// Inside a function with xmm0-15 live across the probe point: loads them
+// from rdi, passes a 5-byte nop (the probe), stores them to rsi.
+extern "C" void tl_xmm_mid(const void *in, void *out);
+extern "C" char tl_xmm_mid_probe[];
+asm(R"(
+  .text
+  .globl tl_xmm_mid
+  .type tl_xmm_mid, @function
+tl_xmm_mid:
+  movdqu 0(%rdi), %xmm0
+  movdqu 16(%rdi), %xmm1
+  movdqu 32(%rdi), %xmm2
+  movdqu 48(%rdi), %xmm3
+  movdqu 64(%rdi), %xmm4
+  movdqu 80(%rdi), %xmm5
+  movdqu 96(%rdi), %xmm6
+  movdqu 112(%rdi), %xmm7
+  movdqu 128(%rdi), %xmm8
+  movdqu 144(%rdi), %xmm9
+  movdqu 160(%rdi), %xmm10
+  movdqu 176(%rdi), %xmm11
+  movdqu 192(%rdi), %xmm12
+  movdqu 208(%rdi), %xmm13
+  movdqu 224(%rdi), %xmm14
+  movdqu 240(%rdi), %xmm15
+  .globl tl_xmm_mid_probe
+tl_xmm_mid_probe:
+  nopl 0x0(%rax,%rax,1)
+  movdqu %xmm0, 0(%rsi)
+  movdqu %xmm1, 16(%rsi)
+  movdqu %xmm2, 32(%rsi)
+  movdqu %xmm3, 48(%rsi)
+  movdqu %xmm4, 64(%rsi)
+  movdqu %xmm5, 80(%rsi)
+  movdqu %xmm6, 96(%rsi)
+  movdqu %xmm7, 112(%rsi)
+  movdqu %xmm8, 128(%rsi)
+  movdqu %xmm9, 144(%rsi)
+  movdqu %xmm10, 160(%rsi)
+  movdqu %xmm11, 176(%rsi)
+  movdqu %xmm12, 192(%rsi)
+  movdqu %xmm13, 208(%rsi)
+  movdqu %xmm14, 224(%rsi)
+  movdqu %xmm15, 240(%rsi)
+  ret
+  .size tl_xmm_mid, .-tl_xmm_mid
+)");
+
+TEST(t29c_sse_only_listeners) {
+  // A listener that wipes xmm0-15 with legacy SSE, as baseline C may.
+  struct L {
+    static uint64_t wipe(void *user, struct pt_regs *, struct bh_hook_call *) {
+      asm volatile(
+          "pxor %%xmm0,%%xmm0\n pxor %%xmm1,%%xmm1\n pxor %%xmm2,%%xmm2\n pxor %%xmm3,%%xmm3\n"
+          "pxor %%xmm4,%%xmm4\n pxor %%xmm5,%%xmm5\n pxor %%xmm6,%%xmm6\n pxor %%xmm7,%%xmm7\n"
+          "pxor %%xmm8,%%xmm8\n pxor %%xmm9,%%xmm9\n pxor %%xmm10,%%xmm10\n pxor %%xmm11,%%xmm11\n"
+          "pxor %%xmm12,%%xmm12\n pxor %%xmm13,%%xmm13\n pxor %%xmm14,%%xmm14\n pxor %%xmm15,%%xmm15" ::
+              : "memory");
+      static_cast<std::atomic<long> *>(user)->fetch_add(1);
+      return 0;
+    }
+  };
+  // Inside a function: SSE_ONLY gets xmm0-15 back (moves, not XSAVE); a
+  // NO_VECTOR listener that broke its promise shows what is at stake.
+  void *f = reinterpret_cast<void *>(tl_xmm_mid);
+  const size_t off = size_t(tl_xmm_mid_probe - static_cast<char *>(f));
+  uint8_t in[256], out[256];
+  for (int i = 0; i < 256; i++) in[i] = uint8_t(i * 7 + 1);
+  for (uint32_t flags : {uint32_t(BH_HOOK_ATTACH_F_SSE_ONLY), uint32_t(BH_HOOK_ATTACH_F_NO_VECTOR)}) {
+    std::atomic<long> hits{0};
+    AttachResult r = attach_at(f, off, 0, BH_HOOK_ENTRY, L::wipe, &hits, "tl_xmm_mid+probe", flags);
+    CHECK_EQ(r.rc, 0);
+    memset(out, 0, sizeof out);
+    tl_xmm_mid(in, out);
+    CHECK_EQ(hits.load(), 1);
+    CHECK_EQ(memcmp(in, out, sizeof in) == 0, flags == BH_HOOK_ATTACH_F_SSE_ONLY);
+    if (!r.rc) bh_hook_detach(r.link);
+  }
+  // At entry and return: the argument and result registers, while the
+  // upper halves of ymm (which legacy SSE leaves alone) carry the rest.
+  if (__builtin_cpu_supports("avx2")) {
+    std::atomic<long> hits{0};
+    AttachResult e = attach_at(reinterpret_cast<void *>(tl_m256_add), 0, 0, BH_HOOK_ENTRY, L::wipe, &hits,
+                               "tl_m256_add", BH_HOOK_ATTACH_F_SSE_ONLY);
+    AttachResult r = attach_at(reinterpret_cast<void *>(tl_m256_add), 0, 0, BH_HOOK_RETURN, L::wipe, &hits,
+                               "tl_m256_add", BH_HOOK_ATTACH_F_SSE_ONLY);
+    CHECK_EQ(e.rc, 0);
+    CHECK_EQ(r.rc, 0);
+    CHECK(m256_call_ok());
+    CHECK_EQ(hits.load(), 2);
+    if (!e.rc) bh_hook_detach(e.link);
+    if (!r.rc) bh_hook_detach(r.link);
+  }
+}
+
 TEST(t29b_x87_result_kept) {
   // A return listener that empties the x87 stack (MMX code ends in emms)
   // must not lose a long double result in st0.

@@ -72,8 +72,9 @@ extern "C" {
  * halves of ymm/zmm0-15, zmm16-31, the opmask registers): it is compiled for
  * baseline x86-64 (SSE only) and calls no libc function that may use more,
  * such as the string functions. The map helpers 1-3 (lookup, update, delete)
- * are, on the map types of bh_map_type_vector_clean; 131-133 (ring buffer
- * reserve, submit, discard) are. BH_PROG_F_VECTOR_CLEAN (plugin.h) is built
+ * are, on the map types of bh_map_type_vector_clean; so are 131-133 (ring
+ * buffer reserve, submit, discard), the probe_read family and
+ * get_attach_cookie. BH_PROG_F_VECTOR_CLEAN (plugin.h) is built
  * from it; core/native/helpers/tests/vector_clean_test.cpp proves each one. */
 int bh_helper_vector_clean(int32_t id);
 /* The map types (kernel ids) on which helpers 1-3 are: array, per-CPU array,

@@ -181,6 +181,15 @@ struct bh_hook_attach_opts {
  * then NULL. */
 #define BH_HOOK_ATTACH_F_NO_VECTOR (1u << 0)
 
+/* The listener touches at most xmm0-15, with legacy SSE instructions: C
+ * compiled for baseline x86-64 that calls nothing using more (libc's string
+ * functions do: AVX, vzeroupper), no x87, no floating-point arithmetic (the
+ * MXCSR flags are not kept). While every listener of a function is so (or
+ * NO_VECTOR), the engine saves xmm0-15 inside a function, xmm0-7 at its
+ * entry and xmm0-1 at a return, with plain moves, instead of the whole state
+ * with XSAVE (BH_PROG_F_VECTOR_CLEAN programs, bpfhook/plugin.h). */
+#define BH_HOOK_ATTACH_F_SSE_ONLY (1u << 1)
+
 /* NULL and errno set on error. */
 BH_HOOK_API struct bh_hook_engine *bh_hook_engine__new(const struct bh_hook_engine_opts *opts);
 /* Detaches every link the engine still holds, then frees it.  Must not run
