@@ -16,8 +16,8 @@ const selftest = path.join(buildDir, "tt_selftest");
 const dlopenLib = path.join(buildDir, "libtt_dlopen_lib.so");
 const MODES = ["auto", "rel32", "page0", "sud"];
 
-function run(argv: string[], timeoutMs: number) {
-  const r = spawnSync(argv[0], argv.slice(1), { encoding: "utf8", timeout: timeoutMs });
+function run(argv: string[], timeoutMs: number, env?: NodeJS.ProcessEnv) {
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: "utf8", timeout: timeoutMs, ...(env ? { env } : {}) });
   const out = `${r.stdout ?? ""}${r.stderr ?? ""}`;
   return { status: r.status, signal: r.signal, out };
 }
@@ -69,14 +69,21 @@ describe("46 text transformer", function () {
       this.skip();
     }
     // A copy nobody can read and run, with the library it dlopens beside it
-    // (the binary names that library's absolute build path).
+    // (named by TT_DLOPEN_LIB: the checkout may be in a directory nobody
+    // cannot enter, as a mktemp -d clone is).
     const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-tt-"));
     try {
       chmodSync(dir, 0o755);
       const bin = path.join(dir, "tt_selftest");
       copyFileSync(selftest, bin);
       chmodSync(bin, 0o755);
-      const r = run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin], 240_000);
+      const lib = path.join(dir, "libtt_dlopen_lib.so");
+      copyFileSync(dlopenLib, lib);
+      chmodSync(lib, 0o755);
+      const r = run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin], 240_000, {
+        ...process.env,
+        TT_DLOPEN_LIB: lib,
+      });
       if (/dlopen after install.*cannot open/.test(r.out)) assert.fail(`nobody cannot read ${dlopenLib}:\n${r.out}`);
       assert.equal(r.signal, null, `tt_selftest died with ${r.signal}:\n${r.out}`);
       assert.equal(r.status, 0, `tt_selftest failed as nobody:\n${r.out}`);

@@ -77,7 +77,9 @@ describe("63 bpfhook new-plugin", () => {
     const times: string[] = [];
     const step = (cmd: string, ...args: string[]): SpawnSyncReturns<string> => {
       const t0 = Date.now();
-      const r = spawnSync(cmd, args, { cwd: dir, encoding: "utf8", timeout: 180_000, env: { ...process.env, CMAKE_BUILD_PARALLEL_LEVEL: "1" } });
+      // No colours: mocha colours its marks when CI is set (supports-color).
+      const env = { ...process.env, CMAKE_BUILD_PARALLEL_LEVEL: "1", NO_COLOR: "1", FORCE_COLOR: "0" };
+      const r = spawnSync(cmd, args, { cwd: dir, encoding: "utf8", timeout: 180_000, env });
       times.push(`${args.join(" ")} ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       return r;
     };
@@ -91,7 +93,7 @@ describe("63 bpfhook new-plugin", () => {
     assert.equal(build.status, 0, build.stdout + build.stderr);
     assert.ok(existsSync(path.join(dir, "build", "Release", "libbpfhook_ticker.so")), "native piece built");
     const test = step("npm", "test");
-    const out = test.stdout + test.stderr;
+    const out = (test.stdout + test.stderr).replace(/\x1b\[[0-9;]*m/g, "");
     assert.equal(test.status, 0, out);
     console.log(`      (${times.join(", ")})`);
     // The contract cases that apply, and the counting program: all passed.
