@@ -155,7 +155,7 @@ describe("48 USDT plugin (examples/usdt-plugin, a third party's package)", funct
         ["demo:args", "demo:args", "demo:consts", "demo:globals"],
       );
       const libSites = usdt.readUsdtSites(lib);
-      assert.deepEqual(libSites.map((s: { provider: string; name: string }) => `${s.provider}:${s.name}`), ["demo:lib", "demo:tail"]);
+      assert.deepEqual(libSites.map((s: { provider: string; name: string }) => `${s.provider}:${s.name}`), ["demo:lib", "demo:padded", "demo:tail"]);
       const l = libSites[0];
       assert.equal(l.args, "-8@%rdi -8@%rdx -8@(%rcx) -4@$42");
       const nm = execFileSync("nm", [lib], { encoding: "utf8" });
@@ -243,21 +243,32 @@ describe("48 USDT plugin (examples/usdt-plugin, a third party's package)", funct
       }
     });
 
-    it("refuses a probe the module lacks, naming the ones it has, and a site it cannot hook, naming the site", async () => {
+    it("refuses a probe the module lacks, naming the ones it has, and a site it cannot hook; one before ret with padding after attaches", async () => {
       const rt = await Runtime.create({ plugins: ["bpfhook-plugin-usdt"], resolveFrom: app });
       try {
         const o = rt.load(obj.O2);
         await assert.rejects(
           o.program("on_lib").attach({ type: "usdt", data: { path: lib, provider: "demo", name: "nope" } }),
-          /\[usdt\].*demo:nope: no such probe in .*libusdt_lib\.so \(its probes: demo:lib, demo:tail\)/,
+          /\[usdt\].*demo:nope: no such probe in .*libusdt_lib\.so \(its probes: demo:lib, demo:padded, demo:tail\)/,
         );
-        // A site right before `ret`: the hook's jump would run past the function.
+        // A site right before `ret` at the end of .text: the hook's jump
+        // would run into the next section's code.
         await assert.rejects(
           o.program("on_lib").attach({ type: "usdt", data: { path: lib, provider: "demo", name: "tail" } }),
-          /\[usdt\].*usdt demo:tail: site 0 \(vaddr 0x[0-9a-f]+\): .*function too short: ret at \+1/,
+          /\[usdt\].*usdt demo:tail: site 0 \(vaddr 0x[0-9a-f]+\): .*function too short: ret at \+1 ends it inside the 5 bytes to patch, and the \d+ bytes after it up to the next alignment boundary are not all padding/,
         );
         fire(1);
+        t.callLibrary(lib, "usdt_lib_tail", 5);
         assert.equal(o.map<BpfMap<number, bigint>>("vals").get(103) ?? 0n, 0n, "a refused attach leaves nothing attached");
+        // A site right before `ret` with alignment padding after its
+        // function: the 5-byte jump runs over the padding.
+        const padded = await o.program("on_lib").attach({ type: "usdt", data: { path: lib, provider: "demo", name: "padded" } });
+        t.callLibrary(lib, "usdt_lib_padded", 5);
+        t.callLibrary(lib, "usdt_lib_padded", 6);
+        assert.equal(o.map<BpfMap<number, bigint>>("vals").get(103), 2n, "the probe before ret fired once per call");
+        padded.detach();
+        t.callLibrary(lib, "usdt_lib_padded", 7);
+        assert.equal(o.map<BpfMap<number, bigint>>("vals").get(103), 2n, "and stopped at detach");
       } finally {
         rt.close();
       }

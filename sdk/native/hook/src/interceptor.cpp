@@ -309,6 +309,14 @@ int create_hook(Interceptor &ix, uint64_t addr, const bh_hook_attach_opts &o, Ho
   uint8_t rbuf[kSlotSize];
   bh_reloc_plan plan{};
   plan.sz = sizeof plan;
+  // A probe right before the function's final ret/jmp (a USDT site before
+  // `return`): the patch may take the padding after the function, up to
+  // its end rounded to 16 bytes (compilers align functions so: the next one
+  // starts there at the earliest). Only with the size known.
+  if (o.func_size) {
+    const uint64_t end = start + o.func_size, upto = (end + 15) & ~uint64_t(15);
+    if (upto <= m.end && upto - addr <= 255) plan.padding_upto = uint8_t(upto - addr);
+  }
   char rerr[256];
   int rc = bh_reloc_emit(reinterpret_cast<const void *>(addr), code_len, addr, plen, reloc_at, rbuf,
                          kSlotSize - a.size(), &plan, rerr, sizeof rerr);
@@ -317,7 +325,8 @@ int create_hook(Interceptor &ix, uint64_t addr, const bh_hook_attach_opts &o, Ho
     if (plen == 14) why += " (no trampoline memory within +/-2GiB, so 14 bytes are needed)";
     return fail(rc, why);
   }
-  if (rest && plan.len > rest)
+  // Past the function's end only over padding after its final ret/jmp.
+  if (rest && plan.len > rest && !(plan.padding_at != 0 && plan.padding_at <= rest))
     return fail(-ENOTSUP, off ? strf("the patch needs %u bytes but only %zu are left in the "
                                      "function after +0x%zx",
                                      plan.len, rest, off)

@@ -174,9 +174,27 @@ struct Plan {
   Insn insns[BH_RELOC_MAX_INSNS];
   uint32_t n = 0;
   uint32_t len = 0;
+  uint32_t padding_at = 0;  // offset of the padding after a final ret/jmp (0: none)
 };
 
-int plan(const uint8_t *code, size_t code_len, uint64_t pc, uint32_t min_len, Plan &p, Msg &m) {
+// Bytes that only pad (int3, nop, the multi-byte nop forms compilers and
+// assemblers align with: 66* 2e? 0f 1f /0 or 66* 90): the length of the one
+// at `code`, or 0 if it is not padding.
+uint32_t padding_len(const uint8_t *code, size_t code_len, uint64_t pc) {
+  if (code_len == 0) return 0;
+  if (code[0] == 0xcc || code[0] == 0x90) return 1;
+  size_t i = 0;
+  while (i < code_len && (code[i] == 0x66 || code[i] == 0x2e)) i++;
+  const bool nop = (i < code_len && code[i] == 0x90) || (i + 1 < code_len && code[i] == 0x0f && code[i + 1] == 0x1f);
+  if (!nop) return 0;
+  Insn x;
+  if (!decode(code, code_len, pc, x)) return 0;
+  return x.len;
+}
+
+int check_inside(const Plan &p, uint64_t pc, const uint8_t *code, size_t code_len, uint32_t from, Msg &m);
+
+int plan(const uint8_t *code, size_t code_len, uint64_t pc, uint32_t min_len, uint32_t padding_upto, Plan &p, Msg &m) {
   uint32_t off = 0;
   while (off < min_len) {
     if (p.n == BH_RELOC_MAX_INSNS)
@@ -189,9 +207,30 @@ int plan(const uint8_t *code, size_t code_len, uint64_t pc, uint32_t min_len, Pl
     if (x.kind == Kind::Trap)
       return m.fail(ENOTSUP, "%s at +%u (a breakpoint or padding) inside the %u bytes to patch", mnem(x), off, min_len);
     if (x.kind == Kind::Bad) return m.fail(ENOTSUP, "cannot relocate %s at +%u: %s", mnem(x), off, x.why);
-    if (ends_block(x.kind) && x.kind != Kind::CallRel && x.kind != Kind::CallInd && !last)
-      return m.fail(ENOTSUP, "function too short: %s at +%u ends it inside the %u bytes to patch", mnem(x), off,
-                    min_len);
+    if (ends_block(x.kind) && x.kind != Kind::CallRel && x.kind != Kind::CallInd && !last) {
+      // A ret or jmp close to a function's end (a probe right before it):
+      // the patch may cover the padding after it, bytes nothing runs or
+      // jumps to (the caller checks the function for branches into the
+      // patch), as long as they are padding all the way.
+      uint32_t pad = off + x.len;
+      while (pad < min_len) {
+        const uint32_t n = pad < code_len ? padding_len(code + pad, code_len - pad, pc + pad) : 0;
+        if (n == 0 || pad + n > padding_upto) {
+          if (padding_upto == 0)
+            return m.fail(ENOTSUP, "function too short: %s at +%u ends it inside the %u bytes to patch", mnem(x), off,
+                          min_len);
+          return m.fail(ENOTSUP,
+                        "function too short: %s at +%u ends it inside the %u bytes to patch, and the %u bytes "
+                        "after it up to the next alignment boundary are not all padding",
+                        mnem(x), off, min_len, padding_upto - (off + x.len));
+        }
+        pad += n;
+      }
+      p.insns[p.n++] = x;
+      p.len = pad;
+      p.padding_at = off + x.len;
+      return check_inside(p, pc, code, code_len, off + x.len, m);
+    }
     if ((x.kind == Kind::CallRel || x.kind == Kind::CallInd) && !last)
       return m.fail(ENOTSUP,
                     "call at +%u is not the last relocated instruction: a thread inside "
@@ -204,8 +243,14 @@ int plan(const uint8_t *code, size_t code_len, uint64_t pc, uint32_t min_len, Pl
     if (ends_block(x.kind)) break;
   }
   p.len = off;
+  return check_inside(p, pc, code, code_len, off, m);
+}
 
-  const uint64_t lo = pc, hi = pc + off;
+// No relocated instruction, nor any later in the window, branches or refers
+// into the relocated bytes [pc, pc + p.len); the sweep starts at `from`.
+int check_inside(const Plan &p, uint64_t pc, const uint8_t *code, size_t code_len, uint32_t from, Msg &m) {
+  const uint32_t off = from;
+  const uint64_t lo = pc, hi = pc + p.len;
   auto inside = [&](uint64_t a) { return a > lo && a < hi; };
   for (uint32_t i = 0; i < p.n; i++) {
     const Insn &x = p.insns[i];
@@ -361,11 +406,12 @@ int run(const void *code, size_t code_len, uint64_t pc, uint32_t min_len, uint64
   if (res->sz < offsetof(bh_reloc_plan, _pad)) return m.fail(EINVAL, "bh_reloc_plan.sz too small");
   const size_t known = sizeof(bh_reloc_plan);
   const size_t user_sz = res->sz;
+  const uint32_t padding_upto = user_sz > offsetof(bh_reloc_plan, padding_upto) ? res->padding_upto : 0;
   std::memset(reinterpret_cast<char *>(res) + sizeof(size_t), 0, (user_sz < known ? user_sz : known) - sizeof(size_t));
 
   Plan p;
   const uint8_t *bytes = static_cast<const uint8_t *>(code);
-  int rc = plan(bytes, code_len, pc, min_len, p, m);
+  int rc = plan(bytes, code_len, pc, min_len, padding_upto, p, m);
   if (rc) return rc;
 
   Emitter e{Out{static_cast<uint8_t *>(out), out ? out_cap : 0}, dest, dest == 0};
@@ -383,6 +429,8 @@ int run(const void *code, size_t code_len, uint64_t pc, uint32_t min_len, uint64
   res->n_insns = p.n;
   res->out_len = static_cast<uint32_t>(e.o.n);
   res->falls_through = falls;
+  res->padding_at = static_cast<uint8_t>(p.padding_at);
+  res->padding_upto = static_cast<uint8_t>(padding_upto);
   for (uint32_t i = 0; i < p.n; i++) {
     res->insn_off[i] = static_cast<uint8_t>(p.insns[i].off);
     res->out_off[i] = out_off[i];

@@ -1510,6 +1510,52 @@ TEST(t04_reloc_check_function) {
   CHECK_EQ(bh_reloc_check_function(k.data(), 6, 0x401000, 0, 5, 1, err, sizeof err), -ENOTSUP);
 }
 
+TEST(t11b_padding_after_a_short_function) {
+  // With the function's size known, the patch may run past its final ret
+  // over the alignment padding that follows (a USDT site right before
+  // `return`, a tiny getter): tl_tiny is `mov eax, edi; ret`, 3 bytes.
+  void *f = reinterpret_cast<void *>(tl_tiny);
+  uint8_t before[16];
+  memcpy(before, f, sizeof before);
+  std::atomic<long> hits{0};
+  AttachResult a = attach_at(f, 0, sym_size(f), BH_HOOK_ENTRY, count_hits, &hits, "tl_tiny");
+  CHECK_EQ(a.rc, 0);
+  int (*volatile fn)(int) = tl_tiny;
+  CHECK_EQ(fn(7), 7);
+  CHECK_EQ(fn(-3), -3);
+  CHECK_EQ(hits.load(), 2);
+  if (!a.rc) CHECK_EQ(bh_hook_detach(a.link), 0);
+  CHECK(memcmp(f, before, sizeof before) == 0);
+
+  // The relocator alone: padding only up to the limit the caller gives, and
+  // only padding bytes.
+  char err[256];
+  bh_reloc_plan plan{};
+  const std::vector<uint8_t> pad = hex("90 c3 cc cc cc cc cc cc");
+  plan.sz = sizeof plan;
+  plan.padding_upto = 8;
+  CHECK_EQ(bh_reloc_analyze(pad.data(), pad.size(), 0x401000, 5, 0x402000, &plan, err, sizeof err), 0);
+  CHECK_EQ(plan.len, 5u);
+  CHECK_EQ(plan.padding_at, 2u);
+  CHECK_EQ(plan.n_insns, 2u);
+  plan = bh_reloc_plan{};
+  plan.sz = sizeof plan;
+  plan.padding_upto = 4;  // the next function may start at +4
+  CHECK_EQ(bh_reloc_analyze(pad.data(), pad.size(), 0x401000, 5, 0x402000, &plan, err, sizeof err), -ENOTSUP);
+  CHECK(strstr(err, "not all padding") != nullptr);
+  const std::vector<uint8_t> code = hex("90 c3 55 48 89 e5 c3");  // the next function right after
+  plan = bh_reloc_plan{};
+  plan.sz = sizeof plan;
+  plan.padding_upto = 16;
+  CHECK_EQ(bh_reloc_analyze(code.data(), code.size(), 0x401000, 5, 0x402000, &plan, err, sizeof err), -ENOTSUP);
+  const std::vector<uint8_t> nops = hex("90 c3 66 0f 1f 44 00 00 cc");  // a multi-byte nop
+  plan = bh_reloc_plan{};
+  plan.sz = sizeof plan;
+  plan.padding_upto = 9;
+  CHECK_EQ(bh_reloc_analyze(nops.data(), nops.size(), 0x401000, 5, 0x402000, &plan, err, sizeof err), 0);
+  CHECK_EQ(plan.len, 8u);
+}
+
 TEST(t14_midfunction_refusals) {
   void *f = reinterpret_cast<void *>(tl_redzone);
   const size_t size = sym_size(f);

@@ -54,7 +54,13 @@ struct bh_reloc_plan {
   uint8_t insn_off[BH_RELOC_MAX_INSNS]; /* each instruction's offset */
   uint16_t out_off[BH_RELOC_MAX_INSNS]; /* ... and its copy's offset */
   uint8_t falls_through;                /* 1 if the copy ends with the jump back */
-  uint8_t _pad[7];
+  uint8_t padding_at;                   /* the bytes from this offset to len are padding after a final
+                                           ret/jmp (a probe right before a function's end); 0: none */
+  uint8_t padding_upto;                 /* IN (read before the rest is cleared): the patch may run past a
+                                           final ret/jmp over padding bytes (int3, nop forms) up to this
+                                           offset from pc, where the caller knows nothing else lives (the
+                                           function's end rounded up to its alignment); 0: never */
+  uint8_t _pad[5];
 };
 #define bh_reloc_plan__last_field _pad
 
