@@ -13,10 +13,11 @@
  */
 import { strict as assert } from "node:assert";
 import { execFileSync, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { compileBpfC, Runtime, type BpfMap, type LoadedObject } from "@bpfhook/core";
+import { runContractTests } from "@bpfhook/testkit";
 import { testAddon, type TestAddon } from "./support/test-addon.js";
 
 const repoRoot = path.resolve(__dirname, "..", "..");
@@ -83,12 +84,14 @@ function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = 
 
 describe("48 USDT plugin (examples/usdt-plugin, a third party's package)", function () {
   this.timeout(300_000);
-  let work = "";
-  let pkg = "";
+  // Paths fixed when the suite is defined (the plugin contract below names
+  // them); everything in them is built by the `before` hook.
+  const work = mkdtempSync(path.join(os.tmpdir(), "bpfhook-usdt-"));
+  const pkg = path.join(work, "usdt-plugin");
+  const lib = path.join(work, "libusdt_lib.so");
   let app = ""; // a folder whose node_modules holds the plugin (resolution by name)
   const bin: Record<"O0" | "O2", string> = { O0: "", O2: "" };
   const obj: Record<"O0" | "O2", string> = { O0: "", O2: "" };
-  let lib = "";
   let t: TestAddon;
 
   before(function () {
@@ -98,9 +101,7 @@ describe("48 USDT plugin (examples/usdt-plugin, a third party's package)", funct
       this.skip();
     }
     t = testAddon();
-    work = mkdtempSync(path.join(os.tmpdir(), "bpfhook-usdt-"));
     // The package as its author has it: sources, lockfile, scripts (no build output).
-    pkg = path.join(work, "usdt-plugin");
     cpSync(example, pkg, {
       recursive: true,
       filter: (src) => !/[/](node_modules|dist|build|vendor)$/.test(src),
@@ -117,7 +118,6 @@ describe("48 USDT plugin (examples/usdt-plugin, a third party's package)", funct
     mkdirSync(path.join(app, "node_modules"), { recursive: true });
     symlinkSync(pkg, path.join(app, "node_modules", "bpfhook-plugin-usdt"));
 
-    lib = path.join(work, "libusdt_lib.so");
     run("gcc", ["-O2", "-g", "-shared", "-fPIC", "-o", lib, path.join(fixtures, "usdt_lib.c")], work);
     const template = readFileSync(path.join(fixtures, "usdt.bpf.c.in"), "utf8");
     for (const level of ["O0", "O2"] as const) {
@@ -127,10 +127,32 @@ describe("48 USDT plugin (examples/usdt-plugin, a third party's package)", funct
       writeFileSync(src, template.replaceAll("@APP@", bin[level]).replaceAll("@LIB@", lib));
       obj[level] = compileBpfC(src);
     }
+    t.callLibrary(lib, "usdt_lib_fire", 0); // maps the library in this process (the contract attaches to it)
   });
 
   after(() => {
-    if (work) rmSync(work, { recursive: true, force: true });
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  // The contract every plugin passes (@bpfhook/testkit), run on this one as
+  // on the workspace's (test 58).
+  runContractTests(describe, {
+    plugin: pkg,
+    attachType: "usdt",
+    validData: { path: lib, provider: "demo", name: "lib" },
+    invalidData: [
+      { data: { path: lib, provider: "", name: "lib" }, field: "provider" },
+      { data: { path: 5, provider: "demo", name: "lib" }, field: "path" },
+      { data: { path: lib, provider: "demo", name: "lib", nope: 1 }, field: "nope" },
+    ],
+    trigger: (_rt, n) => {
+      for (let i = 0; i < n; i++) t.callLibrary(lib, "usdt_lib_fire", 1);
+    },
+    // The harness process maps no library of this test: libstdc++'s own
+    // USDT probe (libstdcxx:throw, in __cxa_throw) is there.
+    nativeData: { path: realpathSync("/usr/lib/x86_64-linux-gnu/libstdc++.so.6"), provider: "libstdcxx", name: "throw" },
+    threads: { skip: "the test addon has no native threads that fire a USDT probe; the embedded cases fire it from this thread" },
+    agent: { skip: "the cases 'under bpfhook run' below attach this plugin in agent mode, by section and from a config file" },
   });
 
   describe("the package", () => {
