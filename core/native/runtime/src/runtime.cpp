@@ -193,6 +193,14 @@ bool is_prog_array(bh_runtime *rt, const void *map) {
 // core's that leaves AVX/AVX-512 state alone (bh_helper_vector_clean), not
 // replaced by a plugin's, and, if it calls a map helper, every map it names
 // is of a type whose paths are clean too. Unknown means not clean.
+// A plugin registered helper `id` (replacing the core's of that id, if any).
+bool plugin_helper(bh_runtime *rt, uint32_t id) {
+  std::lock_guard<std::mutex> lock(rt->mu);
+  for (const HelperReg &h : rt->helpers)
+    if (h.id == id) return true;
+  return false;
+}
+
 bool scan_vector_clean(bh_runtime *rt, const bh_vm *vm, const bh_program_opts &o) {
   size_t n = 0;
   const bh_inst *insts = bh_vm_insts(vm, &n);
@@ -201,15 +209,8 @@ bool scan_vector_clean(bh_runtime *rt, const bh_vm *vm, const bh_program_opts &o
     const bh_inst &i = insts[pc];
     if (i.opcode == BH_OP_CALLX) return false;
     if (i.opcode != BH_OP_CALL || i.src != BH_CALL_HELPER) continue;
-    if (!bh_helper_vector_clean(i.imm)) return false;
+    if (!bh_helper_vector_clean(i.imm) || plugin_helper(rt, uint32_t(i.imm))) return false;
     if (i.imm >= 1 && i.imm <= 3) uses_maps = true;
-  }
-  {
-    std::lock_guard<std::mutex> lock(rt->mu);
-    for (const HelperReg &h : rt->helpers)
-      for (size_t pc = 0; pc < n; pc++)
-        if (insts[pc].opcode == BH_OP_CALL && insts[pc].src == BH_CALL_HELPER && uint32_t(insts[pc].imm) == h.id)
-          return false;
   }
   if (!uses_maps) return true;
   // The maps the program can hand a helper: those its lddw instructions load
@@ -548,13 +549,8 @@ bh_program *bh_runtime_load_program(bh_runtime *rt, const struct bh_program_opts
   prog->vector_clean = scan_vector_clean(rt, prog->vm, o);
   if (!prog->interpreter) {
     // Helper 1 is the core's lookup unless a plugin registered its own.
-    bool own_lookup = true;
-    {
-      std::lock_guard<std::mutex> lock(rt->mu);
-      for (const HelperReg &h : rt->helpers) own_lookup = own_lookup && h.id != 1;
-    }
     prog->map_desc = o.map_desc;
-    if (own_lookup && o.map_desc != nullptr) bh_vm_set_inline_lookup(prog->vm, inline_layout, prog.get());
+    if (!plugin_helper(rt, 1) && o.map_desc != nullptr) bh_vm_set_inline_lookup(prog->vm, inline_layout, prog.get());
     bh_jit_fn fn = bh_vm_compile(prog->vm, msg, sizeof msg);
     if (fn == nullptr) {
       bh_fail(err, err_len, -EINVAL, "prog '%s': JIT: %s", name, msg);

@@ -285,8 +285,7 @@ class Compiler {
       a_.bind(pc_label_[pc]);
       const bh_inst &ins = code_[pc];
       if (jump_target_[pc]) known_r1_ = 0;  // another path may arrive with another r1
-      const uint64_t r1_before = known_r1_;
-      known_r1_ = 0;
+      const size_t at = pc;
       switch (ins.opcode & BH_CLS_MASK) {
         case BH_CLS_ALU:
         case BH_CLS_ALU64:
@@ -294,40 +293,22 @@ class Compiler {
           break;
         case BH_CLS_LD:
           if (ins.opcode != BH_OP_LDDW || pc + 1 >= n_) return bad(pc, err, err_len);
-          {
-            const uint64_t v = uint64_t(uint32_t(ins.imm)) | (uint64_t(uint32_t(code_[pc + 1].imm)) << 32);
-            a_.mov_imm64(reg(ins.dst), v);
-            if (ins.dst == 1 && pc < vm_->map_lddw.size() && vm_->map_lddw[pc]) {
-              known_r1_ = v;
-            } else if (ins.dst != 1) {
-              known_r1_ = r1_before;
-            }
-            ++pc;  // the second slot is data; no jump may land on it
-            break;
-          }
-        case BH_CLS_LDX:
-          ldx(ins, pc);
-          if (ins.dst != 1) known_r1_ = r1_before;
+          a_.mov_imm64(reg(ins.dst), lddw_value(pc));
+          ++pc;  // the second slot is data; no jump may land on it
           break;
+        case BH_CLS_LDX: ldx(ins, pc); break;
         case BH_CLS_ST:
         case BH_CLS_STX:
           if (!store(ins, pc)) return bad(pc, err, err_len);
-          // Atomics with BH_ATOMIC_FETCH write their src register (cmpxchg r0).
-          if ((ins.opcode & 0xe0) != BH_MODE_ATOMIC || !(ins.imm & BH_ATOMIC_FETCH) || ins.src != 1)
-            known_r1_ = r1_before;
           break;
         default:
-          if (ins.opcode == BH_OP_CALL && ins.src == BH_CALL_HELPER && ins.imm == 1 && r1_before != 0 &&
-              inline_lookup(r1_before)) {
+          if (ins.opcode == BH_OP_CALL && ins.src == BH_CALL_HELPER && ins.imm == 1 && known_r1_ != 0 &&
+              inline_lookup(known_r1_))
             break;
-          }
           if (!jump(ins, pc)) return bad(pc, err, err_len);
-          // Conditional jumps write no register; calls and exits end what is known.
-          if ((ins.opcode & 0xf0) != BH_JMP_CALL && (ins.opcode & 0xf0) != BH_JMP_EXIT) known_r1_ = r1_before;
           break;
       }
-      if (((ins.opcode & BH_CLS_MASK) == BH_CLS_ALU || (ins.opcode & BH_CLS_MASK) == BH_CLS_ALU64) && ins.dst != 1)
-        known_r1_ = r1_before;
+      known_r1_ = r1_after(ins, at);
     }
     if (!leaf_) shared_tails();
     entries_.clear();
@@ -1169,6 +1150,30 @@ class Compiler {
     }
     jump_to(pc, size_t(int64_t(pc) + ins.off + 1), false, cc);
     return true;
+  }
+
+  uint64_t lddw_value(size_t pc) const {
+    return uint64_t(uint32_t(code_[pc].imm)) | (uint64_t(uint32_t(code_[pc + 1].imm)) << 32);
+  }
+
+  // The map pointer r1 holds after `ins` (at `pc`), from what it held before
+  // (known_r1_): set by an lddw of a map, kept by an instruction that writes
+  // another register, lost by anything else (a write to r1, a call, exit).
+  uint64_t r1_after(const bh_inst &ins, size_t pc) const {
+    switch (ins.opcode & BH_CLS_MASK) {
+      case BH_CLS_LD:
+        if (ins.dst != 1) return known_r1_;
+        return pc < vm_->map_lddw.size() && vm_->map_lddw[pc] ? lddw_value(pc) : 0;
+      case BH_CLS_ALU:
+      case BH_CLS_ALU64:
+      case BH_CLS_LDX: return ins.dst == 1 ? 0 : known_r1_;
+      case BH_CLS_ST:
+      case BH_CLS_STX:
+        // Atomics with BH_ATOMIC_FETCH write their src register (cmpxchg r0).
+        return (ins.opcode & 0xe0) == BH_MODE_ATOMIC && (ins.imm & BH_ATOMIC_FETCH) && ins.src == 1 ? 0 : known_r1_;
+      default:  // conditional jumps write no register
+        return (ins.opcode & 0xf0) == BH_JMP_CALL || (ins.opcode & 0xf0) == BH_JMP_EXIT ? 0 : known_r1_;
+    }
   }
 
   // bpf_map_lookup_elem on an array whose map pointer r1 is known here: the
