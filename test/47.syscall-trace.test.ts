@@ -374,7 +374,8 @@ describe("47 syscall-trace", function () {
           const t = testAddon();
           const rt = await Runtime.create({ plugins: ["${PLUGIN}"], resolveFrom: ${JSON.stringify(repoRoot)} });
           const obj = rt.load(${JSON.stringify(copy("override"))}, { rodata: { deny_path: ${JSON.stringify(denied)} } });
-          for (const p of obj.programs) await p.attach();
+          const overrides = [];
+          for (const p of obj.programs) overrides.push(await p.attach());
           const bench = rt.load(${JSON.stringify(copy("bench"))});
           await bench.program("counter").attach();
           const out = {};
@@ -389,9 +390,24 @@ describe("47 syscall-trace", function () {
           // the AVX state saved around it).
           out.vectors = t.getppidKeepsVectors();
           const vec = rt.load(${JSON.stringify(copy("vector"))});
+          // A vector-clean helper (not general registers only): xmm0-15 kept
+          // by the dispatcher, nothing by the transformer.
+          const hash = await vec.program("hash_counter").attach();
+          out.vectorsWithHelper = t.getppidKeepsVectors();
+          hash.detach();
           const comm = await vec.program("comm").attach();
           out.vectorsWithComm = t.getppidKeepsVectors();
           comm.detach();
+          // The in-place context of a plain program: kill(getpid(), 0), with
+          // getpid no longer overridden.
+          for (const l of overrides) l.detach();
+          const kctx = await vec.program("kill_ctx").attach();
+          out.killRet = t.killSelf(0);
+          kctx.detach();
+          const seen = vec.map(".bss").get(0);
+          const u64 = (i) => seen.readBigUInt64LE(i * 8).toString();
+          out.seen = { hits: u64(0), pid: u64(1), id: u64(2), args: [0, 1, 2, 3, 4, 5].map((i) => u64(3 + i)), header: u64(9) };
+          out.pid = process.pid;
           out.stats = syscallTraceStats(rt);
           rt.close();
           out.after = t.libcGetpid();
@@ -410,7 +426,14 @@ describe("47 syscall-trace", function () {
       assert.equal(out.threads, 40000);
       assert.equal(out.counted, 40000, "every getppid of every thread counted once");
       assert.equal(out.vectors, 0, "xmm0-15 and the AVX-512 state intact across a getppid traced by JIT code alone");
+      assert.equal(out.vectorsWithHelper, 0, "and across one traced by a program on vector-clean helpers (SSE C)");
       assert.equal(out.vectorsWithComm, 0, "and across one traced by a program that calls libc");
+      assert.equal(out.killRet, 0);
+      assert.equal(out.seen.hits, "1", "kill_ctx ran once");
+      assert.equal(out.seen.pid, String(out.pid), "header pid: the calling thread (the main one)");
+      assert.equal(out.seen.header, String(BigInt(out.pid) << 32n), "header: type, flags, preempt_count 0, then the pid");
+      assert.equal(out.seen.id, "62", "id: SYS_kill");
+      assert.deepEqual(out.seen.args.slice(0, 2), [String(out.pid), "0"], "args: kill(getpid(), 0)");
       assert.notEqual(out.after, 4242, "detached at close");
       assert.equal(out.deniedAfter, true, "the file opens again after close");
       assert.equal(out.stats.missed, 0);

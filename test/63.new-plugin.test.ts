@@ -93,6 +93,7 @@ describe("63 bpfhook new-plugin", () => {
     assert.equal(build.status, 0, build.stdout + build.stderr);
     assert.ok(existsSync(path.join(dir, "build", "Release", "libbpfhook_ticker.so")), "native piece built");
     const test = step("npm", "test");
+    // oxlint-disable-next-line no-control-regex -- ANSI colour codes, stripped on purpose
     const out = (test.stdout + test.stderr).replace(/\x1b\[[0-9;]*m/g, "");
     assert.equal(test.status, 0, out);
     console.log(`      (${times.join(", ")})`);

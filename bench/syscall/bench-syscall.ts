@@ -16,8 +16,13 @@
  * patch stay untraced, and SUD stays off), "sud" forces SUD.
  *   kernel_tracepoint  the kernel's own tracepoint through bpftrace (root), or null
  *
- * Every traced row checks that its program ran exactly once per call. Prints
- * a table per mechanism, then one JSON line of medians (ns per call).
+ * Every traced row checks that its program ran exactly once per call. A
+ * traced row alternates: a run with its program attached, then one without
+ * (detached), RUNS times; its added ns is the median of those paired
+ * differences (the untraced row's, and every row under sud, where untraced
+ * calls trap too, are against `plain`, measured before the transformer was
+ * installed). Prints a table per mechanism, then one JSON
+ * line of medians (ns per call) with the added ns under "added".
  */
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -55,8 +60,11 @@ function measure(loop: Loop, runs: number, calls: number): { median: number; iqr
   return { median: median(samples), iqr: relativeIqr(samples) };
 }
 const callsOf = (runs: number, calls: number) => BigInt(Math.max(1, Math.floor(calls / 10)) + runs * calls);
+/** A row's added ns: paired where measured so, else against the child's plain run. */
+const addedOf = (r: Row, plain: number) => r.added ?? r.ns - plain;
 
-type Row = { key: string; ns: number; iqr: number };
+/** `added`: the median of paired differences against untraced runs (traced rows). */
+type Row = { key: string; ns: number; iqr: number; added?: number };
 
 /** One mechanism, in this (child) process. */
 async function child(mech: string): Promise<void> {
@@ -90,16 +98,31 @@ async function child(mech: string): Promise<void> {
   let stats;
   try {
     stats = syscallTraceStats(rt);
+    // Paired rounds: each traced run is followed by an untraced one in the
+    // same process (the program detached), and the row's added cost is the
+    // median of the differences. Runs minutes apart on this kind of machine
+    // differ by several ns (frequency, neighbours); pairs cancel that.
     const run = async (key: string, attach: () => Promise<Link>, counter?: () => bigint) => {
-      const link = await attach();
-      const before = counter?.();
-      const m = measure(loop, RUNS, calls);
-      const fired = counter !== undefined ? counter() - before! : undefined;
-      link.detach();
-      if (fired !== undefined && fired !== callsOf(RUNS, calls)) {
-        throw new Error(`${key}: the program ran ${fired} times for ${callsOf(RUNS, calls)} calls`);
+      const traced: number[] = [];
+      const diffs: number[] = [];
+      let fired = 0n;
+      loop.getppidLoop(Math.max(1, Math.floor(calls / 10))); // warm-up, untraced
+      for (let r = 0; r < RUNS; r++) {
+        const link = await attach();
+        const before = counter?.();
+        const t = loop.getppidLoop(calls);
+        if (counter !== undefined) fired += counter() - before!;
+        link.detach();
+        const u = loop.getppidLoop(calls);
+        traced.push(t);
+        diffs.push(t - u);
       }
-      rows.push({ key, ns: m.median, iqr: m.iqr });
+      if (counter !== undefined && fired !== BigInt(RUNS * calls)) {
+        throw new Error(`${key}: the program ran ${fired} times for ${RUNS * calls} calls`);
+      }
+      // Under SUD the untraced runs trap too: there a row's cost is the trap
+      // and the program against plain.
+      rows.push({ key, ns: median(traced), iqr: relativeIqr(traced), added: mech === "sud" ? undefined : median(diffs) });
     };
     const untraced = measure(loop, RUNS, calls);
     rows.push({ key: "untraced", ns: untraced.median, iqr: untraced.iqr });
@@ -195,6 +218,11 @@ async function main(): Promise<void> {
   const kernel = await kernelTracepoint(addon());
 
   const get = (mech: string, key: string) => results[mech]?.rows.find((r) => r.key === key)?.ns;
+  const added = (mech: string, key: string) => {
+    const row = results[mech]?.rows.find((r) => r.key === key);
+    const plain = get(mech, "plain");
+    return row === undefined || plain === undefined ? undefined : addedOf(row, plain);
+  };
   for (const [mech, r] of Object.entries(results)) {
     const s = r.stats;
     const sites = s ? `; sites: ${s.sitesFound} found, ${s.sitesRel32} rel32, ${s.sitesPage0} page0, ${s.sitesSud} sud, ${s.sitesUntouched} untouched; mechanisms ${s.mechanisms}` : "";
@@ -205,13 +233,13 @@ async function main(): Promise<void> {
       console.log(
         formatTable(
           ["getppid()", "ns/call", "added ns", "iqr/median"],
-          r.rows.map((x) => [x.key, fixed(x.ns, 1), x.key === "plain" ? "-" : fixed(x.ns - plain, 1), `${fixed(x.iqr * 100, 1)}%`]),
+          r.rows.map((x) => [x.key, fixed(x.ns, 1), x.key === "plain" ? "-" : fixed(addedOf(x, plain), 1), `${fixed(x.iqr * 100, 1)}%`]),
         ),
       );
     }
   }
   console.log(`\nkernel tracepoint: ${kernel.ns === null ? `null (${kernel.note})` : `${fixed(kernel.ns, 1)} ns/call${kernel.note ? ` (${kernel.note})` : ""}`}`);
-  console.log(`median of ${RUNS} runs x ${CALLS} calls (sud: x ${SUD_CALLS})`);
+  console.log(`median of ${RUNS} runs x ${CALLS} calls (sud: x ${SUD_CALLS}); traced rows' added ns: median of ${RUNS} paired differences against untraced runs between them`);
   const n = (v: number | undefined) => (v === undefined ? null : Number(v.toFixed(2)));
   const json: Record<string, unknown> = {
     plain: n(get("auto", "plain")),
@@ -220,10 +248,22 @@ async function main(): Promise<void> {
     traced_counter: n(get("auto", "traced_counter")),
     sud_trap: n(get("sud", "traced_empty")),
     kernel_tracepoint: kernel.ns === null ? null : n(kernel.ns),
+    added: {
+      untraced: n(added("auto", "untraced")),
+      traced_empty: n(added("auto", "traced_empty")),
+      traced_counter: n(added("auto", "traced_counter")),
+      sud_trap: n(added("sud", "traced_empty")),
+    },
     mechanisms: Object.fromEntries(
       ["rel32", "page0", "sud"].map((m) => [
         m,
-        { plain: n(get(m, "plain")), untraced: n(get(m, "untraced")), traced_empty: n(get(m, "traced_empty")), traced_counter: n(get(m, "traced_counter")) },
+        {
+          plain: n(get(m, "plain")),
+          untraced: n(get(m, "untraced")),
+          traced_empty: n(get(m, "traced_empty")),
+          traced_counter: n(get(m, "traced_counter")),
+          added: { untraced: n(added(m, "untraced")), traced_empty: n(added(m, "traced_empty")), traced_counter: n(added(m, "traced_counter")) },
+        },
       ]),
     ),
   };

@@ -43,6 +43,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -54,8 +55,18 @@ namespace {
 struct List {
   uint32_t n;
   bool needs_vec;  // some item may change vector state (vec_guard.h)
+  bool plain;      // every item is fast JIT code that reaches no C (general_regs) and needs no probe bracket
   Attachment items[];
 };
+
+// The plain lists' programs only read their context (the verifier refuses a
+// store to it; checked-mode programs have no fast JIT code and never take
+// this path), so an enter context can be the call itself: the transformer's
+// headroom, then nr and args, is trace_event_raw_sys_enter.
+static_assert(offsetof(bh_tt_call_frame, call) == 8 && offsetof(bh_tt_call, args) == 8 &&
+                  offsetof(bh_sc_sys_enter, id) == 8 && offsetof(bh_sc_sys_enter, args) == 16 &&
+                  sizeof(bh_sc_sys_enter) == BH_SC_CONTEXT_SIZE && sizeof(bh_tt_call_frame) >= BH_SC_CONTEXT_SIZE,
+              "a call frame is an enter context in place");
 
 // One list pointer per number and direction, and the raw_syscalls pair.
 std::atomic<const List *> g_nr[2][BH_SC_MAX_NR];
@@ -129,6 +140,39 @@ inline void section_enter(Slot *s, uint64_t c) {
 
 inline void section_leave(Slot *s, uint64_t c) { s->ctr.store(c + 2, std::memory_order_release); }
 
+// The same, with the slot found again: the thread's slot cannot change while
+// it is inside (its odd counter keeps nested calls out).
+inline void section_leave_self() {
+  Slot *s = tls_slot;
+  s->ctr.store(s->ctr.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+}
+
+// xmm0-15, kept around everything but a plain list's runs: this file is
+// compiled without vector registers (-mgeneral-regs-only), but the probe
+// bracket, the interpreter and helpers are C that may use SSE, and the
+// transformer saves nothing for us (BH_TT_HOOKS_F_KEEP_VECTORS). Declared
+// before a VecGuard, so that it saves first and restores last.
+class XmmGuard {
+ public:
+  XmmGuard() {
+#define S(n) "movaps %%xmm" #n ", " #n "*16(%0)\n"
+    asm volatile(S(0) S(1) S(2) S(3) S(4) S(5) S(6) S(7) S(8) S(9) S(10) S(11) S(12) S(13) S(14) S(15)::"r"(x_)
+                 : "memory");
+#undef S
+  }
+  ~XmmGuard() {
+#define L(n) "movaps " #n "*16(%0), %%xmm" #n "\n"
+    asm volatile(L(0) L(1) L(2) L(3) L(4) L(5) L(6) L(7) L(8) L(9) L(10) L(11) L(12) L(13) L(14) L(15)::"r"(x_)
+                 : "memory");
+#undef L
+  }
+  XmmGuard(const XmmGuard &) = delete;
+  XmmGuard &operator=(const XmmGuard &) = delete;
+
+ private:
+  alignas(16) uint8_t x_[256];
+};
+
 // ---- one call's probe context --------------------------------------------------
 struct CallState {
   const bh_tt_call *call;
@@ -194,6 +238,7 @@ inline void run_list(const List *l, void *ctx, CallState &cs, bh_probe_ctx &pc) 
 // a hook may run on a signal's small alternate stack).
 __attribute__((noinline)) void run_lists_vec(const List *all, const List *one, void *ctx, CallState &cs,
                                              bh_probe_ctx &pc) {
+  XmmGuard xmm;
   VecGuard guard(true);
   if (all != nullptr) run_list(all, ctx, cs, pc);
   if (one != nullptr) run_list(one, ctx, cs, pc);
@@ -202,8 +247,13 @@ __attribute__((noinline)) void run_lists_vec(const List *all, const List *one, v
 inline void run_lists(const List *all, const List *one, void *ctx, CallState &cs, bh_probe_ctx &pc) {
   if ((all != nullptr && all->needs_vec) || (one != nullptr && one->needs_vec))
     return run_lists_vec(all, one, ctx, cs, pc);
+  XmmGuard xmm;
   if (all != nullptr) run_list(all, ctx, cs, pc);
   if (one != nullptr) run_list(one, ctx, cs, pc);
+}
+
+inline bool plain(const List *all, const List *one) {
+  return (all == nullptr || all->plain) && (one == nullptr || one->plain);
 }
 
 // The calling thread's slot, or nullptr when this call is not to be traced
@@ -223,6 +273,23 @@ inline Slot *enter_slot(uint64_t *c) {
   return s;
 }
 
+// The common header of a context (type, flags, preempt_count 0; the tid)
+// in one store.
+inline void put_header(void *ctx, const Slot *s) {
+  const uint64_t hdr = uint64_t(uint32_t(s->owner.load(std::memory_order_relaxed))) << 32;
+  memcpy(ctx, &hdr, sizeof hdr);
+}
+
+// Runs a plain list: JIT code straight, on the in-place context.
+inline void run_plain(const List *l, void *ctx) {
+  for (uint32_t i = 0; i < l->n; i++) l->items[i].jit(ctx, BH_SC_CONTEXT_SIZE);
+}
+
+__attribute__((noinline)) void run_plain_lists(const List *all, const List *one, void *ctx) {
+  if (all != nullptr) run_plain(all, ctx);
+  if (one != nullptr) run_plain(one, ctx);
+}
+
 inline void fill_header(void *ctx, int64_t nr) {
   auto *h = static_cast<bh_sc_sys_enter *>(ctx);
   h->ent.type = 0;  // the kernel's event id: no tracefs here to number events
@@ -231,6 +298,30 @@ inline void fill_header(void *ctx, int64_t nr) {
   Slot *s = tls_slot;
   h->ent.pid = s != nullptr ? s->owner.load(std::memory_order_relaxed) : 0;
   h->id = nr;
+}
+
+}  // namespace
+
+namespace {
+
+// Enter with a list that is not plain: a copied context, the probe bracket,
+// the vector guard where needed, overrides.
+__attribute__((noinline)) int enter_lists(const List *all, const List *one, const bh_tt_call *call, int64_t *ret) {
+  alignas(16) bh_sc_sys_enter ctx;
+  fill_header(&ctx, int64_t(call->nr));
+  memcpy(ctx.args, call->args, sizeof ctx.args);
+  CallState cs{call, 0, false, false, false};
+  bh_probe_ctx pc{};
+  pc.regs = &ctx;
+  pc.ops = &kOps;
+  pc.opaque = &cs;
+  pc.nr_args = 6;
+  run_lists(all, one, &ctx, cs, pc);
+  if (cs.overridden) {
+    *ret = cs.ret;
+    return BH_TT_SKIP;
+  }
+  return BH_TT_RUN;
 }
 
 }  // namespace
@@ -245,24 +336,39 @@ int hook_enter(void *, const bh_tt_call *call, int64_t *ret) {
   if (s == nullptr) return BH_TT_RUN;
   const List *all = g_all[BH_SC_ENTER].load(std::memory_order_acquire);
   const List *one = nr < BH_SC_MAX_NR ? g_nr[BH_SC_ENTER][nr].load(std::memory_order_acquire) : nullptr;
-  alignas(16) bh_sc_sys_enter ctx;
-  static_assert(sizeof ctx == BH_SC_CONTEXT_SIZE, "trace_event_raw_sys_enter is 64 bytes");
-  fill_header(&ctx, int64_t(nr));
-  memcpy(ctx.args, call->args, sizeof ctx.args);
-  CallState cs{call, 0, false, false, false};
-  bh_probe_ctx pc{};
-  pc.regs = &ctx;
-  pc.ops = &kOps;
-  pc.opaque = &cs;
-  pc.nr_args = 6;
-  run_lists(all, one, &ctx, cs, pc);
-  section_leave(s, c);
-  if (cs.overridden) {
-    *ret = cs.ret;
-    return BH_TT_SKIP;
+  if (!plain(all, one)) {
+    const int action = enter_lists(all, one, call, ret);
+    section_leave_self();
+    return action;
   }
+  // The hot path: one store for the header, the programs, nothing else;
+  // nothing is kept across a program's run (section_leave_self finds the
+  // slot again), so this function saves no register of its own.
+  void *ctx = const_cast<char *>(reinterpret_cast<const char *>(call)) - offsetof(bh_tt_call_frame, call);
+  put_header(ctx, s);
+  if (all == nullptr && one != nullptr && one->n == 1)
+    one->items[0].jit(ctx, BH_SC_CONTEXT_SIZE);
+  else
+    run_plain_lists(all, one, ctx);
+  section_leave_self();
   return BH_TT_RUN;
 }
+
+namespace {
+
+__attribute__((noinline)) void exit_lists(const List *all, const List *one, void *buf, const bh_tt_call *call,
+                                          int64_t *ret) {
+  CallState cs{call, *ret, true, false, false};
+  bh_probe_ctx pc{};
+  pc.regs = buf;
+  pc.ops = &kOps;
+  pc.opaque = &cs;
+  pc.nr_args = 0;
+  run_lists(all, one, buf, cs, pc);
+  if (cs.overridden) *ret = cs.ret;
+}
+
+}  // namespace
 
 void hook_exit(void *, const bh_tt_call *call, int64_t *ret) {
   const uint64_t nr = call->nr;
@@ -278,17 +384,16 @@ void hook_exit(void *, const bh_tt_call *call, int64_t *ret) {
   // widest layout (a config entry's attach) reads zeros past `ret`.
   alignas(16) unsigned char buf[BH_SC_CONTEXT_SIZE] = {};
   auto *ctx = reinterpret_cast<bh_sc_sys_exit *>(buf);
-  fill_header(ctx, int64_t(nr));
+  put_header(buf, s);
+  ctx->id = int64_t(nr);
   ctx->ret = *ret;
-  CallState cs{call, *ret, true, false, false};
-  bh_probe_ctx pc{};
-  pc.regs = buf;
-  pc.ops = &kOps;
-  pc.opaque = &cs;
-  pc.nr_args = 0;
-  run_lists(all, one, buf, cs, pc);
+  if (plain(all, one)) {
+    if (all != nullptr) run_plain(all, buf);
+    if (one != nullptr) run_plain(one, buf);
+  } else {
+    exit_lists(all, one, buf, call, ret);
+  }
   section_leave(s, c);
-  if (cs.overridden) *ret = cs.ret;
 }
 
 // ---- control path ------------------------------------------------------------------
@@ -330,9 +435,12 @@ const List *build(const bh_sc_private_data &pd) {
   if (l == nullptr) return nullptr;
   l->n = uint32_t(items.size());
   l->needs_vec = false;
+  l->plain = true;
   for (size_t i = 0; i < items.size(); i++) {
-    l->items[i] = *items[i];
-    l->needs_vec = l->needs_vec || !items[i]->no_vector;
+    const Attachment &a = *items[i];
+    l->items[i] = a;
+    l->needs_vec = l->needs_vec || !a.no_vector;
+    l->plain = l->plain && a.jit != nullptr && a.general_regs && !a.reads_probe;
   }
   return l;
 }

@@ -20,9 +20,13 @@ struct Attachment {
   bool reads_probe;     // bracket with probe enter/leave (helpers see the attach point)
   bool allow_override;  // bpf_override_return honoured
   bool no_vector;       // JIT code calling no helper: leaves the vector state alone (vec_guard.h)
+  bool general_regs;    // JIT code reaching no C: leaves xmm0-15 alone too (BH_PROG_F_GENERAL_REGS)
 };
 
 // The transformer's hooks (user pointer unused: the tables are process-wide).
+// They keep every vector register (BH_TT_HOOKS_F_KEEP_VECTORS): dispatch.cpp
+// is compiled without vector registers, and runs of programs that may touch
+// them are guarded (XmmGuard, VecGuard).
 int hook_enter(void *user, const bh_tt_call *call, int64_t *ret);
 void hook_exit(void *user, const bh_tt_call *call, int64_t *ret);
 

@@ -96,7 +96,9 @@ int ensure_installed(const bh_host *host, char *err, size_t err_len) {
   opts.watch_new_code = 1;
   opts.log = tt_log;
   opts.log_ctx = const_cast<bh_host *>(host);
-  static const bh_tt_hooks hooks = {sizeof(bh_tt_hooks), sc::hook_enter, sc::hook_exit};
+  // The dispatcher keeps every vector register (dispatch.cpp), so calls
+  // that need only enter save none.
+  static const bh_tt_hooks hooks = {sizeof(bh_tt_hooks), sc::hook_enter, sc::hook_exit, BH_TT_HOOKS_F_KEEP_VECTORS};
   char msg[512] = "";
   // Nothing is wanted until the first list is published: install with the
   // interest as it is (empty on a first attach), so the scan patches nothing
@@ -184,6 +186,9 @@ int sc_attach(void *state, const bh_attach_opts *opts, char *err, size_t err_len
   const bool vector_clean =
       BH_SZ_HAS(opts, bh_attach_opts, prog_flags) && (opts->prog_flags & BH_PROG_F_VECTOR_CLEAN) != 0;
   a.no_vector = a.jit != nullptr && ((pd.flags & BH_SC_F_NO_HELPERS) != 0 || vector_clean);
+  // Not even xmm0-15: JIT code that reaches no C at all.
+  a.general_regs = a.jit != nullptr && BH_SZ_HAS(opts, bh_attach_opts, prog_flags) &&
+                   (opts->prog_flags & BH_PROG_F_GENERAL_REGS) != 0;
   std::lock_guard<std::mutex> lock(g_mu);
   int rc = ensure_installed(s->host, err, err_len);
   if (rc < 0) return rc;
@@ -228,7 +233,8 @@ int64_t sc_call(void *, const char *name, const void *in, size_t in_len, void *o
     // u64 args[6], i64 the call's own result; out = i32 action (BH_TT_*),
     // i32 0, i64 the result the caller would see.
     if (in == nullptr || in_len < 64 || out == nullptr || out_len < 16) return -EINVAL;
-    bh_tt_call call{};
+    bh_tt_call_frame cf{};
+    bh_tt_call &call = cf.call;
     memcpy(&call.nr, in, 8);
     memcpy(call.args, static_cast<const char *>(in) + 8, 48);
     int64_t result;

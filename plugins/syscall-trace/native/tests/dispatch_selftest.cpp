@@ -64,11 +64,14 @@ int run_prog(void *p, void *ctx, size_t len, uint64_t *r0) {
   return 0;
 }
 
-int attach(Prog *g, uint32_t dir, uint32_t nr, bool all = false, bool allow = true) {
+// `clean`: claims to leave the AVX state alone (BH_PROG_F_VECTOR_CLEAN), so
+// only xmm0-15 are kept around it.
+int attach(Prog *g, uint32_t dir, uint32_t nr, bool all = false, bool allow = true, bool clean = false) {
   sc::Attachment a{};
   a.run = run_prog;
   a.prog = g;
   a.reads_probe = true;
+  a.no_vector = clean;
   a.allow_override = allow;
   bh_sc_private_data pd{dir, (all ? BH_SC_F_ALL : 0u) | (allow ? BH_SC_F_ALLOW_OVERRIDE : 0u), nr, 0};
   std::string err;
@@ -84,7 +87,8 @@ bool detach(int id) {
 
 // One call through both hooks; returns what the caller would see.
 int64_t call(uint64_t nr, int64_t result, int *action = nullptr, uint64_t a0 = 0) {
-  bh_tt_call c{};
+  bh_tt_call_frame cf{};
+  bh_tt_call &c = cf.call;
   c.nr = nr;
   c.args[0] = a0;
   for (int i = 1; i < 6; i++) c.args[i] = 100 + i;
@@ -172,7 +176,8 @@ void test_signals() {
   Prog en, ex;
   int a = attach(&en, BH_SC_ENTER, SYS_getppid);
   int b = attach(&ex, BH_SC_EXIT, SYS_getppid);
-  bh_tt_call c{};
+  bh_tt_call_frame cf{};
+  bh_tt_call &c = cf.call;
   c.nr = SYS_getppid;
   int64_t ret = 0;
   CHECK(sc::hook_enter(nullptr, &c, &ret) == BH_TT_RUN);
@@ -445,6 +450,154 @@ void test_vector_state() {
   printf("vector state: zmm16-31, k1-7 and the ymm upper halves kept around a clobbering program\n");
 }
 
+// ---- plain lists and xmm0-15 ---------------------------------------------------
+// The transformer saves no vector register for these hooks
+// (BH_TT_HOOKS_F_KEEP_VECTORS): the dispatcher must keep xmm0-15 itself
+// around anything that is not a plain list's JIT code.
+
+void clobber_xmm(Prog *) {
+  asm volatile(
+      "pcmpeqd %%xmm0, %%xmm0\n\tpcmpeqd %%xmm1, %%xmm1\n\tpcmpeqd %%xmm2, %%xmm2\n\tpcmpeqd %%xmm3, %%xmm3\n\t"
+      "pcmpeqd %%xmm4, %%xmm4\n\tpcmpeqd %%xmm5, %%xmm5\n\tpcmpeqd %%xmm6, %%xmm6\n\tpcmpeqd %%xmm7, %%xmm7\n\t"
+      "pcmpeqd %%xmm8, %%xmm8\n\tpcmpeqd %%xmm9, %%xmm9\n\tpcmpeqd %%xmm10, %%xmm10\n\tpcmpeqd %%xmm11, %%xmm11\n\t"
+      "pcmpeqd %%xmm12, %%xmm12\n\tpcmpeqd %%xmm13, %%xmm13\n\tpcmpeqd %%xmm14, %%xmm14\n\tpcmpeqd %%xmm15, %%xmm15" ::
+          : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
+            "xmm13", "xmm14", "xmm15");
+}
+
+// xmm0-15 from `in`, then both hooks called straight from assembly as the
+// transformer calls them (no C of the test in between, which may use SSE),
+// then xmm0-15 to `out`.
+bh_tt_call_frame g_xmm_cf;
+void xmm_round(const uint8_t *in, uint8_t *out) {
+  int (*enter)(void *, const bh_tt_call *, int64_t *) = sc::hook_enter;
+  void (*exit)(void *, const bh_tt_call *, int64_t *) = sc::hook_exit;
+  register void *r13 asm("r13") = reinterpret_cast<void *>(enter);
+  register void *r14 asm("r14") = reinterpret_cast<void *>(exit);
+  register void *r15 asm("r15") = &g_xmm_cf.call;
+#define L(n) "movdqu " #n "*16(%%rsi), %%xmm" #n "\n\t"
+#define S(n) "movdqu %%xmm" #n ", " #n "*16(%%r12)\n\t"
+  asm volatile(L(0) L(1) L(2) L(3) L(4) L(5) L(6) L(7) L(8) L(9) L(10) L(11) L(12) L(13) L(14) L(15)  //
+               "mov %%rdi, %%r12\n\t"
+               "mov %%rsp, %%rbx\n\t"
+               "sub $128, %%rsp\n\t"
+               "and $-16, %%rsp\n\t"
+               "sub $16, %%rsp\n\t"
+               "movq $0, (%%rsp)\n\t"
+               "xor %%edi, %%edi\n\t"
+               "mov %%r15, %%rsi\n\t"
+               "mov %%rsp, %%rdx\n\t"
+               "call *%%r13\n\t"
+               "xor %%edi, %%edi\n\t"
+               "mov %%r15, %%rsi\n\t"
+               "mov %%rsp, %%rdx\n\t"
+               "call *%%r14\n\t"
+               "mov %%rbx, %%rsp\n\t"  //
+               S(0) S(1) S(2) S(3) S(4) S(5) S(6) S(7) S(8) S(9) S(10) S(11) S(12) S(13) S(14) S(15)
+               : "+r"(r13), "+r"(r14), "+r"(r15)
+               : "S"(in), "D"(out)
+               : "rax", "rbx", "rcx", "rdx", "r8", "r9", "r10", "r11", "r12", "memory", "cc", "xmm0", "xmm1", "xmm2",
+                 "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14",
+                 "xmm15");
+#undef L
+#undef S
+}
+
+// A plain program (JIT code that reaches no C): copies its context, with
+// general registers only, as JIT code would.
+struct PlainSeen {
+  long runs = 0;
+  const void *ctx = nullptr;
+  unsigned char bytes[64] = {};
+};
+PlainSeen g_plain[2];
+__attribute__((target("general-regs-only"))) uint64_t plain_jit0(void *ctx, size_t) {
+  g_plain[0].runs++;
+  g_plain[0].ctx = ctx;
+  memcpy(g_plain[0].bytes, ctx, 64);
+  return 0;
+}
+__attribute__((target("general-regs-only"))) uint64_t plain_jit1(void *ctx, size_t) {
+  g_plain[1].runs++;
+  g_plain[1].ctx = ctx;
+  memcpy(g_plain[1].bytes, ctx, 64);
+  return 0;
+}
+
+int attach_plain(bh_prog_jit_fn fn, uint32_t dir, uint32_t nr) {
+  sc::Attachment a{};
+  a.jit = fn;
+  a.no_vector = true;
+  a.general_regs = true;
+  bh_sc_private_data pd{dir, 0, nr, 0};
+  std::string err;
+  int id = sc::add(a, pd, const_cast<bh_probe_api *>(&kProbe), &err);
+  if (id < 0) fprintf(stderr, "attach: %s\n", err.c_str());
+  return id;
+}
+
+void test_plain_and_xmm() {
+  // Enter: the context is the call frame itself; exit: a zero-padded copy.
+  const int e = attach_plain(plain_jit0, BH_SC_ENTER, SYS_gettid);
+  const int x = attach_plain(plain_jit1, BH_SC_EXIT, SYS_gettid);
+  CHECK(e >= 0 && x >= 0);
+  bh_tt_call_frame cf{};
+  cf.headroom = 0x5a5a5a5a5a5a5a5aull;
+  cf.call.nr = SYS_gettid;
+  for (int i = 0; i < 6; i++) cf.call.args[i] = 200 + i;
+  int64_t ret = 0;
+  CHECK(sc::hook_enter(nullptr, &cf.call, &ret) == BH_TT_RUN);
+  CHECK(g_plain[0].runs == 1 && g_plain[0].ctx == &cf);
+  bh_sc_sys_enter en;
+  memcpy(&en, g_plain[0].bytes, sizeof en);
+  CHECK(en.ent.type == 0 && en.ent.flags == 0 && en.ent.preempt_count == 0);
+  CHECK(en.ent.pid == int32_t(syscall(SYS_gettid)) && en.id == SYS_gettid);
+  CHECK(en.args[0] == 200 && en.args[5] == 205);
+  CHECK(cf.call.nr == SYS_gettid && cf.call.args[3] == 203);  // the call itself is unchanged
+  ret = 77;
+  sc::hook_exit(nullptr, &cf.call, &ret);
+  CHECK(g_plain[1].runs == 1 && g_plain[1].ctx != &cf && ret == 77);
+  bh_sc_sys_exit ex;
+  memcpy(&ex, g_plain[1].bytes, sizeof ex);
+  CHECK(ex.id == SYS_gettid && ex.ret == 77 && ex.ent.pid == en.ent.pid);
+  for (int i = 24; i < 64; i++) CHECK(g_plain[1].bytes[i] == 0);
+  // A list with a plain and a bracketed program: both run, the slow path.
+  Prog p;
+  const int b = attach(&p, BH_SC_ENTER, SYS_gettid, false, true, true);
+  CHECK(call(SYS_gettid, 5) == 5 && g_plain[0].runs == 2 && p.runs == 1);
+  bh_sc_sys_enter copy;
+  memcpy(&copy, p.ctx, sizeof copy);
+  CHECK(copy.id == SYS_gettid && copy.ent.pid == en.ent.pid);
+
+  // xmm0-15 around each kind of list: plain, a vector-clean C program that
+  // clobbers them (xmm0-15 are all it may touch), both.
+  alignas(16) uint8_t in[256], out[256];
+  for (size_t i = 0; i < sizeof in; i++) in[i] = uint8_t(i * 13 + 1);
+  g_xmm_cf = bh_tt_call_frame{};
+  g_xmm_cf.call.nr = SYS_gettid;
+  p.also = clobber_xmm;
+  memset(out, 0, sizeof out);
+  xmm_round(in, out);
+  CHECK(memcmp(in, out, sizeof in) == 0);
+  CHECK(p.runs == 2 && g_plain[0].runs == 3);
+  CHECK(detach(b));
+  memset(out, 0, sizeof out);
+  xmm_round(in, out);
+  CHECK(memcmp(in, out, sizeof in) == 0);
+  CHECK(g_plain[0].runs == 4);
+  CHECK(detach(e) && detach(x));
+  // An exit program that clobbers, alone.
+  Prog q;
+  q.also = clobber_xmm;
+  const int c = attach(&q, BH_SC_EXIT, SYS_gettid, false, true, true);
+  memset(out, 0, sizeof out);
+  xmm_round(in, out);
+  CHECK(memcmp(in, out, sizeof in) == 0);
+  CHECK(q.runs == 1);
+  CHECK(detach(c));
+  printf("plain lists: enter context in place; xmm0-15 kept around clobbering programs\n");
+}
+
 }  // namespace
 
 int main() {
@@ -455,6 +608,7 @@ int main() {
   test_races();
   test_fork();
   test_vector_state();
+  test_plain_and_xmm();
   sc::Stats st = sc::stats();
   printf("threads with slots: %llu, missed: %llu\n", (unsigned long long)st.threads, (unsigned long long)st.missed);
   if (g_failures != 0) {

@@ -19,10 +19,10 @@
  * bh_tt_raw_syscall, is never patched). The transformer guarantees:
  *   - every register the kernel preserves across `syscall` (all but rax, rcx,
  *     r11) is preserved, and the red zone and the flags; of the vector state
- *     the trampolines save xmm0-15 (the hooks' own C code is SSE-only): a
- *     hook that calls code which may use AVX or AVX-512 (libc's string
- *     functions do) keeps the rest itself (the syscall-trace dispatcher
- *     does, see its vec_guard);
+ *     the trampolines save xmm0-15 around hooks that do not keep it
+ *     themselves (BH_TT_HOOKS_F_KEEP_VECTORS): a hook that calls code which
+ *     may use AVX or AVX-512 (libc's string functions do) keeps the rest
+ *     itself (the syscall-trace dispatcher does, see its vec_guard);
  *   - a call with a new stack (clone, clone3) returns in the child on the
  *     child's stack with the child's registers; vfork shares the parent's
  *     stack safely; rt_sigreturn, execve, exit and exit_group are handled
@@ -40,8 +40,9 @@
 extern "C" {
 #endif
 
-/* One system call as the hooks see it. Built on the caller's stack by the
- * trampoline; valid only during the hook. */
+/* One system call as the hooks see it: the trampoline's own saved
+ * registers (nr and args are where it pushed rax and the argument
+ * registers); valid only during the hook. */
 struct bh_tt_call {
   uint64_t nr;      /* rax at the call: the syscall number */
   uint64_t args[6]; /* rdi rsi rdx r10 r8 r9 (the kernel's order) */
@@ -49,6 +50,19 @@ struct bh_tt_call {
   uint32_t mechanism; /* BH_TT_MECH_* that delivered it */
   uint32_t reserved;
 };
+
+/* Every call the hooks get is the `call` of one of these: 8 bytes before it
+ * that the hook may write (nobody else reads them). With a tracepoint's
+ * common header written there, header, nr and args are the kernel's
+ * trace_event_raw_sys_enter (64 bytes), in place: the dispatcher runs a
+ * program that only reads its context on the call itself, no copy. Callers
+ * of the hooks other than the transformer (tests, a "dispatch" call) must
+ * pass a call inside one too. */
+struct bh_tt_call_frame {
+  uint64_t headroom;
+  struct bh_tt_call call;
+};
+
 
 /* Returned by enter. */
 enum bh_tt_action {
@@ -66,7 +80,18 @@ struct bh_tt_hooks {
    * execve, rt_sigreturn); called in both parent and child of fork/clone
    * (child: *ret == 0), on the child's own stack. May be NULL. */
   void (*exit)(void *user, const struct bh_tt_call *call, int64_t *ret);
+  /* BH_TT_HOOKS_F_*. Added after the first version of this header: a
+   * smaller sz (without it) means 0. */
+  uint32_t flags;
 };
+
+/* The hooks leave every vector register as they found it (xmm0-15 too:
+ * their C code uses none, or saves what it uses). The transformer then calls
+ * enter for a call that needs nothing else without saving any vector
+ * register. Without it, it saves xmm0-15 around the hooks, whose C code must
+ * then touch nothing more (baseline x86-64 SSE code that calls no libc
+ * string function). */
+#define BH_TT_HOOKS_F_KEEP_VECTORS 0x1u
 
 /* How a site reaches the dispatcher. */
 enum bh_tt_mechanism {

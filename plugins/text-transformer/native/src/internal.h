@@ -1,15 +1,43 @@
 // Shared between the transformer's C++ and its assembly (tramp.S).
 #pragma once
 
+// Offsets and constants tramp.S uses (checked by static_asserts in tt.cpp).
+#define BH_TT_SITE_ADDR 0       /* Site::addr */
+#define BH_TT_SITE_STUB_SKIP 80 /* Site::stub_skip */
+#define BH_TT_MAX_NR 512        /* kMaxNr */
+#define BH_TT_HOOKS_ENTER 8     /* bh_tt_hooks::enter */
+#define BH_TT_FRAME_NR 8        /* Frame::cf.call.nr (rax) */
+#define BH_TT_FRAME_CALL 8      /* Frame::cf.call */
+#define BH_TT_FRAME_SITE 64     /* Frame::cf.call.site */
+#define BH_TT_FRAME_MECH 72     /* Frame::cf.call.mechanism, reserved */
+#define BH_TT_FRAME_RET 104     /* Frame::ret */
+#define BH_TT_FRAME_INFO 112    /* Frame::info */
+
+#ifndef __ASSEMBLER__
+
+#include <cstddef>
 #include <cstdint>
+
+#include "bpfhook/text_transformer.h"
 
 namespace bh_tt {
 
-// What tramp.S's SAVE_ALL leaves on the stack (lowest address first).
+// What tramp.S's SAVE_GPR leaves on the stack (lowest address first): the
+// hooks' call frame (headroom, then rax and the argument registers in the
+// kernel's order, then site and mechanism, which the C side writes), then rcx
+// and rbx, the flags, the return address and the info word.
 struct Frame {
-  uint64_t r15, r14, r13, r12, r11, r10, r9, r8, rbp, rdi, rsi, rdx, rcx, rbx, rax, rflags, ret, info;
+  bh_tt_call_frame cf;
+  uint64_t rcx, rbx, rflags, ret, info;
 };
-static_assert(sizeof(Frame) == 144, "tramp.S pushes 18 words");
+static_assert(sizeof(bh_tt_call_frame) == 80 && sizeof(Frame) == 120, "tramp.S's frame: 15 words");
+static_assert(offsetof(Frame, cf.call.nr) == BH_TT_FRAME_NR && offsetof(Frame, cf.call) == BH_TT_FRAME_CALL &&
+                  offsetof(Frame, cf.call.args) == 16 && offsetof(Frame, cf.call.site) == BH_TT_FRAME_SITE &&
+                  offsetof(Frame, cf.call.mechanism) == BH_TT_FRAME_MECH && offsetof(Frame, rcx) == 80 &&
+                  offsetof(Frame, rflags) == 96 && offsetof(Frame, ret) == BH_TT_FRAME_RET &&
+                  offsetof(Frame, info) == BH_TT_FRAME_INFO,
+              "tramp.S's offsets");
+inline uint64_t &frame_rax(Frame *f) { return f->cf.call.nr; }
 
 // The rsp the program had at its `syscall`: the frame, then the red zone the
 // stub or handler stepped over.
@@ -32,9 +60,15 @@ inline uint32_t word_mech(uint64_t w) { return uint32_t(w >> 60); }
 }  // namespace bh_tt
 
 extern "C" {
+// Read by tramp.S's enter (see refresh_simple in tt.cpp).
+extern uint64_t bh_tt_simple[BH_TT_MAX_NR / 64] __attribute__((visibility("hidden")));
+extern const bh_tt_hooks *bh_tt_fast_hooks __attribute__((visibility("hidden")));
+extern void *bh_tt_fast_user __attribute__((visibility("hidden")));
 void bh_tt_c_enter(bh_tt::Frame *f);
 void bh_tt_c_exit(bh_tt::Frame *f);
 extern char bh_tt_text_begin[], bh_tt_text_end[];
 extern char bh_tt_enter_asm[], bh_tt_exit_asm[], bh_tt_page0_entry[], bh_tt_page0_run_syscall[];
 extern char bh_tt_page0_skip[], bh_tt_page0_vfork[], bh_tt_page0_vfork_syscall[], bh_tt_restorer[];
 }
+
+#endif  // __ASSEMBLER__

@@ -6,43 +6,51 @@
  * Syscall User Dispatch always allows, so every `syscall` here runs without
  * trapping, and the scanner never patches it.
  *
- * Frame built by SAVE_ALL (rbx points at it; see struct Frame in internal.h):
- *   r15 r14 r13 r12 r11 r10 r9 r8 rbp rdi rsi rdx rcx rbx rax rflags ret info
+ * Frame built by SAVE_GPR (rbx points at it; see struct Frame in internal.h):
+ *   headroom rax rdi rsi rdx r10 r8 r9 site mechanism rcx rbx rflags ret info
+ * headroom..mechanism is the bh_tt_call_frame the hooks get, the registers
+ * pushed where the call's nr and args go (no copy). Only what the C side may
+ * change is saved: it keeps the callee-saved registers (rbp, r12-r15)
+ * itself, and r11 is the kernel's to clobber. Every store here is one more
+ * for the store buffer to drain before a program's first locked instruction.
  * `info` is pushed by the caller before its `call`: a Site pointer (REL32
  * stub) or a small tag (page-0 / re-issue paths).
  *
- * Vector state: xmm0-15 are saved (the hooks are C compiled for baseline
- * x86-64: SSE only; legacy SSE instructions leave the upper ymm/zmm halves
- * and the AVX-512 mask registers untouched, and the hooks use no x87).
- * The direction flag is cleared for the C code; RESTORE_ALL sets it again
+ * Vector state: none is saved on enter's common path (no C of ours, hooks
+ * that keep every vector register); on every other path
+ * xmm0-15 are saved (the C side is baseline x86-64: SSE only; legacy SSE
+ * instructions leave the upper ymm/zmm halves and the AVX-512 mask
+ * registers untouched, and it uses no x87).
+ * The direction flag is cleared for the C code; RESTORE_GPR sets it again
  * if it was set.
  */
+#include "internal.h"
+
         .section bh_tt_text,"ax",@progbits
         .globl bh_tt_text_begin
         .hidden bh_tt_text_begin
 bh_tt_text_begin:
 
-.macro SAVE_ALL
+.macro SAVE_GPR
         pushfq
-        push %rax
         push %rbx
         push %rcx
+        lea -16(%rsp), %rsp         /* site, mechanism: the C side's */
+        push %r9
+        push %r8
+        push %r10
         push %rdx
         push %rsi
         push %rdi
-        push %rbp
-        push %r8
-        push %r9
-        push %r10
-        push %r11
-        push %r12
-        push %r13
-        push %r14
-        push %r15
+        push %rax
+        lea -8(%rsp), %rsp          /* headroom: the hooks' */
         cld
         mov %rsp, %rbx
-        sub $256, %rsp
         and $-16, %rsp
+.endm
+
+.macro SAVE_XMM
+        sub $256, %rsp
         movaps %xmm0, 0(%rsp)
         movaps %xmm1, 16(%rsp)
         movaps %xmm2, 32(%rsp)
@@ -61,7 +69,7 @@ bh_tt_text_begin:
         movaps %xmm15, 240(%rsp)
 .endm
 
-.macro RESTORE_ALL
+.macro RESTORE_XMM
         movaps 0(%rsp), %xmm0
         movaps 16(%rsp), %xmm1
         movaps 32(%rsp), %xmm2
@@ -78,35 +86,32 @@ bh_tt_text_begin:
         movaps 208(%rsp), %xmm13
         movaps 224(%rsp), %xmm14
         movaps 240(%rsp), %xmm15
+.endm
+
+.macro RESTORE_GPR
         mov %rbx, %rsp
-        pop %r15
-        pop %r14
-        pop %r13
-        pop %r12
-        pop %r11
-        pop %r10
-        pop %r9
-        pop %r8
-        pop %rbp
-        pop %rdi
-        pop %rsi
-        pop %rdx
-        pop %rcx
-        pop %rbx
+        mov 16(%rsp), %rdi
+        mov 24(%rsp), %rsi
+        mov 32(%rsp), %rdx
+        mov 40(%rsp), %r10
+        mov 48(%rsp), %r8
+        mov 56(%rsp), %r9
+        mov 80(%rsp), %rcx
+        mov 88(%rsp), %rbx
         /* Flags without popfq (~7 ns each here): DF by std, OF by an add
          * that overflows iff it was set, then SF ZF AF PF CF by sahf. The
          * system flags (TF, IF, AC, ...) are not changed by the hooks. */
-        testb $4, 9(%rsp)           /* DF, bit 10 */
+        testb $4, 97(%rsp)          /* DF, bit 10 */
         jz 1f
         std
-1:      movzbl 9(%rsp), %eax        /* bits 8-15 */
+1:      movzbl 97(%rsp), %eax       /* bits 8-15 */
         shr $3, %eax
         and $1, %eax                /* OF, bit 11 */
         add $0x7f, %al              /* OF = 1 iff al was 1 */
-        mov 8(%rsp), %ah            /* SF ZF AF PF CF */
+        mov 96(%rsp), %ah           /* SF ZF AF PF CF */
         sahf
-        pop %rax
-        lea 8(%rsp), %rsp
+        mov 8(%rsp), %rax
+        lea 104(%rsp), %rsp         /* at the return address */
 .endm
 
 /* Called from a stub or the page-0 handler after `lea -128(%rsp),%rsp;
@@ -116,20 +121,60 @@ bh_tt_text_begin:
         .hidden bh_tt_enter_asm
         .type bh_tt_enter_asm,@function
 bh_tt_enter_asm:
-        SAVE_ALL
+        SAVE_GPR
+        /* The common case, with no C of ours and no vector register saved:
+         * a stub's call whose number wants enter alone (bh_tt_simple), to
+         * hooks that keep every vector register (bh_tt_fast_hooks). */
+        mov BH_TT_FRAME_INFO(%rbx), %rsi
+        cmp $1, %rsi                /* kTagPage0 */
+        je 2f
+        mov BH_TT_FRAME_NR(%rbx), %rax
+        cmp $BH_TT_MAX_NR, %rax
+        jae 2f
+        mov %rax, %rcx
+        shr $6, %rcx
+        lea bh_tt_simple(%rip), %rdx
+        mov (%rdx,%rcx,8), %rdx
+        bt %rax, %rdx
+        jnc 2f
+        mov bh_tt_fast_hooks(%rip), %rcx
+        test %rcx, %rcx
+        jz 2f
+        and $-8, %rsi               /* the Site */
+        mov BH_TT_SITE_ADDR(%rsi), %rax
+        mov %rax, BH_TT_FRAME_SITE(%rbx)
+        movq $1, BH_TT_FRAME_MECH(%rbx)   /* BH_TT_MECH_REL32, reserved 0 */
+        sub $16, %rsp               /* int64_t ret, alignment kept */
+        mov bh_tt_fast_user(%rip), %rdi
+        lea BH_TT_FRAME_CALL(%rbx), %rsi
+        mov %rsp, %rdx
+        call *BH_TT_HOOKS_ENTER(%rcx)
+        test %eax, %eax             /* BH_TT_RUN: back to the stub's call path */
+        jz 1f
+        mov (%rsp), %rax            /* BH_TT_SKIP: its result, and the skip path */
+        mov %rax, BH_TT_FRAME_NR(%rbx)
+        mov BH_TT_FRAME_INFO(%rbx), %rsi
+        and $-8, %rsi
+        mov BH_TT_SITE_STUB_SKIP(%rsi), %rax
+        mov %rax, BH_TT_FRAME_RET(%rbx)
+        jmp 1f
+2:      SAVE_XMM
         mov %rbx, %rdi
         call bh_tt_c_enter
-        RESTORE_ALL
+        RESTORE_XMM
+1:      RESTORE_GPR
         ret
 
         .globl bh_tt_exit_asm
         .hidden bh_tt_exit_asm
         .type bh_tt_exit_asm,@function
 bh_tt_exit_asm:
-        SAVE_ALL
+        SAVE_GPR
+        SAVE_XMM
         mov %rbx, %rdi
         call bh_tt_c_exit
-        RESTORE_ALL
+        RESTORE_XMM
+        RESTORE_GPR
         ret
 
 /* Page 0's slide ends in `jmp *` to here, with [rsp] = the return address

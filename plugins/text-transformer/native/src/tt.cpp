@@ -77,6 +77,9 @@ __thread __attribute__((tls_model("initial-exec"))) uint64_t bh_tt_vfork_word;
 // pops (a handler left by longjmp) only wastes a slot.
 __thread __attribute__((tls_model("initial-exec"))) uint16_t bh_tt_nr_ring[32];
 __thread __attribute__((tls_model("initial-exec"))) uint32_t bh_tt_nr_depth;
+uint64_t bh_tt_simple[BH_TT_MAX_NR / 64];
+const bh_tt_hooks *bh_tt_fast_hooks;
+void *bh_tt_fast_user;
 
 namespace {
 
@@ -124,12 +127,16 @@ struct Site {
   // First byte the patch writes.
   uint64_t patch_at() const { return next_len ? addr : addr - (mov_len ? mov_len : reloc_len); }
 };
+static_assert(offsetof(Site, addr) == BH_TT_SITE_ADDR && offsetof(Site, stub_skip) == BH_TT_SITE_STUB_SKIP,
+              "tramp.S's Site offsets (internal.h)");
+static_assert(kMaxNr == BH_TT_MAX_NR && offsetof(bh_tt_hooks, enter) == BH_TT_HOOKS_ENTER, "tramp.S's constants");
 static_assert(alignof(Site) >= 8, "the low 3 bits of a Site pointer carry the stub path");
 
 // What a stub pushes: a Site pointer, its low bits the path (see tramp.S).
 enum Path : uint64_t { kStatic = 0, kDynGeneric = 1, kDynClone = 2, kDynClone3 = 3, kDynVfork = 4 };
-inline const Site *info_site(uint64_t info) { return reinterpret_cast<const Site *>(info & ~uint64_t(7)); }
-inline Path info_path(uint64_t info) { return Path(info & 7); }
+constexpr uint64_t kPathMask = 7;
+inline const Site *info_site(uint64_t info) { return reinterpret_cast<const Site *>(info & ~kPathMask); }
+inline Path info_path(uint64_t info) { return Path(info & kPathMask); }
 
 struct PunRegion {
   uint8_t *base;
@@ -170,6 +177,15 @@ std::atomic<uint64_t> g_exit_interest[kMaxNr / 64];
 std::atomic<bool> g_exit_all{true};
 std::atomic<bool> g_sud_on{false};
 std::atomic<bool> g_watch{false};
+// Numbers whose calls through a stub need nothing but the enter hook: wanted,
+// no exit hook wanted, nothing of ours to do after them (new code to scan,
+// dispatch for a new task) nor instead of them (emulate). Derived from the
+// switches above by refresh_simple, whenever one changes; the stubs' C side
+// reads one word of it and, for these, skips everything else.
+// tramp.S reads it (bh_tt_simple), with bh_tt_fast_hooks (the hooks when
+// they keep the vector registers, else null) and bh_tt_fast_user, to call
+// enter without saving any vector register and without C of ours around it.
+uint64_t *const g_simple = bh_tt_simple;
 std::atomic<uint32_t> g_ack{0};
 int32_t g_sel_off = 0;
 
@@ -219,6 +235,27 @@ inline bool exit_wanted(uint64_t nr) {
   if (g_exit_all.load(std::memory_order_relaxed)) return true;
   return nr < kMaxNr && (g_exit_interest[nr / 64].load(std::memory_order_relaxed) >> (nr % 64)) & 1;
 }
+void refresh_simple() {
+  static std::mutex mu;  // two refreshes must not store out of order
+  std::lock_guard<std::mutex> lk(mu);
+  const bh_tt_hooks *h = g_hooks.load();
+  const bool watch = g_watch.load(), sud = g_sud_on.load();
+  for (uint32_t w = 0; w < kMaxNr / 64; w++) {
+    uint64_t bits = 0;
+    for (uint32_t b = 0; b < 64; b++) {
+      const uint64_t nr = w * 64 + b;
+      const bool ours =
+          (watch && nr == SYS_mmap) || (sud && (nr == SYS_clone || nr == SYS_clone3 || nr == SYS_fork ||
+                                                nr == SYS_vfork || nr == SYS_rt_sigprocmask || nr == SYS_rt_sigaction));
+      if (h != nullptr && interested(nr) && !(h->exit != nullptr && exit_wanted(nr)) && !ours) bits |= 1ull << b;
+    }
+    __atomic_store_n(&g_simple[w], bits, __ATOMIC_SEQ_CST);
+  }
+  __atomic_store_n(&bh_tt_fast_user, g_user.load(), __ATOMIC_RELAXED);
+  __atomic_store_n(&bh_tt_fast_hooks, h != nullptr && (h->flags & BH_TT_HOOKS_F_KEEP_VECTORS) ? h : nullptr,
+                   __ATOMIC_RELEASE);
+}
+
 // A site is patched if the hooks want its number, or we do (new code).
 inline bool wanted_at_site(int32_t nr) {
   if (nr < 0) return true;
@@ -378,7 +415,8 @@ void sigsys_handler(int sig, siginfo_t *si, void *ctx) {
     bh_tt_sel = kSelAllow;
     return;  // the stub sets the selector back after its call
   }
-  bh_tt_call call{};
+  bh_tt_call_frame cf{};
+  bh_tt_call &call = cf.call;
   call.nr = uint64_t(gr[REG_RAX]);
   call.args[0] = uint64_t(gr[REG_RDI]);
   call.args[1] = uint64_t(gr[REG_RSI]);
@@ -511,6 +549,7 @@ int sud_start(char *err, size_t len) {
     return -ENOSYS;
   }
   g_sud_on.store(true);
+  refresh_simple();
   broadcast_sud(true);
   logf(BH_TT_LOG_INFO, "syscall user dispatch on");
   return 0;
@@ -519,6 +558,7 @@ int sud_start(char *err, size_t len) {
 void sud_stop() {
   if (!g_sud_on.load()) return;
   g_sud_on.store(false);
+  refresh_simple();
   sud_disable_self();
   broadcast_sud(false);
   if (g.sigsys_installed) {
@@ -1350,16 +1390,13 @@ int map_page0() {
 // ---- the trampolines' C side ---------------------------------------------
 
 extern "C" __attribute__((visibility("hidden"))) void bh_tt_c_enter(Frame *f) {
-  bh_tt_call call;
+  // nr and args are the registers tramp.S pushed; rax is replaced (below)
+  // only once the hooks are done with the call.
+  bh_tt_call &call = f->cf.call;
   uint64_t ret_addr = 0;
   const Site *s = nullptr;
-  const uint64_t orig = bh_tt::frame_orig_rsp(f);
-  call.nr = f->rax;
-  call.args[0] = f->rdi, call.args[1] = f->rsi, call.args[2] = f->rdx;
-  call.args[3] = f->r10, call.args[4] = f->r8, call.args[5] = f->r9;
-  call.reserved = 0;
   if (f->info == bh_tt::kTagPage0) {
-    ret_addr = *reinterpret_cast<uint64_t *>(orig - 8);
+    ret_addr = *reinterpret_cast<uint64_t *>(bh_tt::frame_orig_rsp(f) - 8);
     call.site = ret_addr - 2;
     call.mechanism = BH_TT_MECH_PAGE0;
   } else {
@@ -1367,6 +1404,7 @@ extern "C" __attribute__((visibility("hidden"))) void bh_tt_c_enter(Frame *f) {
     call.site = s->addr;
     call.mechanism = BH_TT_MECH_REL32;
   }
+  call.reserved = 0;
   const bh_tt_hooks *h = g_hooks.load(std::memory_order_acquire);
   const bool want = h && interested(call.nr);
   int64_t ret = -ENOSYS;
@@ -1374,7 +1412,7 @@ extern "C" __attribute__((visibility("hidden"))) void bh_tt_c_enter(Frame *f) {
   if (!done && emulate(call.nr, call.args, &ret)) done = true;
   if (done) {
     if (want && h->exit && exit_wanted(call.nr)) h->exit(g_user.load(std::memory_order_relaxed), &call, &ret);
-    f->rax = uint64_t(ret);
+    bh_tt::frame_rax(f) = uint64_t(ret);
     if (s) {
       f->ret = s->stub_skip;
     } else {
@@ -1415,16 +1453,20 @@ extern "C" __attribute__((visibility("hidden"))) void bh_tt_c_enter(Frame *f) {
       bh_tt_vfork_word = word;
       f->ret = uint64_t(bh_tt_page0_vfork);
     } else {
-      place_word(call.nr, call.args, orig, word);
+      place_word(call.nr, call.args, bh_tt::frame_orig_rsp(f), word);
     }
   }
 }
 
 extern "C" __attribute__((visibility("hidden"))) void bh_tt_c_exit(Frame *f) {
-  bh_tt_call call;
-  const uint64_t orig = bh_tt::frame_orig_rsp(f);
+  // The frame's rax slot holds the result: the call's nr goes there while
+  // the hook runs, the (possibly replaced) result after. The argument
+  // registers are as they were at the call (the kernel keeps them).
+  bh_tt_call &call = f->cf.call;
+  int64_t ret = int64_t(bh_tt::frame_rax(f));
   if (f->info == bh_tt::kTagWord || f->info == bh_tt::kTagVfork) {
-    const uint64_t w = f->info == bh_tt::kTagVfork ? bh_tt_vfork_word : *reinterpret_cast<uint64_t *>(orig - 8);
+    const uint64_t w =
+        f->info == bh_tt::kTagVfork ? bh_tt_vfork_word : *reinterpret_cast<uint64_t *>(bh_tt::frame_orig_rsp(f) - 8);
     call.nr = bh_tt::word_nr(w);
     call.mechanism = bh_tt::word_mech(w);
     call.site = bh_tt::word_ret(w) - 2;
@@ -1442,15 +1484,13 @@ extern "C" __attribute__((visibility("hidden"))) void bh_tt_c_exit(Frame *f) {
     call.site = s->addr;
     call.mechanism = BH_TT_MECH_REL32;
   }
-  call.args[0] = f->rdi, call.args[1] = f->rsi, call.args[2] = f->rdx;
-  call.args[3] = f->r10, call.args[4] = f->r8, call.args[5] = f->r9;
   call.reserved = 0;
-  int64_t ret = int64_t(f->rax);
-  child_started(call.nr, ret);
+  const uint64_t nr = call.nr;
+  child_started(nr, ret);
   const bh_tt_hooks *h = g_hooks.load(std::memory_order_acquire);
-  if (h && h->exit && exit_wanted(call.nr)) h->exit(g_user.load(std::memory_order_relaxed), &call, &ret);
-  after_call(call.nr, call.args, ret);
-  f->rax = uint64_t(ret);
+  if (h && h->exit && exit_wanted(nr)) h->exit(g_user.load(std::memory_order_relaxed), &call, &ret);
+  after_call(nr, call.args, ret);
+  bh_tt::frame_rax(f) = uint64_t(ret);
 }
 
 // ---- the C API ------------------------------------------------------------
@@ -1459,7 +1499,7 @@ extern "C" {
 
 int bh_tt_install(const struct bh_tt_opts *opts, const struct bh_tt_hooks *hooks, void *user, char *err,
                   size_t err_len) {
-  if (!hooks || hooks->sz < sizeof(bh_tt_hooks) || !hooks->enter) {
+  if (!hooks || hooks->sz < offsetof(bh_tt_hooks, flags) || !hooks->enter) {
     set_err(err, err_len, "bh_tt_install: hooks missing, or hooks->sz/enter not set");
     return -EINVAL;
   }
@@ -1495,11 +1535,14 @@ int bh_tt_install(const struct bh_tt_opts *opts, const struct bh_tt_hooks *hooks
     }
   }
   if (mechs == BH_TT_MECH_PAGE0) g.allowed = BH_TT_MECH_PAGE0;
-  g.hooks = *hooks;
+  g.hooks = bh_tt_hooks{};
+  memcpy(&g.hooks, hooks, std::min(hooks->sz, sizeof g.hooks));
+  g.hooks.sz = sizeof g.hooks;
   g.user = user;
   g_user.store(user);
   g_hooks.store(&g.hooks, std::memory_order_release);
   g_watch.store(g.watch);
+  refresh_simple();
   g.modules = 0;
   for (const Map &m : read_exec_maps()) {
     if (skip_mapping(m)) continue;
@@ -1511,6 +1554,7 @@ int bh_tt_install(const struct bh_tt_opts *opts, const struct bh_tt_hooks *hooks
   if (rc < 0) {
     for (Site &s : g.sites) unpatch(s);
     g_hooks.store(nullptr);
+    refresh_simple();
     g.installed = false;
     return rc;
   }
@@ -1545,6 +1589,7 @@ int bh_tt_set_interest(const uint32_t *nrs, size_t n, int all) {
   for (uint32_t i = 0; i < kMaxNr / 64; i++) g_interest[i].store(bits[i]);
   g_all.store(all != 0);
   g.all = all != 0;
+  refresh_simple();
   if (!g.installed) return 0;
   return apply(nullptr, 0);
 }
@@ -1558,6 +1603,7 @@ int bh_tt_set_exit_interest(const uint32_t *nrs, size_t n, int all) {
   // Read on every call without a lock: the bits first, then the switch.
   for (uint32_t i = 0; i < kMaxNr / 64; i++) g_exit_interest[i].store(bits[i]);
   g_exit_all.store(all != 0);
+  refresh_simple();
   return 0;
 }
 
@@ -1572,6 +1618,7 @@ int bh_tt_uninstall(void) {
   }
   sud_stop();
   g_hooks.store(nullptr, std::memory_order_release);
+  refresh_simple();
   g.installed = false;
   // Stubs and page 0 stay mapped: a thread may still be inside one (it
   // returns to the program normally), and so do the Sites the stubs point

@@ -683,6 +683,88 @@ int run_mode(const std::string &mode) {
   return g_failures ? 1 : 0;
 }
 
+// ---- the enter-only path with hooks that keep the vector registers -------
+// (BH_TT_HOOKS_F_KEEP_VECTORS, no exit hook: every call is enter-only).
+// tramp.S then calls enter straight from assembly, saving no vector
+// register: the same register, flag, red-zone and xmm checks must hold. The
+// hook is built for general registers only, as it promises.
+uint64_t g_fast_enter[512], g_fast_site, g_fast_mech, g_fast_skip_getpid;
+__attribute__((target("general-regs-only"))) int fast_enter(void *, const bh_tt_call *c, int64_t *ret) {
+  if (c->nr < 512) __atomic_fetch_add(&g_fast_enter[c->nr], 1, __ATOMIC_RELAXED);
+  if (c->nr == SYS_getppid) {
+    __atomic_store_n(&g_fast_site, c->site, __ATOMIC_RELAXED);
+    __atomic_store_n(&g_fast_mech, c->mechanism, __ATOMIC_RELAXED);
+  }
+  if (c->nr == SYS_getpid && __atomic_load_n(&g_fast_skip_getpid, __ATOMIC_RELAXED)) {
+    *ret = 4242;
+    return BH_TT_SKIP;
+  }
+  return BH_TT_RUN;
+}
+
+int run_fast_mode() {
+  g_mode = "rel32_fast";
+  bh_tt_opts opts{sizeof(bh_tt_opts), BH_TT_MECH_REL32, 1, log_line, nullptr};
+  bh_tt_hooks hooks{sizeof(bh_tt_hooks), fast_enter, nullptr, BH_TT_HOOKS_F_KEEP_VECTORS};
+  char err[256] = "";
+  run("install");
+  const int rc = bh_tt_install(&opts, &hooks, nullptr, err, sizeof err);
+  check(rc == 0, "install", "rc %d: %s", rc, err);
+  if (rc != 0) return 1;
+  const uint32_t nrs[] = {SYS_getppid, SYS_getpid};
+  bh_tt_set_interest(nrs, 2, 0);
+  struct Shape {
+    const char *name;
+    void (*fn)(const uint64_t *, uint64_t *);
+  };
+  for (const Shape &sh : {Shape{"mov", tt_reg_test}, Shape{"je", tt_reg_test_je}, Shape{"rip-mov", tt_reg_test_ripmov},
+                          Shape{"rip-lea", tt_reg_test_lea}}) {
+    const std::string tag = std::string(" [") + sh.name + "]";
+    run(("registers" + tag).c_str());
+    uint64_t in[48], out[48];
+    for (int i = 0; i < 48; i++) in[i] = 0x1111111111111111ull * uint64_t(i % 15 + 1) + uint64_t(i);
+    memset(out, 0, sizeof out);
+    g_fast_site = g_fast_mech = 0;
+    const uint64_t e0 = __atomic_load_n(&g_fast_enter[SYS_getppid], __ATOMIC_RELAXED);
+    sh.fn(in, out);
+    bool regs = true;
+    for (int i = 0; i < 12; i++) regs &= out[2 + i] == in[i];
+    const unsigned flags = unsigned(out[0] & 0xff), of = unsigned(out[0] >> 8) & 1;
+    const unsigned rz = unsigned(out[0] >> 16) & 0xff, df = unsigned(out[0] >> 24) & 1;
+    check(__atomic_load_n(&g_fast_enter[SYS_getppid], __ATOMIC_RELAXED) - e0 == 1,
+          ("own site traced exactly once" + tag).c_str());
+    check(g_fast_mech == BH_TT_MECH_REL32 && g_fast_site != 0, ("REL32, with its site" + tag).c_str(),
+          "mechanism %llu site %#llx", (unsigned long long)g_fast_mech, (unsigned long long)g_fast_site);
+    check(regs, ("preserved GPRs intact" + tag).c_str());
+    check(!memcmp(in + 16, out + 16, 256), ("xmm0-15 intact" + tag).c_str());
+    check((flags & 0xc1) == 0x81 && of == 1 && df == 1, ("flags intact (SF CF OF DF set, ZF clear)" + tag).c_str(),
+          "ah %#x OF %u DF %u", flags, of, df);
+    check(rz == 0, ("red zone intact" + tag).c_str(), "%u words changed", rz);
+    check(int64_t(out[1]) == getppid(), ("result in rax" + tag).c_str());
+  }
+  run("skip getpid");
+  {
+    __atomic_store_n(&g_fast_skip_getpid, 1, __ATOMIC_RELAXED);
+    const pid_t p = getpid();
+    __atomic_store_n(&g_fast_skip_getpid, 0, __ATOMIC_RELAXED);
+    check(p == 4242, "skip: getpid() returns the hook's 4242", "got %d", int(p));
+    check(getpid() != 4242, "and the real pid once the hook runs it");
+  }
+  run("count from threads");
+  {
+    const uint64_t e0 = __atomic_load_n(&g_fast_enter[SYS_getppid], __ATOMIC_RELAXED);
+    std::vector<pthread_t> ts(4);
+    for (auto &t : ts) pthread_create(&t, nullptr, thread_loop, reinterpret_cast<void *>(20000L));
+    for (auto &t : ts) pthread_join(t, nullptr);
+    const uint64_t got = __atomic_load_n(&g_fast_enter[SYS_getppid], __ATOMIC_RELAXED) - e0;
+    check(got == 80000, "4 threads x 20000 getppid counted", "%llu", (unsigned long long)got);
+  }
+  run("uninstall");
+  check(bh_tt_uninstall() == 0, "uninstall");
+  printf("done [%s]: %d failures\n", g_mode.c_str(), g_failures);
+  return g_failures ? 1 : 0;
+}
+
 double now_ns() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -757,7 +839,8 @@ int spawn_self(const std::vector<std::string> &args, std::string *out) {
 
 int main(int argc, char **argv) {
   setvbuf(stdout, nullptr, _IOLBF, 0);
-  if (argc == 3 && !strcmp(argv[1], "--mode")) return run_mode(argv[2]);
+  if (argc == 3 && !strcmp(argv[1], "--mode"))
+    return !strcmp(argv[2], "rel32_fast") ? run_fast_mode() : run_mode(argv[2]);
   if (argc == 3 && !strcmp(argv[1], "--bench-one")) return bench_one(argv[2]);
   if (argc == 2 && !strcmp(argv[1], "--bench")) {
     // Each in a fresh process: one transformer per process.
@@ -779,7 +862,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   int bad = 0;
-  for (const char *m : {"auto", "rel32", "page0", "sud"}) {
+  for (const char *m : {"auto", "rel32", "page0", "sud", "rel32_fast"}) {
     std::string out;
     const int st = spawn_self({"--mode", m}, &out);
     printf("%s", out.c_str());
