@@ -19,9 +19,10 @@
  * Every traced row checks that its program ran exactly once per call. A
  * traced row alternates: a run with its program attached, then one without
  * (detached), RUNS times; its added ns is the median of those paired
- * differences (the untraced row's, and every row under sud, where untraced
- * calls trap too, are against `plain`, measured before the transformer was
- * installed). Prints a table per mechanism, then one JSON
+ * differences (every row under sud, where untraced calls trap too, against
+ * `plain`, measured before the transformer was installed). The untraced row
+ * pairs runs with the transformer installed and runs after it was
+ * uninstalled. Prints a table per mechanism, then one JSON
  * line of medians (ns per call) with the added ns under "added".
  */
 import { spawn, spawnSync } from "node:child_process";
@@ -92,8 +93,23 @@ async function child(mech: string): Promise<void> {
   const emptyHits = () => (obj.map<BpfMap<number, Buffer>>(".bss").get(0) as unknown as Buffer).readBigUInt64LE(0);
   const enter = (syscall: string) => ({ type: "syscall_trace", data: { direction: "enter", syscall } });
 
-  // The transformer installed by a program on another call: getppid untraced.
-  const other = await raw.program("other").attach(enter("getpid"));
+  // The transformer installed by a program on another call: getppid
+  // untraced. Paired like the traced rows: installed (untraced run), then
+  // uninstalled (its last attachment detached: a plain run), RUNS times.
+  const attachOther = () => raw.program("other").attach(enter("getpid"));
+  {
+    const untraced: number[] = [];
+    const diffs: number[] = [];
+    for (let r = 0; r < RUNS; r++) {
+      const link = await attachOther();
+      const u = loop.getppidLoop(calls);
+      link.detach();
+      untraced.push(u);
+      diffs.push(u - loop.getppidLoop(calls));
+    }
+    rows.push({ key: "untraced", ns: median(untraced), iqr: relativeIqr(untraced), added: median(diffs) });
+  }
+  const other = await attachOther();
   let error: string | undefined;
   let stats;
   try {
@@ -124,8 +140,6 @@ async function child(mech: string): Promise<void> {
       // and the program against plain.
       rows.push({ key, ns: median(traced), iqr: relativeIqr(traced), added: mech === "sud" ? undefined : median(diffs) });
     };
-    const untraced = measure(loop, RUNS, calls);
-    rows.push({ key: "untraced", ns: untraced.median, iqr: untraced.iqr });
     await run("traced_empty", () => obj.program("empty").attach(enter("getppid")), emptyHits);
     await run("traced_raw_empty", () => raw.program("counting_empty").attach(enter("getppid")), hits);
     await run("traced_counter", () => obj.program("counter").attach(enter("getppid")), calls0);

@@ -42,6 +42,7 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -123,6 +124,12 @@ struct Site {
   // enter chooses by changing the return address (a return-stack
   // misprediction, paid only by calls that also pay the exit round trip).
   uint64_t run_noexit = 0, run_exit = 0;
+  // The code the stub was made from ([patch_at(), addr + 2 + next_len)) and
+  // whether it toggles the SUD selector: a later install reuses the stub
+  // (parked at uninstall) only for the same code (see adopt_parked).
+  uint8_t code[40] = {};
+  uint8_t code_len = 0;
+  bool stub_toggle = false;
   const char *fail = nullptr;  // why REL32 failed (debug log)
   // First byte the patch writes.
   uint64_t patch_at() const { return next_len ? addr : addr - (mov_len ? mov_len : reloc_len); }
@@ -155,8 +162,10 @@ struct State {
   bool all = true;
   std::deque<Site> sites;  // stable addresses: stubs point at their Site
   std::unordered_set<uint64_t> known;
+  // Sites of earlier installs that have a stub, by address (their stubs and
+  // Site objects are never freed: see bh_tt_uninstall).
+  std::unordered_map<uint64_t, const Site *> parked;
   bh::CodeArena arena;
-  uint32_t modules = 0;
   std::vector<std::string> module_names;
   std::vector<PunRegion> pun;
   uint64_t undecodable = 0;
@@ -757,6 +766,15 @@ std::vector<Map> read_exec_maps() {
     if (perms[0] != 'r' || perms[2] != 'x') continue;
     m.prot = PROT_READ | PROT_EXEC | (perms[1] == 'w' ? PROT_WRITE : 0);
     snprintf(m.name, sizeof m.name, "%s", line.c_str() + at);
+    // One range per run of adjacent mappings of the same file and
+    // protection: patching splits a text mapping (each write's mprotect),
+    // and a linear sweep restarted at such a split loses its instruction
+    // boundaries there (a later install would miss or misplace sites).
+    if (!out.empty() && out.back().hi == m.lo && out.back().prot == m.prot && !strcmp(out.back().name, m.name) &&
+        m.name[0] == '/') {
+      out.back().hi = m.hi;
+      continue;
+    }
     out.push_back(m);
   }
   return out;
@@ -774,6 +792,7 @@ bool skip_mapping(const Map &m) {
 
 // Adds the sites of [lo, hi) not known yet (our own text cut out).
 bool pokeable(uint64_t at, size_t n);
+void adopt_parked(Site &s);
 
 void add_sites(uint64_t lo, uint64_t hi, int prot, const char *name) {
   uint32_t mod = 0;
@@ -801,6 +820,7 @@ void add_sites(uint64_t lo, uint64_t hi, int prot, const char *name) {
     s.nplans = c.nplans;
     s.module = mod;
     s.prot = prot;
+    adopt_parked(s);
     g.sites.push_back(s);
   }
 }
@@ -1171,8 +1191,41 @@ bool make_dyn_stub(Site &s, bool toggle) {
 bool make_stub(Site &s, bool toggle) {
   if (s.stub) return true;
   const bool ok = s.mov_len ? make_static_stub(s, toggle) : make_dyn_stub(s, toggle);
-  if (ok) sync_regions();
+  if (ok) {
+    const uint64_t from = s.patch_at(), to = s.addr + 2 + s.next_len;
+    s.code_len = to - from <= sizeof s.code ? uint8_t(to - from) : 0;  // 0: never reused
+    memcpy(s.code, reinterpret_cast<const void *>(from), s.code_len);
+    s.stub_toggle = toggle;
+    sync_regions();
+  }
   return ok;
+}
+
+// A site found again by a later install: the stub of its earlier install
+// (still mapped, as is the Site its literals point at) serves it again if
+// the code there is the code the stub was made from, byte for byte. Its
+// window (a punned jump's) is taken by that very stub, so a new one could
+// not be placed; and no stub memory is spent twice. Only the stub's fields
+// are copied: they are what the trampolines read, through the parked Site.
+void adopt_parked(Site &s) {
+  const auto it = g.parked.find(s.addr);
+  if (it == g.parked.end()) return;
+  const Site &p = *it->second;
+  if (p.code_len == 0 || memcmp(p.code, reinterpret_cast<const void *>(p.patch_at()), p.code_len) != 0) return;
+  s.nr = p.nr;
+  s.rel32_shape = p.rel32_shape;
+  s.mov_len = p.mov_len;
+  s.reloc_len = p.reloc_len;
+  s.pun_at = p.pun_at;
+  s.next_len = p.next_len;
+  s.entry = p.entry;
+  s.stub = p.stub;
+  s.stub_skip = p.stub_skip;
+  s.dyn_clone = p.dyn_clone, s.dyn_clone3 = p.dyn_clone3, s.dyn_vfork = p.dyn_vfork;
+  s.run_noexit = p.run_noexit, s.run_exit = p.run_exit;
+  memcpy(s.code, p.code, sizeof s.code);
+  s.code_len = p.code_len;
+  s.stub_toggle = p.stub_toggle;
 }
 
 // The first 5 bytes become `jmp rel32`. After a 7-byte mov, or a relocated
@@ -1543,10 +1596,9 @@ int bh_tt_install(const struct bh_tt_opts *opts, const struct bh_tt_hooks *hooks
   g_hooks.store(&g.hooks, std::memory_order_release);
   g_watch.store(g.watch);
   refresh_simple();
-  g.modules = 0;
+  g.undecodable = 0;  // this install's scan (the stats are of the install)
   for (const Map &m : read_exec_maps()) {
     if (skip_mapping(m)) continue;
-    g.modules++;
     add_sites(m.lo, m.hi, m.prot, m.name);
   }
   g.installed = true;
@@ -1623,10 +1675,13 @@ int bh_tt_uninstall(void) {
   // Stubs and page 0 stay mapped: a thread may still be inside one (it
   // returns to the program normally), and so do the Sites the stubs point
   // at (moved aside, never freed: a call blocked in a stub's `syscall`
-  // reads its Site when it returns). A new install scans afresh.
+  // reads its Site when it returns). A new install scans afresh, and a site
+  // whose code is unchanged gets its parked stub back (adopt_parked).
   static auto *retired = new std::vector<std::deque<Site>>();
   retired->push_back(std::move(g.sites));
   g.sites = std::deque<Site>();
+  for (const Site &s : retired->back())
+    if (s.stub != nullptr) g.parked[s.addr] = &s;
   g.known.clear();
   g.module_names.clear();
   return rc;
@@ -1637,7 +1692,7 @@ int bh_tt_get_stats(struct bh_tt_stats *out) {
   std::lock_guard<std::mutex> lk(g.mu);
   bh_tt_stats st{};
   st.sz = sizeof st;
-  st.modules_scanned = g.modules;
+  st.modules_scanned = uint32_t(g.module_names.size());  // files, not their (split) mappings
   st.bytes_undecodable = g.undecodable;
   for (const Site &s : g.sites) {
     st.sites_found++;

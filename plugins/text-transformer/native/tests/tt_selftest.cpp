@@ -759,8 +759,35 @@ int run_fast_mode() {
     const uint64_t got = __atomic_load_n(&g_fast_enter[SYS_getppid], __ATOMIC_RELAXED) - e0;
     check(got == 80000, "4 threads x 20000 getppid counted", "%llu", (unsigned long long)got);
   }
+  bh_tt_stats first{};
+  first.sz = sizeof first;
+  bh_tt_get_stats(&first);
   run("uninstall");
   check(bh_tt_uninstall() == 0, "uninstall");
+  // Installed again in the same process: the same sites, placed the same
+  // way (the first install's stubs serve again: their windows are theirs),
+  // the counts exact.
+  run("install again");
+  for (int round = 0; round < 12; round++) {
+    const int again = bh_tt_install(&opts, &hooks, nullptr, err, sizeof err);
+    check(again == 0, "install again", "rc %d: %s", again, err);
+    if (again != 0) break;
+    bh_tt_set_interest(nrs, 2, 0);
+    bh_tt_stats st{};
+    st.sz = sizeof st;
+    bh_tt_get_stats(&st);
+    check(st.sites_found == first.sites_found && st.sites_rel32 == first.sites_rel32 &&
+              st.modules_scanned == first.modules_scanned && st.bytes_undecodable == first.bytes_undecodable,
+          "install again: the same sites and placements",
+          "round %d: found %llu/%llu rel32 %llu/%llu modules %u/%u undecodable %llu/%llu", round,
+          (unsigned long long)st.sites_found, (unsigned long long)first.sites_found, (unsigned long long)st.sites_rel32,
+          (unsigned long long)first.sites_rel32, st.modules_scanned, first.modules_scanned,
+          (unsigned long long)st.bytes_undecodable, (unsigned long long)first.bytes_undecodable);
+    const uint64_t e0 = __atomic_load_n(&g_fast_enter[SYS_getppid], __ATOMIC_RELAXED);
+    for (int i = 0; i < 1000; i++) getppid();
+    check(__atomic_load_n(&g_fast_enter[SYS_getppid], __ATOMIC_RELAXED) - e0 == 1000, "install again: counted");
+    check(bh_tt_uninstall() == 0, "uninstall again");
+  }
   printf("done [%s]: %d failures\n", g_mode.c_str(), g_failures);
   return g_failures ? 1 : 0;
 }
