@@ -33,8 +33,11 @@ import { Mechanism, setMechanisms, syscallTraceStats } from "@bpfhook/plugin-sys
 import { fixed, formatTable, median, relativeIqr } from "../common/stats.js";
 import { repoRoot } from "../common/targets.js";
 
-const RUNS = 11;
-const CALLS = 1_000_000;
+// RUNS, CALLS and MECHS (a comma list of auto, rel32, page0, sud) from the
+// environment for ad hoc comparisons; the defaults are the documented run.
+const RUNS = Number(process.env.RUNS ?? 11);
+const CALLS = Number(process.env.CALLS ?? 1_000_000);
+const MECHS = (process.env.MECHS ?? "auto,rel32,page0,sud").split(",");
 const SUD_CALLS = 20_000;
 const KERNEL_RUNS = 5;
 const KERNEL_CALLS = 200_000;
@@ -220,7 +223,7 @@ async function main(): Promise<void> {
   if (mechIndex >= 0) return child(process.argv[mechIndex + 1] ?? "auto");
 
   const results: Record<string, { rows: Row[]; stats?: Record<string, number | boolean>; error?: string }> = {};
-  for (const mech of ["auto", "rel32", "page0", "sud"]) {
+  for (const mech of MECHS) {
     const r = spawnSync(process.execPath, [__filename, "--child", mech], { encoding: "utf8", timeout: 300_000 });
     const line = r.stdout.trim().split("\n").pop() ?? "";
     try {

@@ -702,6 +702,11 @@ __attribute__((target("general-regs-only"))) int fast_enter(void *, const bh_tt_
   return BH_TT_RUN;
 }
 
+// An empty enter hook for the enter-only path (bench).
+__attribute__((target("general-regs-only"))) int fast_empty_enter(void *, const bh_tt_call *, int64_t *) {
+  return BH_TT_RUN;
+}
+
 int run_fast_mode() {
   g_mode = "rel32_fast";
   bh_tt_opts opts{sizeof(bh_tt_opts), BH_TT_MECH_REL32, 1, log_line, nullptr};
@@ -823,9 +828,11 @@ int bench_one(const std::string &what) {
     return 0;
   }
   bh_tt_opts opts{sizeof(bh_tt_opts), what == "untraced" ? 0u : mode_bits(what), 0, nullptr, nullptr};
-  const bool enter_only = what == "rel32_enter_only";
+  const bool fast = what == "rel32_fast";
+  const bool enter_only = what == "rel32_enter_only" || fast;
   if (enter_only) opts.mechanisms = BH_TT_MECH_REL32;
-  bh_tt_hooks hooks{sizeof(bh_tt_hooks), empty_enter, enter_only ? nullptr : empty_exit};
+  bh_tt_hooks hooks{sizeof(bh_tt_hooks), fast ? fast_empty_enter : empty_enter, enter_only ? nullptr : empty_exit,
+                    fast ? BH_TT_HOOKS_F_KEEP_VECTORS : 0u};
   char err[256] = "";
   const int rc = bh_tt_install(&opts, &hooks, nullptr, err, sizeof err);
   if (rc != 0) {
@@ -872,7 +879,7 @@ int main(int argc, char **argv) {
   if (argc == 2 && !strcmp(argv[1], "--bench")) {
     // Each in a fresh process: one transformer per process.
     std::string all = "{";
-    for (const char *w : {"plain", "untraced", "rel32", "rel32_enter_only", "page0", "sud"}) {
+    for (const char *w : {"plain", "untraced", "rel32", "rel32_enter_only", "rel32_fast", "page0", "sud"}) {
       std::string out;
       spawn_self({"--bench-one", w}, &out);
       printf("%s", out.c_str());
