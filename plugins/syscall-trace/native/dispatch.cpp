@@ -54,7 +54,7 @@ namespace {
 
 struct List {
   uint32_t n;
-  bool needs_vec;  // some item may change vector state (vec_guard.h)
+  bool needs_vec;  // some item may change vector state (text-transformer's vec_guard.h)
   bool plain;      // every item is fast JIT code that reaches no C (general_regs) and needs no probe bracket
   Attachment items[];
 };
@@ -239,7 +239,7 @@ inline void run_list(const List *l, void *ctx, CallState &cs, bh_probe_ctx &pc) 
 __attribute__((noinline)) void run_lists_vec(const List *all, const List *one, void *ctx, CallState &cs,
                                              bh_probe_ctx &pc) {
   XmmGuard xmm;
-  VecGuard guard(true);
+  bh_tt::VecGuard guard(true);
   if (all != nullptr) run_list(all, ctx, cs, pc);
   if (one != nullptr) run_list(one, ctx, cs, pc);
 }
@@ -411,7 +411,7 @@ int g_next_id = 0;
 std::once_flag g_once;
 
 void init_once() {
-  vec_init();
+  bh_tt::vec_init();
   if (raw(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0) < 0) g_reader_fence = true;
   pthread_atfork(nullptr, nullptr, after_fork_child);
 }

@@ -1,7 +1,6 @@
-// Built instead of the text transformer while plugins/text-transformer has no
-// build yet: the plugin then loads, its dispatcher can be driven directly
-// (call "dispatch", tests), and an attach that needs the transformer fails
-// with -ENOSYS naming what is missing.
+// The text transformer's C ABI stood in for the dispatcher's own selftest
+// (sc_dispatch_selftest drives the hooks directly, with no transformer in
+// its process): install fails with -ENOSYS naming what is missing.
 #include <cerrno>
 
 #include "bpfhook/errmsg.h"

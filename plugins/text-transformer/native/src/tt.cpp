@@ -49,6 +49,7 @@
 #include "bpfhook/text_transformer.h"
 #include "code_arena.h"
 #include "internal.h"
+#include "vec_guard.h"
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -324,10 +325,14 @@ void scan_new_code(uint64_t lo, uint64_t hi);
 // New code: a file mapped executable (dlopen maps a library's text so).
 // Anonymous executable memory (JIT code, which V8 re-protects all the time)
 // and mprotect are not watched: scanning costs a read of /proc/self/maps.
+// The scan reaches libc, Zydis and malloc, whose string functions use AVX
+// and AVX-512: that state is kept around it (the trampoline saved xmm0-15).
 inline void after_call(uint64_t nr, const uint64_t *args, int64_t ret) {
   if (ret < 0 || nr != SYS_mmap || !g_watch.load(std::memory_order_relaxed)) return;
-  if ((args[2] & PROT_EXEC) && !(args[3] & MAP_ANONYMOUS) && int(args[4]) >= 0)
+  if ((args[2] & PROT_EXEC) && !(args[3] & MAP_ANONYMOUS) && int(args[4]) >= 0) {
+    bh_tt::VecGuard keep(true);
     scan_new_code(uint64_t(ret), uint64_t(ret) + args[1]);
+  }
 }
 
 // Calls that must not be executed from the signal handler: they create a
@@ -1556,6 +1561,7 @@ int bh_tt_install(const struct bh_tt_opts *opts, const struct bh_tt_hooks *hooks
     set_err(err, err_len, "bh_tt_install: hooks missing, or hooks->sz/enter not set");
     return -EINVAL;
   }
+  bh_tt::vec_init();  // the scan of new code keeps the AVX state (after_call)
   std::lock_guard<std::mutex> lk(g.mu);
   if (g.installed) {
     set_err(err, err_len, "bh_tt_install: the transformer is already installed in this process");

@@ -4,12 +4,15 @@
 #include <cpuid.h>
 
 #include <cstring>
+#include <mutex>
 
-namespace sc {
+namespace bh_tt {
 
 VecCaps g_vec;
 
-void vec_init() {
+namespace {
+
+void init_caps() {
   uint32_t a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d)) return;
   if (!(c & (1u << 26)) || !(c & (1u << 27))) return;  // no XSAVE / OSXSAVE: SSE at most, saved by the transformer
@@ -43,6 +46,13 @@ void vec_init() {
   }
   if (v.size > kVecAreaMax) return;  // unknown future layout: leave it (documented)
   g_vec = v;
+}
+
+}  // namespace
+
+void vec_init() {
+  static std::once_flag once;
+  std::call_once(once, init_caps);
 }
 
 uint64_t VecGuard::xinuse() {
@@ -183,4 +193,4 @@ void VecGuard::zero_opmask() {
           : "memory");
 }
 
-}  // namespace sc
+}  // namespace bh_tt

@@ -1,7 +1,9 @@
-// Keeping the vector state a program's helpers may change.
+// Keeping the vector state that C reaching libc may change: the
+// syscall-trace dispatcher's around programs that call helpers, and the
+// transformer's own around its scan of new code on an mmap's exit.
 //
-// The transformer saves xmm0-15 around the hooks (their C code is SSE only).
-// A program that calls helpers reaches libc, whose string functions use AVX
+// The transformer saves xmm0-15 around C of its own and around hooks that
+// do not keep them (BH_TT_HOOKS_F_KEEP_VECTORS). C that reaches libc, whose string functions use AVX
 // and AVX-512 on machines that have them (ymm upper halves, zmm16-31 and the
 // opmask registers; vzeroupper clears the upper halves of all ymm). The
 // kernel preserves all of that across `syscall`, so the dispatcher keeps it
@@ -23,7 +25,7 @@
 
 #include <cstdint>
 
-namespace sc {
+namespace bh_tt {
 
 // XSAVE state components (XCR0 / XINUSE bits) a helper may change.
 constexpr uint64_t kAvx = 1ull << 2, kOpmask = 1ull << 5, kZmmHi256 = 1ull << 6, kHi16Zmm = 1ull << 7;
@@ -38,7 +40,8 @@ struct VecCaps {
 
 extern VecCaps g_vec;
 
-// Once, before the first attachment (CPUID leaf 0xD, XGETBV).
+// Before the first guard (CPUID leaf 0xD, XGETBV); once per process, any
+// number of calls.
 void vec_init();
 
 // Largest save area vec_init can ask for (AVX + opmask + ZMM_Hi256 +
@@ -89,4 +92,4 @@ class VecGuard {
   alignas(64) uint8_t area_[kVecAreaMax];
 };
 
-}  // namespace sc
+}  // namespace bh_tt
