@@ -12,6 +12,8 @@
 #define BH_TT_FRAME_MECH 72     /* Frame::cf.call.mechanism, reserved */
 #define BH_TT_FRAME_RET 104     /* Frame::ret */
 #define BH_TT_FRAME_INFO 112    /* Frame::info */
+#define BH_TT_FRAME_RCX 80      /* Frame::rcx */
+#define BH_TT_FRAME_ORIG 248    /* the program's rsp: sizeof(Frame) + the 128-byte red zone */
 
 #ifndef __ASSEMBLER__
 
@@ -35,7 +37,8 @@ static_assert(offsetof(Frame, cf.call.nr) == BH_TT_FRAME_NR && offsetof(Frame, c
                   offsetof(Frame, cf.call.args) == 16 && offsetof(Frame, cf.call.site) == BH_TT_FRAME_SITE &&
                   offsetof(Frame, cf.call.mechanism) == BH_TT_FRAME_MECH && offsetof(Frame, rcx) == 80 &&
                   offsetof(Frame, rflags) == 96 && offsetof(Frame, ret) == BH_TT_FRAME_RET &&
-                  offsetof(Frame, info) == BH_TT_FRAME_INFO,
+                  offsetof(Frame, info) == BH_TT_FRAME_INFO && offsetof(Frame, rcx) == BH_TT_FRAME_RCX &&
+                  sizeof(Frame) + 128 == BH_TT_FRAME_ORIG,
               "tramp.S's offsets");
 inline uint64_t &frame_rax(Frame *f) { return f->cf.call.nr; }
 

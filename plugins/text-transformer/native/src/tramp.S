@@ -123,11 +123,8 @@ bh_tt_text_begin:
 bh_tt_enter_asm:
         SAVE_GPR
         /* The common case, with no C of ours and no vector register saved:
-         * a stub's call whose number wants enter alone (bh_tt_simple), to
-         * hooks that keep every vector register (bh_tt_fast_hooks). */
-        mov BH_TT_FRAME_INFO(%rbx), %rsi
-        cmp $1, %rsi                /* kTagPage0 */
-        je 2f
+         * a call whose number wants enter alone (bh_tt_simple), to hooks
+         * that keep every vector register (bh_tt_fast_hooks). */
         mov BH_TT_FRAME_NR(%rbx), %rax
         cmp $BH_TT_MAX_NR, %rax
         jae 2f
@@ -140,7 +137,12 @@ bh_tt_enter_asm:
         mov bh_tt_fast_hooks(%rip), %rcx
         test %rcx, %rcx
         jz 2f
-        and $-8, %rsi               /* the Site */
+        mov BH_TT_FRAME_INFO(%rbx), %rsi
+        cmp $1, %rsi                /* kTagPage0 */
+        je 3f
+        /* A stub's: the Site's address; RUN goes back to the stub's path that
+         * makes the call, SKIP to its skip path. */
+        and $-8, %rsi
         mov BH_TT_SITE_ADDR(%rsi), %rax
         mov %rax, BH_TT_FRAME_SITE(%rbx)
         movq $1, BH_TT_FRAME_MECH(%rbx)   /* BH_TT_MECH_REL32, reserved 0 */
@@ -149,13 +151,45 @@ bh_tt_enter_asm:
         lea BH_TT_FRAME_CALL(%rbx), %rsi
         mov %rsp, %rdx
         call *BH_TT_HOOKS_ENTER(%rcx)
-        test %eax, %eax             /* BH_TT_RUN: back to the stub's call path */
+        test %eax, %eax
         jz 1f
         mov (%rsp), %rax            /* BH_TT_SKIP: its result, and the skip path */
         mov %rax, BH_TT_FRAME_NR(%rbx)
         mov BH_TT_FRAME_INFO(%rbx), %rsi
         and $-8, %rsi
         mov BH_TT_SITE_STUB_SKIP(%rsi), %rax
+        mov %rax, BH_TT_FRAME_RET(%rbx)
+        jmp 1f
+        /* Page 0's: the site is 2 bytes before the return address its `call
+         * *%rax` pushed (at the program's rsp - 8). Not the calls that start
+         * on another stack or share this one (their return needs the word
+         * the C side places). RUN: rcx 0 in the frame tells
+         * bh_tt_page0_entry to make the call without exit; SKIP: to its skip
+         * path with the return address in rcx. */
+3:      cmp $56, %eax               /* SYS_clone */
+        je 2f
+        cmp $58, %eax               /* SYS_vfork */
+        je 2f
+        cmp $435, %eax              /* SYS_clone3 */
+        je 2f
+        mov BH_TT_FRAME_ORIG-8(%rbx), %rax
+        sub $2, %rax
+        mov %rax, BH_TT_FRAME_SITE(%rbx)
+        movq $2, BH_TT_FRAME_MECH(%rbx)   /* BH_TT_MECH_PAGE0, reserved 0 */
+        sub $16, %rsp
+        mov bh_tt_fast_user(%rip), %rdi
+        lea BH_TT_FRAME_CALL(%rbx), %rsi
+        mov %rsp, %rdx
+        call *BH_TT_HOOKS_ENTER(%rcx)
+        test %eax, %eax
+        jnz 4f
+        movq $0, BH_TT_FRAME_RCX(%rbx)
+        jmp 1f
+4:      mov (%rsp), %rax
+        mov %rax, BH_TT_FRAME_NR(%rbx)
+        mov BH_TT_FRAME_ORIG-8(%rbx), %rax
+        mov %rax, BH_TT_FRAME_RCX(%rbx)
+        lea bh_tt_page0_skip(%rip), %rax
         mov %rax, BH_TT_FRAME_RET(%rbx)
         jmp 1f
 2:      SAVE_XMM
@@ -186,6 +220,7 @@ bh_tt_page0_entry:
         pushq $1                    /* TAG_PAGE0 */
         call bh_tt_enter_asm
         lea 136(%rsp), %rsp         /* the caller's rsp again */
+        jrcxz 5f                    /* enter's fast path: no exit (flags untouched) */
         .globl bh_tt_page0_run_syscall
         .hidden bh_tt_page0_run_syscall
 bh_tt_page0_run_syscall:            /* also where SUD re-issues clone/clone3/rt_sigreturn */
@@ -195,6 +230,11 @@ bh_tt_page0_run_syscall:            /* also where SUD re-issues clone/clone3/rt_
         call bh_tt_exit_asm
         lea 136(%rsp), %rsp
         jmp *%rcx                   /* rcx = the return address, as the kernel leaves it */
+        /* The call without exit: the return address the site's `call`
+         * pushed is still at -8(rsp) (in the red zone, which signal frames
+         * skip; calls that move or share the stack never come here). */
+5:      syscall
+        jmp *-8(%rsp)
 
         .globl bh_tt_page0_skip
         .hidden bh_tt_page0_skip

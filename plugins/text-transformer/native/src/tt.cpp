@@ -1512,6 +1512,7 @@ extern "C" __attribute__((visibility("hidden"))) void bh_tt_c_enter(Frame *f) {
       f->ret = uint64_t(bh_tt_page0_vfork);
     } else {
       place_word(call.nr, call.args, bh_tt::frame_orig_rsp(f), word);
+      f->rcx = 1;  // not 0: bh_tt_page0_entry then takes the path with exit (tramp.S)
     }
   }
 }
