@@ -435,6 +435,23 @@ describe("61 agent mode: bpfhook run / attach / maps / ps / detach", function ()
     }
   });
 
+  it("SIGINT while bpfhook attach is attaching: it detaches once attached, exits 0, removes its region; the program runs on", async () => {
+    const v = start(victim, ["-1", "2"]);
+    await v.waitFor(/main \d+/);
+    const at = start(process.execPath, [cli, "attach", "-j", "-p", String(v.pid), object]);
+    const end = Date.now() + 20_000;
+    while (regionsOf(at.pid).length === 0) {
+      if (at.done || Date.now() > end) assert.fail(`no region of ${at.pid}; stdout:\n${at.out}\nstderr:\n${at.err}`);
+      await sleep(2);
+    }
+    assert.doesNotMatch(at.out, /"type":"attached"/, "the signal comes while bpfhook is still attaching");
+    at.kill("SIGINT");
+    const st = await at.exited;
+    assert.deepEqual(st, { code: 0, signal: null }, `stdout:\n${at.out}\nstderr:\n${at.err}`);
+    assert.deepEqual(regionsOf(at.pid), [], "the region is removed");
+    assert.ok(alive(v.pid), "the program keeps running");
+  });
+
   it("--help for every agent command", () => {
     for (const cmd of ["run", "attach", "detach", "maps", "ps"]) {
       const r = bpfhook([cmd, "--help"]);
