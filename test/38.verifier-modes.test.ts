@@ -39,6 +39,7 @@ import { z } from "zod";
 import { inspectObject, verifyObjectFile } from "@bpfhook/core/dist/cli/describe.js";
 import { compileFixture, skipWithoutClang } from "./support/clang.js";
 import { expectError } from "./support/expect-error.js";
+import { removeTempDir } from "./support/tmp.js";
 
 const repoRoot = path.resolve(__dirname, "..", "..");
 const cli = path.join(repoRoot, "core", "bin", "bpfhook.js");
@@ -422,6 +423,7 @@ describe("38 verifier modes", () => {
 
   describe("config and CLI", () => {
     const work = mkdtempSync(path.join(os.tmpdir(), "bpfhook-38-"));
+    after(() => removeTempDir(work));
 
     it("the config's verifier field reaches the runtime; an unknown mode names file:line:column and the field", async function () {
       skipWithoutClang(this);

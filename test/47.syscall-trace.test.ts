@@ -9,10 +9,9 @@
  */
 import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { chmodSync, copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { BpfhookError, Runtime, type BpfMap, type LoadedObject, type RodataValue } from "@bpfhook/core";
+import { assembleBytes, BpfhookError, Runtime, type BpfMap, type LoadedObject, type RodataValue } from "@bpfhook/core";
 import {
   decodePrivateData,
   dispatch,
@@ -30,6 +29,7 @@ import {
 } from "@bpfhook/plugin-syscall-trace";
 import { compileFixture, skipWithoutClang } from "./support/clang.js";
 import { testAddon, type TestAddon } from "./support/test-addon.js";
+import { testTempDir } from "./support/tmp.js";
 
 const repoRoot = path.resolve(__dirname, "..", "..");
 const PLUGIN = "@bpfhook/plugin-syscall-trace";
@@ -97,6 +97,23 @@ describe("47 syscall-trace", function () {
       );
       assert.throws(() => parseSyscallSection("sys_enterx", "tracepoint/raw_syscalls/sys_enterx"), /only sys_enter and sys_exit/);
       assert.throws(() => parseSyscallSection("openat", "tracepoint/syscalls/openat"), /sys_enter_<name> or sys_exit_<name>/);
+      assert.throws(() => parseSyscallSection("sys_enter_", "tracepoint/syscalls/sys_enter_"), /section 'tracepoint\/syscalls\/sys_enter_': expected .*sys_enter_<name>/);
+      assert.throws(() => parseSyscallSection("", "tp/syscalls"), /section 'tp\/syscalls': expected/);
+      assert.throws(() => parseSyscallSection("sys_enter_x", "tracepoint/raw_syscalls/sys_enter_x"), /section 'tracepoint\/raw_syscalls\/sys_enter_x': raw_syscalls has only sys_enter and sys_exit/);
+      assert.throws(() => parseSyscallSection("sys_enter_openat/x", "tracepoint/syscalls/sys_enter_openat/x"), /no x86-64 syscall 'openat\/x'/);
+    });
+
+    it("a config entry's syscall number out of range, or both syscall and nr, is refused naming the entry's own field", () => {
+      for (const bad of [600, 512, -1, 1.5]) {
+        assert.throws(
+          () => parseSyscallConfig({ direction: "enter", syscall: bad }),
+          (e: Error & { code?: string }) => e.code === "BAD_ARGUMENT" && new RegExp(`config entry: syscall ${bad} is not an x86-64 syscall number \\(an integer 0 to 511\\)`).test(e.message),
+          String(bad),
+        );
+      }
+      assert.deepEqual(parseSyscallConfig({ direction: "enter", syscall: 511 }), { direction: "enter", nr: 511 });
+      assert.throws(() => parseSyscallConfig({ direction: "enter", syscall: "openat", nr: 3 }), /config entry: give 'syscall' or 'nr', not both/);
+      assert.throws(() => parseSyscallConfig({ direction: "enter", syscall: true }), /'syscall' must be a name, a number or "all"/);
     });
 
     it("config entries name the call or 'all'; the schema is strict; private data round-trips", () => {
@@ -292,6 +309,50 @@ describe("47 syscall-trace", function () {
       assert.equal(obj.map<BpfMap<number, bigint>>("seen").get(3), -1n, "-EPERM");
     });
 
+    it("a context read past the 64-byte record: refused at load (strict), a fault that ends the run (checked), the call unharmed", async () => {
+      const past = { name: "past", section: "tracepoint/syscalls/sys_enter_getppid", insns: assembleBytes("ldxdw %r0, [%r1+64]\nexit") };
+      await assert.rejects(
+        async () => rt.load({ programs: [past] }),
+        (e: BpfhookError) => e.code === "VERIFIER_REFUSED" && /64-byte context \(trace_event_raw_sys_enter\)/.test(e.message),
+      );
+      // A section no plugin here serves: pending at load, proven against syscall_trace's 64 bytes at a forced attach.
+      const foreign = rt.load({ programs: [{ name: "foreign", section: "kprobe/do_sys_open", insns: assembleBytes("ldxdw %r0, [%r1+100]\nexit") }] });
+      await assert.rejects(
+        foreign.program("foreign").attach({ type: "syscall_trace", data: { direction: "enter", syscall: "openat" }, force: true }),
+        (e: BpfhookError) => e.code === "VERIFIER_REFUSED" && /64-byte context/.test(e.message),
+      );
+      assert.equal(rt.attachments.length, 0);
+      for (const backend of ["jit", "interpreter"] as const) {
+        const checked = await Runtime.create({ plugins: [PLUGIN], resolveFrom: repoRoot, verifier: "checked", backend });
+        try {
+          setDispatchOnly(checked, true);
+          const obj = checked.load({ programs: [past, { name: "exit_past", section: "tp/syscalls/sys_exit_getppid", insns: assembleBytes("ldxdw %r0, [%r1+4096]\nexit") }] });
+          for (const p of obj.programs) await p.attach();
+          assert.deepEqual(dispatch(checked, NR.getppid, [], 5), { action: 0, ret: 5n }, backend);
+        } finally {
+          checked.close();
+        }
+      }
+    });
+
+    it("explicit private data out of range is refused naming the field; detach twice is a no-op; attach after close is refused", async () => {
+      const obj = load("bench");
+      const counter = obj.program("counter");
+      await assert.rejects(counter.attach({ type: "syscall_trace", data: { direction: "enter", nr: 512 } }), (e: BpfhookError) => e.code === "SCHEMA_INVALID" && /nr: /.test(e.message));
+      await assert.rejects(counter.attach({ type: "syscall_trace", data: { direction: "enter", nr: -1 } }), (e: BpfhookError) => e.code === "SCHEMA_INVALID" && /nr: /.test(e.message));
+      await assert.rejects(counter.attach({ type: "syscall_trace", data: { direction: "both", nr: 1 } }), (e: BpfhookError) => e.code === "SCHEMA_INVALID" && /direction/.test(e.message));
+      await assert.rejects(counter.attach({ type: "syscall_trace", data: { direction: "enter", syscall: 600 } }), /syscall 600 is not an x86-64 syscall number/);
+      assert.equal(rt.attachments.length, 0, "nothing half-attached");
+      const link = await counter.attach({ type: "syscall_trace", data: { direction: "enter", syscall: "getppid" } });
+      dispatch(rt, NR.getppid, [], 1);
+      link.detach();
+      link.detach();
+      dispatch(rt, NR.getppid, [], 1);
+      assert.equal(obj.map<BpfMap<number, bigint>>("calls").get(0), 1n);
+      rt.close();
+      await assert.rejects(counter.attach(), /runtime is closed/);
+    });
+
     it("detach: a detached program never runs again; the others keep running", async () => {
       const obj = load("bench");
       const a = await obj.program("counter").attach();
@@ -355,7 +416,7 @@ describe("47 syscall-trace", function () {
      * page 0, the rel32 and Syscall User Dispatch mechanisms).
      */
     function embedded(asNobody: boolean) {
-      const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-sc-"));
+      const dir = testTempDir("bpfhook-sc-");
       chmodSync(dir, 0o755);
       const denied = path.join(dir, "denied");
       writeFileSync(denied, "x", { mode: 0o644 });
@@ -495,7 +556,7 @@ describe("47 syscall-trace", function () {
       lines.filter((l) => l.type === "event" && l.data.map === "events" && (pid === undefined || l.data.value.pid === pid)).map((l) => l.data.value);
 
     it("opensnoop on cat FILE and ls DIR: the files opened, with their results", () => {
-      const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-sc-agent-"));
+      const dir = testTempDir("bpfhook-sc-agent-");
       const file = path.join(dir, "hello.txt");
       writeFileSync(file, "hello\n");
       const object = compileFixture("syscall/opensnoop.bpf.c");
@@ -510,7 +571,7 @@ describe("47 syscall-trace", function () {
     });
 
     it("from a config file: opensnoop with its const volatile filter (targ_failed) set by rodata", () => {
-      const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-sc-config-"));
+      const dir = testTempDir("bpfhook-sc-config-");
       const file = path.join(dir, "there.txt");
       const missing = path.join(dir, "missing.txt");
       writeFileSync(file, "x\n");
@@ -549,7 +610,7 @@ describe("47 syscall-trace", function () {
         console.log("      skipped: mounting needs root (CAP_SYS_ADMIN)");
         this.skip();
       }
-      const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-sc-mnt-"));
+      const dir = testTempDir("bpfhook-sc-mnt-");
       const probe = spawnSync("unshare", ["-m", "true"]);
       if (probe.status !== 0) {
         console.log(`      skipped: unshare -m is refused here (${probe.stderr?.toString().trim()})`);
@@ -569,7 +630,7 @@ describe("47 syscall-trace", function () {
         console.log("      skipped: /usr/bin/strace is not installed (scripts/setup.sh installs it)");
         this.skip();
       }
-      const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-sc-strace-"));
+      const dir = testTempDir("bpfhook-sc-strace-");
       const sh = path.join(dir, "s.sh");
       writeFileSync(sh, `#!/bin/sh\nfor i in 1 2 3; do cat ${sh} > /dev/null; done\nls ${dir} > /dev/null\n`, { mode: 0o755 });
       const js = path.join(dir, "s.js");

@@ -52,7 +52,7 @@ describe("54 plugin resolution", () => {
 
   it("resolves from the application's entry module by default, not from the working directory", async () => {
     // A package named like ours, planted in a parent of the working directory.
-    const planted = mkdtempSync(path.join(os.tmpdir(), "bh-planted-"));
+    const planted = mkdtempSync(path.join(os.tmpdir(), "bpfhook-planted-"));
     const marker = path.join(planted, "planted-code-ran");
     writePackage(
       path.join(planted, "node_modules", "@bpfhook"),
@@ -84,7 +84,7 @@ describe("54 plugin resolution", () => {
   it("bpfhook inspect does not run a bundled plugin's namesake planted in the working directory", function () {
     skipWithoutClang(this);
     const object = compileFixture("runtime/counter.bpf.c");
-    const planted = mkdtempSync(path.join(os.tmpdir(), "bh-planted-cli-"));
+    const planted = mkdtempSync(path.join(os.tmpdir(), "bpfhook-planted-cli-"));
     const marker = path.join(planted, "planted-code-ran");
     writePackage(
       path.join(planted, "node_modules", "@bpfhook"),

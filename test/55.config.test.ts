@@ -262,6 +262,26 @@ describe("55 config files", function () {
       await expectAt(() => Runtime.fromConfigFile(file), text, "bpfhook-plugin-nope", "plugins[1]", /bpfhook-plugin-nope/, "PLUGIN_NOT_FOUND");
     });
 
+    it("cookies as documented: a number, a decimal or \"0x\" string; past 2^64-1 refused at the field", async () => {
+      const base = "plugins: ['@bpfhook/plugin-frida-uprobe']\nobjects:\n  - path: count.bpf.o\n    programs:\n      count_calls:\n        cookie: ";
+      for (const cookie of ["42", '"42"', '"0x1f"', '"0xffffffffffffffff"', '"18446744073709551615"']) {
+        const c = await Runtime.fromConfigFile(writeConfig("cookie.yaml", `${base}${cookie}\n`));
+        try {
+          assert.equal(c.links.length, 1, cookie);
+        } finally {
+          c.close();
+        }
+      }
+      for (const [cookie, match] of [
+        ['"0x10000000000000000"', /does not fit in a u64/],
+        ['"18446744073709551616"', /does not fit in a u64/],
+        ["18446744073709551616", /Too big: expected int to be <=9007199254740991/],
+      ] as const) {
+        const text = `${base}${cookie}\n`;
+        await expectAt(() => Runtime.fromConfigFile(writeConfig("bad-cookie.yaml", text)), text, cookie, "objects[0].programs.count_calls.cookie", match);
+      }
+    });
+
     it("an unknown program points at its key", async () => {
       const text = "plugins: ['@bpfhook/plugin-frida-uprobe']\nobjects:\n  - path: count.bpf.o\n    programs:\n      count_cals: {}\n";
       const file = writeConfig("bad-prog.yaml", text);

@@ -6,7 +6,7 @@
  * threads case fires from the test addon's native threads.
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { strict as assert } from "node:assert";
@@ -15,6 +15,7 @@ import { compileC, counterProgram, createTestRuntime, loadProgram, readMap, requ
 import { trigger as fireSimple } from "@bpfhook/plugin-simple";
 import { dispatch } from "@bpfhook/plugin-syscall-trace";
 import { testAddon } from "./support/test-addon.js";
+import { removeTempDir } from "./support/tmp.js";
 
 const repoRoot = path.resolve(__dirname, "..", "..");
 const fixtures = path.join(repoRoot, "test", "fixtures");
@@ -22,8 +23,9 @@ const GETPPID = 110;
 
 // The agent's target, built once with gcc (the case skips without it); -O0
 // so that contract_work is long enough to patch.
+// The folder is made when the file loads (the contract's cases name the
+// target then) and goes after the suite.
 const buildDir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-contract-"));
-process.on("exit", () => rmSync(buildDir, { recursive: true, force: true }));
 const target = path.join(buildDir, "contract_target");
 let targetMissing: string | undefined;
 function buildTarget(): void {
@@ -35,6 +37,7 @@ const agentTarget = (mode: string, program: ReturnType<typeof counterProgram>, n
   targetMissing !== undefined ? { skip: targetMissing } : { command: target, args: [mode, String(n)], program, expectHits: n };
 
 describe("58 plugin contract", () => {
+  after(() => removeTempDir(buildDir));
   describe("the test kit's own pieces", () => {
     const simpleDir = path.join(repoRoot, "plugins", "simple");
 

@@ -1,9 +1,9 @@
 import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { compileFixture, skipWithoutClang } from "./support/clang.js";
+import { testTempDir } from "./support/tmp.js";
 
 const repoRoot = path.resolve(__dirname, "..", "..");
 const cli = path.join(repoRoot, "core", "bin", "bpfhook.js");
@@ -19,7 +19,7 @@ describe("60 cli", () => {
 
   it("asm writes raw instructions; disasm of an object prints them back", function () {
     skipWithoutClang(this);
-    const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-cli-"));
+    const dir = testTempDir("bpfhook-cli-");
     writeFileSync(path.join(dir, "p.s"), "mov %r0, 42\nexit\n");
     const a = run("asm", path.join(dir, "p.s"), "-o", path.join(dir, "p.bin"));
     assert.equal(a.status, 0, a.stderr);
@@ -73,7 +73,7 @@ describe("60 cli", () => {
   });
 
   it("inspect refuses what is not a regular file instead of reading it forever", () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-cli-"));
+    const dir = testTempDir("bpfhook-cli-");
     const fifo = path.join(dir, "fifo");
     spawnSync("mkfifo", [fifo]);
     for (const [file, kind] of [["/dev/zero", "a character device"], [fifo, "a FIFO"], [dir, "a directory"]] as const) {
@@ -91,5 +91,52 @@ describe("60 cli", () => {
     const u = run("inspect");
     assert.notEqual(u.status, 0);
     assert.match(u.stderr, /missing required argument 'object'/);
+  });
+
+  it("--help of the command and of every subcommand; unknown commands and flags are refused", () => {
+    const top = run("--help");
+    const commands = ["inspect", "verify", "ptx", "disasm", "asm", "compile", "clean", "new-plugin", "run", "attach", "detach", "maps", "ps", "conformance"];
+    for (const cmd of commands) assert.match(top.stdout, new RegExp(`^  ${cmd}\\b`, "m"), `--help lists ${cmd}`);
+    for (const cmd of commands) {
+      const h = run(cmd, "--help");
+      assert.equal(h.status, 0, `${cmd} --help: ${h.stderr}`);
+      assert.match(h.stdout, new RegExp(`^Usage: bpfhook ${cmd}`, "m"), `${cmd} --help`);
+      const bad = run(cmd, "--bogus-flag");
+      assert.notEqual(bad.status, 0, `${cmd} --bogus-flag`);
+      assert.match(bad.stderr, /unknown option '--bogus-flag'|required option '.*' not specified/, `${cmd} --bogus-flag: ${bad.stderr}`);
+    }
+    const unknown = run("frobnicate");
+    assert.notEqual(unknown.status, 0);
+    assert.match(unknown.stderr, /unknown command 'frobnicate'/);
+  });
+
+  it("a file that cannot be read or written is one line naming it, not a stack trace", () => {
+    const dir = testTempDir("bpfhook-cli-");
+    const noStack = (r: ReturnType<typeof run>, what: RegExp) => {
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, what);
+      assert.doesNotMatch(r.stderr, /^\s+at /m, `a stack trace:\n${r.stderr}`);
+    };
+    noStack(run("asm", path.join(dir, "missing.s"), "-o", path.join(dir, "out.bin")), /^bpfhook: ENOENT: no such file or directory, open '.*missing\.s'\n$/);
+    writeFileSync(path.join(dir, "p.s"), "exit\n");
+    noStack(run("asm", path.join(dir, "p.s"), "-o", path.join(dir, "no", "such", "dir", "p.bin")), /^bpfhook: ENOENT: .*p\.bin'\n$/);
+    noStack(run("disasm", path.join(dir, "missing.o")), /^bpfhook: .*missing\.o/);
+    noStack(run("ptx", path.join(dir, "missing.o")), /^bpfhook: .*missing\.o/);
+  });
+
+  it("ptx: an arch out of range, an object without programs", function () {
+    const r = run("ptx", "whatever.o", "--arch", "sm_5");
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /^bpfhook: --arch: arch 'sm_5' is out of range \(sm_30 to sm_999\)/);
+    assert.match(run("ptx", "whatever.o", "--arch", "sm_99999999999999999999").stderr, /out of range/);
+    skipWithoutClang(this);
+    const dir = testTempDir("bpfhook-cli-");
+    const src = path.join(dir, "maps_only.bpf.c");
+    writeFileSync(src, '#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\nint value SEC(".data") = 1;\n');
+    const built = run("compile", src, "-o", path.join(dir, "maps_only.bpf.o"));
+    assert.equal(built.status, 0, built.stderr);
+    const none = run("ptx", path.join(dir, "maps_only.bpf.o"));
+    assert.equal(none.status, 1);
+    assert.match(none.stderr, /maps_only\.bpf\.o: has no programs/);
   });
 });

@@ -12,6 +12,7 @@ import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, write
 import os from "node:os";
 import path from "node:path";
 import { compileFixture, skipWithoutClang } from "./support/clang.js";
+import { removeTempDir } from "./support/tmp.js";
 
 const repoRoot = path.resolve(__dirname, "..", "..");
 const cli = path.join(repoRoot, "core", "bin", "bpfhook.js");
@@ -151,6 +152,7 @@ describe("61 agent mode: bpfhook run / attach / maps / ps / detach", function ()
     for (const p of procs.splice(0)) p.kill();
     for (const pid of programs.splice(0)) killQuietly(pid);
   });
+  after(() => removeTempDir(dir));
 
   it("run -j: probes on the program's own function and on libc are in place before main; events, printk, maps, exit", () => {
     const r = bpfhook(["run", "-j", object, "--", victim, "50", "0"]);
@@ -410,6 +412,44 @@ describe("61 agent mode: bpfhook run / attach / maps / ps / detach", function ()
     const gone = bpfhook(["attach", "-p", "999999999", object]);
     assert.equal(gone.status, 1);
     assert.match(gone.stderr, /no process 999999999/);
+  });
+
+  it("SIGTERM or SIGINT while bpfhook run is starting: the command gets it once it runs, bpfhook exits with its status and removes its region", async () => {
+    for (const [sig, n] of [
+      ["SIGTERM", 15],
+      ["SIGINT", 2],
+    ] as const) {
+      const run = start(process.execPath, [cli, "run", "-j", object, "--", victim, "-1", "5"]);
+      // The region exists from the session's start, long before the command's probes are in place.
+      const end = Date.now() + 20_000;
+      while (regionsOf(run.pid).length === 0) {
+        if (run.done || Date.now() > end) assert.fail(`no region of ${run.pid}; stdout:\n${run.out}\nstderr:\n${run.err}`);
+        await sleep(2);
+      }
+      assert.doesNotMatch(run.out, /"type":"attached"/, "the signal comes while bpfhook is still starting");
+      run.kill(sig);
+      const st = await run.exited;
+      assert.deepEqual(st, { code: 128 + n, signal: null }, `${sig}: bpfhook ends with the command's status\nstdout:\n${run.out}\nstderr:\n${run.err}`);
+      assert.deepEqual(jsonLines(run.out).pop(), { type: "exit", data: { status: 128 + n } });
+      assert.deepEqual(regionsOf(run.pid), [], `${sig}: the region is removed`);
+    }
+  });
+
+  it("SIGINT while bpfhook attach is attaching: it detaches once attached, exits 0, removes its region; the program runs on", async () => {
+    const v = start(victim, ["-1", "2"]);
+    await v.waitFor(/main \d+/);
+    const at = start(process.execPath, [cli, "attach", "-j", "-p", String(v.pid), object]);
+    const end = Date.now() + 20_000;
+    while (regionsOf(at.pid).length === 0) {
+      if (at.done || Date.now() > end) assert.fail(`no region of ${at.pid}; stdout:\n${at.out}\nstderr:\n${at.err}`);
+      await sleep(2);
+    }
+    assert.doesNotMatch(at.out, /"type":"attached"/, "the signal comes while bpfhook is still attaching");
+    at.kill("SIGINT");
+    const st = await at.exited;
+    assert.deepEqual(st, { code: 0, signal: null }, `stdout:\n${at.out}\nstderr:\n${at.err}`);
+    assert.deepEqual(regionsOf(at.pid), [], "the region is removed");
+    assert.ok(alive(v.pid), "the program keeps running");
   });
 
   it("--help for every agent command", () => {

@@ -13,6 +13,7 @@ import path from "node:path";
 import { AgentSession, type BpfMap, type Link } from "@bpfhook/core";
 import { compileFixture, skipWithoutClang } from "./support/clang.js";
 import { expectError } from "./support/expect-error.js";
+import { removeTempDir } from "./support/tmp.js";
 
 const fixtures = path.resolve(__dirname, "..", "fixtures");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -44,6 +45,7 @@ describe("62 agent mode: AgentSession", function () {
       s.close();
     }
   });
+  after(() => removeTempDir(dir));
 
   async function run(args: string[], extra: { plugins?: string[]; objects?: string[] } = {}): Promise<AgentSession> {
     const s = await AgentSession.run({ objects: extra.objects ?? [object], plugins: extra.plugins ?? [], command: victim, args, stdio: ["ignore", "pipe", "inherit"] });

@@ -1,4 +1,7 @@
 import { strict as assert } from "node:assert";
+import { spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
 import {
   decompressNvLz,
   entryData,
@@ -11,6 +14,7 @@ import {
   type FatbinEntry,
 } from "@bpfhook/plugin-nv-cuda";
 import { normalizePtx, nvccBuild, nvccPtx, skipWithoutCuda } from "./support/cuda.js";
+import { testTempDir } from "./support/tmp.js";
 
 // One PTX for sm_80 (with its cubin) and one for sm_90, as a multi-arch build embeds them.
 const GENCODE = ["-gencode", "arch=compute_80,code=[sm_80,compute_80]", "-gencode", "arch=compute_90,code=compute_90"];
@@ -162,5 +166,114 @@ describe("70 nv-cuda fat binaries", function () {
     const long = Buffer.from([0x1f, 0x41, 0x01, 0x00, 0xff, 0x01]);
     assert.equal(Buffer.from(decompressNvLz(long, 276, "t")).toString(), "A".repeat(276));
     assert.throws(() => decompressNvLz(long, 275, "t"), /match past the uncompressed size/);
+  });
+});
+
+/** A synthetic entry: kind 1 PTX / 2 ELF; flags 0x2000 LZ, 0x8000 zstd; sizes as the header states them. */
+interface SyntheticEntry {
+  kind?: number;
+  flags?: bigint;
+  payload: Uint8Array;
+  compressed?: number;
+  uncompressed?: number;
+}
+
+/** One container as nvcc lays it out (container.ts), holding `entries`. */
+function container(entries: readonly SyntheticEntry[]): Buffer {
+  const body = Buffer.concat(
+    entries.map((e) => {
+      const h = Buffer.alloc(64);
+      h.writeUInt16LE(e.kind ?? 1, 0);
+      h.writeUInt16LE(0x0101, 2);
+      h.writeUInt32LE(64, 4);
+      h.writeBigUInt64LE(BigInt(e.payload.length), 8);
+      h.writeUInt32LE(e.compressed ?? 0, 16);
+      h.writeUInt32LE(64, 20);
+      h.writeUInt16LE(0, 24);
+      h.writeUInt16LE(8, 26);
+      h.writeUInt32LE(90, 28);
+      h.writeBigUInt64LE(0x11n | (e.flags ?? 0n), 40);
+      h.writeBigUInt64LE(BigInt(e.uncompressed ?? 0), 56);
+      return Buffer.concat([h, e.payload]);
+    }),
+  );
+  const head = Buffer.alloc(16);
+  head.writeUInt32LE(0xba55ed50, 0);
+  head.writeUInt16LE(1, 4);
+  head.writeUInt16LE(16, 6);
+  head.writeBigUInt64LE(BigInt(body.length), 8);
+  return Buffer.concat([head, body]);
+}
+
+describe("70 nv-cuda fat binaries: adversarial containers (no CUDA needed)", () => {
+  it("refuses an entry claiming more output than its compression can give, before allocating it", () => {
+    // 16 stored bytes can give at most 16 * 255 bytes of LZ and 16 * 2^16 of zstd.
+    const lz = container([{ flags: 0x2000n, payload: Buffer.alloc(16, 0xff), compressed: 16, uncompressed: 100 << 20 }]);
+    expectFatbinError(() => parseFatbin(lz), /container 0 entry 0: uncompressed size 104857600 is more than lz can give from compressed size 16 \(at most 4080\)/);
+    const zstd = container([{ flags: 0x8000n, payload: Buffer.alloc(16), compressed: 16, uncompressed: 500 << 20 }]);
+    expectFatbinError(() => parseFatbin(zstd), /container 0 entry 0: uncompressed size 524288000 is more than zstd can give from compressed size 16 \(at most 1048576\)/);
+    // At the bound it parses, and the decoder still checks the stream.
+    const ok = container([{ flags: 0x2000n, payload: Buffer.from([0x1f, 0x41, 0x01, 0x00, 0xff, 0x01]), compressed: 6, uncompressed: 276 }]);
+    assert.equal(Buffer.from(entryData(parseFatbin(ok).entries[0]!)).toString(), "A".repeat(276));
+  });
+
+  it("zero sizes: empty containers and entries, many of them, end", () => {
+    const many = Buffer.concat(Array.from({ length: 1000 }, () => container([])));
+    const f = parseFatbin(many);
+    assert.equal(f.containers, 1000);
+    assert.equal(f.entries.length, 0);
+    const empty = parseFatbin(container([{ payload: new Uint8Array(0) }]));
+    assert.equal(empty.entries.length, 1);
+    assert.equal(entryPtx(empty.entries[0]!), "");
+    expectFatbinError(() => parseFatbin(container([{ flags: 0x2000n, payload: new Uint8Array(0), compressed: 0, uncompressed: 10 }])), /compressed size 0 is out of bounds/);
+    // A stored PTX entry up to its first NUL, and trailing zero padding after the last container.
+    const padded = Buffer.concat([container([{ payload: Buffer.from("ret;\0\0\0\0") }]), Buffer.alloc(12)]);
+    assert.equal(entryPtx(parseFatbin(padded).entries[0]!), "ret;");
+  });
+
+  it("reads each section once however many wrappers point into it (a library of many translation units)", function () {
+    if (spawnSync("gcc", ["--version"]).status !== 0) {
+      console.log("      skipped: gcc not found");
+      this.skip();
+    }
+    // N empty containers at the start of a 2 MiB .nv_fatbin and N wrappers
+    // naming them by link-time address (-no-pie, as nvcc's executables).
+    const N = 300;
+    const dir = testTempDir("bpfhook-fatbin-");
+    const src = path.join(dir, "many.c");
+    const heads = Array.from({ length: N }, () => "{0xba55ed50u, 1, 16, 0}").join(",\n");
+    const wraps = Array.from({ length: N }, (_, i) => `{0x466243b1u, 1, &fat.h[${i}], 0}`).join(",\n");
+    writeFileSync(
+      src,
+      `#include <stdint.h>
+struct hdr { uint32_t magic; uint16_t version, size; uint64_t fat_size; };
+struct wrapper { uint32_t magic, version; const void *data; const void *unused; };
+__attribute__((section(".nv_fatbin"), used, aligned(8))) const struct { struct hdr h[${N}]; char pad[2 << 20]; } fat = {{${heads}}, {0}};
+__attribute__((section(".nvFatBinSegment"), used, aligned(8))) const struct wrapper wrappers[${N}] = {${wraps}};
+int main(void) { return 0; }
+`,
+    );
+    const exe = path.join(dir, "many");
+    const cc = spawnSync("gcc", ["-O0", "-no-pie", "-o", exe, src], { encoding: "utf8" });
+    assert.equal(cc.status, 0, cc.stderr);
+    const fs = require("node:fs") as typeof import("node:fs");
+    const realRead = fs.readSync;
+    let bytes = 0;
+    fs.readSync = ((...args: Parameters<typeof realRead>) => {
+      const n = (realRead as (...a: unknown[]) => number)(...args);
+      bytes += n;
+      return n;
+    }) as typeof realRead;
+    let found;
+    try {
+      found = findFatbins(exe);
+    } finally {
+      fs.readSync = realRead;
+    }
+    assert.equal(found.wrappers.length, N);
+    assert.ok(found.wrappers.every((w) => w.fatbin.containers === 1 && w.fatbin.entries.length === 0));
+    assert.equal(found.section?.containers, N);
+    const size = fs.statSync(exe).size;
+    assert.ok(bytes <= 2 * size, `read ${bytes} bytes of a ${size}-byte file`);
   });
 });

@@ -15,8 +15,7 @@
  */
 import { strict as assert } from "node:assert";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { existsSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { AgentSession, assembleBytes, compileBpfC, conformanceFiles, parseDataFile, Runtime, type PerCpuMap } from "@bpfhook/core";
 import { definePlugin, PLUGIN_ABI_VERSION } from "@bpfhook/sdk";
@@ -25,6 +24,7 @@ import { conformanceModule, parseGpuDump, type ConformanceProgram } from "@bpfho
 import { conformanceDir } from "./helpers/conformance-dir.js";
 import { compileFixture, FIXTURES_DIR, skipWithoutClang } from "./support/clang.js";
 import { cudaBuildDir, nvccBuild, ptxasCheck, skipWithoutCuda } from "./support/cuda.js";
+import { testTempDir } from "./support/tmp.js";
 
 const repoRoot = path.resolve(__dirname, "..", "..");
 const cli = path.join(repoRoot, "core", "bin", "bpfhook.js");
@@ -43,7 +43,7 @@ interface Run {
 }
 
 function runUnderAgent(exe: string, extraEnv: Record<string, string> = {}, fixture = "intercept_probe", args: readonly string[] = ["1000", "1", "fake"]): Run {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-nvi-"));
+  const dir = testTempDir("bpfhook-nvi-");
   const agentLog = path.join(dir, "agent.log");
   const driverLog = path.join(dir, "driver.log");
   const dump = path.join(dir, "gpu-maps.dump");
@@ -185,7 +185,7 @@ describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
   });
 
   it("when the controller dies the probes go: later launches are not redirected, and the program runs to its end", async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-nvi-"));
+    const dir = testTempDir("bpfhook-nvi-");
     const driverLog = path.join(dir, "driver.log");
     const agentLog = path.join(dir, "agent.log");
     const object = compileFixture("nv-cuda/intercept_probe.bpf.c");
@@ -266,7 +266,7 @@ describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
   });
 
   it("late attach (bpfhook attach -p): kernels registered and launched before are redirected from then on, and go back at detach", async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-nvi-"));
+    const dir = testTempDir("bpfhook-nvi-");
     const driverLog = path.join(dir, "driver.log");
     const agentLog = path.join(dir, "agent.log");
     const object = compileFixture("nv-cuda/intercept_probe.bpf.c");
@@ -308,7 +308,7 @@ describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
   });
 
   it("detaching one program of the object keeps the others instrumented (its guard slot turned off in the module in use)", async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-nvi-"));
+    const dir = testTempDir("bpfhook-nvi-");
     const driverLog = path.join(dir, "driver.log");
     const object = compileFixture("nv-cuda/intercept_probe.bpf.c");
     const s = await AgentSession.run({
@@ -392,7 +392,7 @@ describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
   });
 
   it("live GPU maps: the device maps are mirrored into the object's maps while the target runs, bh_ring drained into printk", async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-nvi-"));
+    const dir = testTempDir("bpfhook-nvi-");
     const driverLog = path.join(dir, "driver.log");
     const object = compileFixture("nv-cuda/intercept_probe.bpf.c");
     // The stand-in leaves what count_threads would on a GPU (1 per thread of each launch, per-thread shards) and one printk record per launch.
@@ -434,7 +434,7 @@ describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
   });
 
   it("refuses a kernel the target does not have, naming its kernels", () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-nvi-"));
+    const dir = testTempDir("bpfhook-nvi-");
     const src = path.join(dir, "other.bpf.c");
     const text = readFileSync(path.join(repoRoot, "test", "fixtures", "nv-cuda", "intercept_probe.bpf.c"), "utf8").replace('SEC("cuda/vectorAdd")', 'SEC("cuda/noSuchKernel")');
     writeFileSync(src, text);
@@ -471,7 +471,7 @@ describe("72 nv-cuda interception (agent mode, stand-in driver)", function () {
     assert.deepEqual(mod.refused, ["callx: prog 'callx': insn 2: callx (call by register) is not supported on the GPU"]);
     const a = ptxasCheck(mod.ptx, 90, "conformance-device");
     assert.equal(a.status, 0, a.output);
-    const work = mkdtempSync(path.join(os.tmpdir(), "bpfhook-nvi-"));
+    const work = testTempDir("bpfhook-nvi-");
     const ptx = path.join(work, "conformance.ptx");
     const manifest = path.join(work, "conformance.manifest");
     const log = path.join(work, "driver.log");

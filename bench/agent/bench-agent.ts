@@ -13,7 +13,7 @@
  *    program directly; median of START_RUNS.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { AgentSession, compileBpfC } from "@bpfhook/core";
@@ -102,6 +102,7 @@ function timeToMain(argv: string[], env: NodeJS.ProcessEnv, split?: number[]): P
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-bench-agent-"));
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true })); // also after a failure
   const target = path.join(dir, "bench_target");
   const cc = spawnSync(
     "gcc",

@@ -28,7 +28,7 @@
  * fails.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { conformanceModule, parseGpuDump } from "@bpfhook/plugin-nv-cuda";
@@ -131,6 +131,7 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 function main(): void {
   const gpu = findGpu();
   const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-test-gpu-"));
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true })); // also after fail()
   const objs = objects(dir);
   const exe = buildVecAdd(dir, gpu.arch);
   console.log(`test:gpu on ${gpu.name} (sm_${gpu.arch}): vec_add n=${N}, ${REPEAT} launches a run, ${RUNS} runs each`);

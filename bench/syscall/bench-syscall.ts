@@ -26,7 +26,8 @@
  * line of medians (ns per call) with the added ns under "added".
  */
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { assembleBytes, compileBpfC, Runtime, type BpfMap, type Link } from "@bpfhook/core";
 import { Mechanism, setMechanisms, syscallTraceStats } from "@bpfhook/plugin-syscall-trace";
@@ -154,11 +155,17 @@ async function child(mech: string): Promise<void> {
   console.log(JSON.stringify({ mech, rows, stats, error }));
 }
 
-let tmpDir: string | undefined;
+/**
+ * The run's scratch folder: made by the parent, which removes it when it
+ * exits; its children (one per mechanism, any of which may crash) get it
+ * through BH_BENCH_SYSCALL_DIR.
+ */
+let tmpDir: string | undefined = process.env["BH_BENCH_SYSCALL_DIR"];
 function tmp(): string {
   if (tmpDir === undefined) {
-    const { mkdtempSync } = require("node:fs") as typeof import("node:fs");
-    tmpDir = mkdtempSync(path.join(require("node:os").tmpdir(), "bpfhook-bench-syscall-"));
+    const dir = mkdtempSync(path.join(os.tmpdir(), "bpfhook-bench-syscall-"));
+    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+    tmpDir = dir;
   }
   return tmpDir;
 }
@@ -224,7 +231,11 @@ async function main(): Promise<void> {
 
   const results: Record<string, { rows: Row[]; stats?: Record<string, number | boolean>; error?: string }> = {};
   for (const mech of MECHS) {
-    const r = spawnSync(process.execPath, [__filename, "--child", mech], { encoding: "utf8", timeout: 300_000 });
+    const r = spawnSync(process.execPath, [__filename, "--child", mech], {
+      encoding: "utf8",
+      timeout: 300_000,
+      env: { ...process.env, BH_BENCH_SYSCALL_DIR: tmp() },
+    });
     const line = r.stdout.trim().split("\n").pop() ?? "";
     try {
       results[mech] = JSON.parse(line);

@@ -6,9 +6,9 @@
  */
 import { spawnSync } from "node:child_process";
 import { compileBpfC } from "@bpfhook/core";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { runTempDir } from "./tmp.js";
 
 /** test/fixtures, from test/dist/support where this file runs. */
 export const FIXTURES_DIR = resolve(__dirname, "..", "..", "fixtures");
@@ -62,11 +62,8 @@ export function compileFixture(name: string, opts: CompileOptions = {}): string 
   if (cached !== undefined) return cached;
   const clang = probe().path;
   if (clang === undefined) throw new Error(probe().reason);
-  if (buildDir === undefined) {
-    buildDir = mkdtempSync(join(tmpdir(), "bpfhook-fixtures-"));
-    const dir = buildDir;
-    process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
-  }
+  // Removed at the end of the run (the root hooks, support/tmp.ts).
+  buildDir ??= runTempDir("bpfhook-fixtures-");
   const out = join(buildDir, `${name.replace(/[/\\]/g, "_").replace(/\.c$/, "")}${debug ? "" : ".nodebug"}.o`);
   // The same flags users get from @bpfhook/core's compileBpfC.
   compileBpfC(join(FIXTURES_DIR, name), { out, debug, clang });

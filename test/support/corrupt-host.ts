@@ -13,7 +13,7 @@
  * the counts and exits 0.
  */
 import { spawn } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import {
@@ -192,6 +192,8 @@ async function main(): Promise<void> {
   shm.close();
   const targetsFile = path.join(os.tmpdir(), `bpfhook-t25-targets-${process.pid}.json`);
   writeFileSync(targetsFile, JSON.stringify(targets));
+  // Every way out of this process (the exits below included) removes it.
+  process.once("exit", () => rmSync(targetsFile, { force: true }));
   const scribbler = spawn(process.execPath, [path.join(__dirname, "corrupt-scribbler.js"), region.name, targetsFile, String(seed), String(durationMs)], { stdio: "inherit" });
   const scribblerDone = new Promise<number | null>((resolve) => scribbler.on("exit", (code) => resolve(code)));
 

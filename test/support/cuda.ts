@@ -5,10 +5,10 @@
  * are cached by their arguments.
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { FIXTURES_DIR } from "./clang.js";
+import { runTempDir } from "./tmp.js";
 
 const nvcc = process.env["NVCC"] ?? "nvcc";
 const ptxas = process.env["PTXAS"] ?? "ptxas";
@@ -30,7 +30,7 @@ export function skipWithoutCuda(ctx: Mocha.Context): void {
 }
 
 export function cudaBuildDir(): string {
-  dir ??= mkdtempSync(path.join(os.tmpdir(), "bpfhook-cuda-"));
+  dir ??= runTempDir("bpfhook-cuda-"); // removed at the end of the run
   return dir;
 }
 

@@ -5,12 +5,14 @@
  * loaded, closed after the test. Call inside a describe(); `bind` receives
  * the current values before each test (and the compiled path and the test
  * addon once, before the first). `options` go to every Runtime.create.
+ * The fixture's build folder goes after the suite.
  */
 import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { compileBpfC, Runtime, type LoadedObject, type RuntimeOptions } from "@bpfhook/core";
 import { clangUnavailable } from "./clang.js";
+import { removeTempDir } from "./tmp.js";
 import { testAddon, type TestAddon } from "./test-addon.js";
 
 const repoRoot = path.resolve(__dirname, "..", "..", "..");
@@ -29,13 +31,15 @@ export function useUprobeFixture(
   options: Omit<RuntimeOptions, "plugins" | "resolveFrom"> = {},
 ): void {
   const s: Partial<UprobeSession> = {};
+  let dir: string | undefined;
   before(function () {
     const reason = clangUnavailable();
     if (reason) {
       console.log(`      skipped: ${reason}`);
       this.skip();
     }
-    const out = path.join(mkdtempSync(path.join(os.tmpdir(), tmpPrefix)), path.basename(fixture, ".c") + ".o");
+    dir = mkdtempSync(path.join(os.tmpdir(), tmpPrefix));
+    const out = path.join(dir, path.basename(fixture, ".c") + ".o");
     s.objectPath = compileBpfC(fixture, { out });
     s.t = testAddon();
     bind(s);
@@ -46,4 +50,5 @@ export function useUprobeFixture(
     bind(s);
   });
   afterEach(() => s.rt?.close());
+  after(() => removeTempDir(dir));
 }

@@ -14,6 +14,7 @@ export {
   counterProgram,
   loadProgram,
   readMap,
+  removeCompiled,
   requireClang,
   type AsmMap,
   type AsmSource,

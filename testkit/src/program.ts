@@ -118,8 +118,7 @@ export function compileC(source: CSource): string {
   if (known !== undefined) return known;
   if (buildRoot === undefined) {
     buildRoot = path.join(os.tmpdir(), `bpfhook-testkit-${process.pid}-${Date.now().toString(36)}`);
-    const root = buildRoot;
-    process.on("exit", () => rmSync(root, { recursive: true, force: true }));
+    process.once("exit", removeCompiled);
   }
   const dir = path.join(buildRoot, key);
   mkdirSync(dir, { recursive: true });
@@ -132,6 +131,18 @@ export function compileC(source: CSource): string {
   });
   compiled.set(key, out);
   return out;
+}
+
+/**
+ * Removes the folder of {@link compileC}'s objects now (it also goes at
+ * exit), for a suite that checks before its process ends that it left
+ * nothing behind. Objects compiled before are gone: the next compileC
+ * builds again.
+ */
+export function removeCompiled(): void {
+  if (buildRoot !== undefined) rmSync(buildRoot, { recursive: true, force: true });
+  buildRoot = undefined;
+  compiled.clear();
 }
 
 /**

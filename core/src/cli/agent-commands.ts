@@ -145,40 +145,51 @@ export function runCommand(): Command {
       const sep = process.argv.indexOf("--");
       const command = sep >= 0 ? process.argv.slice(sep + 1) : [];
       const objs = objects.slice(0, Math.max(0, objects.length - command.length));
-      await guarded(printer, async () => {
-        if (command.length === 0) throw new BpfhookError("BAD_ARGUMENT", "run: give the command after '--': bpfhook run prog.bpf.o -- ./app args");
-        if (!o.config && objs.length === 0) throw new BpfhookError("BAD_ARGUMENT", "run: give a config (-c) or objects to load");
-        const session = await AgentSession.run({
-          ...sessionOptions(objs, o, printer),
-          command: command[0]!,
-          args: command.slice(1),
-          // With -j stdout carries only JSON lines: the command's stdout goes to stderr.
-          stdio: json ? ["inherit", 2, 2] : "inherit",
+      // The terminal's Ctrl-C reaches the command too (same process group);
+      // bpfhook waits for it to end, then prints and cleans up. The handlers
+      // are in place before the session starts: a signal while it starts
+      // (the region exists, the command may be running) is handed to the
+      // command once it runs, instead of killing bpfhook and leaving both.
+      let session: AgentSession | undefined;
+      let pending: NodeJS.Signals | undefined;
+      const forward = (sig: NodeJS.Signals) => () => {
+        if (session === undefined) pending ??= sig;
+        else if (session.child && session.child.exitCode === null) session.child.kill(sig);
+      };
+      const onInt = forward("SIGINT");
+      const onTerm = forward("SIGTERM");
+      process.on("SIGINT", onInt);
+      process.on("SIGTERM", onTerm);
+      try {
+        await guarded(printer, async () => {
+          if (command.length === 0) throw new BpfhookError("BAD_ARGUMENT", "run: give the command after '--': bpfhook run prog.bpf.o -- ./app args");
+          if (!o.config && objs.length === 0) throw new BpfhookError("BAD_ARGUMENT", "run: give a config (-c) or objects to load");
+          const s = await AgentSession.run({
+            ...sessionOptions(objs, o, printer),
+            command: command[0]!,
+            args: command.slice(1),
+            // With -j stdout carries only JSON lines: the command's stdout goes to stderr.
+            stdio: json ? ["inherit", 2, 2] : "inherit",
+          });
+          session = s;
+          const out = wire(s, printer);
+          try {
+            if (pending !== undefined) forward(pending)();
+            const st = await s.exited;
+            await new Promise((r) => setTimeout(r, 20));
+            s.flush();
+            out.stop();
+            out.printMaps();
+            printer.exit(st.status);
+            process.exitCode = st.status;
+          } finally {
+            s.close();
+          }
         });
-        const out = wire(session, printer);
-        // The terminal's Ctrl-C reaches the command too (same process group);
-        // bpfhook waits for it to end, then prints and cleans up.
-        const forward = (sig: NodeJS.Signals) => () => {
-          if (session.child && session.child.exitCode === null) session.child.kill(sig);
-        };
-        const onInt = forward("SIGINT");
-        const onTerm = forward("SIGTERM");
-        process.on("SIGINT", onInt);
-        process.on("SIGTERM", onTerm);
-        try {
-          const st = await session.exited;
-          await new Promise((r) => setTimeout(r, 20));
-          session.flush();
-          out.stop();
-          out.printMaps();
-          printer.exit(st.status);
-          process.exitCode = st.status;
-        } finally {
-          process.off("SIGINT", onInt);
-          process.off("SIGTERM", onTerm);
-          session.close();
-        }
-      });
+      } finally {
+        process.off("SIGINT", onInt);
+        process.off("SIGTERM", onTerm);
+      }
     });
 }
 
@@ -199,14 +210,23 @@ export function attachCommand(): Command {
       const duration = o.duration === undefined ? undefined : Number(o.duration);
       if (duration !== undefined && !(duration > 0)) throw new BpfhookError("BAD_ARGUMENT", `--duration: expected seconds > 0, got '${o.duration}'`);
       if (!o.config && objects.length === 0) throw new BpfhookError("BAD_ARGUMENT", "attach: give a config (-c) or objects to load");
-      const session = await AgentSession.attach({ ...sessionOptions(objects, o, printer), pid });
-      const out = wire(session, printer);
+      // Ctrl-C while attaching: detach as soon as the attach is done, rather
+      // than die and leave the region (and the agent waiting for a plan).
       let stop: () => void = () => {};
       const stopped = new Promise<void>((resolve) => {
         stop = resolve;
       });
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
+      let session: AgentSession;
+      try {
+        session = await AgentSession.attach({ ...sessionOptions(objects, o, printer), pid });
+      } catch (err) {
+        process.off("SIGINT", stop);
+        process.off("SIGTERM", stop);
+        throw err;
+      }
+      const out = wire(session, printer);
       const timer = duration === undefined ? undefined : setTimeout(stop, duration * 1000);
       const watch = setInterval(() => {
         if (!processAlive(pid)) stop();

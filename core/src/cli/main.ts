@@ -199,13 +199,27 @@ async function main(): Promise<void> {
   try {
     await program().parseAsync(process.argv);
   } catch (err) {
-    if (err instanceof BpfhookError) {
-      console.error(`bpfhook: ${err.message}`);
+    if (err instanceof BpfhookError || userFacing(err)) {
+      console.error(`bpfhook: ${(err as Error).message}`);
       process.exitCode = 1;
       return;
     }
     throw err;
   }
+}
+
+/**
+ * An error about the user's input rather than a bug, told in one line like a
+ * BpfhookError: a file that cannot be read or written (Node's system errors:
+ * "ENOENT: no such file or directory, open 'x.s'"), or a plugin's own coded
+ * error (nv-cuda's FATBIN_INVALID, PTX_INSERT ...). Anything else keeps its
+ * stack trace.
+ */
+function userFacing(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const e = err as Error & { code?: unknown; syscall?: unknown };
+  if (typeof e.syscall === "string") return true;
+  return typeof e.code === "string" && /^[A-Z][A-Z0-9]*_[A-Z0-9_]+$/.test(e.code) && !e.code.startsWith("ERR_");
 }
 
 void main();

@@ -34,6 +34,19 @@ function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+const U64_MAX = (1n << 64n) - 1n;
+
+/**
+ * A config's cookie (a safe integer, or a decimal or "0x" string: the schema
+ * checked the forms, docs/CONFIG.md) as the u64 the attach takes; one past
+ * 2^64-1 is refused here, naming the field, not at attach.
+ */
+function configCookie(cfg: LoadedConfig, at: ConfigPath, value: number | string): bigint {
+  const n = BigInt(value);
+  if (n > U64_MAX) throw cfg.error(at, `${value} does not fit in a u64 (at most 0x${U64_MAX.toString(16)})`);
+  return n;
+}
+
 /** The name an object is found by: `name`, else its file name less .bpf.o / .o. */
 export function objectName(entry: { path: string; name?: string | undefined }): string {
   return entry.name ?? path.basename(entry.path).replace(/(\.bpf)?\.o$/, "");
@@ -120,7 +133,7 @@ export async function applyConfig(rt: Runtime, cfg: LoadedConfig): Promise<Confi
       const at: ConfigPath = p ? [...here, "programs", program.name] : here;
       if (p?.attach === false) continue;
       const options: AttachOptions = {};
-      if (p?.cookie !== undefined) options.cookie = p.cookie;
+      if (p?.cookie !== undefined) options.cookie = configCookie(cfg, [...at, "cookie"], p.cookie);
       if (p?.force !== undefined) options.force = p.force;
       if (p?.attach) {
         const { type, ...data } = p.attach;

@@ -1,6 +1,7 @@
 /**
  * Section names and config entries to private data.
  */
+import { SYSCALL_MAX_NR } from "./encode-constants.js";
 import { closestSyscalls, syscallNumber } from "./syscalls.js";
 
 type Raw = { direction: "enter" | "exit"; nr: number | "all" };
@@ -43,8 +44,16 @@ export function resolveSyscall(name: string, where: string): number {
 export function parseSyscallConfig(entry: Record<string, unknown>): unknown {
   const { syscall, ...rest } = entry;
   if (syscall === undefined) return entry;
+  // Both would leave one silently unused.
+  if ("nr" in rest) throw badArgument(`config entry: give 'syscall' or 'nr', not both (syscall ${JSON.stringify(syscall)}, nr ${JSON.stringify(rest["nr"])})`);
   if (syscall === "all") return { ...rest, nr: "all" };
-  if (typeof syscall === "number") return { ...rest, nr: syscall };
+  if (typeof syscall === "number") {
+    // Checked here so that the message names the field the entry has ('syscall', not the private data's 'nr').
+    if (!Number.isInteger(syscall) || syscall < 0 || syscall >= SYSCALL_MAX_NR) {
+      throw badArgument(`config entry: syscall ${syscall} is not an x86-64 syscall number (an integer 0 to ${SYSCALL_MAX_NR - 1}) or a name`);
+    }
+    return { ...rest, nr: syscall };
+  }
   if (typeof syscall !== "string") throw badArgument(`config entry: 'syscall' must be a name, a number or "all"`);
   return { ...rest, nr: resolveSyscall(syscall, "config entry") };
 }

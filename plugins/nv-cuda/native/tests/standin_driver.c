@@ -81,13 +81,17 @@ int cuModuleLoadData(void **module, const void *image) {
     logline("cuModuleLoadData failed on purpose (BH_CUDA_STANDIN_FAIL)");
     return 218; /* CUDA_ERROR_INVALID_PTX */
   }
+  /* The module's PTX goes beside the log; without a log, nowhere (a fixed
+   * path in /tmp would be left behind). */
   const char *path = getenv("BH_CUDA_STANDIN_LOG");
-  char file[4096];
-  snprintf(file, sizeof file, "%s.%d.ptx", path != NULL ? path : "/tmp/bh-standin", g_modules);
-  FILE *f = fopen(file, "w");
-  if (f != NULL) {
-    fputs((const char *)image, f);
-    fclose(f);
+  char file[4096] = "";
+  if (path != NULL) {
+    snprintf(file, sizeof file, "%s.%d.ptx", path, g_modules);
+    FILE *f = fopen(file, "w");
+    if (f != NULL) {
+      fputs((const char *)image, f);
+      fclose(f);
+    }
   }
   *module = (void *)(uintptr_t)(0x1000 + g_modules++);
   logline("cuModuleLoadData module=%p ptx=%s", *module, file);

@@ -34,6 +34,15 @@ export const FATBIN_FLAG_COMPRESS_LZ = 0x2000n;
 export const FATBIN_FLAG_COMPRESS_ZSTD = 0x8000n;
 /** Refuse entries that claim to grow past this when decompressed (no PTX module is near it). */
 export const MAX_UNCOMPRESSED = 512 * 1024 * 1024;
+/**
+ * The most output one stored byte can give, per compression: an entry that
+ * claims more is refused before its output buffer is allocated (a few bytes
+ * must not cost 512 MiB). LZ: a sequence of n input bytes gives at most
+ * 255 n (each match-length byte adds 255; literals are copied 1:1). zstd: a
+ * block gives at most 128 KiB and takes at least 3 bytes (an RLE block: a
+ * 3-byte header and 1 byte), so below 2^16 per byte.
+ */
+export const MAX_EXPANSION: Readonly<Record<"lz" | "zstd", number>> = Object.freeze({ lz: 255, zstd: 1 << 16 });
 
 export type FatbinEntryKind = "ptx" | "elf";
 export type FatbinCompression = "none" | "lz" | "zstd";
@@ -155,6 +164,13 @@ function parseEntry(bytes: Uint8Array, view: DataView, at: number, end: number, 
     }
     if (uncompressed === 0n || uncompressed > BigInt(MAX_UNCOMPRESSED)) {
       throw new FatbinError("FATBIN_INVALID", `${where}: uncompressed size ${uncompressed} is out of bounds (1 to ${MAX_UNCOMPRESSED})`);
+    }
+    const most = BigInt(compressedSize) * BigInt(MAX_EXPANSION[compression]);
+    if (uncompressed > most) {
+      throw new FatbinError(
+        "FATBIN_INVALID",
+        `${where}: uncompressed size ${uncompressed} is more than ${compression} can give from compressed size ${compressedSize} (at most ${most})`,
+      );
     }
     stored = compressedSize;
     uncompressedSize = Number(uncompressed);

@@ -59,12 +59,21 @@ export function fatbinSectionBytes(path: string): Uint8Array | undefined {
 /** The fat binaries of an ELF file; a file without CUDA code gives an empty result, not an error. */
 export function findFatbins(path: string): ElfFatbins {
   const image = readElfImage(path);
+  // Each section is read once: a library built from many translation units
+  // has a wrapper per unit, all pointing into one large .nv_fatbin, and
+  // reading from each one to the section's end would be quadratic in its size.
+  const read = new Map<ElfSection, Uint8Array>();
+  const bytesOf = (sec: ElfSection): Uint8Array => {
+    let b = read.get(sec);
+    if (b === undefined) read.set(sec, (b = sectionBytes(image, sec)));
+    return b;
+  };
   const fatSection = image.sections.find((s) => s.name === ".nv_fatbin");
-  const section = fatSection && fatSection.size > 0n ? parseFatbin(sectionBytes(image, fatSection), { what: `${path}: .nv_fatbin` }) : undefined;
+  const section = fatSection && fatSection.size > 0n ? parseFatbin(bytesOf(fatSection), { what: `${path}: .nv_fatbin` }) : undefined;
   const wrappers: FatbinWrapper[] = [];
   const seg = image.sections.find((s) => s.name === ".nvFatBinSegment");
   if (seg && seg.size > 0n) {
-    const bytes = sectionBytes(image, seg);
+    const bytes = bytesOf(seg);
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     for (let i = 0; (i + 1) * FATBIN_WRAPPER_SIZE <= bytes.length; i++) {
       const at = i * FATBIN_WRAPPER_SIZE;
@@ -75,8 +84,7 @@ export function findFatbins(path: string): ElfFatbins {
       // The container lies in a section with file contents: find it by address.
       const holder = image.sections.find((s) => s.addr !== 0n && data >= s.addr && data < s.addr + s.size && s.type !== 8 /* NOBITS */);
       if (!holder) throw new FatbinError("FATBIN_INVALID", `${what}: data address 0x${data.toString(16)} is in no section of the file`);
-      const offsetInSection = data - holder.addr;
-      const blob = readBytes(path, holder.offset + offsetInSection, holder.size - offsetInSection, `${what} data`);
+      const blob = bytesOf(holder).subarray(Number(data - holder.addr));
       wrappers.push({ index: i, magic, version: view.getUint32(at + 4, true), data, fatbin: parseFatbin(blob, { what, single: true }) });
     }
   }

@@ -68,14 +68,19 @@ export function parsePtxModule(ptx: string): PtxModuleInfo {
     if (m) headerEnd = Math.max(headerEnd, m.index + m[0].length);
   }
   const entries: PtxEntry[] = [];
-  const entryRe = /\.entry\s+([A-Za-z_$%][\w$]*)\s*\(/g;
+  // The parameter list is optional in PTX (`.entry k {` or `.entry k .maxntid 32 {`).
+  const entryRe = /\.entry\s+([A-Za-z_$%][\w$]*)\s*(\()?/g;
   let m: RegExpExecArray | null;
   while ((m = entryRe.exec(text)) !== null) {
     const name = m[1]!;
     const open = m.index + m[0].length;
-    const close = text.indexOf(")", open);
-    if (close < 0) throw new PtxInsertError(`.entry ${name}: parameter list has no ')'`);
-    const params = parseParams(text.slice(open, close), name);
+    let close = open - 1;
+    let params: PtxParam[] = [];
+    if (m[2] !== undefined) {
+      close = text.indexOf(")", open);
+      if (close < 0) throw new PtxInsertError(`.entry ${name}: parameter list has no ')'`);
+      params = parseParams(text.slice(open, close), name);
+    }
     const brace = text.indexOf("{", close);
     if (brace < 0) throw new PtxInsertError(`.entry ${name}: no body`);
     // Only performance directives (.maxntid ...) may stand between ')' and '{'.
@@ -169,6 +174,85 @@ export function accessSize(opcode: string): number | undefined {
   return bytes === undefined ? undefined : bytes * vec;
 }
 
+/**
+ * `ret;` / `exit;` as a whole statement: optional label, optional guard
+ * predicate (`@%p`, `@!%p`, or a predicate named without `%`), `.uni`.
+ */
+const RET_LINE = /^(\s*)((?:[$\w]+:\s*)?)(@!?[%$\w]+\s+)?(ret|exit)(\.uni)?\s*;\s*$/;
+/** A statement that starts with ret/exit (after a label and a guard), in whatever form. */
+const RET_START = /^\s*(?:[$\w]+:\s*)?(?:@\S+\s+)?(ret|exit)(\.\w+)?\s*(;|$)/;
+
+/**
+ * The body of `entry` as lines of one statement each (plus the line each came
+ * from, 1-based in the module), with the comments blanked in `codes` (same
+ * offsets). A line holding several statements (`add ...; ret;`) or a
+ * statement inside braces on one line (`{ ret; }`) is split, so that each
+ * statement is seen on its own; other lines are kept as they are.
+ */
+function statementLines(ptx: string, blanked: string, entry: PtxEntry): { lines: string[]; codes: string[]; numbers: number[] } {
+  const lines: string[] = [];
+  const codes: string[] = [];
+  const numbers: number[] = [];
+  let number = ptx.slice(0, entry.bodyStart + 1).split("\n").length;
+  let at = entry.bodyStart + 1;
+  const end = entry.bodyEnd - 1;
+  while (at <= end) {
+    let nl = ptx.indexOf("\n", at);
+    if (nl < 0 || nl > end) nl = end;
+    const line = ptx.slice(at, nl);
+    const code = blanked.slice(at, nl);
+    // Statement boundaries: after each ';', and after a block brace where a
+    // statement starts (not a vector operand's `{%r1, %r2}`); a label may
+    // stand before an opening one (`$L: {`).
+    const cuts: number[] = [];
+    let begin = 0;
+    for (let k = 0; k < code.length; k++) {
+      const ch = code[k]!;
+      if (ch === ";" || ((ch === "{" || ch === "}") && /^\s*(?:[$\w]+:\s*)?$/.test(code.slice(begin, k)))) {
+        cuts.push(k + 1);
+        begin = k + 1;
+      }
+    }
+    // Pieces [from, to) holding a statement; blanks and comments after the
+    // last statement stay with it (same offsets in `line` and `code`).
+    const pieces: [number, number][] = [];
+    let from = 0;
+    for (const c of cuts) {
+      if (code.slice(from, c).trim() !== "") pieces.push([from, c]);
+      from = c;
+    }
+    if (code.slice(from).trim() !== "" || pieces.length === 0) pieces.push([from, code.length]);
+    else pieces[pieces.length - 1]![1] = code.length;
+    if (pieces.length === 1) {
+      lines.push(line);
+      codes.push(code);
+      numbers.push(number);
+    } else {
+      for (const [a, b] of pieces) {
+        lines.push(`\t${line.slice(a, b)}`);
+        codes.push(`\t${code.slice(a, b)}`);
+        numbers.push(number);
+      }
+    }
+    number++;
+    at = nl + 1;
+  }
+  return { lines, codes, numbers };
+}
+
+/**
+ * The comments of a line before and after its statement (`code` is the line
+ * with comments blanked): kept on lines of their own when the statement is
+ * rewritten, so a block comment that ends or starts on the line stays closed.
+ */
+function commentsAround(line: string, code: string): { pre?: string; post?: string } {
+  const first = code.search(/\S/);
+  if (first < 0) return {};
+  const pre = line.slice(0, first);
+  const post = line.slice(code.trimEnd().length);
+  return { ...(pre.trim() !== "" ? { pre } : {}), ...(post.trim() !== "" ? { post } : {}) };
+}
+
 function callProbe(symbol: string, out: string[]): void {
   out.push("\t{", "\t.param .b64 bhc;", "\t.param .b64 bhr;", "\tst.param.b64 [bhc], %bh0;", `\tcall (bhr), ${symbol}, (bhc);`, "\t}");
 }
@@ -180,6 +264,7 @@ function negate(pred: string): string {
 /** Inserts the probes into every kernel they select; kernels no probe selects are left as they are. */
 export function instrumentModule(ptx: string, options: InstrumentOptions): InstrumentResult {
   const info = parsePtxModule(ptx);
+  const blanked = blankComments(ptx);
   if (info.addressSize !== undefined && info.addressSize !== 64) {
     throw new PtxInsertError(`.address_size ${info.addressSize}: only 64-bit modules are supported`);
   }
@@ -196,12 +281,11 @@ export function instrumentModule(ptx: string, options: InstrumentOptions): Instr
     const needed = slotsRead(probes);
     const wanted = (offset: number) => needed === undefined || needed.has(offset / 8);
     const stats = { entry: entryProbes.length, exit: exitProbes.length, memory: memProbes.length, memoryAccesses: 0 };
-    const body = ptx.slice(entry.bodyStart + 1, entry.bodyEnd - 1);
-    const lines = body.split("\n");
+    const { lines, codes, numbers } = statementLines(ptx, blanked, entry);
     const result: string[] = [];
-    // Leading declarations stay first.
     let i = 0;
-    while (i < lines.length && (/^\s*$/.test(lines[i]!) || /^\s*(\.reg|\.local|\.shared|\.pragma|\/\/)/.test(lines[i]!))) {
+    // Leading declarations stay first (comment lines, blanked in codes, are passed over).
+    while (i < lines.length && /^\s*(\.reg|\.local|\.shared|\.pragma|$)/.test(codes[i]!)) {
       result.push(lines[i]!);
       i++;
     }
@@ -209,10 +293,14 @@ export function instrumentModule(ptx: string, options: InstrumentOptions): Instr
     for (const s of entryProbes) callProbe(s, result);
     for (; i < lines.length; i++) {
       const line = lines[i]!;
-      const code = line.replace(/\/\/.*$/, "");
-      const ret = /^(\s*)((?:[$\w]+:\s*)?)(@!?%[\w$]+\s+)?(ret|exit)(\.uni)?\s*;\s*$/.exec(code);
+      // The statement with its comments blanked (a `ret; /* c */` is still a ret).
+      const code = codes[i]!.trimEnd();
+      const where = `.entry ${entry.name}: line ${numbers[i]}`;
+      const { pre, post } = commentsAround(line, codes[i]!);
+      const ret = RET_LINE.exec(code);
       if (ret && exitProbes.length > 0) {
         const [, indent, label, pred] = ret;
+        if (pre !== undefined) result.push(pre);
         if (label) result.push(`${indent}${label}`);
         const stmt = code.slice(ret[1]!.length + label!.length).trim();
         if (pred) {
@@ -225,9 +313,14 @@ export function instrumentModule(ptx: string, options: InstrumentOptions): Instr
           for (const s of exitProbes) callProbe(s, result);
           result.push(`\t${stmt}`);
         }
+        if (post !== undefined) result.push(post);
         continue;
       }
-      const mem = /^(\s*)((?:[$\w]+:\s*)?)(@!?%[\w$]+\s+)?((ld|st)\.global[\w.]*)\s+([^;]*);\s*$/.exec(code);
+      if (exitProbes.length > 0 && RET_START.test(code)) {
+        // A form the pattern above does not know: refusing beats an exit probe silently missed.
+        throw new PtxInsertError(`${where}: cannot place exit probes around '${code.trim()}'`);
+      }
+      const mem = /^(\s*)((?:[$\w]+:\s*)?)(@!?[%$\w]+\s+)?((ld|st)\.global[\w.]*)\s+([^;]*);\s*$/.exec(code);
       if (mem && memProbes.length > 0) {
         const [, indent, label, pred, opcode, kind, operands] = mem;
         const isStore = kind === "st";
@@ -237,8 +330,9 @@ export function instrumentModule(ptx: string, options: InstrumentOptions): Instr
           result.push(line);
           continue;
         }
+        if (pre !== undefined) result.push(pre);
         if (label) result.push(`${indent}${label}`);
-        result.push(...addressInto(addrMatch[1]!.trim()));
+        result.push(...addressInto(addrMatch[1]!.trim(), where));
         result.push(`\t${code.slice(indent!.length + label!.length).trim()}`);
         const skipLabel = `$__bh_skip${skip++}`;
         if (pred) result.push(`\t${negate(pred.trim())} bra ${skipLabel};`);
@@ -247,6 +341,7 @@ export function instrumentModule(ptx: string, options: InstrumentOptions): Instr
         if (wanted(CUDA_CTX.memFlags)) result.push(`\tst.u64 [%bh0+${CUDA_CTX.memFlags}], ${isStore ? 1 : 0};`);
         for (const s of memProbes) callProbe(s, result);
         if (pred) result.push(`${skipLabel}:`);
+        if (post !== undefined) result.push(post);
         stats.memoryAccesses++;
         continue;
       }
@@ -264,9 +359,9 @@ export function instrumentModule(ptx: string, options: InstrumentOptions): Instr
 }
 
 /** %bh2 = the address of a `[...]` operand: `%rd4`, `%rd4+8`, `sym`, `sym+8`. */
-function addressInto(expr: string): string[] {
+function addressInto(expr: string, where: string): string[] {
   const m = /^([%$\w]+)\s*(?:\+\s*(-?\s*\d+|0x[0-9a-fA-F]+))?$/.exec(expr);
-  if (!m) throw new PtxInsertError(`memory capture: address '${expr}' is not 'reg', 'reg+imm', 'symbol' or 'symbol+imm'`);
+  if (!m) throw new PtxInsertError(`${where}: memory capture: address '${expr}' is not 'reg', 'reg+imm', 'symbol' or 'symbol+imm'`);
   const base = m[1]!;
   const off = m[2] ? m[2].replace(/\s+/g, "") : "0";
   const out: string[] = [];

@@ -18,11 +18,17 @@ export function ptxVersionFor(arch: number): string {
   return "6.0";
 }
 
+/** The archs a module can target: the runtime's instructions (%globaltimer, 64-bit atomics) need sm_30. */
+export const MIN_ARCH = 30;
+export const MAX_ARCH = 999;
+
 /** "sm_90" or "90" to 90. */
 export function parseArch(arch: string): number {
   const m = /^(?:sm_|compute_)?(\d+)[a-z]?$/.exec(arch);
   if (!m) throw new Error(`arch '${arch}' is not sm_<number>`);
-  return Number(m[1]);
+  const n = Number(m[1]);
+  if (n < MIN_ARCH || n > MAX_ARCH) throw new Error(`arch '${arch}' is out of range (sm_${MIN_ARCH} to sm_${MAX_ARCH})`);
+  return n;
 }
 
 /** The shared functions text of several compiled programs: one runtime (the helpers they call) and each program. */
