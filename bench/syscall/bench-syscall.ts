@@ -9,6 +9,7 @@
  *   untraced        transformer installed (a program on getpid), getppid not of interest
  *   traced_empty    a program on sys_enter_getppid that only counts its hits (plain add)
  *   traced_counter  bench.bpf.c's counter: array-map lookup + atomic add
+ *   traced_enter_exit  traced_raw_empty's program on sys_enter and sys_exit
  *   sud_trap        traced_empty with Syscall User Dispatch forced (every call traps)
  *
  * "auto" lets the transformer choose (rel32, page 0 with root, SUD for the
@@ -147,6 +148,17 @@ async function child(mech: string): Promise<void> {
     await run("traced_empty", () => obj.program("empty").attach(enter("getppid")), emptyHits);
     await run("traced_raw_empty", () => raw.program("counting_empty").attach(enter("getppid")), hits);
     await run("traced_counter", () => obj.program("counter").attach(enter("getppid")), calls0);
+    // The counting program on sys_enter_getppid and on sys_exit_getppid:
+    // both round trips (hits counts two per call).
+    const exit = (syscall: string) => ({ type: "syscall_trace", data: { direction: "exit", syscall } });
+    await run(
+      "traced_enter_exit",
+      async () => {
+        const links = [await raw.program("counting_empty").attach(enter("getppid")), await raw.program("counting_empty").attach(exit("getppid"))];
+        return { detach: () => links.forEach((l) => l.detach()) } as unknown as Link;
+      },
+      () => hits() / 2n,
+    );
   } catch (e) {
     error = (e as Error).message;
   }

@@ -4,8 +4,11 @@
 // Offsets and constants tramp.S uses (checked by static_asserts in tt.cpp).
 #define BH_TT_SITE_ADDR 0       /* Site::addr */
 #define BH_TT_SITE_STUB_SKIP 80 /* Site::stub_skip */
+#define BH_TT_SITE_NR 8         /* Site::nr (int32) */
+#define BH_TT_SITE_RUN_EXIT 128 /* Site::run_exit */
 #define BH_TT_MAX_NR 512        /* kMaxNr */
 #define BH_TT_HOOKS_ENTER 8     /* bh_tt_hooks::enter */
+#define BH_TT_HOOKS_EXIT 16     /* bh_tt_hooks::exit */
 #define BH_TT_FRAME_NR 8        /* Frame::cf.call.nr (rax) */
 #define BH_TT_FRAME_CALL 8      /* Frame::cf.call */
 #define BH_TT_FRAME_SITE 64     /* Frame::cf.call.site */
@@ -65,6 +68,7 @@ inline uint32_t word_mech(uint64_t w) { return uint32_t(w >> 60); }
 extern "C" {
 // Read by tramp.S's enter (see refresh_simple in tt.cpp).
 extern uint64_t bh_tt_simple[BH_TT_MAX_NR / 64] __attribute__((visibility("hidden")));
+extern uint64_t bh_tt_simple_exit[BH_TT_MAX_NR / 64] __attribute__((visibility("hidden")));
 extern const bh_tt_hooks *bh_tt_fast_hooks __attribute__((visibility("hidden")));
 extern void *bh_tt_fast_user __attribute__((visibility("hidden")));
 void bh_tt_c_enter(bh_tt::Frame *f);

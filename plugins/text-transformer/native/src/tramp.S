@@ -133,8 +133,48 @@ bh_tt_enter_asm:
         lea bh_tt_simple(%rip), %rdx
         mov (%rdx,%rcx,8), %rdx
         bt %rax, %rdx
+        jc 6f
+        /* Enter and exit both wanted (bh_tt_simple_exit), from a static
+         * stub (its number at the site: the exit side knows it): RUN goes to
+         * the stub's path that makes the call and then calls exit; SKIP runs
+         * the exit hook here, on the skipped call's result, as the kernel's
+         * sys_exit sees an overridden call. */
+        lea bh_tt_simple_exit(%rip), %rdx
+        mov (%rdx,%rcx,8), %rdx
+        bt %rax, %rdx
         jnc 2f
+        mov BH_TT_FRAME_INFO(%rbx), %rsi
+        test $7, %rsi               /* a Site of the static path (not a tag, not dynamic) */
+        jnz 2f
         mov bh_tt_fast_hooks(%rip), %rcx
+        test %rcx, %rcx
+        jz 2f
+        mov BH_TT_SITE_ADDR(%rsi), %rax
+        mov %rax, BH_TT_FRAME_SITE(%rbx)
+        movq $1, BH_TT_FRAME_MECH(%rbx)   /* BH_TT_MECH_REL32, reserved 0 */
+        sub $16, %rsp
+        mov bh_tt_fast_user(%rip), %rdi
+        lea BH_TT_FRAME_CALL(%rbx), %rsi
+        mov %rsp, %rdx
+        call *BH_TT_HOOKS_ENTER(%rcx)
+        mov BH_TT_FRAME_INFO(%rbx), %rsi
+        test %eax, %eax
+        jnz 7f
+        mov BH_TT_SITE_RUN_EXIT(%rsi), %rax
+        mov %rax, BH_TT_FRAME_RET(%rbx)
+        jmp 1f
+7:      mov bh_tt_fast_hooks(%rip), %rcx
+        mov bh_tt_fast_user(%rip), %rdi
+        lea BH_TT_FRAME_CALL(%rbx), %rsi
+        mov %rsp, %rdx
+        call *BH_TT_HOOKS_EXIT(%rcx)
+        mov (%rsp), %rax
+        mov %rax, BH_TT_FRAME_NR(%rbx)
+        mov BH_TT_FRAME_INFO(%rbx), %rsi
+        mov BH_TT_SITE_STUB_SKIP(%rsi), %rax
+        mov %rax, BH_TT_FRAME_RET(%rbx)
+        jmp 1f
+6:      mov bh_tt_fast_hooks(%rip), %rcx
         test %rcx, %rcx
         jz 2f
         mov BH_TT_FRAME_INFO(%rbx), %rsi
@@ -204,11 +244,48 @@ bh_tt_enter_asm:
         .type bh_tt_exit_asm,@function
 bh_tt_exit_asm:
         SAVE_GPR
-        SAVE_XMM
+        /* A static stub's call whose number wants exit and nothing of ours
+         * (bh_tt_simple_exit), to hooks that keep every vector register:
+         * the hook straight from here. The frame's rax slot holds the
+         * result; the call's nr goes there while the hook runs (the C side's
+         * order, bh_tt_c_exit). */
+        mov BH_TT_FRAME_INFO(%rbx), %rsi
+        test $7, %rsi               /* a Site of the static path (tags have low bits) */
+        jnz 2f
+        movslq BH_TT_SITE_NR(%rsi), %rax
+        cmp $BH_TT_MAX_NR, %rax     /* -1 (not known) is above too */
+        jae 2f
+        mov %rax, %rcx
+        shr $6, %rcx
+        lea bh_tt_simple_exit(%rip), %rdx
+        mov (%rdx,%rcx,8), %rdx
+        bt %rax, %rdx
+        jnc 2f
+        mov bh_tt_fast_hooks(%rip), %rcx
+        test %rcx, %rcx
+        jz 2f
+        mov BH_TT_HOOKS_EXIT(%rcx), %r8
+        test %r8, %r8
+        jz 2f
+        sub $16, %rsp
+        mov BH_TT_FRAME_NR(%rbx), %rdx
+        mov %rdx, (%rsp)            /* int64_t ret: the call's result */
+        mov %rax, BH_TT_FRAME_NR(%rbx)
+        mov BH_TT_SITE_ADDR(%rsi), %rax
+        mov %rax, BH_TT_FRAME_SITE(%rbx)
+        movq $1, BH_TT_FRAME_MECH(%rbx)   /* BH_TT_MECH_REL32, reserved 0 */
+        mov bh_tt_fast_user(%rip), %rdi
+        lea BH_TT_FRAME_CALL(%rbx), %rsi
+        mov %rsp, %rdx
+        call *%r8
+        mov (%rsp), %rax
+        mov %rax, BH_TT_FRAME_NR(%rbx)  /* rax: the result, maybe replaced */
+        jmp 1f
+2:      SAVE_XMM
         mov %rbx, %rdi
         call bh_tt_c_exit
         RESTORE_XMM
-        RESTORE_GPR
+1:      RESTORE_GPR
         ret
 
 /* Page 0's slide ends in `jmp *` to here, with [rsp] = the return address

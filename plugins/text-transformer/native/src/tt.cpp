@@ -80,6 +80,7 @@ __thread __attribute__((tls_model("initial-exec"))) uint64_t bh_tt_vfork_word;
 __thread __attribute__((tls_model("initial-exec"))) uint16_t bh_tt_nr_ring[32];
 __thread __attribute__((tls_model("initial-exec"))) uint32_t bh_tt_nr_depth;
 uint64_t bh_tt_simple[BH_TT_MAX_NR / 64];
+uint64_t bh_tt_simple_exit[BH_TT_MAX_NR / 64];
 const bh_tt_hooks *bh_tt_fast_hooks;
 void *bh_tt_fast_user;
 
@@ -135,9 +136,13 @@ struct Site {
   // First byte the patch writes.
   uint64_t patch_at() const { return next_len ? addr : addr - (mov_len ? mov_len : reloc_len); }
 };
-static_assert(offsetof(Site, addr) == BH_TT_SITE_ADDR && offsetof(Site, stub_skip) == BH_TT_SITE_STUB_SKIP,
+static_assert(offsetof(Site, addr) == BH_TT_SITE_ADDR && offsetof(Site, stub_skip) == BH_TT_SITE_STUB_SKIP &&
+                  offsetof(Site, nr) == BH_TT_SITE_NR && sizeof(Site::nr) == 4 &&
+                  offsetof(Site, run_exit) == BH_TT_SITE_RUN_EXIT,
               "tramp.S's Site offsets (internal.h)");
-static_assert(kMaxNr == BH_TT_MAX_NR && offsetof(bh_tt_hooks, enter) == BH_TT_HOOKS_ENTER, "tramp.S's constants");
+static_assert(kMaxNr == BH_TT_MAX_NR && offsetof(bh_tt_hooks, enter) == BH_TT_HOOKS_ENTER &&
+                  offsetof(bh_tt_hooks, exit) == BH_TT_HOOKS_EXIT,
+              "tramp.S's constants");
 static_assert(alignof(Site) >= 8, "the low 3 bits of a Site pointer carry the stub path");
 
 // What a stub pushes: a Site pointer, its low bits the path (see tramp.S).
@@ -189,9 +194,10 @@ std::atomic<bool> g_sud_on{false};
 std::atomic<bool> g_watch{false};
 // Numbers whose calls through a stub need nothing but the enter hook: wanted,
 // no exit hook wanted, nothing of ours to do after them (new code to scan,
-// dispatch for a new task) nor instead of them (emulate). Derived from the
-// switches above by refresh_simple, whenever one changes; the stubs' C side
-// reads one word of it and, for these, skips everything else.
+// dispatch for a new task) nor instead of them (emulate); and, in
+// bh_tt_simple_exit, those that want the exit hook too and nothing of ours.
+// Derived from the switches above by refresh_simple, whenever one changes;
+// tramp.S reads one word of them and, for these, skips everything else.
 // tramp.S reads it (bh_tt_simple), with bh_tt_fast_hooks (the hooks when
 // they keep the vector registers, else null) and bh_tt_fast_user, to call
 // enter without saving any vector register and without C of ours around it.
@@ -251,15 +257,20 @@ void refresh_simple() {
   const bh_tt_hooks *h = g_hooks.load();
   const bool watch = g_watch.load(), sud = g_sud_on.load();
   for (uint32_t w = 0; w < kMaxNr / 64; w++) {
-    uint64_t bits = 0;
+    uint64_t bits = 0, with_exit = 0;
     for (uint32_t b = 0; b < 64; b++) {
       const uint64_t nr = w * 64 + b;
       const bool ours =
           (watch && nr == SYS_mmap) || (sud && (nr == SYS_clone || nr == SYS_clone3 || nr == SYS_fork ||
                                                 nr == SYS_vfork || nr == SYS_rt_sigprocmask || nr == SYS_rt_sigaction));
-      if (h != nullptr && interested(nr) && !(h->exit != nullptr && exit_wanted(nr)) && !ours) bits |= 1ull << b;
+      if (h == nullptr || !interested(nr) || ours) continue;
+      if (h->exit != nullptr && exit_wanted(nr))
+        with_exit |= 1ull << b;
+      else
+        bits |= 1ull << b;
     }
     __atomic_store_n(&g_simple[w], bits, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&bh_tt_simple_exit[w], with_exit, __ATOMIC_SEQ_CST);
   }
   __atomic_store_n(&bh_tt_fast_user, g_user.load(), __ATOMIC_RELAXED);
   __atomic_store_n(&bh_tt_fast_hooks, h != nullptr && (h->flags & BH_TT_HOOKS_F_KEEP_VECTORS) ? h : nullptr,

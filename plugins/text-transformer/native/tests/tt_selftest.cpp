@@ -761,16 +761,27 @@ __attribute__((target("general-regs-only"))) int fast_enter(void *, const bh_tt_
   return BH_TT_RUN;
 }
 
+// The exit hook of mode rel32_fast_exit: counts, records getpid's result,
+// replaces getppid's when asked.
+uint64_t g_fast_exit[512], g_fast_exit_getpid_ret, g_fast_replace_getppid;
+__attribute__((target("general-regs-only"))) void fast_exit(void *, const bh_tt_call *c, int64_t *ret) {
+  if (c->nr < 512) __atomic_fetch_add(&g_fast_exit[c->nr], 1, __ATOMIC_RELAXED);
+  if (c->nr == SYS_getpid) __atomic_store_n(&g_fast_exit_getpid_ret, uint64_t(*ret), __ATOMIC_RELAXED);
+  if (c->nr == SYS_getppid && __atomic_load_n(&g_fast_replace_getppid, __ATOMIC_RELAXED)) *ret = 777;
+}
+
 // An empty enter hook for the enter-only path (bench).
 __attribute__((target("general-regs-only"))) int fast_empty_enter(void *, const bh_tt_call *, int64_t *) {
   return BH_TT_RUN;
 }
 
-// `mech`: REL32 (mode rel32_fast) or PAGE0 (page0_fast, root).
-int run_fast_mode(uint32_t mech) {
-  g_mode = mech == BH_TT_MECH_PAGE0 ? "page0_fast" : "rel32_fast";
+// `mech`: REL32 (mode rel32_fast) or PAGE0 (page0_fast, root); `with_exit`
+// (rel32_fast_exit): an exit hook too, so that a static site's calls take
+// the enter-and-exit path (bh_tt_simple_exit), the others the C side.
+int run_fast_mode(uint32_t mech, bool with_exit = false) {
+  g_mode = mech == BH_TT_MECH_PAGE0 ? "page0_fast" : with_exit ? "rel32_fast_exit" : "rel32_fast";
   bh_tt_opts opts{sizeof(bh_tt_opts), mech, 1, log_line, nullptr};
-  bh_tt_hooks hooks{sizeof(bh_tt_hooks), fast_enter, nullptr, BH_TT_HOOKS_F_KEEP_VECTORS};
+  bh_tt_hooks hooks{sizeof(bh_tt_hooks), fast_enter, with_exit ? fast_exit : nullptr, BH_TT_HOOKS_F_KEEP_VECTORS};
   char err[256] = "";
   run("install");
   const int rc = bh_tt_install(&opts, &hooks, nullptr, err, sizeof err);
@@ -795,7 +806,11 @@ int run_fast_mode(uint32_t mech) {
     memset(out, 0, sizeof out);
     g_fast_site = g_fast_mech = 0;
     const uint64_t e0 = __atomic_load_n(&g_fast_enter[SYS_getppid], __ATOMIC_RELAXED);
+    const uint64_t x0 = __atomic_load_n(&g_fast_exit[SYS_getppid], __ATOMIC_RELAXED);
     sh.fn(in, out);
+    if (with_exit)
+      check(__atomic_load_n(&g_fast_exit[SYS_getppid], __ATOMIC_RELAXED) - x0 == 1,
+            ("own site's exit traced exactly once" + tag).c_str());
     bool regs = true;
     for (int i = 0; i < 12; i++) regs &= out[2 + i] == in[i];
     const unsigned flags = unsigned(out[0] & 0xff), of = unsigned(out[0] >> 8) & 1;
@@ -820,16 +835,31 @@ int run_fast_mode(uint32_t mech) {
     const pid_t p = getpid();
     __atomic_store_n(&g_fast_skip_getpid, 0, __ATOMIC_RELAXED);
     check(p == 4242, "skip: getpid() returns the hook's 4242", "got %d", int(p));
+    if (with_exit)
+      check(g_fast_exit_getpid_ret == 4242, "skip: the exit hook sees the skipped call's result", "%lld",
+            (long long)g_fast_exit_getpid_ret);
     check(getpid() != 4242, "and the real pid once the hook runs it");
+  }
+  if (with_exit) {
+    run("exit replaces");
+    __atomic_store_n(&g_fast_replace_getppid, 1, __ATOMIC_RELAXED);
+    const pid_t p = getppid();
+    __atomic_store_n(&g_fast_replace_getppid, 0, __ATOMIC_RELAXED);
+    check(p == 777, "exit replaces getppid's result", "got %d", int(p));
   }
   run("count from threads");
   {
     const uint64_t e0 = __atomic_load_n(&g_fast_enter[SYS_getppid], __ATOMIC_RELAXED);
+    const uint64_t x0 = __atomic_load_n(&g_fast_exit[SYS_getppid], __ATOMIC_RELAXED);
     std::vector<pthread_t> ts(4);
     for (auto &t : ts) pthread_create(&t, nullptr, thread_loop, reinterpret_cast<void *>(20000L));
     for (auto &t : ts) pthread_join(t, nullptr);
     const uint64_t got = __atomic_load_n(&g_fast_enter[SYS_getppid], __ATOMIC_RELAXED) - e0;
     check(got == 80000, "4 threads x 20000 getppid counted", "%llu", (unsigned long long)got);
+    if (with_exit) {
+      const uint64_t gx = __atomic_load_n(&g_fast_exit[SYS_getppid], __ATOMIC_RELAXED) - x0;
+      check(gx == 80000, "and their exits", "%llu", (unsigned long long)gx);
+    }
   }
   bh_tt_stats first{};
   first.sz = sizeof first;
@@ -943,6 +973,7 @@ int main(int argc, char **argv) {
   if (argc == 3 && !strcmp(argv[1], "--mode")) {
     if (!strcmp(argv[2], "rel32_fast")) return run_fast_mode(BH_TT_MECH_REL32);
     if (!strcmp(argv[2], "page0_fast")) return run_fast_mode(BH_TT_MECH_PAGE0);
+    if (!strcmp(argv[2], "rel32_fast_exit")) return run_fast_mode(BH_TT_MECH_REL32, true);
     return run_mode(argv[2]);
   }
   if (argc == 3 && !strcmp(argv[1], "--bench-one")) return bench_one(argv[2]);
@@ -967,7 +998,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   int bad = 0;
-  for (const char *m : {"auto", "rel32", "page0", "sud", "rel32_fast", "page0_fast"}) {
+  for (const char *m : {"auto", "rel32", "page0", "sud", "rel32_fast", "page0_fast", "rel32_fast_exit"}) {
     std::string out;
     const int st = spawn_self({"--mode", m}, &out);
     printf("%s", out.c_str());
