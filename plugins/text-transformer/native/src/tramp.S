@@ -114,6 +114,34 @@ bh_tt_text_begin:
         lea 104(%rsp), %rsp         /* at the return address */
 .endm
 
+/* Jumps to `miss` unless bit rax (< BH_TT_MAX_NR) of bitmap `map` is set.
+ * Clobbers rcx, rdx. */
+.macro TEST_NR map, miss
+        cmp $BH_TT_MAX_NR, %rax
+        jae \miss
+        mov %rax, %rcx
+        shr $6, %rcx
+        lea \map(%rip), %rdx
+        mov (%rdx,%rcx,8), %rdx
+        bt %rax, %rdx
+        jnc \miss
+.endm
+
+/* The call's site (from `site`, a register) and mechanism, into the frame. */
+.macro SET_SITE site, mech
+        mov \site, BH_TT_FRAME_SITE(%rbx)
+        movq $\mech, BH_TT_FRAME_MECH(%rbx)   /* mechanism, reserved 0 */
+.endm
+
+/* hook(bh_tt_fast_user, &frame's call, &ret), ret the word at (%rsp) (the
+ * caller reserved 16 bytes, alignment kept); `fn` an operand. */
+.macro CALL_HOOK fn
+        mov bh_tt_fast_user(%rip), %rdi
+        lea BH_TT_FRAME_CALL(%rbx), %rsi
+        mov %rsp, %rdx
+        call *\fn
+.endm
+
 /* Called from a stub or the page-0 handler after `lea -128(%rsp),%rsp;
  * push info`. Returns to [ret], which the C side may have redirected (skip,
  * vfork), with every register as the frame now holds it. */
@@ -126,23 +154,14 @@ bh_tt_enter_asm:
          * a call whose number wants enter alone (bh_tt_simple), to hooks
          * that keep every vector register (bh_tt_fast_hooks). */
         mov BH_TT_FRAME_NR(%rbx), %rax
-        cmp $BH_TT_MAX_NR, %rax
-        jae 2f
-        mov %rax, %rcx
-        shr $6, %rcx
-        lea bh_tt_simple(%rip), %rdx
-        mov (%rdx,%rcx,8), %rdx
-        bt %rax, %rdx
-        jc 6f
+        TEST_NR bh_tt_simple, 5f
+        jmp 6f
         /* Enter and exit both wanted (bh_tt_simple_exit), from a static
          * stub (its number at the site: the exit side knows it): RUN goes to
          * the stub's path that makes the call and then calls exit; SKIP runs
          * the exit hook here, on the skipped call's result, as the kernel's
          * sys_exit sees an overridden call. */
-        lea bh_tt_simple_exit(%rip), %rdx
-        mov (%rdx,%rcx,8), %rdx
-        bt %rax, %rdx
-        jnc 2f
+5:      TEST_NR bh_tt_simple_exit, 2f
         mov BH_TT_FRAME_INFO(%rbx), %rsi
         test $7, %rsi               /* a Site of the static path (not a tag, not dynamic) */
         jnz 2f
@@ -150,13 +169,9 @@ bh_tt_enter_asm:
         test %rcx, %rcx
         jz 2f
         mov BH_TT_SITE_ADDR(%rsi), %rax
-        mov %rax, BH_TT_FRAME_SITE(%rbx)
-        movq $1, BH_TT_FRAME_MECH(%rbx)   /* BH_TT_MECH_REL32, reserved 0 */
+        SET_SITE %rax, 1            /* BH_TT_MECH_REL32 */
         sub $16, %rsp
-        mov bh_tt_fast_user(%rip), %rdi
-        lea BH_TT_FRAME_CALL(%rbx), %rsi
-        mov %rsp, %rdx
-        call *BH_TT_HOOKS_ENTER(%rcx)
+        CALL_HOOK BH_TT_HOOKS_ENTER(%rcx)
         mov BH_TT_FRAME_INFO(%rbx), %rsi
         test %eax, %eax
         jnz 7f
@@ -164,10 +179,7 @@ bh_tt_enter_asm:
         mov %rax, BH_TT_FRAME_RET(%rbx)
         jmp 1f
 7:      mov bh_tt_fast_hooks(%rip), %rcx
-        mov bh_tt_fast_user(%rip), %rdi
-        lea BH_TT_FRAME_CALL(%rbx), %rsi
-        mov %rsp, %rdx
-        call *BH_TT_HOOKS_EXIT(%rcx)
+        CALL_HOOK BH_TT_HOOKS_EXIT(%rcx)
         mov (%rsp), %rax
         mov %rax, BH_TT_FRAME_NR(%rbx)
         mov BH_TT_FRAME_INFO(%rbx), %rsi
@@ -184,13 +196,9 @@ bh_tt_enter_asm:
          * makes the call, SKIP to its skip path. */
         and $-8, %rsi
         mov BH_TT_SITE_ADDR(%rsi), %rax
-        mov %rax, BH_TT_FRAME_SITE(%rbx)
-        movq $1, BH_TT_FRAME_MECH(%rbx)   /* BH_TT_MECH_REL32, reserved 0 */
-        sub $16, %rsp               /* int64_t ret, alignment kept */
-        mov bh_tt_fast_user(%rip), %rdi
-        lea BH_TT_FRAME_CALL(%rbx), %rsi
-        mov %rsp, %rdx
-        call *BH_TT_HOOKS_ENTER(%rcx)
+        SET_SITE %rax, 1            /* BH_TT_MECH_REL32 */
+        sub $16, %rsp
+        CALL_HOOK BH_TT_HOOKS_ENTER(%rcx)
         test %eax, %eax
         jz 1f
         mov (%rsp), %rax            /* BH_TT_SKIP: its result, and the skip path */
@@ -214,13 +222,9 @@ bh_tt_enter_asm:
         je 2f
         mov BH_TT_FRAME_ORIG-8(%rbx), %rax
         sub $2, %rax
-        mov %rax, BH_TT_FRAME_SITE(%rbx)
-        movq $2, BH_TT_FRAME_MECH(%rbx)   /* BH_TT_MECH_PAGE0, reserved 0 */
+        SET_SITE %rax, 2            /* BH_TT_MECH_PAGE0 */
         sub $16, %rsp
-        mov bh_tt_fast_user(%rip), %rdi
-        lea BH_TT_FRAME_CALL(%rbx), %rsi
-        mov %rsp, %rdx
-        call *BH_TT_HOOKS_ENTER(%rcx)
+        CALL_HOOK BH_TT_HOOKS_ENTER(%rcx)
         test %eax, %eax
         jnz 4f
         movq $0, BH_TT_FRAME_RCX(%rbx)
@@ -252,15 +256,8 @@ bh_tt_exit_asm:
         mov BH_TT_FRAME_INFO(%rbx), %rsi
         test $7, %rsi               /* a Site of the static path (tags have low bits) */
         jnz 2f
-        movslq BH_TT_SITE_NR(%rsi), %rax
-        cmp $BH_TT_MAX_NR, %rax     /* -1 (not known) is above too */
-        jae 2f
-        mov %rax, %rcx
-        shr $6, %rcx
-        lea bh_tt_simple_exit(%rip), %rdx
-        mov (%rdx,%rcx,8), %rdx
-        bt %rax, %rdx
-        jnc 2f
+        movslq BH_TT_SITE_NR(%rsi), %rax   /* -1 (not known) fails TEST_NR too */
+        TEST_NR bh_tt_simple_exit, 2f
         mov bh_tt_fast_hooks(%rip), %rcx
         test %rcx, %rcx
         jz 2f
@@ -272,12 +269,8 @@ bh_tt_exit_asm:
         mov %rdx, (%rsp)            /* int64_t ret: the call's result */
         mov %rax, BH_TT_FRAME_NR(%rbx)
         mov BH_TT_SITE_ADDR(%rsi), %rax
-        mov %rax, BH_TT_FRAME_SITE(%rbx)
-        movq $1, BH_TT_FRAME_MECH(%rbx)   /* BH_TT_MECH_REL32, reserved 0 */
-        mov bh_tt_fast_user(%rip), %rdi
-        lea BH_TT_FRAME_CALL(%rbx), %rsi
-        mov %rsp, %rdx
-        call *%r8
+        SET_SITE %rax, 1            /* BH_TT_MECH_REL32 */
+        CALL_HOOK %r8
         mov (%rsp), %rax
         mov %rax, BH_TT_FRAME_NR(%rbx)  /* rax: the result, maybe replaced */
         jmp 1f

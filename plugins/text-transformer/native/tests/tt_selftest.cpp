@@ -390,6 +390,38 @@ uint32_t mode_bits(const std::string &m) {
   return 0;
 }
 
+// Each shape before the `syscall` (tt_reg_test and its variants).
+struct Shape {
+  const char *name;
+  void (*fn)(const uint64_t *, uint64_t *);
+};
+const Shape kShapes[] = {
+    {"mov", tt_reg_test}, {"je", tt_reg_test_je}, {"rip-mov", tt_reg_test_ripmov}, {"rip-lea", tt_reg_test_lea}};
+
+// Runs one shape with patterned registers and checks what the kernel keeps
+// across a syscall: the GPRs, xmm0-15, the flags, the red zone (page 0's
+// `call` may take its return slot), the result.
+void run_shape(const Shape &sh, const std::string &tag, bool page0) {
+  uint64_t in[48], out[48];
+  for (int i = 0; i < 48; i++) in[i] = 0x1111111111111111ull * uint64_t(i % 15 + 1) + uint64_t(i);
+  memset(out, 0, sizeof out);
+  sh.fn(in, out);
+  bool regs = true;
+  for (int i = 0; i < 12; i++) regs &= out[2 + i] == in[i];
+  const unsigned flags = unsigned(out[0] & 0xff), of = unsigned(out[0] >> 8) & 1;
+  const unsigned rz = unsigned(out[0] >> 16) & 0xff, df = unsigned(out[0] >> 24) & 1;
+  check(regs, ("preserved GPRs intact" + tag).c_str());
+  check(!memcmp(in + 16, out + 16, 256), ("xmm0-15 intact" + tag).c_str());
+  check((flags & 0xc1) == 0x81 && of == 1 && df == 1, ("flags intact (SF CF OF DF set, ZF clear)" + tag).c_str(),
+        "ah %#x OF %u DF %u", flags, of, df);
+  if (page0)
+    check(rz <= 1, ("red zone: at most the return slot" + tag).c_str(), "%u words changed", rz);
+  else
+    check(rz == 0, ("red zone intact" + tag).c_str(), "%u words changed", rz);
+  // (the raw call: a traced getppid() here would count as the shape's)
+  check(int64_t(out[1]) == bh_tt_raw_syscall(SYS_getppid, 0, 0, 0, 0, 0, 0), ("result in rax" + tag).c_str());
+}
+
 int run_mode(const std::string &mode) {
   g_mode = mode;
   const uint32_t mech = mode_bits(mode);
@@ -485,40 +517,18 @@ int run_mode(const std::string &mode) {
   }
   // Each shape before the `syscall`; under auto and rel32 each must be
   // REL32-patched (the relocated je / RIP-relative ones included).
-  struct Shape {
-    const char *name;
-    void (*fn)(const uint64_t *, uint64_t *);
-  };
-  for (const Shape &sh : {Shape{"mov", tt_reg_test}, Shape{"je", tt_reg_test_je}, Shape{"rip-mov", tt_reg_test_ripmov},
-                          Shape{"rip-lea", tt_reg_test_lea}}) {
+  for (const Shape &sh : kShapes) {
     const std::string tag = std::string(" [") + sh.name + "]";
     run(("registers" + tag).c_str());
-    uint64_t in[48], out[48];
-    for (int i = 0; i < 48; i++) in[i] = 0x1111111111111111ull * uint64_t(i % 15 + 1) + uint64_t(i);
-    memset(out, 0, sizeof out);
     g_last_mech = 0;
     const uint64_t e0 = n_enter(SYS_getppid);
-    sh.fn(in, out);
-    bool regs = true;
-    for (int i = 0; i < 12; i++) regs &= out[2 + i] == in[i];
-    bool xmm = !memcmp(in + 16, out + 16, 256);
-    const unsigned flags = unsigned(out[0] & 0xff), of = unsigned(out[0] >> 8) & 1;
-    const unsigned rz = unsigned(out[0] >> 16) & 0xff, df = unsigned(out[0] >> 24) & 1;
+    run_shape(sh, tag, mode == "page0");
     const bool traced = n_enter(SYS_getppid) - e0 == 1;
     check(traced, ("own site traced exactly once" + tag).c_str(), "%llu",
           (unsigned long long)(n_enter(SYS_getppid) - e0));
     if (mech == 0 || mech == BH_TT_MECH_REL32)
       check(g_last_mech.load() == BH_TT_MECH_REL32, ("own site REL32-patched" + tag).c_str(), "mechanism %llu",
             (unsigned long long)g_last_mech.load());
-    check(regs, ("preserved GPRs intact" + tag).c_str());
-    check(xmm, ("xmm0-15 intact" + tag).c_str());
-    check((flags & 0xc1) == 0x81 && of == 1 && df == 1, ("flags intact (SF CF OF DF set, ZF clear)" + tag).c_str(),
-          "ah %#x OF %u DF %u", flags, of, df);
-    if (mode == "page0")
-      check(rz <= 1, ("red zone: at most the return slot" + tag).c_str(), "%u words changed", rz);
-    else
-      check(rz == 0, ("red zone intact" + tag).c_str(), "%u words changed", rz);
-    check(int64_t(out[1]) == getppid(), ("result in rax" + tag).c_str());
     if (traced && mech == 0)
       printf("note [%s]: own site%s delivered by mechanism %llu\n", mode.c_str(), tag.c_str(),
              (unsigned long long)g_last_mech.load());
@@ -793,41 +803,20 @@ int run_fast_mode(uint32_t mech, bool with_exit = false) {
   if (rc != 0) return 1;
   const uint32_t nrs[] = {SYS_getppid, SYS_getpid};
   bh_tt_set_interest(nrs, 2, 0);
-  struct Shape {
-    const char *name;
-    void (*fn)(const uint64_t *, uint64_t *);
-  };
-  for (const Shape &sh : {Shape{"mov", tt_reg_test}, Shape{"je", tt_reg_test_je}, Shape{"rip-mov", tt_reg_test_ripmov},
-                          Shape{"rip-lea", tt_reg_test_lea}}) {
+  for (const Shape &sh : kShapes) {
     const std::string tag = std::string(" [") + sh.name + "]";
     run(("registers" + tag).c_str());
-    uint64_t in[48], out[48];
-    for (int i = 0; i < 48; i++) in[i] = 0x1111111111111111ull * uint64_t(i % 15 + 1) + uint64_t(i);
-    memset(out, 0, sizeof out);
     g_fast_site = g_fast_mech = 0;
     const uint64_t e0 = __atomic_load_n(&g_fast_enter[SYS_getppid], __ATOMIC_RELAXED);
     const uint64_t x0 = __atomic_load_n(&g_fast_exit[SYS_getppid], __ATOMIC_RELAXED);
-    sh.fn(in, out);
+    run_shape(sh, tag, mech == BH_TT_MECH_PAGE0);
+    check(__atomic_load_n(&g_fast_enter[SYS_getppid], __ATOMIC_RELAXED) - e0 == 1,
+          ("own site traced exactly once" + tag).c_str());
     if (with_exit)
       check(__atomic_load_n(&g_fast_exit[SYS_getppid], __ATOMIC_RELAXED) - x0 == 1,
             ("own site's exit traced exactly once" + tag).c_str());
-    bool regs = true;
-    for (int i = 0; i < 12; i++) regs &= out[2 + i] == in[i];
-    const unsigned flags = unsigned(out[0] & 0xff), of = unsigned(out[0] >> 8) & 1;
-    const unsigned rz = unsigned(out[0] >> 16) & 0xff, df = unsigned(out[0] >> 24) & 1;
-    check(__atomic_load_n(&g_fast_enter[SYS_getppid], __ATOMIC_RELAXED) - e0 == 1,
-          ("own site traced exactly once" + tag).c_str());
     check(g_fast_mech == mech && g_fast_site != 0, ("its mechanism, with its site" + tag).c_str(),
           "mechanism %llu site %#llx", (unsigned long long)g_fast_mech, (unsigned long long)g_fast_site);
-    check(regs, ("preserved GPRs intact" + tag).c_str());
-    check(!memcmp(in + 16, out + 16, 256), ("xmm0-15 intact" + tag).c_str());
-    check((flags & 0xc1) == 0x81 && of == 1 && df == 1, ("flags intact (SF CF OF DF set, ZF clear)" + tag).c_str(),
-          "ah %#x OF %u DF %u", flags, of, df);
-    if (mech == BH_TT_MECH_PAGE0)
-      check(rz <= 1, ("red zone: at most the return slot" + tag).c_str(), "%u words changed", rz);
-    else
-      check(rz == 0, ("red zone intact" + tag).c_str(), "%u words changed", rz);
-    check(int64_t(out[1]) == getppid(), ("result in rax" + tag).c_str());
   }
   run("skip getpid");
   {
