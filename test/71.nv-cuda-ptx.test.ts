@@ -93,8 +93,8 @@ describe("71 nv-cuda: eBPF to PTX, insertion, ptxas", function () {
     const obj = loadObject(compileFixture("nv-cuda/gpu_features.bpf.c"));
     const out = instrumentPtx(nvccPtx("kernels.cu", 90), insertionsOf(obj), obj.maps);
     // features: cuda/vectorAdd; on_exit: cudaret/vector*; memory: kprobe/__memcapture (every kernel)
-    assert.deepEqual(out.kernels.get("_Z9vectorAddPKfS0_Pfi"), { entry: 1, exit: 1, memory: 1, memoryAccesses: 3 });
-    assert.deepEqual(out.kernels.get("_Z5scaleIfEvPT_S0_i"), { entry: 0, exit: 0, memory: 1, memoryAccesses: 2 });
+    assert.deepEqual(out.kernels.get("_Z9vectorAddPKfS0_Pfi"), { entry: 1, exit: 1, memory: 1, memoryAccesses: 3, memorySkipped: [] });
+    assert.deepEqual(out.kernels.get("_Z5scaleIfEvPT_S0_i"), { entry: 0, exit: 0, memory: 1, memoryAccesses: 2, memorySkipped: [] });
     assert.equal(out.kernels.size, 6, "memory capture goes into every kernel");
     const probe = loadObject(compileFixture("nv-cuda/cuda_probe.bpf.c"));
     const only = instrumentPtx(nvccPtx("kernels.cu", 90), insertionsOf(probe), probe.maps);
@@ -183,7 +183,7 @@ describe("71 nv-cuda: eBPF to PTX, insertion, ptxas", function () {
       { program: exitProg, kind: "exit", kernel: (n) => n === "multiRet" },
       { program: memProg, kind: "memory", kernel: (n) => n === "multiRet" },
     ]);
-    assert.deepEqual(out.kernels.get("multiRet"), { entry: 0, exit: 1, memory: 1, memoryAccesses: 3 });
+    assert.deepEqual(out.kernels.get("multiRet"), { entry: 0, exit: 1, memory: 1, memoryAccesses: 3, memorySkipped: [] });
     const calls = (out.ptx.match(/call \(bhr\), bh_guard_0/g) ?? []).length;
     assert.equal(calls, 3, "one exit probe per ret/exit");
     assert.match(out.ptx, /@!%p1 bra (\$__bh_skip\d+);\n(?:.*\n){6}\tret;\n\1:/, "a predicated ret: the probe and ret skipped together");
@@ -505,5 +505,14 @@ exit_label:
     // Labels and branch targets named like the instructions are not returns.
     const labels = `${header}.visible .entry labels()\n{\n\tbra exit_l;\nexit_l:\n\tret;\n}\n`;
     assert.equal(calls(instrumentModule(labels, { probes: [exitProbe], functions: PROBE }).ptx), 1);
+  });
+
+  it("a global access whose size the pass cannot tell is reported, not silently left without memory probes", () => {
+    const memProbe = { symbol: "probe_exit", kind: "memory" as const, kernel: () => true };
+    const mem = `${header}.visible .entry mem(\n\t.param .u64 p\n)\n{\n\t.reg .b64 %rd<3>;\n\t.reg .b32 %r<3>;\n\tld.param.u64 %rd1, [p];\n\tld.global.u32 %r1, [%rd1];\n\tld.global.e4m3x2 %r2, [%rd1+4];\n\tret;\n}\n`;
+    const out = instrumentModule(mem, { probes: [memProbe], functions: PROBE });
+    const k = out.kernels.get("mem")!;
+    assert.equal(k.memoryAccesses, 1, "the u32 load is captured");
+    assert.deepEqual(k.memorySkipped, [".entry mem: line 12: ld.global.e4m3x2 %r2, [%rd1+4];"]);
   });
 });

@@ -160,6 +160,7 @@ export const plugin = definePlugin<NvCudaPrivateData>({
     const programs = [...(byExe.get(exe) ?? []).filter((p) => !sameAttach(p)), insertion];
     try {
       const prepared = prepareModule({ exe: files, programs });
+      for (const w of prepared.warnings) host.log("warn", `${where}: ${w}`);
       byExe.set(exe, programs);
       return { ...data, prepared };
     } catch (err) {

@@ -106,6 +106,8 @@ export interface PreparedModule {
   /** This attachment's program (programKey()): the slot detach turns off. */
   readonly program: string;
   readonly description: string;
+  /** What the attach could not do as asked, for the log (memory accesses left without probes). */
+  readonly warnings: readonly string[];
 }
 
 /** One program to insert: what the attach gives, with its place and kernel selector. */
@@ -242,6 +244,7 @@ export function prepareModule(input: PrepareModuleInput): PreparedModule {
   if (!last) throw new Error("no program to insert");
   const all: string[] = [];
   const modules: InstrumentedModule[] = [];
+  const warnings: string[] = [];
   let anyPtx = false;
   paths.forEach((file, pathIndex) => {
     const ptxs = modulePtxs(file);
@@ -266,6 +269,11 @@ export function prepareModule(input: PrepareModuleInput): PreparedModule {
         .map((name) => ({ name, vaddr: objectSymbol(file, [name, `_ZL${name.length}${name}`]) }))
         .filter((v) => v.vaddr !== 0n);
       modules.push({ pathIndex, where: m.where, kernels, vars, slots: here.map(programKey), ptx: result.ptx });
+      for (const [name, k] of result.kernels) {
+        if (k.memorySkipped.length === 0) continue;
+        const more = k.memorySkipped.length > 1 ? ` (and ${k.memorySkipped.length - 1} more)` : "";
+        warnings.push(`kernel ${name} in ${m.where}: ${k.memorySkipped.length} global load(s)/store(s) of a type memory capture cannot size are not captured: ${k.memorySkipped[0]}${more}`);
+      }
     }
   });
   if (!anyPtx) {
@@ -284,6 +292,7 @@ export function prepareModule(input: PrepareModuleInput): PreparedModule {
     modules,
     program: programKey(last),
     description: `prog ${progs} on ${kernelNames.join(", ")}`,
+    warnings,
   };
 }
 

@@ -152,10 +152,21 @@ export interface InstrumentOptions {
   readonly functions: string;
 }
 
+/** What instrumentModule did to one kernel. */
+export interface KernelInstrumented {
+  readonly entry: number;
+  readonly exit: number;
+  readonly memory: number;
+  /** Global loads and stores given the memory probes. */
+  readonly memoryAccesses: number;
+  /** Global loads and stores left without them: a type whose size the pass cannot tell (fp8 forms ...). */
+  readonly memorySkipped: readonly string[];
+}
+
 export interface InstrumentResult {
   readonly ptx: string;
   /** Kernels changed, with the probes each got. */
-  readonly kernels: ReadonlyMap<string, { entry: number; exit: number; memory: number; memoryAccesses: number }>;
+  readonly kernels: ReadonlyMap<string, KernelInstrumented>;
 }
 
 const SCALAR_BYTES: Record<string, number> = { "8": 1, "16": 2, "32": 4, "64": 8, "128": 16 };
@@ -268,7 +279,7 @@ export function instrumentModule(ptx: string, options: InstrumentOptions): Instr
   if (info.addressSize !== undefined && info.addressSize !== 64) {
     throw new PtxInsertError(`.address_size ${info.addressSize}: only 64-bit modules are supported`);
   }
-  const kernels = new Map<string, { entry: number; exit: number; memory: number; memoryAccesses: number }>();
+  const kernels = new Map<string, KernelInstrumented>();
   let out = "";
   let pos = 0;
   let skip = 0;
@@ -280,7 +291,7 @@ export function instrumentModule(ptx: string, options: InstrumentOptions): Instr
     const memProbes = probes.filter((p) => p.kind === "memory").map((p) => p.symbol);
     const needed = slotsRead(probes);
     const wanted = (offset: number) => needed === undefined || needed.has(offset / 8);
-    const stats = { entry: entryProbes.length, exit: exitProbes.length, memory: memProbes.length, memoryAccesses: 0 };
+    const stats = { entry: entryProbes.length, exit: exitProbes.length, memory: memProbes.length, memoryAccesses: 0, memorySkipped: [] as string[] };
     const { lines, codes, numbers } = statementLines(ptx, blanked, entry);
     const result: string[] = [];
     let i = 0;
@@ -327,6 +338,7 @@ export function instrumentModule(ptx: string, options: InstrumentOptions): Instr
         const addrMatch = /\[([^\]]+)\]/.exec(operands!);
         const size = accessSize(opcode!);
         if (!addrMatch || size === undefined) {
+          stats.memorySkipped.push(`${where}: ${code.trim()}`);
           result.push(line);
           continue;
         }
