@@ -98,53 +98,43 @@ async function child(mech: string): Promise<void> {
   const emptyHits = () => (obj.map<BpfMap<number, Buffer>>(".bss").get(0) as unknown as Buffer).readBigUInt64LE(0);
   const enter = (syscall: string) => ({ type: "syscall_trace", data: { direction: "enter", syscall } });
 
-  // The transformer installed by a program on another call: getppid
-  // untraced. Paired like the traced rows: installed (untraced run), then
-  // uninstalled (its last attachment detached: a plain run), RUNS times.
-  const attachOther = () => raw.program("other").attach(enter("getpid"));
-  {
-    const untraced: number[] = [];
+  // Paired rounds: each run with the attachment is followed by one without
+  // it in the same process, and the row's added cost is the median of the
+  // differences. Runs minutes apart on this kind of machine differ by
+  // several ns (frequency, neighbours); pairs cancel that. `paired` false:
+  // the row's cost is against plain instead (under SUD, where the runs
+  // without a traced program trap too).
+  const run = async (key: string, attach: () => Promise<Link>, counter?: () => bigint, paired = mech !== "sud") => {
+    const traced: number[] = [];
     const diffs: number[] = [];
+    let fired = 0n;
+    loop.getppidLoop(Math.max(1, Math.floor(calls / 10))); // warm-up, without
     for (let r = 0; r < RUNS; r++) {
-      const link = await attachOther();
-      const u = loop.getppidLoop(calls);
+      const link = await attach();
+      const before = counter?.();
+      const t = loop.getppidLoop(calls);
+      if (counter !== undefined) fired += counter() - before!;
       link.detach();
-      untraced.push(u);
-      diffs.push(u - loop.getppidLoop(calls));
+      const u = loop.getppidLoop(calls);
+      traced.push(t);
+      diffs.push(t - u);
     }
-    rows.push({ key: "untraced", ns: median(untraced), iqr: relativeIqr(untraced), added: median(diffs) });
-  }
+    if (counter !== undefined && fired !== BigInt(RUNS * calls)) {
+      throw new Error(`${key}: the program ran ${fired} times for ${RUNS * calls} calls`);
+    }
+    rows.push({ key, ns: median(traced), iqr: relativeIqr(traced), added: paired ? median(diffs) : undefined });
+  };
+
+  // The transformer installed by a program on another call: getppid
+  // untraced, paired with runs after it was uninstalled (its last
+  // attachment detached: plain runs), under every mechanism.
+  const attachOther = () => raw.program("other").attach(enter("getpid"));
+  await run("untraced", attachOther, undefined, true);
   const other = await attachOther();
   let error: string | undefined;
   let stats;
   try {
     stats = syscallTraceStats(rt);
-    // Paired rounds: each traced run is followed by an untraced one in the
-    // same process (the program detached), and the row's added cost is the
-    // median of the differences. Runs minutes apart on this kind of machine
-    // differ by several ns (frequency, neighbours); pairs cancel that.
-    const run = async (key: string, attach: () => Promise<Link>, counter?: () => bigint) => {
-      const traced: number[] = [];
-      const diffs: number[] = [];
-      let fired = 0n;
-      loop.getppidLoop(Math.max(1, Math.floor(calls / 10))); // warm-up, untraced
-      for (let r = 0; r < RUNS; r++) {
-        const link = await attach();
-        const before = counter?.();
-        const t = loop.getppidLoop(calls);
-        if (counter !== undefined) fired += counter() - before!;
-        link.detach();
-        const u = loop.getppidLoop(calls);
-        traced.push(t);
-        diffs.push(t - u);
-      }
-      if (counter !== undefined && fired !== BigInt(RUNS * calls)) {
-        throw new Error(`${key}: the program ran ${fired} times for ${RUNS * calls} calls`);
-      }
-      // Under SUD the untraced runs trap too: there a row's cost is the trap
-      // and the program against plain.
-      rows.push({ key, ns: median(traced), iqr: relativeIqr(traced), added: mech === "sud" ? undefined : median(diffs) });
-    };
     await run("traced_empty", () => obj.program("empty").attach(enter("getppid")), emptyHits);
     await run("traced_raw_empty", () => raw.program("counting_empty").attach(enter("getppid")), hits);
     await run("traced_counter", () => obj.program("counter").attach(enter("getppid")), calls0);

@@ -138,10 +138,9 @@ inline void section_enter(Slot *s, uint64_t c) {
   if (__builtin_expect(g_reader_fence, 0)) std::atomic_thread_fence(std::memory_order_seq_cst);
 }
 
-inline void section_leave(Slot *s, uint64_t c) { s->ctr.store(c + 2, std::memory_order_release); }
-
-// The same, with the slot found again: the thread's slot cannot change while
-// it is inside (its odd counter keeps nested calls out).
+// Leaves with the slot found again (nothing need be kept across the runs):
+// the thread's slot cannot change while it is inside (its odd counter keeps
+// nested calls out).
 inline void section_leave_self() {
   Slot *s = tls_slot;
   s->ctr.store(s->ctr.load(std::memory_order_relaxed) + 1, std::memory_order_release);
@@ -258,7 +257,7 @@ inline bool plain(const List *all, const List *one) {
 
 // The calling thread's slot, or nullptr when this call is not to be traced
 // (a program of ours is running on the thread, or no slot is free).
-inline Slot *enter_slot(uint64_t *c) {
+inline Slot *enter_slot() {
   Slot *s = tls_slot;
   if (__builtin_expect(s == nullptr, 0)) {
     s = slot_claim();
@@ -267,9 +266,23 @@ inline Slot *enter_slot(uint64_t *c) {
       return nullptr;
     }
   }
-  *c = s->ctr.load(std::memory_order_relaxed);
-  if (*c & 1) return nullptr;
-  section_enter(s, *c);
+  const uint64_t c = s->ctr.load(std::memory_order_relaxed);
+  if (c & 1) return nullptr;
+  section_enter(s, c);
+  return s;
+}
+
+// Both hooks' start: nullptr when no program wants the call (two relaxed
+// loads) or it is not to be traced; else the slot, its section entered, and
+// the lists to run (either may be null).
+inline Slot *begin(uint32_t dir, uint64_t nr, const List **all, const List **one) {
+  if (g_all[dir].load(std::memory_order_relaxed) == nullptr &&
+      (nr >= BH_SC_MAX_NR || g_nr[dir][nr].load(std::memory_order_relaxed) == nullptr))
+    return nullptr;
+  Slot *s = enter_slot();
+  if (s == nullptr) return nullptr;
+  *all = g_all[dir].load(std::memory_order_acquire);
+  *one = nr < BH_SC_MAX_NR ? g_nr[dir][nr].load(std::memory_order_acquire) : nullptr;
   return s;
 }
 
@@ -290,25 +303,12 @@ __attribute__((noinline)) void run_plain_lists(const List *all, const List *one,
   if (one != nullptr) run_plain(one, ctx);
 }
 
-inline void fill_header(void *ctx, int64_t nr) {
-  auto *h = static_cast<bh_sc_sys_enter *>(ctx);
-  h->ent.type = 0;  // the kernel's event id: no tracefs here to number events
-  h->ent.flags = 0;
-  h->ent.preempt_count = 0;
-  Slot *s = tls_slot;
-  h->ent.pid = s != nullptr ? s->owner.load(std::memory_order_relaxed) : 0;
-  h->id = nr;
-}
-
-}  // namespace
-
-namespace {
-
 // Enter with a list that is not plain: a copied context, the probe bracket,
 // the vector guard where needed, overrides.
 __attribute__((noinline)) int enter_lists(const List *all, const List *one, const bh_tt_call *call, int64_t *ret) {
   alignas(16) bh_sc_sys_enter ctx;
-  fill_header(&ctx, int64_t(call->nr));
+  put_header(&ctx, tls_slot);
+  ctx.id = int64_t(call->nr);
   memcpy(ctx.args, call->args, sizeof ctx.args);
   CallState cs{call, 0, false, false, false};
   bh_probe_ctx pc{};
@@ -324,18 +324,24 @@ __attribute__((noinline)) int enter_lists(const List *all, const List *one, cons
   return BH_TT_RUN;
 }
 
+__attribute__((noinline)) void exit_lists(const List *all, const List *one, void *buf, const bh_tt_call *call,
+                                          int64_t *ret) {
+  CallState cs{call, *ret, true, false, false};
+  bh_probe_ctx pc{};
+  pc.regs = buf;
+  pc.ops = &kOps;
+  pc.opaque = &cs;
+  pc.nr_args = 0;
+  run_lists(all, one, buf, cs, pc);
+  if (cs.overridden) *ret = cs.ret;
+}
+
 }  // namespace
 
 int hook_enter(void *, const bh_tt_call *call, int64_t *ret) {
-  const uint64_t nr = call->nr;
-  if (g_all[BH_SC_ENTER].load(std::memory_order_relaxed) == nullptr &&
-      (nr >= BH_SC_MAX_NR || g_nr[BH_SC_ENTER][nr].load(std::memory_order_relaxed) == nullptr))
-    return BH_TT_RUN;
-  uint64_t c;
-  Slot *s = enter_slot(&c);
+  const List *all, *one;
+  Slot *s = begin(BH_SC_ENTER, call->nr, &all, &one);
   if (s == nullptr) return BH_TT_RUN;
-  const List *all = g_all[BH_SC_ENTER].load(std::memory_order_acquire);
-  const List *one = nr < BH_SC_MAX_NR ? g_nr[BH_SC_ENTER][nr].load(std::memory_order_acquire) : nullptr;
   if (!plain(all, one)) {
     const int action = enter_lists(all, one, call, ret);
     section_leave_self();
@@ -354,46 +360,22 @@ int hook_enter(void *, const bh_tt_call *call, int64_t *ret) {
   return BH_TT_RUN;
 }
 
-namespace {
-
-__attribute__((noinline)) void exit_lists(const List *all, const List *one, void *buf, const bh_tt_call *call,
-                                          int64_t *ret) {
-  CallState cs{call, *ret, true, false, false};
-  bh_probe_ctx pc{};
-  pc.regs = buf;
-  pc.ops = &kOps;
-  pc.opaque = &cs;
-  pc.nr_args = 0;
-  run_lists(all, one, buf, cs, pc);
-  if (cs.overridden) *ret = cs.ret;
-}
-
-}  // namespace
-
 void hook_exit(void *, const bh_tt_call *call, int64_t *ret) {
-  const uint64_t nr = call->nr;
-  if (g_all[BH_SC_EXIT].load(std::memory_order_relaxed) == nullptr &&
-      (nr >= BH_SC_MAX_NR || g_nr[BH_SC_EXIT][nr].load(std::memory_order_relaxed) == nullptr))
-    return;
-  uint64_t c;
-  Slot *s = enter_slot(&c);
+  const List *all, *one;
+  Slot *s = begin(BH_SC_EXIT, call->nr, &all, &one);
   if (s == nullptr) return;
-  const List *all = g_all[BH_SC_EXIT].load(std::memory_order_acquire);
-  const List *one = nr < BH_SC_MAX_NR ? g_nr[BH_SC_EXIT][nr].load(std::memory_order_acquire) : nullptr;
   // 64 bytes like an enter context: a program verified against the type's
   // widest layout (a config entry's attach) reads zeros past `ret`.
   alignas(16) unsigned char buf[BH_SC_CONTEXT_SIZE] = {};
   auto *ctx = reinterpret_cast<bh_sc_sys_exit *>(buf);
   put_header(buf, s);
-  ctx->id = int64_t(nr);
+  ctx->id = int64_t(call->nr);
   ctx->ret = *ret;
-  if (plain(all, one)) {
-    if (all != nullptr) run_plain(all, buf);
-    if (one != nullptr) run_plain(one, buf);
-  } else {
+  if (plain(all, one))
+    run_plain_lists(all, one, buf);
+  else
     exit_lists(all, one, buf, call, ret);
-  }
-  section_leave(s, c);
+  section_leave_self();
 }
 
 // ---- control path ------------------------------------------------------------------

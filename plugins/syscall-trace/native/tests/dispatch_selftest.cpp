@@ -511,16 +511,11 @@ struct PlainSeen {
   unsigned char bytes[64] = {};
 };
 PlainSeen g_plain[2];
-__attribute__((target("general-regs-only"))) uint64_t plain_jit0(void *ctx, size_t) {
-  g_plain[0].runs++;
-  g_plain[0].ctx = ctx;
-  memcpy(g_plain[0].bytes, ctx, 64);
-  return 0;
-}
-__attribute__((target("general-regs-only"))) uint64_t plain_jit1(void *ctx, size_t) {
-  g_plain[1].runs++;
-  g_plain[1].ctx = ctx;
-  memcpy(g_plain[1].bytes, ctx, 64);
+template <int I>
+__attribute__((target("general-regs-only"))) uint64_t plain_jit(void *ctx, size_t) {
+  g_plain[I].runs++;
+  g_plain[I].ctx = ctx;
+  memcpy(g_plain[I].bytes, ctx, 64);
   return 0;
 }
 
@@ -538,8 +533,8 @@ int attach_plain(bh_prog_jit_fn fn, uint32_t dir, uint32_t nr) {
 
 void test_plain_and_xmm() {
   // Enter: the context is the call frame itself; exit: a zero-padded copy.
-  const int e = attach_plain(plain_jit0, BH_SC_ENTER, SYS_gettid);
-  const int x = attach_plain(plain_jit1, BH_SC_EXIT, SYS_gettid);
+  const int e = attach_plain(plain_jit<0>, BH_SC_ENTER, SYS_gettid);
+  const int x = attach_plain(plain_jit<1>, BH_SC_EXIT, SYS_gettid);
   CHECK(e >= 0 && x >= 0);
   bh_tt_call_frame cf{};
   cf.headroom = 0x5a5a5a5a5a5a5a5aull;

@@ -180,12 +180,7 @@ bh_tt_enter_asm:
         jmp 1f
 7:      mov bh_tt_fast_hooks(%rip), %rcx
         CALL_HOOK BH_TT_HOOKS_EXIT(%rcx)
-        mov (%rsp), %rax
-        mov %rax, BH_TT_FRAME_NR(%rbx)
-        mov BH_TT_FRAME_INFO(%rbx), %rsi
-        mov BH_TT_SITE_STUB_SKIP(%rsi), %rax
-        mov %rax, BH_TT_FRAME_RET(%rbx)
-        jmp 1f
+        jmp 8f                      /* the stub's skip path, as below */
 6:      mov bh_tt_fast_hooks(%rip), %rcx
         test %rcx, %rcx
         jz 2f
@@ -201,7 +196,7 @@ bh_tt_enter_asm:
         CALL_HOOK BH_TT_HOOKS_ENTER(%rcx)
         test %eax, %eax
         jz 1f
-        mov (%rsp), %rax            /* BH_TT_SKIP: its result, and the skip path */
+8:      mov (%rsp), %rax            /* BH_TT_SKIP: its result, and the skip path */
         mov %rax, BH_TT_FRAME_NR(%rbx)
         mov BH_TT_FRAME_INFO(%rbx), %rsi
         and $-8, %rsi
